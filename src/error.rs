@@ -1,0 +1,52 @@
+//! The one error type of the crate: every variant names the parameter, file or position at fault.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong when the caller hands the engine bad input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A hyper-parameter is outside its domain.
+    #[error("invalid hyper-parameter `{name}` = {value}: {reason}")]
+    InvalidHyperParameter { name: &'static str, value: f64, reason: &'static str },
+
+    /// A vector or matrix does not have the length or shape the model needs.
+    #[error("shape mismatch for `{what}`: expected {expected}, got {got}")]
+    ShapeMismatch { what: &'static str, expected: String, got: String },
+
+    /// The data set has no examples or no features.
+    #[error("empty data set: {what}")]
+    EmptyData { what: &'static str },
+
+    /// A NaN or infinity in an input. `row` and `column` use the layout the caller gave.
+    #[error("non-finite value {value} in {what} at row {row}, column {column}")]
+    NonFiniteData { what: &'static str, row: usize, column: usize, value: f64 },
+
+    /// A NaN or infinity in the parameter vector, with its position in the UFLDL layout.
+    #[error("non-finite value {value} in theta at index {index} ({block}[{row}, {column}])")]
+    NonFiniteTheta { index: usize, block: &'static str, row: usize, column: usize, value: f64 },
+
+    /// Some hidden unit's average activation is 0 or 1 in the working precision, where the
+    /// KL penalty and its derivative are infinite.
+    #[error(
+        "hidden unit {unit} has average activation rho_hat = {rho_hat:e}, saturated at {}; the KL \
+         sparsity penalty is infinite there (weights too large, or use f64)",
+        if *rho_hat <= 0.5 { "0" } else { "1" }
+    )]
+    SaturatedActivation { unit: usize, rho_hat: f64 },
+
+    /// The caller asked for kernels of an instruction set this CPU lacks.
+    #[error("instruction set {isa} is not supported by this CPU")]
+    UnsupportedIsa { isa: &'static str },
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    /// A file exists but its contents are not what was expected.
+    #[error("{path}: {reason}")]
+    BadFile { path: PathBuf, reason: String },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,99 @@
+//! Hyper-parameters of the UFLDL sparse autoencoder (SPEC §1), validated on construction.
+
+use crate::error::{Error, Result};
+
+/// Validated hyper-parameters: `n` visible units, `h` hidden units, weight decay `λ`, sparsity
+/// weight `β` and sparsity target `ρ`. Build with [`HyperParams::builder`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HyperParams {
+    visible: usize,
+    hidden: usize,
+    lambda: f64,
+    beta: f64,
+    rho: f64,
+}
+
+/// Builder of [`HyperParams`]; unset values take the UFLDL natural-image defaults
+/// (`λ = 1e-4`, `β = 3`, `ρ = 0.01`).
+#[derive(Debug, Clone, Copy)]
+pub struct HyperParamsBuilder {
+    visible: usize,
+    hidden: usize,
+    lambda: f64,
+    beta: f64,
+    rho: f64,
+}
+
+impl HyperParams {
+    /// Starts a builder for `visible` (`n`) inputs and `hidden` (`h`) hidden units.
+    pub fn builder(visible: usize, hidden: usize) -> HyperParamsBuilder {
+        HyperParamsBuilder { visible, hidden, lambda: 1e-4, beta: 3.0, rho: 0.01 }
+    }
+
+    /// `n`, the number of visible (input and output) units.
+    pub fn visible(&self) -> usize {
+        self.visible
+    }
+
+    /// `h`, the number of hidden units.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// `λ`, the weight-decay coefficient.
+    pub fn lambda(&self) -> f64 {
+        self.lambda
+    }
+
+    /// `β`, the weight of the KL sparsity penalty.
+    pub fn beta(&self) -> f64 {
+        self.beta
+    }
+
+    /// `ρ`, the target average activation of each hidden unit.
+    pub fn rho(&self) -> f64 {
+        self.rho
+    }
+}
+
+impl HyperParamsBuilder {
+    /// `λ ≥ 0`, the weight-decay coefficient.
+    pub fn lambda(mut self, lambda: f64) -> Self {
+        self.lambda = lambda;
+        self
+    }
+
+    /// `β ≥ 0`, the weight of the sparsity penalty.
+    pub fn beta(mut self, beta: f64) -> Self {
+        self.beta = beta;
+        self
+    }
+
+    /// `0 < ρ < 1`, the sparsity target.
+    pub fn rho(mut self, rho: f64) -> Self {
+        self.rho = rho;
+        self
+    }
+
+    /// Checks every value; the error names the first one at fault.
+    pub fn build(self) -> Result<HyperParams> {
+        let invalid = |name, value, reason| Err(Error::InvalidHyperParameter { name, value, reason });
+        if self.visible == 0 {
+            return invalid("visible", 0.0, "must be at least 1");
+        }
+        if self.hidden == 0 {
+            return invalid("hidden", 0.0, "must be at least 1");
+        }
+        if !(self.lambda.is_finite() && self.lambda >= 0.0) {
+            return invalid("lambda", self.lambda, "must be finite and ≥ 0");
+        }
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return invalid("beta", self.beta, "must be finite and ≥ 0");
+        }
+        if !(self.rho > 0.0 && self.rho < 1.0) {
+            return invalid("rho", self.rho, "must lie strictly between 0 and 1");
+        }
+        let HyperParamsBuilder { visible, hidden, lambda, beta, rho } = self;
+        Ok(HyperParams { visible, hidden, lambda, beta, rho })
+    }
+}
