@@ -43,47 +43,32 @@ unsafe fn sigmoid<V: Lanes>(z: V) -> V {
     one.div(one.add(z.neg().exp()))
 }
 
-/// Runs `body` over `WIDTH`-wide vectors of `a` and, when given, the equal-length `b`; then
-/// once over the tail, zero-padded in stack buffers. `body` gets the number of valid lanes; its
-/// second pointer is null when `b` is `None`.
+// No closures below: a closure is compiled as a function of its own, without the caller's
+// `#[target_feature]`, and the intrinsics inside it would not be inlined.
+
+/// Loads `src` (shorter than `WIDTH`) into the low lanes of a vector, zeros above.
 #[inline(always)]
-unsafe fn for_each_vector<V: Lanes>(
-    a: &mut [V::Elem],
-    b: Option<&[V::Elem]>,
-    mut body: impl FnMut(*mut V::Elem, *const V::Elem, usize),
-) {
-    let len = a.len();
-    debug_assert!(b.is_none_or(|b| b.len() == len));
-    let body_len = len - len % V::WIDTH;
-    let pa = a.as_mut_ptr();
-    let pb = b.map_or(std::ptr::null(), <[V::Elem]>::as_ptr);
-    let mut i = 0;
-    while i < body_len {
-        body(pa.add(i), if pb.is_null() { pb } else { pb.add(i) }, V::WIDTH);
-        i += V::WIDTH;
-    }
-    let tail = len - body_len;
-    if tail > 0 {
-        // 16 lanes: the widest vector of the supported instruction sets.
-        let mut buf_a = [<V::Elem as Default>::default(); 16];
-        let mut buf_b = [<V::Elem as Default>::default(); 16];
-        buf_a[..tail].copy_from_slice(&a[body_len..]);
-        if let Some(b) = b {
-            buf_b[..tail].copy_from_slice(&b[body_len..]);
-        }
-        let pb_tail = if pb.is_null() { pb } else { buf_b.as_ptr() };
-        body(buf_a.as_mut_ptr(), pb_tail, tail);
-        a[body_len..].copy_from_slice(&buf_a[..tail]);
-    }
+unsafe fn load_partial<V: Lanes>(src: &[V::Elem]) -> V {
+    let mut buf = [<V::Elem as Default>::default(); MAX_WIDTH];
+    buf[..src.len()].copy_from_slice(src);
+    V::load(buf.as_ptr())
 }
 
-/// Sums the first `valid` lanes of `v` into `acc`: all of them for a full vector.
+/// Stores the low `dst.len()` lanes of `v` into `dst`.
 #[inline(always)]
-unsafe fn accumulate<V: Lanes>(acc: V::Acc, v: V, valid: usize) -> V::Acc {
-    if valid == V::WIDTH {
-        return V::acc_add(acc, v);
-    }
-    let mut lanes = [<V::Elem as Default>::default(); 16];
+unsafe fn store_partial<V: Lanes>(v: V, dst: &mut [V::Elem]) {
+    let mut buf = [<V::Elem as Default>::default(); MAX_WIDTH];
+    v.store(buf.as_mut_ptr());
+    dst.copy_from_slice(&buf[..dst.len()]);
+}
+
+/// The widest vector of the supported instruction sets, in elements.
+const MAX_WIDTH: usize = 16;
+
+/// Adds the first `valid` lanes of `v` to `acc`.
+#[inline(always)]
+unsafe fn accumulate_partial<V: Lanes>(acc: V::Acc, v: V, valid: usize) -> V::Acc {
+    let mut lanes = [<V::Elem as Default>::default(); MAX_WIDTH];
     v.store(lanes.as_mut_ptr());
     lanes[valid..V::WIDTH].fill(<V::Elem as Default>::default());
     V::acc_add(acc, V::load(lanes.as_ptr()))
@@ -91,32 +76,37 @@ unsafe fn accumulate<V: Lanes>(acc: V::Acc, v: V, valid: usize) -> V::Acc {
 
 #[inline(always)]
 pub(crate) unsafe fn exp<V: Lanes>(v: &mut [V::Elem]) {
-    let len = v.len();
-    let body_len = len - len % V::WIDTH;
+    let body = v.len() - v.len() % V::WIDTH;
     let p = v.as_mut_ptr();
-    let mut i = 0;
-    while i < body_len {
+    for i in (0..body).step_by(V::WIDTH) {
         V::load(p.add(i)).exp().store(p.add(i));
-        i += V::WIDTH;
     }
-    for x in &mut v[body_len..] {
-        let mut buf = [*x; 16];
-        V::load(buf.as_ptr()).exp().store(buf.as_mut_ptr());
-        *x = buf[0];
+    let tail = &mut v[body..];
+    if !tail.is_empty() {
+        store_partial(load_partial::<V>(tail).exp(), tail);
     }
 }
 
 #[inline(always)]
 pub(crate) unsafe fn sigmoid_sum<V: Lanes>(z: &mut [V::Elem]) -> f64 {
-    let mut acc = V::acc_zero();
-    for_each_vector::<V>(z, None, |pz, _, valid| {
-        let a = sigmoid(V::load(pz));
-        a.store(pz);
-        acc = accumulate(acc, a, valid);
-    });
-    V::acc_sum(acc)
+    let mut sum = V::acc_zero();
+    let body = z.len() - z.len() % V::WIDTH;
+    let p = z.as_mut_ptr();
+    for i in (0..body).step_by(V::WIDTH) {
+        let a = sigmoid(V::load(p.add(i)));
+        a.store(p.add(i));
+        sum = V::acc_add(sum, a);
+    }
+    let tail = &mut z[body..];
+    if !tail.is_empty() {
+        let a = sigmoid(load_partial::<V>(tail));
+        store_partial(a, tail);
+        sum = accumulate_partial(sum, a, tail.len());
+    }
+    V::acc_sum(sum)
 }
 
+/// `(delta3, a3 − x)` for `z3`, `x`.
 #[inline(always)]
 unsafe fn output_delta<V: Lanes>(z: V, x: V) -> (V, V) {
     let one = V::splat(<V::Elem as num_traits::One>::one());
@@ -129,38 +119,45 @@ unsafe fn output_delta<V: Lanes>(z: V, x: V) -> (V, V) {
 pub(crate) unsafe fn output_delta_row<V: Lanes>(z: &mut [V::Elem], x: &[V::Elem]) -> (f64, f64) {
     assert_eq!(z.len(), x.len());
     let (mut squared_error, mut delta_sum) = (V::acc_zero(), V::acc_zero());
-    for_each_vector::<V>(z, Some(x), |pz, px, valid| {
-        let (delta, diff) = output_delta(V::load(pz), V::load(px));
-        delta.store(pz);
-        squared_error = accumulate(squared_error, diff.mul(diff), valid);
-        delta_sum = accumulate(delta_sum, delta, valid);
-    });
+    let body = z.len() - z.len() % V::WIDTH;
+    let (pz, px) = (z.as_mut_ptr(), x.as_ptr());
+    for i in (0..body).step_by(V::WIDTH) {
+        let (delta, diff) = output_delta(V::load(pz.add(i)), V::load(px.add(i)));
+        delta.store(pz.add(i));
+        squared_error = V::acc_add(squared_error, diff.mul(diff));
+        delta_sum = V::acc_add(delta_sum, delta);
+    }
+    let tail = &mut z[body..];
+    if !tail.is_empty() {
+        let (delta, diff) = output_delta(load_partial::<V>(tail), load_partial::<V>(&x[body..]));
+        store_partial(delta, tail);
+        squared_error = accumulate_partial(squared_error, diff.mul(diff), tail.len());
+        delta_sum = accumulate_partial(delta_sum, delta, tail.len());
+    }
     (V::acc_sum(squared_error), V::acc_sum(delta_sum))
 }
 
 #[inline(always)]
-pub(crate) unsafe fn output_delta_col<V: Lanes>(
-    z: &mut [V::Elem],
-    x: &[V::Elem],
-    delta_sums: &mut [f64],
-) -> f64 {
+pub(crate) unsafe fn output_delta_col<V: Lanes>(z: &mut [V::Elem], x: &[V::Elem], delta_sums: &mut [f64]) -> f64 {
     assert!(z.len() == x.len() && z.len() == delta_sums.len());
     let mut squared_error = V::acc_zero();
-    let sums = delta_sums.as_mut_ptr();
-    let mut offset = 0;
-    for_each_vector::<V>(z, Some(x), |pz, px, valid| {
-        let (delta, diff) = output_delta(V::load(pz), V::load(px));
-        delta.store(pz);
-        squared_error = accumulate(squared_error, diff.mul(diff), valid);
-        if valid == V::WIDTH {
-            V::add_to_f64(delta, sums.add(offset));
-        } else {
-            for k in 0..valid {
-                *sums.add(offset + k) += (*pz.add(k)).as_f64();
-            }
+    let body = z.len() - z.len() % V::WIDTH;
+    let (pz, px, ps) = (z.as_mut_ptr(), x.as_ptr(), delta_sums.as_mut_ptr());
+    for i in (0..body).step_by(V::WIDTH) {
+        let (delta, diff) = output_delta(V::load(pz.add(i)), V::load(px.add(i)));
+        delta.store(pz.add(i));
+        squared_error = V::acc_add(squared_error, diff.mul(diff));
+        V::add_to_f64(delta, ps.add(i));
+    }
+    let tail = &mut z[body..];
+    if !tail.is_empty() {
+        let (delta, diff) = output_delta(load_partial::<V>(tail), load_partial::<V>(&x[body..]));
+        store_partial(delta, tail);
+        squared_error = accumulate_partial(squared_error, diff.mul(diff), tail.len());
+        for (sum, d) in delta_sums[body..].iter_mut().zip(tail.iter()) {
+            *sum += d.as_f64();
         }
-        offset += valid;
-    });
+    }
     V::acc_sum(squared_error)
 }
 
@@ -169,11 +166,20 @@ pub(crate) unsafe fn hidden_delta_sum<V: Lanes>(p: &mut [V::Elem], a2: &[V::Elem
     assert_eq!(p.len(), a2.len());
     let one = V::splat(<V::Elem as num_traits::One>::one());
     let mut sum = V::acc_zero();
-    for_each_vector::<V>(p, Some(a2), |pp, pa, valid| {
-        let a = V::load(pa);
-        let delta = V::load(pp).mul(a).mul(one.sub(a));
-        delta.store(pp);
-        sum = accumulate(sum, delta, valid);
-    });
+    let body = p.len() - p.len() % V::WIDTH;
+    let (pp, pa) = (p.as_mut_ptr(), a2.as_ptr());
+    for i in (0..body).step_by(V::WIDTH) {
+        let a = V::load(pa.add(i));
+        let delta = V::load(pp.add(i)).mul(a).mul(one.sub(a));
+        delta.store(pp.add(i));
+        sum = V::acc_add(sum, delta);
+    }
+    let tail = &mut p[body..];
+    if !tail.is_empty() {
+        let a = load_partial::<V>(&a2[body..]);
+        let delta = load_partial::<V>(tail).mul(a).mul(one.sub(a));
+        store_partial(delta, tail);
+        sum = accumulate_partial(sum, delta, tail.len());
+    }
     V::acc_sum(sum)
 }
