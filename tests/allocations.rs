@@ -1,0 +1,52 @@
+//! Repeated evaluations reuse the objective's workspace: after the first, the engine allocates
+//! nothing. (`matrixmultiply` allocates its own packing buffer inside each GEMM call; that is
+//! the only allocation allowed, at most one per GEMM.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sae::{Backend, Dataset, HyperParams, Objective, Parameters};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn evaluations_after_the_first_allocate_nothing_beyond_the_gemm_back_end() {
+    let (n, h, m, block) = (40, 12, 3000, 128);
+    let values: Vec<f32> = (0..m * n).map(|i| 0.1 + 0.8 * ((i * 7919) % 997) as f32 / 997.0).collect();
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let hyper = HyperParams::builder(n, h).rho(0.1).build().unwrap();
+    let theta = Parameters::<f32>::init(n, h, 3);
+    let mut grad = vec![0.0; theta.theta().len()];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for &backend in Backend::ALL {
+        let mut objective = Objective::new(hyper, data).unwrap().with_backend(backend).with_block_size(block).unwrap();
+        let gemm_calls = 5 * m.div_ceil(block);
+        let allowed = match backend {
+            Backend::MatrixMultiply => gemm_calls,
+            #[cfg(feature = "openblas")]
+            Backend::OpenBlas => 0,
+        };
+        pool.install(|| {
+            objective.evaluate(theta.theta(), &mut grad).unwrap();
+            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            objective.evaluate(theta.theta(), &mut grad).unwrap();
+            let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+            assert!(allocated <= allowed, "{backend:?}: {allocated} allocations in one evaluation, {allowed} allowed");
+        });
+    }
+}
