@@ -20,6 +20,7 @@
 #[cfg(feature = "openblas")]
 extern crate blas_src;
 
+pub mod cli;
 pub mod data;
 pub mod error;
 pub mod gemm;

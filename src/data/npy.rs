@@ -1,1 +1,86 @@
-//! `.npy` files in and out (float32 or float64), with atomic writes.
+//! `.npy` files in and out: float32 or float64 in C or Fortran order on input, converted to
+//! the working precision; atomic writes (a temporary file in the same directory, then rename),
+//! so an interrupted write never leaves a truncated file in place of a good one.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+
+use ndarray::{Array2, ArrayD, Ix2};
+use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+
+fn bad_file(path: &Path, reason: impl Into<String>) -> Error {
+    Error::BadFile { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Reads a float32 or float64 array of any shape and converts it to `T`.
+fn read_any<T: Real>(path: &Path) -> Result<ArrayD<T>> {
+    let open = || File::open(path).map(BufReader::new).map_err(|source| Error::Io { path: path.to_path_buf(), source });
+    let describe = |e: ReadNpyError| match e {
+        ReadNpyError::WrongDescriptor(d) => bad_file(path, format!("unsupported dtype {d}: expected float32 or float64 ('<f4' or '<f8')")),
+        ReadNpyError::MissingData => bad_file(path, "truncated: the file holds fewer values than its header's shape"),
+        ReadNpyError::ExtraBytes(n) => bad_file(path, format!("{n} bytes after the data its header describes")),
+        other => bad_file(path, format!("not a valid .npy file: {other}")),
+    };
+    match ArrayD::<f64>::read_npy(open()?) {
+        Ok(a) => Ok(a.mapv(T::cast)),
+        Err(ReadNpyError::WrongDescriptor(_)) => {
+            ArrayD::<f32>::read_npy(open()?).map(|a| a.mapv(|v| T::cast(v as f64))).map_err(describe)
+        }
+        Err(e) => Err(describe(e)),
+    }
+}
+
+/// A 2-D array (e.g. `m×n`, rows are examples) from a float32/float64 `.npy` file.
+pub fn read_matrix<T: Real>(path: &Path) -> Result<Array2<T>> {
+    let array = read_any::<T>(path)?;
+    let shape = array.shape().to_vec();
+    array.into_dimensionality::<Ix2>().map_err(|_| bad_file(path, format!("expected a 2-D array, found shape {shape:?}")))
+}
+
+/// A vector from a float32/float64 `.npy` file: 1-D, or 2-D with a single column or row
+/// (as MATLAB or numpy code often saves `theta`).
+pub fn read_vector<T: Real>(path: &Path) -> Result<Vec<T>> {
+    let array = read_any::<T>(path)?;
+    let shape = array.shape().to_vec();
+    let is_vector = shape.len() == 1 || (shape.len() == 2 && (shape[0] == 1 || shape[1] == 1));
+    if !is_vector {
+        return Err(bad_file(path, format!("expected a vector (1-D, or 2-D with one column), found shape {shape:?}")));
+    }
+    Ok(array.iter().copied().collect())
+}
+
+/// Writes `values` as a 1-D `.npy` file, atomically.
+pub fn write_vector<T: Real>(path: &Path, values: &[T]) -> Result<()> {
+    write_atomically(path, |w| ndarray::aview1(values).write_npy(w).map_err(|e| e.to_string()))
+}
+
+/// Writes a 2-D array as a `.npy` file, atomically.
+pub fn write_matrix<T: Real>(path: &Path, array: &Array2<T>) -> Result<()> {
+    write_atomically(path, |w| array.write_npy(w).map_err(|e| e.to_string()))
+}
+
+/// Writes through `write` into a temporary file beside `path`, flushes and syncs it, then
+/// renames it over `path`. On any failure `path` is untouched and the temporary file removed.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<&mut File>) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new().prefix(".sae-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
+    {
+        let mut w = BufWriter::new(tmp.as_file_mut());
+        write(&mut w).map_err(|reason| bad_file(path, format!("write failed: {reason}")))?;
+        w.flush().map_err(io)?;
+    }
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
