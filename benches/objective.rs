@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
@@ -112,7 +112,8 @@ fn split_columns<'a, T>(mut buf: &'a mut [T], rows: usize, bounds: &[(usize, usi
 
 fn bench_shape<T: Real>(c: &mut Criterion, shape: &Shape) {
     let values = data::<T>(shape);
-    let hyper = HyperParams::builder(shape.n, shape.h).lambda(shape.lambda).beta(shape.beta).rho(shape.rho).build().unwrap();
+    let hyper =
+        HyperParams::builder(shape.n, shape.h).lambda(shape.lambda).beta(shape.beta).rho(shape.rho).build().unwrap();
     let theta = Parameters::<T>::init(shape.n, shape.h, 1);
     let mut grad = vec![T::zero(); theta.theta().len()];
 
@@ -120,6 +121,10 @@ fn bench_shape<T: Real>(c: &mut Criterion, shape: &Shape) {
     group.throughput(Throughput::Elements(shape.m as u64));
     let big = gemm_flops(shape) > 10_000_000_000;
     group.sample_size(if big { 10 } else { 30 });
+    if big {
+        // One evaluation per sample: criterion's default linear sampling would run 55.
+        group.sampling_mode(SamplingMode::Flat);
+    }
     group.warm_up_time(Duration::from_secs(if big { 1 } else { 2 }));
     group.measurement_time(Duration::from_secs(if big { 10 } else { 5 }));
     for &backend in Backend::ALL {

@@ -45,10 +45,20 @@ pub trait Real:
     #[allow(clippy::too_many_arguments)]
     #[doc(hidden)]
     unsafe fn matrixmultiply_gemm(
-        m: usize, k: usize, n: usize, alpha: Self,
-        a: *const Self, rsa: isize, csa: isize,
-        b: *const Self, rsb: isize, csb: isize,
-        beta: Self, c: *mut Self, rsc: isize, csc: isize,
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
     );
 
     /// CBLAS column-major GEMM for this type (`cblas_sgemm`/`cblas_dgemm`).
@@ -59,10 +69,19 @@ pub trait Real:
     #[allow(clippy::too_many_arguments)]
     #[doc(hidden)]
     unsafe fn cblas_gemm(
-        transa: cblas_sys::CBLAS_TRANSPOSE, transb: cblas_sys::CBLAS_TRANSPOSE,
-        m: i32, n: i32, k: i32, alpha: Self,
-        a: *const Self, lda: i32, b: *const Self, ldb: i32,
-        beta: Self, c: *mut Self, ldc: i32,
+        transa: cblas_sys::CBLAS_TRANSPOSE,
+        transb: cblas_sys::CBLAS_TRANSPOSE,
+        m: i32,
+        n: i32,
+        k: i32,
+        alpha: Self,
+        a: *const Self,
+        lda: i32,
+        b: *const Self,
+        ldb: i32,
+        beta: Self,
+        c: *mut Self,
+        ldc: i32,
     );
 }
 
@@ -89,24 +108,55 @@ macro_rules! impl_real {
             }
 
             unsafe fn matrixmultiply_gemm(
-                m: usize, k: usize, n: usize, alpha: Self,
-                a: *const Self, rsa: isize, csa: isize,
-                b: *const Self, rsb: isize, csb: isize,
-                beta: Self, c: *mut Self, rsc: isize, csc: isize,
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: *const Self,
+                rsa: isize,
+                csa: isize,
+                b: *const Self,
+                rsb: isize,
+                csb: isize,
+                beta: Self,
+                c: *mut Self,
+                rsc: isize,
+                csc: isize,
             ) {
                 matrixmultiply::$mm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
             }
 
             #[cfg(feature = "openblas")]
             unsafe fn cblas_gemm(
-                transa: cblas_sys::CBLAS_TRANSPOSE, transb: cblas_sys::CBLAS_TRANSPOSE,
-                m: i32, n: i32, k: i32, alpha: Self,
-                a: *const Self, lda: i32, b: *const Self, ldb: i32,
-                beta: Self, c: *mut Self, ldc: i32,
+                transa: cblas_sys::CBLAS_TRANSPOSE,
+                transb: cblas_sys::CBLAS_TRANSPOSE,
+                m: i32,
+                n: i32,
+                k: i32,
+                alpha: Self,
+                a: *const Self,
+                lda: i32,
+                b: *const Self,
+                ldb: i32,
+                beta: Self,
+                c: *mut Self,
+                ldc: i32,
             ) {
                 cblas_sys::$cblas(
                     cblas_sys::CBLAS_LAYOUT::CblasColMajor,
-                    transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                    transa,
+                    transb,
+                    m,
+                    n,
+                    k,
+                    alpha,
+                    a,
+                    lda,
+                    b,
+                    ldb,
+                    beta,
+                    c,
+                    ldc,
                 )
             }
         }

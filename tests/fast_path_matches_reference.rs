@@ -27,7 +27,14 @@ fn reference_result(case: &Case, values: &[f64], theta: &[f64]) -> (f64, Vec<f64
     reference::cost_and_gradient(&hyper(case.n, case.h), &data, theta).unwrap()
 }
 
-fn fast_f64(case: &Case, data: Dataset<'_, f64>, theta: &[f64], backend: Backend, isa: Isa, block: usize) -> (f64, Vec<f64>) {
+fn fast_f64(
+    case: &Case,
+    data: Dataset<'_, f64>,
+    theta: &[f64],
+    backend: Backend,
+    isa: Isa,
+    block: usize,
+) -> (f64, Vec<f64>) {
     let mut objective = Objective::new(hyper(case.n, case.h), data)
         .unwrap()
         .with_backend(backend)
@@ -63,7 +70,10 @@ fn f64_matches_reference_to_1e_12_for_every_layout_backend_and_isa() {
                         let grad_error = relative_error(&grad, &ref_grad);
                         let context = format!(
                             "n={} h={} m={} {backend:?} {isa:?} block={block} {:?}",
-                            case.n, case.h, case.m, data.layout()
+                            case.n,
+                            case.h,
+                            case.m,
+                            data.layout()
                         );
                         assert!(cost_error <= 1e-12, "{context}: cost error {cost_error:e}");
                         assert!(grad_error <= 1e-12, "{context}: gradient error {grad_error:e}");
@@ -85,11 +95,8 @@ fn f32_matches_f64_reference_to_1e_4() {
         for &backend in Backend::ALL {
             for isa in supported_isas() {
                 let data = Dataset::examples_by_features(&values32, case.m, case.n).unwrap();
-                let mut objective = Objective::new(hyper(case.n, case.h), data)
-                    .unwrap()
-                    .with_backend(backend)
-                    .with_isa(isa)
-                    .unwrap();
+                let mut objective =
+                    Objective::new(hyper(case.n, case.h), data).unwrap().with_backend(backend).with_isa(isa).unwrap();
                 let mut grad = vec![f32::NAN; theta.len()];
                 let cost = objective.evaluate(&theta32, &mut grad).unwrap();
                 let grad: Vec<f64> = grad.iter().map(|&g| g as f64).collect();

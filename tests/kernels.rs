@@ -14,7 +14,11 @@ fn vector_sets<T: Real>() -> Vec<Kernels<T>> {
 fn ulps_f32(a: f32, b: f32) -> u64 {
     let key = |x: f32| {
         let bits = x.to_bits() as i64;
-        if bits < 0 { i32::MIN as i64 - bits } else { bits }
+        if bits < 0 {
+            i32::MIN as i64 - bits
+        } else {
+            bits
+        }
     };
     (key(a) - key(b)).unsigned_abs()
 }
@@ -22,7 +26,11 @@ fn ulps_f32(a: f32, b: f32) -> u64 {
 fn ulps_f64(a: f64, b: f64) -> u64 {
     let key = |x: f64| {
         let bits = x.to_bits() as i128;
-        if bits < 0 { i64::MIN as i128 - bits } else { bits }
+        if bits < 0 {
+            i64::MIN as i128 - bits
+        } else {
+            bits
+        }
     };
     (key(a) - key(b)).unsigned_abs() as u64
 }
@@ -65,12 +73,8 @@ fn vector_exp_f64_is_within_1_ulp_of_std_over_its_whole_range() {
     for kernels in vector_sets::<f64>() {
         let mut out = inputs.clone();
         (kernels.exp)(&mut out);
-        let (worst, at) = inputs
-            .iter()
-            .zip(&out)
-            .map(|(&x, &y)| (ulps_f64(y, x.exp()), x))
-            .max_by_key(|&(d, _)| d)
-            .unwrap();
+        let (worst, at) =
+            inputs.iter().zip(&out).map(|(&x, &y)| (ulps_f64(y, x.exp()), x)).max_by_key(|&(d, _)| d).unwrap();
         println!("{:?} f64 exp: worst error {worst} ulp at x = {at:e}", kernels.isa);
         assert!(worst <= 1, "{:?}: {worst} ulp at {at:e}", kernels.isa);
     }
@@ -150,7 +154,11 @@ fn random_runs<T: Real>(seed: u64) -> Vec<(Vec<T>, Vec<T>)> {
 
 /// Relative tolerance of one kernel output against its twin: a few ulp of `exp`, carried.
 fn tolerance<T: Real>() -> f64 {
-    if T::NAME == "f32" { 4e-6 } else { 1e-14 }
+    if T::NAME == "f32" {
+        4e-6
+    } else {
+        1e-14
+    }
 }
 
 /// Relative error for values above 1, absolute below: the deltas are differences of nearly
@@ -224,6 +232,9 @@ fn every_vector_isa_this_cpu_has_is_tested() {
     // On x86_64 CI machines AVX2+FMA is expected; a CPU without it would test the scalar set
     // only, and this test says so rather than passing silently.
     if cfg!(target_arch = "x86_64") && std::env::var_os("SAE_ALLOW_SCALAR_ONLY").is_none() {
-        assert!(Isa::Avx2Fma.is_supported(), "AVX2+FMA not detected: vector kernels untested (set SAE_ALLOW_SCALAR_ONLY=1 to accept)");
+        assert!(
+            Isa::Avx2Fma.is_supported(),
+            "AVX2+FMA not detected: vector kernels untested (set SAE_ALLOW_SCALAR_ONLY=1 to accept)"
+        );
     }
 }

@@ -71,7 +71,9 @@ impl BackendArg {
             #[cfg(feature = "openblas")]
             BackendArg::Openblas => Ok(Backend::OpenBlas),
             #[cfg(not(feature = "openblas"))]
-            BackendArg::Openblas => Err("this build has no OpenBLAS back-end: rebuild with `--features openblas`".into()),
+            BackendArg::Openblas => {
+                Err("this build has no OpenBLAS back-end: rebuild with `--features openblas`".into())
+            }
         }
     }
 }
@@ -96,13 +98,20 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Err
         Some(path) => {
             let array = npy::read_matrix::<T>(path)?;
             let (m, n) = array.dim();
-            let values = if array.is_standard_layout() { array.into_raw_vec_and_offset().0 } else { array.iter().copied().collect() };
+            let values = if array.is_standard_layout() {
+                array.into_raw_vec_and_offset().0
+            } else {
+                array.iter().copied().collect()
+            };
             (values, m, n)
         }
         None => {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(args.seed);
-            let values = (0..GENERATED_EXAMPLES * GENERATED_FEATURES).map(|_| T::cast(rng.gen_range(0.1..0.9))).collect();
-            println!("data: generated, {GENERATED_EXAMPLES} examples × {GENERATED_FEATURES} features, uniform in [0.1, 0.9]");
+            let values =
+                (0..GENERATED_EXAMPLES * GENERATED_FEATURES).map(|_| T::cast(rng.gen_range(0.1..0.9))).collect();
+            println!(
+                "data: generated, {GENERATED_EXAMPLES} examples × {GENERATED_FEATURES} features, uniform in [0.1, 0.9]"
+            );
             (values, GENERATED_EXAMPLES, GENERATED_FEATURES)
         }
     };
@@ -128,11 +137,18 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Err
     }
     times.sort_by(f64::total_cmp);
     let grad_norm = grad.iter().map(|g| g.as_f64() * g.as_f64()).sum::<f64>().sqrt();
-    let (rho_min, rho_max) = objective.rho_hat().iter().fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    let (rho_min, rho_max) =
+        objective.rho_hat().iter().fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
     println!(
         "problem: n = {n}, h = {}, m = {m}, λ = {}, β = {}, ρ = {}, {}, {} GEMMs, {:?} kernels, {} threads",
-        args.hidden, args.lambda, args.beta, args.rho, T::NAME,
-        objective.backend().name(), objective.isa(), rayon::current_num_threads()
+        args.hidden,
+        args.lambda,
+        args.beta,
+        args.rho,
+        T::NAME,
+        objective.backend().name(),
+        objective.isa(),
+        rayon::current_num_threads()
     );
     println!("cost      = {cost:.17e}");
     println!("‖grad‖₂   = {grad_norm:.17e}");
@@ -145,8 +161,14 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Err
         let data64 = Dataset::examples_by_features(&values64, m, n)?;
         let (ref_cost, ref_grad) = reference::cost_and_gradient(&hyper, &data64, &theta64)?;
         let grad64: Vec<f64> = grad.iter().map(|g| g.as_f64()).collect();
-        println!("reference cost = {ref_cost:.17e} (relative difference {:.3e})", (cost - ref_cost).abs() / ref_cost.abs());
-        println!("reference grad: ‖ref − grad‖/‖ref + grad‖ = {:.3e}", gradcheck::relative_difference(&ref_grad, &grad64));
+        println!(
+            "reference cost = {ref_cost:.17e} (relative difference {:.3e})",
+            (cost - ref_cost).abs() / ref_cost.abs()
+        );
+        println!(
+            "reference grad: ‖ref − grad‖/‖ref + grad‖ = {:.3e}",
+            gradcheck::relative_difference(&ref_grad, &grad64)
+        );
     }
     if let Some(path) = &args.grad_out {
         npy::write_vector(path, &grad)?;

@@ -20,17 +20,22 @@ fn bad_file(path: &Path, reason: impl Into<String>) -> Error {
 fn read_any<T: Real>(path: &Path) -> Result<ArrayD<T>> {
     let open = || File::open(path).map(BufReader::new).map_err(|source| Error::Io { path: path.to_path_buf(), source });
     let describe = |e: ReadNpyError| match e {
-        ReadNpyError::WrongDescriptor(d) => bad_file(path, format!("unsupported dtype {d}: expected float32 or float64 ('<f4' or '<f8')")),
+        ReadNpyError::WrongDescriptor(d) => {
+            bad_file(path, format!("unsupported dtype {d}: expected float32 or float64 ('<f4' or '<f8')"))
+        }
         ReadNpyError::MissingData => bad_file(path, "truncated: the file holds fewer values than its header's shape"),
         ReadNpyError::ExtraBytes(n) => bad_file(path, format!("{n} bytes after the data its header describes")),
         other => bad_file(path, format!("not a valid .npy file: {other}")),
     };
-    match ArrayD::<f64>::read_npy(open()?) {
-        Ok(a) => Ok(a.mapv(T::cast)),
-        Err(ReadNpyError::WrongDescriptor(_)) => {
-            ArrayD::<f32>::read_npy(open()?).map(|a| a.mapv(|v| T::cast(v as f64))).map_err(describe)
-        }
-        Err(e) => Err(describe(e)),
+    // The file's own dtype first, so that no converted copy is made when it is already `T`.
+    match ArrayD::<T>::read_npy(open()?) {
+        Err(ReadNpyError::WrongDescriptor(_)) => {}
+        other => return other.map_err(describe),
+    }
+    if T::NAME == "f32" {
+        ArrayD::<f64>::read_npy(open()?).map(|a| a.mapv(T::cast)).map_err(describe)
+    } else {
+        ArrayD::<f32>::read_npy(open()?).map(|a| a.mapv(|v| T::cast(v as f64))).map_err(describe)
     }
 }
 
@@ -38,7 +43,9 @@ fn read_any<T: Real>(path: &Path) -> Result<ArrayD<T>> {
 pub fn read_matrix<T: Real>(path: &Path) -> Result<Array2<T>> {
     let array = read_any::<T>(path)?;
     let shape = array.shape().to_vec();
-    array.into_dimensionality::<Ix2>().map_err(|_| bad_file(path, format!("expected a 2-D array, found shape {shape:?}")))
+    array
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| bad_file(path, format!("expected a 2-D array, found shape {shape:?}")))
 }
 
 /// A vector from a float32/float64 `.npy` file: 1-D, or 2-D with a single column or row

@@ -55,7 +55,12 @@ pub fn gemm<T: Real>(backend: Backend, alpha: T, a: MatRef<'_, T>, b: MatRef<'_,
     assert!(
         a.rows() == c.rows() && b.cols() == c.cols() && a.cols() == b.rows(),
         "gemm shapes: A {}×{}, B {}×{}, C {}×{}",
-        a.rows(), a.cols(), b.rows(), b.cols(), c.rows(), c.cols()
+        a.rows(),
+        a.cols(),
+        b.rows(),
+        b.cols(),
+        c.rows(),
+        c.cols()
     );
     if c.rows() == 0 || c.cols() == 0 {
         return;
@@ -75,10 +80,20 @@ fn matrixmultiply_gemm<T: Real>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, be
     // aliases neither `a` nor `b`, and the shapes were checked by `gemm`.
     unsafe {
         T::matrixmultiply_gemm(
-            c.rows(), a.cols(), c.cols(), alpha,
-            a.as_ptr(), rsa as isize, csa as isize,
-            b.as_ptr(), rsb as isize, csb as isize,
-            beta, c.as_mut_ptr(), rsc as isize, csc as isize,
+            c.rows(),
+            a.cols(),
+            c.cols(),
+            alpha,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            csc as isize,
         )
     }
 }
@@ -128,8 +143,19 @@ mod openblas {
         // SAFETY: bounds-checked views, shapes checked by the caller, C uniquely borrowed.
         unsafe {
             T::cblas_gemm(
-                transa, transb, dim(rows), dim(cols), dim(a.cols()), alpha,
-                a.as_ptr(), lda, b.as_ptr(), ldb, beta, c.as_mut_ptr(), dim(ldc.max(1)),
+                transa,
+                transb,
+                dim(rows),
+                dim(cols),
+                dim(a.cols()),
+                alpha,
+                a.as_ptr(),
+                lda,
+                b.as_ptr(),
+                ldb,
+                beta,
+                c.as_mut_ptr(),
+                dim(ldc.max(1)),
             )
         }
     }

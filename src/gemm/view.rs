@@ -24,7 +24,11 @@ pub struct MatMut<'a, T> {
 fn check_bounds(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
     if rows > 0 && cols > 0 {
         let last = (rows - 1) * rs + (cols - 1) * cs;
-        assert!(last < len, "{rows}×{cols} view with strides ({rs}, {cs}) needs {} elements, slice has {len}", last + 1);
+        assert!(
+            last < len,
+            "{rows}×{cols} view with strides ({rs}, {cs}) needs {} elements, slice has {len}",
+            last + 1
+        );
     }
 }
 

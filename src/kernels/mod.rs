@@ -3,10 +3,10 @@
 //! time. A [`Kernels`] table holds one complete set; the objective picks the best the CPU
 //! supports once, and tests can force any set.
 
-mod lanes;
-pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod lanes;
+pub mod scalar;
 
 use crate::real::Real;
 
@@ -146,6 +146,22 @@ macro_rules! avx2_table {
 }
 
 #[cfg(target_arch = "x86_64")]
-avx2_table!(avx2_fma_f32, f32, exp_f32, sigmoid_sum_f32, output_delta_row_f32, output_delta_col_f32, hidden_delta_sum_f32);
+avx2_table!(
+    avx2_fma_f32,
+    f32,
+    exp_f32,
+    sigmoid_sum_f32,
+    output_delta_row_f32,
+    output_delta_col_f32,
+    hidden_delta_sum_f32
+);
 #[cfg(target_arch = "x86_64")]
-avx2_table!(avx2_fma_f64, f64, exp_f64, sigmoid_sum_f64, output_delta_row_f64, output_delta_col_f64, hidden_delta_sum_f64);
+avx2_table!(
+    avx2_fma_f64,
+    f64,
+    exp_f64,
+    sigmoid_sum_f64,
+    output_delta_row_f64,
+    output_delta_col_f64,
+    hidden_delta_sum_f64
+);

@@ -141,7 +141,11 @@ impl<'d, T: Real> Objective<'d, T> {
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
         self.layout.check(theta, "theta")?;
         if grad.len() != theta.len() {
-            return Err(Error::ShapeMismatch { what: "grad", expected: theta.len().to_string(), got: grad.len().to_string() });
+            return Err(Error::ShapeMismatch {
+                what: "grad",
+                expected: theta.len().to_string(),
+                got: grad.len().to_string(),
+            });
         }
         let threads = rayon::current_num_threads();
         self.prepare_workspace(threads);
@@ -193,11 +197,8 @@ impl<'d, T: Real> Objective<'d, T> {
         let (w1, b1) = (self.layout.w1(theta), self.layout.b1(theta));
         let (x, backend, kernels, block) = (self.data.x(), self.backend, self.kernels, self.block_size);
         let ws = &mut self.workspace;
-        ws.a2
-            .par_chunks_mut(h * block)
-            .zip(ws.block_activation_sums.par_chunks_mut(h))
-            .enumerate()
-            .for_each(|(b, (a2, sums))| {
+        ws.a2.par_chunks_mut(h * block).zip(ws.block_activation_sums.par_chunks_mut(h)).enumerate().for_each(
+            |(b, (a2, sums))| {
                 let width = a2.len() / h;
                 for (row, &bias) in a2.chunks_exact_mut(width).zip(b1) {
                     row.fill(bias);
@@ -206,7 +207,8 @@ impl<'d, T: Real> Objective<'d, T> {
                 for (row, sum) in a2.chunks_exact_mut(width).zip(sums) {
                     *sum = (kernels.sigmoid_sum)(row);
                 }
-            });
+            },
+        );
     }
 
     /// `rho_hat` from the blocks' sums (in block order, so independent of the thread count),

@@ -16,7 +16,11 @@ fn sigmoid(z: f64) -> f64 {
 pub fn cost_and_gradient(hyper: &HyperParams, data: &Dataset<'_, f64>, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
     let (n, h, m) = (hyper.visible(), hyper.hidden(), data.examples());
     if data.features() != n {
-        return Err(Error::ShapeMismatch { what: "data features", expected: n.to_string(), got: data.features().to_string() });
+        return Err(Error::ShapeMismatch {
+            what: "data features",
+            expected: n.to_string(),
+            got: data.features().to_string(),
+        });
     }
     let layout = ThetaLayout::new(n, h);
     layout.check(theta, "theta")?;
