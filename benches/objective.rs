@@ -8,39 +8,10 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
+use sae::data::generated::{ProblemShape, SPEC_SHAPES};
 use sae::gemm::{gemm, Backend, MatMut, MatRef};
-use sae::{Dataset, HyperParams, Objective, Parameters, Real};
-
-struct Shape {
-    name: &'static str,
-    n: usize,
-    h: usize,
-    m: usize,
-    lambda: f64,
-    beta: f64,
-    rho: f64,
-}
-
-const SHAPES: &[Shape] = &[
-    Shape { name: "S1", n: 64, h: 25, m: 10_000, lambda: 1e-4, beta: 3.0, rho: 0.01 },
-    Shape { name: "S2", n: 784, h: 196, m: 10_000, lambda: 3e-3, beta: 3.0, rho: 0.1 },
-    Shape { name: "S3", n: 784, h: 196, m: 60_000, lambda: 3e-3, beta: 3.0, rho: 0.1 },
-    Shape { name: "S4", n: 1024, h: 2048, m: 8_192, lambda: 1e-4, beta: 3.0, rho: 0.05 },
-];
-
-/// SPEC §3 timing data: uniform in [0.1, 0.9], seeded, examples as rows.
-fn data<T: Real>(shape: &Shape) -> Vec<T> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(2024);
-    (0..shape.m * shape.n).map(|_| T::cast(rng.gen_range(0.1..0.9))).collect()
-}
-
-/// The flops of the five GEMMs: each is `2·h·n·m`.
-fn gemm_flops(shape: &Shape) -> u64 {
-    10 * (shape.h * shape.n * shape.m) as u64
-}
+use sae::{Dataset, Objective, Parameters, Real};
 
 /// Buffers of the five whole-shape GEMMs.
 struct GemmBound<T> {
@@ -53,8 +24,8 @@ struct GemmBound<T> {
 }
 
 impl<T: Real> GemmBound<T> {
-    fn new(shape: &Shape, threads: usize) -> Self {
-        let (n, h, m) = (shape.n, shape.h, shape.m);
+    fn new(shape: &ProblemShape, threads: usize) -> Self {
+        let (n, h, m) = (shape.visible, shape.hidden, shape.examples);
         let fill = |len: usize, v: f64| vec![T::cast(v); len];
         GemmBound {
             w1: fill(h * n, 0.01),
@@ -68,8 +39,8 @@ impl<T: Real> GemmBound<T> {
 
     /// The five GEMMs of SPEC §2.1 on the whole shape, the examples split into one slab per
     /// thread (the ideal division of the work), nothing else.
-    fn run(&mut self, backend: Backend, shape: &Shape, x: &[T]) {
-        let (n, h, m) = (shape.n, shape.h, shape.m);
+    fn run(&mut self, backend: Backend, shape: &ProblemShape, x: &[T]) {
+        let (n, h, m) = (shape.visible, shape.hidden, shape.examples);
         let slabs = self.grads.len();
         let one = T::one();
         let (w1, w2) = (MatRef::col_major(&self.w1, h, n), MatRef::col_major(&self.w2, n, h));
@@ -110,16 +81,15 @@ fn split_columns<'a, T>(mut buf: &'a mut [T], rows: usize, bounds: &[(usize, usi
     out
 }
 
-fn bench_shape<T: Real>(c: &mut Criterion, shape: &Shape) {
-    let values = data::<T>(shape);
-    let hyper =
-        HyperParams::builder(shape.n, shape.h).lambda(shape.lambda).beta(shape.beta).rho(shape.rho).build().unwrap();
-    let theta = Parameters::<T>::init(shape.n, shape.h, 1);
+fn bench_shape<T: Real>(c: &mut Criterion, shape: &ProblemShape) {
+    let values = shape.uniform_data::<T>(2024);
+    let hyper = shape.hyper().unwrap();
+    let theta = Parameters::<T>::init(shape.visible, shape.hidden, 1);
     let mut grad = vec![T::zero(); theta.theta().len()];
 
     let mut group = c.benchmark_group(shape.name);
-    group.throughput(Throughput::Elements(shape.m as u64));
-    let big = gemm_flops(shape) > 10_000_000_000;
+    group.throughput(Throughput::Elements(shape.examples as u64));
+    let big = shape.gemm_flops() > 1e10;
     group.sample_size(if big { 10 } else { 30 });
     if big {
         // One evaluation per sample: criterion's default linear sampling would run 55.
@@ -132,7 +102,7 @@ fn bench_shape<T: Real>(c: &mut Criterion, shape: &Shape) {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let id = |what: &str| BenchmarkId::new(format!("{}/{}/t{threads}", T::NAME, backend.name()), what);
 
-            let data = Dataset::examples_by_features(&values, shape.m, shape.n).unwrap();
+            let data = Dataset::examples_by_features(&values, shape.examples, shape.visible).unwrap();
             let mut objective = Objective::new(hyper, data).unwrap().with_backend(backend);
             group.bench_function(id("engine"), |b| {
                 b.iter(|| pool.install(|| objective.evaluate(theta.theta(), &mut grad).unwrap()))
@@ -147,7 +117,7 @@ fn bench_shape<T: Real>(c: &mut Criterion, shape: &Shape) {
 
 fn benches(c: &mut Criterion) {
     let only = std::env::var("SAE_BENCH_SHAPES").ok();
-    for shape in SHAPES {
+    for shape in &SPEC_SHAPES {
         if only.as_deref().is_some_and(|list| !list.split(',').any(|s| s == shape.name)) {
             continue;
         }

@@ -38,8 +38,10 @@ fn ulps_f64(a: f64, b: f64) -> u64 {
 #[test]
 fn vector_exp_f32_is_within_1_ulp_of_std_over_its_whole_range() {
     for kernels in vector_sets::<f32>() {
-        // Every 61st float between the underflow and overflow thresholds: ~35 million inputs.
+        // Every 61st float between the underflow and overflow thresholds: ~36 million inputs
+        // (a sparser sweep in unoptimised builds).
         let (lo, hi) = (-104.0f32, 89.0f32);
+        let step = if cfg!(debug_assertions) { 997 } else { 61 };
         let mut worst = (0, 0.0f32);
         let mut batch = Vec::with_capacity(1 << 16);
         let flush = |batch: &mut Vec<f32>, worst: &mut (u64, f32)| {
@@ -53,7 +55,7 @@ fn vector_exp_f32_is_within_1_ulp_of_std_over_its_whole_range() {
             }
             batch.clear();
         };
-        for bits in (0..=hi.to_bits()).step_by(61).chain(((-0.0f32).to_bits()..=lo.to_bits()).step_by(61)) {
+        for bits in (0..=hi.to_bits()).step_by(step).chain(((-0.0f32).to_bits()..=lo.to_bits()).step_by(step)) {
             batch.push(f32::from_bits(bits));
             if batch.len() == batch.capacity() {
                 flush(&mut batch, &mut worst);

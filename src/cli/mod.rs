@@ -15,7 +15,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Evaluate the sparse autoencoder cost and gradient of a theta on a data set. Without
-    /// --data, on generated SPEC S1 data (64 inputs, 25 hidden units, 10 000 examples).
+    /// --data, on a generated SPEC problem (default S1: 64 inputs, 25 hidden units, 10 000
+    /// examples).
     Objective(objective::ObjectiveArgs),
 }
 

@@ -5,35 +5,38 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::data::generated::ProblemShape;
 use crate::data::npy;
 use crate::objective::{gradcheck, reference};
 use crate::{Backend, Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
 pub struct ObjectiveArgs {
-    /// Data as an m×n .npy array (float32 or float64), one example per row. Default:
-    /// generated S1 data, uniform in [0.1, 0.9].
+    /// Data as an m×n .npy array (float32 or float64), one example per row. Default: the
+    /// --shape problem's generated data, uniform in [0.1, 0.9].
     #[arg(long)]
     data: Option<PathBuf>,
+    /// A SPEC §3 problem (S1 patches, S2 MNIST-10k, S3 MNIST-60k, S4 wide): its generated data
+    /// when there is no --data, and its h, λ, β and ρ unless given.
+    #[arg(long, default_value = "S1", value_parser = parse_shape)]
+    shape: ProblemShape,
     /// Theta as a .npy vector in the UFLDL layout [W1(:); W2(:); b1; b2] (column-major
     /// flattening). Default: the UFLDL initialisation from --seed.
     #[arg(long)]
     theta: Option<PathBuf>,
-    /// h, the number of hidden units.
-    #[arg(long, default_value_t = 25)]
-    hidden: usize,
-    /// λ, the weight decay.
-    #[arg(long, default_value_t = 1e-4)]
-    lambda: f64,
-    /// β, the weight of the sparsity penalty.
-    #[arg(long, default_value_t = 3.0)]
-    beta: f64,
-    /// ρ, the sparsity target.
-    #[arg(long, default_value_t = 0.01)]
-    rho: f64,
+    /// h, the number of hidden units [default: from --shape]
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// λ, the weight decay [default: from --shape]
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// β, the weight of the sparsity penalty [default: from --shape]
+    #[arg(long)]
+    beta: Option<f64>,
+    /// ρ, the sparsity target [default: from --shape]
+    #[arg(long)]
+    rho: Option<f64>,
     /// Compute in f32 (default f64).
     #[arg(long)]
     f32: bool,
@@ -49,6 +52,9 @@ pub struct ObjectiveArgs {
     /// Seed of the generated data and of the initial theta.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Examples per column block (default: the engine's choice).
+    #[arg(long)]
+    block_size: Option<usize>,
     /// Evaluations to time (the median is printed).
     #[arg(long, default_value_t = 5)]
     repeat: usize,
@@ -56,6 +62,10 @@ pub struct ObjectiveArgs {
     /// (f64, slow) and print the relative differences.
     #[arg(long)]
     check: bool,
+}
+
+fn parse_shape(name: &str) -> Result<ProblemShape, String> {
+    ProblemShape::named(name).ok_or_else(|| format!("unknown shape {name:?}: expected S1, S2, S3 or S4"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -89,10 +99,6 @@ pub fn run(args: ObjectiveArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// SPEC S1's shape for the generated default problem.
-const GENERATED_EXAMPLES: usize = 10_000;
-const GENERATED_FEATURES: usize = 64;
-
 fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (values, m, n) = match &args.data {
         Some(path) => {
@@ -106,25 +112,31 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Err
             (values, m, n)
         }
         None => {
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(args.seed);
-            let values =
-                (0..GENERATED_EXAMPLES * GENERATED_FEATURES).map(|_| T::cast(rng.gen_range(0.1..0.9))).collect();
+            let shape = &args.shape;
             println!(
-                "data: generated, {GENERATED_EXAMPLES} examples × {GENERATED_FEATURES} features, uniform in [0.1, 0.9]"
+                "data: generated {} problem, {} examples × {} features, uniform in [0.1, 0.9]",
+                shape.name, shape.examples, shape.visible
             );
-            (values, GENERATED_EXAMPLES, GENERATED_FEATURES)
+            (shape.uniform_data(args.seed), shape.examples, shape.visible)
         }
     };
-    let hyper = HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho).build()?;
+    let hidden = args.hidden.unwrap_or(args.shape.hidden);
+    let lambda = args.lambda.unwrap_or(args.shape.lambda);
+    let beta = args.beta.unwrap_or(args.shape.beta);
+    let rho = args.rho.unwrap_or(args.shape.rho);
+    let hyper = HyperParams::builder(n, hidden).lambda(lambda).beta(beta).rho(rho).build()?;
     let theta = match &args.theta {
-        Some(path) => Parameters::from_theta(n, args.hidden, npy::read_vector::<T>(path)?)
+        Some(path) => Parameters::from_theta(n, hidden, npy::read_vector::<T>(path)?)
             .map_err(|e| format!("{}: {e}", path.display()))?,
-        None => Parameters::<T>::init(n, args.hidden, args.seed),
+        None => Parameters::<T>::init(n, hidden, args.seed),
     };
     let data = Dataset::examples_by_features(&values, m, n)?;
     let mut objective = Objective::new(hyper, data)?;
     if let Some(backend) = args.backend {
         objective = objective.with_backend(backend.resolve()?);
+    }
+    if let Some(block_size) = args.block_size {
+        objective = objective.with_block_size(block_size)?;
     }
     let mut grad = vec![T::zero(); theta.theta().len()];
 
@@ -140,11 +152,7 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Err
     let (rho_min, rho_max) =
         objective.rho_hat().iter().fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
     println!(
-        "problem: n = {n}, h = {}, m = {m}, λ = {}, β = {}, ρ = {}, {}, {} GEMMs, {:?} kernels, {} threads",
-        args.hidden,
-        args.lambda,
-        args.beta,
-        args.rho,
+        "problem: n = {n}, h = {hidden}, m = {m}, λ = {lambda}, β = {beta}, ρ = {rho}, {}, {} GEMMs, {:?} kernels, {} threads",
         T::NAME,
         objective.backend().name(),
         objective.isa(),

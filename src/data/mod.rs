@@ -1,6 +1,7 @@
 //! Data sets: borrowed views of `m` examples of `n` features in either memory layout, and
 //! `.npy` files.
 
+pub mod generated;
 pub mod npy;
 
 use ndarray::ArrayView2;

@@ -7,5 +7,5 @@ pub mod gradcheck;
 pub mod reference;
 mod sparsity;
 
-pub use batched::Objective;
+pub use batched::{default_block_size, Objective};
 pub use sparsity::{kl_divergence, sparsity_delta};
