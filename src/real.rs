@@ -2,7 +2,7 @@
 
 use std::fmt::{Debug, Display};
 
-use crate::kernels::Kernels;
+use crate::kernels::{Isa, Kernels};
 
 mod sealed {
     pub trait Sealed {}
@@ -32,9 +32,13 @@ pub trait Real:
     /// Rounds an f64 to this type.
     fn cast(x: f64) -> Self;
 
-    /// The AVX2+FMA kernel table; the caller has checked that the CPU supports it.
+    /// The vector kernel set of `isa` for this type (`None` for `Isa::Scalar` or a set this
+    /// build does not have).
+    ///
+    /// # Safety
+    /// The CPU must support `isa`.
     #[doc(hidden)]
-    fn avx2_fma_kernels() -> Option<Kernels<Self>>;
+    unsafe fn vector_kernels(isa: Isa) -> Option<Kernels<Self>>;
 
     /// `matrixmultiply`'s GEMM for this type (`sgemm`/`dgemm`): `C ← α A B + β C` with
     /// `A: m×k`, `B: k×n`, `C: m×n` at arbitrary strides.
@@ -86,7 +90,7 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal, $mm:ident, $cblas:ident, $avx2:ident) => {
+    ($t:ty, $name:literal, $mm:ident, $cblas:ident, $kernels:ident) => {
         impl Real for $t {
             const NAME: &'static str = $name;
 
@@ -100,11 +104,16 @@ macro_rules! impl_real {
                 x as $t
             }
 
-            fn avx2_fma_kernels() -> Option<Kernels<Self>> {
-                #[cfg(target_arch = "x86_64")]
-                return Some(crate::kernels::$avx2());
-                #[cfg(not(target_arch = "x86_64"))]
-                return None;
+            unsafe fn vector_kernels(isa: Isa) -> Option<Kernels<Self>> {
+                match isa {
+                    Isa::Scalar => None,
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2Fma => Some(crate::kernels::avx2::$kernels::table()),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => Some(crate::kernels::avx512::$kernels::table()),
+                    #[cfg(not(target_arch = "x86_64"))]
+                    _ => None,
+                }
             }
 
             unsafe fn matrixmultiply_gemm(
@@ -163,5 +172,5 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, "f32", sgemm, cblas_sgemm, avx2_fma_f32);
-impl_real!(f64, "f64", dgemm, cblas_dgemm, avx2_fma_f64);
+impl_real!(f32, "f32", sgemm, cblas_sgemm, kernels_f32);
+impl_real!(f64, "f64", dgemm, cblas_dgemm, kernels_f64);

@@ -98,7 +98,7 @@ fn gradient_buffer_of_the_wrong_length_is_rejected() {
     let (values, theta) = small_problem();
     let data = Dataset::examples_by_features(&values, 10, 4).unwrap();
     let mut objective = Objective::new(hyper(4, 3), data).unwrap();
-    let err = objective.evaluate(&theta, &mut vec![0.0; 3]).unwrap_err();
+    let err = objective.evaluate(&theta, &mut [0.0; 3]).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { what: "grad", .. }), "{err}");
 }
 

@@ -1,13 +1,5 @@
-//! AVX2 + FMA vectors for x86_64: [`Lanes`] for 8 × f32 and 4 × f64, with a vectorised `exp`,
-//! and the `#[target_feature]` entry points of the kernels.
-//!
-//! `exp(x)`: `x = n ln2 + r` with `n = round(x / ln2)` (round-to-nearest by the 1.5·2^p "magic
-//! number" add, which also leaves `n` in the low mantissa bits), `|r| ≤ ln2/2` after a two-part
-//! (Cody–Waite) `ln2`; `e^r` by its Taylor polynomial (degree 7 for f32, 13 for f64, truncation
-//! error below 0.1 ulp); then `2^n` applied as `2^{n1} · 2^{n2}`, `n1 = ⌊n/2⌋`, so that results
-//! near overflow and in the subnormal range are rounded by the IEEE multiply like any other.
-//! Inputs are clamped first to a range just wider than the one where `e^x` is finite and
-//! nonzero, so ±inf and huge `|x|` give +inf and 0; NaN passes through the clamp and propagates.
+//! AVX2 + FMA vectors for x86_64: [`Lanes`] for 8 × f32 and 4 × f64, and the kernels compiled
+//! for them (modules `kernels_f32` and `kernels_f64`).
 
 use std::arch::x86_64::*;
 
@@ -58,27 +50,28 @@ unsafe impl Lanes for F32x8 {
     }
 
     #[inline(always)]
-    unsafe fn exp(self) -> Self {
-        const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
-        const LN2_HI: f32 = 0.693_359_375; // exact in 9 bits, so n · LN2_HI is exact
-        const LN2_LO: f32 = -2.121_944_4e-4;
-        // e^-104 < half the smallest subnormal; e^89 > f32::MAX.
-        let x = _mm256_min_ps(_mm256_set1_ps(89.0), _mm256_max_ps(_mm256_set1_ps(-104.0), self.0));
-        let t = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), _mm256_set1_ps(MAGIC));
-        let n = _mm256_sub_ps(t, _mm256_set1_ps(MAGIC));
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-        let mut p = _mm256_set1_ps(1.0 / 5040.0);
-        for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        let n_int = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(_mm256_set1_ps(MAGIC)));
-        let n1 = _mm256_srai_epi32::<1>(n_int);
-        let n2 = _mm256_sub_epi32(n_int, n1);
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+        Self(_mm256_fmadd_ps(self.0, a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn neg_mul_add(self, a: Self, b: Self) -> Self {
+        Self(_mm256_fnmadd_ps(self.0, a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn clamp(self, lo: Self, hi: Self) -> Self {
+        // max/min return their second operand when either is NaN: keep `self` second.
+        Self(_mm256_min_ps(hi.0, _mm256_max_ps(lo.0, self.0)))
+    }
+    #[inline(always)]
+    unsafe fn ldexp(self, n: Self) -> Self {
+        // 2^n as 2^{n1} · 2^{n2}, n1 = ⌊n/2⌋, each a normal number built from its exponent bits.
+        let n = _mm256_cvtps_epi32(n.0);
+        let n1 = _mm256_srai_epi32::<1>(n);
+        let n2 = _mm256_sub_epi32(n, n1);
         let bias = _mm256_set1_epi32(127);
         let s1 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n1, bias)));
         let s2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n2, bias)));
-        Self(_mm256_mul_ps(_mm256_mul_ps(p, s1), s2))
+        Self(_mm256_mul_ps(_mm256_mul_ps(self.0, s1), s2))
     }
 
     #[inline(always)]
@@ -108,28 +101,11 @@ unsafe fn widen(v: __m256) -> (__m256d, __m256d) {
     (_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)))
 }
 
-/// `1/k!` for `k = 0..=12`: the Taylor coefficients of `e^r` below the leading `1/13!`.
-const INV_FACTORIALS: [f64; 13] = [
-    1.0,
-    1.0,
-    1.0 / 2.0,
-    1.0 / 6.0,
-    1.0 / 24.0,
-    1.0 / 120.0,
-    1.0 / 720.0,
-    1.0 / 5040.0,
-    1.0 / 40_320.0,
-    1.0 / 362_880.0,
-    1.0 / 3_628_800.0,
-    1.0 / 39_916_800.0,
-    1.0 / 479_001_600.0,
-];
-
-/// `2^n` for integral `n` with a normal result (`|n| ≤ 1022`).
+/// `2^n` for integral `n` with a normal result (`|n| ≤ 1022`): `n` lands in the low mantissa
+/// bits of `n + 1.5·2^52`, whence the exponent field.
 #[inline(always)]
 unsafe fn pow2(n: __m256d) -> __m256d {
     const MAGIC: f64 = 6_755_399_441_055_744.0;
-    // bits(n + MAGIC) = bits(MAGIC) + n, exactly, for |n| < 2^51.
     let n_int = _mm256_sub_epi64(
         _mm256_castpd_si256(_mm256_add_pd(n, _mm256_set1_pd(MAGIC))),
         _mm256_castpd_si256(_mm256_set1_pd(MAGIC)),
@@ -182,24 +158,23 @@ unsafe impl Lanes for F64x4 {
     }
 
     #[inline(always)]
-    unsafe fn exp(self) -> Self {
-        const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52
-        const LN2_HI: f64 = 6.931_457_519_531_25e-1; // 21 significant bits: n · LN2_HI is exact
-        const LN2_LO: f64 = 1.428_606_820_309_417_232_12e-6;
-        // e^-746 < half the smallest subnormal; e^710 > f64::MAX.
-        let x = _mm256_min_pd(_mm256_set1_pd(710.0), _mm256_max_pd(_mm256_set1_pd(-746.0), self.0));
-        let t = _mm256_fmadd_pd(x, _mm256_set1_pd(std::f64::consts::LOG2_E), _mm256_set1_pd(MAGIC));
-        let n = _mm256_sub_pd(t, _mm256_set1_pd(MAGIC));
-        let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_HI), x);
-        let r = _mm256_fnmadd_pd(n, _mm256_set1_pd(LN2_LO), r);
-        let mut p = _mm256_set1_pd(1.0 / 6_227_020_800.0); // 1/13!
-        for &c in INV_FACTORIALS.iter().rev() {
-            p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c));
-        }
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self {
+        Self(_mm256_fmadd_pd(self.0, a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn neg_mul_add(self, a: Self, b: Self) -> Self {
+        Self(_mm256_fnmadd_pd(self.0, a.0, b.0))
+    }
+    #[inline(always)]
+    unsafe fn clamp(self, lo: Self, hi: Self) -> Self {
+        Self(_mm256_min_pd(hi.0, _mm256_max_pd(lo.0, self.0)))
+    }
+    #[inline(always)]
+    unsafe fn ldexp(self, n: Self) -> Self {
         // No 64-bit arithmetic shift in AVX2: split n in floating point, where it is exact.
-        let n1 = _mm256_floor_pd(_mm256_mul_pd(n, _mm256_set1_pd(0.5)));
-        let n2 = _mm256_sub_pd(n, n1);
-        Self(_mm256_mul_pd(_mm256_mul_pd(p, pow2(n1)), pow2(n2)))
+        let n1 = _mm256_floor_pd(_mm256_mul_pd(n.0, _mm256_set1_pd(0.5)));
+        let n2 = _mm256_sub_pd(n.0, n1);
+        Self(_mm256_mul_pd(_mm256_mul_pd(self.0, pow2(n1)), pow2(n2)))
     }
 
     #[inline(always)]
@@ -220,42 +195,5 @@ unsafe impl Lanes for F64x4 {
     }
 }
 
-/// The `#[target_feature]` entry points: each instantiates a generic body of [`lanes`] with
-/// AVX2 and FMA enabled.
-macro_rules! entry_points {
-    ($lanes:ty, $t:ty, $exp:ident, $sigmoid_sum:ident, $row:ident, $col:ident, $hidden:ident) => {
-        /// # Safety
-        /// The CPU must support AVX2 and FMA.
-        #[target_feature(enable = "avx2,fma")]
-        pub(crate) unsafe fn $exp(v: &mut [$t]) {
-            lanes::exp::<$lanes>(v)
-        }
-        /// # Safety
-        /// The CPU must support AVX2 and FMA.
-        #[target_feature(enable = "avx2,fma")]
-        pub(crate) unsafe fn $sigmoid_sum(z: &mut [$t]) -> f64 {
-            lanes::sigmoid_sum::<$lanes>(z)
-        }
-        /// # Safety
-        /// The CPU must support AVX2 and FMA.
-        #[target_feature(enable = "avx2,fma")]
-        pub(crate) unsafe fn $row(z: &mut [$t], x: &[$t]) -> (f64, f64) {
-            lanes::output_delta_row::<$lanes>(z, x)
-        }
-        /// # Safety
-        /// The CPU must support AVX2 and FMA.
-        #[target_feature(enable = "avx2,fma")]
-        pub(crate) unsafe fn $col(z: &mut [$t], x: &[$t], delta_sums: &mut [f64]) -> f64 {
-            lanes::output_delta_col::<$lanes>(z, x, delta_sums)
-        }
-        /// # Safety
-        /// The CPU must support AVX2 and FMA.
-        #[target_feature(enable = "avx2,fma")]
-        pub(crate) unsafe fn $hidden(p: &mut [$t], a2: &[$t]) -> f64 {
-            lanes::hidden_delta_sum::<$lanes>(p, a2)
-        }
-    };
-}
-
-entry_points!(F32x8, f32, exp_f32, sigmoid_sum_f32, output_delta_row_f32, output_delta_col_f32, hidden_delta_sum_f32);
-entry_points!(F64x4, f64, exp_f64, sigmoid_sum_f64, output_delta_row_f64, output_delta_col_f64, hidden_delta_sum_f64);
+lanes::kernel_table!(kernels_f32, "avx2,fma", F32x8, f32, super::super::Isa::Avx2Fma);
+lanes::kernel_table!(kernels_f64, "avx2,fma", F64x4, f64, super::super::Isa::Avx2Fma);

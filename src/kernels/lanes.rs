@@ -27,8 +27,15 @@ pub(crate) unsafe trait Lanes: Copy {
     unsafe fn mul(self, o: Self) -> Self;
     unsafe fn div(self, o: Self) -> Self;
     unsafe fn neg(self) -> Self;
-    /// `e^x`, to a few ulp, saturating to 0 and +inf; NaN propagates.
-    unsafe fn exp(self) -> Self;
+    /// `self · a + b`, fused.
+    unsafe fn mul_add(self, a: Self, b: Self) -> Self;
+    /// `−(self · a) + b`, fused.
+    unsafe fn neg_mul_add(self, a: Self, b: Self) -> Self;
+    /// `min(max(self, lo), hi)`, with NaN passing through.
+    unsafe fn clamp(self, lo: Self, hi: Self) -> Self;
+    /// `self · 2^n` for integral `n` with `|n| ≤ 2·1023`, rounded once or twice by IEEE
+    /// multiplication (so overflow gives inf and subnormal results are kept).
+    unsafe fn ldexp(self, n: Self) -> Self;
 
     unsafe fn acc_zero() -> Self::Acc;
     unsafe fn acc_add(acc: Self::Acc, v: Self) -> Self::Acc;
@@ -37,10 +44,86 @@ pub(crate) unsafe trait Lanes: Copy {
     unsafe fn add_to_f64(v: Self, sums: *mut f64);
 }
 
+/// The constants of the vectorised `exp` for one element type.
+pub(crate) trait ExpConstants: Real {
+    /// Clamp bounds just beyond where `e^x` underflows to 0 and overflows to inf.
+    const LO: Self;
+    const HI: Self;
+    /// `1.5 · 2^p` (`p` the mantissa width): adding it rounds to an integer.
+    const MAGIC: Self;
+    /// `ln 2 = LN2_HI + LN2_LO`, `LN2_HI` with few enough bits that `n · LN2_HI` is exact.
+    const LN2_HI: Self;
+    const LN2_LO: Self;
+    /// Taylor coefficients `1/k!` of `e^r`, highest degree first, down to `k = 0`; the degree
+    /// puts the truncation error below 0.1 ulp on `|r| ≤ ln2/2`.
+    const TAYLOR: &'static [Self];
+}
+
+impl ExpConstants for f32 {
+    const LO: f32 = -104.0;
+    const HI: f32 = 89.0;
+    const MAGIC: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 355.0 / 512.0;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const TAYLOR: &'static [f32] = &[1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+}
+
+impl ExpConstants for f64 {
+    const LO: f64 = -746.0;
+    const HI: f64 = 710.0;
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    const LN2_HI: f64 = 6.931_457_519_531_25e-1;
+    const LN2_LO: f64 = 1.428_606_820_309_417_3e-6;
+    const TAYLOR: &'static [f64] = &[
+        1.0 / 6_227_020_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ];
+}
+
+/// `e^x`, within 1 ulp of the standard library (measured by `tests/kernels.rs`), saturating
+/// to 0 and +inf; NaN propagates.
+///
+/// `x = n ln2 + r` with `n = round(x / ln2)` (rounded by adding and subtracting `MAGIC`),
+/// `|r| ≤ ln2/2` after the two-part (Cody–Waite) `ln2`; `e^r` by its Taylor polynomial;
+/// then `e^x = e^r · 2^n`. The clamp first makes ±inf and huge `|x|` land on 0 and +inf.
 #[inline(always)]
-unsafe fn sigmoid<V: Lanes>(z: V) -> V {
+unsafe fn exp_lanes<V: Lanes>(x: V) -> V
+where
+    V::Elem: ExpConstants,
+{
+    let c = |v: V::Elem| V::splat(v);
+    let x = x.clamp(c(V::Elem::LO), c(V::Elem::HI));
+    let log2_e = c(<V::Elem as Real>::cast(std::f64::consts::LOG2_E));
+    let n = x.mul_add(log2_e, c(V::Elem::MAGIC)).sub(c(V::Elem::MAGIC));
+    let r = n.neg_mul_add(c(V::Elem::LN2_HI), x);
+    let r = n.neg_mul_add(c(V::Elem::LN2_LO), r);
+    let (leading, rest) = V::Elem::TAYLOR.split_first().expect("a polynomial");
+    let mut p = c(*leading);
+    for &k in rest {
+        p = p.mul_add(r, c(k));
+    }
+    p.ldexp(n)
+}
+
+#[inline(always)]
+unsafe fn sigmoid<V: Lanes>(z: V) -> V
+where
+    V::Elem: ExpConstants,
+{
     let one = V::splat(<V::Elem as num_traits::One>::one());
-    one.div(one.add(z.neg().exp()))
+    one.div(one.add(exp_lanes(z.neg())))
 }
 
 // No closures below: a closure is compiled as a function of its own, without the caller's
@@ -75,20 +158,26 @@ unsafe fn accumulate_partial<V: Lanes>(acc: V::Acc, v: V, valid: usize) -> V::Ac
 }
 
 #[inline(always)]
-pub(crate) unsafe fn exp<V: Lanes>(v: &mut [V::Elem]) {
+pub(crate) unsafe fn exp<V: Lanes>(v: &mut [V::Elem])
+where
+    V::Elem: ExpConstants,
+{
     let body = v.len() - v.len() % V::WIDTH;
     let p = v.as_mut_ptr();
     for i in (0..body).step_by(V::WIDTH) {
-        V::load(p.add(i)).exp().store(p.add(i));
+        exp_lanes(V::load(p.add(i))).store(p.add(i));
     }
     let tail = &mut v[body..];
     if !tail.is_empty() {
-        store_partial(load_partial::<V>(tail).exp(), tail);
+        store_partial(exp_lanes(load_partial::<V>(tail)), tail);
     }
 }
 
 #[inline(always)]
-pub(crate) unsafe fn sigmoid_sum<V: Lanes>(z: &mut [V::Elem]) -> f64 {
+pub(crate) unsafe fn sigmoid_sum<V: Lanes>(z: &mut [V::Elem]) -> f64
+where
+    V::Elem: ExpConstants,
+{
     let mut sum = V::acc_zero();
     let body = z.len() - z.len() % V::WIDTH;
     let p = z.as_mut_ptr();
@@ -108,7 +197,10 @@ pub(crate) unsafe fn sigmoid_sum<V: Lanes>(z: &mut [V::Elem]) -> f64 {
 
 /// `(delta3, a3 − x)` for `z3`, `x`.
 #[inline(always)]
-unsafe fn output_delta<V: Lanes>(z: V, x: V) -> (V, V) {
+unsafe fn output_delta<V: Lanes>(z: V, x: V) -> (V, V)
+where
+    V::Elem: ExpConstants,
+{
     let one = V::splat(<V::Elem as num_traits::One>::one());
     let a = sigmoid(z);
     let diff = a.sub(x);
@@ -116,7 +208,10 @@ unsafe fn output_delta<V: Lanes>(z: V, x: V) -> (V, V) {
 }
 
 #[inline(always)]
-pub(crate) unsafe fn output_delta_row<V: Lanes>(z: &mut [V::Elem], x: &[V::Elem]) -> (f64, f64) {
+pub(crate) unsafe fn output_delta_row<V: Lanes>(z: &mut [V::Elem], x: &[V::Elem]) -> (f64, f64)
+where
+    V::Elem: ExpConstants,
+{
     assert_eq!(z.len(), x.len());
     let (mut squared_error, mut delta_sum) = (V::acc_zero(), V::acc_zero());
     let body = z.len() - z.len() % V::WIDTH;
@@ -138,7 +233,10 @@ pub(crate) unsafe fn output_delta_row<V: Lanes>(z: &mut [V::Elem], x: &[V::Elem]
 }
 
 #[inline(always)]
-pub(crate) unsafe fn output_delta_col<V: Lanes>(z: &mut [V::Elem], x: &[V::Elem], delta_sums: &mut [f64]) -> f64 {
+pub(crate) unsafe fn output_delta_col<V: Lanes>(z: &mut [V::Elem], x: &[V::Elem], delta_sums: &mut [f64]) -> f64
+where
+    V::Elem: ExpConstants,
+{
     assert!(z.len() == x.len() && z.len() == delta_sums.len());
     let mut squared_error = V::acc_zero();
     let body = z.len() - z.len() % V::WIDTH;
@@ -183,3 +281,56 @@ pub(crate) unsafe fn hidden_delta_sum<V: Lanes>(p: &mut [V::Elem], a2: &[V::Elem
     }
     V::acc_sum(sum)
 }
+
+/// Instantiates every generic body above for one instruction set and element type, as module
+/// `$module` with `#[target_feature]` entry points and `table()`, their [`Kernels`] set.
+///
+/// [`Kernels`]: super::Kernels
+macro_rules! kernel_table {
+    ($module:ident, $features:literal, $lanes:ty, $t:ty, $isa:expr) => {
+        pub(crate) mod $module {
+            use super::super::lanes;
+            use super::super::Kernels;
+            use super::*;
+
+            #[target_feature(enable = $features)]
+            unsafe fn exp(v: &mut [$t]) {
+                lanes::exp::<$lanes>(v)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn sigmoid_sum(z: &mut [$t]) -> f64 {
+                lanes::sigmoid_sum::<$lanes>(z)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn output_delta_row(z: &mut [$t], x: &[$t]) -> (f64, f64) {
+                lanes::output_delta_row::<$lanes>(z, x)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn output_delta_col(z: &mut [$t], x: &[$t], delta_sums: &mut [f64]) -> f64 {
+                lanes::output_delta_col::<$lanes>(z, x, delta_sums)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn hidden_delta_sum(p: &mut [$t], a2: &[$t]) -> f64 {
+                lanes::hidden_delta_sum::<$lanes>(p, a2)
+            }
+
+            /// The kernel set of this instruction set, as safe function pointers.
+            ///
+            /// # Safety
+            /// The CPU must support the target features of this module: the pointers call
+            /// code compiled for them without checking again.
+            pub(crate) unsafe fn table() -> Kernels<$t> {
+                // SAFETY (of each wrapper): `table`'s caller has checked the CPU.
+                Kernels {
+                    isa: $isa,
+                    exp: |v| unsafe { exp(v) },
+                    sigmoid_sum: |z| unsafe { sigmoid_sum(z) },
+                    output_delta_row: |z, x| unsafe { output_delta_row(z, x) },
+                    output_delta_col: |z, x, sums| unsafe { output_delta_col(z, x, sums) },
+                    hidden_delta_sum: |p, a2| unsafe { hidden_delta_sum(p, a2) },
+                }
+            }
+        }
+    };
+}
+pub(crate) use kernel_table;

@@ -4,7 +4,9 @@
 //! supports once, and tests can force any set.
 
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
 mod lanes;
 pub mod scalar;
 
@@ -17,17 +19,20 @@ pub enum Isa {
     Scalar,
     /// x86_64 AVX2 with FMA: 8 × f32 or 4 × f64 per instruction.
     Avx2Fma,
+    /// x86_64 AVX-512F: 16 × f32 or 8 × f64 per instruction.
+    Avx512,
 }
 
 impl Isa {
     /// Every instruction set this build knows, supported by the CPU or not.
-    pub const ALL: [Isa; 2] = [Isa::Scalar, Isa::Avx2Fma];
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2Fma, Isa::Avx512];
 
-    /// `scalar` or `avx2`, as `SAE_ISA` spells it.
+    /// `scalar`, `avx2` or `avx512`, as `SAE_ISA` spells it.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2Fma => "avx2",
+            Isa::Avx512 => "avx512",
         }
     }
 
@@ -37,23 +42,26 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2Fma => false,
+            Isa::Avx2Fma | Isa::Avx512 => false,
         }
     }
 
-    /// The fastest supported set, unless the environment variable `SAE_ISA` (`scalar` or
-    /// `avx2`) asks for a particular one, for testing and comparison.
+    /// The widest supported set, unless the environment variable `SAE_ISA` (`scalar`, `avx2`
+    /// or `avx512`) asks for a particular one, for testing and comparison.
     pub fn detect() -> Isa {
-        let best = if Isa::Avx2Fma.is_supported() { Isa::Avx2Fma } else { Isa::Scalar };
-        match std::env::var("SAE_ISA").as_deref() {
-            Ok("scalar") => Isa::Scalar,
-            Ok("avx2") if Isa::Avx2Fma.is_supported() => Isa::Avx2Fma,
-            Ok(other) => {
-                log::warn!("SAE_ISA={other} is not a supported instruction set; using {best:?}");
-                best
-            }
+        let best = Isa::ALL.into_iter().rev().find(|isa| isa.is_supported()).unwrap_or(Isa::Scalar);
+        match std::env::var("SAE_ISA") {
             Err(_) => best,
+            Ok(name) => match Isa::ALL.into_iter().find(|isa| isa.name() == name && isa.is_supported()) {
+                Some(isa) => isa,
+                None => {
+                    log::warn!("SAE_ISA={name} is not a supported instruction set; using {best:?}");
+                    best
+                }
+            },
         }
     }
 }
@@ -108,7 +116,8 @@ impl<T: Real> Kernels<T> {
         }
         match isa {
             Isa::Scalar => Some(Self::scalar()),
-            Isa::Avx2Fma => T::avx2_fma_kernels(),
+            // SAFETY: the CPU supports `isa`, checked above.
+            _ => unsafe { T::vector_kernels(isa) },
         }
     }
 
@@ -117,51 +126,3 @@ impl<T: Real> Kernels<T> {
         Self::for_isa(Isa::detect()).unwrap_or_else(Self::scalar)
     }
 }
-
-/// Safe wrappers of the AVX2 entry points. They are reachable only through the tables built by
-/// [`avx2_fma_f32`] and [`avx2_fma_f64`], which [`Kernels::for_isa`] hands out only after it has
-/// detected AVX2 and FMA: that is what makes calling them sound.
-#[cfg(target_arch = "x86_64")]
-macro_rules! avx2_table {
-    ($name:ident, $t:ty, $exp:ident, $sigmoid_sum:ident, $row:ident, $col:ident, $hidden:ident) => {
-        pub(crate) fn $name() -> Kernels<$t> {
-            fn exp(v: &mut [$t]) {
-                unsafe { avx2::$exp(v) }
-            }
-            fn sigmoid_sum(z: &mut [$t]) -> f64 {
-                unsafe { avx2::$sigmoid_sum(z) }
-            }
-            fn output_delta_row(z: &mut [$t], x: &[$t]) -> (f64, f64) {
-                unsafe { avx2::$row(z, x) }
-            }
-            fn output_delta_col(z: &mut [$t], x: &[$t], delta_sums: &mut [f64]) -> f64 {
-                unsafe { avx2::$col(z, x, delta_sums) }
-            }
-            fn hidden_delta_sum(p: &mut [$t], a2: &[$t]) -> f64 {
-                unsafe { avx2::$hidden(p, a2) }
-            }
-            Kernels { isa: Isa::Avx2Fma, exp, sigmoid_sum, output_delta_row, output_delta_col, hidden_delta_sum }
-        }
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-avx2_table!(
-    avx2_fma_f32,
-    f32,
-    exp_f32,
-    sigmoid_sum_f32,
-    output_delta_row_f32,
-    output_delta_col_f32,
-    hidden_delta_sum_f32
-);
-#[cfg(target_arch = "x86_64")]
-avx2_table!(
-    avx2_fma_f64,
-    f64,
-    exp_f64,
-    sigmoid_sum_f64,
-    output_delta_row_f64,
-    output_delta_col_f64,
-    hidden_delta_sum_f64
-);
