@@ -9,10 +9,13 @@ Not part of CI. Run it the same hour as `cargo bench`, pinned to one core, e.g.
 (OPENBLAS_CORETYPE/L2_SIZE are unset for numpy's own, current OpenBLAS; see PERF.md.)
 Prints one line per (shape, dtype, implementation): the median of repeated cost+gradient
 evaluations, and checks every implementation's cost against numpy's f64 result.
+Arguments: an optional comma-separated list of shapes (`S1,S3`); `--gemms-only` times the five
+GEMMs alone in numpy and JAX instead.
 """
 import os
 import sys
 import time
+from functools import partial
 
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = "1"
@@ -37,66 +40,68 @@ def problem(shape, dtype):
     return data, theta
 
 
-def numpy_cost_grad(theta, X, n, h, lam, beta, rho):
-    """X: n×m. Returns (cost, grad) in the UFLDL theta layout."""
+class Ops:
+    """The few array operations whose names differ between numpy, PyTorch and JAX."""
+
+    def __init__(self, sigmoid, log, total, row_mean, row_sum, concat):
+        self.sigmoid, self.log, self.total = sigmoid, log, total
+        self.row_mean, self.row_sum, self.concat = row_mean, row_sum, concat
+
+
+def cost_grad(ops, theta, X, n, h, lam, beta, rho):
+    """SPEC §1 for X: n×m (columns are examples). Returns (cost, grad), grad in the UFLDL theta
+    layout [W1(:); W2(:); b1; b2] (column-major flattening: reshape the transposes row-major)."""
     m = X.shape[1]
     hn = h * n
-    W1 = theta[:hn].reshape(h, n, order="F")
-    W2 = theta[hn:2 * hn].reshape(n, h, order="F")
+    W1 = theta[:hn].reshape(n, h).T
+    W2 = theta[hn:2 * hn].reshape(h, n).T
     b1 = theta[2 * hn:2 * hn + h]
     b2 = theta[2 * hn + h:]
-    a2 = 1.0 / (1.0 + np.exp(-(W1 @ X + b1[:, None])))
-    rho_hat = a2.mean(axis=1)
-    a3 = 1.0 / (1.0 + np.exp(-(W2 @ a2 + b2[:, None])))
+    a2 = ops.sigmoid(W1 @ X + b1[:, None])
+    rho_hat = ops.row_mean(a2)
+    a3 = ops.sigmoid(W2 @ a2 + b2[:, None])
     diff = a3 - X
-    kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
-    cost = 0.5 / m * np.sum(diff * diff) + lam / 2 * (np.sum(W1 * W1) + np.sum(W2 * W2)) + beta * kl
+    kl = ops.total(rho * ops.log(rho / rho_hat) + (1 - rho) * ops.log((1 - rho) / (1 - rho_hat)))
+    cost = 0.5 / m * ops.total(diff * diff) + lam / 2 * (ops.total(W1 * W1) + ops.total(W2 * W2)) + beta * kl
     delta3 = diff * a3 * (1 - a3)
     s = beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))
     delta2 = (W2.T @ delta3 + s[:, None]) * a2 * (1 - a2)
-    grad = np.concatenate([
-        (delta2 @ X.T / m + lam * W1).ravel(order="F"),
-        (delta3 @ a2.T / m + lam * W2).ravel(order="F"),
-        delta2.sum(axis=1) / m,
-        delta3.sum(axis=1) / m,
+    grad = ops.concat([
+        (delta2 @ X.T / m + lam * W1).T.reshape(-1),
+        (delta3 @ a2.T / m + lam * W2).T.reshape(-1),
+        ops.row_sum(delta2) / m,
+        ops.row_sum(delta3) / m,
     ])
     return cost, grad
+
+
+NUMPY = Ops(
+    sigmoid=lambda z: 1.0 / (1.0 + np.exp(-z)),
+    log=np.log,
+    total=np.sum,
+    row_mean=lambda a: a.mean(axis=1),
+    row_sum=lambda a: a.sum(axis=1),
+    concat=np.concatenate,
+)
+
+
+def numpy_run(theta, X, *hyper):
+    return lambda: cost_grad(NUMPY, theta, X, *hyper)
 
 
 def torch_impl(compiled):
     import torch
     torch.set_num_threads(1)
-
-    def cost_grad(theta, X, n, h, lam, beta, rho):
-        m = X.shape[1]
-        hn = h * n
-        W1 = theta[:hn].reshape(n, h).T
-        W2 = theta[hn:2 * hn].reshape(h, n).T
-        b1 = theta[2 * hn:2 * hn + h]
-        b2 = theta[2 * hn + h:]
-        a2 = torch.sigmoid(W1 @ X + b1[:, None])
-        rho_hat = a2.mean(dim=1)
-        a3 = torch.sigmoid(W2 @ a2 + b2[:, None])
-        diff = a3 - X
-        kl = torch.sum(rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat)))
-        cost = 0.5 / m * torch.sum(diff * diff) + lam / 2 * (torch.sum(W1 * W1) + torch.sum(W2 * W2)) + beta * kl
-        delta3 = diff * a3 * (1 - a3)
-        s = beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))
-        delta2 = (W2.T @ delta3 + s[:, None]) * a2 * (1 - a2)
-        grad = torch.cat([
-            (delta2 @ X.T / m + lam * W1).T.reshape(-1),
-            (delta3 @ a2.T / m + lam * W2).T.reshape(-1),
-            delta2.sum(dim=1) / m,
-            delta3.sum(dim=1) / m,
-        ])
-        return cost, grad
-
-    fn = torch.compile(cost_grad) if compiled else cost_grad
+    ops = Ops(torch.sigmoid, torch.log, torch.sum, lambda a: a.mean(dim=1), lambda a: a.sum(dim=1), torch.cat)
+    fn = torch.compile(partial(cost_grad, ops)) if compiled else partial(cost_grad, ops)
 
     def run(theta, X, *hyper):
         t, x = torch.from_numpy(theta), torch.from_numpy(X)
-        with torch.no_grad():
-            return lambda: fn(t, x, *hyper)
+
+        def call():
+            with torch.no_grad():
+                return fn(t, x, *hyper)
+        return call
     return run
 
 
@@ -104,41 +109,13 @@ def jax_impl():
     import jax
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
-    from functools import partial
-
-    @partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
-    def cost_grad(theta, X, n, h, lam, beta, rho):
-        m = X.shape[1]
-        hn = h * n
-        W1 = theta[:hn].reshape(n, h).T
-        W2 = theta[hn:2 * hn].reshape(h, n).T
-        b1 = theta[2 * hn:2 * hn + h]
-        b2 = theta[2 * hn + h:]
-        a2 = jax.nn.sigmoid(W1 @ X + b1[:, None])
-        rho_hat = a2.mean(axis=1)
-        a3 = jax.nn.sigmoid(W2 @ a2 + b2[:, None])
-        diff = a3 - X
-        kl = jnp.sum(rho * jnp.log(rho / rho_hat) + (1 - rho) * jnp.log((1 - rho) / (1 - rho_hat)))
-        cost = 0.5 / m * jnp.sum(diff * diff) + lam / 2 * (jnp.sum(W1 * W1) + jnp.sum(W2 * W2)) + beta * kl
-        delta3 = diff * a3 * (1 - a3)
-        s = beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))
-        delta2 = (W2.T @ delta3 + s[:, None]) * a2 * (1 - a2)
-        grad = jnp.concatenate([
-            (delta2 @ X.T / m + lam * W1).T.reshape(-1),
-            (delta3 @ a2.T / m + lam * W2).T.reshape(-1),
-            delta2.sum(axis=1) / m,
-            delta3.sum(axis=1) / m,
-        ])
-        return cost, grad
+    ops = Ops(jax.nn.sigmoid, jnp.log, jnp.sum, lambda a: a.mean(axis=1), lambda a: a.sum(axis=1), jnp.concatenate)
+    jitted = jax.jit(partial(cost_grad, ops), static_argnums=(2, 3, 4, 5, 6))
 
     def run(theta, X, *hyper):
         t, x = jax.device_put(theta), jax.device_put(X)
-        return lambda: jax.block_until_ready(cost_grad(t, x, *hyper))
+        return lambda: jax.block_until_ready(jitted(t, x, *hyper))
     return run
-
-
-def numpy_run(theta, X, *hyper):
-    return lambda: numpy_cost_grad(theta, X, *hyper)
 
 
 def median_time(call, budget=4.0, min_runs=5):
@@ -151,8 +128,42 @@ def median_time(call, budget=4.0, min_runs=5):
     return float(np.median(times)), len(times)
 
 
+def five_gemms(W1, W2, X):
+    """The five GEMMs of SPEC §2.1 alone, on the operands' shapes: the GEMM-only bound."""
+    a2 = W1 @ X
+    z3 = W2 @ a2
+    grad_w2 = z3 @ a2.T
+    p = W2.T @ z3
+    grad_w1 = p @ X.T
+    return grad_w1, grad_w2
+
+
+def gemms_only(shapes):
+    """Times five_gemms in numpy and JAX (f32 and f64) for comparison with the engine's
+    `gemm_bound` benchmark."""
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    jitted = jax.jit(five_gemms)
+    for shape in shapes:
+        n, h, m, *_ = SHAPES[shape]
+        for dtype in (np.float32, np.float64):
+            rng = np.random.default_rng(0)
+            X = np.ascontiguousarray(rng.uniform(0.1, 0.9, (m, n)).astype(dtype).T)
+            W1 = rng.uniform(-0.1, 0.1, (h, n)).astype(dtype)
+            W2 = rng.uniform(-0.1, 0.1, (n, h)).astype(dtype)
+            t_np, _ = median_time(lambda: five_gemms(W1, W2, X))
+            args = [jax.device_put(a) for a in (W1, W2, X)]
+            t_jax, _ = median_time(lambda: jax.block_until_ready(jitted(*args)))
+            print(f"{shape} {np.dtype(dtype).name} five GEMMs only: numpy {t_np * 1e3:.3f} ms, "
+                  f"jax.jit {t_jax * 1e3:.3f} ms", flush=True)
+
+
 def main():
-    shapes = sys.argv[1].split(",") if len(sys.argv) > 1 else list(SHAPES)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    shapes = args[0].split(",") if args else list(SHAPES)
+    if "--gemms-only" in sys.argv:
+        gemms_only(shapes)
+        return
     impls = {"numpy": lambda: numpy_run}
     try:
         import torch  # noqa: F401
@@ -170,8 +181,10 @@ def main():
         n, h, m, lam, beta, rho = SHAPES[shape]
         for dtype in (np.float32, np.float64):
             data, theta = problem(shape, dtype)
-            X = data.T  # n×m view, columns are examples
-            ref_cost, _ = numpy_cost_grad(theta.astype(np.float64), X.astype(np.float64), n, h, lam, beta, rho)
+            # n×m, columns are examples, C-contiguous: the layout every peer is fastest with
+            # (PyTorch eager is over twice as slow on S1 with a transposed view).
+            X = np.ascontiguousarray(data.T)
+            ref_cost, _ = cost_grad(NUMPY, theta.astype(np.float64), X.astype(np.float64), n, h, lam, beta, rho)
             for name, make in impls.items():
                 try:
                     call = make()(theta, X, n, h, lam, beta, rho)
