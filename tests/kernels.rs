@@ -10,29 +10,20 @@ fn vector_sets<T: Real>() -> Vec<Kernels<T>> {
     Isa::ALL.into_iter().filter(|&isa| isa != Isa::Scalar).filter_map(Kernels::for_isa).collect()
 }
 
-/// Distance in units in the last place, through the ordered integer images of the bit patterns.
+/// Distance in units in the last place between two floats given by their `width`-bit
+/// patterns: sign-magnitude mapped onto ordered integers (both zeros at 0).
+fn ulps(a: u64, b: u64, width: u32) -> u64 {
+    let sign = 1u64 << (width - 1);
+    let key = |bits: u64| if bits & sign != 0 { -i128::from(bits & !sign) } else { i128::from(bits) };
+    (key(a) - key(b)).unsigned_abs() as u64
+}
+
 fn ulps_f32(a: f32, b: f32) -> u64 {
-    let key = |x: f32| {
-        let bits = x.to_bits() as i64;
-        if bits < 0 {
-            i32::MIN as i64 - bits
-        } else {
-            bits
-        }
-    };
-    (key(a) - key(b)).unsigned_abs()
+    ulps(a.to_bits().into(), b.to_bits().into(), 32)
 }
 
 fn ulps_f64(a: f64, b: f64) -> u64 {
-    let key = |x: f64| {
-        let bits = x.to_bits() as i128;
-        if bits < 0 {
-            i64::MIN as i128 - bits
-        } else {
-            bits
-        }
-    };
-    (key(a) - key(b)).unsigned_abs() as u64
+    ulps(a.to_bits(), b.to_bits(), 64)
 }
 
 #[test]

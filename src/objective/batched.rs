@@ -60,7 +60,7 @@ struct Workspace<T> {
 }
 
 /// What one thread's range of blocks needs in the backward pass.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct RangeScratch<T> {
     /// `z3`, then `delta3`, of one block: `n×B`, oriented like the data (see `output_layer`).
     output: Vec<T>,
@@ -138,7 +138,8 @@ impl<'d, T: Real> Objective<'d, T> {
         self.kernels.isa
     }
 
-    /// `rho_hat` of the last successful evaluation (empty before the first).
+    /// `rho_hat` of the last evaluation that completed its forward pass (empty before the
+    /// first): after a [`Error::SaturatedActivation`], the values that caused it.
     pub fn rho_hat(&self) -> &[f64] {
         &self.workspace.rho_hat
     }
@@ -181,17 +182,7 @@ impl<'d, T: Real> Objective<'d, T> {
         ws.block_activation_sums.resize(blocks * h, 0.0);
         ws.rho_hat.resize(h, 0.0);
         ws.sparsity_delta.resize(h, T::zero());
-        ws.ranges.truncate(ranges);
-        while ws.ranges.len() < ranges {
-            ws.ranges.push(RangeScratch {
-                output: Vec::new(),
-                hidden: Vec::new(),
-                weight_grads: Vec::new(),
-                squared_error: 0.0,
-                b1_sums: Vec::new(),
-                b2_sums: Vec::new(),
-            });
-        }
+        ws.ranges.resize_with(ranges, RangeScratch::default);
         for r in &mut ws.ranges {
             r.output.resize(n * block, T::zero());
             r.hidden.resize(h * block, T::zero());
@@ -234,14 +225,14 @@ impl<'d, T: Real> Objective<'d, T> {
                 *r += s;
             }
         }
+        ws.rho_hat.iter_mut().for_each(|r| *r /= m);
+        if let Some(unit) = ws.rho_hat.iter().position(|&r| r <= 0.0 || r >= 1.0) {
+            return Err(Error::SaturatedActivation { unit, rho_hat: ws.rho_hat[unit] });
+        }
         let mut kl = 0.0;
-        for (unit, (r, s)) in ws.rho_hat.iter_mut().zip(&mut ws.sparsity_delta).enumerate() {
-            *r /= m;
-            if *r <= 0.0 || *r >= 1.0 {
-                return Err(Error::SaturatedActivation { unit, rho_hat: *r });
-            }
-            kl += kl_divergence(rho, *r);
-            *s = T::cast(sparsity_delta(beta, rho, *r));
+        for (&r, s) in ws.rho_hat.iter().zip(&mut ws.sparsity_delta) {
+            kl += kl_divergence(rho, r);
+            *s = T::cast(sparsity_delta(beta, rho, r));
         }
         Ok(beta * kl)
     }
