@@ -21,7 +21,7 @@ pub enum Command {
 }
 
 /// Runs the parsed command.
-pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     match cli.command {
         Command::Objective(args) => objective::run(args),
     }

@@ -88,18 +88,14 @@ impl BackendArg {
     }
 }
 
-pub fn run(args: ObjectiveArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if let Some(threads) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
-    }
-    if args.f32 {
-        evaluate::<f32>(&args)
-    } else {
-        evaluate::<f64>(&args)
-    }
+pub fn run(args: ObjectiveArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // The whole command runs inside the pool (as the benchmarks do), so the engine's serial
+    // steps run on a worker beside its parallel ones rather than on the main thread.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
+    pool.install(|| if args.f32 { evaluate::<f32>(&args) } else { evaluate::<f64>(&args) })
 }
 
-fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Error>> {
+fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (values, m, n) = match &args.data {
         Some(path) => {
             let array = npy::read_matrix::<T>(path)?;

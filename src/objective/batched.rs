@@ -1,76 +1,20 @@
-//! The fast whole-data-set evaluation of SPEC §2.1: five GEMMs per column block, the biases,
-//! the sparsity delta and the weight decay folded into them, and one fused elementwise pass
-//! after each of the first, second and fourth.
-//!
-//! The examples are cut into column blocks of `B` examples. The forward pass runs over all
-//! blocks in parallel and keeps `a2` (`h×m`, stored block after block, each block `h×B`
-//! row-major), so `rho_hat` is known after one forward pass. The backward pass splits the blocks
-//! into one contiguous range per thread; each range accumulates its own weight gradients, and
-//! the ranges are summed in order, so for a given thread count the result is deterministic.
+//! The objective on a data set held in memory (SPEC §2.1): the whole data set is one chunk of
+//! the [`Engine`].
 
-use std::ops::Range;
-
-use rayon::prelude::*;
-
-use super::sparsity::{kl_divergence, sparsity_delta};
-use crate::data::{Dataset, Layout};
+use super::engine::Engine;
+use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::gemm::{gemm, Backend, MatMut, MatRef};
-use crate::kernels::{Isa, Kernels};
-use crate::model::{HyperParams, ThetaLayout};
+use crate::gemm::Backend;
+use crate::kernels::Isa;
+use crate::model::HyperParams;
 use crate::real::Real;
 
-/// Examples per column block unless set with [`Objective::with_block_size`]: 256, doubled
-/// for each 4 MiB of `W1` beyond the first, up to 1024. Each block's weight-gradient GEMMs read
-/// and write all of `∇W1` and `∇W2` (`2hn` values); once those no longer stay in cache, wider
-/// blocks amortise that traffic over more flops (measured on S4; S1–S3 are best at 256).
-pub fn default_block_size<T>(visible: usize, hidden: usize) -> usize {
-    let weight_bytes = visible * hidden * std::mem::size_of::<T>();
-    match weight_bytes.div_ceil(4 << 20) {
-        0 | 1 => 256,
-        2 | 3 => 512,
-        _ => 1024,
-    }
-}
-
-/// The objective `J(theta)` of a sparse autoencoder on one data set, with the workspace that
-/// makes repeated evaluations allocation-free.
+/// The objective `J(theta)` of a sparse autoencoder on one data set in memory, with the
+/// workspace that makes repeated evaluations allocation-free.
 #[derive(Debug)]
 pub struct Objective<'d, T: Real> {
-    hyper: HyperParams,
-    layout: ThetaLayout,
+    engine: Engine<T>,
     data: Dataset<'d, T>,
-    backend: Backend,
-    kernels: Kernels<T>,
-    block_size: usize,
-    workspace: Workspace<T>,
-}
-
-/// Buffers reused across evaluations.
-#[derive(Debug, Default)]
-struct Workspace<T> {
-    /// `a2: h×m`, block after block; block `b` is `h×w_b` row-major.
-    a2: Vec<T>,
-    /// `Σ a2` over the examples of each block, `blocks × h`.
-    block_activation_sums: Vec<f64>,
-    rho_hat: Vec<f64>,
-    /// `s` of SPEC §1, in the working precision (it is a GEMM prefill).
-    sparsity_delta: Vec<T>,
-    ranges: Vec<RangeScratch<T>>,
-}
-
-/// What one thread's range of blocks needs in the backward pass.
-#[derive(Debug, Default)]
-struct RangeScratch<T> {
-    /// `z3`, then `delta3`, of one block: `n×B`, oriented like the data (see `output_layer`).
-    output: Vec<T>,
-    /// `W2ᵀ delta3 + s 1ᵀ`, then `delta2`, of one block: `h×B` row-major.
-    hidden: Vec<T>,
-    /// `Σ delta2 Xᵀ / m` (`h×n`) then `Σ delta3 a2ᵀ / m` (`n×h`), column-major as in theta.
-    weight_grads: Vec<T>,
-    squared_error: f64,
-    b1_sums: Vec<f64>,
-    b2_sums: Vec<f64>,
 }
 
 impl<'d, T: Real> Objective<'d, T> {
@@ -84,41 +28,30 @@ impl<'d, T: Real> Objective<'d, T> {
                 got: data.features().to_string(),
             });
         }
-        Ok(Objective {
-            hyper,
-            layout: ThetaLayout::new(hyper.visible(), hyper.hidden()),
-            data,
-            backend: Backend::preferred(),
-            kernels: Kernels::detect(),
-            block_size: default_block_size::<T>(hyper.visible(), hyper.hidden()),
-            workspace: Workspace::default(),
-        })
+        Ok(Objective { engine: Engine::new(hyper), data })
     }
 
     /// Uses `backend` for the GEMMs.
     pub fn with_backend(mut self, backend: Backend) -> Self {
-        self.backend = backend;
+        self.engine.set_backend(backend);
         self
     }
 
     /// Uses the kernels of `isa`; fails when this CPU does not support it.
     pub fn with_isa(mut self, isa: Isa) -> Result<Self> {
-        self.kernels = Kernels::for_isa(isa).ok_or(Error::UnsupportedIsa { isa: isa.name() })?;
+        self.engine.set_isa(isa)?;
         Ok(self)
     }
 
     /// Sets `B`, the number of examples per column block (at least 1; default
-    /// [`default_block_size`]).
+    /// [`default_block_size`](super::default_block_size)).
     pub fn with_block_size(mut self, block_size: usize) -> Result<Self> {
-        if block_size == 0 {
-            return Err(Error::InvalidHyperParameter { name: "block_size", value: 0.0, reason: "must be at least 1" });
-        }
-        self.block_size = block_size;
+        self.engine.set_block_size(block_size)?;
         Ok(self)
     }
 
     pub fn hyper(&self) -> &HyperParams {
-        &self.hyper
+        self.engine.hyper()
     }
 
     pub fn data(&self) -> &Dataset<'d, T> {
@@ -127,21 +60,21 @@ impl<'d, T: Real> Objective<'d, T> {
 
     /// The length of `theta` and of the gradient.
     pub fn theta_len(&self) -> usize {
-        self.layout.len()
+        self.engine.layout().len()
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.engine.backend()
     }
 
     pub fn isa(&self) -> Isa {
-        self.kernels.isa
+        self.engine.isa()
     }
 
     /// `rho_hat` of the last evaluation that completed its forward pass (empty before the
-    /// first): after a [`Error::SaturatedActivation`], the values that caused it.
+    /// first): after an [`Error::SaturatedActivation`], the values that caused it.
     pub fn rho_hat(&self) -> &[f64] {
-        &self.workspace.rho_hat
+        self.engine.rho_hat()
     }
 
     /// `J(theta)`, returned in f64, and `∇J(theta)` written to `grad` (same layout as theta).
@@ -151,248 +84,11 @@ impl<'d, T: Real> Objective<'d, T> {
     /// `rho_hat_j` is 0 or 1 in the working precision ([`Error::SaturatedActivation`]: the KL
     /// term and its gradient are infinite there).
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
-        self.layout.check(theta, "theta")?;
-        if grad.len() != theta.len() {
-            return Err(Error::ShapeMismatch {
-                what: "grad",
-                expected: theta.len().to_string(),
-                got: grad.len().to_string(),
-            });
-        }
-        let threads = rayon::current_num_threads();
-        self.prepare_workspace(threads);
-        self.forward(theta);
-        let sparsity_cost = self.sparsity()?;
-        self.backward(theta);
-        Ok(self.gather(theta, grad) + sparsity_cost)
-    }
-
-    fn blocks(&self) -> usize {
-        self.data.examples().div_ceil(self.block_size)
-    }
-
-    /// Sizes the buffers for `threads` ranges; allocates only when the shape of the work changed.
-    fn prepare_workspace(&mut self, threads: usize) {
-        let (n, h, m) = (self.hyper.visible(), self.hyper.hidden(), self.data.examples());
-        let block = self.block_size.min(m);
-        let blocks = self.blocks();
-        let ranges = threads.clamp(1, blocks);
-        let ws = &mut self.workspace;
-        ws.a2.resize(h * m, T::zero());
-        ws.block_activation_sums.resize(blocks * h, 0.0);
-        ws.rho_hat.resize(h, 0.0);
-        ws.sparsity_delta.resize(h, T::zero());
-        ws.ranges.resize_with(ranges, RangeScratch::default);
-        for r in &mut ws.ranges {
-            r.output.resize(n * block, T::zero());
-            r.hidden.resize(h * block, T::zero());
-            r.weight_grads.resize(2 * h * n, T::zero());
-            r.b1_sums.resize(h, 0.0);
-            r.b2_sums.resize(n, 0.0);
-        }
-    }
-
-    /// SPEC §2.1 step 1, every block in parallel: `a2 = σ(W1 X + b1 1ᵀ)` with `b1` prefilled
-    /// into the GEMM's output, then sigmoid and the block's row sums in one pass.
-    fn forward(&mut self, theta: &[T]) {
-        let h = self.hyper.hidden();
-        let (w1, b1) = (self.layout.w1(theta), self.layout.b1(theta));
-        let (x, backend, kernels, block) = (self.data.x(), self.backend, self.kernels, self.block_size);
-        let ws = &mut self.workspace;
-        ws.a2.par_chunks_mut(h * block).zip(ws.block_activation_sums.par_chunks_mut(h)).enumerate().for_each(
-            |(b, (a2, sums))| {
-                let width = a2.len() / h;
-                for (row, &bias) in a2.chunks_exact_mut(width).zip(b1) {
-                    row.fill(bias);
-                }
-                gemm(backend, T::one(), w1, x.columns(b * block, width), T::one(), MatMut::row_major(a2, h, width));
-                for (row, sum) in a2.chunks_exact_mut(width).zip(sums) {
-                    *sum = (kernels.sigmoid_sum)(row);
-                }
-            },
-        );
-    }
-
-    /// `rho_hat` from the blocks' sums (in block order, so independent of the thread count),
-    /// the sparsity delta `s`, and the cost's `β Σ KL(ρ ‖ rho_hat_j)`.
-    fn sparsity(&mut self) -> Result<f64> {
-        let (h, m) = (self.hyper.hidden(), self.data.examples() as f64);
-        let (beta, rho) = (self.hyper.beta(), self.hyper.rho());
-        let ws = &mut self.workspace;
-        ws.rho_hat.fill(0.0);
-        for sums in ws.block_activation_sums.chunks_exact(h) {
-            for (r, s) in ws.rho_hat.iter_mut().zip(sums) {
-                *r += s;
-            }
-        }
-        ws.rho_hat.iter_mut().for_each(|r| *r /= m);
-        if let Some(unit) = ws.rho_hat.iter().position(|&r| r <= 0.0 || r >= 1.0) {
-            return Err(Error::SaturatedActivation { unit, rho_hat: ws.rho_hat[unit] });
-        }
-        let mut kl = 0.0;
-        for (&r, s) in ws.rho_hat.iter().zip(&mut ws.sparsity_delta) {
-            kl += kl_divergence(rho, r);
-            *s = T::cast(sparsity_delta(beta, rho, r));
-        }
-        Ok(beta * kl)
-    }
-
-    /// SPEC §2.1 steps 2–5 over each thread's range of blocks.
-    fn backward(&mut self, theta: &[T]) {
-        let blocks = self.blocks();
-        let pass = BackwardPass {
-            n: self.hyper.visible(),
-            h: self.hyper.hidden(),
-            block: self.block_size,
-            inv_m: T::cast(1.0 / self.data.examples() as f64),
-            w2: self.layout.w2(theta),
-            b2: self.layout.b2(theta),
-            data: self.data,
-            a2: &self.workspace.a2,
-            sparsity_delta: &self.workspace.sparsity_delta,
-            backend: self.backend,
-            kernels: self.kernels,
-        };
-        let ranges = self.workspace.ranges.len();
-        self.workspace.ranges.par_iter_mut().enumerate().for_each(|(r, scratch)| {
-            pass.run(blocks * r / ranges..blocks * (r + 1) / ranges, scratch);
-        });
-    }
-
-    /// Sums the ranges' partial results (in range order) into `grad`, adds the weight decay,
-    /// and returns the squared-error and weight-decay part of the cost.
-    fn gather(&self, theta: &[T], grad: &mut [T]) -> f64 {
-        let (h, m) = (self.hyper.hidden(), self.data.examples() as f64);
-        let hn = self.layout.weights_len();
-        let lambda = self.hyper.lambda();
-        let lambda_t = T::cast(lambda);
-        let ranges = &self.workspace.ranges;
-
-        const CHUNK: usize = 4096;
-        let weight_norm: f64 = grad[..2 * hn]
-            .par_chunks_mut(CHUNK)
-            .zip(theta[..2 * hn].par_chunks(CHUNK))
-            .enumerate()
-            .map(|(c, (g, w))| {
-                g.iter_mut().zip(w).for_each(|(g, &w)| *g = lambda_t * w);
-                for r in ranges {
-                    for (g, &p) in g.iter_mut().zip(&r.weight_grads[c * CHUNK..]) {
-                        *g = *g + p;
-                    }
-                }
-                w.iter().map(|&w| w.as_f64() * w.as_f64()).sum::<f64>()
-            })
-            .sum();
-
-        let (grad_b1, grad_b2) = grad[2 * hn..].split_at_mut(h);
-        for (j, g) in grad_b1.iter_mut().enumerate() {
-            *g = T::cast(ranges.iter().map(|r| r.b1_sums[j]).sum::<f64>() / m);
-        }
-        for (k, g) in grad_b2.iter_mut().enumerate() {
-            *g = T::cast(ranges.iter().map(|r| r.b2_sums[k]).sum::<f64>() / m);
-        }
-        let squared_error: f64 = ranges.iter().map(|r| r.squared_error).sum();
-        squared_error / (2.0 * m) + lambda / 2.0 * weight_norm
-    }
-}
-
-/// Everything the backward pass reads, shared by the threads.
-struct BackwardPass<'a, T> {
-    n: usize,
-    h: usize,
-    block: usize,
-    inv_m: T,
-    w2: MatRef<'a, T>,
-    b2: &'a [T],
-    data: Dataset<'a, T>,
-    a2: &'a [T],
-    sparsity_delta: &'a [T],
-    backend: Backend,
-    kernels: Kernels<T>,
-}
-
-impl<T: Real> BackwardPass<'_, T> {
-    /// Accumulates the blocks of `blocks` into `scratch`, from zero.
-    fn run(&self, blocks: Range<usize>, scratch: &mut RangeScratch<T>) {
-        let (n, h) = (self.n, self.h);
-        let RangeScratch { output, hidden, weight_grads, squared_error, b1_sums, b2_sums } = scratch;
-        weight_grads.fill(T::zero());
-        b1_sums.fill(0.0);
-        b2_sums.fill(0.0);
-        *squared_error = 0.0;
-        let (grad_w1, grad_w2) = weight_grads.split_at_mut(h * n);
         let m = self.data.examples();
-        for b in blocks {
-            let start = b * self.block;
-            let width = self.block.min(m - start);
-            let a2 = &self.a2[start * h..(start + width) * h];
-            let a2_view = MatRef::row_major(a2, h, width);
-            let x = self.data.x().columns(start, width);
-
-            // Steps 2–3: delta3 and the output layer's sums, then ∇W2 += delta3 a2ᵀ / m.
-            let z3 = &mut output[..n * width];
-            let (rs, cs) = self.output_layer(start, width, a2_view, z3, squared_error, b2_sums);
-            let delta3 = MatRef::new(&output[..n * width], n, width, rs, cs);
-            gemm(self.backend, self.inv_m, delta3, a2_view.t(), T::one(), MatMut::col_major(&mut *grad_w2, n, h));
-
-            // Step 4: W2ᵀ delta3 + s 1ᵀ, the sparsity delta prefilled, then delta2 and ∇b1.
-            let p = &mut hidden[..h * width];
-            for (row, &s) in p.chunks_exact_mut(width).zip(self.sparsity_delta) {
-                row.fill(s);
-            }
-            gemm(self.backend, T::one(), self.w2.t(), delta3, T::one(), MatMut::row_major(&mut *p, h, width));
-            for ((p, a), sum) in p.chunks_exact_mut(width).zip(a2.chunks_exact(width)).zip(b1_sums.iter_mut()) {
-                *sum += (self.kernels.hidden_delta_sum)(p, a);
-            }
-
-            // Step 5: ∇W1 += delta2 Xᵀ / m.
-            let delta2 = MatRef::row_major(&hidden[..h * width], h, width);
-            gemm(self.backend, self.inv_m, delta2, x.t(), T::one(), MatMut::col_major(&mut *grad_w1, h, n));
-        }
-    }
-
-    /// Step 2 for one block: `z3 = W2 a2 + b2 1ᵀ` (b2 prefilled), then
-    /// `delta3` in place, the squared error and `∇b2`'s sums in one pass. The block is laid out
-    /// like the data, so that each run of `z3` meets a contiguous run of `x`: column-major
-    /// (one example after another) for examples-by-features data, row-major otherwise.
-    /// Returns the strides of `delta3`.
-    fn output_layer(
-        &self,
-        start: usize,
-        width: usize,
-        a2: MatRef<'_, T>,
-        z3: &mut [T],
-        squared_error: &mut f64,
-        b2_sums: &mut [f64],
-    ) -> (usize, usize) {
-        let n = self.n;
-        let values = self.data.values();
-        match self.data.layout() {
-            Layout::ExamplesByFeatures => {
-                for column in z3.chunks_exact_mut(n) {
-                    column.copy_from_slice(self.b2);
-                }
-                gemm(self.backend, T::one(), self.w2, a2, T::one(), MatMut::col_major(z3, n, width));
-                let x = &values[start * n..(start + width) * n];
-                for (z, x) in z3.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                    *squared_error += (self.kernels.output_delta_col)(z, x, b2_sums);
-                }
-                (1, n)
-            }
-            Layout::FeaturesByExamples => {
-                for (row, &bias) in z3.chunks_exact_mut(width).zip(self.b2) {
-                    row.fill(bias);
-                }
-                gemm(self.backend, T::one(), self.w2, a2, T::one(), MatMut::row_major(z3, n, width));
-                let m = self.data.examples();
-                for (k, z) in z3.chunks_exact_mut(width).enumerate() {
-                    let x = &values[k * m + start..k * m + start + width];
-                    let (error, delta_sum) = (self.kernels.output_delta_row)(z, x);
-                    *squared_error += error;
-                    b2_sums[k] += delta_sum;
-                }
-                (width, 1)
-            }
-        }
+        self.engine.begin(theta, grad, m)?;
+        self.engine.forward(theta, &self.data);
+        let sparsity_cost = self.engine.sparsity(m)?;
+        self.engine.backward(theta, &self.data, m);
+        Ok(self.engine.finish(theta, grad, m) + sparsity_cost)
     }
 }

@@ -3,9 +3,11 @@
 //! finite-difference gradient checking.
 
 mod batched;
+mod engine;
 pub mod gradcheck;
 pub mod reference;
 mod sparsity;
 
-pub use batched::{default_block_size, Objective};
+pub use batched::Objective;
+pub use engine::default_block_size;
 pub use sparsity::{kl_divergence, sparsity_delta};
