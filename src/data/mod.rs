@@ -3,6 +3,7 @@
 
 pub mod generated;
 pub mod npy;
+pub mod stream;
 
 use ndarray::ArrayView2;
 

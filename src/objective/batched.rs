@@ -87,6 +87,7 @@ impl<'d, T: Real> Objective<'d, T> {
         let m = self.data.examples();
         self.engine.begin(theta, grad, m)?;
         self.engine.forward(theta, &self.data);
+        self.engine.accumulate_activations();
         let sparsity_cost = self.engine.sparsity(m)?;
         self.engine.backward(theta, &self.data, m);
         Ok(self.engine.finish(theta, grad, m) + sparsity_cost)

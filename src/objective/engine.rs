@@ -10,9 +10,10 @@
 //! range per thread; each range accumulates its own weight gradients, and the ranges are summed
 //! in order, so for a given thread count the result is deterministic.
 //!
-//! One evaluation is: [`Engine::begin`], then per chunk [`Engine::forward`] (which adds to the
-//! activation totals), [`Engine::sparsity`] once all activations are summed, per chunk
-//! [`Engine::backward`] (after a `forward` of the same chunk), and [`Engine::finish`].
+//! One evaluation is: [`Engine::begin`]; per chunk [`Engine::forward`] and
+//! [`Engine::accumulate_activations`]; [`Engine::sparsity`] once all activations are summed;
+//! per chunk [`Engine::backward`], right after a `forward` of the same chunk; and
+//! [`Engine::finish`].
 
 use std::ops::Range;
 
@@ -57,7 +58,9 @@ struct Workspace<T> {
     a2: Vec<T>,
     /// `Σ a2` over the examples of each block of the current chunk, `blocks × h`.
     block_activation_sums: Vec<f64>,
-    /// `Σ a2` over all examples seen since `begin`, in chunk and block order.
+    /// The number of blocks of the last chunk `forward` saw.
+    chunk_blocks: usize,
+    /// `Σ a2` over all examples accumulated since `begin`, in chunk and block order.
     activation_totals: Vec<f64>,
     rho_hat: Vec<f64>,
     /// `s` of SPEC §1, in the working precision (it is a GEMM prefill).
@@ -181,12 +184,13 @@ impl<T: Real> Engine<T> {
 
     /// SPEC §2.1 step 1 on one chunk, every block in parallel: `a2 = σ(W1 X + b1 1ᵀ)` with
     /// `b1` prefilled into the GEMM's output, then sigmoid and the block's row sums in one
-    /// pass; the sums are added to the activation totals in block order.
+    /// pass.
     pub(crate) fn forward(&mut self, theta: &[T], data: &Dataset<'_, T>) {
         let h = self.hyper.hidden();
         let (w1, b1) = (self.layout.w1(theta), self.layout.b1(theta));
         let (x, backend, kernels, block) = (data.x(), self.backend, self.kernels, self.block_size);
         let blocks = self.blocks(data.examples());
+        self.workspace.chunk_blocks = blocks;
         let ws = &mut self.workspace;
         let a2 = &mut ws.a2[..h * data.examples()];
         let block_sums = &mut ws.block_activation_sums[..blocks * h];
@@ -200,7 +204,13 @@ impl<T: Real> Engine<T> {
                 *sum = (kernels.sigmoid_sum)(row);
             }
         });
-        for sums in block_sums.chunks_exact(h) {
+    }
+
+    /// Adds the activation sums of the last chunk `forward` saw to the totals, in block order.
+    pub(crate) fn accumulate_activations(&mut self) {
+        let h = self.hyper.hidden();
+        let ws = &mut self.workspace;
+        for sums in ws.block_activation_sums[..ws.chunk_blocks * h].chunks_exact(h) {
             for (total, s) in ws.activation_totals.iter_mut().zip(sums) {
                 *total += s;
             }

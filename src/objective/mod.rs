@@ -1,13 +1,15 @@
 //! The sparse autoencoder objective `J(theta)` and its gradient over a whole data set
-//! (SPEC §1), its fast batched evaluation (SPEC §2.1), a plain per-example reference and
-//! finite-difference gradient checking.
+//! (SPEC §1): its fast evaluation in memory (SPEC §2.1) and streamed in chunks (SPEC §2.2), a
+//! plain per-example reference, and finite-difference gradient checking.
 
 mod batched;
 mod engine;
 pub mod gradcheck;
 pub mod reference;
 mod sparsity;
+mod streaming;
 
 pub use batched::Objective;
 pub use engine::default_block_size;
 pub use sparsity::{kl_divergence, sparsity_delta};
+pub use streaming::StreamingObjective;

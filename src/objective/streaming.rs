@@ -1,0 +1,105 @@
+//! The objective on a data set read in chunks (SPEC §2.2), for data larger than memory: the
+//! two-pass formulation of the UFLDL notes. Pass 1 runs the forward layer on every chunk only to
+//! sum the activations for `rho_hat`; pass 2 runs it again and backpropagates, accumulating the
+//! gradients. Memory is the model, the gradients and `O(chunk × (n + h))`, whatever `m`.
+
+use super::engine::Engine;
+use crate::data::stream::ExampleSource;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gemm::Backend;
+use crate::model::HyperParams;
+use crate::real::Real;
+
+/// `J(theta)` and its gradient over every example of an [`ExampleSource`], read `chunk`
+/// examples at a time; the same cost and gradient as [`Objective`](super::Objective) on the
+/// whole data set, to rounding.
+#[derive(Debug)]
+pub struct StreamingObjective<T: Real, S> {
+    engine: Engine<T>,
+    source: S,
+    chunk: usize,
+    buffer: Vec<T>,
+}
+
+impl<T: Real, S: ExampleSource<T>> StreamingObjective<T, S> {
+    /// Reads `source` in chunks of `chunk` examples (at least 1); fails when its feature count
+    /// is not `n`.
+    pub fn new(hyper: HyperParams, source: S, chunk: usize) -> Result<Self> {
+        if source.features() != hyper.visible() {
+            return Err(Error::ShapeMismatch {
+                what: "source features",
+                expected: format!("n = {}", hyper.visible()),
+                got: source.features().to_string(),
+            });
+        }
+        if chunk == 0 {
+            return Err(Error::InvalidHyperParameter { name: "chunk", value: 0.0, reason: "must be at least 1" });
+        }
+        let buffer = vec![T::zero(); chunk * hyper.visible()];
+        Ok(StreamingObjective { engine: Engine::new(hyper), source, chunk, buffer })
+    }
+
+    /// Uses `backend` for the GEMMs.
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.engine.set_backend(backend);
+        self
+    }
+
+    /// `rho_hat` of the last evaluation that completed its first pass.
+    pub fn rho_hat(&self) -> &[f64] {
+        self.engine.rho_hat()
+    }
+
+    /// `J(theta)` in f64, and `∇J(theta)` written to `grad`, from two reads of the source.
+    ///
+    /// Fails as [`Objective::evaluate`](super::Objective::evaluate) does, and also when the
+    /// source is empty, holds a non-finite value (named by its row in the whole data set), or
+    /// yields a different number of examples in the second pass than in the first.
+    pub fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
+        self.engine.begin(theta, grad, self.chunk)?;
+
+        let examples = self.pass(|engine, chunk| {
+            engine.forward(theta, chunk);
+            engine.accumulate_activations();
+        })?;
+        if examples == 0 {
+            return Err(Error::EmptyData { what: "the source yielded no examples" });
+        }
+        let sparsity_cost = self.engine.sparsity(examples)?;
+
+        let second = self.pass(|engine, chunk| {
+            engine.forward(theta, chunk);
+            engine.backward(theta, chunk, examples);
+        })?;
+        if second != examples {
+            return Err(Error::ShapeMismatch {
+                what: "examples in the second pass over the source (it changed between passes)",
+                expected: examples.to_string(),
+                got: second.to_string(),
+            });
+        }
+        Ok(self.engine.finish(theta, grad, examples) + sparsity_cost)
+    }
+
+    /// Rewinds the source and runs `step` on each chunk; returns the number of examples.
+    fn pass(&mut self, mut step: impl FnMut(&mut Engine<T>, &Dataset<'_, T>)) -> Result<usize> {
+        let n = self.engine.hyper().visible();
+        self.source.rewind()?;
+        let mut examples = 0;
+        loop {
+            let read = self.source.read_chunk(&mut self.buffer)?;
+            if read == 0 {
+                return Ok(examples);
+            }
+            let chunk = Dataset::examples_by_features(&self.buffer[..read * n], read, n).map_err(|e| match e {
+                Error::NonFiniteData { what, row, column, value } => {
+                    Error::NonFiniteData { what, row: row + examples, column, value }
+                }
+                other => other,
+            })?;
+            step(&mut self.engine, &chunk);
+            examples += read;
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The streaming objective (two-pass, SPEC §2.2) gives the in-memory result, whatever the
+//! chunking, and reports a source that misbehaves.
+
+mod common;
+
+use common::*;
+use sae::data::stream::{ExampleSource, SliceSource};
+use sae::objective::StreamingObjective;
+use sae::{Dataset, Error, Objective, Result};
+
+fn in_memory(values: &[f64], m: usize, n: usize, h: usize, theta: &[f64]) -> (f64, Vec<f64>) {
+    let data = Dataset::examples_by_features(values, m, n).unwrap();
+    let mut grad = vec![0.0; theta.len()];
+    let cost = Objective::new(hyper(n, h), data).unwrap().evaluate(theta, &mut grad).unwrap();
+    (cost, grad)
+}
+
+#[test]
+fn two_pass_streaming_equals_in_memory_for_every_chunking() {
+    let (m, n, h) = (1001, 37, 23);
+    let values = uniform_data(m, n, 31);
+    let theta = theta(n, h, 32);
+    let (cost, grad) = in_memory(&values, m, n, h, &theta);
+    for chunk in [1, 7, 256, 1000, 1001, 5000] {
+        let source = SliceSource::new(&values, n).unwrap();
+        let mut streaming = StreamingObjective::new(hyper(n, h), source, chunk).unwrap();
+        let mut streamed_grad = vec![0.0; theta.len()];
+        // Twice: the second evaluation must start from clean sums.
+        for _ in 0..2 {
+            let streamed_cost = streaming.evaluate(&theta, &mut streamed_grad).unwrap();
+            let cost_error = (streamed_cost - cost).abs() / cost;
+            let grad_error = relative_error(&streamed_grad, &grad);
+            assert!(cost_error <= 1e-10, "chunk {chunk}: cost error {cost_error:e}");
+            assert!(grad_error <= 1e-10, "chunk {chunk}: gradient error {grad_error:e}");
+        }
+    }
+}
+
+/// Yields its examples, but one fewer after the first rewind.
+struct Shrinking<'a> {
+    inner: SliceSource<'a, f64>,
+    values: &'a [f64],
+    rewinds: usize,
+}
+
+impl ExampleSource<f64> for Shrinking<'_> {
+    fn features(&self) -> usize {
+        self.inner.features()
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.rewinds += 1;
+        let n = self.features();
+        let keep = if self.rewinds > 1 { self.values.len() - n } else { self.values.len() };
+        self.inner = SliceSource::new(&self.values[..keep], n)?;
+        Ok(())
+    }
+
+    fn read_chunk(&mut self, buffer: &mut [f64]) -> Result<usize> {
+        self.inner.read_chunk(buffer)
+    }
+}
+
+#[test]
+fn a_source_that_changes_between_passes_is_an_error() {
+    let (m, n, h) = (50, 6, 4);
+    let values = uniform_data(m, n, 1);
+    let source = Shrinking { inner: SliceSource::new(&values, n).unwrap(), values: &values, rewinds: 0 };
+    let mut streaming = StreamingObjective::new(hyper(n, h), source, 16).unwrap();
+    let theta = theta(n, h, 1);
+    let err = streaming.evaluate(&theta, &mut vec![0.0; theta.len()]).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }) && err.to_string().contains("changed"), "{err}");
+}
+
+#[test]
+fn non_finite_values_are_named_by_their_row_in_the_whole_data_set() {
+    let (m, n, h) = (50, 6, 4);
+    let mut values = uniform_data(m, n, 2);
+    values[37 * n + 4] = f64::NAN;
+    let mut streaming = StreamingObjective::new(hyper(n, h), SliceSource::new(&values, n).unwrap(), 16).unwrap();
+    let theta = theta(n, h, 2);
+    let err = streaming.evaluate(&theta, &mut vec![0.0; theta.len()]).unwrap_err();
+    assert!(matches!(err, Error::NonFiniteData { row: 37, column: 4, .. }), "{err}");
+}
+
+#[test]
+fn an_empty_source_is_an_error() {
+    let mut streaming = StreamingObjective::new(hyper(6, 4), SliceSource::<f64>::new(&[], 6).unwrap(), 16).unwrap();
+    let theta = theta(6, 4, 3);
+    let err = streaming.evaluate(&theta, &mut vec![0.0; theta.len()]).unwrap_err();
+    assert!(matches!(err, Error::EmptyData { .. }), "{err}");
+}
+
+#[test]
+fn a_source_of_the_wrong_width_or_a_zero_chunk_is_rejected() {
+    let values = uniform_data(10, 6, 4);
+    let err = StreamingObjective::new(hyper(5, 4), SliceSource::new(&values, 6).unwrap(), 16).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { what: "source features", .. }), "{err}");
+    let err = StreamingObjective::new(hyper(6, 4), SliceSource::new(&values, 6).unwrap(), 0).unwrap_err();
+    assert!(matches!(err, Error::InvalidHyperParameter { name: "chunk", .. }), "{err}");
+}
