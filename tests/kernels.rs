@@ -206,6 +206,15 @@ fn kernels_match_scalar<T: Real>() {
             let (s_got, s_want) = ((kernels.hidden_delta_sum)(&mut got, &a), (scalar.hidden_delta_sum)(&mut want, &a));
             assert_close("hidden_delta_sum", isa, &got, &want);
             assert_sum_close::<T>("hidden_delta_sum", isa, s_got, s_want, scale * 12.0);
+
+            let (mut got, mut want) = (z.clone(), z.clone());
+            let (mut f_got, mut f_want) = (vec![T::zero(); z.len()], vec![T::zero(); z.len()]);
+            let (p_got, d_got) = (kernels.hidden_delta_deferred)(&mut got, &a, &mut f_got);
+            let (p_want, d_want) = (scalar.hidden_delta_deferred)(&mut want, &a, &mut f_want);
+            assert_close("hidden_delta_deferred P", isa, &got, &want);
+            assert_close("hidden_delta_deferred F", isa, &f_got, &f_want);
+            assert_sum_close::<T>("hidden_delta_deferred ΣP", isa, p_got, p_want, scale * 12.0);
+            assert_sum_close::<T>("hidden_delta_deferred ΣF", isa, d_got, d_want, scale);
         }
     }
 }

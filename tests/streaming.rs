@@ -1,11 +1,11 @@
-//! The streaming objective (two-pass, SPEC §2.2) gives the in-memory result, whatever the
+//! The streaming objective (SPEC §2.2), in both modes, gives the in-memory result whatever the
 //! chunking, and reports a source that misbehaves.
 
 mod common;
 
 use common::*;
 use sae::data::stream::{ExampleSource, SliceSource};
-use sae::objective::StreamingObjective;
+use sae::objective::{StreamMode, StreamingObjective};
 use sae::{Dataset, Error, Objective, Result};
 
 fn in_memory(values: &[f64], m: usize, n: usize, h: usize, theta: &[f64]) -> (f64, Vec<f64>) {
@@ -15,25 +15,69 @@ fn in_memory(values: &[f64], m: usize, n: usize, h: usize, theta: &[f64]) -> (f6
     (cost, grad)
 }
 
-#[test]
-fn two_pass_streaming_equals_in_memory_for_every_chunking() {
+const MODES: [StreamMode; 2] = [StreamMode::OnePass, StreamMode::TwoPass];
+
+fn streaming_equals_in_memory_for_every_chunking(mode: StreamMode) {
     let (m, n, h) = (1001, 37, 23);
     let values = uniform_data(m, n, 31);
     let theta = theta(n, h, 32);
     let (cost, grad) = in_memory(&values, m, n, h, &theta);
     for chunk in [1, 7, 256, 1000, 1001, 5000] {
         let source = SliceSource::new(&values, n).unwrap();
-        let mut streaming = StreamingObjective::new(hyper(n, h), source, chunk).unwrap();
+        let mut streaming = StreamingObjective::new(hyper(n, h), source, chunk, mode).unwrap();
         let mut streamed_grad = vec![0.0; theta.len()];
         // Twice: the second evaluation must start from clean sums.
         for _ in 0..2 {
             let streamed_cost = streaming.evaluate(&theta, &mut streamed_grad).unwrap();
             let cost_error = (streamed_cost - cost).abs() / cost;
             let grad_error = relative_error(&streamed_grad, &grad);
-            assert!(cost_error <= 1e-10, "chunk {chunk}: cost error {cost_error:e}");
-            assert!(grad_error <= 1e-10, "chunk {chunk}: gradient error {grad_error:e}");
+            assert!(cost_error <= 1e-10, "{mode:?}, chunk {chunk}: cost error {cost_error:e}");
+            assert!(grad_error <= 1e-10, "{mode:?}, chunk {chunk}: gradient error {grad_error:e}");
         }
     }
+}
+
+#[test]
+fn one_pass_streaming_equals_in_memory_for_every_chunking() {
+    streaming_equals_in_memory_for_every_chunking(StreamMode::OnePass);
+}
+
+#[test]
+fn two_pass_streaming_equals_in_memory_for_every_chunking() {
+    streaming_equals_in_memory_for_every_chunking(StreamMode::TwoPass);
+}
+
+#[test]
+fn one_pass_streaming_in_f32_matches_the_f64_reference_to_1e_4() {
+    let (m, n, h) = (700, 20, 9);
+    let values = uniform_data(m, n, 41);
+    let theta = theta(n, h, 42);
+    let (cost, grad) = in_memory(&values, m, n, h, &theta);
+    let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let theta32: Vec<f32> = theta.iter().map(|&v| v as f32).collect();
+    let source = SliceSource::new(&values32, n).unwrap();
+    let mut streaming = StreamingObjective::new(hyper(n, h), source, 64, StreamMode::OnePass).unwrap();
+    let mut grad32 = vec![0.0f32; theta.len()];
+    let cost32 = streaming.evaluate(&theta32, &mut grad32).unwrap();
+    let grad32: Vec<f64> = grad32.iter().map(|&g| g as f64).collect();
+    assert!((cost32 - cost).abs() / cost <= 1e-4);
+    assert!(relative_error(&grad32, &grad) <= 1e-4, "{:e}", relative_error(&grad32, &grad));
+}
+
+#[test]
+fn the_one_pass_gradient_passes_the_central_difference_check() {
+    let (m, n, h) = (60, 9, 5);
+    let values = uniform_data(m, n, 43);
+    let theta = theta(n, h, 44);
+    let mut streaming =
+        StreamingObjective::new(hyper(n, h), SliceSource::new(&values, n).unwrap(), 17, StreamMode::OnePass).unwrap();
+    let mut analytic = vec![0.0; theta.len()];
+    streaming.evaluate(&theta, &mut analytic).unwrap();
+    let mut scratch = vec![0.0; theta.len()];
+    let numeric =
+        sae::objective::gradcheck::numerical_gradient(|t| streaming.evaluate(t, &mut scratch).unwrap(), &theta, 1e-4);
+    let difference = sae::objective::gradcheck::relative_difference(&numeric, &analytic);
+    assert!(difference < 1e-9, "{difference:e}");
 }
 
 /// Yields its examples, but one fewer after the first rewind.
@@ -66,7 +110,7 @@ fn a_source_that_changes_between_passes_is_an_error() {
     let (m, n, h) = (50, 6, 4);
     let values = uniform_data(m, n, 1);
     let source = Shrinking { inner: SliceSource::new(&values, n).unwrap(), values: &values, rewinds: 0 };
-    let mut streaming = StreamingObjective::new(hyper(n, h), source, 16).unwrap();
+    let mut streaming = StreamingObjective::new(hyper(n, h), source, 16, StreamMode::TwoPass).unwrap();
     let theta = theta(n, h, 1);
     let err = streaming.evaluate(&theta, &mut vec![0.0; theta.len()]).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { .. }) && err.to_string().contains("changed"), "{err}");
@@ -77,25 +121,33 @@ fn non_finite_values_are_named_by_their_row_in_the_whole_data_set() {
     let (m, n, h) = (50, 6, 4);
     let mut values = uniform_data(m, n, 2);
     values[37 * n + 4] = f64::NAN;
-    let mut streaming = StreamingObjective::new(hyper(n, h), SliceSource::new(&values, n).unwrap(), 16).unwrap();
     let theta = theta(n, h, 2);
-    let err = streaming.evaluate(&theta, &mut vec![0.0; theta.len()]).unwrap_err();
-    assert!(matches!(err, Error::NonFiniteData { row: 37, column: 4, .. }), "{err}");
+    for mode in MODES {
+        let source = SliceSource::new(&values, n).unwrap();
+        let mut streaming = StreamingObjective::new(hyper(n, h), source, 16, mode).unwrap();
+        let err = streaming.evaluate(&theta, &mut vec![0.0; theta.len()]).unwrap_err();
+        assert!(matches!(err, Error::NonFiniteData { row: 37, column: 4, .. }), "{mode:?}: {err}");
+    }
 }
 
 #[test]
 fn an_empty_source_is_an_error() {
-    let mut streaming = StreamingObjective::new(hyper(6, 4), SliceSource::<f64>::new(&[], 6).unwrap(), 16).unwrap();
     let theta = theta(6, 4, 3);
-    let err = streaming.evaluate(&theta, &mut vec![0.0; theta.len()]).unwrap_err();
-    assert!(matches!(err, Error::EmptyData { .. }), "{err}");
+    for mode in MODES {
+        let source = SliceSource::<f64>::new(&[], 6).unwrap();
+        let mut streaming = StreamingObjective::new(hyper(6, 4), source, 16, mode).unwrap();
+        let err = streaming.evaluate(&theta, &mut vec![0.0; theta.len()]).unwrap_err();
+        assert!(matches!(err, Error::EmptyData { .. }), "{mode:?}: {err}");
+    }
 }
 
 #[test]
 fn a_source_of_the_wrong_width_or_a_zero_chunk_is_rejected() {
     let values = uniform_data(10, 6, 4);
-    let err = StreamingObjective::new(hyper(5, 4), SliceSource::new(&values, 6).unwrap(), 16).unwrap_err();
+    let source = SliceSource::new(&values, 6).unwrap();
+    let err = StreamingObjective::new(hyper(5, 4), source, 16, StreamMode::OnePass).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { what: "source features", .. }), "{err}");
-    let err = StreamingObjective::new(hyper(6, 4), SliceSource::new(&values, 6).unwrap(), 0).unwrap_err();
+    let source = SliceSource::new(&values, 6).unwrap();
+    let err = StreamingObjective::new(hyper(6, 4), source, 0, StreamMode::OnePass).unwrap_err();
     assert!(matches!(err, Error::InvalidHyperParameter { name: "chunk", .. }), "{err}");
 }

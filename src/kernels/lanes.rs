@@ -282,6 +282,39 @@ pub(crate) unsafe fn hidden_delta_sum<V: Lanes>(p: &mut [V::Elem], a2: &[V::Elem
     V::acc_sum(sum)
 }
 
+#[inline(always)]
+pub(crate) unsafe fn hidden_delta_deferred<V: Lanes>(
+    p: &mut [V::Elem],
+    a2: &[V::Elem],
+    f: &mut [V::Elem],
+) -> (f64, f64) {
+    assert!(p.len() == a2.len() && p.len() == f.len());
+    let one = V::splat(<V::Elem as num_traits::One>::one());
+    let (mut p_sum, mut f_sum) = (V::acc_zero(), V::acc_zero());
+    let body = p.len() - p.len() % V::WIDTH;
+    let (pp, pa, pf) = (p.as_mut_ptr(), a2.as_ptr(), f.as_mut_ptr());
+    for i in (0..body).step_by(V::WIDTH) {
+        let a = V::load(pa.add(i));
+        let derivative = a.mul(one.sub(a));
+        let delta = V::load(pp.add(i)).mul(derivative);
+        derivative.store(pf.add(i));
+        delta.store(pp.add(i));
+        p_sum = V::acc_add(p_sum, delta);
+        f_sum = V::acc_add(f_sum, derivative);
+    }
+    let tail = p.len() - body;
+    if tail > 0 {
+        let a = load_partial::<V>(&a2[body..]);
+        let derivative = a.mul(one.sub(a));
+        let delta = load_partial::<V>(&p[body..]).mul(derivative);
+        store_partial(derivative, &mut f[body..]);
+        store_partial(delta, &mut p[body..]);
+        p_sum = accumulate_partial(p_sum, delta, tail);
+        f_sum = accumulate_partial(f_sum, derivative, tail);
+    }
+    (V::acc_sum(p_sum), V::acc_sum(f_sum))
+}
+
 /// Instantiates every generic body above for one instruction set and element type, as module
 /// `$module` with `#[target_feature]` entry points and `table()`, their [`Kernels`] set.
 ///
@@ -313,6 +346,10 @@ macro_rules! kernel_table {
             unsafe fn hidden_delta_sum(p: &mut [$t], a2: &[$t]) -> f64 {
                 lanes::hidden_delta_sum::<$lanes>(p, a2)
             }
+            #[target_feature(enable = $features)]
+            unsafe fn hidden_delta_deferred(p: &mut [$t], a2: &[$t], f: &mut [$t]) -> (f64, f64) {
+                lanes::hidden_delta_deferred::<$lanes>(p, a2, f)
+            }
 
             /// The kernel set of this instruction set, as safe function pointers.
             ///
@@ -328,6 +365,7 @@ macro_rules! kernel_table {
                     output_delta_row: |z, x| unsafe { output_delta_row(z, x) },
                     output_delta_col: |z, x, sums| unsafe { output_delta_col(z, x, sums) },
                     hidden_delta_sum: |p, a2| unsafe { hidden_delta_sum(p, a2) },
+                    hidden_delta_deferred: |p, a2, f| unsafe { hidden_delta_deferred(p, a2, f) },
                 }
             }
         }

@@ -88,6 +88,10 @@ pub struct Kernels<T> {
     /// One hidden unit's run `(p, a2)`: `p ← delta2 = p a2 (1 − a2)`; returns `Σ delta2`
     /// (for `∇b1`). `p` holds `W2ᵀ delta3 + s` on entry.
     pub hidden_delta_sum: fn(&mut [T], &[T]) -> f64,
+    /// One hidden unit's run `(p, a2, f)` with the sparsity delta deferred (SPEC §2.2):
+    /// `f ← F = a2 (1 − a2)`, `p ← P = p F`; returns `(Σ P, Σ F)`. `p` holds `W2ᵀ delta3` on
+    /// entry.
+    pub hidden_delta_deferred: fn(&mut [T], &[T], &mut [T]) -> (f64, f64),
 }
 
 impl<T> std::fmt::Debug for Kernels<T> {
@@ -106,6 +110,7 @@ impl<T: Real> Kernels<T> {
             output_delta_row: scalar::output_delta_row,
             output_delta_col: scalar::output_delta_col,
             hidden_delta_sum: scalar::hidden_delta_sum,
+            hidden_delta_deferred: scalar::hidden_delta_deferred,
         }
     }
 

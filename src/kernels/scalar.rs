@@ -68,3 +68,17 @@ pub fn hidden_delta_sum<T: Real>(p: &mut [T], a2: &[T]) -> f64 {
     }
     sum
 }
+
+/// One hidden unit's run with the sparsity delta deferred (SPEC §2.2):
+/// `f ← F = a2 (1 − a2)`, `p ← P = p F` (`p` holds `W2ᵀ delta3`); returns `(Σ P, Σ F)`.
+pub fn hidden_delta_deferred<T: Real>(p: &mut [T], a2: &[T], f: &mut [T]) -> (f64, f64) {
+    assert!(p.len() == a2.len() && p.len() == f.len());
+    let (mut p_sum, mut f_sum) = (0.0, 0.0);
+    for ((pi, &a), fi) in p.iter_mut().zip(a2).zip(f) {
+        *fi = a * (T::one() - a);
+        *pi = *pi * *fi;
+        p_sum += pi.as_f64();
+        f_sum += fi.as_f64();
+    }
+    (p_sum, f_sum)
+}

@@ -89,7 +89,7 @@ impl<'d, T: Real> Objective<'d, T> {
         self.engine.forward(theta, &self.data);
         self.engine.accumulate_activations();
         let sparsity_cost = self.engine.sparsity(m)?;
-        self.engine.backward(theta, &self.data, m);
+        self.engine.backward(theta, &self.data);
         Ok(self.engine.finish(theta, grad, m) + sparsity_cost)
     }
 }

@@ -48,6 +48,9 @@ pub(crate) struct Engine<T: Real> {
     backend: Backend,
     kernels: Kernels<T>,
     block_size: usize,
+    /// SPEC §2.2's one-pass formulation: the backward pass runs before `rho_hat` is known and
+    /// keeps `Σ P Xᵀ` and `Σ F Xᵀ` apart, combined by `finish` once the sparsity delta is.
+    deferred_sparsity: bool,
     workspace: Workspace<T>,
 }
 
@@ -73,12 +76,17 @@ struct Workspace<T> {
 struct RangeScratch<T> {
     /// `z3`, then `delta3`, of one block: `n×B`, oriented like the data (see `output_layer`).
     output: Vec<T>,
-    /// `W2ᵀ delta3 + s 1ᵀ`, then `delta2`, of one block: `h×B` row-major.
+    /// `W2ᵀ delta3 + s 1ᵀ`, then `delta2`, of one block: `h×B` row-major. With the sparsity
+    /// deferred, `[P; F]`: `2h×B`.
     hidden: Vec<T>,
-    /// `Σ delta2 Xᵀ / m` (`h×n`) then `Σ delta3 a2ᵀ / m` (`n×h`), column-major as in theta.
+    /// `Σ delta2 Xᵀ` (`h×n`; with the sparsity deferred `Σ [P; F] Xᵀ`, `2h×n`) then
+    /// `Σ delta3 a2ᵀ` (`n×h`), column-major as in theta, not yet divided by `m`.
     weight_grads: Vec<T>,
     squared_error: f64,
+    /// `Σ delta2` (deferred: `Σ P`) per hidden unit.
     b1_sums: Vec<f64>,
+    /// `Σ F` per hidden unit, with the sparsity deferred.
+    derivative_sums: Vec<f64>,
     b2_sums: Vec<f64>,
 }
 
@@ -91,6 +99,7 @@ impl<T: Real> Engine<T> {
             backend: Backend::preferred(),
             kernels: Kernels::detect(),
             block_size: default_block_size::<T>(hyper.visible(), hyper.hidden()),
+            deferred_sparsity: false,
             workspace: Workspace::default(),
         }
     }
@@ -110,6 +119,12 @@ impl<T: Real> Engine<T> {
         }
         self.block_size = block_size;
         Ok(())
+    }
+
+    /// Defers the sparsity delta (SPEC §2.2 one-pass): `backward` may then run on a chunk
+    /// before `sparsity` has seen all examples.
+    pub(crate) fn set_deferred_sparsity(&mut self, deferred: bool) {
+        self.deferred_sparsity = deferred;
     }
 
     pub(crate) fn hyper(&self) -> &HyperParams {
@@ -149,6 +164,7 @@ impl<T: Real> Engine<T> {
         for r in &mut ws.ranges {
             r.weight_grads.fill(T::zero());
             r.b1_sums.fill(0.0);
+            r.derivative_sums.fill(0.0);
             r.b2_sums.fill(0.0);
             r.squared_error = 0.0;
         }
@@ -173,11 +189,13 @@ impl<T: Real> Engine<T> {
         ws.rho_hat.resize(h, 0.0);
         ws.sparsity_delta.resize(h, T::zero());
         ws.ranges.resize_with(ranges, RangeScratch::default);
+        let hidden_rows = if self.deferred_sparsity { 2 * h } else { h };
         for r in &mut ws.ranges {
             r.output.resize(n * block, T::zero());
-            r.hidden.resize(h * block, T::zero());
-            r.weight_grads.resize(2 * h * n, T::zero());
+            r.hidden.resize(hidden_rows * block, T::zero());
+            r.weight_grads.resize((hidden_rows + h) * n, T::zero());
             r.b1_sums.resize(h, 0.0);
+            r.derivative_sums.resize(h, 0.0);
             r.b2_sums.resize(n, 0.0);
         }
     }
@@ -238,14 +256,15 @@ impl<T: Real> Engine<T> {
     }
 
     /// SPEC §2.1 steps 2–5 on one chunk (whose `forward` was the last one run), over each
-    /// thread's range of its blocks, accumulating; `examples` is the whole data set's `m`.
-    pub(crate) fn backward(&mut self, theta: &[T], data: &Dataset<'_, T>, examples: usize) {
+    /// thread's range of its blocks, accumulating. Needs `sparsity` first unless the sparsity
+    /// is deferred.
+    pub(crate) fn backward(&mut self, theta: &[T], data: &Dataset<'_, T>) {
         let blocks = self.blocks(data.examples());
         let pass = BackwardPass {
             n: self.hyper.visible(),
             h: self.hyper.hidden(),
             block: self.block_size,
-            inv_m: T::cast(1.0 / examples as f64),
+            deferred_sparsity: self.deferred_sparsity,
             w2: self.layout.w2(theta),
             b2: self.layout.b2(theta),
             data: *data,
@@ -260,40 +279,74 @@ impl<T: Real> Engine<T> {
         });
     }
 
-    /// Sums the ranges' partial results (in range order) into `grad`, adds the weight decay,
-    /// and returns the squared-error and weight-decay part of the cost of all `examples`.
+    /// Sums the ranges' partial results (in range order) into `grad`, divides by `m`, adds
+    /// the weight decay, and returns the squared-error and weight-decay part of the cost of
+    /// all `examples`. With the sparsity deferred, first combines `∇W1 = Σ P Xᵀ + diag(s)
+    /// Σ F Xᵀ` and `∇b1 = Σ P + s ⊙ Σ F` (SPEC §2.2).
     pub(crate) fn finish(&self, theta: &[T], grad: &mut [T], examples: usize) -> f64 {
-        let (h, m) = (self.hyper.hidden(), examples as f64);
+        let (n, h, m) = (self.hyper.visible(), self.hyper.hidden(), examples as f64);
         let hn = self.layout.weights_len();
         let lambda = self.hyper.lambda();
-        let lambda_t = T::cast(lambda);
+        let (lambda_t, inv_m) = (T::cast(lambda), T::cast(1.0 / m));
         let ranges = &self.workspace.ranges;
+        let s = &self.workspace.sparsity_delta;
+        let deferred = self.deferred_sparsity;
+        let w1_rows = if deferred { 2 * h } else { h };
 
-        const CHUNK: usize = 4096;
-        let weight_norm: f64 = grad[..2 * hn]
-            .par_chunks_mut(CHUNK)
-            .zip(theta[..2 * hn].par_chunks(CHUNK))
+        // ∇W1, one column (input unit) k at a time.
+        let (grad_w1, grad_rest) = grad.split_at_mut(hn);
+        let w1_norm: f64 = grad_w1
+            .par_chunks_mut(h)
+            .zip(theta[..hn].par_chunks(h))
             .enumerate()
-            .map(|(c, (g, w))| {
-                g.iter_mut().zip(w).for_each(|(g, &w)| *g = lambda_t * w);
-                for r in ranges {
-                    for (g, &p) in g.iter_mut().zip(&r.weight_grads[c * CHUNK..]) {
-                        *g = *g + p;
+            .map(|(k, (g, w))| {
+                for (j, (g, &w)) in g.iter_mut().zip(w).enumerate() {
+                    let column = k * w1_rows;
+                    let mut sum = T::zero();
+                    for r in ranges {
+                        sum = sum + r.weight_grads[column + j];
+                        if deferred {
+                            sum = sum + s[j] * r.weight_grads[column + h + j];
+                        }
                     }
+                    *g = lambda_t * w + sum * inv_m;
                 }
                 w.iter().map(|&w| w.as_f64() * w.as_f64()).sum::<f64>()
             })
             .sum();
 
-        let (grad_b1, grad_b2) = grad[2 * hn..].split_at_mut(h);
+        // ∇W2, in chunks of its column-major storage.
+        const CHUNK: usize = 4096;
+        let w2_offset = w1_rows * n;
+        let w2_norm: f64 = grad_rest[..hn]
+            .par_chunks_mut(CHUNK)
+            .zip(theta[hn..2 * hn].par_chunks(CHUNK))
+            .enumerate()
+            .map(|(c, (g, w))| {
+                g.fill(T::zero());
+                for r in ranges {
+                    for (g, &p) in g.iter_mut().zip(&r.weight_grads[w2_offset + c * CHUNK..]) {
+                        *g = *g + p;
+                    }
+                }
+                g.iter_mut().zip(w).for_each(|(g, &w)| *g = lambda_t * w + *g * inv_m);
+                w.iter().map(|&w| w.as_f64() * w.as_f64()).sum::<f64>()
+            })
+            .sum();
+
+        let (grad_b1, grad_b2) = grad_rest[hn..].split_at_mut(h);
         for (j, g) in grad_b1.iter_mut().enumerate() {
-            *g = T::cast(ranges.iter().map(|r| r.b1_sums[j]).sum::<f64>() / m);
+            let mut sum: f64 = ranges.iter().map(|r| r.b1_sums[j]).sum();
+            if deferred {
+                sum += s[j].as_f64() * ranges.iter().map(|r| r.derivative_sums[j]).sum::<f64>();
+            }
+            *g = T::cast(sum / m);
         }
         for (k, g) in grad_b2.iter_mut().enumerate() {
             *g = T::cast(ranges.iter().map(|r| r.b2_sums[k]).sum::<f64>() / m);
         }
         let squared_error: f64 = ranges.iter().map(|r| r.squared_error).sum();
-        squared_error / (2.0 * m) + lambda / 2.0 * weight_norm
+        squared_error / (2.0 * m) + lambda / 2.0 * (w1_norm + w2_norm)
     }
 }
 
@@ -302,7 +355,7 @@ struct BackwardPass<'a, T> {
     n: usize,
     h: usize,
     block: usize,
-    inv_m: T,
+    deferred_sparsity: bool,
     w2: MatRef<'a, T>,
     b2: &'a [T],
     data: Dataset<'a, T>,
@@ -316,8 +369,9 @@ impl<T: Real> BackwardPass<'_, T> {
     /// Adds the blocks of `blocks` to the sums in `scratch`.
     fn run(&self, blocks: Range<usize>, scratch: &mut RangeScratch<T>) {
         let (n, h) = (self.n, self.h);
-        let RangeScratch { output, hidden, weight_grads, squared_error, b1_sums, b2_sums } = scratch;
-        let (grad_w1, grad_w2) = weight_grads.split_at_mut(h * n);
+        let RangeScratch { output, hidden, weight_grads, squared_error, b1_sums, derivative_sums, b2_sums } = scratch;
+        let hidden_rows = if self.deferred_sparsity { 2 * h } else { h };
+        let (grad_w1, grad_w2) = weight_grads.split_at_mut(hidden_rows * n);
         let m = self.data.examples();
         for b in blocks {
             let start = b * self.block;
@@ -326,25 +380,38 @@ impl<T: Real> BackwardPass<'_, T> {
             let a2_view = MatRef::row_major(a2, h, width);
             let x = self.data.x().columns(start, width);
 
-            // Steps 2–3: delta3 and the output layer's sums, then ∇W2 += delta3 a2ᵀ / m.
+            // Steps 2–3: delta3 and the output layer's sums, then ∇W2 += delta3 a2ᵀ.
             let z3 = &mut output[..n * width];
             let (rs, cs) = self.output_layer(start, width, a2_view, z3, squared_error, b2_sums);
             let delta3 = MatRef::new(&output[..n * width], n, width, rs, cs);
-            gemm(self.backend, self.inv_m, delta3, a2_view.t(), T::one(), MatMut::col_major(&mut *grad_w2, n, h));
+            gemm(self.backend, T::one(), delta3, a2_view.t(), T::one(), MatMut::col_major(&mut *grad_w2, n, h));
 
-            // Step 4: W2ᵀ delta3 + s 1ᵀ, the sparsity delta prefilled, then delta2 and ∇b1.
-            let p = &mut hidden[..h * width];
-            for (row, &s) in p.chunks_exact_mut(width).zip(self.sparsity_delta) {
-                row.fill(s);
-            }
-            gemm(self.backend, T::one(), self.w2.t(), delta3, T::one(), MatMut::row_major(&mut *p, h, width));
-            for ((p, a), sum) in p.chunks_exact_mut(width).zip(a2.chunks_exact(width)).zip(b1_sums.iter_mut()) {
-                *sum += (self.kernels.hidden_delta_sum)(p, a);
+            if self.deferred_sparsity {
+                // Step 4 deferred: P = (W2ᵀ delta3) ⊙ F and F = a2 (1 − a2), stacked as
+                // [P; F]; their row sums for ∇b1.
+                let (p, f) = hidden[..2 * h * width].split_at_mut(h * width);
+                gemm(self.backend, T::one(), self.w2.t(), delta3, T::zero(), MatMut::row_major(&mut *p, h, width));
+                let rows = p.chunks_exact_mut(width).zip(a2.chunks_exact(width)).zip(f.chunks_exact_mut(width));
+                for (((p, a), f), (p_sum, f_sum)) in rows.zip(b1_sums.iter_mut().zip(derivative_sums.iter_mut())) {
+                    let (dp, df) = (self.kernels.hidden_delta_deferred)(p, a, f);
+                    *p_sum += dp;
+                    *f_sum += df;
+                }
+            } else {
+                // Step 4: W2ᵀ delta3 + s 1ᵀ, the sparsity delta prefilled, then delta2, ∇b1.
+                let p = &mut hidden[..h * width];
+                for (row, &s) in p.chunks_exact_mut(width).zip(self.sparsity_delta) {
+                    row.fill(s);
+                }
+                gemm(self.backend, T::one(), self.w2.t(), delta3, T::one(), MatMut::row_major(&mut *p, h, width));
+                for ((p, a), sum) in p.chunks_exact_mut(width).zip(a2.chunks_exact(width)).zip(b1_sums.iter_mut()) {
+                    *sum += (self.kernels.hidden_delta_sum)(p, a);
+                }
             }
 
-            // Step 5: ∇W1 += delta2 Xᵀ / m.
-            let delta2 = MatRef::row_major(&hidden[..h * width], h, width);
-            gemm(self.backend, self.inv_m, delta2, x.t(), T::one(), MatMut::col_major(&mut *grad_w1, h, n));
+            // Step 5: ∇W1 += delta2 Xᵀ (deferred: [P; F] Xᵀ, one GEMM with 2h rows).
+            let delta2 = MatRef::row_major(&hidden[..hidden_rows * width], hidden_rows, width);
+            gemm(self.backend, T::one(), delta2, x.t(), T::one(), MatMut::col_major(&mut *grad_w1, hidden_rows, n));
         }
     }
 

@@ -12,4 +12,4 @@ mod streaming;
 pub use batched::Objective;
 pub use engine::default_block_size;
 pub use sparsity::{kl_divergence, sparsity_delta};
-pub use streaming::StreamingObjective;
+pub use streaming::{StreamMode, StreamingObjective};

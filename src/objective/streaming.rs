@@ -1,7 +1,6 @@
-//! The objective on a data set read in chunks (SPEC §2.2), for data larger than memory: the
-//! two-pass formulation of the UFLDL notes. Pass 1 runs the forward layer on every chunk only to
-//! sum the activations for `rho_hat`; pass 2 runs it again and backpropagates, accumulating the
-//! gradients. Memory is the model, the gradients and `O(chunk × (n + h))`, whatever `m`.
+//! The objective on a data set read in chunks (SPEC §2.2), for data larger than memory, in two
+//! formulations ([`StreamMode`]). Memory is the model, the gradients and `O(chunk × (n + h))`,
+//! whatever `m`.
 
 use super::engine::Engine;
 use crate::data::stream::ExampleSource;
@@ -11,6 +10,21 @@ use crate::gemm::Backend;
 use crate::model::HyperParams;
 use crate::real::Real;
 
+/// How the streaming objective reads the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamMode {
+    /// As the UFLDL notes describe: pass 1 runs the forward layer on every chunk only to sum
+    /// the activations for `rho_hat`; pass 2 runs it again and backpropagates. Six GEMMs'
+    /// worth of work, the data read twice.
+    TwoPass,
+    /// One read of the data with the sparsity delta deferred: the backward pass keeps
+    /// `Σ P Xᵀ` and `Σ F Xᵀ` (`F = a2 (1 − a2)`, `P = (W2ᵀ delta3) ⊙ F`) as one GEMM with
+    /// `2h` rows, and combines `∇W1 = (Σ P Xᵀ + diag(s) Σ F Xᵀ) / m + λ W1` once `rho_hat`,
+    /// hence `s`, is known. Exact, not an approximation.
+    #[default]
+    OnePass,
+}
+
 /// `J(theta)` and its gradient over every example of an [`ExampleSource`], read `chunk`
 /// examples at a time; the same cost and gradient as [`Objective`](super::Objective) on the
 /// whole data set, to rounding.
@@ -19,13 +33,14 @@ pub struct StreamingObjective<T: Real, S> {
     engine: Engine<T>,
     source: S,
     chunk: usize,
+    mode: StreamMode,
     buffer: Vec<T>,
 }
 
 impl<T: Real, S: ExampleSource<T>> StreamingObjective<T, S> {
-    /// Reads `source` in chunks of `chunk` examples (at least 1); fails when its feature count
-    /// is not `n`.
-    pub fn new(hyper: HyperParams, source: S, chunk: usize) -> Result<Self> {
+    /// Reads `source` in chunks of `chunk` examples (at least 1), in `mode`; fails when its
+    /// feature count is not `n`.
+    pub fn new(hyper: HyperParams, source: S, chunk: usize, mode: StreamMode) -> Result<Self> {
         if source.features() != hyper.visible() {
             return Err(Error::ShapeMismatch {
                 what: "source features",
@@ -37,7 +52,9 @@ impl<T: Real, S: ExampleSource<T>> StreamingObjective<T, S> {
             return Err(Error::InvalidHyperParameter { name: "chunk", value: 0.0, reason: "must be at least 1" });
         }
         let buffer = vec![T::zero(); chunk * hyper.visible()];
-        Ok(StreamingObjective { engine: Engine::new(hyper), source, chunk, buffer })
+        let mut engine = Engine::new(hyper);
+        engine.set_deferred_sparsity(mode == StreamMode::OnePass);
+        Ok(StreamingObjective { engine, source, chunk, mode, buffer })
     }
 
     /// Uses `backend` for the GEMMs.
@@ -46,38 +63,50 @@ impl<T: Real, S: ExampleSource<T>> StreamingObjective<T, S> {
         self
     }
 
-    /// `rho_hat` of the last evaluation that completed its first pass.
+    pub fn mode(&self) -> StreamMode {
+        self.mode
+    }
+
+    /// `rho_hat` of the last evaluation that read all the data once.
     pub fn rho_hat(&self) -> &[f64] {
         self.engine.rho_hat()
     }
 
-    /// `J(theta)` in f64, and `∇J(theta)` written to `grad`, from two reads of the source.
+    /// `J(theta)` in f64, and `∇J(theta)` written to `grad`, from one or two reads of the
+    /// source (see [`StreamMode`]).
     ///
     /// Fails as [`Objective::evaluate`](super::Objective::evaluate) does, and also when the
     /// source is empty, holds a non-finite value (named by its row in the whole data set), or
-    /// yields a different number of examples in the second pass than in the first.
+    /// (two-pass) yields a different number of examples in the second pass than in the first.
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
         self.engine.begin(theta, grad, self.chunk)?;
-
-        let examples = self.pass(|engine, chunk| {
-            engine.forward(theta, chunk);
-            engine.accumulate_activations();
-        })?;
+        let examples = match self.mode {
+            StreamMode::OnePass => self.pass(|engine, chunk| {
+                engine.forward(theta, chunk);
+                engine.accumulate_activations();
+                engine.backward(theta, chunk);
+            })?,
+            StreamMode::TwoPass => self.pass(|engine, chunk| {
+                engine.forward(theta, chunk);
+                engine.accumulate_activations();
+            })?,
+        };
         if examples == 0 {
             return Err(Error::EmptyData { what: "the source yielded no examples" });
         }
         let sparsity_cost = self.engine.sparsity(examples)?;
-
-        let second = self.pass(|engine, chunk| {
-            engine.forward(theta, chunk);
-            engine.backward(theta, chunk, examples);
-        })?;
-        if second != examples {
-            return Err(Error::ShapeMismatch {
-                what: "examples in the second pass over the source (it changed between passes)",
-                expected: examples.to_string(),
-                got: second.to_string(),
-            });
+        if self.mode == StreamMode::TwoPass {
+            let second = self.pass(|engine, chunk| {
+                engine.forward(theta, chunk);
+                engine.backward(theta, chunk);
+            })?;
+            if second != examples {
+                return Err(Error::ShapeMismatch {
+                    what: "examples in the second pass over the source (it changed between passes)",
+                    expected: examples.to_string(),
+                    got: second.to_string(),
+                });
+            }
         }
         Ok(self.engine.finish(theta, grad, examples) + sparsity_cost)
     }
