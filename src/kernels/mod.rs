@@ -91,8 +91,11 @@ pub struct Kernels<T> {
     /// One hidden unit's run `(p, a2, f)` with the sparsity delta deferred (SPEC §2.2):
     /// `f ← F = a2 (1 − a2)`, `p ← P = p F`; returns `(Σ P, Σ F)`. `p` holds `W2ᵀ delta3` on
     /// entry.
-    pub hidden_delta_deferred: fn(&mut [T], &[T], &mut [T]) -> (f64, f64),
+    pub hidden_delta_deferred: DeferredDeltaKernel<T>,
 }
+
+/// The signature of [`Kernels::hidden_delta_deferred`]: `(p, a2, f) → (Σ P, Σ F)`.
+pub type DeferredDeltaKernel<T> = fn(&mut [T], &[T], &mut [T]) -> (f64, f64);
 
 impl<T> std::fmt::Debug for Kernels<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
