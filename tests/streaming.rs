@@ -151,3 +151,29 @@ fn a_source_of_the_wrong_width_or_a_zero_chunk_is_rejected() {
     let err = StreamingObjective::new(hyper(6, 4), source, 0, StreamMode::OnePass).unwrap_err();
     assert!(matches!(err, Error::InvalidHyperParameter { name: "chunk", .. }), "{err}");
 }
+
+/// Claims to have read more examples than fit in the buffer.
+struct Overclaiming;
+
+impl ExampleSource<f64> for Overclaiming {
+    fn features(&self) -> usize {
+        6
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn read_chunk(&mut self, buffer: &mut [f64]) -> Result<usize> {
+        buffer.fill(0.5);
+        Ok(buffer.len() / 6 + 1)
+    }
+}
+
+#[test]
+fn a_source_claiming_more_examples_than_its_buffer_holds_is_an_error() {
+    let theta = theta(6, 4, 5);
+    let mut streaming = StreamingObjective::new(hyper(6, 4), Overclaiming, 16, StreamMode::OnePass).unwrap();
+    let err = streaming.evaluate(&theta, &mut vec![0.0; theta.len()]).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }) && err.to_string().contains("read_chunk"), "{err}");
+}

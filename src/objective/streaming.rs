@@ -121,6 +121,13 @@ impl<T: Real, S: ExampleSource<T>> StreamingObjective<T, S> {
             if read == 0 {
                 return Ok(examples);
             }
+            if read > self.chunk {
+                return Err(Error::ShapeMismatch {
+                    what: "examples returned by ExampleSource::read_chunk",
+                    expected: format!("at most the buffer's {}", self.chunk),
+                    got: read.to_string(),
+                });
+            }
             let chunk = Dataset::examples_by_features(&self.buffer[..read * n], read, n).map_err(|e| match e {
                 Error::NonFiniteData { what, row, column, value } => {
                     Error::NonFiniteData { what, row: row + examples, column, value }
