@@ -1,7 +1,8 @@
 //! The machinery of the fast evaluation of SPEC §2.1, shared by the in-memory objective and
-//! the streaming one: five GEMMs per column block, the biases, the sparsity delta and the weight
-//! decay folded into them, and one fused elementwise pass after each of the first, second and
-//! fourth.
+//! the streaming one: five GEMMs per column block, the biases and the sparsity delta folded
+//! into them (prefilled outputs, GEMM with β = 1), and one fused elementwise pass after each of
+//! the first, second and fourth. The weight decay `λW` is added in the one pass that sums the
+//! threads' gradient accumulators (prefilling it into each would count it once per thread).
 //!
 //! The examples of a data set (or of one chunk of it) are cut into column blocks of `B`
 //! examples. The forward pass runs over all blocks in parallel and keeps `a2` (`h×m`, stored
@@ -300,8 +301,8 @@ impl<T: Real> Engine<T> {
             .zip(theta[..hn].par_chunks(h))
             .enumerate()
             .map(|(k, (g, w))| {
+                let column = k * w1_rows;
                 for (j, (g, &w)) in g.iter_mut().zip(w).enumerate() {
-                    let column = k * w1_rows;
                     let mut sum = T::zero();
                     for r in ranges {
                         sum = sum + r.weight_grads[column + j];
