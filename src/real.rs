@@ -32,6 +32,11 @@ pub trait Real:
     /// Rounds an f64 to this type.
     fn cast(x: f64) -> Self;
 
+    /// The little-endian bytes of the value (as `.npy` files store it).
+    type LeBytes: AsRef<[u8]>;
+
+    fn to_le_bytes(self) -> Self::LeBytes;
+
     /// The vector kernel set of `isa` for this type (`None` for `Isa::Scalar` or a set this
     /// build does not have).
     ///
@@ -102,6 +107,13 @@ macro_rules! impl_real {
             #[inline(always)]
             fn cast(x: f64) -> Self {
                 x as $t
+            }
+
+            type LeBytes = [u8; std::mem::size_of::<$t>()];
+
+            #[inline(always)]
+            fn to_le_bytes(self) -> Self::LeBytes {
+                <$t>::to_le_bytes(self)
             }
 
             unsafe fn vector_kernels(isa: Isa) -> Option<Kernels<Self>> {

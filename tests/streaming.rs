@@ -177,3 +177,47 @@ fn a_source_claiming_more_examples_than_its_buffer_holds_is_an_error() {
     let err = streaming.evaluate(&theta, &mut vec![0.0; theta.len()]).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { .. }) && err.to_string().contains("read_chunk"), "{err}");
 }
+
+/// Fails its `failure`-th read (counting from 1) with an I/O error; reads normally otherwise.
+struct FailingOnce<'a> {
+    inner: SliceSource<'a, f64>,
+    reads: usize,
+    failure: usize,
+}
+
+impl ExampleSource<f64> for FailingOnce<'_> {
+    fn features(&self) -> usize {
+        self.inner.features()
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.inner.rewind()
+    }
+
+    fn read_chunk(&mut self, buffer: &mut [f64]) -> Result<usize> {
+        self.reads += 1;
+        if self.reads == self.failure {
+            let source = std::io::Error::other("disk went away");
+            return Err(Error::Io { path: "failing".into(), source });
+        }
+        self.inner.read_chunk(buffer)
+    }
+}
+
+#[test]
+fn a_read_error_mid_pass_is_returned_and_the_next_evaluation_is_exact() {
+    let (m, n, h) = (200, 7, 5);
+    let values = uniform_data(m, n, 6);
+    let theta = theta(n, h, 6);
+    let (cost, grad) = in_memory(&values, m, n, h, &theta);
+    for mode in MODES {
+        let source = FailingOnce { inner: SliceSource::new(&values, n).unwrap(), reads: 0, failure: 3 };
+        let mut streaming = StreamingObjective::new(hyper(n, h), source, 16, mode).unwrap();
+        let mut streamed_grad = vec![0.0; theta.len()];
+        let err = streaming.evaluate(&theta, &mut streamed_grad).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{mode:?}: {err}");
+        let streamed_cost = streaming.evaluate(&theta, &mut streamed_grad).unwrap();
+        assert!((streamed_cost - cost).abs() <= 1e-10 * cost, "{mode:?}");
+        assert!(relative_error(&streamed_grad, &grad) <= 1e-10, "{mode:?}");
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod generated;
 pub mod npy;
+pub mod npy_source;
 pub mod stream;
 
 use ndarray::ArrayView2;

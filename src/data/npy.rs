@@ -4,10 +4,12 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayD, Ix2};
+use ndarray_npy::npy::header::{Header, Layout};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
+use py_literal::Value as PyValue;
 
 use crate::error::{Error, Result};
 use crate::real::Real;
@@ -70,6 +72,84 @@ pub fn write_matrix<T: Real>(path: &Path, array: &Array2<T>) -> Result<()> {
     write_atomically(path, |w| array.write_npy(w).map_err(|e| e.to_string()))
 }
 
+/// An `m×n` C-order `.npy` file written a block of rows at a time, for arrays too large to
+/// hold in memory; it appears at its path, complete, only when [`finish`](Self::finish)
+/// succeeds (until then it is a temporary file beside it).
+#[derive(Debug)]
+pub struct NpyRowWriter<T> {
+    path: PathBuf,
+    out: BufWriter<tempfile::NamedTempFile>,
+    rows: usize,
+    columns: usize,
+    written: usize,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<T: Real> NpyRowWriter<T> {
+    /// Starts a file of `rows × columns` values of `T` (float32 or float64).
+    pub fn create(path: impl AsRef<Path>, rows: usize, columns: usize) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let descriptor = if T::NAME == "f32" { "<f4" } else { "<f8" };
+        let header = Header {
+            type_descriptor: PyValue::String(descriptor.into()),
+            layout: Layout::Standard,
+            shape: vec![rows, columns],
+        };
+        let bytes = header.to_bytes().map_err(|e| bad_file(&path, format!("cannot format the header: {e}")))?;
+        let mut out = BufWriter::with_capacity(1 << 20, temporary_beside(&path)?);
+        out.write_all(&bytes).map_err(|source| Error::Io { path: path.clone(), source })?;
+        Ok(NpyRowWriter { path, out, rows, columns, written: 0, _values: std::marker::PhantomData })
+    }
+
+    /// Appends whole rows (`columns` values each).
+    pub fn write_rows(&mut self, values: &[T]) -> Result<()> {
+        let rows = values.len() / self.columns;
+        if rows * self.columns != values.len() || self.written + rows > self.rows {
+            return Err(Error::ShapeMismatch {
+                what: "rows written to an .npy file",
+                expected: format!("{} rows of {} values in all", self.rows, self.columns),
+                got: format!("{} values after {} rows", values.len(), self.written),
+            });
+        }
+        let io = |source| Error::Io { path: self.path.clone(), source };
+        for value in values {
+            self.out.write_all(value.to_le_bytes().as_ref()).map_err(io)?;
+        }
+        self.written += rows;
+        Ok(())
+    }
+
+    /// Checks that every row was written, then syncs the file and renames it into place.
+    pub fn finish(self) -> Result<()> {
+        if self.written != self.rows {
+            return Err(Error::ShapeMismatch {
+                what: "rows written to an .npy file",
+                expected: self.rows.to_string(),
+                got: self.written.to_string(),
+            });
+        }
+        let path = self.path;
+        let io = |source| Error::Io { path: path.clone(), source };
+        let tmp = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+}
+
+/// A new temporary file in the directory of `path`, so that renaming it over `path` is atomic.
+fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".sae-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
+
 /// Writes through `write` into a temporary file beside `path`, flushes and syncs it, then
 /// renames it over `path`. On any failure `path` is untouched and the temporary file removed.
 pub fn write_atomically(
@@ -77,11 +157,7 @@ pub fn write_atomically(
     write: impl FnOnce(&mut BufWriter<&mut File>) -> std::result::Result<(), String>,
 ) -> Result<()> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new().prefix(".sae-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
+    let mut tmp = temporary_beside(path)?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         write(&mut w).map_err(|reason| bad_file(path, format!("write failed: {reason}")))?;

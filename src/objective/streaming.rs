@@ -2,6 +2,8 @@
 //! formulations ([`StreamMode`]). Memory is the model, the gradients and `O(chunk × (n + h))`,
 //! whatever `m`.
 
+use std::sync::mpsc;
+
 use super::engine::Engine;
 use crate::data::stream::ExampleSource;
 use crate::data::Dataset;
@@ -34,12 +36,14 @@ pub struct StreamingObjective<T: Real, S> {
     source: S,
     chunk: usize,
     mode: StreamMode,
-    buffer: Vec<T>,
+    /// Two chunk buffers: one being computed on while the reader thread fills the other.
+    buffers: Vec<Vec<T>>,
 }
 
-impl<T: Real, S: ExampleSource<T>> StreamingObjective<T, S> {
+impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
     /// Reads `source` in chunks of `chunk` examples (at least 1), in `mode`; fails when its
-    /// feature count is not `n`.
+    /// feature count is not `n`. The source is read on a thread of its own, one chunk ahead
+    /// of the computation.
     pub fn new(hyper: HyperParams, source: S, chunk: usize, mode: StreamMode) -> Result<Self> {
         if source.features() != hyper.visible() {
             return Err(Error::ShapeMismatch {
@@ -51,10 +55,10 @@ impl<T: Real, S: ExampleSource<T>> StreamingObjective<T, S> {
         if chunk == 0 {
             return Err(Error::InvalidHyperParameter { name: "chunk", value: 0.0, reason: "must be at least 1" });
         }
-        let buffer = vec![T::zero(); chunk * hyper.visible()];
+        let buffers = vec![vec![T::zero(); chunk * hyper.visible()]; 2];
         let mut engine = Engine::new(hyper);
         engine.set_deferred_sparsity(mode == StreamMode::OnePass);
-        Ok(StreamingObjective { engine, source, chunk, mode, buffer })
+        Ok(StreamingObjective { engine, source, chunk, mode, buffers })
     }
 
     /// Uses `backend` for the GEMMs.
@@ -112,30 +116,75 @@ impl<T: Real, S: ExampleSource<T>> StreamingObjective<T, S> {
     }
 
     /// Rewinds the source and runs `step` on each chunk; returns the number of examples.
+    ///
+    /// A reader thread fills the two chunk buffers in turn while `step` computes on the one
+    /// filled before. Buffers go back and forth over two channels and are all recovered
+    /// afterwards, whatever failed, so nothing is allocated after the first evaluation.
     fn pass(&mut self, mut step: impl FnMut(&mut Engine<T>, &Dataset<'_, T>)) -> Result<usize> {
         let n = self.engine.hyper().visible();
-        self.source.rewind()?;
-        let mut examples = 0;
-        loop {
-            let read = self.source.read_chunk(&mut self.buffer)?;
-            if read == 0 {
-                return Ok(examples);
-            }
-            if read > self.chunk {
-                return Err(Error::ShapeMismatch {
-                    what: "examples returned by ExampleSource::read_chunk",
-                    expected: format!("at most the buffer's {}", self.chunk),
-                    got: read.to_string(),
-                });
-            }
-            let chunk = Dataset::examples_by_features(&self.buffer[..read * n], read, n).map_err(|e| match e {
-                Error::NonFiniteData { what, row, column, value } => {
-                    Error::NonFiniteData { what, row: row + examples, column, value }
-                }
-                other => other,
-            })?;
-            step(&mut self.engine, &chunk);
-            examples += read;
+        let capacity = self.chunk;
+        let (source, engine) = (&mut self.source, &mut self.engine);
+        let buffers = std::mem::take(&mut self.buffers);
+        let (filled_tx, filled) = mpsc::sync_channel::<(Vec<T>, Result<usize>)>(buffers.len());
+        let (empty, empty_rx) = mpsc::sync_channel::<Vec<T>>(buffers.len());
+        for buffer in buffers {
+            empty.send(buffer).expect("the receiver is alive");
         }
+        let (result, empty_rx) = std::thread::scope(|scope| {
+            let reader = scope.spawn(move || {
+                let mut rewound = source.rewind();
+                while let Ok(mut buffer) = empty_rx.recv() {
+                    let read = match std::mem::replace(&mut rewound, Ok(())) {
+                        Ok(()) => source.read_chunk(&mut buffer),
+                        Err(error) => Err(error),
+                    };
+                    let last = !matches!(read, Ok(count) if count > 0);
+                    if filled_tx.send((buffer, read)).is_err() || last {
+                        break;
+                    }
+                }
+                // Returned, not dropped, so that buffers sent back after the end still land.
+                empty_rx
+            });
+            let mut examples = 0;
+            let result = loop {
+                // The reader hangs up without an end marker only when it panicked; the join
+                // below raises that panic again.
+                let Ok((buffer, read)) = filled.recv() else { break Ok(examples) };
+                let outcome = read.and_then(|read| {
+                    if read > capacity {
+                        return Err(Error::ShapeMismatch {
+                            what: "examples returned by ExampleSource::read_chunk",
+                            expected: format!("at most the buffer's {capacity}"),
+                            got: read.to_string(),
+                        });
+                    }
+                    if read > 0 {
+                        let chunk =
+                            Dataset::examples_by_features(&buffer[..read * n], read, n).map_err(|e| match e {
+                                Error::NonFiniteData { what, row, column, value } => {
+                                    Error::NonFiniteData { what, row: row + examples, column, value }
+                                }
+                                other => other,
+                            })?;
+                        step(engine, &chunk);
+                    }
+                    Ok(read)
+                });
+                let _ = empty.send(buffer);
+                match outcome {
+                    Ok(0) => break Ok(examples),
+                    Ok(read) => examples += read,
+                    Err(error) => break Err(error),
+                }
+            };
+            drop(empty);
+            match reader.join() {
+                Ok(empty_rx) => (result, empty_rx),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        self.buffers = empty_rx.try_iter().chain(filled.try_iter().map(|(buffer, _)| buffer)).collect();
+        result
     }
 }

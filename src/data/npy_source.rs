@@ -1,0 +1,337 @@
+//! `.npy` files read a chunk of examples at a time: one `m×n` file, or shards of the same `n`
+//! read in order. Memory is the caller's chunk buffer plus one chunk of raw bytes, whatever
+//! the file size.
+//!
+//! Files are checked strictly when opened (2-D, little-endian float32 or float64, C or Fortran
+//! order, exactly as many bytes as the header describes) and again at every rewind and at the
+//! end of every pass: a file whose size or modification time changed is an error, never a
+//! silently partial or mixed data set.
+
+use std::fs::File;
+use std::io::{BufReader, Seek};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use ndarray_npy::npy::header::{Header, Layout};
+
+use super::stream::ExampleSource;
+use crate::error::{Error, Result};
+use crate::real::Real;
+
+fn bad_file(path: &Path, reason: impl Into<String>) -> Error {
+    Error::BadFile { path: path.to_path_buf(), reason: reason.into() }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+/// The element type of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dtype {
+    F32,
+    F64,
+}
+
+impl Dtype {
+    fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        }
+    }
+}
+
+/// What identifies one version of a file's contents: its length and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Stamp {
+    fn of(file: &File, path: &Path) -> Result<Self> {
+        let meta = file.metadata().map_err(io_error(path))?;
+        Ok(Stamp { len: meta.len(), modified: meta.modified().ok() })
+    }
+}
+
+/// The parsed, validated header of a 2-D float `.npy` file.
+#[derive(Debug, Clone, Copy)]
+struct MatrixHeader {
+    dtype: Dtype,
+    fortran: bool,
+    rows: usize,
+    columns: usize,
+    data_offset: u64,
+}
+
+impl MatrixHeader {
+    fn read(path: &Path, file: &File) -> Result<(Self, Stamp)> {
+        let stamp = Stamp::of(file, path)?;
+        let mut reader = BufReader::new(file);
+        let header =
+            Header::from_reader(&mut reader).map_err(|e| bad_file(path, format!("not a valid .npy file: {e}")))?;
+        let descriptor = header.type_descriptor.as_string().map(String::as_str);
+        let dtype = match descriptor {
+            Some("<f4") => Dtype::F32,
+            Some("<f8") => Dtype::F64,
+            _ => {
+                return Err(bad_file(
+                    path,
+                    format!(
+                        "unsupported dtype {}: expected little-endian float32 or float64 ('<f4' or '<f8')",
+                        header.type_descriptor
+                    ),
+                ))
+            }
+        };
+        let [rows, columns] = header.shape[..] else {
+            return Err(bad_file(
+                path,
+                format!("expected a 2-D array (examples × features), found shape {:?}", header.shape),
+            ));
+        };
+        // BufReader's position excludes what it buffered beyond the header.
+        let data_offset = reader.stream_position().map_err(io_error(path))?;
+        let data_len = rows
+            .checked_mul(columns)
+            .and_then(|v| v.checked_mul(dtype.size()))
+            .ok_or_else(|| bad_file(path, format!("shape {rows}×{columns} overflows")))? as u64;
+        let expected = data_offset + data_len;
+        if stamp.len < expected {
+            return Err(bad_file(
+                path,
+                format!(
+                    "truncated: the header describes {rows}×{columns} values ({expected} bytes), the file has {}",
+                    stamp.len
+                ),
+            ));
+        }
+        if stamp.len > expected {
+            return Err(bad_file(path, format!("{} bytes after the data its header describes", stamp.len - expected)));
+        }
+        let fortran = header.layout == Layout::Fortran;
+        Ok((MatrixHeader { dtype, fortran, rows, columns, data_offset }, stamp))
+    }
+}
+
+/// One `m×n` `.npy` file (rows are examples), float32 or float64, C or Fortran order, read a
+/// chunk at a time with positioned reads and converted to `T`.
+#[derive(Debug)]
+pub struct NpyFileSource<T> {
+    path: PathBuf,
+    file: File,
+    header: MatrixHeader,
+    stamp: Stamp,
+    next_row: usize,
+    raw: Vec<u8>,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<T: Real> NpyFileSource<T> {
+    /// Opens `path` and checks its header and size.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(io_error(&path))?;
+        let (header, stamp) = MatrixHeader::read(&path, &file)?;
+        if header.rows == 0 || header.columns == 0 {
+            return Err(bad_file(&path, format!("empty array of shape {}×{}", header.rows, header.columns)));
+        }
+        Ok(NpyFileSource { path, file, header, stamp, next_row: 0, raw: Vec::new(), _values: std::marker::PhantomData })
+    }
+
+    /// `m`, the number of examples (rows) in the file.
+    pub fn examples(&self) -> usize {
+        self.header.rows
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fails when the file is no longer the one that was opened.
+    fn check_unchanged(&self) -> Result<()> {
+        let now = Stamp::of(&self.file, &self.path)?;
+        if now.len != self.stamp.len {
+            return Err(bad_file(
+                &self.path,
+                format!("changed size while being read: {} bytes when opened, now {}", self.stamp.len, now.len),
+            ));
+        }
+        if now.modified != self.stamp.modified {
+            return Err(bad_file(&self.path, "modified while being read"));
+        }
+        Ok(())
+    }
+
+    fn read_at(&mut self, len: usize, offset: u64) -> Result<()> {
+        self.raw.resize(len, 0);
+        self.file.read_exact_at(&mut self.raw, offset).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => bad_file(&self.path, "truncated while being read"),
+            _ => Error::Io { path: self.path.clone(), source: e },
+        })
+    }
+}
+
+/// Decodes little-endian `dtype` values from `raw` into `out`, one per element of `out`,
+/// the `k`-th going to `out[k * stride]`.
+fn decode<T: Real>(dtype: Dtype, raw: &[u8], out: &mut [T], stride: usize) {
+    match dtype {
+        Dtype::F32 => {
+            for (bytes, value) in raw.chunks_exact(4).zip(out.iter_mut().step_by(stride)) {
+                *value = T::cast(f32::from_le_bytes(bytes.try_into().expect("4 bytes")) as f64);
+            }
+        }
+        Dtype::F64 => {
+            for (bytes, value) in raw.chunks_exact(8).zip(out.iter_mut().step_by(stride)) {
+                *value = T::cast(f64::from_le_bytes(bytes.try_into().expect("8 bytes")));
+            }
+        }
+    }
+}
+
+impl<T: Real> ExampleSource<T> for NpyFileSource<T> {
+    fn features(&self) -> usize {
+        self.header.columns
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.check_unchanged()?;
+        self.next_row = 0;
+        Ok(())
+    }
+
+    fn read_chunk(&mut self, buffer: &mut [T]) -> Result<usize> {
+        let MatrixHeader { dtype, fortran, rows, columns: n, data_offset } = self.header;
+        let count = (buffer.len() / n).min(rows - self.next_row);
+        if count == 0 {
+            self.check_unchanged()?;
+            return Ok(0);
+        }
+        let size = dtype.size();
+        if fortran {
+            // Column j of the file holds feature j of every example, contiguous: one read per
+            // feature, scattered into the examples-by-features buffer.
+            for j in 0..n {
+                let offset = data_offset + ((j * rows + self.next_row) * size) as u64;
+                self.read_at(count * size, offset)?;
+                decode(dtype, &self.raw, &mut buffer[j..count * n], n);
+            }
+        } else {
+            let offset = data_offset + (self.next_row * n * size) as u64;
+            self.read_at(count * n * size, offset)?;
+            decode(dtype, &self.raw, &mut buffer[..count * n], 1);
+        }
+        self.next_row += count;
+        Ok(count)
+    }
+}
+
+/// `.npy` files of the same width read one after another as one data set (e.g. the shards
+/// of a data set too large for one file). Each shard is opened when it is reached, so the
+/// number of shards is not limited by open files.
+#[derive(Debug)]
+pub struct ShardSource<T> {
+    shards: Vec<PathBuf>,
+    stamps: Vec<Stamp>,
+    features: usize,
+    examples: usize,
+    current: Option<(usize, NpyFileSource<T>)>,
+}
+
+impl<T: Real> ShardSource<T> {
+    /// The shards in the given order; every one must be a valid file of the first one's width.
+    pub fn new(shards: Vec<PathBuf>) -> Result<Self> {
+        let Some(first) = shards.first() else {
+            return Err(Error::EmptyData { what: "no shard files given" });
+        };
+        let features = NpyFileSource::<T>::open(first)?.features();
+        let mut examples = 0;
+        let mut stamps = Vec::with_capacity(shards.len());
+        for path in &shards {
+            let shard = NpyFileSource::<T>::open(path)?;
+            stamps.push(shard.stamp);
+            if shard.features() != features {
+                return Err(bad_file(
+                    path,
+                    format!(
+                        "has {} features (columns), but the first shard {} has {features}",
+                        shard.features(),
+                        first.display()
+                    ),
+                ));
+            }
+            examples += shard.examples();
+        }
+        Ok(ShardSource { shards, stamps, features, examples, current: None })
+    }
+
+    /// Every `*.npy` file of `dir`, in the order of their names.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let mut shards = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+            let path = entry.map_err(io_error(dir))?.path();
+            if path.extension().is_some_and(|e| e == "npy") && path.is_file() {
+                shards.push(path);
+            }
+        }
+        if shards.is_empty() {
+            return Err(bad_file(dir, "holds no .npy files"));
+        }
+        shards.sort();
+        Self::new(shards)
+    }
+
+    /// `m`, the examples of all shards together, as counted when they were opened.
+    pub fn examples(&self) -> usize {
+        self.examples
+    }
+
+    pub fn shards(&self) -> &[PathBuf] {
+        &self.shards
+    }
+}
+
+impl<T: Real> ExampleSource<T> for ShardSource<T> {
+    fn features(&self) -> usize {
+        self.features
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.current = None;
+        Ok(())
+    }
+
+    /// Fills the buffer across shard boundaries, so chunks stay full-sized.
+    fn read_chunk(&mut self, buffer: &mut [T]) -> Result<usize> {
+        let n = self.features;
+        let mut filled = 0;
+        loop {
+            let index = match &mut self.current {
+                Some((index, shard)) => {
+                    let read = shard.read_chunk(&mut buffer[filled * n..])?;
+                    filled += read;
+                    if read > 0 {
+                        if filled * n + n > buffer.len() {
+                            return Ok(filled);
+                        }
+                        continue;
+                    }
+                    *index + 1
+                }
+                None => 0,
+            };
+            let Some(path) = self.shards.get(index) else {
+                return Ok(filled);
+            };
+            let shard = NpyFileSource::open(path)?;
+            if shard.stamp != self.stamps[index] {
+                return Err(bad_file(path, "changed since the shards were opened"));
+            }
+            self.current = Some((index, shard));
+        }
+    }
+}
