@@ -115,3 +115,57 @@ fn nan_in_the_data_file_names_row_and_column() {
     assert!(!ok);
     assert!(stderr.contains("row 2, column 1"), "{stderr}");
 }
+
+fn printed_cost(stdout: &str) -> f64 {
+    stdout.lines().find_map(|l| l.strip_prefix("cost      = ")).expect("a cost line").parse().unwrap()
+}
+
+#[test]
+fn objective_streamed_from_a_file_or_shards_prints_the_in_memory_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, n) = (300, 10);
+    write_problem(dir.path(), m, n, 7);
+    let values = uniform_data(m, n, 21);
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    for (i, rows) in [(0, 0..120), (1, 120..300)] {
+        let part = ndarray::Array2::from_shape_vec((rows.len(), n), values[rows.start * n..rows.end * n].to_vec());
+        npy::write_matrix(&shards.join(format!("{i}.npy")), &part.unwrap()).unwrap();
+    }
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let common = ["objective", "--theta", &p("theta.npy"), "--hidden", "7", "--repeat", "1"];
+    let run = |extra: &[&str]| {
+        let (ok, stdout, stderr) = sae(&[&common[..], extra].concat());
+        assert!(ok, "{extra:?}: {stderr}");
+        assert!(stdout.contains("m = 300"), "{stdout}");
+        printed_cost(&stdout)
+    };
+    let in_memory = run(&["--data", &p("x.npy")]);
+    for streamed in [
+        run(&["--data", &p("x.npy"), "--stream", "--chunk", "64"]),
+        run(&["--data", &p("x.npy"), "--stream", "--chunk", "7", "--stream-mode", "two-pass"]),
+        run(&["--data", &p("shards"), "--stream", "--chunk", "100"]),
+    ] {
+        assert!((streamed - in_memory).abs() <= 1e-12 * in_memory, "{streamed} vs {in_memory}");
+    }
+}
+
+#[test]
+fn objective_refuses_check_with_stream() {
+    let (ok, _, stderr) = sae(&["objective", "--stream", "--check"]);
+    assert!(!ok);
+    assert!(stderr.contains("--check") && stderr.contains("--stream"), "{stderr}");
+}
+
+#[test]
+fn generate_writes_the_rows_objective_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s1.npy");
+    let (ok, _, stderr) =
+        sae(&["generate", "--shape", "S1", "--examples", "5000", "--seed", "3", "-o", path.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let written: ndarray::Array2<f64> = npy::read_matrix(&path).unwrap();
+    assert_eq!(written.dim(), (5000, 64));
+    let generated: Vec<f64> = sae::data::generated::ProblemShape::named("S1").unwrap().uniform_data(3);
+    assert_eq!(written.as_slice().unwrap(), &generated[..5000 * 64]);
+}

@@ -1,5 +1,7 @@
 //! The `sae` command line: argument parsing (clap) and the subcommands.
 
+mod generate;
+mod memory;
 mod objective;
 
 use clap::{Parser, Subcommand};
@@ -18,11 +20,18 @@ pub enum Command {
     /// --data, on a generated SPEC problem (default S1: 64 inputs, 25 hidden units, 10 000
     /// examples).
     Objective(objective::ObjectiveArgs),
+    /// Write a SPEC problem's generated data (uniform in [0.1, 0.9]) to an .npy file of any
+    /// number of rows, without holding it in memory.
+    Generate(generate::GenerateArgs),
 }
 
+/// What a command returns: errors of any kind, printed by `main`.
+pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
 /// Runs the parsed command.
-pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Objective(args) => objective::run(args),
+        Command::Generate(args) => generate::run(args),
     }
 }

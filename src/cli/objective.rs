@@ -6,9 +6,13 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
+use super::memory::peak_rss_bytes;
+use super::CliResult;
 use crate::data::generated::ProblemShape;
 use crate::data::npy;
-use crate::objective::{gradcheck, reference};
+use crate::data::npy_source::{NpyFileSource, ShardSource};
+use crate::data::stream::{ExampleSource, SliceSource};
+use crate::objective::{gradcheck, reference, StreamMode, StreamingObjective};
 use crate::{Backend, Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
@@ -58,14 +62,40 @@ pub struct ObjectiveArgs {
     /// Evaluations to time (the median is printed).
     #[arg(long, default_value_t = 5)]
     repeat: usize,
+    /// Read the data a chunk at a time instead of loading it (--data may then also be a
+    /// directory of .npy shards, read in name order); memory stays bounded by --chunk.
+    #[arg(long)]
+    stream: bool,
+    /// Examples per chunk when streaming.
+    #[arg(long, default_value_t = 4096, requires = "stream")]
+    chunk: usize,
+    /// How to stream: one read of the data with the sparsity term deferred, or the UFLDL
+    /// notes' two passes.
+    #[arg(long, value_enum, default_value = "one-pass", requires = "stream")]
+    stream_mode: StreamModeArg,
     /// Also compute the cost and gradient with the plain per-example reference implementation
     /// (f64, slow) and print the relative differences.
     #[arg(long)]
     check: bool,
 }
 
-fn parse_shape(name: &str) -> Result<ProblemShape, String> {
+pub(super) fn parse_shape(name: &str) -> Result<ProblemShape, String> {
     ProblemShape::named(name).ok_or_else(|| format!("unknown shape {name:?}: expected S1, S2, S3 or S4"))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StreamModeArg {
+    OnePass,
+    TwoPass,
+}
+
+impl From<StreamModeArg> for StreamMode {
+    fn from(mode: StreamModeArg) -> StreamMode {
+        match mode {
+            StreamModeArg::OnePass => StreamMode::OnePass,
+            StreamModeArg::TwoPass => StreamMode::TwoPass,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -88,24 +118,74 @@ impl BackendArg {
     }
 }
 
-pub fn run(args: ObjectiveArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub fn run(args: ObjectiveArgs) -> CliResult<()> {
     // The whole command runs inside the pool (as the benchmarks do), so the engine's serial
     // steps run on a worker beside its parallel ones rather than on the main thread.
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
     pool.install(|| if args.f32 { evaluate::<f32>(&args) } else { evaluate::<f64>(&args) })
 }
 
-fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (values, m, n) = match &args.data {
+/// What one run of evaluations produced.
+struct Evaluated<T> {
+    cost: f64,
+    grad: Vec<T>,
+    rho_hat: Vec<f64>,
+    examples: usize,
+    /// Seconds per evaluation, sorted.
+    times: Vec<f64>,
+    engine: String,
+}
+
+/// Runs `evaluate` `repeat` times (at least once), timing each.
+fn timed<T: Real>(
+    repeat: usize,
+    theta_len: usize,
+    mut evaluate: impl FnMut(&mut [T]) -> crate::Result<f64>,
+) -> crate::Result<(f64, Vec<T>, Vec<f64>)> {
+    let mut grad = vec![T::zero(); theta_len];
+    let mut times = Vec::new();
+    let mut cost = 0.0;
+    for _ in 0..repeat.max(1) {
+        let start = Instant::now();
+        cost = evaluate(&mut grad)?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((cost, grad, times))
+}
+
+/// The data set as the command got it: values in memory, or a file source to stream.
+enum Data<T> {
+    Values { values: Vec<T>, examples: usize, features: usize },
+    Source(Box<dyn ExampleSource<T> + Send>),
+}
+
+fn load<T: Real>(args: &ObjectiveArgs) -> CliResult<Data<T>> {
+    Ok(match &args.data {
+        Some(path) if args.stream && path.is_dir() => {
+            let shards = ShardSource::from_dir(path)?;
+            println!(
+                "data: {} shards in {} ({} examples), streamed",
+                shards.shards().len(),
+                path.display(),
+                shards.examples()
+            );
+            Data::Source(Box::new(shards))
+        }
+        Some(path) if args.stream => {
+            let file = NpyFileSource::open(path)?;
+            println!("data: {} ({} examples), streamed", path.display(), file.examples());
+            Data::Source(Box::new(file))
+        }
         Some(path) => {
             let array = npy::read_matrix::<T>(path)?;
-            let (m, n) = array.dim();
+            let (examples, features) = array.dim();
             let values = if array.is_standard_layout() {
                 array.into_raw_vec_and_offset().0
             } else {
                 array.iter().copied().collect()
             };
-            (values, m, n)
+            Data::Values { values, examples, features }
         }
         None => {
             let shape = &args.shape;
@@ -113,8 +193,19 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Err
                 "data: generated {} problem, {} examples × {} features, uniform in [0.1, 0.9]",
                 shape.name, shape.examples, shape.visible
             );
-            (shape.uniform_data(args.seed), shape.examples, shape.visible)
+            Data::Values { values: shape.uniform_data(args.seed), examples: shape.examples, features: shape.visible }
         }
+    })
+}
+
+fn evaluate<T: Real>(args: &ObjectiveArgs) -> CliResult<()> {
+    if args.stream && args.check {
+        return Err("--check needs the whole data set in memory: drop --stream".into());
+    }
+    let data = load::<T>(args)?;
+    let n = match &data {
+        Data::Values { features, .. } => *features,
+        Data::Source(source) => source.features(),
     };
     let hidden = args.hidden.unwrap_or(args.shape.hidden);
     let lambda = args.lambda.unwrap_or(args.shape.lambda);
@@ -126,7 +217,38 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Err
             .map_err(|e| format!("{}: {e}", path.display()))?,
         None => Parameters::<T>::init(n, hidden, args.seed),
     };
-    let data = Dataset::examples_by_features(&values, m, n)?;
+    let theta = theta.theta();
+
+    let (result, values) = match data {
+        Data::Source(source) => (streamed(args, hyper, theta, source)?, None),
+        Data::Values { values, examples, .. } => {
+            let result = if args.stream {
+                streamed(args, hyper, theta, SliceSource::new(&values, n)?)?
+            } else {
+                in_memory(args, hyper, theta, &values, examples)?
+            };
+            (result, Some(values))
+        }
+    };
+    report::<T>(&hyper, &result);
+    if let (true, Some(values)) = (args.check, &values) {
+        check(&hyper, values, theta, &result)?;
+    }
+    if let Some(path) = &args.grad_out {
+        npy::write_vector(path, &result.grad)?;
+        println!("gradient written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn in_memory<T: Real>(
+    args: &ObjectiveArgs,
+    hyper: HyperParams,
+    theta: &[T],
+    values: &[T],
+    examples: usize,
+) -> CliResult<Evaluated<T>> {
+    let data = Dataset::examples_by_features(values, examples, hyper.visible())?;
     let mut objective = Objective::new(hyper, data)?;
     if let Some(backend) = args.backend {
         objective = objective.with_backend(backend.resolve()?);
@@ -134,49 +256,72 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> Result<(), Box<dyn std::error::Err
     if let Some(block_size) = args.block_size {
         objective = objective.with_block_size(block_size)?;
     }
-    let mut grad = vec![T::zero(); theta.theta().len()];
+    let (cost, grad, times) = timed(args.repeat, theta.len(), |grad| objective.evaluate(theta, grad))?;
+    let engine = format!("in memory, {} GEMMs, {:?} kernels", objective.backend().name(), objective.isa());
+    Ok(Evaluated { cost, grad, rho_hat: objective.rho_hat().to_vec(), examples, times, engine })
+}
 
-    let mut times = Vec::new();
-    let mut cost = 0.0;
-    for _ in 0..args.repeat.max(1) {
-        let start = Instant::now();
-        cost = objective.evaluate(theta.theta(), &mut grad)?;
-        times.push(start.elapsed().as_secs_f64());
+fn streamed<T: Real, S: ExampleSource<T> + Send>(
+    args: &ObjectiveArgs,
+    hyper: HyperParams,
+    theta: &[T],
+    source: S,
+) -> CliResult<Evaluated<T>> {
+    let mode = args.stream_mode.into();
+    let mut objective = StreamingObjective::new(hyper, source, args.chunk, mode)?;
+    if let Some(backend) = args.backend {
+        objective = objective.with_backend(backend.resolve()?);
     }
-    times.sort_by(f64::total_cmp);
-    let grad_norm = grad.iter().map(|g| g.as_f64() * g.as_f64()).sum::<f64>().sqrt();
-    let (rho_min, rho_max) =
-        objective.rho_hat().iter().fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-    println!(
-        "problem: n = {n}, h = {hidden}, m = {m}, λ = {lambda}, β = {beta}, ρ = {rho}, {}, {} GEMMs, {:?} kernels, {} threads",
-        T::NAME,
+    if let Some(block_size) = args.block_size {
+        objective = objective.with_block_size(block_size)?;
+    }
+    let (cost, grad, times) = timed(args.repeat, theta.len(), |grad| objective.evaluate(theta, grad))?;
+    let engine = format!(
+        "streamed {mode:?} in chunks of {} examples, {} GEMMs, {:?} kernels",
+        objective.chunk(),
         objective.backend().name(),
-        objective.isa(),
+        objective.isa()
+    );
+    Ok(Evaluated { cost, grad, rho_hat: objective.rho_hat().to_vec(), examples: objective.examples(), times, engine })
+}
+
+fn report<T: Real>(hyper: &HyperParams, result: &Evaluated<T>) {
+    let (n, m) = (hyper.visible(), result.examples);
+    let grad_norm = result.grad.iter().map(|g| g.as_f64() * g.as_f64()).sum::<f64>().sqrt();
+    let (rho_min, rho_max) = result.rho_hat.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    let median = result.times[result.times.len() / 2];
+    println!(
+        "problem: n = {n}, h = {}, m = {m}, λ = {}, β = {}, ρ = {}, {}, {}, {} threads",
+        hyper.hidden(),
+        hyper.lambda(),
+        hyper.beta(),
+        hyper.rho(),
+        T::NAME,
+        result.engine,
         rayon::current_num_threads()
     );
-    println!("cost      = {cost:.17e}");
+    println!("cost      = {:.17e}", result.cost);
     println!("‖grad‖₂   = {grad_norm:.17e}");
     println!("rho_hat   in [{rho_min:.6e}, {rho_max:.6e}]");
-    println!("time      = {:.3} ms (median of {})", times[times.len() / 2] * 1e3, times.len());
+    println!("time      = {:.3} ms (median of {})", median * 1e3, result.times.len());
+    let bytes = (m * n * std::mem::size_of::<T>()) as f64;
+    println!("throughput = {:.0} examples/s, {:.2} GB/s of data", m as f64 / median, bytes / median / 1e9);
+    if let Some(peak) = peak_rss_bytes() {
+        println!("peak RSS  = {:.1} MB", peak as f64 / 1e6);
+    }
+}
 
-    if args.check {
-        let values64: Vec<f64> = values.iter().map(|v| v.as_f64()).collect();
-        let theta64: Vec<f64> = theta.theta().iter().map(|v| v.as_f64()).collect();
-        let data64 = Dataset::examples_by_features(&values64, m, n)?;
-        let (ref_cost, ref_grad) = reference::cost_and_gradient(&hyper, &data64, &theta64)?;
-        let grad64: Vec<f64> = grad.iter().map(|g| g.as_f64()).collect();
-        println!(
-            "reference cost = {ref_cost:.17e} (relative difference {:.3e})",
-            (cost - ref_cost).abs() / ref_cost.abs()
-        );
-        println!(
-            "reference grad: ‖ref − grad‖/‖ref + grad‖ = {:.3e}",
-            gradcheck::relative_difference(&ref_grad, &grad64)
-        );
-    }
-    if let Some(path) = &args.grad_out {
-        npy::write_vector(path, &grad)?;
-        println!("gradient written to {}", path.display());
-    }
+fn check<T: Real>(hyper: &HyperParams, values: &[T], theta: &[T], result: &Evaluated<T>) -> CliResult<()> {
+    let (n, m) = (hyper.visible(), result.examples);
+    let values64: Vec<f64> = values.iter().map(|v| v.as_f64()).collect();
+    let theta64: Vec<f64> = theta.iter().map(|v| v.as_f64()).collect();
+    let data64 = Dataset::examples_by_features(&values64, m, n)?;
+    let (ref_cost, ref_grad) = reference::cost_and_gradient(hyper, &data64, &theta64)?;
+    let grad64: Vec<f64> = result.grad.iter().map(|g| g.as_f64()).collect();
+    println!(
+        "reference cost = {ref_cost:.17e} (relative difference {:.3e})",
+        (result.cost - ref_cost).abs() / ref_cost.abs()
+    );
+    println!("reference grad: ‖ref − grad‖/‖ref + grad‖ = {:.3e}", gradcheck::relative_difference(&ref_grad, &grad64));
     Ok(())
 }

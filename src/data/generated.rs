@@ -3,6 +3,9 @@
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use std::path::Path;
+
+use crate::data::npy::NpyRowWriter;
 use crate::error::Result;
 use crate::model::HyperParams;
 use crate::real::Real;
@@ -49,6 +52,28 @@ impl ProblemShape {
     /// seeded with `seed`.
     pub fn uniform_data<T: Real>(&self, seed: u64) -> Vec<T> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        (0..self.examples * self.visible).map(|_| T::cast(rng.gen_range(0.1..0.9))).collect()
+        (0..self.examples * self.visible).map(|_| uniform(&mut rng)).collect()
     }
+
+    /// The same data for `examples` rows (any number, e.g. more than memory holds), written
+    /// to an `.npy` file a block of rows at a time; its first rows are those of
+    /// [`uniform_data`](Self::uniform_data) with the same seed.
+    pub fn write_uniform_npy<T: Real>(&self, path: &Path, examples: usize, seed: u64) -> Result<()> {
+        const ROWS_PER_WRITE: usize = 4096;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut writer = NpyRowWriter::<T>::create(path, examples, self.visible)?;
+        let mut rows = Vec::with_capacity(ROWS_PER_WRITE * self.visible);
+        for start in (0..examples).step_by(ROWS_PER_WRITE) {
+            let count = ROWS_PER_WRITE.min(examples - start);
+            rows.clear();
+            rows.extend((0..count * self.visible).map(|_| uniform::<T>(&mut rng)));
+            writer.write_rows(&rows)?;
+        }
+        writer.finish()
+    }
+}
+
+/// One value uniform in [0.1, 0.9], drawn in f64 and rounded to `T`.
+fn uniform<T: Real>(rng: &mut Xoshiro256PlusPlus) -> T {
+    T::cast(rng.gen_range(0.1..0.9))
 }

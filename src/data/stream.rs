@@ -19,6 +19,20 @@ pub trait ExampleSource<T: Real> {
     fn read_chunk(&mut self, buffer: &mut [T]) -> Result<usize>;
 }
 
+impl<T: Real, S: ExampleSource<T> + ?Sized> ExampleSource<T> for Box<S> {
+    fn features(&self) -> usize {
+        (**self).features()
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        (**self).rewind()
+    }
+
+    fn read_chunk(&mut self, buffer: &mut [T]) -> Result<usize> {
+        (**self).read_chunk(buffer)
+    }
+}
+
 /// An [`ExampleSource`] over an `m×n` examples-by-features slice in memory.
 #[derive(Debug, Clone)]
 pub struct SliceSource<'a, T> {

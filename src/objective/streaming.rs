@@ -9,6 +9,7 @@ use crate::data::stream::ExampleSource;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Backend;
+use crate::kernels::Isa;
 use crate::model::HyperParams;
 use crate::real::Real;
 
@@ -38,6 +39,7 @@ pub struct StreamingObjective<T: Real, S> {
     mode: StreamMode,
     /// Two chunk buffers: one being computed on while the reader thread fills the other.
     buffers: Vec<Vec<T>>,
+    examples: usize,
 }
 
 impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
@@ -58,13 +60,38 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
         let buffers = vec![vec![T::zero(); chunk * hyper.visible()]; 2];
         let mut engine = Engine::new(hyper);
         engine.set_deferred_sparsity(mode == StreamMode::OnePass);
-        Ok(StreamingObjective { engine, source, chunk, mode, buffers })
+        Ok(StreamingObjective { engine, source, chunk, mode, buffers, examples: 0 })
     }
 
     /// Uses `backend` for the GEMMs.
     pub fn with_backend(mut self, backend: Backend) -> Self {
         self.engine.set_backend(backend);
         self
+    }
+
+    /// Cuts each chunk into column blocks of `block_size` examples (see
+    /// [`Objective::with_block_size`](super::Objective::with_block_size)).
+    pub fn with_block_size(mut self, block_size: usize) -> Result<Self> {
+        self.engine.set_block_size(block_size)?;
+        Ok(self)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.engine.backend()
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.engine.isa()
+    }
+
+    /// Examples per chunk.
+    pub fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    /// `m`, the examples read by the last evaluation (0 before the first).
+    pub fn examples(&self) -> usize {
+        self.examples
     }
 
     pub fn mode(&self) -> StreamMode {
@@ -112,6 +139,7 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
                 });
             }
         }
+        self.examples = examples;
         Ok(self.engine.finish(theta, grad, examples) + sparsity_cost)
     }
 
