@@ -35,6 +35,12 @@ pub enum Error {
     )]
     SaturatedActivation { unit: usize, rho_hat: f64 },
 
+    /// The cost became NaN or infinite during optimisation.
+    #[error(
+        "the cost is {value} at iteration {iteration}: training diverged (lower the learning rate, or check the data)"
+    )]
+    NonFiniteCost { iteration: usize, value: f64 },
+
     /// The caller asked for kernels of an instruction set this CPU lacks.
     #[error("instruction set {isa} is not supported by this CPU")]
     UnsupportedIsa { isa: &'static str },

@@ -27,6 +27,7 @@ pub mod gemm;
 pub mod kernels;
 pub mod model;
 pub mod objective;
+pub mod optim;
 pub mod real;
 
 pub use data::{Dataset, Layout};

@@ -84,6 +84,11 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
         self.engine.isa()
     }
 
+    /// The length of `theta` and of the gradient.
+    pub fn theta_len(&self) -> usize {
+        self.engine.layout().len()
+    }
+
     /// Examples per chunk.
     pub fn chunk(&self) -> usize {
         self.chunk

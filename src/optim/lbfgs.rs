@@ -1,0 +1,410 @@
+//! Limited-memory BFGS (Nocedal & Wright, Algorithm 7.5) with the defaults of minFunc, the
+//! optimiser of the UFLDL exercises: 100 correction pairs, a strong-Wolfe line search with
+//! cubic interpolation (`c1 = 1e-4`, `c2 = 0.9`), first step `min(1, 1/‖g‖₁)`, and minFunc's
+//! stopping tests.
+//!
+//! The state after each iteration ([`LbfgsState`]) is everything the next iteration reads,
+//! so a run restored from it continues exactly as an uninterrupted run would.
+
+use super::line_search::{strong_wolfe, WolfeConditions};
+use super::vector::{axpy, dot, max_abs};
+use super::Differentiable;
+use crate::error::{Error, Result};
+use crate::real::Real;
+
+/// When to stop, and the line search's constants. The defaults are minFunc's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LbfgsOptions {
+    /// Iterations (each one line search) before stopping.
+    pub max_iterations: usize,
+    /// Function evaluations before stopping.
+    pub max_evaluations: usize,
+    /// Correction pairs kept (`m` of L-BFGS; minFunc's `Corr`).
+    pub history: usize,
+    /// Stop when `max_i |∇f_i| ≤` this (minFunc's `optTol`).
+    pub gradient_tolerance: f64,
+    /// Stop when `f` or the step changes by less than this (minFunc's `progTol`).
+    pub progress_tolerance: f64,
+    /// Sufficient-decrease constant of the line search.
+    pub c1: f64,
+    /// Curvature constant of the line search.
+    pub c2: f64,
+    /// Evaluations per line search before it gives up.
+    pub max_line_search_evaluations: usize,
+}
+
+impl LbfgsOptions {
+    /// minFunc's defaults, with UFLDL's 400 iterations.
+    pub const MINFUNC: LbfgsOptions = LbfgsOptions {
+        max_iterations: 400,
+        max_evaluations: 1000,
+        history: 100,
+        gradient_tolerance: 1e-5,
+        progress_tolerance: 1e-9,
+        c1: 1e-4,
+        c2: 0.9,
+        max_line_search_evaluations: 25,
+    };
+}
+
+impl Default for LbfgsOptions {
+    fn default() -> Self {
+        Self::MINFUNC
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    MaxIterations,
+    MaxEvaluations,
+    /// `max_i |∇f_i| ≤ gradient_tolerance`
+    GradientTolerance,
+    /// `|f_k − f_{k−1}| < progress_tolerance`
+    FunctionChange,
+    /// `max_i |t d_i| < progress_tolerance`
+    StepSize,
+    /// `∇fᵀ d > −progress_tolerance`: no descent along the search direction.
+    DirectionalDerivative,
+    /// The line search found no decrease.
+    LineSearchFailed,
+}
+
+impl Stop {
+    /// Whether the stop means the optimum was reached (to the tolerances), rather than a
+    /// budget ran out or the search broke down.
+    pub fn converged(self) -> bool {
+        matches!(self, Stop::GradientTolerance | Stop::FunctionChange | Stop::StepSize | Stop::DirectionalDerivative)
+    }
+}
+
+/// Everything an L-BFGS run carries from one iteration to the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LbfgsState {
+    /// The current point `x_k`.
+    pub x: Vec<f64>,
+    /// `f(x_k)`
+    pub f: f64,
+    /// `∇f(x_k)`
+    pub g: Vec<f64>,
+    /// Correction pairs `s_i = x_{i+1} − x_i`, one after another in a ring of slots: the
+    /// oldest pair is in slot `oldest`, the next in the slot after it, cyclically.
+    pub s: Vec<f64>,
+    /// `y_i = ∇f_{i+1} − ∇f_i`, in the slots of `s`.
+    pub y: Vec<f64>,
+    /// `yᵀs` of each slot.
+    pub ys: Vec<f64>,
+    /// The slot of the oldest pair.
+    pub oldest: usize,
+    /// The scale `γ = yᵀs / yᵀy` of the initial inverse Hessian `γ I`.
+    pub gamma: f64,
+    /// Iterations completed.
+    pub iteration: usize,
+    /// Function evaluations made, including the first.
+    pub evaluations: usize,
+    /// Set when the run has stopped.
+    pub stopped: Option<Stop>,
+}
+
+impl LbfgsState {
+    /// Correction pairs held.
+    pub fn pairs(&self) -> usize {
+        self.ys.len()
+    }
+}
+
+/// What one iteration did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Iteration {
+    pub iteration: usize,
+    pub f: f64,
+    /// `‖∇f‖₂` at the new point.
+    pub gradient_norm: f64,
+    /// The step length `t` of the line search.
+    pub step: f64,
+    /// Evaluations made by this iteration's line search.
+    pub evaluations: usize,
+    /// Why the run stopped after this iteration, if it did.
+    pub stopped: Option<Stop>,
+}
+
+/// An L-BFGS run, advanced one iteration at a time (so a caller can report progress and
+/// checkpoint between iterations) or run to the end.
+#[derive(Debug)]
+pub struct Lbfgs<T> {
+    options: LbfgsOptions,
+    state: LbfgsState,
+    /// The search direction.
+    d: Vec<f64>,
+    /// Two-loop coefficients, newest pair first.
+    alpha: Vec<f64>,
+    trial_grad: Vec<f64>,
+    best_grad: Vec<f64>,
+    /// The trial point and its gradient in the function's precision.
+    x_t: Vec<T>,
+    g_t: Vec<T>,
+}
+
+impl<T: Real> Lbfgs<T> {
+    /// Starts at `x0`: evaluates `f` there once.
+    pub fn start(options: LbfgsOptions, x0: &[T], fun: &mut impl Differentiable<T>) -> Result<Self> {
+        check_options(&options)?;
+        let len = fun.dimension();
+        if x0.len() != len {
+            return Err(Error::ShapeMismatch {
+                what: "starting point",
+                expected: format!("the function's dimension {len}"),
+                got: x0.len().to_string(),
+            });
+        }
+        let mut g_t = vec![T::zero(); len];
+        let f = fun.evaluate(x0, &mut g_t)?;
+        if !f.is_finite() {
+            return Err(Error::NonFiniteCost { iteration: 0, value: f });
+        }
+        let state = LbfgsState {
+            x: x0.iter().map(|v| v.as_f64()).collect(),
+            f,
+            g: g_t.iter().map(|v| v.as_f64()).collect(),
+            s: Vec::new(),
+            y: Vec::new(),
+            ys: Vec::new(),
+            oldest: 0,
+            gamma: 1.0,
+            iteration: 0,
+            evaluations: 1,
+            stopped: None,
+        };
+        Self::resume(options, state)
+    }
+
+    /// Continues a run from a state saved after some iteration.
+    pub fn resume(options: LbfgsOptions, state: LbfgsState) -> Result<Self> {
+        check_options(&options)?;
+        let len = state.x.len();
+        let pairs = state.ys.len();
+        let consistent = state.g.len() == len
+            && state.s.len() == pairs * len
+            && state.y.len() == pairs * len
+            && (pairs == 0 || state.oldest < pairs)
+            && pairs <= options.history;
+        if !consistent {
+            return Err(Error::ShapeMismatch {
+                what: "L-BFGS state",
+                expected: format!(
+                    "x and g of one length, s and y of {pairs} pairs of that length, at most {} pairs",
+                    options.history
+                ),
+                got: format!(
+                    "x {}, g {}, s {}, y {}, oldest slot {}",
+                    len,
+                    state.g.len(),
+                    state.s.len(),
+                    state.y.len(),
+                    state.oldest
+                ),
+            });
+        }
+        Ok(Lbfgs {
+            options,
+            d: vec![0.0; len],
+            alpha: Vec::with_capacity(options.history),
+            trial_grad: vec![0.0; len],
+            best_grad: vec![0.0; len],
+            x_t: vec![T::zero(); len],
+            g_t: vec![T::zero(); len],
+            state,
+        })
+    }
+
+    pub fn state(&self) -> &LbfgsState {
+        &self.state
+    }
+
+    pub fn into_state(self) -> LbfgsState {
+        self.state
+    }
+
+    pub fn options(&self) -> &LbfgsOptions {
+        &self.options
+    }
+
+    /// The current point rounded to `T`.
+    pub fn x(&self) -> Vec<T> {
+        self.state.x.iter().map(|&v| T::cast(v)).collect()
+    }
+
+    /// Runs iterations until a stopping test holds; `on_iteration` sees each one.
+    pub fn run(&mut self, fun: &mut impl Differentiable<T>, mut on_iteration: impl FnMut(&Iteration)) -> Result<Stop> {
+        loop {
+            let iteration = self.iterate(fun)?;
+            on_iteration(&iteration);
+            if let Some(stop) = iteration.stopped {
+                return Ok(stop);
+            }
+        }
+    }
+
+    /// One iteration: direction, line search, update of the correction pairs, stopping
+    /// tests (minFunc's, in its order). After a stop, returns the stop again without work.
+    pub fn iterate(&mut self, fun: &mut impl Differentiable<T>) -> Result<Iteration> {
+        let options = self.options;
+        if let Some(stop) = self.state.stopped {
+            return Ok(self.report(0.0, 0, Some(stop)));
+        }
+        if max_abs(&self.state.g) <= options.gradient_tolerance {
+            return Ok(self.stop(0.0, 0, Stop::GradientTolerance));
+        }
+        if self.state.iteration >= options.max_iterations {
+            return Ok(self.stop(0.0, 0, Stop::MaxIterations));
+        }
+        self.direction();
+        let slope = dot(&self.state.g, &self.d);
+        if slope > -options.progress_tolerance {
+            return Ok(self.stop(0.0, 0, Stop::DirectionalDerivative));
+        }
+        let t_init = if self.state.iteration == 0 {
+            1f64.min(1.0 / self.state.g.iter().map(|v| v.abs()).sum::<f64>())
+        } else {
+            1.0
+        };
+        let conditions = WolfeConditions {
+            c1: options.c1,
+            c2: options.c2,
+            max_evaluations: options.max_line_search_evaluations,
+            progress_tolerance: options.progress_tolerance,
+        };
+        let (state, d, x_t, g_t) = (&self.state, &self.d, &mut self.x_t, &mut self.g_t);
+        let phi = |t: f64, grad: &mut [f64]| -> Result<f64> {
+            for ((xt, &x), &d) in x_t.iter_mut().zip(&state.x).zip(d) {
+                *xt = T::cast(x + t * d);
+            }
+            let f = match fun.evaluate(x_t, g_t) {
+                Ok(f) => f,
+                // The KL term is infinite where a unit saturates: too long a step.
+                Err(Error::SaturatedActivation { .. }) => return Ok(f64::INFINITY),
+                Err(e) => return Err(e),
+            };
+            for (g, &gt) in grad.iter_mut().zip(g_t.iter()) {
+                *g = gt.as_f64();
+            }
+            Ok(f)
+        };
+        let (step, evaluations) =
+            strong_wolfe(phi, state.f, slope, t_init, d, &conditions, &mut self.trial_grad, &mut self.best_grad)?;
+        self.state.evaluations += evaluations;
+        let Some(step) = step else {
+            return Ok(self.stop(0.0, evaluations, Stop::LineSearchFailed));
+        };
+
+        let f_old = self.state.f;
+        self.update(step.t, step.f);
+        self.state.iteration += 1;
+        let state = &self.state;
+        let stop = if max_abs(&state.g) <= options.gradient_tolerance {
+            Some(Stop::GradientTolerance)
+        } else if step.t * max_abs(&self.d) <= options.progress_tolerance {
+            Some(Stop::StepSize)
+        } else if (state.f - f_old).abs() < options.progress_tolerance {
+            Some(Stop::FunctionChange)
+        } else if state.evaluations >= options.max_evaluations {
+            Some(Stop::MaxEvaluations)
+        } else if state.iteration >= options.max_iterations {
+            Some(Stop::MaxIterations)
+        } else {
+            None
+        };
+        self.state.stopped = stop;
+        Ok(self.report(step.t, evaluations, stop))
+    }
+
+    fn stop(&mut self, step: f64, evaluations: usize, stop: Stop) -> Iteration {
+        self.state.stopped = Some(stop);
+        self.report(step, evaluations, Some(stop))
+    }
+
+    fn report(&self, step: f64, evaluations: usize, stopped: Option<Stop>) -> Iteration {
+        Iteration {
+            iteration: self.state.iteration,
+            f: self.state.f,
+            gradient_norm: dot(&self.state.g, &self.state.g).sqrt(),
+            step,
+            evaluations,
+            stopped,
+        }
+    }
+
+    /// `d = −H g` by the two-loop recursion over the correction pairs, with `H_0 = γ I`;
+    /// `d = −g` before the first pair.
+    fn direction(&mut self) {
+        let LbfgsState { g, s, y, ys, oldest, gamma, .. } = &self.state;
+        let (len, pairs) = (g.len(), ys.len());
+        // Slots from the oldest pair to the newest.
+        let slots = (0..pairs).map(|i| (oldest + i) % pairs);
+        let slot = |v: &'_ [f64], k: usize| -> std::ops::Range<usize> {
+            debug_assert_eq!(v.len(), pairs * len);
+            k * len..(k + 1) * len
+        };
+        let d = &mut self.d;
+        d.iter_mut().zip(g).for_each(|(d, g)| *d = -g);
+        self.alpha.clear();
+        for k in slots.clone().rev() {
+            let alpha = dot(&s[slot(s, k)], d) / ys[k];
+            axpy(-alpha, &y[slot(y, k)], d);
+            self.alpha.push(alpha);
+        }
+        d.iter_mut().for_each(|d| *d *= gamma);
+        for (k, &alpha) in slots.zip(self.alpha.iter().rev()) {
+            let beta = dot(&y[slot(y, k)], d) / ys[k];
+            axpy(alpha - beta, &s[slot(s, k)], d);
+        }
+    }
+
+    /// Moves to `x + t d` (whose gradient the line search left in `best_grad`) and records
+    /// the correction pair, over the oldest once `history` pairs are held. A pair without
+    /// clearly positive curvature, `yᵀs ≤ ε yᵀy`, is skipped (as L-BFGS-B does; minFunc's
+    /// absolute `yᵀs ≤ 1e-10` would also drop the small but valid pairs of the last
+    /// iterations of a run to tight tolerances).
+    fn update(&mut self, t: f64, f: f64) {
+        let state = &mut self.state;
+        let len = state.x.len();
+        // trial_grad ← y = g_new − g_old; d ← s = t d.
+        for ((y, new), old) in self.trial_grad.iter_mut().zip(&self.best_grad).zip(&state.g) {
+            *y = new - old;
+        }
+        self.d.iter_mut().for_each(|d| *d *= t);
+        axpy(1.0, &self.d, &mut state.x);
+        std::mem::swap(&mut state.g, &mut self.best_grad);
+        state.f = f;
+        let ys = dot(&self.trial_grad, &self.d);
+        let yy = dot(&self.trial_grad, &self.trial_grad);
+        if ys > f64::EPSILON * yy {
+            if state.ys.len() < self.options.history {
+                state.s.extend_from_slice(&self.d);
+                state.y.extend_from_slice(&self.trial_grad);
+                state.ys.push(ys);
+            } else {
+                let k = state.oldest;
+                state.s[k * len..(k + 1) * len].copy_from_slice(&self.d);
+                state.y[k * len..(k + 1) * len].copy_from_slice(&self.trial_grad);
+                state.ys[k] = ys;
+                state.oldest = (k + 1) % state.ys.len();
+            }
+            state.gamma = ys / yy;
+        }
+    }
+}
+
+fn check_options(options: &LbfgsOptions) -> Result<()> {
+    let invalid = |name, value: f64, reason| Err(Error::InvalidHyperParameter { name, value, reason });
+    if options.history == 0 {
+        return invalid("history", 0.0, "must be at least 1");
+    }
+    if !(options.c1 > 0.0 && options.c1 < options.c2 && options.c2 < 1.0) {
+        return invalid("c1, c2", options.c1, "need 0 < c1 < c2 < 1");
+    }
+    if options.max_line_search_evaluations == 0 {
+        return invalid("max_line_search_evaluations", 0.0, "must be at least 1");
+    }
+    Ok(())
+}
