@@ -20,6 +20,7 @@
 #[cfg(feature = "openblas")]
 extern crate blas_src;
 
+pub mod atomic;
 pub mod cli;
 pub mod data;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod model;
 pub mod objective;
 pub mod optim;
 pub mod real;
+pub mod train;
 
 pub use data::{Dataset, Layout};
 pub use error::{Error, Result};

@@ -64,12 +64,12 @@ pub fn read_vector<T: Real>(path: &Path) -> Result<Vec<T>> {
 
 /// Writes `values` as a 1-D `.npy` file, atomically.
 pub fn write_vector<T: Real>(path: &Path, values: &[T]) -> Result<()> {
-    write_atomically(path, |w| ndarray::aview1(values).write_npy(w).map_err(|e| e.to_string()))
+    crate::atomic::write_with(path, |w| ndarray::aview1(values).write_npy(w).map_err(|e| e.to_string()))
 }
 
 /// Writes a 2-D array as a `.npy` file, atomically.
 pub fn write_matrix<T: Real>(path: &Path, array: &Array2<T>) -> Result<()> {
-    write_atomically(path, |w| array.write_npy(w).map_err(|e| e.to_string()))
+    crate::atomic::write_with(path, |w| array.write_npy(w).map_err(|e| e.to_string()))
 }
 
 /// An `m×n` C-order `.npy` file written a block of rows at a time, for arrays too large to
@@ -96,7 +96,7 @@ impl<T: Real> NpyRowWriter<T> {
             shape: vec![rows, columns],
         };
         let bytes = header.to_bytes().map_err(|e| bad_file(&path, format!("cannot format the header: {e}")))?;
-        let mut out = BufWriter::with_capacity(1 << 20, temporary_beside(&path)?);
+        let mut out = BufWriter::with_capacity(1 << 20, crate::atomic::temporary_beside(&path)?);
         out.write_all(&bytes).map_err(|source| Error::Io { path: path.clone(), source })?;
         Ok(NpyRowWriter { path, out, rows, columns, written: 0, _values: std::marker::PhantomData })
     }
@@ -131,39 +131,6 @@ impl<T: Real> NpyRowWriter<T> {
         let path = self.path;
         let io = |source| Error::Io { path: path.clone(), source };
         let tmp = self.out.into_inner().map_err(|e| io(e.into_error()))?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        Ok(())
+        crate::atomic::persist(tmp, &path)
     }
-}
-
-/// A new temporary file in the directory of `path`, so that renaming it over `path` is atomic.
-fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    tempfile::Builder::new()
-        .prefix(".sae-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|source| Error::Io { path: path.to_path_buf(), source })
-}
-
-/// Writes through `write` into a temporary file beside `path`, flushes and syncs it, then
-/// renames it over `path`. On any failure `path` is untouched and the temporary file removed.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<&mut File>) -> std::result::Result<(), String>,
-) -> Result<()> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let mut tmp = temporary_beside(path)?;
-    {
-        let mut w = BufWriter::new(tmp.as_file_mut());
-        write(&mut w).map_err(|reason| bad_file(path, format!("write failed: {reason}")))?;
-        w.flush().map_err(io)?;
-    }
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
 }

@@ -178,8 +178,12 @@ impl<T: Real> Lbfgs<T> {
         Self::resume(options, state)
     }
 
-    /// Continues a run from a state saved after some iteration.
-    pub fn resume(options: LbfgsOptions, state: LbfgsState) -> Result<Self> {
+    /// Continues a run from a state saved after some iteration. A run that had stopped on
+    /// its iteration or evaluation budget goes on under the budgets of `options`.
+    pub fn resume(options: LbfgsOptions, mut state: LbfgsState) -> Result<Self> {
+        if matches!(state.stopped, Some(Stop::MaxIterations | Stop::MaxEvaluations)) {
+            state.stopped = None;
+        }
         check_options(&options)?;
         let len = state.x.len();
         let pairs = state.ys.len();

@@ -1,0 +1,257 @@
+//! Model files: safetensors with the tensors `W1` (`h×n`), `W2` (`n×h`), `b1` (`h`), `b2`
+//! (`n`) in row-major order and the working dtype, so that
+//! `safetensors.numpy.load_file(path)["W1"]` is UFLDL's `W1`; string metadata records the
+//! format, objective, hyper-parameters and dtype. Checkpoints add the optimiser's state as
+//! float64 tensors and metadata under their own names.
+//!
+//! Writes are atomic: the file is written beside its destination, synced, then renamed over
+//! it, so a failed write (a full disk) leaves the previous file intact.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, View};
+
+use super::{HyperParams, Parameters, ThetaLayout};
+use crate::error::{Error, Result};
+use crate::gemm::MatRef;
+use crate::real::Real;
+
+/// The `format` metadata of files written by this crate.
+pub const FORMAT: &str = "sae";
+/// The `format_version` this crate writes and reads.
+pub const FORMAT_VERSION: &str = "1";
+/// The `objective` metadata of the KL-sparse sigmoid autoencoder.
+pub const OBJECTIVE: &str = "sparse-autoencoder-kl";
+
+/// Metadata keys this module sets itself.
+const RESERVED: [&str; 9] =
+    ["format", "format_version", "objective", "dtype", "visible", "hidden", "lambda", "beta", "rho"];
+const WEIGHTS: [&str; 4] = ["W1", "W2", "b1", "b2"];
+
+/// A model as stored: hyper-parameters and parameters, with free-form metadata (e.g. how it
+/// was trained) and extra float64 tensors (e.g. optimiser state in a checkpoint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFile<T> {
+    pub hyper: HyperParams,
+    pub parameters: Parameters<T>,
+    /// Metadata beyond what this module records itself.
+    pub metadata: BTreeMap<String, String>,
+    /// Tensors beyond the weights: name → (shape, values).
+    pub extra: BTreeMap<String, (Vec<usize>, Vec<f64>)>,
+}
+
+/// A tensor to write: its dtype, shape, and a closure producing its bytes when written, so
+/// that large tensors are converted one at a time.
+struct Tensor<'a> {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Box<dyn Fn() -> Vec<u8> + 'a>,
+    len: usize,
+}
+
+impl View for &Tensor<'_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Owned((self.bytes)())
+    }
+
+    fn data_len(&self) -> usize {
+        self.len
+    }
+}
+
+fn little_endian<R: Real>(values: impl Iterator<Item = R>) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(values.size_hint().0 * std::mem::size_of::<R>());
+    for v in values {
+        bytes.extend_from_slice(v.to_le_bytes().as_ref());
+    }
+    bytes
+}
+
+fn dtype_of<R: Real>() -> Dtype {
+    if R::NAME == "f32" {
+        Dtype::F32
+    } else {
+        Dtype::F64
+    }
+}
+
+/// `values` as a tensor of `shape`.
+fn vector<R: Real>(shape: Vec<usize>, values: &[R]) -> Tensor<'_> {
+    Tensor {
+        dtype: dtype_of::<R>(),
+        shape,
+        bytes: Box::new(move || little_endian(values.iter().copied())),
+        len: std::mem::size_of_val(values),
+    }
+}
+
+/// A matrix view as a row-major tensor.
+fn matrix<R: Real>(m: MatRef<'_, R>) -> Tensor<'_> {
+    let (rows, cols) = (m.rows(), m.cols());
+    Tensor {
+        dtype: dtype_of::<R>(),
+        shape: vec![rows, cols],
+        bytes: Box::new(move || little_endian((0..rows * cols).map(|k| m.get(k / cols, k % cols)))),
+        len: rows * cols * std::mem::size_of::<R>(),
+    }
+}
+
+fn bad_file(path: &Path, reason: impl Into<String>) -> Error {
+    Error::BadFile { path: path.to_path_buf(), reason: reason.into() }
+}
+
+impl<T: Real> ModelFile<T> {
+    /// A model file of `parameters` without extra metadata or tensors.
+    pub fn new(hyper: HyperParams, parameters: Parameters<T>) -> Self {
+        ModelFile { hyper, parameters, metadata: BTreeMap::new(), extra: BTreeMap::new() }
+    }
+
+    /// Writes the file atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let (n, h) = (self.hyper.visible(), self.hyper.hidden());
+        let mut tensors: Vec<(String, Tensor<'_>)> = vec![
+            ("W1".into(), matrix(self.parameters.w1())),
+            ("W2".into(), matrix(self.parameters.w2())),
+            ("b1".into(), vector(vec![h], self.parameters.b1())),
+            ("b2".into(), vector(vec![n], self.parameters.b2())),
+        ];
+        for (name, (shape, values)) in &self.extra {
+            if WEIGHTS.contains(&name.as_str()) {
+                return Err(bad_file(path, format!("extra tensor {name:?} would overwrite a weight")));
+            }
+            if shape.iter().product::<usize>() != values.len() {
+                return Err(bad_file(
+                    path,
+                    format!("extra tensor {name:?} has {} values for shape {shape:?}", values.len()),
+                ));
+            }
+            tensors.push((name.clone(), vector(shape.clone(), values)));
+        }
+        let mut metadata: HashMap<String, String> = HashMap::new();
+        for (key, value) in &self.metadata {
+            if RESERVED.contains(&key.as_str()) {
+                return Err(bad_file(path, format!("metadata key {key:?} is reserved")));
+            }
+            metadata.insert(key.clone(), value.clone());
+        }
+        for (key, value) in [
+            ("format", FORMAT.to_string()),
+            ("format_version", FORMAT_VERSION.to_string()),
+            ("objective", OBJECTIVE.to_string()),
+            ("dtype", T::NAME.to_string()),
+            ("visible", n.to_string()),
+            ("hidden", h.to_string()),
+            ("lambda", self.hyper.lambda().to_string()),
+            ("beta", self.hyper.beta().to_string()),
+            ("rho", self.hyper.rho().to_string()),
+        ] {
+            metadata.insert(key.into(), value);
+        }
+        let tensors = tensors.iter().map(|(name, tensor)| (name.as_str(), tensor));
+        crate::atomic::replace_with(path, |tmp| {
+            safetensors::serialize_to_file(tensors, Some(metadata), tmp).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Reads a model file written by [`save`](Self::save) (of either dtype; values convert to
+    /// `T`). Fails, naming the file, on anything else: not safetensors, another objective or
+    /// format version, missing or misshapen tensors, non-finite weights.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let file = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad_file(path, format!("not a readable safetensors file: {e}")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad_file(path, format!("not a readable safetensors file: {e}")))?;
+        let mut metadata: BTreeMap<String, String> =
+            header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let mut take = |key: &str| {
+            metadata
+                .remove(key)
+                .ok_or_else(|| bad_file(path, format!("no {key:?} in the metadata: not an sae model file")))
+        };
+        let format = take("format")?;
+        let version = take("format_version")?;
+        if format != FORMAT || version != FORMAT_VERSION {
+            return Err(bad_file(
+                path,
+                format!("format {format} version {version}; this build reads {FORMAT} version {FORMAT_VERSION}"),
+            ));
+        }
+        let objective = take("objective")?;
+        if objective != OBJECTIVE {
+            return Err(bad_file(path, format!("a model of objective {objective:?}, not {OBJECTIVE:?}")));
+        }
+        take("dtype")?;
+        let number = |key: &str, value: String| -> Result<f64> {
+            value.parse().map_err(|_| bad_file(path, format!("metadata {key} = {value:?} is not a number")))
+        };
+        let visible = number("visible", take("visible")?)? as usize;
+        let hidden = number("hidden", take("hidden")?)? as usize;
+        let lambda = number("lambda", take("lambda")?)?;
+        let beta = number("beta", take("beta")?)?;
+        let rho = number("rho", take("rho")?)?;
+        let hyper = HyperParams::builder(visible, hidden).lambda(lambda).beta(beta).rho(rho).build()?;
+
+        let (n, h) = (visible, hidden);
+        let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f64>> {
+            let view = file.tensor(name).map_err(|_| bad_file(path, format!("no tensor {name:?}")))?;
+            if view.shape() != shape {
+                return Err(bad_file(path, format!("tensor {name} has shape {:?}, expected {shape:?}", view.shape())));
+            }
+            decode(view.dtype(), view.data()).ok_or_else(|| {
+                bad_file(path, format!("tensor {name} has dtype {:?}, expected F32 or F64", view.dtype()))
+            })
+        };
+        let (w1, w2) = (tensor("W1", &[h, n])?, tensor("W2", &[n, h])?);
+        let (b1, b2) = (tensor("b1", &[h])?, tensor("b2", &[n])?);
+        let layout = ThetaLayout::new(n, h);
+        let mut theta = vec![T::zero(); layout.len()];
+        let hn = layout.weights_len();
+        // Row-major in the file, column-major in theta.
+        for i in 0..h {
+            for j in 0..n {
+                theta[j * h + i] = T::cast(w1[i * n + j]);
+                theta[hn + i * n + j] = T::cast(w2[j * h + i]);
+            }
+        }
+        for (t, &v) in theta[2 * hn..].iter_mut().zip(b1.iter().chain(&b2)) {
+            *t = T::cast(v);
+        }
+        let parameters =
+            Parameters::from_theta(n, h, theta).map_err(|e| bad_file(path, format!("invalid weights: {e}")))?;
+
+        let mut extra = BTreeMap::new();
+        for name in file.names() {
+            if WEIGHTS.contains(&name) {
+                continue;
+            }
+            let view = file.tensor(name).expect("listed by names()");
+            let values = decode(view.dtype(), view.data()).ok_or_else(|| {
+                bad_file(path, format!("tensor {name} has dtype {:?}, expected F32 or F64", view.dtype()))
+            })?;
+            extra.insert(name.to_string(), (view.shape().to_vec(), values));
+        }
+        Ok(ModelFile { hyper, parameters, metadata, extra })
+    }
+}
+
+/// Little-endian F32 or F64 bytes as f64 values; `None` for another dtype.
+fn decode(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f64>> {
+    match dtype {
+        Dtype::F32 => {
+            Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64).collect())
+        }
+        Dtype::F64 => Some(bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()),
+        _ => None,
+    }
+}

@@ -1,0 +1,144 @@
+//! Training: optimisers run on an objective, with periodic checkpoints and resumption.
+//!
+//! ```
+//! use sae::train::Trainer;
+//! use sae::optim::LbfgsOptions;
+//! use sae::{Dataset, HyperParams, Objective, Parameters};
+//!
+//! let (m, n, h) = (200, 16, 4);
+//! let values: Vec<f64> = (0..m * n).map(|i| 0.1 + 0.8 * ((i * 7919) % 101) as f64 / 100.0).collect();
+//! let hyper = HyperParams::builder(n, h).build()?;
+//! let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, m, n)?)?;
+//! let options = LbfgsOptions { max_iterations: 20, ..LbfgsOptions::default() };
+//! let trained = Trainer::new(hyper, options).fit(&mut objective, &Parameters::init(n, h, 1), |_| {})?;
+//! assert!(trained.cost < trained.initial_cost);
+//! # Ok::<(), sae::Error>(())
+//! ```
+
+mod checkpoint;
+
+use std::path::{Path, PathBuf};
+
+pub use checkpoint::{lbfgs_checkpoint, lbfgs_state};
+
+use crate::error::{Error, Result};
+use crate::model::{HyperParams, ModelFile, Parameters};
+use crate::optim::{Differentiable, Iteration, Lbfgs, LbfgsOptions, LbfgsState, Stop};
+use crate::real::Real;
+
+/// What a training run produced.
+#[derive(Debug, Clone)]
+pub struct Trained<T> {
+    pub model: ModelFile<T>,
+    pub stop: Stop,
+    pub iterations: usize,
+    pub evaluations: usize,
+    /// The cost at the start of this run (after resuming, at the checkpoint).
+    pub initial_cost: f64,
+    pub cost: f64,
+}
+
+/// Full-batch L-BFGS training of one model, each evaluation a pass over all the data (in
+/// memory or streamed), with optional checkpoints.
+#[derive(Debug, Clone)]
+pub struct Trainer {
+    hyper: HyperParams,
+    options: LbfgsOptions,
+    checkpoint: Option<(PathBuf, usize)>,
+}
+
+impl Trainer {
+    pub fn new(hyper: HyperParams, options: LbfgsOptions) -> Self {
+        Trainer { hyper, options, checkpoint: None }
+    }
+
+    /// Writes a checkpoint to `path` every `every` iterations (at least 1) and when the run
+    /// ends, each write atomic.
+    pub fn checkpoint_to(mut self, path: impl Into<PathBuf>, every: usize) -> Self {
+        self.checkpoint = Some((path.into(), every.max(1)));
+        self
+    }
+
+    /// Trains from `init`; `on_iteration` sees every iteration.
+    pub fn fit<T: Real>(
+        &self,
+        objective: &mut impl Differentiable<T>,
+        init: &Parameters<T>,
+        on_iteration: impl FnMut(&Iteration),
+    ) -> Result<Trained<T>> {
+        if init.layout().len() != objective.dimension() {
+            return Err(Error::ShapeMismatch {
+                what: "initial parameters",
+                expected: format!("{} values for this objective", objective.dimension()),
+                got: init.layout().len().to_string(),
+            });
+        }
+        let lbfgs = Lbfgs::start(self.options, init.theta(), objective)?;
+        self.run(objective, lbfgs, on_iteration)
+    }
+
+    /// Continues the run saved in the checkpoint at `path`, exactly as it would have gone on
+    /// uninterrupted (given the same data, options and thread count).
+    pub fn resume<T: Real>(
+        &self,
+        objective: &mut impl Differentiable<T>,
+        path: &Path,
+        on_iteration: impl FnMut(&Iteration),
+    ) -> Result<Trained<T>> {
+        let saved = ModelFile::<T>::load(path)?;
+        if saved.hyper != self.hyper {
+            return Err(Error::BadFile {
+                path: path.to_path_buf(),
+                reason: format!("a checkpoint of another model: {:?}, this run has {:?}", saved.hyper, self.hyper),
+            });
+        }
+        let state = lbfgs_state(&saved, path)?;
+        let lbfgs = Lbfgs::resume(self.options, state)?;
+        self.run(objective, lbfgs, on_iteration)
+    }
+
+    fn run<T: Real>(
+        &self,
+        objective: &mut impl Differentiable<T>,
+        mut lbfgs: Lbfgs<T>,
+        mut on_iteration: impl FnMut(&Iteration),
+    ) -> Result<Trained<T>> {
+        let initial_cost = lbfgs.state().f;
+        let stop = loop {
+            let iteration = lbfgs.iterate(objective)?;
+            on_iteration(&iteration);
+            if let Some((path, every)) = &self.checkpoint {
+                if iteration.stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
+                    self.save_checkpoint::<T>(path, lbfgs.state())?;
+                }
+            }
+            if let Some(stop) = iteration.stopped {
+                break stop;
+            }
+        };
+        let state = lbfgs.into_state();
+        let theta = state.x.iter().map(|&v| T::cast(v)).collect();
+        let parameters = Parameters::from_theta(self.hyper.visible(), self.hyper.hidden(), theta)?;
+        let mut model = ModelFile::new(self.hyper, parameters);
+        for (key, value) in [
+            ("optimizer", "lbfgs".to_string()),
+            ("iterations", state.iteration.to_string()),
+            ("stop", checkpoint::stop_name(stop).to_string()),
+            ("cost", state.f.to_string()),
+        ] {
+            model.metadata.insert(key.into(), value);
+        }
+        Ok(Trained {
+            model,
+            stop,
+            iterations: state.iteration,
+            evaluations: state.evaluations,
+            initial_cost,
+            cost: state.f,
+        })
+    }
+
+    fn save_checkpoint<T: Real>(&self, path: &Path, state: &LbfgsState) -> Result<()> {
+        lbfgs_checkpoint::<T>(self.hyper, state)?.save(path)
+    }
+}

@@ -1,0 +1,163 @@
+//! Model files: safetensors with UFLDL's W1, W2, b1, b2 row-major and the hyper-parameters as
+//! metadata; exact round trips; every malformed file an error naming it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::*;
+use sae::model::ModelFile;
+use sae::{Error, Parameters};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+fn model(n: usize, h: usize) -> ModelFile<f64> {
+    ModelFile::new(hyper(n, h), Parameters::from_theta(n, h, theta(n, h, 7)).unwrap())
+}
+
+fn bad_file_reason(error: Error, path: &Path) -> String {
+    match error {
+        Error::BadFile { path: at, reason } => {
+            assert_eq!(at, path);
+            reason
+        }
+        other => panic!("expected Error::BadFile, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_model_round_trips_exactly_with_its_metadata_and_extra_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let mut saved = model(7, 3);
+    saved.metadata.insert("trained_on".into(), "unit test".into());
+    saved.extra.insert("state.v".into(), (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, f64::MIN_POSITIVE]));
+    saved.extra.insert("state.empty".into(), (vec![0, 5], vec![]));
+    saved.save(&path).unwrap();
+    assert_eq!(ModelFile::<f64>::load(&path).unwrap(), saved);
+}
+
+#[test]
+fn the_weights_are_stored_row_major_as_ufldl_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let (n, h) = (5, 3);
+    let saved = model(n, h);
+    saved.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let values = |name: &str| -> Vec<f64> {
+        file.tensor(name).unwrap().data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect()
+    };
+    assert_eq!(file.tensor("W1").unwrap().shape(), &[h, n]);
+    assert_eq!(file.tensor("W2").unwrap().shape(), &[n, h]);
+    let (w1, w2) = (values("W1"), values("W2"));
+    for i in 0..h {
+        for j in 0..n {
+            assert_eq!(w1[i * n + j], saved.parameters.w1().get(i, j));
+            assert_eq!(w2[j * h + i], saved.parameters.w2().get(j, i));
+        }
+    }
+    assert_eq!(values("b1"), saved.parameters.b1());
+    assert_eq!(values("b2"), saved.parameters.b2());
+}
+
+#[test]
+fn an_f32_model_loads_as_f64_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let (n, h) = (6, 2);
+    let theta32: Vec<f32> = theta(n, h, 3).iter().map(|&v| v as f32).collect();
+    ModelFile::new(hyper(n, h), Parameters::from_theta(n, h, theta32.clone()).unwrap()).save(&path).unwrap();
+    let loaded = ModelFile::<f64>::load(&path).unwrap();
+    let widened: Vec<f64> = theta32.iter().map(|&v| v as f64).collect();
+    assert_eq!(loaded.parameters.theta(), &widened[..]);
+}
+
+#[test]
+fn corrupted_bytes_are_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    model(4, 2).save(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[12] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let reason = bad_file_reason(ModelFile::<f64>::load(&path).unwrap_err(), &path);
+    assert!(reason.contains("safetensors"), "{reason}");
+}
+
+#[test]
+fn a_truncated_file_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    model(4, 2).save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    bad_file_reason(ModelFile::<f64>::load(&path).unwrap_err(), &path);
+}
+
+/// A safetensors file with the given metadata and one tensor per `(name, shape)`.
+fn write_raw(path: &Path, metadata: &[(&str, &str)], tensors: &[(&str, Vec<usize>)]) {
+    let buffers: Vec<Vec<u8>> = tensors.iter().map(|(_, s)| vec![0u8; s.iter().product::<usize>() * 8]).collect();
+    let views: Vec<(&str, TensorView<'_>)> = tensors
+        .iter()
+        .zip(&buffers)
+        .map(|((name, shape), bytes)| (*name, TensorView::new(Dtype::F64, shape.clone(), bytes).unwrap()))
+        .collect();
+    let metadata: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    std::fs::write(path, safetensors::serialize(views, Some(metadata)).unwrap()).unwrap();
+}
+
+const METADATA: [(&str, &str); 9] = [
+    ("format", "sae"),
+    ("format_version", "1"),
+    ("objective", "sparse-autoencoder-kl"),
+    ("dtype", "f64"),
+    ("visible", "4"),
+    ("hidden", "2"),
+    ("lambda", "0.0001"),
+    ("beta", "3"),
+    ("rho", "0.01"),
+];
+
+fn weights(w1: Vec<usize>) -> Vec<(&'static str, Vec<usize>)> {
+    vec![("W1", w1), ("W2", vec![4, 2]), ("b1", vec![2]), ("b2", vec![4])]
+}
+
+#[test]
+fn a_well_formed_raw_file_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.safetensors");
+    write_raw(&path, &METADATA, &weights(vec![2, 4]));
+    let loaded = ModelFile::<f64>::load(&path).unwrap();
+    assert_eq!((loaded.hyper.visible(), loaded.hyper.hidden()), (4, 2));
+}
+
+#[test]
+fn a_model_of_another_objective_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vae.safetensors");
+    let mut metadata = METADATA;
+    metadata[2] = ("objective", "variational-autoencoder");
+    write_raw(&path, &metadata, &weights(vec![2, 4]));
+    let reason = bad_file_reason(ModelFile::<f64>::load(&path).unwrap_err(), &path);
+    assert!(reason.contains("variational-autoencoder"), "{reason}");
+}
+
+#[test]
+fn a_weight_of_the_wrong_shape_is_rejected_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.safetensors");
+    write_raw(&path, &METADATA, &weights(vec![3, 4]));
+    let reason = bad_file_reason(ModelFile::<f64>::load(&path).unwrap_err(), &path);
+    assert!(reason.contains("W1") && reason.contains("[3, 4]"), "{reason}");
+}
+
+#[test]
+fn a_file_without_sae_metadata_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.safetensors");
+    write_raw(&path, &[], &weights(vec![2, 4]));
+    let reason = bad_file_reason(ModelFile::<f64>::load(&path).unwrap_err(), &path);
+    assert!(reason.contains("not an sae model file"), "{reason}");
+}
