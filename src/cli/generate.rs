@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::objective::parse_shape;
+use super::args::parse_shape;
 use super::CliResult;
 use crate::data::generated::ProblemShape;
 

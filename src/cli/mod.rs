@@ -1,5 +1,6 @@
 //! The `sae` command line: argument parsing (clap) and the subcommands.
 
+mod args;
 mod generate;
 mod memory;
 mod objective;

@@ -4,25 +4,25 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
+use super::args::{parse_shape, Data, DataArgs, EngineArgs};
 use super::memory::peak_rss_bytes;
 use super::CliResult;
 use crate::data::generated::ProblemShape;
 use crate::data::npy;
-use crate::data::npy_source::{NpyFileSource, ShardSource};
 use crate::data::stream::{ExampleSource, SliceSource};
-use crate::objective::{gradcheck, reference, StreamMode, StreamingObjective};
-use crate::{Backend, Dataset, HyperParams, Objective, Parameters, Real};
+use crate::objective::{gradcheck, reference, StreamingObjective};
+use crate::{Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
 pub struct ObjectiveArgs {
-    /// Data as an m×n .npy array (float32 or float64), one example per row. Default: the
-    /// --shape problem's generated data, uniform in [0.1, 0.9].
-    #[arg(long)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// A SPEC §3 problem (S1 patches, S2 MNIST-10k, S3 MNIST-60k, S4 wide): its generated data
-    /// when there is no --data, and its h, λ, β and ρ unless given.
+    /// (uniform in [0.1, 0.9]) when there is no --data, and its h, λ, β and ρ unless given.
     #[arg(long, default_value = "S1", value_parser = parse_shape)]
     shape: ProblemShape,
     /// Theta as a .npy vector in the UFLDL layout [W1(:); W2(:); b1; b2] (column-major
@@ -47,12 +47,6 @@ pub struct ObjectiveArgs {
     /// Write the gradient to this .npy file (UFLDL layout).
     #[arg(long)]
     grad_out: Option<PathBuf>,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// GEMM back-end (default: openblas when compiled in).
-    #[arg(long, value_enum)]
-    backend: Option<BackendArg>,
     /// Seed of the generated data and of the initial theta.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -62,67 +56,16 @@ pub struct ObjectiveArgs {
     /// Evaluations to time (the median is printed).
     #[arg(long, default_value_t = 5)]
     repeat: usize,
-    /// Read the data a chunk at a time instead of loading it (--data may then also be a
-    /// directory of .npy shards, read in name order); memory stays bounded by --chunk.
-    #[arg(long)]
-    stream: bool,
-    /// Examples per chunk when streaming.
-    #[arg(long, default_value_t = 4096, requires = "stream")]
-    chunk: usize,
-    /// How to stream: one read of the data with the sparsity term deferred, or the UFLDL
-    /// notes' two passes.
-    #[arg(long, value_enum, default_value = "one-pass", requires = "stream")]
-    stream_mode: StreamModeArg,
     /// Also compute the cost and gradient with the plain per-example reference implementation
     /// (f64, slow) and print the relative differences.
     #[arg(long)]
     check: bool,
 }
 
-pub(super) fn parse_shape(name: &str) -> Result<ProblemShape, String> {
-    ProblemShape::named(name).ok_or_else(|| format!("unknown shape {name:?}: expected S1, S2, S3 or S4"))
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum StreamModeArg {
-    OnePass,
-    TwoPass,
-}
-
-impl From<StreamModeArg> for StreamMode {
-    fn from(mode: StreamModeArg) -> StreamMode {
-        match mode {
-            StreamModeArg::OnePass => StreamMode::OnePass,
-            StreamModeArg::TwoPass => StreamMode::TwoPass,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum BackendArg {
-    Matrixmultiply,
-    Openblas,
-}
-
-impl BackendArg {
-    fn resolve(self) -> Result<Backend, String> {
-        match self {
-            BackendArg::Matrixmultiply => Ok(Backend::MatrixMultiply),
-            #[cfg(feature = "openblas")]
-            BackendArg::Openblas => Ok(Backend::OpenBlas),
-            #[cfg(not(feature = "openblas"))]
-            BackendArg::Openblas => {
-                Err("this build has no OpenBLAS back-end: rebuild with `--features openblas`".into())
-            }
-        }
-    }
-}
-
 pub fn run(args: ObjectiveArgs) -> CliResult<()> {
     // The whole command runs inside the pool (as the benchmarks do), so the engine's serial
     // steps run on a worker beside its parallel ones rather than on the main thread.
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
-    pool.install(|| if args.f32 { evaluate::<f32>(&args) } else { evaluate::<f64>(&args) })
+    args.engine.pool()?.install(|| if args.f32 { evaluate::<f32>(&args) } else { evaluate::<f64>(&args) })
 }
 
 /// What one run of evaluations produced.
@@ -154,59 +97,19 @@ fn timed<T: Real>(
     Ok((cost, grad, times))
 }
 
-/// The data set as the command got it: values in memory, or a file source to stream.
-enum Data<T> {
-    Values { values: Vec<T>, examples: usize, features: usize },
-    Source(Box<dyn ExampleSource<T> + Send>),
-}
-
-fn load<T: Real>(args: &ObjectiveArgs) -> CliResult<Data<T>> {
-    Ok(match &args.data {
-        Some(path) if args.stream && path.is_dir() => {
-            let shards = ShardSource::from_dir(path)?;
-            println!(
-                "data: {} shards in {} ({} examples), streamed",
-                shards.shards().len(),
-                path.display(),
-                shards.examples()
-            );
-            Data::Source(Box::new(shards))
-        }
-        Some(path) if args.stream => {
-            let file = NpyFileSource::open(path)?;
-            println!("data: {} ({} examples), streamed", path.display(), file.examples());
-            Data::Source(Box::new(file))
-        }
-        Some(path) => {
-            let array = npy::read_matrix::<T>(path)?;
-            let (examples, features) = array.dim();
-            let values = if array.is_standard_layout() {
-                array.into_raw_vec_and_offset().0
-            } else {
-                array.iter().copied().collect()
-            };
-            Data::Values { values, examples, features }
-        }
-        None => {
-            let shape = &args.shape;
-            println!(
-                "data: generated {} problem, {} examples × {} features, uniform in [0.1, 0.9]",
-                shape.name, shape.examples, shape.visible
-            );
-            Data::Values { values: shape.uniform_data(args.seed), examples: shape.examples, features: shape.visible }
-        }
-    })
-}
-
 fn evaluate<T: Real>(args: &ObjectiveArgs) -> CliResult<()> {
-    if args.stream && args.check {
+    if args.data.stream && args.check {
         return Err("--check needs the whole data set in memory: drop --stream".into());
     }
-    let data = load::<T>(args)?;
-    let n = match &data {
-        Data::Values { features, .. } => *features,
-        Data::Source(source) => source.features(),
-    };
+    let shape = args.shape;
+    let data = args.data.load::<T>(|| {
+        let description = format!(
+            "generated {} problem, {} examples × {} features, uniform in [0.1, 0.9]",
+            shape.name, shape.examples, shape.visible
+        );
+        Ok((shape.uniform_data(args.seed), shape.examples, shape.visible, description))
+    })?;
+    let n = data.features();
     let hidden = args.hidden.unwrap_or(args.shape.hidden);
     let lambda = args.lambda.unwrap_or(args.shape.lambda);
     let beta = args.beta.unwrap_or(args.shape.beta);
@@ -222,7 +125,7 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> CliResult<()> {
     let (result, values) = match data {
         Data::Source(source) => (streamed(args, hyper, theta, source)?, None),
         Data::Values { values, examples, .. } => {
-            let result = if args.stream {
+            let result = if args.data.stream {
                 streamed(args, hyper, theta, SliceSource::new(&values, n)?)?
             } else {
                 in_memory(args, hyper, theta, &values, examples)?
@@ -250,8 +153,8 @@ fn in_memory<T: Real>(
 ) -> CliResult<Evaluated<T>> {
     let data = Dataset::examples_by_features(values, examples, hyper.visible())?;
     let mut objective = Objective::new(hyper, data)?;
-    if let Some(backend) = args.backend {
-        objective = objective.with_backend(backend.resolve()?);
+    if let Some(backend) = args.engine.backend()? {
+        objective = objective.with_backend(backend);
     }
     if let Some(block_size) = args.block_size {
         objective = objective.with_block_size(block_size)?;
@@ -267,10 +170,10 @@ fn streamed<T: Real, S: ExampleSource<T> + Send>(
     theta: &[T],
     source: S,
 ) -> CliResult<Evaluated<T>> {
-    let mode = args.stream_mode.into();
-    let mut objective = StreamingObjective::new(hyper, source, args.chunk, mode)?;
-    if let Some(backend) = args.backend {
-        objective = objective.with_backend(backend.resolve()?);
+    let mode = args.data.stream_mode.into();
+    let mut objective = StreamingObjective::new(hyper, source, args.data.chunk, mode)?;
+    if let Some(backend) = args.engine.backend()? {
+        objective = objective.with_backend(backend);
     }
     if let Some(block_size) = args.block_size {
         objective = objective.with_block_size(block_size)?;

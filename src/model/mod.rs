@@ -1,9 +1,12 @@
 //! The model: hyper-parameters and the parameter vector `theta` in the UFLDL layout.
 
 mod file;
+mod forward;
 mod hyper;
+pub mod picture;
 mod theta;
 
 pub use file::{ModelFile, FORMAT, FORMAT_VERSION, OBJECTIVE};
+pub use forward::Forward;
 pub use hyper::{HyperParams, HyperParamsBuilder};
 pub use theta::{Parameters, ThetaLayout};

@@ -1,0 +1,157 @@
+//! Arguments and steps shared by the subcommands: where the data comes from, the engine's
+//! threads and back-end.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::CliResult;
+use crate::data::generated::ProblemShape;
+use crate::data::npy;
+use crate::data::npy_source::{NpyFileSource, ShardSource};
+use crate::data::stream::ExampleSource;
+use crate::objective::StreamMode;
+use crate::{Backend, Real};
+
+/// Where the data set comes from, and whether to stream it.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Data as an m×n .npy array (float32 or float64, C or Fortran order), one example per
+    /// row; with --stream also a directory of such .npy shards, read in name order.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Read the data a chunk at a time instead of loading it; memory stays bounded by
+    /// --chunk whatever the size of the data.
+    #[arg(long)]
+    pub stream: bool,
+    /// Examples per chunk when streaming.
+    #[arg(long, default_value_t = 4096, requires = "stream")]
+    pub chunk: usize,
+    /// How to stream: one read of the data with the sparsity term deferred, or the UFLDL
+    /// notes' two passes.
+    #[arg(long, value_enum, default_value = "one-pass", requires = "stream")]
+    pub stream_mode: StreamModeArg,
+}
+
+/// The data set as a command got it: values in memory, or a file source to stream.
+pub enum Data<T> {
+    Values { values: Vec<T>, examples: usize, features: usize },
+    Source(Box<dyn ExampleSource<T> + Send>),
+}
+
+impl DataArgs {
+    /// Opens --data, or takes `default()` (values, m, n, description) without it; says on
+    /// stdout what it got.
+    pub fn load<T: Real>(
+        &self,
+        default: impl FnOnce() -> CliResult<(Vec<T>, usize, usize, String)>,
+    ) -> CliResult<Data<T>> {
+        Ok(match &self.data {
+            Some(path) if self.stream && path.is_dir() => {
+                let shards = ShardSource::from_dir(path)?;
+                println!(
+                    "data: {} shards in {} ({} examples × {}), streamed",
+                    shards.shards().len(),
+                    path.display(),
+                    shards.examples(),
+                    shards.features()
+                );
+                Data::Source(Box::new(shards))
+            }
+            Some(path) if self.stream => {
+                let file = NpyFileSource::open(path)?;
+                println!("data: {} ({} examples × {}), streamed", path.display(), file.examples(), file.features());
+                Data::Source(Box::new(file))
+            }
+            Some(path) => {
+                let array = npy::read_matrix::<T>(path)?;
+                let (examples, features) = array.dim();
+                println!("data: {} ({examples} examples × {features})", path.display());
+                let values = if array.is_standard_layout() {
+                    array.into_raw_vec_and_offset().0
+                } else {
+                    array.iter().copied().collect()
+                };
+                Data::Values { values, examples, features }
+            }
+            None => {
+                let (values, examples, features, description) = default()?;
+                println!("data: {description}");
+                Data::Values { values, examples, features }
+            }
+        })
+    }
+}
+
+impl<T: Real> Data<T> {
+    /// `n`
+    pub fn features(&self) -> usize {
+        match self {
+            Data::Values { features, .. } => *features,
+            Data::Source(source) => source.features(),
+        }
+    }
+}
+
+/// The engine's threads and GEMM back-end.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// GEMM back-end (default: openblas when compiled in).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+}
+
+impl EngineArgs {
+    /// The rayon pool to run a command in. Running the whole command inside it (as the
+    /// benchmarks do) puts the engine's serial steps on a worker beside its parallel ones.
+    pub fn pool(&self) -> CliResult<rayon::ThreadPool> {
+        Ok(rayon::ThreadPoolBuilder::new().num_threads(self.threads.unwrap_or(0)).build()?)
+    }
+
+    /// The back-end asked for, if any.
+    pub fn backend(&self) -> Result<Option<Backend>, String> {
+        self.backend.map(BackendArg::resolve).transpose()
+    }
+}
+
+pub fn parse_shape(name: &str) -> Result<ProblemShape, String> {
+    ProblemShape::named(name).ok_or_else(|| format!("unknown shape {name:?}: expected S1, S2, S3 or S4"))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StreamModeArg {
+    OnePass,
+    TwoPass,
+}
+
+impl From<StreamModeArg> for StreamMode {
+    fn from(mode: StreamModeArg) -> StreamMode {
+        match mode {
+            StreamModeArg::OnePass => StreamMode::OnePass,
+            StreamModeArg::TwoPass => StreamMode::TwoPass,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    Matrixmultiply,
+    Openblas,
+}
+
+impl BackendArg {
+    fn resolve(self) -> Result<Backend, String> {
+        match self {
+            BackendArg::Matrixmultiply => Ok(Backend::MatrixMultiply),
+            #[cfg(feature = "openblas")]
+            BackendArg::Openblas => Ok(Backend::OpenBlas),
+            #[cfg(not(feature = "openblas"))]
+            BackendArg::Openblas => {
+                Err("this build has no OpenBLAS back-end: rebuild with `--features openblas`".into())
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! A trained model applied to data: the encoder `a2 = σ(W1 x + b1)` (the features, the
+//! "embedding" use) and the decoder `a3 = σ(W2 a2 + b2)` (the reconstruction), each a GEMM
+//! and a sigmoid pass per block of examples, the blocks in parallel.
+
+use rayon::prelude::*;
+
+use super::Parameters;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gemm::{gemm, Backend, MatMut, MatRef};
+use crate::kernels::Kernels;
+use crate::real::Real;
+
+/// Examples per parallel task.
+const BLOCK: usize = 512;
+
+/// The layers of a model, ready to apply.
+#[derive(Debug)]
+pub struct Forward<'p, T: Real> {
+    parameters: &'p Parameters<T>,
+    kernels: Kernels<T>,
+    backend: Backend,
+}
+
+impl<'p, T: Real> Forward<'p, T> {
+    pub fn new(parameters: &'p Parameters<T>) -> Self {
+        Forward { parameters, kernels: Kernels::detect(), backend: Backend::preferred() }
+    }
+
+    /// `a2 = σ(W1 x + b1)` for every example of `data`, into `hidden`: `m×h`, one example per
+    /// row.
+    pub fn encode(&self, data: &Dataset<'_, T>, hidden: &mut [T]) -> Result<()> {
+        let layout = self.parameters.layout();
+        let (n, h, m) = (data.features(), self.parameters.b1().len(), data.examples());
+        check_len("data features", n, layout.w1(self.parameters.theta()).cols())?;
+        check_len("encoded output values (m·h)", hidden.len(), m * h)?;
+        self.layer(self.parameters.w1(), self.parameters.b1(), data.x(), hidden);
+        Ok(())
+    }
+
+    /// `a3 = σ(W2 a2 + b2)` for `m` examples' hidden activations (`m×h`, one per row), into
+    /// `output`: `m×n`, one example per row.
+    pub fn decode(&self, hidden: &[T], output: &mut [T]) -> Result<()> {
+        let (n, h) = (self.parameters.b2().len(), self.parameters.b1().len());
+        if !hidden.len().is_multiple_of(h) {
+            return Err(Error::ShapeMismatch {
+                what: "hidden activations",
+                expected: format!("a multiple of h = {h}"),
+                got: hidden.len().to_string(),
+            });
+        }
+        let m = hidden.len() / h;
+        check_len("decoded output values (m·n)", output.len(), m * n)?;
+        self.layer(self.parameters.w2(), self.parameters.b2(), MatRef::col_major(hidden, h, m), output);
+        Ok(())
+    }
+
+    /// `σ(W input + b)` with `W: rows×k`, `input: k×m`, into `out`: `rows×m` column-major
+    /// (`m×rows` row-major).
+    fn layer(&self, w: MatRef<'_, T>, b: &[T], input: MatRef<'_, T>, out: &mut [T]) {
+        let rows = w.rows();
+        let sigmoid = self.kernels.sigmoid_sum;
+        out.par_chunks_mut(BLOCK * rows).enumerate().for_each(|(block, out)| {
+            let width = out.len() / rows;
+            for column in out.chunks_exact_mut(rows) {
+                column.copy_from_slice(b);
+            }
+            let input = input.columns(block * BLOCK, width);
+            gemm(self.backend, T::one(), w, input, T::one(), MatMut::col_major(&mut *out, rows, width));
+            sigmoid(out);
+        });
+    }
+}
+
+fn check_len(what: &'static str, got: usize, expected: usize) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch { what, expected: expected.to_string(), got: got.to_string() })
+    }
+}
