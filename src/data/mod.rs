@@ -2,6 +2,7 @@
 //! `.npy` files.
 
 pub mod generated;
+pub mod images;
 pub mod npy;
 pub mod npy_source;
 pub mod stream;

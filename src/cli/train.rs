@@ -1,0 +1,208 @@
+//! `sae train`: L-BFGS training of a sparse autoencoder, from a data file or shards (in
+//! memory or streamed) or, without --data, on the embedded natural-image patches; writes the
+//! model (safetensors) and a picture of its features.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+
+use super::args::{Data, DataArgs, EngineArgs};
+use super::progress::Progress;
+use super::CliResult;
+use crate::data::images::{generated_natural_images, normalize_for_sigmoid, sample_patches};
+use crate::model::picture::{features_picture, PixelOrder};
+use crate::model::ModelFile;
+use crate::objective::StreamingObjective;
+use crate::optim::{Differentiable, LbfgsOptions};
+use crate::train::{Trained, Trainer};
+use crate::{Dataset, HyperParams, Objective, Parameters, Real};
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// h, the number of hidden units.
+    #[arg(long, default_value_t = 25)]
+    hidden: usize,
+    /// λ, the weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    lambda: f64,
+    /// β, the weight of the sparsity penalty.
+    #[arg(long, default_value_t = 3.0)]
+    beta: f64,
+    /// ρ, the sparsity target.
+    #[arg(long, default_value_t = 0.01)]
+    rho: f64,
+    /// L-BFGS iterations (in all, counting those before a --resume).
+    #[arg(long, default_value_t = 400)]
+    iterations: usize,
+    /// L-BFGS correction pairs kept.
+    #[arg(long, default_value_t = 100)]
+    history: usize,
+    /// Train in f32 (default f64).
+    #[arg(long)]
+    f32: bool,
+    /// Seed of the initial weights (and of the embedded data set).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where to write the trained model.
+    #[arg(short, long, default_value = "model.safetensors")]
+    output: PathBuf,
+    /// Where to write the picture of the features (skipped when the inputs are not square
+    /// images).
+    #[arg(long, default_value = "features.png")]
+    features: PathBuf,
+    /// Do not write the picture of the features.
+    #[arg(long)]
+    no_features: bool,
+    /// How an example's values map to image pixels in the picture.
+    #[arg(long, value_enum, default_value = "row-major")]
+    pixel_order: PixelOrderArg,
+    /// Write a checkpoint (model + optimiser state) to this file during training.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Iterations between checkpoints.
+    #[arg(long, default_value_t = 10, requires = "checkpoint")]
+    checkpoint_every: usize,
+    /// Continue the run saved in this checkpoint (same data, hyper-parameters and --threads
+    /// for a bit-for-bit continuation).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PixelOrderArg {
+    RowMajor,
+    ColumnMajor,
+}
+
+impl From<PixelOrderArg> for PixelOrder {
+    fn from(order: PixelOrderArg) -> PixelOrder {
+        match order {
+            PixelOrderArg::RowMajor => PixelOrder::RowMajor,
+            PixelOrderArg::ColumnMajor => PixelOrder::ColumnMajor,
+        }
+    }
+}
+
+/// The embedded default data set: 10 000 8×8 patches of 10 whitened dead-leaves pictures of
+/// 256×256 pixels, normalised as UFLDL's `sampleIMAGES` does.
+pub fn embedded_patches(seed: u64) -> (Vec<f64>, usize, usize) {
+    const PATCHES: usize = 10_000;
+    const SIDE: usize = 8;
+    let images = generated_natural_images(10, 256, seed);
+    let mut patches = sample_patches(&images, PATCHES, SIDE, seed);
+    normalize_for_sigmoid(&mut patches, SIDE * SIDE);
+    (patches, PATCHES, SIDE * SIDE)
+}
+
+pub fn run(args: TrainArgs) -> CliResult<()> {
+    args.engine.pool()?.install(|| if args.f32 { train::<f32>(&args) } else { train::<f64>(&args) })
+}
+
+fn train<T: Real>(args: &TrainArgs) -> CliResult<()> {
+    let data = args.data.load::<T>(|| {
+        let (patches, m, n) = embedded_patches(args.seed);
+        let values = patches.into_iter().map(T::cast).collect();
+        Ok((
+            values,
+            m,
+            n,
+            format!("embedded: {m} 8×8 patches of whitened dead-leaves pictures (natural-image statistics)"),
+        ))
+    })?;
+    let n = data.features();
+    let hyper = HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho).build()?;
+    println!(
+        "model: n = {n}, h = {}, λ = {}, β = {}, ρ = {}, {}; L-BFGS, {} iterations, history {}, {} threads",
+        args.hidden,
+        args.lambda,
+        args.beta,
+        args.rho,
+        T::NAME,
+        args.iterations,
+        args.history,
+        rayon::current_num_threads()
+    );
+    let backend = args.engine.backend()?;
+    let trained = match data {
+        Data::Values { values, examples, features } => {
+            let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, examples, features)?)?;
+            if let Some(backend) = backend {
+                objective = objective.with_backend(backend);
+            }
+            fit(args, hyper, &mut objective)?
+        }
+        Data::Source(source) => {
+            let mode = args.data.stream_mode.into();
+            let mut objective = StreamingObjective::new(hyper, source, args.data.chunk, mode)?;
+            if let Some(backend) = backend {
+                objective = objective.with_backend(backend);
+            }
+            fit(args, hyper, &mut objective)?
+        }
+    };
+    save(args, &trained)
+}
+
+fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Differentiable<T>) -> CliResult<Trained<T>> {
+    let options = LbfgsOptions { max_iterations: args.iterations, history: args.history, ..LbfgsOptions::MINFUNC };
+    let mut trainer = Trainer::new(hyper, options);
+    if let Some(path) = &args.checkpoint {
+        trainer = trainer.checkpoint_to(path, args.checkpoint_every);
+    }
+    let start = Instant::now();
+    let mut run_evaluations = 0;
+    let (first, trained) = match &args.resume {
+        Some(path) => {
+            let first = crate::train::lbfgs_state(&ModelFile::<T>::load(path)?, path)?.iteration;
+            println!("resuming {} at iteration {first}", path.display());
+            let progress = Progress::new(first, args.iterations);
+            let trained = trainer.resume(objective, path, |it| {
+                run_evaluations += it.evaluations;
+                progress.update(it.iteration, it.f, it.gradient_norm, run_evaluations, it.stopped.is_some());
+            });
+            progress.finish();
+            (first, trained?)
+        }
+        None => {
+            let progress = Progress::new(0, args.iterations);
+            let init = Parameters::<T>::init(hyper.visible(), hyper.hidden(), args.seed);
+            let trained = trainer.fit(objective, &init, |it| {
+                run_evaluations += it.evaluations;
+                progress.update(it.iteration, it.f, it.gradient_norm, run_evaluations, it.stopped.is_some());
+            });
+            progress.finish();
+            (0, trained?)
+        }
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "stopped: {:?} after {} iterations ({} in this run, {} evaluations) in {seconds:.2} s; cost {:.6e} (from {:.6e})",
+        trained.stop,
+        trained.iterations,
+        trained.iterations - first,
+        trained.evaluations,
+        trained.cost,
+        trained.initial_cost
+    );
+    Ok(trained)
+}
+
+fn save<T: Real>(args: &TrainArgs, trained: &Trained<T>) -> CliResult<()> {
+    trained.model.save(&args.output)?;
+    println!("model written to {}", args.output.display());
+    if !args.no_features {
+        match features_picture(&trained.model.parameters, args.pixel_order.into()) {
+            Ok(picture) => {
+                picture.save_png(&args.features)?;
+                println!("features written to {}", args.features.display());
+            }
+            Err(e) => println!("no picture of the features: {e}"),
+        }
+    }
+    Ok(())
+}
