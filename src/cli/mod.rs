@@ -3,6 +3,7 @@
 mod args;
 mod generate;
 mod memory;
+mod model;
 mod objective;
 mod progress;
 mod train;
@@ -26,6 +27,15 @@ pub enum Command {
     /// Evaluate the sparse autoencoder cost and gradient of a theta on a data set. Without
     /// --data, on a generated SPEC problem (default S1: 64 inputs, 25 hidden units, 10 000
     /// examples).
+    /// The hidden activations a2 = σ(W1 x + b1) of every example of --data: the features a
+    /// trained model extracts (read and written a chunk at a time).
+    Encode(model::ApplyArgs),
+    /// The reconstruction a3 of every example of --data, and its mean squared error.
+    Reconstruct(model::ApplyArgs),
+    /// Draw every hidden unit's input image (the learned features) as a PNG grid.
+    Visualize(model::VisualizeArgs),
+    /// Describe a model or checkpoint file.
+    Info(model::InfoArgs),
     Objective(objective::ObjectiveArgs),
     /// Write a SPEC problem's generated data (uniform in [0.1, 0.9]) to an .npy file of any
     /// number of rows, without holding it in memory.
@@ -39,6 +49,10 @@ pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 pub fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
+        Command::Encode(args) => model::encode(args),
+        Command::Reconstruct(args) => model::reconstruct(args),
+        Command::Visualize(args) => model::visualize(args),
+        Command::Info(args) => model::info(args),
         Command::Objective(args) => objective::run(args),
         Command::Generate(args) => generate::run(args),
     }

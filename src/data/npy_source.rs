@@ -197,6 +197,10 @@ impl<T: Real> ExampleSource<T> for NpyFileSource<T> {
         self.header.columns
     }
 
+    fn examples_hint(&self) -> Option<usize> {
+        Some(self.header.rows)
+    }
+
     fn rewind(&mut self) -> Result<()> {
         self.check_unchanged()?;
         self.next_row = 0;
@@ -298,6 +302,10 @@ impl<T: Real> ShardSource<T> {
 impl<T: Real> ExampleSource<T> for ShardSource<T> {
     fn features(&self) -> usize {
         self.features
+    }
+
+    fn examples_hint(&self) -> Option<usize> {
+        Some(self.examples)
     }
 
     fn rewind(&mut self) -> Result<()> {

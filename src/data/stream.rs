@@ -13,6 +13,11 @@ pub trait ExampleSource<T: Real> {
     /// Goes back to the first example.
     fn rewind(&mut self) -> Result<()>;
 
+    /// `m`, the number of examples of a whole pass, when the source knows it in advance.
+    fn examples_hint(&self) -> Option<usize> {
+        None
+    }
+
     /// Fills the front of `buffer` with the next examples, one after another (`n` values
     /// each, examples-by-features), as many as fit in whole; returns how many were read, 0 at
     /// the end of the data.
@@ -22,6 +27,10 @@ pub trait ExampleSource<T: Real> {
 impl<T: Real, S: ExampleSource<T> + ?Sized> ExampleSource<T> for Box<S> {
     fn features(&self) -> usize {
         (**self).features()
+    }
+
+    fn examples_hint(&self) -> Option<usize> {
+        (**self).examples_hint()
     }
 
     fn rewind(&mut self) -> Result<()> {
@@ -61,6 +70,10 @@ impl<'a, T: Real> SliceSource<'a, T> {
 impl<T: Real> ExampleSource<T> for SliceSource<'_, T> {
     fn features(&self) -> usize {
         self.features
+    }
+
+    fn examples_hint(&self) -> Option<usize> {
+        Some(self.values.len() / self.features)
     }
 
     fn rewind(&mut self) -> Result<()> {

@@ -26,8 +26,8 @@ pub const FORMAT_VERSION: &str = "1";
 pub const OBJECTIVE: &str = "sparse-autoencoder-kl";
 
 /// Metadata keys this module sets itself.
-const RESERVED: [&str; 9] =
-    ["format", "format_version", "objective", "dtype", "visible", "hidden", "lambda", "beta", "rho"];
+const RESERVED: [&str; 10] =
+    ["format", "format_version", "sae_version", "objective", "dtype", "visible", "hidden", "lambda", "beta", "rho"];
 const WEIGHTS: [&str; 4] = ["W1", "W2", "b1", "b2"];
 
 /// A model as stored: hyper-parameters and parameters, with free-form metadata (e.g. how it
@@ -147,6 +147,7 @@ impl<T: Real> ModelFile<T> {
         for (key, value) in [
             ("format", FORMAT.to_string()),
             ("format_version", FORMAT_VERSION.to_string()),
+            ("sae_version", env!("CARGO_PKG_VERSION").to_string()),
             ("objective", OBJECTIVE.to_string()),
             ("dtype", T::NAME.to_string()),
             ("visible", n.to_string()),
@@ -174,6 +175,8 @@ impl<T: Real> ModelFile<T> {
             .map_err(|e| bad_file(path, format!("not a readable safetensors file: {e}")))?;
         let mut metadata: BTreeMap<String, String> =
             header.metadata().clone().unwrap_or_default().into_iter().collect();
+        // Which build wrote the file does not matter once its format version is known.
+        metadata.remove("sae_version");
         let mut take = |key: &str| {
             metadata
                 .remove(key)

@@ -1,0 +1,150 @@
+//! The commands that use a trained model: `sae encode` (hidden activations, the features of
+//! each example), `sae reconstruct`, `sae visualize` and `sae info`. Encoding and
+//! reconstruction read and write a chunk at a time, so they work on data of any size.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::args::{Data, DataArgs, EngineArgs};
+use super::train::PixelOrderArg;
+use super::CliResult;
+use crate::data::npy::NpyRowWriter;
+use crate::data::stream::{ExampleSource, SliceSource};
+use crate::model::picture::features_picture;
+use crate::model::{Forward, ModelFile};
+use crate::{Dataset, Real};
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The model file (safetensors, as `sae train` writes).
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Where to write the result (.npy, one example per row).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Compute and write float32 (default float64).
+    #[arg(long)]
+    f32: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VisualizeArgs {
+    /// The model file.
+    model: PathBuf,
+    /// Where to write the picture.
+    #[arg(short, long, default_value = "features.png")]
+    output: PathBuf,
+    /// How an example's values map to image pixels.
+    #[arg(long, value_enum, default_value = "row-major")]
+    pixel_order: PixelOrderArg,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The model or checkpoint file.
+    model: PathBuf,
+}
+
+/// What to compute for each example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Apply {
+    /// `a2`, `m×h`
+    Encode,
+    /// `a3`, `m×n`, and the mean squared error `½‖a3 − x‖²`
+    Reconstruct,
+}
+
+pub fn encode(args: ApplyArgs) -> CliResult<()> {
+    apply(args, Apply::Encode)
+}
+
+pub fn reconstruct(args: ApplyArgs) -> CliResult<()> {
+    apply(args, Apply::Reconstruct)
+}
+
+fn apply(args: ApplyArgs, what: Apply) -> CliResult<()> {
+    args.engine.pool()?.install(|| if args.f32 { apply_in::<f32>(&args, what) } else { apply_in::<f64>(&args, what) })
+}
+
+fn apply_in<T: Real>(args: &ApplyArgs, what: Apply) -> CliResult<()> {
+    let model = ModelFile::<T>::load(&args.model)?;
+    let data = args.data.load::<T>(|| Err("--data is required".into()))?;
+    match data {
+        Data::Values { values, features, .. } => run_apply(args, what, &model, SliceSource::new(&values, features)?),
+        Data::Source(source) => run_apply(args, what, &model, source),
+    }
+}
+
+fn run_apply<T: Real>(
+    args: &ApplyArgs,
+    what: Apply,
+    model: &ModelFile<T>,
+    mut source: impl ExampleSource<T>,
+) -> CliResult<()> {
+    let (n, h) = (model.hyper.visible(), model.hyper.hidden());
+    if source.features() != n {
+        return Err(format!("the data has {} features, the model {} inputs", source.features(), n).into());
+    }
+    let m = source.examples_hint().ok_or("the data's length is not known in advance")?;
+    let width = if what == Apply::Encode { h } else { n };
+    let mut writer = NpyRowWriter::<T>::create(&args.output, m, width)?;
+    let forward = Forward::new(&model.parameters);
+    let chunk = args.data.chunk;
+    let (mut buffer, mut hidden, mut output) = (vec![T::zero(); chunk * n], vec![T::zero(); chunk * h], Vec::new());
+    let (mut examples, mut squared_error) = (0, 0.0);
+    source.rewind()?;
+    loop {
+        let read = source.read_chunk(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        let x = &buffer[..read * n];
+        forward.encode(&Dataset::examples_by_features(x, read, n)?, &mut hidden[..read * h])?;
+        if what == Apply::Encode {
+            writer.write_rows(&hidden[..read * h])?;
+        } else {
+            output.resize(read * n, T::zero());
+            forward.decode(&hidden[..read * h], &mut output)?;
+            squared_error += output.iter().zip(x).map(|(a, b)| (a.as_f64() - b.as_f64()).powi(2)).sum::<f64>();
+            writer.write_rows(&output)?;
+        }
+        examples += read;
+    }
+    writer.finish()?;
+    match what {
+        Apply::Encode => println!("{examples} examples encoded to {} ({examples} × {h})", args.output.display()),
+        Apply::Reconstruct => println!(
+            "{examples} examples reconstructed to {} ({examples} × {n}); mean ½‖a3 − x‖² = {:.6e}",
+            args.output.display(),
+            0.5 * squared_error / examples as f64
+        ),
+    }
+    Ok(())
+}
+
+pub fn visualize(args: VisualizeArgs) -> CliResult<()> {
+    let model = ModelFile::<f64>::load(&args.model)?;
+    features_picture(&model.parameters, args.pixel_order.into())?.save_png(&args.output)?;
+    println!("features of {} hidden units written to {}", model.hyper.hidden(), args.output.display());
+    Ok(())
+}
+
+pub fn info(args: InfoArgs) -> CliResult<()> {
+    let model = ModelFile::<f64>::load(&args.model)?;
+    let hyper = &model.hyper;
+    println!("{}", args.model.display());
+    println!("  sparse autoencoder (KL sparsity, sigmoid units)");
+    println!("  n = {} inputs, h = {} hidden units", hyper.visible(), hyper.hidden());
+    println!("  λ = {}, β = {}, ρ = {}", hyper.lambda(), hyper.beta(), hyper.rho());
+    for (key, value) in &model.metadata {
+        println!("  {key}: {value}");
+    }
+    for (name, (shape, _)) in &model.extra {
+        println!("  tensor {name}: {shape:?}");
+    }
+    Ok(())
+}

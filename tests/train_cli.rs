@@ -1,0 +1,185 @@
+//! `sae train` and the commands that use its models, end to end: the embedded default run,
+//! data files, a run killed mid-way and resumed bit-for-bit, a full disk during a checkpoint,
+//! and bad files named in the error.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use sae::data::npy;
+use sae::model::{Forward, ModelFile};
+use sae::Dataset;
+
+fn sae(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sae")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_str().unwrap().to_string()
+}
+
+#[test]
+fn train_without_arguments_learns_on_the_embedded_patches_and_writes_model_and_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, picture) = (path(dir.path(), "m.safetensors"), path(dir.path(), "f.png"));
+    let (ok, stdout, stderr) = sae(&["train", "--iterations", "30", "-o", &model, "--features", &picture]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("embedded") && stdout.contains("after 30 iterations"), "{stdout}");
+    let loaded = ModelFile::<f64>::load(Path::new(&model)).unwrap();
+    assert_eq!((loaded.hyper.visible(), loaded.hyper.hidden(), loaded.hyper.rho()), (64, 25, 0.01));
+    assert_eq!(loaded.metadata["iterations"], "30");
+    assert!(std::fs::metadata(&picture).unwrap().len() > 100);
+}
+
+#[test]
+fn encode_and_reconstruct_apply_a_model_trained_on_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, n) = (500, 16);
+    let values = uniform_data(m, n, 9);
+    let data = path(dir.path(), "x.npy");
+    npy::write_matrix(Path::new(&data), &ndarray::Array2::from_shape_vec((m, n), values.clone()).unwrap()).unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    let (ok, _, stderr) = sae(&[
+        "train",
+        "--data",
+        &data,
+        "--hidden",
+        "5",
+        "--rho",
+        "0.1",
+        "--iterations",
+        "20",
+        "-o",
+        &model,
+        "--no-features",
+    ]);
+    assert!(ok, "{stderr}");
+    let encoded = path(dir.path(), "h.npy");
+    let (ok, _, stderr) = sae(&["encode", &model, "--data", &data, "--stream", "--chunk", "77", "-o", &encoded]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = sae(&["reconstruct", &model, "--data", &data, "-o", &path(dir.path(), "r.npy")]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("mean ½‖a3 − x‖²"), "{stdout}");
+
+    let loaded = ModelFile::<f64>::load(Path::new(&model)).unwrap();
+    let mut expected = vec![0.0; m * 5];
+    Forward::new(&loaded.parameters)
+        .encode(&Dataset::examples_by_features(&values, m, n).unwrap(), &mut expected)
+        .unwrap();
+    let written: ndarray::Array2<f64> = npy::read_matrix(Path::new(&encoded)).unwrap();
+    assert_eq!(written.dim(), (m, 5));
+    assert_eq!(written.as_slice().unwrap(), &expected[..]);
+}
+
+/// The weights of a model file, as stored.
+fn weights(path: &str) -> Vec<f64> {
+    ModelFile::<f64>::load(Path::new(path)).unwrap().parameters.into_theta()
+}
+
+#[test]
+fn a_run_killed_mid_way_and_resumed_ends_bit_for_bit_where_an_uninterrupted_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = ["train", "--iterations", "150", "--threads", "2", "--no-features"];
+    let full = path(dir.path(), "full.safetensors");
+    let (ok, _, stderr) = sae(&[&common[..], &["-o", &full]].concat());
+    assert!(ok, "{stderr}");
+
+    let checkpoint = path(dir.path(), "run.ckpt");
+    let killed = path(dir.path(), "killed.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sae"))
+        .args([&common[..], &["-o", &killed, "--checkpoint", &checkpoint, "--checkpoint-every", "1"]].concat())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let killed_at = loop {
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        if let Ok(saved) = ModelFile::<f64>::load(Path::new(&checkpoint)) {
+            let iteration: usize = saved.metadata["lbfgs.iteration"].parse().unwrap();
+            if iteration >= 20 {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break iteration;
+            }
+        }
+    };
+    assert!(!Path::new(&killed).exists(), "killed at iteration {killed_at}, before the end");
+
+    let resumed = path(dir.path(), "resumed.safetensors");
+    let (ok, stdout, stderr) = sae(&[&common[..], &["-o", &resumed, "--resume", &checkpoint]].concat());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("resuming"), "{stdout}");
+    assert_eq!(weights(&resumed), weights(&full), "resumed from iteration ≥ {killed_at}");
+}
+
+#[test]
+fn a_full_disk_during_a_checkpoint_fails_clearly_and_keeps_the_previous_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = path(dir.path(), "run.ckpt");
+    let (ok, _, stderr) = sae(&[
+        "train",
+        "--iterations",
+        "3",
+        "--checkpoint",
+        &checkpoint,
+        "--no-features",
+        "-o",
+        &path(dir.path(), "a.safetensors"),
+    ]);
+    assert!(ok, "{stderr}");
+    let before = std::fs::read(&checkpoint).unwrap();
+
+    // A 1 MB file-size limit (EFBIG past it, with SIGXFSZ ignored) stands in for a full disk:
+    // the checkpoint of iteration 30 holds 30 correction pairs of 3 289 doubles each, 1.6 MB.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 1024; exec {} train --iterations 100 --resume {checkpoint} --checkpoint {checkpoint} --checkpoint-every 30 --no-features -o {}",
+        env!("CARGO_BIN_EXE_sae"),
+        path(dir.path(), "b.safetensors")
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("run.ckpt") && stderr.contains("write failed"), "{stderr}");
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), before, "the previous checkpoint is intact");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_missing_data_file_or_a_corrupted_checkpoint_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = sae(&["train", "--data", "/no/such/x.npy"]);
+    assert!(!ok && stderr.contains("/no/such/x.npy"), "{stderr}");
+    let corrupt = path(dir.path(), "bad.ckpt");
+    std::fs::write(&corrupt, b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage").unwrap();
+    let (ok, _, stderr) = sae(&["train", "--resume", &corrupt, "-o", &path(dir.path(), "m.safetensors")]);
+    assert!(!ok && stderr.contains("bad.ckpt"), "{stderr}");
+}
+
+#[test]
+fn info_describes_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = path(dir.path(), "run.ckpt");
+    let (ok, _, stderr) = sae(&[
+        "train",
+        "--iterations",
+        "2",
+        "--checkpoint",
+        &checkpoint,
+        "--no-features",
+        "-o",
+        &path(dir.path(), "m.safetensors"),
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = sae(&["info", &checkpoint]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("n = 64 inputs, h = 25 hidden units") && stdout.contains("lbfgs.iteration: 2"), "{stdout}");
+}
