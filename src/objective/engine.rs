@@ -240,11 +240,43 @@ impl<T: Real> Engine<T> {
     /// order, so independent of the thread count), the sparsity delta `s`, and the cost's
     /// `β Σ KL(ρ ‖ rho_hat_j)`.
     pub(crate) fn sparsity(&mut self, examples: usize) -> Result<f64> {
-        let (beta, rho) = (self.hyper.beta(), self.hyper.rho());
+        self.batch_rho_hat(examples);
+        self.sparsity_at_rho_hat()
+    }
+
+    /// As [`sparsity`](Self::sparsity) on a minibatch, with `rho_hat` an exponential moving
+    /// average: `rho_hat = μ running + (1 − μ) rho_hat_batch` (the batch's own value when
+    /// `running` is empty), which then becomes `running`.
+    pub(crate) fn sparsity_with_running_average(
+        &mut self,
+        examples: usize,
+        running: &mut Vec<f64>,
+        momentum: f64,
+    ) -> Result<f64> {
+        self.batch_rho_hat(examples);
+        let rho_hat = &mut self.workspace.rho_hat;
+        if running.len() == rho_hat.len() {
+            for (r, &previous) in rho_hat.iter_mut().zip(running.iter()) {
+                *r = momentum * previous + (1.0 - momentum) * *r;
+            }
+        }
+        let cost = self.sparsity_at_rho_hat()?;
+        running.clear();
+        running.extend_from_slice(&self.workspace.rho_hat);
+        Ok(cost)
+    }
+
+    fn batch_rho_hat(&mut self, examples: usize) {
         let ws = &mut self.workspace;
         for (r, total) in ws.rho_hat.iter_mut().zip(&ws.activation_totals) {
             *r = total / examples as f64;
         }
+    }
+
+    /// `s` and `β Σ KL` at the current `rho_hat`.
+    fn sparsity_at_rho_hat(&mut self) -> Result<f64> {
+        let (beta, rho) = (self.hyper.beta(), self.hyper.rho());
+        let ws = &mut self.workspace;
         if let Some(unit) = ws.rho_hat.iter().position(|&r| r <= 0.0 || r >= 1.0) {
             return Err(Error::SaturatedActivation { unit, rho_hat: ws.rho_hat[unit] });
         }

@@ -5,11 +5,13 @@
 mod batched;
 mod engine;
 pub mod gradcheck;
+mod minibatch;
 pub mod reference;
 mod sparsity;
 mod streaming;
 
 pub use batched::Objective;
 pub use engine::default_block_size;
+pub use minibatch::MinibatchObjective;
 pub use sparsity::{kl_divergence, sparsity_delta};
 pub use streaming::{StreamMode, StreamingObjective};

@@ -16,10 +16,12 @@
 //! ```
 
 mod checkpoint;
+mod minibatch;
 
 use std::path::{Path, PathBuf};
 
 pub use checkpoint::{lbfgs_checkpoint, lbfgs_state};
+pub use minibatch::{MinibatchOptions, MinibatchState, MinibatchStep, MinibatchTrained, MinibatchTrainer};
 
 use crate::error::{Error, Result};
 use crate::model::{HyperParams, ModelFile, Parameters};

@@ -1,0 +1,86 @@
+//! The objective on one minibatch at a time, for stochastic training (Adam, SGD): the same
+//! engine, with `rho_hat` tracked across minibatches.
+//!
+//! The KL penalty needs every hidden unit's average activation over the data, which one
+//! minibatch estimates poorly. As is usual for KL sparsity with minibatches, `rho_hat` is an
+//! exponential moving average over the minibatches seen:
+//! `rho_hat ← μ rho_hat + (1 − μ) rho_hat_batch`, and the batch's cost and sparsity delta
+//! `s_j = β (−ρ/rho_hat_j + (1 − ρ)/(1 − rho_hat_j))` use that average (the first batch
+//! uses its own). The gradient is then the full-batch gradient's formula with `s` from the
+//! average and the other terms from the batch — an estimate of the full-batch gradient that
+//! does not inherit the batch's noisy `rho_hat`. The average is part of the training state
+//! (checkpointed with it).
+
+use super::engine::Engine;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::HyperParams;
+use crate::real::Real;
+
+/// `J` and its gradient on minibatches of at most `batch` examples, with a running `rho_hat`.
+#[derive(Debug)]
+pub struct MinibatchObjective<T: Real> {
+    engine: Engine<T>,
+    batch: usize,
+    momentum: f64,
+    running: Vec<f64>,
+}
+
+impl<T: Real> MinibatchObjective<T> {
+    /// Minibatches of at most `batch` examples; `momentum` `μ ∈ [0, 1)` of the running
+    /// `rho_hat`.
+    pub fn new(hyper: HyperParams, batch: usize, momentum: f64) -> Result<Self> {
+        if batch == 0 {
+            return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
+        }
+        if !(0.0..1.0).contains(&momentum) {
+            return Err(Error::InvalidHyperParameter {
+                name: "rho_hat momentum",
+                value: momentum,
+                reason: "must be in [0, 1)",
+            });
+        }
+        Ok(MinibatchObjective { engine: Engine::new(hyper), batch, momentum, running: Vec::new() })
+    }
+
+    pub fn theta_len(&self) -> usize {
+        self.engine.layout().len()
+    }
+
+    /// The running `rho_hat` (empty before the first minibatch).
+    pub fn running_rho_hat(&self) -> &[f64] {
+        &self.running
+    }
+
+    /// Restores a running `rho_hat` (from a checkpoint); empty starts afresh.
+    pub fn set_running_rho_hat(&mut self, running: Vec<f64>) -> Result<()> {
+        let h = self.engine.hyper().hidden();
+        if !running.is_empty() && running.len() != h {
+            return Err(Error::ShapeMismatch {
+                what: "running rho_hat",
+                expected: h.to_string(),
+                got: running.len().to_string(),
+            });
+        }
+        self.running = running;
+        Ok(())
+    }
+
+    /// `J` on `batch` (with the running `rho_hat`, which it then updates) and its gradient.
+    pub fn evaluate(&mut self, theta: &[T], grad: &mut [T], batch: &Dataset<'_, T>) -> Result<f64> {
+        let m = batch.examples();
+        if m > self.batch {
+            return Err(Error::ShapeMismatch {
+                what: "minibatch examples",
+                expected: format!("at most {}", self.batch),
+                got: m.to_string(),
+            });
+        }
+        self.engine.begin(theta, grad, self.batch)?;
+        self.engine.forward(theta, batch);
+        self.engine.accumulate_activations();
+        let sparsity_cost = self.engine.sparsity_with_running_average(m, &mut self.running, self.momentum)?;
+        self.engine.backward(theta, batch);
+        Ok(self.engine.finish(theta, grad, m) + sparsity_cost)
+    }
+}

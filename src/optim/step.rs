@@ -1,0 +1,100 @@
+//! First-order update rules for minibatch training, on f64 parameters:
+//!
+//! - SGD with momentum: `v ← μ v − η g`, `x ← x + v`;
+//! - Adam (Kingma & Ba): `m ← β1 m + (1 − β1) g`, `v ← β2 v + (1 − β2) g²`,
+//!   `x ← x − η m̂ / (√v̂ + ε)` with the bias corrections `m̂ = m / (1 − β1ᵗ)`,
+//!   `v̂ = v / (1 − β2ᵗ)`.
+
+use crate::error::{Error, Result};
+
+/// An update rule with its hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StepRule {
+    Sgd { learning_rate: f64, momentum: f64 },
+    Adam { learning_rate: f64, beta1: f64, beta2: f64, epsilon: f64 },
+}
+
+impl StepRule {
+    /// Adam with Kingma & Ba's defaults and learning rate `learning_rate`.
+    pub fn adam(learning_rate: f64) -> Self {
+        StepRule::Adam { learning_rate, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }
+    }
+
+    pub fn sgd(learning_rate: f64, momentum: f64) -> Self {
+        StepRule::Sgd { learning_rate, momentum }
+    }
+
+    /// `"sgd"` or `"adam"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepRule::Sgd { .. } => "sgd",
+            StepRule::Adam { .. } => "adam",
+        }
+    }
+
+    pub fn check(&self) -> Result<()> {
+        let invalid = |name, value: f64, reason| Err(Error::InvalidHyperParameter { name, value, reason });
+        let fraction = |name, value: f64| {
+            if (0.0..1.0).contains(&value) {
+                Ok(())
+            } else {
+                invalid(name, value, "must be in [0, 1)")
+            }
+        };
+        let learning_rate = match *self {
+            StepRule::Sgd { learning_rate, momentum } => {
+                fraction("momentum", momentum)?;
+                learning_rate
+            }
+            StepRule::Adam { learning_rate, beta1, beta2, epsilon } => {
+                fraction("beta1", beta1)?;
+                fraction("beta2", beta2)?;
+                if !(epsilon > 0.0) {
+                    return invalid("epsilon", epsilon, "must be positive");
+                }
+                learning_rate
+            }
+        };
+        if !(learning_rate > 0.0 && learning_rate.is_finite()) {
+            return invalid("learning rate", learning_rate, "must be positive and finite");
+        }
+        Ok(())
+    }
+}
+
+/// The rule's state: the first moment (SGD's velocity, Adam's `m`), Adam's second moment, and
+/// the number of steps taken.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepState {
+    pub first: Vec<f64>,
+    pub second: Vec<f64>,
+    pub steps: u64,
+}
+
+impl StepState {
+    pub fn new(len: usize) -> Self {
+        StepState { first: vec![0.0; len], second: vec![0.0; len], steps: 0 }
+    }
+
+    /// Moves `x` by one step of `rule` for the gradient `g`.
+    pub fn step(&mut self, rule: &StepRule, x: &mut [f64], g: &[f64]) {
+        self.steps += 1;
+        match *rule {
+            StepRule::Sgd { learning_rate, momentum } => {
+                for ((x, v), &g) in x.iter_mut().zip(&mut self.first).zip(g) {
+                    *v = momentum * *v - learning_rate * g;
+                    *x += *v;
+                }
+            }
+            StepRule::Adam { learning_rate, beta1, beta2, epsilon } => {
+                let t = self.steps as i32;
+                let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                for (((x, m), v), &g) in x.iter_mut().zip(&mut self.first).zip(&mut self.second).zip(g) {
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    *x -= learning_rate * (*m / c1) / ((*v / c2).sqrt() + epsilon);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Minibatch training (Adam or SGD with momentum) for data sets where full-batch L-BFGS is too
+//! slow per step: each epoch visits the examples in a fresh random order, a minibatch at a
+//! time, with `rho_hat` a running average across minibatches (see
+//! [`MinibatchObjective`]). The order of epoch `e` is a function of the seed and `e` alone,
+//! so a run is reproducible and resumes from a checkpoint bit-for-bit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{HyperParams, ModelFile, Parameters};
+use crate::objective::MinibatchObjective;
+use crate::optim::{StepRule, StepState};
+use crate::real::Real;
+
+/// How to train.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MinibatchOptions {
+    pub rule: StepRule,
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// `μ` of the running `rho_hat`.
+    pub rho_momentum: f64,
+    /// Seed of the example order.
+    pub seed: u64,
+}
+
+impl Default for MinibatchOptions {
+    fn default() -> Self {
+        MinibatchOptions { rule: StepRule::adam(1e-3), batch_size: 256, epochs: 10, rho_momentum: 0.9, seed: 1 }
+    }
+}
+
+/// Where a run is: everything the next step reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinibatchState {
+    pub x: Vec<f64>,
+    pub rule_state: StepState,
+    pub running_rho_hat: Vec<f64>,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Minibatches of the current epoch completed.
+    pub batch: usize,
+}
+
+/// After each minibatch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MinibatchStep {
+    pub epoch: usize,
+    /// Steps taken in all.
+    pub step: u64,
+    /// `J` on this minibatch (with the running `rho_hat`).
+    pub cost: f64,
+    /// Whether this minibatch ended its epoch.
+    pub epoch_end: bool,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct MinibatchTrained<T> {
+    pub model: ModelFile<T>,
+    pub steps: u64,
+    pub epochs: usize,
+}
+
+/// Minibatch training of one model on data in memory, with optional checkpoints.
+#[derive(Debug, Clone)]
+pub struct MinibatchTrainer {
+    hyper: HyperParams,
+    options: MinibatchOptions,
+    checkpoint: Option<(PathBuf, u64)>,
+}
+
+impl MinibatchTrainer {
+    pub fn new(hyper: HyperParams, options: MinibatchOptions) -> Result<Self> {
+        options.rule.check()?;
+        if options.batch_size == 0 {
+            return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
+        }
+        Ok(MinibatchTrainer { hyper, options, checkpoint: None })
+    }
+
+    /// Writes a checkpoint every `every` steps and at the end, atomically.
+    pub fn checkpoint_to(mut self, path: impl Into<PathBuf>, every: u64) -> Self {
+        self.checkpoint = Some((path.into(), every.max(1)));
+        self
+    }
+
+    pub fn fit<T: Real>(
+        &self,
+        data: &Dataset<'_, T>,
+        init: &Parameters<T>,
+        on_step: impl FnMut(&MinibatchStep),
+    ) -> Result<MinibatchTrained<T>> {
+        let x: Vec<f64> = init.theta().iter().map(|v| v.as_f64()).collect();
+        let state =
+            MinibatchState { rule_state: StepState::new(x.len()), x, running_rho_hat: Vec::new(), epoch: 0, batch: 0 };
+        self.run(data, state, on_step)
+    }
+
+    /// Continues the run saved in the checkpoint at `path`.
+    pub fn resume<T: Real>(
+        &self,
+        data: &Dataset<'_, T>,
+        path: &Path,
+        on_step: impl FnMut(&MinibatchStep),
+    ) -> Result<MinibatchTrained<T>> {
+        let saved = ModelFile::<T>::load(path)?;
+        let state = self.state_from(&saved, path)?;
+        self.run(data, state, on_step)
+    }
+
+    fn run<T: Real>(
+        &self,
+        data: &Dataset<'_, T>,
+        mut state: MinibatchState,
+        mut on_step: impl FnMut(&MinibatchStep),
+    ) -> Result<MinibatchTrained<T>> {
+        let (n, m) = (self.hyper.visible(), data.examples());
+        if data.features() != n {
+            return Err(Error::ShapeMismatch {
+                what: "data features",
+                expected: format!("n = {n}"),
+                got: data.features().to_string(),
+            });
+        }
+        let options = self.options;
+        let mut objective = MinibatchObjective::<T>::new(self.hyper, options.batch_size, options.rho_momentum)?;
+        objective.set_running_rho_hat(std::mem::take(&mut state.running_rho_hat))?;
+        let len = objective.theta_len();
+        let (mut theta, mut grad_t, mut grad) = (vec![T::zero(); len], vec![T::zero(); len], vec![0.0; len]);
+        let mut batch_values = vec![T::zero(); options.batch_size * n];
+        let batches = m.div_ceil(options.batch_size);
+        while state.epoch < options.epochs {
+            let order = epoch_order(m, options.seed, state.epoch);
+            while state.batch < batches {
+                let rows = &order[state.batch * options.batch_size..((state.batch + 1) * options.batch_size).min(m)];
+                gather(data, rows, &mut batch_values);
+                let batch = Dataset::examples_by_features(&batch_values[..rows.len() * n], rows.len(), n)?;
+                for (t, &v) in theta.iter_mut().zip(&state.x) {
+                    *t = T::cast(v);
+                }
+                let step = state.rule_state.steps + 1;
+                let cost = objective.evaluate(&theta, &mut grad_t, &batch)?;
+                for (g, &gt) in grad.iter_mut().zip(&grad_t) {
+                    *g = gt.as_f64();
+                }
+                if !cost.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+                    return Err(Error::NonFiniteCost { iteration: step as usize, value: cost });
+                }
+                state.rule_state.step(&options.rule, &mut state.x, &grad);
+                if state.x.iter().any(|v| !v.is_finite()) {
+                    return Err(Error::NonFiniteCost { iteration: step as usize, value: f64::NAN });
+                }
+                state.batch += 1;
+                let epoch_end = state.batch == batches;
+                if epoch_end {
+                    state.epoch += 1;
+                    state.batch = 0;
+                }
+                state.running_rho_hat = objective.running_rho_hat().to_vec();
+                on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end });
+                if let Some((path, every)) = &self.checkpoint {
+                    if step.is_multiple_of(*every) || state.epoch == options.epochs {
+                        self.checkpoint_of::<T>(&state)?.save(path)?;
+                    }
+                }
+                if epoch_end {
+                    break;
+                }
+            }
+        }
+        let mut model = self.checkpoint_of::<T>(&state)?;
+        model.extra.clear();
+        model.metadata.retain(|k, _| !k.starts_with("minibatch."));
+        model.metadata.insert("epochs".into(), state.epoch.to_string());
+        model.metadata.insert("steps".into(), state.rule_state.steps.to_string());
+        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch })
+    }
+
+    fn checkpoint_of<T: Real>(&self, state: &MinibatchState) -> Result<ModelFile<T>> {
+        let (n, h) = (self.hyper.visible(), self.hyper.hidden());
+        let theta = state.x.iter().map(|&v| T::cast(v)).collect();
+        let mut model = ModelFile::new(self.hyper, Parameters::from_theta(n, h, theta)?);
+        let o = &self.options;
+        model.metadata = [
+            ("optimizer", o.rule.name().to_string()),
+            ("minibatch.rule", format!("{:?}", o.rule)),
+            ("minibatch.batch_size", o.batch_size.to_string()),
+            ("minibatch.seed", o.seed.to_string()),
+            ("minibatch.rho_momentum", o.rho_momentum.to_string()),
+            ("minibatch.steps", state.rule_state.steps.to_string()),
+            ("minibatch.epoch", state.epoch.to_string()),
+            ("minibatch.batch", state.batch.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect::<BTreeMap<_, _>>();
+        let len = state.x.len();
+        model.extra = [
+            ("minibatch.x", vec![len], state.x.clone()),
+            ("minibatch.first", vec![len], state.rule_state.first.clone()),
+            ("minibatch.second", vec![len], state.rule_state.second.clone()),
+            ("minibatch.rho_hat", vec![state.running_rho_hat.len()], state.running_rho_hat.clone()),
+        ]
+        .into_iter()
+        .map(|(k, shape, v)| (k.to_string(), (shape, v)))
+        .collect();
+        Ok(model)
+    }
+
+    fn state_from<T: Real>(&self, saved: &ModelFile<T>, path: &Path) -> Result<MinibatchState> {
+        let bad = |reason: String| Error::BadFile { path: path.to_path_buf(), reason };
+        if saved.hyper != self.hyper {
+            return Err(bad(format!(
+                "a checkpoint of another model: {:?}, this run has {:?}",
+                saved.hyper, self.hyper
+            )));
+        }
+        let text = |key: &str| {
+            saved.metadata.get(key).cloned().ok_or_else(|| bad(format!("not a minibatch checkpoint: no {key:?}")))
+        };
+        let o = &self.options;
+        for (key, expected) in [
+            ("minibatch.rule", format!("{:?}", o.rule)),
+            ("minibatch.batch_size", o.batch_size.to_string()),
+            ("minibatch.seed", o.seed.to_string()),
+            ("minibatch.rho_momentum", o.rho_momentum.to_string()),
+        ] {
+            let saved_value = text(key)?;
+            if saved_value != expected {
+                return Err(bad(format!("the checkpoint's {key} is {saved_value}, this run's {expected}")));
+            }
+        }
+        let count = |key: &str| -> Result<u64> {
+            let value = text(key)?;
+            value.parse().map_err(|_| bad(format!("{key} = {value:?} is not a count")))
+        };
+        let tensor = |key: &str| {
+            saved.extra.get(key).map(|(_, v)| v.clone()).ok_or_else(|| bad(format!("checkpoint lacks tensor {key:?}")))
+        };
+        let x = tensor("minibatch.x")?;
+        let (first, second) = (tensor("minibatch.first")?, tensor("minibatch.second")?);
+        if first.len() != x.len() || second.len() != x.len() || x.len() != saved.parameters.theta().len() {
+            return Err(bad("optimiser state of the wrong length".into()));
+        }
+        Ok(MinibatchState {
+            x,
+            rule_state: StepState { first, second, steps: count("minibatch.steps")? },
+            running_rho_hat: tensor("minibatch.rho_hat")?,
+            epoch: count("minibatch.epoch")? as usize,
+            batch: count("minibatch.batch")? as usize,
+        })
+    }
+}
+
+/// The example order of `epoch`: a permutation of `0..m` from the seed and the epoch alone.
+fn epoch_order(m: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut order: Vec<usize> = (0..m).collect();
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Copies the examples `rows` of `data` into `out`, one after another.
+fn gather<T: Real>(data: &Dataset<'_, T>, rows: &[usize], out: &mut [T]) {
+    let n = data.features();
+    let x = data.x();
+    for (k, &row) in rows.iter().enumerate() {
+        let example = &mut out[k * n..(k + 1) * n];
+        match data.layout() {
+            crate::data::Layout::ExamplesByFeatures => example.copy_from_slice(&data.values()[row * n..(row + 1) * n]),
+            crate::data::Layout::FeaturesByExamples => {
+                for (j, v) in example.iter_mut().enumerate() {
+                    *v = x.get(j, row);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Minibatch training: the minibatch objective and its running rho_hat, Adam and SGD lowering
+//! the full-batch cost, reproducibility from a seed, resumption mid-epoch, divergence stopped.
+
+mod common;
+
+use common::*;
+use sae::model::ModelFile;
+use sae::objective::MinibatchObjective;
+use sae::optim::StepRule;
+use sae::train::{MinibatchOptions, MinibatchTrainer};
+use sae::{Dataset, Error, Objective, Parameters};
+
+const M: usize = 1000;
+const N: usize = 16;
+const H: usize = 6;
+
+fn full_cost(values: &[f64], theta: &[f64]) -> f64 {
+    let data = Dataset::examples_by_features(values, M, N).unwrap();
+    let mut grad = vec![0.0; theta.len()];
+    Objective::new(hyper(N, H), data).unwrap().evaluate(theta, &mut grad).unwrap()
+}
+
+#[test]
+fn one_batch_of_everything_without_averaging_is_the_full_objective() {
+    let values = uniform_data(M, N, 1);
+    let theta = theta(N, H, 1);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let mut minibatch = MinibatchObjective::new(hyper(N, H), M, 0.0).unwrap();
+    let (mut g1, mut g2) = (vec![0.0; theta.len()], vec![0.0; theta.len()]);
+    let cost = minibatch.evaluate(&theta, &mut g1, &data).unwrap();
+    let full = Objective::new(hyper(N, H), data).unwrap().evaluate(&theta, &mut g2).unwrap();
+    assert_eq!(cost, full);
+    assert_eq!(g1, g2);
+}
+
+#[test]
+fn the_running_rho_hat_is_an_exponential_moving_average_of_the_batches() {
+    let values = uniform_data(M, N, 2);
+    let theta = theta(N, H, 2);
+    let (first, second) = values.split_at(500 * N);
+    let mut objective = MinibatchObjective::new(hyper(N, H), 500, 0.75).unwrap();
+    let mut grad = vec![0.0; theta.len()];
+    let batch_rho_hat = |values: &[f64]| {
+        let mut alone = MinibatchObjective::new(hyper(N, H), 500, 0.0).unwrap();
+        alone
+            .evaluate(&theta, &mut vec![0.0; theta.len()], &Dataset::examples_by_features(values, 500, N).unwrap())
+            .unwrap();
+        alone.running_rho_hat().to_vec()
+    };
+    objective.evaluate(&theta, &mut grad, &Dataset::examples_by_features(first, 500, N).unwrap()).unwrap();
+    assert_eq!(objective.running_rho_hat(), &batch_rho_hat(first)[..], "the first batch uses its own");
+    objective.evaluate(&theta, &mut grad, &Dataset::examples_by_features(second, 500, N).unwrap()).unwrap();
+    for ((r, a), b) in objective.running_rho_hat().iter().zip(batch_rho_hat(first)).zip(batch_rho_hat(second)) {
+        assert!((r - (0.75 * a + 0.25 * b)).abs() < 1e-15);
+    }
+}
+
+fn train(rule: StepRule, epochs: usize, seed: u64) -> Vec<f64> {
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let options = MinibatchOptions { rule, batch_size: 100, epochs, rho_momentum: 0.9, seed };
+    let trained =
+        MinibatchTrainer::new(hyper(N, H), options).unwrap().fit(&data, &Parameters::init(N, H, 4), |_| {}).unwrap();
+    assert_eq!((trained.epochs, trained.steps), (epochs, 10 * epochs as u64));
+    trained.model.parameters.into_theta()
+}
+
+#[test]
+fn adam_and_sgd_lower_the_full_batch_cost() {
+    let values = uniform_data(M, N, 3);
+    let initial = full_cost(&values, Parameters::<f64>::init(N, H, 4).theta());
+    for rule in [StepRule::adam(0.02), StepRule::sgd(0.005, 0.9)] {
+        let after = full_cost(&values, &train(rule, 40, 1));
+        assert!(after < 0.3 * initial, "{rule:?}: {after} from {initial}");
+    }
+}
+
+#[test]
+fn a_seed_fixes_the_run_and_another_seed_changes_it() {
+    let rule = StepRule::adam(0.01);
+    assert_eq!(train(rule, 3, 7), train(rule, 3, 7));
+    assert_ne!(train(rule, 3, 7), train(rule, 3, 8));
+}
+
+#[test]
+fn a_run_resumed_mid_epoch_ends_bit_for_bit_where_an_uninterrupted_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let options =
+        MinibatchOptions { rule: StepRule::adam(0.01), batch_size: 100, epochs: 4, rho_momentum: 0.9, seed: 5 };
+    let init = Parameters::init(N, H, 6);
+    let uninterrupted = MinibatchTrainer::new(hyper(N, H), options).unwrap().fit(&data, &init, |_| {}).unwrap();
+
+    let (checkpoint, saved) = (dir.path().join("run.ckpt"), dir.path().join("step17.ckpt"));
+    MinibatchTrainer::new(hyper(N, H), options)
+        .unwrap()
+        .checkpoint_to(&checkpoint, 1)
+        .fit(&data, &init, |step| {
+            // The file holds the previous step's state: step 17 is mid-way through epoch 2.
+            if step.step == 18 {
+                std::fs::copy(&checkpoint, &saved).unwrap();
+            }
+        })
+        .unwrap();
+    assert_eq!(ModelFile::<f64>::load(&saved).unwrap().metadata["minibatch.batch"], "7");
+    let resumed = MinibatchTrainer::new(hyper(N, H), options).unwrap().resume(&data, &saved, |_| {}).unwrap();
+    assert_eq!(resumed.model.parameters, uninterrupted.model.parameters);
+    assert_eq!(resumed.steps, 40);
+}
+
+#[test]
+fn divergence_stops_with_a_clear_error_and_the_last_good_checkpoint_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let options =
+        MinibatchOptions { rule: StepRule::sgd(1e9, 0.9), batch_size: 100, epochs: 5, rho_momentum: 0.9, seed: 1 };
+    let err = MinibatchTrainer::new(hyper(N, H), options)
+        .unwrap()
+        .checkpoint_to(&checkpoint, 1)
+        .fit(&data, &Parameters::init(N, H, 1), |_| {})
+        .unwrap_err();
+    assert!(matches!(err, Error::NonFiniteCost { .. } | Error::SaturatedActivation { .. }), "{err}");
+    assert!(err.to_string().contains("iteration") || err.to_string().contains("saturated"), "{err}");
+    if checkpoint.exists() {
+        let kept = ModelFile::<f64>::load(&checkpoint).unwrap();
+        assert!(kept.parameters.theta().iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn resuming_with_another_batch_size_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let options = MinibatchOptions { epochs: 1, batch_size: 100, ..MinibatchOptions::default() };
+    MinibatchTrainer::new(hyper(N, H), options)
+        .unwrap()
+        .checkpoint_to(&checkpoint, 5)
+        .fit(&data, &Parameters::init(N, H, 1), |_| {})
+        .unwrap();
+    let other = MinibatchOptions { batch_size: 50, ..options };
+    let err = MinibatchTrainer::new(hyper(N, H), other).unwrap().resume(&data, &checkpoint, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("batch_size"), "{err}");
+}
