@@ -49,7 +49,7 @@ impl StepRule {
             StepRule::Adam { learning_rate, beta1, beta2, epsilon } => {
                 fraction("beta1", beta1)?;
                 fraction("beta2", beta2)?;
-                if !(epsilon > 0.0) {
+                if epsilon.is_nan() || epsilon <= 0.0 {
                     return invalid("epsilon", epsilon, "must be positive");
                 }
                 learning_rate
