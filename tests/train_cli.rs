@@ -183,3 +183,35 @@ fn info_describes_a_checkpoint() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("n = 64 inputs, h = 25 hidden units") && stdout.contains("lbfgs.iteration: 2"), "{stdout}");
 }
+
+#[test]
+fn train_with_adam_runs_epochs_of_minibatches() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    let (ok, stdout, stderr) = sae(&[
+        "train",
+        "--optimizer",
+        "adam",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "500",
+        "--learning-rate",
+        "0.01",
+        "--no-features",
+        "-o",
+        &model,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("3 epochs, 60 steps"), "{stdout}");
+    assert_eq!(ModelFile::<f64>::load(Path::new(&model)).unwrap().metadata["optimizer"], "adam");
+}
+
+#[test]
+fn minibatch_training_refuses_streamed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = path(dir.path(), "x.npy");
+    npy::write_matrix(Path::new(&data), &ndarray::Array2::from_elem((10, 4), 0.5)).unwrap();
+    let (ok, _, stderr) = sae(&["train", "--optimizer", "sgd", "--data", &data, "--stream"]);
+    assert!(!ok && stderr.contains("minibatch training reads the data in memory"), "{stderr}");
+}

@@ -14,8 +14,8 @@ use crate::data::images::{generated_natural_images, normalize_for_sigmoid, sampl
 use crate::model::picture::{features_picture, PixelOrder};
 use crate::model::ModelFile;
 use crate::objective::StreamingObjective;
-use crate::optim::{Differentiable, LbfgsOptions};
-use crate::train::{Trained, Trainer};
+use crate::optim::{Differentiable, LbfgsOptions, StepRule};
+use crate::train::{MinibatchOptions, MinibatchStep, MinibatchTrainer, Trained, Trainer};
 use crate::{Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
@@ -36,9 +36,28 @@ pub struct TrainArgs {
     /// ρ, the sparsity target.
     #[arg(long, default_value_t = 0.01)]
     rho: f64,
+    /// The optimiser: full-batch L-BFGS (minFunc's, as UFLDL), or minibatch Adam or SGD with
+    /// momentum (data in memory; rho_hat a running average across minibatches).
+    #[arg(long, value_enum, default_value = "lbfgs")]
+    optimizer: OptimizerArg,
     /// L-BFGS iterations (in all, counting those before a --resume).
     #[arg(long, default_value_t = 400)]
     iterations: usize,
+    /// Minibatch training: passes over the data (in all, counting those before a --resume).
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Minibatch training: examples per minibatch.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Minibatch training: the learning rate [default: 1e-3].
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// SGD's momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Minibatch training: μ of the running average of rho_hat across minibatches.
+    #[arg(long, default_value_t = 0.9)]
+    rho_momentum: f64,
     /// L-BFGS correction pairs kept.
     #[arg(long, default_value_t = 100)]
     history: usize,
@@ -64,13 +83,20 @@ pub struct TrainArgs {
     /// Write a checkpoint (model + optimiser state) to this file during training.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Iterations between checkpoints.
+    /// Iterations (L-BFGS) or minibatch steps between checkpoints.
     #[arg(long, default_value_t = 10, requires = "checkpoint")]
     checkpoint_every: usize,
     /// Continue the run saved in this checkpoint (same data, hyper-parameters and --threads
     /// for a bit-for-bit continuation).
     #[arg(long)]
     resume: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OptimizerArg {
+    Lbfgs,
+    Adam,
+    Sgd,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -116,17 +142,26 @@ fn train<T: Real>(args: &TrainArgs) -> CliResult<()> {
     })?;
     let n = data.features();
     let hyper = HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho).build()?;
+    let optimizer = match args.optimizer {
+        OptimizerArg::Lbfgs => format!("L-BFGS, {} iterations, history {}", args.iterations, args.history),
+        other => format!("{other:?} over {} epochs of minibatches of {}", args.epochs, args.batch_size),
+    };
     println!(
-        "model: n = {n}, h = {}, λ = {}, β = {}, ρ = {}, {}; L-BFGS, {} iterations, history {}, {} threads",
+        "model: n = {n}, h = {}, λ = {}, β = {}, ρ = {}, {}; {optimizer}, {} threads",
         args.hidden,
         args.lambda,
         args.beta,
         args.rho,
         T::NAME,
-        args.iterations,
-        args.history,
         rayon::current_num_threads()
     );
+    if args.optimizer != OptimizerArg::Lbfgs {
+        let Data::Values { values, examples, features } = data else {
+            return Err("minibatch training reads the data in memory: drop --stream, or use --optimizer lbfgs".into());
+        };
+        let model = fit_minibatch(args, hyper, &Dataset::examples_by_features(&values, examples, features)?)?;
+        return save(args, &model);
+    }
     let backend = args.engine.backend()?;
     let trained = match data {
         Data::Values { values, examples, features } => {
@@ -145,7 +180,7 @@ fn train<T: Real>(args: &TrainArgs) -> CliResult<()> {
             fit(args, hyper, &mut objective)?
         }
     };
-    save(args, &trained)
+    save(args, &trained.model)
 }
 
 fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Differentiable<T>) -> CliResult<Trained<T>> {
@@ -160,7 +195,7 @@ fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Diffe
         Some(path) => {
             let first = crate::train::lbfgs_state(&ModelFile::<T>::load(path)?, path)?.iteration;
             println!("resuming {} at iteration {first}", path.display());
-            let progress = Progress::new(first, args.iterations);
+            let progress = Progress::new(first, args.iterations, "iteration");
             let trained = trainer.resume(objective, path, |it| {
                 run_evaluations += it.evaluations;
                 progress.update(it.iteration, it.f, it.gradient_norm, run_evaluations, it.stopped.is_some());
@@ -169,7 +204,7 @@ fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Diffe
             (first, trained?)
         }
         None => {
-            let progress = Progress::new(0, args.iterations);
+            let progress = Progress::new(0, args.iterations, "iteration");
             let init = Parameters::<T>::init(hyper.visible(), hyper.hidden(), args.seed);
             let trained = trainer.fit(objective, &init, |it| {
                 run_evaluations += it.evaluations;
@@ -192,11 +227,65 @@ fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Diffe
     Ok(trained)
 }
 
-fn save<T: Real>(args: &TrainArgs, trained: &Trained<T>) -> CliResult<()> {
-    trained.model.save(&args.output)?;
+fn fit_minibatch<T: Real>(args: &TrainArgs, hyper: HyperParams, data: &Dataset<'_, T>) -> CliResult<ModelFile<T>> {
+    let learning_rate = args.learning_rate.unwrap_or(1e-3);
+    let rule = match args.optimizer {
+        OptimizerArg::Sgd => StepRule::sgd(learning_rate, args.momentum),
+        _ => StepRule::adam(learning_rate),
+    };
+    let options = MinibatchOptions {
+        rule,
+        batch_size: args.batch_size,
+        epochs: args.epochs,
+        rho_momentum: args.rho_momentum,
+        seed: args.seed,
+    };
+    let mut trainer = MinibatchTrainer::new(hyper, options)?;
+    if let Some(path) = &args.checkpoint {
+        trainer = trainer.checkpoint_to(path, args.checkpoint_every as u64);
+    }
+    let first = match &args.resume {
+        Some(path) => {
+            let saved = ModelFile::<T>::load(path)?;
+            let epoch = saved.metadata.get("minibatch.epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+            println!("resuming {} in epoch {}", path.display(), epoch + 1);
+            epoch
+        }
+        None => 0,
+    };
+    let start = Instant::now();
+    let progress = Progress::new(first, args.epochs, "epoch");
+    let (mut epoch_cost, mut epoch_batches, mut steps) = (0.0, 0, 0);
+    let mut on_step = |step: &MinibatchStep| {
+        epoch_cost += step.cost;
+        epoch_batches += 1;
+        steps += 1;
+        if step.epoch_end {
+            let mean = epoch_cost / epoch_batches as f64;
+            progress.update(step.epoch, mean, f64::NAN, steps, step.epoch == args.epochs);
+            (epoch_cost, epoch_batches) = (0.0, 0);
+        }
+    };
+    let trained = match &args.resume {
+        Some(path) => trainer.resume(data, path, &mut on_step),
+        None => trainer.fit(data, &Parameters::<T>::init(hyper.visible(), hyper.hidden(), args.seed), &mut on_step),
+    };
+    progress.finish();
+    let trained = trained?;
+    println!(
+        "{} epochs, {} steps ({steps} in this run) in {:.2} s",
+        trained.epochs,
+        trained.steps,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(trained.model)
+}
+
+fn save<T: Real>(args: &TrainArgs, model: &ModelFile<T>) -> CliResult<()> {
+    model.save(&args.output)?;
     println!("model written to {}", args.output.display());
     if !args.no_features {
-        match features_picture(&trained.model.parameters, args.pixel_order.into()) {
+        match features_picture(&model.parameters, args.pixel_order.into()) {
             Ok(picture) => {
                 picture.save_png(&args.features)?;
                 println!("features written to {}", args.features.display());
