@@ -215,6 +215,16 @@ fn kernels_match_scalar<T: Real>() {
             assert_close("hidden_delta_deferred F", isa, &f_got, &f_want);
             assert_sum_close::<T>("hidden_delta_deferred ΣP", isa, p_got, p_want, scale * 12.0);
             assert_sum_close::<T>("hidden_delta_deferred ΣF", isa, d_got, d_want, scale);
+
+            // |z x| ≤ 12 per term: the sum's rounding is relative to Σ |z x|.
+            let magnitude: f64 = z.iter().zip(&x).map(|(a, b)| (a.as_f64() * b.as_f64()).abs()).sum();
+            assert_sum_close::<T>("dot", isa, (kernels.dot)(&z, &x), (scalar.dot)(&z, &x), magnitude * 4.0);
+
+            let alpha = T::cast(-0.37);
+            let (mut got, mut want) = (x.clone(), x.clone());
+            (kernels.axpy)(alpha, &z, &mut got);
+            (scalar.axpy)(alpha, &z, &mut want);
+            assert_close("axpy", isa, &got, &want);
         }
     }
 }

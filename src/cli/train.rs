@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use super::args::{Data, DataArgs, EngineArgs};
 use super::progress::Progress;
 use super::CliResult;
-use crate::data::images::{generated_natural_images, normalize_for_sigmoid, sample_patches};
+use crate::data::images::embedded_patches;
 use crate::model::picture::{features_picture, PixelOrder};
 use crate::model::ModelFile;
 use crate::objective::StreamingObjective;
@@ -112,17 +112,6 @@ impl From<PixelOrderArg> for PixelOrder {
             PixelOrderArg::ColumnMajor => PixelOrder::ColumnMajor,
         }
     }
-}
-
-/// The embedded default data set: 10 000 8×8 patches of 10 whitened dead-leaves pictures of
-/// 256×256 pixels, normalised as UFLDL's `sampleIMAGES` does.
-pub fn embedded_patches(seed: u64) -> (Vec<f64>, usize, usize) {
-    const PATCHES: usize = 10_000;
-    const SIDE: usize = 8;
-    let images = generated_natural_images(10, 256, seed);
-    let mut patches = sample_patches(&images, PATCHES, SIDE, seed);
-    normalize_for_sigmoid(&mut patches, SIDE * SIDE);
-    (patches, PATCHES, SIDE * SIDE)
 }
 
 pub fn run(args: TrainArgs) -> CliResult<()> {

@@ -176,3 +176,14 @@ pub fn normalize_for_sigmoid(patches: &mut [f64], n: usize) {
         *v = (truncated + 1.0) * 0.4 + 0.1;
     }
 }
+
+/// The embedded default data set: 10 000 8×8 patches of 10 whitened dead-leaves pictures of
+/// 256×256 pixels, normalised as UFLDL's `sampleIMAGES` does.
+pub fn embedded_patches(seed: u64) -> (Vec<f64>, usize, usize) {
+    const PATCHES: usize = 10_000;
+    const SIDE: usize = 8;
+    let images = generated_natural_images(10, 256, seed);
+    let mut patches = sample_patches(&images, PATCHES, SIDE, seed);
+    normalize_for_sigmoid(&mut patches, SIDE * SIDE);
+    (patches, PATCHES, SIDE * SIDE)
+}

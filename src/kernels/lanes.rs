@@ -315,6 +315,51 @@ pub(crate) unsafe fn hidden_delta_deferred<V: Lanes>(
     (V::acc_sum(p_sum), V::acc_sum(f_sum))
 }
 
+/// `Σ a_i b_i`: four vectors of partial sums in the element type (fused multiply-adds, four
+/// independent chains), summed in f64 at the end.
+#[inline(always)]
+pub(crate) unsafe fn dot<V: Lanes>(a: &[V::Elem], b: &[V::Elem]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let zero = V::splat(<V::Elem as Default>::default());
+    let mut partial = [zero; 4];
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let stride = 4 * V::WIDTH;
+    let body = a.len() - a.len() % stride;
+    for i in (0..body).step_by(stride) {
+        for (k, sum) in partial.iter_mut().enumerate() {
+            let offset = i + k * V::WIDTH;
+            *sum = V::load(pa.add(offset)).mul_add(V::load(pb.add(offset)), *sum);
+        }
+    }
+    let mut i = body;
+    while i < a.len() {
+        let width = V::WIDTH.min(a.len() - i);
+        partial[0] = load_partial::<V>(&a[i..i + width]).mul_add(load_partial::<V>(&b[i..i + width]), partial[0]);
+        i += width;
+    }
+    let mut acc = V::acc_zero();
+    for sum in partial {
+        acc = V::acc_add(acc, sum);
+    }
+    V::acc_sum(acc)
+}
+
+/// `y ← α x + y`, fused.
+#[inline(always)]
+pub(crate) unsafe fn axpy<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::Elem]) {
+    assert_eq!(x.len(), y.len());
+    let alpha = V::splat(alpha);
+    let body = x.len() - x.len() % V::WIDTH;
+    let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+    for i in (0..body).step_by(V::WIDTH) {
+        V::load(px.add(i)).mul_add(alpha, V::load(py.add(i))).store(py.add(i));
+    }
+    let tail = &mut y[body..];
+    if !tail.is_empty() {
+        store_partial(load_partial::<V>(&x[body..]).mul_add(alpha, load_partial::<V>(tail)), tail);
+    }
+}
+
 /// Instantiates every generic body above for one instruction set and element type, as module
 /// `$module` with `#[target_feature]` entry points and `table()`, their [`Kernels`] set.
 ///
@@ -350,6 +395,14 @@ macro_rules! kernel_table {
             unsafe fn hidden_delta_deferred(p: &mut [$t], a2: &[$t], f: &mut [$t]) -> (f64, f64) {
                 lanes::hidden_delta_deferred::<$lanes>(p, a2, f)
             }
+            #[target_feature(enable = $features)]
+            unsafe fn dot(a: &[$t], b: &[$t]) -> f64 {
+                lanes::dot::<$lanes>(a, b)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn axpy(alpha: $t, x: &[$t], y: &mut [$t]) {
+                lanes::axpy::<$lanes>(alpha, x, y)
+            }
 
             /// The kernel set of this instruction set, as safe function pointers.
             ///
@@ -366,6 +419,8 @@ macro_rules! kernel_table {
                     output_delta_col: |z, x, sums| unsafe { output_delta_col(z, x, sums) },
                     hidden_delta_sum: |p, a2| unsafe { hidden_delta_sum(p, a2) },
                     hidden_delta_deferred: |p, a2, f| unsafe { hidden_delta_deferred(p, a2, f) },
+                    dot: |a, b| unsafe { dot(a, b) },
+                    axpy: |alpha, x, y| unsafe { axpy(alpha, x, y) },
                 }
             }
         }

@@ -92,6 +92,10 @@ pub struct Kernels<T> {
     /// `f ← F = a2 (1 − a2)`, `p ← P = p F`; returns `(Σ P, Σ F)`. `p` holds `W2ᵀ delta3` on
     /// entry.
     pub hidden_delta_deferred: DeferredDeltaKernel<T>,
+    /// `Σ a_i b_i` (the optimisers' inner products; partial sums in `T`, then f64).
+    pub dot: fn(&[T], &[T]) -> f64,
+    /// `y ← α x + y`.
+    pub axpy: fn(T, &[T], &mut [T]),
 }
 
 /// The signature of [`Kernels::hidden_delta_deferred`]: `(p, a2, f) → (Σ P, Σ F)`.
@@ -114,6 +118,8 @@ impl<T: Real> Kernels<T> {
             output_delta_col: scalar::output_delta_col,
             hidden_delta_sum: scalar::hidden_delta_sum,
             hidden_delta_deferred: scalar::hidden_delta_deferred,
+            dot: scalar::dot,
+            axpy: scalar::axpy,
         }
     }
 

@@ -82,3 +82,17 @@ pub fn hidden_delta_deferred<T: Real>(p: &mut [T], a2: &[T], f: &mut [T]) -> (f6
     }
     (p_sum, f_sum)
 }
+
+/// `Σ a_i b_i`, accumulated in f64.
+pub fn dot<T: Real>(a: &[T], b: &[T]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x.as_f64() * y.as_f64()).sum()
+}
+
+/// `y ← α x + y`.
+pub fn axpy<T: Real>(alpha: T, x: &[T], y: &mut [T]) {
+    assert_eq!(x.len(), y.len());
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = alpha.mul_add(x, *y);
+    }
+}

@@ -7,9 +7,10 @@
 //! so a run restored from it continues exactly as an uninterrupted run would.
 
 use super::line_search::{strong_wolfe, WolfeConditions};
-use super::vector::{axpy, dot, max_abs};
+use super::vector::max_abs;
 use super::Differentiable;
 use crate::error::{Error, Result};
+use crate::kernels::Kernels;
 use crate::real::Real;
 
 /// When to stop, and the line search's constants. The defaults are minFunc's.
@@ -133,6 +134,8 @@ pub struct Iteration {
 #[derive(Debug)]
 pub struct Lbfgs<T> {
     options: LbfgsOptions,
+    /// `dot` and `axpy` for this CPU.
+    kernels: Kernels<f64>,
     state: LbfgsState,
     /// The search direction.
     d: Vec<f64>,
@@ -211,6 +214,7 @@ impl<T: Real> Lbfgs<T> {
         }
         Ok(Lbfgs {
             options,
+            kernels: Kernels::detect(),
             d: vec![0.0; len],
             alpha: Vec::with_capacity(options.history),
             trial_grad: vec![0.0; len],
@@ -263,6 +267,7 @@ impl<T: Real> Lbfgs<T> {
             return Ok(self.stop(0.0, 0, Stop::MaxIterations));
         }
         self.direction();
+        let dot = self.kernels.dot;
         let slope = dot(&self.state.g, &self.d);
         if slope > -options.progress_tolerance {
             return Ok(self.stop(0.0, 0, Stop::DirectionalDerivative));
@@ -277,6 +282,7 @@ impl<T: Real> Lbfgs<T> {
             c2: options.c2,
             max_evaluations: options.max_line_search_evaluations,
             progress_tolerance: options.progress_tolerance,
+            dot,
         };
         let (state, d, x_t, g_t) = (&self.state, &self.d, &mut self.x_t, &mut self.g_t);
         let phi = |t: f64, grad: &mut [f64]| -> Result<f64> {
@@ -331,7 +337,7 @@ impl<T: Real> Lbfgs<T> {
         Iteration {
             iteration: self.state.iteration,
             f: self.state.f,
-            gradient_norm: dot(&self.state.g, &self.state.g).sqrt(),
+            gradient_norm: (self.kernels.dot)(&self.state.g, &self.state.g).sqrt(),
             step,
             evaluations,
             stopped,
@@ -342,6 +348,7 @@ impl<T: Real> Lbfgs<T> {
     /// `d = −g` before the first pair.
     fn direction(&mut self) {
         let LbfgsState { g, s, y, ys, oldest, gamma, .. } = &self.state;
+        let Kernels { dot, axpy, .. } = self.kernels;
         let (len, pairs) = (g.len(), ys.len());
         // Slots from the oldest pair to the newest.
         let slots = (0..pairs).map(|i| (oldest + i) % pairs);
@@ -370,6 +377,7 @@ impl<T: Real> Lbfgs<T> {
     /// absolute `yᵀs ≤ 1e-10` would also drop the small but valid pairs of the last
     /// iterations of a run to tight tolerances).
     fn update(&mut self, t: f64, f: f64) {
+        let Kernels { dot, axpy, .. } = self.kernels;
         let state = &mut self.state;
         let len = state.x.len();
         // trial_grad ← y = g_new − g_old; d ← s = t d.

@@ -7,7 +7,7 @@
 //!
 //! where `φ(t) = f(x + t d)` and `φ'(t) = ∇f(x + t d)ᵀ d`.
 
-use super::vector::{dot, max_abs};
+use super::vector::max_abs;
 use crate::error::Result;
 
 /// The line search's constants.
@@ -19,6 +19,8 @@ pub(super) struct WolfeConditions {
     pub max_evaluations: usize,
     /// A bracket narrower than this, measured as `width · max |d_i|`, ends the search.
     pub progress_tolerance: f64,
+    /// The inner product (a SIMD kernel).
+    pub dot: fn(&[f64], &[f64]) -> f64,
 }
 
 /// One evaluated point of `φ`.
@@ -69,7 +71,7 @@ pub(super) fn strong_wolfe(
     trial_grad: &mut Vec<f64>,
     best_grad: &mut Vec<f64>,
 ) -> Result<(Option<Step>, usize)> {
-    let &WolfeConditions { c1, c2, max_evaluations, progress_tolerance } = conditions;
+    let &WolfeConditions { c1, c2, max_evaluations, progress_tolerance, dot } = conditions;
     let d_scale = max_abs(d);
     let origin = Point { t: 0.0, f: f0, slope: slope0 };
     let mut evaluations = 0;
@@ -155,8 +157,13 @@ fn accepted(point: Point) -> Option<Step> {
 mod tests {
     use super::*;
 
-    const CONDITIONS: WolfeConditions =
-        WolfeConditions { c1: 1e-4, c2: 0.9, max_evaluations: 25, progress_tolerance: 1e-12 };
+    const CONDITIONS: WolfeConditions = WolfeConditions {
+        c1: 1e-4,
+        c2: 0.9,
+        max_evaluations: 25,
+        progress_tolerance: 1e-12,
+        dot: crate::kernels::scalar::dot::<f64>,
+    };
 
     /// Searches `f` (1-D, with derivative `df`) from 0 along `d = 1`, from `t_init`.
     fn search(f: impl Fn(f64) -> f64, df: impl Fn(f64) -> f64, t_init: f64) -> Option<Step> {
