@@ -21,6 +21,7 @@ pub trait Real:
     + 'static
     + ndarray_npy::ReadableElement
     + ndarray_npy::WritableElement
+    + bytemuck::Pod
     + sealed::Sealed
 {
     /// `"f32"` or `"f64"`.

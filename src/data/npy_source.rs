@@ -168,10 +168,14 @@ impl<T: Real> NpyFileSource<T> {
 
     fn read_at(&mut self, len: usize, offset: u64) -> Result<()> {
         self.raw.resize(len, 0);
-        self.file.read_exact_at(&mut self.raw, offset).map_err(|e| match e.kind() {
+        self.file.read_exact_at(&mut self.raw, offset).map_err(|e| self.read_error(e))
+    }
+
+    fn read_error(&self, error: std::io::Error) -> Error {
+        match error.kind() {
             std::io::ErrorKind::UnexpectedEof => bad_file(&self.path, "truncated while being read"),
-            _ => Error::Io { path: self.path.clone(), source: e },
-        })
+            _ => Error::Io { path: self.path.clone(), source: error },
+        }
     }
 }
 
@@ -225,8 +229,15 @@ impl<T: Real> ExampleSource<T> for NpyFileSource<T> {
             }
         } else {
             let offset = data_offset + (self.next_row * n * size) as u64;
-            self.read_at(count * n * size, offset)?;
-            decode(dtype, &self.raw, &mut buffer[..count * n], 1);
+            let native = cfg!(target_endian = "little") && dtype.size() == std::mem::size_of::<T>();
+            if native {
+                // The file holds exactly `T`'s bytes: read them straight into the buffer.
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buffer[..count * n]);
+                self.file.read_exact_at(bytes, offset).map_err(|e| self.read_error(e))?;
+            } else {
+                self.read_at(count * n * size, offset)?;
+                decode(dtype, &self.raw, &mut buffer[..count * n], 1);
+            }
         }
         self.next_row += count;
         Ok(count)
