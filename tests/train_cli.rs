@@ -72,7 +72,9 @@ fn encode_and_reconstruct_apply_a_model_trained_on_a_file() {
         .unwrap();
     let written: ndarray::Array2<f64> = npy::read_matrix(Path::new(&encoded)).unwrap();
     assert_eq!(written.dim(), (m, 5));
-    assert_eq!(written.as_slice().unwrap(), &expected[..]);
+    // Chunks of 77 examples against one block of all: equal up to the GEMM's summation order.
+    let difference = relative_error(written.as_slice().unwrap(), &expected);
+    assert!(difference < 1e-14, "{difference:e}");
 }
 
 /// The weights of a model file, as stored.

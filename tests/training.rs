@@ -96,3 +96,19 @@ fn resuming_from_a_model_without_optimiser_state_is_refused() {
     let err = with_objective(|o| Trainer::new(hyper(N, H), options(5)).resume(o, &path, |_| {})).unwrap_err();
     assert!(matches!(&err, Error::BadFile { reason, .. } if reason.contains("not a checkpoint")), "{err}");
 }
+
+#[test]
+fn training_on_streamed_data_follows_the_in_memory_run() {
+    let values = uniform_data(M, N, 5);
+    let init = Parameters::init(N, H, 6);
+    let in_memory = with_objective(|o| Trainer::new(hyper(N, H), options(15)).fit(o, &init, |_| {}).unwrap());
+    let source = sae::data::stream::SliceSource::new(&values, N).unwrap();
+    for mode in [sae::objective::StreamMode::OnePass, sae::objective::StreamMode::TwoPass] {
+        let mut streaming = sae::objective::StreamingObjective::new(hyper(N, H), source.clone(), 64, mode).unwrap();
+        let streamed = Trainer::new(hyper(N, H), options(15)).fit(&mut streaming, &init, |_| {}).unwrap();
+        // The same iterations, the evaluations differing by summation order only.
+        assert!((streamed.cost - in_memory.cost).abs() <= 1e-9 * in_memory.cost, "{mode:?}");
+        let difference = relative_error(streamed.model.parameters.theta(), in_memory.model.parameters.theta());
+        assert!(difference < 1e-7, "{mode:?}: {difference:e}");
+    }
+}

@@ -205,7 +205,7 @@ fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Diffe
     };
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "stopped: {:?} after {} iterations ({} in this run, {} evaluations) in {seconds:.2} s; cost {:.6e} (from {:.6e})",
+        "stopped ({}) after {} iterations ({} in this run, {} evaluations) in {seconds:.2} s; cost {:.6e} (from {:.6e})",
         trained.stop,
         trained.iterations,
         trained.iterations - first,

@@ -71,6 +71,23 @@ pub enum Stop {
     LineSearchFailed,
 }
 
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stop::MaxIterations => "reached the iteration limit",
+            Stop::MaxEvaluations => "reached the evaluation limit",
+            Stop::GradientTolerance => "converged: the gradient is below the tolerance",
+            Stop::FunctionChange => "converged: the cost changes by less than the tolerance",
+            Stop::StepSize => "converged: the step is below the tolerance",
+            Stop::DirectionalDerivative => "converged: no descent direction left at this precision",
+            Stop::LineSearchFailed => {
+                "the line search found no lower cost (the cost may be NaN or infinite along the \
+                 search direction); the model is the last point with a finite, lower cost"
+            }
+        })
+    }
+}
+
 impl Stop {
     /// Whether the stop means the optimum was reached (to the tolerances), rather than a
     /// budget ran out or the search broke down.
