@@ -24,6 +24,7 @@ pub mod atomic;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod exercises;
 pub mod gemm;
 pub mod kernels;
 pub mod model;

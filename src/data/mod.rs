@@ -3,6 +3,8 @@
 
 pub mod generated;
 pub mod images;
+pub mod mat;
+pub mod mnist;
 pub mod npy;
 pub mod npy_source;
 pub mod stream;

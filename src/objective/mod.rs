@@ -7,11 +7,13 @@ mod engine;
 pub mod gradcheck;
 mod minibatch;
 pub mod reference;
+mod softmax;
 mod sparsity;
 mod streaming;
 
 pub use batched::Objective;
 pub use engine::default_block_size;
 pub use minibatch::MinibatchObjective;
+pub use softmax::SoftmaxObjective;
 pub use sparsity::{kl_divergence, sparsity_delta};
 pub use streaming::{StreamMode, StreamingObjective};

@@ -1,0 +1,122 @@
+//! Softmax regression (UFLDL's softmax exercise), the classifier on top of learned features:
+//! `k` classes, parameters `θ: k×n` (flattened column-major, as UFLDL's `theta(:)`),
+//!
+//! `p(y = j | x) = e^{θ_j x} / Σ_l e^{θ_l x}`,
+//! `J(θ) = −(1/m) Σ_i log p(y_i | x_i) + (λ/2) ‖θ‖²`,
+//! `∇J = (1/m) (P − Y) Xᵀ + λ θ`
+//!
+//! with `P: k×m` the probabilities and `Y` the one-hot labels: two GEMMs and a column-wise
+//! softmax (shifted by each column's maximum, so `exp` never overflows).
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gemm::{gemm, Backend, MatMut, MatRef};
+use crate::optim::Differentiable;
+
+/// `J` and `∇J` of softmax regression on labelled data in memory (f64).
+#[derive(Debug)]
+pub struct SoftmaxObjective<'d> {
+    data: Dataset<'d, f64>,
+    labels: &'d [u8],
+    classes: usize,
+    lambda: f64,
+    backend: Backend,
+    /// `θ X`, then `P`, then `P − Y`: `k×m` column-major.
+    scores: Vec<f64>,
+}
+
+impl<'d> SoftmaxObjective<'d> {
+    /// `classes` classes (labels `0..classes`), weight decay `lambda`.
+    pub fn new(data: Dataset<'d, f64>, labels: &'d [u8], classes: usize, lambda: f64) -> Result<Self> {
+        if labels.len() != data.examples() {
+            return Err(Error::ShapeMismatch {
+                what: "labels",
+                expected: format!("one per example, {}", data.examples()),
+                got: labels.len().to_string(),
+            });
+        }
+        if let Some(i) = labels.iter().position(|&l| l as usize >= classes) {
+            return Err(Error::ShapeMismatch {
+                what: "label",
+                expected: format!("below the number of classes, {classes}"),
+                got: format!("{} at example {i}", labels[i]),
+            });
+        }
+        if !(lambda >= 0.0 && lambda.is_finite()) {
+            return Err(Error::InvalidHyperParameter {
+                name: "lambda",
+                value: lambda,
+                reason: "must be finite and ≥ 0",
+            });
+        }
+        let scores = vec![0.0; classes * data.examples()];
+        Ok(SoftmaxObjective { data, labels, classes, lambda, backend: Backend::preferred(), scores })
+    }
+
+    /// `kn`, the length of `θ`.
+    pub fn theta_len(&self) -> usize {
+        self.classes * self.data.features()
+    }
+
+    /// Writes `P` (`k×m`, column-major) for `θ` into `scores`; returns `−Σ_i log p(y_i | x_i)`.
+    fn probabilities(&mut self, theta: &[f64]) -> f64 {
+        let (k, n, m) = (self.classes, self.data.features(), self.data.examples());
+        let scores = MatMut::col_major(&mut self.scores, k, m);
+        gemm(self.backend, 1.0, MatRef::col_major(theta, k, n), self.data.x(), 0.0, scores);
+        let mut log_loss = 0.0;
+        for (column, &label) in self.scores.chunks_exact_mut(k).zip(self.labels) {
+            let max = column.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let mut total = 0.0;
+            for z in column.iter_mut() {
+                *z = (*z - max).exp();
+                total += *z;
+            }
+            column.iter_mut().for_each(|p| *p /= total);
+            log_loss -= column[label as usize].ln();
+        }
+        log_loss
+    }
+
+    /// The most probable class of every example of `data` under `θ`.
+    pub fn predict(theta: &[f64], classes: usize, data: &Dataset<'_, f64>) -> Vec<u8> {
+        let (n, m) = (data.features(), data.examples());
+        let mut scores = vec![0.0; classes * m];
+        let out = MatMut::col_major(&mut scores, classes, m);
+        gemm(Backend::preferred(), 1.0, MatRef::col_major(theta, classes, n), data.x(), 0.0, out);
+        scores
+            .chunks_exact(classes)
+            .map(|column| {
+                let best = column
+                    .iter()
+                    .enumerate()
+                    .fold((0, f64::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b });
+                best.0 as u8
+            })
+            .collect()
+    }
+}
+
+impl Differentiable<f64> for SoftmaxObjective<'_> {
+    fn dimension(&self) -> usize {
+        self.theta_len()
+    }
+
+    fn evaluate(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64> {
+        let (k, n, m) = (self.classes, self.data.features(), self.data.examples());
+        for (what, len) in [("softmax theta", theta.len()), ("softmax gradient", grad.len())] {
+            if len != k * n {
+                return Err(Error::ShapeMismatch { what, expected: (k * n).to_string(), got: len.to_string() });
+            }
+        }
+        let log_loss = self.probabilities(theta);
+        for (column, &label) in self.scores.chunks_exact_mut(k).zip(self.labels) {
+            column[label as usize] -= 1.0;
+        }
+        grad.copy_from_slice(theta);
+        let difference = MatRef::col_major(&self.scores, k, m);
+        let out = MatMut::col_major(grad, k, n);
+        gemm(self.backend, 1.0 / m as f64, difference, self.data.x().t(), self.lambda, out);
+        let decay = 0.5 * self.lambda * theta.iter().map(|t| t * t).sum::<f64>();
+        Ok(log_loss / m as f64 + decay)
+    }
+}

@@ -1,0 +1,88 @@
+//! UFLDL's exercises on the real data sets of `../shared/datasets/`: the readers agree with the
+//! data sets' published facts, and the models learn what the notes say they learn.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use sae::data::{mat, mnist};
+use sae::exercises::{self, MnistFiles};
+
+fn datasets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets")
+}
+
+#[test]
+fn mnist_files_read_as_published() {
+    let files = MnistFiles::in_dir(&datasets().join("mnist"));
+    let (images, count, pixels) = mnist::read_images(&files.train_images).unwrap();
+    assert_eq!((count, pixels), (60_000, 784));
+    let mean = images.iter().sum::<f64>() / images.len() as f64;
+    assert!((mean - 0.13066).abs() < 1e-5, "pixel mean {mean}");
+    let labels = mnist::read_labels(&files.train_labels).unwrap();
+    assert_eq!(&labels[..10], &[5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
+    let counts: Vec<usize> = (0..10).map(|d| labels.iter().filter(|&&l| l == d).count()).collect();
+    assert_eq!(counts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
+    assert_eq!(&mnist::read_labels(&files.test_labels).unwrap()[..10], &[7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
+}
+
+#[test]
+fn malformed_mnist_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::fs::read(datasets().join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
+    let truncated = dir.path().join("truncated.gz");
+    std::fs::write(&truncated, &source[..source.len() / 2]).unwrap();
+    assert!(matches!(mnist::read_labels(&truncated), Err(sae::Error::BadFile { path, .. }) if path == truncated));
+
+    let wrong_magic = dir.path().join("images-as-labels");
+    std::fs::write(&wrong_magic, [0, 0, 8, 3, 0, 0, 0, 0]).unwrap();
+    let err = mnist::read_labels(&wrong_magic).unwrap_err().to_string();
+    assert!(err.contains("magic number 2051") && err.contains("2049"), "{err}");
+
+    let short = dir.path().join("short");
+    std::fs::write(&short, [0, 0, 8, 1, 0, 0, 0, 3, 1, 2]).unwrap();
+    assert!(mnist::read_labels(&short).unwrap_err().to_string().contains("2 labels for a header of 3"));
+
+    let not_digits = dir.path().join("not-digits");
+    std::fs::write(&not_digits, [0, 0, 8, 1, 0, 0, 0, 2, 1, 12]).unwrap();
+    assert!(mnist::read_labels(&not_digits).unwrap_err().to_string().contains("label 12 at index 1"));
+}
+
+#[test]
+fn the_natural_image_mat_files_read_as_scipy_reads_them() {
+    let images = mat::read_images(&datasets().join("natural/IMAGES.mat"), None).unwrap();
+    assert_eq!((images.len(), images[0].side), (10, 512));
+    // scipy.io.loadmat(...)["IMAGES"][r, c, 0] for (r, c) = (0, 0), (1, 0), (2, 0).
+    assert_eq!(
+        (images[0].at(0, 0), images[0].at(1, 0), images[0].at(2, 0)),
+        (0.915558216856828, 0.9920550377773598, 0.2354536430218555)
+    );
+    let variance = images[3].pixels.iter().map(|p| p * p).sum::<f64>() / (512.0 * 512.0);
+    assert!((variance - 0.1).abs() < 0.01, "whitened to variance 0.1: {variance}");
+
+    let raw = mat::read_images(&datasets().join("natural/IMAGES_RAW.mat"), Some("IMAGESr")).unwrap();
+    assert_eq!(raw.len(), 10);
+    assert_eq!(raw[0].at(0, 0), 200.0 / 255.0);
+}
+
+#[test]
+fn malformed_mat_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(datasets().join("natural/IMAGES_RAW.mat")).unwrap();
+    let truncated = dir.path().join("truncated.mat");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    assert!(matches!(mat::read_images(&truncated, None), Err(sae::Error::BadFile { path, .. }) if path == truncated));
+    let text = dir.path().join("text.mat");
+    std::fs::write(&text, "not a mat file at all").unwrap();
+    assert!(matches!(mat::read_images(&text, None), Err(sae::Error::BadFile { .. })));
+    let err = mat::read_images(&datasets().join("natural/IMAGES.mat"), Some("IMAGESr")).unwrap_err();
+    assert!(err.to_string().contains("no array named \"IMAGESr\""), "{err}");
+}
+
+#[test]
+fn softmax_on_all_ten_digits_reaches_the_ufldl_accuracy() {
+    let result = exercises::softmax_on_digits(&MnistFiles::in_dir(&datasets().join("mnist")), 100).unwrap();
+    println!("{result:?}");
+    // UFLDL's softmax exercise: about 92.2–92.6 % after 100 iterations.
+    assert!(result.test_accuracy >= 0.92, "{result:?}");
+}
