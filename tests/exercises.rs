@@ -86,3 +86,51 @@ fn softmax_on_all_ten_digits_reaches_the_ufldl_accuracy() {
     // UFLDL's softmax exercise: about 92.2–92.6 % after 100 iterations.
     assert!(result.test_accuracy >= 0.92, "{result:?}");
 }
+
+#[test]
+fn self_taught_learning_reaches_the_ufldl_accuracy() {
+    let result = exercises::self_taught_learning::<f32>(&MnistFiles::in_dir(&datasets().join("mnist")), 400).unwrap();
+    println!("{result:?}");
+    assert_eq!((result.unlabeled, result.train, result.test), (29_404, 15_298, 15_298));
+    // UFLDL: 98.3 % on the learned features, about 96 % on the raw pixels.
+    assert!(result.features_accuracy >= 0.98, "{result:?}");
+    assert!(result.features_accuracy > result.raw_accuracy, "{result:?}");
+}
+
+/// The shape of every hidden unit's filter (row of `W1`) of an 8×8-patch model.
+fn shapes(parameters: &sae::Parameters<f64>) -> Vec<exercises::FilterShape> {
+    let w1 = parameters.w1();
+    (0..w1.rows()).map(|i| exercises::filter_shape(&(0..64).map(|j| w1.get(i, j)).collect::<Vec<_>>(), 8)).collect()
+}
+
+fn fraction(values: impl Iterator<Item = f64>, above: f64) -> f64 {
+    let values: Vec<f64> = values.collect();
+    values.iter().filter(|&&v| v > above).count() as f64 / values.len() as f64
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[test]
+fn the_natural_image_exercise_learns_oriented_localized_edge_detectors() {
+    let result = exercises::natural_image_features(&datasets().join("natural/IMAGES.mat"), 400, 1).unwrap();
+    assert_eq!(result.iterations, 400);
+    let learned = shapes(&result.model.parameters);
+    let random = shapes(&sae::Parameters::<f64>::init(64, 25, 1));
+    // Oriented: most learned filters have a dominant orientation in their spectrum (anisotropy
+    // above 0.5); random filters do not (their largest is about 0.35).
+    let oriented = fraction(learned.iter().map(|s| s.orientation), 0.5);
+    assert!(oriented >= 0.8, "{oriented} of the learned filters oriented");
+    assert!(fraction(random.iter().map(|s| s.orientation), 0.5) <= 0.2);
+    // Localized: the typical learned filter keeps more of its energy in a quarter of the patch
+    // than any random filter does.
+    let learned_localization = median(learned.iter().map(|s| s.localization));
+    let random_localization = median(random.iter().map(|s| s.localization));
+    assert!(
+        learned_localization > 0.45 && random_localization < 0.4,
+        "{learned_localization} vs {random_localization}"
+    );
+}

@@ -2,9 +2,11 @@
 //! sparse autoencoder on natural-image patches, MNIST softmax regression, and self-taught
 //! learning. Each returns what it measured; `sae exercise …` prints it.
 
+mod filters;
 mod mnist;
 mod natural;
 
+pub use filters::{filter_shape, FilterShape};
 pub use mnist::{self_taught_learning, softmax_on_digits, MnistFiles, SelfTaught, SoftmaxDigits};
 pub use natural::{natural_image_features, NaturalImages};
 
