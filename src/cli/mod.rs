@@ -1,6 +1,7 @@
 //! The `sae` command line: argument parsing (clap) and the subcommands.
 
 mod args;
+mod exercise;
 mod generate;
 mod memory;
 mod model;
@@ -27,6 +28,8 @@ pub enum Command {
     /// Evaluate the sparse autoencoder cost and gradient of a theta on a data set. Without
     /// --data, on a generated SPEC problem (default S1: 64 inputs, 25 hidden units, 10 000
     /// examples).
+    /// UFLDL's exercises on the real data sets (natural images, MNIST): one command each.
+    Exercise(exercise::ExerciseArgs),
     /// The hidden activations a2 = σ(W1 x + b1) of every example of --data: the features a
     /// trained model extracts (read and written a chunk at a time).
     Encode(model::ApplyArgs),
@@ -49,6 +52,7 @@ pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 pub fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
+        Command::Exercise(args) => exercise::run(args),
         Command::Encode(args) => model::encode(args),
         Command::Reconstruct(args) => model::reconstruct(args),
         Command::Visualize(args) => model::visualize(args),

@@ -52,6 +52,23 @@ pub fn softmax_on_digits(files: &MnistFiles, iterations: usize) -> Result<Softma
     Ok(SoftmaxDigits { train_examples: m, test_examples: m_test, test_accuracy })
 }
 
+/// UFLDL's vectorisation exercise: the sparse autoencoder (h = 196, ρ = 0.1, λ = 3e-3, β = 3,
+/// `iterations` L-BFGS iterations, 400 in the notes) on the first 10 000 training images,
+/// whose features look like pen strokes. Trains in `T`; returns the model and its final cost.
+pub fn mnist_vectorization<T: crate::Real>(
+    files: &MnistFiles,
+    iterations: usize,
+) -> Result<(crate::model::ModelFile<T>, f64)> {
+    const EXAMPLES: usize = 10_000;
+    let (images, _, n) = mnist::read_images(&files.train_images)?;
+    let values: Vec<T> = images[..EXAMPLES * n].iter().map(|&v| T::cast(v)).collect();
+    let hyper = HyperParams::builder(n, 196).lambda(3e-3).beta(3.0).rho(0.1).build()?;
+    let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, EXAMPLES, n)?)?;
+    let options = LbfgsOptions { max_iterations: iterations, ..LbfgsOptions::MINFUNC };
+    let trained = Trainer::new(hyper, options).fit(&mut objective, &Parameters::<T>::init(n, 196, 1), |_| {})?;
+    Ok((trained.model, trained.cost))
+}
+
 /// What self-taught learning measured.
 #[derive(Debug, Clone, Copy)]
 pub struct SelfTaught {

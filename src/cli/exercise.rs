@@ -1,0 +1,133 @@
+//! `sae exercise`: UFLDL's exercises on the real data sets of `../shared/datasets/`, one
+//! command each, printing what they measured.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+
+use super::CliResult;
+use crate::exercises::{self, MnistFiles};
+use crate::model::picture::{features_picture, PixelOrder};
+
+#[derive(Debug, Args)]
+pub struct ExerciseArgs {
+    #[command(subcommand)]
+    exercise: Exercise,
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Exercise {
+    /// The sparse autoencoder on 10 000 8×8 patches of the whitened natural images (n = 64,
+    /// h = 25, ρ = 0.01, λ = 1e-4, β = 3, 400 L-BFGS iterations): edge detectors.
+    Natural {
+        /// The images (.mat, side×side×count).
+        #[arg(long, default_value = "../shared/datasets/natural/IMAGES.mat")]
+        images: PathBuf,
+        #[arg(long, default_value_t = 400)]
+        iterations: usize,
+        #[arg(long, default_value = "natural.safetensors")]
+        output: PathBuf,
+        #[arg(long, default_value = "natural-features.png")]
+        features: PathBuf,
+    },
+    /// The sparse autoencoder on the first 10 000 MNIST training digits (h = 196, ρ = 0.1,
+    /// λ = 3e-3, β = 3, 400 iterations): pen-stroke features.
+    Vectorization {
+        #[arg(long, default_value = "../shared/datasets/mnist")]
+        mnist: PathBuf,
+        #[arg(long, default_value_t = 400)]
+        iterations: usize,
+        #[arg(long, default_value = "mnist.safetensors")]
+        output: PathBuf,
+        #[arg(long, default_value = "mnist-features.png")]
+        features: PathBuf,
+    },
+    /// Softmax regression on the raw pixels of all ten digits (λ = 1e-4, 100 iterations).
+    Softmax {
+        #[arg(long, default_value = "../shared/datasets/mnist")]
+        mnist: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        iterations: usize,
+    },
+    /// Self-taught learning: features learned from the digits 5–9, softmax on them for the
+    /// digits 0–4, against softmax on the pixels.
+    SelfTaught {
+        #[arg(long, default_value = "../shared/datasets/mnist")]
+        mnist: PathBuf,
+        #[arg(long, default_value_t = 400)]
+        iterations: usize,
+        /// Train the autoencoder in f64 (default f32, twice as fast).
+        #[arg(long)]
+        f64: bool,
+    },
+}
+
+pub fn run(args: ExerciseArgs) -> CliResult<()> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
+    pool.install(|| run_exercise(args.exercise))
+}
+
+fn run_exercise(exercise: Exercise) -> CliResult<()> {
+    let start = Instant::now();
+    match exercise {
+        Exercise::Natural { images, iterations, output, features } => {
+            let result = exercises::natural_image_features(&images, iterations, 1)?;
+            let seconds = start.elapsed().as_secs_f64();
+            let w1 = result.model.parameters.w1();
+            let shapes: Vec<_> = (0..w1.rows())
+                .map(|i| exercises::filter_shape(&(0..64).map(|j| w1.get(i, j)).collect::<Vec<_>>(), 8))
+                .collect();
+            let oriented = shapes.iter().filter(|s| s.orientation > 0.5).count();
+            println!(
+                "natural images: {} iterations, cost {:.6}, {seconds:.2} s; {oriented} of {} filters oriented (spectral anisotropy > 0.5)",
+                result.iterations,
+                result.cost,
+                shapes.len()
+            );
+            result.model.save(&output)?;
+            features_picture(&result.model.parameters, PixelOrder::RowMajor)?.save_png(&features)?;
+            println!("model written to {}, features to {}", output.display(), features.display());
+        }
+        Exercise::Vectorization { mnist, iterations, output, features } => {
+            let (model, cost) = exercises::mnist_vectorization::<f32>(&MnistFiles::in_dir(&mnist), iterations)?;
+            println!("MNIST vectorization: cost {cost:.6}, {:.2} s", start.elapsed().as_secs_f64());
+            model.save(&output)?;
+            features_picture(&model.parameters, PixelOrder::RowMajor)?.save_png(&features)?;
+            println!("model written to {}, features to {}", output.display(), features.display());
+        }
+        Exercise::Softmax { mnist, iterations } => {
+            let result = exercises::softmax_on_digits(&MnistFiles::in_dir(&mnist), iterations)?;
+            println!(
+                "softmax on the raw pixels of all ten digits: {:.2} % of {} test images ({} training, {iterations} iterations, {:.2} s)",
+                100.0 * result.test_accuracy,
+                result.test_examples,
+                result.train_examples,
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Exercise::SelfTaught { mnist, iterations, f64 } => {
+            let files = MnistFiles::in_dir(&mnist);
+            let result = if f64 {
+                exercises::self_taught_learning::<f64>(&files, iterations)?
+            } else {
+                exercises::self_taught_learning::<f32>(&files, iterations)?
+            };
+            println!(
+                "self-taught learning: autoencoder on {} unlabeled digits 5–9 (cost {:.4}); softmax on {} digits 0–4",
+                result.unlabeled, result.autoencoder_cost, result.train
+            );
+            println!(
+                "test accuracy on {} digits: {:.2} % on learned features, {:.2} % on raw pixels ({:.1} s)",
+                result.test,
+                100.0 * result.features_accuracy,
+                100.0 * result.raw_accuracy,
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
