@@ -8,6 +8,7 @@ pub mod mnist;
 pub mod npy;
 pub mod npy_source;
 pub mod stream;
+pub mod whitening;
 
 use ndarray::ArrayView2;
 
