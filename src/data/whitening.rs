@@ -39,7 +39,8 @@ impl Whitening {
             mean.iter_mut().zip(row).for_each(|(s, v)| *s += v);
         }
         mean.iter_mut().for_each(|s| *s /= m as f64);
-        let centered: Vec<f64> = values.chunks_exact(n).flat_map(|row| row.iter().zip(&mean).map(|(v, u)| v - u)).collect();
+        let centered: Vec<f64> =
+            values.chunks_exact(n).flat_map(|row| row.iter().zip(&mean).map(|(v, u)| v - u)).collect();
         // Σ = Xcᵀ Xc / m, with Xc: m×n row-major (n×m column-major).
         let mut covariance = vec![0.0; n * n];
         let xt = MatRef::col_major(&centered, n, m);
@@ -48,7 +49,8 @@ impl Whitening {
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
         let eigenvalues = order.iter().map(|&k| eigen.eigenvalues[k].max(0.0)).collect();
-        let axes = order.iter().flat_map(|&k| eigen.eigenvectors.column(k).iter().copied().collect::<Vec<_>>()).collect();
+        let axes =
+            order.iter().flat_map(|&k| eigen.eigenvectors.column(k).iter().copied().collect::<Vec<_>>()).collect();
         Ok(Whitening { features: n, mean, axes, eigenvalues })
     }
 
