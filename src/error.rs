@@ -56,3 +56,10 @@ pub enum Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// [`Error::BadFile`] for `path`.
+    pub(crate) fn bad_file(path: &std::path::Path, reason: impl Into<String>) -> Self {
+        Error::BadFile { path: path.to_path_buf(), reason: reason.into() }
+    }
+}

@@ -6,10 +6,6 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-fn bad_file(path: &Path, reason: impl Into<String>) -> Error {
-    Error::BadFile { path: path.to_path_buf(), reason: reason.into() }
-}
-
 /// The whole file, gunzipped when it starts with the gzip magic.
 fn contents(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
@@ -17,7 +13,7 @@ fn contents(path: &Path) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|e| bad_file(path, format!("corrupted gzip stream: {e}")))?;
+            .map_err(|e| Error::bad_file(path, format!("corrupted gzip stream: {e}")))?;
         Ok(out)
     } else {
         Ok(raw)
@@ -28,11 +24,17 @@ fn contents(path: &Path) -> Result<Vec<u8>> {
 fn header<'a>(path: &Path, bytes: &'a [u8], magic: u32, fields: usize) -> Result<(Vec<usize>, &'a [u8])> {
     let needed = 4 * (1 + fields);
     if bytes.len() < needed {
-        return Err(bad_file(path, format!("truncated: {} bytes, the IDX header alone takes {needed}", bytes.len())));
+        return Err(Error::bad_file(
+            path,
+            format!("truncated: {} bytes, the IDX header alone takes {needed}", bytes.len()),
+        ));
     }
     let word = |i: usize| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().expect("4 bytes"));
     if word(0) != magic {
-        return Err(bad_file(path, format!("magic number {} where an IDX file of this kind has {magic}", word(0))));
+        return Err(Error::bad_file(
+            path,
+            format!("magic number {} where an IDX file of this kind has {magic}", word(0)),
+        ));
     }
     Ok(((1..=fields).map(|i| word(i) as usize).collect(), &bytes[needed..]))
 }
@@ -44,7 +46,7 @@ pub fn read_images(path: &Path) -> Result<(Vec<f64>, usize, usize)> {
     let (dims, data) = header(path, &bytes, 2051, 3)?;
     let (count, pixels) = (dims[0], dims[1] * dims[2]);
     if data.len() != count * pixels {
-        return Err(bad_file(
+        return Err(Error::bad_file(
             path,
             format!(
                 "{} bytes of pixels for {count} images of {}×{} ({} expected)",
@@ -63,10 +65,10 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
     let bytes = contents(path)?;
     let (dims, data) = header(path, &bytes, 2049, 1)?;
     if data.len() != dims[0] {
-        return Err(bad_file(path, format!("{} labels for a header of {}", data.len(), dims[0])));
+        return Err(Error::bad_file(path, format!("{} labels for a header of {}", data.len(), dims[0])));
     }
     if let Some(i) = data.iter().position(|&l| l > 9) {
-        return Err(bad_file(path, format!("label {} at index {i} is not a digit", data[i])));
+        return Err(Error::bad_file(path, format!("label {} at index {i} is not a digit", data[i])));
     }
     Ok(data.to_vec())
 }

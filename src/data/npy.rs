@@ -14,20 +14,18 @@ use py_literal::Value as PyValue;
 use crate::error::{Error, Result};
 use crate::real::Real;
 
-fn bad_file(path: &Path, reason: impl Into<String>) -> Error {
-    Error::BadFile { path: path.to_path_buf(), reason: reason.into() }
-}
-
 /// Reads a float32 or float64 array of any shape and converts it to `T`.
 fn read_any<T: Real>(path: &Path) -> Result<ArrayD<T>> {
     let open = || File::open(path).map(BufReader::new).map_err(|source| Error::Io { path: path.to_path_buf(), source });
     let describe = |e: ReadNpyError| match e {
         ReadNpyError::WrongDescriptor(d) => {
-            bad_file(path, format!("unsupported dtype {d}: expected float32 or float64 ('<f4' or '<f8')"))
+            Error::bad_file(path, format!("unsupported dtype {d}: expected float32 or float64 ('<f4' or '<f8')"))
         }
-        ReadNpyError::MissingData => bad_file(path, "truncated: the file holds fewer values than its header's shape"),
-        ReadNpyError::ExtraBytes(n) => bad_file(path, format!("{n} bytes after the data its header describes")),
-        other => bad_file(path, format!("not a valid .npy file: {other}")),
+        ReadNpyError::MissingData => {
+            Error::bad_file(path, "truncated: the file holds fewer values than its header's shape")
+        }
+        ReadNpyError::ExtraBytes(n) => Error::bad_file(path, format!("{n} bytes after the data its header describes")),
+        other => Error::bad_file(path, format!("not a valid .npy file: {other}")),
     };
     // The file's own dtype first, so that no converted copy is made when it is already `T`.
     match ArrayD::<T>::read_npy(open()?) {
@@ -47,7 +45,7 @@ pub fn read_matrix<T: Real>(path: &Path) -> Result<Array2<T>> {
     let shape = array.shape().to_vec();
     array
         .into_dimensionality::<Ix2>()
-        .map_err(|_| bad_file(path, format!("expected a 2-D array, found shape {shape:?}")))
+        .map_err(|_| Error::bad_file(path, format!("expected a 2-D array, found shape {shape:?}")))
 }
 
 /// A vector from a float32/float64 `.npy` file: 1-D, or 2-D with a single column or row
@@ -57,7 +55,10 @@ pub fn read_vector<T: Real>(path: &Path) -> Result<Vec<T>> {
     let shape = array.shape().to_vec();
     let is_vector = shape.len() == 1 || (shape.len() == 2 && (shape[0] == 1 || shape[1] == 1));
     if !is_vector {
-        return Err(bad_file(path, format!("expected a vector (1-D, or 2-D with one column), found shape {shape:?}")));
+        return Err(Error::bad_file(
+            path,
+            format!("expected a vector (1-D, or 2-D with one column), found shape {shape:?}"),
+        ));
     }
     Ok(array.iter().copied().collect())
 }
@@ -95,7 +96,7 @@ impl<T: Real> NpyRowWriter<T> {
             layout: Layout::Standard,
             shape: vec![rows, columns],
         };
-        let bytes = header.to_bytes().map_err(|e| bad_file(&path, format!("cannot format the header: {e}")))?;
+        let bytes = header.to_bytes().map_err(|e| Error::bad_file(&path, format!("cannot format the header: {e}")))?;
         let mut out = BufWriter::with_capacity(1 << 20, crate::atomic::temporary_beside(&path)?);
         out.write_all(&bytes).map_err(|source| Error::Io { path: path.clone(), source })?;
         Ok(NpyRowWriter { path, out, rows, columns, written: 0, _values: std::marker::PhantomData })

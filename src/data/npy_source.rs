@@ -19,10 +19,6 @@ use super::stream::ExampleSource;
 use crate::error::{Error, Result};
 use crate::real::Real;
 
-fn bad_file(path: &Path, reason: impl Into<String>) -> Error {
-    Error::BadFile { path: path.to_path_buf(), reason: reason.into() }
-}
-
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
 }
@@ -71,14 +67,14 @@ impl MatrixHeader {
     fn read(path: &Path, file: &File) -> Result<(Self, Stamp)> {
         let stamp = Stamp::of(file, path)?;
         let mut reader = BufReader::new(file);
-        let header =
-            Header::from_reader(&mut reader).map_err(|e| bad_file(path, format!("not a valid .npy file: {e}")))?;
+        let header = Header::from_reader(&mut reader)
+            .map_err(|e| Error::bad_file(path, format!("not a valid .npy file: {e}")))?;
         let descriptor = header.type_descriptor.as_string().map(String::as_str);
         let dtype = match descriptor {
             Some("<f4") => Dtype::F32,
             Some("<f8") => Dtype::F64,
             _ => {
-                return Err(bad_file(
+                return Err(Error::bad_file(
                     path,
                     format!(
                         "unsupported dtype {}: expected little-endian float32 or float64 ('<f4' or '<f8')",
@@ -88,20 +84,20 @@ impl MatrixHeader {
             }
         };
         let [rows, columns] = header.shape[..] else {
-            return Err(bad_file(
+            return Err(Error::bad_file(
                 path,
                 format!("expected a 2-D array (examples × features), found shape {:?}", header.shape),
             ));
         };
         // BufReader's position excludes what it buffered beyond the header.
         let data_offset = reader.stream_position().map_err(io_error(path))?;
-        let data_len = rows
-            .checked_mul(columns)
-            .and_then(|v| v.checked_mul(dtype.size()))
-            .ok_or_else(|| bad_file(path, format!("shape {rows}×{columns} overflows")))? as u64;
+        let data_len =
+            rows.checked_mul(columns)
+                .and_then(|v| v.checked_mul(dtype.size()))
+                .ok_or_else(|| Error::bad_file(path, format!("shape {rows}×{columns} overflows")))? as u64;
         let expected = data_offset + data_len;
         if stamp.len < expected {
-            return Err(bad_file(
+            return Err(Error::bad_file(
                 path,
                 format!(
                     "truncated: the header describes {rows}×{columns} values ({expected} bytes), the file has {}",
@@ -110,7 +106,10 @@ impl MatrixHeader {
             ));
         }
         if stamp.len > expected {
-            return Err(bad_file(path, format!("{} bytes after the data its header describes", stamp.len - expected)));
+            return Err(Error::bad_file(
+                path,
+                format!("{} bytes after the data its header describes", stamp.len - expected),
+            ));
         }
         let fortran = header.layout == Layout::Fortran;
         Ok((MatrixHeader { dtype, fortran, rows, columns, data_offset }, stamp))
@@ -137,7 +136,7 @@ impl<T: Real> NpyFileSource<T> {
         let file = File::open(&path).map_err(io_error(&path))?;
         let (header, stamp) = MatrixHeader::read(&path, &file)?;
         if header.rows == 0 || header.columns == 0 {
-            return Err(bad_file(&path, format!("empty array of shape {}×{}", header.rows, header.columns)));
+            return Err(Error::bad_file(&path, format!("empty array of shape {}×{}", header.rows, header.columns)));
         }
         Ok(NpyFileSource { path, file, header, stamp, next_row: 0, raw: Vec::new(), _values: std::marker::PhantomData })
     }
@@ -155,13 +154,13 @@ impl<T: Real> NpyFileSource<T> {
     fn check_unchanged(&self) -> Result<()> {
         let now = Stamp::of(&self.file, &self.path)?;
         if now.len != self.stamp.len {
-            return Err(bad_file(
+            return Err(Error::bad_file(
                 &self.path,
                 format!("changed size while being read: {} bytes when opened, now {}", self.stamp.len, now.len),
             ));
         }
         if now.modified != self.stamp.modified {
-            return Err(bad_file(&self.path, "modified while being read"));
+            return Err(Error::bad_file(&self.path, "modified while being read"));
         }
         Ok(())
     }
@@ -173,7 +172,7 @@ impl<T: Real> NpyFileSource<T> {
 
     fn read_error(&self, error: std::io::Error) -> Error {
         match error.kind() {
-            std::io::ErrorKind::UnexpectedEof => bad_file(&self.path, "truncated while being read"),
+            std::io::ErrorKind::UnexpectedEof => Error::bad_file(&self.path, "truncated while being read"),
             _ => Error::Io { path: self.path.clone(), source: error },
         }
     }
@@ -269,7 +268,7 @@ impl<T: Real> ShardSource<T> {
             let shard = NpyFileSource::<T>::open(path)?;
             stamps.push(shard.stamp);
             if shard.features() != features {
-                return Err(bad_file(
+                return Err(Error::bad_file(
                     path,
                     format!(
                         "has {} features (columns), but the first shard {} has {features}",
@@ -294,7 +293,7 @@ impl<T: Real> ShardSource<T> {
             }
         }
         if shards.is_empty() {
-            return Err(bad_file(dir, "holds no .npy files"));
+            return Err(Error::bad_file(dir, "holds no .npy files"));
         }
         shards.sort();
         Self::new(shards)
@@ -348,7 +347,7 @@ impl<T: Real> ExampleSource<T> for ShardSource<T> {
             };
             let shard = NpyFileSource::open(path)?;
             if shard.stamp != self.stamps[index] {
-                return Err(bad_file(path, "changed since the shards were opened"));
+                return Err(Error::bad_file(path, "changed since the shards were opened"));
             }
             self.current = Some((index, shard));
         }

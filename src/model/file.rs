@@ -106,10 +106,6 @@ fn matrix<R: Real>(m: MatRef<'_, R>) -> Tensor<'_> {
     }
 }
 
-fn bad_file(path: &Path, reason: impl Into<String>) -> Error {
-    Error::BadFile { path: path.to_path_buf(), reason: reason.into() }
-}
-
 impl<T: Real> ModelFile<T> {
     /// A model file of `parameters` without extra metadata or tensors.
     pub fn new(hyper: HyperParams, parameters: Parameters<T>) -> Self {
@@ -127,10 +123,10 @@ impl<T: Real> ModelFile<T> {
         ];
         for (name, (shape, values)) in &self.extra {
             if WEIGHTS.contains(&name.as_str()) {
-                return Err(bad_file(path, format!("extra tensor {name:?} would overwrite a weight")));
+                return Err(Error::bad_file(path, format!("extra tensor {name:?} would overwrite a weight")));
             }
             if shape.iter().product::<usize>() != values.len() {
-                return Err(bad_file(
+                return Err(Error::bad_file(
                     path,
                     format!("extra tensor {name:?} has {} values for shape {shape:?}", values.len()),
                 ));
@@ -140,7 +136,7 @@ impl<T: Real> ModelFile<T> {
         let mut metadata: HashMap<String, String> = HashMap::new();
         for (key, value) in &self.metadata {
             if RESERVED.contains(&key.as_str()) {
-                return Err(bad_file(path, format!("metadata key {key:?} is reserved")));
+                return Err(Error::bad_file(path, format!("metadata key {key:?} is reserved")));
             }
             metadata.insert(key.clone(), value.clone());
         }
@@ -170,9 +166,9 @@ impl<T: Real> ModelFile<T> {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         let file = SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad_file(path, format!("not a readable safetensors file: {e}")))?;
+            .map_err(|e| Error::bad_file(path, format!("not a readable safetensors file: {e}")))?;
         let (_, header) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad_file(path, format!("not a readable safetensors file: {e}")))?;
+            .map_err(|e| Error::bad_file(path, format!("not a readable safetensors file: {e}")))?;
         let mut metadata: BTreeMap<String, String> =
             header.metadata().clone().unwrap_or_default().into_iter().collect();
         // Which build wrote the file does not matter once its format version is known.
@@ -180,23 +176,23 @@ impl<T: Real> ModelFile<T> {
         let mut take = |key: &str| {
             metadata
                 .remove(key)
-                .ok_or_else(|| bad_file(path, format!("no {key:?} in the metadata: not an sae model file")))
+                .ok_or_else(|| Error::bad_file(path, format!("no {key:?} in the metadata: not an sae model file")))
         };
         let format = take("format")?;
         let version = take("format_version")?;
         if format != FORMAT || version != FORMAT_VERSION {
-            return Err(bad_file(
+            return Err(Error::bad_file(
                 path,
                 format!("format {format} version {version}; this build reads {FORMAT} version {FORMAT_VERSION}"),
             ));
         }
         let objective = take("objective")?;
         if objective != OBJECTIVE {
-            return Err(bad_file(path, format!("a model of objective {objective:?}, not {OBJECTIVE:?}")));
+            return Err(Error::bad_file(path, format!("a model of objective {objective:?}, not {OBJECTIVE:?}")));
         }
         take("dtype")?;
         let number = |key: &str, value: String| -> Result<f64> {
-            value.parse().map_err(|_| bad_file(path, format!("metadata {key} = {value:?} is not a number")))
+            value.parse().map_err(|_| Error::bad_file(path, format!("metadata {key} = {value:?} is not a number")))
         };
         let visible = number("visible", take("visible")?)? as usize;
         let hidden = number("hidden", take("hidden")?)? as usize;
@@ -207,12 +203,15 @@ impl<T: Real> ModelFile<T> {
 
         let (n, h) = (visible, hidden);
         let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f64>> {
-            let view = file.tensor(name).map_err(|_| bad_file(path, format!("no tensor {name:?}")))?;
+            let view = file.tensor(name).map_err(|_| Error::bad_file(path, format!("no tensor {name:?}")))?;
             if view.shape() != shape {
-                return Err(bad_file(path, format!("tensor {name} has shape {:?}, expected {shape:?}", view.shape())));
+                return Err(Error::bad_file(
+                    path,
+                    format!("tensor {name} has shape {:?}, expected {shape:?}", view.shape()),
+                ));
             }
             decode(view.dtype(), view.data()).ok_or_else(|| {
-                bad_file(path, format!("tensor {name} has dtype {:?}, expected F32 or F64", view.dtype()))
+                Error::bad_file(path, format!("tensor {name} has dtype {:?}, expected F32 or F64", view.dtype()))
             })
         };
         let (w1, w2) = (tensor("W1", &[h, n])?, tensor("W2", &[n, h])?);
@@ -231,7 +230,7 @@ impl<T: Real> ModelFile<T> {
             *t = T::cast(v);
         }
         let parameters =
-            Parameters::from_theta(n, h, theta).map_err(|e| bad_file(path, format!("invalid weights: {e}")))?;
+            Parameters::from_theta(n, h, theta).map_err(|e| Error::bad_file(path, format!("invalid weights: {e}")))?;
 
         let mut extra = BTreeMap::new();
         for name in file.names() {
@@ -240,7 +239,7 @@ impl<T: Real> ModelFile<T> {
             }
             let view = file.tensor(name).expect("listed by names()");
             let values = decode(view.dtype(), view.data()).ok_or_else(|| {
-                bad_file(path, format!("tensor {name} has dtype {:?}, expected F32 or F64", view.dtype()))
+                Error::bad_file(path, format!("tensor {name} has dtype {:?}, expected F32 or F64", view.dtype()))
             })?;
             extra.insert(name.to_string(), (view.shape().to_vec(), values));
         }
