@@ -1,0 +1,39 @@
+//! Fine-tuning a stack of sigmoid layers with softmax on top: the backpropagated gradient
+//! passes the central-difference check, whatever the thread count.
+
+mod common;
+
+use common::*;
+use sae::objective::gradcheck::{numerical_gradient, relative_difference};
+use sae::objective::{StackShape, StackedObjective};
+use sae::optim::Differentiable;
+use sae::Dataset;
+
+#[test]
+fn the_stacked_gradient_passes_the_central_difference_check() {
+    let (m, n, k) = (40, 7, 3);
+    let values = uniform_data(m, n, 1);
+    let labels: Vec<u8> = (0..m).map(|i| (i % k) as u8).collect();
+    let shape = StackShape { sizes: vec![n, 5, 4], classes: k };
+    let theta: Vec<f64> = uniform_data(1, shape.len(), 2).iter().map(|v| 2.0 * v - 1.0).collect();
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let data = Dataset::examples_by_features(&values, m, n).unwrap();
+            let mut objective = StackedObjective::new(data, &labels, shape.clone(), 1e-3).unwrap();
+            let mut analytic = vec![0.0; shape.len()];
+            objective.evaluate(&theta, &mut analytic).unwrap();
+            let mut scratch = vec![0.0; shape.len()];
+            let numeric = numerical_gradient(|t| objective.evaluate(t, &mut scratch).unwrap(), &theta, 1e-4);
+            let difference = relative_difference(&numeric, &analytic);
+            assert!(difference < 1e-9, "{threads} threads: {difference:e}");
+        });
+    }
+}
+
+#[test]
+fn the_parameter_layout_is_ufldls() {
+    // [θ(:) (3×4); W1(:) (5×7); b1 (5); W2(:) (4×5); b2 (4)]
+    let shape = StackShape { sizes: vec![7, 5, 4], classes: 3 };
+    assert_eq!(shape.len(), 12 + 35 + 5 + 20 + 4);
+}
