@@ -166,3 +166,15 @@ fn mnist_files_read_the_same_gzipped_or_not() {
     std::fs::write(&path, plain).unwrap();
     assert_eq!(mnist::read_labels(&path).unwrap(), mnist::read_labels(&gz).unwrap());
 }
+
+/// About three and a half minutes of training, so it runs in the default-back-end pass of CI
+/// only; the OpenBLAS pass runs the same code through the other exercises.
+#[cfg(not(feature = "openblas"))]
+#[test]
+fn stacked_autoencoders_reach_the_ufldl_accuracy_before_and_after_fine_tuning() {
+    let result = exercises::stacked_autoencoder::<f32>(&MnistFiles::in_dir(&datasets().join("mnist")), 400).unwrap();
+    println!("{result:?}");
+    // UFLDL's stacked autoencoder exercise: about 87.7 % before fine-tuning, 97.6 % after.
+    assert!(result.before_fine_tuning >= 0.877, "{result:?}");
+    assert!(result.after_fine_tuning >= 0.976, "{result:?}");
+}

@@ -53,6 +53,14 @@ enum Exercise {
         #[arg(long, default_value_t = 100)]
         iterations: usize,
     },
+    /// Stacked autoencoders: two 200-unit sparse layers trained greedily on all training
+    /// digits, softmax on top, then fine-tuning of the whole stack by backpropagation.
+    Stacked {
+        #[arg(long, default_value = "../shared/datasets/mnist")]
+        mnist: PathBuf,
+        #[arg(long, default_value_t = 400)]
+        iterations: usize,
+    },
     /// Self-taught learning: features learned from the digits 5–9, softmax on them for the
     /// digits 0–4, against softmax on the pixels.
     SelfTaught {
@@ -106,6 +114,15 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
                 100.0 * result.test_accuracy,
                 result.test_examples,
                 result.train_examples,
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Exercise::Stacked { mnist, iterations } => {
+            let result = exercises::stacked_autoencoder::<f32>(&MnistFiles::in_dir(&mnist), iterations)?;
+            println!(
+                "stacked autoencoder on the 10 000 test digits: {:.2} % before fine-tuning, {:.2} % after ({:.1} s)",
+                100.0 * result.before_fine_tuning,
+                100.0 * result.after_fine_tuning,
                 start.elapsed().as_secs_f64()
             );
         }

@@ -135,3 +135,96 @@ pub fn self_taught_learning<T: crate::Real>(files: &MnistFiles, iterations: usiz
         raw_accuracy,
     })
 }
+
+/// What the stacked autoencoder exercise measured.
+#[derive(Debug, Clone, Copy)]
+pub struct StackedDigits {
+    /// On the MNIST test set, softmax on the second layer's features.
+    pub before_fine_tuning: f64,
+    /// After backpropagation through the whole stack.
+    pub after_fine_tuning: f64,
+}
+
+/// UFLDL's stacked autoencoder exercise: two sparse autoencoders of 200 units (ρ = 0.1,
+/// λ = 3e-3, β = 3, `iterations` L-BFGS iterations each), the second on the first's features,
+/// all 60 000 training digits; softmax (λ = 1e-4, 100 iterations) on the second's features;
+/// then fine-tuning of the whole stack with softmax (λ = 1e-4, `iterations` iterations).
+/// Accuracy on the 10 000 test digits before and after fine-tuning. Trains in `T`.
+pub fn stacked_autoencoder<T: crate::Real>(files: &MnistFiles, iterations: usize) -> Result<StackedDigits> {
+    use crate::objective::{StackShape, StackedObjective};
+    use crate::optim::Lbfgs;
+    const HIDDEN: usize = 200;
+    let (images, m, n) = mnist::read_images(&files.train_images)?;
+    let labels = mnist::read_labels(&files.train_labels)?;
+    let (test, m_test, _) = mnist::read_images(&files.test_images)?;
+    let test_labels = mnist::read_labels(&files.test_labels)?;
+    let options = LbfgsOptions { max_iterations: iterations, ..LbfgsOptions::MINFUNC };
+
+    // Greedy layer-wise pretraining: each layer a sparse autoencoder on the layer below.
+    let mut layers: Vec<Parameters<f64>> = Vec::new();
+    let mut input: Vec<f64> = images.clone();
+    let mut width = n;
+    for layer in 0..2 {
+        let values: Vec<T> = input.iter().map(|&v| T::cast(v)).collect();
+        let hyper = HyperParams::builder(width, HIDDEN).lambda(3e-3).beta(3.0).rho(0.1).build()?;
+        let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, m, width)?)?;
+        let init = Parameters::<T>::init(width, HIDDEN, 1 + layer);
+        let trained = Trainer::new(hyper, options).fit(&mut objective, &init, |_| {})?;
+        let theta: Vec<f64> = trained.model.parameters.theta().iter().map(|v| v.as_f64()).collect();
+        let parameters = Parameters::from_theta(width, HIDDEN, theta)?;
+        let mut features = vec![0.0; m * HIDDEN];
+        Forward::new(&parameters).encode(&Dataset::examples_by_features(&input, m, width)?, &mut features)?;
+        layers.push(parameters);
+        input = features;
+        width = HIDDEN;
+    }
+    let softmax = train_softmax(&Dataset::examples_by_features(&input, m, HIDDEN)?, &labels, 10, 1e-4, 100)?;
+
+    // The stack's parameters, UFLDL's layout: [θ(:); W1(:); b1; W2(:); b2].
+    let mut stack: Vec<f64> = softmax;
+    for layer in &layers {
+        let theta = layer.theta();
+        let hn = layer.layout().weights_len();
+        stack.extend_from_slice(&theta[..hn]);
+        stack.extend_from_slice(layer.b1());
+    }
+    let shape = StackShape { sizes: vec![n, HIDDEN, HIDDEN], classes: 10 };
+    let test_data = Dataset::examples_by_features(&test, m_test, n)?;
+    let before = stack_accuracy(&stack, &shape, &test_data, &test_labels)?;
+
+    let values: Vec<T> = images.iter().map(|&v| T::cast(v)).collect();
+    let mut objective =
+        StackedObjective::new(Dataset::examples_by_features(&values, m, n)?, &labels, shape.clone(), 1e-4)?;
+    let start: Vec<T> = stack.iter().map(|&v| T::cast(v)).collect();
+    let mut lbfgs = Lbfgs::start(options, &start, &mut objective)?;
+    lbfgs.run(&mut objective, |_| {})?;
+    let after = stack_accuracy(&lbfgs.into_state().x, &shape, &test_data, &test_labels)?;
+    Ok(StackedDigits { before_fine_tuning: before, after_fine_tuning: after })
+}
+
+/// The accuracy of a stack (UFLDL's layout) on `data`: each layer encodes, softmax predicts.
+fn stack_accuracy(
+    stack: &[f64],
+    shape: &crate::objective::StackShape,
+    data: &Dataset<'_, f64>,
+    labels: &[u8],
+) -> Result<f64> {
+    let (k, top) = (shape.classes, *shape.sizes.last().expect("layers"));
+    let mut at = k * top;
+    let mut input: Vec<f64> = data.values().to_vec();
+    let m = data.examples();
+    for w in shape.sizes.windows(2) {
+        let (visible, hidden) = (w[0], w[1]);
+        // A layer as an autoencoder's encoder: W1, b1 from the stack, W2 and b2 unused (zero).
+        let mut theta = vec![0.0; 2 * hidden * visible + hidden + visible];
+        theta[..hidden * visible].copy_from_slice(&stack[at..at + hidden * visible]);
+        theta[2 * hidden * visible..2 * hidden * visible + hidden]
+            .copy_from_slice(&stack[at + hidden * visible..at + hidden * visible + hidden]);
+        at += hidden * visible + hidden;
+        let parameters = Parameters::from_theta(visible, hidden, theta)?;
+        let mut features = vec![0.0; m * hidden];
+        Forward::new(&parameters).encode(&Dataset::examples_by_features(&input, m, visible)?, &mut features)?;
+        input = features;
+    }
+    Ok(accuracy(&stack[..k * top], k, &Dataset::examples_by_features(&input, m, top)?, labels))
+}

@@ -7,7 +7,10 @@ mod mnist;
 mod natural;
 
 pub use filters::{filter_shape, FilterShape};
-pub use mnist::{mnist_vectorization, self_taught_learning, softmax_on_digits, MnistFiles, SelfTaught, SoftmaxDigits};
+pub use mnist::{
+    mnist_vectorization, self_taught_learning, softmax_on_digits, stacked_autoencoder, MnistFiles, SelfTaught,
+    SoftmaxDigits, StackedDigits,
+};
 pub use natural::{natural_image_features, NaturalImages};
 
 use crate::data::Dataset;

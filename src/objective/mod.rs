@@ -8,14 +8,14 @@ pub mod gradcheck;
 mod minibatch;
 pub mod reference;
 mod softmax;
-mod stacked;
 mod sparsity;
+mod stacked;
 mod streaming;
 
 pub use batched::Objective;
 pub use engine::default_block_size;
 pub use minibatch::MinibatchObjective;
 pub use softmax::SoftmaxObjective;
-pub use stacked::{StackShape, StackedObjective};
 pub use sparsity::{kl_divergence, sparsity_delta};
+pub use stacked::{StackShape, StackedObjective};
 pub use streaming::{StreamMode, StreamingObjective};

@@ -155,7 +155,14 @@ impl<'d, T: Real> StackedObjective<'d, T> {
             let (w_at, b_at) = layers[l];
             let d = MatRef::col_major(&delta, rows, width);
             let input = if l == 0 { x } else { MatRef::col_major(&activations[l - 1], cols, width) };
-            gemm(self.backend, one, d, input.t(), zero, MatMut::col_major(&mut grad[w_at..w_at + rows * cols], rows, cols));
+            gemm(
+                self.backend,
+                one,
+                d,
+                input.t(),
+                zero,
+                MatMut::col_major(&mut grad[w_at..w_at + rows * cols], rows, cols),
+            );
             for (j, g) in grad[b_at..b_at + rows].iter_mut().enumerate() {
                 *g = T::cast(delta.iter().skip(j).step_by(rows).map(|v| v.as_f64()).sum());
             }
