@@ -9,7 +9,9 @@ use sae::data::{mat, mnist};
 use sae::exercises::{self, MnistFiles};
 
 fn datasets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
+    assert!(dir.is_dir(), "these tests read the real data sets of {}: put shared/ beside the project", dir.display());
+    dir
 }
 
 #[test]
