@@ -7,7 +7,7 @@
 //! so a run restored from it continues exactly as an uninterrupted run would.
 
 use super::line_search::{strong_wolfe, WolfeConditions};
-use super::vector::max_abs;
+use super::vector::{max_abs, VectorOps};
 use super::Differentiable;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
@@ -152,7 +152,7 @@ pub struct Iteration {
 pub struct Lbfgs<T> {
     options: LbfgsOptions,
     /// `dot` and `axpy` for this CPU.
-    kernels: Kernels<f64>,
+    ops: VectorOps,
     state: LbfgsState,
     /// The search direction.
     d: Vec<f64>,
@@ -231,7 +231,7 @@ impl<T: Real> Lbfgs<T> {
         }
         Ok(Lbfgs {
             options,
-            kernels: Kernels::detect(),
+            ops: VectorOps::new(Kernels::detect()),
             d: vec![0.0; len],
             alpha: Vec::with_capacity(options.history),
             trial_grad: vec![0.0; len],
@@ -284,8 +284,8 @@ impl<T: Real> Lbfgs<T> {
             return Ok(self.stop(0.0, 0, Stop::MaxIterations));
         }
         self.direction();
-        let dot = self.kernels.dot;
-        let slope = dot(&self.state.g, &self.d);
+        let ops = self.ops;
+        let slope = ops.dot(&self.state.g, &self.d);
         if slope > -options.progress_tolerance {
             return Ok(self.stop(0.0, 0, Stop::DirectionalDerivative));
         }
@@ -299,7 +299,7 @@ impl<T: Real> Lbfgs<T> {
             c2: options.c2,
             max_evaluations: options.max_line_search_evaluations,
             progress_tolerance: options.progress_tolerance,
-            dot,
+            ops,
         };
         let (state, d, x_t, g_t) = (&self.state, &self.d, &mut self.x_t, &mut self.g_t);
         let phi = |t: f64, grad: &mut [f64]| -> Result<f64> {
@@ -354,7 +354,7 @@ impl<T: Real> Lbfgs<T> {
         Iteration {
             iteration: self.state.iteration,
             f: self.state.f,
-            gradient_norm: (self.kernels.dot)(&self.state.g, &self.state.g).sqrt(),
+            gradient_norm: self.ops.dot(&self.state.g, &self.state.g).sqrt(),
             step,
             evaluations,
             stopped,
@@ -365,7 +365,7 @@ impl<T: Real> Lbfgs<T> {
     /// `d = −g` before the first pair.
     fn direction(&mut self) {
         let LbfgsState { g, s, y, ys, oldest, gamma, .. } = &self.state;
-        let Kernels { dot, axpy, .. } = self.kernels;
+        let ops = self.ops;
         let (len, pairs) = (g.len(), ys.len());
         // Slots from the oldest pair to the newest.
         let slots = (0..pairs).map(|i| (oldest + i) % pairs);
@@ -377,14 +377,14 @@ impl<T: Real> Lbfgs<T> {
         d.iter_mut().zip(g).for_each(|(d, g)| *d = -g);
         self.alpha.clear();
         for k in slots.clone().rev() {
-            let alpha = dot(&s[slot(s, k)], d) / ys[k];
-            axpy(-alpha, &y[slot(y, k)], d);
+            let alpha = ops.dot(&s[slot(s, k)], d) / ys[k];
+            ops.axpy(-alpha, &y[slot(y, k)], d);
             self.alpha.push(alpha);
         }
         d.iter_mut().for_each(|d| *d *= gamma);
         for (k, &alpha) in slots.zip(self.alpha.iter().rev()) {
-            let beta = dot(&y[slot(y, k)], d) / ys[k];
-            axpy(alpha - beta, &s[slot(s, k)], d);
+            let beta = ops.dot(&y[slot(y, k)], d) / ys[k];
+            ops.axpy(alpha - beta, &s[slot(s, k)], d);
         }
     }
 
@@ -394,7 +394,7 @@ impl<T: Real> Lbfgs<T> {
     /// absolute `yᵀs ≤ 1e-10` would also drop the small but valid pairs of the last
     /// iterations of a run to tight tolerances).
     fn update(&mut self, t: f64, f: f64) {
-        let Kernels { dot, axpy, .. } = self.kernels;
+        let ops = self.ops;
         let state = &mut self.state;
         let len = state.x.len();
         // trial_grad ← y = g_new − g_old; d ← s = t d.
@@ -402,11 +402,11 @@ impl<T: Real> Lbfgs<T> {
             *y = new - old;
         }
         self.d.iter_mut().for_each(|d| *d *= t);
-        axpy(1.0, &self.d, &mut state.x);
+        ops.axpy(1.0, &self.d, &mut state.x);
         std::mem::swap(&mut state.g, &mut self.best_grad);
         state.f = f;
-        let ys = dot(&self.trial_grad, &self.d);
-        let yy = dot(&self.trial_grad, &self.trial_grad);
+        let ys = ops.dot(&self.trial_grad, &self.d);
+        let yy = ops.dot(&self.trial_grad, &self.trial_grad);
         if ys > f64::EPSILON * yy {
             if state.ys.len() < self.options.history {
                 state.s.extend_from_slice(&self.d);

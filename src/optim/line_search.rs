@@ -7,7 +7,7 @@
 //!
 //! where `φ(t) = f(x + t d)` and `φ'(t) = ∇f(x + t d)ᵀ d`.
 
-use super::vector::max_abs;
+use super::vector::{max_abs, VectorOps};
 use crate::error::Result;
 
 /// The line search's constants.
@@ -19,8 +19,8 @@ pub(super) struct WolfeConditions {
     pub max_evaluations: usize,
     /// A bracket narrower than this, measured as `width · max |d_i|`, ends the search.
     pub progress_tolerance: f64,
-    /// The inner product (a SIMD kernel).
-    pub dot: fn(&[f64], &[f64]) -> f64,
+    /// The inner product.
+    pub ops: VectorOps,
 }
 
 /// One evaluated point of `φ`.
@@ -71,13 +71,13 @@ pub(super) fn strong_wolfe(
     trial_grad: &mut Vec<f64>,
     best_grad: &mut Vec<f64>,
 ) -> Result<(Option<Step>, usize)> {
-    let &WolfeConditions { c1, c2, max_evaluations, progress_tolerance, dot } = conditions;
+    let &WolfeConditions { c1, c2, max_evaluations, progress_tolerance, ops } = conditions;
     let d_scale = max_abs(d);
     let origin = Point { t: 0.0, f: f0, slope: slope0 };
     let mut evaluations = 0;
     let mut evaluate = |t: f64, grad: &mut Vec<f64>| -> Result<Point> {
         let f = phi(t, grad)?;
-        let slope = dot(grad, d);
+        let slope = ops.dot(grad, d);
         Ok(if f.is_finite() && slope.is_finite() {
             Point { t, f, slope }
         } else {
@@ -157,13 +157,15 @@ fn accepted(point: Point) -> Option<Step> {
 mod tests {
     use super::*;
 
-    const CONDITIONS: WolfeConditions = WolfeConditions {
-        c1: 1e-4,
-        c2: 0.9,
-        max_evaluations: 25,
-        progress_tolerance: 1e-12,
-        dot: crate::kernels::scalar::dot::<f64>,
-    };
+    fn conditions() -> WolfeConditions {
+        WolfeConditions {
+            c1: 1e-4,
+            c2: 0.9,
+            max_evaluations: 25,
+            progress_tolerance: 1e-12,
+            ops: VectorOps::new(crate::kernels::Kernels::scalar()),
+        }
+    }
 
     /// Searches `f` (1-D, with derivative `df`) from 0 along `d = 1`, from `t_init`.
     fn search(f: impl Fn(f64) -> f64, df: impl Fn(f64) -> f64, t_init: f64) -> Option<Step> {
@@ -172,7 +174,8 @@ mod tests {
             Ok(f(t))
         };
         let (mut trial, mut best) = (vec![0.0], vec![0.0]);
-        let (step, _) = strong_wolfe(phi, f(0.0), df(0.0), t_init, &[1.0], &CONDITIONS, &mut trial, &mut best).unwrap();
+        let (step, _) =
+            strong_wolfe(phi, f(0.0), df(0.0), t_init, &[1.0], &conditions(), &mut trial, &mut best).unwrap();
         if let Some(step) = step {
             assert_eq!(best[0], df(step.t), "the accepted step's gradient is left in best_grad");
         }
@@ -180,8 +183,8 @@ mod tests {
     }
 
     fn assert_strong_wolfe(f: impl Fn(f64) -> f64, df: impl Fn(f64) -> f64, t: f64) {
-        assert!(f(t) <= f(0.0) + CONDITIONS.c1 * t * df(0.0), "sufficient decrease fails at t = {t}");
-        assert!(df(t).abs() <= -CONDITIONS.c2 * df(0.0), "curvature fails at t = {t}: φ' = {}", df(t));
+        assert!(f(t) <= f(0.0) + conditions().c1 * t * df(0.0), "sufficient decrease fails at t = {t}");
+        assert!(df(t).abs() <= -conditions().c2 * df(0.0), "curvature fails at t = {t}: φ' = {}", df(t));
     }
 
     #[test]
