@@ -217,3 +217,15 @@ fn minibatch_training_refuses_streamed_data() {
     let (ok, _, stderr) = sae(&["train", "--optimizer", "sgd", "--data", &data, "--stream"]);
     assert!(!ok && stderr.contains("minibatch training reads the data in memory"), "{stderr}");
 }
+
+#[test]
+fn train_with_the_l1_penalty_records_it_in_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    let (ok, stdout, stderr) =
+        sae(&["train", "--penalty", "l1", "--beta", "0.1", "--iterations", "10", "--no-features", "-o", &model]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("l1 penalty"), "{stdout}");
+    let (ok, stdout, _) = sae(&["info", &model]);
+    assert!(ok && stdout.contains("l1 sparsity penalty"), "{stdout}");
+}

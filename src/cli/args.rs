@@ -10,6 +10,7 @@ use crate::data::generated::ProblemShape;
 use crate::data::npy;
 use crate::data::npy_source::{NpyFileSource, ShardSource};
 use crate::data::stream::ExampleSource;
+use crate::model::SparsityPenalty;
 use crate::objective::StreamMode;
 use crate::{Backend, Real};
 
@@ -152,6 +153,25 @@ impl BackendArg {
             BackendArg::Openblas => {
                 Err("this build has no OpenBLAS back-end: rebuild with `--features openblas`".into())
             }
+        }
+    }
+}
+
+/// The sparsity penalty, as the command line spells it.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum PenaltyArg {
+    /// β Σ KL(ρ ‖ rho_hat_j), UFLDL's.
+    #[default]
+    Kl,
+    /// β times the mean L1 norm of the hidden activations (ρ unused).
+    L1,
+}
+
+impl From<PenaltyArg> for SparsityPenalty {
+    fn from(penalty: PenaltyArg) -> SparsityPenalty {
+        match penalty {
+            PenaltyArg::Kl => SparsityPenalty::Kl,
+            PenaltyArg::L1 => SparsityPenalty::L1,
         }
     }
 }

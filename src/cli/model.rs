@@ -137,7 +137,7 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
     let model = ModelFile::<f64>::load(&args.model)?;
     let hyper = &model.hyper;
     println!("{}", args.model.display());
-    println!("  sparse autoencoder (KL sparsity, sigmoid units)");
+    println!("  sparse autoencoder ({} sparsity penalty, sigmoid units)", hyper.penalty().name());
     println!("  n = {} inputs, h = {} hidden units", hyper.visible(), hyper.hidden());
     println!("  λ = {}, β = {}, ρ = {}", hyper.lambda(), hyper.beta(), hyper.rho());
     for (key, value) in &model.metadata {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::args::{Data, DataArgs, EngineArgs};
+use super::args::{Data, DataArgs, EngineArgs, PenaltyArg};
 use super::progress::Progress;
 use super::CliResult;
 use crate::data::images::embedded_patches;
@@ -36,6 +36,9 @@ pub struct TrainArgs {
     /// ρ, the sparsity target.
     #[arg(long, default_value_t = 0.01)]
     rho: f64,
+    /// The sparsity penalty.
+    #[arg(long, value_enum, default_value = "kl")]
+    penalty: PenaltyArg,
     /// The optimiser: full-batch L-BFGS (minFunc's, as UFLDL), or minibatch Adam or SGD with
     /// momentum (data in memory; rho_hat a running average across minibatches).
     #[arg(long, value_enum, default_value = "lbfgs")]
@@ -130,14 +133,20 @@ fn train<T: Real>(args: &TrainArgs) -> CliResult<()> {
         ))
     })?;
     let n = data.features();
-    let hyper = HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho).build()?;
+    let hyper = HyperParams::builder(n, args.hidden)
+        .lambda(args.lambda)
+        .beta(args.beta)
+        .rho(args.rho)
+        .penalty(args.penalty.into())
+        .build()?;
     let optimizer = match args.optimizer {
         OptimizerArg::Lbfgs => format!("L-BFGS, {} iterations, history {}", args.iterations, args.history),
         other => format!("{other:?} over {} epochs of minibatches of {}", args.epochs, args.batch_size),
     };
     println!(
-        "model: n = {n}, h = {}, λ = {}, β = {}, ρ = {}, {}; {optimizer}, {} threads",
+        "model: n = {n}, h = {}, {} penalty, λ = {}, β = {}, ρ = {}, {}; {optimizer}, {} threads",
         args.hidden,
+        hyper.penalty().name(),
         args.lambda,
         args.beta,
         args.rho,

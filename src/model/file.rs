@@ -13,7 +13,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, View};
 
-use super::{HyperParams, Parameters, ThetaLayout};
+use super::{HyperParams, Parameters, SparsityPenalty, ThetaLayout};
 use crate::error::{Error, Result};
 use crate::gemm::MatRef;
 use crate::real::Real;
@@ -22,8 +22,14 @@ use crate::real::Real;
 pub const FORMAT: &str = "sae";
 /// The `format_version` this crate writes and reads.
 pub const FORMAT_VERSION: &str = "1";
-/// The `objective` metadata of the KL-sparse sigmoid autoencoder.
+/// The `objective` metadata of the sigmoid sparse autoencoder with the KL penalty; with the L1
+/// penalty it is `sparse-autoencoder-l1`.
 pub const OBJECTIVE: &str = "sparse-autoencoder-kl";
+
+/// The `objective` metadata of a model with `penalty`.
+fn objective_name(penalty: SparsityPenalty) -> String {
+    format!("sparse-autoencoder-{}", penalty.name())
+}
 
 /// Metadata keys this module sets itself.
 const RESERVED: [&str; 10] =
@@ -144,7 +150,7 @@ impl<T: Real> ModelFile<T> {
             ("format", FORMAT.to_string()),
             ("format_version", FORMAT_VERSION.to_string()),
             ("sae_version", env!("CARGO_PKG_VERSION").to_string()),
-            ("objective", OBJECTIVE.to_string()),
+            ("objective", objective_name(self.hyper.penalty())),
             ("dtype", T::NAME.to_string()),
             ("visible", n.to_string()),
             ("hidden", h.to_string()),
@@ -187,9 +193,11 @@ impl<T: Real> ModelFile<T> {
             ));
         }
         let objective = take("objective")?;
-        if objective != OBJECTIVE {
-            return Err(Error::bad_file(path, format!("a model of objective {objective:?}, not {OBJECTIVE:?}")));
-        }
+        let penalties = [SparsityPenalty::Kl, SparsityPenalty::L1];
+        let Some(penalty) = penalties.into_iter().find(|&p| objective == objective_name(p)) else {
+            let known: Vec<String> = penalties.into_iter().map(objective_name).collect();
+            return Err(Error::bad_file(path, format!("a model of objective {objective:?}, not one of {known:?}")));
+        };
         take("dtype")?;
         let number = |key: &str, value: String| -> Result<f64> {
             value.parse().map_err(|_| Error::bad_file(path, format!("metadata {key} = {value:?} is not a number")))
@@ -199,7 +207,8 @@ impl<T: Real> ModelFile<T> {
         let lambda = number("lambda", take("lambda")?)?;
         let beta = number("beta", take("beta")?)?;
         let rho = number("rho", take("rho")?)?;
-        let hyper = HyperParams::builder(visible, hidden).lambda(lambda).beta(beta).rho(rho).build()?;
+        let hyper =
+            HyperParams::builder(visible, hidden).lambda(lambda).beta(beta).rho(rho).penalty(penalty).build()?;
 
         let (n, h) = (visible, hidden);
         let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f64>> {

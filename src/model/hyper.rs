@@ -2,8 +2,31 @@
 
 use crate::error::{Error, Result};
 
+/// The penalty that makes the hidden layer sparse, weighted by `β`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SparsityPenalty {
+    /// `β Σ_j KL(ρ ‖ rho_hat_j)` (UFLDL's), with sparsity delta
+    /// `s_j = β (−ρ/rho_hat_j + (1 − ρ)/(1 − rho_hat_j))`.
+    #[default]
+    Kl,
+    /// `β (1/m) Σ_i ‖a2_i‖₁ = β Σ_j rho_hat_j` (the activations of sigmoid units are
+    /// positive), with the constant sparsity delta `s_j = β`; `ρ` is not used.
+    L1,
+}
+
+impl SparsityPenalty {
+    /// `"kl"` or `"l1"`, as the command line and model files spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SparsityPenalty::Kl => "kl",
+            SparsityPenalty::L1 => "l1",
+        }
+    }
+}
+
 /// Validated hyper-parameters: `n` visible units, `h` hidden units, weight decay `λ`, sparsity
-/// weight `β` and sparsity target `ρ`. Build with [`HyperParams::builder`].
+/// weight `β`, sparsity target `ρ` and the sparsity penalty. Build with
+/// [`HyperParams::builder`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HyperParams {
     visible: usize,
@@ -11,6 +34,7 @@ pub struct HyperParams {
     lambda: f64,
     beta: f64,
     rho: f64,
+    penalty: SparsityPenalty,
 }
 
 /// Builder of [`HyperParams`]; unset values take the UFLDL natural-image defaults
@@ -22,12 +46,13 @@ pub struct HyperParamsBuilder {
     lambda: f64,
     beta: f64,
     rho: f64,
+    penalty: SparsityPenalty,
 }
 
 impl HyperParams {
     /// Starts a builder for `visible` (`n`) inputs and `hidden` (`h`) hidden units.
     pub fn builder(visible: usize, hidden: usize) -> HyperParamsBuilder {
-        HyperParamsBuilder { visible, hidden, lambda: 1e-4, beta: 3.0, rho: 0.01 }
+        HyperParamsBuilder { visible, hidden, lambda: 1e-4, beta: 3.0, rho: 0.01, penalty: SparsityPenalty::Kl }
     }
 
     /// `n`, the number of visible (input and output) units.
@@ -54,6 +79,10 @@ impl HyperParams {
     pub fn rho(&self) -> f64 {
         self.rho
     }
+
+    pub fn penalty(&self) -> SparsityPenalty {
+        self.penalty
+    }
 }
 
 impl HyperParamsBuilder {
@@ -75,6 +104,12 @@ impl HyperParamsBuilder {
         self
     }
 
+    /// The sparsity penalty (default KL).
+    pub fn penalty(mut self, penalty: SparsityPenalty) -> Self {
+        self.penalty = penalty;
+        self
+    }
+
     /// Checks every value; the error names the first one at fault.
     pub fn build(self) -> Result<HyperParams> {
         let invalid = |name, value, reason| Err(Error::InvalidHyperParameter { name, value, reason });
@@ -93,7 +128,7 @@ impl HyperParamsBuilder {
         if !(self.rho > 0.0 && self.rho < 1.0) {
             return invalid("rho", self.rho, "must lie strictly between 0 and 1");
         }
-        let HyperParamsBuilder { visible, hidden, lambda, beta, rho } = self;
-        Ok(HyperParams { visible, hidden, lambda, beta, rho })
+        let HyperParamsBuilder { visible, hidden, lambda, beta, rho, penalty } = self;
+        Ok(HyperParams { visible, hidden, lambda, beta, rho, penalty })
     }
 }

@@ -25,7 +25,7 @@ use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, Backend, MatMut, MatRef};
 use crate::kernels::{Isa, Kernels};
-use crate::model::{HyperParams, ThetaLayout};
+use crate::model::{HyperParams, SparsityPenalty, ThetaLayout};
 use crate::real::Real;
 
 /// Examples per column block unless set with [`crate::Objective::with_block_size`]: 256, doubled
@@ -273,19 +273,27 @@ impl<T: Real> Engine<T> {
         }
     }
 
-    /// `s` and `β Σ KL` at the current `rho_hat`.
+    /// `s` and the penalty's cost at the current `rho_hat` (see [`SparsityPenalty`]).
     fn sparsity_at_rho_hat(&mut self) -> Result<f64> {
         let (beta, rho) = (self.hyper.beta(), self.hyper.rho());
         let ws = &mut self.workspace;
-        if let Some(unit) = ws.rho_hat.iter().position(|&r| r <= 0.0 || r >= 1.0) {
-            return Err(Error::SaturatedActivation { unit, rho_hat: ws.rho_hat[unit] });
+        match self.hyper.penalty() {
+            SparsityPenalty::Kl => {
+                if let Some(unit) = ws.rho_hat.iter().position(|&r| r <= 0.0 || r >= 1.0) {
+                    return Err(Error::SaturatedActivation { unit, rho_hat: ws.rho_hat[unit] });
+                }
+                let mut kl = 0.0;
+                for (&r, s) in ws.rho_hat.iter().zip(&mut ws.sparsity_delta) {
+                    kl += kl_divergence(rho, r);
+                    *s = T::cast(sparsity_delta(beta, rho, r));
+                }
+                Ok(beta * kl)
+            }
+            SparsityPenalty::L1 => {
+                ws.sparsity_delta.fill(T::cast(beta));
+                Ok(beta * ws.rho_hat.iter().sum::<f64>())
+            }
         }
-        let mut kl = 0.0;
-        for (&r, s) in ws.rho_hat.iter().zip(&mut ws.sparsity_delta) {
-            kl += kl_divergence(rho, r);
-            *s = T::cast(sparsity_delta(beta, rho, r));
-        }
-        Ok(beta * kl)
     }
 
     /// SPEC §2.1 steps 2–5 on one chunk (whose `forward` was the last one run), over each

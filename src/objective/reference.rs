@@ -5,7 +5,7 @@
 use super::sparsity::{kl_divergence, sparsity_delta};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::{HyperParams, ThetaLayout};
+use crate::model::{HyperParams, SparsityPenalty, ThetaLayout};
 
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
@@ -40,10 +40,13 @@ pub fn cost_and_gradient(hyper: &HyperParams, data: &Dataset<'_, f64>, theta: &[
             *r += a / m as f64;
         }
     }
-    if let Some(unit) = rho_hat.iter().position(|&r| r <= 0.0 || r >= 1.0) {
+    let kl_penalty = hyper.penalty() == SparsityPenalty::Kl;
+    if let Some(unit) = rho_hat.iter().position(|&r| kl_penalty && (r <= 0.0 || r >= 1.0)) {
         return Err(Error::SaturatedActivation { unit, rho_hat: rho_hat[unit] });
     }
     let s: Vec<f64> = rho_hat.iter().map(|&r| sparsity_delta(hyper.beta(), hyper.rho(), r)).collect();
+    // L1: β Σ_j |a2_j| per example, whose derivative is β sign(a2_j), taken literally.
+    let mut l1 = 0.0;
 
     let mut grad = vec![0.0; layout.len()];
     let mut squared_error = 0.0;
@@ -52,8 +55,10 @@ pub fn cost_and_gradient(hyper: &HyperParams, data: &Dataset<'_, f64>, theta: &[
         let a3: Vec<f64> = (0..n).map(|k| sigmoid(b2[k] + (0..h).map(|j| w2(k, j) * a2[j]).sum::<f64>())).collect();
         let delta3: Vec<f64> = (0..n).map(|k| -(x.get(k, i) - a3[k]) * a3[k] * (1.0 - a3[k])).collect();
         squared_error += (0..n).map(|k| (a3[k] - x.get(k, i)).powi(2)).sum::<f64>();
+        l1 += a2.iter().map(|a| a.abs()).sum::<f64>() / m as f64;
+        let sparsity = |j: usize| if kl_penalty { s[j] } else { hyper.beta() * a2[j].signum() };
         let delta2: Vec<f64> = (0..h)
-            .map(|j| ((0..n).map(|k| w2(k, j) * delta3[k]).sum::<f64>() + s[j]) * a2[j] * (1.0 - a2[j]))
+            .map(|j| ((0..n).map(|k| w2(k, j) * delta3[k]).sum::<f64>() + sparsity(j)) * a2[j] * (1.0 - a2[j]))
             .collect();
         for k in 0..n {
             for j in 0..h {
@@ -75,7 +80,11 @@ pub fn cost_and_gradient(hyper: &HyperParams, data: &Dataset<'_, f64>, theta: &[
         *g += lambda * w;
         weight_norm += w * w;
     }
-    let kl: f64 = rho_hat.iter().map(|&r| kl_divergence(hyper.rho(), r)).sum();
-    let cost = squared_error / (2.0 * m as f64) + lambda / 2.0 * weight_norm + hyper.beta() * kl;
+    let penalty = if kl_penalty {
+        hyper.beta() * rho_hat.iter().map(|&r| kl_divergence(hyper.rho(), r)).sum::<f64>()
+    } else {
+        hyper.beta() * l1
+    };
+    let cost = squared_error / (2.0 * m as f64) + lambda / 2.0 * weight_norm + penalty;
     Ok((cost, grad))
 }
