@@ -37,3 +37,22 @@ fn the_parameter_layout_is_ufldls() {
     let shape = StackShape { sizes: vec![7, 5, 4], classes: 3 };
     assert_eq!(shape.len(), 12 + 35 + 5 + 20 + 4);
 }
+
+#[test]
+fn a_one_layer_stack_predicts_as_softmax_on_the_encoded_features() {
+    let (m, n, h, k) = (30, 6, 4, 3);
+    let values = uniform_data(m, n, 3);
+    let shape = StackShape { sizes: vec![n, h], classes: k };
+    let stack: Vec<f64> = uniform_data(1, shape.len(), 4).iter().map(|v| 4.0 * v - 2.0).collect();
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    // The layer as an autoencoder's encoder: W1 and b1 from the stack, the decoder unused.
+    let mut theta = vec![0.0; 2 * h * n + h + n];
+    theta[..h * n].copy_from_slice(&stack[k * h..k * h + h * n]);
+    theta[2 * h * n..2 * h * n + h].copy_from_slice(&stack[k * h + h * n..]);
+    let layer = sae::Parameters::from_theta(n, h, theta).unwrap();
+    let mut features = vec![0.0; m * h];
+    sae::model::Forward::new(&layer).encode(&data, &mut features).unwrap();
+    let encoded = Dataset::examples_by_features(&features, m, h).unwrap();
+    let expected = sae::objective::SoftmaxObjective::predict(&stack[..k * h], k, &encoded);
+    assert_eq!(StackedObjective::predict(&shape, &stack, &data), expected);
+}

@@ -191,10 +191,11 @@ fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Diffe
     let mut run_evaluations = 0;
     let (first, trained) = match &args.resume {
         Some(path) => {
-            let first = crate::train::lbfgs_state(&ModelFile::<T>::load(path)?, path)?.iteration;
+            let state = trainer.load_checkpoint::<T>(path)?;
+            let first = state.iteration;
             println!("resuming {} at iteration {first}", path.display());
             let progress = Progress::new(first, args.iterations, "iteration");
-            let trained = trainer.resume(objective, path, |it| {
+            let trained = trainer.resume_state(objective, state, |it| {
                 run_evaluations += it.evaluations;
                 progress.update(it.iteration, it.f, it.gradient_norm, run_evaluations, it.stopped.is_some());
             });
@@ -242,15 +243,15 @@ fn fit_minibatch<T: Real>(args: &TrainArgs, hyper: HyperParams, data: &Dataset<'
     if let Some(path) = &args.checkpoint {
         trainer = trainer.checkpoint_to(path, args.checkpoint_every as u64);
     }
-    let first = match &args.resume {
+    let resumed = match &args.resume {
         Some(path) => {
-            let saved = ModelFile::<T>::load(path)?;
-            let epoch = saved.metadata.get("minibatch.epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
-            println!("resuming {} in epoch {}", path.display(), epoch + 1);
-            epoch
+            let state = trainer.load_checkpoint::<T>(path)?;
+            println!("resuming {} in epoch {}", path.display(), state.epoch + 1);
+            Some(state)
         }
-        None => 0,
+        None => None,
     };
+    let first = resumed.as_ref().map_or(0, |state| state.epoch);
     let start = Instant::now();
     let progress = Progress::new(first, args.epochs, "epoch");
     let (mut epoch_cost, mut epoch_batches, mut steps) = (0.0, 0, 0);
@@ -264,8 +265,8 @@ fn fit_minibatch<T: Real>(args: &TrainArgs, hyper: HyperParams, data: &Dataset<'
             (epoch_cost, epoch_batches) = (0.0, 0);
         }
     };
-    let trained = match &args.resume {
-        Some(path) => trainer.resume(data, path, &mut on_step),
+    let trained = match resumed {
+        Some(state) => trainer.resume_state(data, state, &mut on_step),
         None => trainer.fit(data, &Parameters::<T>::init(hyper.visible(), hyper.hidden(), args.seed), &mut on_step),
     };
     progress.finish();

@@ -261,24 +261,26 @@ impl<T: Real> ShardSource<T> {
         let Some(first) = shards.first() else {
             return Err(Error::EmptyData { what: "no shard files given" });
         };
-        let features = NpyFileSource::<T>::open(first)?.features();
+        let mut features = None;
         let mut examples = 0;
         let mut stamps = Vec::with_capacity(shards.len());
         for path in &shards {
             let shard = NpyFileSource::<T>::open(path)?;
-            stamps.push(shard.stamp);
-            if shard.features() != features {
+            let width = *features.get_or_insert(shard.features());
+            if shard.features() != width {
                 return Err(Error::bad_file(
                     path,
                     format!(
-                        "has {} features (columns), but the first shard {} has {features}",
+                        "has {} features (columns), but the first shard {} has {width}",
                         shard.features(),
                         first.display()
                     ),
                 ));
             }
+            stamps.push(shard.stamp);
             examples += shard.examples();
         }
+        let features = features.expect("at least one shard");
         Ok(ShardSource { shards, stamps, features, examples, current: None })
     }
 

@@ -162,9 +162,10 @@ pub fn stacked_autoencoder<T: crate::Real>(files: &MnistFiles, iterations: usize
 
     // Greedy layer-wise pretraining: each layer a sparse autoencoder on the layer below.
     let mut layers: Vec<Parameters<f64>> = Vec::new();
-    let mut input: Vec<f64> = images.clone();
+    let mut features: Vec<f64> = Vec::new();
     let mut width = n;
     for layer in 0..2 {
+        let input: &[f64] = if layer == 0 { &images } else { &features };
         let values: Vec<T> = input.iter().map(|&v| T::cast(v)).collect();
         let hyper = HyperParams::builder(width, HIDDEN).lambda(3e-3).beta(3.0).rho(0.1).build()?;
         let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, m, width)?)?;
@@ -172,13 +173,13 @@ pub fn stacked_autoencoder<T: crate::Real>(files: &MnistFiles, iterations: usize
         let trained = Trainer::new(hyper, options).fit(&mut objective, &init, |_| {})?;
         let theta: Vec<f64> = trained.model.parameters.theta().iter().map(|v| v.as_f64()).collect();
         let parameters = Parameters::from_theta(width, HIDDEN, theta)?;
-        let mut features = vec![0.0; m * HIDDEN];
-        Forward::new(&parameters).encode(&Dataset::examples_by_features(&input, m, width)?, &mut features)?;
+        let mut encoded = vec![0.0; m * HIDDEN];
+        Forward::new(&parameters).encode(&Dataset::examples_by_features(input, m, width)?, &mut encoded)?;
         layers.push(parameters);
-        input = features;
+        features = encoded;
         width = HIDDEN;
     }
-    let softmax = train_softmax(&Dataset::examples_by_features(&input, m, HIDDEN)?, &labels, 10, 1e-4, 100)?;
+    let softmax = train_softmax(&Dataset::examples_by_features(&features, m, HIDDEN)?, &labels, 10, 1e-4, 100)?;
 
     // The stack's parameters, UFLDL's layout: [θ(:); W1(:); b1; W2(:); b2].
     let mut stack: Vec<f64> = softmax;
@@ -190,7 +191,7 @@ pub fn stacked_autoencoder<T: crate::Real>(files: &MnistFiles, iterations: usize
     }
     let shape = StackShape { sizes: vec![n, HIDDEN, HIDDEN], classes: 10 };
     let test_data = Dataset::examples_by_features(&test, m_test, n)?;
-    let before = stack_accuracy(&stack, &shape, &test_data, &test_labels)?;
+    let before = stack_accuracy(&stack, &shape, &test_data, &test_labels);
 
     let values: Vec<T> = images.iter().map(|&v| T::cast(v)).collect();
     let mut objective =
@@ -198,33 +199,11 @@ pub fn stacked_autoencoder<T: crate::Real>(files: &MnistFiles, iterations: usize
     let start: Vec<T> = stack.iter().map(|&v| T::cast(v)).collect();
     let mut lbfgs = Lbfgs::start(options, &start, &mut objective)?;
     lbfgs.run(&mut objective, |_| {})?;
-    let after = stack_accuracy(&lbfgs.into_state().x, &shape, &test_data, &test_labels)?;
+    let after = stack_accuracy(&lbfgs.into_state().x, &shape, &test_data, &test_labels);
     Ok(StackedDigits { before_fine_tuning: before, after_fine_tuning: after })
 }
 
-/// The accuracy of a stack (UFLDL's layout) on `data`: each layer encodes, softmax predicts.
-fn stack_accuracy(
-    stack: &[f64],
-    shape: &crate::objective::StackShape,
-    data: &Dataset<'_, f64>,
-    labels: &[u8],
-) -> Result<f64> {
-    let (k, top) = (shape.classes, *shape.sizes.last().expect("layers"));
-    let mut at = k * top;
-    let mut input: Vec<f64> = data.values().to_vec();
-    let m = data.examples();
-    for w in shape.sizes.windows(2) {
-        let (visible, hidden) = (w[0], w[1]);
-        // A layer as an autoencoder's encoder: W1, b1 from the stack, W2 and b2 unused (zero).
-        let mut theta = vec![0.0; 2 * hidden * visible + hidden + visible];
-        theta[..hidden * visible].copy_from_slice(&stack[at..at + hidden * visible]);
-        theta[2 * hidden * visible..2 * hidden * visible + hidden]
-            .copy_from_slice(&stack[at + hidden * visible..at + hidden * visible + hidden]);
-        at += hidden * visible + hidden;
-        let parameters = Parameters::from_theta(visible, hidden, theta)?;
-        let mut features = vec![0.0; m * hidden];
-        Forward::new(&parameters).encode(&Dataset::examples_by_features(&input, m, visible)?, &mut features)?;
-        input = features;
-    }
-    Ok(accuracy(&stack[..k * top], k, &Dataset::examples_by_features(&input, m, top)?, labels))
+/// The fraction of `labels` a stack (UFLDL's layout) predicts for `data`.
+fn stack_accuracy(stack: &[f64], shape: &crate::objective::StackShape, data: &Dataset<'_, f64>, labels: &[u8]) -> f64 {
+    super::fraction_right(&crate::objective::StackedObjective::predict(shape, stack, data), labels)
 }

@@ -39,6 +39,10 @@ pub fn train_softmax(
 
 /// The fraction of `labels` that `θ` predicts.
 pub fn accuracy(theta: &[f64], classes: usize, data: &Dataset<'_, f64>, labels: &[u8]) -> f64 {
-    let predicted = SoftmaxObjective::predict(theta, classes, data);
+    fraction_right(&SoftmaxObjective::predict(theta, classes, data), labels)
+}
+
+/// The fraction of `predicted` equal to `labels`.
+fn fraction_right(predicted: &[u8], labels: &[u8]) -> f64 {
     predicted.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64
 }

@@ -30,9 +30,8 @@ impl<'p, T: Real> Forward<'p, T> {
     /// `a2 = σ(W1 x + b1)` for every example of `data`, into `hidden`: `m×h`, one example per
     /// row.
     pub fn encode(&self, data: &Dataset<'_, T>, hidden: &mut [T]) -> Result<()> {
-        let layout = self.parameters.layout();
         let (n, h, m) = (data.features(), self.parameters.b1().len(), data.examples());
-        check_len("data features", n, layout.w1(self.parameters.theta()).cols())?;
+        check_len("data features", n, self.parameters.b2().len())?;
         check_len("encoded output values (m·h)", hidden.len(), m * h)?;
         self.layer(self.parameters.w1(), self.parameters.b1(), data.x(), hidden);
         Ok(())

@@ -12,6 +12,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, Backend, MatMut, MatRef};
 use crate::optim::Differentiable;
+use crate::real::Real;
 
 /// `J` and `∇J` of softmax regression on labelled data in memory (f64).
 #[derive(Debug)]
@@ -21,7 +22,7 @@ pub struct SoftmaxObjective<'d> {
     classes: usize,
     lambda: f64,
     backend: Backend,
-    /// `θ X`, then `P`, then `P − Y`: `k×m` column-major.
+    /// `θ X`, then `P − Y`: `k×m` column-major.
     scores: Vec<f64>,
 }
 
@@ -58,42 +59,43 @@ impl<'d> SoftmaxObjective<'d> {
         self.classes * self.data.features()
     }
 
-    /// Writes `P` (`k×m`, column-major) for `θ` into `scores`; returns `−Σ_i log p(y_i | x_i)`.
-    fn probabilities(&mut self, theta: &[f64]) -> f64 {
-        let (k, n, m) = (self.classes, self.data.features(), self.data.examples());
-        let scores = MatMut::col_major(&mut self.scores, k, m);
-        gemm(self.backend, 1.0, MatRef::col_major(theta, k, n), self.data.x(), 0.0, scores);
-        let mut log_loss = 0.0;
-        for (column, &label) in self.scores.chunks_exact_mut(k).zip(self.labels) {
-            let max = column.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-            let mut total = 0.0;
-            for z in column.iter_mut() {
-                *z = (*z - max).exp();
-                total += *z;
-            }
-            column.iter_mut().for_each(|p| *p /= total);
-            log_loss -= column[label as usize].ln();
-        }
-        log_loss
-    }
-
     /// The most probable class of every example of `data` under `θ`.
     pub fn predict(theta: &[f64], classes: usize, data: &Dataset<'_, f64>) -> Vec<u8> {
         let (n, m) = (data.features(), data.examples());
         let mut scores = vec![0.0; classes * m];
         let out = MatMut::col_major(&mut scores, classes, m);
         gemm(Backend::preferred(), 1.0, MatRef::col_major(theta, classes, n), data.x(), 0.0, out);
-        scores
-            .chunks_exact(classes)
-            .map(|column| {
-                let best = column
-                    .iter()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b });
-                best.0 as u8
-            })
-            .collect()
+        most_probable(&scores, classes)
     }
+}
+
+/// Turns the scores `θ a` of labelled examples (`k×m`, column-major) into `P − Y`, each
+/// column's softmax shifted by its maximum so that `exp` never overflows; returns
+/// `−Σ_i log p(y_i | x_i)`.
+pub(crate) fn softmax_minus_one_hot<T: Real>(scores: &mut [T], classes: usize, labels: &[u8]) -> f64 {
+    let mut log_loss = 0.0;
+    for (column, &label) in scores.chunks_exact_mut(classes).zip(labels) {
+        let max = column.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b.as_f64()));
+        let total: f64 = column.iter().map(|z| (z.as_f64() - max).exp()).sum();
+        for z in column.iter_mut() {
+            *z = T::cast((z.as_f64() - max).exp() / total);
+        }
+        log_loss -= column[label as usize].as_f64().ln();
+        column[label as usize] = column[label as usize] - T::one();
+    }
+    log_loss
+}
+
+/// The index of the largest score of each column (`k×m`, column-major).
+pub(crate) fn most_probable<T: Real>(scores: &[T], classes: usize) -> Vec<u8> {
+    scores
+        .chunks_exact(classes)
+        .map(|column| {
+            let best =
+                column.iter().enumerate().fold((0, T::neg_infinity()), |b, (j, &v)| if v > b.1 { (j, v) } else { b });
+            best.0 as u8
+        })
+        .collect()
 }
 
 impl Differentiable<f64> for SoftmaxObjective<'_> {
@@ -108,10 +110,9 @@ impl Differentiable<f64> for SoftmaxObjective<'_> {
                 return Err(Error::ShapeMismatch { what, expected: (k * n).to_string(), got: len.to_string() });
             }
         }
-        let log_loss = self.probabilities(theta);
-        for (column, &label) in self.scores.chunks_exact_mut(k).zip(self.labels) {
-            column[label as usize] -= 1.0;
-        }
+        let scores = MatMut::col_major(&mut self.scores, k, m);
+        gemm(self.backend, 1.0, MatRef::col_major(theta, k, n), self.data.x(), 0.0, scores);
+        let log_loss = softmax_minus_one_hot(&mut self.scores, k, self.labels);
         grad.copy_from_slice(theta);
         let difference = MatRef::col_major(&self.scores, k, m);
         let out = MatMut::col_major(grad, k, n);

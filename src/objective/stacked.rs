@@ -15,6 +15,7 @@
 
 use rayon::prelude::*;
 
+use super::softmax::{most_probable, softmax_minus_one_hot};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, Backend, MatMut, MatRef};
@@ -106,41 +107,57 @@ impl<'d, T: Real> StackedObjective<'d, T> {
         Ok(StackedObjective { data, labels, shape, lambda, kernels: Kernels::detect(), backend: Backend::preferred() })
     }
 
+    /// `a_1 … a_L` (each `h_l × width`, column-major) for the examples `x` (`n × width`).
+    fn forward(
+        shape: &StackShape,
+        theta: &[T],
+        x: MatRef<'_, T>,
+        kernels: &Kernels<T>,
+        backend: Backend,
+    ) -> Vec<Vec<T>> {
+        let (_, layers) = shape.offsets();
+        let width = x.cols();
+        let mut activations: Vec<Vec<T>> = Vec::with_capacity(layers.len());
+        for (l, &(w_at, b_at)) in layers.iter().enumerate() {
+            let (rows, cols) = (shape.sizes[l + 1], shape.sizes[l]);
+            let mut a = vec![T::zero(); rows * width];
+            for column in a.chunks_exact_mut(rows) {
+                column.copy_from_slice(&theta[b_at..b_at + rows]);
+            }
+            let input = if l == 0 { x } else { MatRef::col_major(&activations[l - 1], cols, width) };
+            let w = MatRef::col_major(&theta[w_at..w_at + rows * cols], rows, cols);
+            gemm(backend, T::one(), w, input, T::one(), MatMut::col_major(&mut a, rows, width));
+            (kernels.sigmoid_sum)(&mut a);
+            activations.push(a);
+        }
+        activations
+    }
+
+    /// The most probable class of every example of `data` under the stack's parameters
+    /// `theta` (in the layout of [`StackedObjective`]).
+    pub fn predict(shape: &StackShape, theta: &[T], data: &Dataset<'_, T>) -> Vec<u8> {
+        let activations = Self::forward(shape, theta, data.x(), &Kernels::detect(), Backend::preferred());
+        let (k, top, m) = (shape.classes, *shape.sizes.last().expect("layers"), data.examples());
+        let mut scores = vec![T::zero(); k * m];
+        let a_top = MatRef::col_major(activations.last().expect("layers"), top, m);
+        let softmax = MatRef::col_major(&theta[..k * top], k, top);
+        gemm(Backend::preferred(), T::one(), softmax, a_top, T::zero(), MatMut::col_major(&mut scores, k, m));
+        most_probable(&scores, k)
+    }
+
     /// Runs the network on examples `start..start + width` and backpropagates.
     fn range(&self, theta: &[T], start: usize, width: usize) -> RangeResult<T> {
         let (sizes, k) = (&self.shape.sizes, self.shape.classes);
         let (_, layers) = self.shape.offsets();
         let (one, zero) = (T::one(), T::zero());
         let x = self.data.x().columns(start, width);
-        // Forward: activations[l] = a_{l+1}, h_{l+1} × width.
-        let mut activations: Vec<Vec<T>> = Vec::with_capacity(layers.len());
-        for (l, &(w_at, b_at)) in layers.iter().enumerate() {
-            let (rows, cols) = (sizes[l + 1], sizes[l]);
-            let mut a = vec![zero; rows * width];
-            for column in a.chunks_exact_mut(rows) {
-                column.copy_from_slice(&theta[b_at..b_at + rows]);
-            }
-            let input = if l == 0 { x } else { MatRef::col_major(&activations[l - 1], cols, width) };
-            let w = MatRef::col_major(&theta[w_at..w_at + rows * cols], rows, cols);
-            gemm(self.backend, one, w, input, one, MatMut::col_major(&mut a, rows, width));
-            (self.kernels.sigmoid_sum)(&mut a);
-            activations.push(a);
-        }
+        let activations = Self::forward(&self.shape, theta, x, &self.kernels, self.backend);
         let top = *sizes.last().expect("validated");
         let a_top = MatRef::col_major(activations.last().expect("validated"), top, width);
         let softmax = MatRef::col_major(&theta[..k * top], k, top);
         let mut scores = vec![zero; k * width];
         gemm(self.backend, one, softmax, a_top, zero, MatMut::col_major(&mut scores, k, width));
-        let mut log_loss = 0.0;
-        for (column, &label) in scores.chunks_exact_mut(k).zip(&self.labels[start..start + width]) {
-            let max = column.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b.as_f64()));
-            let total: f64 = column.iter().map(|z| (z.as_f64() - max).exp()).sum();
-            for z in column.iter_mut() {
-                *z = T::cast((z.as_f64() - max).exp() / total);
-            }
-            log_loss -= column[label as usize].as_f64().ln();
-            column[label as usize] = column[label as usize] - one;
-        }
+        let log_loss = softmax_minus_one_hot(&mut scores, k, &self.labels[start..start + width]);
         // Backward, in m·∇J units (scaled by 1/m when the ranges are summed).
         let mut grad = vec![zero; theta.len()];
         let difference = MatRef::col_major(&scores, k, width);

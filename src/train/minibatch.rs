@@ -110,8 +110,23 @@ impl MinibatchTrainer {
         path: &Path,
         on_step: impl FnMut(&MinibatchStep),
     ) -> Result<MinibatchTrained<T>> {
-        let saved = ModelFile::<T>::load(path)?;
-        let state = self.state_from(&saved, path)?;
+        let state = self.load_checkpoint::<T>(path)?;
+        self.run(data, state, on_step)
+    }
+
+    /// The state saved in the checkpoint at `path`; fails when it belongs to another model or
+    /// to a run with other options.
+    pub fn load_checkpoint<T: Real>(&self, path: &Path) -> Result<MinibatchState> {
+        self.state_from(&ModelFile::<T>::load(path)?, path)
+    }
+
+    /// Continues a run from `state` (as [`load_checkpoint`](Self::load_checkpoint) reads it).
+    pub fn resume_state<T: Real>(
+        &self,
+        data: &Dataset<'_, T>,
+        state: MinibatchState,
+        on_step: impl FnMut(&MinibatchStep),
+    ) -> Result<MinibatchTrained<T>> {
         self.run(data, state, on_step)
     }
 
@@ -163,11 +178,10 @@ impl MinibatchTrainer {
                     state.epoch += 1;
                     state.batch = 0;
                 }
-                state.running_rho_hat = objective.running_rho_hat().to_vec();
                 on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end });
                 if let Some((path, every)) = &self.checkpoint {
                     if step.is_multiple_of(*every) || state.epoch == options.epochs {
-                        self.checkpoint_of::<T>(&state)?.save(path)?;
+                        self.checkpoint_of::<T>(&state, objective.running_rho_hat())?.save(path)?;
                     }
                 }
                 if epoch_end {
@@ -175,18 +189,28 @@ impl MinibatchTrainer {
                 }
             }
         }
-        let mut model = self.checkpoint_of::<T>(&state)?;
-        model.extra.clear();
-        model.metadata.retain(|k, _| !k.starts_with("minibatch."));
-        model.metadata.insert("epochs".into(), state.epoch.to_string());
-        model.metadata.insert("steps".into(), state.rule_state.steps.to_string());
+        let mut model = self.model_at::<T>(&state.x)?;
+        for (key, value) in [
+            ("optimizer", self.options.rule.name().to_string()),
+            ("epochs", state.epoch.to_string()),
+            ("steps", state.rule_state.steps.to_string()),
+        ] {
+            model.metadata.insert(key.into(), value);
+        }
         Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch })
     }
 
-    fn checkpoint_of<T: Real>(&self, state: &MinibatchState) -> Result<ModelFile<T>> {
+    /// The model at the point `x`, without metadata.
+    fn model_at<T: Real>(&self, x: &[f64]) -> Result<ModelFile<T>> {
         let (n, h) = (self.hyper.visible(), self.hyper.hidden());
-        let theta = state.x.iter().map(|&v| T::cast(v)).collect();
-        let mut model = ModelFile::new(self.hyper, Parameters::from_theta(n, h, theta)?);
+        let theta = x.iter().map(|&v| T::cast(v)).collect();
+        Ok(ModelFile::new(self.hyper, Parameters::from_theta(n, h, theta)?))
+    }
+
+    /// The model at `state` with everything the next step reads (`running` is the running
+    /// `rho_hat`).
+    fn checkpoint_of<T: Real>(&self, state: &MinibatchState, running: &[f64]) -> Result<ModelFile<T>> {
+        let mut model = self.model_at::<T>(&state.x)?;
         let o = &self.options;
         model.metadata = [
             ("optimizer", o.rule.name().to_string()),
@@ -206,7 +230,7 @@ impl MinibatchTrainer {
             ("minibatch.x", vec![len], state.x.clone()),
             ("minibatch.first", vec![len], state.rule_state.first.clone()),
             ("minibatch.second", vec![len], state.rule_state.second.clone()),
-            ("minibatch.rho_hat", vec![state.running_rho_hat.len()], state.running_rho_hat.clone()),
+            ("minibatch.rho_hat", vec![running.len()], running.to_vec()),
         ]
         .into_iter()
         .map(|(k, shape, v)| (k.to_string(), (shape, v)))

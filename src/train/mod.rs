@@ -87,6 +87,13 @@ impl Trainer {
         path: &Path,
         on_iteration: impl FnMut(&Iteration),
     ) -> Result<Trained<T>> {
+        let state = self.load_checkpoint::<T>(path)?;
+        self.resume_state(objective, state, on_iteration)
+    }
+
+    /// The L-BFGS state saved in the checkpoint at `path`; fails when it belongs to another
+    /// model.
+    pub fn load_checkpoint<T: Real>(&self, path: &Path) -> Result<LbfgsState> {
         let saved = ModelFile::<T>::load(path)?;
         if saved.hyper != self.hyper {
             return Err(Error::BadFile {
@@ -94,7 +101,16 @@ impl Trainer {
                 reason: format!("a checkpoint of another model: {:?}, this run has {:?}", saved.hyper, self.hyper),
             });
         }
-        let state = lbfgs_state(&saved, path)?;
+        lbfgs_state(&saved, path)
+    }
+
+    /// Continues a run from `state` (as [`load_checkpoint`](Self::load_checkpoint) reads it).
+    pub fn resume_state<T: Real>(
+        &self,
+        objective: &mut impl Differentiable<T>,
+        state: LbfgsState,
+        on_iteration: impl FnMut(&Iteration),
+    ) -> Result<Trained<T>> {
         let lbfgs = Lbfgs::resume(self.options, state)?;
         self.run(objective, lbfgs, on_iteration)
     }
