@@ -4,6 +4,7 @@
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use sae::kernels::{Isa, Kernels};
+use sae::model::{Activation, Reconstruction};
 use sae::Real;
 
 fn vector_sets<T: Real>() -> Vec<Kernels<T>> {
@@ -107,7 +108,7 @@ fn sigmoid_saturates<T: Real>() {
     let expected = [1.0, 0.0, 1.0, 0.0, 0.5, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0];
     for kernels in vector_sets::<T>().into_iter().chain([Kernels::scalar()]) {
         let mut z = extreme_inputs::<T>();
-        let sum = (kernels.sigmoid_sum)(&mut z);
+        let sum = (kernels.hidden(Activation::Sigmoid).activate_sum)(&mut z);
         for (i, (&a, &e)) in z.iter().zip(&expected).enumerate() {
             assert!(!a.is_nan(), "{:?} {}: NaN at {i}", kernels.isa, T::NAME);
             assert!((a.as_f64() - e).abs() < 1e-15, "{:?} {}: σ = {a} at {i}, expected {e}", kernels.isa, T::NAME);
@@ -123,12 +124,38 @@ fn sigmoid_saturates_to_0_and_1_never_nan() {
 }
 
 #[test]
-fn output_delta_is_finite_at_extreme_inputs() {
-    for kernels in vector_sets::<f32>().into_iter().chain([Kernels::scalar()]) {
-        let mut z = extreme_inputs::<f32>();
-        let x = vec![0.5f32; z.len()];
-        let (error, sum) = (kernels.output_delta_row)(&mut z, &x);
-        assert!(error.is_finite() && sum.is_finite() && z.iter().all(|d| d.is_finite()), "{:?}", kernels.isa);
+fn tanh_saturates_to_minus_1_and_1_never_nan() {
+    let expected = [1.0, -1.0, 1.0, -1.0, 0.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0];
+    for kernels in vector_sets::<f64>().into_iter().chain([Kernels::scalar()]) {
+        let mut z = extreme_inputs::<f64>();
+        (kernels.hidden(Activation::Tanh).activate_sum)(&mut z);
+        assert_eq!(z, expected, "{:?}", kernels.isa);
+    }
+}
+
+#[test]
+fn sigmoid_output_deltas_and_losses_are_finite_at_extreme_finite_inputs() {
+    for reconstruction in [Reconstruction::SigmoidSquaredError, Reconstruction::SigmoidCrossEntropy] {
+        for kernels in vector_sets::<f32>().into_iter().chain([Kernels::scalar()]) {
+            // Finite inputs: at z3 = ±inf the cross-entropy of x = 0.5 is infinite.
+            let mut z: Vec<f32> = extreme_inputs::<f32>().into_iter().filter(|z| z.is_finite()).collect();
+            let x = vec![0.5f32; z.len()];
+            let (loss, sum) = (kernels.output(reconstruction).delta_row)(&mut z, &x);
+            let finite = loss.is_finite() && sum.is_finite() && z.iter().all(|d| d.is_finite());
+            assert!(finite, "{reconstruction:?} {:?}", kernels.isa);
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_is_exact_where_the_naive_formula_rounds_to_infinity() {
+    // z3 = 40: a3 rounds to 1 in f64, so −ln(1 − a3) is infinite; the loss is 40 − 0·40 +
+    // ln(1 + e^{−40}) = 40 to every digit.
+    for kernels in vector_sets::<f64>().into_iter().chain([Kernels::scalar()]) {
+        let mut z = vec![40.0f64, -40.0, 0.0];
+        let (loss, _) = (kernels.output(Reconstruction::SigmoidCrossEntropy).delta_row)(&mut z, &[0.0, 1.0, 0.5]);
+        let expected = 40.0 + 40.0 + 2f64.ln();
+        assert!((loss - expected).abs() <= 1e-14 * expected, "{:?}: {loss} vs {expected}", kernels.isa);
     }
 }
 
@@ -179,42 +206,60 @@ fn kernels_match_scalar<T: Real>() {
             (scalar.exp)(&mut want);
             assert_close("exp", isa, &got, &want);
 
-            let (mut got, mut want) = (z.clone(), z.clone());
-            let (s_got, s_want) = ((kernels.sigmoid_sum)(&mut got), (scalar.sigmoid_sum)(&mut want));
-            assert_close("sigmoid_sum", isa, &got, &want);
-            assert_sum_close::<T>("sigmoid_sum", isa, s_got, s_want, scale);
+            for activation in Activation::ALL {
+                let (fast, twin) = (kernels.hidden(activation), scalar.hidden(activation));
+                let (mut got, mut want) = (z.clone(), z.clone());
+                let (s_got, s_want) = ((fast.activate_sum)(&mut got), (twin.activate_sum)(&mut want));
+                assert_close(&format!("{activation:?} activate_sum"), isa, &got, &want);
+                assert_sum_close::<T>(&format!("{activation:?} activate_sum"), isa, s_got, s_want, scale * 12.0);
 
-            let (mut got, mut want) = (z.clone(), z.clone());
-            let (e_got, d_got) = (kernels.output_delta_row)(&mut got, &x);
-            let (e_want, d_want) = (scalar.output_delta_row)(&mut want, &x);
-            assert_close("output_delta_row", isa, &got, &want);
-            assert_sum_close::<T>("output_delta_row error", isa, e_got, e_want, scale);
-            assert_sum_close::<T>("output_delta_row delta", isa, d_got, d_want, scale);
+                // Activations this unit can produce.
+                let a = want.clone();
+                let (mut got, mut want) = (z.clone(), z.clone());
+                let (s_got, s_want) = ((fast.delta_sum)(&mut got, &a), (twin.delta_sum)(&mut want, &a));
+                assert_close(&format!("{activation:?} delta_sum"), isa, &got, &want);
+                assert_sum_close::<T>(&format!("{activation:?} delta_sum"), isa, s_got, s_want, scale * 12.0);
 
-            let (mut got, mut want) = (z.clone(), z.clone());
-            let (mut sums_got, mut sums_want) = (vec![1.0; z.len()], vec![1.0; z.len()]);
-            let e_got = (kernels.output_delta_col)(&mut got, &x, &mut sums_got);
-            let e_want = (scalar.output_delta_col)(&mut want, &x, &mut sums_want);
-            assert_close("output_delta_col", isa, &got, &want);
-            assert_sum_close::<T>("output_delta_col error", isa, e_got, e_want, scale);
-            for (g, w) in sums_got.iter().zip(&sums_want) {
-                assert_sum_close::<T>("output_delta_col sums", isa, *g, *w, 1.0);
+                let (mut got, mut want) = (z.clone(), z.clone());
+                let (mut f_got, mut f_want) = (vec![T::zero(); z.len()], vec![T::zero(); z.len()]);
+                let (p_got, d_got) = (fast.delta_deferred)(&mut got, &a, &mut f_got);
+                let (p_want, d_want) = (twin.delta_deferred)(&mut want, &a, &mut f_want);
+                assert_close(&format!("{activation:?} delta_deferred P"), isa, &got, &want);
+                assert_close(&format!("{activation:?} delta_deferred F"), isa, &f_got, &f_want);
+                assert_sum_close::<T>("delta_deferred ΣP", isa, p_got, p_want, scale * 12.0);
+                assert_sum_close::<T>("delta_deferred ΣF", isa, d_got, d_want, scale);
+
+                let c = T::cast(0.7);
+                let (mut got, mut want) = (z.clone(), z.clone());
+                let (added_got, squared_got) = (fast.contractive_delta)(&mut got, &a, c);
+                let (added_want, squared_want) = (twin.contractive_delta)(&mut want, &a, c);
+                assert_close(&format!("{activation:?} contractive_delta"), isa, &got, &want);
+                assert_sum_close::<T>("contractive Σ added", isa, added_got, added_want, scale);
+                assert_sum_close::<T>("contractive Σ f'²", isa, squared_got, squared_want, scale);
             }
 
-            let a: Vec<T> = x.clone();
-            let (mut got, mut want) = (z.clone(), z.clone());
-            let (s_got, s_want) = ((kernels.hidden_delta_sum)(&mut got, &a), (scalar.hidden_delta_sum)(&mut want, &a));
-            assert_close("hidden_delta_sum", isa, &got, &want);
-            assert_sum_close::<T>("hidden_delta_sum", isa, s_got, s_want, scale * 12.0);
+            for reconstruction in Reconstruction::ALL {
+                let (fast, twin) = (kernels.output(reconstruction), scalar.output(reconstruction));
+                let what = |part: &str| format!("{reconstruction:?} {part}");
+                // The loss grows like z² (linear) or |z| (cross-entropy): relative to Σ z².
+                let loss_scale = scale * 144.0;
+                let (mut got, mut want) = (z.clone(), z.clone());
+                let (e_got, d_got) = (fast.delta_row)(&mut got, &x);
+                let (e_want, d_want) = (twin.delta_row)(&mut want, &x);
+                assert_close(&what("delta_row"), isa, &got, &want);
+                assert_sum_close::<T>(&what("delta_row loss"), isa, e_got, e_want, loss_scale);
+                assert_sum_close::<T>(&what("delta_row delta"), isa, d_got, d_want, scale * 12.0);
 
-            let (mut got, mut want) = (z.clone(), z.clone());
-            let (mut f_got, mut f_want) = (vec![T::zero(); z.len()], vec![T::zero(); z.len()]);
-            let (p_got, d_got) = (kernels.hidden_delta_deferred)(&mut got, &a, &mut f_got);
-            let (p_want, d_want) = (scalar.hidden_delta_deferred)(&mut want, &a, &mut f_want);
-            assert_close("hidden_delta_deferred P", isa, &got, &want);
-            assert_close("hidden_delta_deferred F", isa, &f_got, &f_want);
-            assert_sum_close::<T>("hidden_delta_deferred ΣP", isa, p_got, p_want, scale * 12.0);
-            assert_sum_close::<T>("hidden_delta_deferred ΣF", isa, d_got, d_want, scale);
+                let (mut got, mut want) = (z.clone(), z.clone());
+                let (mut sums_got, mut sums_want) = (vec![1.0; z.len()], vec![1.0; z.len()]);
+                let e_got = (fast.delta_col)(&mut got, &x, &mut sums_got);
+                let e_want = (twin.delta_col)(&mut want, &x, &mut sums_want);
+                assert_close(&what("delta_col"), isa, &got, &want);
+                assert_sum_close::<T>(&what("delta_col loss"), isa, e_got, e_want, loss_scale);
+                for (g, w) in sums_got.iter().zip(&sums_want) {
+                    assert_sum_close::<T>(&what("delta_col sums"), isa, *g, *w, 12.0);
+                }
+            }
 
             // |z x| ≤ 12 per term: the sum's rounding is relative to Σ |z x|.
             let magnitude: f64 = z.iter().zip(&x).map(|(a, b)| (a.as_f64() * b.as_f64()).abs()).sum();

@@ -63,6 +63,19 @@ unsafe impl Lanes for F32x8 {
         Self(_mm256_min_ps(hi.0, _mm256_max_ps(lo.0, self.0)))
     }
     #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        Self(_mm256_andnot_ps(_mm256_set1_ps(-0.0), self.0))
+    }
+    #[inline(always)]
+    unsafe fn select_negative(self, if_negative: Self, otherwise: Self) -> Self {
+        Self(_mm256_blendv_ps(otherwise.0, if_negative.0, self.0))
+    }
+    #[inline(always)]
+    unsafe fn positive_step(self) -> Self {
+        let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, _mm256_setzero_ps());
+        Self(_mm256_and_ps(positive, _mm256_set1_ps(1.0)))
+    }
+    #[inline(always)]
     unsafe fn ldexp(self, n: Self) -> Self {
         // 2^n as 2^{n1} · 2^{n2}, n1 = ⌊n/2⌋, each a normal number built from its exponent bits.
         let n = _mm256_cvtps_epi32(n.0);
@@ -168,6 +181,19 @@ unsafe impl Lanes for F64x4 {
     #[inline(always)]
     unsafe fn clamp(self, lo: Self, hi: Self) -> Self {
         Self(_mm256_min_pd(hi.0, _mm256_max_pd(lo.0, self.0)))
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        Self(_mm256_andnot_pd(_mm256_set1_pd(-0.0), self.0))
+    }
+    #[inline(always)]
+    unsafe fn select_negative(self, if_negative: Self, otherwise: Self) -> Self {
+        Self(_mm256_blendv_pd(otherwise.0, if_negative.0, self.0))
+    }
+    #[inline(always)]
+    unsafe fn positive_step(self) -> Self {
+        let positive = _mm256_cmp_pd::<_CMP_GT_OQ>(self.0, _mm256_setzero_pd());
+        Self(_mm256_and_pd(positive, _mm256_set1_pd(1.0)))
     }
     #[inline(always)]
     unsafe fn ldexp(self, n: Self) -> Self {

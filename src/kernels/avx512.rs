@@ -66,6 +66,20 @@ unsafe impl Lanes for F32x16 {
         Self(_mm512_min_ps(hi.0, _mm512_max_ps(lo.0, self.0)))
     }
     #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        Self(_mm512_abs_ps(self.0))
+    }
+    #[inline(always)]
+    unsafe fn select_negative(self, if_negative: Self, otherwise: Self) -> Self {
+        let sign = _mm512_test_epi32_mask(_mm512_castps_si512(self.0), _mm512_set1_epi32(i32::MIN));
+        Self(_mm512_mask_blend_ps(sign, otherwise.0, if_negative.0))
+    }
+    #[inline(always)]
+    unsafe fn positive_step(self) -> Self {
+        let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, _mm512_setzero_ps());
+        Self(_mm512_maskz_mov_ps(positive, _mm512_set1_ps(1.0)))
+    }
+    #[inline(always)]
     unsafe fn ldexp(self, n: Self) -> Self {
         Self(_mm512_scalef_ps(self.0, n.0))
     }
@@ -148,6 +162,20 @@ unsafe impl Lanes for F64x8 {
     #[inline(always)]
     unsafe fn clamp(self, lo: Self, hi: Self) -> Self {
         Self(_mm512_min_pd(hi.0, _mm512_max_pd(lo.0, self.0)))
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        Self(_mm512_abs_pd(self.0))
+    }
+    #[inline(always)]
+    unsafe fn select_negative(self, if_negative: Self, otherwise: Self) -> Self {
+        let sign = _mm512_test_epi64_mask(_mm512_castpd_si512(self.0), _mm512_set1_epi64(i64::MIN));
+        Self(_mm512_mask_blend_pd(sign, otherwise.0, if_negative.0))
+    }
+    #[inline(always)]
+    unsafe fn positive_step(self) -> Self {
+        let positive = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(self.0, _mm512_setzero_pd());
+        Self(_mm512_maskz_mov_pd(positive, _mm512_set1_pd(1.0)))
     }
     #[inline(always)]
     unsafe fn ldexp(self, n: Self) -> Self {

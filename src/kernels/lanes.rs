@@ -5,6 +5,7 @@
 //!
 //! Reductions are accumulated in f64 lanes whatever the element type.
 
+use super::units::{Reconstruction, Unit};
 use crate::real::Real;
 
 /// A SIMD vector of `WIDTH` values of `Elem`, and an f64 accumulator for its sums.
@@ -33,6 +34,13 @@ pub(crate) unsafe trait Lanes: Copy {
     unsafe fn neg_mul_add(self, a: Self, b: Self) -> Self;
     /// `min(max(self, lo), hi)`, with NaN passing through.
     unsafe fn clamp(self, lo: Self, hi: Self) -> Self;
+    /// `|self|`.
+    unsafe fn abs(self) -> Self;
+    /// `if_negative` in the lanes where `self`'s sign bit is set (−0 included), else
+    /// `otherwise`.
+    unsafe fn select_negative(self, if_negative: Self, otherwise: Self) -> Self;
+    /// 1 in the lanes where `self > 0`, else 0 (NaN included).
+    unsafe fn positive_step(self) -> Self;
     /// `self · 2^n` for integral `n` with `|n| ≤ 2·1023`, rounded once or twice by IEEE
     /// multiplication (so overflow gives inf and subnormal results are kept).
     unsafe fn ldexp(self, n: Self) -> Self;
@@ -57,6 +65,9 @@ pub(crate) trait ExpConstants: Real {
     /// Taylor coefficients `1/k!` of `e^r`, highest degree first, down to `k = 0`; the degree
     /// puts the truncation error below 0.1 ulp on `|r| ≤ ln2/2`.
     const TAYLOR: &'static [Self];
+    /// `1/(2k + 1)`, highest `k` first, down to `k = 0`: the series of `atanh u / u` in `u²`,
+    /// long enough for 0.1 ulp at `u ≤ 1/3` (see [`log1p_lanes`]).
+    const ATANH_SERIES: &'static [Self];
 }
 
 impl ExpConstants for f32 {
@@ -66,6 +77,8 @@ impl ExpConstants for f32 {
     const LN2_HI: f32 = 355.0 / 512.0;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const TAYLOR: &'static [f32] = &[1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+    const ATANH_SERIES: &'static [f32] =
+        &[1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0];
 }
 
 impl ExpConstants for f64 {
@@ -90,6 +103,24 @@ impl ExpConstants for f64 {
         1.0,
         1.0,
     ];
+    const ATANH_SERIES: &'static [f64] = &[
+        1.0 / 31.0,
+        1.0 / 29.0,
+        1.0 / 27.0,
+        1.0 / 25.0,
+        1.0 / 23.0,
+        1.0 / 21.0,
+        1.0 / 19.0,
+        1.0 / 17.0,
+        1.0 / 15.0,
+        1.0 / 13.0,
+        1.0 / 11.0,
+        1.0 / 9.0,
+        1.0 / 7.0,
+        1.0 / 5.0,
+        1.0 / 3.0,
+        1.0,
+    ];
 }
 
 /// `e^x`, within 1 ulp of the standard library (measured by `tests/kernels.rs`), saturating
@@ -99,7 +130,7 @@ impl ExpConstants for f64 {
 /// `|r| ≤ ln2/2` after the two-part (Cody–Waite) `ln2`; `e^r` by its Taylor polynomial;
 /// then `e^x = e^r · 2^n`. The clamp first makes ±inf and huge `|x|` land on 0 and +inf.
 #[inline(always)]
-unsafe fn exp_lanes<V: Lanes>(x: V) -> V
+pub(crate) unsafe fn exp_lanes<V: Lanes>(x: V) -> V
 where
     V::Elem: ExpConstants,
 {
@@ -117,13 +148,23 @@ where
     p.ldexp(n)
 }
 
+/// `ln(1 + t)` for `0 ≤ t ≤ 1` (the range the cross-entropy needs): with `u = t/(2 + t) ≤ 1/3`,
+/// `ln(1 + t) = 2 atanh u = 2u Σ_k u^{2k}/(2k + 1)`, whose terms shrink ninefold each.
 #[inline(always)]
-unsafe fn sigmoid<V: Lanes>(z: V) -> V
+pub(crate) unsafe fn log1p_lanes<V: Lanes>(t: V) -> V
 where
     V::Elem: ExpConstants,
 {
-    let one = V::splat(<V::Elem as num_traits::One>::one());
-    one.div(one.add(exp_lanes(z.neg())))
+    let c = |v: V::Elem| V::splat(v);
+    let two = <V::Elem as Real>::cast(2.0);
+    let u = t.div(t.add(c(two)));
+    let u2 = u.mul(u);
+    let (leading, rest) = V::Elem::ATANH_SERIES.split_first().expect("a series");
+    let mut p = c(*leading);
+    for &k in rest {
+        p = p.mul_add(u2, c(k));
+    }
+    p.mul(u).mul(c(two))
 }
 
 // No closures below: a closure is compiled as a function of its own, without the caller's
@@ -174,7 +215,7 @@ where
 }
 
 #[inline(always)]
-pub(crate) unsafe fn sigmoid_sum<V: Lanes>(z: &mut [V::Elem]) -> f64
+pub(crate) unsafe fn activate_sum<V: Lanes, U: Unit>(z: &mut [V::Elem]) -> f64
 where
     V::Elem: ExpConstants,
 {
@@ -182,100 +223,89 @@ where
     let body = z.len() - z.len() % V::WIDTH;
     let p = z.as_mut_ptr();
     for i in (0..body).step_by(V::WIDTH) {
-        let a = sigmoid(V::load(p.add(i)));
+        let a = U::activate_lanes(V::load(p.add(i)));
         a.store(p.add(i));
         sum = V::acc_add(sum, a);
     }
     let tail = &mut z[body..];
     if !tail.is_empty() {
-        let a = sigmoid(load_partial::<V>(tail));
+        let a = U::activate_lanes(load_partial::<V>(tail));
         store_partial(a, tail);
         sum = accumulate_partial(sum, a, tail.len());
     }
     V::acc_sum(sum)
 }
 
-/// `(delta3, a3 − x)` for `z3`, `x`.
 #[inline(always)]
-unsafe fn output_delta<V: Lanes>(z: V, x: V) -> (V, V)
-where
-    V::Elem: ExpConstants,
-{
-    let one = V::splat(<V::Elem as num_traits::One>::one());
-    let a = sigmoid(z);
-    let diff = a.sub(x);
-    (diff.mul(a).mul(one.sub(a)), diff)
-}
-
-#[inline(always)]
-pub(crate) unsafe fn output_delta_row<V: Lanes>(z: &mut [V::Elem], x: &[V::Elem]) -> (f64, f64)
+pub(crate) unsafe fn output_delta_row<V: Lanes, R: Reconstruction>(z: &mut [V::Elem], x: &[V::Elem]) -> (f64, f64)
 where
     V::Elem: ExpConstants,
 {
     assert_eq!(z.len(), x.len());
-    let (mut squared_error, mut delta_sum) = (V::acc_zero(), V::acc_zero());
+    let (mut loss, mut delta_sum) = (V::acc_zero(), V::acc_zero());
     let body = z.len() - z.len() % V::WIDTH;
     let (pz, px) = (z.as_mut_ptr(), x.as_ptr());
     for i in (0..body).step_by(V::WIDTH) {
-        let (delta, diff) = output_delta(V::load(pz.add(i)), V::load(px.add(i)));
+        let (delta, l) = R::delta_loss_lanes(V::load(pz.add(i)), V::load(px.add(i)));
         delta.store(pz.add(i));
-        squared_error = V::acc_add(squared_error, diff.mul(diff));
+        loss = V::acc_add(loss, l);
         delta_sum = V::acc_add(delta_sum, delta);
     }
     let tail = &mut z[body..];
     if !tail.is_empty() {
-        let (delta, diff) = output_delta(load_partial::<V>(tail), load_partial::<V>(&x[body..]));
+        let (delta, l) = R::delta_loss_lanes(load_partial::<V>(tail), load_partial::<V>(&x[body..]));
         store_partial(delta, tail);
-        squared_error = accumulate_partial(squared_error, diff.mul(diff), tail.len());
+        loss = accumulate_partial(loss, l, tail.len());
         delta_sum = accumulate_partial(delta_sum, delta, tail.len());
     }
-    (V::acc_sum(squared_error), V::acc_sum(delta_sum))
+    (V::acc_sum(loss), V::acc_sum(delta_sum))
 }
 
 #[inline(always)]
-pub(crate) unsafe fn output_delta_col<V: Lanes>(z: &mut [V::Elem], x: &[V::Elem], delta_sums: &mut [f64]) -> f64
+pub(crate) unsafe fn output_delta_col<V: Lanes, R: Reconstruction>(
+    z: &mut [V::Elem],
+    x: &[V::Elem],
+    delta_sums: &mut [f64],
+) -> f64
 where
     V::Elem: ExpConstants,
 {
     assert!(z.len() == x.len() && z.len() == delta_sums.len());
-    let mut squared_error = V::acc_zero();
+    let mut loss = V::acc_zero();
     let body = z.len() - z.len() % V::WIDTH;
     let (pz, px, ps) = (z.as_mut_ptr(), x.as_ptr(), delta_sums.as_mut_ptr());
     for i in (0..body).step_by(V::WIDTH) {
-        let (delta, diff) = output_delta(V::load(pz.add(i)), V::load(px.add(i)));
+        let (delta, l) = R::delta_loss_lanes(V::load(pz.add(i)), V::load(px.add(i)));
         delta.store(pz.add(i));
-        squared_error = V::acc_add(squared_error, diff.mul(diff));
+        loss = V::acc_add(loss, l);
         V::add_to_f64(delta, ps.add(i));
     }
     let tail = &mut z[body..];
     if !tail.is_empty() {
-        let (delta, diff) = output_delta(load_partial::<V>(tail), load_partial::<V>(&x[body..]));
+        let (delta, l) = R::delta_loss_lanes(load_partial::<V>(tail), load_partial::<V>(&x[body..]));
         store_partial(delta, tail);
-        squared_error = accumulate_partial(squared_error, diff.mul(diff), tail.len());
+        loss = accumulate_partial(loss, l, tail.len());
         for (sum, d) in delta_sums[body..].iter_mut().zip(tail.iter()) {
             *sum += d.as_f64();
         }
     }
-    V::acc_sum(squared_error)
+    V::acc_sum(loss)
 }
 
 #[inline(always)]
-pub(crate) unsafe fn hidden_delta_sum<V: Lanes>(p: &mut [V::Elem], a2: &[V::Elem]) -> f64 {
+pub(crate) unsafe fn hidden_delta_sum<V: Lanes, U: Unit>(p: &mut [V::Elem], a2: &[V::Elem]) -> f64 {
     assert_eq!(p.len(), a2.len());
-    let one = V::splat(<V::Elem as num_traits::One>::one());
     let mut sum = V::acc_zero();
     let body = p.len() - p.len() % V::WIDTH;
     let (pp, pa) = (p.as_mut_ptr(), a2.as_ptr());
     for i in (0..body).step_by(V::WIDTH) {
-        let a = V::load(pa.add(i));
-        let delta = V::load(pp.add(i)).mul(a).mul(one.sub(a));
+        let delta = V::load(pp.add(i)).mul(U::derivative_lanes(V::load(pa.add(i))));
         delta.store(pp.add(i));
         sum = V::acc_add(sum, delta);
     }
     let tail = &mut p[body..];
     if !tail.is_empty() {
-        let a = load_partial::<V>(&a2[body..]);
-        let delta = load_partial::<V>(tail).mul(a).mul(one.sub(a));
+        let delta = load_partial::<V>(tail).mul(U::derivative_lanes(load_partial::<V>(&a2[body..])));
         store_partial(delta, tail);
         sum = accumulate_partial(sum, delta, tail.len());
     }
@@ -283,19 +313,17 @@ pub(crate) unsafe fn hidden_delta_sum<V: Lanes>(p: &mut [V::Elem], a2: &[V::Elem
 }
 
 #[inline(always)]
-pub(crate) unsafe fn hidden_delta_deferred<V: Lanes>(
+pub(crate) unsafe fn hidden_delta_deferred<V: Lanes, U: Unit>(
     p: &mut [V::Elem],
     a2: &[V::Elem],
     f: &mut [V::Elem],
 ) -> (f64, f64) {
     assert!(p.len() == a2.len() && p.len() == f.len());
-    let one = V::splat(<V::Elem as num_traits::One>::one());
     let (mut p_sum, mut f_sum) = (V::acc_zero(), V::acc_zero());
     let body = p.len() - p.len() % V::WIDTH;
     let (pp, pa, pf) = (p.as_mut_ptr(), a2.as_ptr(), f.as_mut_ptr());
     for i in (0..body).step_by(V::WIDTH) {
-        let a = V::load(pa.add(i));
-        let derivative = a.mul(one.sub(a));
+        let derivative = U::derivative_lanes(V::load(pa.add(i)));
         let delta = V::load(pp.add(i)).mul(derivative);
         derivative.store(pf.add(i));
         delta.store(pp.add(i));
@@ -304,8 +332,7 @@ pub(crate) unsafe fn hidden_delta_deferred<V: Lanes>(
     }
     let tail = p.len() - body;
     if tail > 0 {
-        let a = load_partial::<V>(&a2[body..]);
-        let derivative = a.mul(one.sub(a));
+        let derivative = U::derivative_lanes(load_partial::<V>(&a2[body..]));
         let delta = load_partial::<V>(&p[body..]).mul(derivative);
         store_partial(derivative, &mut f[body..]);
         store_partial(delta, &mut p[body..]);
@@ -313,6 +340,33 @@ pub(crate) unsafe fn hidden_delta_deferred<V: Lanes>(
         f_sum = accumulate_partial(f_sum, derivative, tail);
     }
     (V::acc_sum(p_sum), V::acc_sum(f_sum))
+}
+
+#[inline(always)]
+pub(crate) unsafe fn contractive_delta<V: Lanes, U: Unit>(p: &mut [V::Elem], a2: &[V::Elem], c: V::Elem) -> (f64, f64) {
+    assert_eq!(p.len(), a2.len());
+    let (mut added_sum, mut squared_sum) = (V::acc_zero(), V::acc_zero());
+    let c = V::splat(c);
+    let body = p.len() - p.len() % V::WIDTH;
+    let (pp, pa) = (p.as_mut_ptr(), a2.as_ptr());
+    for i in (0..body).step_by(V::WIDTH) {
+        let a = V::load(pa.add(i));
+        let d = U::derivative_lanes(a);
+        let added = c.mul(d).mul(U::curvature_lanes(a, d));
+        V::load(pp.add(i)).add(added).store(pp.add(i));
+        added_sum = V::acc_add(added_sum, added);
+        squared_sum = V::acc_add(squared_sum, d.mul(d));
+    }
+    let tail = p.len() - body;
+    if tail > 0 {
+        let a = load_partial::<V>(&a2[body..]);
+        let d = U::derivative_lanes(a);
+        let added = c.mul(d).mul(U::curvature_lanes(a, d));
+        store_partial(load_partial::<V>(&p[body..]).add(added), &mut p[body..]);
+        added_sum = accumulate_partial(added_sum, added, tail);
+        squared_sum = accumulate_partial(squared_sum, d.mul(d), tail);
+    }
+    (V::acc_sum(added_sum), V::acc_sum(squared_sum))
 }
 
 /// `Σ a_i b_i`: four vectors of partial sums in the element type (fused multiply-adds, four
@@ -361,14 +415,16 @@ pub(crate) unsafe fn axpy<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::E
 }
 
 /// Instantiates every generic body above for one instruction set and element type, as module
-/// `$module` with `#[target_feature]` entry points and `table()`, their [`Kernels`] set.
+/// `$module` with `#[target_feature]` entry points and `table()`, their [`Kernels`] set: the
+/// hidden-unit kernels once per [`Unit`], the output kernels once per [`Reconstruction`].
 ///
 /// [`Kernels`]: super::Kernels
 macro_rules! kernel_table {
     ($module:ident, $features:literal, $lanes:ty, $t:ty, $isa:expr) => {
         pub(crate) mod $module {
             use super::super::lanes;
-            use super::super::Kernels;
+            use super::super::units::{self, Reconstruction, Unit};
+            use super::super::{HiddenKernels, Kernels, OutputKernels};
             use super::*;
 
             #[target_feature(enable = $features)]
@@ -376,24 +432,28 @@ macro_rules! kernel_table {
                 lanes::exp::<$lanes>(v)
             }
             #[target_feature(enable = $features)]
-            unsafe fn sigmoid_sum(z: &mut [$t]) -> f64 {
-                lanes::sigmoid_sum::<$lanes>(z)
+            unsafe fn activate_sum<U: Unit>(z: &mut [$t]) -> f64 {
+                lanes::activate_sum::<$lanes, U>(z)
             }
             #[target_feature(enable = $features)]
-            unsafe fn output_delta_row(z: &mut [$t], x: &[$t]) -> (f64, f64) {
-                lanes::output_delta_row::<$lanes>(z, x)
+            unsafe fn output_delta_row<R: Reconstruction>(z: &mut [$t], x: &[$t]) -> (f64, f64) {
+                lanes::output_delta_row::<$lanes, R>(z, x)
             }
             #[target_feature(enable = $features)]
-            unsafe fn output_delta_col(z: &mut [$t], x: &[$t], delta_sums: &mut [f64]) -> f64 {
-                lanes::output_delta_col::<$lanes>(z, x, delta_sums)
+            unsafe fn output_delta_col<R: Reconstruction>(z: &mut [$t], x: &[$t], delta_sums: &mut [f64]) -> f64 {
+                lanes::output_delta_col::<$lanes, R>(z, x, delta_sums)
             }
             #[target_feature(enable = $features)]
-            unsafe fn hidden_delta_sum(p: &mut [$t], a2: &[$t]) -> f64 {
-                lanes::hidden_delta_sum::<$lanes>(p, a2)
+            unsafe fn hidden_delta_sum<U: Unit>(p: &mut [$t], a2: &[$t]) -> f64 {
+                lanes::hidden_delta_sum::<$lanes, U>(p, a2)
             }
             #[target_feature(enable = $features)]
-            unsafe fn hidden_delta_deferred(p: &mut [$t], a2: &[$t], f: &mut [$t]) -> (f64, f64) {
-                lanes::hidden_delta_deferred::<$lanes>(p, a2, f)
+            unsafe fn hidden_delta_deferred<U: Unit>(p: &mut [$t], a2: &[$t], f: &mut [$t]) -> (f64, f64) {
+                lanes::hidden_delta_deferred::<$lanes, U>(p, a2, f)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn contractive_delta<U: Unit>(p: &mut [$t], a2: &[$t], c: $t) -> (f64, f64) {
+                lanes::contractive_delta::<$lanes, U>(p, a2, c)
             }
             #[target_feature(enable = $features)]
             unsafe fn dot(a: &[$t], b: &[$t]) -> f64 {
@@ -404,21 +464,37 @@ macro_rules! kernel_table {
                 lanes::axpy::<$lanes>(alpha, x, y)
             }
 
+            // SAFETY (of each wrapper below): `table`'s caller has checked the CPU.
+            fn hidden<U: Unit>() -> HiddenKernels<$t> {
+                HiddenKernels {
+                    activate_sum: |z| unsafe { activate_sum::<U>(z) },
+                    delta_sum: |p, a2| unsafe { hidden_delta_sum::<U>(p, a2) },
+                    delta_deferred: |p, a2, f| unsafe { hidden_delta_deferred::<U>(p, a2, f) },
+                    contractive_delta: |p, a2, c| unsafe { contractive_delta::<U>(p, a2, c) },
+                }
+            }
+            fn output<R: Reconstruction>() -> OutputKernels<$t> {
+                OutputKernels {
+                    delta_row: |z, x| unsafe { output_delta_row::<R>(z, x) },
+                    delta_col: |z, x, sums| unsafe { output_delta_col::<R>(z, x, sums) },
+                }
+            }
+
             /// The kernel set of this instruction set, as safe function pointers.
             ///
             /// # Safety
             /// The CPU must support the target features of this module: the pointers call
             /// code compiled for them without checking again.
             pub(crate) unsafe fn table() -> Kernels<$t> {
-                // SAFETY (of each wrapper): `table`'s caller has checked the CPU.
                 Kernels {
                     isa: $isa,
                     exp: |v| unsafe { exp(v) },
-                    sigmoid_sum: |z| unsafe { sigmoid_sum(z) },
-                    output_delta_row: |z, x| unsafe { output_delta_row(z, x) },
-                    output_delta_col: |z, x, sums| unsafe { output_delta_col(z, x, sums) },
-                    hidden_delta_sum: |p, a2| unsafe { hidden_delta_sum(p, a2) },
-                    hidden_delta_deferred: |p, a2, f| unsafe { hidden_delta_deferred(p, a2, f) },
+                    hidden: [hidden::<units::Sigmoid>(), hidden::<units::Tanh>(), hidden::<units::Relu>()],
+                    output: [
+                        output::<units::SigmoidSquaredError>(),
+                        output::<units::LinearSquaredError>(),
+                        output::<units::SigmoidCrossEntropy>(),
+                    ],
                     dot: |a, b| unsafe { dot(a, b) },
                     axpy: |alpha, x, y| unsafe { axpy(alpha, x, y) },
                 }

@@ -9,7 +9,9 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 mod lanes;
 pub mod scalar;
+mod units;
 
+use crate::model::{Activation, Reconstruction};
 use crate::real::Real;
 
 /// An instruction set that has a complete set of kernels.
@@ -76,30 +78,62 @@ pub struct Kernels<T> {
     pub isa: Isa,
     /// `v ← e^v`.
     pub exp: fn(&mut [T]),
-    /// `z ← a = σ(z)`; returns `Σ a`. Forward pass of the hidden layer, one unit's run: the sum
-    /// is that unit's share of `m · rho_hat_j`.
-    pub sigmoid_sum: fn(&mut [T]) -> f64,
-    /// One output unit's run `(z3, x)`: `a3 = σ(z3)`, `z3 ← delta3 = (a3 − x) a3 (1 − a3)`;
-    /// returns `(Σ (a3 − x)², Σ delta3)`.
-    pub output_delta_row: fn(&mut [T], &[T]) -> (f64, f64),
-    /// One example's column `(z3, x)` over all output units: as `output_delta_row`, with
-    /// `delta_sums[k] += delta3[k]` (for `∇b2`); returns `Σ (a3 − x)²`.
-    pub output_delta_col: fn(&mut [T], &[T], &mut [f64]) -> f64,
-    /// One hidden unit's run `(p, a2)`: `p ← delta2 = p a2 (1 − a2)`; returns `Σ delta2`
-    /// (for `∇b1`). `p` holds `W2ᵀ delta3 + s` on entry.
-    pub hidden_delta_sum: fn(&mut [T], &[T]) -> f64,
-    /// One hidden unit's run `(p, a2, f)` with the sparsity delta deferred (SPEC §2.2):
-    /// `f ← F = a2 (1 − a2)`, `p ← P = p F`; returns `(Σ P, Σ F)`. `p` holds `W2ᵀ delta3` on
-    /// entry.
-    pub hidden_delta_deferred: DeferredDeltaKernel<T>,
+    /// The hidden-layer kernels of each [`Activation`], in its declaration order.
+    hidden: [HiddenKernels<T>; 3],
+    /// The output-layer kernels of each [`Reconstruction`], in its declaration order.
+    output: [OutputKernels<T>; 3],
     /// `Σ a_i b_i` (the optimisers' inner products; partial sums in `T`, then f64).
     pub dot: fn(&[T], &[T]) -> f64,
     /// `y ← α x + y`.
     pub axpy: fn(T, &[T], &mut [T]),
 }
 
-/// The signature of [`Kernels::hidden_delta_deferred`]: `(p, a2, f) → (Σ P, Σ F)`.
+/// The hidden layer's kernels for one activation `a = f(z)`; `f'` and `f''` are computed from
+/// `a`.
+#[derive(Clone, Copy)]
+pub struct HiddenKernels<T> {
+    /// `z ← a = f(z)`; returns `Σ a`. Forward pass of the hidden layer, one unit's run: the sum
+    /// is that unit's share of `m · rho_hat_j` (before any mapping of `a` onto `[0, 1]`).
+    pub activate_sum: fn(&mut [T]) -> f64,
+    /// One hidden unit's run `(p, a2)`: `p ← delta2 = p f'`; returns `Σ delta2` (for `∇b1`).
+    /// `p` holds `W2ᵀ delta3 + s` on entry.
+    pub delta_sum: fn(&mut [T], &[T]) -> f64,
+    /// One hidden unit's run `(p, a2, f)` with the sparsity delta deferred (SPEC §2.2):
+    /// `f ← F = f'`, `p ← P = p F`; returns `(Σ P, Σ F)`. `p` holds `W2ᵀ delta3` on entry.
+    pub delta_deferred: DeferredDeltaKernel<T>,
+    /// One hidden unit's run `(p, a2, c)` of the contractive penalty: `p ← p + c f' f''`;
+    /// returns `(Σ c f' f'', Σ f'²)`.
+    pub contractive_delta: ContractiveDeltaKernel<T>,
+}
+
+/// The output layer's kernels for one [`Reconstruction`].
+#[derive(Clone, Copy)]
+pub struct OutputKernels<T> {
+    /// One output unit's run `(z3, x)`: `z3 ← delta3 = ∂loss/∂z3`; returns
+    /// `(Σ loss, Σ delta3)` (the loss before the objective's `1/(2m)` or `1/m`).
+    pub delta_row: fn(&mut [T], &[T]) -> (f64, f64),
+    /// One example's column `(z3, x)` over all output units: as `delta_row`, with
+    /// `delta_sums[k] += delta3[k]` (for `∇b2`); returns `Σ loss`.
+    pub delta_col: fn(&mut [T], &[T], &mut [f64]) -> f64,
+}
+
+/// The signature of [`HiddenKernels::delta_deferred`]: `(p, a2, f) → (Σ P, Σ F)`.
 pub type DeferredDeltaKernel<T> = fn(&mut [T], &[T], &mut [T]) -> (f64, f64);
+
+/// The signature of [`HiddenKernels::contractive_delta`]: `(p, a2, c) → (Σ c f' f'', Σ f'²)`.
+pub type ContractiveDeltaKernel<T> = fn(&mut [T], &[T], T) -> (f64, f64);
+
+impl<T> std::fmt::Debug for HiddenKernels<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HiddenKernels").finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for OutputKernels<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputKernels").finish_non_exhaustive()
+    }
+}
 
 impl<T> std::fmt::Debug for Kernels<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,14 +147,29 @@ impl<T: Real> Kernels<T> {
         Kernels {
             isa: Isa::Scalar,
             exp: scalar::exp,
-            sigmoid_sum: scalar::sigmoid_sum,
-            output_delta_row: scalar::output_delta_row,
-            output_delta_col: scalar::output_delta_col,
-            hidden_delta_sum: scalar::hidden_delta_sum,
-            hidden_delta_deferred: scalar::hidden_delta_deferred,
+            hidden: [
+                scalar::hidden::<units::Sigmoid, T>(),
+                scalar::hidden::<units::Tanh, T>(),
+                scalar::hidden::<units::Relu, T>(),
+            ],
+            output: [
+                scalar::output::<units::SigmoidSquaredError, T>(),
+                scalar::output::<units::LinearSquaredError, T>(),
+                scalar::output::<units::SigmoidCrossEntropy, T>(),
+            ],
             dot: scalar::dot,
             axpy: scalar::axpy,
         }
+    }
+
+    /// The hidden-layer kernels of `activation`.
+    pub fn hidden(&self, activation: Activation) -> HiddenKernels<T> {
+        self.hidden[activation as usize]
+    }
+
+    /// The output-layer kernels of `reconstruction`.
+    pub fn output(&self, reconstruction: Reconstruction) -> OutputKernels<T> {
+        self.output[reconstruction as usize]
     }
 
     /// The set for `isa`, or `None` when the CPU does not support it.

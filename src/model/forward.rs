@@ -1,10 +1,10 @@
-//! A trained model applied to data: the encoder `a2 = σ(W1 x + b1)` (the features, the
-//! "embedding" use) and the decoder `a3 = σ(W2 a2 + b2)` (the reconstruction), each a GEMM
-//! and a sigmoid pass per block of examples, the blocks in parallel.
+//! A trained model applied to data: the encoder `a2 = f(W1 x + b1)` (the features, the
+//! "embedding" use) and the decoder `a3 = g(W2 a2 + b2)` (the reconstruction), each a GEMM
+//! and an activation pass per block of examples, the blocks in parallel.
 
 use rayon::prelude::*;
 
-use super::Parameters;
+use super::{Activation, Parameters, Reconstruction};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, Backend, MatMut, MatRef};
@@ -18,26 +18,42 @@ const BLOCK: usize = 512;
 #[derive(Debug)]
 pub struct Forward<'p, T: Real> {
     parameters: &'p Parameters<T>,
-    kernels: Kernels<T>,
+    /// `f` of the hidden layer, and `g` of the output layer (`None`: linear).
+    hidden_activation: fn(&mut [T]) -> f64,
+    output_activation: Option<fn(&mut [T]) -> f64>,
     backend: Backend,
 }
 
 impl<'p, T: Real> Forward<'p, T> {
+    /// UFLDL's model: sigmoid hidden and output units.
     pub fn new(parameters: &'p Parameters<T>) -> Self {
-        Forward { parameters, kernels: Kernels::detect(), backend: Backend::preferred() }
+        Self::with_units(parameters, Activation::Sigmoid, Reconstruction::SigmoidSquaredError)
     }
 
-    /// `a2 = σ(W1 x + b1)` for every example of `data`, into `hidden`: `m×h`, one example per
+    /// A model whose hidden units are `activation` and whose output units are those of
+    /// `reconstruction` (as recorded in its [`HyperParams`](super::HyperParams)).
+    pub fn with_units(parameters: &'p Parameters<T>, activation: Activation, reconstruction: Reconstruction) -> Self {
+        let kernels = Kernels::detect();
+        let sigmoid = kernels.hidden(Activation::Sigmoid).activate_sum;
+        Forward {
+            parameters,
+            hidden_activation: kernels.hidden(activation).activate_sum,
+            output_activation: (!reconstruction.is_linear()).then_some(sigmoid),
+            backend: Backend::preferred(),
+        }
+    }
+
+    /// `a2 = f(W1 x + b1)` for every example of `data`, into `hidden`: `m×h`, one example per
     /// row.
     pub fn encode(&self, data: &Dataset<'_, T>, hidden: &mut [T]) -> Result<()> {
         let (n, h, m) = (data.features(), self.parameters.b1().len(), data.examples());
         check_len("data features", n, self.parameters.b2().len())?;
         check_len("encoded output values (m·h)", hidden.len(), m * h)?;
-        self.layer(self.parameters.w1(), self.parameters.b1(), data.x(), hidden);
+        self.layer(self.parameters.w1(), self.parameters.b1(), data.x(), hidden, Some(self.hidden_activation));
         Ok(())
     }
 
-    /// `a3 = σ(W2 a2 + b2)` for `m` examples' hidden activations (`m×h`, one per row), into
+    /// `a3 = g(W2 a2 + b2)` for `m` examples' hidden activations (`m×h`, one per row), into
     /// `output`: `m×n`, one example per row.
     pub fn decode(&self, hidden: &[T], output: &mut [T]) -> Result<()> {
         let (n, h) = (self.parameters.b2().len(), self.parameters.b1().len());
@@ -50,15 +66,27 @@ impl<'p, T: Real> Forward<'p, T> {
         }
         let m = hidden.len() / h;
         check_len("decoded output values (m·n)", output.len(), m * n)?;
-        self.layer(self.parameters.w2(), self.parameters.b2(), MatRef::col_major(hidden, h, m), output);
+        self.layer(
+            self.parameters.w2(),
+            self.parameters.b2(),
+            MatRef::col_major(hidden, h, m),
+            output,
+            self.output_activation,
+        );
         Ok(())
     }
 
-    /// `σ(W input + b)` with `W: rows×k`, `input: k×m`, into `out`: `rows×m` column-major
-    /// (`m×rows` row-major).
-    fn layer(&self, w: MatRef<'_, T>, b: &[T], input: MatRef<'_, T>, out: &mut [T]) {
+    /// `activation(W input + b)` with `W: rows×k`, `input: k×m`, into `out`: `rows×m`
+    /// column-major (`m×rows` row-major).
+    fn layer(
+        &self,
+        w: MatRef<'_, T>,
+        b: &[T],
+        input: MatRef<'_, T>,
+        out: &mut [T],
+        activation: Option<fn(&mut [T]) -> f64>,
+    ) {
         let rows = w.rows();
-        let sigmoid = self.kernels.sigmoid_sum;
         out.par_chunks_mut(BLOCK * rows).enumerate().for_each(|(block, out)| {
             let width = out.len() / rows;
             for column in out.chunks_exact_mut(rows) {
@@ -66,7 +94,9 @@ impl<'p, T: Real> Forward<'p, T> {
             }
             let input = input.columns(block * BLOCK, width);
             gemm(self.backend, T::one(), w, input, T::one(), MatMut::col_major(&mut *out, rows, width));
-            sigmoid(out);
+            if let Some(activation) = activation {
+                activation(out);
+            }
         });
     }
 }

@@ -8,5 +8,5 @@ mod theta;
 
 pub use file::{ModelFile, FORMAT, FORMAT_VERSION, OBJECTIVE};
 pub use forward::Forward;
-pub use hyper::{HyperParams, HyperParamsBuilder, SparsityPenalty};
+pub use hyper::{Activation, Corruption, HyperParams, HyperParamsBuilder, Reconstruction, SparsityPenalty};
 pub use theta::{Parameters, ThetaLayout};

@@ -150,6 +150,21 @@ impl<T: Real> Parameters<T> {
     }
 
     /// `W1: h×n`.
+    /// Ties the weights: `W1 ← W`, `W2 ← Wᵀ` with `W = (W1 + W2ᵀ)/2`, the point at which a
+    /// tied-weights objective evaluates `theta` (so its value does not change).
+    pub fn tie(&mut self) {
+        let (n, h, hn) = (self.layout.visible, self.layout.hidden, self.layout.weights_len());
+        let (w1, w2) = self.theta.split_at_mut(hn);
+        let half = T::cast(0.5);
+        for k in 0..n {
+            for j in 0..h {
+                let w = (w1[j + k * h] + w2[k + j * n]) * half;
+                w1[j + k * h] = w;
+                w2[k + j * n] = w;
+            }
+        }
+    }
+
     pub fn w1(&self) -> MatRef<'_, T> {
         self.layout.w1(&self.theta)
     }

@@ -77,6 +77,13 @@ impl<'d, T: Real> Objective<'d, T> {
         self.engine.rho_hat()
     }
 
+    /// Draws the corruption noise of `epoch` (default 0): the noise of example `i` is a
+    /// function of the corruption seed, the epoch and `i`, so a fixed epoch makes `J` a
+    /// deterministic function of `theta` (as L-BFGS needs). No effect without corruption.
+    pub fn set_corruption_epoch(&mut self, epoch: u64) {
+        self.engine.set_corruption_epoch(epoch);
+    }
+
     /// `J(theta)`, returned in f64, and `∇J(theta)` written to `grad` (same layout as theta).
     ///
     /// Runs on the current rayon pool, one range of blocks per thread. Fails, leaving `grad`
@@ -86,10 +93,10 @@ impl<'d, T: Real> Objective<'d, T> {
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
         let m = self.data.examples();
         self.engine.begin(theta, grad, m)?;
-        self.engine.forward(theta, &self.data);
+        self.engine.forward(theta, &self.data, 0);
         self.engine.accumulate_activations();
         let sparsity_cost = self.engine.sparsity(m)?;
-        self.engine.backward(theta, &self.data);
+        self.engine.backward(theta, &self.data, 0);
         Ok(self.engine.finish(theta, grad, m) + sparsity_cost)
     }
 }

@@ -20,12 +20,13 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::corruption::Noise;
 use super::sparsity::{kl_divergence, sparsity_delta};
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, Backend, MatMut, MatRef};
-use crate::kernels::{Isa, Kernels};
-use crate::model::{HyperParams, SparsityPenalty, ThetaLayout};
+use crate::kernels::{HiddenKernels, Isa, Kernels, OutputKernels};
+use crate::model::{Corruption, HyperParams, SparsityPenalty, ThetaLayout};
 use crate::real::Real;
 
 /// Examples per column block unless set with [`crate::Objective::with_block_size`]: 256, doubled
@@ -48,7 +49,11 @@ pub(crate) struct Engine<T: Real> {
     layout: ThetaLayout,
     backend: Backend,
     kernels: Kernels<T>,
+    hidden_kernels: HiddenKernels<T>,
+    output_kernels: OutputKernels<T>,
     block_size: usize,
+    /// The input's corruption (denoising), when there is one.
+    noise: Option<Noise>,
     /// SPEC §2.2's one-pass formulation: the backward pass runs before `rho_hat` is known and
     /// keeps `Σ P Xᵀ` and `Σ F Xᵀ` apart, combined by `finish` once the sparsity delta is.
     deferred_sparsity: bool,
@@ -67,8 +72,15 @@ struct Workspace<T> {
     /// `Σ a2` over all examples accumulated since `begin`, in chunk and block order.
     activation_totals: Vec<f64>,
     rho_hat: Vec<f64>,
-    /// `s` of SPEC §1, in the working precision (it is a GEMM prefill).
+    /// `s` of SPEC §1 with respect to `a2` (for tanh units, half the penalty's delta with
+    /// respect to the mapped activity), in the working precision (it is a GEMM prefill).
     sparsity_delta: Vec<T>,
+    /// With tied weights, `theta` with `W = (W1 + W2ᵀ)/2` in place of `W1` and `Wᵀ` of `W2`.
+    tied_theta: Vec<T>,
+    /// The contractive penalty's `w_j = ‖W1_j‖²`, the squared norm of each hidden unit's
+    /// weights, and `c_j = 2 λ_c w_j`.
+    w1_row_norms: Vec<f64>,
+    contractive_c: Vec<T>,
     ranges: Vec<RangeScratch<T>>,
 }
 
@@ -83,25 +95,46 @@ struct RangeScratch<T> {
     /// `Σ delta2 Xᵀ` (`h×n`; with the sparsity deferred `Σ [P; F] Xᵀ`, `2h×n`) then
     /// `Σ delta3 a2ᵀ` (`n×h`), column-major as in theta, not yet divided by `m`.
     weight_grads: Vec<T>,
-    squared_error: f64,
+    /// `Σ loss` over the output values (see [`crate::model::Reconstruction::loss_scale`]).
+    loss: f64,
     /// `Σ delta2` (deferred: `Σ P`) per hidden unit.
     b1_sums: Vec<f64>,
     /// `Σ F` per hidden unit, with the sparsity deferred.
     derivative_sums: Vec<f64>,
     b2_sums: Vec<f64>,
+    /// `Σ f'(z2)²` per hidden unit, with the contractive penalty.
+    contractive_sums: Vec<f64>,
+    /// The corrupted input `x̃` of one block, `n×B` column-major, when denoising.
+    corrupted: Vec<T>,
 }
 
 impl<T: Real> Engine<T> {
     /// The preferred GEMM back-end, the best kernels for this CPU, [`default_block_size`].
     pub(crate) fn new(hyper: HyperParams) -> Self {
+        let kernels = Kernels::detect();
+        let noise = match hyper.corruption() {
+            Corruption::None => None,
+            corruption => Some(Noise { corruption, seed: hyper.corruption_seed(), epoch: 0 }),
+        };
         Engine {
             hyper,
             layout: ThetaLayout::new(hyper.visible(), hyper.hidden()),
             backend: Backend::preferred(),
-            kernels: Kernels::detect(),
+            kernels,
+            hidden_kernels: kernels.hidden(hyper.activation()),
+            output_kernels: kernels.output(hyper.reconstruction()),
             block_size: default_block_size::<T>(hyper.visible(), hyper.hidden()),
+            noise,
             deferred_sparsity: false,
             workspace: Workspace::default(),
+        }
+    }
+
+    /// Draws the corruption noise of `epoch` (each example's noise is a function of the seed,
+    /// the epoch and its index); no effect without corruption.
+    pub(crate) fn set_corruption_epoch(&mut self, epoch: u64) {
+        if let Some(noise) = &mut self.noise {
+            noise.epoch = epoch;
         }
     }
 
@@ -111,6 +144,8 @@ impl<T: Real> Engine<T> {
 
     pub(crate) fn set_isa(&mut self, isa: Isa) -> Result<()> {
         self.kernels = Kernels::for_isa(isa).ok_or(Error::UnsupportedIsa { isa: isa.name() })?;
+        self.hidden_kernels = self.kernels.hidden(self.hyper.activation());
+        self.output_kernels = self.kernels.output(self.hyper.reconstruction());
         Ok(())
     }
 
@@ -167,9 +202,61 @@ impl<T: Real> Engine<T> {
             r.b1_sums.fill(0.0);
             r.derivative_sums.fill(0.0);
             r.b2_sums.fill(0.0);
-            r.squared_error = 0.0;
+            r.contractive_sums.fill(0.0);
+            r.loss = 0.0;
+        }
+        if self.hyper.tied() {
+            self.tie(theta);
+        }
+        if self.hyper.contractive() > 0.0 {
+            self.prepare_contractive(theta);
         }
         Ok(())
+    }
+
+    /// `theta` as the engine evaluates it: itself, or with tied weights its symmetrised copy.
+    fn effective_theta<'a>(&'a self, theta: &'a [T]) -> &'a [T] {
+        if self.hyper.tied() {
+            &self.workspace.tied_theta
+        } else {
+            theta
+        }
+    }
+
+    /// Tied weights: the objective is `J(W, Wᵀ)` at `W = (W1 + W2ᵀ)/2`, a function of the
+    /// whole `theta` whose gradient has `∇W2 = ∇W1ᵀ`; so an optimiser started from tied
+    /// weights keeps them tied exactly (every update is a combination of such gradients).
+    fn tie(&mut self, theta: &[T]) {
+        let (n, h, hn) = (self.hyper.visible(), self.hyper.hidden(), self.layout.weights_len());
+        let tied = &mut self.workspace.tied_theta;
+        tied.clear();
+        tied.extend_from_slice(theta);
+        let half = T::cast(0.5);
+        for k in 0..n {
+            for j in 0..h {
+                let w = (theta[j + k * h] + theta[hn + k + j * n]) * half;
+                tied[j + k * h] = w;
+                tied[hn + k + j * n] = w;
+            }
+        }
+    }
+
+    /// `w_j = ‖W1_j‖²` and `c_j = 2 λ_c w_j` for the contractive penalty.
+    fn prepare_contractive(&mut self, theta: &[T]) {
+        let h = self.hyper.hidden();
+        let c = 2.0 * self.hyper.contractive();
+        let mut norms = std::mem::take(&mut self.workspace.w1_row_norms);
+        norms.clear();
+        norms.resize(h, 0.0);
+        for column in self.effective_theta(theta)[..self.layout.weights_len()].chunks_exact(h) {
+            for (norm, &w) in norms.iter_mut().zip(column) {
+                *norm += w.as_f64() * w.as_f64();
+            }
+        }
+        let ws = &mut self.workspace;
+        ws.contractive_c.clear();
+        ws.contractive_c.extend(norms.iter().map(|&w| T::cast(c * w)));
+        ws.w1_row_norms = norms;
     }
 
     fn blocks(&self, examples: usize) -> usize {
@@ -198,29 +285,57 @@ impl<T: Real> Engine<T> {
             r.b1_sums.resize(h, 0.0);
             r.derivative_sums.resize(h, 0.0);
             r.b2_sums.resize(n, 0.0);
+            r.contractive_sums.resize(h, 0.0);
+            if self.noise.is_some() {
+                r.corrupted.resize(n * block, T::zero());
+            }
         }
     }
 
-    /// SPEC §2.1 step 1 on one chunk, every block in parallel: `a2 = σ(W1 X + b1 1ᵀ)` with
-    /// `b1` prefilled into the GEMM's output, then sigmoid and the block's row sums in one
-    /// pass.
-    pub(crate) fn forward(&mut self, theta: &[T], data: &Dataset<'_, T>) {
-        let h = self.hyper.hidden();
-        let (w1, b1) = (self.layout.w1(theta), self.layout.b1(theta));
-        let (x, backend, kernels, block) = (data.x(), self.backend, self.kernels, self.block_size);
+    /// SPEC §2.1 step 1 on one chunk, every block in parallel: `a2 = f(W1 x + b1 1ᵀ)` with
+    /// `b1` prefilled into the GEMM's output, then the activation and the block's row sums in
+    /// one pass. When denoising, each block's `x̃` is made first (in the thread's scratch) and
+    /// the GEMM reads it instead of `x`; `first_example` is the global index of the chunk's
+    /// first example.
+    pub(crate) fn forward(&mut self, theta: &[T], data: &Dataset<'_, T>, first_example: usize) {
+        let (n, h) = (self.hyper.visible(), self.hyper.hidden());
+        let (x, block) = (data.x(), self.block_size);
         let blocks = self.blocks(data.examples());
-        self.workspace.chunk_blocks = blocks;
-        let ws = &mut self.workspace;
-        let a2 = &mut ws.a2[..h * data.examples()];
-        let block_sums = &mut ws.block_activation_sums[..blocks * h];
-        a2.par_chunks_mut(h * block).zip(block_sums.par_chunks_mut(h)).enumerate().for_each(|(b, (a2, sums))| {
-            let width = a2.len() / h;
-            for (row, &bias) in a2.chunks_exact_mut(width).zip(b1) {
-                row.fill(bias);
-            }
-            gemm(backend, T::one(), w1, x.columns(b * block, width), T::one(), MatMut::row_major(a2, h, width));
-            for (row, sum) in a2.chunks_exact_mut(width).zip(sums) {
-                *sum = (kernels.sigmoid_sum)(row);
+        let Workspace { a2, block_activation_sums, chunk_blocks, tied_theta, ranges, .. } = &mut self.workspace;
+        *chunk_blocks = blocks;
+        let theta = if self.hyper.tied() { &tied_theta[..] } else { theta };
+        let layer = HiddenLayer {
+            h,
+            w1: self.layout.w1(theta),
+            b1: self.layout.b1(theta),
+            backend: self.backend,
+            activate_sum: self.hidden_kernels.activate_sum,
+        };
+        let a2 = &mut a2[..h * data.examples()];
+        let block_sums = &mut block_activation_sums[..blocks * h];
+        let Some(noise) = self.noise else {
+            a2.par_chunks_mut(h * block).zip(block_sums.par_chunks_mut(h)).enumerate().for_each(|(b, (a2, sums))| {
+                layer.run(x.columns(b * block, a2.len() / h), a2, sums);
+            });
+            return;
+        };
+        // One range of blocks per thread, each with its scratch for x̃.
+        let range_count = ranges.len();
+        let mut work = Vec::with_capacity(range_count);
+        let (mut a2_rest, mut sums_rest) = (a2, block_sums);
+        for (r, scratch) in ranges.iter_mut().enumerate() {
+            let range = blocks * r / range_count..blocks * (r + 1) / range_count;
+            let examples = (range.end * block).min(data.examples()) - range.start * block;
+            let (a2, rest) = std::mem::take(&mut a2_rest).split_at_mut(examples * h);
+            let (sums, sums_tail) = std::mem::take(&mut sums_rest).split_at_mut(range.len() * h);
+            (a2_rest, sums_rest) = (rest, sums_tail);
+            work.push((range.start, a2, sums, &mut scratch.corrupted));
+        }
+        work.into_par_iter().for_each(|(first_block, a2, sums, corrupted)| {
+            for (b, (a2, sums)) in a2.chunks_mut(h * block).zip(sums.chunks_exact_mut(h)).enumerate() {
+                let (start, width) = ((first_block + b) * block, a2.len() / h);
+                noise.corrupt_block(data, start, width, first_example, corrupted);
+                layer.run(MatRef::col_major(&corrupted[..n * width], n, width), a2, sums);
             }
         });
     }
@@ -237,8 +352,8 @@ impl<T: Real> Engine<T> {
     }
 
     /// `rho_hat` from the activation totals of all `examples` (summed in chunk and block
-    /// order, so independent of the thread count), the sparsity delta `s`, and the cost's
-    /// `β Σ KL(ρ ‖ rho_hat_j)`.
+    /// order, so independent of the thread count), the sparsity delta `s`, and the penalty's
+    /// cost (`β Σ KL(ρ ‖ rho_hat_j)` for KL).
     pub(crate) fn sparsity(&mut self, examples: usize) -> Result<f64> {
         self.batch_rho_hat(examples);
         self.sparsity_at_rho_hat()
@@ -266,17 +381,25 @@ impl<T: Real> Engine<T> {
         Ok(cost)
     }
 
+    /// `rho_hat = scale · mean(a2) + offset`, the activity the penalty measures (see
+    /// [`crate::model::Activation::sparsity_map`]).
     fn batch_rho_hat(&mut self, examples: usize) {
+        let (scale, offset) = self.hyper.activation().sparsity_map();
         let ws = &mut self.workspace;
         for (r, total) in ws.rho_hat.iter_mut().zip(&ws.activation_totals) {
-            *r = total / examples as f64;
+            *r = scale * (total / examples as f64) + offset;
         }
     }
 
     /// `s` and the penalty's cost at the current `rho_hat` (see [`SparsityPenalty`]).
     fn sparsity_at_rho_hat(&mut self) -> Result<f64> {
         let (beta, rho) = (self.hyper.beta(), self.hyper.rho());
+        let (scale, _) = self.hyper.activation().sparsity_map();
         let ws = &mut self.workspace;
+        if beta == 0.0 {
+            ws.sparsity_delta.fill(T::zero());
+            return Ok(0.0);
+        }
         match self.hyper.penalty() {
             SparsityPenalty::Kl => {
                 if let Some(unit) = ws.rho_hat.iter().position(|&r| r <= 0.0 || r >= 1.0) {
@@ -285,12 +408,12 @@ impl<T: Real> Engine<T> {
                 let mut kl = 0.0;
                 for (&r, s) in ws.rho_hat.iter().zip(&mut ws.sparsity_delta) {
                     kl += kl_divergence(rho, r);
-                    *s = T::cast(sparsity_delta(beta, rho, r));
+                    *s = T::cast(scale * sparsity_delta(beta, rho, r));
                 }
                 Ok(beta * kl)
             }
             SparsityPenalty::L1 => {
-                ws.sparsity_delta.fill(T::cast(beta));
+                ws.sparsity_delta.fill(T::cast(scale * beta));
                 Ok(beta * ws.rho_hat.iter().sum::<f64>())
             }
         }
@@ -299,8 +422,9 @@ impl<T: Real> Engine<T> {
     /// SPEC §2.1 steps 2–5 on one chunk (whose `forward` was the last one run), over each
     /// thread's range of its blocks, accumulating. Needs `sparsity` first unless the sparsity
     /// is deferred.
-    pub(crate) fn backward(&mut self, theta: &[T], data: &Dataset<'_, T>) {
+    pub(crate) fn backward(&mut self, theta: &[T], data: &Dataset<'_, T>, first_example: usize) {
         let blocks = self.blocks(data.examples());
+        let theta = if self.hyper.tied() { &self.workspace.tied_theta[..] } else { theta };
         let pass = BackwardPass {
             n: self.hyper.visible(),
             h: self.hyper.hidden(),
@@ -309,10 +433,14 @@ impl<T: Real> Engine<T> {
             w2: self.layout.w2(theta),
             b2: self.layout.b2(theta),
             data: *data,
+            first_example,
+            noise: self.noise,
             a2: &self.workspace.a2,
             sparsity_delta: &self.workspace.sparsity_delta,
+            contractive_c: (self.hyper.contractive() > 0.0).then_some(&self.workspace.contractive_c[..]),
             backend: self.backend,
-            kernels: self.kernels,
+            hidden_kernels: self.hidden_kernels,
+            output_kernels: self.output_kernels,
         };
         let ranges = self.workspace.ranges.len();
         self.workspace.ranges.par_iter_mut().enumerate().for_each(|(r, scratch)| {
@@ -321,18 +449,36 @@ impl<T: Real> Engine<T> {
     }
 
     /// Sums the ranges' partial results (in range order) into `grad`, divides by `m`, adds
-    /// the weight decay, and returns the squared-error and weight-decay part of the cost of
-    /// all `examples`. With the sparsity deferred, first combines `∇W1 = Σ P Xᵀ + diag(s)
-    /// Σ F Xᵀ` and `∇b1 = Σ P + s ⊙ Σ F` (SPEC §2.2).
+    /// the weight decay and the contractive penalty's direct term, and returns the
+    /// reconstruction, weight-decay and contractive part of the cost of all `examples`. With
+    /// the sparsity deferred, first combines `∇W1 = Σ P Xᵀ + diag(s) Σ F Xᵀ` and
+    /// `∇b1 = Σ P + s ⊙ Σ F` (SPEC §2.2). With tied weights, folds the gradient onto `W`.
     pub(crate) fn finish(&self, theta: &[T], grad: &mut [T], examples: usize) -> f64 {
         let (n, h, m) = (self.hyper.visible(), self.hyper.hidden(), examples as f64);
         let hn = self.layout.weights_len();
-        let lambda = self.hyper.lambda();
+        let theta = self.effective_theta(theta);
+        // Tied: J(W, Wᵀ) with λ/2 on each copy is λ/2 ‖W‖² once.
+        let lambda = if self.hyper.tied() { self.hyper.lambda() / 2.0 } else { self.hyper.lambda() };
         let (lambda_t, inv_m) = (T::cast(lambda), T::cast(1.0 / m));
         let ranges = &self.workspace.ranges;
         let s = &self.workspace.sparsity_delta;
         let deferred = self.deferred_sparsity;
         let w1_rows = if deferred { 2 * h } else { h };
+
+        // The contractive penalty λ_c/m Σ_i Σ_j f'(z2_ij)² w_j: its cost, and the direct term
+        // of its gradient, 2 λ_c (Σ_i f'(z2_ij)²/m) W1_j, a decay of each row of W1.
+        let contractive = self.hyper.contractive();
+        let (mut contractive_cost, mut row_decay) = (0.0, Vec::new());
+        if contractive > 0.0 {
+            row_decay = (0..h)
+                .map(|j| {
+                    let squared: f64 = ranges.iter().map(|r| r.contractive_sums[j]).sum::<f64>() / m;
+                    contractive_cost += contractive * squared * self.workspace.w1_row_norms[j];
+                    T::cast(2.0 * contractive * squared)
+                })
+                .collect();
+        }
+        let row_decay = &row_decay;
 
         // ∇W1, one column (input unit) k at a time.
         let (grad_w1, grad_rest) = grad.split_at_mut(hn);
@@ -350,12 +496,12 @@ impl<T: Real> Engine<T> {
                             sum = sum + s[j] * r.weight_grads[column + h + j];
                         }
                     }
-                    *g = lambda_t * w + sum * inv_m;
+                    let decay = if row_decay.is_empty() { lambda_t } else { lambda_t + row_decay[j] };
+                    *g = decay * w + sum * inv_m;
                 }
                 w.iter().map(|&w| w.as_f64() * w.as_f64()).sum::<f64>()
             })
             .sum();
-
         // ∇W2, in chunks of its column-major storage.
         const CHUNK: usize = 4096;
         let w2_offset = w1_rows * n;
@@ -386,8 +532,25 @@ impl<T: Real> Engine<T> {
         for (k, g) in grad_b2.iter_mut().enumerate() {
             *g = T::cast(ranges.iter().map(|r| r.b2_sums[k]).sum::<f64>() / m);
         }
-        let squared_error: f64 = ranges.iter().map(|r| r.squared_error).sum();
-        squared_error / (2.0 * m) + lambda / 2.0 * (w1_norm + w2_norm)
+        if self.hyper.tied() {
+            fold_tied(grad, n, h);
+        }
+        let loss: f64 = ranges.iter().map(|r| r.loss).sum();
+        self.hyper.reconstruction().loss_scale() * loss / m + lambda / 2.0 * (w1_norm + w2_norm) + contractive_cost
+    }
+}
+
+/// With tied weights, the gradient of `J(W, Wᵀ)` at `W = (W1 + W2ᵀ)/2` with respect to `W1`
+/// and to `W2`: `G/2` and `Gᵀ/2`, where `G = ∇W1 + ∇W2ᵀ` is its gradient with respect to `W`.
+fn fold_tied<T: Real>(grad: &mut [T], n: usize, h: usize) {
+    let (g1, rest) = grad.split_at_mut(h * n);
+    let half = T::cast(0.5);
+    for k in 0..n {
+        for j in 0..h {
+            let g = (g1[j + k * h] + rest[k + j * n]) * half;
+            g1[j + k * h] = g;
+            rest[k + j * n] = g;
+        }
     }
 }
 
@@ -400,17 +563,57 @@ struct BackwardPass<'a, T> {
     w2: MatRef<'a, T>,
     b2: &'a [T],
     data: Dataset<'a, T>,
+    /// The global index of the data's first example (for the corruption noise).
+    first_example: usize,
+    noise: Option<Noise>,
     a2: &'a [T],
     sparsity_delta: &'a [T],
+    /// `c_j` of the contractive penalty, when there is one.
+    contractive_c: Option<&'a [T]>,
     backend: Backend,
-    kernels: Kernels<T>,
+    hidden_kernels: HiddenKernels<T>,
+    output_kernels: OutputKernels<T>,
+}
+
+/// The hidden layer's forward pass over one block: `a2 = f(W1 x + b1 1ᵀ)`, and the block's
+/// activation sums.
+struct HiddenLayer<'a, T> {
+    h: usize,
+    w1: MatRef<'a, T>,
+    b1: &'a [T],
+    backend: Backend,
+    activate_sum: fn(&mut [T]) -> f64,
+}
+
+impl<T: Real> HiddenLayer<'_, T> {
+    /// `x: n×width` into `a2: h×width` row-major; `sums[j] = Σ a2[j, :]`.
+    fn run(&self, x: MatRef<'_, T>, a2: &mut [T], sums: &mut [f64]) {
+        let width = a2.len() / self.h;
+        for (row, &bias) in a2.chunks_exact_mut(width).zip(self.b1) {
+            row.fill(bias);
+        }
+        gemm(self.backend, T::one(), self.w1, x, T::one(), MatMut::row_major(a2, self.h, width));
+        for (row, sum) in a2.chunks_exact_mut(width).zip(sums) {
+            *sum = (self.activate_sum)(row);
+        }
+    }
 }
 
 impl<T: Real> BackwardPass<'_, T> {
     /// Adds the blocks of `blocks` to the sums in `scratch`.
     fn run(&self, blocks: Range<usize>, scratch: &mut RangeScratch<T>) {
         let (n, h) = (self.n, self.h);
-        let RangeScratch { output, hidden, weight_grads, squared_error, b1_sums, derivative_sums, b2_sums } = scratch;
+        let RangeScratch {
+            output,
+            hidden,
+            weight_grads,
+            loss,
+            b1_sums,
+            derivative_sums,
+            b2_sums,
+            contractive_sums,
+            corrupted,
+        } = scratch;
         let hidden_rows = if self.deferred_sparsity { 2 * h } else { h };
         let (grad_w1, grad_w2) = weight_grads.split_at_mut(hidden_rows * n);
         let m = self.data.examples();
@@ -419,22 +622,29 @@ impl<T: Real> BackwardPass<'_, T> {
             let width = self.block.min(m - start);
             let a2 = &self.a2[start * h..(start + width) * h];
             let a2_view = MatRef::row_major(a2, h, width);
-            let x = self.data.x().columns(start, width);
+            // The encoder's input: x, or x̃ made again exactly as the forward pass made it.
+            let x = match self.noise {
+                None => self.data.x().columns(start, width),
+                Some(noise) => {
+                    noise.corrupt_block(&self.data, start, width, self.first_example, corrupted);
+                    MatRef::col_major(&corrupted[..n * width], n, width)
+                }
+            };
 
             // Steps 2–3: delta3 and the output layer's sums, then ∇W2 += delta3 a2ᵀ.
             let z3 = &mut output[..n * width];
-            let (rs, cs) = self.output_layer(start, width, a2_view, z3, squared_error, b2_sums);
+            let (rs, cs) = self.output_layer(start, width, a2_view, z3, loss, b2_sums);
             let delta3 = MatRef::new(&output[..n * width], n, width, rs, cs);
             gemm(self.backend, T::one(), delta3, a2_view.t(), T::one(), MatMut::col_major(&mut *grad_w2, n, h));
 
             if self.deferred_sparsity {
-                // Step 4 deferred: P = (W2ᵀ delta3) ⊙ F and F = a2 (1 − a2), stacked as
+                // Step 4 deferred: P = (W2ᵀ delta3) ⊙ F and F = f'(z2), stacked as
                 // [P; F]; their row sums for ∇b1.
                 let (p, f) = hidden[..2 * h * width].split_at_mut(h * width);
                 gemm(self.backend, T::one(), self.w2.t(), delta3, T::zero(), MatMut::row_major(&mut *p, h, width));
                 let rows = p.chunks_exact_mut(width).zip(a2.chunks_exact(width)).zip(f.chunks_exact_mut(width));
                 for (((p, a), f), (p_sum, f_sum)) in rows.zip(b1_sums.iter_mut().zip(derivative_sums.iter_mut())) {
-                    let (dp, df) = (self.kernels.hidden_delta_deferred)(p, a, f);
+                    let (dp, df) = (self.hidden_kernels.delta_deferred)(p, a, f);
                     *p_sum += dp;
                     *f_sum += df;
                 }
@@ -446,7 +656,19 @@ impl<T: Real> BackwardPass<'_, T> {
                 }
                 gemm(self.backend, T::one(), self.w2.t(), delta3, T::one(), MatMut::row_major(&mut *p, h, width));
                 for ((p, a), sum) in p.chunks_exact_mut(width).zip(a2.chunks_exact(width)).zip(b1_sums.iter_mut()) {
-                    *sum += (self.kernels.hidden_delta_sum)(p, a);
+                    *sum += (self.hidden_kernels.delta_sum)(p, a);
+                }
+            }
+            if let Some(c) = self.contractive_c {
+                // The contractive penalty's share of delta2 (P when deferred: it does not
+                // depend on rho_hat): c_j f' f''.
+                let rows = hidden[..h * width].chunks_exact_mut(width).zip(a2.chunks_exact(width));
+                for (((p, a), &c), (b1_sum, squared)) in
+                    rows.zip(c).zip(b1_sums.iter_mut().zip(contractive_sums.iter_mut()))
+                {
+                    let (added, derivative_squared) = (self.hidden_kernels.contractive_delta)(p, a, c);
+                    *b1_sum += added;
+                    *squared += derivative_squared;
                 }
             }
 
@@ -457,7 +679,7 @@ impl<T: Real> BackwardPass<'_, T> {
     }
 
     /// Step 2 for one block: `z3 = W2 a2 + b2 1ᵀ` (b2 prefilled), then
-    /// `delta3` in place, the squared error and `∇b2`'s sums in one pass. The block is laid out
+    /// `delta3` in place, the loss and `∇b2`'s sums in one pass. The block is laid out
     /// like the data, so that each run of `z3` meets a contiguous run of `x`: column-major
     /// (one example after another) for examples-by-features data, row-major otherwise.
     /// Returns the strides of `delta3`.
@@ -467,7 +689,7 @@ impl<T: Real> BackwardPass<'_, T> {
         width: usize,
         a2: MatRef<'_, T>,
         z3: &mut [T],
-        squared_error: &mut f64,
+        loss: &mut f64,
         b2_sums: &mut [f64],
     ) -> (usize, usize) {
         let n = self.n;
@@ -480,7 +702,7 @@ impl<T: Real> BackwardPass<'_, T> {
                 gemm(self.backend, T::one(), self.w2, a2, T::one(), MatMut::col_major(z3, n, width));
                 let x = &values[start * n..(start + width) * n];
                 for (z, x) in z3.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                    *squared_error += (self.kernels.output_delta_col)(z, x, b2_sums);
+                    *loss += (self.output_kernels.delta_col)(z, x, b2_sums);
                 }
                 (1, n)
             }
@@ -492,8 +714,8 @@ impl<T: Real> BackwardPass<'_, T> {
                 let m = self.data.examples();
                 for (k, z) in z3.chunks_exact_mut(width).enumerate() {
                     let x = &values[k * m + start..k * m + start + width];
-                    let (error, delta_sum) = (self.kernels.output_delta_row)(z, x);
-                    *squared_error += error;
+                    let (value_loss, delta_sum) = (self.output_kernels.delta_row)(z, x);
+                    *loss += value_loss;
                     b2_sums[k] += delta_sum;
                 }
                 (width, 1)

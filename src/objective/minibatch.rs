@@ -66,6 +66,12 @@ impl<T: Real> MinibatchObjective<T> {
         Ok(())
     }
 
+    /// Draws the corruption noise of `epoch` for the next minibatches (a denoising model's
+    /// trainer passes the step number, so that each step sees fresh noise).
+    pub fn set_corruption_epoch(&mut self, epoch: u64) {
+        self.engine.set_corruption_epoch(epoch);
+    }
+
     /// `J` on `batch` (with the running `rho_hat`, which it then updates) and its gradient.
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T], batch: &Dataset<'_, T>) -> Result<f64> {
         let m = batch.examples();
@@ -77,10 +83,10 @@ impl<T: Real> MinibatchObjective<T> {
             });
         }
         self.engine.begin(theta, grad, self.batch)?;
-        self.engine.forward(theta, batch);
+        self.engine.forward(theta, batch, 0);
         self.engine.accumulate_activations();
         let sparsity_cost = self.engine.sparsity_with_running_average(m, &mut self.running, self.momentum)?;
-        self.engine.backward(theta, batch);
+        self.engine.backward(theta, batch, 0);
         Ok(self.engine.finish(theta, grad, m) + sparsity_cost)
     }
 }

@@ -3,6 +3,7 @@
 //! plain per-example reference, and finite-difference gradient checking.
 
 mod batched;
+mod corruption;
 mod engine;
 pub mod gradcheck;
 mod minibatch;

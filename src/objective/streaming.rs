@@ -117,13 +117,13 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
         self.engine.begin(theta, grad, self.chunk)?;
         let examples = match self.mode {
-            StreamMode::OnePass => self.pass(|engine, chunk| {
-                engine.forward(theta, chunk);
+            StreamMode::OnePass => self.pass(|engine, chunk, first| {
+                engine.forward(theta, chunk, first);
                 engine.accumulate_activations();
-                engine.backward(theta, chunk);
+                engine.backward(theta, chunk, first);
             })?,
-            StreamMode::TwoPass => self.pass(|engine, chunk| {
-                engine.forward(theta, chunk);
+            StreamMode::TwoPass => self.pass(|engine, chunk, first| {
+                engine.forward(theta, chunk, first);
                 engine.accumulate_activations();
             })?,
         };
@@ -132,9 +132,9 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
         }
         let sparsity_cost = self.engine.sparsity(examples)?;
         if self.mode == StreamMode::TwoPass {
-            let second = self.pass(|engine, chunk| {
-                engine.forward(theta, chunk);
-                engine.backward(theta, chunk);
+            let second = self.pass(|engine, chunk, first| {
+                engine.forward(theta, chunk, first);
+                engine.backward(theta, chunk, first);
             })?;
             if second != examples {
                 return Err(Error::ShapeMismatch {
@@ -148,12 +148,13 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
         Ok(self.engine.finish(theta, grad, examples) + sparsity_cost)
     }
 
-    /// Rewinds the source and runs `step` on each chunk; returns the number of examples.
+    /// Rewinds the source and runs `step` on each chunk and the global index of its first
+    /// example; returns the number of examples.
     ///
     /// A reader thread fills the two chunk buffers in turn while `step` computes on the one
     /// filled before. Buffers go back and forth over two channels and are all recovered
     /// afterwards, whatever failed, so nothing is allocated after the first evaluation.
-    fn pass(&mut self, mut step: impl FnMut(&mut Engine<T>, &Dataset<'_, T>)) -> Result<usize> {
+    fn pass(&mut self, mut step: impl FnMut(&mut Engine<T>, &Dataset<'_, T>, usize)) -> Result<usize> {
         let n = self.engine.hyper().visible();
         let capacity = self.chunk;
         let (source, engine) = (&mut self.source, &mut self.engine);
@@ -200,7 +201,7 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
                                 }
                                 other => other,
                             })?;
-                        step(engine, &chunk);
+                        step(engine, &chunk, examples);
                     }
                     Ok(read)
                 });

@@ -97,7 +97,7 @@ impl MinibatchTrainer {
         init: &Parameters<T>,
         on_step: impl FnMut(&MinibatchStep),
     ) -> Result<MinibatchTrained<T>> {
-        let x: Vec<f64> = init.theta().iter().map(|v| v.as_f64()).collect();
+        let x: Vec<f64> = super::starting_point(&self.hyper, init).theta().iter().map(|v| v.as_f64()).collect();
         let state =
             MinibatchState { rule_state: StepState::new(x.len()), x, running_rho_hat: Vec::new(), epoch: 0, batch: 0 };
         self.run(data, state, on_step)
@@ -161,6 +161,7 @@ impl MinibatchTrainer {
                     *t = T::cast(v);
                 }
                 let step = state.rule_state.steps + 1;
+                objective.set_corruption_epoch(step);
                 let cost = objective.evaluate(&theta, &mut grad_t, &batch)?;
                 for (g, &gt) in grad.iter_mut().zip(&grad_t) {
                     *g = gt.as_f64();

@@ -75,7 +75,7 @@ impl Trainer {
                 got: init.layout().len().to_string(),
             });
         }
-        let lbfgs = Lbfgs::start(self.options, init.theta(), objective)?;
+        let lbfgs = Lbfgs::start(self.options, starting_point(&self.hyper, init).theta(), objective)?;
         self.run(objective, lbfgs, on_iteration)
     }
 
@@ -159,4 +159,14 @@ impl Trainer {
     fn save_checkpoint<T: Real>(&self, path: &Path, state: &LbfgsState) -> Result<()> {
         lbfgs_checkpoint::<T>(self.hyper, state)?.save(path)
     }
+}
+
+/// Where a run from `init` starts: `init` itself, or with tied weights `init` tied (the same
+/// cost; every later iterate stays tied, see [`Parameters::tie`]).
+pub(crate) fn starting_point<T: Real>(hyper: &HyperParams, init: &Parameters<T>) -> Parameters<T> {
+    let mut start = init.clone();
+    if hyper.tied() {
+        start.tie();
+    }
+    start
 }

@@ -1,0 +1,89 @@
+//! The denoising autoencoder's corrupted input `x̃`, made one column block at a time where the
+//! engine reads the block, so that no corrupted copy of the data set exists.
+//!
+//! The noise of example `i` is drawn from its own generator, seeded by `(seed, epoch, i)`: a
+//! block can be corrupted again identically (the backward pass needs the `x̃` the forward pass
+//! saw), in any order and on any thread, and the result does not depend on the block size, the
+//! chunk size or the thread count.
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::data::{Dataset, Layout};
+use crate::model::Corruption;
+use crate::real::Real;
+
+/// The noise of one data set: what to draw, from which seed, in which epoch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Noise {
+    pub corruption: Corruption,
+    pub seed: u64,
+    pub epoch: u64,
+}
+
+/// SplitMix64's output function: a bijective mix of 64 bits.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Noise {
+    fn generator(&self, example: u64) -> Xoshiro256PlusPlus {
+        Xoshiro256PlusPlus::seed_from_u64(mix(mix(mix(self.seed) ^ self.epoch) ^ example))
+    }
+
+    /// `x̃` of `width` examples of `data` from its `start`-th, into `out` (`n×width`,
+    /// column-major: one example after another). `first_example` is the global index of the
+    /// data's first example (the chunk's offset when streaming).
+    pub(crate) fn corrupt_block<T: Real>(
+        &self,
+        data: &Dataset<'_, T>,
+        start: usize,
+        width: usize,
+        first_example: usize,
+        out: &mut [T],
+    ) {
+        let (n, m) = (data.features(), data.examples());
+        let values = data.values();
+        for (i, column) in out[..n * width].chunks_exact_mut(n).enumerate() {
+            let example = start + i;
+            match data.layout() {
+                Layout::ExamplesByFeatures => column.copy_from_slice(&values[example * n..(example + 1) * n]),
+                Layout::FeaturesByExamples => {
+                    for (k, x) in column.iter_mut().enumerate() {
+                        *x = values[k * m + example];
+                    }
+                }
+            }
+            self.corrupt_example(column, (first_example + example) as u64);
+        }
+    }
+
+    /// Corrupts one example's values in place.
+    fn corrupt_example<T: Real>(&self, x: &mut [T], example: u64) {
+        let mut rng = self.generator(example);
+        match self.corruption {
+            Corruption::None => {}
+            Corruption::Masking { probability } => {
+                // Two 32-bit uniforms per draw: value k is dropped when its u < p · 2^32.
+                let threshold = (probability * 4_294_967_296.0) as u64;
+                for pair in x.chunks_mut(2) {
+                    let bits = rng.next_u64();
+                    for (value, u) in pair.iter_mut().zip([bits & 0xffff_ffff, bits >> 32]) {
+                        if u < threshold {
+                            *value = T::zero();
+                        }
+                    }
+                }
+            }
+            Corruption::Gaussian { std_dev } => {
+                for value in x {
+                    let epsilon: f64 = rng.sample(StandardNormal);
+                    *value = *value + T::cast(std_dev * epsilon);
+                }
+            }
+        }
+    }
+}
