@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::*;
-use sae::model::ModelFile;
+use sae::model::{Activation, Corruption, ModelFile, Reconstruction};
 use sae::{Error, Parameters};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
@@ -131,6 +131,35 @@ fn a_well_formed_raw_file_loads() {
     write_raw(&path, &METADATA, &weights(vec![2, 4]));
     let loaded = ModelFile::<f64>::load(&path).unwrap();
     assert_eq!((loaded.hyper.visible(), loaded.hyper.hidden()), (4, 2));
+    // Without the variant's keys: UFLDL's model.
+    assert!(loaded.hyper.is_plain());
+}
+
+#[test]
+fn a_model_file_keeps_its_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("variant.safetensors");
+    let hyper = sae::HyperParams::builder(6, 3)
+        .activation(Activation::Tanh)
+        .reconstruction(Reconstruction::SigmoidCrossEntropy)
+        .contractive(0.25)
+        .tied(true)
+        .corruption(Corruption::Gaussian { std_dev: 0.125 }, 99)
+        .build()
+        .unwrap();
+    ModelFile::new(hyper, sae::Parameters::<f64>::init(6, 3, 1)).save(&path).unwrap();
+    assert_eq!(ModelFile::<f64>::load(&path).unwrap().hyper, hyper);
+}
+
+#[test]
+fn an_unknown_activation_is_rejected_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swish.safetensors");
+    let mut metadata = METADATA.to_vec();
+    metadata.push(("activation", "swish"));
+    write_raw(&path, &metadata, &weights(vec![2, 4]));
+    let reason = bad_file_reason(ModelFile::<f64>::load(&path).unwrap_err(), &path);
+    assert!(reason.contains("activation") && reason.contains("swish"), "{reason}");
 }
 
 #[test]

@@ -229,3 +229,34 @@ fn train_with_the_l1_penalty_records_it_in_the_model() {
     let (ok, stdout, _) = sae(&["info", &model]);
     assert!(ok && stdout.contains("l1 sparsity penalty"), "{stdout}");
 }
+
+#[test]
+fn train_records_the_variant_it_was_given_and_keeps_tied_weights_tied() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    let args =
+        ["--activation", "tanh", "--tied", "--contractive", "0.1", "--denoise", "masking:0.3", "--noise-seed", "5"];
+    let (ok, stdout, stderr) =
+        sae(&[&["train", "--iterations", "10", "--no-features", "-o", &model][..], &args].concat());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("tanh units") && stdout.contains("tied weights"), "{stdout}");
+    let loaded = ModelFile::<f64>::load(Path::new(&model)).unwrap();
+    let hyper = loaded.hyper;
+    assert_eq!(hyper.activation(), sae::model::Activation::Tanh);
+    assert!(hyper.tied() && hyper.contractive() == 0.1 && hyper.corruption_seed() == 5);
+    assert_eq!(hyper.corruption(), sae::model::Corruption::Masking { probability: 0.3 });
+    let p = &loaded.parameters;
+    assert!((0..25).all(|j| (0..64).all(|k| p.w1().get(j, k) == p.w2().get(k, j))));
+}
+
+#[test]
+fn cross_entropy_with_linear_output_units_is_refused_naming_the_flags() {
+    let (ok, _, stderr) = sae(&["train", "--loss", "cross-entropy", "--output-units", "linear"]);
+    assert!(!ok && stderr.contains("--output-units"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_corruption_is_refused_naming_it() {
+    let (ok, _, stderr) = sae(&["train", "--denoise", "salt:0.1"]);
+    assert!(!ok && stderr.contains("salt"), "{stderr}");
+}

@@ -10,7 +10,7 @@ use crate::data::generated::ProblemShape;
 use crate::data::npy;
 use crate::data::npy_source::{NpyFileSource, ShardSource};
 use crate::data::stream::ExampleSource;
-use crate::model::SparsityPenalty;
+use crate::model::{Activation, Corruption, HyperParamsBuilder, Reconstruction, SparsityPenalty};
 use crate::objective::StreamMode;
 use crate::{Backend, Real};
 
@@ -155,6 +155,99 @@ impl BackendArg {
             }
         }
     }
+}
+
+/// Which member of the autoencoder family: units, loss, penalties, tying and corruption.
+#[derive(Debug, Args)]
+pub struct VariantArgs {
+    /// The sparsity penalty.
+    #[arg(long, value_enum, default_value = "kl")]
+    pub penalty: PenaltyArg,
+    /// The hidden units' activation (tanh: the sparsity penalty acts on (a + 1)/2; relu: only
+    /// with --penalty l1 or --beta 0).
+    #[arg(long, value_enum, default_value = "sigmoid")]
+    pub activation: ActivationArg,
+    /// The output units: sigmoid (data in [0, 1]) or linear (unbounded data).
+    #[arg(long, value_enum, default_value = "sigmoid")]
+    pub output_units: OutputArg,
+    /// The reconstruction loss (cross-entropy needs sigmoid output units).
+    #[arg(long, value_enum, default_value = "squared")]
+    pub loss: LossArg,
+    /// λ_c, the weight of the contractive penalty λ_c ‖∂a2/∂x‖²_F (best with --tied).
+    #[arg(long, default_value_t = 0.0)]
+    pub contractive: f64,
+    /// Tie the decoder's weights to the encoder's: W2 = W1ᵀ.
+    #[arg(long)]
+    pub tied: bool,
+    /// Denoising: corrupt the input with `masking:P` (each value zeroed with probability P) or
+    /// `gaussian:S` (additive noise of standard deviation S); the loss compares with the clean
+    /// input.
+    #[arg(long, value_parser = parse_corruption)]
+    pub denoise: Option<Corruption>,
+    /// Seed of the corruption noise.
+    #[arg(long, default_value_t = 1)]
+    pub noise_seed: u64,
+}
+
+impl VariantArgs {
+    /// `builder` with this variant; fails on a combination that does not exist.
+    pub fn apply(&self, builder: HyperParamsBuilder) -> CliResult<HyperParamsBuilder> {
+        let reconstruction = match (self.output_units, self.loss) {
+            (OutputArg::Sigmoid, LossArg::Squared) => Reconstruction::SigmoidSquaredError,
+            (OutputArg::Linear, LossArg::Squared) => Reconstruction::LinearSquaredError,
+            (OutputArg::Sigmoid, LossArg::CrossEntropy) => Reconstruction::SigmoidCrossEntropy,
+            (OutputArg::Linear, LossArg::CrossEntropy) => {
+                return Err("--loss cross-entropy needs --output-units sigmoid (outputs in (0, 1))".into())
+            }
+        };
+        let activation = match self.activation {
+            ActivationArg::Sigmoid => Activation::Sigmoid,
+            ActivationArg::Tanh => Activation::Tanh,
+            ActivationArg::Relu => Activation::Relu,
+        };
+        Ok(builder
+            .penalty(self.penalty.into())
+            .activation(activation)
+            .reconstruction(reconstruction)
+            .contractive(self.contractive)
+            .tied(self.tied)
+            .corruption(self.denoise.unwrap_or_default(), self.noise_seed))
+    }
+}
+
+/// `masking:P` or `gaussian:S`.
+fn parse_corruption(text: &str) -> Result<Corruption, String> {
+    let (kind, level) = text.split_once(':').ok_or("expected masking:P or gaussian:S, e.g. masking:0.3")?;
+    let level: f64 = level.parse().map_err(|_| format!("{level:?} is not a number"))?;
+    match kind {
+        "masking" => Ok(Corruption::Masking { probability: level }),
+        "gaussian" => Ok(Corruption::Gaussian { std_dev: level }),
+        _ => Err(format!("unknown corruption {kind:?}: expected masking or gaussian")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ActivationArg {
+    /// σ(z), UFLDL's.
+    Sigmoid,
+    /// tanh z.
+    Tanh,
+    /// max(z, 0).
+    Relu,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputArg {
+    Sigmoid,
+    Linear,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LossArg {
+    /// 1/(2m) Σ ‖a3 − x‖².
+    Squared,
+    /// −1/m Σ [x ln a3 + (1 − x) ln(1 − a3)].
+    CrossEntropy,
 }
 
 /// The sparsity penalty, as the command line spells it.

@@ -92,7 +92,7 @@ fn run_apply<T: Real>(
     let m = source.examples_hint().ok_or("the data's length is not known in advance")?;
     let width = if what == Apply::Encode { h } else { n };
     let mut writer = NpyRowWriter::<T>::create(&args.output, m, width)?;
-    let forward = Forward::new(&model.parameters);
+    let forward = Forward::with_units(&model.parameters, model.hyper.activation(), model.hyper.reconstruction());
     let chunk = args.data.chunk;
     let (mut buffer, mut hidden, mut output) = (vec![T::zero(); chunk * n], vec![T::zero(); chunk * h], Vec::new());
     let (mut examples, mut squared_error) = (0, 0.0);
@@ -137,7 +137,7 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
     let model = ModelFile::<f64>::load(&args.model)?;
     let hyper = &model.hyper;
     println!("{}", args.model.display());
-    println!("  sparse autoencoder ({} sparsity penalty, sigmoid units)", hyper.penalty().name());
+    println!("  autoencoder: {}, {} sparsity penalty", super::train::describe_variant(hyper), hyper.penalty().name());
     println!("  n = {} inputs, h = {} hidden units", hyper.visible(), hyper.hidden());
     println!("  λ = {}, β = {}, ρ = {}", hyper.lambda(), hyper.beta(), hyper.rho());
     for (key, value) in &model.metadata {

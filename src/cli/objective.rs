@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::args::{parse_shape, Data, DataArgs, EngineArgs, PenaltyArg};
+use super::args::{parse_shape, Data, DataArgs, EngineArgs, VariantArgs};
 use super::memory::peak_rss_bytes;
 use super::CliResult;
 use crate::data::generated::ProblemShape;
@@ -41,9 +41,8 @@ pub struct ObjectiveArgs {
     /// ρ, the sparsity target [default: from --shape]
     #[arg(long)]
     rho: Option<f64>,
-    /// The sparsity penalty.
-    #[arg(long, value_enum, default_value = "kl")]
-    penalty: PenaltyArg,
+    #[command(flatten)]
+    variant: VariantArgs,
     /// Compute in f32 (default f64).
     #[arg(long)]
     f32: bool,
@@ -117,8 +116,7 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> CliResult<()> {
     let lambda = args.lambda.unwrap_or(args.shape.lambda);
     let beta = args.beta.unwrap_or(args.shape.beta);
     let rho = args.rho.unwrap_or(args.shape.rho);
-    let hyper =
-        HyperParams::builder(n, hidden).lambda(lambda).beta(beta).rho(rho).penalty(args.penalty.into()).build()?;
+    let hyper = args.variant.apply(HyperParams::builder(n, hidden).lambda(lambda).beta(beta).rho(rho))?.build()?;
     let theta = match &args.theta {
         Some(path) => Parameters::from_theta(n, hidden, npy::read_vector::<T>(path)?)
             .map_err(|e| format!("{}: {e}", path.display()))?,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::args::{Data, DataArgs, EngineArgs, PenaltyArg};
+use super::args::{Data, DataArgs, EngineArgs, VariantArgs};
 use super::progress::Progress;
 use super::CliResult;
 use crate::data::images::embedded_patches;
@@ -36,9 +36,8 @@ pub struct TrainArgs {
     /// ρ, the sparsity target.
     #[arg(long, default_value_t = 0.01)]
     rho: f64,
-    /// The sparsity penalty.
-    #[arg(long, value_enum, default_value = "kl")]
-    penalty: PenaltyArg,
+    #[command(flatten)]
+    variant: VariantArgs,
     /// The optimiser: full-batch L-BFGS (minFunc's, as UFLDL), or minibatch Adam or SGD with
     /// momentum (data in memory; rho_hat a running average across minibatches).
     #[arg(long, value_enum, default_value = "lbfgs")]
@@ -133,19 +132,18 @@ fn train<T: Real>(args: &TrainArgs) -> CliResult<()> {
         ))
     })?;
     let n = data.features();
-    let hyper = HyperParams::builder(n, args.hidden)
-        .lambda(args.lambda)
-        .beta(args.beta)
-        .rho(args.rho)
-        .penalty(args.penalty.into())
+    let hyper = args
+        .variant
+        .apply(HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho))?
         .build()?;
     let optimizer = match args.optimizer {
         OptimizerArg::Lbfgs => format!("L-BFGS, {} iterations, history {}", args.iterations, args.history),
         other => format!("{other:?} over {} epochs of minibatches of {}", args.epochs, args.batch_size),
     };
     println!(
-        "model: n = {n}, h = {}, {} penalty, λ = {}, β = {}, ρ = {}, {}; {optimizer}, {} threads",
+        "model: n = {n}, h = {}, {}, {} penalty, λ = {}, β = {}, ρ = {}, {}; {optimizer}, {} threads",
         args.hidden,
+        describe_variant(&hyper),
         hyper.penalty().name(),
         args.lambda,
         args.beta,
@@ -293,4 +291,19 @@ fn save<T: Real>(args: &TrainArgs, model: &ModelFile<T>) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+/// The units, loss, tying, contractive weight and corruption of a model, in words.
+pub(super) fn describe_variant(hyper: &HyperParams) -> String {
+    let mut parts = vec![format!("{} units", hyper.activation().name()), hyper.reconstruction().name().to_string()];
+    if hyper.tied() {
+        parts.push("tied weights".into());
+    }
+    if hyper.contractive() > 0.0 {
+        parts.push(format!("contractive λ_c = {}", hyper.contractive()));
+    }
+    if hyper.corruption() != crate::model::Corruption::None {
+        parts.push(format!("denoising ({} {})", hyper.corruption().name(), hyper.corruption().level()));
+    }
+    parts.join(", ")
 }

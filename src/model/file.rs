@@ -1,7 +1,9 @@
 //! Model files: safetensors with the tensors `W1` (`h×n`), `W2` (`n×h`), `b1` (`h`), `b2`
 //! (`n`) in row-major order and the working dtype, so that
 //! `safetensors.numpy.load_file(path)["W1"]` is UFLDL's `W1`; string metadata records the
-//! format, objective, hyper-parameters and dtype. Checkpoints add the optimiser's state as
+//! format, objective, hyper-parameters and dtype, and the model's variant (activation,
+//! reconstruction, contractive weight, tied weights, corruption; absent in files of UFLDL's
+//! model, which read as its defaults). Checkpoints add the optimiser's state as
 //! float64 tensors and metadata under their own names.
 //!
 //! Writes are atomic: the file is written beside its destination, synced, then renamed over
@@ -13,7 +15,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, View};
 
-use super::{HyperParams, Parameters, SparsityPenalty, ThetaLayout};
+use super::{Activation, Corruption, HyperParams, Parameters, Reconstruction, SparsityPenalty, ThetaLayout};
 use crate::error::{Error, Result};
 use crate::gemm::MatRef;
 use crate::real::Real;
@@ -32,8 +34,25 @@ fn objective_name(penalty: SparsityPenalty) -> String {
 }
 
 /// Metadata keys this module sets itself.
-const RESERVED: [&str; 10] =
-    ["format", "format_version", "sae_version", "objective", "dtype", "visible", "hidden", "lambda", "beta", "rho"];
+const RESERVED: [&str; 17] = [
+    "format",
+    "format_version",
+    "sae_version",
+    "objective",
+    "dtype",
+    "visible",
+    "hidden",
+    "lambda",
+    "beta",
+    "rho",
+    "activation",
+    "reconstruction",
+    "contractive",
+    "tied",
+    "corruption",
+    "corruption_level",
+    "corruption_seed",
+];
 const WEIGHTS: [&str; 4] = ["W1", "W2", "b1", "b2"];
 
 /// A model as stored: hyper-parameters and parameters, with free-form metadata (e.g. how it
@@ -157,6 +176,13 @@ impl<T: Real> ModelFile<T> {
             ("lambda", self.hyper.lambda().to_string()),
             ("beta", self.hyper.beta().to_string()),
             ("rho", self.hyper.rho().to_string()),
+            ("activation", self.hyper.activation().name().to_string()),
+            ("reconstruction", self.hyper.reconstruction().name().to_string()),
+            ("contractive", self.hyper.contractive().to_string()),
+            ("tied", self.hyper.tied().to_string()),
+            ("corruption", self.hyper.corruption().name().to_string()),
+            ("corruption_level", self.hyper.corruption().level().to_string()),
+            ("corruption_seed", self.hyper.corruption_seed().to_string()),
         ] {
             metadata.insert(key.into(), value);
         }
@@ -207,8 +233,44 @@ impl<T: Real> ModelFile<T> {
         let lambda = number("lambda", take("lambda")?)?;
         let beta = number("beta", take("beta")?)?;
         let rho = number("rho", take("rho")?)?;
-        let hyper =
-            HyperParams::builder(visible, hidden).lambda(lambda).beta(beta).rho(rho).penalty(penalty).build()?;
+        // The variant: each key absent in files of UFLDL's model.
+        let mut optional = |key: &str, default: &str| metadata.remove(key).unwrap_or_else(|| default.to_string());
+        let (activation, reconstruction) =
+            (optional("activation", "sigmoid"), optional("reconstruction", "sigmoid-squared-error"));
+        let (contractive, tied) = (optional("contractive", "0"), optional("tied", "false"));
+        let (corruption, level, seed) =
+            (optional("corruption", "none"), optional("corruption_level", "0"), optional("corruption_seed", "0"));
+        let unknown =
+            |key: &str, value: &str| Error::bad_file(path, format!("metadata {key} = {value:?} is not a known value"));
+        let activation = Activation::ALL
+            .into_iter()
+            .find(|a| a.name() == activation)
+            .ok_or_else(|| unknown("activation", &activation))?;
+        let reconstruction = Reconstruction::ALL
+            .into_iter()
+            .find(|r| r.name() == reconstruction)
+            .ok_or_else(|| unknown("reconstruction", &reconstruction))?;
+        let tied = tied.parse::<bool>().map_err(|_| unknown("tied", &tied))?;
+        let level = number("corruption_level", level)?;
+        let corruption = match corruption.as_str() {
+            "none" => Corruption::None,
+            "masking" => Corruption::Masking { probability: level },
+            "gaussian" => Corruption::Gaussian { std_dev: level },
+            _ => return Err(unknown("corruption", &corruption)),
+        };
+        let corruption_seed = seed.parse::<u64>().map_err(|_| unknown("corruption_seed", &seed))?;
+        let hyper = HyperParams::builder(visible, hidden)
+            .lambda(lambda)
+            .beta(beta)
+            .rho(rho)
+            .penalty(penalty)
+            .activation(activation)
+            .reconstruction(reconstruction)
+            .contractive(number("contractive", contractive)?)
+            .tied(tied)
+            .corruption(corruption, corruption_seed)
+            .build()
+            .map_err(|e| Error::bad_file(path, format!("invalid hyper-parameters: {e}")))?;
 
         let (n, h) = (visible, hidden);
         let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f64>> {
