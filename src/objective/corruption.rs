@@ -67,15 +67,19 @@ impl Noise {
         match self.corruption {
             Corruption::None => {}
             Corruption::Masking { probability } => {
-                // Two 32-bit uniforms per draw: value k is dropped when its u < p · 2^32.
+                // Two 32-bit uniforms per draw: a value is dropped when its u < p · 2^32. A
+                // select, not a branch: the drops are random, a branch would mispredict on a
+                // fraction p of them.
                 let threshold = (probability * 4_294_967_296.0) as u64;
-                for pair in x.chunks_mut(2) {
+                let keep = |value: T, u: u64| if u < threshold { T::zero() } else { value };
+                let mut pairs = x.chunks_exact_mut(2);
+                for pair in &mut pairs {
                     let bits = rng.next_u64();
-                    for (value, u) in pair.iter_mut().zip([bits & 0xffff_ffff, bits >> 32]) {
-                        if u < threshold {
-                            *value = T::zero();
-                        }
-                    }
+                    pair[0] = keep(pair[0], bits & 0xffff_ffff);
+                    pair[1] = keep(pair[1], bits >> 32);
+                }
+                if let [last] = pairs.into_remainder() {
+                    *last = keep(*last, rng.next_u64() & 0xffff_ffff);
                 }
             }
             Corruption::Gaussian { std_dev } => {
