@@ -5,6 +5,7 @@ mod forward;
 mod hyper;
 pub mod picture;
 mod theta;
+pub mod vae;
 
 pub use file::{ModelFile, FORMAT, FORMAT_VERSION, OBJECTIVE};
 pub use forward::Forward;

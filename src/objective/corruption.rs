@@ -29,9 +29,14 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The generator of one example's noise: a function of `(seed, epoch, example)` alone.
+pub(crate) fn example_generator(seed: u64, epoch: u64, example: u64) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(mix(mix(mix(seed) ^ epoch) ^ example))
+}
+
 impl Noise {
     fn generator(&self, example: u64) -> Xoshiro256PlusPlus {
-        Xoshiro256PlusPlus::seed_from_u64(mix(mix(mix(self.seed) ^ self.epoch) ^ example))
+        example_generator(self.seed, self.epoch, example)
     }
 
     /// `x̃` of `width` examples of `data` from its `start`-th, into `out` (`n×width`,

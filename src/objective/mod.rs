@@ -12,6 +12,7 @@ mod softmax;
 mod sparsity;
 mod stacked;
 mod streaming;
+mod vae;
 
 pub use batched::Objective;
 pub use engine::default_block_size;
@@ -20,3 +21,4 @@ pub use softmax::SoftmaxObjective;
 pub use sparsity::{kl_divergence, sparsity_delta};
 pub use stacked::{StackShape, StackedObjective};
 pub use streaming::{StreamMode, StreamingObjective};
+pub use vae::{VaeCost, VaeObjective};

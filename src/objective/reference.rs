@@ -7,6 +7,7 @@ use super::corruption::Noise;
 use super::sparsity::{kl_divergence, sparsity_delta};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::model::vae::{VaeDecoder, VaeShape};
 use crate::model::{Activation, Corruption, HyperParams, Reconstruction, SparsityPenalty, ThetaLayout};
 
 fn sigmoid(z: f64) -> f64 {
@@ -181,4 +182,88 @@ pub fn cost_and_gradient(hyper: &HyperParams, data: &Dataset<'_, f64>, theta: &[
     };
     let loss = hyper.reconstruction().loss_scale() * loss / m as f64;
     Ok((loss + lambda / 2.0 * weight_norm + penalty + contractive_cost, grad))
+}
+
+/// The variational autoencoder's `−ELBO` (mean per example, as `(reconstruction, KL)`) and its
+/// gradient, one example at a time with the `ε` that [`crate::objective::VaeObjective`] draws
+/// for `(seed, epoch)`: every layer a plain loop, every derivative by the chain rule written
+/// out.
+pub fn vae_cost_and_gradient(
+    shape: &VaeShape,
+    data: &Dataset<'_, f64>,
+    theta: &[f64],
+    seed: u64,
+    epoch: u64,
+) -> Result<((f64, f64), Vec<f64>)> {
+    let (n, h, d, m) = (shape.visible, shape.hidden, shape.latent, data.examples());
+    let l = shape.layout();
+    if theta.len() != l.len || data.features() != n {
+        return Err(Error::ShapeMismatch {
+            what: "theta and data of the variational autoencoder",
+            expected: format!("{} values, {n} features", l.len),
+            got: format!("{} values, {} features", theta.len(), data.features()),
+        });
+    }
+    // Column-major `rows×cols` matrix at `offset`: entry (r, c).
+    let at = |offset: usize, rows: usize, r: usize, c: usize| offset + r + c * rows;
+    let dense = |w: usize, b: usize, rows: usize, input: &[f64]| -> Vec<f64> {
+        (0..rows)
+            .map(|r| theta[b + r] + input.iter().enumerate().map(|(c, v)| theta[at(w, rows, r, c)] * v).sum::<f64>())
+            .collect()
+    };
+    let mut grad = vec![0.0; l.len];
+    let (mut reconstruction, mut kl) = (0.0, 0.0);
+    for i in 0..m {
+        let x: Vec<f64> = (0..n).map(|k| data.x().get(k, i)).collect();
+        let h1: Vec<(f64, f64, f64)> =
+            dense(l.w1, l.b1, h, &x).into_iter().map(|z| hidden_unit(shape.activation, z)).collect();
+        let a1: Vec<f64> = h1.iter().map(|u| u.0).collect();
+        let latent = dense(l.we, l.be, 2 * d, &a1);
+        let (mean, log_variance) = latent.split_at(d);
+        let mut rng = super::corruption::example_generator(seed, epoch, i as u64);
+        let epsilon: Vec<f64> = (0..d).map(|_| rand::Rng::sample(&mut rng, rand_distr::StandardNormal)).collect();
+        let z: Vec<f64> = (0..d).map(|k| mean[k] + (log_variance[k] / 2.0).exp() * epsilon[k]).collect();
+        kl += (0..d).map(|k| -0.5 * (1.0 + log_variance[k] - mean[k].powi(2) - log_variance[k].exp())).sum::<f64>();
+        let h2: Vec<(f64, f64, f64)> =
+            dense(l.w3, l.b3, h, &z).into_iter().map(|z| hidden_unit(shape.activation, z)).collect();
+        let a2: Vec<f64> = h2.iter().map(|u| u.0).collect();
+        let y = dense(l.w4, l.b4, n, &a2);
+        let mut delta_y = vec![0.0; n];
+        for k in 0..n {
+            let (nats, delta) = match shape.decoder {
+                VaeDecoder::Bernoulli => output_loss(Reconstruction::SigmoidCrossEntropy, y[k], x[k]),
+                VaeDecoder::Gaussian => {
+                    ((y[k] - x[k]).powi(2) / 2.0 + 0.5 * (2.0 * std::f64::consts::PI).ln(), y[k] - x[k])
+                }
+            };
+            reconstruction += nats;
+            delta_y[k] = delta;
+        }
+        // Backward, layer by layer.
+        let delta_h2: Vec<f64> =
+            (0..h).map(|j| (0..n).map(|k| theta[at(l.w4, n, k, j)] * delta_y[k]).sum::<f64>() * h2[j].1).collect();
+        let delta_z: Vec<f64> = (0..d).map(|k| (0..h).map(|j| theta[at(l.w3, h, j, k)] * delta_h2[j]).sum()).collect();
+        let mut delta_latent = vec![0.0; 2 * d];
+        for k in 0..d {
+            let sigma = (log_variance[k] / 2.0).exp();
+            delta_latent[k] = delta_z[k] + mean[k];
+            delta_latent[d + k] = delta_z[k] * epsilon[k] * sigma / 2.0 + (sigma * sigma - 1.0) / 2.0;
+        }
+        let delta_h1: Vec<f64> = (0..h)
+            .map(|j| (0..2 * d).map(|r| theta[at(l.we, 2 * d, r, j)] * delta_latent[r]).sum::<f64>() * h1[j].1)
+            .collect();
+        let mut add = |w: usize, b: usize, rows: usize, delta: &[f64], input: &[f64]| {
+            for (r, &dr) in delta.iter().enumerate().take(rows) {
+                grad[b + r] += dr / m as f64;
+                for (c, &v) in input.iter().enumerate() {
+                    grad[at(w, rows, r, c)] += dr * v / m as f64;
+                }
+            }
+        };
+        add(l.w4, l.b4, n, &delta_y, &a2);
+        add(l.w3, l.b3, h, &delta_h2, &z);
+        add(l.we, l.be, 2 * d, &delta_latent, &a1);
+        add(l.w1, l.b1, h, &delta_h1, &x);
+    }
+    Ok(((reconstruction / m as f64, kl / m as f64), grad))
 }
