@@ -180,3 +180,25 @@ fn stacked_autoencoders_reach_the_ufldl_accuracy_before_and_after_fine_tuning() 
     assert!(result.before_fine_tuning >= 0.877, "{result:?}");
     assert!(result.after_fine_tuning >= 0.976, "{result:?}");
 }
+
+#[test]
+fn train_vae_on_mnist_reaches_the_elbo_of_the_same_model_in_pytorch() {
+    // PyTorch, same architecture, optimiser and epochs (benches/peers/vae_torch.py): a test
+    // −ELBO of 105.66 nats per image; seeds move either by a few tenths.
+    let dir = tempfile::tempdir().unwrap();
+    let (model, samples) = (dir.path().join("vae.safetensors"), dir.path().join("samples.png"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sae"))
+        .args(["train-vae", "--mnist", datasets().join("mnist").to_str().unwrap(), "--epochs", "10"])
+        .args(["-o", model.to_str().unwrap(), "--samples", samples.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("test set")).unwrap_or_else(|| panic!("{stdout}"));
+    let elbo: f64 = line.split("−ELBO ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(elbo < 106.5, "{line}");
+    let loaded = sae::model::vae::VaeModel::<f64>::load(&model).unwrap();
+    assert_eq!((loaded.shape.visible, loaded.shape.hidden, loaded.shape.latent), (784, 400, 20));
+    let picture = std::fs::read(&samples).unwrap();
+    assert_eq!(&picture[1..4], b"PNG");
+}

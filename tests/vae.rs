@@ -133,3 +133,20 @@ fn a_model_file_round_trips_and_a_sparse_autoencoder_file_is_refused() {
     let error = VaeModel::<f64>::load(&other).unwrap_err().to_string();
     assert!(error.contains("sae.safetensors") && error.contains("variational-autoencoder"), "{error}");
 }
+
+#[test]
+fn adam_training_lowers_the_negative_elbo_reproducibly() {
+    use sae::train::{VaeOptions, VaeTrainer};
+    let m = 300;
+    let values = uniform_data(m, 12, 10);
+    let data = Dataset::examples_by_features(&values, m, 12).unwrap();
+    let shape = shape(Activation::Relu, VaeDecoder::Bernoulli);
+    let init = shape.init::<f64>(2);
+    let options = VaeOptions { batch_size: 32, epochs: 5, ..VaeOptions::default() };
+    let mut costs = Vec::new();
+    let trained = VaeTrainer::new(shape, options).unwrap().fit(&data, &init, |e| costs.push(e.cost.total())).unwrap();
+    assert_eq!(costs.len(), 5);
+    assert!(costs[4] < costs[0] - 0.1, "{costs:?}");
+    let again = VaeTrainer::new(shape, options).unwrap().fit(&data, &init, |_| {}).unwrap();
+    assert_eq!(again.theta, trained.theta);
+}

@@ -200,18 +200,21 @@ impl VariantArgs {
                 return Err("--loss cross-entropy needs --output-units sigmoid (outputs in (0, 1))".into())
             }
         };
-        let activation = match self.activation {
-            ActivationArg::Sigmoid => Activation::Sigmoid,
-            ActivationArg::Tanh => Activation::Tanh,
-            ActivationArg::Relu => Activation::Relu,
-        };
         Ok(builder
             .penalty(self.penalty.into())
-            .activation(activation)
+            .activation(activation(self.activation))
             .reconstruction(reconstruction)
             .contractive(self.contractive)
             .tied(self.tied)
             .corruption(self.denoise.unwrap_or_default(), self.noise_seed))
+    }
+}
+
+pub fn activation(arg: ActivationArg) -> Activation {
+    match arg {
+        ActivationArg::Sigmoid => Activation::Sigmoid,
+        ActivationArg::Tanh => Activation::Tanh,
+        ActivationArg::Relu => Activation::Relu,
     }
 }
 

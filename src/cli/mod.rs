@@ -8,6 +8,7 @@ mod model;
 mod objective;
 mod progress;
 mod train;
+mod vae;
 
 use clap::{Parser, Subcommand};
 
@@ -25,9 +26,10 @@ pub enum Command {
     /// hidden units, 400 iterations, on embedded natural-image patches); writes the model
     /// and a picture of its features.
     Train(train::TrainArgs),
-    /// Evaluate the sparse autoencoder cost and gradient of a theta on a data set. Without
-    /// --data, on a generated SPEC problem (default S1: 64 inputs, 25 hidden units, 10 000
-    /// examples).
+    /// Train a variational autoencoder on MNIST with Adam (784-400-20-400-784, ReLU, Bernoulli
+    /// decoder by default); report the test set's −ELBO per image and write the model and 64
+    /// images sampled from the prior.
+    TrainVae(vae::VaeArgs),
     /// UFLDL's exercises on the real data sets (natural images, MNIST): one command each.
     Exercise(exercise::ExerciseArgs),
     /// The hidden activations a2 = σ(W1 x + b1) of every example of --data: the features a
@@ -39,6 +41,9 @@ pub enum Command {
     Visualize(model::VisualizeArgs),
     /// Describe a model or checkpoint file.
     Info(model::InfoArgs),
+    /// Evaluate the sparse autoencoder cost and gradient of a theta on a data set. Without
+    /// --data, on a generated SPEC problem (default S1: 64 inputs, 25 hidden units, 10 000
+    /// examples).
     Objective(objective::ObjectiveArgs),
     /// Write a SPEC problem's generated data (uniform in [0.1, 0.9]) to an .npy file of any
     /// number of rows, without holding it in memory.
@@ -52,6 +57,7 @@ pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 pub fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
+        Command::TrainVae(args) => vae::run(args),
         Command::Exercise(args) => exercise::run(args),
         Command::Encode(args) => model::encode(args),
         Command::Reconstruct(args) => model::reconstruct(args),

@@ -285,7 +285,7 @@ impl MinibatchTrainer {
 }
 
 /// The example order of `epoch`: a permutation of `0..m` from the seed and the epoch alone.
-fn epoch_order(m: usize, seed: u64, epoch: usize) -> Vec<usize> {
+pub(crate) fn epoch_order(m: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut order: Vec<usize> = (0..m).collect();
     order.shuffle(&mut rng);
@@ -293,7 +293,7 @@ fn epoch_order(m: usize, seed: u64, epoch: usize) -> Vec<usize> {
 }
 
 /// Copies the examples `rows` of `data` into `out`, one after another.
-fn gather<T: Real>(data: &Dataset<'_, T>, rows: &[usize], out: &mut [T]) {
+pub(crate) fn gather<T: Real>(data: &Dataset<'_, T>, rows: &[usize], out: &mut [T]) {
     let n = data.features();
     let x = data.x();
     for (k, &row) in rows.iter().enumerate() {

@@ -17,11 +17,13 @@
 
 mod checkpoint;
 mod minibatch;
+mod vae;
 
 use std::path::{Path, PathBuf};
 
 pub use checkpoint::{lbfgs_checkpoint, lbfgs_state};
 pub use minibatch::{MinibatchOptions, MinibatchState, MinibatchStep, MinibatchTrained, MinibatchTrainer};
+pub use vae::{VaeEpoch, VaeOptions, VaeTrainer};
 
 use crate::error::{Error, Result};
 use crate::model::{HyperParams, ModelFile, Parameters};

@@ -1,0 +1,149 @@
+//! `sae train-vae`: a variational autoencoder on MNIST, trained with Adam; reports the test
+//! set's `−ELBO` per image in nats, writes the model and a grid of images sampled from the
+//! prior.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::args::{ActivationArg, EngineArgs};
+use super::CliResult;
+use crate::data::mnist;
+use crate::exercises::MnistFiles;
+use crate::model::picture::{PixelOrder, TileGrid};
+use crate::model::vae::{VaeDecoder, VaeShape};
+use crate::objective::VaeObjective;
+use crate::optim::StepRule;
+use crate::train::{VaeOptions, VaeTrainer};
+use crate::{Dataset, Real};
+
+#[derive(Debug, Args)]
+pub struct VaeArgs {
+    /// The directory of MNIST's four .gz files.
+    #[arg(long, default_value = "../shared/datasets/mnist")]
+    mnist: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Units of the encoder's and of the decoder's hidden layer.
+    #[arg(long, default_value_t = 400)]
+    hidden: usize,
+    /// d, the latent dimension.
+    #[arg(long, default_value_t = 20)]
+    latent: usize,
+    /// The hidden units' activation.
+    #[arg(long, value_enum, default_value = "relu")]
+    activation: ActivationArg,
+    /// p(x|z): Bernoulli pixels (MNIST's intensities as probabilities) or N(y, I).
+    #[arg(long, value_enum, default_value = "bernoulli")]
+    decoder: DecoderArg,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Train on the first this many training images (default: all 60 000).
+    #[arg(long)]
+    train_examples: Option<usize>,
+    /// Seed of the initial weights, the example order and the samples ε.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Train in f64 (default f32).
+    #[arg(long)]
+    f64: bool,
+    /// Where to write the model.
+    #[arg(short, long, default_value = "vae.safetensors")]
+    output: PathBuf,
+    /// Where to write 64 images sampled from the prior (the decoder's means).
+    #[arg(long, default_value = "vae-samples.png")]
+    samples: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DecoderArg {
+    Bernoulli,
+    Gaussian,
+}
+
+pub fn run(args: VaeArgs) -> CliResult<()> {
+    args.engine.pool()?.install(|| if args.f64 { train::<f64>(&args) } else { train::<f32>(&args) })
+}
+
+fn train<T: Real>(args: &VaeArgs) -> CliResult<()> {
+    let files = MnistFiles::in_dir(&args.mnist);
+    let (train, m_all, n) = mnist::read_images(&files.train_images)?;
+    let (test, m_test, _) = mnist::read_images(&files.test_images)?;
+    let m = args.train_examples.unwrap_or(m_all).min(m_all);
+    let to_t = |values: &[f64]| values.iter().map(|&v| T::cast(v)).collect::<Vec<T>>();
+    let (train, test) = (to_t(&train[..m * n]), to_t(&test));
+    let activation = super::args::activation(args.activation);
+    let decoder = match args.decoder {
+        DecoderArg::Bernoulli => VaeDecoder::Bernoulli,
+        DecoderArg::Gaussian => VaeDecoder::Gaussian,
+    };
+    let shape = VaeShape::new(n, args.hidden, args.latent, activation, decoder)?;
+    let options = VaeOptions {
+        rule: StepRule::adam(args.learning_rate),
+        batch_size: args.batch_size,
+        epochs: args.epochs,
+        seed: args.seed,
+    };
+    println!(
+        "VAE {n}-{h}-{d}-{h}-{n}, {} units, {} decoder, {} parameters; Adam {} on minibatches of {}, {} epochs of {m} \
+         images; {}, {} threads",
+        activation.name(),
+        decoder.name(),
+        shape.theta_len(),
+        args.learning_rate,
+        args.batch_size,
+        args.epochs,
+        T::NAME,
+        rayon::current_num_threads(),
+        h = args.hidden,
+        d = args.latent,
+    );
+    let start = Instant::now();
+    let model = VaeTrainer::new(shape, options)?.fit(
+        &Dataset::examples_by_features(&train, m, n)?,
+        &shape.init::<T>(args.seed),
+        |e| {
+            println!(
+                "epoch {:>3}: train −ELBO {:.2} nats/image (reconstruction {:.2}, KL {:.2})  {:.1} s",
+                e.epoch,
+                e.cost.total(),
+                e.cost.reconstruction,
+                e.cost.kl,
+                start.elapsed().as_secs_f64()
+            );
+        },
+    )?;
+    let mut objective = VaeObjective::<T>::new(shape, 1000, args.seed ^ 0x7e57)?;
+    let test_cost = objective.negative_elbo(&model.theta, &Dataset::examples_by_features(&test, m_test, n)?, 0)?;
+    println!(
+        "test set ({m_test} images): −ELBO {:.2} nats/image (reconstruction {:.2}, KL {:.2}); one sample of z per image",
+        test_cost.total(),
+        test_cost.reconstruction,
+        test_cost.kl
+    );
+    let mut model = model;
+    model.metadata.push(("test_negative_elbo".into(), test_cost.total().to_string()));
+    model.save(&args.output)?;
+    println!("model written to {}", args.output.display());
+
+    // 64 draws from the prior, decoded to the decoder's means.
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(args.seed ^ 0x5a3b_1e55);
+    let z: Vec<T> = (0..64 * args.latent).map(|_| T::cast(rng.sample::<f64, _>(StandardNormal))).collect();
+    let means = objective.decode(&model.theta, &z)?;
+    let tiles: Vec<Vec<f64>> = means
+        .chunks_exact(n)
+        .map(|image| image.iter().map(|p| 2.0 * p.as_f64().clamp(0.0, 1.0) - 1.0).collect())
+        .collect();
+    TileGrid::for_inputs(n, PixelOrder::RowMajor)?.draw(&tiles).save_png(&args.samples)?;
+    println!("64 samples from the prior written to {}", args.samples.display());
+    Ok(())
+}
