@@ -174,7 +174,9 @@ fn mnist_files_read_the_same_gzipped_or_not() {
 #[cfg(not(feature = "openblas"))]
 #[test]
 fn stacked_autoencoders_reach_the_ufldl_accuracy_before_and_after_fine_tuning() {
-    let result = exercises::stacked_autoencoder::<f32>(&MnistFiles::in_dir(&datasets().join("mnist")), 400).unwrap();
+    let result =
+        exercises::stacked_autoencoder::<f32>(&MnistFiles::in_dir(&datasets().join("mnist")), &[200, 200], 400)
+            .unwrap();
     println!("{result:?}");
     // UFLDL's stacked autoencoder exercise: about 87.7 % before fine-tuning, 97.6 % after.
     assert!(result.before_fine_tuning >= 0.877, "{result:?}");
@@ -201,4 +203,32 @@ fn train_vae_on_mnist_reaches_the_elbo_of_the_same_model_in_pytorch() {
     assert_eq!((loaded.shape.visible, loaded.shape.hidden, loaded.shape.latent), (784, 400, 20));
     let picture = std::fs::read(&samples).unwrap();
     assert_eq!(&picture[1..4], b"PNG");
+}
+
+#[test]
+fn train_stacked_fine_tunes_a_stack_of_any_sizes_and_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("stack.safetensors");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sae"))
+        .args(["train-stacked", "--mnist", datasets().join("mnist").to_str().unwrap()])
+        .args(["--layers", "50,20", "--iterations", "30", "-o", model.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("test accuracy")).unwrap_or_else(|| panic!("{stdout}"));
+    let percents: Vec<f64> = line.split(" % ").filter_map(|part| part.rsplit(' ').next()?.parse().ok()).collect();
+    // 30 iterations leave the greedy features weak; fine-tuning the whole stack fixes them.
+    assert!(percents.len() == 2 && percents[1] > 90.0 && percents[1] > percents[0], "{line}");
+    let loaded = sae::model::stack::StackModel::<f64>::load(&model).unwrap();
+    assert_eq!((loaded.shape.sizes.as_slice(), loaded.shape.classes), (&[784, 50, 20][..], 10));
+    let (test, m, n) = mnist::read_images(&MnistFiles::in_dir(&datasets().join("mnist")).test_images).unwrap();
+    let labels = mnist::read_labels(&MnistFiles::in_dir(&datasets().join("mnist")).test_labels).unwrap();
+    let predicted = sae::objective::StackedObjective::predict(
+        &loaded.shape,
+        &loaded.theta,
+        &sae::Dataset::examples_by_features(&test, m, n).unwrap(),
+    );
+    let right = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / m as f64;
+    assert!((100.0 * right - percents[1]).abs() < 0.006, "the stored stack predicts {right} vs {line}");
 }

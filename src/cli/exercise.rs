@@ -118,7 +118,7 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
             );
         }
         Exercise::Stacked { mnist, iterations } => {
-            let result = exercises::stacked_autoencoder::<f32>(&MnistFiles::in_dir(&mnist), iterations)?;
+            let result = exercises::stacked_autoencoder::<f32>(&MnistFiles::in_dir(&mnist), &[200, 200], iterations)?;
             println!(
                 "stacked autoencoder on the 10 000 test digits: {:.2} % before fine-tuning, {:.2} % after ({:.1} s)",
                 100.0 * result.before_fine_tuning,

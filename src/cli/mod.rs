@@ -7,6 +7,7 @@ mod memory;
 mod model;
 mod objective;
 mod progress;
+mod stacked;
 mod train;
 mod vae;
 
@@ -30,6 +31,10 @@ pub enum Command {
     /// decoder by default); report the test set's −ELBO per image and write the model and 64
     /// images sampled from the prior.
     TrainVae(vae::VaeArgs),
+    /// Train a stack of sparse autoencoders on MNIST layer by layer, a softmax on top, and
+    /// fine-tune the whole stack (UFLDL's exercise: two layers of 200 units by default); report
+    /// the test accuracy before and after fine-tuning and write the stack.
+    TrainStacked(stacked::StackedArgs),
     /// UFLDL's exercises on the real data sets (natural images, MNIST): one command each.
     Exercise(exercise::ExerciseArgs),
     /// The hidden activations a2 = σ(W1 x + b1) of every example of --data: the features a
@@ -58,6 +63,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::TrainVae(args) => vae::run(args),
+        Command::TrainStacked(args) => stacked::run(args),
         Command::Exercise(args) => exercise::run(args),
         Command::Encode(args) => model::encode(args),
         Command::Reconstruct(args) => model::reconstruct(args),

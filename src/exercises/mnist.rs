@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::{accuracy, train_softmax};
 use crate::data::{mnist, Dataset};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::model::stack::StackModel;
 use crate::model::{Forward, HyperParams, Parameters};
 use crate::optim::LbfgsOptions;
 use crate::train::Trainer;
@@ -136,24 +137,36 @@ pub fn self_taught_learning<T: crate::Real>(files: &MnistFiles, iterations: usiz
     })
 }
 
-/// What the stacked autoencoder exercise measured.
-#[derive(Debug, Clone, Copy)]
+/// What the stacked autoencoder exercise measured, and the fine-tuned stack.
+#[derive(Debug, Clone)]
 pub struct StackedDigits {
-    /// On the MNIST test set, softmax on the second layer's features.
+    /// On the MNIST test set, softmax on the top layer's features.
     pub before_fine_tuning: f64,
     /// After backpropagation through the whole stack.
     pub after_fine_tuning: f64,
+    pub model: StackModel<f64>,
 }
 
-/// UFLDL's stacked autoencoder exercise: two sparse autoencoders of 200 units (ρ = 0.1,
-/// λ = 3e-3, β = 3, `iterations` L-BFGS iterations each), the second on the first's features,
-/// all 60 000 training digits; softmax (λ = 1e-4, 100 iterations) on the second's features;
-/// then fine-tuning of the whole stack with softmax (λ = 1e-4, `iterations` iterations).
-/// Accuracy on the 10 000 test digits before and after fine-tuning. Trains in `T`.
-pub fn stacked_autoencoder<T: crate::Real>(files: &MnistFiles, iterations: usize) -> Result<StackedDigits> {
+/// UFLDL's stacked autoencoder exercise with hidden layers of `layers` units (the exercise's
+/// are `[200, 200]`): sparse autoencoders (ρ = 0.1, λ = 3e-3, β = 3, `iterations` L-BFGS
+/// iterations each), each on the features of the one below, all 60 000 training digits;
+/// softmax (λ = 1e-4, 100 iterations) on the top layer's features; then fine-tuning of the
+/// whole stack with softmax (λ = 1e-4, `iterations` iterations). Accuracy on the 10 000 test
+/// digits before and after fine-tuning. Trains in `T`.
+pub fn stacked_autoencoder<T: crate::Real>(
+    files: &MnistFiles,
+    layers: &[usize],
+    iterations: usize,
+) -> Result<StackedDigits> {
     use crate::objective::{StackShape, StackedObjective};
     use crate::optim::Lbfgs;
-    const HIDDEN: usize = 200;
+    if layers.is_empty() || layers.contains(&0) {
+        return Err(Error::InvalidHyperParameter {
+            name: "layers",
+            value: 0.0,
+            reason: "need at least one layer, each of at least 1 unit",
+        });
+    }
     let (images, m, n) = mnist::read_images(&files.train_images)?;
     let labels = mnist::read_labels(&files.train_labels)?;
     let (test, m_test, _) = mnist::read_images(&files.test_images)?;
@@ -161,35 +174,35 @@ pub fn stacked_autoencoder<T: crate::Real>(files: &MnistFiles, iterations: usize
     let options = LbfgsOptions { max_iterations: iterations, ..LbfgsOptions::MINFUNC };
 
     // Greedy layer-wise pretraining: each layer a sparse autoencoder on the layer below.
-    let mut layers: Vec<Parameters<f64>> = Vec::new();
+    let mut trained_layers: Vec<Parameters<f64>> = Vec::new();
     let mut features: Vec<f64> = Vec::new();
     let mut width = n;
-    for layer in 0..2 {
+    for (layer, &hidden) in layers.iter().enumerate() {
         let input: &[f64] = if layer == 0 { &images } else { &features };
         let values: Vec<T> = input.iter().map(|&v| T::cast(v)).collect();
-        let hyper = HyperParams::builder(width, HIDDEN).lambda(3e-3).beta(3.0).rho(0.1).build()?;
+        let hyper = HyperParams::builder(width, hidden).lambda(3e-3).beta(3.0).rho(0.1).build()?;
         let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, m, width)?)?;
-        let init = Parameters::<T>::init(width, HIDDEN, 1 + layer);
+        let init = Parameters::<T>::init(width, hidden, 1 + layer as u64);
         let trained = Trainer::new(hyper, options).fit(&mut objective, &init, |_| {})?;
         let theta: Vec<f64> = trained.model.parameters.theta().iter().map(|v| v.as_f64()).collect();
-        let parameters = Parameters::from_theta(width, HIDDEN, theta)?;
-        let mut encoded = vec![0.0; m * HIDDEN];
+        let parameters = Parameters::from_theta(width, hidden, theta)?;
+        let mut encoded = vec![0.0; m * hidden];
         Forward::new(&parameters).encode(&Dataset::examples_by_features(input, m, width)?, &mut encoded)?;
-        layers.push(parameters);
+        trained_layers.push(parameters);
         features = encoded;
-        width = HIDDEN;
+        width = hidden;
     }
-    let softmax = train_softmax(&Dataset::examples_by_features(&features, m, HIDDEN)?, &labels, 10, 1e-4, 100)?;
+    let softmax = train_softmax(&Dataset::examples_by_features(&features, m, width)?, &labels, 10, 1e-4, 100)?;
 
     // The stack's parameters, UFLDL's layout: [θ(:); W1(:); b1; W2(:); b2].
     let mut stack: Vec<f64> = softmax;
-    for layer in &layers {
+    for layer in &trained_layers {
         let theta = layer.theta();
         let hn = layer.layout().weights_len();
         stack.extend_from_slice(&theta[..hn]);
         stack.extend_from_slice(layer.b1());
     }
-    let shape = StackShape { sizes: vec![n, HIDDEN, HIDDEN], classes: 10 };
+    let shape = StackShape { sizes: std::iter::once(n).chain(layers.iter().copied()).collect(), classes: 10 };
     let test_data = Dataset::examples_by_features(&test, m_test, n)?;
     let before = stack_accuracy(&stack, &shape, &test_data, &test_labels);
 
@@ -199,8 +212,22 @@ pub fn stacked_autoencoder<T: crate::Real>(files: &MnistFiles, iterations: usize
     let start: Vec<T> = stack.iter().map(|&v| T::cast(v)).collect();
     let mut lbfgs = Lbfgs::start(options, &start, &mut objective)?;
     lbfgs.run(&mut objective, |_| {})?;
-    let after = stack_accuracy(&lbfgs.into_state().x, &shape, &test_data, &test_labels);
-    Ok(StackedDigits { before_fine_tuning: before, after_fine_tuning: after })
+    let theta = lbfgs.into_state().x;
+    let after = stack_accuracy(&theta, &shape, &test_data, &test_labels);
+    let metadata = vec![
+        (
+            "pretraining".to_string(),
+            format!("sparse autoencoders, ρ = 0.1, λ = 3e-3, β = 3, {iterations} L-BFGS iterations"),
+        ),
+        ("fine_tuning".to_string(), format!("softmax λ = 1e-4, {iterations} L-BFGS iterations")),
+        ("test_accuracy_before_fine_tuning".to_string(), before.to_string()),
+        ("test_accuracy".to_string(), after.to_string()),
+    ];
+    Ok(StackedDigits {
+        before_fine_tuning: before,
+        after_fine_tuning: after,
+        model: StackModel { shape, theta, metadata },
+    })
 }
 
 /// The fraction of `labels` a stack (UFLDL's layout) predicts for `data`.

@@ -4,6 +4,8 @@ mod file;
 mod forward;
 mod hyper;
 pub mod picture;
+pub mod stack;
+mod tensors;
 mod theta;
 pub mod vae;
 

@@ -17,14 +17,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rand::distributions::{Distribution, Uniform};
-use rand::SeedableRng;
-use rand_xoshiro::Xoshiro256PlusPlus;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-
+use super::tensors::{self, NamedMatrix};
 use super::Activation;
 use crate::error::{Error, Result};
 use crate::real::Real;
+use rand::distributions::{Distribution, Uniform};
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// The decoder's distribution `p(x|z)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,9 +72,6 @@ pub(crate) struct VaeLayout {
     pub len: usize,
 }
 
-/// The tensors of a model: name, rows, columns (1 for a bias), offset in `theta`.
-type TensorSpec = (&'static str, usize, usize, usize);
-
 impl VaeShape {
     /// Checks the sizes; the error names the first at fault.
     pub fn new(
@@ -111,17 +107,17 @@ impl VaeShape {
         self.layout().len
     }
 
-    fn tensors(&self) -> [TensorSpec; 8] {
+    fn tensors(&self) -> [NamedMatrix; 8] {
         let (n, h, d, l) = (self.visible, self.hidden, self.latent, self.layout());
         [
-            ("encoder.weight", h, n, l.w1),
-            ("encoder.bias", h, 1, l.b1),
-            ("latent.weight", 2 * d, h, l.we),
-            ("latent.bias", 2 * d, 1, l.be),
-            ("decoder.weight", h, d, l.w3),
-            ("decoder.bias", h, 1, l.b3),
-            ("output.weight", n, h, l.w4),
-            ("output.bias", n, 1, l.b4),
+            NamedMatrix::new("encoder.weight", h, n, l.w1),
+            NamedMatrix::new("encoder.bias", h, 1, l.b1),
+            NamedMatrix::new("latent.weight", 2 * d, h, l.we),
+            NamedMatrix::new("latent.bias", 2 * d, 1, l.be),
+            NamedMatrix::new("decoder.weight", h, d, l.w3),
+            NamedMatrix::new("decoder.bias", h, 1, l.b3),
+            NamedMatrix::new("output.weight", n, h, l.w4),
+            NamedMatrix::new("output.bias", n, 1, l.b4),
         ]
     }
 
@@ -159,25 +155,6 @@ impl<T: Real> VaeModel<T> {
     /// Writes the model atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let shape = self.shape;
-        let buffers: Vec<(&str, Vec<usize>, Vec<u8>)> = shape
-            .tensors()
-            .iter()
-            .map(|&(name, rows, cols, offset)| {
-                let mut bytes = Vec::with_capacity(rows * cols * 8);
-                // Column-major in theta, row-major in the file.
-                for r in 0..rows {
-                    for c in 0..cols {
-                        bytes.extend_from_slice(&self.theta[offset + r + c * rows].as_f64().to_le_bytes());
-                    }
-                }
-                let dims = if cols == 1 { vec![rows] } else { vec![rows, cols] };
-                (name, dims, bytes)
-            })
-            .collect();
-        let views: Vec<(&str, TensorView<'_>)> = buffers
-            .iter()
-            .map(|(name, dims, bytes)| (*name, TensorView::new(Dtype::F64, dims.clone(), bytes).expect("sized")))
-            .collect();
         let mut metadata: HashMap<String, String> = self.metadata.iter().cloned().collect();
         for (key, value) in [
             ("format", super::FORMAT.to_string()),
@@ -191,61 +168,32 @@ impl<T: Real> VaeModel<T> {
         ] {
             metadata.insert(key.to_string(), value);
         }
-        crate::atomic::replace_with(path, |tmp| {
-            safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|e| e.to_string())
-        })
+        tensors::save(path, &self.theta, &shape.tensors(), metadata)
     }
 
     /// Reads a model written by [`save`](Self::save); fails naming the file on anything else.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let file = tensors::open(path, VAE_OBJECTIVE)?;
         let bad = |reason: String| Error::bad_file(path, reason);
-        let file =
-            SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
-        let (_, header) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
-        let mut metadata = header.metadata().clone().unwrap_or_default();
-        let mut take = |key: &str| metadata.remove(key).ok_or_else(|| bad(format!("no {key:?} in the metadata")));
-        if take("objective")? != VAE_OBJECTIVE {
-            return Err(bad(format!("not a {VAE_OBJECTIVE} model")));
-        }
-        let size = |key: &str, value: String| value.parse::<usize>().map_err(|_| bad(format!("{key} = {value:?}")));
-        let (visible, hidden, latent) =
-            (size("visible", take("visible")?)?, size("hidden", take("hidden")?)?, size("latent", take("latent")?)?);
-        let activation_name = take("activation")?;
+        let text =
+            |key: &str| file.metadata.get(key).cloned().ok_or_else(|| bad(format!("no {key:?} in the metadata")));
+        let activation_name = text("activation")?;
         let activation = Activation::ALL
             .into_iter()
             .find(|a| a.name() == activation_name)
             .ok_or_else(|| bad(format!("unknown activation {activation_name:?}")))?;
-        let decoder = match take("decoder")?.as_str() {
+        let decoder = match text("decoder")?.as_str() {
             "bernoulli" => VaeDecoder::Bernoulli,
             "gaussian" => VaeDecoder::Gaussian,
             other => return Err(bad(format!("unknown decoder {other:?}"))),
         };
-        metadata.remove("format");
-        metadata.remove("format_version");
+        let (visible, hidden, latent) =
+            (file.number(path, "visible")?, file.number(path, "hidden")?, file.number(path, "latent")?);
         let shape = VaeShape::new(visible, hidden, latent, activation, decoder)?;
-        let mut theta = vec![T::zero(); shape.theta_len()];
-        for (name, rows, cols, offset) in shape.tensors() {
-            let view = file.tensor(name).map_err(|_| bad(format!("no tensor {name:?}")))?;
-            let expected = if cols == 1 { vec![rows] } else { vec![rows, cols] };
-            if view.shape() != expected || view.dtype() != Dtype::F64 {
-                return Err(bad(format!(
-                    "tensor {name} is {:?} {:?}, expected F64 {expected:?}",
-                    view.dtype(),
-                    view.shape()
-                )));
-            }
-            for (i, chunk) in view.data().chunks_exact(8).enumerate() {
-                let value = f64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-                if !value.is_finite() {
-                    return Err(bad(format!("tensor {name} holds {value} at {i}")));
-                }
-                theta[offset + i / cols + (i % cols) * rows] = T::cast(value);
-            }
-        }
-        let mut metadata: Vec<(String, String)> = metadata.into_iter().collect();
-        metadata.sort();
+        let theta = file.theta(path, shape.theta_len(), &shape.tensors())?;
+        const RECORDED: [&str; 8] =
+            ["format", "format_version", "objective", "visible", "hidden", "latent", "activation", "decoder"];
+        let metadata = file.other_metadata(&RECORDED);
         Ok(VaeModel { shape, theta, metadata })
     }
 }

@@ -33,7 +33,7 @@ pub struct StackShape {
 
 impl StackShape {
     /// Offsets of `θ`, then of each layer's `W_l` and `b_l`, in the parameter vector.
-    fn offsets(&self) -> (usize, Vec<(usize, usize)>) {
+    pub(crate) fn offsets(&self) -> (usize, Vec<(usize, usize)>) {
         let top = *self.sizes.last().expect("at least one layer");
         let mut at = self.classes * top;
         let layers = self

@@ -1,0 +1,71 @@
+//! Model files of a fine-tuned stack of autoencoder layers with a softmax classifier on top
+//! ([`StackedObjective`](crate::objective::StackedObjective)'s parameters): the tensors
+//! `softmax.weight` (`k×h_L`) and `layer{l}.weight` (`h_l×h_{l−1}`), `layer{l}.bias`, row-major
+//! float64, `l = 1..L`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::tensors::{self, NamedMatrix};
+use crate::error::{Error, Result};
+use crate::objective::StackShape;
+use crate::real::Real;
+
+/// The `objective` metadata of stack files.
+pub const STACK_OBJECTIVE: &str = "stacked-autoencoder";
+
+/// A stack as stored: its shape, its parameters (UFLDL's layout, see
+/// [`StackShape`]) and free-form metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackModel<T> {
+    pub shape: StackShape,
+    pub theta: Vec<T>,
+    pub metadata: Vec<(String, String)>,
+}
+
+fn matrices(shape: &StackShape) -> Vec<NamedMatrix> {
+    let top = *shape.sizes.last().expect("at least one layer");
+    let (_, layers) = shape.offsets();
+    let mut all = vec![NamedMatrix::new("softmax.weight", shape.classes, top, 0)];
+    for (l, ((w, b), sizes)) in layers.into_iter().zip(shape.sizes.windows(2)).enumerate() {
+        all.push(NamedMatrix::new(format!("layer{}.weight", l + 1), sizes[1], sizes[0], w));
+        all.push(NamedMatrix::new(format!("layer{}.bias", l + 1), sizes[1], 1, b));
+    }
+    all
+}
+
+impl<T: Real> StackModel<T> {
+    /// Writes the model atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let sizes: Vec<String> = self.shape.sizes.iter().map(|s| s.to_string()).collect();
+        let mut metadata: HashMap<String, String> = self.metadata.iter().cloned().collect();
+        for (key, value) in [
+            ("format", super::FORMAT.to_string()),
+            ("format_version", super::FORMAT_VERSION.to_string()),
+            ("objective", STACK_OBJECTIVE.to_string()),
+            ("sizes", sizes.join(",")),
+            ("classes", self.shape.classes.to_string()),
+        ] {
+            metadata.insert(key.to_string(), value);
+        }
+        tensors::save(path, &self.theta, &matrices(&self.shape), metadata)
+    }
+
+    /// Reads a model written by [`save`](Self::save); fails naming the file on anything else.
+    pub fn load(path: &Path) -> Result<Self> {
+        let file = tensors::open(path, STACK_OBJECTIVE)?;
+        let sizes_text = file.metadata.get("sizes").cloned().unwrap_or_default();
+        let sizes: Vec<usize> = sizes_text
+            .split(',')
+            .map(|s| s.parse::<usize>())
+            .collect::<std::result::Result<_, _>>()
+            .ok()
+            .filter(|sizes: &Vec<usize>| sizes.len() >= 2 && !sizes.contains(&0))
+            .ok_or_else(|| Error::bad_file(path, format!("metadata sizes = {sizes_text:?}: expected n,h1,…")))?;
+        let shape = StackShape { sizes, classes: file.number(path, "classes")? };
+        let theta = file.theta(path, shape.len(), &matrices(&shape))?;
+        const RECORDED: [&str; 5] = ["format", "format_version", "objective", "sizes", "classes"];
+        let metadata = file.other_metadata(&RECORDED);
+        Ok(StackModel { shape, theta, metadata })
+    }
+}

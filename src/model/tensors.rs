@@ -1,0 +1,129 @@
+//! Model files of the networks beyond the single autoencoder (the variational autoencoder, the
+//! fine-tuned stack): safetensors holding named matrices of one parameter vector, each stored
+//! row-major as float64 (`out×in`, as PyTorch's `state_dict`), with string metadata. Writes
+//! are atomic.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::error::{Error, Result};
+use crate::real::Real;
+
+/// One matrix of a parameter vector: `rows×cols` column-major at `offset` (a vector when
+/// `cols` is 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamedMatrix {
+    pub name: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub offset: usize,
+}
+
+impl NamedMatrix {
+    pub fn new(name: impl Into<String>, rows: usize, cols: usize, offset: usize) -> Self {
+        NamedMatrix { name: name.into(), rows, cols, offset }
+    }
+
+    fn dims(&self) -> Vec<usize> {
+        if self.cols == 1 {
+            vec![self.rows]
+        } else {
+            vec![self.rows, self.cols]
+        }
+    }
+}
+
+/// Writes the `matrices` of `theta` and `metadata` to `path`, atomically.
+pub(crate) fn save<T: Real>(
+    path: &Path,
+    theta: &[T],
+    matrices: &[NamedMatrix],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let buffers: Vec<Vec<u8>> = matrices
+        .iter()
+        .map(|m| {
+            let mut bytes = Vec::with_capacity(m.rows * m.cols * 8);
+            for r in 0..m.rows {
+                for c in 0..m.cols {
+                    bytes.extend_from_slice(&theta[m.offset + r + c * m.rows].as_f64().to_le_bytes());
+                }
+            }
+            bytes
+        })
+        .collect();
+    let views: Vec<(&str, TensorView<'_>)> = matrices
+        .iter()
+        .zip(&buffers)
+        .map(|(m, bytes)| (m.name.as_str(), TensorView::new(Dtype::F64, m.dims(), bytes).expect("sized")))
+        .collect();
+    crate::atomic::replace_with(path, |tmp| {
+        safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|e| e.to_string())
+    })
+}
+
+/// A file read by [`open`]: its bytes and metadata.
+pub(crate) struct TensorFile {
+    bytes: Vec<u8>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// Reads the file at `path` and its metadata; fails naming the file when it is not
+/// safetensors or when its `objective` metadata is not `objective`.
+pub(crate) fn open(path: &Path, objective: &str) -> Result<TensorFile> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::bad_file(path, format!("not a readable safetensors file: {e}")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    match metadata.get("objective") {
+        Some(found) if found == objective => Ok(TensorFile { bytes, metadata }),
+        found => Err(Error::bad_file(path, format!("not a {objective} model (objective {found:?})"))),
+    }
+}
+
+impl TensorFile {
+    /// The metadata `key` as a number; fails naming the file and the key.
+    pub fn number<V: std::str::FromStr>(&self, path: &Path, key: &str) -> Result<V> {
+        let value =
+            self.metadata.get(key).ok_or_else(|| Error::bad_file(path, format!("no {key:?} in the metadata")))?;
+        value.parse().map_err(|_| Error::bad_file(path, format!("metadata {key} = {value:?} is not a number")))
+    }
+
+    /// The metadata other than the `recorded` keys, sorted by key.
+    pub fn other_metadata(&self, recorded: &[&str]) -> Vec<(String, String)> {
+        let mut other: Vec<(String, String)> = self
+            .metadata
+            .iter()
+            .filter(|(k, _)| !recorded.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        other.sort();
+        other
+    }
+
+    /// The parameter vector of length `len` holding `matrices`, each checked for its shape,
+    /// dtype and finite values.
+    pub fn theta<T: Real>(&self, path: &Path, len: usize, matrices: &[NamedMatrix]) -> Result<Vec<T>> {
+        let bad = |reason: String| Error::bad_file(path, reason);
+        let file =
+            SafeTensors::deserialize(&self.bytes).map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
+        let mut theta = vec![T::zero(); len];
+        for m in matrices {
+            let view = file.tensor(&m.name).map_err(|_| bad(format!("no tensor {:?}", m.name)))?;
+            if view.shape() != m.dims() || view.dtype() != Dtype::F64 {
+                let (dtype, shape) = (view.dtype(), view.shape());
+                return Err(bad(format!("tensor {} is {dtype:?} {shape:?}, expected F64 {:?}", m.name, m.dims())));
+            }
+            for (i, chunk) in view.data().chunks_exact(8).enumerate() {
+                let value = f64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+                if !value.is_finite() {
+                    return Err(bad(format!("tensor {} holds {value} at {i}", m.name)));
+                }
+                theta[m.offset + i / m.cols + (i % m.cols) * m.rows] = T::cast(value);
+            }
+        }
+        Ok(theta)
+    }
+}
