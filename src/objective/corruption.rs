@@ -6,10 +6,10 @@
 //! saw), in any order and on any thread, and the result does not depend on the block size, the
 //! chunk size or the thread count.
 
-use rand::{Rng, RngCore, SeedableRng};
-use rand_distr::StandardNormal;
+use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use super::normal::StandardNormal;
 use crate::data::{Dataset, Layout};
 use crate::model::Corruption;
 use crate::real::Real;
@@ -54,30 +54,30 @@ impl Noise {
         let values = data.values();
         for (i, column) in out[..n * width].chunks_exact_mut(n).enumerate() {
             let example = start + i;
+            let index = (first_example + example) as u64;
             match data.layout() {
-                Layout::ExamplesByFeatures => column.copy_from_slice(&values[example * n..(example + 1) * n]),
-                Layout::FeaturesByExamples => {
-                    for (k, x) in column.iter_mut().enumerate() {
-                        *x = values[k * m + example];
-                    }
+                Layout::ExamplesByFeatures => {
+                    let x = &values[example * n..(example + 1) * n];
+                    self.corrupt_example(column, |k| x[k], index);
                 }
+                Layout::FeaturesByExamples => self.corrupt_example(column, |k| values[k * m + example], index),
             }
-            self.corrupt_example(column, (first_example + example) as u64);
         }
     }
 
-    /// Corrupts one example's values in place.
-    fn corrupt_example<T: Real>(&self, x: &mut [T], example: u64) {
+    /// `out[k] = x̃_k` for one example whose clean values are `x(k)`, read once each.
+    fn corrupt_example<T: Real>(&self, out: &mut [T], x: impl Fn(usize) -> T, example: u64) {
         let mut rng = self.generator(example);
         match self.corruption {
-            Corruption::None => {}
+            Corruption::None => out.iter_mut().enumerate().for_each(|(k, v)| *v = x(k)),
             Corruption::Masking { probability } => {
+                out.iter_mut().enumerate().for_each(|(k, v)| *v = x(k));
                 // Two 32-bit uniforms per draw: a value is dropped when its u < p · 2^32. A
                 // select, not a branch: the drops are random, a branch would mispredict on a
                 // fraction p of them.
                 let threshold = (probability * 4_294_967_296.0) as u64;
                 let keep = |value: T, u: u64| if u < threshold { T::zero() } else { value };
-                let mut pairs = x.chunks_exact_mut(2);
+                let mut pairs = out.chunks_exact_mut(2);
                 for pair in &mut pairs {
                     let bits = rng.next_u64();
                     pair[0] = keep(pair[0], bits & 0xffff_ffff);
@@ -88,9 +88,9 @@ impl Noise {
                 }
             }
             Corruption::Gaussian { std_dev } => {
-                for value in x {
-                    let epsilon: f64 = rng.sample(StandardNormal);
-                    *value = *value + T::cast(std_dev * epsilon);
+                let normal = StandardNormal::new();
+                for (k, v) in out.iter_mut().enumerate() {
+                    *v = x(k) + T::cast(std_dev * normal.sample(&mut rng));
                 }
             }
         }

@@ -7,6 +7,7 @@ mod corruption;
 mod engine;
 pub mod gradcheck;
 mod minibatch;
+mod normal;
 pub mod reference;
 mod softmax;
 mod sparsity;
