@@ -20,7 +20,7 @@ struct Tables {
 
 const LAYERS: usize = 256;
 /// The right edge of the base layer, `r`, and the area of every layer, `v`, for 256 layers.
-const R: f64 = 3.654_152_885_361_008_8;
+const R: f64 = 3.654_152_885_361_009;
 const AREA: f64 = 4.928_673_233_99e-3;
 
 impl Tables {

@@ -5,6 +5,8 @@
 //!   `x ← x − η m̂ / (√v̂ + ε)` with the bias corrections `m̂ = m / (1 − β1ᵗ)`,
 //!   `v̂ = v / (1 − β2ᵗ)`.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 
 /// An update rule with its hyper-parameters.
@@ -76,24 +78,37 @@ impl StepState {
         StepState { first: vec![0.0; len], second: vec![0.0; len], steps: 0 }
     }
 
-    /// Moves `x` by one step of `rule` for the gradient `g`.
+    /// Moves `x` by one step of `rule` for the gradient `g`. Every element's update is
+    /// independent of the others', so long vectors are cut into chunks updated in parallel
+    /// (the result does not depend on the thread count).
     pub fn step(&mut self, rule: &StepRule, x: &mut [f64], g: &[f64]) {
+        const CHUNK: usize = 1 << 14;
         self.steps += 1;
-        match *rule {
-            StepRule::Sgd { learning_rate, momentum } => {
-                for ((x, v), &g) in x.iter_mut().zip(&mut self.first).zip(g) {
-                    *v = momentum * *v - learning_rate * g;
-                    *x += *v;
-                }
+        let t = self.steps as i32;
+        let rule = *rule;
+        x.par_chunks_mut(CHUNK)
+            .zip(self.first.par_chunks_mut(CHUNK))
+            .zip(self.second.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(((x, first), second), g)| update(rule, t, x, first, second, g));
+    }
+}
+
+/// One chunk of [`StepState::step`], at step `t`.
+fn update(rule: StepRule, t: i32, x: &mut [f64], first: &mut [f64], second: &mut [f64], g: &[f64]) {
+    match rule {
+        StepRule::Sgd { learning_rate, momentum } => {
+            for ((x, v), &g) in x.iter_mut().zip(first).zip(g) {
+                *v = momentum * *v - learning_rate * g;
+                *x += *v;
             }
-            StepRule::Adam { learning_rate, beta1, beta2, epsilon } => {
-                let t = self.steps as i32;
-                let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-                for (((x, m), v), &g) in x.iter_mut().zip(&mut self.first).zip(&mut self.second).zip(g) {
-                    *m = beta1 * *m + (1.0 - beta1) * g;
-                    *v = beta2 * *v + (1.0 - beta2) * g * g;
-                    *x -= learning_rate * (*m / c1) / ((*v / c2).sqrt() + epsilon);
-                }
+        }
+        StepRule::Adam { learning_rate, beta1, beta2, epsilon } => {
+            let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+            for (((x, m), v), &g) in x.iter_mut().zip(first).zip(second).zip(g) {
+                *m = beta1 * *m + (1.0 - beta1) * g;
+                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                *x -= learning_rate * (*m / c1) / ((*v / c2).sqrt() + epsilon);
             }
         }
     }

@@ -3,6 +3,8 @@
 //! [`MinibatchTrainer`](super::MinibatchTrainer)), and step `t` draws the `ε` of epoch `t` of
 //! the [`VaeObjective`], so a run is reproducible.
 
+use rayon::prelude::*;
+
 use super::minibatch::{epoch_order, gather};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -75,16 +77,12 @@ impl VaeTrainer {
                 let batch = Dataset::examples_by_features(&batch_values[..rows.len() * n], rows.len(), n)?;
                 let step = state.steps + 1;
                 let cost = objective.evaluate(&theta, &mut grad_t, &batch, step)?;
-                for (g, &gt) in grad.iter_mut().zip(&grad_t) {
-                    *g = gt.as_f64();
-                }
+                grad.par_iter_mut().zip(&grad_t).for_each(|(g, &gt)| *g = gt.as_f64());
                 if !cost.total().is_finite() || grad.iter().any(|g| !g.is_finite()) {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: cost.total() });
                 }
                 state.step(&options.rule, &mut x, &grad);
-                for (t, &v) in theta.iter_mut().zip(&x) {
-                    *t = T::cast(v);
-                }
+                theta.par_iter_mut().zip(&x).for_each(|(t, &v)| *t = T::cast(v));
                 total.reconstruction += cost.reconstruction * rows.len() as f64;
                 total.kl += cost.kl * rows.len() as f64;
             }
