@@ -3,7 +3,6 @@
 //! `softmax.weight` (`k×h_L`) and `layer{l}.weight` (`h_l×h_{l−1}`), `layer{l}.bias`, row-major
 //! float64, `l = 1..L`.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::tensors::{self, NamedMatrix};
@@ -38,17 +37,8 @@ impl<T: Real> StackModel<T> {
     /// Writes the model atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let sizes: Vec<String> = self.shape.sizes.iter().map(|s| s.to_string()).collect();
-        let mut metadata: HashMap<String, String> = self.metadata.iter().cloned().collect();
-        for (key, value) in [
-            ("format", super::FORMAT.to_string()),
-            ("format_version", super::FORMAT_VERSION.to_string()),
-            ("objective", STACK_OBJECTIVE.to_string()),
-            ("sizes", sizes.join(",")),
-            ("classes", self.shape.classes.to_string()),
-        ] {
-            metadata.insert(key.to_string(), value);
-        }
-        tensors::save(path, &self.theta, &matrices(&self.shape), metadata)
+        let recorded = [("sizes", sizes.join(",")), ("classes", self.shape.classes.to_string())];
+        tensors::save(path, &self.theta, &matrices(&self.shape), STACK_OBJECTIVE, &recorded, &self.metadata)
     }
 
     /// Reads a model written by [`save`](Self::save); fails naming the file on anything else.
@@ -64,8 +54,7 @@ impl<T: Real> StackModel<T> {
             .ok_or_else(|| Error::bad_file(path, format!("metadata sizes = {sizes_text:?}: expected n,h1,…")))?;
         let shape = StackShape { sizes, classes: file.number(path, "classes")? };
         let theta = file.theta(path, shape.len(), &matrices(&shape))?;
-        const RECORDED: [&str; 5] = ["format", "format_version", "objective", "sizes", "classes"];
-        let metadata = file.other_metadata(&RECORDED);
+        let metadata = file.free_metadata(&["sizes", "classes"]);
         Ok(StackModel { shape, theta, metadata })
     }
 }

@@ -35,13 +35,25 @@ impl NamedMatrix {
     }
 }
 
-/// Writes the `matrices` of `theta` and `metadata` to `path`, atomically.
+/// Writes the `matrices` of `theta` to `path`, atomically, with the metadata `format`,
+/// `format_version`, `objective`, the model's `recorded` keys and its `free` ones.
 pub(crate) fn save<T: Real>(
     path: &Path,
     theta: &[T],
     matrices: &[NamedMatrix],
-    metadata: HashMap<String, String>,
+    objective: &str,
+    recorded: &[(&str, String)],
+    free: &[(String, String)],
 ) -> Result<()> {
+    let mut metadata: HashMap<String, String> = free.iter().cloned().collect();
+    let standard = [
+        ("format", super::FORMAT.to_string()),
+        ("format_version", super::FORMAT_VERSION.to_string()),
+        ("objective", objective.to_string()),
+    ];
+    for (key, value) in standard.iter().chain(recorded) {
+        metadata.insert(key.to_string(), value.clone());
+    }
     let buffers: Vec<Vec<u8>> = matrices
         .iter()
         .map(|m| {
@@ -91,12 +103,14 @@ impl TensorFile {
         value.parse().map_err(|_| Error::bad_file(path, format!("metadata {key} = {value:?} is not a number")))
     }
 
-    /// The metadata other than the `recorded` keys, sorted by key.
-    pub fn other_metadata(&self, recorded: &[&str]) -> Vec<(String, String)> {
+    /// The free metadata: all but the standard keys and the model's `recorded` ones, sorted by
+    /// key.
+    pub fn free_metadata(&self, recorded: &[&str]) -> Vec<(String, String)> {
+        let standard = ["format", "format_version", "objective"];
         let mut other: Vec<(String, String)> = self
             .metadata
             .iter()
-            .filter(|(k, _)| !recorded.contains(&k.as_str()))
+            .filter(|(k, _)| !recorded.contains(&k.as_str()) && !standard.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         other.sort();

@@ -74,6 +74,21 @@ impl ThetaLayout {
 
     /// Checks that `theta` has this layout's length and only finite values; the error names
     /// the offending index and the block, row and column it belongs to.
+    /// `W1 ← (W1 + W2ᵀ)/2` and `W2 ← W1ᵀ` in a vector of this layout: tying weights, and
+    /// folding a gradient of `J(W1, W2)` onto `W1 = W2ᵀ` (up to its factor 2).
+    pub(crate) fn average_w1_with_w2_transposed<T: Real>(&self, values: &mut [T]) {
+        let (n, h) = (self.visible, self.hidden);
+        let (w1, w2) = values.split_at_mut(self.weights_len());
+        let half = T::cast(0.5);
+        for k in 0..n {
+            for j in 0..h {
+                let w = (w1[j + k * h] + w2[k + j * n]) * half;
+                w1[j + k * h] = w;
+                w2[k + j * n] = w;
+            }
+        }
+    }
+
     pub fn check<T: Real>(&self, theta: &[T], what: &'static str) -> Result<()> {
         if theta.len() != self.len() {
             return Err(Error::ShapeMismatch {
@@ -149,22 +164,13 @@ impl<T: Real> Parameters<T> {
         self.theta
     }
 
-    /// `W1: h×n`.
     /// Ties the weights: `W1 ← W`, `W2 ← Wᵀ` with `W = (W1 + W2ᵀ)/2`, the point at which a
     /// tied-weights objective evaluates `theta` (so its value does not change).
     pub fn tie(&mut self) {
-        let (n, h, hn) = (self.layout.visible, self.layout.hidden, self.layout.weights_len());
-        let (w1, w2) = self.theta.split_at_mut(hn);
-        let half = T::cast(0.5);
-        for k in 0..n {
-            for j in 0..h {
-                let w = (w1[j + k * h] + w2[k + j * n]) * half;
-                w1[j + k * h] = w;
-                w2[k + j * n] = w;
-            }
-        }
+        self.layout.average_w1_with_w2_transposed(&mut self.theta);
     }
 
+    /// `W1: h×n`.
     pub fn w1(&self) -> MatRef<'_, T> {
         self.layout.w1(&self.theta)
     }

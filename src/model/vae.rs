@@ -14,7 +14,6 @@
 //! Parameters are one vector `theta = [W1(:); b1; We(:); be; W3(:); b3; W4(:); b4]`, matrices
 //! column-major as in [`ThetaLayout`](super::ThetaLayout); files store them row-major by name.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::tensors::{self, NamedMatrix};
@@ -155,20 +154,14 @@ impl<T: Real> VaeModel<T> {
     /// Writes the model atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let shape = self.shape;
-        let mut metadata: HashMap<String, String> = self.metadata.iter().cloned().collect();
-        for (key, value) in [
-            ("format", super::FORMAT.to_string()),
-            ("format_version", super::FORMAT_VERSION.to_string()),
-            ("objective", VAE_OBJECTIVE.to_string()),
+        let recorded = [
             ("visible", shape.visible.to_string()),
             ("hidden", shape.hidden.to_string()),
             ("latent", shape.latent.to_string()),
             ("activation", shape.activation.name().to_string()),
             ("decoder", shape.decoder.name().to_string()),
-        ] {
-            metadata.insert(key.to_string(), value);
-        }
-        tensors::save(path, &self.theta, &shape.tensors(), metadata)
+        ];
+        tensors::save(path, &self.theta, &shape.tensors(), VAE_OBJECTIVE, &recorded, &self.metadata)
     }
 
     /// Reads a model written by [`save`](Self::save); fails naming the file on anything else.
@@ -191,9 +184,7 @@ impl<T: Real> VaeModel<T> {
             (file.number(path, "visible")?, file.number(path, "hidden")?, file.number(path, "latent")?);
         let shape = VaeShape::new(visible, hidden, latent, activation, decoder)?;
         let theta = file.theta(path, shape.theta_len(), &shape.tensors())?;
-        const RECORDED: [&str; 8] =
-            ["format", "format_version", "objective", "visible", "hidden", "latent", "activation", "decoder"];
-        let metadata = file.other_metadata(&RECORDED);
+        let metadata = file.free_metadata(&["visible", "hidden", "latent", "activation", "decoder"]);
         Ok(VaeModel { shape, theta, metadata })
     }
 }

@@ -227,18 +227,10 @@ impl<T: Real> Engine<T> {
     /// whole `theta` whose gradient has `∇W2 = ∇W1ᵀ`; so an optimiser started from tied
     /// weights keeps them tied exactly (every update is a combination of such gradients).
     fn tie(&mut self, theta: &[T]) {
-        let (n, h, hn) = (self.hyper.visible(), self.hyper.hidden(), self.layout.weights_len());
         let tied = &mut self.workspace.tied_theta;
         tied.clear();
         tied.extend_from_slice(theta);
-        let half = T::cast(0.5);
-        for k in 0..n {
-            for j in 0..h {
-                let w = (theta[j + k * h] + theta[hn + k + j * n]) * half;
-                tied[j + k * h] = w;
-                tied[hn + k + j * n] = w;
-            }
-        }
+        self.layout.average_w1_with_w2_transposed(tied);
     }
 
     /// `w_j = ‖W1_j‖²` and `c_j = 2 λ_c w_j` for the contractive penalty.
@@ -533,24 +525,12 @@ impl<T: Real> Engine<T> {
             *g = T::cast(ranges.iter().map(|r| r.b2_sums[k]).sum::<f64>() / m);
         }
         if self.hyper.tied() {
-            fold_tied(grad, n, h);
+            // The gradient with respect to W1 and W2 of J(W, Wᵀ) at W = (W1 + W2ᵀ)/2: G/2 and
+            // Gᵀ/2, where G = ∇W1 + ∇W2ᵀ is its gradient with respect to W.
+            self.layout.average_w1_with_w2_transposed(grad);
         }
         let loss: f64 = ranges.iter().map(|r| r.loss).sum();
         self.hyper.reconstruction().loss_scale() * loss / m + lambda / 2.0 * (w1_norm + w2_norm) + contractive_cost
-    }
-}
-
-/// With tied weights, the gradient of `J(W, Wᵀ)` at `W = (W1 + W2ᵀ)/2` with respect to `W1`
-/// and to `W2`: `G/2` and `Gᵀ/2`, where `G = ∇W1 + ∇W2ᵀ` is its gradient with respect to `W`.
-fn fold_tied<T: Real>(grad: &mut [T], n: usize, h: usize) {
-    let (g1, rest) = grad.split_at_mut(h * n);
-    let half = T::cast(0.5);
-    for k in 0..n {
-        for j in 0..h {
-            let g = (g1[j + k * h] + rest[k + j * n]) * half;
-            g1[j + k * h] = g;
-            rest[k + j * n] = g;
-        }
     }
 }
 
