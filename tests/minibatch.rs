@@ -144,3 +144,34 @@ fn resuming_with_another_batch_size_is_refused() {
     let err = MinibatchTrainer::new(hyper(N, H), other).unwrap().resume(&data, &checkpoint, |_| {}).unwrap_err();
     assert!(err.to_string().contains("batch_size"), "{err}");
 }
+
+#[test]
+fn adam_trains_a_tied_denoising_tanh_model_reproducibly_keeping_its_weights_tied() {
+    use sae::model::{Activation, Corruption};
+    let values = uniform_data(M, N, 5);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let hyper = sae::HyperParams::builder(N, H)
+        .lambda(3e-3)
+        .beta(0.5)
+        .rho(0.1)
+        .activation(Activation::Tanh)
+        .tied(true)
+        .corruption(Corruption::Masking { probability: 0.2 }, 3)
+        .build()
+        .unwrap();
+    let options =
+        MinibatchOptions { rule: StepRule::adam(1e-2), batch_size: 100, epochs: 5, rho_momentum: 0.9, seed: 2 };
+    let fit = || MinibatchTrainer::new(hyper, options).unwrap().fit(&data, &Parameters::init(N, H, 4), |_| {}).unwrap();
+    let (first, again) = (fit(), fit());
+    assert_eq!(first.model.parameters, again.model.parameters);
+    let p = &first.model.parameters;
+    assert!((0..H).all(|j| (0..N).all(|k| p.w1().get(j, k) == p.w2().get(k, j))), "weights stay tied");
+    // The denoising objective (at the noise of epoch 0) is lower than at the start.
+    let cost = |theta: &[f64]| {
+        let mut grad = vec![0.0; theta.len()];
+        Objective::new(hyper, data).unwrap().evaluate(theta, &mut grad).unwrap()
+    };
+    let mut start = Parameters::<f64>::init(N, H, 4);
+    start.tie();
+    assert!(cost(p.theta()) < cost(start.theta()) - 1e-3);
+}
