@@ -81,6 +81,8 @@ struct Workspace<T> {
     /// weights, and `c_j = 2 λ_c w_j`.
     w1_row_norms: Vec<f64>,
     contractive_c: Vec<T>,
+    /// The decay of each row of `W1` in the gradient (see `Engine::w1_row_decay`).
+    w1_row_decay: Vec<T>,
     ranges: Vec<RangeScratch<T>>,
 }
 
@@ -216,11 +218,7 @@ impl<T: Real> Engine<T> {
 
     /// `theta` as the engine evaluates it: itself, or with tied weights its symmetrised copy.
     fn effective_theta<'a>(&'a self, theta: &'a [T]) -> &'a [T] {
-        if self.hyper.tied() {
-            &self.workspace.tied_theta
-        } else {
-            theta
-        }
+        effective_theta(self.hyper.tied(), &self.workspace.tied_theta, theta)
     }
 
     /// Tied weights: the objective is `J(W, Wᵀ)` at `W = (W1 + W2ᵀ)/2`, a function of the
@@ -295,7 +293,7 @@ impl<T: Real> Engine<T> {
         let blocks = self.blocks(data.examples());
         let Workspace { a2, block_activation_sums, chunk_blocks, tied_theta, ranges, .. } = &mut self.workspace;
         *chunk_blocks = blocks;
-        let theta = if self.hyper.tied() { &tied_theta[..] } else { theta };
+        let theta = effective_theta(self.hyper.tied(), tied_theta, theta);
         let layer = HiddenLayer {
             h,
             w1: self.layout.w1(theta),
@@ -416,7 +414,7 @@ impl<T: Real> Engine<T> {
     /// is deferred.
     pub(crate) fn backward(&mut self, theta: &[T], data: &Dataset<'_, T>, first_example: usize) {
         let blocks = self.blocks(data.examples());
-        let theta = if self.hyper.tied() { &self.workspace.tied_theta[..] } else { theta };
+        let theta = effective_theta(self.hyper.tied(), &self.workspace.tied_theta, theta);
         let pass = BackwardPass {
             n: self.hyper.visible(),
             h: self.hyper.hidden(),
@@ -440,37 +438,53 @@ impl<T: Real> Engine<T> {
         });
     }
 
+    /// `λ` of the weight decay as the engine applies it: with tied weights `J(W, Wᵀ)` with
+    /// `λ/2` on each copy is `λ/2 ‖W‖²` once.
+    fn decay_lambda(&self) -> f64 {
+        if self.hyper.tied() {
+            self.hyper.lambda() / 2.0
+        } else {
+            self.hyper.lambda()
+        }
+    }
+
+    /// The decay of each row `j` of `W1` into the workspace: `λ`, plus with the contractive
+    /// penalty `λ_c/m Σ_i Σ_j f'(z2_ij)² w_j` the direct term of its gradient,
+    /// `2 λ_c (Σ_i f'(z2_ij)²/m)`. Returns the contractive penalty's cost.
+    fn w1_row_decay(&mut self, m: f64) -> f64 {
+        let (h, contractive, lambda) = (self.hyper.hidden(), self.hyper.contractive(), self.decay_lambda());
+        let ws = &mut self.workspace;
+        ws.w1_row_decay.clear();
+        ws.w1_row_decay.resize(h, T::cast(lambda));
+        if contractive == 0.0 {
+            return 0.0;
+        }
+        let mut cost = 0.0;
+        for (j, decay) in ws.w1_row_decay.iter_mut().enumerate() {
+            let squared: f64 = ws.ranges.iter().map(|r| r.contractive_sums[j]).sum::<f64>() / m;
+            cost += contractive * squared * ws.w1_row_norms[j];
+            *decay = T::cast(lambda + 2.0 * contractive * squared);
+        }
+        cost
+    }
+
     /// Sums the ranges' partial results (in range order) into `grad`, divides by `m`, adds
     /// the weight decay and the contractive penalty's direct term, and returns the
     /// reconstruction, weight-decay and contractive part of the cost of all `examples`. With
     /// the sparsity deferred, first combines `∇W1 = Σ P Xᵀ + diag(s) Σ F Xᵀ` and
     /// `∇b1 = Σ P + s ⊙ Σ F` (SPEC §2.2). With tied weights, folds the gradient onto `W`.
-    pub(crate) fn finish(&self, theta: &[T], grad: &mut [T], examples: usize) -> f64 {
+    pub(crate) fn finish(&mut self, theta: &[T], grad: &mut [T], examples: usize) -> f64 {
         let (n, h, m) = (self.hyper.visible(), self.hyper.hidden(), examples as f64);
+        let contractive_cost = self.w1_row_decay(m);
         let hn = self.layout.weights_len();
         let theta = self.effective_theta(theta);
-        // Tied: J(W, Wᵀ) with λ/2 on each copy is λ/2 ‖W‖² once.
-        let lambda = if self.hyper.tied() { self.hyper.lambda() / 2.0 } else { self.hyper.lambda() };
+        let lambda = self.decay_lambda();
         let (lambda_t, inv_m) = (T::cast(lambda), T::cast(1.0 / m));
         let ranges = &self.workspace.ranges;
         let s = &self.workspace.sparsity_delta;
+        let row_decay = &self.workspace.w1_row_decay;
         let deferred = self.deferred_sparsity;
         let w1_rows = if deferred { 2 * h } else { h };
-
-        // The contractive penalty λ_c/m Σ_i Σ_j f'(z2_ij)² w_j: its cost, and the direct term
-        // of its gradient, 2 λ_c (Σ_i f'(z2_ij)²/m) W1_j, a decay of each row of W1.
-        let contractive = self.hyper.contractive();
-        let (mut contractive_cost, mut row_decay) = (0.0, Vec::new());
-        if contractive > 0.0 {
-            row_decay = (0..h)
-                .map(|j| {
-                    let squared: f64 = ranges.iter().map(|r| r.contractive_sums[j]).sum::<f64>() / m;
-                    contractive_cost += contractive * squared * self.workspace.w1_row_norms[j];
-                    T::cast(2.0 * contractive * squared)
-                })
-                .collect();
-        }
-        let row_decay = &row_decay;
 
         // ∇W1, one column (input unit) k at a time.
         let (grad_w1, grad_rest) = grad.split_at_mut(hn);
@@ -488,8 +502,7 @@ impl<T: Real> Engine<T> {
                             sum = sum + s[j] * r.weight_grads[column + h + j];
                         }
                     }
-                    let decay = if row_decay.is_empty() { lambda_t } else { lambda_t + row_decay[j] };
-                    *g = decay * w + sum * inv_m;
+                    *g = row_decay[j] * w + sum * inv_m;
                 }
                 w.iter().map(|&w| w.as_f64() * w.as_f64()).sum::<f64>()
             })
@@ -531,6 +544,16 @@ impl<T: Real> Engine<T> {
         }
         let loss: f64 = ranges.iter().map(|r| r.loss).sum();
         self.hyper.reconstruction().loss_scale() * loss / m + lambda / 2.0 * (w1_norm + w2_norm) + contractive_cost
+    }
+}
+
+/// `theta`, or with tied weights its symmetrised copy `tied_theta` (a function rather than a
+/// method so that it borrows only the workspace's field).
+fn effective_theta<'a, T>(tied: bool, tied_theta: &'a [T], theta: &'a [T]) -> &'a [T] {
+    if tied {
+        tied_theta
+    } else {
+        theta
     }
 }
 
