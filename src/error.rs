@@ -49,6 +49,19 @@ pub enum Error {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 
+    /// An output path that cannot be written: not a regular file, or in a missing or
+    /// read-only folder.
+    #[error("cannot write {path}: {reason}")]
+    BadOutput { path: PathBuf, reason: String },
+
+    /// Two options of one command name the same file, and one of them is written.
+    #[error("{option} and {other} both name {path}: refusing to write over it")]
+    FileClash { option: String, other: String, path: PathBuf },
+
+    /// Another run holds the lock on writing this file.
+    #[error("{path} is being written by another sae run{}", holder.map(|p| format!(" (process {p})")).unwrap_or_default())]
+    InUse { path: PathBuf, holder: Option<u32> },
+
     /// A file exists but its contents are not what was expected.
     #[error("{path}: {reason}")]
     BadFile { path: PathBuf, reason: String },

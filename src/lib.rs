@@ -20,11 +20,11 @@
 #[cfg(feature = "openblas")]
 extern crate blas_src;
 
-pub mod atomic;
 pub mod cli;
 pub mod data;
 pub mod error;
 pub mod exercises;
+pub mod files;
 pub mod gemm;
 pub mod kernels;
 pub mod model;

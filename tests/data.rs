@@ -69,7 +69,7 @@ fn a_failed_write_leaves_the_existing_file_intact_and_no_temporary_behind() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("grad.npy");
     npy::write_vector(&path, &[1.0f64, 2.0, 3.0]).unwrap();
-    let err = sae::atomic::write_with(&path, |_| Err("disk full".into())).unwrap_err();
+    let err = sae::files::write_with(&path, |_| Err("disk full".into())).unwrap_err();
     assert!(err.to_string().contains("disk full"), "{err}");
     assert_eq!(npy::read_vector::<f64>(&path).unwrap(), vec![1.0, 2.0, 3.0]);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

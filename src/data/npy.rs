@@ -12,6 +12,7 @@ use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
 use py_literal::Value as PyValue;
 
 use crate::error::{Error, Result};
+use crate::files::Staged;
 use crate::real::Real;
 
 /// Reads a float32 or float64 array of any shape and converts it to `T`.
@@ -65,12 +66,12 @@ pub fn read_vector<T: Real>(path: &Path) -> Result<Vec<T>> {
 
 /// Writes `values` as a 1-D `.npy` file, atomically.
 pub fn write_vector<T: Real>(path: &Path, values: &[T]) -> Result<()> {
-    crate::atomic::write_with(path, |w| ndarray::aview1(values).write_npy(w).map_err(|e| e.to_string()))
+    crate::files::write_with(path, |w| ndarray::aview1(values).write_npy(w).map_err(|e| e.to_string()))
 }
 
 /// Writes a 2-D array as a `.npy` file, atomically.
 pub fn write_matrix<T: Real>(path: &Path, array: &Array2<T>) -> Result<()> {
-    crate::atomic::write_with(path, |w| array.write_npy(w).map_err(|e| e.to_string()))
+    crate::files::write_with(path, |w| array.write_npy(w).map_err(|e| e.to_string()))
 }
 
 /// An `m×n` C-order `.npy` file written a block of rows at a time, for arrays too large to
@@ -79,7 +80,7 @@ pub fn write_matrix<T: Real>(path: &Path, array: &Array2<T>) -> Result<()> {
 #[derive(Debug)]
 pub struct NpyRowWriter<T> {
     path: PathBuf,
-    out: BufWriter<tempfile::NamedTempFile>,
+    out: BufWriter<Staged>,
     rows: usize,
     columns: usize,
     written: usize,
@@ -97,7 +98,7 @@ impl<T: Real> NpyRowWriter<T> {
             shape: vec![rows, columns],
         };
         let bytes = header.to_bytes().map_err(|e| Error::bad_file(&path, format!("cannot format the header: {e}")))?;
-        let mut out = BufWriter::with_capacity(1 << 20, crate::atomic::temporary_beside(&path)?);
+        let mut out = BufWriter::with_capacity(1 << 20, Staged::beside(&path)?);
         out.write_all(&bytes).map_err(|source| Error::Io { path: path.clone(), source })?;
         Ok(NpyRowWriter { path, out, rows, columns, written: 0, _values: std::marker::PhantomData })
     }
@@ -131,7 +132,6 @@ impl<T: Real> NpyRowWriter<T> {
         }
         let path = self.path;
         let io = |source| Error::Io { path: path.clone(), source };
-        let tmp = self.out.into_inner().map_err(|e| io(e.into_error()))?;
-        crate::atomic::persist(tmp, &path)
+        self.out.into_inner().map_err(|e| io(e.into_error()))?.commit()
     }
 }

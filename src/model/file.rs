@@ -6,14 +6,15 @@
 //! model, which read as its defaults). Checkpoints add the optimiser's state as
 //! float64 tensors and metadata under their own names.
 //!
-//! Writes are atomic: the file is written beside its destination, synced, then renamed over
-//! it, so a failed write (a full disk) leaves the previous file intact.
+//! Writes are atomic (see [`crate::files::atomic`]): a failed write (a full disk) leaves the
+//! previous file intact.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, SafeTensors};
+
+use super::safetensors_writer::TensorOut;
 
 use super::{Activation, Corruption, HyperParams, Parameters, Reconstruction, SparsityPenalty, ThetaLayout};
 use crate::error::{Error, Result};
@@ -67,41 +68,6 @@ pub struct ModelFile<T> {
     pub extra: BTreeMap<String, (Vec<usize>, Vec<f64>)>,
 }
 
-/// A tensor to write: its dtype, shape, and a closure producing its bytes when written, so
-/// that large tensors are converted one at a time.
-struct Tensor<'a> {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Box<dyn Fn() -> Vec<u8> + 'a>,
-    len: usize,
-}
-
-impl View for &Tensor<'_> {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Owned((self.bytes)())
-    }
-
-    fn data_len(&self) -> usize {
-        self.len
-    }
-}
-
-fn little_endian<R: Real>(values: impl Iterator<Item = R>) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(values.size_hint().0 * std::mem::size_of::<R>());
-    for v in values {
-        bytes.extend_from_slice(v.to_le_bytes().as_ref());
-    }
-    bytes
-}
-
 fn dtype_of<R: Real>() -> Dtype {
     if R::NAME == "f32" {
         Dtype::F32
@@ -111,23 +77,25 @@ fn dtype_of<R: Real>() -> Dtype {
 }
 
 /// `values` as a tensor of `shape`.
-fn vector<R: Real>(shape: Vec<usize>, values: &[R]) -> Tensor<'_> {
-    Tensor {
+fn vector<'a, R: Real>(name: &str, shape: Vec<usize>, values: &'a [R]) -> TensorOut<'a> {
+    TensorOut {
+        name: name.to_string(),
         dtype: dtype_of::<R>(),
         shape,
-        bytes: Box::new(move || little_endian(values.iter().copied())),
-        len: std::mem::size_of_val(values),
+        bytes: Box::new(move |out| values.iter().try_for_each(|v| out.write_all(v.to_le_bytes().as_ref()))),
     }
 }
 
 /// A matrix view as a row-major tensor.
-fn matrix<R: Real>(m: MatRef<'_, R>) -> Tensor<'_> {
+fn matrix<'a, R: Real>(name: &str, m: MatRef<'a, R>) -> TensorOut<'a> {
     let (rows, cols) = (m.rows(), m.cols());
-    Tensor {
+    TensorOut {
+        name: name.to_string(),
         dtype: dtype_of::<R>(),
         shape: vec![rows, cols],
-        bytes: Box::new(move || little_endian((0..rows * cols).map(|k| m.get(k / cols, k % cols)))),
-        len: rows * cols * std::mem::size_of::<R>(),
+        bytes: Box::new(move |out| {
+            (0..rows * cols).try_for_each(|k| out.write_all(m.get(k / cols, k % cols).to_le_bytes().as_ref()))
+        }),
     }
 }
 
@@ -140,11 +108,11 @@ impl<T: Real> ModelFile<T> {
     /// Writes the file atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let (n, h) = (self.hyper.visible(), self.hyper.hidden());
-        let mut tensors: Vec<(String, Tensor<'_>)> = vec![
-            ("W1".into(), matrix(self.parameters.w1())),
-            ("W2".into(), matrix(self.parameters.w2())),
-            ("b1".into(), vector(vec![h], self.parameters.b1())),
-            ("b2".into(), vector(vec![n], self.parameters.b2())),
+        let mut tensors = vec![
+            matrix("W1", self.parameters.w1()),
+            matrix("W2", self.parameters.w2()),
+            vector("b1", vec![h], self.parameters.b1()),
+            vector("b2", vec![n], self.parameters.b2()),
         ];
         for (name, (shape, values)) in &self.extra {
             if WEIGHTS.contains(&name.as_str()) {
@@ -156,9 +124,9 @@ impl<T: Real> ModelFile<T> {
                     format!("extra tensor {name:?} has {} values for shape {shape:?}", values.len()),
                 ));
             }
-            tensors.push((name.clone(), vector(shape.clone(), values)));
+            tensors.push(vector(name, shape.clone(), values));
         }
-        let mut metadata: HashMap<String, String> = HashMap::new();
+        let mut metadata: BTreeMap<String, String> = BTreeMap::new();
         for (key, value) in &self.metadata {
             if RESERVED.contains(&key.as_str()) {
                 return Err(Error::bad_file(path, format!("metadata key {key:?} is reserved")));
@@ -186,10 +154,7 @@ impl<T: Real> ModelFile<T> {
         ] {
             metadata.insert(key.into(), value);
         }
-        let tensors = tensors.iter().map(|(name, tensor)| (name.as_str(), tensor));
-        crate::atomic::replace_with(path, |tmp| {
-            safetensors::serialize_to_file(tensors, Some(metadata), tmp).map_err(|e| e.to_string())
-        })
+        super::safetensors_writer::save(path, tensors, metadata)
     }
 
     /// Reads a model file written by [`save`](Self::save) (of either dtype; values convert to

@@ -4,6 +4,7 @@ mod file;
 mod forward;
 mod hyper;
 pub mod picture;
+mod safetensors_writer;
 pub mod stack;
 mod tensors;
 mod theta;

@@ -126,7 +126,7 @@ pub fn features_picture<T: Real>(parameters: &Parameters<T>, order: PixelOrder) 
 impl Picture {
     /// Writes the picture as a PNG file, atomically.
     pub fn save_png(&self, path: &Path) -> Result<()> {
-        crate::atomic::write_with(path, |out| {
+        crate::files::write_with(path, |out| {
             let mut encoder = png::Encoder::new(out.by_ref(), self.width as u32, self.height as u32);
             encoder.set_color(if self.channels == 3 { png::ColorType::Rgb } else { png::ColorType::Grayscale });
             encoder.set_depth(png::BitDepth::Eight);

@@ -3,10 +3,12 @@
 //! row-major as float64 (`out×in`, as PyTorch's `state_dict`), with string metadata. Writes
 //! are atomic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
+
+use super::safetensors_writer::TensorOut;
 
 use crate::error::{Error, Result};
 use crate::real::Real;
@@ -45,7 +47,7 @@ pub(crate) fn save<T: Real>(
     recorded: &[(&str, String)],
     free: &[(String, String)],
 ) -> Result<()> {
-    let mut metadata: HashMap<String, String> = free.iter().cloned().collect();
+    let mut metadata: BTreeMap<String, String> = free.iter().cloned().collect();
     let standard = [
         ("format", super::FORMAT.to_string()),
         ("format_version", super::FORMAT_VERSION.to_string()),
@@ -54,26 +56,21 @@ pub(crate) fn save<T: Real>(
     for (key, value) in standard.iter().chain(recorded) {
         metadata.insert(key.to_string(), value.clone());
     }
-    let buffers: Vec<Vec<u8>> = matrices
+    let tensors = matrices
         .iter()
-        .map(|m| {
-            let mut bytes = Vec::with_capacity(m.rows * m.cols * 8);
-            for r in 0..m.rows {
-                for c in 0..m.cols {
-                    bytes.extend_from_slice(&theta[m.offset + r + c * m.rows].as_f64().to_le_bytes());
-                }
-            }
-            bytes
+        .map(|m| TensorOut {
+            name: m.name.clone(),
+            dtype: Dtype::F64,
+            shape: m.dims(),
+            bytes: Box::new(move |out| {
+                (0..m.rows * m.cols).try_for_each(|k| {
+                    let (r, c) = (k / m.cols, k % m.cols);
+                    out.write_all(&theta[m.offset + r + c * m.rows].as_f64().to_le_bytes())
+                })
+            }),
         })
         .collect();
-    let views: Vec<(&str, TensorView<'_>)> = matrices
-        .iter()
-        .zip(&buffers)
-        .map(|(m, bytes)| (m.name.as_str(), TensorView::new(Dtype::F64, m.dims(), bytes).expect("sized")))
-        .collect();
-    crate::atomic::replace_with(path, |tmp| {
-        safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|e| e.to_string())
-    })
+    super::safetensors_writer::save(path, tensors, metadata)
 }
 
 /// A file read by [`open`]: its bytes and metadata.
