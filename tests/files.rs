@@ -177,3 +177,14 @@ fn checked_outputs_stay_locked_while_the_plan_is_held() {
     drop(locks);
     assert!(FilePlan::new().output("-o", &model).check().is_ok());
 }
+
+#[test]
+fn a_resumed_checkpoint_may_be_updated_by_the_checkpoint_option_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    fs::write(&checkpoint, "state").unwrap();
+    let resumed = || FilePlan::new().input_replaced_by("--resume", &checkpoint, "--checkpoint");
+    assert!(resumed().output("--checkpoint", &checkpoint).check().is_ok());
+    let err = resumed().output("--output", &checkpoint).check().unwrap_err();
+    assert!(err.to_string().contains("--output") && err.to_string().contains("--resume"), "{err}");
+}

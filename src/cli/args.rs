@@ -10,6 +10,8 @@ use crate::data::generated::ProblemShape;
 use crate::data::npy;
 use crate::data::npy_source::{NpyFileSource, ShardSource};
 use crate::data::stream::ExampleSource;
+use crate::exercises::MnistFiles;
+use crate::files::FilePlan;
 use crate::model::{Activation, Corruption, HyperParamsBuilder, Reconstruction, SparsityPenalty};
 use crate::objective::StreamMode;
 use crate::{Backend, Real};
@@ -41,44 +43,52 @@ pub enum Data<T> {
 }
 
 impl DataArgs {
-    /// Opens --data, or takes `default()` (values, m, n, description) without it; says on
-    /// stdout what it got.
+    /// `plan` with --data as an input.
+    pub fn read_by(&self, plan: FilePlan) -> FilePlan {
+        match &self.data {
+            Some(path) => plan.input("--data", path),
+            None => plan,
+        }
+    }
+
+    /// Opens --data, or takes `default()` (values, m, n, description) without it; returns it
+    /// with a description of what it got.
     pub fn load<T: Real>(
         &self,
         default: impl FnOnce() -> CliResult<(Vec<T>, usize, usize, String)>,
-    ) -> CliResult<Data<T>> {
+    ) -> CliResult<(Data<T>, String)> {
         Ok(match &self.data {
             Some(path) if self.stream && path.is_dir() => {
                 let shards = ShardSource::from_dir(path)?;
-                println!(
-                    "data: {} shards in {} ({} examples × {}), streamed",
+                let description = format!(
+                    "{} shards in {} ({} examples × {}), streamed",
                     shards.shards().len(),
                     path.display(),
                     shards.examples(),
                     shards.features()
                 );
-                Data::Source(Box::new(shards))
+                (Data::Source(Box::new(shards)), description)
             }
             Some(path) if self.stream => {
                 let file = NpyFileSource::open(path)?;
-                println!("data: {} ({} examples × {}), streamed", path.display(), file.examples(), file.features());
-                Data::Source(Box::new(file))
+                let description =
+                    format!("{} ({} examples × {}), streamed", path.display(), file.examples(), file.features());
+                (Data::Source(Box::new(file)), description)
             }
             Some(path) => {
                 let array = npy::read_matrix::<T>(path)?;
                 let (examples, features) = array.dim();
-                println!("data: {} ({examples} examples × {features})", path.display());
+                let description = format!("{} ({examples} examples × {features})", path.display());
                 let values = if array.is_standard_layout() {
                     array.into_raw_vec_and_offset().0
                 } else {
                     array.iter().copied().collect()
                 };
-                Data::Values { values, examples, features }
+                (Data::Values { values, examples, features }, description)
             }
             None => {
                 let (values, examples, features, description) = default()?;
-                println!("data: {description}");
-                Data::Values { values, examples, features }
+                (Data::Values { values, examples, features }, description)
             }
         })
     }
@@ -270,4 +280,12 @@ impl From<PenaltyArg> for SparsityPenalty {
             PenaltyArg::L1 => SparsityPenalty::L1,
         }
     }
+}
+
+/// `plan` with the four MNIST files of `--mnist` as inputs.
+pub fn mnist_inputs(plan: FilePlan, files: &MnistFiles) -> FilePlan {
+    plan.input("--mnist", &files.train_images)
+        .input("--mnist", &files.train_labels)
+        .input("--mnist", &files.test_images)
+        .input("--mnist", &files.test_labels)
 }

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
+use super::args::mnist_inputs;
 use super::CliResult;
 use crate::exercises::{self, MnistFiles};
+use crate::files::FilePlan;
 use crate::model::picture::{features_picture, PixelOrder};
 
 #[derive(Debug, Args)]
@@ -79,7 +81,25 @@ pub fn run(args: ExerciseArgs) -> CliResult<()> {
     pool.install(|| run_exercise(args.exercise))
 }
 
+/// What an exercise reads and writes, checked before it starts.
+fn files(exercise: &Exercise) -> FilePlan {
+    match exercise {
+        Exercise::Natural { images, output, features, .. } => {
+            FilePlan::new().input("--images", images).output("--output", output).output("--features", features)
+        }
+        Exercise::Vectorization { mnist, output, features, .. } => {
+            mnist_inputs(FilePlan::new(), &MnistFiles::in_dir(mnist))
+                .output("--output", output)
+                .output("--features", features)
+        }
+        Exercise::Softmax { mnist, .. } | Exercise::Stacked { mnist, .. } | Exercise::SelfTaught { mnist, .. } => {
+            mnist_inputs(FilePlan::new(), &MnistFiles::in_dir(mnist))
+        }
+    }
+}
+
 fn run_exercise(exercise: Exercise) -> CliResult<()> {
+    let _locks = files(&exercise).check()?;
     let start = Instant::now();
     match exercise {
         Exercise::Natural { images, iterations, output, features } => {

@@ -8,6 +8,7 @@ use clap::Args;
 use super::args::parse_shape;
 use super::CliResult;
 use crate::data::generated::ProblemShape;
+use crate::files::FilePlan;
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -29,6 +30,7 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> CliResult<()> {
+    let _locks = FilePlan::new().output("--output", &args.output).check()?;
     let examples = args.examples.unwrap_or(args.shape.examples);
     if args.f32 {
         args.shape.write_uniform_npy::<f32>(&args.output, examples, args.seed)?;

@@ -11,6 +11,7 @@ use super::train::PixelOrderArg;
 use super::CliResult;
 use crate::data::npy::NpyRowWriter;
 use crate::data::stream::{ExampleSource, SliceSource};
+use crate::files::FilePlan;
 use crate::model::picture::features_picture;
 use crate::model::{Forward, ModelFile};
 use crate::{Dataset, Real};
@@ -23,7 +24,7 @@ pub struct ApplyArgs {
     data: DataArgs,
     #[command(flatten)]
     engine: EngineArgs,
-    /// Where to write the result (.npy, one example per row).
+    /// Where to write the result (.npy, one example per row); `-` for standard output.
     #[arg(short, long)]
     output: PathBuf,
     /// Compute and write float32 (default float64).
@@ -49,6 +50,22 @@ pub struct InfoArgs {
     model: PathBuf,
 }
 
+impl ApplyArgs {
+    /// Whether the result goes to standard output (`-o -`); messages then go to stderr.
+    fn to_stdout(&self) -> bool {
+        self.output.as_os_str() == "-"
+    }
+
+    /// Prints a message where it does not mix with the result.
+    fn say(&self, message: &str) {
+        if self.to_stdout() {
+            eprintln!("{message}");
+        } else {
+            println!("{message}");
+        }
+    }
+}
+
 /// What to compute for each example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Apply {
@@ -67,12 +84,18 @@ pub fn reconstruct(args: ApplyArgs) -> CliResult<()> {
 }
 
 fn apply(args: ApplyArgs, what: Apply) -> CliResult<()> {
+    let mut plan = args.data.read_by(FilePlan::new().input("MODEL", &args.model));
+    if !args.to_stdout() {
+        plan = plan.output("--output", &args.output);
+    }
+    let _locks = plan.check()?;
     args.engine.pool()?.install(|| if args.f32 { apply_in::<f32>(&args, what) } else { apply_in::<f64>(&args, what) })
 }
 
 fn apply_in<T: Real>(args: &ApplyArgs, what: Apply) -> CliResult<()> {
     let model = ModelFile::<T>::load(&args.model)?;
-    let data = args.data.load::<T>(|| Err("--data is required".into()))?;
+    let (data, description) = args.data.load::<T>(|| Err("--data is required".into()))?;
+    args.say(&format!("data: {description}"));
     match data {
         Data::Values { values, features, .. } => run_apply(args, what, &model, SliceSource::new(&values, features)?),
         Data::Source(source) => run_apply(args, what, &model, source),
@@ -91,7 +114,11 @@ fn run_apply<T: Real>(
     }
     let m = source.examples_hint().ok_or("the data's length is not known in advance")?;
     let width = if what == Apply::Encode { h } else { n };
-    let mut writer = NpyRowWriter::<T>::create(&args.output, m, width)?;
+    let mut writer = if args.to_stdout() {
+        NpyRowWriter::<T>::to_stdout(m, width)?
+    } else {
+        NpyRowWriter::<T>::create(&args.output, m, width)?
+    };
     let forward = Forward::with_units(&model.parameters, model.hyper.activation(), model.hyper.reconstruction());
     let chunk = args.data.chunk;
     let (mut buffer, mut hidden, mut output) = (vec![T::zero(); chunk * n], vec![T::zero(); chunk * h], Vec::new());
@@ -115,18 +142,19 @@ fn run_apply<T: Real>(
         examples += read;
     }
     writer.finish()?;
-    match what {
-        Apply::Encode => println!("{examples} examples encoded to {} ({examples} × {h})", args.output.display()),
-        Apply::Reconstruct => println!(
+    args.say(&match what {
+        Apply::Encode => format!("{examples} examples encoded to {} ({examples} × {h})", args.output.display()),
+        Apply::Reconstruct => format!(
             "{examples} examples reconstructed to {} ({examples} × {n}); mean ½‖a3 − x‖² = {:.6e}",
             args.output.display(),
             0.5 * squared_error / examples as f64
         ),
-    }
+    });
     Ok(())
 }
 
 pub fn visualize(args: VisualizeArgs) -> CliResult<()> {
+    let _locks = FilePlan::new().input("MODEL", &args.model).output("--output", &args.output).check()?;
     let model = ModelFile::<f64>::load(&args.model)?;
     features_picture(&model.parameters, args.pixel_order.into())?.save_png(&args.output)?;
     println!("features of {} hidden units written to {}", model.hyper.hidden(), args.output.display());

@@ -12,6 +12,7 @@ use super::CliResult;
 use crate::data::generated::ProblemShape;
 use crate::data::npy;
 use crate::data::stream::{ExampleSource, SliceSource};
+use crate::files::FilePlan;
 use crate::objective::{gradcheck, reference, StreamingObjective};
 use crate::{Dataset, HyperParams, Objective, Parameters, Real};
 
@@ -65,6 +66,14 @@ pub struct ObjectiveArgs {
 }
 
 pub fn run(args: ObjectiveArgs) -> CliResult<()> {
+    let mut plan = args.data.read_by(FilePlan::new());
+    if let Some(path) = &args.theta {
+        plan = plan.input("--theta", path);
+    }
+    if let Some(path) = &args.grad_out {
+        plan = plan.output("--grad-out", path);
+    }
+    let _locks = plan.check()?;
     // The whole command runs inside the pool (as the benchmarks do), so the engine's serial
     // steps run on a worker beside its parallel ones rather than on the main thread.
     args.engine.pool()?.install(|| if args.f32 { evaluate::<f32>(&args) } else { evaluate::<f64>(&args) })
@@ -104,13 +113,14 @@ fn evaluate<T: Real>(args: &ObjectiveArgs) -> CliResult<()> {
         return Err("--check needs the whole data set in memory: drop --stream".into());
     }
     let shape = args.shape;
-    let data = args.data.load::<T>(|| {
+    let (data, description) = args.data.load::<T>(|| {
         let description = format!(
             "generated {} problem, {} examples × {} features, uniform in [0.1, 0.9]",
             shape.name, shape.examples, shape.visible
         );
         Ok((shape.uniform_data(args.seed), shape.examples, shape.visible, description))
     })?;
+    println!("data: {description}");
     let n = data.features();
     let hidden = args.hidden.unwrap_or(args.shape.hidden);
     let lambda = args.lambda.unwrap_or(args.shape.lambda);

@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use clap::Args;
 
+use super::args::mnist_inputs;
 use super::CliResult;
 use crate::exercises::{self, MnistFiles};
+use crate::files::FilePlan;
 
 #[derive(Debug, Args)]
 pub struct StackedArgs {
@@ -36,6 +38,7 @@ pub struct StackedArgs {
 pub fn run(args: StackedArgs) -> CliResult<()> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
     let files = MnistFiles::in_dir(&args.mnist);
+    let _locks = mnist_inputs(FilePlan::new(), &files).output("--output", &args.output).check()?;
     let start = Instant::now();
     let sizes: Vec<String> = args.layers.iter().map(|s| s.to_string()).collect();
     println!(

@@ -11,6 +11,7 @@ use super::args::{Data, DataArgs, EngineArgs, VariantArgs};
 use super::progress::Progress;
 use super::CliResult;
 use crate::data::images::embedded_patches;
+use crate::files::FilePlan;
 use crate::model::picture::{features_picture, PixelOrder};
 use crate::model::ModelFile;
 use crate::objective::StreamingObjective;
@@ -117,11 +118,28 @@ impl From<PixelOrderArg> for PixelOrder {
 }
 
 pub fn run(args: TrainArgs) -> CliResult<()> {
+    let _locks = files(&args).check()?;
     args.engine.pool()?.install(|| if args.f32 { train::<f32>(&args) } else { train::<f64>(&args) })
 }
 
+/// What the run reads and writes, checked before it starts.
+fn files(args: &TrainArgs) -> FilePlan {
+    let mut plan = args.data.read_by(FilePlan::new());
+    if let Some(path) = &args.resume {
+        plan = plan.input_replaced_by("--resume", path, "--checkpoint");
+    }
+    plan = plan.output("--output", &args.output);
+    if !args.no_features {
+        plan = plan.output("--features", &args.features);
+    }
+    if let Some(path) = &args.checkpoint {
+        plan = plan.output("--checkpoint", path);
+    }
+    plan
+}
+
 fn train<T: Real>(args: &TrainArgs) -> CliResult<()> {
-    let data = args.data.load::<T>(|| {
+    let (data, description) = args.data.load::<T>(|| {
         let (patches, m, n) = embedded_patches(args.seed);
         let values = patches.into_iter().map(T::cast).collect();
         Ok((
@@ -131,6 +149,7 @@ fn train<T: Real>(args: &TrainArgs) -> CliResult<()> {
             format!("embedded: {m} 8×8 patches of whitened dead-leaves pictures (natural-image statistics)"),
         ))
     })?;
+    println!("data: {description}");
     let n = data.features();
     let hyper = args
         .variant
@@ -151,6 +170,7 @@ fn train<T: Real>(args: &TrainArgs) -> CliResult<()> {
         T::NAME,
         rayon::current_num_threads()
     );
+    warn_outside_output_range(&hyper, &data);
     if args.optimizer != OptimizerArg::Lbfgs {
         let Data::Values { values, examples, features } = data else {
             return Err("minibatch training reads the data in memory: drop --stream, or use --optimizer lbfgs".into());
@@ -221,6 +241,17 @@ fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Diffe
         trained.cost,
         trained.initial_cost
     );
+    if !trained.cost.is_finite() {
+        return Err(format!("the cost is {}: nothing usable was learned, no model written", trained.cost).into());
+    }
+    if trained.iterations > first && trained.cost >= trained.initial_cost {
+        return Err(format!(
+            "the cost did not decrease from its start ({:.6e}): nothing was learned, no model written \
+             (are λ and β of a sensible size, is the data scaled?)",
+            trained.initial_cost
+        )
+        .into());
+    }
     Ok(trained)
 }
 
@@ -291,6 +322,27 @@ fn save<T: Real>(args: &TrainArgs, model: &ModelFile<T>) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+/// Warns when sigmoid output units cannot reach the data: values outside (0, 1) are
+/// reconstructed at best as 0 or 1, and a large range makes the cost meaningless. (Data read
+/// a chunk at a time is not scanned for this.)
+fn warn_outside_output_range<T: Real>(hyper: &HyperParams, data: &Data<T>) {
+    let Data::Values { values, .. } = data else {
+        return;
+    };
+    if hyper.reconstruction().is_linear() {
+        return;
+    }
+    let (low, high) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), v| (low.min(v.as_f64()), high.max(v.as_f64())));
+    if low < 0.0 || high > 1.0 {
+        eprintln!(
+            "warning: the data lie in [{low:e}, {high:e}] but sigmoid output units reach only (0, 1): rescale the \
+             data to [0, 1] (UFLDL maps it to [0.1, 0.9]) or use --output-units linear"
+        );
+    }
 }
 
 /// The units, loss, tying, contractive weight and corruption of a model, in words.

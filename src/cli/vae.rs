@@ -10,10 +10,11 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::args::{ActivationArg, EngineArgs};
+use super::args::{mnist_inputs, ActivationArg, EngineArgs};
 use super::CliResult;
 use crate::data::mnist;
 use crate::exercises::MnistFiles;
+use crate::files::FilePlan;
 use crate::model::picture::{PixelOrder, TileGrid};
 use crate::model::vae::{VaeDecoder, VaeShape};
 use crate::objective::VaeObjective;
@@ -71,6 +72,8 @@ enum DecoderArg {
 }
 
 pub fn run(args: VaeArgs) -> CliResult<()> {
+    let plan = mnist_inputs(FilePlan::new(), &MnistFiles::in_dir(&args.mnist));
+    let _locks = plan.output("--output", &args.output).output("--samples", &args.samples).check()?;
     args.engine.pool()?.install(|| if args.f64 { train::<f64>(&args) } else { train::<f32>(&args) })
 }
 

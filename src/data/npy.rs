@@ -76,11 +76,12 @@ pub fn write_matrix<T: Real>(path: &Path, array: &Array2<T>) -> Result<()> {
 
 /// An `m×n` C-order `.npy` file written a block of rows at a time, for arrays too large to
 /// hold in memory; it appears at its path, complete, only when [`finish`](Self::finish)
-/// succeeds (until then it is a temporary file beside it).
+/// succeeds (until then it is a temporary file beside it). Or the same bytes streamed to
+/// standard output.
 #[derive(Debug)]
 pub struct NpyRowWriter<T> {
     path: PathBuf,
-    out: BufWriter<Staged>,
+    out: BufWriter<Sink>,
     rows: usize,
     columns: usize,
     written: usize,
@@ -90,7 +91,16 @@ pub struct NpyRowWriter<T> {
 impl<T: Real> NpyRowWriter<T> {
     /// Starts a file of `rows × columns` values of `T` (float32 or float64).
     pub fn create(path: impl AsRef<Path>, rows: usize, columns: usize) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
+        Self::start(path.to_path_buf(), Sink::File(Staged::beside(path)?), rows, columns)
+    }
+
+    /// Starts the same bytes on standard output.
+    pub fn to_stdout(rows: usize, columns: usize) -> Result<Self> {
+        Self::start(PathBuf::from("<standard output>"), Sink::Stdout(std::io::stdout()), rows, columns)
+    }
+
+    fn start(path: PathBuf, sink: Sink, rows: usize, columns: usize) -> Result<Self> {
         let descriptor = if T::NAME == "f32" { "<f4" } else { "<f8" };
         let header = Header {
             type_descriptor: PyValue::String(descriptor.into()),
@@ -98,7 +108,7 @@ impl<T: Real> NpyRowWriter<T> {
             shape: vec![rows, columns],
         };
         let bytes = header.to_bytes().map_err(|e| Error::bad_file(&path, format!("cannot format the header: {e}")))?;
-        let mut out = BufWriter::with_capacity(1 << 20, Staged::beside(&path)?);
+        let mut out = BufWriter::with_capacity(1 << 20, sink);
         out.write_all(&bytes).map_err(|source| Error::Io { path: path.clone(), source })?;
         Ok(NpyRowWriter { path, out, rows, columns, written: 0, _values: std::marker::PhantomData })
     }
@@ -121,7 +131,8 @@ impl<T: Real> NpyRowWriter<T> {
         Ok(())
     }
 
-    /// Checks that every row was written, then syncs the file and renames it into place.
+    /// Checks that every row was written, then syncs the file and renames it into place (or
+    /// flushes standard output).
     pub fn finish(self) -> Result<()> {
         if self.written != self.rows {
             return Err(Error::ShapeMismatch {
@@ -132,6 +143,32 @@ impl<T: Real> NpyRowWriter<T> {
         }
         let path = self.path;
         let io = |source| Error::Io { path: path.clone(), source };
-        self.out.into_inner().map_err(|e| io(e.into_error()))?.commit()
+        match self.out.into_inner().map_err(|e| io(e.into_error()))? {
+            Sink::File(staged) => staged.commit(),
+            Sink::Stdout(mut stdout) => stdout.flush().map_err(io),
+        }
+    }
+}
+
+/// Where an [`NpyRowWriter`] writes.
+#[derive(Debug)]
+enum Sink {
+    File(Staged),
+    Stdout(std::io::Stdout),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(file) => file.write(buf),
+            Sink::Stdout(stdout) => stdout.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(file) => file.flush(),
+            Sink::Stdout(stdout) => stdout.flush(),
+        }
     }
 }

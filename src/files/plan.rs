@@ -22,8 +22,16 @@ enum Identity {
 /// The inputs and outputs of a command, each with the option that named it (`--data`, `-o`).
 #[derive(Debug, Clone, Default)]
 pub struct FilePlan {
-    inputs: Vec<(String, PathBuf)>,
+    inputs: Vec<Input>,
     outputs: Vec<(String, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+struct Input {
+    option: String,
+    path: PathBuf,
+    /// The output option allowed to replace this input (a checkpoint resumed and updated).
+    replaced_by: Option<String>,
 }
 
 impl FilePlan {
@@ -33,7 +41,18 @@ impl FilePlan {
 
     /// A file (or folder of shards) the command reads.
     pub fn input(mut self, option: &str, path: impl AsRef<Path>) -> Self {
-        self.inputs.push((option.to_string(), path.as_ref().to_path_buf()));
+        self.inputs.push(Input { option: option.to_string(), path: path.as_ref().to_path_buf(), replaced_by: None });
+        self
+    }
+
+    /// A file the command reads and that the output `output_option` may replace: the
+    /// checkpoint a run resumes from and goes on writing.
+    pub fn input_replaced_by(mut self, option: &str, path: impl AsRef<Path>, output_option: &str) -> Self {
+        self.inputs.push(Input {
+            option: option.to_string(),
+            path: path.as_ref().to_path_buf(),
+            replaced_by: Some(output_option.to_string()),
+        });
         self
     }
 
@@ -54,13 +73,13 @@ impl FilePlan {
             }
             outputs.push((option.clone(), identity));
         }
-        for (input_option, input) in &self.inputs {
+        for Input { option: input_option, path: input, replaced_by } in &self.inputs {
             let Ok(meta) = fs::metadata(input) else {
                 continue; // Reading it will say what is wrong.
             };
             let identity = Identity::Inode(meta.dev(), meta.ino());
             for ((option, path), (_, output)) in self.outputs.iter().zip(&outputs) {
-                if *output == identity {
+                if *output == identity && replaced_by.as_ref() != Some(option) {
                     return Err(Error::FileClash {
                         option: option.clone(),
                         other: format!("the input {input_option}"),
