@@ -3,6 +3,7 @@
 
 pub mod generated;
 pub mod images;
+pub mod input;
 pub mod mat;
 pub mod mnist;
 pub mod npy;

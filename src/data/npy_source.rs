@@ -8,35 +8,17 @@
 //! silently partial or mixed data set.
 
 use std::fs::File;
-use std::io::{BufReader, Seek};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use ndarray_npy::npy::header::{Header, Layout};
-
+use super::input::InputFile;
+use super::npy::{decode, NpyDtype, NpyInfo};
 use super::stream::ExampleSource;
 use crate::error::{Error, Result};
 use crate::real::Real;
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
-}
-
-/// The element type of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dtype {
-    F32,
-    F64,
-}
-
-impl Dtype {
-    fn size(self) -> usize {
-        match self {
-            Dtype::F32 => 4,
-            Dtype::F64 => 8,
-        }
-    }
 }
 
 /// What identifies one version of a file's contents: its length and modification time.
@@ -53,10 +35,10 @@ impl Stamp {
     }
 }
 
-/// The parsed, validated header of a 2-D float `.npy` file.
+/// The header of a 2-D float `.npy` file, checked against the file's size.
 #[derive(Debug, Clone, Copy)]
 struct MatrixHeader {
-    dtype: Dtype,
+    dtype: NpyDtype,
     fortran: bool,
     rows: usize,
     columns: usize,
@@ -64,55 +46,23 @@ struct MatrixHeader {
 }
 
 impl MatrixHeader {
-    fn read(path: &Path, file: &File) -> Result<(Self, Stamp)> {
-        let stamp = Stamp::of(file, path)?;
-        let mut reader = BufReader::new(file);
-        let header = Header::from_reader(&mut reader)
-            .map_err(|e| Error::bad_file(path, format!("not a valid .npy file: {e}")))?;
-        let descriptor = header.type_descriptor.as_string().map(String::as_str);
-        let dtype = match descriptor {
-            Some("<f4") => Dtype::F32,
-            Some("<f8") => Dtype::F64,
-            _ => {
-                return Err(Error::bad_file(
-                    path,
-                    format!(
-                        "unsupported dtype {}: expected little-endian float32 or float64 ('<f4' or '<f8')",
-                        header.type_descriptor
-                    ),
-                ))
-            }
-        };
-        let [rows, columns] = header.shape[..] else {
+    fn read(input: &InputFile) -> Result<(Self, Stamp)> {
+        let stamp = Stamp::of(input.file(), input.path())?;
+        let info = NpyInfo::read(input)?;
+        let [rows, columns] = info.shape[..] else {
             return Err(Error::bad_file(
-                path,
-                format!("expected a 2-D array (examples × features), found shape {:?}", header.shape),
+                input.path(),
+                format!("expected a 2-D array (examples × features), found shape {:?}", info.shape),
             ));
         };
-        // BufReader's position excludes what it buffered beyond the header.
-        let data_offset = reader.stream_position().map_err(io_error(path))?;
-        let data_len =
-            rows.checked_mul(columns)
-                .and_then(|v| v.checked_mul(dtype.size()))
-                .ok_or_else(|| Error::bad_file(path, format!("shape {rows}×{columns} overflows")))? as u64;
-        let expected = data_offset + data_len;
-        if stamp.len < expected {
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "truncated: the header describes {rows}×{columns} values ({expected} bytes), the file has {}",
-                    stamp.len
-                ),
-            ));
-        }
-        if stamp.len > expected {
-            return Err(Error::bad_file(
-                path,
-                format!("{} bytes after the data its header describes", stamp.len - expected),
-            ));
-        }
-        let fortran = header.layout == Layout::Fortran;
-        Ok((MatrixHeader { dtype, fortran, rows, columns, data_offset }, stamp))
+        let header = MatrixHeader {
+            dtype: info.dtype,
+            fortran: info.fortran_order,
+            rows,
+            columns,
+            data_offset: info.data_offset,
+        };
+        Ok((header, stamp))
     }
 }
 
@@ -120,8 +70,7 @@ impl MatrixHeader {
 /// chunk at a time with positioned reads and converted to `T`.
 #[derive(Debug)]
 pub struct NpyFileSource<T> {
-    path: PathBuf,
-    file: File,
+    input: InputFile,
     header: MatrixHeader,
     stamp: Stamp,
     next_row: usize,
@@ -132,13 +81,15 @@ pub struct NpyFileSource<T> {
 impl<T: Real> NpyFileSource<T> {
     /// Opens `path` and checks its header and size.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(io_error(&path))?;
-        let (header, stamp) = MatrixHeader::read(&path, &file)?;
+        let input = InputFile::open(path)?;
+        let (header, stamp) = MatrixHeader::read(&input)?;
         if header.rows == 0 || header.columns == 0 {
-            return Err(Error::bad_file(&path, format!("empty array of shape {}×{}", header.rows, header.columns)));
+            return Err(Error::bad_file(
+                input.path(),
+                format!("empty array of shape {}×{}", header.rows, header.columns),
+            ));
         }
-        Ok(NpyFileSource { path, file, header, stamp, next_row: 0, raw: Vec::new(), _values: std::marker::PhantomData })
+        Ok(NpyFileSource { input, header, stamp, next_row: 0, raw: Vec::new(), _values: std::marker::PhantomData })
     }
 
     /// `m`, the number of examples (rows) in the file.
@@ -147,51 +98,27 @@ impl<T: Real> NpyFileSource<T> {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.input.path()
     }
 
     /// Fails when the file is no longer the one that was opened.
     fn check_unchanged(&self) -> Result<()> {
-        let now = Stamp::of(&self.file, &self.path)?;
+        let now = Stamp::of(self.input.file(), self.path())?;
         if now.len != self.stamp.len {
             return Err(Error::bad_file(
-                &self.path,
+                self.path(),
                 format!("changed size while being read: {} bytes when opened, now {}", self.stamp.len, now.len),
             ));
         }
         if now.modified != self.stamp.modified {
-            return Err(Error::bad_file(&self.path, "modified while being read"));
+            return Err(Error::bad_file(self.path(), "modified while being read"));
         }
         Ok(())
     }
 
     fn read_at(&mut self, len: usize, offset: u64) -> Result<()> {
         self.raw.resize(len, 0);
-        self.file.read_exact_at(&mut self.raw, offset).map_err(|e| self.read_error(e))
-    }
-
-    fn read_error(&self, error: std::io::Error) -> Error {
-        match error.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::bad_file(&self.path, "truncated while being read"),
-            _ => Error::Io { path: self.path.clone(), source: error },
-        }
-    }
-}
-
-/// Decodes little-endian `dtype` values from `raw` into `out`, one per element of `out`,
-/// the `k`-th going to `out[k * stride]`.
-fn decode<T: Real>(dtype: Dtype, raw: &[u8], out: &mut [T], stride: usize) {
-    match dtype {
-        Dtype::F32 => {
-            for (bytes, value) in raw.chunks_exact(4).zip(out.iter_mut().step_by(stride)) {
-                *value = T::cast(f32::from_le_bytes(bytes.try_into().expect("4 bytes")) as f64);
-            }
-        }
-        Dtype::F64 => {
-            for (bytes, value) in raw.chunks_exact(8).zip(out.iter_mut().step_by(stride)) {
-                *value = T::cast(f64::from_le_bytes(bytes.try_into().expect("8 bytes")));
-            }
-        }
+        self.input.read_exact_at(&mut self.raw, offset)
     }
 }
 
@@ -232,7 +159,7 @@ impl<T: Real> ExampleSource<T> for NpyFileSource<T> {
             if native {
                 // The file holds exactly `T`'s bytes: read them straight into the buffer.
                 let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buffer[..count * n]);
-                self.file.read_exact_at(bytes, offset).map_err(|e| self.read_error(e))?;
+                self.input.read_exact_at(bytes, offset)?;
             } else {
                 self.read_at(count * n * size, offset)?;
                 decode(dtype, &self.raw, &mut buffer[..count * n], 1);

@@ -17,6 +17,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 use super::safetensors_writer::TensorOut;
 
 use super::{Activation, Corruption, HyperParams, Parameters, Reconstruction, SparsityPenalty, ThetaLayout};
+use crate::data::input::InputFile;
 use crate::error::{Error, Result};
 use crate::gemm::MatRef;
 use crate::real::Real;
@@ -161,7 +162,7 @@ impl<T: Real> ModelFile<T> {
     /// `T`). Fails, naming the file, on anything else: not safetensors, another objective or
     /// format version, missing or misshapen tensors, non-finite weights.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let bytes = InputFile::open(path)?.read_all()?;
         let file = SafeTensors::deserialize(&bytes)
             .map_err(|e| Error::bad_file(path, format!("not a readable safetensors file: {e}")))?;
         let (_, header) = SafeTensors::read_metadata(&bytes)
@@ -193,8 +194,11 @@ impl<T: Real> ModelFile<T> {
         let number = |key: &str, value: String| -> Result<f64> {
             value.parse().map_err(|_| Error::bad_file(path, format!("metadata {key} = {value:?} is not a number")))
         };
-        let visible = number("visible", take("visible")?)? as usize;
-        let hidden = number("hidden", take("hidden")?)? as usize;
+        let count = |key: &str, value: String| -> Result<usize> {
+            value.parse().map_err(|_| Error::bad_file(path, format!("metadata {key} = {value:?} is not a count")))
+        };
+        let visible = count("visible", take("visible")?)?;
+        let hidden = count("hidden", take("hidden")?)?;
         let lambda = number("lambda", take("lambda")?)?;
         let beta = number("beta", take("beta")?)?;
         let rho = number("rho", take("rho")?)?;

@@ -10,6 +10,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 
 use super::safetensors_writer::TensorOut;
 
+use crate::data::input::InputFile;
 use crate::error::{Error, Result};
 use crate::real::Real;
 
@@ -82,7 +83,7 @@ pub(crate) struct TensorFile {
 /// Reads the file at `path` and its metadata; fails naming the file when it is not
 /// safetensors or when its `objective` metadata is not `objective`.
 pub(crate) fn open(path: &Path, objective: &str) -> Result<TensorFile> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes = InputFile::open(path)?.read_all()?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::bad_file(path, format!("not a readable safetensors file: {e}")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
@@ -115,18 +116,33 @@ impl TensorFile {
     }
 
     /// The parameter vector of length `len` holding `matrices`, each checked for its shape,
-    /// dtype and finite values.
+    /// dtype and finite values, and for lying within `len`.
     pub fn theta<T: Real>(&self, path: &Path, len: usize, matrices: &[NamedMatrix]) -> Result<Vec<T>> {
         let bad = |reason: String| Error::bad_file(path, reason);
         let file =
             SafeTensors::deserialize(&self.bytes).map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
-        let mut theta = vec![T::zero(); len];
+        // Every tensor is checked before `theta` is allocated: the sizes the metadata implies
+        // are trusted only once the file is seen to hold them.
+        let mut views = Vec::with_capacity(matrices.len());
+        let mut held = 0usize;
         for m in matrices {
             let view = file.tensor(&m.name).map_err(|_| bad(format!("no tensor {:?}", m.name)))?;
             if view.shape() != m.dims() || view.dtype() != Dtype::F64 {
                 let (dtype, shape) = (view.dtype(), view.shape());
                 return Err(bad(format!("tensor {} is {dtype:?} {shape:?}, expected F64 {:?}", m.name, m.dims())));
             }
+            let end = m.offset.checked_add(view.data().len() / 8).filter(|&end| end <= len);
+            if end.is_none() {
+                return Err(bad(format!("tensor {} does not fit in the {len} parameters of the model", m.name)));
+            }
+            held += view.data().len() / 8;
+            views.push(view);
+        }
+        if held != len {
+            return Err(bad(format!("the tensors hold {held} parameters, the model has {len}")));
+        }
+        let mut theta = vec![T::zero(); len];
+        for (m, view) in matrices.iter().zip(views) {
             for (i, chunk) in view.data().chunks_exact(8).enumerate() {
                 let value = f64::from_le_bytes(chunk.try_into().expect("8 bytes"));
                 if !value.is_finite() {
