@@ -1,13 +1,13 @@
 //! Arguments and steps shared by the subcommands: where the data comes from, the engine's
 //! threads and back-end.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
 use super::CliResult;
 use crate::data::generated::ProblemShape;
-use crate::data::npy;
+use crate::data::npy::{self, NpyDtype};
 use crate::data::npy_source::{NpyFileSource, ShardSource};
 use crate::data::stream::ExampleSource;
 use crate::exercises::MnistFiles;
@@ -102,6 +102,57 @@ impl<T: Real> Data<T> {
             Data::Source(source) => source.features(),
         }
     }
+}
+
+/// The working precision: asked for, or the data file's own.
+#[derive(Debug, Args)]
+pub struct PrecisionArgs {
+    /// Compute in f32 [default: the data file's dtype; f64 without a data file].
+    #[arg(long, conflicts_with = "f64")]
+    pub f32: bool,
+    /// Compute in f64 (an f32 data file then takes twice its size in memory).
+    #[arg(long)]
+    pub f64: bool,
+}
+
+/// A working precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+impl PrecisionArgs {
+    /// The precision asked for, else that of `data`'s file (the first shard of a folder),
+    /// else f64; with the reason, for the run's header.
+    pub fn resolve(&self, data: Option<&Path>) -> CliResult<(Precision, &'static str)> {
+        if self.f32 {
+            return Ok((Precision::F32, "--f32"));
+        }
+        if self.f64 {
+            return Ok((Precision::F64, "--f64"));
+        }
+        let Some(path) = data else {
+            return Ok((Precision::F64, "the default"));
+        };
+        let file = if path.is_dir() { first_npy(path)? } else { Some(path.to_path_buf()) };
+        let Some(file) = file else {
+            return Ok((Precision::F64, "the default"));
+        };
+        Ok(match npy::inspect(&file)?.dtype {
+            NpyDtype::F32 => (Precision::F32, "the data's dtype"),
+            NpyDtype::F64 => (Precision::F64, "the data's dtype"),
+        })
+    }
+}
+
+/// The first `.npy` file of a folder in name order (the first shard read).
+fn first_npy(dir: &Path) -> CliResult<Option<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "npy")).collect();
+    files.sort();
+    Ok(files.into_iter().next())
 }
 
 /// The engine's threads and GEMM back-end.

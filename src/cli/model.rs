@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::args::{Data, DataArgs, EngineArgs};
+use super::args::{Data, DataArgs, EngineArgs, Precision, PrecisionArgs};
 use super::train::PixelOrderArg;
 use super::CliResult;
 use crate::data::npy::NpyRowWriter;
@@ -27,9 +27,8 @@ pub struct ApplyArgs {
     /// Where to write the result (.npy, one example per row); `-` for standard output.
     #[arg(short, long)]
     output: PathBuf,
-    /// Compute and write float32 (default float64).
-    #[arg(long)]
-    f32: bool,
+    #[command(flatten)]
+    precision: PrecisionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -89,7 +88,11 @@ fn apply(args: ApplyArgs, what: Apply) -> CliResult<()> {
         plan = plan.output("--output", &args.output);
     }
     let _locks = plan.check()?;
-    args.engine.pool()?.install(|| if args.f32 { apply_in::<f32>(&args, what) } else { apply_in::<f64>(&args, what) })
+    let (precision, _) = args.precision.resolve(args.data.data.as_deref())?;
+    args.engine.pool()?.install(|| match precision {
+        Precision::F32 => apply_in::<f32>(&args, what),
+        Precision::F64 => apply_in::<f64>(&args, what),
+    })
 }
 
 fn apply_in<T: Real>(args: &ApplyArgs, what: Apply) -> CliResult<()> {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::args::{parse_shape, Data, DataArgs, EngineArgs, VariantArgs};
+use super::args::{parse_shape, Data, DataArgs, EngineArgs, Precision, PrecisionArgs, VariantArgs};
 use super::memory::peak_rss_bytes;
 use super::CliResult;
 use crate::data::generated::ProblemShape;
@@ -44,9 +44,8 @@ pub struct ObjectiveArgs {
     rho: Option<f64>,
     #[command(flatten)]
     variant: VariantArgs,
-    /// Compute in f32 (default f64).
-    #[arg(long)]
-    f32: bool,
+    #[command(flatten)]
+    precision: PrecisionArgs,
     /// Write the gradient to this .npy file (UFLDL layout).
     #[arg(long)]
     grad_out: Option<PathBuf>,
@@ -76,7 +75,12 @@ pub fn run(args: ObjectiveArgs) -> CliResult<()> {
     let _locks = plan.check()?;
     // The whole command runs inside the pool (as the benchmarks do), so the engine's serial
     // steps run on a worker beside its parallel ones rather than on the main thread.
-    args.engine.pool()?.install(|| if args.f32 { evaluate::<f32>(&args) } else { evaluate::<f64>(&args) })
+    let (precision, why) = args.precision.resolve(args.data.data.as_deref())?;
+    println!("precision: {} ({why})", if precision == Precision::F32 { "f32" } else { "f64" });
+    args.engine.pool()?.install(|| match precision {
+        Precision::F32 => evaluate::<f32>(&args),
+        Precision::F64 => evaluate::<f64>(&args),
+    })
 }
 
 /// What one run of evaluations produced.

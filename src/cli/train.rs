@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
-use super::args::{Data, DataArgs, EngineArgs, VariantArgs};
+use super::args::{Data, DataArgs, EngineArgs, Precision, PrecisionArgs, VariantArgs};
 use super::progress::Progress;
 use super::CliResult;
 use crate::data::images::embedded_patches;
@@ -64,9 +64,8 @@ pub struct TrainArgs {
     /// L-BFGS correction pairs kept.
     #[arg(long, default_value_t = 100)]
     history: usize,
-    /// Train in f32 (default f64).
-    #[arg(long)]
-    f32: bool,
+    #[command(flatten)]
+    precision: PrecisionArgs,
     /// Seed of the initial weights (and of the embedded data set).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -119,7 +118,11 @@ impl From<PixelOrderArg> for PixelOrder {
 
 pub fn run(args: TrainArgs) -> CliResult<()> {
     let _locks = files(&args).check()?;
-    args.engine.pool()?.install(|| if args.f32 { train::<f32>(&args) } else { train::<f64>(&args) })
+    let (precision, why) = args.precision.resolve(args.data.data.as_deref())?;
+    args.engine.pool()?.install(|| match precision {
+        Precision::F32 => train::<f32>(&args, why),
+        Precision::F64 => train::<f64>(&args, why),
+    })
 }
 
 /// What the run reads and writes, checked before it starts.
@@ -138,7 +141,7 @@ fn files(args: &TrainArgs) -> FilePlan {
     plan
 }
 
-fn train<T: Real>(args: &TrainArgs) -> CliResult<()> {
+fn train<T: Real>(args: &TrainArgs, precision_from: &str) -> CliResult<()> {
     let (data, description) = args.data.load::<T>(|| {
         let (patches, m, n) = embedded_patches(args.seed);
         let values = patches.into_iter().map(T::cast).collect();
@@ -160,7 +163,7 @@ fn train<T: Real>(args: &TrainArgs) -> CliResult<()> {
         other => format!("{other:?} over {} epochs of minibatches of {}", args.epochs, args.batch_size),
     };
     println!(
-        "model: n = {n}, h = {}, {}, {} penalty, λ = {}, β = {}, ρ = {}, {}; {optimizer}, {} threads",
+        "model: n = {n}, h = {}, {}, {} penalty, λ = {}, β = {}, ρ = {}, {} ({precision_from}); {optimizer}, {} threads",
         args.hidden,
         describe_variant(&hyper),
         hyper.penalty().name(),
@@ -244,7 +247,8 @@ fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Diffe
     if !trained.cost.is_finite() {
         return Err(format!("the cost is {}: nothing usable was learned, no model written", trained.cost).into());
     }
-    if trained.iterations > first && trained.cost >= trained.initial_cost {
+    // A resumed run with no iterations left has nothing to lower.
+    if first < args.iterations && trained.cost >= trained.initial_cost {
         return Err(format!(
             "the cost did not decrease from its start ({:.6e}): nothing was learned, no model written \
              (are λ and β of a sensible size, is the data scaled?)",
