@@ -3,6 +3,7 @@
 mod file;
 mod forward;
 mod hyper;
+pub(crate) mod metadata;
 pub mod picture;
 pub mod stack;
 mod tensors;
