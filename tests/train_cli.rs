@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use sae::data::npy;
-use sae::model::{Forward, ModelFile};
+use sae::model::ModelFile;
 use sae::Dataset;
 
 fn sae(args: &[&str]) -> (bool, String, String) {
@@ -67,9 +67,7 @@ fn encode_and_reconstruct_apply_a_model_trained_on_a_file() {
 
     let loaded = ModelFile::<f64>::load(Path::new(&model)).unwrap();
     let mut expected = vec![0.0; m * 5];
-    Forward::new(&loaded.parameters)
-        .encode(&Dataset::examples_by_features(&values, m, n).unwrap(), &mut expected)
-        .unwrap();
+    loaded.forward().encode(&Dataset::examples_by_features(&values, m, n).unwrap(), &mut expected).unwrap();
     let written: ndarray::Array2<f64> = npy::read_matrix(Path::new(&encoded)).unwrap();
     assert_eq!(written.dim(), (m, 5));
     // Chunks of 77 examples against one block of all: equal up to the GEMM's summation order.

@@ -218,7 +218,7 @@ fn training_with_tied_weights_keeps_them_tied() {
     let hyper = base(n, h).tied(true).contractive(0.1).build().unwrap();
     let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, m, n).unwrap()).unwrap();
     let options = LbfgsOptions { max_iterations: 20, ..LbfgsOptions::default() };
-    let trained = Trainer::new(hyper, options).fit(&mut objective, &Parameters::init(n, h, 1), |_| {}).unwrap();
+    let trained = Trainer::new(options).fit(&mut objective, &Parameters::init(n, h, 1), |_| {}).unwrap();
     let parameters = &trained.model.parameters;
     for j in 0..h {
         for k in 0..n {

@@ -76,6 +76,10 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
         Ok(self)
     }
 
+    pub fn hyper(&self) -> &HyperParams {
+        self.engine.hyper()
+    }
+
     pub fn backend(&self) -> Backend {
         self.engine.backend()
     }
