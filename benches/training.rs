@@ -41,8 +41,7 @@ fn ufldl_exercise(c: &mut Criterion) {
                 pool.install(|| {
                     let data = Dataset::examples_by_features(&patches, m, n).unwrap();
                     let mut objective = Objective::new(hyper, data).unwrap();
-                    let trained =
-                        Trainer::new(hyper, LbfgsOptions::MINFUNC).fit(&mut objective, &init, |_| {}).unwrap();
+                    let trained = Trainer::new(LbfgsOptions::MINFUNC).fit(&mut objective, &init, |_| {}).unwrap();
                     assert_eq!(trained.iterations, 400);
                     trained.cost
                 })

@@ -22,6 +22,11 @@ pub enum Error {
     #[error("non-finite value {value} in {what} at row {row}, column {column}")]
     NonFiniteData { what: &'static str, row: usize, column: usize, value: f64 },
 
+    /// A value outside the domain of the model's loss (cross-entropy compares with targets in
+    /// [0, 1]). `row` and `column` use the layout the caller gave.
+    #[error("value {value} in {what} at row {row}, column {column} is out of range: {reason}")]
+    DataOutOfRange { what: &'static str, row: usize, column: usize, value: f64, reason: &'static str },
+
     /// A NaN or infinity in the parameter vector, with its position in the UFLDL layout.
     #[error("non-finite value {value} in theta at index {index} ({block}[{row}, {column}])")]
     NonFiniteTheta { index: usize, block: &'static str, row: usize, column: usize, value: f64 },

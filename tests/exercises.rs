@@ -143,7 +143,7 @@ fn the_embedded_natural_image_data_also_yields_oriented_localized_features() {
     let hyper = sae::HyperParams::builder(n, 25).lambda(1e-4).beta(3.0).rho(0.01).build().unwrap();
     let mut objective =
         sae::Objective::new(hyper, sae::Dataset::examples_by_features(&patches, m, n).unwrap()).unwrap();
-    let trained = sae::train::Trainer::new(hyper, sae::optim::LbfgsOptions::default())
+    let trained = sae::train::Trainer::new(sae::optim::LbfgsOptions::default())
         .fit(&mut objective, &sae::Parameters::init(n, 25, 1), |_| {})
         .unwrap();
     let learned = shapes(&trained.model.parameters);

@@ -17,7 +17,7 @@ fn encode_and_decode_compute_the_two_layers_for_every_example() {
     let (m, n, h) = (1100, 9, 4);
     let values = uniform_data(m, n, 1);
     let parameters = Parameters::from_theta(n, h, theta(n, h, 2)).unwrap();
-    let forward = Forward::new(&parameters);
+    let forward = Forward::new(&hyper(n, h), &parameters).unwrap();
     let mut hidden = vec![0.0; m * h];
     forward.encode(&Dataset::examples_by_features(&values, m, n).unwrap(), &mut hidden).unwrap();
     let mut output = vec![0.0; m * n];
@@ -36,12 +36,76 @@ fn encode_and_decode_compute_the_two_layers_for_every_example() {
     }
 }
 
+/// `f(W1 x + b1)` of example `e`, computed plainly.
+fn hidden_of(parameters: &Parameters<f64>, x: &[f64], f: impl Fn(f64) -> f64) -> Vec<f64> {
+    let (w1, b1) = (parameters.w1(), parameters.b1());
+    (0..b1.len()).map(|i| f(b1[i] + (0..x.len()).map(|j| w1.get(i, j) * x[j]).sum::<f64>())).collect()
+}
+
+#[test]
+fn a_tanh_model_encodes_with_tanh_through_every_public_path() {
+    use sae::model::{Activation, ModelFile, Reconstruction};
+    use sae::objective::{StreamMode, StreamingObjective};
+    use sae::optim::{LbfgsOptions, StepRule};
+    use sae::train::{MinibatchOptions, MinibatchTrainer, Trainer};
+    let (m, n, h) = (40, 6, 3);
+    let values = uniform_data(m, n, 1);
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let tanh = sae::HyperParams::builder(n, h)
+        .activation(Activation::Tanh)
+        .reconstruction(Reconstruction::LinearSquaredError)
+        .build()
+        .unwrap();
+    let encodes_with_tanh = |model: &ModelFile<f64>, path: &str| {
+        assert_eq!(model.hyper, tanh, "{path}: the model records the units it was trained with");
+        let (mut hidden, mut output) = (vec![0.0; m * h], vec![0.0; m * n]);
+        model.forward().encode(&data, &mut hidden).unwrap();
+        model.forward().decode(&hidden, &mut output).unwrap();
+        let via_hyper = Forward::new(&model.hyper, &model.parameters).unwrap();
+        let mut again = vec![0.0; m * h];
+        via_hyper.encode(&data, &mut again).unwrap();
+        assert_eq!(again, hidden, "{path}: Forward::new reads the units of the hyper-parameters");
+        let (p, x) = (&model.parameters, &values[..n]);
+        let expected = hidden_of(p, x, f64::tanh);
+        for (got, want) in hidden[..h].iter().zip(&expected) {
+            assert!((got - want).abs() < 1e-14, "{path}: {got} is not tanh's {want} (sigmoid: {})", sigmoid(*want));
+        }
+        // The linear decoder: no sigmoid on the output.
+        let a3 = p.b2()[0] + (0..h).map(|i| p.w2().get(0, i) * hidden[i]).sum::<f64>();
+        assert!((output[0] - a3).abs() < 1e-14, "{path}: output {} is not the linear {a3}", output[0]);
+    };
+
+    let init = Parameters::<f64>::init(n, h, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tanh.safetensors");
+    ModelFile::new(tanh, init.clone()).save(&file).unwrap();
+    encodes_with_tanh(&ModelFile::load(&file).unwrap(), "a loaded model file");
+
+    let options = LbfgsOptions { max_iterations: 3, ..LbfgsOptions::default() };
+    let mut objective = sae::Objective::new(tanh, data).unwrap();
+    encodes_with_tanh(&Trainer::new(options).fit(&mut objective, &init, |_| {}).unwrap().model, "L-BFGS");
+    let source = sae::data::stream::SliceSource::new(&values, n).unwrap();
+    let mut streaming = StreamingObjective::new(tanh, source, 16, StreamMode::OnePass).unwrap();
+    encodes_with_tanh(&Trainer::new(options).fit(&mut streaming, &init, |_| {}).unwrap().model, "L-BFGS, streamed");
+    let minibatch = MinibatchOptions { rule: StepRule::adam(1e-3), batch_size: 10, epochs: 1, ..Default::default() };
+    let trained = MinibatchTrainer::new(tanh, minibatch).unwrap().fit(&data, &init, |_| {}).unwrap();
+    encodes_with_tanh(&trained.model, "Adam");
+}
+
+#[test]
+fn a_forward_pass_of_parameters_of_another_shape_than_its_model_is_refused() {
+    let parameters = Parameters::<f64>::init(9, 4, 1);
+    assert!(Forward::new(&hyper(9, 5), &parameters).is_err());
+    assert!(Forward::new(&hyper(8, 4), &parameters).is_err());
+}
+
 #[test]
 fn encode_refuses_data_of_another_width() {
     let parameters = Parameters::<f64>::init(9, 4, 1);
     let values = uniform_data(3, 8, 1);
     let mut hidden = vec![0.0; 12];
-    assert!(Forward::new(&parameters)
+    assert!(Forward::new(&hyper(9, 4), &parameters)
+        .unwrap()
         .encode(&Dataset::examples_by_features(&values, 3, 8).unwrap(), &mut hidden)
         .is_err());
 }

@@ -190,3 +190,27 @@ fn a_file_without_sae_metadata_is_rejected() {
     let reason = bad_file_reason(ModelFile::<f64>::load(&path).unwrap_err(), &path);
     assert!(reason.contains("not an sae model file"), "{reason}");
 }
+
+#[test]
+fn metadata_that_is_not_a_strict_count_or_a_finite_number_is_rejected_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lenient.safetensors");
+    let cases = [
+        ("hidden", "2.9"),
+        ("hidden", "-2"),
+        ("visible", "+4"),
+        ("visible", "18446744073709551620"),
+        ("corruption_seed", "1.5"),
+        ("corruption_seed", "-1"),
+        ("lambda", "NaN"),
+        ("rho", "inf"),
+        ("contractive", "NaN"),
+    ];
+    for (key, value) in cases {
+        let mut metadata: Vec<(&str, &str)> = METADATA.iter().copied().filter(|(k, _)| *k != key).collect();
+        metadata.push((key, value));
+        write_raw(&path, &metadata, &weights(vec![2, 4]));
+        let reason = bad_file_reason(ModelFile::<f64>::load(&path).unwrap_err(), &path);
+        assert!(reason.contains(key) && reason.contains(value), "{key} = {value}: {reason}");
+    }
+}

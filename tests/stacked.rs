@@ -51,7 +51,10 @@ fn a_one_layer_stack_predicts_as_softmax_on_the_encoded_features() {
     theta[2 * h * n..2 * h * n + h].copy_from_slice(&stack[k * h + h * n..]);
     let layer = sae::Parameters::from_theta(n, h, theta).unwrap();
     let mut features = vec![0.0; m * h];
-    sae::model::Forward::new(&layer).encode(&data, &mut features).unwrap();
+    sae::model::Forward::new(&sae::HyperParams::builder(n, h).build().unwrap(), &layer)
+        .unwrap()
+        .encode(&data, &mut features)
+        .unwrap();
     let encoded = Dataset::examples_by_features(&features, m, h).unwrap();
     let expected = sae::objective::SoftmaxObjective::predict(&stack[..k * h], k, &encoded);
     assert_eq!(StackedObjective::predict(&shape, &stack, &data), expected);

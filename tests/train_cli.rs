@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use sae::data::npy;
-use sae::model::{Forward, ModelFile};
+use sae::model::ModelFile;
 use sae::Dataset;
 
 fn sae(args: &[&str]) -> (bool, String, String) {
@@ -67,9 +67,7 @@ fn encode_and_reconstruct_apply_a_model_trained_on_a_file() {
 
     let loaded = ModelFile::<f64>::load(Path::new(&model)).unwrap();
     let mut expected = vec![0.0; m * 5];
-    Forward::new(&loaded.parameters)
-        .encode(&Dataset::examples_by_features(&values, m, n).unwrap(), &mut expected)
-        .unwrap();
+    loaded.forward().encode(&Dataset::examples_by_features(&values, m, n).unwrap(), &mut expected).unwrap();
     let written: ndarray::Array2<f64> = npy::read_matrix(Path::new(&encoded)).unwrap();
     assert_eq!(written.dim(), (m, 5));
     // Chunks of 77 examples against one block of all: equal up to the GEMM's summation order.
@@ -145,12 +143,12 @@ fn a_full_disk_during_a_checkpoint_fails_clearly_and_keeps_the_previous_checkpoi
     let out = Command::new("bash").args(["-c", &script]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("run.ckpt") && stderr.contains("write failed"), "{stderr}");
+    assert!(stderr.contains("run.ckpt") && stderr.contains("File too large"), "{stderr}");
     assert_eq!(std::fs::read(&checkpoint).unwrap(), before, "the previous checkpoint is intact");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name.ends_with(".tmp"))
+        .filter(|name| name.contains(".sae-"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }

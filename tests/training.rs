@@ -26,7 +26,7 @@ fn with_objective<R>(f: impl FnOnce(&mut Objective<'_, f64>) -> R) -> R {
 #[test]
 fn training_lowers_the_cost_and_records_the_run_in_the_model() {
     let trained = with_objective(|objective| {
-        Trainer::new(hyper(N, H), options(40)).fit(objective, &Parameters::init(N, H, 1), |_| {}).unwrap()
+        Trainer::new(options(40)).fit(objective, &Parameters::init(N, H, 1), |_| {}).unwrap()
     });
     assert!(trained.cost < 0.5 * trained.initial_cost, "{} from {}", trained.cost, trained.initial_cost);
     assert_eq!((trained.stop, trained.iterations), (Stop::MaxIterations, 40));
@@ -41,13 +41,11 @@ fn training_lowers_the_cost_and_records_the_run_in_the_model() {
 fn a_run_resumed_from_its_checkpoint_ends_bit_for_bit_where_an_uninterrupted_run_ends() {
     let dir = tempfile::tempdir().unwrap();
     let init = Parameters::init(N, H, 2);
-    let uninterrupted = with_objective(|o| Trainer::new(hyper(N, H), options(30)).fit(o, &init, |_| {}).unwrap());
+    let uninterrupted = with_objective(|o| Trainer::new(options(30)).fit(o, &init, |_| {}).unwrap());
 
     let checkpoint = dir.path().join("run.ckpt.safetensors");
-    with_objective(|o| {
-        Trainer::new(hyper(N, H), options(12)).checkpoint_to(&checkpoint, 5).fit(o, &init, |_| {}).unwrap()
-    });
-    let resumed = with_objective(|o| Trainer::new(hyper(N, H), options(30)).resume(o, &checkpoint, |_| {}).unwrap());
+    with_objective(|o| Trainer::new(options(12)).checkpoint_to(&checkpoint, 5).fit(o, &init, |_| {}).unwrap());
+    let resumed = with_objective(|o| Trainer::new(options(30)).resume(o, &checkpoint, |_| {}).unwrap());
     assert_eq!(resumed.iterations, 30);
     assert_eq!(resumed.model.parameters, uninterrupted.model.parameters);
     assert_eq!(resumed.cost.to_bits(), uninterrupted.cost.to_bits());
@@ -59,7 +57,7 @@ fn checkpoints_are_written_every_k_iterations() {
     let checkpoint = dir.path().join("run.ckpt.safetensors");
     let mut seen = Vec::new();
     with_objective(|o| {
-        Trainer::new(hyper(N, H), options(9))
+        Trainer::new(options(9))
             .checkpoint_to(&checkpoint, 4)
             .fit(o, &Parameters::init(N, H, 3), |it| {
                 // The file holds the iteration before this one's checkpoint decision.
@@ -80,11 +78,13 @@ fn resuming_from_a_checkpoint_of_other_hyper_parameters_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("run.ckpt.safetensors");
     with_objective(|o| {
-        Trainer::new(hyper(N, H), options(2)).checkpoint_to(&checkpoint, 1).fit(o, &Parameters::init(N, H, 4), |_| {})
+        Trainer::new(options(2)).checkpoint_to(&checkpoint, 1).fit(o, &Parameters::init(N, H, 4), |_| {})
     })
     .unwrap();
     let other = HyperParams::builder(N, H).lambda(1e-2).beta(3.0).rho(0.1).build().unwrap();
-    let err = with_objective(|o| Trainer::new(other, options(5)).resume(o, &checkpoint, |_| {})).unwrap_err();
+    let values = uniform_data(M, N, 5);
+    let mut objective = Objective::new(other, Dataset::examples_by_features(&values, M, N).unwrap()).unwrap();
+    let err = Trainer::new(options(5)).resume(&mut objective, &checkpoint, |_| {}).unwrap_err();
     assert!(matches!(&err, Error::BadFile { reason, .. } if reason.contains("another model")), "{err}");
 }
 
@@ -93,7 +93,7 @@ fn resuming_from_a_model_without_optimiser_state_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
     ModelFile::new(hyper(N, H), Parameters::<f64>::init(N, H, 5)).save(&path).unwrap();
-    let err = with_objective(|o| Trainer::new(hyper(N, H), options(5)).resume(o, &path, |_| {})).unwrap_err();
+    let err = with_objective(|o| Trainer::new(options(5)).resume(o, &path, |_| {})).unwrap_err();
     assert!(matches!(&err, Error::BadFile { reason, .. } if reason.contains("not a checkpoint")), "{err}");
 }
 
@@ -101,11 +101,11 @@ fn resuming_from_a_model_without_optimiser_state_is_refused() {
 fn training_on_streamed_data_follows_the_in_memory_run() {
     let values = uniform_data(M, N, 5);
     let init = Parameters::init(N, H, 6);
-    let in_memory = with_objective(|o| Trainer::new(hyper(N, H), options(15)).fit(o, &init, |_| {}).unwrap());
+    let in_memory = with_objective(|o| Trainer::new(options(15)).fit(o, &init, |_| {}).unwrap());
     let source = sae::data::stream::SliceSource::new(&values, N).unwrap();
     for mode in [sae::objective::StreamMode::OnePass, sae::objective::StreamMode::TwoPass] {
         let mut streaming = sae::objective::StreamingObjective::new(hyper(N, H), source.clone(), 64, mode).unwrap();
-        let streamed = Trainer::new(hyper(N, H), options(15)).fit(&mut streaming, &init, |_| {}).unwrap();
+        let streamed = Trainer::new(options(15)).fit(&mut streaming, &init, |_| {}).unwrap();
         // The same iterations, the evaluations differing by summation order only.
         assert!((streamed.cost - in_memory.cost).abs() <= 1e-9 * in_memory.cost, "{mode:?}");
         let difference = relative_error(streamed.model.parameters.theta(), in_memory.model.parameters.theta());

@@ -218,7 +218,7 @@ fn training_with_tied_weights_keeps_them_tied() {
     let hyper = base(n, h).tied(true).contractive(0.1).build().unwrap();
     let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, m, n).unwrap()).unwrap();
     let options = LbfgsOptions { max_iterations: 20, ..LbfgsOptions::default() };
-    let trained = Trainer::new(hyper, options).fit(&mut objective, &Parameters::init(n, h, 1), |_| {}).unwrap();
+    let trained = Trainer::new(options).fit(&mut objective, &Parameters::init(n, h, 1), |_| {}).unwrap();
     let parameters = &trained.model.parameters;
     for j in 0..h {
         for k in 0..n {
@@ -251,4 +251,42 @@ fn relu_units_with_the_kl_penalty_are_refused_naming_beta() {
 fn a_masking_probability_of_one_is_refused() {
     let error = base(4, 2).corruption(Corruption::Masking { probability: 1.0 }, 1).build().unwrap_err();
     assert!(matches!(error, Error::InvalidHyperParameter { name: "masking probability", .. }), "{error}");
+}
+
+#[test]
+fn cross_entropy_on_data_outside_the_unit_interval_is_an_error_naming_row_and_column() {
+    use sae::objective::MinibatchObjective;
+    use sae::train::{MinibatchOptions, MinibatchTrainer};
+    let (m, n, h) = (50, 6, 3);
+    let hyper = base(n, h).reconstruction(Reconstruction::SigmoidCrossEntropy).build().unwrap();
+    let mut values = uniform_data(m, n, 1);
+    values[37 * n + 4] = 1.5;
+    let at = |err: Error| match err {
+        Error::DataOutOfRange { row, column, value, .. } => (row, column, value),
+        other => panic!("expected DataOutOfRange, got {other}"),
+    };
+    let rows = Dataset::examples_by_features(&values, m, n).unwrap();
+    assert_eq!(at(Objective::new(hyper, rows).unwrap_err()), (37, 4, 1.5));
+    let by_features = transpose(&values, m, n);
+    let columns = Dataset::features_by_examples(&by_features, n, m).unwrap();
+    assert_eq!(at(Objective::new(hyper, columns).unwrap_err()), (4, 37, 1.5), "in the caller's layout");
+
+    let theta = theta(n, h, 2);
+    let mut grad = vec![0.0; theta.len()];
+    for mode in [StreamMode::OnePass, StreamMode::TwoPass] {
+        let source = SliceSource::new(&values, n).unwrap();
+        let mut streaming = StreamingObjective::new(hyper, source, 16, mode).unwrap();
+        assert_eq!(at(streaming.evaluate(&theta, &mut grad).unwrap_err()), (37, 4, 1.5), "{mode:?}: the data's row");
+    }
+    let mut minibatch = MinibatchObjective::new(hyper, 20, 0.9).unwrap();
+    let batch = Dataset::examples_by_features(&values[30 * n..50 * n], 20, n).unwrap();
+    assert_eq!(at(minibatch.evaluate(&theta, &mut grad, &batch).unwrap_err()), (7, 4, 1.5), "the batch's row");
+    let trainer = MinibatchTrainer::new(hyper, MinibatchOptions { batch_size: 20, ..MinibatchOptions::default() });
+    let err = trainer.unwrap().fit(&rows, &Parameters::init(n, h, 1), |_| panic!("no step is taken")).unwrap_err();
+    assert_eq!(at(err), (37, 4, 1.5), "the data's row, before any step");
+
+    values[37 * n + 4] = -0.25;
+    let squared_error = base(n, h).build().unwrap();
+    let rows = Dataset::examples_by_features(&values, m, n).unwrap();
+    assert!(Objective::new(squared_error, rows).is_ok(), "squared error is defined on any finite value");
 }

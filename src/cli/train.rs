@@ -15,8 +15,8 @@ use crate::files::FilePlan;
 use crate::model::picture::{features_picture, PixelOrder};
 use crate::model::ModelFile;
 use crate::objective::StreamingObjective;
-use crate::optim::{Differentiable, LbfgsOptions, StepRule};
-use crate::train::{MinibatchOptions, MinibatchStep, MinibatchTrainer, Trained, Trainer};
+use crate::optim::{LbfgsOptions, StepRule};
+use crate::train::{AutoencoderObjective, MinibatchOptions, MinibatchStep, MinibatchTrainer, Trained, Trainer};
 use crate::{Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
@@ -202,9 +202,13 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str) -> CliResult<()> {
     save(args, &trained.model)
 }
 
-fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Differentiable<T>) -> CliResult<Trained<T>> {
+fn fit<T: Real>(
+    args: &TrainArgs,
+    hyper: HyperParams,
+    objective: &mut impl AutoencoderObjective<T>,
+) -> CliResult<Trained<T>> {
     let options = LbfgsOptions { max_iterations: args.iterations, history: args.history, ..LbfgsOptions::MINFUNC };
-    let mut trainer = Trainer::new(hyper, options);
+    let mut trainer = Trainer::new(options);
     if let Some(path) = &args.checkpoint {
         trainer = trainer.checkpoint_to(path, args.checkpoint_every);
     }
@@ -212,7 +216,7 @@ fn fit<T: Real>(args: &TrainArgs, hyper: HyperParams, objective: &mut impl Diffe
     let mut run_evaluations = 0;
     let (first, trained) = match &args.resume {
         Some(path) => {
-            let state = trainer.load_checkpoint::<T>(path)?;
+            let state = trainer.load_checkpoint(objective, path)?;
             let first = state.iteration;
             println!("resuming {} at iteration {first}", path.display());
             let progress = Progress::new(first, args.iterations, "iteration");

@@ -66,7 +66,7 @@ pub fn mnist_vectorization<T: crate::Real>(
     let hyper = HyperParams::builder(n, 196).lambda(3e-3).beta(3.0).rho(0.1).build()?;
     let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, EXAMPLES, n)?)?;
     let options = LbfgsOptions { max_iterations: iterations, ..LbfgsOptions::MINFUNC };
-    let trained = Trainer::new(hyper, options).fit(&mut objective, &Parameters::<T>::init(n, 196, 1), |_| {})?;
+    let trained = Trainer::new(options).fit(&mut objective, &Parameters::<T>::init(n, 196, 1), |_| {})?;
     Ok((trained.model, trained.cost))
 }
 
@@ -105,14 +105,15 @@ pub fn self_taught_learning<T: crate::Real>(files: &MnistFiles, iterations: usiz
     let hyper = HyperParams::builder(n, 200).lambda(3e-3).beta(3.0).rho(0.1).build()?;
     let mut objective = Objective::new(hyper, Dataset::examples_by_features(&unlabeled, unlabeled_rows.len(), n)?)?;
     let options = LbfgsOptions { max_iterations: iterations, ..LbfgsOptions::MINFUNC };
-    let trained = Trainer::new(hyper, options).fit(&mut objective, &Parameters::<T>::init(n, 200, 1), |_| {})?;
+    let trained = Trainer::new(options).fit(&mut objective, &Parameters::<T>::init(n, 200, 1), |_| {})?;
     let theta64: Vec<f64> = trained.model.parameters.theta().iter().map(|v| v.as_f64()).collect();
     let parameters = Parameters::from_theta(n, 200, theta64)?;
 
     let features = |rows: &[usize]| -> Result<Vec<f64>> {
         let pixels = gather(rows);
         let mut hidden = vec![0.0; rows.len() * 200];
-        Forward::new(&parameters).encode(&Dataset::examples_by_features(&pixels, rows.len(), n)?, &mut hidden)?;
+        Forward::new(&hyper, &parameters)?
+            .encode(&Dataset::examples_by_features(&pixels, rows.len(), n)?, &mut hidden)?;
         Ok(hidden)
     };
     let label_of = |rows: &[usize]| -> Vec<u8> { rows.iter().map(|&i| labels[i]).collect() };
@@ -183,11 +184,11 @@ pub fn stacked_autoencoder<T: crate::Real>(
         let hyper = HyperParams::builder(width, hidden).lambda(3e-3).beta(3.0).rho(0.1).build()?;
         let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, m, width)?)?;
         let init = Parameters::<T>::init(width, hidden, 1 + layer as u64);
-        let trained = Trainer::new(hyper, options).fit(&mut objective, &init, |_| {})?;
+        let trained = Trainer::new(options).fit(&mut objective, &init, |_| {})?;
         let theta: Vec<f64> = trained.model.parameters.theta().iter().map(|v| v.as_f64()).collect();
         let parameters = Parameters::from_theta(width, hidden, theta)?;
         let mut encoded = vec![0.0; m * hidden];
-        Forward::new(&parameters).encode(&Dataset::examples_by_features(input, m, width)?, &mut encoded)?;
+        Forward::new(&hyper, &parameters)?.encode(&Dataset::examples_by_features(input, m, width)?, &mut encoded)?;
         trained_layers.push(parameters);
         features = encoded;
         width = hidden;

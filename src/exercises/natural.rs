@@ -32,6 +32,6 @@ pub fn natural_image_features(path: &Path, iterations: usize, seed: u64) -> Resu
     let hyper = HyperParams::builder(64, 25).lambda(1e-4).beta(3.0).rho(0.01).build()?;
     let mut objective = Objective::new(hyper, Dataset::examples_by_features(&patches, PATCHES, 64)?)?;
     let options = LbfgsOptions { max_iterations: iterations, ..LbfgsOptions::MINFUNC };
-    let trained = Trainer::new(hyper, options).fit(&mut objective, &Parameters::init(64, 25, seed), |_| {})?;
+    let trained = Trainer::new(options).fit(&mut objective, &Parameters::init(64, 25, seed), |_| {})?;
     Ok(NaturalImages { cost: trained.cost, iterations: trained.iterations, model: trained.model })
 }

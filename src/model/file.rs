@@ -16,7 +16,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 
 use super::safetensors_writer::TensorOut;
 
-use super::{Activation, Corruption, HyperParams, Parameters, Reconstruction, SparsityPenalty, ThetaLayout};
+use super::{metadata, Activation, Corruption, HyperParams, Parameters, Reconstruction, SparsityPenalty, ThetaLayout};
 use crate::data::input::InputFile;
 use crate::error::{Error, Result};
 use crate::gemm::MatRef;
@@ -192,10 +192,12 @@ impl<T: Real> ModelFile<T> {
         };
         take("dtype")?;
         let number = |key: &str, value: String| -> Result<f64> {
-            value.parse().map_err(|_| Error::bad_file(path, format!("metadata {key} = {value:?} is not a number")))
+            metadata::finite(&value)
+                .ok_or_else(|| Error::bad_file(path, format!("metadata {key} = {value:?} is not a finite number")))
         };
         let count = |key: &str, value: String| -> Result<usize> {
-            value.parse().map_err(|_| Error::bad_file(path, format!("metadata {key} = {value:?} is not a count")))
+            metadata::count(&value)
+                .ok_or_else(|| Error::bad_file(path, format!("metadata {key} = {value:?} is not a count")))
         };
         let visible = count("visible", take("visible")?)?;
         let hidden = count("hidden", take("hidden")?)?;
@@ -227,7 +229,7 @@ impl<T: Real> ModelFile<T> {
             "gaussian" => Corruption::Gaussian { std_dev: level },
             _ => return Err(unknown("corruption", &corruption)),
         };
-        let corruption_seed = seed.parse::<u64>().map_err(|_| unknown("corruption_seed", &seed))?;
+        let corruption_seed = metadata::count::<u64>(&seed).ok_or_else(|| unknown("corruption_seed", &seed))?;
         let hyper = HyperParams::builder(visible, hidden)
             .lambda(lambda)
             .beta(beta)

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{Activation, Parameters, Reconstruction};
+use super::{Activation, HyperParams, ModelFile, Parameters, Reconstruction};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, Backend, MatMut, MatRef};
@@ -25,13 +25,22 @@ pub struct Forward<'p, T: Real> {
 }
 
 impl<'p, T: Real> Forward<'p, T> {
-    /// UFLDL's model: sigmoid hidden and output units.
-    pub fn new(parameters: &'p Parameters<T>) -> Self {
-        Self::with_units(parameters, Activation::Sigmoid, Reconstruction::SigmoidSquaredError)
+    /// The model of `hyper` with `parameters`: its hidden and output units are those `hyper`
+    /// records. Fails when the parameters are not of `hyper`'s shape.
+    pub fn new(hyper: &HyperParams, parameters: &'p Parameters<T>) -> Result<Self> {
+        let (n, h) = (parameters.b2().len(), parameters.b1().len());
+        if (n, h) != (hyper.visible(), hyper.hidden()) {
+            return Err(Error::ShapeMismatch {
+                what: "parameters of the model",
+                expected: format!("n = {}, h = {}", hyper.visible(), hyper.hidden()),
+                got: format!("n = {n}, h = {h}"),
+            });
+        }
+        Ok(Self::with_units(parameters, hyper.activation(), hyper.reconstruction()))
     }
 
     /// A model whose hidden units are `activation` and whose output units are those of
-    /// `reconstruction` (as recorded in its [`HyperParams`](super::HyperParams)).
+    /// `reconstruction` (as recorded in its [`HyperParams`]).
     pub fn with_units(parameters: &'p Parameters<T>, activation: Activation, reconstruction: Reconstruction) -> Self {
         let kernels = Kernels::detect();
         let sigmoid = kernels.hidden(Activation::Sigmoid).activate_sum;
@@ -98,6 +107,14 @@ impl<'p, T: Real> Forward<'p, T> {
                 activation(out);
             }
         });
+    }
+}
+
+impl<T: Real> ModelFile<T> {
+    /// The model ready to apply, with the units its file records.
+    pub fn forward(&self) -> Forward<'_, T> {
+        // Only the units come from the hyper-parameters; the shapes are the parameters' own.
+        Forward::with_units(&self.parameters, self.hyper.activation(), self.hyper.reconstruction())
     }
 }
 

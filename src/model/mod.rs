@@ -3,6 +3,7 @@
 mod file;
 mod forward;
 mod hyper;
+pub(crate) mod metadata;
 pub mod picture;
 mod safetensors_writer;
 pub mod stack;

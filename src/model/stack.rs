@@ -47,12 +47,11 @@ impl<T: Real> StackModel<T> {
         let sizes_text = file.metadata.get("sizes").cloned().unwrap_or_default();
         let sizes: Vec<usize> = sizes_text
             .split(',')
-            .map(|s| s.parse::<usize>())
-            .collect::<std::result::Result<_, _>>()
-            .ok()
+            .map(super::metadata::count::<usize>)
+            .collect::<Option<Vec<usize>>>()
             .filter(|sizes: &Vec<usize>| sizes.len() >= 2 && !sizes.contains(&0))
             .ok_or_else(|| Error::bad_file(path, format!("metadata sizes = {sizes_text:?}: expected n,h1,…")))?;
-        let shape = StackShape { sizes, classes: file.number(path, "classes")? };
+        let shape = StackShape { sizes, classes: file.count(path, "classes")? };
         let theta = file.theta(path, shape.len(), &matrices(&shape))?;
         let metadata = file.free_metadata(&["sizes", "classes"]);
         Ok(StackModel { shape, theta, metadata })

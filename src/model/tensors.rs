@@ -94,11 +94,13 @@ pub(crate) fn open(path: &Path, objective: &str) -> Result<TensorFile> {
 }
 
 impl TensorFile {
-    /// The metadata `key` as a number; fails naming the file and the key.
-    pub fn number<V: std::str::FromStr>(&self, path: &Path, key: &str) -> Result<V> {
+    /// The metadata `key` as a count (see [`super::metadata::count`]); fails naming the file
+    /// and the key.
+    pub fn count(&self, path: &Path, key: &str) -> Result<usize> {
         let value =
             self.metadata.get(key).ok_or_else(|| Error::bad_file(path, format!("no {key:?} in the metadata")))?;
-        value.parse().map_err(|_| Error::bad_file(path, format!("metadata {key} = {value:?} is not a number")))
+        super::metadata::count(value)
+            .ok_or_else(|| Error::bad_file(path, format!("metadata {key} = {value:?} is not a count")))
     }
 
     /// The free metadata: all but the standard keys and the model's `recorded` ones, sorted by

@@ -181,7 +181,7 @@ impl<T: Real> VaeModel<T> {
             other => return Err(bad(format!("unknown decoder {other:?}"))),
         };
         let (visible, hidden, latent) =
-            (file.number(path, "visible")?, file.number(path, "hidden")?, file.number(path, "latent")?);
+            (file.count(path, "visible")?, file.count(path, "hidden")?, file.count(path, "latent")?);
         let shape = VaeShape::new(visible, hidden, latent, activation, decoder)?;
         let theta = file.theta(path, shape.theta_len(), &shape.tensors())?;
         let metadata = file.free_metadata(&["visible", "hidden", "latent", "activation", "decoder"]);

@@ -18,7 +18,8 @@ pub struct Objective<'d, T: Real> {
 }
 
 impl<'d, T: Real> Objective<'d, T> {
-    /// The objective of `hyper` on `data`; fails when the data's feature count is not `n`.
+    /// The objective of `hyper` on `data`; fails when the data's feature count is not `n`, or
+    /// when the model's loss is not defined on some value (cross-entropy outside [0, 1]).
     /// Uses the preferred GEMM back-end and the best kernels for this CPU.
     pub fn new(hyper: HyperParams, data: Dataset<'d, T>) -> Result<Self> {
         if data.features() != hyper.visible() {
@@ -28,6 +29,7 @@ impl<'d, T: Real> Objective<'d, T> {
                 got: data.features().to_string(),
             });
         }
+        super::check_data(hyper.reconstruction(), &data)?;
         Ok(Objective { engine: Engine::new(hyper), data })
     }
 

@@ -73,6 +73,8 @@ impl<T: Real> MinibatchObjective<T> {
     }
 
     /// `J` on `batch` (with the running `rho_hat`, which it then updates) and its gradient.
+    /// Fails when the batch is too large, or when the model's loss is not defined on one of
+    /// its values (cross-entropy outside [0, 1]; the row is the batch's).
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T], batch: &Dataset<'_, T>) -> Result<f64> {
         let m = batch.examples();
         if m > self.batch {
@@ -82,6 +84,7 @@ impl<T: Real> MinibatchObjective<T> {
                 got: m.to_string(),
             });
         }
+        super::check_data(self.engine.hyper().reconstruction(), batch)?;
         self.engine.begin(theta, grad, self.batch)?;
         self.engine.forward(theta, batch, 0);
         self.engine.accumulate_activations();

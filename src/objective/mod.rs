@@ -4,6 +4,7 @@
 
 mod batched;
 mod corruption;
+mod domain;
 mod engine;
 pub mod gradcheck;
 mod minibatch;
@@ -16,6 +17,7 @@ mod streaming;
 mod vae;
 
 pub use batched::Objective;
+pub(crate) use domain::check_data;
 pub use engine::default_block_size;
 pub use minibatch::MinibatchObjective;
 pub use softmax::SoftmaxObjective;

@@ -76,6 +76,10 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
         Ok(self)
     }
 
+    pub fn hyper(&self) -> &HyperParams {
+        self.engine.hyper()
+    }
+
     pub fn backend(&self) -> Backend {
         self.engine.backend()
     }
@@ -112,8 +116,9 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
     /// source (see [`StreamMode`]).
     ///
     /// Fails as [`Objective::evaluate`](super::Objective::evaluate) does, and also when the
-    /// source is empty, holds a non-finite value (named by its row in the whole data set), or
-    /// (two-pass) yields a different number of examples in the second pass than in the first.
+    /// source is empty, holds a non-finite value or one outside the domain of the model's loss
+    /// (named by its row in the whole data set), or (two-pass) yields a different number of
+    /// examples in the second pass than in the first.
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
         self.engine.begin(theta, grad, self.chunk)?;
         let examples = match self.mode {
@@ -155,7 +160,7 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
     /// filled before. Buffers go back and forth over two channels and are all recovered
     /// afterwards, whatever failed, so nothing is allocated after the first evaluation.
     fn pass(&mut self, mut step: impl FnMut(&mut Engine<T>, &Dataset<'_, T>, usize)) -> Result<usize> {
-        let n = self.engine.hyper().visible();
+        let (n, reconstruction) = (self.engine.hyper().visible(), self.engine.hyper().reconstruction());
         let capacity = self.chunk;
         let (source, engine) = (&mut self.source, &mut self.engine);
         let buffers = std::mem::take(&mut self.buffers);
@@ -194,10 +199,15 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
                         });
                     }
                     if read > 0 {
-                        let chunk =
-                            Dataset::examples_by_features(&buffer[..read * n], read, n).map_err(|e| match e {
+                        // Errors name the row in the whole data set.
+                        let chunk = Dataset::examples_by_features(&buffer[..read * n], read, n)
+                            .and_then(|chunk| super::check_data(reconstruction, &chunk).map(|()| chunk))
+                            .map_err(|e| match e {
                                 Error::NonFiniteData { what, row, column, value } => {
                                     Error::NonFiniteData { what, row: row + examples, column, value }
+                                }
+                                Error::DataOutOfRange { what, row, column, value, reason } => {
+                                    Error::DataOutOfRange { what, row: row + examples, column, value, reason }
                                 }
                                 other => other,
                             })?;

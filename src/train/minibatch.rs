@@ -144,6 +144,9 @@ impl MinibatchTrainer {
                 got: data.features().to_string(),
             });
         }
+        // Checked here, before any step, so that an error names the row of the data rather than
+        // of a minibatch.
+        crate::objective::check_data(self.hyper.reconstruction(), data)?;
         let options = self.options;
         let mut objective = MinibatchObjective::<T>::new(self.hyper, options.batch_size, options.rho_momentum)?;
         objective.set_running_rho_hat(std::mem::take(&mut state.running_rho_hat))?;

@@ -10,8 +10,9 @@
 //! let hyper = HyperParams::builder(n, h).build()?;
 //! let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, m, n)?)?;
 //! let options = LbfgsOptions { max_iterations: 20, ..LbfgsOptions::default() };
-//! let trained = Trainer::new(hyper, options).fit(&mut objective, &Parameters::init(n, h, 1), |_| {})?;
+//! let trained = Trainer::new(options).fit(&mut objective, &Parameters::init(n, h, 1), |_| {})?;
 //! assert!(trained.cost < trained.initial_cost);
+//! assert_eq!(trained.model.hyper, hyper, "the model is the objective's");
 //! # Ok::<(), sae::Error>(())
 //! ```
 
@@ -25,10 +26,32 @@ pub use checkpoint::{lbfgs_checkpoint, lbfgs_state};
 pub use minibatch::{MinibatchOptions, MinibatchState, MinibatchStep, MinibatchTrained, MinibatchTrainer};
 pub use vae::{VaeEpoch, VaeOptions, VaeTrainer};
 
+use crate::data::stream::ExampleSource;
 use crate::error::{Error, Result};
 use crate::model::{HyperParams, ModelFile, Parameters};
+use crate::objective::{Objective, StreamingObjective};
 use crate::optim::{Differentiable, Iteration, Lbfgs, LbfgsOptions, LbfgsState, Stop};
 use crate::real::Real;
+
+/// The objective of one autoencoder: a function of its parameters that knows the model, so
+/// that what a trainer records as trained is what it trained (there is no second copy of the
+/// hyper-parameters to disagree with).
+pub trait AutoencoderObjective<T: Real>: Differentiable<T> {
+    /// The model whose parameters the objective is a function of.
+    fn hyper(&self) -> &HyperParams;
+}
+
+impl<T: Real> AutoencoderObjective<T> for Objective<'_, T> {
+    fn hyper(&self) -> &HyperParams {
+        Objective::hyper(self)
+    }
+}
+
+impl<T: Real, S: ExampleSource<T> + Send> AutoencoderObjective<T> for StreamingObjective<T, S> {
+    fn hyper(&self) -> &HyperParams {
+        StreamingObjective::hyper(self)
+    }
+}
 
 /// What a training run produced.
 #[derive(Debug, Clone)]
@@ -42,18 +65,17 @@ pub struct Trained<T> {
     pub cost: f64,
 }
 
-/// Full-batch L-BFGS training of one model, each evaluation a pass over all the data (in
-/// memory or streamed), with optional checkpoints.
+/// Full-batch L-BFGS training of the model of an [`AutoencoderObjective`], each evaluation a
+/// pass over all the data (in memory or streamed), with optional checkpoints.
 #[derive(Debug, Clone)]
 pub struct Trainer {
-    hyper: HyperParams,
     options: LbfgsOptions,
     checkpoint: Option<(PathBuf, usize)>,
 }
 
 impl Trainer {
-    pub fn new(hyper: HyperParams, options: LbfgsOptions) -> Self {
-        Trainer { hyper, options, checkpoint: None }
+    pub fn new(options: LbfgsOptions) -> Self {
+        Trainer { options, checkpoint: None }
     }
 
     /// Writes a checkpoint to `path` every `every` iterations (at least 1) and when the run
@@ -63,10 +85,10 @@ impl Trainer {
         self
     }
 
-    /// Trains from `init`; `on_iteration` sees every iteration.
+    /// Trains the objective's model from `init`; `on_iteration` sees every iteration.
     pub fn fit<T: Real>(
         &self,
-        objective: &mut impl Differentiable<T>,
+        objective: &mut impl AutoencoderObjective<T>,
         init: &Parameters<T>,
         on_iteration: impl FnMut(&Iteration),
     ) -> Result<Trained<T>> {
@@ -77,7 +99,7 @@ impl Trainer {
                 got: init.layout().len().to_string(),
             });
         }
-        let lbfgs = Lbfgs::start(self.options, starting_point(&self.hyper, init).theta(), objective)?;
+        let lbfgs = Lbfgs::start(self.options, starting_point(objective.hyper(), init).theta(), objective)?;
         self.run(objective, lbfgs, on_iteration)
     }
 
@@ -85,22 +107,27 @@ impl Trainer {
     /// uninterrupted (given the same data, options and thread count).
     pub fn resume<T: Real>(
         &self,
-        objective: &mut impl Differentiable<T>,
+        objective: &mut impl AutoencoderObjective<T>,
         path: &Path,
         on_iteration: impl FnMut(&Iteration),
     ) -> Result<Trained<T>> {
-        let state = self.load_checkpoint::<T>(path)?;
+        let state = self.load_checkpoint(objective, path)?;
         self.resume_state(objective, state, on_iteration)
     }
 
     /// The L-BFGS state saved in the checkpoint at `path`; fails when it belongs to another
-    /// model.
-    pub fn load_checkpoint<T: Real>(&self, path: &Path) -> Result<LbfgsState> {
+    /// model than the objective's.
+    pub fn load_checkpoint<T: Real>(
+        &self,
+        objective: &mut impl AutoencoderObjective<T>,
+        path: &Path,
+    ) -> Result<LbfgsState> {
         let saved = ModelFile::<T>::load(path)?;
-        if saved.hyper != self.hyper {
+        let hyper = objective.hyper();
+        if saved.hyper != *hyper {
             return Err(Error::BadFile {
                 path: path.to_path_buf(),
-                reason: format!("a checkpoint of another model: {:?}, this run has {:?}", saved.hyper, self.hyper),
+                reason: format!("a checkpoint of another model: {:?}, this run has {:?}", saved.hyper, hyper),
             });
         }
         lbfgs_state(&saved, path)
@@ -109,7 +136,7 @@ impl Trainer {
     /// Continues a run from `state` (as [`load_checkpoint`](Self::load_checkpoint) reads it).
     pub fn resume_state<T: Real>(
         &self,
-        objective: &mut impl Differentiable<T>,
+        objective: &mut impl AutoencoderObjective<T>,
         state: LbfgsState,
         on_iteration: impl FnMut(&Iteration),
     ) -> Result<Trained<T>> {
@@ -119,7 +146,7 @@ impl Trainer {
 
     fn run<T: Real>(
         &self,
-        objective: &mut impl Differentiable<T>,
+        objective: &mut impl AutoencoderObjective<T>,
         mut lbfgs: Lbfgs<T>,
         mut on_iteration: impl FnMut(&Iteration),
     ) -> Result<Trained<T>> {
@@ -129,7 +156,7 @@ impl Trainer {
             on_iteration(&iteration);
             if let Some((path, every)) = &self.checkpoint {
                 if iteration.stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
-                    self.save_checkpoint::<T>(path, lbfgs.state())?;
+                    lbfgs_checkpoint::<T>(*objective.hyper(), lbfgs.state())?.save(path)?;
                 }
             }
             if let Some(stop) = iteration.stopped {
@@ -138,8 +165,9 @@ impl Trainer {
         };
         let state = lbfgs.into_state();
         let theta = state.x.iter().map(|&v| T::cast(v)).collect();
-        let parameters = Parameters::from_theta(self.hyper.visible(), self.hyper.hidden(), theta)?;
-        let mut model = ModelFile::new(self.hyper, parameters);
+        let hyper = *objective.hyper();
+        let parameters = Parameters::from_theta(hyper.visible(), hyper.hidden(), theta)?;
+        let mut model = ModelFile::new(hyper, parameters);
         for (key, value) in [
             ("optimizer", "lbfgs".to_string()),
             ("iterations", state.iteration.to_string()),
@@ -156,10 +184,6 @@ impl Trainer {
             initial_cost,
             cost: state.f,
         })
-    }
-
-    fn save_checkpoint<T: Real>(&self, path: &Path, state: &LbfgsState) -> Result<()> {
-        lbfgs_checkpoint::<T>(self.hyper, state)?.save(path)
     }
 }
 
