@@ -3,6 +3,7 @@
 mod args;
 mod exercise;
 mod generate;
+pub mod interrupt;
 mod memory;
 mod model;
 mod objective;
