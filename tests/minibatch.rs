@@ -289,3 +289,38 @@ fn a_state_past_the_last_minibatch_is_an_error_not_a_hang() {
     let state = sae::train::MinibatchState { x, rule_state, running_rho_hat: Vec::new(), epoch: 1, batch: 10 };
     assert!(matches!(trainer.resume_state(&data, state, |_| {}), Err(Error::ShapeMismatch { .. })));
 }
+
+#[test]
+fn an_interrupted_run_ends_normally_checkpointed_and_resumes_bit_for_bit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let init = Parameters::init(N, H, 6);
+    let uninterrupted = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap().fit(&data, &init, |_| {}).unwrap();
+    assert!(!uninterrupted.interrupted);
+    assert_eq!(uninterrupted.model.metadata["stop"], "max-epochs");
+
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let trainer = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap().checkpoint_to(&checkpoint, 100);
+    let interrupted = trainer
+        .stop_when(flag.clone())
+        .fit(&data, &init, |step| {
+            if step.step == 23 {
+                flag.store(true, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    assert!(interrupted.interrupted);
+    assert_eq!((interrupted.steps, interrupted.epochs), (23, 2));
+    assert_eq!(interrupted.model.metadata["stop"], "interrupted");
+    let saved = ModelFile::<f64>::load(&checkpoint).unwrap();
+    assert_eq!(saved.metadata["minibatch.steps"], "23", "checkpointed where it stopped");
+    assert_eq!(saved.parameters, interrupted.model.parameters);
+
+    let resumed = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap().resume(&data, &checkpoint, |_| {}).unwrap();
+    assert!(!resumed.interrupted);
+    assert_eq!(resumed.steps, 40);
+    assert_eq!(resumed.model.parameters, uninterrupted.model.parameters);
+}

@@ -297,3 +297,35 @@ fn a_fingerprint_the_caller_supplies_is_recorded_and_checked_instead() {
     let err = with_objective(|o| Trainer::new(options(5)).resume(o, &checkpoint, |_| {})).unwrap_err();
     assert_eq!(refused(err, &checkpoint).0, "data.fnv1a64", "the objective's own fingerprint differs");
 }
+
+#[test]
+fn an_interrupted_run_ends_normally_checkpointed_and_resumes_bit_for_bit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let init = Parameters::init(N, H, 2);
+    let uninterrupted = with_objective(|o| Trainer::new(options(30)).fit(o, &init, |_| {}).unwrap());
+
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let trainer = Trainer::new(options(30)).checkpoint_to(&checkpoint, 100).stop_when(flag.clone());
+    let interrupted = with_objective(|o| {
+        trainer.fit(o, &init, |it| {
+            if it.iteration == 13 {
+                flag.store(true, Ordering::Relaxed);
+            }
+        })
+    })
+    .unwrap();
+    assert_eq!((interrupted.stop, interrupted.iterations), (Stop::Interrupted, 13));
+    assert!(!interrupted.stop.converged());
+    assert_eq!(interrupted.model.metadata["stop"], "interrupted");
+    let saved = ModelFile::<f64>::load(&checkpoint).unwrap();
+    assert_eq!(saved.metadata["lbfgs.iteration"], "13", "checkpointed where it stopped");
+    assert_eq!(saved.metadata["lbfgs.stopped"], "interrupted");
+    assert_eq!(saved.parameters, interrupted.model.parameters);
+
+    let resumed = with_objective(|o| Trainer::new(options(30)).resume(o, &checkpoint, |_| {}).unwrap());
+    assert_eq!((resumed.stop, resumed.iterations), (Stop::MaxIterations, 30));
+    assert_eq!(resumed.model.parameters, uninterrupted.model.parameters);
+    assert_eq!(resumed.cost.to_bits(), uninterrupted.cost.to_bits());
+}

@@ -17,7 +17,7 @@ use crate::model::{HyperParams, ModelFile, Parameters, SparsityPenalty};
 use crate::optim::{LbfgsState, Stop};
 use crate::real::Real;
 
-const STOPS: [(Stop, &str); 7] = [
+const STOPS: [(Stop, &str); 8] = [
     (Stop::MaxIterations, "max-iterations"),
     (Stop::MaxEvaluations, "max-evaluations"),
     (Stop::GradientTolerance, "gradient-tolerance"),
@@ -25,6 +25,7 @@ const STOPS: [(Stop, &str); 7] = [
     (Stop::StepSize, "step-size"),
     (Stop::DirectionalDerivative, "directional-derivative"),
     (Stop::LineSearchFailed, "line-search-failed"),
+    (Stop::Interrupted, "interrupted"),
 ];
 
 /// No run makes 2⁵³ evaluations or steps (285 years at one a nanosecond): a larger counter is

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -65,9 +67,14 @@ pub struct MinibatchStep {
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct MinibatchTrained<T> {
+    /// The model, with the metadata `stop`: `"max-epochs"`, or `"interrupted"` when the run
+    /// ended before its last epoch.
     pub model: ModelFile<T>,
     pub steps: u64,
     pub epochs: usize,
+    /// Whether the run was interrupted (see [`MinibatchTrainer::stop_when`]) before its last
+    /// epoch.
+    pub interrupted: bool,
 }
 
 /// Minibatch training of one model on data in memory, with optional checkpoints.
@@ -76,6 +83,7 @@ pub struct MinibatchTrainer {
     hyper: HyperParams,
     options: MinibatchOptions,
     checkpoint: Option<(PathBuf, u64)>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl MinibatchTrainer {
@@ -84,7 +92,16 @@ impl MinibatchTrainer {
         if options.batch_size == 0 {
             return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
         }
-        Ok(MinibatchTrainer { hyper, options, checkpoint: None })
+        Ok(MinibatchTrainer { hyper, options, checkpoint: None, stop: None })
+    }
+
+    /// Ends the run after the step during which `flag` becomes true (set from another thread,
+    /// e.g. a signal handler): a normal end, [`MinibatchTrained::interrupted`], and a
+    /// checkpoint of that point when checkpoints are on, from which the run resumes
+    /// bit-for-bit.
+    pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
     }
 
     /// Writes a checkpoint every `every` steps and at the end, atomically.
@@ -183,7 +200,8 @@ impl MinibatchTrainer {
         };
         let (mut theta, mut grad_t, mut grad) = (vec![T::zero(); len], vec![T::zero(); len], vec![0.0; len]);
         let mut batch_values = vec![T::zero(); options.batch_size * n];
-        while state.epoch < options.epochs {
+        let mut interrupted = false;
+        'epochs: while state.epoch < options.epochs {
             let order = epoch_order(m, options.seed, state.epoch);
             while state.batch < batches {
                 let rows = &order[state.batch * options.batch_size..((state.batch + 1) * options.batch_size).min(m)];
@@ -212,10 +230,14 @@ impl MinibatchTrainer {
                     state.batch = 0;
                 }
                 on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end });
+                interrupted = super::interrupted(&self.stop) && state.epoch < options.epochs;
                 if let Some((path, every, fingerprint)) = &checkpoint {
-                    if step.is_multiple_of(*every) || state.epoch == options.epochs {
+                    if step.is_multiple_of(*every) || state.epoch == options.epochs || interrupted {
                         self.checkpoint_of::<T>(&state, objective.running_rho_hat(), fingerprint)?.save(path)?;
                     }
+                }
+                if interrupted {
+                    break 'epochs;
                 }
                 if epoch_end {
                     break;
@@ -227,10 +249,11 @@ impl MinibatchTrainer {
             ("optimizer", self.options.rule.name().to_string()),
             ("epochs", state.epoch.to_string()),
             ("steps", state.rule_state.steps.to_string()),
+            ("stop", if interrupted { "interrupted" } else { "max-epochs" }.to_string()),
         ] {
             model.metadata.insert(key.into(), value);
         }
-        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch })
+        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch, interrupted })
     }
 
     /// The model at the point `x`, without metadata.

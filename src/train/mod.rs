@@ -22,6 +22,8 @@ mod minibatch;
 mod vae;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 pub use checkpoint::{lbfgs_checkpoint, lbfgs_state};
 pub use fingerprint::DataFingerprint;
@@ -86,11 +88,21 @@ pub struct Trainer {
     options: LbfgsOptions,
     checkpoint: Option<(PathBuf, usize)>,
     fingerprint: Option<DataFingerprint>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Trainer {
     pub fn new(options: LbfgsOptions) -> Self {
-        Trainer { options, checkpoint: None, fingerprint: None }
+        Trainer { options, checkpoint: None, fingerprint: None, stop: None }
+    }
+
+    /// Ends the run after the iteration during which `flag` becomes true (set from another
+    /// thread, e.g. a signal handler): a normal end with [`Stop::Interrupted`], the model's
+    /// metadata `stop = "interrupted"`, and a checkpoint of that point when checkpoints are
+    /// on, from which the run resumes bit-for-bit.
+    pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
     }
 
     /// Writes a checkpoint to `path` every `every` iterations (at least 1) and when the run
@@ -205,12 +217,18 @@ impl Trainer {
         let stop = loop {
             let iteration = lbfgs.iterate(objective)?;
             on_iteration(&iteration);
+            let stopped = iteration.stopped.or_else(|| {
+                interrupted(&self.stop).then(|| {
+                    lbfgs.interrupt();
+                    Stop::Interrupted
+                })
+            });
             if let Some((path, every, fingerprint)) = &checkpoint {
-                if iteration.stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
+                if stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
                     lbfgs_checkpoint::<T>(*objective.hyper(), lbfgs.state(), fingerprint)?.save(path)?;
                 }
             }
-            if let Some(stop) = iteration.stopped {
+            if let Some(stop) = stopped {
                 break stop;
             }
         };
@@ -236,6 +254,12 @@ impl Trainer {
             cost: state.f,
         })
     }
+}
+
+/// Whether the caller has asked the run to stop. The flag carries no data, so the load needs
+/// no ordering.
+pub(crate) fn interrupted(stop: &Option<Arc<AtomicBool>>) -> bool {
+    stop.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))
 }
 
 /// Where a run from `init` starts: `init` itself, or with tied weights `init` tied (the same
