@@ -176,10 +176,13 @@ impl Trainer {
         self.run(objective, lbfgs, None, on_iteration)
     }
 
+    /// The data's fingerprint: the caller's, or else the objective's.
     fn fingerprint<T: Real>(&self, objective: &mut impl AutoencoderObjective<T>) -> Result<DataFingerprint> {
         self.fingerprint.map_or_else(|| objective.data_fingerprint(), Ok)
     }
 
+    /// The state of the checkpoint at `path`, checked on its own and against this run: the
+    /// model `hyper`, the data `fingerprint`, the history.
     fn checked_state<T: Real>(
         &self,
         hyper: &HyperParams,
