@@ -70,6 +70,11 @@ pub enum Error {
     /// A file exists but its contents are not what was expected.
     #[error("{path}: {reason}")]
     BadFile { path: PathBuf, reason: String },
+
+    /// A checkpoint that cannot continue this run: its `field` is missing, corrupt, out of
+    /// range, or not the run's (another model, other data or options).
+    #[error("{path}: cannot resume from this checkpoint: {field} {reason}")]
+    BadCheckpoint { path: PathBuf, field: &'static str, reason: String },
 }
 
 /// The crate's result type.

@@ -175,3 +175,152 @@ fn adam_trains_a_tied_denoising_tanh_model_reproducibly_keeping_its_weights_tied
     start.tie();
     assert!(cost(p.theta()) < cost(start.theta()) - 1e-3);
 }
+
+/// The field named by a [`Error::BadCheckpoint`], and why.
+fn refused(err: Error) -> (&'static str, String) {
+    match err {
+        Error::BadCheckpoint { field, reason, .. } => (field, reason),
+        other => panic!("expected a refused checkpoint, got {other}"),
+    }
+}
+
+const OPTIONS: MinibatchOptions = MinibatchOptions {
+    rule: StepRule::Adam { learning_rate: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    batch_size: 100,
+    epochs: 4,
+    rho_momentum: 0.9,
+    seed: 5,
+};
+
+/// The checkpoint of step 17 (mid-way through epoch 2) of a run on `M` examples, changed by
+/// `corrupt`, resumed on `values`; the result arrives within a minute, or the test fails.
+fn resume_corrupted_on(values: Vec<f64>, corrupt: impl FnOnce(&mut ModelFile<f64>)) -> Result<u64, Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let (every_step, checkpoint) = (dir.path().join("run.ckpt"), dir.path().join("step17.ckpt"));
+    let original = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&original, M, N).unwrap();
+    MinibatchTrainer::new(hyper(N, H), OPTIONS)
+        .unwrap()
+        .checkpoint_to(&every_step, 1)
+        .fit(&data, &Parameters::init(N, H, 6), |step| {
+            // The file holds the previous step's state.
+            if step.step == 18 {
+                std::fs::copy(&every_step, &checkpoint).unwrap();
+            }
+        })
+        .unwrap();
+    let mut saved = ModelFile::load(&checkpoint).unwrap();
+    assert_eq!((saved.metadata["minibatch.epoch"].as_str(), saved.metadata["minibatch.batch"].as_str()), ("1", "7"));
+    corrupt(&mut saved);
+    saved.save(&checkpoint).unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let m = values.len() / N;
+        let data = Dataset::examples_by_features(&values, m, N).unwrap();
+        let resumed = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap().resume(&data, &checkpoint, |_| {});
+        sender.send(resumed.map(|trained| trained.steps)).unwrap();
+    });
+    receiver.recv_timeout(std::time::Duration::from_secs(60)).expect("resuming hangs")
+}
+
+fn resume_corrupted(corrupt: impl FnOnce(&mut ModelFile<f64>)) -> (&'static str, String) {
+    refused(resume_corrupted_on(uniform_data(M, N, 3), corrupt).unwrap_err())
+}
+
+#[test]
+fn resuming_a_mid_epoch_checkpoint_on_smaller_data_is_an_error_not_a_hang() {
+    let smaller = uniform_data(M, N, 3)[..300 * N].to_vec();
+    let (field, reason) = refused(resume_corrupted_on(smaller, |_| {}).unwrap_err());
+    assert_eq!(field, "data.examples", "{reason}");
+    assert!(reason.contains("1000") && reason.contains("300"), "{reason}");
+}
+
+#[test]
+fn resuming_on_other_data_of_the_same_shape_is_refused() {
+    let (field, _) = refused(resume_corrupted_on(uniform_data(M, N, 4), |_| {}).unwrap_err());
+    assert_eq!(field, "data.fnv1a64");
+    assert_eq!(resume_corrupted_on(uniform_data(M, N, 3), |_| {}).unwrap(), 40, "the same data resumes");
+}
+
+#[test]
+fn a_checkpoint_position_past_the_data_or_the_run_is_refused_naming_the_field() {
+    let set = |key: &'static str, value: &'static str| {
+        move |saved: &mut ModelFile<f64>| {
+            saved.metadata.insert(key.into(), value.into());
+        }
+    };
+    assert_eq!(resume_corrupted(set("minibatch.batch", "10")).0, "minibatch.batch", "an epoch has 10 minibatches");
+    assert_eq!(resume_corrupted(set("minibatch.epoch", "5")).0, "minibatch.epoch", "the run asks for 4");
+    assert_eq!(resume_corrupted(set("minibatch.steps", "18")).0, "minibatch.steps", "epoch 1, minibatch 7 is step 17");
+    for (key, value) in
+        [("minibatch.batch", "7.0"), ("minibatch.steps", "-17"), ("minibatch.epoch", "99999999999999999999")]
+    {
+        assert_eq!(resume_corrupted(set(key, value)).0, key, "{value}");
+    }
+}
+
+#[test]
+fn checkpoint_state_that_is_not_finite_or_out_of_range_is_refused_naming_the_field() {
+    for key in ["minibatch.x", "minibatch.first", "minibatch.second", "minibatch.rho_hat"] {
+        let (field, reason) = resume_corrupted(|saved| saved.extra.get_mut(key).unwrap().1[1] = f64::INFINITY);
+        assert_eq!(field, key, "{reason}");
+    }
+    let (field, _) = resume_corrupted(|saved| saved.extra.get_mut("minibatch.second").unwrap().1[0] = -1e-3);
+    assert_eq!(field, "minibatch.second", "Adam's second moment is a mean of squares");
+    for rho_hat in [0.0, 1.0, -0.5] {
+        let (field, _) = resume_corrupted(|saved| saved.extra.get_mut("minibatch.rho_hat").unwrap().1[2] = rho_hat);
+        assert_eq!(field, "minibatch.rho_hat", "{rho_hat} is outside (0, 1)");
+    }
+    let (field, _) = resume_corrupted(|saved| {
+        let (shape, values) = saved.extra.get_mut("minibatch.rho_hat").unwrap();
+        values.pop();
+        shape[0] -= 1;
+    });
+    assert_eq!(field, "minibatch.rho_hat", "one value per hidden unit");
+}
+
+#[test]
+fn a_state_past_the_last_minibatch_is_an_error_not_a_hang() {
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let trainer = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap();
+    let x = Parameters::<f64>::init(N, H, 1).into_theta();
+    let rule_state = sae::optim::StepState::new(x.len());
+    let state = sae::train::MinibatchState { x, rule_state, running_rho_hat: Vec::new(), epoch: 1, batch: 10 };
+    assert!(matches!(trainer.resume_state(&data, state, |_| {}), Err(Error::ShapeMismatch { .. })));
+}
+
+#[test]
+fn an_interrupted_run_ends_normally_checkpointed_and_resumes_bit_for_bit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let init = Parameters::init(N, H, 6);
+    let uninterrupted = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap().fit(&data, &init, |_| {}).unwrap();
+    assert!(!uninterrupted.interrupted);
+    assert_eq!(uninterrupted.model.metadata["stop"], "max-epochs");
+
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let trainer = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap().checkpoint_to(&checkpoint, 100);
+    let interrupted = trainer
+        .stop_when(flag.clone())
+        .fit(&data, &init, |step| {
+            if step.step == 23 {
+                flag.store(true, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    assert!(interrupted.interrupted);
+    assert_eq!((interrupted.steps, interrupted.epochs), (23, 2));
+    assert_eq!(interrupted.model.metadata["stop"], "interrupted");
+    let saved = ModelFile::<f64>::load(&checkpoint).unwrap();
+    assert_eq!(saved.metadata["minibatch.steps"], "23", "checkpointed where it stopped");
+    assert_eq!(saved.parameters, interrupted.model.parameters);
+
+    let resumed = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap().resume(&data, &checkpoint, |_| {}).unwrap();
+    assert!(!resumed.interrupted);
+    assert_eq!(resumed.steps, 40);
+    assert_eq!(resumed.model.parameters, uninterrupted.model.parameters);
+}

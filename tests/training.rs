@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use sae::model::ModelFile;
 use sae::optim::{LbfgsOptions, Stop};
-use sae::train::Trainer;
+use sae::train::{DataFingerprint, Trainer};
 use sae::{Dataset, Error, HyperParams, Objective, Parameters};
 
 const M: usize = 300;
@@ -74,7 +74,7 @@ fn checkpoints_are_written_every_k_iterations() {
 }
 
 #[test]
-fn resuming_from_a_checkpoint_of_other_hyper_parameters_is_refused() {
+fn resuming_from_a_checkpoint_of_other_hyper_parameters_is_refused_naming_the_one_that_differs() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("run.ckpt.safetensors");
     with_objective(|o| {
@@ -85,7 +85,9 @@ fn resuming_from_a_checkpoint_of_other_hyper_parameters_is_refused() {
     let values = uniform_data(M, N, 5);
     let mut objective = Objective::new(other, Dataset::examples_by_features(&values, M, N).unwrap()).unwrap();
     let err = Trainer::new(options(5)).resume(&mut objective, &checkpoint, |_| {}).unwrap_err();
-    assert!(matches!(&err, Error::BadFile { reason, .. } if reason.contains("another model")), "{err}");
+    let (field, reason) = refused(err, &checkpoint);
+    assert_eq!(field, "lambda");
+    assert!(reason.contains("0.003") && reason.contains("0.01"), "{reason}");
 }
 
 #[test]
@@ -111,4 +113,219 @@ fn training_on_streamed_data_follows_the_in_memory_run() {
         let difference = relative_error(streamed.model.parameters.theta(), in_memory.model.parameters.theta());
         assert!(difference < 1e-7, "{mode:?}: {difference:e}");
     }
+}
+
+/// The field named by a [`Error::BadCheckpoint`] of the file at `path`, and why.
+fn refused(err: Error, path: &std::path::Path) -> (&'static str, String) {
+    match err {
+        Error::BadCheckpoint { path: at, field, reason } => {
+            assert_eq!(at, path);
+            (field, reason)
+        }
+        other => panic!("expected a refused checkpoint, got {other}"),
+    }
+}
+
+/// The checkpoint at iteration 6 of a run (history 7), changed by `corrupt`, then resumed on
+/// the same data: the field named by the error.
+fn resume_corrupted(corrupt: impl FnOnce(&mut ModelFile<f64>)) -> (&'static str, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    with_objective(|o| {
+        Trainer::new(options(6)).checkpoint_to(&checkpoint, 1).fit(o, &Parameters::init(N, H, 7), |_| {})
+    })
+    .unwrap();
+    let mut saved = ModelFile::load(&checkpoint).unwrap();
+    corrupt(&mut saved);
+    saved.save(&checkpoint).unwrap();
+    let err = with_objective(|o| Trainer::new(options(10)).resume(o, &checkpoint, |_| {})).unwrap_err();
+    refused(err, &checkpoint)
+}
+
+fn set(key: &'static str, value: &'static str) -> impl FnOnce(&mut ModelFile<f64>) {
+    move |saved| {
+        saved.metadata.insert(key.into(), value.into());
+    }
+}
+
+#[test]
+fn checkpoint_counters_that_are_not_strict_counts_are_refused_naming_the_field() {
+    for (key, value) in [
+        ("lbfgs.iteration", "6.5"),
+        ("lbfgs.iteration", "-1"),
+        ("lbfgs.iteration", "18446744073709551615"),
+        ("lbfgs.evaluations", "99999999999999999999"),
+        ("lbfgs.oldest", "+0"),
+    ] {
+        let (field, reason) = resume_corrupted(set(key, value));
+        assert_eq!(field, key, "{value}: {reason}");
+    }
+}
+
+#[test]
+fn checkpoint_counters_that_disagree_are_refused_naming_the_field() {
+    let (field, _) = resume_corrupted(set("lbfgs.evaluations", "3"));
+    assert_eq!(field, "lbfgs.evaluations", "fewer evaluations than iterations");
+    let (field, reason) = resume_corrupted(set("lbfgs.oldest", "6"));
+    assert_eq!(field, "lbfgs.oldest", "a slot not held: {reason}");
+    let (field, _) = resume_corrupted(set("lbfgs.stopped", "bored"));
+    assert_eq!(field, "lbfgs.stopped");
+}
+
+#[test]
+fn checkpoint_numbers_that_are_not_finite_or_out_of_range_are_refused_naming_the_field() {
+    for (key, value) in [("lbfgs.f", "NaN"), ("lbfgs.f", "inf"), ("lbfgs.gamma", "0"), ("lbfgs.gamma", "-1")] {
+        let (field, reason) = resume_corrupted(set(key, value));
+        assert_eq!(field, key, "{value}: {reason}");
+    }
+    for key in ["lbfgs.x", "lbfgs.g", "lbfgs.s", "lbfgs.y", "lbfgs.ys"] {
+        let (field, reason) = resume_corrupted(|saved| saved.extra.get_mut(key).unwrap().1[0] = f64::NAN);
+        assert_eq!(field, key, "{reason}");
+    }
+    let (field, _) = resume_corrupted(|saved| saved.extra.get_mut("lbfgs.ys").unwrap().1[0] = -1.0);
+    assert_eq!(field, "lbfgs.ys", "a pair of negative curvature");
+}
+
+#[test]
+fn checkpoint_tensors_of_the_wrong_shape_are_refused_naming_the_field() {
+    let (field, _) = resume_corrupted(|saved| {
+        let (shape, values) = saved.extra.get_mut("lbfgs.s").unwrap();
+        values.truncate(values.len() - shape[1]);
+        shape[0] -= 1;
+    });
+    assert_eq!(field, "lbfgs.s", "one pair fewer than ys holds");
+    let (field, _) = resume_corrupted(|saved| {
+        let (shape, values) = saved.extra.get_mut("lbfgs.g").unwrap();
+        values.pop();
+        shape[0] -= 1;
+    });
+    assert_eq!(field, "lbfgs.g");
+    let (field, _) = resume_corrupted(|saved| saved.extra.get_mut("lbfgs.ys").unwrap().0 = vec![1, 6]);
+    assert_eq!(field, "lbfgs.ys", "a matrix where a vector belongs");
+}
+
+#[test]
+fn a_checkpoint_whose_weights_were_changed_apart_from_its_state_is_refused() {
+    let (field, _) = resume_corrupted(|saved| {
+        let mut theta = saved.parameters.theta().to_vec();
+        theta[3] += 0.5;
+        saved.parameters = Parameters::from_theta(N, H, theta).unwrap();
+    });
+    assert_eq!(field, "lbfgs.x");
+}
+
+#[test]
+fn a_checkpoint_with_more_correction_pairs_than_the_run_keeps_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    with_objective(|o| {
+        Trainer::new(options(6)).checkpoint_to(&checkpoint, 6).fit(o, &Parameters::init(N, H, 7), |_| {})
+    })
+    .unwrap();
+    let fewer = LbfgsOptions { history: 2, ..options(10) };
+    let err = with_objective(|o| Trainer::new(fewer).resume(o, &checkpoint, |_| {})).unwrap_err();
+    assert_eq!(refused(err, &checkpoint).0, "lbfgs.ys");
+}
+
+#[test]
+fn resuming_on_other_data_is_refused_naming_what_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    with_objective(|o| {
+        Trainer::new(options(3)).checkpoint_to(&checkpoint, 1).fit(o, &Parameters::init(N, H, 8), |_| {})
+    })
+    .unwrap();
+    let resume_on = |values: &[f64], m: usize| {
+        let mut objective = Objective::new(hyper(N, H), Dataset::examples_by_features(values, m, N).unwrap()).unwrap();
+        refused(Trainer::new(options(5)).resume(&mut objective, &checkpoint, |_| {}).unwrap_err(), &checkpoint)
+    };
+    let values = uniform_data(M, N, 5);
+    assert_eq!(resume_on(&values[..(M - 1) * N], M - 1).0, "data.examples");
+    let mut changed = values.clone();
+    changed[7 * N + 3] += 1e-9;
+    let (field, reason) = resume_on(&changed, M);
+    assert_eq!(field, "data.fnv1a64", "{reason}");
+    let f32_values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let mut f32_objective =
+        Objective::new(hyper(N, H), Dataset::examples_by_features(&f32_values, M, N).unwrap()).unwrap();
+    let err = Trainer::new(options(5)).resume(&mut f32_objective, &checkpoint, |_| {}).unwrap_err();
+    assert_eq!(refused(err, &checkpoint).0, "data.dtype");
+}
+
+#[test]
+fn the_fingerprint_of_data_is_that_of_its_values_in_example_order_in_memory_or_streamed() {
+    let values = uniform_data(M, N, 5);
+    let rows = DataFingerprint::of_dataset(&Dataset::examples_by_features(&values, M, N).unwrap());
+    let by_features = transpose(&values, M, N);
+    let columns = DataFingerprint::of_dataset(&Dataset::features_by_examples(&by_features, N, M).unwrap());
+    let mut source = sae::data::stream::SliceSource::new(&values, N).unwrap();
+    let streamed = DataFingerprint::of_source(&mut source).unwrap();
+    assert_eq!((rows.examples, rows.features, rows.dtype), (M, N, "f64"));
+    assert_eq!(columns, rows, "either layout");
+    assert_eq!(streamed, rows, "streamed");
+    let mut swapped = values.clone();
+    swapped.swap(0, N);
+    let other = DataFingerprint::of_dataset(&Dataset::examples_by_features(&swapped, M, N).unwrap());
+    assert_ne!(other.hash, rows.hash, "examples in another order");
+}
+
+#[test]
+fn a_checkpoint_of_an_in_memory_run_resumes_on_the_same_data_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    with_objective(|o| {
+        Trainer::new(options(4)).checkpoint_to(&checkpoint, 4).fit(o, &Parameters::init(N, H, 9), |_| {})
+    })
+    .unwrap();
+    let values = uniform_data(M, N, 5);
+    let source = sae::data::stream::SliceSource::new(&values, N).unwrap();
+    let mut streaming =
+        sae::objective::StreamingObjective::new(hyper(N, H), source, 64, sae::objective::StreamMode::OnePass).unwrap();
+    let resumed = Trainer::new(options(8)).resume(&mut streaming, &checkpoint, |_| {}).unwrap();
+    assert_eq!(resumed.iterations, 8);
+}
+
+#[test]
+fn a_fingerprint_the_caller_supplies_is_recorded_and_checked_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let supplied = DataFingerprint { examples: M, features: N, dtype: "f64", hash: 42 };
+    let trainer = |iterations| Trainer::new(options(iterations)).data_fingerprint(supplied);
+    with_objective(|o| trainer(3).checkpoint_to(&checkpoint, 3).fit(o, &Parameters::init(N, H, 9), |_| {})).unwrap();
+    assert_eq!(ModelFile::<f64>::load(&checkpoint).unwrap().metadata["data.fnv1a64"], "000000000000002a");
+    assert_eq!(with_objective(|o| trainer(5).resume(o, &checkpoint, |_| {})).unwrap().iterations, 5);
+    let err = with_objective(|o| Trainer::new(options(5)).resume(o, &checkpoint, |_| {})).unwrap_err();
+    assert_eq!(refused(err, &checkpoint).0, "data.fnv1a64", "the objective's own fingerprint differs");
+}
+
+#[test]
+fn an_interrupted_run_ends_normally_checkpointed_and_resumes_bit_for_bit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let init = Parameters::init(N, H, 2);
+    let uninterrupted = with_objective(|o| Trainer::new(options(30)).fit(o, &init, |_| {}).unwrap());
+
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let trainer = Trainer::new(options(30)).checkpoint_to(&checkpoint, 100).stop_when(flag.clone());
+    let interrupted = with_objective(|o| {
+        trainer.fit(o, &init, |it| {
+            if it.iteration == 13 {
+                flag.store(true, Ordering::Relaxed);
+            }
+        })
+    })
+    .unwrap();
+    assert_eq!((interrupted.stop, interrupted.iterations), (Stop::Interrupted, 13));
+    assert!(!interrupted.stop.converged());
+    assert_eq!(interrupted.model.metadata["stop"], "interrupted");
+    let saved = ModelFile::<f64>::load(&checkpoint).unwrap();
+    assert_eq!(saved.metadata["lbfgs.iteration"], "13", "checkpointed where it stopped");
+    assert_eq!(saved.metadata["lbfgs.stopped"], "interrupted");
+    assert_eq!(saved.parameters, interrupted.model.parameters);
+
+    let resumed = with_objective(|o| Trainer::new(options(30)).resume(o, &checkpoint, |_| {}).unwrap());
+    assert_eq!((resumed.stop, resumed.iterations), (Stop::MaxIterations, 30));
+    assert_eq!(resumed.model.parameters, uninterrupted.model.parameters);
+    assert_eq!(resumed.cost.to_bits(), uninterrupted.cost.to_bits());
 }

@@ -282,7 +282,7 @@ fn fit_minibatch<T: Real>(args: &TrainArgs, hyper: HyperParams, data: &Dataset<'
     }
     let resumed = match &args.resume {
         Some(path) => {
-            let state = trainer.load_checkpoint::<T>(path)?;
+            let state = trainer.load_checkpoint(data, path)?;
             println!("resuming {} in epoch {}", path.display(), state.epoch + 1);
             Some(state)
         }

@@ -80,6 +80,11 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
         self.engine.hyper()
     }
 
+    /// The source, between evaluations (each rewinds it).
+    pub(crate) fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+
     pub fn backend(&self) -> Backend {
         self.engine.backend()
     }

@@ -69,6 +69,9 @@ pub enum Stop {
     DirectionalDerivative,
     /// The line search found no decrease.
     LineSearchFailed,
+    /// The caller asked the run to stop between iterations (see
+    /// [`Trainer::stop_when`](crate::train::Trainer::stop_when)).
+    Interrupted,
 }
 
 impl std::fmt::Display for Stop {
@@ -84,6 +87,7 @@ impl std::fmt::Display for Stop {
                 "the line search found no lower cost (the cost may be NaN or infinite along the \
                  search direction); the model is the last point with a finite, lower cost"
             }
+            Stop::Interrupted => "interrupted: the model is the last iterate, and the run can be resumed",
         })
     }
 }
@@ -199,9 +203,10 @@ impl<T: Real> Lbfgs<T> {
     }
 
     /// Continues a run from a state saved after some iteration. A run that had stopped on
-    /// its iteration or evaluation budget goes on under the budgets of `options`.
+    /// its iteration or evaluation budget goes on under the budgets of `options`, and an
+    /// interrupted run goes on.
     pub fn resume(options: LbfgsOptions, mut state: LbfgsState) -> Result<Self> {
-        if matches!(state.stopped, Some(Stop::MaxIterations | Stop::MaxEvaluations)) {
+        if matches!(state.stopped, Some(Stop::MaxIterations | Stop::MaxEvaluations | Stop::Interrupted)) {
             state.stopped = None;
         }
         check_options(&options)?;
@@ -252,6 +257,12 @@ impl<T: Real> Lbfgs<T> {
 
     pub fn options(&self) -> &LbfgsOptions {
         &self.options
+    }
+
+    /// Stops the run where it is, between iterations, with [`Stop::Interrupted`] (unless it
+    /// has stopped already); [`resume`](Self::resume) from its state goes on.
+    pub fn interrupt(&mut self) {
+        self.state.stopped.get_or_insert(Stop::Interrupted);
     }
 
     /// The current point rounded to `T`.

@@ -1,16 +1,23 @@
 //! Checkpoints: a model file holding, besides the model at the current point, the optimiser's
-//! whole state (float64 tensors `lbfgs.*` and metadata `lbfgs.*`), enough to continue the run
-//! exactly as if it had not stopped.
+//! whole state (float64 tensors `lbfgs.*` and metadata `lbfgs.*`) and the fingerprint of the
+//! data (metadata `data.*`), enough to continue the run exactly as if it had not stopped.
+//!
+//! A checkpoint is read as untrusted input: every value is checked before the run uses it
+//! (counts are strict, numbers finite, indices in range, shapes exact, the weights those of the
+//! state), and so is its fit to the run (the same model, data and options); an error names the
+//! file and the field.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::DataFingerprint;
 use crate::error::{Error, Result};
-use crate::model::{HyperParams, ModelFile, Parameters};
+use crate::model::metadata;
+use crate::model::{HyperParams, ModelFile, Parameters, SparsityPenalty};
 use crate::optim::{LbfgsState, Stop};
 use crate::real::Real;
 
-const STOPS: [(Stop, &str); 7] = [
+const STOPS: [(Stop, &str); 8] = [
     (Stop::MaxIterations, "max-iterations"),
     (Stop::MaxEvaluations, "max-evaluations"),
     (Stop::GradientTolerance, "gradient-tolerance"),
@@ -18,14 +25,23 @@ const STOPS: [(Stop, &str); 7] = [
     (Stop::StepSize, "step-size"),
     (Stop::DirectionalDerivative, "directional-derivative"),
     (Stop::LineSearchFailed, "line-search-failed"),
+    (Stop::Interrupted, "interrupted"),
 ];
+
+/// No run makes 2⁵³ evaluations or steps (285 years at one a nanosecond): a larger counter is
+/// corrupt, and would overflow as the run went on.
+const COUNT_LIMIT: u64 = 1 << 53;
 
 pub(crate) fn stop_name(stop: Stop) -> &'static str {
     STOPS.iter().find(|(s, _)| *s == stop).map(|(_, name)| *name).expect("every stop is named")
 }
 
-/// The model at the state's point, with the state itself.
-pub fn lbfgs_checkpoint<T: Real>(hyper: HyperParams, state: &LbfgsState) -> Result<ModelFile<T>> {
+/// The model at the state's point, with the state itself and the fingerprint of the data.
+pub fn lbfgs_checkpoint<T: Real>(
+    hyper: HyperParams,
+    state: &LbfgsState,
+    data: &DataFingerprint,
+) -> Result<ModelFile<T>> {
     let (n, h) = (hyper.visible(), hyper.hidden());
     let theta = state.x.iter().map(|&v| T::cast(v)).collect();
     let mut model = ModelFile::new(hyper, Parameters::from_theta(n, h, theta)?);
@@ -39,7 +55,7 @@ pub fn lbfgs_checkpoint<T: Real>(hyper: HyperParams, state: &LbfgsState) -> Resu
         ("lbfgs.evaluations", state.evaluations.to_string()),
         ("lbfgs.stopped", state.stopped.map_or("no", stop_name).to_string()),
     ];
-    model.metadata = metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    model.metadata = metadata.into_iter().chain(data.metadata()).map(|(k, v)| (k.to_string(), v)).collect();
     let tensors = [
         ("lbfgs.x", vec![len], state.x.clone()),
         ("lbfgs.g", vec![len], state.g.clone()),
@@ -51,57 +67,187 @@ pub fn lbfgs_checkpoint<T: Real>(hyper: HyperParams, state: &LbfgsState) -> Resu
     Ok(model)
 }
 
-/// The L-BFGS state stored in a checkpoint read from `path`.
+/// The L-BFGS state stored in a checkpoint read from `path`, every value checked: `f`, `γ`
+/// and the tensors finite, `γ` and each `yᵀs` positive, the tensors of `ys`'s pairs and the
+/// model's length, `oldest` a slot held, the counters consistent and not absurd, `x` the
+/// model's weights.
 pub fn lbfgs_state<T: Real>(model: &ModelFile<T>, path: &Path) -> Result<LbfgsState> {
-    let bad = |reason: String| Error::BadFile { path: path.to_path_buf(), reason };
     if !model.extra.contains_key("lbfgs.x") {
-        return Err(bad("a model file without L-BFGS state, not a checkpoint".into()));
+        return Err(Error::bad_file(path, "a model file without L-BFGS state, not a checkpoint"));
     }
-    let text = |key: &str| model.metadata.get(key).ok_or_else(|| bad(format!("checkpoint metadata lacks {key:?}")));
-    let number = |key: &str| -> Result<f64> {
-        let value = text(key)?;
-        value.parse().map_err(|_| bad(format!("checkpoint metadata {key} = {value:?} is not a number")))
-    };
-    let count = |key: &str| -> Result<usize> {
-        let value = text(key)?;
-        value.parse().map_err(|_| bad(format!("checkpoint metadata {key} = {value:?} is not a count")))
-    };
-    let tensor = |key: &str| {
-        model
-            .extra
-            .get(key)
-            .map(|(_, values)| values.clone())
-            .ok_or_else(|| bad(format!("checkpoint lacks tensor {key:?}")))
-    };
-    let stopped = match text("lbfgs.stopped")?.as_str() {
+    let saved = Saved { model, path };
+    let len = model.parameters.theta().len();
+    let ys = saved.vector("lbfgs.ys")?;
+    let pairs = ys.len();
+    if let Some(k) = ys.iter().position(|&v| v <= 0.0) {
+        return Err(saved.bad("lbfgs.ys", format!("holds {} at {k}: a pair's yᵀs is positive", ys[k])));
+    }
+    let gamma = saved.finite("lbfgs.gamma")?;
+    if gamma <= 0.0 {
+        return Err(saved.bad("lbfgs.gamma", format!("is {gamma}: the scale yᵀs / yᵀy is positive")));
+    }
+    let oldest: usize = saved.count("lbfgs.oldest")?;
+    if oldest >= pairs.max(1) {
+        return Err(saved.bad("lbfgs.oldest", format!("is slot {oldest} of {pairs} correction pairs")));
+    }
+    let iteration: usize = saved.count("lbfgs.iteration")?;
+    let evaluations: usize = saved.count("lbfgs.evaluations")?;
+    if evaluations < iteration.max(1) {
+        return Err(saved.bad(
+            "lbfgs.evaluations",
+            format!("is {evaluations} after {iteration} iterations: each iteration evaluates, and so does the start"),
+        ));
+    }
+    let stopped = match saved.text("lbfgs.stopped")? {
         "no" => None,
         name => Some(
             STOPS
                 .iter()
                 .find(|(_, n)| *n == name)
                 .map(|(s, _)| *s)
-                .ok_or_else(|| bad(format!("unknown stop {name:?}")))?,
+                .ok_or_else(|| saved.bad("lbfgs.stopped", format!("= {name:?} is not a known stop")))?,
         ),
     };
-    let state = LbfgsState {
-        x: tensor("lbfgs.x")?,
-        f: number("lbfgs.f")?,
-        g: tensor("lbfgs.g")?,
-        s: tensor("lbfgs.s")?,
-        y: tensor("lbfgs.y")?,
-        ys: tensor("lbfgs.ys")?,
-        oldest: count("lbfgs.oldest")?,
-        gamma: number("lbfgs.gamma")?,
-        iteration: count("lbfgs.iteration")?,
-        evaluations: count("lbfgs.evaluations")?,
+    let x = saved.tensor("lbfgs.x", &[len])?;
+    saved.check_weights("lbfgs.x", &x)?;
+    Ok(LbfgsState {
+        x,
+        f: saved.finite("lbfgs.f")?,
+        g: saved.tensor("lbfgs.g", &[len])?,
+        s: saved.tensor("lbfgs.s", &[pairs, len])?,
+        y: saved.tensor("lbfgs.y", &[pairs, len])?,
+        ys,
+        oldest,
+        gamma,
+        iteration,
+        evaluations,
         stopped,
-    };
-    if state.x.len() != model.parameters.theta().len() {
-        return Err(bad(format!(
-            "optimiser state of {} parameters for a model of {}",
-            state.x.len(),
-            model.parameters.theta().len()
-        )));
+    })
+}
+
+/// A checkpoint read from `path`, its values read and checked one field at a time.
+pub(crate) struct Saved<'a, T> {
+    pub model: &'a ModelFile<T>,
+    pub path: &'a Path,
+}
+
+impl<T: Real> Saved<'_, T> {
+    /// [`Error::BadCheckpoint`] for `field` of this file.
+    pub fn bad(&self, field: &'static str, reason: impl Into<String>) -> Error {
+        Error::BadCheckpoint { path: self.path.to_path_buf(), field, reason: reason.into() }
     }
-    Ok(state)
+
+    pub fn text(&self, key: &'static str) -> Result<&str> {
+        self.model.metadata.get(key).map(String::as_str).ok_or_else(|| self.bad(key, "is missing"))
+    }
+
+    /// The metadata `key` as a count (strictly, see [`metadata::count`]), below
+    /// [`COUNT_LIMIT`].
+    pub fn count<I: TryFrom<u64>>(&self, key: &'static str) -> Result<I> {
+        let text = self.text(key)?;
+        let value: u64 = metadata::count(text).ok_or_else(|| self.bad(key, format!("= {text:?} is not a count")))?;
+        if value >= COUNT_LIMIT {
+            return Err(self.bad(key, format!("= {value} is beyond any run")));
+        }
+        I::try_from(value).map_err(|_| self.bad(key, format!("= {value} does not fit this machine's counts")))
+    }
+
+    /// The metadata `key` as a finite number.
+    pub fn finite(&self, key: &'static str) -> Result<f64> {
+        let text = self.text(key)?;
+        metadata::finite(text).ok_or_else(|| self.bad(key, format!("= {text:?} is not a finite number")))
+    }
+
+    /// The tensor `key`, of `shape` exactly, every value finite.
+    pub fn tensor(&self, key: &'static str, shape: &[usize]) -> Result<Vec<f64>> {
+        let (found, values) = self.model.extra.get(key).ok_or_else(|| self.bad(key, "is missing"))?;
+        if found != shape {
+            return Err(self.bad(key, format!("has shape {found:?}, expected {shape:?}")));
+        }
+        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+            return Err(self.bad(key, format!("holds {} at {k}", values[k])));
+        }
+        Ok(values.clone())
+    }
+
+    /// The tensor `key`, a vector of any length, every value finite.
+    pub fn vector(&self, key: &'static str) -> Result<Vec<f64>> {
+        let (shape, _) = self.model.extra.get(key).ok_or_else(|| self.bad(key, "is missing"))?;
+        match shape[..] {
+            [len] => self.tensor(key, &[len]),
+            _ => Err(self.bad(key, format!("has shape {shape:?}, expected a vector"))),
+        }
+    }
+
+    /// Fails unless the state's point `x` (stored as `key`) is the model's weights: a file whose
+    /// weights were changed apart from its state is corrupt.
+    pub fn check_weights(&self, key: &'static str, x: &[f64]) -> Result<()> {
+        let theta = self.model.parameters.theta();
+        match x.iter().zip(theta).position(|(&v, &t)| T::cast(v) != t) {
+            Some(k) => Err(self.bad(key, format!("differs from the model's weights at {k}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails unless the checkpoint's model is `run`, naming the first hyper-parameter that
+    /// differs.
+    pub fn check_model(&self, run: &HyperParams) -> Result<()> {
+        let (saved, run) = (described(&self.model.hyper), described(run));
+        match saved.into_iter().zip(run).find(|((_, a), (_, b))| a != b) {
+            Some(((name, saved), (_, run))) => {
+                Err(self.bad(name, format!("is {saved} in the checkpoint's model, {run} in this run's: another model")))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Fails unless the checkpoint's data is `run`'s, naming the first part of the
+    /// fingerprint that differs.
+    pub fn check_data(&self, run: &DataFingerprint) -> Result<()> {
+        for (key, value) in run.metadata() {
+            let saved = self.text(key)?;
+            if saved != value {
+                return Err(
+                    self.bad(key, format!("is {saved} in the checkpoint's data, {value} in this run's: other data"))
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails unless the running `rho_hat` (stored as `key`) is empty (before the first
+    /// minibatch) or one value per hidden unit, each an activity the penalty can measure.
+    pub fn check_rho_hat(&self, key: &'static str, rho_hat: &[f64]) -> Result<()> {
+        let hyper = &self.model.hyper;
+        if !rho_hat.is_empty() && rho_hat.len() != hyper.hidden() {
+            return Err(self.bad(key, format!("has {} values for {} hidden units", rho_hat.len(), hyper.hidden())));
+        }
+        // The KL penalty is finite strictly inside (0, 1); activities are never negative.
+        let kl = hyper.penalty() == SparsityPenalty::Kl && hyper.beta() > 0.0;
+        let valid = |r: f64| if kl { r > 0.0 && r < 1.0 } else { r >= 0.0 };
+        match rho_hat.iter().position(|&r| !valid(r)) {
+            Some(k) => Err(self.bad(key, format!("holds {} at unit {k}, not an average activity", rho_hat[k]))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Every hyper-parameter by its model-file name, as text (exact: `f64`'s `Display` round
+/// trips).
+fn described(h: &HyperParams) -> [(&'static str, String); 13] {
+    [
+        ("visible", h.visible().to_string()),
+        ("hidden", h.hidden().to_string()),
+        ("lambda", h.lambda().to_string()),
+        ("beta", h.beta().to_string()),
+        ("rho", h.rho().to_string()),
+        ("penalty", h.penalty().name().to_string()),
+        ("activation", h.activation().name().to_string()),
+        ("reconstruction", h.reconstruction().name().to_string()),
+        ("contractive", h.contractive().to_string()),
+        ("tied", h.tied().to_string()),
+        ("corruption", h.corruption().name().to_string()),
+        ("corruption_level", h.corruption().level().to_string()),
+        ("corruption_seed", h.corruption_seed().to_string()),
+    ]
 }

@@ -6,11 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use super::checkpoint::Saved;
+use super::DataFingerprint;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{HyperParams, ModelFile, Parameters};
@@ -63,9 +67,14 @@ pub struct MinibatchStep {
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct MinibatchTrained<T> {
+    /// The model, with the metadata `stop`: `"max-epochs"`, or `"interrupted"` when the run
+    /// ended before its last epoch.
     pub model: ModelFile<T>,
     pub steps: u64,
     pub epochs: usize,
+    /// Whether the run was interrupted (see [`MinibatchTrainer::stop_when`]) before its last
+    /// epoch.
+    pub interrupted: bool,
 }
 
 /// Minibatch training of one model on data in memory, with optional checkpoints.
@@ -74,6 +83,7 @@ pub struct MinibatchTrainer {
     hyper: HyperParams,
     options: MinibatchOptions,
     checkpoint: Option<(PathBuf, u64)>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl MinibatchTrainer {
@@ -82,7 +92,16 @@ impl MinibatchTrainer {
         if options.batch_size == 0 {
             return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
         }
-        Ok(MinibatchTrainer { hyper, options, checkpoint: None })
+        Ok(MinibatchTrainer { hyper, options, checkpoint: None, stop: None })
+    }
+
+    /// Ends the run after the step during which `flag` becomes true (set from another thread,
+    /// e.g. a signal handler): a normal end, [`MinibatchTrained::interrupted`], and a
+    /// checkpoint of that point when checkpoints are on, from which the run resumes
+    /// bit-for-bit.
+    pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
     }
 
     /// Writes a checkpoint every `every` steps and at the end, atomically.
@@ -100,24 +119,26 @@ impl MinibatchTrainer {
         let x: Vec<f64> = super::starting_point(&self.hyper, init).theta().iter().map(|v| v.as_f64()).collect();
         let state =
             MinibatchState { rule_state: StepState::new(x.len()), x, running_rho_hat: Vec::new(), epoch: 0, batch: 0 };
-        self.run(data, state, on_step)
+        self.run(data, state, None, on_step)
     }
 
-    /// Continues the run saved in the checkpoint at `path`.
+    /// Continues the run saved in the checkpoint at `path` on `data`.
     pub fn resume<T: Real>(
         &self,
         data: &Dataset<'_, T>,
         path: &Path,
         on_step: impl FnMut(&MinibatchStep),
     ) -> Result<MinibatchTrained<T>> {
-        let state = self.load_checkpoint::<T>(path)?;
-        self.run(data, state, on_step)
+        let fingerprint = DataFingerprint::of_dataset(data);
+        let state = self.state_from(&ModelFile::<T>::load(path)?, path, data, &fingerprint)?;
+        self.run(data, state, Some(fingerprint), on_step)
     }
 
-    /// The state saved in the checkpoint at `path`; fails when it belongs to another model or
-    /// to a run with other options.
-    pub fn load_checkpoint<T: Real>(&self, path: &Path) -> Result<MinibatchState> {
-        self.state_from(&ModelFile::<T>::load(path)?, path)
+    /// The state saved in the checkpoint at `path`, every value checked; fails, naming the
+    /// field, when it cannot continue this run on `data`: another model, other data or
+    /// options, a position or counter out of range, a non-finite value.
+    pub fn load_checkpoint<T: Real>(&self, data: &Dataset<'_, T>, path: &Path) -> Result<MinibatchState> {
+        self.state_from(&ModelFile::<T>::load(path)?, path, data, &DataFingerprint::of_dataset(data))
     }
 
     /// Continues a run from `state` (as [`load_checkpoint`](Self::load_checkpoint) reads it).
@@ -127,13 +148,16 @@ impl MinibatchTrainer {
         state: MinibatchState,
         on_step: impl FnMut(&MinibatchStep),
     ) -> Result<MinibatchTrained<T>> {
-        self.run(data, state, on_step)
+        self.run(data, state, None, on_step)
     }
 
+    /// Runs from `state` to the last epoch; `fingerprint` is the data's when the caller knows
+    /// it already.
     fn run<T: Real>(
         &self,
         data: &Dataset<'_, T>,
         mut state: MinibatchState,
+        fingerprint: Option<DataFingerprint>,
         mut on_step: impl FnMut(&MinibatchStep),
     ) -> Result<MinibatchTrained<T>> {
         let (n, m) = (self.hyper.visible(), data.examples());
@@ -151,10 +175,33 @@ impl MinibatchTrainer {
         let mut objective = MinibatchObjective::<T>::new(self.hyper, options.batch_size, options.rho_momentum)?;
         objective.set_running_rho_hat(std::mem::take(&mut state.running_rho_hat))?;
         let len = objective.theta_len();
+        let batches = m.div_ceil(options.batch_size);
+        let rule_state = &state.rule_state;
+        // A state this run cannot continue (a checkpoint's is checked field by field when read):
+        // past the last minibatch, the epoch would never end.
+        if [state.x.len(), rule_state.first.len(), rule_state.second.len()] != [len; 3] || state.batch >= batches {
+            return Err(Error::ShapeMismatch {
+                what: "minibatch state",
+                expected: format!("x and both moments of {len} values, a minibatch below {batches}"),
+                got: format!(
+                    "x {}, moments {} and {}, minibatch {}",
+                    state.x.len(),
+                    rule_state.first.len(),
+                    rule_state.second.len(),
+                    state.batch
+                ),
+            });
+        }
+        let checkpoint = match &self.checkpoint {
+            Some((path, every)) => {
+                Some((path, *every, fingerprint.unwrap_or_else(|| DataFingerprint::of_dataset(data))))
+            }
+            None => None,
+        };
         let (mut theta, mut grad_t, mut grad) = (vec![T::zero(); len], vec![T::zero(); len], vec![0.0; len]);
         let mut batch_values = vec![T::zero(); options.batch_size * n];
-        let batches = m.div_ceil(options.batch_size);
-        while state.epoch < options.epochs {
+        let mut interrupted = false;
+        'epochs: while state.epoch < options.epochs {
             let order = epoch_order(m, options.seed, state.epoch);
             while state.batch < batches {
                 let rows = &order[state.batch * options.batch_size..((state.batch + 1) * options.batch_size).min(m)];
@@ -183,10 +230,14 @@ impl MinibatchTrainer {
                     state.batch = 0;
                 }
                 on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end });
-                if let Some((path, every)) = &self.checkpoint {
-                    if step.is_multiple_of(*every) || state.epoch == options.epochs {
-                        self.checkpoint_of::<T>(&state, objective.running_rho_hat())?.save(path)?;
+                interrupted = super::interrupted(&self.stop) && state.epoch < options.epochs;
+                if let Some((path, every, fingerprint)) = &checkpoint {
+                    if step.is_multiple_of(*every) || state.epoch == options.epochs || interrupted {
+                        self.checkpoint_of::<T>(&state, objective.running_rho_hat(), fingerprint)?.save(path)?;
                     }
+                }
+                if interrupted {
+                    break 'epochs;
                 }
                 if epoch_end {
                     break;
@@ -198,10 +249,11 @@ impl MinibatchTrainer {
             ("optimizer", self.options.rule.name().to_string()),
             ("epochs", state.epoch.to_string()),
             ("steps", state.rule_state.steps.to_string()),
+            ("stop", if interrupted { "interrupted" } else { "max-epochs" }.to_string()),
         ] {
             model.metadata.insert(key.into(), value);
         }
-        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch })
+        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch, interrupted })
     }
 
     /// The model at the point `x`, without metadata.
@@ -212,8 +264,13 @@ impl MinibatchTrainer {
     }
 
     /// The model at `state` with everything the next step reads (`running` is the running
-    /// `rho_hat`).
-    fn checkpoint_of<T: Real>(&self, state: &MinibatchState, running: &[f64]) -> Result<ModelFile<T>> {
+    /// `rho_hat`) and the fingerprint of the data.
+    fn checkpoint_of<T: Real>(
+        &self,
+        state: &MinibatchState,
+        running: &[f64],
+        data: &DataFingerprint,
+    ) -> Result<ModelFile<T>> {
         let mut model = self.model_at::<T>(&state.x)?;
         let o = &self.options;
         model.metadata = [
@@ -227,6 +284,7 @@ impl MinibatchTrainer {
             ("minibatch.batch", state.batch.to_string()),
         ]
         .into_iter()
+        .chain(data.metadata())
         .map(|(k, v)| (k.to_string(), v))
         .collect::<BTreeMap<_, _>>();
         let len = state.x.len();
@@ -242,17 +300,17 @@ impl MinibatchTrainer {
         Ok(model)
     }
 
-    fn state_from<T: Real>(&self, saved: &ModelFile<T>, path: &Path) -> Result<MinibatchState> {
-        let bad = |reason: String| Error::BadFile { path: path.to_path_buf(), reason };
-        if saved.hyper != self.hyper {
-            return Err(bad(format!(
-                "a checkpoint of another model: {:?}, this run has {:?}",
-                saved.hyper, self.hyper
-            )));
-        }
-        let text = |key: &str| {
-            saved.metadata.get(key).cloned().ok_or_else(|| bad(format!("not a minibatch checkpoint: no {key:?}")))
-        };
+    /// The state of the checkpoint `saved` read from `path`, checked against this run on
+    /// `data` (whose fingerprint is `fingerprint`).
+    fn state_from<T: Real>(
+        &self,
+        saved: &ModelFile<T>,
+        path: &Path,
+        data: &Dataset<'_, T>,
+        fingerprint: &DataFingerprint,
+    ) -> Result<MinibatchState> {
+        let saved = Saved { model: saved, path };
+        saved.check_model(&self.hyper)?;
         let o = &self.options;
         for (key, expected) in [
             ("minibatch.rule", format!("{:?}", o.rule)),
@@ -260,30 +318,43 @@ impl MinibatchTrainer {
             ("minibatch.seed", o.seed.to_string()),
             ("minibatch.rho_momentum", o.rho_momentum.to_string()),
         ] {
-            let saved_value = text(key)?;
-            if saved_value != expected {
-                return Err(bad(format!("the checkpoint's {key} is {saved_value}, this run's {expected}")));
+            let found = saved.text(key)?;
+            if found != expected {
+                return Err(saved.bad(key, format!("is {found} in the checkpoint, {expected} in this run")));
             }
         }
-        let count = |key: &str| -> Result<u64> {
-            let value = text(key)?;
-            value.parse().map_err(|_| bad(format!("{key} = {value:?} is not a count")))
-        };
-        let tensor = |key: &str| {
-            saved.extra.get(key).map(|(_, v)| v.clone()).ok_or_else(|| bad(format!("checkpoint lacks tensor {key:?}")))
-        };
-        let x = tensor("minibatch.x")?;
-        let (first, second) = (tensor("minibatch.first")?, tensor("minibatch.second")?);
-        if first.len() != x.len() || second.len() != x.len() || x.len() != saved.parameters.theta().len() {
-            return Err(bad("optimiser state of the wrong length".into()));
+        saved.check_data(fingerprint)?;
+
+        let len = saved.model.parameters.theta().len();
+        let x = saved.tensor("minibatch.x", &[len])?;
+        saved.check_weights("minibatch.x", &x)?;
+        let (first, second) = (saved.tensor("minibatch.first", &[len])?, saved.tensor("minibatch.second", &[len])?);
+        if let Some(k) = second.iter().position(|&v| v < 0.0) {
+            return Err(saved.bad("minibatch.second", format!("holds {} at {k}: a mean of squares", second[k])));
         }
-        Ok(MinibatchState {
-            x,
-            rule_state: StepState { first, second, steps: count("minibatch.steps")? },
-            running_rho_hat: tensor("minibatch.rho_hat")?,
-            epoch: count("minibatch.epoch")? as usize,
-            batch: count("minibatch.batch")? as usize,
-        })
+        let running_rho_hat = saved.vector("minibatch.rho_hat")?;
+        saved.check_rho_hat("minibatch.rho_hat", &running_rho_hat)?;
+
+        // The position: a minibatch of the data's epoch, an epoch this run reaches, and as many
+        // steps as minibatches before it.
+        let batches = data.examples().div_ceil(o.batch_size);
+        let (epoch, batch): (usize, usize) = (saved.count("minibatch.epoch")?, saved.count("minibatch.batch")?);
+        let steps: u64 = saved.count("minibatch.steps")?;
+        if batch >= batches {
+            let reason = format!("= {batch}, past the last of the {batches} minibatches of an epoch of this data");
+            return Err(saved.bad("minibatch.batch", reason));
+        }
+        if epoch > o.epochs || (epoch == o.epochs && batch > 0) {
+            let reason = format!("= {epoch} (minibatch {batch} next), beyond the {} epochs of this run", o.epochs);
+            return Err(saved.bad("minibatch.epoch", reason));
+        }
+        // In u128, where the product cannot overflow.
+        let expected = epoch as u128 * batches as u128 + batch as u128;
+        if u128::from(steps) != expected {
+            let reason = format!("= {steps}, but epoch {epoch} minibatch {batch} comes after {expected} steps");
+            return Err(saved.bad("minibatch.steps", reason));
+        }
+        Ok(MinibatchState { x, rule_state: StepState { first, second, steps }, running_rho_hat, epoch, batch })
     }
 }
 

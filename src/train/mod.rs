@@ -17,12 +17,16 @@
 //! ```
 
 mod checkpoint;
+mod fingerprint;
 mod minibatch;
 mod vae;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 pub use checkpoint::{lbfgs_checkpoint, lbfgs_state};
+pub use fingerprint::DataFingerprint;
 pub use minibatch::{MinibatchOptions, MinibatchState, MinibatchStep, MinibatchTrained, MinibatchTrainer};
 pub use vae::{VaeEpoch, VaeOptions, VaeTrainer};
 
@@ -33,23 +37,35 @@ use crate::objective::{Objective, StreamingObjective};
 use crate::optim::{Differentiable, Iteration, Lbfgs, LbfgsOptions, LbfgsState, Stop};
 use crate::real::Real;
 
-/// The objective of one autoencoder: a function of its parameters that knows the model, so
-/// that what a trainer records as trained is what it trained (there is no second copy of the
-/// hyper-parameters to disagree with).
+/// The objective of one autoencoder: a function of its parameters that knows the model and
+/// the data, so that what a trainer records as trained is what it trained (there is no second
+/// copy of the hyper-parameters to disagree with), and its checkpoints name the data.
 pub trait AutoencoderObjective<T: Real>: Differentiable<T> {
     /// The model whose parameters the objective is a function of.
     fn hyper(&self) -> &HyperParams;
+
+    /// The fingerprint of the data the objective is evaluated on: one pass over it.
+    fn data_fingerprint(&mut self) -> Result<DataFingerprint>;
 }
 
 impl<T: Real> AutoencoderObjective<T> for Objective<'_, T> {
     fn hyper(&self) -> &HyperParams {
         Objective::hyper(self)
     }
+
+    fn data_fingerprint(&mut self) -> Result<DataFingerprint> {
+        Ok(DataFingerprint::of_dataset(self.data()))
+    }
 }
 
 impl<T: Real, S: ExampleSource<T> + Send> AutoencoderObjective<T> for StreamingObjective<T, S> {
     fn hyper(&self) -> &HyperParams {
         StreamingObjective::hyper(self)
+    }
+
+    /// Reads the source once more (see [`Trainer::data_fingerprint`] to supply it instead).
+    fn data_fingerprint(&mut self) -> Result<DataFingerprint> {
+        DataFingerprint::of_source(self.source_mut())
     }
 }
 
@@ -71,17 +87,37 @@ pub struct Trained<T> {
 pub struct Trainer {
     options: LbfgsOptions,
     checkpoint: Option<(PathBuf, usize)>,
+    fingerprint: Option<DataFingerprint>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Trainer {
     pub fn new(options: LbfgsOptions) -> Self {
-        Trainer { options, checkpoint: None }
+        Trainer { options, checkpoint: None, fingerprint: None, stop: None }
+    }
+
+    /// Ends the run after the iteration during which `flag` becomes true (set from another
+    /// thread, e.g. a signal handler): a normal end with [`Stop::Interrupted`], the model's
+    /// metadata `stop = "interrupted"`, and a checkpoint of that point when checkpoints are
+    /// on, from which the run resumes bit-for-bit.
+    pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
     }
 
     /// Writes a checkpoint to `path` every `every` iterations (at least 1) and when the run
     /// ends, each write atomic.
     pub fn checkpoint_to(mut self, path: impl Into<PathBuf>, every: usize) -> Self {
         self.checkpoint = Some((path.into(), every.max(1)));
+        self
+    }
+
+    /// Records `fingerprint` as the data's in checkpoints, and checks checkpoints against it,
+    /// instead of asking the objective (which costs a pass over the data: a streamed source
+    /// may have a cheaper fingerprint, computed however the caller likes, as long as the same
+    /// data always gets the same one).
+    pub fn data_fingerprint(mut self, fingerprint: DataFingerprint) -> Self {
+        self.fingerprint = Some(fingerprint);
         self
     }
 
@@ -100,7 +136,7 @@ impl Trainer {
             });
         }
         let lbfgs = Lbfgs::start(self.options, starting_point(objective.hyper(), init).theta(), objective)?;
-        self.run(objective, lbfgs, on_iteration)
+        self.run(objective, lbfgs, None, on_iteration)
     }
 
     /// Continues the run saved in the checkpoint at `path`, exactly as it would have gone on
@@ -111,26 +147,22 @@ impl Trainer {
         path: &Path,
         on_iteration: impl FnMut(&Iteration),
     ) -> Result<Trained<T>> {
-        let state = self.load_checkpoint(objective, path)?;
-        self.resume_state(objective, state, on_iteration)
+        let fingerprint = self.fingerprint(objective)?;
+        let state = self.checked_state::<T>(objective.hyper(), &fingerprint, path)?;
+        let lbfgs = Lbfgs::resume(self.options, state)?;
+        self.run(objective, lbfgs, Some(fingerprint), on_iteration)
     }
 
-    /// The L-BFGS state saved in the checkpoint at `path`; fails when it belongs to another
-    /// model than the objective's.
+    /// The L-BFGS state saved in the checkpoint at `path`, every value checked (see
+    /// [`lbfgs_state`]); fails, naming the field, when it cannot continue this run: another
+    /// model than the objective's, other data, more correction pairs than the history.
     pub fn load_checkpoint<T: Real>(
         &self,
         objective: &mut impl AutoencoderObjective<T>,
         path: &Path,
     ) -> Result<LbfgsState> {
-        let saved = ModelFile::<T>::load(path)?;
-        let hyper = objective.hyper();
-        if saved.hyper != *hyper {
-            return Err(Error::BadFile {
-                path: path.to_path_buf(),
-                reason: format!("a checkpoint of another model: {:?}, this run has {:?}", saved.hyper, hyper),
-            });
-        }
-        lbfgs_state(&saved, path)
+        let fingerprint = self.fingerprint(objective)?;
+        self.checked_state::<T>(objective.hyper(), &fingerprint, path)
     }
 
     /// Continues a run from `state` (as [`load_checkpoint`](Self::load_checkpoint) reads it).
@@ -141,25 +173,65 @@ impl Trainer {
         on_iteration: impl FnMut(&Iteration),
     ) -> Result<Trained<T>> {
         let lbfgs = Lbfgs::resume(self.options, state)?;
-        self.run(objective, lbfgs, on_iteration)
+        self.run(objective, lbfgs, None, on_iteration)
     }
 
+    /// The data's fingerprint: the caller's, or else the objective's.
+    fn fingerprint<T: Real>(&self, objective: &mut impl AutoencoderObjective<T>) -> Result<DataFingerprint> {
+        self.fingerprint.map_or_else(|| objective.data_fingerprint(), Ok)
+    }
+
+    /// The state of the checkpoint at `path`, checked on its own and against this run: the
+    /// model `hyper`, the data `fingerprint`, the history.
+    fn checked_state<T: Real>(
+        &self,
+        hyper: &HyperParams,
+        fingerprint: &DataFingerprint,
+        path: &Path,
+    ) -> Result<LbfgsState> {
+        let model = ModelFile::<T>::load(path)?;
+        let state = lbfgs_state(&model, path)?;
+        let saved = checkpoint::Saved { model: &model, path };
+        saved.check_model(hyper)?;
+        saved.check_data(fingerprint)?;
+        if state.pairs() > self.options.history {
+            let reason = format!("holds {} correction pairs, this run keeps {}", state.pairs(), self.options.history);
+            return Err(saved.bad("lbfgs.ys", reason));
+        }
+        Ok(state)
+    }
+
+    /// Runs `lbfgs` to its end; `fingerprint` is the data's when the caller knows it already.
     fn run<T: Real>(
         &self,
         objective: &mut impl AutoencoderObjective<T>,
         mut lbfgs: Lbfgs<T>,
+        fingerprint: Option<DataFingerprint>,
         mut on_iteration: impl FnMut(&Iteration),
     ) -> Result<Trained<T>> {
+        let checkpoint = match &self.checkpoint {
+            Some((path, every)) => {
+                let fingerprint = fingerprint.map_or_else(|| self.fingerprint(objective), Ok)?;
+                Some((path, *every, fingerprint))
+            }
+            None => None,
+        };
         let initial_cost = lbfgs.state().f;
         let stop = loop {
             let iteration = lbfgs.iterate(objective)?;
             on_iteration(&iteration);
-            if let Some((path, every)) = &self.checkpoint {
-                if iteration.stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
-                    lbfgs_checkpoint::<T>(*objective.hyper(), lbfgs.state())?.save(path)?;
+            let stopped = iteration.stopped.or_else(|| {
+                interrupted(&self.stop).then(|| {
+                    lbfgs.interrupt();
+                    Stop::Interrupted
+                })
+            });
+            if let Some((path, every, fingerprint)) = &checkpoint {
+                if stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
+                    lbfgs_checkpoint::<T>(*objective.hyper(), lbfgs.state(), fingerprint)?.save(path)?;
                 }
             }
-            if let Some(stop) = iteration.stopped {
+            if let Some(stop) = stopped {
                 break stop;
             }
         };
@@ -185,6 +257,12 @@ impl Trainer {
             cost: state.f,
         })
     }
+}
+
+/// Whether the caller has asked the run to stop. The flag carries no data, so the load needs
+/// no ordering.
+pub(crate) fn interrupted(stop: &Option<Arc<AtomicBool>>) -> bool {
+    stop.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))
 }
 
 /// Where a run from `init` starts: `init` itself, or with tied weights `init` tied (the same
