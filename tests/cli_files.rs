@@ -268,3 +268,94 @@ fn killing_a_run_and_running_it_again_leaves_no_temporary_file() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// Writes `big.npy` (2 000 × 256) into the fixture: a problem on which a run takes long
+/// enough to be interrupted.
+fn big_data(fixture: &Fixture) -> String {
+    let (m, n) = (2000, 256);
+    let values = uniform_data(m, n, 5);
+    npy::write_matrix(&fixture.dir.path().join("big.npy"), &ndarray::Array2::from_shape_vec((m, n), values).unwrap())
+        .unwrap();
+    fixture.path("big.npy")
+}
+
+/// Starts `sae train` on `big.npy` with `extra`, waits until it has reported progress, sends
+/// it `signal`, and returns its exit code and stderr.
+fn interrupted_run(fixture: &Fixture, extra: &[&str], signal: &str) -> (Option<i32>, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sae"))
+        .args(["train", "--data", &big_data(fixture), "--hidden", "64", "--rho", "0.1", "--no-features"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 && !line.starts_with("iteration ") && !line.starts_with("epoch ") {
+        line.clear();
+    }
+    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (child.wait().unwrap().code(), stderr)
+}
+
+#[test]
+fn sigint_during_lbfgs_writes_the_model_so_far_marked_unfinished_and_a_checkpoint_that_resumes() {
+    let fixture = Fixture::new();
+    let (model, ck) = (fixture.path("int.safetensors"), fixture.path("int.ckpt"));
+    let (code, stderr) = interrupted_run(
+        &fixture,
+        &["--iterations", "400", "-o", &model, "--checkpoint", &ck, "--checkpoint-every", "1000"],
+        "-INT",
+    );
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted") && stderr.contains("--resume"), "{stderr}");
+    let saved = sae::model::ModelFile::<f64>::load(Path::new(&model)).unwrap();
+    assert_eq!(saved.metadata["stop"], "interrupted");
+    let note = &saved.metadata["unfinished"];
+    let at: usize = note.strip_prefix("interrupted at iteration ").unwrap().split(' ').next().unwrap().parse().unwrap();
+    let checkpoint = sae::model::ModelFile::<f64>::load(Path::new(&ck)).unwrap();
+    assert_eq!(checkpoint.metadata["lbfgs.iteration"], at.to_string(), "the checkpoint is written at the stop");
+    let more = (at + 2).to_string();
+    let (ok, stdout, stderr) = sae(&[
+        "train",
+        "--data",
+        &fixture.path("big.npy"),
+        "--hidden",
+        "64",
+        "--rho",
+        "0.1",
+        "--no-features",
+        "--iterations",
+        &more,
+        "--resume",
+        &ck,
+        "--checkpoint",
+        &ck,
+        "-o",
+        &model,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&format!("resuming {ck} at iteration {at}")), "{stdout}");
+    let finished = sae::model::ModelFile::<f64>::load(Path::new(&model)).unwrap();
+    assert!(!finished.metadata.contains_key("unfinished"));
+    assert!(fixture.entries().iter().all(|e| !e.contains(".sae-")), "{:?}", fixture.entries());
+}
+
+#[test]
+fn sigterm_during_adam_writes_the_model_so_far_marked_unfinished() {
+    let fixture = Fixture::new();
+    let model = fixture.path("adam.safetensors");
+    let (code, stderr) = interrupted_run(
+        &fixture,
+        &["--optimizer", "adam", "--epochs", "400", "--batch-size", "16", "-o", &model],
+        "-TERM",
+    );
+    assert_eq!(code, Some(130), "{stderr}");
+    let saved = sae::model::ModelFile::<f64>::load(Path::new(&model)).unwrap();
+    assert!(saved.metadata["unfinished"].starts_with("interrupted at epoch"), "{:?}", saved.metadata);
+}

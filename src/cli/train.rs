@@ -3,11 +3,14 @@
 //! model (safetensors) and a picture of its features.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
 use super::args::{Data, DataArgs, EngineArgs, Precision, PrecisionArgs, VariantArgs};
+use super::interrupt::{self, Interrupted};
 use super::progress::Progress;
 use super::CliResult;
 use crate::data::images::embedded_patches;
@@ -15,8 +18,8 @@ use crate::files::FilePlan;
 use crate::model::picture::{features_picture, PixelOrder};
 use crate::model::ModelFile;
 use crate::objective::StreamingObjective;
-use crate::optim::{LbfgsOptions, StepRule};
-use crate::train::{AutoencoderObjective, MinibatchOptions, MinibatchStep, MinibatchTrainer, Trained, Trainer};
+use crate::optim::{LbfgsOptions, StepRule, Stop};
+use crate::train::{AutoencoderObjective, MinibatchOptions, MinibatchStep, MinibatchTrainer, Trainer};
 use crate::{Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
@@ -119,9 +122,10 @@ impl From<PixelOrderArg> for PixelOrder {
 pub fn run(args: TrainArgs) -> CliResult<()> {
     let _locks = files(&args).check()?;
     let (precision, why) = args.precision.resolve(args.data.data.as_deref())?;
+    let stop = interrupt::on_signal()?;
     args.engine.pool()?.install(|| match precision {
-        Precision::F32 => train::<f32>(&args, why),
-        Precision::F64 => train::<f64>(&args, why),
+        Precision::F32 => train::<f32>(&args, why, &stop),
+        Precision::F64 => train::<f64>(&args, why, &stop),
     })
 }
 
@@ -141,7 +145,13 @@ fn files(args: &TrainArgs) -> FilePlan {
     plan
 }
 
-fn train<T: Real>(args: &TrainArgs, precision_from: &str) -> CliResult<()> {
+/// The model so far, and where the run stopped when a signal ended it early.
+struct Outcome<T> {
+    model: ModelFile<T>,
+    interrupted_at: Option<String>,
+}
+
+fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>) -> CliResult<()> {
     let (data, description) = args.data.load::<T>(|| {
         let (patches, m, n) = embedded_patches(args.seed);
         let values = patches.into_iter().map(T::cast).collect();
@@ -178,8 +188,8 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str) -> CliResult<()> {
         let Data::Values { values, examples, features } = data else {
             return Err("minibatch training reads the data in memory: drop --stream, or use --optimizer lbfgs".into());
         };
-        let model = fit_minibatch(args, hyper, &Dataset::examples_by_features(&values, examples, features)?)?;
-        return save(args, &model);
+        let outcome = fit_minibatch(args, hyper, &Dataset::examples_by_features(&values, examples, features)?, stop)?;
+        return save(args, outcome);
     }
     let backend = args.engine.backend()?;
     let trained = match data {
@@ -188,7 +198,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str) -> CliResult<()> {
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            fit(args, hyper, &mut objective)?
+            fit(args, hyper, &mut objective, stop)?
         }
         Data::Source(source) => {
             let mode = args.data.stream_mode.into();
@@ -196,21 +206,26 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str) -> CliResult<()> {
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            fit(args, hyper, &mut objective)?
+            fit(args, hyper, &mut objective, stop)?
         }
     };
-    save(args, &trained.model)
+    save(args, trained)
 }
 
 fn fit<T: Real>(
     args: &TrainArgs,
     hyper: HyperParams,
     objective: &mut impl AutoencoderObjective<T>,
-) -> CliResult<Trained<T>> {
+    stop: &Arc<AtomicBool>,
+) -> CliResult<Outcome<T>> {
     let options = LbfgsOptions { max_iterations: args.iterations, history: args.history, ..LbfgsOptions::MINFUNC };
-    let mut trainer = Trainer::new(options);
+    let mut trainer = Trainer::new(options).stop_when(stop.clone());
     if let Some(path) = &args.checkpoint {
         trainer = trainer.checkpoint_to(path, args.checkpoint_every);
+    }
+    if args.checkpoint.is_some() || args.resume.is_some() {
+        // Once, here: a streamed objective reads its whole source for it.
+        trainer = trainer.data_fingerprint(objective.data_fingerprint()?);
     }
     let start = Instant::now();
     let mut run_evaluations = 0;
@@ -248,6 +263,10 @@ fn fit<T: Real>(
         trained.cost,
         trained.initial_cost
     );
+    if trained.stop == Stop::Interrupted {
+        let at = format!("iteration {} of {}", trained.iterations, args.iterations);
+        return Ok(Outcome { model: trained.model, interrupted_at: Some(at) });
+    }
     if !trained.cost.is_finite() {
         return Err(format!("the cost is {}: nothing usable was learned, no model written", trained.cost).into());
     }
@@ -260,10 +279,15 @@ fn fit<T: Real>(
         )
         .into());
     }
-    Ok(trained)
+    Ok(Outcome { model: trained.model, interrupted_at: None })
 }
 
-fn fit_minibatch<T: Real>(args: &TrainArgs, hyper: HyperParams, data: &Dataset<'_, T>) -> CliResult<ModelFile<T>> {
+fn fit_minibatch<T: Real>(
+    args: &TrainArgs,
+    hyper: HyperParams,
+    data: &Dataset<'_, T>,
+    stop: &Arc<AtomicBool>,
+) -> CliResult<Outcome<T>> {
     let learning_rate = args.learning_rate.unwrap_or(1e-3);
     let rule = match args.optimizer {
         OptimizerArg::Sgd => StepRule::sgd(learning_rate, args.momentum),
@@ -276,7 +300,7 @@ fn fit_minibatch<T: Real>(args: &TrainArgs, hyper: HyperParams, data: &Dataset<'
         rho_momentum: args.rho_momentum,
         seed: args.seed,
     };
-    let mut trainer = MinibatchTrainer::new(hyper, options)?;
+    let mut trainer = MinibatchTrainer::new(hyper, options)?.stop_when(stop.clone());
     if let Some(path) = &args.checkpoint {
         trainer = trainer.checkpoint_to(path, args.checkpoint_every as u64);
     }
@@ -314,10 +338,18 @@ fn fit_minibatch<T: Real>(args: &TrainArgs, hyper: HyperParams, data: &Dataset<'
         trained.steps,
         start.elapsed().as_secs_f64()
     );
-    Ok(trained.model)
+    let interrupted_at =
+        trained.interrupted.then(|| format!("epoch {} of {}, step {}", trained.epochs + 1, args.epochs, trained.steps));
+    Ok(Outcome { model: trained.model, interrupted_at })
 }
 
-fn save<T: Real>(args: &TrainArgs, model: &ModelFile<T>) -> CliResult<()> {
+/// Writes the model and its picture; a run ended by a signal is written marked `unfinished`,
+/// then reported as [`Interrupted`].
+fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>) -> CliResult<()> {
+    let Outcome { mut model, interrupted_at } = outcome;
+    if let Some(at) = &interrupted_at {
+        model.metadata.insert("unfinished".into(), format!("interrupted at {at}"));
+    }
     model.save(&args.output)?;
     println!("model written to {}", args.output.display());
     if !args.no_features {
@@ -329,7 +361,16 @@ fn save<T: Real>(args: &TrainArgs, model: &ModelFile<T>) -> CliResult<()> {
             Err(e) => println!("no picture of the features: {e}"),
         }
     }
-    Ok(())
+    match interrupted_at {
+        None => Ok(()),
+        Some(at) => {
+            let mut kept = format!("the model at {at} is in {} (marked unfinished)", args.output.display());
+            if let Some(checkpoint) = &args.checkpoint {
+                kept += &format!("; continue with --resume {}", checkpoint.display());
+            }
+            Err(Interrupted { kept }.into())
+        }
+    }
 }
 
 /// Warns when sigmoid output units cannot reach the data: values outside (0, 1) are
