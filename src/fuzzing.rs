@@ -17,8 +17,11 @@ use crate::model::vae::VaeModel;
 use crate::model::ModelFile;
 use crate::train::{lbfgs_state, MinibatchOptions, MinibatchTrainer};
 
+/// A fuzz target's body: the outcome of each reader it runs on the bytes.
+pub type Body = fn(&[u8]) -> Vec<Result<()>>;
+
 /// The fuzz targets by name, each with its body.
-pub const TARGETS: [(&str, fn(&[u8]) -> Vec<Result<()>>); 6] = [
+pub const TARGETS: [(&str, Body); 6] = [
     ("npy", npy),
     ("npy_source", npy_source),
     ("model_file", model_file),
