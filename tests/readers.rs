@@ -1,10 +1,13 @@
 //! Readers are safe with the user's files: every size a header claims is checked against the
 //! bytes the file holds before anything is allocated, decompression stops where the header
 //! says the data ends, only regular files are read, and input of the wrong size for an exercise
-//! is an error naming the file, never a panic.
+//! is an error naming the file, never a panic. A global allocator records each test thread's
+//! largest allocation, so "before allocating" is measured, not assumed.
 
 mod input_files;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,34 @@ use sae::model::stack::StackModel;
 use sae::model::vae::VaeModel;
 use sae::model::ModelFile;
 use sae::Error;
+
+/// The system allocator, recording the largest allocation of each thread (each test runs on
+/// its own).
+struct Largest;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Largest {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LARGEST.with(|largest| largest.set(largest.get().max(layout.size())));
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Largest = Largest;
+
+/// The largest allocation `run` makes on this thread.
+fn largest_allocation<R>(run: impl FnOnce() -> R) -> (R, usize) {
+    LARGEST.with(|largest| largest.set(0));
+    let result = run();
+    (result, LARGEST.with(Cell::get))
+}
 
 /// The reason of an [`Error::BadFile`] about `path`.
 fn bad_file_reason<T: std::fmt::Debug>(result: sae::Result<T>, path: &Path) -> String {
@@ -55,12 +86,16 @@ fn npy_header_claiming_more_than_the_file_holds_is_refused_before_allocating() {
     assert_eq!(bytes.len(), 192);
     let path = write(dir.path(), "claims.npy", &bytes);
     let start = Instant::now();
-    for reason in [
-        bad_file_reason(npy::read_matrix::<f64>(&path), &path),
-        bad_file_reason(npy::read_matrix::<f32>(&path), &path),
-        bad_file_reason(npy::inspect(&path), &path),
-        bad_file_reason(NpyFileSource::<f64>::open(&path), &path),
-    ] {
+    let (reasons, largest) = largest_allocation(|| {
+        [
+            bad_file_reason(npy::read_matrix::<f64>(&path), &path),
+            bad_file_reason(npy::read_matrix::<f32>(&path), &path),
+            bad_file_reason(npy::inspect(&path), &path),
+            bad_file_reason(NpyFileSource::<f64>::open(&path), &path),
+        ]
+    });
+    assert!(largest < 1 << 16, "an allocation of {largest} bytes");
+    for reason in reasons {
         assert!(reason.contains("truncated") && reason.contains("1000000000000, 784"), "{reason}");
         assert!(reason.contains("6272000000000128 bytes") && reason.contains("the file has 192"), "{reason}");
     }
@@ -83,7 +118,8 @@ fn npy_header_length_beyond_the_file_is_refused_before_allocating() {
     bytes.extend(u32::MAX.to_le_bytes());
     bytes.extend(b"{'descr': '<f8'}\n");
     let path = write(dir.path(), "long-header.npy", &bytes);
-    let reason = bad_file_reason(npy::read_matrix::<f64>(&path), &path);
+    let (reason, largest) = largest_allocation(|| bad_file_reason(npy::read_matrix::<f64>(&path), &path));
+    assert!(largest < 1 << 16, "an allocation of {largest} bytes");
     assert!(reason.contains("4294967295"), "{reason}");
 }
 
@@ -177,8 +213,9 @@ fn gzip_bomb_is_refused_at_the_size_the_header_implies() {
     }
     let path = write(dir.path(), "bomb.gz", &bytes);
     let start = Instant::now();
-    let reason = bad_file_reason(mnist::read_images(&path), &path);
+    let (reason, largest) = largest_allocation(|| bad_file_reason(mnist::read_images(&path), &path));
     let elapsed = start.elapsed();
+    assert!(largest < 1 << 20, "an allocation of {largest} bytes");
     assert!(reason.contains("more pixel bytes than its header of 10×28×28 describes (7840)"), "{reason}");
     assert!(elapsed < Duration::from_secs(1), "stopped after {elapsed:?}");
 }
@@ -191,7 +228,8 @@ fn idx_header_claiming_more_than_the_file_holds_is_truncated_not_allocated() {
     let start = Instant::now();
     for (name, bytes) in [("claims.idx", claims.clone()), ("claims.idx.gz", gzip(&claims))] {
         let path = write(dir.path(), name, &bytes);
-        let reason = bad_file_reason(mnist::read_images(&path), &path);
+        let (reason, largest) = largest_allocation(|| bad_file_reason(mnist::read_images(&path), &path));
+        assert!(largest < 1 << 20, "an allocation of {largest} bytes");
         assert!(reason.contains("truncated: 1568 pixel bytes for a header of 4000000000×28×28"), "{reason}");
     }
     assert!(start.elapsed() < Duration::from_secs(1));
@@ -221,7 +259,8 @@ fn compressed_mat_element_claiming_more_than_the_limit_is_refused_before_decompr
     bytes.extend((zlib.len() as u32).to_le_bytes());
     bytes.extend(zlib);
     let path = write(dir.path(), "bomb.mat", &bytes);
-    let reason = bad_file_reason(mat::read_images(&path, None), &path);
+    let (reason, largest) = largest_allocation(|| bad_file_reason(mat::read_images(&path, None), &path));
+    assert!(largest < 1 << 20, "an allocation of {largest} bytes");
     assert!(reason.contains("exceed the 1073741824 bytes read"), "{reason}");
 }
 
