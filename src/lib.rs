@@ -25,6 +25,8 @@ pub mod data;
 pub mod error;
 pub mod exercises;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gemm;
 pub mod kernels;
 pub mod model;

@@ -13,7 +13,7 @@ fn every_patch_is_a_window_of_one_image() {
             pixels: (0..400).map(|i| (k * 1_000_000 + (i / 20) * 1000 + i % 20) as f64).collect(),
         })
         .collect();
-    let patches = sample_patches(&images, 50, 5, 7);
+    let patches = sample_patches(&images, 50, 5, 7).unwrap();
     assert_eq!(patches.len(), 50 * 25);
     for patch in patches.chunks_exact(25) {
         let origin = patch[0];
@@ -25,7 +25,7 @@ fn every_patch_is_a_window_of_one_image() {
         let (row, column) = ((origin as usize % 1_000_000) / 1000, origin as usize % 1000);
         assert!(row + 5 <= 20 && column + 5 <= 20);
     }
-    assert_eq!(sample_patches(&images, 50, 5, 7), patches, "seeded");
+    assert_eq!(sample_patches(&images, 50, 5, 7).unwrap(), patches, "seeded");
 }
 
 #[test]

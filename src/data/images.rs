@@ -15,6 +15,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rustfft::num_complex::Complex;
 use rustfft::FftPlanner;
 
+use crate::error::{Error, Result};
+
 /// A square gray image, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Image {
@@ -144,8 +146,19 @@ pub fn generated_natural_images(count: usize, side: usize, seed: u64) -> Vec<Ima
 
 /// UFLDL's `sampleIMAGES`: `count` patches of `patch×patch` pixels, each from a random image
 /// at a random position, one patch per row of the result (`count × patch²`, each patch
-/// row-major).
-pub fn sample_patches(images: &[Image], count: usize, patch: usize, seed: u64) -> Vec<f64> {
+/// row-major). Fails when there are no images, or when one is smaller than the patch or does
+/// not hold `side²` pixels.
+pub fn sample_patches(images: &[Image], count: usize, patch: usize, seed: u64) -> Result<Vec<f64>> {
+    if images.is_empty() {
+        return Err(Error::EmptyData { what: "no images to sample patches from" });
+    }
+    if let Some(image) = images.iter().find(|i| i.side < patch || i.pixels.len() != i.side * i.side) {
+        return Err(Error::ShapeMismatch {
+            what: "image",
+            expected: format!("side × side pixels, side at least {patch} (the patch's)"),
+            got: format!("{} pixels for side {}", image.pixels.len(), image.side),
+        });
+    }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut patches = Vec::with_capacity(count * patch * patch);
     for _ in 0..count {
@@ -155,7 +168,7 @@ pub fn sample_patches(images: &[Image], count: usize, patch: usize, seed: u64) -
             patches.extend_from_slice(&image.pixels[(top + r) * image.side + left..][..patch]);
         }
     }
-    patches
+    Ok(patches)
 }
 
 /// UFLDL's `normalizeData` for a sigmoid output layer, on `m` patches of `n` values (one per
@@ -183,7 +196,7 @@ pub fn embedded_patches(seed: u64) -> (Vec<f64>, usize, usize) {
     const PATCHES: usize = 10_000;
     const SIDE: usize = 8;
     let images = generated_natural_images(10, 256, seed);
-    let mut patches = sample_patches(&images, PATCHES, SIDE, seed);
+    let mut patches = sample_patches(&images, PATCHES, SIDE, seed).expect("the generated images exceed the patch");
     normalize_for_sigmoid(&mut patches, SIDE * SIDE);
     (patches, PATCHES, SIDE * SIDE)
 }

@@ -171,7 +171,7 @@ fn decode(kind: u32, data: &[u8], little_endian: bool) -> Option<Vec<f64>> {
         12 => i64::from_le_bytes(word(b, little_endian)) as f64,
         _ => u64::from_le_bytes(word(b, little_endian)) as f64,
     };
-    (data.len() % size == 0).then(|| data.chunks_exact(size).map(value).collect())
+    data.len().is_multiple_of(size).then(|| data.chunks_exact(size).map(value).collect())
 }
 
 /// The images of the `side×side×count` array `variable` (the file's only numeric array when

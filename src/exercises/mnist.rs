@@ -32,6 +32,42 @@ impl MnistFiles {
     }
 }
 
+/// Digits read from an images file and its labels file, one label per image.
+struct Digits {
+    images: Vec<f64>,
+    count: usize,
+    pixels: usize,
+    labels: Vec<u8>,
+}
+
+impl Digits {
+    /// Reads both files; fails, naming the labels file, unless it has one label per image.
+    fn read(images: &Path, labels: &Path) -> Result<Self> {
+        let (values, count, pixels) = mnist::read_images(images)?;
+        let labels_read = mnist::read_labels(labels)?;
+        if labels_read.len() != count {
+            return Err(Error::bad_file(
+                labels,
+                format!("{} labels for the {count} images of {}", labels_read.len(), images.display()),
+            ));
+        }
+        Ok(Digits { images: values, count, pixels, labels: labels_read })
+    }
+
+    /// The test digits of `files`; fails, naming the test images, unless they have the
+    /// training images' `pixels`.
+    fn read_test(files: &MnistFiles, pixels: usize) -> Result<Self> {
+        let test = Digits::read(&files.test_images, &files.test_labels)?;
+        if test.pixels != pixels {
+            return Err(Error::bad_file(
+                &files.test_images,
+                format!("images of {} pixels, the training images have {pixels}", test.pixels),
+            ));
+        }
+        Ok(test)
+    }
+}
+
 /// What the softmax exercise measured.
 #[derive(Debug, Clone, Copy)]
 pub struct SoftmaxDigits {
@@ -44,10 +80,9 @@ pub struct SoftmaxDigits {
 /// λ = 1e-4, `iterations` L-BFGS iterations (100 in the notes); accuracy on the 10 000 test
 /// images.
 pub fn softmax_on_digits(files: &MnistFiles, iterations: usize) -> Result<SoftmaxDigits> {
-    let (train, m, n) = mnist::read_images(&files.train_images)?;
-    let train_labels = mnist::read_labels(&files.train_labels)?;
-    let (test, m_test, _) = mnist::read_images(&files.test_images)?;
-    let test_labels = mnist::read_labels(&files.test_labels)?;
+    let Digits { images: train, count: m, pixels: n, labels: train_labels } =
+        Digits::read(&files.train_images, &files.train_labels)?;
+    let Digits { images: test, count: m_test, labels: test_labels, .. } = Digits::read_test(files, n)?;
     let theta = train_softmax(&Dataset::examples_by_features(&train, m, n)?, &train_labels, 10, 1e-4, iterations)?;
     let test_accuracy = accuracy(&theta, 10, &Dataset::examples_by_features(&test, m_test, n)?, &test_labels);
     Ok(SoftmaxDigits { train_examples: m, test_examples: m_test, test_accuracy })
@@ -61,7 +96,13 @@ pub fn mnist_vectorization<T: crate::Real>(
     iterations: usize,
 ) -> Result<(crate::model::ModelFile<T>, f64)> {
     const EXAMPLES: usize = 10_000;
-    let (images, _, n) = mnist::read_images(&files.train_images)?;
+    let (images, m, n) = mnist::read_images(&files.train_images)?;
+    if m < EXAMPLES {
+        return Err(Error::bad_file(
+            &files.train_images,
+            format!("{m} images: the exercise trains on the first {EXAMPLES}"),
+        ));
+    }
     let values: Vec<T> = images[..EXAMPLES * n].iter().map(|&v| T::cast(v)).collect();
     let hyper = HyperParams::builder(n, 196).lambda(3e-3).beta(3.0).rho(0.1).build()?;
     let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, EXAMPLES, n)?)?;
@@ -90,8 +131,7 @@ pub struct SelfTaught {
 /// test); softmax (λ = 1e-4, 400 iterations) on their hidden activations and on their
 /// pixels. The autoencoder trains in `T` (f32 is twice as fast and as accurate here).
 pub fn self_taught_learning<T: crate::Real>(files: &MnistFiles, iterations: usize) -> Result<SelfTaught> {
-    let (images, _, n) = mnist::read_images(&files.train_images)?;
-    let labels = mnist::read_labels(&files.train_labels)?;
+    let Digits { images, pixels: n, labels, .. } = Digits::read(&files.train_images, &files.train_labels)?;
     let rows = |keep: &dyn Fn(u8) -> bool| -> Vec<usize> { (0..labels.len()).filter(|&i| keep(labels[i])).collect() };
     let gather = |indices: &[usize]| -> Vec<f64> {
         indices.iter().flat_map(|&i| images[i * n..(i + 1) * n].iter().copied()).collect()
@@ -168,10 +208,8 @@ pub fn stacked_autoencoder<T: crate::Real>(
             reason: "need at least one layer, each of at least 1 unit",
         });
     }
-    let (images, m, n) = mnist::read_images(&files.train_images)?;
-    let labels = mnist::read_labels(&files.train_labels)?;
-    let (test, m_test, _) = mnist::read_images(&files.test_images)?;
-    let test_labels = mnist::read_labels(&files.test_labels)?;
+    let Digits { images, count: m, pixels: n, labels } = Digits::read(&files.train_images, &files.train_labels)?;
+    let Digits { images: test, count: m_test, labels: test_labels, .. } = Digits::read_test(files, n)?;
     let options = LbfgsOptions { max_iterations: iterations, ..LbfgsOptions::MINFUNC };
 
     // Greedy layer-wise pretraining: each layer a sparse autoencoder on the layer below.

@@ -51,7 +51,16 @@ impl<T: Real> StackModel<T> {
             .collect::<Option<Vec<usize>>>()
             .filter(|sizes: &Vec<usize>| sizes.len() >= 2 && !sizes.contains(&0))
             .ok_or_else(|| Error::bad_file(path, format!("metadata sizes = {sizes_text:?}: expected n,h1,…")))?;
-        let shape = StackShape { sizes, classes: file.count(path, "classes")? };
+        let classes = file.count(path, "classes")?;
+        let top = *sizes.last().expect("at least two sizes");
+        let layers_fit = sizes.windows(2).all(|w| file.holds(w[1], w[0]));
+        if classes == 0 || !file.holds(classes, top) || !layers_fit {
+            return Err(Error::bad_file(
+                path,
+                format!("sizes {sizes_text} with {classes} classes: more parameters than the file holds"),
+            ));
+        }
+        let shape = StackShape { sizes, classes };
         let theta = file.theta(path, shape.len(), &matrices(&shape))?;
         let metadata = file.free_metadata(&["sizes", "classes"]);
         Ok(StackModel { shape, theta, metadata })

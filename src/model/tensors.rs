@@ -94,6 +94,12 @@ pub(crate) fn open(path: &Path, objective: &str) -> Result<TensorFile> {
 }
 
 impl TensorFile {
+    /// Whether the file is large enough to hold `rows×cols` float64 values: sizes read from
+    /// the metadata are checked with this before anything is computed or allocated from them.
+    pub fn holds(&self, rows: usize, cols: usize) -> bool {
+        rows.checked_mul(cols).and_then(|v| v.checked_mul(8)).is_some_and(|bytes| bytes <= self.bytes.len())
+    }
+
     /// The metadata `key` as a count (see [`super::metadata::count`]); fails naming the file
     /// and the key.
     pub fn count(&self, path: &Path, key: &str) -> Result<usize> {

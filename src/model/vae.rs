@@ -183,6 +183,10 @@ impl<T: Real> VaeModel<T> {
         let (visible, hidden, latent) =
             (file.count(path, "visible")?, file.count(path, "hidden")?, file.count(path, "latent")?);
         let shape = VaeShape::new(visible, hidden, latent, activation, decoder)?;
+        let weights = [(hidden, visible), (latent.saturating_mul(2), hidden), (hidden, latent), (visible, hidden)];
+        if !weights.into_iter().all(|(rows, cols)| file.holds(rows, cols)) {
+            return Err(bad(format!("sizes {visible}, {hidden}, {latent}: more parameters than the file holds")));
+        }
         let theta = file.theta(path, shape.theta_len(), &shape.tensors())?;
         let metadata = file.free_metadata(&["visible", "hidden", "latent", "activation", "decoder"]);
         Ok(VaeModel { shape, theta, metadata })

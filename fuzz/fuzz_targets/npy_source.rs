@@ -1,0 +1,6 @@
+#![no_main]
+//! `sae::fuzzing::npy_source` on arbitrary bytes.
+
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
+    sae::fuzzing::npy_source(bytes);
+});
