@@ -279,13 +279,20 @@ fn big_data(fixture: &Fixture) -> String {
     fixture.path("big.npy")
 }
 
-/// Starts `sae train` on `big.npy` with `extra`, waits until it has reported progress, sends
-/// it `signal`, and returns its exit code and stderr.
+/// [`interrupted`] `sae train` on `big.npy` with `extra`.
 fn interrupted_run(fixture: &Fixture, extra: &[&str], signal: &str) -> (Option<i32>, String) {
+    let data = big_data(fixture);
+    let mut args = vec!["train", "--data", &data, "--hidden", "64", "--rho", "0.1", "--no-features"];
+    args.extend_from_slice(extra);
+    interrupted(&args, signal)
+}
+
+/// Runs `sae` with `args`, waits until it has reported progress, sends it `signal`, and
+/// returns its exit code and stderr.
+fn interrupted(args: &[&str], signal: &str) -> (Option<i32>, String) {
     use std::io::{BufRead, BufReader, Read};
     let mut child = Command::new(env!("CARGO_BIN_EXE_sae"))
-        .args(["train", "--data", &big_data(fixture), "--hidden", "64", "--rho", "0.1", "--no-features"])
-        .args(extra)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -358,4 +365,32 @@ fn sigterm_during_adam_writes_the_model_so_far_marked_unfinished() {
     assert_eq!(code, Some(130), "{stderr}");
     let saved = sae::model::ModelFile::<f64>::load(Path::new(&model)).unwrap();
     assert!(saved.metadata["unfinished"].starts_with("interrupted at epoch"), "{:?}", saved.metadata);
+}
+
+/// An IDX file of `count` random `side×side` images (MNIST's format, not gzipped).
+fn idx_images(count: usize, side: usize) -> Vec<u8> {
+    let mut bytes =
+        [2051u32, count as u32, side as u32, side as u32].iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
+    bytes.extend(uniform_data(count, side * side, 7).iter().map(|v| (v * 255.0) as u8));
+    bytes
+}
+
+#[test]
+fn sigint_during_vae_training_writes_the_model_so_far_marked_unfinished() {
+    let fixture = Fixture::new();
+    let mnist = fixture.dir.path().join("mnist");
+    fs::create_dir(&mnist).unwrap();
+    fs::write(mnist.join("train-images-idx3-ubyte.gz"), idx_images(2000, 28)).unwrap();
+    fs::write(mnist.join("t10k-images-idx3-ubyte.gz"), idx_images(100, 28)).unwrap();
+    for labels in ["train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        fs::write(mnist.join(labels), b"unused").unwrap();
+    }
+    let (model, samples) = (fixture.path("vae.safetensors"), fixture.path("samples.png"));
+    let args = ["train-vae", "--mnist", mnist.to_str().unwrap(), "--epochs", "100000", "--hidden", "32"];
+    let (code, stderr) = interrupted(&[&args[..], &["-o", &model, "--samples", &samples]].concat(), "-INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    let written = sae::model::vae::VaeModel::<f32>::load(Path::new(&model)).unwrap();
+    let note = written.metadata.iter().find(|(key, _)| key == "unfinished").map(|(_, value)| value.as_str());
+    assert!(note.is_some_and(|n| n.starts_with("interrupted after epoch")), "{:?}", written.metadata);
+    assert!(fs::metadata(&samples).unwrap().len() > 100);
 }

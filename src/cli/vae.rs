@@ -11,6 +11,7 @@ use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::args::{mnist_inputs, ActivationArg, EngineArgs};
+use super::interrupt::{self, Interrupted};
 use super::CliResult;
 use crate::data::mnist;
 use crate::exercises::MnistFiles;
@@ -111,7 +112,8 @@ fn train<T: Real>(args: &VaeArgs) -> CliResult<()> {
         d = args.latent,
     );
     let start = Instant::now();
-    let model = VaeTrainer::new(shape, options)?.fit(
+    let stop = interrupt::on_signal()?;
+    let model = VaeTrainer::new(shape, options)?.stop_when(stop).fit(
         &Dataset::examples_by_features(&train, m, n)?,
         &shape.init::<T>(args.seed),
         |e| {
@@ -134,6 +136,12 @@ fn train<T: Real>(args: &VaeArgs) -> CliResult<()> {
         test_cost.kl
     );
     let mut model = model;
+    let interrupted = model.metadata.iter().any(|(key, value)| key == "stop" && value == "interrupted");
+    let done = model.metadata.iter().find(|(key, _)| key == "epochs").map_or("0", |(_, value)| value.as_str());
+    let unfinished = interrupted.then(|| format!("interrupted after epoch {done} of {}", args.epochs));
+    if let Some(note) = &unfinished {
+        model.metadata.push(("unfinished".into(), note.clone()));
+    }
     model.metadata.push(("test_negative_elbo".into(), test_cost.total().to_string()));
     model.save(&args.output)?;
     println!("model written to {}", args.output.display());
@@ -148,5 +156,8 @@ fn train<T: Real>(args: &VaeArgs) -> CliResult<()> {
         .collect();
     TileGrid::for_inputs(n, PixelOrder::RowMajor)?.draw(&tiles).save_png(&args.samples)?;
     println!("64 samples from the prior written to {}", args.samples.display());
-    Ok(())
+    match unfinished {
+        None => Ok(()),
+        Some(note) => Err(Interrupted { kept: format!("the model {note} is in {}", args.output.display()) }.into()),
+    }
 }

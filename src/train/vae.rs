@@ -3,6 +3,9 @@
 //! [`MinibatchTrainer`](super::MinibatchTrainer)), and step `t` draws the `ε` of epoch `t` of
 //! the [`VaeObjective`], so a run is reproducible.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use super::minibatch::{epoch_order, gather};
@@ -40,10 +43,11 @@ pub struct VaeEpoch {
 }
 
 /// Trains one [`VaeShape`] with [`VaeOptions`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct VaeTrainer {
     shape: VaeShape,
     options: VaeOptions,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl VaeTrainer {
@@ -52,7 +56,18 @@ impl VaeTrainer {
         if options.batch_size == 0 {
             return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
         }
-        Ok(VaeTrainer { shape, options })
+        Ok(VaeTrainer { shape, options, stop: None })
+    }
+
+    /// Ends the run after the current step once `flag` is set (from another thread, e.g. a
+    /// signal handler): the model so far is returned with the metadata `stop = interrupted`.
+    pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst))
     }
 
     /// Trains from `init` on `data`; `on_epoch` sees each finished epoch. Fails with
@@ -69,7 +84,8 @@ impl VaeTrainer {
         let (mut theta, mut grad_t, mut grad) = (init.to_vec(), vec![T::zero(); x.len()], vec![0.0; x.len()]);
         let mut state = StepState::new(x.len());
         let mut batch_values = vec![T::zero(); options.batch_size * n];
-        for epoch in 0..options.epochs {
+        let mut epochs = 0;
+        'epochs: for epoch in 0..options.epochs {
             let order = epoch_order(m, options.seed, epoch);
             let mut total = VaeCost::default();
             for rows in order.chunks(options.batch_size) {
@@ -85,13 +101,19 @@ impl VaeTrainer {
                 theta.par_iter_mut().zip(&x).for_each(|(t, &v)| *t = T::cast(v));
                 total.reconstruction += cost.reconstruction * rows.len() as f64;
                 total.kl += cost.kl * rows.len() as f64;
+                if self.stop_requested() {
+                    break 'epochs;
+                }
             }
+            epochs = epoch + 1;
             let cost = VaeCost { reconstruction: total.reconstruction / m as f64, kl: total.kl / m as f64 };
             on_epoch(&VaeEpoch { epoch: epoch + 1, cost });
         }
+        let stop = if epochs < options.epochs { "interrupted" } else { "max-epochs" };
         let metadata = vec![
             ("optimizer".to_string(), options.rule.name().to_string()),
-            ("epochs".to_string(), options.epochs.to_string()),
+            ("stop".to_string(), stop.to_string()),
+            ("epochs".to_string(), epochs.to_string()),
             ("batch_size".to_string(), options.batch_size.to_string()),
             ("steps".to_string(), state.steps.to_string()),
         ];
