@@ -168,7 +168,7 @@ fn a_resumed_checkpoint_is_updated_in_place() {
 fn devices_are_refused_as_outputs_and_left_alone() {
     let fixture = Fixture::new();
     let (ok, _, stderr) = sae(&["visualize", &fixture.path("m.safetensors"), "-o", "/dev/null"]);
-    assert!(!ok && stderr.contains("/dev/null") && stderr.contains("a device"), "{stderr}");
+    assert!(!ok && stderr.contains("/dev/null") && stderr.contains("a character device"), "{stderr}");
     assert!(!fs::metadata("/dev/null").unwrap().is_file());
 }
 

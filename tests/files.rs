@@ -68,7 +68,7 @@ fn devices_directories_and_dangling_links_are_refused_untouched() {
     let dangling = dir.path().join("dangling");
     symlink("missing", &dangling).unwrap();
     for (path, kind) in [
-        (Path::new("/dev/null"), "a device"),
+        (Path::new("/dev/null"), "a character device"),
         (dir.path(), "a directory"),
         (dangling.as_path(), "a symbolic link to a missing file"),
     ] {

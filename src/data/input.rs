@@ -4,7 +4,7 @@
 
 use std::fs::{File, Metadata};
 use std::io::Read;
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -19,22 +19,10 @@ pub struct InputFile {
 
 /// Fails, naming the file and what it is, unless `meta` describes a regular file.
 fn refuse_unless_regular(path: &Path, meta: &Metadata) -> Result<()> {
-    let kind = meta.file_type();
-    let what = if kind.is_file() {
+    if meta.is_file() {
         return Ok(());
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a file"
-    };
+    }
+    let what = crate::files::atomic::kind_of(&meta.file_type());
     Err(Error::bad_file(path, format!("{what}, not a regular file: only regular files are read")))
 }
 

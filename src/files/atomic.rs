@@ -48,8 +48,10 @@ pub(crate) fn kind_of(kind: &fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if kind.is_dir() {
         "a directory"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
     } else if kind.is_fifo() {
         "a FIFO"
     } else if kind.is_socket() {
