@@ -91,18 +91,29 @@ fn a_failed_write_leaves_no_temporary_file() {
 fn a_killed_writers_temporary_file_is_removed_by_the_next_write_to_the_same_target() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
-    // What a writer killed mid-write leaves: its temporary file, no longer locked.
-    fs::write(dir.path().join(".model.safetensors.sae-tmp.4242.0"), vec![0u8; 1000]).unwrap();
-    // Another target's temporary file, and a live writer's, are not touched.
-    fs::write(dir.path().join(".other.npy.sae-tmp.4242.0"), b"x").unwrap();
-    let live = dir.path().join(".model.safetensors.sae-tmp.4243.0");
-    let live_file = fs::File::create(&live).unwrap();
-    live_file.try_lock().unwrap();
+    // What a writer killed mid-write leaves: its temporary file, no longer locked, named after
+    // a process that no longer runs (above Linux's largest pid).
+    fs::write(dir.path().join(".model.safetensors.sae-tmp.4194305.0"), vec![0u8; 1000]).unwrap();
+    // Another target's temporary file, a live writer's (locked, or just created and not yet
+    // locked), and a FIFO that happens to have such a name are not touched.
+    fs::write(dir.path().join(".other.npy.sae-tmp.4194305.0"), b"x").unwrap();
+    let locked = dir.path().join(".model.safetensors.sae-tmp.4194306.0");
+    let locked_file = fs::File::create(&locked).unwrap();
+    locked_file.try_lock().unwrap();
+    let live = format!(".model.safetensors.sae-tmp.{}.999", std::process::id());
+    fs::write(dir.path().join(&live), b"x").unwrap();
+    let fifo = dir.path().join(".model.safetensors.sae-tmp.4194305.1");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     write_text(&path, "done").unwrap();
-    assert_eq!(
-        entries(dir.path()),
-        vec![".model.safetensors.sae-tmp.4243.0", ".other.npy.sae-tmp.4242.0", "model.safetensors"]
-    );
+    let mut kept = vec![
+        ".model.safetensors.sae-tmp.4194305.1",
+        ".model.safetensors.sae-tmp.4194306.0",
+        live.as_str(),
+        ".other.npy.sae-tmp.4194305.0",
+        "model.safetensors",
+    ];
+    kept.sort();
+    assert_eq!(entries(dir.path()), kept);
 }
 
 #[test]
@@ -187,4 +198,26 @@ fn a_resumed_checkpoint_may_be_updated_by_the_checkpoint_option_only() {
     assert!(resumed().output("--checkpoint", &checkpoint).check().is_ok());
     let err = resumed().output("--output", &checkpoint).check().unwrap_err();
     assert!(err.to_string().contains("--output") && err.to_string().contains("--resume"), "{err}");
+}
+
+#[test]
+fn a_symbolic_link_in_place_of_the_lock_file_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.npy");
+    fs::write(&data, "precious").unwrap();
+    symlink(&data, dir.path().join(".m.safetensors.sae-lock")).unwrap();
+    assert!(WriteLock::acquire(&dir.path().join("m.safetensors")).is_err());
+    assert_eq!(fs::read_to_string(&data).unwrap(), "precious");
+}
+
+#[test]
+fn an_npy_output_linked_into_a_folder_of_input_shards_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = dir.path().join("shards");
+    fs::create_dir(&shards).unwrap();
+    fs::write(shards.join("000.npy"), "shard").unwrap();
+    let link = dir.path().join("out.bin");
+    symlink(shards.join("000.npy"), &link).unwrap();
+    assert!(FilePlan::new().input("--data", &shards).output("--output", &link).check().is_err());
+    assert_eq!(fs::read_to_string(shards.join("000.npy")).unwrap(), "shard");
 }

@@ -97,14 +97,21 @@ impl Staged {
         temp_name.push(name);
         temp_name.push(format!("{TEMPORARY}{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
         let temporary = folder.join(temp_name);
-        let file = OpenOptions::new().write(true).create_new(true).mode(0o666).open(&temporary).map_err(io)?;
+        // A replaced file keeps its mode, set once the file is private to us (it may be more
+        // restrictive than the umask's); a new file gets 0666 less the umask from the kernel.
+        let replaced = fs::metadata(&destination).ok().map(|meta| meta.permissions().mode() & 0o7777);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if replaced.is_some() { 0o600 } else { 0o666 })
+            .open(&temporary)
+            .map_err(io)?;
         let staged = Staged { destination, temporary, file: Some(file) };
         let file = staged.file.as_ref().expect("just opened");
         // Locked while this process lives: the next writer knows the file is not abandoned.
         file.try_lock().map_err(|e| io(io::Error::other(e.to_string())))?;
-        if let Ok(meta) = fs::metadata(&staged.destination) {
-            // A replaced file keeps its mode.
-            file.set_permissions(fs::Permissions::from_mode(meta.permissions().mode() & 0o7777)).map_err(io)?;
+        if let Some(mode) = replaced {
+            file.set_permissions(fs::Permissions::from_mode(mode)).map_err(io)?;
         }
         Ok(staged)
     }
@@ -121,11 +128,13 @@ impl Staged {
 
     /// Syncs the file, renames it over the destination and syncs the folder.
     pub fn commit(mut self) -> Result<()> {
-        let io = |source| Error::Io { path: self.destination.clone(), source };
-        let file = self.file.take().expect("committed once");
-        file.sync_all().map_err(io)?;
+        let destination = self.destination.clone();
+        let io = |source| Error::Io { path: destination.clone(), source };
+        // Until the rename succeeds the file stays ours, so that dropping `self` on an error
+        // removes it.
+        self.file().sync_all().map_err(io)?;
         fs::rename(&self.temporary, &self.destination).map_err(io)?;
-        drop(file);
+        drop(self.file.take());
         let (folder, _) = split(&self.destination)?;
         File::open(folder).and_then(|dir| dir.sync_all()).map_err(io)
     }
@@ -161,10 +170,16 @@ fn remove_abandoned(folder: &Path, name: &std::ffi::OsStr) {
     };
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        if !file_name.to_str().is_some_and(|n| n.starts_with(prefix)) {
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|rest| rest.split('.').next())
+        else {
+            continue;
+        };
+        // Not opened unless a regular file (opening a FIFO would wait), and never a file of a
+        // live process, which may have created it and not locked it yet.
+        if !entry.file_type().is_ok_and(|kind| kind.is_file()) || Path::new("/proc").join(pid).exists() {
             continue;
         }
-        let Ok(file) = OpenOptions::new().read(true).open(entry.path()) else {
+        let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(entry.path()) else {
             continue;
         };
         if file.try_lock().is_ok() {

@@ -32,12 +32,14 @@ impl WriteLock {
         let lock_path = folder.join(lock_name);
         let io = |source| Error::Io { path: path.to_path_buf(), source };
         loop {
+            // Never through a symbolic link: the lock file is truncated once locked.
             let mut file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .mode(0o666)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&lock_path)
                 .map_err(io)?;
             if file.try_lock().is_err() {
@@ -47,7 +49,7 @@ impl WriteLock {
             }
             // The previous owner may have removed the file between our open and our lock: the
             // lock is only ours if the path still names the file we locked.
-            let same = match (fs::metadata(&lock_path), file.metadata()) {
+            let same = match (fs::symlink_metadata(&lock_path), file.metadata()) {
                 (Ok(on_disk), Ok(ours)) => on_disk.dev() == ours.dev() && on_disk.ino() == ours.ino(),
                 _ => false,
             };

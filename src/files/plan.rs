@@ -86,7 +86,8 @@ impl FilePlan {
                         path: path.clone(),
                     });
                 }
-                if meta.is_dir() && is_npy(path) && folder_identity(path).as_ref() == Some(&identity) {
+                let resolved = destination(path)?;
+                if meta.is_dir() && is_npy(&resolved) && folder_identity(&resolved).as_ref() == Some(&identity) {
                     return Err(Error::BadOutput {
                         path: path.clone(),
                         reason: format!(
