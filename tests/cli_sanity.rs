@@ -94,3 +94,25 @@ fn sigmoid_outputs_on_data_outside_the_unit_interval_get_a_warning_saying_what_t
     ]);
     assert!(stderr.contains("warning") && stderr.contains("--output-units linear"), "{stderr}");
 }
+
+#[test]
+fn absurd_sizes_on_the_command_line_are_taken_as_the_whole_data_not_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_file(dir.path(), "x.npy", uniform_data(100, 8, 4), 100, 8, false);
+    let model = dir.path().join("m.safetensors");
+    let model = model.to_str().unwrap();
+    let huge = "9223372036854775808";
+    let common = ["train", "--data", &data, "--hidden", "3", "--rho", "0.1", "--no-features", "-o", model];
+    let cases: [&[&str]; 3] = [
+        &["--optimizer", "adam", "--epochs", "2", "--batch-size", huge],
+        &["--stream", "--chunk", huge, "--iterations", "3"],
+        &["--history", huge, "--iterations", "3"],
+    ];
+    for extra in cases {
+        let (ok, _, stderr) = sae(&[&common[..], extra].concat());
+        assert!(ok, "{extra:?}: {stderr}");
+    }
+    let (ok, _, stderr) =
+        sae(&["encode", model, "--data", &data, "--stream", "--chunk", huge, "-o", &format!("{model}.npy")]);
+    assert!(ok, "{stderr}");
+}

@@ -239,3 +239,28 @@ fn a_non_finite_cost_at_the_start_is_an_error() {
     let err = Lbfgs::start(LbfgsOptions::default(), &[0.0, 0.0], &mut fun).unwrap_err();
     assert!(matches!(err, Error::NonFiniteCost { iteration: 0, .. }), "{err}");
 }
+
+#[test]
+fn a_full_ring_resumed_under_a_longer_history_keeps_its_pairs_in_order() {
+    let mut fun = Rosenbrock { dimension: 20, evaluations: 0 };
+    let short = LbfgsOptions { max_iterations: 10, history: 3, ..LbfgsOptions::default() };
+    let mut lbfgs = Lbfgs::start(short, &[-1.0; 20], &mut fun).unwrap();
+    lbfgs.run(&mut fun, |_| {}).unwrap();
+    let state = lbfgs.into_state();
+    assert!(state.ys.len() == 3 && state.oldest != 0, "the ring has wrapped");
+    // The same pairs, oldest first: what the wrapped ring means.
+    let (len, k) = (state.x.len(), state.oldest);
+    let mut ordered = state.clone();
+    ordered.s.rotate_left(k * len);
+    ordered.y.rotate_left(k * len);
+    ordered.ys.rotate_left(k);
+    ordered.oldest = 0;
+    let long = LbfgsOptions { max_iterations: 14, history: 6, ..LbfgsOptions::default() };
+    let resume = |state: LbfgsState| {
+        let mut fun = Rosenbrock { dimension: 20, evaluations: 0 };
+        let mut lbfgs = Lbfgs::resume(long, state).unwrap();
+        lbfgs.run(&mut fun, |_| {}).unwrap();
+        lbfgs.into_state().x
+    };
+    assert_eq!(resume(state), resume(ordered));
+}

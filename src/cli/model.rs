@@ -123,7 +123,8 @@ fn run_apply<T: Real>(
         NpyRowWriter::<T>::create(&args.output, m, width)?
     };
     let forward = Forward::with_units(&model.parameters, model.hyper.activation(), model.hyper.reconstruction());
-    let chunk = args.data.chunk;
+    // No chunk is larger than the data, whatever the option says.
+    let chunk = args.data.chunk.min(m).max(1);
     let (mut buffer, mut hidden, mut output) = (vec![T::zero(); chunk * n], vec![T::zero(); chunk * h], Vec::new());
     let (mut examples, mut squared_error) = (0, 0.0);
     source.rewind()?;

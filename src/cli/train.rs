@@ -3,7 +3,7 @@
 //! model (safetensors) and a picture of its features.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -121,12 +121,31 @@ impl From<PixelOrderArg> for PixelOrder {
 
 pub fn run(args: TrainArgs) -> CliResult<()> {
     let _locks = files(&args).check()?;
-    let (precision, why) = args.precision.resolve(args.data.data.as_deref())?;
+    let (precision, why) = match &args.resume {
+        Some(checkpoint) if !args.precision.f32 && !args.precision.f64 => checkpoint_precision(checkpoint)?,
+        _ => args.precision.resolve(args.data.data.as_deref())?,
+    };
     let stop = interrupt::on_signal()?;
     args.engine.pool()?.install(|| match precision {
         Precision::F32 => train::<f32>(&args, why, &stop),
         Precision::F64 => train::<f64>(&args, why, &stop),
     })
+}
+
+/// The precision a checkpoint's run trained in (its data fingerprint's dtype): a resumed run
+/// goes on in it.
+fn checkpoint_precision(checkpoint: &std::path::Path) -> CliResult<(Precision, &'static str)> {
+    let saved = ModelFile::<f64>::load(checkpoint)?;
+    match saved.metadata.get("data.dtype").map(String::as_str) {
+        Some("f32") => Ok((Precision::F32, "the checkpoint's")),
+        Some("f64") => Ok((Precision::F64, "the checkpoint's")),
+        _ => Err(crate::Error::BadCheckpoint {
+            path: checkpoint.to_path_buf(),
+            field: "data.dtype",
+            reason: "missing or not f32/f64: not a checkpoint of this version".into(),
+        }
+        .into()),
+    }
 }
 
 /// What the run reads and writes, checked before it starts.
@@ -227,6 +246,7 @@ fn fit<T: Real>(
         // Once, here: a streamed objective reads its whole source for it.
         trainer = trainer.data_fingerprint(objective.data_fingerprint()?);
     }
+    not_interrupted_yet(stop)?;
     let start = Instant::now();
     let mut run_evaluations = 0;
     let (first, trained) = match &args.resume {
@@ -270,8 +290,10 @@ fn fit<T: Real>(
     if !trained.cost.is_finite() {
         return Err(format!("the cost is {}: nothing usable was learned, no model written", trained.cost).into());
     }
-    // A resumed run with no iterations left has nothing to lower.
-    if first < args.iterations && trained.cost >= trained.initial_cost {
+    // A resumed run that had already stopped (converged, or no iterations left) has nothing
+    // to lower.
+    let resumed_finished = args.resume.is_some() && trained.iterations == first;
+    if !resumed_finished && trained.cost >= trained.initial_cost {
         return Err(format!(
             "the cost did not decrease from its start ({:.6e}): nothing was learned, no model written \
              (are λ and β of a sensible size, is the data scaled?)",
@@ -312,6 +334,7 @@ fn fit_minibatch<T: Real>(
         }
         None => None,
     };
+    not_interrupted_yet(stop)?;
     let first = resumed.as_ref().map_or(0, |state| state.epoch);
     let start = Instant::now();
     let progress = Progress::new(first, args.epochs, "epoch");
@@ -341,6 +364,15 @@ fn fit_minibatch<T: Real>(
     let interrupted_at =
         trained.interrupted.then(|| format!("epoch {} of {}, step {}", trained.epochs + 1, args.epochs, trained.steps));
     Ok(Outcome { model: trained.model, interrupted_at })
+}
+
+/// A signal that came while the data was read and the run prepared ends the command before
+/// it has anything to write: the files it would replace are left as they are.
+fn not_interrupted_yet(stop: &AtomicBool) -> CliResult<()> {
+    if stop.load(Ordering::SeqCst) {
+        return Err(Interrupted { kept: "before the first step: nothing was written".into() }.into());
+    }
+    Ok(())
 }
 
 /// Writes the model and its picture; a run ended by a signal is written marked `unfinished`,

@@ -144,6 +144,17 @@ impl Reader<'_> {
 }
 
 /// The values of a numeric element of type `kind` as f64, `None` for a non-numeric type.
+/// The bytes of one value of data type `kind`; `None` for a type that is not a number.
+fn element_size(kind: u32) -> Option<usize> {
+    match kind {
+        1 | 2 => Some(1),
+        3 | 4 => Some(2),
+        5..=7 => Some(4),
+        9 | 12 | 13 => Some(8),
+        _ => None,
+    }
+}
+
 fn decode(kind: u32, data: &[u8], little_endian: bool) -> Option<Vec<f64>> {
     fn word<const N: usize>(bytes: &[u8], little_endian: bool) -> [u8; N] {
         let mut word: [u8; N] = bytes.try_into().expect("N bytes");
@@ -152,13 +163,7 @@ fn decode(kind: u32, data: &[u8], little_endian: bool) -> Option<Vec<f64>> {
         }
         word
     }
-    let size = match kind {
-        1 | 2 => 1,
-        3 | 4 => 2,
-        5..=7 => 4,
-        9 | 12 | 13 => 8,
-        _ => return None,
-    };
+    let size = element_size(kind)?;
     let value = |b: &[u8]| match kind {
         1 => b[0] as i8 as f64,
         2 => b[0] as f64,
@@ -246,11 +251,13 @@ pub fn read_images(path: &Path, variable: Option<&str>) -> Result<Vec<Image>> {
             format!("{name} has size {dims:?}: between 1 and {} pixels are read", MAX_BYTES / 8),
         ));
     };
-    let values = decode(kind, data, little_endian)
-        .ok_or_else(|| Error::bad_file(path, format!("{name} holds data of type {kind}, not numbers")))?;
-    if values.len() != pixels {
-        return Err(Error::bad_file(path, format!("{name} holds {} values for size {dims:?}", values.len())));
+    let not_numbers = || Error::bad_file(path, format!("{name} holds data of type {kind}, not numbers"));
+    // Checked before decoding, which makes 8 bytes of every value.
+    let held = data.len() / element_size(kind).ok_or_else(not_numbers)?;
+    if held != pixels {
+        return Err(Error::bad_file(path, format!("{name} holds {held} values for size {dims:?}")));
     }
+    let values = decode(kind, data, little_endian).ok_or_else(not_numbers)?;
     if let Some(index) = values.iter().position(|v| !v.is_finite()) {
         return Err(Error::bad_file(path, format!("{name} has a non-finite value at element {index}")));
     }

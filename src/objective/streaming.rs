@@ -57,6 +57,8 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
         if chunk == 0 {
             return Err(Error::InvalidHyperParameter { name: "chunk", value: 0.0, reason: "must be at least 1" });
         }
+        // No chunk is larger than the data, whatever the option says.
+        let chunk = source.examples_hint().map_or(chunk, |m| chunk.min(m.max(1)));
         let buffers = vec![vec![T::zero(); chunk * hyper.visible()]; 2];
         let mut engine = Engine::new(hyper);
         engine.set_deferred_sparsity(mode == StreamMode::OnePass);

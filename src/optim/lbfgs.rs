@@ -234,11 +234,19 @@ impl<T: Real> Lbfgs<T> {
                 ),
             });
         }
+        if pairs < options.history && state.oldest != 0 {
+            // A ring saved full under a shorter history: new pairs are appended after the
+            // last slot, so the oldest must come first.
+            state.s.rotate_left(state.oldest * len);
+            state.y.rotate_left(state.oldest * len);
+            state.ys.rotate_left(state.oldest);
+            state.oldest = 0;
+        }
         Ok(Lbfgs {
             options,
             ops: VectorOps::new(Kernels::detect()),
             d: vec![0.0; len],
-            alpha: Vec::with_capacity(options.history),
+            alpha: Vec::new(),
             trial_grad: vec![0.0; len],
             best_grad: vec![0.0; len],
             x_t: vec![T::zero(); len],

@@ -172,7 +172,7 @@ impl MinibatchTrainer {
         // of a minibatch.
         crate::objective::check_data(self.hyper.reconstruction(), data)?;
         let options = self.options;
-        let mut objective = MinibatchObjective::<T>::new(self.hyper, options.batch_size, options.rho_momentum)?;
+        let mut objective = MinibatchObjective::<T>::new(self.hyper, options.batch_size.min(m), options.rho_momentum)?;
         objective.set_running_rho_hat(std::mem::take(&mut state.running_rho_hat))?;
         let len = objective.theta_len();
         let batches = m.div_ceil(options.batch_size);
@@ -199,7 +199,8 @@ impl MinibatchTrainer {
             None => None,
         };
         let (mut theta, mut grad_t, mut grad) = (vec![T::zero(); len], vec![T::zero(); len], vec![0.0; len]);
-        let mut batch_values = vec![T::zero(); options.batch_size * n];
+        // No minibatch is larger than the data, whatever the option says.
+        let mut batch_values = vec![T::zero(); options.batch_size.min(m) * n];
         let mut interrupted = false;
         'epochs: while state.epoch < options.epochs {
             let order = epoch_order(m, options.seed, state.epoch);

@@ -79,16 +79,17 @@ impl VaeTrainer {
         mut on_epoch: impl FnMut(&VaeEpoch),
     ) -> Result<VaeModel<T>> {
         let (n, m, options) = (self.shape.visible, data.examples(), self.options);
-        let mut objective = VaeObjective::<T>::new(self.shape, options.batch_size, options.seed)?;
+        let mut objective = VaeObjective::<T>::new(self.shape, options.batch_size.min(m), options.seed)?;
         let mut x: Vec<f64> = init.iter().map(|v| v.as_f64()).collect();
         let (mut theta, mut grad_t, mut grad) = (init.to_vec(), vec![T::zero(); x.len()], vec![0.0; x.len()]);
         let mut state = StepState::new(x.len());
-        let mut batch_values = vec![T::zero(); options.batch_size * n];
+        // No minibatch is larger than the data, whatever the option says.
+        let mut batch_values = vec![T::zero(); options.batch_size.min(m) * n];
         let mut epochs = 0;
         'epochs: for epoch in 0..options.epochs {
             let order = epoch_order(m, options.seed, epoch);
             let mut total = VaeCost::default();
-            for rows in order.chunks(options.batch_size) {
+            for (index, rows) in order.chunks(options.batch_size).enumerate() {
                 gather(data, rows, &mut batch_values);
                 let batch = Dataset::examples_by_features(&batch_values[..rows.len() * n], rows.len(), n)?;
                 let step = state.steps + 1;
@@ -101,13 +102,18 @@ impl VaeTrainer {
                 theta.par_iter_mut().zip(&x).for_each(|(t, &v)| *t = T::cast(v));
                 total.reconstruction += cost.reconstruction * rows.len() as f64;
                 total.kl += cost.kl * rows.len() as f64;
-                if self.stop_requested() {
+                // A stop at an epoch's last step ends the run below, with the epoch counted.
+                let last = (index + 1) * options.batch_size >= m;
+                if self.stop_requested() && !last {
                     break 'epochs;
                 }
             }
             epochs = epoch + 1;
             let cost = VaeCost { reconstruction: total.reconstruction / m as f64, kl: total.kl / m as f64 };
             on_epoch(&VaeEpoch { epoch: epoch + 1, cost });
+            if self.stop_requested() {
+                break;
+            }
         }
         let stop = if epochs < options.epochs { "interrupted" } else { "max-epochs" };
         let metadata = vec![
