@@ -221,7 +221,7 @@ fn gzip_bomb_is_refused_at_the_size_the_header_implies() {
 }
 
 #[test]
-fn idx_header_claiming_more_than_the_file_holds_is_truncated_not_allocated() {
+fn idx_header_claiming_more_than_the_file_holds_or_than_a_gibibyte_is_refused_not_allocated() {
     let dir = tempfile::tempdir().unwrap();
     let mut claims = idx_images(2, 28, 28);
     claims[4..8].copy_from_slice(&4_000_000_000u32.to_be_bytes());
@@ -230,8 +230,14 @@ fn idx_header_claiming_more_than_the_file_holds_is_truncated_not_allocated() {
         let path = write(dir.path(), name, &bytes);
         let (reason, largest) = largest_allocation(|| bad_file_reason(mnist::read_images(&path), &path));
         assert!(largest < 1 << 20, "an allocation of {largest} bytes");
-        assert!(reason.contains("truncated: 1568 pixel bytes for a header of 4000000000×28×28"), "{reason}");
+        assert!(reason.contains("4000000000×28×28 describes") && reason.contains("at most 1073741824"), "{reason}");
     }
+    let mut claims = idx_images(2, 28, 28);
+    claims[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    let path = write(dir.path(), "more.idx.gz", &gzip(&claims));
+    let (reason, largest) = largest_allocation(|| bad_file_reason(mnist::read_images(&path), &path));
+    assert!(largest < 1 << 20, "an allocation of {largest} bytes");
+    assert!(reason.contains("truncated: 1568 pixel bytes for a header of 1000×28×28"), "{reason}");
     assert!(start.elapsed() < Duration::from_secs(1));
     let none = write(dir.path(), "none.idx", &idx_images(0, 28, 28));
     assert!(bad_file_reason(mnist::read_images(&none), &none).contains("0 images"));

@@ -11,6 +11,10 @@ use std::path::Path;
 use super::input::InputFile;
 use crate::error::{Error, Result};
 
+/// The most data bytes an IDX file may describe: 1 GiB (MNIST's training images take 47 MB),
+/// so that a small gzip bomb with a consistent header is refused before it is inflated.
+pub const MAX_BYTES: u64 = 1 << 30;
+
 /// The big-endian u32 header fields of the IDX file at `path`, after checking its magic, and
 /// the data they describe (`fields` multiplied, one byte each, `what` in messages).
 fn read_idx(path: &Path, magic: u32, fields: usize, what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
@@ -63,6 +67,12 @@ fn read_stream(
         .try_fold(1usize, |bytes, &d| bytes.checked_mul(d))
         .and_then(|bytes| u64::try_from(bytes).ok())
         .ok_or_else(|| Error::bad_file(path, format!("a header of {shape} overflows")))?;
+    if expected > MAX_BYTES {
+        return Err(Error::bad_file(
+            path,
+            format!("a header of {shape} describes {expected} bytes; at most {MAX_BYTES} are read"),
+        ));
+    }
     // Grown as the data arrives, never sized by the header alone.
     let mut data = Vec::new();
     stream.take(expected + 1).read_to_end(&mut data).map_err(io)?;
