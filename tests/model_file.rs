@@ -214,3 +214,18 @@ fn metadata_that_is_not_a_strict_count_or_a_finite_number_is_rejected_naming_its
         assert!(reason.contains(key) && reason.contains(value), "{key} = {value}: {reason}");
     }
 }
+
+#[test]
+fn the_metadata_is_read_from_the_header_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let mut model = ModelFile::new(sae::HyperParams::builder(3, 2).build().unwrap(), Parameters::<f64>::init(3, 2, 1));
+    model.metadata.insert("note".into(), "kept".into());
+    model.save(&path).unwrap();
+    let metadata = ModelFile::<f64>::read_metadata(&path).unwrap();
+    assert_eq!((metadata["note"].as_str(), metadata["hidden"].as_str()), ("kept", "2"));
+    let claims = dir.path().join("claims.safetensors");
+    std::fs::write(&claims, [u64::MAX.to_le_bytes().as_slice(), b"{}"].concat()).unwrap();
+    let err = ModelFile::<f64>::read_metadata(&claims).unwrap_err();
+    assert!(err.to_string().contains("claims.safetensors"), "{err}");
+}

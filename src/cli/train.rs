@@ -135,8 +135,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
 /// The precision a checkpoint's run trained in (its data fingerprint's dtype): a resumed run
 /// goes on in it.
 fn checkpoint_precision(checkpoint: &std::path::Path) -> CliResult<(Precision, &'static str)> {
-    let saved = ModelFile::<f64>::load(checkpoint)?;
-    match saved.metadata.get("data.dtype").map(String::as_str) {
+    match ModelFile::<f64>::read_metadata(checkpoint)?.get("data.dtype").map(String::as_str) {
         Some("f32") => Ok((Precision::F32, "the checkpoint's")),
         Some("f64") => Ok((Precision::F64, "the checkpoint's")),
         _ => Err(crate::Error::BadCheckpoint {

@@ -121,11 +121,6 @@ impl Staged {
         self.file.as_mut().expect("present until committed")
     }
 
-    /// Where the file will appear.
-    pub fn destination(&self) -> &Path {
-        &self.destination
-    }
-
     /// Syncs the file, renames it over the destination and syncs the folder.
     pub fn commit(mut self) -> Result<()> {
         let destination = self.destination.clone();

@@ -158,6 +158,32 @@ impl<T: Real> ModelFile<T> {
         super::safetensors_writer::save(path, tensors, metadata)
     }
 
+    /// The string metadata of the safetensors file at `path`, read from its header alone (a
+    /// checkpoint's history is not read).
+    pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+        let input = InputFile::open(path)?;
+        let bad = |reason: String| Error::bad_file(path, reason);
+        let mut length = [0u8; 8];
+        if input.size() < 8 {
+            return Err(bad("not a readable safetensors file: shorter than its header length".into()));
+        }
+        input.read_exact_at(&mut length, 0)?;
+        let length = u64::from_le_bytes(length);
+        if length > input.size() - 8 {
+            return Err(bad(format!("not a readable safetensors file: a header of {length} bytes")));
+        }
+        let mut header = vec![0u8; length as usize];
+        input.read_exact_at(&mut header, 8)?;
+        let header: serde_json::Value =
+            serde_json::from_slice(&header).map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
+        match header.get("__metadata__") {
+            None => Ok(BTreeMap::new()),
+            Some(metadata) => {
+                serde_json::from_value(metadata.clone()).map_err(|e| bad(format!("metadata that is not strings: {e}")))
+            }
+        }
+    }
+
     /// Reads a model file written by [`save`](Self::save) (of either dtype; values convert to
     /// `T`). Fails, naming the file, on anything else: not safetensors, another objective or
     /// format version, missing or misshapen tensors, non-finite weights.
