@@ -2,7 +2,6 @@
 
 use std::fmt::{Debug, Display};
 
-use crate::kernels::{Isa, Kernels};
 
 mod sealed {
     pub trait Sealed {}
@@ -10,7 +9,9 @@ mod sealed {
     impl Sealed for f64 {}
 }
 
-/// A floating-point element type of the engine (f32 or f64), with its GEMMs and kernels.
+/// A floating-point element type of the engine (f32 or f64). Its GEMM micro-kernels and its
+/// elementwise kernels are found through the supertraits [`crate::gemm::Element`] and
+/// [`crate::kernels::Element`].
 pub trait Real:
     num_traits::Float
     + Default
@@ -22,6 +23,8 @@ pub trait Real:
     + ndarray_npy::ReadableElement
     + ndarray_npy::WritableElement
     + bytemuck::Pod
+    + crate::gemm::Element
+    + crate::kernels::Element
     + sealed::Sealed
 {
     /// `"f32"` or `"f64"`.
@@ -37,66 +40,10 @@ pub trait Real:
     type LeBytes: AsRef<[u8]>;
 
     fn to_le_bytes(self) -> Self::LeBytes;
-
-    /// The vector kernel set of `isa` for this type (`None` for `Isa::Scalar` or a set this
-    /// build does not have).
-    ///
-    /// # Safety
-    /// The CPU must support `isa`.
-    #[doc(hidden)]
-    unsafe fn vector_kernels(isa: Isa) -> Option<Kernels<Self>>;
-
-    /// `matrixmultiply`'s GEMM for this type (`sgemm`/`dgemm`): `C ← α A B + β C` with
-    /// `A: m×k`, `B: k×n`, `C: m×n` at arbitrary strides.
-    ///
-    /// # Safety
-    /// As `matrixmultiply::sgemm`: the pointers and strides address valid matrices, `C` does
-    /// not alias `A` or `B`.
-    #[allow(clippy::too_many_arguments)]
-    #[doc(hidden)]
-    unsafe fn matrixmultiply_gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    );
-
-    /// CBLAS column-major GEMM for this type (`cblas_sgemm`/`cblas_dgemm`).
-    ///
-    /// # Safety
-    /// As the CBLAS routine.
-    #[cfg(feature = "openblas")]
-    #[allow(clippy::too_many_arguments)]
-    #[doc(hidden)]
-    unsafe fn cblas_gemm(
-        transa: cblas_sys::CBLAS_TRANSPOSE,
-        transb: cblas_sys::CBLAS_TRANSPOSE,
-        m: i32,
-        n: i32,
-        k: i32,
-        alpha: Self,
-        a: *const Self,
-        lda: i32,
-        b: *const Self,
-        ldb: i32,
-        beta: Self,
-        c: *mut Self,
-        ldc: i32,
-    );
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal, $mm:ident, $cblas:ident, $kernels:ident) => {
+    ($t:ty, $name:literal) => {
         impl Real for $t {
             const NAME: &'static str = $name;
 
@@ -116,74 +63,9 @@ macro_rules! impl_real {
             fn to_le_bytes(self) -> Self::LeBytes {
                 <$t>::to_le_bytes(self)
             }
-
-            unsafe fn vector_kernels(isa: Isa) -> Option<Kernels<Self>> {
-                match isa {
-                    Isa::Scalar => None,
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2Fma => Some(crate::kernels::avx2::$kernels::table()),
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => Some(crate::kernels::avx512::$kernels::table()),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    _ => None,
-                }
-            }
-
-            unsafe fn matrixmultiply_gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                alpha: Self,
-                a: *const Self,
-                rsa: isize,
-                csa: isize,
-                b: *const Self,
-                rsb: isize,
-                csb: isize,
-                beta: Self,
-                c: *mut Self,
-                rsc: isize,
-                csc: isize,
-            ) {
-                matrixmultiply::$mm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-            }
-
-            #[cfg(feature = "openblas")]
-            unsafe fn cblas_gemm(
-                transa: cblas_sys::CBLAS_TRANSPOSE,
-                transb: cblas_sys::CBLAS_TRANSPOSE,
-                m: i32,
-                n: i32,
-                k: i32,
-                alpha: Self,
-                a: *const Self,
-                lda: i32,
-                b: *const Self,
-                ldb: i32,
-                beta: Self,
-                c: *mut Self,
-                ldc: i32,
-            ) {
-                cblas_sys::$cblas(
-                    cblas_sys::CBLAS_LAYOUT::CblasColMajor,
-                    transa,
-                    transb,
-                    m,
-                    n,
-                    k,
-                    alpha,
-                    a,
-                    lda,
-                    b,
-                    ldb,
-                    beta,
-                    c,
-                    ldc,
-                )
-            }
         }
     };
 }
 
-impl_real!(f32, "f32", sgemm, cblas_sgemm, kernels_f32);
-impl_real!(f64, "f64", dgemm, cblas_dgemm, kernels_f64);
+impl_real!(f32, "f32");
+impl_real!(f64, "f64");

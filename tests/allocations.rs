@@ -1,6 +1,7 @@
 //! Repeated evaluations reuse the objective's workspace: after the first, the engine allocates
 //! nothing. (`matrixmultiply` allocates its own packing buffer inside each GEMM call; that is
-//! the only allocation allowed, at most one per GEMM.)
+//! the only allocation allowed, at most one per GEMM. The native GEMM packs into buffers that
+//! each thread keeps.)
 //!
 //! The pool's worker threads allocate now and then on their own (rayon grows a work-stealing
 //! deque when a thread first steals), whatever the task. The engine's code does the same work
@@ -41,6 +42,7 @@ fn evaluations_after_the_first_allocate_nothing_beyond_the_gemm_back_end() {
         let mut objective = Objective::new(hyper, data).unwrap().with_backend(backend).with_block_size(block).unwrap();
         let gemm_calls = 5 * m.div_ceil(block);
         let allowed = match backend {
+            Backend::Native => 0,
             Backend::MatrixMultiply => gemm_calls,
             #[cfg(feature = "openblas")]
             Backend::OpenBlas => 0,

@@ -161,7 +161,8 @@ pub struct EngineArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// GEMM back-end (default: openblas when compiled in).
+    /// GEMM back-end: the engine's own (`native`, the default), `matrixmultiply`, or `openblas`
+    /// when compiled in.
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
 }
@@ -200,6 +201,7 @@ impl From<StreamModeArg> for StreamMode {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BackendArg {
+    Native,
     Matrixmultiply,
     Openblas,
 }
@@ -207,6 +209,7 @@ pub enum BackendArg {
 impl BackendArg {
     fn resolve(self) -> Result<Backend, String> {
         match self {
+            BackendArg::Native => Ok(Backend::Native),
             BackendArg::Matrixmultiply => Ok(Backend::MatrixMultiply),
             #[cfg(feature = "openblas")]
             BackendArg::Openblas => Ok(Backend::OpenBlas),

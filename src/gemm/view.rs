@@ -1,7 +1,7 @@
 //! Bounds-checked strided matrix views: the only way matrices reach a GEMM.
 
 /// An immutable `rows × cols` matrix: element `(i, j)` is `data[i·rs + j·cs]`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct MatRef<'a, T> {
     data: &'a [T],
     rows: usize,
@@ -9,6 +9,14 @@ pub struct MatRef<'a, T> {
     rs: usize,
     cs: usize,
 }
+
+impl<T> Clone for MatRef<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for MatRef<'_, T> {}
 
 /// A mutable `rows × cols` matrix: element `(i, j)` is `data[i·rs + j·cs]`.
 #[derive(Debug)]
@@ -20,16 +28,35 @@ pub struct MatMut<'a, T> {
     cs: usize,
 }
 
-/// Panics unless every element of the view lies inside a slice of length `len`.
+/// Panics unless every element of the view lies inside a slice of length `len` (the offset
+/// of the last element computed without overflow).
 fn check_bounds(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
     if rows > 0 && cols > 0 {
-        let last = (rows - 1) * rs + (cols - 1) * cs;
+        let last = (rows - 1).checked_mul(rs).zip((cols - 1).checked_mul(cs)).and_then(|(r, c)| r.checked_add(c));
         assert!(
-            last < len,
-            "{rows}×{cols} view with strides ({rs}, {cs}) needs {} elements, slice has {len}",
-            last + 1
+            last.is_some_and(|last| last < len),
+            "{rows}×{cols} view with strides ({rs}, {cs}) reaches past the {len} elements of its slice"
         );
     }
+}
+
+/// Panics when two elements of a `rows × cols` view with strides `(rs, cs)` would share a
+/// place: a mutable view must not write one value through two indices. The sufficient
+/// condition checked is the one of every dense layout: the smaller stride is at least 1 and the
+/// larger at least the smaller times its dimension.
+fn check_distinct(rows: usize, cols: usize, rs: usize, cs: usize) {
+    if rows <= 1 && cols <= 1 {
+        return;
+    }
+    let ((small, small_dim), (large, large_dim)) = if rs <= cs { ((rs, rows), (cs, cols)) } else { ((cs, cols), (rs, rows)) };
+    let distinct = if small_dim <= 1 {
+        large >= 1 || large_dim <= 1
+    } else if large_dim <= 1 {
+        small >= 1
+    } else {
+        small >= 1 && small.checked_mul(small_dim).is_some_and(|extent| large >= extent)
+    };
+    assert!(distinct, "a mutable {rows}×{cols} view with strides ({rs}, {cs}) would write some elements twice");
 }
 
 impl<'a, T> MatRef<'a, T> {
@@ -86,12 +113,19 @@ impl<'a, T> MatRef<'a, T> {
     pub(crate) fn as_ptr(&self) -> *const T {
         self.data.as_ptr()
     }
+
+    /// The slice the view indexes into (from its first element).
+    pub(crate) fn as_slice(&self) -> &'a [T] {
+        self.data
+    }
 }
 
 impl<'a, T> MatMut<'a, T> {
-    /// A view with explicit strides. Panics when it would reach outside `data`.
+    /// A view with explicit strides. Panics when it would reach outside `data` or when two of
+    /// its elements would be the same place.
     pub fn new(data: &'a mut [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         check_bounds(data.len(), rows, cols, rs, cs);
+        check_distinct(rows, cols, rs, cs);
         MatMut { data, rows, cols, rs, cs }
     }
 
@@ -118,7 +152,22 @@ impl<'a, T> MatMut<'a, T> {
         (self.rs, self.cs)
     }
 
+    /// The transpose, without a copy.
+    pub fn t(self) -> Self {
+        MatMut { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+    }
+
+    /// The same view, borrowed again.
+    pub fn reborrow(&mut self) -> MatMut<'_, T> {
+        MatMut { data: &mut *self.data, ..*self }
+    }
+
     pub(crate) fn as_mut_ptr(&mut self) -> *mut T {
         self.data.as_mut_ptr()
+    }
+
+    /// The slice the view indexes into (from its first element).
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
+        self.data
     }
 }

@@ -424,7 +424,7 @@ macro_rules! kernel_table {
         pub(crate) mod $module {
             use super::super::lanes;
             use super::super::units::{self, Reconstruction, Unit};
-            use super::super::{HiddenKernels, Kernels, OutputKernels};
+            use super::super::{HiddenKernels, Kernels, OutputKernels, PerActivation, PerReconstruction};
             use super::*;
 
             #[target_feature(enable = $features)]
@@ -489,12 +489,16 @@ macro_rules! kernel_table {
                 Kernels {
                     isa: $isa,
                     exp: |v| unsafe { exp(v) },
-                    hidden: [hidden::<units::Sigmoid>(), hidden::<units::Tanh>(), hidden::<units::Relu>()],
-                    output: [
-                        output::<units::SigmoidSquaredError>(),
-                        output::<units::LinearSquaredError>(),
-                        output::<units::SigmoidCrossEntropy>(),
-                    ],
+                    hidden: PerActivation {
+                        sigmoid: hidden::<units::Sigmoid>(),
+                        tanh: hidden::<units::Tanh>(),
+                        relu: hidden::<units::Relu>(),
+                    },
+                    output: PerReconstruction {
+                        sigmoid_squared_error: output::<units::SigmoidSquaredError>(),
+                        linear_squared_error: output::<units::LinearSquaredError>(),
+                        sigmoid_cross_entropy: output::<units::SigmoidCrossEntropy>(),
+                    },
                     dot: |a, b| unsafe { dot(a, b) },
                     axpy: |alpha, x, y| unsafe { axpy(alpha, x, y) },
                 }

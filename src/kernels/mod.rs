@@ -7,7 +7,7 @@
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
-mod lanes;
+pub(crate) mod lanes;
 pub mod scalar;
 mod units;
 
@@ -78,15 +78,63 @@ pub struct Kernels<T> {
     pub isa: Isa,
     /// `v ← e^v`.
     pub exp: fn(&mut [T]),
-    /// The hidden-layer kernels of each [`Activation`], in its declaration order.
-    hidden: [HiddenKernels<T>; 3],
-    /// The output-layer kernels of each [`Reconstruction`], in its declaration order.
-    output: [OutputKernels<T>; 3],
+    /// The hidden-layer kernels of each [`Activation`].
+    hidden: PerActivation<HiddenKernels<T>>,
+    /// The output-layer kernels of each [`Reconstruction`].
+    output: PerReconstruction<OutputKernels<T>>,
     /// `Σ a_i b_i` (the optimisers' inner products; partial sums in `T`, then f64).
     pub dot: fn(&[T], &[T]) -> f64,
     /// `y ← α x + y`.
     pub axpy: fn(T, &[T], &mut [T]),
 }
+
+/// One value per [`Activation`], by name.
+#[derive(Clone, Copy)]
+pub(crate) struct PerActivation<K> {
+    pub sigmoid: K,
+    pub tanh: K,
+    pub relu: K,
+}
+
+/// One value per [`Reconstruction`], by name.
+#[derive(Clone, Copy)]
+pub(crate) struct PerReconstruction<K> {
+    pub sigmoid_squared_error: K,
+    pub linear_squared_error: K,
+    pub sigmoid_cross_entropy: K,
+}
+
+/// An element type with elementwise kernels: f32 and f64.
+pub trait Element: Sized {
+    /// The vector kernel set of `isa` for this type (`None` for `Isa::Scalar` or a set this
+    /// build does not have).
+    ///
+    /// # Safety
+    /// The CPU must support `isa`.
+    #[doc(hidden)]
+    unsafe fn vector_kernels(isa: Isa) -> Option<Kernels<Self>>;
+}
+
+macro_rules! impl_element {
+    ($t:ty, $kernels:ident) => {
+        impl Element for $t {
+            unsafe fn vector_kernels(isa: Isa) -> Option<Kernels<Self>> {
+                match isa {
+                    Isa::Scalar => None,
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2Fma => Some(avx2::$kernels::table()),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => Some(avx512::$kernels::table()),
+                    #[cfg(not(target_arch = "x86_64"))]
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+impl_element!(f32, kernels_f32);
+impl_element!(f64, kernels_f64);
 
 /// The hidden layer's kernels for one activation `a = f(z)`; `f'` and `f''` are computed from
 /// `a`.
@@ -147,16 +195,16 @@ impl<T: Real> Kernels<T> {
         Kernels {
             isa: Isa::Scalar,
             exp: scalar::exp,
-            hidden: [
-                scalar::hidden::<units::Sigmoid, T>(),
-                scalar::hidden::<units::Tanh, T>(),
-                scalar::hidden::<units::Relu, T>(),
-            ],
-            output: [
-                scalar::output::<units::SigmoidSquaredError, T>(),
-                scalar::output::<units::LinearSquaredError, T>(),
-                scalar::output::<units::SigmoidCrossEntropy, T>(),
-            ],
+            hidden: PerActivation {
+                sigmoid: scalar::hidden::<units::Sigmoid, T>(),
+                tanh: scalar::hidden::<units::Tanh, T>(),
+                relu: scalar::hidden::<units::Relu, T>(),
+            },
+            output: PerReconstruction {
+                sigmoid_squared_error: scalar::output::<units::SigmoidSquaredError, T>(),
+                linear_squared_error: scalar::output::<units::LinearSquaredError, T>(),
+                sigmoid_cross_entropy: scalar::output::<units::SigmoidCrossEntropy, T>(),
+            },
             dot: scalar::dot,
             axpy: scalar::axpy,
         }
@@ -164,12 +212,20 @@ impl<T: Real> Kernels<T> {
 
     /// The hidden-layer kernels of `activation`.
     pub fn hidden(&self, activation: Activation) -> HiddenKernels<T> {
-        self.hidden[activation as usize]
+        match activation {
+            Activation::Sigmoid => self.hidden.sigmoid,
+            Activation::Tanh => self.hidden.tanh,
+            Activation::Relu => self.hidden.relu,
+        }
     }
 
     /// The output-layer kernels of `reconstruction`.
     pub fn output(&self, reconstruction: Reconstruction) -> OutputKernels<T> {
-        self.output[reconstruction as usize]
+        match reconstruction {
+            Reconstruction::SigmoidSquaredError => self.output.sigmoid_squared_error,
+            Reconstruction::LinearSquaredError => self.output.linear_squared_error,
+            Reconstruction::SigmoidCrossEntropy => self.output.sigmoid_cross_entropy,
+        }
     }
 
     /// The set for `isa`, or `None` when the CPU does not support it.

@@ -24,7 +24,7 @@ use super::corruption::Noise;
 use super::sparsity::{kl_divergence, sparsity_delta};
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
-use crate::gemm::{gemm, Backend, MatMut, MatRef};
+use crate::gemm::{Backend, Gemm, MatMut, MatRef, Order, Packed};
 use crate::kernels::{HiddenKernels, Isa, Kernels, OutputKernels};
 use crate::model::{Corruption, HyperParams, SparsityPenalty, ThetaLayout};
 use crate::real::Real;
@@ -47,7 +47,8 @@ pub fn default_block_size<T>(visible: usize, hidden: usize) -> usize {
 pub(crate) struct Engine<T: Real> {
     hyper: HyperParams,
     layout: ThetaLayout,
-    backend: Backend,
+    /// The GEMM back-end, on the same instruction set as `kernels`.
+    gemm: Gemm,
     kernels: Kernels<T>,
     hidden_kernels: HiddenKernels<T>,
     output_kernels: OutputKernels<T>,
@@ -84,6 +85,13 @@ struct Workspace<T> {
     /// The decay of each row of `W1` in the gradient (see `Engine::w1_row_decay`).
     w1_row_decay: Vec<T>,
     ranges: Vec<RangeScratch<T>>,
+    /// `W1` packed for `a2 = W1 x` (left operand, row-major output), once per chunk's forward
+    /// pass and shared by every block and thread.
+    packed_w1: Vec<T>,
+    /// `W2` packed for `z3 = W2 a2` (left operand, output laid out like the data).
+    packed_w2: Vec<T>,
+    /// `W2ᵀ` packed for `W2ᵀ delta3` (left operand, row-major output).
+    packed_w2t: Vec<T>,
 }
 
 /// What one thread's range of blocks needs in the backward pass.
@@ -121,7 +129,7 @@ impl<T: Real> Engine<T> {
         Engine {
             hyper,
             layout: ThetaLayout::new(hyper.visible(), hyper.hidden()),
-            backend: Backend::preferred(),
+            gemm: Gemm::new(Backend::preferred(), kernels.isa).expect("the detected instruction set is supported"),
             kernels,
             hidden_kernels: kernels.hidden(hyper.activation()),
             output_kernels: kernels.output(hyper.reconstruction()),
@@ -141,10 +149,12 @@ impl<T: Real> Engine<T> {
     }
 
     pub(crate) fn set_backend(&mut self, backend: Backend) {
-        self.backend = backend;
+        self.gemm = Gemm::new(backend, self.gemm.isa()).expect("the engine's instruction set is supported");
     }
 
+    /// Runs the elementwise kernels and the native GEMM's micro-kernels on `isa`.
     pub(crate) fn set_isa(&mut self, isa: Isa) -> Result<()> {
+        self.gemm = self.gemm.with_isa(isa)?;
         self.kernels = Kernels::for_isa(isa).ok_or(Error::UnsupportedIsa { isa: isa.name() })?;
         self.hidden_kernels = self.kernels.hidden(self.hyper.activation());
         self.output_kernels = self.kernels.output(self.hyper.reconstruction());
@@ -174,7 +184,7 @@ impl<T: Real> Engine<T> {
     }
 
     pub(crate) fn backend(&self) -> Backend {
-        self.backend
+        self.gemm.backend()
     }
 
     pub(crate) fn isa(&self) -> Isa {
@@ -291,14 +301,15 @@ impl<T: Real> Engine<T> {
         let (n, h) = (self.hyper.visible(), self.hyper.hidden());
         let (x, block) = (data.x(), self.block_size);
         let blocks = self.blocks(data.examples());
-        let Workspace { a2, block_activation_sums, chunk_blocks, tied_theta, ranges, .. } = &mut self.workspace;
+        let Workspace { a2, block_activation_sums, chunk_blocks, tied_theta, ranges, packed_w1, .. } = &mut self.workspace;
         *chunk_blocks = blocks;
         let theta = effective_theta(self.hyper.tied(), tied_theta, theta);
+        let w1 = self.gemm.pack_left(self.layout.w1(theta), Order::RowMajor, packed_w1);
         let layer = HiddenLayer {
             h,
-            w1: self.layout.w1(theta),
+            w1: &w1,
             b1: self.layout.b1(theta),
-            backend: self.backend,
+            gemm: self.gemm,
             activate_sum: self.hidden_kernels.activate_sum,
         };
         let a2 = &mut a2[..h * data.examples()];
@@ -414,27 +425,36 @@ impl<T: Real> Engine<T> {
     /// is deferred.
     pub(crate) fn backward(&mut self, theta: &[T], data: &Dataset<'_, T>, first_example: usize) {
         let blocks = self.blocks(data.examples());
-        let theta = effective_theta(self.hyper.tied(), &self.workspace.tied_theta, theta);
+        let Workspace { tied_theta, packed_w2, packed_w2t, a2, sparsity_delta, contractive_c, ranges, .. } = &mut self.workspace;
+        let theta = effective_theta(self.hyper.tied(), tied_theta, theta);
+        let w2 = self.layout.w2(theta);
+        let output_order = match data.layout() {
+            Layout::ExamplesByFeatures => Order::ColMajor,
+            Layout::FeaturesByExamples => Order::RowMajor,
+        };
+        let w2_packed = self.gemm.pack_left(w2, output_order, packed_w2);
+        let w2t_packed = self.gemm.pack_left(w2.t(), Order::RowMajor, packed_w2t);
         let pass = BackwardPass {
             n: self.hyper.visible(),
             h: self.hyper.hidden(),
             block: self.block_size,
             deferred_sparsity: self.deferred_sparsity,
-            w2: self.layout.w2(theta),
+            w2: &w2_packed,
+            w2t: &w2t_packed,
             b2: self.layout.b2(theta),
             data: *data,
             first_example,
             noise: self.noise,
-            a2: &self.workspace.a2,
-            sparsity_delta: &self.workspace.sparsity_delta,
-            contractive_c: (self.hyper.contractive() > 0.0).then_some(&self.workspace.contractive_c[..]),
-            backend: self.backend,
+            a2,
+            sparsity_delta,
+            contractive_c: (self.hyper.contractive() > 0.0).then_some(&contractive_c[..]),
+            gemm: self.gemm,
             hidden_kernels: self.hidden_kernels,
             output_kernels: self.output_kernels,
         };
-        let ranges = self.workspace.ranges.len();
-        self.workspace.ranges.par_iter_mut().enumerate().for_each(|(r, scratch)| {
-            pass.run(blocks * r / ranges..blocks * (r + 1) / ranges, scratch);
+        let range_count = ranges.len();
+        ranges.par_iter_mut().enumerate().for_each(|(r, scratch)| {
+            pass.run(blocks * r / range_count..blocks * (r + 1) / range_count, scratch);
         });
     }
 
@@ -563,7 +583,10 @@ struct BackwardPass<'a, T> {
     h: usize,
     block: usize,
     deferred_sparsity: bool,
-    w2: MatRef<'a, T>,
+    /// `W2`, packed for `z3 = W2 a2`.
+    w2: &'a Packed<'a, T>,
+    /// `W2ᵀ`, packed for `W2ᵀ delta3`.
+    w2t: &'a Packed<'a, T>,
     b2: &'a [T],
     data: Dataset<'a, T>,
     /// The global index of the data's first example (for the corruption noise).
@@ -573,7 +596,7 @@ struct BackwardPass<'a, T> {
     sparsity_delta: &'a [T],
     /// `c_j` of the contractive penalty, when there is one.
     contractive_c: Option<&'a [T]>,
-    backend: Backend,
+    gemm: Gemm,
     hidden_kernels: HiddenKernels<T>,
     output_kernels: OutputKernels<T>,
 }
@@ -582,9 +605,10 @@ struct BackwardPass<'a, T> {
 /// activation sums.
 struct HiddenLayer<'a, T> {
     h: usize,
-    w1: MatRef<'a, T>,
+    /// `W1`, packed for this product.
+    w1: &'a Packed<'a, T>,
     b1: &'a [T],
-    backend: Backend,
+    gemm: Gemm,
     activate_sum: fn(&mut [T]) -> f64,
 }
 
@@ -595,7 +619,7 @@ impl<T: Real> HiddenLayer<'_, T> {
         for (row, &bias) in a2.chunks_exact_mut(width).zip(self.b1) {
             row.fill(bias);
         }
-        gemm(self.backend, T::one(), self.w1, x, T::one(), MatMut::row_major(a2, self.h, width));
+        self.gemm.product(T::one(), self.w1, x, T::one(), MatMut::row_major(a2, self.h, width));
         for (row, sum) in a2.chunks_exact_mut(width).zip(sums) {
             *sum = (self.activate_sum)(row);
         }
@@ -638,13 +662,13 @@ impl<T: Real> BackwardPass<'_, T> {
             let z3 = &mut output[..n * width];
             let (rs, cs) = self.output_layer(start, width, a2_view, z3, loss, b2_sums);
             let delta3 = MatRef::new(&output[..n * width], n, width, rs, cs);
-            gemm(self.backend, T::one(), delta3, a2_view.t(), T::one(), MatMut::col_major(&mut *grad_w2, n, h));
+            self.gemm.product(T::one(), delta3, a2_view.t(), T::one(), MatMut::col_major(&mut *grad_w2, n, h));
 
             if self.deferred_sparsity {
                 // Step 4 deferred: P = (W2ᵀ delta3) ⊙ F and F = f'(z2), stacked as
                 // [P; F]; their row sums for ∇b1.
                 let (p, f) = hidden[..2 * h * width].split_at_mut(h * width);
-                gemm(self.backend, T::one(), self.w2.t(), delta3, T::zero(), MatMut::row_major(&mut *p, h, width));
+                self.gemm.product(T::one(), self.w2t, delta3, T::zero(), MatMut::row_major(&mut *p, h, width));
                 let rows = p.chunks_exact_mut(width).zip(a2.chunks_exact(width)).zip(f.chunks_exact_mut(width));
                 for (((p, a), f), (p_sum, f_sum)) in rows.zip(b1_sums.iter_mut().zip(derivative_sums.iter_mut())) {
                     let (dp, df) = (self.hidden_kernels.delta_deferred)(p, a, f);
@@ -657,7 +681,7 @@ impl<T: Real> BackwardPass<'_, T> {
                 for (row, &s) in p.chunks_exact_mut(width).zip(self.sparsity_delta) {
                     row.fill(s);
                 }
-                gemm(self.backend, T::one(), self.w2.t(), delta3, T::one(), MatMut::row_major(&mut *p, h, width));
+                self.gemm.product(T::one(), self.w2t, delta3, T::one(), MatMut::row_major(&mut *p, h, width));
                 for ((p, a), sum) in p.chunks_exact_mut(width).zip(a2.chunks_exact(width)).zip(b1_sums.iter_mut()) {
                     *sum += (self.hidden_kernels.delta_sum)(p, a);
                 }
@@ -677,7 +701,7 @@ impl<T: Real> BackwardPass<'_, T> {
 
             // Step 5: ∇W1 += delta2 Xᵀ (deferred: [P; F] Xᵀ, one GEMM with 2h rows).
             let delta2 = MatRef::row_major(&hidden[..hidden_rows * width], hidden_rows, width);
-            gemm(self.backend, T::one(), delta2, x.t(), T::one(), MatMut::col_major(&mut *grad_w1, hidden_rows, n));
+            self.gemm.product(T::one(), delta2, x.t(), T::one(), MatMut::col_major(&mut *grad_w1, hidden_rows, n));
         }
     }
 
@@ -702,7 +726,7 @@ impl<T: Real> BackwardPass<'_, T> {
                 for column in z3.chunks_exact_mut(n) {
                     column.copy_from_slice(self.b2);
                 }
-                gemm(self.backend, T::one(), self.w2, a2, T::one(), MatMut::col_major(z3, n, width));
+                self.gemm.product(T::one(), self.w2, a2, T::one(), MatMut::col_major(z3, n, width));
                 let x = &values[start * n..(start + width) * n];
                 for (z, x) in z3.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
                     *loss += (self.output_kernels.delta_col)(z, x, b2_sums);
@@ -713,7 +737,7 @@ impl<T: Real> BackwardPass<'_, T> {
                 for (row, &bias) in z3.chunks_exact_mut(width).zip(self.b2) {
                     row.fill(bias);
                 }
-                gemm(self.backend, T::one(), self.w2, a2, T::one(), MatMut::row_major(z3, n, width));
+                self.gemm.product(T::one(), self.w2, a2, T::one(), MatMut::row_major(z3, n, width));
                 let m = self.data.examples();
                 for (k, z) in z3.chunks_exact_mut(width).enumerate() {
                     let x = &values[k * m + start..k * m + start + width];

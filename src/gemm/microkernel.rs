@@ -1,0 +1,263 @@
+//! Register-blocked micro-kernels: the innermost loop of the GEMM, one `MR×NR` tile of `C`
+//! from an `MR`-row panel of `A` and an `NR`-column panel of `B`, both packed (see
+//! [`super::pack`]):
+//!
+//! ```text
+//! C[i + j·ldc] ← α Σ_p a[p·MR + i] · b[p·NR + j] + β C[i + j·ldc]     i < MR, j < NR, p < k
+//! ```
+//!
+//! The `MR×NR` sums live in `NR·MR/WIDTH` vector registers for the whole `k` loop; each step
+//! loads `MR/WIDTH` vectors of `A` and broadcasts `NR` values of `B` (folded into the FMA's
+//! memory operand), so the loads never limit the FMAs. With `β = 0`, `C` is not read (so NaNs
+//! already there do not propagate, as BLAS specifies).
+//!
+//! One generic body ([`tile`]) is written over [`Lanes`] and instantiated per instruction set;
+//! [`scalar_tile`] is its portable twin, the kernel of [`Isa::Scalar`] and the reference the
+//! vector kernels are tested against.
+
+use super::pack::Transpose;
+use crate::kernels::lanes::Lanes;
+use crate::kernels::Isa;
+
+/// The signature of a micro-kernel: `(k, α, a, b, β, c, ldc)`.
+///
+/// # Safety
+/// `a` holds `k·MR` and `b` `k·NR` readable values; `c + i + j·ldc` is valid for reads and
+/// writes for every `i < MR`, `j < NR`, and aliases neither `a` nor `b`; the CPU supports the
+/// kernel's instruction set.
+pub(crate) type TileFn<T> = unsafe fn(usize, T, *const T, *const T, T, *mut T, usize);
+
+/// One micro-kernel and the cache blocking it is used with.
+#[derive(Clone, Copy)]
+pub struct MicroKernel<T> {
+    /// The instruction set of `run`.
+    pub isa: Isa,
+    /// Rows of the tile: the panel width of packed `A`.
+    pub mr: usize,
+    /// Columns of the tile: the panel width of packed `B`.
+    pub nr: usize,
+    /// Depth of one block of `k`: an `NR×KC` panel of `B` stays in L1 while every `A` panel of
+    /// a block passes by.
+    pub kc: usize,
+    /// Rows of one block of `A` (`MC×KC`, kept in L2).
+    pub mc: usize,
+    /// Columns of one block of `B` (`KC×NC`).
+    pub nc: usize,
+    pub(crate) run: TileFn<T>,
+    /// The vector transpose packing uses on this instruction set, if any.
+    pub(crate) transpose: Option<Transpose<T>>,
+}
+
+impl<T> std::fmt::Debug for MicroKernel<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MicroKernel({:?}, {}×{}, kc {}, mc {}, nc {})", self.isa, self.mr, self.nr, self.kc, self.mc, self.nc)
+    }
+}
+
+impl<T> MicroKernel<T> {
+    /// Runs the kernel on one full tile.
+    ///
+    /// # Safety
+    /// As [`TileFn`], with `MR = self.mr`, `NR = self.nr`; `self` came from
+    /// [`super::Element::micro_kernel`], which checked the CPU.
+    #[inline]
+    pub(crate) unsafe fn tile(&self, k: usize, alpha: T, a: *const T, b: *const T, beta: T, c: *mut T, ldc: usize) {
+        (self.run)(k, alpha, a, b, beta, c, ldc)
+    }
+}
+
+/// The portable micro-kernel: the same sums in the same order as [`tile`] (one product
+/// `a·b` added per step of `p`), one element at a time, each rounded twice where the vector
+/// kernels' FMAs round once (a software `fma` would be many times slower).
+///
+/// # Safety
+/// As [`TileFn`] with `MR`, `NR`.
+pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR: usize>(
+    k: usize,
+    alpha: T,
+    a: *const T,
+    b: *const T,
+    beta: T,
+    c: *mut T,
+    ldc: usize,
+) {
+    let mut acc = [[T::zero(); MR]; NR];
+    for p in 0..k {
+        let a = std::slice::from_raw_parts(a.add(p * MR), MR);
+        let b = std::slice::from_raw_parts(b.add(p * NR), NR);
+        for (acc, &b) in acc.iter_mut().zip(b) {
+            for (acc, &a) in acc.iter_mut().zip(a) {
+                *acc = a * b + *acc;
+            }
+        }
+    }
+    for (j, acc) in acc.iter().enumerate() {
+        let column = c.add(j * ldc);
+        for (i, &acc) in acc.iter().enumerate() {
+            let c = column.add(i);
+            *c = if beta == T::zero() { alpha * acc } else { alpha * acc + beta * *c };
+        }
+    }
+}
+
+/// The vector micro-kernel: an `MR×NR` tile with `MR = V·L::WIDTH`, in `V·NR` accumulators.
+///
+/// # Safety
+/// As [`TileFn`] with `MR = V·L::WIDTH`, `NR`; called only from a function compiled for `L`'s
+/// instruction set.
+#[inline(always)]
+pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize>(
+    k: usize,
+    alpha: L::Elem,
+    a: *const L::Elem,
+    b: *const L::Elem,
+    beta: L::Elem,
+    c: *mut L::Elem,
+    ldc: usize,
+) {
+    let zero = L::splat(<L::Elem as num_traits::Zero>::zero());
+    let mut acc = [[zero; V]; NR];
+    let (mut a, mut b) = (a, b);
+    // Four steps per trip: the loop's own additions and branch would otherwise take issue
+    // slots from the FMAs on the ports they share.
+    for _ in 0..k / 4 {
+        for _ in 0..4 {
+            step::<L, V, NR>(&mut acc, a, b);
+            a = a.add(V * L::WIDTH);
+            b = b.add(NR);
+        }
+    }
+    for _ in 0..k % 4 {
+        step::<L, V, NR>(&mut acc, a, b);
+        a = a.add(V * L::WIDTH);
+        b = b.add(NR);
+    }
+    let alpha = L::splat(alpha);
+    if beta == <L::Elem as num_traits::Zero>::zero() {
+        for (j, acc) in acc.iter().enumerate() {
+            for (v, &acc) in acc.iter().enumerate() {
+                acc.mul(alpha).store(c.add(j * ldc + v * L::WIDTH));
+            }
+        }
+    } else {
+        let beta = L::splat(beta);
+        for (j, acc) in acc.iter().enumerate() {
+            for (v, &acc) in acc.iter().enumerate() {
+                let c = c.add(j * ldc + v * L::WIDTH);
+                acc.mul_add(alpha, L::load(c).mul(beta)).store(c);
+            }
+        }
+    }
+}
+
+/// One step of `p`: `acc[j][v] += a[v] · b[j]`.
+#[inline(always)]
+unsafe fn step<L: Lanes, const V: usize, const NR: usize>(acc: &mut [[L; V]; NR], a: *const L::Elem, b: *const L::Elem) {
+    let mut column = [acc[0][0]; V];
+    for (v, column) in column.iter_mut().enumerate() {
+        *column = L::load(a.add(v * L::WIDTH));
+    }
+    for (j, acc) in acc.iter_mut().enumerate() {
+        let b = L::splat(*b.add(j));
+        for (acc, &a) in acc.iter_mut().zip(&column) {
+            *acc = a.mul_add(b, *acc);
+        }
+    }
+}
+
+/// Instantiates [`tile`] for one instruction set and element type as a `#[target_feature]`
+/// function, and a constructor of its [`MicroKernel`].
+macro_rules! micro_kernel {
+    ($name:ident, $features:literal, $lanes:ty, $t:ty, $v:literal, $nr:literal, $isa:expr, kc $kc:literal, mc $mc:literal, $transpose:expr) => {
+        /// The micro-kernel and its blocking.
+        ///
+        /// # Safety
+        /// The CPU must support the kernel's target features.
+        pub(crate) unsafe fn $name() -> MicroKernel<$t> {
+            #[target_feature(enable = $features)]
+            unsafe fn run(k: usize, alpha: $t, a: *const $t, b: *const $t, beta: $t, c: *mut $t, ldc: usize) {
+                tile::<$lanes, $v, $nr>(k, alpha, a, b, beta, c, ldc)
+            }
+            const MR: usize = $v * <$lanes as Lanes>::WIDTH;
+            MicroKernel { isa: $isa, mr: MR, nr: $nr, kc: $kc, mc: $mc, nc: 4096 / $nr * $nr, run, transpose: Some($transpose) }
+        }
+    };
+}
+
+/// The kernels of the scalar set: small tiles that the compiler keeps in registers.
+pub(crate) fn scalar_f32() -> MicroKernel<f32> {
+    MicroKernel { isa: Isa::Scalar, mr: 8, nr: 4, kc: 256, mc: 128, nc: 4096, run: scalar_tile::<f32, 8, 4>, transpose: None }
+}
+
+pub(crate) fn scalar_f64() -> MicroKernel<f64> {
+    MicroKernel { isa: Isa::Scalar, mr: 8, nr: 4, kc: 256, mc: 128, nc: 4096, run: scalar_tile::<f64, 8, 4>, transpose: None }
+}
+
+// Tile shapes: AVX-512 has 32 vector registers, so 24 accumulators (2 vectors × 12 columns)
+// leave room for the two A vectors; AVX2 has 16, so 12 accumulators (2 × 6). The blocking keeps
+// an NR×KC panel of B within half of a 32–48 KiB L1 and an MC×KC block of A within half of
+// L2 (1–2 MiB on CPUs with AVX-512, 256 KiB–1 MiB with AVX2 only).
+//
+// Packing an operand whose rows are contiguous transposes it; 256-bit tiles (8×8 f32, 4×4 f64)
+// serve both instruction sets.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{tile, Lanes, MicroKernel, Transpose};
+    use crate::kernels::avx2::{F32x8, F64x4};
+    use crate::kernels::avx512::{F32x16, F64x8};
+    use crate::kernels::Isa;
+
+    const TRANSPOSE_F32: Transpose<f32> = Transpose { size: 8, run: transpose_8x8 };
+    const TRANSPOSE_F64: Transpose<f64> = Transpose { size: 4, run: transpose_4x4 };
+
+    micro_kernel!(avx512_f32, "avx512f", F32x16, f32, 2, 12, Isa::Avx512, kc 384, mc 512, TRANSPOSE_F32);
+    micro_kernel!(avx512_f64, "avx512f", F64x8, f64, 2, 12, Isa::Avx512, kc 256, mc 384, TRANSPOSE_F64);
+    micro_kernel!(avx2_f32, "avx2,fma", F32x8, f32, 2, 6, Isa::Avx2Fma, kc 256, mc 192, TRANSPOSE_F32);
+    micro_kernel!(avx2_f64, "avx2,fma", F64x4, f64, 2, 6, Isa::Avx2Fma, kc 256, mc 96, TRANSPOSE_F64);
+
+    /// `dst[t·ds + s] = src[s·rs + t]`, `s, t < 8`.
+    ///
+    /// # Safety
+    /// As [`super::super::pack::TransposeFn`], on a CPU with AVX.
+    #[target_feature(enable = "avx")]
+    unsafe fn transpose_8x8(src: *const f32, rs: usize, dst: *mut f32, ds: usize) {
+        let r = |s: usize| _mm256_loadu_ps(src.add(s * rs));
+        let (r0, r1, r2, r3, r4, r5, r6, r7) = (r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7));
+        // Pairs of rows interleaved, then quadruples, then the 128-bit halves exchanged.
+        let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+        let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+        let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+        let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+        let (u0, u1) = (_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2));
+        let (u2, u3) = (_mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3));
+        let (u4, u5) = (_mm256_shuffle_ps::<0x44>(t4, t6), _mm256_shuffle_ps::<0xEE>(t4, t6));
+        let (u6, u7) = (_mm256_shuffle_ps::<0x44>(t5, t7), _mm256_shuffle_ps::<0xEE>(t5, t7));
+        let w = |t: usize, v: __m256| _mm256_storeu_ps(dst.add(t * ds), v);
+        w(0, _mm256_permute2f128_ps::<0x20>(u0, u4));
+        w(1, _mm256_permute2f128_ps::<0x20>(u1, u5));
+        w(2, _mm256_permute2f128_ps::<0x20>(u2, u6));
+        w(3, _mm256_permute2f128_ps::<0x20>(u3, u7));
+        w(4, _mm256_permute2f128_ps::<0x31>(u0, u4));
+        w(5, _mm256_permute2f128_ps::<0x31>(u1, u5));
+        w(6, _mm256_permute2f128_ps::<0x31>(u2, u6));
+        w(7, _mm256_permute2f128_ps::<0x31>(u3, u7));
+    }
+
+    /// `dst[t·ds + s] = src[s·rs + t]`, `s, t < 4`.
+    ///
+    /// # Safety
+    /// As [`super::super::pack::TransposeFn`], on a CPU with AVX.
+    #[target_feature(enable = "avx")]
+    unsafe fn transpose_4x4(src: *const f64, rs: usize, dst: *mut f64, ds: usize) {
+        let r = |s: usize| _mm256_loadu_pd(src.add(s * rs));
+        let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+        let (t0, t1) = (_mm256_unpacklo_pd(r0, r1), _mm256_unpackhi_pd(r0, r1));
+        let (t2, t3) = (_mm256_unpacklo_pd(r2, r3), _mm256_unpackhi_pd(r2, r3));
+        _mm256_storeu_pd(dst, _mm256_permute2f128_pd::<0x20>(t0, t2));
+        _mm256_storeu_pd(dst.add(ds), _mm256_permute2f128_pd::<0x20>(t1, t3));
+        _mm256_storeu_pd(dst.add(2 * ds), _mm256_permute2f128_pd::<0x31>(t0, t2));
+        _mm256_storeu_pd(dst.add(3 * ds), _mm256_permute2f128_pd::<0x31>(t1, t3));
+    }
+}

@@ -1,0 +1,253 @@
+//! The engine's own GEMM: `C ← α A B + β C` by the loop nest of Goto and van de Geijn (as in
+//! BLIS), around the micro-kernels of [`super::microkernel`].
+//!
+//! ```text
+//! for jc in columns of C, step NC              B block KC×NC (from L3)
+//!   for each depth block (KC deep)             pack B[depth, jc..] unless prepacked
+//!     for ic in rows of C, step MC             pack A[ic.., depth] unless prepacked (L2)
+//!       for jr in the block's columns, step NR   one NR-wide panel of B stays in L1
+//!         for ir in the block's rows, step MR    MR×NR tile: micro-kernel
+//! ```
+//!
+//! The micro-kernel writes columns of `C` with vector stores, so `C` must have unit row stride;
+//! a product into a row-major `C` is computed as `Cᵀ = Bᵀ Aᵀ` instead. Tiles at the edges, and
+//! every tile of a `C` with neither stride 1, go through a small buffer.
+//!
+//! An operand packed beforehand ([`Packed`]) is used in place of packing it again, when it was
+//! packed for the role it plays; any other operand (or a packed one in another role) is packed
+//! block by block into per-thread buffers that live as long as the thread.
+
+use std::cell::RefCell;
+
+use super::microkernel::MicroKernel;
+use super::pack::{self, Format};
+use super::view::{MatMut, MatRef};
+use super::Element;
+
+/// An operand of a product: a view, or a view with a packed copy made beforehand.
+#[derive(Clone, Copy, Debug)]
+pub enum Operand<'a, T> {
+    View(MatRef<'a, T>),
+    Packed(&'a Packed<'a, T>),
+}
+
+impl<'a, T> Operand<'a, T> {
+    /// The matrix, as a view.
+    pub fn view(&self) -> MatRef<'a, T> {
+        match *self {
+            Operand::View(view) => view,
+            Operand::Packed(packed) => packed.source,
+        }
+    }
+}
+
+impl<'a, T> From<MatRef<'a, T>> for Operand<'a, T> {
+    fn from(view: MatRef<'a, T>) -> Self {
+        Operand::View(view)
+    }
+}
+
+impl<'a, T> From<&'a Packed<'a, T>> for Operand<'a, T> {
+    fn from(packed: &'a Packed<'a, T>) -> Self {
+        Operand::Packed(packed)
+    }
+}
+
+/// A matrix and its packed copy, made once and used by every product that reads it in the
+/// same role (e.g. the weights of one evaluation, shared by every column block and thread).
+/// Made by [`super::Gemm::pack_left`] and [`super::Gemm::pack_right`].
+#[derive(Debug)]
+pub struct Packed<'a, T> {
+    pub(crate) source: MatRef<'a, T>,
+    /// What was packed and how: `None` when the back-end does its own packing.
+    pub(crate) packing: Option<Packing<'a, T>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Packing<'a, T> {
+    /// Whether the packed matrix is `sourceᵀ` rather than `source`.
+    pub transposed: bool,
+    pub format: Format,
+    pub isa: crate::kernels::Isa,
+    pub data: &'a [T],
+}
+
+impl<T> Packed<'_, T> {
+    /// The packed copy of the matrix `M` the driver needs (`source` or its transpose) in
+    /// `format` for `kernel`'s instruction set, if this is one.
+    fn packed_as(&self, transposed: bool, format: Format, isa: crate::kernels::Isa) -> Option<&[T]> {
+        self.packing
+            .as_ref()
+            .filter(|p| p.transposed == transposed && p.format == format && p.isa == isa)
+            .map(|p| p.data)
+    }
+}
+
+/// Whether a product into `c` is computed as `Cᵀ = Bᵀ Aᵀ`: when `C`'s columns are not
+/// contiguous but its rows are.
+pub(crate) fn transposes<T>(c: &MatMut<'_, T>) -> bool {
+    let (rs, cs) = c.strides();
+    rs != 1 && c.rows() > 1 && (cs == 1 || c.cols() == 1)
+}
+
+/// One side of the product as the driver reads it: the matrix `M` to cut into panels (`A`, or
+/// `Bᵀ` for the right side), and its packed copy when there is a usable one.
+struct Side<'a, T> {
+    m: MatRef<'a, T>,
+    packed: Option<&'a [T]>,
+    format: Format,
+    transpose: Option<pack::Transpose<T>>,
+}
+
+impl<'a, T: Element> Side<'a, T> {
+    fn new(operand: Operand<'a, T>, transposed: bool, format: Format, kernel: &MicroKernel<T>) -> Self {
+        let view = operand.view();
+        let packed = match operand {
+            Operand::View(_) => None,
+            Operand::Packed(packed) => packed.packed_as(transposed, format, kernel.isa),
+        };
+        Side { m: if transposed { view.t() } else { view }, packed, format, transpose: kernel.transpose }
+    }
+
+    /// Rows `rows` of depth block `kb` (`depth`), packed: the prepacked slice or a copy in `buf`.
+    fn block<'b>(&'b self, kb: usize, depth: std::ops::Range<usize>, rows: std::ops::Range<usize>, buf: &'b mut [T]) -> &'b [T] {
+        match self.packed {
+            Some(packed) => pack::block_of(packed, self.m.rows(), self.format, kb, depth.len(), rows.start, rows.len()),
+            None => {
+                let len = pack::packed_len(rows.len(), depth.len(), self.format.width);
+                pack::pack_block(self.m, rows, depth, self.format.width, self.transpose, &mut buf[..len]);
+                &buf[..len]
+            }
+        }
+    }
+}
+
+/// The formats in which the left and right sides of a product of depth `k` are packed.
+pub(crate) fn formats<T>(kernel: &MicroKernel<T>, k: usize) -> (Format, Format) {
+    let kc = pack::block_depth(k, kernel.kc);
+    (Format { width: kernel.mr, kc }, Format { width: kernel.nr, kc })
+}
+
+/// A cache line of packing buffer: the buffers are arrays of these, so that every panel starts
+/// on a 64-byte boundary.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u64; 8]);
+
+// SAFETY: a plain array of integers, no padding; any bit pattern is valid.
+unsafe impl bytemuck::Zeroable for Line {}
+// SAFETY: as above; `Copy` and `'static`.
+unsafe impl bytemuck::Pod for Line {}
+
+thread_local! {
+    /// The packing buffers of this thread: one for blocks of `A`, one for `B`.
+    static BUFFERS: RefCell<[Vec<Line>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// `buf` as at least `len` values of `T`.
+fn buffer<T: Element>(buf: &mut Vec<Line>, len: usize) -> &mut [T] {
+    let lines = (len * std::mem::size_of::<T>()).div_ceil(std::mem::size_of::<Line>());
+    if buf.len() < lines {
+        buf.resize(lines, Line([0; 8]));
+    }
+    &mut bytemuck::cast_slice_mut(&mut buf[..])[..len]
+}
+
+/// `C ← α A B + β C` with `kernel` (shapes already checked, none of `m`, `n` zero).
+pub(crate) fn gemm<T: Element>(kernel: &MicroKernel<T>, alpha: T, a: Operand<'_, T>, b: Operand<'_, T>, beta: T, c: MatMut<'_, T>) {
+    let k = a.view().cols();
+    if k == 0 {
+        return scale(beta, c);
+    }
+    let (left, right) = formats(kernel, k);
+    let (a, b, mut c) = if transposes(&c) {
+        // Cᵀ = Bᵀ Aᵀ: the left side's M is Bᵀ, the right side's (M = (Aᵀ)ᵀ) is A.
+        (Side::new(b, true, left, kernel), Side::new(a, false, right, kernel), c.t())
+    } else {
+        (Side::new(a, false, left, kernel), Side::new(b, true, right, kernel), c)
+    };
+    let (m, n) = (c.rows(), c.cols());
+    let (mc, nc) = (kernel.mc, kernel.nc);
+    BUFFERS.with_borrow_mut(|[a_buf, b_buf]| {
+        let a_buf = buffer::<T>(a_buf, if a.packed.is_some() { 0 } else { pack::padded(mc.min(m), kernel.mr) * left.kc });
+        let b_buf = buffer::<T>(b_buf, if b.packed.is_some() { 0 } else { pack::padded(nc.min(n), kernel.nr) * left.kc });
+        for jc in (0..n).step_by(nc) {
+            let columns = jc..(jc + nc).min(n);
+            for (kb, depth) in pack::depth_blocks(k, left.kc).enumerate() {
+                let b_block = b.block(kb, depth.clone(), columns.clone(), b_buf);
+                let beta = if kb == 0 { beta } else { T::one() };
+                for ic in (0..m).step_by(mc) {
+                    let rows = ic..(ic + mc).min(m);
+                    let a_block = a.block(kb, depth.clone(), rows.clone(), a_buf);
+                    macro_kernel(kernel, depth.len(), alpha, a_block, b_block, beta, &mut c, rows, columns.clone());
+                }
+            }
+        }
+    });
+}
+
+/// Every tile of one block: `C[rows, columns] ← α A_block B_block + β C[rows, columns]`.
+#[allow(clippy::too_many_arguments)]
+fn macro_kernel<T: Element>(
+    kernel: &MicroKernel<T>,
+    depth: usize,
+    alpha: T,
+    a_block: &[T],
+    b_block: &[T],
+    beta: T,
+    c: &mut MatMut<'_, T>,
+    rows: std::ops::Range<usize>,
+    columns: std::ops::Range<usize>,
+) {
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let (rs, cs) = c.strides();
+    let (c_rows, c_cols) = (c.rows(), c.cols());
+    let c_data = c.as_mut_slice();
+    for (jr, b_panel) in columns.clone().step_by(nr).zip(b_block.chunks_exact(nr * depth)) {
+        let tile_cols = nr.min(columns.end - jr);
+        for (ir, a_panel) in rows.clone().step_by(mr).zip(a_block.chunks_exact(mr * depth)) {
+            let tile_rows = mr.min(rows.end - ir);
+            debug_assert!(ir + tile_rows <= c_rows && jr + tile_cols <= c_cols);
+            if rs == 1 && tile_rows == mr && tile_cols == nr {
+                let first = ir + jr * cs;
+                // The tile's last element, (ir + mr − 1, jr + nr − 1), lies inside the view, so
+                // inside `c_data` (checked when the view was made).
+                let _ = &c_data[first + (mr - 1) + (nr - 1) * cs];
+                // SAFETY: the panels hold `depth·mr` and `depth·nr` values (`chunks_exact`);
+                // every `c[first + i + j·cs]`, `i < mr`, `j < nr`, is an element of the view
+                // (bounds-checked above), which is a unique borrow, so it aliases neither panel;
+                // `kernel` came from `Element::micro_kernel`, which checked the CPU.
+                unsafe { kernel.tile(depth, alpha, a_panel.as_ptr(), b_panel.as_ptr(), beta, c_data[first..].as_mut_ptr(), cs) };
+            } else {
+                let mut tile = [T::zero(); MAX_TILE];
+                assert!(mr * nr <= MAX_TILE, "tile {mr}×{nr} larger than the edge buffer");
+                // SAFETY: as above, with the tile buffer (`mr·nr` values, leading dimension `mr`)
+                // as `C`.
+                unsafe { kernel.tile(depth, T::one(), a_panel.as_ptr(), b_panel.as_ptr(), T::zero(), tile.as_mut_ptr(), mr) };
+                for j in 0..tile_cols {
+                    for i in 0..tile_rows {
+                        let c = &mut c_data[(ir + i) * rs + (jr + j) * cs];
+                        let product = alpha * tile[i + j * mr];
+                        *c = if beta == T::zero() { product } else { product + beta * *c };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The largest `MR·NR` of any micro-kernel.
+const MAX_TILE: usize = 32 * 12;
+
+/// `C ← β C` (a product of depth 0); with `β = 0`, `C` is set to zero without being read.
+fn scale<T: Element>(beta: T, mut c: MatMut<'_, T>) {
+    let (rows, cols) = (c.rows(), c.cols());
+    let (rs, cs) = c.strides();
+    let data = c.as_mut_slice();
+    for j in 0..cols {
+        for i in 0..rows {
+            let c = &mut data[i * rs + j * cs];
+            *c = if beta == T::zero() { T::zero() } else { beta * *c };
+        }
+    }
+}
