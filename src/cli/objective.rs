@@ -14,7 +14,8 @@ use crate::data::npy;
 use crate::data::stream::{ExampleSource, SliceSource};
 use crate::files::FilePlan;
 use crate::objective::{gradcheck, reference, StreamingObjective};
-use crate::{Dataset, HyperParams, Objective, Parameters, Real};
+use crate::gemm::products_run;
+use crate::{Backend, Dataset, HyperParams, Isa, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
 pub struct ObjectiveArgs {
@@ -176,7 +177,7 @@ fn in_memory<T: Real>(
         objective = objective.with_block_size(block_size)?;
     }
     let (cost, grad, times) = timed(args.repeat, theta.len(), |grad| objective.evaluate(theta, grad))?;
-    let engine = format!("in memory, {} GEMMs, {:?} kernels", objective.backend().name(), objective.isa());
+    let engine = format!("in memory, {}", kernels_used(objective.backend(), objective.isa()));
     Ok(Evaluated { cost, grad, rho_hat: objective.rho_hat().to_vec(), examples, times, engine })
 }
 
@@ -196,12 +197,20 @@ fn streamed<T: Real, S: ExampleSource<T> + Send>(
     }
     let (cost, grad, times) = timed(args.repeat, theta.len(), |grad| objective.evaluate(theta, grad))?;
     let engine = format!(
-        "streamed {mode:?} in chunks of {} examples, {} GEMMs, {:?} kernels",
+        "streamed {mode:?} in chunks of {} examples, {}",
         objective.chunk(),
-        objective.backend().name(),
-        objective.isa()
+        kernels_used(objective.backend(), objective.isa())
     );
     Ok(Evaluated { cost, grad, rho_hat: objective.rho_hat().to_vec(), examples: objective.examples(), times, engine })
+}
+
+/// The GEMM back-end and instruction set that ran, with the count of native products run on
+/// that set (the proof that a forced `SAE_ISA` took effect).
+fn kernels_used(backend: Backend, isa: Isa) -> String {
+    match backend {
+        Backend::Native => format!("native GEMMs ({} products on {}), {} kernels", products_run(isa), isa.name(), isa.name()),
+        other => format!("{} GEMMs, {} kernels", other.name(), isa.name()),
+    }
 }
 
 fn report<T: Real>(hyper: &HyperParams, result: &Evaluated<T>) {

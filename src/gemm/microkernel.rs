@@ -261,3 +261,92 @@ pub(crate) mod x86 {
         _mm256_storeu_pd(dst.add(3 * ds), _mm256_permute2f128_pd::<0x31>(t1, t3));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::Element;
+
+    /// The scalar twin with the same tile shape as `kernel`.
+    fn twin<T: num_traits::Float>(kernel: &MicroKernel<T>) -> TileFn<T> {
+        match (kernel.mr, kernel.nr) {
+            (8, 4) => scalar_tile::<T, 8, 4>,
+            (16, 6) => scalar_tile::<T, 16, 6>,
+            (8, 6) => scalar_tile::<T, 8, 6>,
+            (32, 12) => scalar_tile::<T, 32, 12>,
+            (16, 12) => scalar_tile::<T, 16, 12>,
+            shape => panic!("no scalar twin for a {shape:?} tile"),
+        }
+    }
+
+    fn vector_kernels_match_their_scalar_twins<T: Element>(tolerance: f64) {
+        for isa in Isa::ALL {
+            let Some(kernel) = T::micro_kernel(isa) else { continue };
+            let (mr, nr) = (kernel.mr, kernel.nr);
+            for k in [0, 1, 3, 4, 7, 64, 385] {
+                let a: Vec<T> = (0..k * mr).map(|i| T::from((i * 37 % 101) as f64 / 101.0 - 0.5).unwrap()).collect();
+                let b: Vec<T> = (0..k * nr).map(|i| T::from((i * 53 % 97) as f64 / 97.0 - 0.5).unwrap()).collect();
+                for (alpha, beta) in [(1.0, 0.0), (0.5, -2.0)] {
+                    let ldc = mr + 5;
+                    let start: Vec<T> = (0..ldc * nr).map(|i| T::from((i % 13) as f64 / 13.0).unwrap()).collect();
+                    let (mut got, mut want) = (start.clone(), start.clone());
+                    let (alpha, beta) = (T::from(alpha).unwrap(), T::from(beta).unwrap());
+                    // SAFETY: `a`, `b` hold k·mr and k·nr values, both C buffers mr + 5 rows ×
+                    // nr columns; `micro_kernel` returned the kernel, so the CPU supports it.
+                    unsafe {
+                        kernel.tile(k, alpha, a.as_ptr(), b.as_ptr(), beta, got.as_mut_ptr(), ldc);
+                        twin(&kernel)(k, alpha, a.as_ptr(), b.as_ptr(), beta, want.as_mut_ptr(), ldc);
+                    }
+                    for (index, (g, w)) in got.iter().zip(&want).enumerate() {
+                        let (g, w) = (g.to_f64().unwrap(), w.to_f64().unwrap());
+                        assert!((g - w).abs() <= tolerance * (1.0 + k as f64), "{kernel:?} k={k} at {index}: {g} vs {w}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vector_kernels_match_their_scalar_twins_in_f32() {
+        vector_kernels_match_their_scalar_twins::<f32>(1e-6);
+    }
+
+    #[test]
+    fn vector_kernels_match_their_scalar_twins_in_f64() {
+        vector_kernels_match_their_scalar_twins::<f64>(1e-14);
+    }
+
+    #[test]
+    fn transposes_match_the_definition() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::gemm::Element;
+            for isa in [Isa::Avx2Fma, Isa::Avx512] {
+                if let Some(kernel) = f32::micro_kernel(isa) {
+                    let t = kernel.transpose.expect("a vector transpose");
+                    let src: Vec<f32> = (0..t.size * 11).map(|i| i as f32).collect();
+                    let mut dst = vec![-1f32; t.size * 9];
+                    // SAFETY: rows of 11 and 9 values, `t.size` of each; the CPU supports `isa`.
+                    unsafe { (t.run)(src.as_ptr(), 11, dst.as_mut_ptr(), 9) };
+                    for s in 0..t.size {
+                        for u in 0..t.size {
+                            assert_eq!(dst[u * 9 + s], src[s * 11 + u]);
+                        }
+                    }
+                }
+                if let Some(kernel) = f64::micro_kernel(isa) {
+                    let t = kernel.transpose.expect("a vector transpose");
+                    let src: Vec<f64> = (0..t.size * 7).map(|i| i as f64).collect();
+                    let mut dst = vec![-1f64; t.size * 5];
+                    // SAFETY: as above.
+                    unsafe { (t.run)(src.as_ptr(), 7, dst.as_mut_ptr(), 5) };
+                    for s in 0..t.size {
+                        for u in 0..t.size {
+                            assert_eq!(dst[u * 5 + s], src[s * 7 + u]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
