@@ -224,15 +224,29 @@ fn macro_kernel<T: Element>(
                 // SAFETY: as above, with the tile buffer (`mr·nr` values, leading dimension `mr`)
                 // as `C`.
                 unsafe { kernel.tile(depth, T::one(), a_panel.as_ptr(), b_panel.as_ptr(), T::zero(), tile.as_mut_ptr(), mr) };
-                for j in 0..tile_cols {
-                    for i in 0..tile_rows {
-                        let c = &mut c_data[(ir + i) * rs + (jr + j) * cs];
-                        let product = alpha * tile[i + j * mr];
-                        *c = if beta == T::zero() { product } else { product + beta * *c };
+                for (j, tile) in tile.chunks_exact(mr).take(tile_cols).enumerate() {
+                    let first = ir * rs + (jr + j) * cs;
+                    if rs == 1 {
+                        // A contiguous run of the column: a loop the compiler vectorises.
+                        update(&mut c_data[first..first + tile_rows], &tile[..tile_rows], alpha, beta);
+                    } else {
+                        for (i, &value) in tile[..tile_rows].iter().enumerate() {
+                            update(std::slice::from_mut(&mut c_data[first + i * rs]), &[value], alpha, beta);
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// `c ← α t + β c` (`c` not read when `β = 0`).
+#[inline]
+fn update<T: Element>(c: &mut [T], t: &[T], alpha: T, beta: T) {
+    if beta == T::zero() {
+        c.iter_mut().zip(t).for_each(|(c, &t)| *c = alpha * t);
+    } else {
+        c.iter_mut().zip(t).for_each(|(c, &t)| *c = alpha * t + beta * *c);
     }
 }
 
