@@ -1,17 +1,24 @@
-//! Cost+gradient of the SPEC §3 shapes, f32 and f64, 1 and 2 threads, every compiled GEMM
-//! back-end; and, in the same run, the five GEMMs of each shape alone (`gemm_bound`), so the
-//! engine's overhead is a ratio of two figures measured together.
+//! Cost+gradient of the SPEC §3 shapes, f32 and f64, every compiled GEMM back-end, one thread
+//! and all cores; in the same run the five GEMMs of each shape alone (`gemm_bound`, so the
+//! engine's overhead is a ratio of two figures measured together) and the FMA peak of one core
+//! (`peak`), so that every engine figure is also printed as a fraction of that peak:
 //!
-//! `cargo bench --bench objective [-- FILTER]`, e.g. `-- S1/` or `-- f32/openblas/t1`.
-//! `SAE_BENCH_SHAPES=S1,S2` restricts the shapes.
+//! ```text
+//! S2/f32/native/t1: 10·h·n·m = 15.4 GFLOP in 98.1 ms = 156.7 GFLOP/s = 0.74 of the f32 peak
+//! ```
+//!
+//! `cargo bench --bench objective [-- FILTER]`, e.g. `-- S1/` or `-- f32/native/t1`.
+//! `SAE_BENCH_SHAPES=S1,S2` restricts the shapes, `SAE_BENCH_THREADS=1,2` the thread counts
+//! (default: 1 and all cores). The CPU model and instruction set are printed first.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use rayon::prelude::*;
 use sae::data::generated::{ProblemShape, SPEC_SHAPES};
-use sae::gemm::{gemm, Backend, MatMut, MatRef};
-use sae::{Dataset, Objective, Parameters, Real};
+use sae::gemm::{gemm, peak, Backend, MatMut, MatRef};
+use sae::{Dataset, Isa, Objective, Parameters, Real};
 
 /// Buffers of the five whole-shape GEMMs.
 struct GemmBound<T> {
@@ -81,7 +88,40 @@ fn split_columns<'a, T>(mut buf: &'a mut [T], rows: usize, bounds: &[(usize, usi
     out
 }
 
-fn bench_shape<T: Real>(c: &mut Criterion, shape: &ProblemShape) {
+/// The thread counts to run: `SAE_BENCH_THREADS`, or 1 and all cores.
+fn thread_counts() -> Vec<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::env::var("SAE_BENCH_THREADS") {
+        Ok(list) => list.split(',').map(|t| t.trim().parse().expect("SAE_BENCH_THREADS: a comma-separated list of counts")).collect(),
+        Err(_) if cores > 1 => vec![1, cores],
+        Err(_) => vec![1],
+    }
+}
+
+/// The FMA peak of one core in flop/s for `T` on the detected instruction set: the median of
+/// nine timed runs of about 0.1 s.
+fn measured_peak<T: Real>(isa: Isa) -> f64 {
+    let trips = 20_000_000 / peak::flops_per_trip(isa, std::mem::size_of::<T>()).max(1) * 16;
+    let mut rates: Vec<f64> = (0..9)
+        .map(|_| {
+            let start = Instant::now();
+            let flops = peak::run::<T>(isa, trips).expect("the detected set is supported");
+            flops / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+fn bench_peak<T: Real>(c: &mut Criterion, isa: Isa) {
+    let trips = 1 << 20;
+    let mut group = c.benchmark_group("peak");
+    group.throughput(Throughput::Elements(peak::run::<T>(isa, 0).map_or(0, |_| (trips * peak::flops_per_trip(isa, std::mem::size_of::<T>())) as u64)));
+    group.bench_function(format!("{}/{}", T::NAME, isa.name()), |b| b.iter(|| peak::run::<T>(isa, trips)));
+    group.finish();
+}
+
+fn bench_shape<T: Real>(c: &mut Criterion, shape: &ProblemShape, peak_flops: f64) {
     let values = shape.uniform_data::<T>(2024);
     let hyper = shape.hyper().unwrap();
     let theta = Parameters::<T>::init(shape.visible, shape.hidden, 1);
@@ -98,15 +138,42 @@ fn bench_shape<T: Real>(c: &mut Criterion, shape: &ProblemShape) {
     group.warm_up_time(Duration::from_secs(if big { 1 } else { 2 }));
     group.measurement_time(Duration::from_secs(if big { 10 } else { 5 }));
     for &backend in Backend::ALL {
-        for threads in [1, 2] {
+        for threads in thread_counts() {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let id = |what: &str| BenchmarkId::new(format!("{}/{}/t{threads}", T::NAME, backend.name()), what);
+            let name = format!("{}/{}/t{threads}", T::NAME, backend.name());
+            let id = |what: &str| BenchmarkId::new(name.clone(), what);
 
             let data = Dataset::examples_by_features(&values, shape.examples, shape.visible).unwrap();
             let mut objective = Objective::new(hyper, data).unwrap().with_backend(backend);
+            // Every sample's time per evaluation, for the fraction of the peak printed below.
+            let per_evaluation = Mutex::new(Vec::new());
             group.bench_function(id("engine"), |b| {
-                b.iter(|| pool.install(|| objective.evaluate(theta.theta(), &mut grad).unwrap()))
+                b.iter_custom(|iterations| {
+                    let start = Instant::now();
+                    for _ in 0..iterations {
+                        pool.install(|| objective.evaluate(theta.theta(), &mut grad).unwrap());
+                    }
+                    let elapsed = start.elapsed();
+                    per_evaluation.lock().unwrap().push(elapsed.as_secs_f64() / iterations as f64);
+                    elapsed
+                })
             });
+            let mut times = per_evaluation.into_inner().unwrap();
+            if !times.is_empty() {
+                times.sort_by(f64::total_cmp);
+                let median = times[times.len() / 2];
+                let rate = shape.gemm_flops() / median;
+                println!(
+                    "{}/{name}: 10·h·n·m = {:.3} GFLOP in {:.3} ms = {:.1} GFLOP/s = {:.2} of the {} peak of one core{}",
+                    shape.name,
+                    shape.gemm_flops() / 1e9,
+                    median * 1e3,
+                    rate / 1e9,
+                    rate / peak_flops / threads as f64,
+                    T::NAME,
+                    if threads > 1 { format!(" (per thread, {threads} threads)") } else { String::new() },
+                );
+            }
 
             let mut bound = GemmBound::<T>::new(shape, threads);
             group.bench_function(id("gemm_bound"), |b| b.iter(|| pool.install(|| bound.run(backend, shape, &values))));
@@ -115,14 +182,34 @@ fn bench_shape<T: Real>(c: &mut Criterion, shape: &ProblemShape) {
     group.finish();
 }
 
+/// The CPU's model name, from `/proc/cpuinfo` where there is one.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
 fn benches(c: &mut Criterion) {
+    let isa = Isa::detect();
+    let (peak32, peak64) = (measured_peak::<f32>(isa), measured_peak::<f64>(isa));
+    println!(
+        "CPU: {} ({} cores), instruction set {}; FMA peak of one core: f32 {:.1} GFLOP/s, f64 {:.1} GFLOP/s",
+        cpu_model(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        isa.name(),
+        peak32 / 1e9,
+        peak64 / 1e9
+    );
+    bench_peak::<f32>(c, isa);
+    bench_peak::<f64>(c, isa);
     let only = std::env::var("SAE_BENCH_SHAPES").ok();
     for shape in &SPEC_SHAPES {
         if only.as_deref().is_some_and(|list| !list.split(',').any(|s| s == shape.name)) {
             continue;
         }
-        bench_shape::<f32>(c, shape);
-        bench_shape::<f64>(c, shape);
+        bench_shape::<f32>(c, shape, peak32);
+        bench_shape::<f64>(c, shape, peak64);
     }
 }
 

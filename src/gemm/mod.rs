@@ -12,6 +12,7 @@ mod element;
 mod microkernel;
 mod native;
 mod pack;
+pub mod peak;
 mod view;
 
 use std::sync::atomic::{AtomicU64, Ordering};
