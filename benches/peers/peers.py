@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
 """The same sparse autoencoder objective (SPEC §1, the vectorised UFLDL formulation) in numpy,
-PyTorch (eager and torch.compile) and JAX (jit), timed on the SPEC §3 shapes on ONE core.
+PyTorch (eager and torch.compile) and JAX (jit), timed on the SPEC §3 shapes on ONE core,
+INTERLEAVED with the engine: each round times the engine (`sae objective … --threads 1`, a child
+process of this one, evaluation time only) and then every peer, round after round; the figures
+are the medians over rounds of each one's median, and the ratio peer/engine is taken per round
+(then its median), so a machine whose speed drifts cannot bias a ratio.
 
-Not part of CI. Run it the same hour as `cargo bench`, pinned to one core, e.g.
+Not part of CI. Build the engine first (`cargo build --release`), then, pinned to one core:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE taskset -c 0 python3 benches/peers/peers.py
 
 (OPENBLAS_CORETYPE/L2_SIZE are unset for numpy's own, current OpenBLAS; see PERF.md.)
-Prints one line per (shape, dtype, implementation): the median of repeated cost+gradient
-evaluations, and checks every implementation's cost against numpy's f64 result.
-Arguments: an optional comma-separated list of shapes (`S1,S3`); `--gemms-only` times the five
-GEMMs alone in numpy and JAX instead.
+Every implementation's cost is checked against numpy's f64 result.
+Arguments: an optional comma-separated list of shapes (`S1,S3`); `--rounds N` (default 5);
+`--engine PATH` (default target/release/sae); `--backend NAME` passed to the engine;
+`--gemms-only` times the five GEMMs alone in numpy and JAX instead.
 """
 import os
+import re
+import tempfile
+import subprocess
 import sys
 import time
 from functools import partial
@@ -128,6 +135,31 @@ def median_time(call, budget=4.0, min_runs=5):
     return float(np.median(times)), len(times)
 
 
+def round_time(call, budget=1.0, runs=3):
+    """The median of at least `runs` calls (more while under `budget` seconds, up to 15)."""
+    times = []
+    while len(times) < runs or (sum(times) < budget and len(times) < 15):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def engine_time(engine, shape, files, backend, runs):
+    """The engine's median evaluation time on `shape` in one thread, on the peers' data and
+    theta (`files`: the two .npy paths), and its cost."""
+    data, theta = files
+    args = [engine, "objective", "--shape", shape, "--data", data, "--theta", theta, "--threads", "1",
+            "--repeat", str(runs)]
+    if backend:
+        args += ["--backend", backend]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    t = float(re.search(r"^time\s+=\s+([0-9.]+) ms", out, re.M).group(1)) / 1e3
+    cost = float(re.search(r"^cost\s+=\s+(\S+)", out, re.M).group(1))
+    kernels = re.search(r"^problem: .*, (\S+ GEMMs.*kernels)", out, re.M)
+    return t, cost, kernels.group(1) if kernels else "?"
+
+
 def five_gemms(W1, W2, X):
     """The five GEMMs of SPEC §2.1 alone, on the operands' shapes: the GEMM-only bound."""
     a2 = W1 @ X
@@ -158,42 +190,83 @@ def gemms_only(shapes):
                   f"jax.jit {t_jax * 1e3:.3f} ms", flush=True)
 
 
+def option(name, default):
+    if name in sys.argv:
+        return sys.argv[sys.argv.index(name) + 1]
+    return default
+
+
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    values = {option(o, None) for o in ("--rounds", "--engine", "--backend")}
+    args = [a for a in sys.argv[1:] if not a.startswith("--") and a not in values]
     shapes = args[0].split(",") if args else list(SHAPES)
     if "--gemms-only" in sys.argv:
         gemms_only(shapes)
         return
+    rounds = int(option("--rounds", 5))
+    engine = option("--engine", os.path.join(os.path.dirname(__file__), "..", "..", "target", "release", "sae"))
+    backend = option("--backend", None)
     impls = {"numpy": lambda: numpy_run}
     try:
         import torch  # noqa: F401
         impls["torch"] = lambda: torch_impl(False)
         impls["torch.compile"] = lambda: torch_impl(True)
+        print(f"# PyTorch {torch.__version__}, MKL {torch.backends.mkl.is_available()}", flush=True)
     except ImportError:
         print("# PyTorch not installed", flush=True)
     try:
         import jax  # noqa: F401
         impls["jax.jit"] = jax_impl
+        print(f"# JAX {jax.__version__}", flush=True)
     except ImportError:
         print("# JAX not installed", flush=True)
-    print(f"# numpy {np.__version__}", flush=True)
+    print(f"# numpy {np.__version__}; {rounds} interleaved rounds; engine {engine}", flush=True)
     for shape in shapes:
         n, h, m, lam, beta, rho = SHAPES[shape]
+        flops = 10 * n * h * m
         for dtype in (np.float32, np.float64):
+            name = np.dtype(dtype).name
             data, theta = problem(shape, dtype)
             # n×m, columns are examples, C-contiguous: the layout every peer is fastest with
             # (PyTorch eager is over twice as slow on S1 with a transposed view).
             X = np.ascontiguousarray(data.T)
             ref_cost, _ = cost_grad(NUMPY, theta.astype(np.float64), X.astype(np.float64), n, h, lam, beta, rho)
-            for name, make in impls.items():
+            calls = {}
+            for peer, make in impls.items():
                 try:
                     call = make()(theta, X, n, h, lam, beta, rho)
                     cost = float(call()[0])
-                    t, runs = median_time(call)
-                    print(f"{shape} {np.dtype(dtype).name} {name:14s} {t * 1e3:10.3f} ms  (median of {runs}; "
-                          f"cost rel. diff {abs(cost - ref_cost) / ref_cost:.1e})", flush=True)
+                    call()  # warm-up (and compilation)
+                    calls[peer] = call
+                    print(f"{shape} {name} {peer:14s} cost rel. diff {abs(cost - ref_cost) / ref_cost:.1e}", flush=True)
                 except Exception as e:  # a peer that fails to run is reported, not fatal
-                    print(f"{shape} {np.dtype(dtype).name} {name:14s} failed: {type(e).__name__}: {e}", flush=True)
+                    print(f"{shape} {name} {peer:14s} failed: {type(e).__name__}: {e}", flush=True)
+            folder = tempfile.mkdtemp(prefix="sae-peers-")
+            files = (os.path.join(folder, "data.npy"), os.path.join(folder, "theta.npy"))
+            np.save(files[0], data)
+            np.save(files[1], theta)
+            times = {"engine": []}
+            times.update({peer: [] for peer in calls})
+            ratios = {peer: [] for peer in calls}
+            kernels = "?"
+            for _ in range(rounds):
+                t, cost, kernels = engine_time(engine, shape, files, backend, runs=3)
+                times["engine"].append(t)
+                for peer, call in calls.items():
+                    p = round_time(call)
+                    times[peer].append(p)
+                    ratios[peer].append(p / t)
+            engine_median = float(np.median(times["engine"]))
+            print(f"{shape} {name} engine         {engine_median * 1e3:10.3f} ms  {flops / engine_median / 1e9:7.1f} GFLOP/s  "
+                  f"({kernels}; cost rel. diff {abs(cost - ref_cost) / ref_cost:.1e})", flush=True)
+            for peer in calls:
+                r = ratios[peer]
+                print(f"{shape} {name} {peer:14s} {float(np.median(times[peer])) * 1e3:10.3f} ms  "
+                      f"{flops / float(np.median(times[peer])) / 1e9:7.1f} GFLOP/s  peer/engine median {float(np.median(r)):.2f}× "
+                      f"(rounds {min(r):.2f}–{max(r):.2f})", flush=True)
+            for path in files:
+                os.remove(path)
+            os.rmdir(folder)
 
 
 if __name__ == "__main__":
