@@ -92,7 +92,10 @@ fn split_columns<'a, T>(mut buf: &'a mut [T], rows: usize, bounds: &[(usize, usi
 fn thread_counts() -> Vec<usize> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match std::env::var("SAE_BENCH_THREADS") {
-        Ok(list) => list.split(',').map(|t| t.trim().parse().expect("SAE_BENCH_THREADS: a comma-separated list of counts")).collect(),
+        Ok(list) => list
+            .split(',')
+            .map(|t| t.trim().parse().expect("SAE_BENCH_THREADS: a comma-separated list of counts"))
+            .collect(),
         Err(_) if cores > 1 => vec![1, cores],
         Err(_) => vec![1],
     }
@@ -116,7 +119,9 @@ fn measured_peak<T: Real>(isa: Isa) -> f64 {
 fn bench_peak<T: Real>(c: &mut Criterion, isa: Isa) {
     let trips = 1 << 20;
     let mut group = c.benchmark_group("peak");
-    group.throughput(Throughput::Elements(peak::run::<T>(isa, 0).map_or(0, |_| (trips * peak::flops_per_trip(isa, std::mem::size_of::<T>())) as u64)));
+    group.throughput(Throughput::Elements(
+        peak::run::<T>(isa, 0).map_or(0, |_| (trips * peak::flops_per_trip(isa, std::mem::size_of::<T>())) as u64),
+    ));
     group.bench_function(format!("{}/{}", T::NAME, isa.name()), |b| b.iter(|| peak::run::<T>(isa, trips)));
     group.finish();
 }
@@ -186,7 +191,12 @@ fn bench_shape<T: Real>(c: &mut Criterion, shape: &ProblemShape, peak_flops: f64
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 

@@ -2,7 +2,6 @@
 
 use std::fmt::{Debug, Display};
 
-
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}

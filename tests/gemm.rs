@@ -14,9 +14,9 @@ fn gemms() -> Vec<Gemm> {
     let mut all = Vec::new();
     for &backend in Backend::ALL {
         match backend {
-            Backend::Native => {
-                all.extend(Isa::ALL.into_iter().filter(|isa| isa.is_supported()).map(|isa| Gemm::new(backend, isa).unwrap()))
-            }
+            Backend::Native => all.extend(
+                Isa::ALL.into_iter().filter(|isa| isa.is_supported()).map(|isa| Gemm::new(backend, isa).unwrap()),
+            ),
             _ => all.push(Gemm::detect(backend)),
         }
     }
@@ -86,7 +86,14 @@ fn expected(m: usize, k: usize, n: usize, alpha: f64, beta: f64) -> Vec<f64> {
 /// Runs one product with the given storages and checks every element of `C` (and that the
 /// guard values between them were not written).
 #[allow(clippy::too_many_arguments)]
-fn check_product<T: Real>(gemm: Gemm, (m, k, n): (usize, usize, usize), storages: [Storage; 3], alpha: f64, beta: f64, packed: Option<Order>) {
+fn check_product<T: Real>(
+    gemm: Gemm,
+    (m, k, n): (usize, usize, usize),
+    storages: [Storage; 3],
+    alpha: f64,
+    beta: f64,
+    packed: Option<Order>,
+) {
     let [sa, sb, sc] = storages;
     let (a, (rsa, csa)) = sa.fill::<T>(m, k, a_value);
     let (b, (rsb, csb)) = sb.fill::<T>(k, n, b_value);
@@ -114,7 +121,8 @@ fn check_product<T: Real>(gemm: Gemm, (m, k, n): (usize, usize, usize), storages
             assert!((got - want).abs() <= tolerance * (1.0 + want.abs()), "{what}: C[{i},{j}] = {got}, want {want}");
         }
     }
-    let written: std::collections::HashSet<usize> = (0..m).flat_map(|i| (0..n).map(move |j| i * rsc + j * csc)).collect();
+    let written: std::collections::HashSet<usize> =
+        (0..m).flat_map(|i| (0..n).map(move |j| i * rsc + j * csc)).collect();
     for (index, value) in c.iter().enumerate() {
         assert!(written.contains(&index) || value.is_nan(), "{what}: wrote outside C at {index}");
     }
@@ -122,8 +130,17 @@ fn check_product<T: Real>(gemm: Gemm, (m, k, n): (usize, usize, usize), storages
 
 /// Shapes around every edge: single elements, partial register tiles, several depth blocks
 /// (KC ≤ 384), several row blocks (MC ≤ 512), and a product of depth 0.
-const SHAPES: [(usize, usize, usize); 9] =
-    [(1, 1, 1), (3, 5, 2), (33, 17, 13), (64, 64, 25), (25, 64, 200), (70, 800, 29), (530, 40, 30), (7, 0, 5), (96, 9, 1)];
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (3, 5, 2),
+    (33, 17, 13),
+    (64, 64, 25),
+    (25, 64, 200),
+    (70, 800, 29),
+    (530, 40, 30),
+    (7, 0, 5),
+    (96, 9, 1),
+];
 
 fn every_product<T: Real>() {
     for gemm in gemms() {
@@ -136,8 +153,22 @@ fn every_product<T: Real>() {
                 }
             }
             for (alpha, beta) in [(0.5, 2.0), (-1.0, 1.0), (0.0, 0.5)] {
-                check_product::<T>(gemm, shape, [Storage::ColMajor, Storage::RowMajor, Storage::ColMajor], alpha, beta, None);
-                check_product::<T>(gemm, shape, [Storage::RowMajor, Storage::ColMajor, Storage::RowMajor], alpha, beta, None);
+                check_product::<T>(
+                    gemm,
+                    shape,
+                    [Storage::ColMajor, Storage::RowMajor, Storage::ColMajor],
+                    alpha,
+                    beta,
+                    None,
+                );
+                check_product::<T>(
+                    gemm,
+                    shape,
+                    [Storage::RowMajor, Storage::ColMajor, Storage::RowMajor],
+                    alpha,
+                    beta,
+                    None,
+                );
             }
         }
     }
@@ -160,8 +191,22 @@ fn packed_operands_give_the_same_product_in_their_own_role_and_in_the_other() {
             for order in [Order::ColMajor, Order::RowMajor] {
                 for sc in Storage::ALL {
                     for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0)] {
-                        check_product::<f64>(gemm, shape, [Storage::RowMajor, Storage::ColMajor, sc], alpha, beta, Some(order));
-                        check_product::<f32>(gemm, shape, [Storage::ColMajor, Storage::Padded, sc], alpha, beta, Some(order));
+                        check_product::<f64>(
+                            gemm,
+                            shape,
+                            [Storage::RowMajor, Storage::ColMajor, sc],
+                            alpha,
+                            beta,
+                            Some(order),
+                        );
+                        check_product::<f32>(
+                            gemm,
+                            shape,
+                            [Storage::ColMajor, Storage::Padded, sc],
+                            alpha,
+                            beta,
+                            Some(order),
+                        );
                     }
                 }
             }
@@ -252,7 +297,8 @@ fn sae_isa_forces_the_micro_kernels_of_the_command_line() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
         let marker = format!(" products on {}), {} kernels", isa.name(), isa.name());
-        let line = stdout.lines().find(|line| line.contains(&marker)).unwrap_or_else(|| panic!("no {marker:?} in {stdout}"));
+        let line =
+            stdout.lines().find(|line| line.contains(&marker)).unwrap_or_else(|| panic!("no {marker:?} in {stdout}"));
         let count: u64 = line[..line.find(&marker).unwrap()].rsplit('(').next().unwrap().parse().unwrap();
         assert!(count > 0, "{isa:?} forced, but no product ran on it: {line}");
     }

@@ -13,8 +13,8 @@ use crate::data::generated::ProblemShape;
 use crate::data::npy;
 use crate::data::stream::{ExampleSource, SliceSource};
 use crate::files::FilePlan;
-use crate::objective::{gradcheck, reference, StreamingObjective};
 use crate::gemm::products_run;
+use crate::objective::{gradcheck, reference, StreamingObjective};
 use crate::{Backend, Dataset, HyperParams, Isa, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
@@ -208,7 +208,9 @@ fn streamed<T: Real, S: ExampleSource<T> + Send>(
 /// that set (the proof that a forced `SAE_ISA` took effect).
 fn kernels_used(backend: Backend, isa: Isa) -> String {
     match backend {
-        Backend::Native => format!("native GEMMs ({} products on {}), {} kernels", products_run(isa), isa.name(), isa.name()),
+        Backend::Native => {
+            format!("native GEMMs ({} products on {}), {} kernels", products_run(isa), isa.name(), isa.name())
+        }
         other => format!("{} GEMMs, {} kernels", other.name(), isa.name()),
     }
 }

@@ -12,7 +12,9 @@ mod sealed {
 }
 
 /// An element type every GEMM back-end multiplies: f32 or f64.
-pub trait Element: num_traits::Float + bytemuck::Pod + Send + Sync + std::fmt::Debug + 'static + sealed::Sealed {
+pub trait Element:
+    num_traits::Float + bytemuck::Pod + Send + Sync + std::fmt::Debug + 'static + sealed::Sealed
+{
     /// The native micro-kernel of `isa` for this type, `None` when the CPU does not support
     /// `isa`.
     fn micro_kernel(isa: Isa) -> Option<MicroKernel<Self>>;
@@ -214,7 +216,13 @@ mod openblas {
         }
     }
 
-    pub(in super::super) fn gemm<T: Element>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, mut c: MatMut<'_, T>) {
+    pub(in super::super) fn gemm<T: Element>(
+        alpha: T,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        beta: T,
+        mut c: MatMut<'_, T>,
+    ) {
         static SINGLE_THREADED: Once = Once::new();
         // SAFETY: plain setter of OpenBLAS's global thread count.
         SINGLE_THREADED.call_once(|| unsafe { openblas_set_num_threads(1) });

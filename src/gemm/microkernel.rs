@@ -50,7 +50,11 @@ pub struct MicroKernel<T> {
 
 impl<T> std::fmt::Debug for MicroKernel<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MicroKernel({:?}, {}×{}, kc {}, mc {}, nc {})", self.isa, self.mr, self.nr, self.kc, self.mc, self.nc)
+        write!(
+            f,
+            "MicroKernel({:?}, {}×{}, kc {}, mc {}, nc {})",
+            self.isa, self.mr, self.nr, self.kc, self.mc, self.nc
+        )
     }
 }
 
@@ -152,7 +156,11 @@ pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize>(
 
 /// One step of `p`: `acc[j][v] += a[v] · b[j]`.
 #[inline(always)]
-unsafe fn step<L: Lanes, const V: usize, const NR: usize>(acc: &mut [[L; V]; NR], a: *const L::Elem, b: *const L::Elem) {
+unsafe fn step<L: Lanes, const V: usize, const NR: usize>(
+    acc: &mut [[L; V]; NR],
+    a: *const L::Elem,
+    b: *const L::Elem,
+) {
     let mut column = [acc[0][0]; V];
     for (v, column) in column.iter_mut().enumerate() {
         *column = L::load(a.add(v * L::WIDTH));
@@ -179,18 +187,45 @@ macro_rules! micro_kernel {
                 tile::<$lanes, $v, $nr>(k, alpha, a, b, beta, c, ldc)
             }
             const MR: usize = $v * <$lanes as Lanes>::WIDTH;
-            MicroKernel { isa: $isa, mr: MR, nr: $nr, kc: $kc, mc: $mc, nc: 4096 / $nr * $nr, run, transpose: Some($transpose) }
+            MicroKernel {
+                isa: $isa,
+                mr: MR,
+                nr: $nr,
+                kc: $kc,
+                mc: $mc,
+                nc: 4096 / $nr * $nr,
+                run,
+                transpose: Some($transpose),
+            }
         }
     };
 }
 
 /// The kernels of the scalar set: small tiles that the compiler keeps in registers.
 pub(crate) fn scalar_f32() -> MicroKernel<f32> {
-    MicroKernel { isa: Isa::Scalar, mr: 8, nr: 4, kc: 256, mc: 128, nc: 4096, run: scalar_tile::<f32, 8, 4>, transpose: None }
+    MicroKernel {
+        isa: Isa::Scalar,
+        mr: 8,
+        nr: 4,
+        kc: 256,
+        mc: 128,
+        nc: 4096,
+        run: scalar_tile::<f32, 8, 4>,
+        transpose: None,
+    }
 }
 
 pub(crate) fn scalar_f64() -> MicroKernel<f64> {
-    MicroKernel { isa: Isa::Scalar, mr: 8, nr: 4, kc: 256, mc: 128, nc: 4096, run: scalar_tile::<f64, 8, 4>, transpose: None }
+    MicroKernel {
+        isa: Isa::Scalar,
+        mr: 8,
+        nr: 4,
+        kc: 256,
+        mc: 128,
+        nc: 4096,
+        run: scalar_tile::<f64, 8, 4>,
+        transpose: None,
+    }
 }
 
 // Tile shapes: AVX-512 has 32 vector registers, so 24 accumulators (2 vectors × 12 columns)
@@ -299,7 +334,10 @@ mod tests {
                     }
                     for (index, (g, w)) in got.iter().zip(&want).enumerate() {
                         let (g, w) = (g.to_f64().unwrap(), w.to_f64().unwrap());
-                        assert!((g - w).abs() <= tolerance * (1.0 + k as f64), "{kernel:?} k={k} at {index}: {g} vs {w}");
+                        assert!(
+                            (g - w).abs() <= tolerance * (1.0 + k as f64),
+                            "{kernel:?} k={k} at {index}: {g} vs {w}"
+                        );
                     }
                 }
             }

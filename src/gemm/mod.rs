@@ -177,7 +177,14 @@ impl Gemm {
 
     /// Packs `source` (transposed or not) in panels of the kernel's `NR` (`right_side`) or
     /// `MR`, blocked for a product of depth `k`.
-    fn pack<'a, T: Element>(&self, source: MatRef<'a, T>, transposed: bool, right_side: bool, k: usize, buffer: &'a mut Vec<T>) -> Packed<'a, T> {
+    fn pack<'a, T: Element>(
+        &self,
+        source: MatRef<'a, T>,
+        transposed: bool,
+        right_side: bool,
+        k: usize,
+        buffer: &'a mut Vec<T>,
+    ) -> Packed<'a, T> {
         if self.backend != Backend::Native {
             return Packed { source, packing: None };
         }

@@ -110,7 +110,13 @@ impl<'a, T: Element> Side<'a, T> {
     }
 
     /// Rows `rows` of depth block `kb` (`depth`), packed: the prepacked slice or a copy in `buf`.
-    fn block<'b>(&'b self, kb: usize, depth: std::ops::Range<usize>, rows: std::ops::Range<usize>, buf: &'b mut [T]) -> &'b [T] {
+    fn block<'b>(
+        &'b self,
+        kb: usize,
+        depth: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        buf: &'b mut [T],
+    ) -> &'b [T] {
         match self.packed {
             Some(packed) => pack::block_of(packed, self.m.rows(), self.format, kb, depth.len(), rows.start, rows.len()),
             None => {
@@ -154,7 +160,14 @@ fn buffer<T: Element>(buf: &mut Vec<Line>, len: usize) -> &mut [T] {
 }
 
 /// `C ← α A B + β C` with `kernel` (shapes already checked, none of `m`, `n` zero).
-pub(crate) fn gemm<T: Element>(kernel: &MicroKernel<T>, alpha: T, a: Operand<'_, T>, b: Operand<'_, T>, beta: T, c: MatMut<'_, T>) {
+pub(crate) fn gemm<T: Element>(
+    kernel: &MicroKernel<T>,
+    alpha: T,
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    beta: T,
+    c: MatMut<'_, T>,
+) {
     let k = a.view().cols();
     if k == 0 {
         return scale(beta, c);
@@ -169,8 +182,10 @@ pub(crate) fn gemm<T: Element>(kernel: &MicroKernel<T>, alpha: T, a: Operand<'_,
     let (m, n) = (c.rows(), c.cols());
     let (mc, nc) = (kernel.mc, kernel.nc);
     BUFFERS.with_borrow_mut(|[a_buf, b_buf]| {
-        let a_buf = buffer::<T>(a_buf, if a.packed.is_some() { 0 } else { pack::padded(mc.min(m), kernel.mr) * left.kc });
-        let b_buf = buffer::<T>(b_buf, if b.packed.is_some() { 0 } else { pack::padded(nc.min(n), kernel.nr) * left.kc });
+        let a_buf =
+            buffer::<T>(a_buf, if a.packed.is_some() { 0 } else { pack::padded(mc.min(m), kernel.mr) * left.kc });
+        let b_buf =
+            buffer::<T>(b_buf, if b.packed.is_some() { 0 } else { pack::padded(nc.min(n), kernel.nr) * left.kc });
         for jc in (0..n).step_by(nc) {
             let columns = jc..(jc + nc).min(n);
             for (kb, depth) in pack::depth_blocks(k, left.kc).enumerate() {
@@ -217,13 +232,25 @@ fn macro_kernel<T: Element>(
                 // every `c[first + i + j·cs]`, `i < mr`, `j < nr`, is an element of the view
                 // (bounds-checked above), which is a unique borrow, so it aliases neither panel;
                 // `kernel` came from `Element::micro_kernel`, which checked the CPU.
-                unsafe { kernel.tile(depth, alpha, a_panel.as_ptr(), b_panel.as_ptr(), beta, c_data[first..].as_mut_ptr(), cs) };
+                unsafe {
+                    kernel.tile(
+                        depth,
+                        alpha,
+                        a_panel.as_ptr(),
+                        b_panel.as_ptr(),
+                        beta,
+                        c_data[first..].as_mut_ptr(),
+                        cs,
+                    )
+                };
             } else {
                 let mut tile = [T::zero(); MAX_TILE];
                 assert!(mr * nr <= MAX_TILE, "tile {mr}×{nr} larger than the edge buffer");
                 // SAFETY: as above, with the tile buffer (`mr·nr` values, leading dimension `mr`)
                 // as `C`.
-                unsafe { kernel.tile(depth, T::one(), a_panel.as_ptr(), b_panel.as_ptr(), T::zero(), tile.as_mut_ptr(), mr) };
+                unsafe {
+                    kernel.tile(depth, T::one(), a_panel.as_ptr(), b_panel.as_ptr(), T::zero(), tile.as_mut_ptr(), mr)
+                };
                 for (j, tile) in tile.chunks_exact(mr).take(tile_cols).enumerate() {
                     let first = ir * rs + (jr + j) * cs;
                     if rs == 1 {

@@ -177,7 +177,15 @@ pub(crate) fn pack_whole<T: Copy + num_traits::Zero>(
 /// The slice of a whole packed `r×d` matrix (from [`pack_whole`]) holding rows
 /// `first..first + len` (`first` a multiple of the width) of depth block `kb` of depth
 /// `depth_len`.
-pub(crate) fn block_of<T>(packed: &[T], rows: usize, format: Format, kb: usize, depth_len: usize, first: usize, len: usize) -> &[T] {
+pub(crate) fn block_of<T>(
+    packed: &[T],
+    rows: usize,
+    format: Format,
+    kb: usize,
+    depth_len: usize,
+    first: usize,
+    len: usize,
+) -> &[T] {
     let start = kb * padded(rows, format.width) * format.kc + first * depth_len;
     &packed[start..start + packed_len(len, depth_len, format.width)]
 }

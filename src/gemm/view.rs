@@ -48,7 +48,8 @@ fn check_distinct(rows: usize, cols: usize, rs: usize, cs: usize) {
     if rows <= 1 && cols <= 1 {
         return;
     }
-    let ((small, small_dim), (large, large_dim)) = if rs <= cs { ((rs, rows), (cs, cols)) } else { ((cs, cols), (rs, rows)) };
+    let ((small, small_dim), (large, large_dim)) =
+        if rs <= cs { ((rs, rows), (cs, cols)) } else { ((cs, cols), (rs, rows)) };
     let distinct = if small_dim <= 1 {
         large >= 1 || large_dim <= 1
     } else if large_dim <= 1 {

@@ -301,7 +301,8 @@ impl<T: Real> Engine<T> {
         let (n, h) = (self.hyper.visible(), self.hyper.hidden());
         let (x, block) = (data.x(), self.block_size);
         let blocks = self.blocks(data.examples());
-        let Workspace { a2, block_activation_sums, chunk_blocks, tied_theta, ranges, packed_w1, .. } = &mut self.workspace;
+        let Workspace { a2, block_activation_sums, chunk_blocks, tied_theta, ranges, packed_w1, .. } =
+            &mut self.workspace;
         *chunk_blocks = blocks;
         let theta = effective_theta(self.hyper.tied(), tied_theta, theta);
         let w1 = self.gemm.pack_left(self.layout.w1(theta), Order::RowMajor, packed_w1);
@@ -425,7 +426,8 @@ impl<T: Real> Engine<T> {
     /// is deferred.
     pub(crate) fn backward(&mut self, theta: &[T], data: &Dataset<'_, T>, first_example: usize) {
         let blocks = self.blocks(data.examples());
-        let Workspace { tied_theta, packed_w2, packed_w2t, a2, sparsity_delta, contractive_c, ranges, .. } = &mut self.workspace;
+        let Workspace { tied_theta, packed_w2, packed_w2t, a2, sparsity_delta, contractive_c, ranges, .. } =
+            &mut self.workspace;
         let theta = effective_theta(self.hyper.tied(), tied_theta, theta);
         let w2 = self.layout.w2(theta);
         let output_order = match data.layout() {
