@@ -354,36 +354,28 @@ mod tests {
         vector_kernels_match_their_scalar_twins::<f64>(1e-14);
     }
 
+    /// `kernel`'s vector transpose of one tile from rows of 11 values into rows of 9.
+    fn transpose_matches_the_definition<T: Element>(kernel: MicroKernel<T>) {
+        let t = kernel.transpose.expect("a vector transpose");
+        let src: Vec<T> = (0..t.size * 11).map(|i| T::from(i).unwrap()).collect();
+        let mut dst = vec![-T::one(); t.size * 9];
+        // SAFETY: `t.size` rows of 11 and of 9 values; `micro_kernel` checked the CPU.
+        unsafe { (t.run)(src.as_ptr(), 11, dst.as_mut_ptr(), 9) };
+        for s in 0..t.size {
+            for u in 0..t.size {
+                assert_eq!(dst[u * 9 + s], src[s * 11 + u], "{kernel:?}");
+            }
+        }
+    }
+
     #[test]
     fn transposes_match_the_definition() {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::gemm::Element;
-            for isa in [Isa::Avx2Fma, Isa::Avx512] {
-                if let Some(kernel) = f32::micro_kernel(isa) {
-                    let t = kernel.transpose.expect("a vector transpose");
-                    let src: Vec<f32> = (0..t.size * 11).map(|i| i as f32).collect();
-                    let mut dst = vec![-1f32; t.size * 9];
-                    // SAFETY: rows of 11 and 9 values, `t.size` of each; the CPU supports `isa`.
-                    unsafe { (t.run)(src.as_ptr(), 11, dst.as_mut_ptr(), 9) };
-                    for s in 0..t.size {
-                        for u in 0..t.size {
-                            assert_eq!(dst[u * 9 + s], src[s * 11 + u]);
-                        }
-                    }
-                }
-                if let Some(kernel) = f64::micro_kernel(isa) {
-                    let t = kernel.transpose.expect("a vector transpose");
-                    let src: Vec<f64> = (0..t.size * 7).map(|i| i as f64).collect();
-                    let mut dst = vec![-1f64; t.size * 5];
-                    // SAFETY: as above.
-                    unsafe { (t.run)(src.as_ptr(), 7, dst.as_mut_ptr(), 5) };
-                    for s in 0..t.size {
-                        for u in 0..t.size {
-                            assert_eq!(dst[u * 5 + s], src[s * 7 + u]);
-                        }
-                    }
-                }
+        for isa in [Isa::Avx2Fma, Isa::Avx512] {
+            if let Some(kernel) = f32::micro_kernel(isa) {
+                transpose_matches_the_definition(kernel);
+            }
+            if let Some(kernel) = f64::micro_kernel(isa) {
+                transpose_matches_the_definition(kernel);
             }
         }
     }
