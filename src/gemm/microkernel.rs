@@ -27,6 +27,14 @@ use crate::kernels::Isa;
 /// kernel's instruction set.
 pub(crate) type TileFn<T> = unsafe fn(usize, T, *const T, *const T, T, *mut T, usize);
 
+/// A narrower kernel for the last, partial panel of `B`: the first `cols` columns of an
+/// `MR×NR` tile, reading the same `NR`-wide panels.
+#[derive(Clone, Copy)]
+pub(crate) struct EdgeKernel<T> {
+    pub cols: usize,
+    pub run: TileFn<T>,
+}
+
 /// One micro-kernel and the cache blocking it is used with.
 #[derive(Clone, Copy)]
 pub struct MicroKernel<T> {
@@ -46,6 +54,9 @@ pub struct MicroKernel<T> {
     pub(crate) run: TileFn<T>,
     /// The vector transpose packing uses on this instruction set, if any.
     pub(crate) transpose: Option<Transpose<T>>,
+    /// The kernel for a last panel of at most `cols` live columns (e.g. `h = 196 = 16·12 + 4`),
+    /// which would otherwise compute a whole tile of zeros beside them.
+    pub(crate) edge: Option<EdgeKernel<T>>,
 }
 
 impl<T> std::fmt::Debug for MicroKernel<T> {
@@ -58,25 +69,14 @@ impl<T> std::fmt::Debug for MicroKernel<T> {
     }
 }
 
-impl<T> MicroKernel<T> {
-    /// Runs the kernel on one full tile.
-    ///
-    /// # Safety
-    /// As [`TileFn`], with `MR = self.mr`, `NR = self.nr`; `self` came from
-    /// [`super::Element::micro_kernel`], which checked the CPU.
-    #[inline]
-    pub(crate) unsafe fn tile(&self, k: usize, alpha: T, a: *const T, b: *const T, beta: T, c: *mut T, ldc: usize) {
-        (self.run)(k, alpha, a, b, beta, c, ldc)
-    }
-}
-
 /// The portable micro-kernel: the same sums in the same order as [`tile`] (one product
 /// `a·b` added per step of `p`), one element at a time, each rounded twice where the vector
 /// kernels' FMAs round once (a software `fma` would be many times slower).
 ///
 /// # Safety
-/// As [`TileFn`] with `MR`, `NR`.
-pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR: usize>(
+/// As [`TileFn`] with `MR`, `NR`; `b` holds `k·BS` values (`BS ≥ NR`: the panel's width, of
+/// which the first `NR` columns are computed).
+pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR: usize, const BS: usize>(
     k: usize,
     alpha: T,
     a: *const T,
@@ -88,7 +88,7 @@ pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR
     let mut acc = [[T::zero(); MR]; NR];
     for p in 0..k {
         let a = std::slice::from_raw_parts(a.add(p * MR), MR);
-        let b = std::slice::from_raw_parts(b.add(p * NR), NR);
+        let b = std::slice::from_raw_parts(b.add(p * BS), NR);
         for (acc, &b) in acc.iter_mut().zip(b) {
             for (acc, &a) in acc.iter_mut().zip(a) {
                 *acc = a * b + *acc;
@@ -104,13 +104,15 @@ pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR
     }
 }
 
-/// The vector micro-kernel: an `MR×NR` tile with `MR = V·L::WIDTH`, in `V·NR` accumulators.
+/// The vector micro-kernel: an `MR×NR` tile with `MR = V·L::WIDTH`, in `V·NR` accumulators,
+/// from panels of `B` that are `BS ≥ NR` wide.
 ///
 /// # Safety
-/// As [`TileFn`] with `MR = V·L::WIDTH`, `NR`; called only from a function compiled for `L`'s
+/// As [`TileFn`] with `MR = V·L::WIDTH`, `NR`, `b` holding `k·BS` values; called only from a
+/// function compiled for `L`'s
 /// instruction set.
 #[inline(always)]
-pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize>(
+pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize, const BS: usize>(
     k: usize,
     alpha: L::Elem,
     a: *const L::Elem,
@@ -128,13 +130,13 @@ pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize>(
         for _ in 0..4 {
             step::<L, V, NR>(&mut acc, a, b);
             a = a.add(V * L::WIDTH);
-            b = b.add(NR);
+            b = b.add(BS);
         }
     }
     for _ in 0..k % 4 {
         step::<L, V, NR>(&mut acc, a, b);
         a = a.add(V * L::WIDTH);
-        b = b.add(NR);
+        b = b.add(BS);
     }
     let alpha = L::splat(alpha);
     if beta == <L::Elem as num_traits::Zero>::zero() {
@@ -176,7 +178,7 @@ unsafe fn step<L: Lanes, const V: usize, const NR: usize>(
 /// Instantiates [`tile`] for one instruction set and element type as a `#[target_feature]`
 /// function, and a constructor of its [`MicroKernel`].
 macro_rules! micro_kernel {
-    ($name:ident, $features:literal, $lanes:ty, $t:ty, $v:literal, $nr:literal, $isa:expr, kc $kc:literal, mc $mc:literal, $transpose:expr) => {
+    ($name:ident, $features:literal, $lanes:ty, $t:ty, $v:literal, $nr:literal, edge $edge:literal, $isa:expr, kc $kc:literal, mc $mc:literal, $transpose:expr) => {
         /// The micro-kernel and its blocking.
         ///
         /// # Safety
@@ -184,7 +186,11 @@ macro_rules! micro_kernel {
         pub(crate) unsafe fn $name() -> MicroKernel<$t> {
             #[target_feature(enable = $features)]
             unsafe fn run(k: usize, alpha: $t, a: *const $t, b: *const $t, beta: $t, c: *mut $t, ldc: usize) {
-                tile::<$lanes, $v, $nr>(k, alpha, a, b, beta, c, ldc)
+                tile::<$lanes, $v, $nr, $nr>(k, alpha, a, b, beta, c, ldc)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn edge(k: usize, alpha: $t, a: *const $t, b: *const $t, beta: $t, c: *mut $t, ldc: usize) {
+                tile::<$lanes, $v, $edge, $nr>(k, alpha, a, b, beta, c, ldc)
             }
             const MR: usize = $v * <$lanes as Lanes>::WIDTH;
             MicroKernel {
@@ -196,6 +202,7 @@ macro_rules! micro_kernel {
                 nc: 4096 / $nr * $nr,
                 run,
                 transpose: Some($transpose),
+                edge: Some(EdgeKernel { cols: $edge, run: edge }),
             }
         }
     };
@@ -210,8 +217,9 @@ pub(crate) fn scalar_f32() -> MicroKernel<f32> {
         kc: 256,
         mc: 128,
         nc: 4096,
-        run: scalar_tile::<f32, 8, 4>,
+        run: scalar_tile::<f32, 8, 4, 4>,
         transpose: None,
+        edge: None,
     }
 }
 
@@ -223,8 +231,9 @@ pub(crate) fn scalar_f64() -> MicroKernel<f64> {
         kc: 256,
         mc: 128,
         nc: 4096,
-        run: scalar_tile::<f64, 8, 4>,
+        run: scalar_tile::<f64, 8, 4, 4>,
         transpose: None,
+        edge: None,
     }
 }
 
@@ -239,7 +248,7 @@ pub(crate) fn scalar_f64() -> MicroKernel<f64> {
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{tile, Lanes, MicroKernel, Transpose};
+    use super::{tile, EdgeKernel, Lanes, MicroKernel, Transpose};
     use crate::kernels::avx2::{F32x8, F64x4};
     use crate::kernels::avx512::{F32x16, F64x8};
     use crate::kernels::Isa;
@@ -247,10 +256,10 @@ pub(crate) mod x86 {
     const TRANSPOSE_F32: Transpose<f32> = Transpose { size: 8, run: transpose_8x8 };
     const TRANSPOSE_F64: Transpose<f64> = Transpose { size: 4, run: transpose_4x4 };
 
-    micro_kernel!(avx512_f32, "avx512f", F32x16, f32, 2, 12, Isa::Avx512, kc 384, mc 512, TRANSPOSE_F32);
-    micro_kernel!(avx512_f64, "avx512f", F64x8, f64, 2, 12, Isa::Avx512, kc 256, mc 384, TRANSPOSE_F64);
-    micro_kernel!(avx2_f32, "avx2,fma", F32x8, f32, 2, 6, Isa::Avx2Fma, kc 256, mc 192, TRANSPOSE_F32);
-    micro_kernel!(avx2_f64, "avx2,fma", F64x4, f64, 2, 6, Isa::Avx2Fma, kc 256, mc 96, TRANSPOSE_F64);
+    micro_kernel!(avx512_f32, "avx512f", F32x16, f32, 2, 12, edge 4, Isa::Avx512, kc 384, mc 512, TRANSPOSE_F32);
+    micro_kernel!(avx512_f64, "avx512f", F64x8, f64, 2, 12, edge 4, Isa::Avx512, kc 256, mc 384, TRANSPOSE_F64);
+    micro_kernel!(avx2_f32, "avx2,fma", F32x8, f32, 2, 6, edge 2, Isa::Avx2Fma, kc 256, mc 192, TRANSPOSE_F32);
+    micro_kernel!(avx2_f64, "avx2,fma", F64x4, f64, 2, 6, edge 2, Isa::Avx2Fma, kc 256, mc 96, TRANSPOSE_F64);
 
     /// `dst[t·ds + s] = src[s·rs + t]`, `s, t < 8`.
     ///
@@ -302,14 +311,18 @@ mod tests {
     use super::*;
     use crate::gemm::Element;
 
-    /// The scalar twin with the same tile shape as `kernel`.
-    fn twin<T: num_traits::Float>(kernel: &MicroKernel<T>) -> TileFn<T> {
-        match (kernel.mr, kernel.nr) {
-            (8, 4) => scalar_tile::<T, 8, 4>,
-            (16, 6) => scalar_tile::<T, 16, 6>,
-            (8, 6) => scalar_tile::<T, 8, 6>,
-            (32, 12) => scalar_tile::<T, 32, 12>,
-            (16, 12) => scalar_tile::<T, 16, 12>,
+    /// The scalar twin of a tile `mr` high and `cols` wide in panels of `B` `nr` wide.
+    fn twin<T: num_traits::Float>(mr: usize, cols: usize, nr: usize) -> TileFn<T> {
+        match (mr, cols, nr) {
+            (8, 4, 4) => scalar_tile::<T, 8, 4, 4>,
+            (16, 6, 6) => scalar_tile::<T, 16, 6, 6>,
+            (16, 2, 6) => scalar_tile::<T, 16, 2, 6>,
+            (8, 6, 6) => scalar_tile::<T, 8, 6, 6>,
+            (8, 2, 6) => scalar_tile::<T, 8, 2, 6>,
+            (32, 12, 12) => scalar_tile::<T, 32, 12, 12>,
+            (32, 4, 12) => scalar_tile::<T, 32, 4, 12>,
+            (16, 12, 12) => scalar_tile::<T, 16, 12, 12>,
+            (16, 4, 12) => scalar_tile::<T, 16, 4, 12>,
             shape => panic!("no scalar twin for a {shape:?} tile"),
         }
     }
@@ -318,7 +331,11 @@ mod tests {
         for isa in Isa::ALL {
             let Some(kernel) = T::micro_kernel(isa) else { continue };
             let (mr, nr) = (kernel.mr, kernel.nr);
-            for k in [0, 1, 3, 4, 7, 64, 385] {
+            let mut tiles = vec![(nr, kernel.run)];
+            tiles.extend(kernel.edge.map(|edge| (edge.cols, edge.run)));
+            for (k, &(cols, run)) in
+                [0, 1, 3, 4, 7, 64, 385].into_iter().flat_map(|k| tiles.iter().map(move |t| (k, t)))
+            {
                 let a: Vec<T> = (0..k * mr).map(|i| T::from((i * 37 % 101) as f64 / 101.0 - 0.5).unwrap()).collect();
                 let b: Vec<T> = (0..k * nr).map(|i| T::from((i * 53 % 97) as f64 / 97.0 - 0.5).unwrap()).collect();
                 for (alpha, beta) in [(1.0, 0.0), (0.5, -2.0)] {
@@ -327,16 +344,16 @@ mod tests {
                     let (mut got, mut want) = (start.clone(), start.clone());
                     let (alpha, beta) = (T::from(alpha).unwrap(), T::from(beta).unwrap());
                     // SAFETY: `a`, `b` hold k·mr and k·nr values, both C buffers mr + 5 rows ×
-                    // nr columns; `micro_kernel` returned the kernel, so the CPU supports it.
+                    // nr ≥ cols columns; `micro_kernel` returned the kernel, so the CPU has it.
                     unsafe {
-                        kernel.tile(k, alpha, a.as_ptr(), b.as_ptr(), beta, got.as_mut_ptr(), ldc);
-                        twin(&kernel)(k, alpha, a.as_ptr(), b.as_ptr(), beta, want.as_mut_ptr(), ldc);
+                        run(k, alpha, a.as_ptr(), b.as_ptr(), beta, got.as_mut_ptr(), ldc);
+                        twin(mr, cols, nr)(k, alpha, a.as_ptr(), b.as_ptr(), beta, want.as_mut_ptr(), ldc);
                     }
                     for (index, (g, w)) in got.iter().zip(&want).enumerate() {
                         let (g, w) = (g.to_f64().unwrap(), w.to_f64().unwrap());
                         assert!(
                             (g - w).abs() <= tolerance * (1.0 + k as f64),
-                            "{kernel:?} k={k} at {index}: {g} vs {w}"
+                            "{kernel:?} ({cols} columns) k={k} at {index}: {g} vs {w}"
                         );
                     }
                 }

@@ -223,34 +223,29 @@ fn macro_kernel<T: Element>(
         for (ir, a_panel) in rows.clone().step_by(mr).zip(a_block.chunks_exact(mr * depth)) {
             let tile_rows = mr.min(rows.end - ir);
             debug_assert!(ir + tile_rows <= c_rows && jr + tile_cols <= c_cols);
-            if rs == 1 && tile_rows == mr && tile_cols == nr {
+            // The kernel for this tile: the edge kernel when the live columns fit in it.
+            let (cols, run) = match kernel.edge {
+                Some(edge) if tile_cols <= edge.cols => (edge.cols, edge.run),
+                _ => (nr, kernel.run),
+            };
+            if rs == 1 && tile_rows == mr && tile_cols == cols {
                 let first = ir + jr * cs;
-                // The tile's last element, (ir + mr − 1, jr + nr − 1), lies inside the view, so
+                // The tile's last element, (ir + mr − 1, jr + cols − 1), lies inside the view, so
                 // inside `c_data` (checked when the view was made).
-                let _ = &c_data[first + (mr - 1) + (nr - 1) * cs];
+                let _ = &c_data[first + (mr - 1) + (cols - 1) * cs];
                 // SAFETY: the panels hold `depth·mr` and `depth·nr` values (`chunks_exact`);
-                // every `c[first + i + j·cs]`, `i < mr`, `j < nr`, is an element of the view
+                // every `c[first + i + j·cs]`, `i < mr`, `j < cols`, is an element of the view
                 // (bounds-checked above), which is a unique borrow, so it aliases neither panel;
-                // `kernel` came from `Element::micro_kernel`, which checked the CPU.
+                // `run` came from `Element::micro_kernel`, which checked the CPU.
                 unsafe {
-                    kernel.tile(
-                        depth,
-                        alpha,
-                        a_panel.as_ptr(),
-                        b_panel.as_ptr(),
-                        beta,
-                        c_data[first..].as_mut_ptr(),
-                        cs,
-                    )
+                    run(depth, alpha, a_panel.as_ptr(), b_panel.as_ptr(), beta, c_data[first..].as_mut_ptr(), cs)
                 };
             } else {
                 let mut tile = [T::zero(); MAX_TILE];
                 assert!(mr * nr <= MAX_TILE, "tile {mr}×{nr} larger than the edge buffer");
-                // SAFETY: as above, with the tile buffer (`mr·nr` values, leading dimension `mr`)
-                // as `C`.
-                unsafe {
-                    kernel.tile(depth, T::one(), a_panel.as_ptr(), b_panel.as_ptr(), T::zero(), tile.as_mut_ptr(), mr)
-                };
+                // SAFETY: as above, with the tile buffer (`mr·nr ≥ mr·cols` values, leading
+                // dimension `mr`) as `C`.
+                unsafe { run(depth, T::one(), a_panel.as_ptr(), b_panel.as_ptr(), T::zero(), tile.as_mut_ptr(), mr) };
                 for (j, tile) in tile.chunks_exact(mr).take(tile_cols).enumerate() {
                     let first = ir * rs + (jr + j) * cs;
                     if rs == 1 {
