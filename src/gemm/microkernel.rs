@@ -3,8 +3,11 @@
 //! [`super::pack`]):
 //!
 //! ```text
-//! C[i + j·ldc] ← α Σ_p a[p·MR + i] · b[p·NR + j] + β C[i + j·ldc]     i < MR, j < NR, p < k
+//! C[i + j·ldc] ← α Σ_p a[p·lda + i] · b[p·ldb + j] + β C[i + j·ldc]     i < MR, j < NR, p < k
 //! ```
+//!
+//! A packed panel has `lda = MR` (`ldb = NR`); an operand whose panel rows are already
+//! contiguous is read in place with its own stride.
 //!
 //! The `MR×NR` sums live in `NR·MR/WIDTH` vector registers for the whole `k` loop; each step
 //! loads `MR/WIDTH` vectors of `A` and broadcasts `NR` values of `B` (folded into the FMA's
@@ -19,13 +22,14 @@ use super::pack::Transpose;
 use crate::kernels::lanes::Lanes;
 use crate::kernels::Isa;
 
-/// The signature of a micro-kernel: `(k, α, a, b, β, c, ldc)`.
+/// The signature of a micro-kernel: `(k, α, a, lda, b, ldb, β, c, ldc)`.
 ///
 /// # Safety
-/// `a` holds `k·MR` and `b` `k·NR` readable values; `c + i + j·ldc` is valid for reads and
+/// `a + p·lda + i` and `b + p·ldb + j` are readable for `p < k`, `i < MR`, `j < NR`;
+/// `c + i + j·ldc` is valid for reads and
 /// writes for every `i < MR`, `j < NR`, and aliases neither `a` nor `b`; the CPU supports the
 /// kernel's instruction set.
-pub(crate) type TileFn<T> = unsafe fn(usize, T, *const T, *const T, T, *mut T, usize);
+pub(crate) type TileFn<T> = unsafe fn(usize, T, *const T, usize, *const T, usize, T, *mut T, usize);
 
 /// A narrower kernel for the last, partial panel of `B`: the first `cols` columns of an
 /// `MR×NR` tile, reading the same `NR`-wide panels.
@@ -74,21 +78,23 @@ impl<T> std::fmt::Debug for MicroKernel<T> {
 /// kernels' FMAs round once (a software `fma` would be many times slower).
 ///
 /// # Safety
-/// As [`TileFn`] with `MR`, `NR`; `b` holds `k·BS` values (`BS ≥ NR`: the panel's width, of
-/// which the first `NR` columns are computed).
-pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR: usize, const BS: usize>(
+/// As [`TileFn`] with `MR`, `NR`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR: usize>(
     k: usize,
     alpha: T,
     a: *const T,
+    lda: usize,
     b: *const T,
+    ldb: usize,
     beta: T,
     c: *mut T,
     ldc: usize,
 ) {
     let mut acc = [[T::zero(); MR]; NR];
     for p in 0..k {
-        let a = std::slice::from_raw_parts(a.add(p * MR), MR);
-        let b = std::slice::from_raw_parts(b.add(p * BS), NR);
+        let a = std::slice::from_raw_parts(a.add(p * lda), MR);
+        let b = std::slice::from_raw_parts(b.add(p * ldb), NR);
         for (acc, &b) in acc.iter_mut().zip(b) {
             for (acc, &a) in acc.iter_mut().zip(a) {
                 *acc = a * b + *acc;
@@ -105,18 +111,20 @@ pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR
 }
 
 /// The vector micro-kernel: an `MR×NR` tile with `MR = V·L::WIDTH`, in `V·NR` accumulators,
-/// from panels of `B` that are `BS ≥ NR` wide.
+/// reading panel rows `lda` and `ldb` apart.
 ///
 /// # Safety
-/// As [`TileFn`] with `MR = V·L::WIDTH`, `NR`, `b` holding `k·BS` values; called only from a
-/// function compiled for `L`'s
+/// As [`TileFn`] with `MR = V·L::WIDTH`, `NR`; called only from a function compiled for `L`'s
 /// instruction set.
 #[inline(always)]
-pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize, const BS: usize>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize>(
     k: usize,
     alpha: L::Elem,
     a: *const L::Elem,
+    lda: usize,
     b: *const L::Elem,
+    ldb: usize,
     beta: L::Elem,
     c: *mut L::Elem,
     ldc: usize,
@@ -129,14 +137,14 @@ pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize, const BS: u
     for _ in 0..k / 4 {
         for _ in 0..4 {
             step::<L, V, NR>(&mut acc, a, b);
-            a = a.add(V * L::WIDTH);
-            b = b.add(BS);
+            a = a.add(lda);
+            b = b.add(ldb);
         }
     }
     for _ in 0..k % 4 {
         step::<L, V, NR>(&mut acc, a, b);
-        a = a.add(V * L::WIDTH);
-        b = b.add(BS);
+        a = a.add(lda);
+        b = b.add(ldb);
     }
     let alpha = L::splat(alpha);
     if beta == <L::Elem as num_traits::Zero>::zero() {
@@ -185,12 +193,34 @@ macro_rules! micro_kernel {
         /// The CPU must support the kernel's target features.
         pub(crate) unsafe fn $name() -> MicroKernel<$t> {
             #[target_feature(enable = $features)]
-            unsafe fn run(k: usize, alpha: $t, a: *const $t, b: *const $t, beta: $t, c: *mut $t, ldc: usize) {
-                tile::<$lanes, $v, $nr, $nr>(k, alpha, a, b, beta, c, ldc)
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn run(
+                k: usize,
+                alpha: $t,
+                a: *const $t,
+                lda: usize,
+                b: *const $t,
+                ldb: usize,
+                beta: $t,
+                c: *mut $t,
+                ldc: usize,
+            ) {
+                tile::<$lanes, $v, $nr>(k, alpha, a, lda, b, ldb, beta, c, ldc)
             }
             #[target_feature(enable = $features)]
-            unsafe fn edge(k: usize, alpha: $t, a: *const $t, b: *const $t, beta: $t, c: *mut $t, ldc: usize) {
-                tile::<$lanes, $v, $edge, $nr>(k, alpha, a, b, beta, c, ldc)
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn edge(
+                k: usize,
+                alpha: $t,
+                a: *const $t,
+                lda: usize,
+                b: *const $t,
+                ldb: usize,
+                beta: $t,
+                c: *mut $t,
+                ldc: usize,
+            ) {
+                tile::<$lanes, $v, $edge>(k, alpha, a, lda, b, ldb, beta, c, ldc)
             }
             const MR: usize = $v * <$lanes as Lanes>::WIDTH;
             MicroKernel {
@@ -217,7 +247,7 @@ pub(crate) fn scalar_f32() -> MicroKernel<f32> {
         kc: 256,
         mc: 128,
         nc: 4096,
-        run: scalar_tile::<f32, 8, 4, 4>,
+        run: scalar_tile::<f32, 8, 4>,
         transpose: None,
         edge: None,
     }
@@ -231,7 +261,7 @@ pub(crate) fn scalar_f64() -> MicroKernel<f64> {
         kc: 256,
         mc: 128,
         nc: 4096,
-        run: scalar_tile::<f64, 8, 4, 4>,
+        run: scalar_tile::<f64, 8, 4>,
         transpose: None,
         edge: None,
     }
@@ -311,18 +341,18 @@ mod tests {
     use super::*;
     use crate::gemm::Element;
 
-    /// The scalar twin of a tile `mr` high and `cols` wide in panels of `B` `nr` wide.
-    fn twin<T: num_traits::Float>(mr: usize, cols: usize, nr: usize) -> TileFn<T> {
-        match (mr, cols, nr) {
-            (8, 4, 4) => scalar_tile::<T, 8, 4, 4>,
-            (16, 6, 6) => scalar_tile::<T, 16, 6, 6>,
-            (16, 2, 6) => scalar_tile::<T, 16, 2, 6>,
-            (8, 6, 6) => scalar_tile::<T, 8, 6, 6>,
-            (8, 2, 6) => scalar_tile::<T, 8, 2, 6>,
-            (32, 12, 12) => scalar_tile::<T, 32, 12, 12>,
-            (32, 4, 12) => scalar_tile::<T, 32, 4, 12>,
-            (16, 12, 12) => scalar_tile::<T, 16, 12, 12>,
-            (16, 4, 12) => scalar_tile::<T, 16, 4, 12>,
+    /// The scalar twin of a tile `mr` high and `cols` wide.
+    fn twin<T: num_traits::Float>(mr: usize, cols: usize) -> TileFn<T> {
+        match (mr, cols) {
+            (8, 4) => scalar_tile::<T, 8, 4>,
+            (16, 6) => scalar_tile::<T, 16, 6>,
+            (16, 2) => scalar_tile::<T, 16, 2>,
+            (8, 6) => scalar_tile::<T, 8, 6>,
+            (8, 2) => scalar_tile::<T, 8, 2>,
+            (32, 12) => scalar_tile::<T, 32, 12>,
+            (32, 4) => scalar_tile::<T, 32, 4>,
+            (16, 12) => scalar_tile::<T, 16, 12>,
+            (16, 4) => scalar_tile::<T, 16, 4>,
             shape => panic!("no scalar twin for a {shape:?} tile"),
         }
     }
@@ -336,18 +366,20 @@ mod tests {
             for (k, &(cols, run)) in
                 [0, 1, 3, 4, 7, 64, 385].into_iter().flat_map(|k| tiles.iter().map(move |t| (k, t)))
             {
-                let a: Vec<T> = (0..k * mr).map(|i| T::from((i * 37 % 101) as f64 / 101.0 - 0.5).unwrap()).collect();
-                let b: Vec<T> = (0..k * nr).map(|i| T::from((i * 53 % 97) as f64 / 97.0 - 0.5).unwrap()).collect();
+                // Panel rows further apart than the tile, as an operand read in place has them.
+                let (lda, ldb) = (mr + 3, nr + 5);
+                let a: Vec<T> = (0..k * lda).map(|i| T::from((i * 37 % 101) as f64 / 101.0 - 0.5).unwrap()).collect();
+                let b: Vec<T> = (0..k * ldb).map(|i| T::from((i * 53 % 97) as f64 / 97.0 - 0.5).unwrap()).collect();
                 for (alpha, beta) in [(1.0, 0.0), (0.5, -2.0)] {
                     let ldc = mr + 5;
                     let start: Vec<T> = (0..ldc * nr).map(|i| T::from((i % 13) as f64 / 13.0).unwrap()).collect();
                     let (mut got, mut want) = (start.clone(), start.clone());
                     let (alpha, beta) = (T::from(alpha).unwrap(), T::from(beta).unwrap());
-                    // SAFETY: `a`, `b` hold k·mr and k·nr values, both C buffers mr + 5 rows ×
-                    // nr ≥ cols columns; `micro_kernel` returned the kernel, so the CPU has it.
+                    // SAFETY: `a`, `b` hold k·lda and k·ldb values (lda ≥ mr, ldb ≥ nr ≥ cols),
+                    // both C buffers mr + 5 rows × nr columns; `micro_kernel` checked the CPU.
                     unsafe {
-                        run(k, alpha, a.as_ptr(), b.as_ptr(), beta, got.as_mut_ptr(), ldc);
-                        twin(mr, cols, nr)(k, alpha, a.as_ptr(), b.as_ptr(), beta, want.as_mut_ptr(), ldc);
+                        run(k, alpha, a.as_ptr(), lda, b.as_ptr(), ldb, beta, got.as_mut_ptr(), ldc);
+                        twin(mr, cols)(k, alpha, a.as_ptr(), lda, b.as_ptr(), ldb, beta, want.as_mut_ptr(), ldc);
                     }
                     for (index, (g, w)) in got.iter().zip(&want).enumerate() {
                         let (g, w) = (g.to_f64().unwrap(), w.to_f64().unwrap());

@@ -91,12 +91,56 @@ pub(crate) fn transposes<T>(c: &MatMut<'_, T>) -> bool {
 }
 
 /// One side of the product as the driver reads it: the matrix `M` to cut into panels (`A`, or
-/// `Bᵀ` for the right side), and its packed copy when there is a usable one.
+/// `Bᵀ` for the right side), its packed copy when there is a usable one, and whether `M` can be
+/// read in place instead of packed.
 struct Side<'a, T> {
     m: MatRef<'a, T>,
     packed: Option<&'a [T]>,
     format: Format,
     transpose: Option<pack::Transpose<T>>,
+    in_place: bool,
+}
+
+/// Whether panels whose depth steps are `stride` values of `T` apart can be read in place: their
+/// columns must be contiguous, and the stride must spread the steps over at least 16 of the 64
+/// sets of a 4 KiB-way L1 (a stride of 4 KiB, e.g. 1024 f32, would put every step of a panel in
+/// the same set and evict it while it is being read).
+fn readable_in_place<T>(rs: usize, stride: usize) -> bool {
+    let bytes = stride * std::mem::size_of::<T>();
+    rs == 1 && bytes > 0 && 4096 / gcd(bytes, 4096) >= 16
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// One block of a side as the micro-kernel reads it.
+enum Block<'b, T> {
+    /// Packed panels of `width × depth` values each.
+    Packed { panels: &'b [T], width: usize, depth: usize },
+    /// `M` itself: step `p` of panel `q < full` starts at `data[start + q·width + p·stride]`; a
+    /// partial last panel is packed in `tail`.
+    InPlace { data: &'b [T], start: usize, stride: usize, width: usize, full: usize, tail: &'b [T] },
+}
+
+impl<T> Block<'_, T> {
+    /// Where panel `q` starts and how far apart its depth steps are.
+    fn panel(&self, q: usize) -> (&[T], usize) {
+        match *self {
+            Block::Packed { panels, width, depth } => (&panels[q * width * depth..], width),
+            Block::InPlace { data, start, stride, width, full, tail } => {
+                if q < full {
+                    (&data[start + q * width..], stride)
+                } else {
+                    (tail, width)
+                }
+            }
+        }
+    }
 }
 
 impl<'a, T: Element> Side<'a, T> {
@@ -106,25 +150,51 @@ impl<'a, T: Element> Side<'a, T> {
             Operand::View(_) => None,
             Operand::Packed(packed) => packed.packed_as(transposed, format, kernel.isa),
         };
-        Side { m: if transposed { view.t() } else { view }, packed, format, transpose: kernel.transpose }
+        let m = if transposed { view.t() } else { view };
+        let (rs, cs) = m.strides();
+        Side {
+            m,
+            packed,
+            format,
+            transpose: kernel.transpose,
+            in_place: packed.is_none() && readable_in_place::<T>(rs, cs),
+        }
     }
 
-    /// Rows `rows` of depth block `kb` (`depth`), packed: the prepacked slice or a copy in `buf`.
+    /// Rows `rows` of depth block `kb` (`depth`) as the kernel reads them: the prepacked slice,
+    /// `M` in place, or a copy packed in `buf`.
     fn block<'b>(
         &'b self,
         kb: usize,
         depth: std::ops::Range<usize>,
         rows: std::ops::Range<usize>,
         buf: &'b mut [T],
-    ) -> &'b [T] {
-        match self.packed {
-            Some(packed) => pack::block_of(packed, self.m.rows(), self.format, kb, depth.len(), rows.start, rows.len()),
-            None => {
-                let len = pack::packed_len(rows.len(), depth.len(), self.format.width);
-                pack::pack_block(self.m, rows, depth, self.format.width, self.transpose, &mut buf[..len]);
-                &buf[..len]
-            }
+    ) -> Block<'b, T> {
+        let width = self.format.width;
+        let steps = depth.len();
+        if let Some(packed) = self.packed {
+            let panels = pack::block_of(packed, self.m.rows(), self.format, kb, steps, rows.start, rows.len());
+            return Block::Packed { panels, width, depth: steps };
         }
+        if self.in_place {
+            let (data, stride) = (self.m.as_slice(), self.m.strides().1);
+            let full = rows.len() / width;
+            let start = rows.start + depth.start * stride;
+            if full > 0 {
+                // The last value any full panel reads, (rows.start + full·width − 1, last step):
+                // every other lies at a smaller offset (both strides are non-negative).
+                let _ = &data[start + full * width - 1 + (steps - 1) * stride];
+            }
+            let tail_rows = rows.start + full * width..rows.end;
+            let len = pack::packed_len(tail_rows.len(), steps, width);
+            if !tail_rows.is_empty() {
+                pack::pack_block(self.m, tail_rows, depth, width, self.transpose, &mut buf[..len]);
+            }
+            return Block::InPlace { data, start, stride, width, full, tail: &buf[..len] };
+        }
+        let len = pack::packed_len(rows.len(), steps, width);
+        pack::pack_block(self.m, rows, depth, width, self.transpose, &mut buf[..len]);
+        Block::Packed { panels: &buf[..len], width, depth: steps }
     }
 }
 
@@ -194,7 +264,7 @@ pub(crate) fn gemm<T: Element>(
                 for ic in (0..m).step_by(mc) {
                     let rows = ic..(ic + mc).min(m);
                     let a_block = a.block(kb, depth.clone(), rows.clone(), a_buf);
-                    macro_kernel(kernel, depth.len(), alpha, a_block, b_block, beta, &mut c, rows, columns.clone());
+                    macro_kernel(kernel, depth.len(), alpha, &a_block, &b_block, beta, &mut c, rows, columns.clone());
                 }
             }
         }
@@ -207,8 +277,8 @@ fn macro_kernel<T: Element>(
     kernel: &MicroKernel<T>,
     depth: usize,
     alpha: T,
-    a_block: &[T],
-    b_block: &[T],
+    a_block: &Block<'_, T>,
+    b_block: &Block<'_, T>,
     beta: T,
     c: &mut MatMut<'_, T>,
     rows: std::ops::Range<usize>,
@@ -218,34 +288,52 @@ fn macro_kernel<T: Element>(
     let (rs, cs) = c.strides();
     let (c_rows, c_cols) = (c.rows(), c.cols());
     let c_data = c.as_mut_slice();
-    for (jr, b_panel) in columns.clone().step_by(nr).zip(b_block.chunks_exact(nr * depth)) {
+    for (q_b, jr) in columns.clone().step_by(nr).enumerate() {
         let tile_cols = nr.min(columns.end - jr);
-        for (ir, a_panel) in rows.clone().step_by(mr).zip(a_block.chunks_exact(mr * depth)) {
+        let (b_panel, ldb) = b_block.panel(q_b);
+        // The kernel for this tile: the edge kernel when the live columns fit in it.
+        let (cols, run) = match kernel.edge {
+            Some(edge) if tile_cols <= edge.cols => (edge.cols, edge.run),
+            _ => (nr, kernel.run),
+        };
+        // The last value of B the kernel reads (every other lies before it).
+        let _ = &b_panel[(depth - 1) * ldb + cols - 1];
+        for (q_a, ir) in rows.clone().step_by(mr).enumerate() {
             let tile_rows = mr.min(rows.end - ir);
             debug_assert!(ir + tile_rows <= c_rows && jr + tile_cols <= c_cols);
-            // The kernel for this tile: the edge kernel when the live columns fit in it.
-            let (cols, run) = match kernel.edge {
-                Some(edge) if tile_cols <= edge.cols => (edge.cols, edge.run),
-                _ => (nr, kernel.run),
-            };
+            let (a_panel, lda) = a_block.panel(q_a);
+            let _ = &a_panel[(depth - 1) * lda + mr - 1];
             if rs == 1 && tile_rows == mr && tile_cols == cols {
                 let first = ir + jr * cs;
                 // The tile's last element, (ir + mr − 1, jr + cols − 1), lies inside the view, so
                 // inside `c_data` (checked when the view was made).
                 let _ = &c_data[first + (mr - 1) + (cols - 1) * cs];
-                // SAFETY: the panels hold `depth·mr` and `depth·nr` values (`chunks_exact`);
-                // every `c[first + i + j·cs]`, `i < mr`, `j < cols`, is an element of the view
-                // (bounds-checked above), which is a unique borrow, so it aliases neither panel;
-                // `run` came from `Element::micro_kernel`, which checked the CPU.
+                // SAFETY: every `a_panel[p·lda + i]` and `b_panel[p·ldb + j]` (`p < depth`,
+                // `i < mr`, `j < cols`) is at or before the last value indexed above, so inside
+                // its slice; every `c[first + i + j·cs]` is an element of the view (bounds-checked
+                // above), which is a unique borrow, so it aliases neither operand; `run` came from
+                // `Element::micro_kernel`, which checked the CPU.
                 unsafe {
-                    run(depth, alpha, a_panel.as_ptr(), b_panel.as_ptr(), beta, c_data[first..].as_mut_ptr(), cs)
+                    run(
+                        depth,
+                        alpha,
+                        a_panel.as_ptr(),
+                        lda,
+                        b_panel.as_ptr(),
+                        ldb,
+                        beta,
+                        c_data[first..].as_mut_ptr(),
+                        cs,
+                    )
                 };
             } else {
                 let mut tile = [T::zero(); MAX_TILE];
                 assert!(mr * nr <= MAX_TILE, "tile {mr}×{nr} larger than the edge buffer");
                 // SAFETY: as above, with the tile buffer (`mr·nr ≥ mr·cols` values, leading
                 // dimension `mr`) as `C`.
-                unsafe { run(depth, T::one(), a_panel.as_ptr(), b_panel.as_ptr(), T::zero(), tile.as_mut_ptr(), mr) };
+                unsafe {
+                    run(depth, T::one(), a_panel.as_ptr(), lda, b_panel.as_ptr(), ldb, T::zero(), tile.as_mut_ptr(), mr)
+                };
                 for (j, tile) in tile.chunks_exact(mr).take(tile_cols).enumerate() {
                     let first = ir * rs + (jr + j) * cs;
                     if rs == 1 {
