@@ -102,9 +102,10 @@ fn thread_counts() -> Vec<usize> {
 }
 
 /// The FMA peak of one core in flop/s for `T` on the detected instruction set: the median of
-/// nine timed runs of about 0.1 s.
+/// nine timed runs of 16 GFLOP each (0.1–0.2 s on a CPU with AVX-512, long enough for the clock
+/// to settle).
 fn measured_peak<T: Real>(isa: Isa) -> f64 {
-    let trips = 20_000_000 / peak::flops_per_trip(isa, std::mem::size_of::<T>()).max(1) * 16;
+    let trips = 16_000_000_000 / peak::flops_per_trip(isa, std::mem::size_of::<T>());
     let mut rates: Vec<f64> = (0..9)
         .map(|_| {
             let start = Instant::now();
@@ -135,7 +136,8 @@ fn bench_shape<T: Real>(c: &mut Criterion, shape: &ProblemShape, peak_flops: f64
     let mut group = c.benchmark_group(shape.name);
     group.throughput(Throughput::Elements(shape.examples as u64));
     let big = shape.gemm_flops() > 1e10;
-    group.sample_size(if big { 10 } else { 30 });
+    let samples = if big { 10 } else { 30 };
+    group.sample_size(samples);
     if big {
         // One evaluation per sample: criterion's default linear sampling would run 55.
         group.sampling_mode(SamplingMode::Flat);
@@ -163,7 +165,10 @@ fn bench_shape<T: Real>(c: &mut Criterion, shape: &ProblemShape, peak_flops: f64
                     elapsed
                 })
             });
+            // Criterion calls the routine during its warm-up too: keep the measured samples, the
+            // last `samples` calls.
             let mut times = per_evaluation.into_inner().unwrap();
+            times.drain(..times.len().saturating_sub(samples));
             if !times.is_empty() {
                 times.sort_by(f64::total_cmp);
                 let median = times[times.len() / 2];

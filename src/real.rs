@@ -10,7 +10,7 @@ mod sealed {
 
 /// A floating-point element type of the engine (f32 or f64). Its GEMM micro-kernels and its
 /// elementwise kernels are found through the supertraits [`crate::gemm::Element`] and
-/// [`crate::kernels::Element`].
+/// [`crate::kernels::KernelElement`].
 pub trait Real:
     num_traits::Float
     + Default
@@ -23,7 +23,7 @@ pub trait Real:
     + ndarray_npy::WritableElement
     + bytemuck::Pod
     + crate::gemm::Element
-    + crate::kernels::Element
+    + crate::kernels::KernelElement
     + sealed::Sealed
 {
     /// `"f32"` or `"f64"`.

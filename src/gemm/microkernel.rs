@@ -165,6 +165,10 @@ pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize>(
 }
 
 /// One step of `p`: `acc[j][v] += a[v] · b[j]`.
+///
+/// # Safety
+/// `a + i` (`i < V·L::WIDTH`) and `b + j` (`j < NR`) are readable; called only from a
+/// function compiled for `L`'s instruction set.
 #[inline(always)]
 unsafe fn step<L: Lanes, const V: usize, const NR: usize>(
     acc: &mut [[L; V]; NR],
@@ -223,6 +227,8 @@ macro_rules! micro_kernel {
                 tile::<$lanes, $v, $edge>(k, alpha, a, lda, b, ldb, beta, c, ldc)
             }
             const MR: usize = $v * <$lanes as Lanes>::WIDTH;
+            // Blocks of rows and columns start on whole panels (see `pack::block_of`).
+            const { assert!($mc % MR == 0 && MR * $nr <= super::super::native::MAX_TILE) };
             MicroKernel {
                 isa: $isa,
                 mr: MR,

@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 pub use element::Element;
-pub use microkernel::MicroKernel;
+pub(crate) use microkernel::MicroKernel;
 pub use native::{Operand, Packed};
+pub use pack::PackBuffer;
 pub use view::{MatMut, MatRef};
 
 use crate::error::{Error, Result};
@@ -156,20 +157,30 @@ impl Gemm {
     }
 
     /// The micro-kernel the native back-end uses for `T`.
-    pub fn kernel<T: Element>(&self) -> MicroKernel<T> {
+    pub(crate) fn kernel<T: Element>(&self) -> MicroKernel<T> {
         T::micro_kernel(self.isa).expect("a Gemm's instruction set is supported (checked when it was made)")
     }
 
     /// Packs `a` once as the left operand of products `α A B + β C` into outputs of layout
     /// `output`, in `buffer` (reused across calls); products with another layout still work
     /// (they pack `a` again). Back-ends other than the native one pack nothing.
-    pub fn pack_left<'a, T: Element>(&self, a: MatRef<'a, T>, output: Order, buffer: &'a mut Vec<T>) -> Packed<'a, T> {
+    pub fn pack_left<'a, T: Element>(
+        &self,
+        a: MatRef<'a, T>,
+        output: Order,
+        buffer: &'a mut PackBuffer<T>,
+    ) -> Packed<'a, T> {
         // Into a row-major C, A is the right side of Cᵀ = Bᵀ Aᵀ, whose Mᵀ-panels are A's rows.
         self.pack(a, false, output == Order::RowMajor, a.cols(), buffer)
     }
 
     /// As [`Gemm::pack_left`], for the right operand `B`.
-    pub fn pack_right<'a, T: Element>(&self, b: MatRef<'a, T>, output: Order, buffer: &'a mut Vec<T>) -> Packed<'a, T> {
+    pub fn pack_right<'a, T: Element>(
+        &self,
+        b: MatRef<'a, T>,
+        output: Order,
+        buffer: &'a mut PackBuffer<T>,
+    ) -> Packed<'a, T> {
         // Into a column-major C the right side is cut into panels of Bᵀ's rows; into a
         // row-major one B is the left side of Cᵀ = Bᵀ Aᵀ, cut into the same rows of Bᵀ.
         self.pack(b, true, output == Order::ColMajor, b.rows(), buffer)
@@ -183,7 +194,7 @@ impl Gemm {
         transposed: bool,
         right_side: bool,
         k: usize,
-        buffer: &'a mut Vec<T>,
+        buffer: &'a mut PackBuffer<T>,
     ) -> Packed<'a, T> {
         if self.backend != Backend::Native {
             return Packed { source, packing: None };
@@ -191,8 +202,8 @@ impl Gemm {
         let kernel = self.kernel::<T>();
         let (left, right) = native::formats(&kernel, k);
         let format = if right_side { right } else { left };
-        pack::pack_whole(if transposed { source.t() } else { source }, format, kernel.transpose, buffer);
-        Packed { source, packing: Some(native::Packing { transposed, format, isa: kernel.isa, data: buffer }) }
+        let data = pack::pack_whole(if transposed { source.t() } else { source }, format, kernel.transpose, buffer);
+        Packed { source, packing: Some(native::Packing { transposed, format, data }) }
     }
 }
 

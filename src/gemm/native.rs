@@ -14,13 +14,16 @@
 //! every tile of a `C` with neither stride 1, go through a small buffer.
 //!
 //! An operand packed beforehand ([`Packed`]) is used in place of packing it again, when it was
-//! packed for the role it plays; any other operand (or a packed one in another role) is packed
-//! block by block into per-thread buffers that live as long as the thread.
+//! packed for the role it plays. An operand whose panels are already contiguous along their
+//! width (a column-major `A`, a row-major `B`) is read in place with its own stride, unless that
+//! stride would crowd a few L1 sets. Any other operand is packed block by block into per-thread
+//! buffers that live as long as the thread. Packing buffers start on a cache line, so the `A`
+//! panels (`MR` values a step: 128 bytes in both precisions) are read a whole line at a time.
 
 use std::cell::RefCell;
 
 use super::microkernel::MicroKernel;
-use super::pack::{self, Format};
+use super::pack::{self, Format, Lines};
 use super::view::{MatMut, MatRef};
 use super::Element;
 
@@ -68,18 +71,14 @@ pub(crate) struct Packing<'a, T> {
     /// Whether the packed matrix is `sourceᵀ` rather than `source`.
     pub transposed: bool,
     pub format: Format,
-    pub isa: crate::kernels::Isa,
     pub data: &'a [T],
 }
 
 impl<T> Packed<'_, T> {
     /// The packed copy of the matrix `M` the driver needs (`source` or its transpose) in
-    /// `format` for `kernel`'s instruction set, if this is one.
-    fn packed_as(&self, transposed: bool, format: Format, isa: crate::kernels::Isa) -> Option<&[T]> {
-        self.packing
-            .as_ref()
-            .filter(|p| p.transposed == transposed && p.format == format && p.isa == isa)
-            .map(|p| p.data)
+    /// `format`, if this is one (the layout depends on nothing else).
+    fn packed_as(&self, transposed: bool, format: Format) -> Option<&[T]> {
+        self.packing.as_ref().filter(|p| p.transposed == transposed && p.format == format).map(|p| p.data)
     }
 }
 
@@ -94,7 +93,7 @@ pub(crate) fn transposes<T>(c: &MatMut<'_, T>) -> bool {
 /// `Bᵀ` for the right side), its packed copy when there is a usable one, and whether `M` can be
 /// read in place instead of packed.
 struct Side<'a, T> {
-    m: MatRef<'a, T>,
+    matrix: MatRef<'a, T>,
     packed: Option<&'a [T]>,
     format: Format,
     transpose: Option<pack::Transpose<T>>,
@@ -102,20 +101,19 @@ struct Side<'a, T> {
 }
 
 /// Whether panels whose depth steps are `stride` values of `T` apart can be read in place: their
-/// columns must be contiguous, and the stride must spread the steps over at least 16 of the 64
-/// sets of a 4 KiB-way L1 (a stride of 4 KiB, e.g. 1024 f32, would put every step of a panel in
-/// the same set and evict it while it is being read).
+/// columns must be contiguous, and consecutive steps must spread over the sets of the L1 (64
+/// sets of 64-byte lines, 4 KiB a way): 16 consecutive steps in at least 8 sets. A stride of
+/// 4 KiB (1024 f32) or just off it would put every step of a panel in one set and evict the
+/// panel while it is being read.
 fn readable_in_place<T>(rs: usize, stride: usize) -> bool {
-    let bytes = stride * std::mem::size_of::<T>();
-    rs == 1 && bytes > 0 && 4096 / gcd(bytes, 4096) >= 16
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
+    const LINE: usize = 64;
+    const WAY: usize = 4096;
+    let bytes = stride.saturating_mul(std::mem::size_of::<T>()) % WAY;
+    let mut sets = [false; WAY / LINE];
+    for step in 0..16 {
+        sets[(step * bytes % WAY) / LINE] = true;
     }
+    rs == 1 && sets.iter().filter(|&&hit| hit).count() >= 8
 }
 
 /// One block of a side as the micro-kernel reads it.
@@ -148,17 +146,12 @@ impl<'a, T: Element> Side<'a, T> {
         let view = operand.view();
         let packed = match operand {
             Operand::View(_) => None,
-            Operand::Packed(packed) => packed.packed_as(transposed, format, kernel.isa),
+            Operand::Packed(packed) => packed.packed_as(transposed, format),
         };
-        let m = if transposed { view.t() } else { view };
-        let (rs, cs) = m.strides();
-        Side {
-            m,
-            packed,
-            format,
-            transpose: kernel.transpose,
-            in_place: packed.is_none() && readable_in_place::<T>(rs, cs),
-        }
+        let matrix = if transposed { view.t() } else { view };
+        let (rs, cs) = matrix.strides();
+        let in_place = packed.is_none() && readable_in_place::<T>(rs, cs);
+        Side { matrix, packed, format, transpose: kernel.transpose, in_place }
     }
 
     /// Rows `rows` of depth block `kb` (`depth`) as the kernel reads them: the prepacked slice,
@@ -173,11 +166,11 @@ impl<'a, T: Element> Side<'a, T> {
         let width = self.format.width;
         let steps = depth.len();
         if let Some(packed) = self.packed {
-            let panels = pack::block_of(packed, self.m.rows(), self.format, kb, steps, rows.start, rows.len());
+            let panels = pack::block_of(packed, self.matrix.rows(), self.format, kb, steps, rows.start, rows.len());
             return Block::Packed { panels, width, depth: steps };
         }
         if self.in_place {
-            let (data, stride) = (self.m.as_slice(), self.m.strides().1);
+            let (data, stride) = (self.matrix.as_slice(), self.matrix.strides().1);
             let full = rows.len() / width;
             let start = rows.start + depth.start * stride;
             if full > 0 {
@@ -188,12 +181,12 @@ impl<'a, T: Element> Side<'a, T> {
             let tail_rows = rows.start + full * width..rows.end;
             let len = pack::packed_len(tail_rows.len(), steps, width);
             if !tail_rows.is_empty() {
-                pack::pack_block(self.m, tail_rows, depth, width, self.transpose, &mut buf[..len]);
+                pack::pack_block(self.matrix, tail_rows, depth, width, self.transpose, &mut buf[..len]);
             }
             return Block::InPlace { data, start, stride, width, full, tail: &buf[..len] };
         }
         let len = pack::packed_len(rows.len(), steps, width);
-        pack::pack_block(self.m, rows, depth, width, self.transpose, &mut buf[..len]);
+        pack::pack_block(self.matrix, rows, depth, width, self.transpose, &mut buf[..len]);
         Block::Packed { panels: &buf[..len], width, depth: steps }
     }
 }
@@ -204,29 +197,9 @@ pub(crate) fn formats<T>(kernel: &MicroKernel<T>, k: usize) -> (Format, Format) 
     (Format { width: kernel.mr, kc }, Format { width: kernel.nr, kc })
 }
 
-/// A cache line of packing buffer: the buffers are arrays of these, so that every panel starts
-/// on a 64-byte boundary.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u64; 8]);
-
-// SAFETY: a plain array of integers, no padding; any bit pattern is valid.
-unsafe impl bytemuck::Zeroable for Line {}
-// SAFETY: as above; `Copy` and `'static`.
-unsafe impl bytemuck::Pod for Line {}
-
 thread_local! {
     /// The packing buffers of this thread: one for blocks of `A`, one for `B`.
-    static BUFFERS: RefCell<[Vec<Line>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
-}
-
-/// `buf` as at least `len` values of `T`.
-fn buffer<T: Element>(buf: &mut Vec<Line>, len: usize) -> &mut [T] {
-    let lines = (len * std::mem::size_of::<T>()).div_ceil(std::mem::size_of::<Line>());
-    if buf.len() < lines {
-        buf.resize(lines, Line([0; 8]));
-    }
-    &mut bytemuck::cast_slice_mut(&mut buf[..])[..len]
+    static BUFFERS: RefCell<[Lines; 2]> = const { RefCell::new([Lines::new(), Lines::new()]) };
 }
 
 /// `C ← α A B + β C` with `kernel` (shapes already checked, none of `m`, `n` zero).
@@ -239,10 +212,12 @@ pub(crate) fn gemm<T: Element>(
     c: MatMut<'_, T>,
 ) {
     let k = a.view().cols();
-    if k == 0 {
+    if k == 0 || alpha == T::zero() {
+        // As BLAS: A and B are not read at all (so their NaNs do not reach C).
         return scale(beta, c);
     }
     let (left, right) = formats(kernel, k);
+    let kc = left.kc;
     let (a, b, mut c) = if transposes(&c) {
         // Cᵀ = Bᵀ Aᵀ: the left side's M is Bᵀ, the right side's (M = (Aᵀ)ᵀ) is A.
         (Side::new(b, true, left, kernel), Side::new(a, false, right, kernel), c.t())
@@ -253,12 +228,12 @@ pub(crate) fn gemm<T: Element>(
     let (mc, nc) = (kernel.mc, kernel.nc);
     BUFFERS.with_borrow_mut(|[a_buf, b_buf]| {
         let a_buf =
-            buffer::<T>(a_buf, if a.packed.is_some() { 0 } else { pack::padded(mc.min(m), kernel.mr) * left.kc });
+            a_buf.as_mut_slice::<T>(if a.packed.is_some() { 0 } else { pack::padded(mc.min(m), kernel.mr) * kc });
         let b_buf =
-            buffer::<T>(b_buf, if b.packed.is_some() { 0 } else { pack::padded(nc.min(n), kernel.nr) * left.kc });
+            b_buf.as_mut_slice::<T>(if b.packed.is_some() { 0 } else { pack::padded(nc.min(n), kernel.nr) * kc });
         for jc in (0..n).step_by(nc) {
             let columns = jc..(jc + nc).min(n);
-            for (kb, depth) in pack::depth_blocks(k, left.kc).enumerate() {
+            for (kb, depth) in pack::depth_blocks(k, kc).enumerate() {
                 let b_block = b.block(kb, depth.clone(), columns.clone(), b_buf);
                 let beta = if kb == 0 { beta } else { T::one() };
                 for ic in (0..m).step_by(mc) {
@@ -328,7 +303,6 @@ fn macro_kernel<T: Element>(
                 };
             } else {
                 let mut tile = [T::zero(); MAX_TILE];
-                assert!(mr * nr <= MAX_TILE, "tile {mr}×{nr} larger than the edge buffer");
                 // SAFETY: as above, with the tile buffer (`mr·nr ≥ mr·cols` values, leading
                 // dimension `mr`) as `C`.
                 unsafe {
@@ -360,8 +334,8 @@ fn update<T: Element>(c: &mut [T], t: &[T], alpha: T, beta: T) {
     }
 }
 
-/// The largest `MR·NR` of any micro-kernel.
-const MAX_TILE: usize = 32 * 12;
+/// The largest `MR·NR` of any micro-kernel (checked where each is made).
+pub(crate) const MAX_TILE: usize = 32 * 12;
 
 /// `C ← β C` (a product of depth 0); with `β = 0`, `C` is set to zero without being read.
 fn scale<T: Element>(beta: T, mut c: MatMut<'_, T>) {
@@ -373,5 +347,25 @@ fn scale<T: Element>(beta: T, mut c: MatMut<'_, T>) {
             let c = &mut data[i * rs + j * cs];
             *c = if beta == T::zero() { T::zero() } else { beta * *c };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable_in_place;
+
+    #[test]
+    fn strides_that_crowd_l1_sets_are_packed_not_read_in_place() {
+        // S2's 784 f32 (3 136 bytes) and S1's 64 f32 (256 bytes) spread over the sets.
+        assert!(readable_in_place::<f32>(1, 784));
+        assert!(readable_in_place::<f32>(1, 64));
+        assert!(readable_in_place::<f64>(1, 33));
+        // 4 KiB, just off it, 1 KiB: one or four sets for 16 steps.
+        assert!(!readable_in_place::<f32>(1, 1024));
+        assert!(!readable_in_place::<f32>(1, 1025));
+        assert!(!readable_in_place::<f32>(1, 256));
+        // Panels must be contiguous along their width; a huge stride does not overflow.
+        assert!(!readable_in_place::<f32>(2, 784));
+        let _ = readable_in_place::<f64>(1, usize::MAX);
     }
 }

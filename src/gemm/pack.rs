@@ -8,9 +8,59 @@
 //! depth blocks one after another, each holding every panel, so the block of rows
 //! `ic..ic + mc` of depth block `kb` is one contiguous slice.
 
+use std::marker::PhantomData;
 use std::ops::Range;
 
 use super::view::MatRef;
+
+/// A cache line of packing storage: buffers are arrays of these, so that they start on a
+/// 64-byte boundary.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Line([u64; 8]);
+
+// SAFETY: a plain array of integers, no padding; any bit pattern is valid.
+unsafe impl bytemuck::Zeroable for Line {}
+// SAFETY: as above; `Copy` and `'static`.
+unsafe impl bytemuck::Pod for Line {}
+
+/// Packing storage that starts on a cache line, grown as needed and reused.
+#[derive(Default)]
+pub(crate) struct Lines(Vec<Line>);
+
+impl Lines {
+    pub const fn new() -> Self {
+        Lines(Vec::new())
+    }
+
+    /// The first `len` values of `T`, growing the storage when it is shorter.
+    pub fn as_mut_slice<T: bytemuck::Pod>(&mut self, len: usize) -> &mut [T] {
+        let lines = (len * std::mem::size_of::<T>()).div_ceil(std::mem::size_of::<Line>());
+        if self.0.len() < lines {
+            self.0.resize(lines, Line([0; 8]));
+        }
+        &mut bytemuck::cast_slice_mut(&mut self.0[..])[..len]
+    }
+}
+
+/// A buffer, reused across evaluations, for an operand packed once by
+/// [`super::Gemm::pack_left`] or [`super::Gemm::pack_right`].
+pub struct PackBuffer<T> {
+    lines: Lines,
+    element: PhantomData<T>,
+}
+
+impl<T> Default for PackBuffer<T> {
+    fn default() -> Self {
+        PackBuffer { lines: Lines::new(), element: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for PackBuffer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackBuffer({} bytes)", self.lines.0.len() * std::mem::size_of::<Line>())
+    }
+}
 
 /// How a packed matrix is laid out: its panel width and depth blocking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,8 +69,8 @@ pub(crate) struct Format {
     pub kc: usize,
 }
 
-/// The depth blocks of a product of depth `k` for a kernel whose block depth is `kc`: as few
-/// blocks as `kc` allows, of (nearly) equal depth, so that no block is a thin remainder.
+/// The depth of the blocks of a product of depth `k` for a kernel whose block depth is `kc`: as
+/// few blocks as `kc` allows, of (nearly) equal depth, so that no block is a thin remainder.
 pub(crate) fn block_depth(k: usize, kc: usize) -> usize {
     k.div_ceil(k.div_ceil(kc).max(1)).max(1)
 }
@@ -158,20 +208,21 @@ fn pack_rows<T: Copy>(
     }
 }
 
-/// Packs all of `m` in `format` into `out` (resized): its depth blocks one after another.
-pub(crate) fn pack_whole<T: Copy + num_traits::Zero>(
+/// Packs all of `m` in `format` into `out`: its depth blocks one after another.
+pub(crate) fn pack_whole<'a, T: bytemuck::Pod + num_traits::Zero>(
     m: MatRef<'_, T>,
     format: Format,
     transpose: Option<Transpose<T>>,
-    out: &mut Vec<T>,
-) {
+    out: &'a mut PackBuffer<T>,
+) -> &'a [T] {
     let (rows, depth) = (m.rows(), m.cols());
-    out.clear();
-    out.resize(packed_len(rows, depth, format.width), T::zero());
+    // Every value is written below: whole panels copied, partial ones zero-filled first.
+    let packed = out.lines.as_mut_slice::<T>(packed_len(rows, depth, format.width));
     let block = padded(rows, format.width) * format.kc;
     for (kb, range) in depth_blocks(depth, format.kc).enumerate() {
-        pack_block(m, 0..rows, range, format.width, transpose, &mut out[kb * block..]);
+        pack_block(m, 0..rows, range, format.width, transpose, &mut packed[kb * block..]);
     }
+    packed
 }
 
 /// The slice of a whole packed `r×d` matrix (from [`pack_whole`]) holding rows

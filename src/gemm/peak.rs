@@ -20,6 +20,9 @@ pub fn flops_per_trip(isa: Isa, element_bytes: usize) -> usize {
 }
 
 /// `trips` trips of the loop; returns a value that depends on every FMA (so none is removed).
+///
+/// # Safety
+/// Called only from a function compiled for `L`'s instruction set, on a CPU that has it.
 #[inline(always)]
 unsafe fn fma_loop<L: Lanes>(trips: usize, start: L::Elem) -> f64 {
     let mut acc = [L::splat(start); CHAINS];
@@ -49,7 +52,7 @@ pub fn run<T: crate::Real>(isa: Isa, trips: usize) -> Option<f64> {
     // SAFETY: the CPU supports `isa` (checked above); each arm runs code compiled for it.
     let checksum = unsafe {
         match isa {
-            Isa::Scalar => scalar(trips, start.as_f64()),
+            Isa::Scalar => scalar(trips, start),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma if f32 => x86::avx2_f32(trips, start.as_f64() as f32),
             #[cfg(target_arch = "x86_64")]
@@ -66,16 +69,20 @@ pub fn run<T: crate::Real>(isa: Isa, trips: usize) -> Option<f64> {
     Some((trips * flops_per_trip(isa, std::mem::size_of::<T>())) as f64)
 }
 
-fn scalar(trips: usize, start: f64) -> f64 {
+/// The loop in portable code, in `T` (the compiler may vectorise it; it is the scalar set's
+/// reference, not a measure of the CPU).
+fn scalar<T: crate::Real>(trips: usize, start: T) -> f64 {
+    let (a, b) = (T::cast(0.999_999), T::cast(1e-7));
     let mut acc = [start; CHAINS];
     for _ in 0..trips {
         for acc in acc.iter_mut() {
-            *acc = *acc * 0.999_999 + 1e-7;
+            *acc = *acc * a + b;
         }
     }
-    acc.iter().sum()
+    acc.iter().map(|v| v.as_f64()).sum()
 }
 
+// # Safety (of each function below): the CPU must support its target features.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::fma_loop;

@@ -45,7 +45,7 @@ fn check_bounds(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
 /// condition checked is the one of every dense layout: the smaller stride is at least 1 and the
 /// larger at least the smaller times its dimension.
 fn check_distinct(rows: usize, cols: usize, rs: usize, cs: usize) {
-    if rows <= 1 && cols <= 1 {
+    if rows == 0 || cols == 0 || (rows == 1 && cols == 1) {
         return;
     }
     let ((small, small_dim), (large, large_dim)) =
@@ -97,7 +97,8 @@ impl<'a, T> MatRef<'a, T> {
 
     /// Columns `start..start + len`.
     pub fn columns(self, start: usize, len: usize) -> Self {
-        assert!(start + len <= self.cols, "columns {start}..{} of {}", start + len, self.cols);
+        assert!(start <= self.cols && len <= self.cols - start, "columns {start}..+{len} of {}", self.cols);
+        // `start < cols`, so `start·cs` is the offset of an element of the view: no overflow.
         let data = if len == 0 { &self.data[..0] } else { &self.data[start * self.cs..] };
         MatRef { data, cols: len, ..self }
     }
@@ -156,11 +157,6 @@ impl<'a, T> MatMut<'a, T> {
     /// The transpose, without a copy.
     pub fn t(self) -> Self {
         MatMut { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
-    }
-
-    /// The same view, borrowed again.
-    pub fn reborrow(&mut self) -> MatMut<'_, T> {
-        MatMut { data: &mut *self.data, ..*self }
     }
 
     pub(crate) fn as_mut_ptr(&mut self) -> *mut T {

@@ -104,8 +104,14 @@ pub(crate) struct PerReconstruction<K> {
     pub sigmoid_cross_entropy: K,
 }
 
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
 /// An element type with elementwise kernels: f32 and f64.
-pub trait Element: Sized {
+pub trait KernelElement: Sized + sealed::Sealed {
     /// The vector kernel set of `isa` for this type (`None` for `Isa::Scalar` or a set this
     /// build does not have).
     ///
@@ -117,7 +123,7 @@ pub trait Element: Sized {
 
 macro_rules! impl_element {
     ($t:ty, $kernels:ident) => {
-        impl Element for $t {
+        impl KernelElement for $t {
             unsafe fn vector_kernels(isa: Isa) -> Option<Kernels<Self>> {
                 match isa {
                     Isa::Scalar => None,

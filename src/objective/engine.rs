@@ -24,7 +24,7 @@ use super::corruption::Noise;
 use super::sparsity::{kl_divergence, sparsity_delta};
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
-use crate::gemm::{Backend, Gemm, MatMut, MatRef, Order, Packed};
+use crate::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer, Packed};
 use crate::kernels::{HiddenKernels, Isa, Kernels, OutputKernels};
 use crate::model::{Corruption, HyperParams, SparsityPenalty, ThetaLayout};
 use crate::real::Real;
@@ -86,12 +86,13 @@ struct Workspace<T> {
     w1_row_decay: Vec<T>,
     ranges: Vec<RangeScratch<T>>,
     /// `W1` packed for `a2 = W1 x` (left operand, row-major output), once per chunk's forward
-    /// pass and shared by every block and thread.
-    packed_w1: Vec<T>,
+    /// pass and shared by every block and thread. (A block of one example, or `h = 1`, makes
+    /// that output a column; the GEMM then packs `W1` again for it, correctly but slower.)
+    packed_w1: PackBuffer<T>,
     /// `W2` packed for `z3 = W2 a2` (left operand, output laid out like the data).
-    packed_w2: Vec<T>,
+    packed_w2: PackBuffer<T>,
     /// `W2ᵀ` packed for `W2ᵀ delta3` (left operand, row-major output).
-    packed_w2t: Vec<T>,
+    packed_w2t: PackBuffer<T>,
 }
 
 /// What one thread's range of blocks needs in the backward pass.
