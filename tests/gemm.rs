@@ -145,12 +145,19 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (96, 9, 1),
 ];
 
+/// The storages a back-end takes: BLAS needs a unit stride in every operand (the adapter refuses
+/// any other view, and the engine makes none).
+fn storages(gemm: Gemm) -> Vec<Storage> {
+    let blas = gemm.backend().name() == "openblas";
+    Storage::ALL.into_iter().filter(|s| !(blas && matches!(s, Storage::Strided))).collect()
+}
+
 fn every_product<T: Real>() {
     for gemm in gemms() {
         for shape in SHAPES {
-            for sa in Storage::ALL {
-                for sb in Storage::ALL {
-                    for sc in Storage::ALL {
+            for &sa in &storages(gemm) {
+                for &sb in &storages(gemm) {
+                    for &sc in &storages(gemm) {
                         check_product::<T>(gemm, shape, [sa, sb, sc], 1.0, 0.0, None);
                     }
                 }
@@ -194,7 +201,7 @@ fn packed_operands_give_the_same_product_in_their_own_role_and_in_the_other() {
         // depth block together.
         for shape in SHAPES.into_iter().chain([(530, 800, 30)]) {
             for order in [Order::ColMajor, Order::RowMajor] {
-                for sc in Storage::ALL {
+                for sc in storages(gemm) {
                     for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0)] {
                         check_product::<f64>(
                             gemm,
