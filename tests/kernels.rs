@@ -3,6 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use sae::gemm::{MatMut, MatRef};
 use sae::kernels::{Isa, Kernels};
 use sae::model::{Activation, Reconstruction};
 use sae::Real;
@@ -108,7 +109,7 @@ fn sigmoid_saturates<T: Real>() {
     let expected = [1.0, 0.0, 1.0, 0.0, 0.5, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0];
     for kernels in vector_sets::<T>().into_iter().chain([Kernels::scalar()]) {
         let mut z = extreme_inputs::<T>();
-        let sum = (kernels.hidden(Activation::Sigmoid).activate_sum)(&mut z);
+        let sum = (kernels.hidden(Activation::Sigmoid).activate_sum)(&mut z, T::zero());
         for (i, (&a, &e)) in z.iter().zip(&expected).enumerate() {
             assert!(!a.is_nan(), "{:?} {}: NaN at {i}", kernels.isa, T::NAME);
             assert!((a.as_f64() - e).abs() < 1e-15, "{:?} {}: σ = {a} at {i}, expected {e}", kernels.isa, T::NAME);
@@ -128,7 +129,7 @@ fn tanh_saturates_to_minus_1_and_1_never_nan() {
     let expected = [1.0, -1.0, 1.0, -1.0, 0.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0];
     for kernels in vector_sets::<f64>().into_iter().chain([Kernels::scalar()]) {
         let mut z = extreme_inputs::<f64>();
-        (kernels.hidden(Activation::Tanh).activate_sum)(&mut z);
+        (kernels.hidden(Activation::Tanh).activate_sum)(&mut z, 0.0);
         assert_eq!(z, expected, "{:?}", kernels.isa);
     }
 }
@@ -140,8 +141,9 @@ fn sigmoid_output_deltas_and_losses_are_finite_at_extreme_finite_inputs() {
             // Finite inputs: at z3 = ±inf the cross-entropy of x = 0.5 is infinite.
             let mut z: Vec<f32> = extreme_inputs::<f32>().into_iter().filter(|z| z.is_finite()).collect();
             let x = vec![0.5f32; z.len()];
-            let (loss, sum) = (kernels.output(reconstruction).delta_row)(&mut z, &x);
-            let finite = loss.is_finite() && sum.is_finite() && z.iter().all(|d| d.is_finite());
+            let mut sum = [0.0];
+            let loss = output_delta_row(kernels, reconstruction, &mut z, &x, &mut sum);
+            let finite = loss.is_finite() && sum[0].is_finite() && z.iter().all(|d| d.is_finite());
             assert!(finite, "{reconstruction:?} {:?}", kernels.isa);
         }
     }
@@ -153,7 +155,7 @@ fn cross_entropy_is_exact_where_the_naive_formula_rounds_to_infinity() {
     // ln(1 + e^{−40}) = 40 to every digit.
     for kernels in vector_sets::<f64>().into_iter().chain([Kernels::scalar()]) {
         let mut z = vec![40.0f64, -40.0, 0.0];
-        let (loss, _) = (kernels.output(Reconstruction::SigmoidCrossEntropy).delta_row)(&mut z, &[0.0, 1.0, 0.5]);
+        let loss = output_delta_row(kernels, Reconstruction::SigmoidCrossEntropy, &mut z, &[0.0, 1.0, 0.5], &mut [0.0]);
         let expected = 40.0 + 40.0 + 2f64.ln();
         assert!((loss - expected).abs() <= 1e-14 * expected, "{:?}: {loss} vs {expected}", kernels.isa);
     }
@@ -209,14 +211,17 @@ fn kernels_match_scalar<T: Real>() {
             for activation in Activation::ALL {
                 let (fast, twin) = (kernels.hidden(activation), scalar.hidden(activation));
                 let (mut got, mut want) = (z.clone(), z.clone());
-                let (s_got, s_want) = ((fast.activate_sum)(&mut got), (twin.activate_sum)(&mut want));
+                // With a bias, as the engine's forward pass calls it.
+                let bias = T::cast(0.3);
+                let (s_got, s_want) = ((fast.activate_sum)(&mut got, bias), (twin.activate_sum)(&mut want, bias));
                 assert_close(&format!("{activation:?} activate_sum"), isa, &got, &want);
                 assert_sum_close::<T>(&format!("{activation:?} activate_sum"), isa, s_got, s_want, scale * 12.0);
 
                 // Activations this unit can produce.
                 let a = want.clone();
                 let (mut got, mut want) = (z.clone(), z.clone());
-                let (s_got, s_want) = ((fast.delta_sum)(&mut got, &a), (twin.delta_sum)(&mut want, &a));
+                let s = T::cast(-0.45);
+                let (s_got, s_want) = ((fast.delta_sum)(&mut got, &a, s), (twin.delta_sum)(&mut want, &a, s));
                 assert_close(&format!("{activation:?} delta_sum"), isa, &got, &want);
                 assert_sum_close::<T>(&format!("{activation:?} delta_sum"), isa, s_got, s_want, scale * 12.0);
 
@@ -238,29 +243,6 @@ fn kernels_match_scalar<T: Real>() {
                 assert_sum_close::<T>("contractive Σ f'²", isa, squared_got, squared_want, scale);
             }
 
-            for reconstruction in Reconstruction::ALL {
-                let (fast, twin) = (kernels.output(reconstruction), scalar.output(reconstruction));
-                let what = |part: &str| format!("{reconstruction:?} {part}");
-                // The loss grows like z² (linear) or |z| (cross-entropy): relative to Σ z².
-                let loss_scale = scale * 144.0;
-                let (mut got, mut want) = (z.clone(), z.clone());
-                let (e_got, d_got) = (fast.delta_row)(&mut got, &x);
-                let (e_want, d_want) = (twin.delta_row)(&mut want, &x);
-                assert_close(&what("delta_row"), isa, &got, &want);
-                assert_sum_close::<T>(&what("delta_row loss"), isa, e_got, e_want, loss_scale);
-                assert_sum_close::<T>(&what("delta_row delta"), isa, d_got, d_want, scale * 12.0);
-
-                let (mut got, mut want) = (z.clone(), z.clone());
-                let (mut sums_got, mut sums_want) = (vec![1.0; z.len()], vec![1.0; z.len()]);
-                let e_got = (fast.delta_col)(&mut got, &x, &mut sums_got);
-                let e_want = (twin.delta_col)(&mut want, &x, &mut sums_want);
-                assert_close(&what("delta_col"), isa, &got, &want);
-                assert_sum_close::<T>(&what("delta_col loss"), isa, e_got, e_want, loss_scale);
-                for (g, w) in sums_got.iter().zip(&sums_want) {
-                    assert_sum_close::<T>(&what("delta_col sums"), isa, *g, *w, 12.0);
-                }
-            }
-
             // |z x| ≤ 12 per term: the sum's rounding is relative to Σ |z x|.
             let magnitude: f64 = z.iter().zip(&x).map(|(a, b)| (a.as_f64() * b.as_f64()).abs()).sum();
             assert_sum_close::<T>("dot", isa, (kernels.dot)(&z, &x), (scalar.dot)(&z, &x), magnitude * 4.0);
@@ -272,6 +254,134 @@ fn kernels_match_scalar<T: Real>() {
             assert_close("axpy", isa, &got, &want);
         }
     }
+}
+
+/// The output kernel on one output unit's row `z` against `x`, without bias.
+fn output_delta_row<T: Real>(
+    kernels: Kernels<T>,
+    reconstruction: Reconstruction,
+    z: &mut [T],
+    x: &[T],
+    sum: &mut [f64],
+) -> f64 {
+    let len = z.len();
+    (kernels.output(reconstruction).delta)(
+        MatMut::row_major(z, 1, len),
+        MatRef::row_major(x, 1, len),
+        &[T::zero()],
+        sum,
+    )
+}
+
+/// Output blocks as the engine makes them: GEMM tiles (up to 32×12, one vector and a tail),
+/// whole blocks, one row, one column; `ld` beyond the block's extent as inside a larger `C`.
+const OUTPUT_BLOCKS: [(usize, usize); 9] =
+    [(1, 1), (1, 37), (37, 1), (5, 3), (16, 12), (32, 12), (33, 17), (21, 16), (70, 40)];
+
+/// The output kernel of every reconstruction on blocks of both layouts (with bias, and
+/// padding between rows or columns) against its scalar twin: `delta3`, the loss and `∇b2`'s
+/// sums, which start non-zero (the kernel adds to them).
+fn output_kernels_match_scalar<T: Real>() {
+    let scalar = Kernels::<T>::scalar();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(29);
+    for kernels in vector_sets::<T>() {
+        for reconstruction in Reconstruction::ALL {
+            let (fast, twin) = (kernels.output(reconstruction).delta, scalar.output(reconstruction).delta);
+            for (rows, cols) in OUTPUT_BLOCKS {
+                for by_columns in [true, false] {
+                    let what =
+                        format!("{reconstruction:?} {rows}×{cols} by {}", if by_columns { "columns" } else { "rows" });
+                    let (inner, outer) = if by_columns { (rows, cols) } else { (cols, rows) };
+                    let ld = inner + 3;
+                    let len = ld * (outer - 1) + inner;
+                    let z: Vec<T> = (0..len).map(|_| T::cast(rng.gen_range(-12.0..12.0))).collect();
+                    let x: Vec<T> = (0..len).map(|_| T::cast(rng.gen_range(0.0..1.0))).collect();
+                    let b: Vec<T> = (0..rows).map(|_| T::cast(rng.gen_range(-1.0..1.0))).collect();
+                    let strides = if by_columns { (1, ld) } else { (ld, 1) };
+                    let x_view = MatRef::new(&x, rows, cols, strides.0, strides.1);
+                    let (mut got, mut want) = (z.clone(), z.clone());
+                    let (mut sums_got, mut sums_want) = (vec![1.0; rows], vec![1.0; rows]);
+                    let loss_got =
+                        fast(MatMut::new(&mut got, rows, cols, strides.0, strides.1), x_view, &b, &mut sums_got);
+                    let loss_want =
+                        twin(MatMut::new(&mut want, rows, cols, strides.0, strides.1), x_view, &b, &mut sums_want);
+                    assert_close(&what, kernels.isa, &got, &want);
+                    // The padding between rows or columns is not touched.
+                    assert!(got.iter().zip(&z).enumerate().all(|(k, (g, z))| k % ld < inner || g == z), "{what}");
+                    // The loss grows like z² (linear) or |z| (cross-entropy): relative to Σ z².
+                    let scale = (rows * cols) as f64;
+                    assert_sum_close::<T>(&format!("{what} loss"), kernels.isa, loss_got, loss_want, scale * 169.0);
+                    for (g, w) in sums_got.iter().zip(&sums_want) {
+                        assert_sum_close::<T>(&format!("{what} sums"), kernels.isa, *g, *w, cols as f64 * 13.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn output_kernels_match_their_scalar_twins_on_blocks_of_either_layout() {
+    output_kernels_match_scalar::<f32>();
+    output_kernels_match_scalar::<f64>();
+}
+
+#[test]
+fn output_kernel_is_the_formula_of_each_reconstruction() {
+    // One column of three output units against x, with b2: z3 + b2 = (0, 2, −1).
+    let z = [-0.5f64, 1.5, -2.0];
+    let b = [0.5f64, 0.5, 1.0];
+    let x = [0.25f64, 1.0, 0.0];
+    let sigma = |v: f64| 1.0 / (1.0 + (-v).exp());
+    for kernels in vector_sets::<f64>().into_iter().chain([Kernels::scalar()]) {
+        for reconstruction in Reconstruction::ALL {
+            let (mut delta, mut sums) = (z, [0.0; 3]);
+            let loss = (kernels.output(reconstruction).delta)(
+                MatMut::col_major(&mut delta, 3, 1),
+                MatRef::col_major(&x, 3, 1),
+                &b,
+                &mut sums,
+            );
+            let (mut want_loss, mut want) = (0.0, [0.0; 3]);
+            for k in 0..3 {
+                let v = z[k] + b[k];
+                let (d, l) = match reconstruction {
+                    Reconstruction::SigmoidSquaredError => {
+                        let a = sigma(v);
+                        ((a - x[k]) * a * (1.0 - a), (a - x[k]).powi(2))
+                    }
+                    Reconstruction::LinearSquaredError => (v - x[k], (v - x[k]).powi(2)),
+                    Reconstruction::SigmoidCrossEntropy => {
+                        let a = sigma(v);
+                        (a - x[k], -(x[k] * a.ln() + (1.0 - x[k]) * (1.0 - a).ln()))
+                    }
+                };
+                want[k] = d;
+                want_loss += l;
+            }
+            for k in 0..3 {
+                assert!(
+                    (delta[k] - want[k]).abs() < 1e-14 && (sums[k] - want[k]).abs() < 1e-14,
+                    "{reconstruction:?} {:?}",
+                    kernels.isa
+                );
+            }
+            assert!((loss - want_loss).abs() < 1e-13, "{reconstruction:?} {:?}: {loss} vs {want_loss}", kernels.isa);
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "no common unit stride")]
+fn output_kernel_refuses_blocks_of_different_layouts() {
+    let (mut z, x) = (vec![0.0f64; 6], vec![0.0f64; 6]);
+    let kernels = Kernels::<f64>::scalar();
+    (kernels.output(Reconstruction::SigmoidSquaredError).delta)(
+        MatMut::col_major(&mut z, 2, 3),
+        MatRef::row_major(&x, 2, 3),
+        &[0.0; 2],
+        &mut [0.0; 2],
+    );
 }
 
 #[test]

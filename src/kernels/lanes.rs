@@ -6,6 +6,7 @@
 //! Reductions are accumulated in f64 lanes whatever the element type.
 
 use super::units::{Reconstruction, Unit};
+use crate::gemm::{MatMut, MatRef};
 use crate::real::Real;
 
 /// A SIMD vector of `WIDTH` values of `Elem`, and an f64 accumulator for its sums.
@@ -215,97 +216,179 @@ where
 }
 
 #[inline(always)]
-pub(crate) unsafe fn activate_sum<V: Lanes, U: Unit>(z: &mut [V::Elem]) -> f64
+pub(crate) unsafe fn activate_sum<V: Lanes, U: Unit>(z: &mut [V::Elem], bias: V::Elem) -> f64
 where
     V::Elem: ExpConstants,
 {
     let mut sum = V::acc_zero();
+    let bias = V::splat(bias);
     let body = z.len() - z.len() % V::WIDTH;
     let p = z.as_mut_ptr();
     for i in (0..body).step_by(V::WIDTH) {
-        let a = U::activate_lanes(V::load(p.add(i)));
+        let a = U::activate_lanes(V::load(p.add(i)).add(bias));
         a.store(p.add(i));
         sum = V::acc_add(sum, a);
     }
     let tail = &mut z[body..];
     if !tail.is_empty() {
-        let a = U::activate_lanes(load_partial::<V>(tail));
+        let a = U::activate_lanes(load_partial::<V>(tail).add(bias));
         store_partial(a, tail);
         sum = accumulate_partial(sum, a, tail.len());
     }
     V::acc_sum(sum)
 }
 
-#[inline(always)]
-pub(crate) unsafe fn output_delta_row<V: Lanes, R: Reconstruction>(z: &mut [V::Elem], x: &[V::Elem]) -> (f64, f64)
-where
-    V::Elem: ExpConstants,
-{
-    assert_eq!(z.len(), x.len());
-    let (mut loss, mut delta_sum) = (V::acc_zero(), V::acc_zero());
-    let body = z.len() - z.len() % V::WIDTH;
-    let (pz, px) = (z.as_mut_ptr(), x.as_ptr());
-    for i in (0..body).step_by(V::WIDTH) {
-        let (delta, l) = R::delta_loss_lanes(V::load(pz.add(i)), V::load(px.add(i)));
-        delta.store(pz.add(i));
-        loss = V::acc_add(loss, l);
-        delta_sum = V::acc_add(delta_sum, delta);
-    }
-    let tail = &mut z[body..];
-    if !tail.is_empty() {
-        let (delta, l) = R::delta_loss_lanes(load_partial::<V>(tail), load_partial::<V>(&x[body..]));
-        store_partial(delta, tail);
-        loss = accumulate_partial(loss, l, tail.len());
-        delta_sum = accumulate_partial(delta_sum, delta, tail.len());
-    }
-    (V::acc_sum(loss), V::acc_sum(delta_sum))
-}
+/// Columns of the output block summed in the element type before their sums go to f64: short
+/// enough to keep the f32 rounding of a sum of so few terms near that of one term, long
+/// enough to spread the conversions over many vectors.
+const COLUMNS_PER_FLUSH: usize = 16;
 
+/// The output layer on a block of `z3` (see [`super::OutputKernels::delta`]): dispatches on
+/// the block's layout.
+///
+/// # Safety
+/// As every [`Lanes`] method: the caller is compiled for `V`'s instruction set.
 #[inline(always)]
-pub(crate) unsafe fn output_delta_col<V: Lanes, R: Reconstruction>(
-    z: &mut [V::Elem],
-    x: &[V::Elem],
-    delta_sums: &mut [f64],
+pub(crate) unsafe fn output_delta<V: Lanes, R: Reconstruction>(
+    mut z: MatMut<'_, V::Elem>,
+    x: MatRef<'_, V::Elem>,
+    b: &[V::Elem],
+    sums: &mut [f64],
 ) -> f64
 where
     V::Elem: ExpConstants,
 {
-    assert!(z.len() == x.len() && z.len() == delta_sums.len());
-    let mut loss = V::acc_zero();
-    let body = z.len() - z.len() % V::WIDTH;
-    let (pz, px, ps) = (z.as_mut_ptr(), x.as_ptr(), delta_sums.as_mut_ptr());
-    for i in (0..body).step_by(V::WIDTH) {
-        let (delta, l) = R::delta_loss_lanes(V::load(pz.add(i)), V::load(px.add(i)));
-        delta.store(pz.add(i));
-        loss = V::acc_add(loss, l);
-        V::add_to_f64(delta, ps.add(i));
+    let by_columns = super::check_output_block(&z, &x, b, sums);
+    let (rows, cols) = (z.rows(), z.cols());
+    if rows == 0 || cols == 0 {
+        return 0.0;
     }
-    let tail = &mut z[body..];
-    if !tail.is_empty() {
-        let (delta, l) = R::delta_loss_lanes(load_partial::<V>(tail), load_partial::<V>(&x[body..]));
-        store_partial(delta, tail);
-        loss = accumulate_partial(loss, l, tail.len());
-        for (sum, d) in delta_sums[body..].iter_mut().zip(tail.iter()) {
-            *sum += d.as_f64();
+    let ((zr, zc), (xr, xc)) = (z.strides(), x.strides());
+    // Every element (i, j) of either view lies inside its slice (checked when the views were
+    // made), so every offset below is in bounds (the stride of a dimension of one element is
+    // never used); `z` is a unique borrow, so `x` does not alias it.
+    let (pz, px) = (z.as_mut_ptr(), x.as_ptr());
+    if by_columns {
+        output_delta_columns::<V, R>(pz, zc, px, xc, rows, cols, b, sums)
+    } else {
+        output_delta_rows::<V, R>(pz, zr, px, xr, cols, b, sums)
+    }
+}
+
+/// [`output_delta`] on column `j` at `pz + j·ldz` (and `px + j·ldx`), one example each: the
+/// row sums of `delta3` stay in registers for up to [`COLUMNS_PER_FLUSH`] columns.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_delta_columns<V: Lanes, R: Reconstruction>(
+    pz: *mut V::Elem,
+    ldz: usize,
+    px: *const V::Elem,
+    ldx: usize,
+    rows: usize,
+    cols: usize,
+    b: &[V::Elem],
+    sums: &mut [f64],
+) -> f64
+where
+    V::Elem: ExpConstants,
+{
+    let zero = V::splat(<V::Elem as Default>::default());
+    let mut loss = V::acc_zero();
+    let body = rows - rows % V::WIDTH;
+    let tail = rows - body;
+    for first in (0..cols).step_by(COLUMNS_PER_FLUSH) {
+        let columns = first..(first + COLUMNS_PER_FLUSH).min(cols);
+        for i in (0..body).step_by(V::WIDTH) {
+            let bias = V::load(b.as_ptr().add(i));
+            let (mut delta_sum, mut loss_sum) = (zero, zero);
+            for j in columns.clone() {
+                let zp = pz.add(i + j * ldz);
+                let (delta, l) = R::delta_loss_lanes(V::load(zp).add(bias), V::load(px.add(i + j * ldx)));
+                delta.store(zp);
+                delta_sum = delta_sum.add(delta);
+                loss_sum = loss_sum.add(l);
+            }
+            V::add_to_f64(delta_sum, sums.as_mut_ptr().add(i));
+            loss = V::acc_add(loss, loss_sum);
+        }
+        if tail > 0 {
+            let bias = load_partial::<V>(&b[body..]);
+            let (mut delta_sum, mut loss_sum) = (zero, zero);
+            for j in columns {
+                let z = std::slice::from_raw_parts_mut(pz.add(body + j * ldz), tail);
+                let x = std::slice::from_raw_parts(px.add(body + j * ldx), tail);
+                let (delta, l) = R::delta_loss_lanes(load_partial::<V>(z).add(bias), load_partial::<V>(x));
+                store_partial(delta, z);
+                // Lanes past `tail` hold the delta of zeros: never read below.
+                delta_sum = delta_sum.add(delta);
+                loss_sum = loss_sum.add(l);
+            }
+            let mut lanes = [<V::Elem as Default>::default(); MAX_WIDTH];
+            delta_sum.store(lanes.as_mut_ptr());
+            for (sum, d) in sums[body..].iter_mut().zip(&lanes[..tail]) {
+                *sum += d.as_f64();
+            }
+            loss = accumulate_partial(loss, loss_sum, tail);
         }
     }
     V::acc_sum(loss)
 }
 
+/// [`output_delta`] on row `i` at `pz + i·ldz` (and `px + i·ldx`), one output unit each.
 #[inline(always)]
-pub(crate) unsafe fn hidden_delta_sum<V: Lanes, U: Unit>(p: &mut [V::Elem], a2: &[V::Elem]) -> f64 {
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_delta_rows<V: Lanes, R: Reconstruction>(
+    pz: *mut V::Elem,
+    ldz: usize,
+    px: *const V::Elem,
+    ldx: usize,
+    cols: usize,
+    b: &[V::Elem],
+    sums: &mut [f64],
+) -> f64
+where
+    V::Elem: ExpConstants,
+{
+    let mut loss = V::acc_zero();
+    let body = cols - cols % V::WIDTH;
+    for (i, (&bias, sum)) in b.iter().zip(sums.iter_mut()).enumerate() {
+        let (z, x) = (pz.add(i * ldz), px.add(i * ldx));
+        let bias = V::splat(bias);
+        let mut delta_sum = V::acc_zero();
+        for j in (0..body).step_by(V::WIDTH) {
+            let (delta, l) = R::delta_loss_lanes(V::load(z.add(j)).add(bias), V::load(x.add(j)));
+            delta.store(z.add(j));
+            loss = V::acc_add(loss, l);
+            delta_sum = V::acc_add(delta_sum, delta);
+        }
+        if body < cols {
+            let tail = std::slice::from_raw_parts_mut(z.add(body), cols - body);
+            let x = std::slice::from_raw_parts(x.add(body), cols - body);
+            let (delta, l) = R::delta_loss_lanes(load_partial::<V>(tail).add(bias), load_partial::<V>(x));
+            store_partial(delta, tail);
+            loss = accumulate_partial(loss, l, tail.len());
+            delta_sum = accumulate_partial(delta_sum, delta, tail.len());
+        }
+        *sum += V::acc_sum(delta_sum);
+    }
+    V::acc_sum(loss)
+}
+
+#[inline(always)]
+pub(crate) unsafe fn hidden_delta_sum<V: Lanes, U: Unit>(p: &mut [V::Elem], a2: &[V::Elem], s: V::Elem) -> f64 {
     assert_eq!(p.len(), a2.len());
     let mut sum = V::acc_zero();
+    let s = V::splat(s);
     let body = p.len() - p.len() % V::WIDTH;
     let (pp, pa) = (p.as_mut_ptr(), a2.as_ptr());
     for i in (0..body).step_by(V::WIDTH) {
-        let delta = V::load(pp.add(i)).mul(U::derivative_lanes(V::load(pa.add(i))));
+        let delta = V::load(pp.add(i)).add(s).mul(U::derivative_lanes(V::load(pa.add(i))));
         delta.store(pp.add(i));
         sum = V::acc_add(sum, delta);
     }
     let tail = &mut p[body..];
     if !tail.is_empty() {
-        let delta = load_partial::<V>(tail).mul(U::derivative_lanes(load_partial::<V>(&a2[body..])));
+        let delta = load_partial::<V>(tail).add(s).mul(U::derivative_lanes(load_partial::<V>(&a2[body..])));
         store_partial(delta, tail);
         sum = accumulate_partial(sum, delta, tail.len());
     }
@@ -426,26 +509,28 @@ macro_rules! kernel_table {
             use super::super::units::{self, Reconstruction, Unit};
             use super::super::{HiddenKernels, Kernels, OutputKernels, PerActivation, PerReconstruction};
             use super::*;
+            use crate::gemm::{MatMut, MatRef};
 
             #[target_feature(enable = $features)]
             unsafe fn exp(v: &mut [$t]) {
                 lanes::exp::<$lanes>(v)
             }
             #[target_feature(enable = $features)]
-            unsafe fn activate_sum<U: Unit>(z: &mut [$t]) -> f64 {
-                lanes::activate_sum::<$lanes, U>(z)
+            unsafe fn activate_sum<U: Unit>(z: &mut [$t], bias: $t) -> f64 {
+                lanes::activate_sum::<$lanes, U>(z, bias)
             }
             #[target_feature(enable = $features)]
-            unsafe fn output_delta_row<R: Reconstruction>(z: &mut [$t], x: &[$t]) -> (f64, f64) {
-                lanes::output_delta_row::<$lanes, R>(z, x)
+            unsafe fn output_delta<R: Reconstruction>(
+                z: MatMut<'_, $t>,
+                x: MatRef<'_, $t>,
+                b: &[$t],
+                sums: &mut [f64],
+            ) -> f64 {
+                lanes::output_delta::<$lanes, R>(z, x, b, sums)
             }
             #[target_feature(enable = $features)]
-            unsafe fn output_delta_col<R: Reconstruction>(z: &mut [$t], x: &[$t], delta_sums: &mut [f64]) -> f64 {
-                lanes::output_delta_col::<$lanes, R>(z, x, delta_sums)
-            }
-            #[target_feature(enable = $features)]
-            unsafe fn hidden_delta_sum<U: Unit>(p: &mut [$t], a2: &[$t]) -> f64 {
-                lanes::hidden_delta_sum::<$lanes, U>(p, a2)
+            unsafe fn hidden_delta_sum<U: Unit>(p: &mut [$t], a2: &[$t], s: $t) -> f64 {
+                lanes::hidden_delta_sum::<$lanes, U>(p, a2, s)
             }
             #[target_feature(enable = $features)]
             unsafe fn hidden_delta_deferred<U: Unit>(p: &mut [$t], a2: &[$t], f: &mut [$t]) -> (f64, f64) {
@@ -467,17 +552,14 @@ macro_rules! kernel_table {
             // SAFETY (of each wrapper below): `table`'s caller has checked the CPU.
             fn hidden<U: Unit>() -> HiddenKernels<$t> {
                 HiddenKernels {
-                    activate_sum: |z| unsafe { activate_sum::<U>(z) },
-                    delta_sum: |p, a2| unsafe { hidden_delta_sum::<U>(p, a2) },
+                    activate_sum: |z, bias| unsafe { activate_sum::<U>(z, bias) },
+                    delta_sum: |p, a2, s| unsafe { hidden_delta_sum::<U>(p, a2, s) },
                     delta_deferred: |p, a2, f| unsafe { hidden_delta_deferred::<U>(p, a2, f) },
                     contractive_delta: |p, a2, c| unsafe { contractive_delta::<U>(p, a2, c) },
                 }
             }
             fn output<R: Reconstruction>() -> OutputKernels<$t> {
-                OutputKernels {
-                    delta_row: |z, x| unsafe { output_delta_row::<R>(z, x) },
-                    delta_col: |z, x, sums| unsafe { output_delta_col::<R>(z, x, sums) },
-                }
+                OutputKernels { delta: |z, x, b, sums| unsafe { output_delta::<R>(z, x, b, sums) } }
             }
 
             /// The kernel set of this instruction set, as safe function pointers.

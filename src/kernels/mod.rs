@@ -11,6 +11,7 @@ pub(crate) mod lanes;
 pub mod scalar;
 mod units;
 
+use crate::gemm::{MatMut, MatRef};
 use crate::model::{Activation, Reconstruction};
 use crate::real::Real;
 
@@ -146,12 +147,13 @@ impl_element!(f64, kernels_f64);
 /// `a`.
 #[derive(Clone, Copy)]
 pub struct HiddenKernels<T> {
-    /// `z ← a = f(z)`; returns `Σ a`. Forward pass of the hidden layer, one unit's run: the sum
-    /// is that unit's share of `m · rho_hat_j` (before any mapping of `a` onto `[0, 1]`).
-    pub activate_sum: fn(&mut [T]) -> f64,
-    /// One hidden unit's run `(p, a2)`: `p ← delta2 = p f'`; returns `Σ delta2` (for `∇b1`).
-    /// `p` holds `W2ᵀ delta3 + s` on entry.
-    pub delta_sum: fn(&mut [T], &[T]) -> f64,
+    /// `(z, b)`: `z ← a = f(z + b)`; returns `Σ a`. Forward pass of the hidden layer, one
+    /// unit's run (`b` its bias, added here rather than prefilled into the GEMM's output): the
+    /// sum is that unit's share of `m · rho_hat_j` (before any mapping of `a` onto `[0, 1]`).
+    pub activate_sum: fn(&mut [T], T) -> f64,
+    /// One hidden unit's run `(p, a2, s)`: `p ← delta2 = (p + s) f'`; returns `Σ delta2` (for
+    /// `∇b1`). `p` holds `W2ᵀ delta3` on entry, `s` is the unit's sparsity delta.
+    pub delta_sum: fn(&mut [T], &[T], T) -> f64,
     /// One hidden unit's run `(p, a2, f)` with the sparsity delta deferred (SPEC §2.2):
     /// `f ← F = f'`, `p ← P = p F`; returns `(Σ P, Σ F)`. `p` holds `W2ᵀ delta3` on entry.
     pub delta_deferred: DeferredDeltaKernel<T>,
@@ -163,12 +165,36 @@ pub struct HiddenKernels<T> {
 /// The output layer's kernels for one [`Reconstruction`].
 #[derive(Clone, Copy)]
 pub struct OutputKernels<T> {
-    /// One output unit's run `(z3, x)`: `z3 ← delta3 = ∂loss/∂z3`; returns
-    /// `(Σ loss, Σ delta3)` (the loss before the objective's `1/(2m)` or `1/m`).
-    pub delta_row: fn(&mut [T], &[T]) -> (f64, f64),
-    /// One example's column `(z3, x)` over all output units: as `delta_row`, with
-    /// `delta_sums[k] += delta3[k]` (for `∇b2`); returns `Σ loss`.
-    pub delta_col: fn(&mut [T], &[T], &mut [f64]) -> f64,
+    /// The output layer on a block of examples, `(z3, x, b2, delta_sums)` with `z3`, `x`:
+    /// `rows×cols` (one output unit per row, one example per column) and `b2`, `delta_sums`
+    /// one value per row: `z3 ← delta3 = ∂loss/∂z3` at `z3 + b2 1ᵀ`, `delta_sums[k] +=
+    /// Σ_j delta3[k, j]` (for `∇b2`); returns `Σ loss` (before the objective's `1/(2m)` or
+    /// `1/m`). `z3` and `x` both have unit row stride or both unit column stride (a block of
+    /// a GEMM's output tile, or of the data in either layout); panics otherwise.
+    pub delta: OutputDeltaKernel<T>,
+}
+
+/// The signature of [`OutputKernels::delta`]: `(z3, x, b2, delta_sums) → Σ loss`.
+pub type OutputDeltaKernel<T> = fn(MatMut<'_, T>, MatRef<'_, T>, &[T], &mut [f64]) -> f64;
+
+/// Checks the shapes and layouts [`OutputKernels::delta`] requires; returns whether the block
+/// is to be read by columns (unit row stride) rather than by rows (unit column stride).
+fn check_output_block<T>(z: &MatMut<'_, T>, x: &MatRef<'_, T>, b: &[T], sums: &[f64]) -> bool {
+    let (rows, cols) = (z.rows(), z.cols());
+    assert!(
+        x.rows() == rows && x.cols() == cols && b.len() == rows && sums.len() == rows,
+        "output block: z3 {rows}×{cols}, x {}×{}, {} biases, {} sums",
+        x.rows(),
+        x.cols(),
+        b.len(),
+        sums.len()
+    );
+    let ((zr, zc), (xr, xc)) = (z.strides(), x.strides());
+    // A single row or column is contiguous whatever its other stride says.
+    let columns = rows == 1 || (zr == 1 && xr == 1);
+    let by_rows = cols == 1 || (zc == 1 && xc == 1);
+    assert!(columns || by_rows, "output block: strides {:?} and {:?} have no common unit stride", (zr, zc), (xr, xc));
+    columns
 }
 
 /// The signature of [`HiddenKernels::delta_deferred`]: `(p, a2, f) → (Σ P, Σ F)`.

@@ -3,6 +3,7 @@
 
 use super::units::{Reconstruction, Unit};
 use super::{HiddenKernels, OutputKernels};
+use crate::gemm::{MatMut, MatRef};
 use crate::real::Real;
 
 /// `σ(z) = 1 / (1 + e^{-z})`, exact to the standard library's `exp`; saturates to 0 and 1.
@@ -30,53 +31,46 @@ pub(crate) fn hidden<U: Unit, T: Real>() -> HiddenKernels<T> {
 
 /// The output-layer kernels of `R`, as a table entry.
 pub(crate) fn output<R: Reconstruction, T: Real>() -> OutputKernels<T> {
-    OutputKernels { delta_row: output_delta_row::<R, T>, delta_col: output_delta_col::<R, T> }
+    OutputKernels { delta: output_delta::<R, T> }
 }
 
-/// `z ← f(z)` in place; returns `Σ f(z)`.
-fn activate_sum<U: Unit, T: Real>(z: &mut [T]) -> f64 {
+/// `z ← f(z + bias)` in place; returns the sum of the activations.
+fn activate_sum<U: Unit, T: Real>(z: &mut [T], bias: T) -> f64 {
     let mut sum = 0.0;
     for zi in z {
-        *zi = U::activate(*zi);
+        *zi = U::activate(*zi + bias);
         sum += zi.as_f64();
     }
     sum
 }
 
-/// One output unit over a run of examples (a row segment of `z3`, `X`):
-/// `z3 ← delta3`; returns `(Σ loss, Σ delta3)`.
-fn output_delta_row<R: Reconstruction, T: Real>(z: &mut [T], x: &[T]) -> (f64, f64) {
-    assert_eq!(z.len(), x.len());
-    let (mut loss, mut delta_sum) = (0.0, 0.0);
-    for (zi, &xi) in z.iter_mut().zip(x) {
-        let (delta, l) = R::delta_loss(*zi, xi);
-        *zi = delta;
-        loss += l.as_f64();
-        delta_sum += delta.as_f64();
-    }
-    (loss, delta_sum)
-}
-
-/// One example over all output units (a column of `z3`, `X`): as [`output_delta_row`], but
-/// `delta_sums[k] += delta3[k]`; returns `Σ loss`.
-fn output_delta_col<R: Reconstruction, T: Real>(z: &mut [T], x: &[T], delta_sums: &mut [f64]) -> f64 {
-    assert!(z.len() == x.len() && z.len() == delta_sums.len());
+/// The output layer on a block of `z3` against `x` (see [`OutputKernels::delta`]), one
+/// element at a time: `z3 ← delta3` at `z3 + b2 1ᵀ`, `delta_sums[k] += Σ_j delta3[k, j]`;
+/// returns `Σ loss`.
+fn output_delta<R: Reconstruction, T: Real>(mut z: MatMut<'_, T>, x: MatRef<'_, T>, b: &[T], sums: &mut [f64]) -> f64 {
+    super::check_output_block(&z, &x, b, sums);
+    let (rows, cols) = (z.rows(), z.cols());
+    let ((zr, zc), (xr, xc)) = (z.strides(), x.strides());
+    let (z, x) = (z.as_mut_slice(), x.as_slice());
     let mut loss = 0.0;
-    for ((zi, &xi), sum) in z.iter_mut().zip(x).zip(delta_sums) {
-        let (delta, l) = R::delta_loss(*zi, xi);
-        *zi = delta;
-        loss += l.as_f64();
-        *sum += delta.as_f64();
+    for j in 0..cols {
+        for (i, (&bias, sum)) in b.iter().zip(sums.iter_mut()).enumerate().take(rows) {
+            let z = &mut z[i * zr + j * zc];
+            let (delta, l) = R::delta_loss(*z + bias, x[i * xr + j * xc]);
+            *z = delta;
+            loss += l.as_f64();
+            *sum += delta.as_f64();
+        }
     }
     loss
 }
 
-/// One hidden unit over a run of examples: `p ← delta2 = p f'`; returns `Σ delta2`.
-fn hidden_delta_sum<U: Unit, T: Real>(p: &mut [T], a2: &[T]) -> f64 {
+/// One hidden unit over a run of examples: `p ← delta2 = (p + s) f'`; returns `Σ delta2`.
+fn hidden_delta_sum<U: Unit, T: Real>(p: &mut [T], a2: &[T], s: T) -> f64 {
     assert_eq!(p.len(), a2.len());
     let mut sum = 0.0;
     for (pi, &a) in p.iter_mut().zip(a2) {
-        *pi = *pi * U::derivative(a);
+        *pi = (*pi + s) * U::derivative(a);
         sum += pi.as_f64();
     }
     sum

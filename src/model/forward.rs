@@ -19,8 +19,8 @@ const BLOCK: usize = 512;
 pub struct Forward<'p, T: Real> {
     parameters: &'p Parameters<T>,
     /// `f` of the hidden layer, and `g` of the output layer (`None`: linear).
-    hidden_activation: fn(&mut [T]) -> f64,
-    output_activation: Option<fn(&mut [T]) -> f64>,
+    hidden_activation: fn(&mut [T], T) -> f64,
+    output_activation: Option<fn(&mut [T], T) -> f64>,
     backend: Backend,
 }
 
@@ -93,7 +93,7 @@ impl<'p, T: Real> Forward<'p, T> {
         b: &[T],
         input: MatRef<'_, T>,
         out: &mut [T],
-        activation: Option<fn(&mut [T]) -> f64>,
+        activation: Option<fn(&mut [T], T) -> f64>,
     ) {
         let rows = w.rows();
         out.par_chunks_mut(BLOCK * rows).enumerate().for_each(|(block, out)| {
@@ -104,7 +104,7 @@ impl<'p, T: Real> Forward<'p, T> {
             let input = input.columns(block * BLOCK, width);
             gemm(self.backend, T::one(), w, input, T::one(), MatMut::col_major(&mut *out, rows, width));
             if let Some(activation) = activation {
-                activation(out);
+                activation(out, T::zero());
             }
         });
     }

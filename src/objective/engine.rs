@@ -612,19 +612,17 @@ struct HiddenLayer<'a, T> {
     w1: &'a Packed<'a, T>,
     b1: &'a [T],
     gemm: Gemm,
-    activate_sum: fn(&mut [T]) -> f64,
+    activate_sum: fn(&mut [T], T) -> f64,
 }
 
 impl<T: Real> HiddenLayer<'_, T> {
-    /// `x: n×width` into `a2: h×width` row-major; `sums[j] = Σ a2[j, :]`.
+    /// `x: n×width` into `a2: h×width` row-major; `sums[j] = Σ a2[j, :]`. The bias is added
+    /// by the activation's pass, not prefilled into the GEMM's output.
     fn run(&self, x: MatRef<'_, T>, a2: &mut [T], sums: &mut [f64]) {
         let width = a2.len() / self.h;
-        for (row, &bias) in a2.chunks_exact_mut(width).zip(self.b1) {
-            row.fill(bias);
-        }
-        self.gemm.product(T::one(), self.w1, x, T::one(), MatMut::row_major(a2, self.h, width));
-        for (row, sum) in a2.chunks_exact_mut(width).zip(sums) {
-            *sum = (self.activate_sum)(row);
+        self.gemm.product(T::one(), self.w1, x, T::zero(), MatMut::row_major(a2, self.h, width));
+        for ((row, &bias), sum) in a2.chunks_exact_mut(width).zip(self.b1).zip(sums) {
+            *sum = (self.activate_sum)(row, bias);
         }
     }
 }
@@ -679,14 +677,13 @@ impl<T: Real> BackwardPass<'_, T> {
                     *f_sum += df;
                 }
             } else {
-                // Step 4: W2ᵀ delta3 + s 1ᵀ, the sparsity delta prefilled, then delta2, ∇b1.
+                // Step 4: W2ᵀ delta3, then delta2 = (W2ᵀ delta3 + s 1ᵀ) ⊙ f' and ∇b1's sums
+                // in one pass (the sparsity delta added there, not prefilled).
                 let p = &mut hidden[..h * width];
-                for (row, &s) in p.chunks_exact_mut(width).zip(self.sparsity_delta) {
-                    row.fill(s);
-                }
-                self.gemm.product(T::one(), self.w2t, delta3, T::one(), MatMut::row_major(&mut *p, h, width));
-                for ((p, a), sum) in p.chunks_exact_mut(width).zip(a2.chunks_exact(width)).zip(b1_sums.iter_mut()) {
-                    *sum += (self.hidden_kernels.delta_sum)(p, a);
+                self.gemm.product(T::one(), self.w2t, delta3, T::zero(), MatMut::row_major(&mut *p, h, width));
+                let rows = p.chunks_exact_mut(width).zip(a2.chunks_exact(width));
+                for (((p, a), &s), sum) in rows.zip(self.sparsity_delta).zip(b1_sums.iter_mut()) {
+                    *sum += (self.hidden_kernels.delta_sum)(p, a, s);
                 }
             }
             if let Some(c) = self.contractive_c {
@@ -708,11 +705,15 @@ impl<T: Real> BackwardPass<'_, T> {
         }
     }
 
-    /// Step 2 for one block: `z3 = W2 a2 + b2 1ᵀ` (b2 prefilled), then
-    /// `delta3` in place, the loss and `∇b2`'s sums in one pass. The block is laid out
-    /// like the data, so that each run of `z3` meets a contiguous run of `x`: column-major
-    /// (one example after another) for examples-by-features data, row-major otherwise.
-    /// Returns the strides of `delta3`.
+    /// Step 2 for one block: `z3 = W2 a2`, then `delta3` at `z3 + b2 1ᵀ` in place, the loss
+    /// and `∇b2`'s sums in one pass over the block. The block is laid out like the data, so
+    /// that each run of `z3` meets a contiguous run of `x`: column-major (one example after
+    /// another) for examples-by-features data, row-major otherwise. Returns the strides of
+    /// `delta3`.
+    ///
+    /// The bias is added by the elementwise pass rather than prefilled into the GEMM's output
+    /// (one pass over the block fewer). Running that pass on each GEMM tile while it is in L1
+    /// was measured slower on S1 and S2 (PERF.md): the block is in L2 either way.
     fn output_layer(
         &self,
         start: usize,
@@ -723,33 +724,12 @@ impl<T: Real> BackwardPass<'_, T> {
         b2_sums: &mut [f64],
     ) -> (usize, usize) {
         let n = self.n;
-        let values = self.data.values();
-        match self.data.layout() {
-            Layout::ExamplesByFeatures => {
-                for column in z3.chunks_exact_mut(n) {
-                    column.copy_from_slice(self.b2);
-                }
-                self.gemm.product(T::one(), self.w2, a2, T::one(), MatMut::col_major(z3, n, width));
-                let x = &values[start * n..(start + width) * n];
-                for (z, x) in z3.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                    *loss += (self.output_kernels.delta_col)(z, x, b2_sums);
-                }
-                (1, n)
-            }
-            Layout::FeaturesByExamples => {
-                for (row, &bias) in z3.chunks_exact_mut(width).zip(self.b2) {
-                    row.fill(bias);
-                }
-                self.gemm.product(T::one(), self.w2, a2, T::one(), MatMut::row_major(z3, n, width));
-                let m = self.data.examples();
-                for (k, z) in z3.chunks_exact_mut(width).enumerate() {
-                    let x = &values[k * m + start..k * m + start + width];
-                    let (value_loss, delta_sum) = (self.output_kernels.delta_row)(z, x);
-                    *loss += value_loss;
-                    b2_sums[k] += delta_sum;
-                }
-                (width, 1)
-            }
-        }
+        let (mut z3, strides) = match self.data.layout() {
+            Layout::ExamplesByFeatures => (MatMut::col_major(z3, n, width), (1, n)),
+            Layout::FeaturesByExamples => (MatMut::row_major(z3, n, width), (width, 1)),
+        };
+        self.gemm.product(T::one(), self.w2, a2, T::zero(), z3.reborrow());
+        *loss += (self.output_kernels.delta)(z3, self.data.x().columns(start, width), self.b2, b2_sums);
+        strides
     }
 }

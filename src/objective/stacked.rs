@@ -128,7 +128,7 @@ impl<'d, T: Real> StackedObjective<'d, T> {
             let input = if l == 0 { x } else { MatRef::col_major(&activations[l - 1], cols, width) };
             let w = MatRef::col_major(&theta[w_at..w_at + rows * cols], rows, cols);
             gemm(backend, T::one(), w, input, T::one(), MatMut::col_major(&mut a, rows, width));
-            (kernels.hidden(Activation::Sigmoid).activate_sum)(&mut a);
+            (kernels.hidden(Activation::Sigmoid).activate_sum)(&mut a, T::zero());
             activations.push(a);
         }
         activations

@@ -58,7 +58,7 @@ pub struct VaeObjective<T: Real> {
     backend: Backend,
     hidden_kernels: HiddenKernels<T>,
     output_kernels: OutputKernels<T>,
-    output_sigmoid: fn(&mut [T]) -> f64,
+    output_sigmoid: fn(&mut [T], T) -> f64,
     ranges: Vec<RangeScratch<T>>,
 }
 
@@ -257,11 +257,11 @@ impl<T: Real> VaeObjective<T> {
         let w = self.weights(theta);
         let mut h2 = vec![T::zero(); h * k];
         layer(self.backend, w.w3, w.b3, MatRef::col_major(z, d, k), &mut h2);
-        (self.hidden_kernels.activate_sum)(&mut h2);
+        (self.hidden_kernels.activate_sum)(&mut h2, T::zero());
         let mut y = vec![T::zero(); n * k];
         layer(self.backend, w.w4, w.b4, MatRef::col_major(&h2, h, k), &mut y);
         if self.shape.decoder == VaeDecoder::Bernoulli {
-            (self.output_sigmoid)(&mut y);
+            (self.output_sigmoid)(&mut y, T::zero());
         }
         Ok(y)
     }
@@ -365,7 +365,7 @@ impl<T: Real> Pass<'_, T> {
         let Weights { w1, b1, we, be, w3, b3, w4, b4 } = &self.weights;
         let x = self.data.x().columns(range.start, w);
         layer(self.backend, *w1, b1, x, &mut s.h1);
-        (self.hidden_kernels.activate_sum)(&mut s.h1[..h * w]);
+        (self.hidden_kernels.activate_sum)(&mut s.h1[..h * w], T::zero());
         layer(self.backend, *we, be, MatRef::col_major(&s.h1[..h * w], h, w), &mut s.latent);
 
         // z = μ + σ ε, and KL = −½ Σ (1 + ln σ² − μ² − σ²).
@@ -392,14 +392,13 @@ impl<T: Real> Pass<'_, T> {
         s.examples = w;
 
         layer(self.backend, *w3, b3, MatRef::col_major(&s.z[..d * w], d, w), &mut s.h2);
-        (self.hidden_kernels.activate_sum)(&mut s.h2[..h * w]);
-        layer(self.backend, *w4, b4, MatRef::col_major(&s.h2[..h * w], h, w), &mut s.y);
-        let values = &self.data.values()[range.start * n..range.end * n];
-        let b4_sums = &mut s.bias_sums[2 * h + 2 * d..];
-        s.reconstruction = 0.0;
-        for (y, x) in s.y.chunks_exact_mut(n).zip(values.chunks_exact(n)) {
-            s.reconstruction += (self.output_kernels.delta_col)(y, x, b4_sums);
-        }
+        (self.hidden_kernels.activate_sum)(&mut s.h2[..h * w], T::zero());
+        // The decoder's output, its bias added by the output kernel.
+        let y = MatMut::col_major(&mut s.y[..n * w], n, w);
+        gemm(self.backend, T::one(), *w4, MatRef::col_major(&s.h2[..h * w], h, w), T::zero(), y);
+        let y = MatMut::col_major(&mut s.y[..n * w], n, w);
+        let x = MatRef::col_major(&self.data.values()[range.start * n..range.end * n], n, w);
+        s.reconstruction = (self.output_kernels.delta)(y, x, b4, &mut s.bias_sums[2 * h + 2 * d..]);
     }
 
     /// The backward pass of the examples `range` after their `forward`: adds their gradient to
@@ -419,7 +418,7 @@ impl<T: Real> Pass<'_, T> {
         gemm(self.backend, one, delta_y, h2.t(), one, MatMut::col_major(&mut grad[l.w4..l.b4], n, h));
         let delta_h2 = &mut s.hidden_delta[..h * w];
         gemm(self.backend, one, w4.t(), delta_y, T::zero(), MatMut::col_major(&mut *delta_h2, h, w));
-        (self.hidden_kernels.delta_sum)(delta_h2, &s.h2[..h * w]);
+        (self.hidden_kernels.delta_sum)(delta_h2, &s.h2[..h * w], T::zero());
         add_columns(delta_h2, h, b3_sums);
         let delta_h2 = MatRef::col_major(&s.hidden_delta[..h * w], h, w);
         gemm(
@@ -454,7 +453,7 @@ impl<T: Real> Pass<'_, T> {
 
         let delta_h1 = &mut s.hidden_delta[..h * w];
         gemm(self.backend, one, we.t(), latent_delta, T::zero(), MatMut::col_major(&mut *delta_h1, h, w));
-        (self.hidden_kernels.delta_sum)(delta_h1, &s.h1[..h * w]);
+        (self.hidden_kernels.delta_sum)(delta_h1, &s.h1[..h * w], T::zero());
         add_columns(delta_h1, h, b1_sums);
         let x = self.data.x().columns(range.start, w);
         let delta_h1 = MatRef::col_major(&s.hidden_delta[..h * w], h, w);
