@@ -302,11 +302,17 @@ fn macro_kernel<T: Element>(
                     )
                 };
             } else {
-                let mut tile = [T::zero(); MAX_TILE];
-                // SAFETY: as above, with the tile buffer (`mr·nr ≥ mr·cols` values, leading
-                // dimension `mr`) as `C`.
-                unsafe {
-                    run(depth, T::one(), a_panel.as_ptr(), lda, b_panel.as_ptr(), ldb, T::zero(), tile.as_mut_ptr(), mr)
+                // Not initialised: the kernel writes it whole (β = 0 never reads it), and zeroing
+                // it for every edge tile was a visible share of S1's time.
+                let mut buffer = std::mem::MaybeUninit::<[T; MAX_TILE]>::uninit();
+                let written = mr * cols;
+                // SAFETY: as above, with the tile buffer (`MAX_TILE ≥ mr·nr ≥ mr·cols` values,
+                // leading dimension `mr`) as `C`; with β = 0 the kernel only writes `C`, every
+                // one of its `mr·cols` values, so the first `written` are initialised after it.
+                let tile = unsafe {
+                    let c = buffer.as_mut_ptr().cast::<T>();
+                    run(depth, T::one(), a_panel.as_ptr(), lda, b_panel.as_ptr(), ldb, T::zero(), c, mr);
+                    std::slice::from_raw_parts(c, written)
                 };
                 for (j, tile) in tile.chunks_exact(mr).take(tile_cols).enumerate() {
                     let first = ir * rs + (jr + j) * cs;
