@@ -7,7 +7,7 @@ use common::*;
 use sae::model::ModelFile;
 use sae::objective::MinibatchObjective;
 use sae::optim::StepRule;
-use sae::train::{MinibatchOptions, MinibatchTrainer};
+use sae::train::{MinibatchOptions, MinibatchStop, MinibatchTrainer};
 use sae::{Dataset, Error, Objective, Parameters};
 
 const M: usize = 1000;
@@ -299,7 +299,7 @@ fn an_interrupted_run_ends_normally_checkpointed_and_resumes_bit_for_bit() {
     let data = Dataset::examples_by_features(&values, M, N).unwrap();
     let init = Parameters::init(N, H, 6);
     let uninterrupted = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap().fit(&data, &init, |_| {}).unwrap();
-    assert!(!uninterrupted.interrupted);
+    assert_eq!(uninterrupted.stop, MinibatchStop::MaxEpochs);
     assert_eq!(uninterrupted.model.metadata["stop"], "max-epochs");
 
     let flag = std::sync::Arc::new(AtomicBool::new(false));
@@ -312,7 +312,7 @@ fn an_interrupted_run_ends_normally_checkpointed_and_resumes_bit_for_bit() {
             }
         })
         .unwrap();
-    assert!(interrupted.interrupted);
+    assert_eq!(interrupted.stop, MinibatchStop::Interrupted);
     assert_eq!((interrupted.steps, interrupted.epochs), (23, 2));
     assert_eq!(interrupted.model.metadata["stop"], "interrupted");
     let saved = ModelFile::<f64>::load(&checkpoint).unwrap();
@@ -320,7 +320,66 @@ fn an_interrupted_run_ends_normally_checkpointed_and_resumes_bit_for_bit() {
     assert_eq!(saved.parameters, interrupted.model.parameters);
 
     let resumed = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap().resume(&data, &checkpoint, |_| {}).unwrap();
-    assert!(!resumed.interrupted);
+    assert_eq!(resumed.stop, MinibatchStop::MaxEpochs);
     assert_eq!(resumed.steps, 40);
     assert_eq!(resumed.model.parameters, uninterrupted.model.parameters);
+}
+
+#[test]
+fn a_callback_that_breaks_ends_the_run_after_that_step_with_its_model() {
+    use std::ops::ControlFlow;
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let init = Parameters::init(N, H, 6);
+    let trainer = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap();
+    let stopped = trainer
+        .fit(&data, &init, |step| if step.step == 7 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        .unwrap();
+    assert_eq!((stopped.stop, stopped.steps, stopped.epochs), (MinibatchStop::Requested, 7, 0));
+    assert_eq!(stopped.model.metadata["stop"], "requested");
+    // The model of step 7: the one a run cancelled by its flag at that step ends with.
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cancelled = MinibatchTrainer::new(hyper(N, H), OPTIONS)
+        .unwrap()
+        .stop_when(flag.clone())
+        .fit(&data, &init, |step| {
+            if step.step == 7 {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    assert_eq!(cancelled.steps, 7);
+    assert_eq!(stopped.model.parameters, cancelled.model.parameters);
+}
+
+#[test]
+fn a_time_limit_ends_the_run_after_the_step_that_passes_it() {
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let trainer = MinibatchTrainer::new(hyper(N, H), OPTIONS).unwrap().time_limit(std::time::Duration::ZERO);
+    let stopped = trainer.fit(&data, &Parameters::init(N, H, 6), |_| {}).unwrap();
+    assert_eq!((stopped.stop, stopped.steps), (MinibatchStop::TimeLimit, 1));
+    assert_eq!(stopped.model.metadata["stop"], "time-limit");
+}
+
+#[test]
+fn a_flag_set_from_another_thread_cancels_the_run() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let flag = Arc::new(AtomicBool::new(false));
+    let many = MinibatchOptions { epochs: 1_000_000, ..OPTIONS };
+    let trainer = MinibatchTrainer::new(hyper(N, H), many).unwrap().stop_when(flag.clone());
+    let canceller = std::thread::spawn({
+        let flag = flag.clone();
+        move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    let stopped = trainer.fit(&data, &Parameters::init(N, H, 6), |_| {}).unwrap();
+    canceller.join().unwrap();
+    assert_eq!(stopped.stop, MinibatchStop::Interrupted);
+    assert!(stopped.steps >= 1 && stopped.epochs < 1_000_000);
 }

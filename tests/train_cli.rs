@@ -258,3 +258,81 @@ fn an_unknown_corruption_is_refused_naming_it() {
     let (ok, _, stderr) = sae(&["train", "--denoise", "salt:0.1"]);
     assert!(!ok && stderr.contains("salt"), "{stderr}");
 }
+
+#[test]
+fn max_time_gtol_and_ftol_stop_a_run_that_is_written_as_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    let (ok, stdout, stderr) = sae(&["train", "--max-time", "0", "-o", &model, "--no-features"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("reached the time limit") && stdout.contains("after 1 iterations"), "{stdout}");
+    let loaded = ModelFile::<f64>::load(Path::new(&model)).unwrap();
+    assert_eq!(loaded.metadata["stop"], "time-limit");
+    assert!(!loaded.metadata.contains_key("unfinished"));
+
+    let (ok, stdout, stderr) = sae(&["train", "--gtol", "1e-3", "-o", &model, "--no-features"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(ModelFile::<f64>::load(Path::new(&model)).unwrap().metadata["stop"], "gradient-tolerance", "{stdout}");
+    let (ok, _, stderr) = sae(&["train", "--ftol", "1e-2", "-o", &model, "--no-features"]);
+    assert!(ok, "{stderr}");
+    // --ftol bounds the change of the step as well as of the cost (minFunc's progTol).
+    let loaded = ModelFile::<f64>::load(Path::new(&model)).unwrap();
+    assert!(["step-size", "function-change"].contains(&loaded.metadata["stop"].as_str()), "{:?}", loaded.metadata);
+    assert!(loaded.metadata["iterations"].parse::<usize>().unwrap() < 400);
+
+    let (ok, stdout, stderr) =
+        sae(&["train", "--optimizer", "adam", "--epochs", "3", "--max-time", "0", "-o", &model, "--no-features"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("reached the time limit") && stdout.contains("1 steps"), "{stdout}");
+    assert_eq!(ModelFile::<f64>::load(Path::new(&model)).unwrap().metadata["stop"], "time-limit");
+}
+
+#[test]
+fn bad_stopping_rules_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    for (args, flag) in [
+        (vec!["--max-time", "-1"], "--max-time"),
+        (vec!["--max-time", "soon"], "--max-time"),
+        (vec!["--gtol", "-1"], "gradient tolerance"),
+        (vec!["--optimizer", "adam", "--gtol", "1e-3"], "--gtol"),
+    ] {
+        let mut all = vec!["train", "-o", &model, "--no-features"];
+        all.extend(&args);
+        let (ok, _, stderr) = sae(&all);
+        assert!(!ok && stderr.contains(flag), "{args:?}: {stderr}");
+    }
+    assert!(!Path::new(&model).exists(), "nothing written");
+}
+
+#[test]
+fn init_continues_from_a_model_of_the_same_shape_and_refuses_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (path(dir.path(), "a.safetensors"), path(dir.path(), "b.safetensors"));
+    let (ok, _, stderr) = sae(&["train", "--optimizer", "adam", "--epochs", "2", "-o", &first, "--no-features"]);
+    assert!(ok, "{stderr}");
+    let adam = ModelFile::<f64>::load(Path::new(&first)).unwrap();
+    // L-BFGS after Adam: its first cost is the Adam model's, evaluated on the same data.
+    let (ok, stdout, stderr) = sae(&["train", "--init", &first, "--iterations", "5", "-o", &second, "--no-features"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&format!("starting from {first}")), "{stdout}");
+    let continued = ModelFile::<f64>::load(Path::new(&second)).unwrap();
+    assert_eq!(continued.metadata["init"], first);
+    assert_eq!(continued.metadata["iterations"], "5");
+    let (patches, m, n) = sae::data::images::embedded_patches(1);
+    let data = Dataset::examples_by_features(&patches, m, n).unwrap();
+    let theta = adam.parameters.theta();
+    let start =
+        sae::Objective::new(continued.hyper, data).unwrap().evaluate(theta, &mut vec![0.0; theta.len()]).unwrap();
+    assert!(
+        stdout.contains(&format!("from {start:.6e}")),
+        "the run starts at the Adam model's cost {start:.6e}: {stdout}"
+    );
+
+    let (ok, _, stderr) = sae(&["train", "--init", &first, "--hidden", "30", "-o", &second, "--no-features"]);
+    assert!(!ok && stderr.contains("h (--hidden): 25 in the model, 30 in this run"), "{stderr}");
+    let (ok, _, stderr) = sae(&["train", "--init", &first, "--tied", "-o", &second, "--no-features"]);
+    assert!(!ok && stderr.contains("tied weights"), "{stderr}");
+    let (ok, _, stderr) = sae(&["train", "--init", &first, "--resume", &first, "-o", &second, "--no-features"]);
+    assert!(!ok && stderr.contains("--resume"), "{stderr}");
+}

@@ -329,3 +329,73 @@ fn an_interrupted_run_ends_normally_checkpointed_and_resumes_bit_for_bit() {
     assert_eq!(resumed.model.parameters, uninterrupted.model.parameters);
     assert_eq!(resumed.cost.to_bits(), uninterrupted.cost.to_bits());
 }
+
+#[test]
+fn a_callback_that_breaks_ends_the_run_as_finished_and_it_resumes_bit_for_bit() {
+    use std::ops::ControlFlow;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let init = Parameters::init(N, H, 2);
+    let uninterrupted = with_objective(|o| Trainer::new(options(30)).fit(o, &init, |_| {}).unwrap());
+
+    let mut cost_seen = f64::NAN;
+    let trainer = Trainer::new(options(30)).checkpoint_to(&checkpoint, 100);
+    let stopped = with_objective(|o| {
+        trainer.fit(o, &init, |it| {
+            cost_seen = it.f;
+            if it.iteration == 11 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+    })
+    .unwrap();
+    assert_eq!((stopped.stop, stopped.iterations), (Stop::Requested, 11));
+    assert_eq!(stopped.cost, cost_seen, "the model is the iterate the callback saw last");
+    assert_eq!(stopped.model.metadata["stop"], "requested");
+    assert_eq!(ModelFile::<f64>::load(&checkpoint).unwrap().metadata["lbfgs.stopped"], "requested");
+
+    let resumed = with_objective(|o| Trainer::new(options(30)).resume(o, &checkpoint, |_| {}).unwrap());
+    assert_eq!((resumed.stop, resumed.iterations), (Stop::MaxIterations, 30));
+    assert_eq!(resumed.model.parameters, uninterrupted.model.parameters);
+}
+
+#[test]
+fn a_time_limit_ends_the_run_after_the_iteration_that_passes_it() {
+    let init = Parameters::init(N, H, 2);
+    let trainer = Trainer::new(options(30)).time_limit(std::time::Duration::ZERO);
+    let stopped = with_objective(|o| trainer.fit(o, &init, |_| {})).unwrap();
+    assert_eq!((stopped.stop, stopped.iterations), (Stop::TimeLimit, 1));
+    assert!(!stopped.stop.converged() && stopped.stop.resumable());
+    assert_eq!(stopped.model.metadata["stop"], "time-limit");
+    assert!(stopped.cost < stopped.initial_cost);
+}
+
+#[test]
+fn tolerances_stop_the_run_and_bad_ones_are_refused_by_name() {
+    let init = Parameters::init(N, H, 2);
+    let loose = LbfgsOptions { gradient_tolerance: 1e-2, ..options(400) };
+    let converged = with_objective(|o| Trainer::new(loose).fit(o, &init, |_| {})).unwrap();
+    assert_eq!(converged.stop, Stop::GradientTolerance);
+    assert!(converged.iterations < 400);
+    for bad in [
+        LbfgsOptions { gradient_tolerance: -1.0, ..options(10) },
+        LbfgsOptions { progress_tolerance: f64::NAN, ..options(10) },
+    ] {
+        let err = with_objective(|o| Trainer::new(bad).fit(o, &init, |_| {})).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidHyperParameter { name: "gradient tolerance" | "progress tolerance", .. }),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn every_stop_has_a_name_that_reads_back() {
+    let names: std::collections::BTreeSet<&str> = Stop::ALL.iter().map(|stop| stop.name()).collect();
+    assert_eq!(names.len(), Stop::ALL.len(), "names are distinct");
+    for stop in Stop::ALL {
+        assert_eq!(Stop::ALL.into_iter().find(|s| s.name() == stop.name()), Some(stop));
+    }
+}

@@ -282,7 +282,10 @@ fn cross_entropy_on_data_outside_the_unit_interval_is_an_error_naming_row_and_co
     let batch = Dataset::examples_by_features(&values[30 * n..50 * n], 20, n).unwrap();
     assert_eq!(at(minibatch.evaluate(&theta, &mut grad, &batch).unwrap_err()), (7, 4, 1.5), "the batch's row");
     let trainer = MinibatchTrainer::new(hyper, MinibatchOptions { batch_size: 20, ..MinibatchOptions::default() });
-    let err = trainer.unwrap().fit(&rows, &Parameters::init(n, h, 1), |_| panic!("no step is taken")).unwrap_err();
+    let err = trainer
+        .unwrap()
+        .fit(&rows, &Parameters::init(n, h, 1), |_| -> std::ops::ControlFlow<()> { panic!("no step is taken") })
+        .unwrap_err();
     assert_eq!(at(err), (37, 4, 1.5), "the data's row, before any step");
 
     values[37 * n + 4] = -0.25;

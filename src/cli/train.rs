@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 
@@ -19,7 +19,7 @@ use crate::model::picture::{features_picture, PixelOrder};
 use crate::model::ModelFile;
 use crate::objective::StreamingObjective;
 use crate::optim::{LbfgsOptions, StepRule, Stop};
-use crate::train::{AutoencoderObjective, MinibatchOptions, MinibatchStep, MinibatchTrainer, Trainer};
+use crate::train::{AutoencoderObjective, MinibatchOptions, MinibatchStep, MinibatchStop, MinibatchTrainer, Trainer};
 use crate::{Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
@@ -67,6 +67,24 @@ pub struct TrainArgs {
     /// L-BFGS correction pairs kept.
     #[arg(long, default_value_t = 100)]
     history: usize,
+    /// L-BFGS: converged when every component of the gradient is at most this in absolute
+    /// value (minFunc's optTol) [default: 1e-5].
+    #[arg(long, allow_negative_numbers = true)]
+    gtol: Option<f64>,
+    /// L-BFGS: converged when the cost, or the step, changes by less than this (minFunc's
+    /// progTol) [default: 1e-9].
+    #[arg(long, allow_negative_numbers = true)]
+    ftol: Option<f64>,
+    /// Stop after this many seconds of training (checked after each iteration or minibatch;
+    /// the data's loading not counted): the model so far is written as for a finished run,
+    /// with the stop `time-limit`, and a checkpoint of it continues with --resume.
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    max_time: Option<f64>,
+    /// Start from the parameters of this model file (written by `sae train`) instead of a
+    /// random initialisation: fine-tuning, or L-BFGS after Adam. Its n, h, units and tying
+    /// must be the run's; λ, β, ρ, the penalty and the corruption may differ.
+    #[arg(long, value_name = "MODEL", conflicts_with = "resume")]
+    init: Option<PathBuf>,
     #[command(flatten)]
     precision: PrecisionArgs,
     /// Seed of the initial weights (and of the embedded data set).
@@ -150,6 +168,9 @@ fn checkpoint_precision(checkpoint: &std::path::Path) -> CliResult<(Precision, &
 /// What the run reads and writes, checked before it starts.
 fn files(args: &TrainArgs) -> FilePlan {
     let mut plan = args.data.read_by(FilePlan::new());
+    if let Some(path) = &args.init {
+        plan = plan.input("--init", path);
+    }
     if let Some(path) = &args.resume {
         plan = plan.input_replaced_by("--resume", path, "--checkpoint");
     }
@@ -203,6 +224,11 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
     );
     warn_outside_output_range(&hyper, &data);
     if args.optimizer != OptimizerArg::Lbfgs {
+        if args.gtol.is_some() || args.ftol.is_some() {
+            return Err("--gtol and --ftol are L-BFGS's tolerances: minibatch training runs its --epochs \
+                        (or until --max-time)"
+                .into());
+        }
         let Data::Values { values, examples, features } = data else {
             return Err("minibatch training reads the data in memory: drop --stream, or use --optimizer lbfgs".into());
         };
@@ -236,8 +262,17 @@ fn fit<T: Real>(
     objective: &mut impl AutoencoderObjective<T>,
     stop: &Arc<AtomicBool>,
 ) -> CliResult<Outcome<T>> {
-    let options = LbfgsOptions { max_iterations: args.iterations, history: args.history, ..LbfgsOptions::MINFUNC };
+    let options = LbfgsOptions {
+        max_iterations: args.iterations,
+        history: args.history,
+        gradient_tolerance: args.gtol.unwrap_or(LbfgsOptions::MINFUNC.gradient_tolerance),
+        progress_tolerance: args.ftol.unwrap_or(LbfgsOptions::MINFUNC.progress_tolerance),
+        ..LbfgsOptions::MINFUNC
+    };
     let mut trainer = Trainer::new(options).stop_when(stop.clone());
+    if let Some(limit) = time_limit(args)? {
+        trainer = trainer.time_limit(limit);
+    }
     if let Some(path) = &args.checkpoint {
         trainer = trainer.checkpoint_to(path, args.checkpoint_every);
     }
@@ -262,8 +297,8 @@ fn fit<T: Real>(
             (first, trained?)
         }
         None => {
+            let init = initial_parameters::<T>(args, &hyper)?;
             let progress = Progress::new(0, args.iterations, "iteration");
-            let init = Parameters::<T>::init(hyper.visible(), hyper.hidden(), args.seed);
             let trained = trainer.fit(objective, &init, |it| {
                 run_evaluations += it.evaluations;
                 progress.update(it.iteration, it.f, it.gradient_norm, run_evaluations, it.stopped.is_some());
@@ -325,6 +360,9 @@ fn fit_minibatch<T: Real>(
     if let Some(path) = &args.checkpoint {
         trainer = trainer.checkpoint_to(path, args.checkpoint_every as u64);
     }
+    if let Some(limit) = time_limit(args)? {
+        trainer = trainer.time_limit(limit);
+    }
     let resumed = match &args.resume {
         Some(path) => {
             let state = trainer.load_checkpoint(data, path)?;
@@ -350,19 +388,65 @@ fn fit_minibatch<T: Real>(
     };
     let trained = match resumed {
         Some(state) => trainer.resume_state(data, state, &mut on_step),
-        None => trainer.fit(data, &Parameters::<T>::init(hyper.visible(), hyper.hidden(), args.seed), &mut on_step),
+        None => trainer.fit(data, &initial_parameters::<T>(args, &hyper)?, &mut on_step),
     };
     progress.finish();
     let trained = trained?;
     println!(
-        "{} epochs, {} steps ({steps} in this run) in {:.2} s",
+        "stopped ({}) after {} epochs, {} steps ({steps} in this run) in {:.2} s",
+        trained.stop,
         trained.epochs,
         trained.steps,
         start.elapsed().as_secs_f64()
     );
-    let interrupted_at =
-        trained.interrupted.then(|| format!("epoch {} of {}, step {}", trained.epochs + 1, args.epochs, trained.steps));
+    let interrupted_at = (trained.stop == MinibatchStop::Interrupted)
+        .then(|| format!("epoch {} of {}, step {}", trained.epochs + 1, args.epochs, trained.steps));
     Ok(Outcome { model: trained.model, interrupted_at })
+}
+
+/// `--max-time` as a duration.
+fn time_limit(args: &TrainArgs) -> CliResult<Option<Duration>> {
+    args.max_time
+        .map(|seconds| {
+            Duration::try_from_secs_f64(seconds)
+                .map_err(|_| format!("--max-time {seconds}: expected a number of seconds, at least 0").into())
+        })
+        .transpose()
+}
+
+/// Where the run starts: the model of `--init`, checked against the run, or the UFLDL
+/// initialisation from `--seed`.
+fn initial_parameters<T: Real>(args: &TrainArgs, hyper: &HyperParams) -> CliResult<Parameters<T>> {
+    let Some(path) = &args.init else {
+        return Ok(Parameters::init(hyper.visible(), hyper.hidden(), args.seed));
+    };
+    let model = ModelFile::<T>::load(path)?;
+    let (saved, run) = (&model.hyper, hyper);
+    let fields: [(&str, String, String); 5] = [
+        ("n (inputs)", saved.visible().to_string(), run.visible().to_string()),
+        ("h (--hidden)", saved.hidden().to_string(), run.hidden().to_string()),
+        ("hidden units (--activation)", saved.activation().name().into(), run.activation().name().into()),
+        (
+            "output (--output-units, --loss)",
+            format!("{:?}", saved.reconstruction()),
+            format!("{:?}", run.reconstruction()),
+        ),
+        ("tied weights (--tied)", saved.tied().to_string(), run.tied().to_string()),
+    ];
+    let differ: Vec<String> = fields
+        .iter()
+        .filter(|(_, saved, run)| saved != run)
+        .map(|(field, saved, run)| format!("{field}: {saved} in the model, {run} in this run"))
+        .collect();
+    if !differ.is_empty() {
+        return Err(format!("--init {}: not a model of this run's shape: {}", path.display(), differ.join("; ")).into());
+    }
+    println!(
+        "starting from {} (cost recorded there: {})",
+        path.display(),
+        model.metadata.get("cost").map_or("none", String::as_str)
+    );
+    Ok(model.parameters)
 }
 
 /// A signal that came while the data was read and the run prepared ends the command before
@@ -378,6 +462,9 @@ fn not_interrupted_yet(stop: &AtomicBool) -> CliResult<()> {
 /// then reported as [`Interrupted`].
 fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>) -> CliResult<()> {
     let Outcome { mut model, interrupted_at } = outcome;
+    if let Some(init) = &args.init {
+        model.metadata.insert("init".into(), init.display().to_string());
+    }
     if let Some(at) = &interrupted_at {
         model.metadata.insert("unfinished".into(), format!("interrupted at {at}"));
     }

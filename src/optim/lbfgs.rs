@@ -72,6 +72,11 @@ pub enum Stop {
     /// The caller asked the run to stop between iterations (see
     /// [`Trainer::stop_when`](crate::train::Trainer::stop_when)).
     Interrupted,
+    /// The training callback returned `ControlFlow::Break` (see [`crate::train::Control`]).
+    Requested,
+    /// The run's time limit passed (see
+    /// [`Trainer::time_limit`](crate::train::Trainer::time_limit)).
+    TimeLimit,
 }
 
 impl std::fmt::Display for Stop {
@@ -88,11 +93,52 @@ impl std::fmt::Display for Stop {
                  search direction); the model is the last point with a finite, lower cost"
             }
             Stop::Interrupted => "interrupted: the model is the last iterate, and the run can be resumed",
+            Stop::Requested => "stopped by the training callback",
+            Stop::TimeLimit => "reached the time limit",
         })
     }
 }
 
 impl Stop {
+    /// Every stop, in declaration order.
+    pub const ALL: [Stop; 10] = [
+        Stop::MaxIterations,
+        Stop::MaxEvaluations,
+        Stop::GradientTolerance,
+        Stop::FunctionChange,
+        Stop::StepSize,
+        Stop::DirectionalDerivative,
+        Stop::LineSearchFailed,
+        Stop::Interrupted,
+        Stop::Requested,
+        Stop::TimeLimit,
+    ];
+
+    /// The name model files and checkpoints record it by (metadata `stop`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stop::MaxIterations => "max-iterations",
+            Stop::MaxEvaluations => "max-evaluations",
+            Stop::GradientTolerance => "gradient-tolerance",
+            Stop::FunctionChange => "function-change",
+            Stop::StepSize => "step-size",
+            Stop::DirectionalDerivative => "directional-derivative",
+            Stop::LineSearchFailed => "line-search-failed",
+            Stop::Interrupted => "interrupted",
+            Stop::Requested => "requested",
+            Stop::TimeLimit => "time-limit",
+        }
+    }
+
+    /// Whether a run that stopped so goes on when resumed: it ran out of a budget or was
+    /// stopped from outside, rather than converged or broke down.
+    pub fn resumable(self) -> bool {
+        matches!(
+            self,
+            Stop::MaxIterations | Stop::MaxEvaluations | Stop::Interrupted | Stop::Requested | Stop::TimeLimit
+        )
+    }
+
     /// Whether the stop means the optimum was reached (to the tolerances), rather than a
     /// budget ran out or the search broke down.
     pub fn converged(self) -> bool {
@@ -206,7 +252,7 @@ impl<T: Real> Lbfgs<T> {
     /// its iteration or evaluation budget goes on under the budgets of `options`, and an
     /// interrupted run goes on.
     pub fn resume(options: LbfgsOptions, mut state: LbfgsState) -> Result<Self> {
-        if matches!(state.stopped, Some(Stop::MaxIterations | Stop::MaxEvaluations | Stop::Interrupted)) {
+        if state.stopped.is_some_and(Stop::resumable) {
             state.stopped = None;
         }
         check_options(&options)?;
@@ -267,10 +313,11 @@ impl<T: Real> Lbfgs<T> {
         &self.options
     }
 
-    /// Stops the run where it is, between iterations, with [`Stop::Interrupted`] (unless it
-    /// has stopped already); [`resume`](Self::resume) from its state goes on.
-    pub fn interrupt(&mut self) {
-        self.state.stopped.get_or_insert(Stop::Interrupted);
+    /// Stops the run where it is, between iterations, with `stop` (unless it has stopped
+    /// already; returns the stop that holds). A run stopped from outside ([`Stop::resumable`])
+    /// goes on when [`resume`](Self::resume)d from its state.
+    pub fn stop_with(&mut self, stop: Stop) -> Stop {
+        *self.state.stopped.get_or_insert(stop)
     }
 
     /// The current point rounded to `T`.
@@ -453,6 +500,13 @@ fn check_options(options: &LbfgsOptions) -> Result<()> {
     }
     if options.max_line_search_evaluations == 0 {
         return invalid("max_line_search_evaluations", 0.0, "must be at least 1");
+    }
+    for (name, value) in
+        [("gradient tolerance", options.gradient_tolerance), ("progress tolerance", options.progress_tolerance)]
+    {
+        if !(value >= 0.0 && value.is_finite()) {
+            return invalid(name, value, "must be a finite number at least 0");
+        }
     }
     Ok(())
 }

@@ -17,24 +17,9 @@ use crate::model::{HyperParams, ModelFile, Parameters, SparsityPenalty};
 use crate::optim::{LbfgsState, Stop};
 use crate::real::Real;
 
-const STOPS: [(Stop, &str); 8] = [
-    (Stop::MaxIterations, "max-iterations"),
-    (Stop::MaxEvaluations, "max-evaluations"),
-    (Stop::GradientTolerance, "gradient-tolerance"),
-    (Stop::FunctionChange, "function-change"),
-    (Stop::StepSize, "step-size"),
-    (Stop::DirectionalDerivative, "directional-derivative"),
-    (Stop::LineSearchFailed, "line-search-failed"),
-    (Stop::Interrupted, "interrupted"),
-];
-
 /// No run makes 2⁵³ evaluations or steps (285 years at one a nanosecond): a larger counter is
 /// corrupt, and would overflow as the run went on.
 const COUNT_LIMIT: u64 = 1 << 53;
-
-pub(crate) fn stop_name(stop: Stop) -> &'static str {
-    STOPS.iter().find(|(s, _)| *s == stop).map(|(_, name)| *name).expect("every stop is named")
-}
 
 /// The model at the state's point, with the state itself and the fingerprint of the data.
 pub fn lbfgs_checkpoint<T: Real>(
@@ -53,7 +38,7 @@ pub fn lbfgs_checkpoint<T: Real>(
         ("lbfgs.oldest", state.oldest.to_string()),
         ("lbfgs.iteration", state.iteration.to_string()),
         ("lbfgs.evaluations", state.evaluations.to_string()),
-        ("lbfgs.stopped", state.stopped.map_or("no", stop_name).to_string()),
+        ("lbfgs.stopped", state.stopped.map_or("no", Stop::name).to_string()),
     ];
     model.metadata = metadata.into_iter().chain(data.metadata()).map(|(k, v)| (k.to_string(), v)).collect();
     let tensors = [
@@ -101,10 +86,9 @@ pub fn lbfgs_state<T: Real>(model: &ModelFile<T>, path: &Path) -> Result<LbfgsSt
     let stopped = match saved.text("lbfgs.stopped")? {
         "no" => None,
         name => Some(
-            STOPS
-                .iter()
-                .find(|(_, n)| *n == name)
-                .map(|(s, _)| *s)
+            Stop::ALL
+                .into_iter()
+                .find(|stop| stop.name() == name)
                 .ok_or_else(|| saved.bad("lbfgs.stopped", format!("= {name:?} is not a known stop")))?,
         ),
     };

@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::checkpoint::Saved;
+use super::control::{Control, Deadline};
 use super::DataFingerprint;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -64,17 +66,50 @@ pub struct MinibatchStep {
     pub epoch_end: bool,
 }
 
+/// Why a minibatch run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinibatchStop {
+    /// It ran all its epochs.
+    MaxEpochs,
+    /// The flag of [`MinibatchTrainer::stop_when`] was set before the last epoch ended.
+    Interrupted,
+    /// The step callback returned `ControlFlow::Break` (see [`Control`]).
+    Requested,
+    /// The time limit of [`MinibatchTrainer::time_limit`] passed.
+    TimeLimit,
+}
+
+impl MinibatchStop {
+    /// The name the model's metadata `stop` records.
+    pub fn name(self) -> &'static str {
+        match self {
+            MinibatchStop::MaxEpochs => "max-epochs",
+            MinibatchStop::Interrupted => "interrupted",
+            MinibatchStop::Requested => "requested",
+            MinibatchStop::TimeLimit => "time-limit",
+        }
+    }
+}
+
+impl std::fmt::Display for MinibatchStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MinibatchStop::MaxEpochs => "ran all its epochs",
+            MinibatchStop::Interrupted => "interrupted: the model is the last step's, and the run can be resumed",
+            MinibatchStop::Requested => "stopped by the training callback",
+            MinibatchStop::TimeLimit => "reached the time limit",
+        })
+    }
+}
+
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct MinibatchTrained<T> {
-    /// The model, with the metadata `stop`: `"max-epochs"`, or `"interrupted"` when the run
-    /// ended before its last epoch.
+    /// The model, with the metadata `stop` (see [`MinibatchStop::name`]).
     pub model: ModelFile<T>,
     pub steps: u64,
     pub epochs: usize,
-    /// Whether the run was interrupted (see [`MinibatchTrainer::stop_when`]) before its last
-    /// epoch.
-    pub interrupted: bool,
+    pub stop: MinibatchStop,
 }
 
 /// Minibatch training of one model on data in memory, with optional checkpoints.
@@ -84,6 +119,7 @@ pub struct MinibatchTrainer {
     options: MinibatchOptions,
     checkpoint: Option<(PathBuf, u64)>,
     stop: Option<Arc<AtomicBool>>,
+    time_limit: Option<Duration>,
 }
 
 impl MinibatchTrainer {
@@ -92,13 +128,21 @@ impl MinibatchTrainer {
         if options.batch_size == 0 {
             return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
         }
-        Ok(MinibatchTrainer { hyper, options, checkpoint: None, stop: None })
+        Ok(MinibatchTrainer { hyper, options, checkpoint: None, stop: None, time_limit: None })
+    }
+
+    /// Ends the run after the first step that finishes `limit` after it started, with
+    /// [`MinibatchStop::TimeLimit`]; a checkpoint of that point (when checkpoints are on)
+    /// continues it.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
     }
 
     /// Ends the run after the step during which `flag` becomes true (set from another thread,
-    /// e.g. a signal handler): a normal end, [`MinibatchTrained::interrupted`], and a
-    /// checkpoint of that point when checkpoints are on, from which the run resumes
-    /// bit-for-bit.
+    /// e.g. a signal handler, or a program's cancel button): a normal end with
+    /// [`MinibatchStop::Interrupted`], and a checkpoint of that point when checkpoints are
+    /// on, from which the run resumes bit-for-bit.
     pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Self {
         self.stop = Some(flag);
         self
@@ -110,11 +154,11 @@ impl MinibatchTrainer {
         self
     }
 
-    pub fn fit<T: Real>(
+    pub fn fit<T: Real, C: Control>(
         &self,
         data: &Dataset<'_, T>,
         init: &Parameters<T>,
-        on_step: impl FnMut(&MinibatchStep),
+        on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
         let x: Vec<f64> = super::starting_point(&self.hyper, init).theta().iter().map(|v| v.as_f64()).collect();
         let state =
@@ -123,11 +167,11 @@ impl MinibatchTrainer {
     }
 
     /// Continues the run saved in the checkpoint at `path` on `data`.
-    pub fn resume<T: Real>(
+    pub fn resume<T: Real, C: Control>(
         &self,
         data: &Dataset<'_, T>,
         path: &Path,
-        on_step: impl FnMut(&MinibatchStep),
+        on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
         let fingerprint = DataFingerprint::of_dataset(data);
         let state = self.state_from(&ModelFile::<T>::load(path)?, path, data, &fingerprint)?;
@@ -142,24 +186,25 @@ impl MinibatchTrainer {
     }
 
     /// Continues a run from `state` (as [`load_checkpoint`](Self::load_checkpoint) reads it).
-    pub fn resume_state<T: Real>(
+    pub fn resume_state<T: Real, C: Control>(
         &self,
         data: &Dataset<'_, T>,
         state: MinibatchState,
-        on_step: impl FnMut(&MinibatchStep),
+        on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
         self.run(data, state, None, on_step)
     }
 
-    /// Runs from `state` to the last epoch; `fingerprint` is the data's when the caller knows
-    /// it already.
-    fn run<T: Real>(
+    /// Runs from `state` to the last epoch, or until the caller's flag or callback or the
+    /// time limit stops it; `fingerprint` is the data's when the caller knows it already.
+    fn run<T: Real, C: Control>(
         &self,
         data: &Dataset<'_, T>,
         mut state: MinibatchState,
         fingerprint: Option<DataFingerprint>,
-        mut on_step: impl FnMut(&MinibatchStep),
+        mut on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
+        let deadline = Deadline::after(self.time_limit);
         let (n, m) = (self.hyper.visible(), data.examples());
         if data.features() != n {
             return Err(Error::ShapeMismatch {
@@ -201,7 +246,7 @@ impl MinibatchTrainer {
         let (mut theta, mut grad_t, mut grad) = (vec![T::zero(); len], vec![T::zero(); len], vec![0.0; len]);
         // No minibatch is larger than the data, whatever the option says.
         let mut batch_values = vec![T::zero(); options.batch_size.min(m) * n];
-        let mut interrupted = false;
+        let mut stop = MinibatchStop::MaxEpochs;
         'epochs: while state.epoch < options.epochs {
             let order = epoch_order(m, options.seed, state.epoch);
             while state.batch < batches {
@@ -230,14 +275,26 @@ impl MinibatchTrainer {
                     state.epoch += 1;
                     state.batch = 0;
                 }
-                on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end });
-                interrupted = super::interrupted(&self.stop) && state.epoch < options.epochs;
+                let requested = on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end }).stops();
+                let finished = state.epoch == options.epochs;
+                let outside = if finished {
+                    None
+                } else if super::interrupted(&self.stop) {
+                    Some(MinibatchStop::Interrupted)
+                } else if requested {
+                    Some(MinibatchStop::Requested)
+                } else if deadline.passed() {
+                    Some(MinibatchStop::TimeLimit)
+                } else {
+                    None
+                };
                 if let Some((path, every, fingerprint)) = &checkpoint {
-                    if step.is_multiple_of(*every) || state.epoch == options.epochs || interrupted {
+                    if step.is_multiple_of(*every) || finished || outside.is_some() {
                         self.checkpoint_of::<T>(&state, objective.running_rho_hat(), fingerprint)?.save(path)?;
                     }
                 }
-                if interrupted {
+                if let Some(outside) = outside {
+                    stop = outside;
                     break 'epochs;
                 }
                 if epoch_end {
@@ -250,11 +307,11 @@ impl MinibatchTrainer {
             ("optimizer", self.options.rule.name().to_string()),
             ("epochs", state.epoch.to_string()),
             ("steps", state.rule_state.steps.to_string()),
-            ("stop", if interrupted { "interrupted" } else { "max-epochs" }.to_string()),
+            ("stop", stop.name().to_string()),
         ] {
             model.metadata.insert(key.into(), value);
         }
-        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch, interrupted })
+        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch, stop })
     }
 
     /// The model at the point `x`, without metadata.

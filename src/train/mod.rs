@@ -17,6 +17,7 @@
 //! ```
 
 mod checkpoint;
+mod control;
 mod fingerprint;
 mod minibatch;
 mod vae;
@@ -24,10 +25,14 @@ mod vae;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use checkpoint::{lbfgs_checkpoint, lbfgs_state};
+pub use control::Control;
 pub use fingerprint::DataFingerprint;
-pub use minibatch::{MinibatchOptions, MinibatchState, MinibatchStep, MinibatchTrained, MinibatchTrainer};
+pub use minibatch::{
+    MinibatchOptions, MinibatchState, MinibatchStep, MinibatchStop, MinibatchTrained, MinibatchTrainer,
+};
 pub use vae::{VaeEpoch, VaeOptions, VaeTrainer};
 
 use crate::data::stream::ExampleSource;
@@ -36,6 +41,7 @@ use crate::model::{HyperParams, ModelFile, Parameters};
 use crate::objective::{Objective, StreamingObjective};
 use crate::optim::{Differentiable, Iteration, Lbfgs, LbfgsOptions, LbfgsState, Stop};
 use crate::real::Real;
+use control::Deadline;
 
 /// The objective of one autoencoder: a function of its parameters that knows the model and
 /// the data, so that what a trainer records as trained is what it trained (there is no second
@@ -89,11 +95,20 @@ pub struct Trainer {
     checkpoint: Option<(PathBuf, usize)>,
     fingerprint: Option<DataFingerprint>,
     stop: Option<Arc<AtomicBool>>,
+    time_limit: Option<Duration>,
 }
 
 impl Trainer {
     pub fn new(options: LbfgsOptions) -> Self {
-        Trainer { options, checkpoint: None, fingerprint: None, stop: None }
+        Trainer { options, checkpoint: None, fingerprint: None, stop: None, time_limit: None }
+    }
+
+    /// Ends the run after the first iteration that finishes `limit` after it started (the
+    /// start's evaluation included): a finished run with [`Stop::TimeLimit`], which a resumed
+    /// run continues.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
     }
 
     /// Ends the run after the iteration during which `flag` becomes true (set from another
@@ -121,13 +136,15 @@ impl Trainer {
         self
     }
 
-    /// Trains the objective's model from `init`; `on_iteration` sees every iteration.
-    pub fn fit<T: Real>(
+    /// Trains the objective's model from `init`; `on_iteration` sees every iteration, and
+    /// may stop the run (see [`Control`]).
+    pub fn fit<T: Real, C: Control>(
         &self,
         objective: &mut impl AutoencoderObjective<T>,
         init: &Parameters<T>,
-        on_iteration: impl FnMut(&Iteration),
+        on_iteration: impl FnMut(&Iteration) -> C,
     ) -> Result<Trained<T>> {
+        let deadline = Deadline::after(self.time_limit);
         if init.layout().len() != objective.dimension() {
             return Err(Error::ShapeMismatch {
                 what: "initial parameters",
@@ -136,21 +153,22 @@ impl Trainer {
             });
         }
         let lbfgs = Lbfgs::start(self.options, starting_point(objective.hyper(), init).theta(), objective)?;
-        self.run(objective, lbfgs, None, on_iteration)
+        self.run(objective, lbfgs, None, deadline, on_iteration)
     }
 
     /// Continues the run saved in the checkpoint at `path`, exactly as it would have gone on
     /// uninterrupted (given the same data, options and thread count).
-    pub fn resume<T: Real>(
+    pub fn resume<T: Real, C: Control>(
         &self,
         objective: &mut impl AutoencoderObjective<T>,
         path: &Path,
-        on_iteration: impl FnMut(&Iteration),
+        on_iteration: impl FnMut(&Iteration) -> C,
     ) -> Result<Trained<T>> {
+        let deadline = Deadline::after(self.time_limit);
         let fingerprint = self.fingerprint(objective)?;
         let state = self.checked_state::<T>(objective.hyper(), &fingerprint, path)?;
         let lbfgs = Lbfgs::resume(self.options, state)?;
-        self.run(objective, lbfgs, Some(fingerprint), on_iteration)
+        self.run(objective, lbfgs, Some(fingerprint), deadline, on_iteration)
     }
 
     /// The L-BFGS state saved in the checkpoint at `path`, every value checked (see
@@ -166,14 +184,14 @@ impl Trainer {
     }
 
     /// Continues a run from `state` (as [`load_checkpoint`](Self::load_checkpoint) reads it).
-    pub fn resume_state<T: Real>(
+    pub fn resume_state<T: Real, C: Control>(
         &self,
         objective: &mut impl AutoencoderObjective<T>,
         state: LbfgsState,
-        on_iteration: impl FnMut(&Iteration),
+        on_iteration: impl FnMut(&Iteration) -> C,
     ) -> Result<Trained<T>> {
         let lbfgs = Lbfgs::resume(self.options, state)?;
-        self.run(objective, lbfgs, None, on_iteration)
+        self.run(objective, lbfgs, None, Deadline::after(self.time_limit), on_iteration)
     }
 
     /// The data's fingerprint: the caller's, or else the objective's.
@@ -201,13 +219,15 @@ impl Trainer {
         Ok(state)
     }
 
-    /// Runs `lbfgs` to its end; `fingerprint` is the data's when the caller knows it already.
-    fn run<T: Real>(
+    /// Runs `lbfgs` to its end (its own stopping tests, the caller's flag and callback, the
+    /// deadline); `fingerprint` is the data's when the caller knows it already.
+    fn run<T: Real, C: Control>(
         &self,
         objective: &mut impl AutoencoderObjective<T>,
         mut lbfgs: Lbfgs<T>,
         fingerprint: Option<DataFingerprint>,
-        mut on_iteration: impl FnMut(&Iteration),
+        deadline: Deadline,
+        mut on_iteration: impl FnMut(&Iteration) -> C,
     ) -> Result<Trained<T>> {
         let checkpoint = match &self.checkpoint {
             Some((path, every)) => {
@@ -219,13 +239,17 @@ impl Trainer {
         let initial_cost = lbfgs.state().f;
         let stop = loop {
             let iteration = lbfgs.iterate(objective)?;
-            on_iteration(&iteration);
-            let stopped = iteration.stopped.or_else(|| {
-                interrupted(&self.stop).then(|| {
-                    lbfgs.interrupt();
-                    Stop::Interrupted
-                })
-            });
+            let requested = on_iteration(&iteration).stops();
+            let outside = if interrupted(&self.stop) {
+                Some(Stop::Interrupted)
+            } else if requested {
+                Some(Stop::Requested)
+            } else if deadline.passed() {
+                Some(Stop::TimeLimit)
+            } else {
+                None
+            };
+            let stopped = iteration.stopped.or_else(|| outside.map(|stop| lbfgs.stop_with(stop)));
             if let Some((path, every, fingerprint)) = &checkpoint {
                 if stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
                     lbfgs_checkpoint::<T>(*objective.hyper(), lbfgs.state(), fingerprint)?.save(path)?;
@@ -243,7 +267,7 @@ impl Trainer {
         for (key, value) in [
             ("optimizer", "lbfgs".to_string()),
             ("iterations", state.iteration.to_string()),
-            ("stop", checkpoint::stop_name(stop).to_string()),
+            ("stop", stop.name().to_string()),
             ("cost", state.f.to_string()),
         ] {
             model.metadata.insert(key.into(), value);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::control::Control;
 use super::minibatch::{epoch_order, gather};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -70,13 +71,14 @@ impl VaeTrainer {
         self.stop.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst))
     }
 
-    /// Trains from `init` on `data`; `on_epoch` sees each finished epoch. Fails with
+    /// Trains from `init` on `data`; `on_epoch` sees each finished epoch, and may end the run
+    /// there (see [`Control`]: the model is then recorded with `stop = requested`). Fails with
     /// [`Error::NonFiniteCost`] when a step diverges.
-    pub fn fit<T: Real>(
+    pub fn fit<T: Real, C: Control>(
         &self,
         data: &Dataset<'_, T>,
         init: &[T],
-        mut on_epoch: impl FnMut(&VaeEpoch),
+        mut on_epoch: impl FnMut(&VaeEpoch) -> C,
     ) -> Result<VaeModel<T>> {
         let (n, m, options) = (self.shape.visible, data.examples(), self.options);
         let mut objective = VaeObjective::<T>::new(self.shape, options.batch_size.min(m), options.seed)?;
@@ -85,7 +87,7 @@ impl VaeTrainer {
         let mut state = StepState::new(x.len());
         // No minibatch is larger than the data, whatever the option says.
         let mut batch_values = vec![T::zero(); options.batch_size.min(m) * n];
-        let mut epochs = 0;
+        let (mut epochs, mut requested) = (0, false);
         'epochs: for epoch in 0..options.epochs {
             let order = epoch_order(m, options.seed, epoch);
             let mut total = VaeCost::default();
@@ -110,12 +112,18 @@ impl VaeTrainer {
             }
             epochs = epoch + 1;
             let cost = VaeCost { reconstruction: total.reconstruction / m as f64, kl: total.kl / m as f64 };
-            on_epoch(&VaeEpoch { epoch: epoch + 1, cost });
-            if self.stop_requested() {
+            requested = on_epoch(&VaeEpoch { epoch: epoch + 1, cost }).stops();
+            if requested || self.stop_requested() {
                 break;
             }
         }
-        let stop = if epochs < options.epochs { "interrupted" } else { "max-epochs" };
+        let stop = if epochs == options.epochs {
+            "max-epochs"
+        } else if requested {
+            "requested"
+        } else {
+            "interrupted"
+        };
         let metadata = vec![
             ("optimizer".to_string(), options.rule.name().to_string()),
             ("stop".to_string(), stop.to_string()),

@@ -1,0 +1,60 @@
+//! How a caller steers a run: the value its progress callback returns, and a time limit.
+//!
+//! A callback may return `()` (the run goes on) or a [`ControlFlow`]: `Break` ends the run
+//! after the step the callback saw, as a finished run — the model of that point is returned
+//! (and written by the command line) like that of a run that reached its budget, with the
+//! stop recorded as `requested`. The same holds for the time limit (`time-limit`).
+//!
+//! ```
+//! use std::ops::ControlFlow;
+//! use sae::optim::{LbfgsOptions, Stop};
+//! use sae::train::Trainer;
+//! use sae::{Dataset, HyperParams, Objective, Parameters};
+//!
+//! let (m, n, h) = (100, 16, 4);
+//! let values: Vec<f64> = (0..m * n).map(|i| 0.1 + 0.8 * ((i * 7919) % 101) as f64 / 100.0).collect();
+//! let mut objective = Objective::new(HyperParams::builder(n, h).build()?, Dataset::examples_by_features(&values, m, n)?)?;
+//! // Stop once the cost is below a target, or after ten iterations.
+//! let trained = Trainer::new(LbfgsOptions::default()).fit(&mut objective, &Parameters::init(n, h, 1), |it| {
+//!     if it.f < 0.5 || it.iteration == 10 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+//! })?;
+//! assert_eq!(trained.stop, Stop::Requested);
+//! # Ok::<(), sae::Error>(())
+//! ```
+
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+/// What a training callback returns: `()`, or a [`ControlFlow`] whose `Break` stops the run.
+pub trait Control {
+    /// Whether the run is to stop after this step.
+    fn stops(self) -> bool;
+}
+
+impl Control for () {
+    fn stops(self) -> bool {
+        false
+    }
+}
+
+impl Control for ControlFlow<()> {
+    fn stops(self) -> bool {
+        self.is_break()
+    }
+}
+
+/// The moment a run with a time limit must stop by: checked between steps, so a run ends at
+/// the first step that finishes after it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// `limit` from now, or never.
+    pub(crate) fn after(limit: Option<Duration>) -> Self {
+        Deadline(limit.map(|limit| Instant::now() + limit))
+    }
+
+    pub(crate) fn passed(&self) -> bool {
+        self.0.is_some_and(|deadline| Instant::now() >= deadline)
+    }
+}
