@@ -82,6 +82,10 @@ fn malformed_mat_files_are_named() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "slow-tests"),
+    ignore = "trains on a real data set for minutes: cargo test --release --features slow-tests"
+)]
 fn softmax_on_all_ten_digits_reaches_the_ufldl_accuracy() {
     let result = exercises::softmax_on_digits(&MnistFiles::in_dir(&datasets().join("mnist")), 100).unwrap();
     println!("{result:?}");
@@ -90,6 +94,10 @@ fn softmax_on_all_ten_digits_reaches_the_ufldl_accuracy() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "slow-tests"),
+    ignore = "trains on a real data set for minutes: cargo test --release --features slow-tests"
+)]
 fn self_taught_learning_reaches_the_ufldl_accuracy() {
     let result = exercises::self_taught_learning::<f32>(&MnistFiles::in_dir(&datasets().join("mnist")), 400).unwrap();
     println!("{result:?}");
@@ -117,6 +125,10 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "slow-tests"),
+    ignore = "trains on a real data set for minutes: cargo test --release --features slow-tests"
+)]
 fn the_natural_image_exercise_learns_oriented_localized_edge_detectors() {
     let result = exercises::natural_image_features(&datasets().join("natural/IMAGES.mat"), 400, 1).unwrap();
     assert_eq!(result.iterations, 400);
@@ -173,6 +185,10 @@ fn mnist_files_read_the_same_gzipped_or_not() {
 /// only; the OpenBLAS pass runs the same code through the other exercises.
 #[cfg(not(feature = "openblas"))]
 #[test]
+#[cfg_attr(
+    not(feature = "slow-tests"),
+    ignore = "trains on a real data set for minutes: cargo test --release --features slow-tests"
+)]
 fn stacked_autoencoders_reach_the_ufldl_accuracy_before_and_after_fine_tuning() {
     let result =
         exercises::stacked_autoencoder::<f32>(&MnistFiles::in_dir(&datasets().join("mnist")), &[200, 200], 400)
@@ -184,6 +200,10 @@ fn stacked_autoencoders_reach_the_ufldl_accuracy_before_and_after_fine_tuning() 
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "slow-tests"),
+    ignore = "trains on a real data set for minutes: cargo test --release --features slow-tests"
+)]
 fn train_vae_on_mnist_reaches_the_elbo_of_the_same_model_in_pytorch() {
     // PyTorch, same architecture, optimiser and epochs (benches/peers/vae_torch.py): a test
     // −ELBO of 105.66 nats per image; seeds move either by a few tenths.
@@ -206,6 +226,10 @@ fn train_vae_on_mnist_reaches_the_elbo_of_the_same_model_in_pytorch() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "slow-tests"),
+    ignore = "trains on a real data set for minutes: cargo test --release --features slow-tests"
+)]
 fn train_stacked_fine_tunes_a_stack_of_any_sizes_and_writes_it() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("stack.safetensors");
