@@ -2,10 +2,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sae::cli::interrupt::{Interrupted, EXIT_STATUS};
-use sae::cli::{run, Cli};
+use sae::cli::{init_logging, run, Cli};
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Interrupted>() => {
             eprintln!("{e}");

@@ -287,27 +287,40 @@ fn interrupted_run(fixture: &Fixture, extra: &[&str], signal: &str) -> (Option<i
     interrupted(&args, signal)
 }
 
-/// Runs `sae` with `args`, waits until it has reported progress, sends it `signal`, and
-/// returns its exit code and stderr.
+/// Runs `sae` with `args`, waits until it has reported progress (a line starting `iteration `,
+/// `step ` or `epoch `, on stderr or stdout), sends it `signal`, and returns its exit code and
+/// stderr.
 fn interrupted(args: &[&str], signal: &str) -> (Option<i32>, String) {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_sae"))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while stdout.read_line(&mut line).unwrap() > 0 && !line.starts_with("iteration ") && !line.starts_with("epoch ") {
-        line.clear();
-    }
+    let (progress, reported) = std::sync::mpsc::channel();
+    let follow = |stream: Box<dyn std::io::Read + Send>| {
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(stream).lines() {
+                let line = line.unwrap();
+                if ["iteration ", "step ", "epoch "].iter().any(|p| line.starts_with(p)) {
+                    let _ = progress.send(());
+                }
+                text += &line;
+                text.push('\n');
+            }
+            text
+        })
+    };
+    let stdout = follow(Box::new(child.stdout.take().unwrap()));
+    let stderr = follow(Box::new(child.stderr.take().unwrap()));
+    reported.recv_timeout(std::time::Duration::from_secs(120)).expect("progress within two minutes");
     assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    (child.wait().unwrap().code(), stderr)
+    let code = child.wait().unwrap().code();
+    stdout.join().unwrap();
+    (code, stderr.join().unwrap())
 }
 
 #[test]

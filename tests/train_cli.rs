@@ -336,3 +336,75 @@ fn init_continues_from_a_model_of_the_same_shape_and_refuses_another() {
     let (ok, _, stderr) = sae(&["train", "--init", &first, "--resume", &first, "-o", &second, "--no-features"]);
     assert!(!ok && stderr.contains("--resume"), "{stderr}");
 }
+
+fn sae_with_env(env: (&str, &str), args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sae")).env(env.0, env.1).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn progress_goes_to_stderr_as_plain_lines_and_quiet_silences_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    // stderr is a pipe here, not a terminal: plain lines, at least the last one.
+    let (ok, stdout, stderr) = sae(&["train", "--iterations", "12", "-o", &model, "--no-features"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("iteration 12/12") && stderr.contains("evaluations/s"), "{stderr}");
+    assert!(!stdout.contains("iteration 12/12"), "progress is not on stdout: {stdout}");
+    let (ok, _, stderr) = sae(&["train", "--optimizer", "adam", "--epochs", "2", "-o", &model, "--no-features"]);
+    assert!(ok && stderr.contains("step 80/80") && stderr.contains("steps/s"), "{stderr}");
+    let (ok, stdout, stderr) = sae(&["train", "-q", "--iterations", "12", "-o", &model, "--no-features"]);
+    assert!(ok && stderr.is_empty(), "{stderr}");
+    assert!(stdout.contains("after 12 iterations"), "the results are still printed: {stdout}");
+}
+
+#[test]
+fn the_library_logs_to_stderr_with_verbose_or_rust_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, checkpoint) = (path(dir.path(), "m.safetensors"), path(dir.path(), "c.ckpt"));
+    let args = ["train", "--iterations", "4", "-o", &model, "--no-features", "--checkpoint", &checkpoint];
+    let (_, _, quiet) = sae(&args);
+    assert!(!quiet.contains("L-BFGS stopped"), "not by default: {quiet}");
+    let verbose: Vec<&str> = ["-v"].into_iter().chain(args).collect();
+    let (ok, _, stderr) = sae(&verbose);
+    assert!(
+        ok && stderr.contains("L-BFGS stopped after 4 iterations") && stderr.contains("checkpoint of iteration 4"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = sae_with_env(("RUST_LOG", "sae=debug"), &args);
+    assert!(ok && stderr.contains("L-BFGS iteration 3: cost"), "{stderr}");
+    // The one warning the kernels emit reaches the user.
+    let (ok, _, stderr) = sae_with_env(("SAE_ISA", "avx9000"), &["objective", "--repeat", "1"]);
+    assert!(ok && stderr.contains("SAE_ISA=avx9000 is not a supported instruction set"), "{stderr}");
+}
+
+#[test]
+fn log_json_writes_one_parsable_line_per_iteration_or_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, log) = (path(dir.path(), "m.safetensors"), path(dir.path(), "run.jsonl"));
+    let (ok, _, stderr) = sae(&["train", "--iterations", "9", "-o", &model, "--no-features", "--log-json", &log]);
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), 9);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["iteration"], i + 1);
+        for key in ["cost", "gradient_norm", "step", "evaluations", "seconds", "examples_per_second"] {
+            assert!(line[key].is_number(), "{key} in {line}");
+        }
+    }
+    let model_cost: f64 = ModelFile::<f64>::load(Path::new(&model)).unwrap().metadata["cost"].parse().unwrap();
+    assert_eq!(lines[8]["cost"].as_f64().unwrap(), model_cost, "the last line is the model's cost");
+
+    let (ok, _, stderr) =
+        sae(&["train", "--optimizer", "sgd", "--epochs", "3", "-o", &model, "--no-features", "--log-json", &log]);
+    assert!(ok, "{stderr}");
+    let epochs: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(epochs.iter().map(|line| line["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(epochs[2]["steps"], 120);
+
+    // The log is an output like any other: it may not replace the data.
+    let (ok, _, stderr) = sae(&["train", "--data", &model, "-o", &model, "--log-json", &model]);
+    assert!(!ok && stderr.contains("--log-json"), "{stderr}");
+}

@@ -12,12 +12,20 @@ mod stacked;
 mod train;
 mod vae;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand};
 
 /// A fast CPU engine for sparse autoencoders (UFLDL).
 #[derive(Debug, Parser)]
 #[command(name = "sae", version, about)]
 pub struct Cli {
+    /// More messages on stderr: -v the library's notes (checkpoints written, why a run stopped),
+    /// -vv every iteration and epoch as well. RUST_LOG, when set, chooses instead (e.g.
+    /// RUST_LOG=sae=debug).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// No progress bar or progress lines, and no messages on stderr but warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -58,6 +66,26 @@ pub enum Command {
 
 /// What a command returns: errors of any kind, printed by `main`.
 pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Installs the logger of the `log` events the library emits: on stderr, warnings and errors
+/// by default, more with `-v`/`-vv`, fewer with `--quiet`, or as `RUST_LOG` says; and
+/// silences the progress reports with `--quiet`.
+pub fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => log::LevelFilter::Error,
+        (false, 0) => log::LevelFilter::Warn,
+        (false, 1) => log::LevelFilter::Info,
+        (false, _) => log::LevelFilter::Debug,
+    };
+    let mut logger = env_logger::Builder::new();
+    logger.filter_level(level).format_timestamp(None).format_module_path(false);
+    if let Ok(filters) = std::env::var("RUST_LOG") {
+        logger.parse_filters(&filters);
+    }
+    // Fails only when a logger is installed already (a second call in one process).
+    let _ = logger.try_init();
+    progress::set_quiet(cli.quiet);
+}
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> CliResult<()> {

@@ -1,28 +1,47 @@
-//! Training progress: an indicatif bar (iteration, cost, gradient norm, evaluations per
-//! second, ETA) on a terminal; plain log lines, every few iterations, when stdout is a file
-//! or a pipe.
+//! Training progress: an indicatif bar (iteration, cost, gradient norm, rate, ETA) when stderr
+//! is a terminal; otherwise plain lines on stderr: the first, then at most one every two
+//! seconds, and the last; nothing with `--quiet`. Optionally one JSON object per iteration or epoch (`--log-json`).
 
-use std::io::IsTerminal;
-use std::time::Instant;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// Set by `--quiet`: no bar and no progress lines.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// The least time between two plain progress lines.
+const LINE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Silences (or not) every progress report of this process.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
 
 /// Reports the iterations of one run.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// Plain lines when there is no bar (and not quiet).
+    lines: bool,
     start: Instant,
+    /// When the last plain line was printed (the first update prints one at once).
+    last_line: std::cell::Cell<Option<Instant>>,
     total: usize,
     first: usize,
-    /// Plain lines: one every this many iterations.
-    every: usize,
     /// What is counted: "iteration" or "epoch".
     unit: &'static str,
+    /// What the rate counts: "evaluations" or "steps".
+    work: &'static str,
 }
 
 impl Progress {
-    /// A run of iterations (or epochs: `unit`) `first + 1 ..= total`.
-    pub fn new(first: usize, total: usize, unit: &'static str) -> Self {
-        let bar = std::io::stdout().is_terminal().then(|| {
+    /// A run of iterations (or epochs: `unit`) `first + 1 ..= total`, whose rate counts `work`.
+    pub fn new(first: usize, total: usize, unit: &'static str, work: &'static str) -> Self {
+        let quiet = QUIET.load(Ordering::Relaxed);
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let style =
                 ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (ETA {eta})")
                     .expect("a valid template");
@@ -30,34 +49,87 @@ impl Progress {
             bar.set_position(first as u64);
             bar
         });
-        Progress { bar, start: Instant::now(), total, first, every: (total / 40).max(1), unit }
+        let start = Instant::now();
+        let lines = !quiet && bar.is_none();
+        Progress { bar, lines, start, last_line: std::cell::Cell::new(None), total, first, unit, work }
     }
 
     /// After an iteration (or epoch): its number, the cost and gradient norm (NaN when not
-    /// known), and the evaluations so far in this run.
-    pub fn update(&self, iteration: usize, cost: f64, gradient_norm: f64, evaluations: usize, last: bool) {
-        let seconds = self.start.elapsed().as_secs_f64();
-        let rate = evaluations as f64 / seconds.max(1e-9);
+    /// known), and the evaluations (or steps) so far in this run.
+    pub fn update(&self, iteration: usize, cost: f64, gradient_norm: f64, work: usize, last: bool) {
+        let now = Instant::now();
+        let seconds = (now - self.start).as_secs_f64();
+        let rate = work as f64 / seconds.max(1e-9);
         let gradient = if gradient_norm.is_nan() { String::new() } else { format!("  ‖∇‖ {gradient_norm:.3e}") };
-        let message = format!("cost {cost:.6e}{gradient}  {rate:.1} evaluations/s");
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(iteration as u64);
-                bar.set_message(message);
-            }
-            None if last || iteration.is_multiple_of(self.every) => {
-                let done = (iteration - self.first) as f64;
-                let left = self.total.saturating_sub(iteration) as f64;
-                let eta = if done > 0.0 { seconds / done * left } else { 0.0 };
-                println!("{} {iteration}/{}  {message}  ETA {eta:.1} s", self.unit, self.total);
-            }
-            None => {}
+        let message = format!("cost {cost:.6e}{gradient}  {rate:.1} {}/s", self.work);
+        if let Some(bar) = &self.bar {
+            bar.set_position(iteration as u64);
+            bar.set_message(message);
+        } else if self.lines && (last || self.last_line.get().is_none_or(|line| now - line >= LINE_INTERVAL)) {
+            self.last_line.set(Some(now));
+            let done = (iteration - self.first) as f64;
+            let left = self.total.saturating_sub(iteration) as f64;
+            let eta = if done > 0.0 { seconds / done * left } else { 0.0 };
+            eprintln!("{} {iteration}/{}  {message}  ETA {eta:.1} s", self.unit, self.total);
         }
     }
 
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish();
+        }
+    }
+}
+
+/// `--log-json`: one JSON object per line, flushed as it is written so that a dashboard can
+/// follow the file. A failed write does not stop the run: the first error is kept and
+/// reported when the run ends.
+pub struct JsonLog {
+    path: PathBuf,
+    out: BufWriter<File>,
+    error: Option<std::io::Error>,
+    start: Instant,
+}
+
+impl JsonLog {
+    /// Creates (or truncates) the log at `path`, or `None` without a path.
+    pub fn create(path: Option<&Path>) -> std::io::Result<Option<Self>> {
+        path.map(|path| {
+            let out = BufWriter::new(File::create(path)?);
+            Ok(JsonLog { path: path.to_path_buf(), out, error: None, start: Instant::now() })
+        })
+        .transpose()
+    }
+
+    /// Writes `fields` and the seconds since the log was created as one line; non-finite
+    /// numbers (which JSON cannot hold) as `null`.
+    pub fn record(&mut self, fields: &[(&str, f64)]) {
+        if self.error.is_some() {
+            return;
+        }
+        let mut line = serde_json::Map::new();
+        let seconds = self.start.elapsed().as_secs_f64();
+        for &(key, value) in fields.iter().chain(&[("seconds", seconds)]) {
+            let value = if value.fract() == 0.0 && value.abs() < 9.0e15 {
+                serde_json::Value::from(value as i64)
+            } else {
+                serde_json::Number::from_f64(value).map_or(serde_json::Value::Null, serde_json::Value::Number)
+            };
+            line.insert(key.to_string(), value);
+        }
+        let written = serde_json::to_writer(&mut self.out, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(self.out))
+            .and_then(|()| self.out.flush());
+        if let Err(e) = written {
+            self.error = Some(e);
+        }
+    }
+
+    /// Reports a failed write, if there was one, as a warning.
+    pub fn finish(self) {
+        if let Some(e) = self.error {
+            log::warn!("--log-json {}: {e}; the lines after it are missing", self.path.display());
         }
     }
 }

@@ -11,14 +11,14 @@ use clap::{Args, ValueEnum};
 
 use super::args::{Data, DataArgs, EngineArgs, Precision, PrecisionArgs, VariantArgs};
 use super::interrupt::{self, Interrupted};
-use super::progress::Progress;
+use super::progress::{JsonLog, Progress};
 use super::CliResult;
 use crate::data::images::embedded_patches;
 use crate::files::FilePlan;
 use crate::model::picture::{features_picture, PixelOrder};
 use crate::model::ModelFile;
 use crate::objective::StreamingObjective;
-use crate::optim::{LbfgsOptions, StepRule, Stop};
+use crate::optim::{Iteration, LbfgsOptions, StepRule, Stop};
 use crate::train::{AutoencoderObjective, MinibatchOptions, MinibatchStep, MinibatchStop, MinibatchTrainer, Trainer};
 use crate::{Dataset, HyperParams, Objective, Parameters, Real};
 
@@ -113,6 +113,11 @@ pub struct TrainArgs {
     /// for a bit-for-bit continuation).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Write one JSON object per line to this file, after every L-BFGS iteration (iteration,
+    /// cost, gradient_norm, step, evaluations, seconds, examples_per_second) or minibatch epoch
+    /// (epoch, steps, cost: the epoch's mean, seconds, examples_per_second).
+    #[arg(long, value_name = "FILE")]
+    log_json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -181,6 +186,9 @@ fn files(args: &TrainArgs) -> FilePlan {
     if let Some(path) = &args.checkpoint {
         plan = plan.output("--checkpoint", path);
     }
+    if let Some(path) = &args.log_json {
+        plan = plan.output("--log-json", path);
+    }
     plan
 }
 
@@ -242,24 +250,28 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            fit(args, hyper, &mut objective, stop)?
+            fit(args, hyper, &mut objective, examples, stop)?
         }
         Data::Source(source) => {
             let mode = args.data.stream_mode.into();
+            let examples = source.examples_hint().unwrap_or(0);
             let mut objective = StreamingObjective::new(hyper, source, args.data.chunk, mode)?;
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            fit(args, hyper, &mut objective, stop)?
+            fit(args, hyper, &mut objective, examples, stop)?
         }
     };
     save(args, trained)
 }
 
+/// L-BFGS on `objective`, whose data has `examples` examples (for the rate in the JSON log; 0
+/// when a stream does not say).
 fn fit<T: Real>(
     args: &TrainArgs,
     hyper: HyperParams,
     objective: &mut impl AutoencoderObjective<T>,
+    examples: usize,
     stop: &Arc<AtomicBool>,
 ) -> CliResult<Outcome<T>> {
     let options = LbfgsOptions {
@@ -281,32 +293,44 @@ fn fit<T: Real>(
         trainer = trainer.data_fingerprint(objective.data_fingerprint()?);
     }
     not_interrupted_yet(stop)?;
+    let resumed = args.resume.as_ref().map(|path| trainer.load_checkpoint(objective, path)).transpose()?;
+    let init = match &resumed {
+        Some(_) => None,
+        None => Some(initial_parameters::<T>(args, &hyper)?),
+    };
+    let first = resumed.as_ref().map_or(0, |state| state.iteration);
+    if let (Some(path), Some(state)) = (&args.resume, &resumed) {
+        println!("resuming {} at iteration {}", path.display(), state.iteration);
+    }
+    let mut log = JsonLog::create(args.log_json.as_deref())?;
     let start = Instant::now();
+    let progress = Progress::new(first, args.iterations, "iteration", "evaluations");
     let mut run_evaluations = 0;
-    let (first, trained) = match &args.resume {
-        Some(path) => {
-            let state = trainer.load_checkpoint(objective, path)?;
-            let first = state.iteration;
-            println!("resuming {} at iteration {first}", path.display());
-            let progress = Progress::new(first, args.iterations, "iteration");
-            let trained = trainer.resume_state(objective, state, |it| {
-                run_evaluations += it.evaluations;
-                progress.update(it.iteration, it.f, it.gradient_norm, run_evaluations, it.stopped.is_some());
-            });
-            progress.finish();
-            (first, trained?)
-        }
-        None => {
-            let init = initial_parameters::<T>(args, &hyper)?;
-            let progress = Progress::new(0, args.iterations, "iteration");
-            let trained = trainer.fit(objective, &init, |it| {
-                run_evaluations += it.evaluations;
-                progress.update(it.iteration, it.f, it.gradient_norm, run_evaluations, it.stopped.is_some());
-            });
-            progress.finish();
-            (0, trained?)
+    let report = |it: &Iteration| {
+        run_evaluations += it.evaluations;
+        progress.update(it.iteration, it.f, it.gradient_norm, run_evaluations, it.stopped.is_some());
+        if let Some(log) = &mut log {
+            let seconds = start.elapsed().as_secs_f64().max(1e-9);
+            log.record(&[
+                ("iteration", it.iteration as f64),
+                ("cost", it.f),
+                ("gradient_norm", it.gradient_norm),
+                ("step", it.step),
+                ("evaluations", run_evaluations as f64),
+                ("examples_per_second", (run_evaluations * examples) as f64 / seconds),
+            ]);
         }
     };
+    let trained = match (resumed, init) {
+        (Some(state), _) => trainer.resume_state(objective, state, report),
+        (None, Some(init)) => trainer.fit(objective, &init, report),
+        (None, None) => unreachable!("a run either resumes or starts from its initial parameters"),
+    };
+    progress.finish();
+    if let Some(log) = log {
+        log.finish();
+    }
+    let trained = trained?;
     let seconds = start.elapsed().as_secs_f64();
     println!(
         "stopped ({}) after {} iterations ({} in this run, {} evaluations) in {seconds:.2} s; cost {:.6e} (from {:.6e})",
@@ -372,17 +396,32 @@ fn fit_minibatch<T: Real>(
         None => None,
     };
     not_interrupted_yet(stop)?;
-    let first = resumed.as_ref().map_or(0, |state| state.epoch);
+    let batches = data.examples().div_ceil(args.batch_size.min(data.examples()).max(1));
+    let first = resumed.as_ref().map_or(0, |state| state.epoch * batches + state.batch);
+    let mut log = JsonLog::create(args.log_json.as_deref())?;
     let start = Instant::now();
-    let progress = Progress::new(first, args.epochs, "epoch");
-    let (mut epoch_cost, mut epoch_batches, mut steps) = (0.0, 0, 0);
+    // Moves every step; its cost is the mean over the epoch's steps so far.
+    let progress = Progress::new(first, args.epochs * batches, "step", "steps");
+    let (mut epoch_cost, mut epoch_batches, mut steps, mut examples) = (0.0, 0, 0, 0);
     let mut on_step = |step: &MinibatchStep| {
         epoch_cost += step.cost;
         epoch_batches += 1;
         steps += 1;
+        // Every minibatch is full but an epoch's last, which takes what is left.
+        let (m, size) = (data.examples(), args.batch_size.min(data.examples()));
+        examples += if step.epoch_end { m - (batches - 1) * size } else { size };
+        let mean = epoch_cost / epoch_batches as f64;
+        progress.update(step.step as usize, mean, f64::NAN, steps, step.epoch == args.epochs && step.epoch_end);
         if step.epoch_end {
-            let mean = epoch_cost / epoch_batches as f64;
-            progress.update(step.epoch, mean, f64::NAN, steps, step.epoch == args.epochs);
+            if let Some(log) = &mut log {
+                let seconds = start.elapsed().as_secs_f64().max(1e-9);
+                log.record(&[
+                    ("epoch", step.epoch as f64),
+                    ("steps", step.step as f64),
+                    ("cost", mean),
+                    ("examples_per_second", examples as f64 / seconds),
+                ]);
+            }
             (epoch_cost, epoch_batches) = (0.0, 0);
         }
     };
@@ -391,6 +430,9 @@ fn fit_minibatch<T: Real>(
         None => trainer.fit(data, &initial_parameters::<T>(args, &hyper)?, &mut on_step),
     };
     progress.finish();
+    if let Some(log) = log {
+        log.finish();
+    }
     let trained = trained?;
     println!(
         "stopped ({}) after {} epochs, {} steps ({steps} in this run) in {:.2} s",

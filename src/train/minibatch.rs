@@ -275,6 +275,13 @@ impl MinibatchTrainer {
                     state.epoch += 1;
                     state.batch = 0;
                 }
+                if epoch_end {
+                    log::debug!(
+                        "{} epoch {} ended at step {step}, minibatch cost {cost:.6e}",
+                        options.rule.name(),
+                        state.epoch
+                    );
+                }
                 let requested = on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end }).stops();
                 let finished = state.epoch == options.epochs;
                 let outside = if finished {
@@ -291,6 +298,7 @@ impl MinibatchTrainer {
                 if let Some((path, every, fingerprint)) = &checkpoint {
                     if step.is_multiple_of(*every) || finished || outside.is_some() {
                         self.checkpoint_of::<T>(&state, objective.running_rho_hat(), fingerprint)?.save(path)?;
+                        log::info!("checkpoint of step {step} written to {}", path.display());
                     }
                 }
                 if let Some(outside) = outside {
@@ -302,6 +310,12 @@ impl MinibatchTrainer {
                 }
             }
         }
+        log::info!(
+            "{} stopped after {} steps ({} epochs): {stop}",
+            options.rule.name(),
+            state.rule_state.steps,
+            state.epoch
+        );
         let mut model = self.model_at::<T>(&state.x)?;
         for (key, value) in [
             ("optimizer", self.options.rule.name().to_string()),

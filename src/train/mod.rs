@@ -239,6 +239,14 @@ impl Trainer {
         let initial_cost = lbfgs.state().f;
         let stop = loop {
             let iteration = lbfgs.iterate(objective)?;
+            log::debug!(
+                "L-BFGS iteration {}: cost {:.6e}, ‖∇‖ {:.3e}, step {:.3e}, {} evaluations",
+                iteration.iteration,
+                iteration.f,
+                iteration.gradient_norm,
+                iteration.step,
+                iteration.evaluations
+            );
             let requested = on_iteration(&iteration).stops();
             let outside = if interrupted(&self.stop) {
                 Some(Stop::Interrupted)
@@ -253,6 +261,7 @@ impl Trainer {
             if let Some((path, every, fingerprint)) = &checkpoint {
                 if stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
                     lbfgs_checkpoint::<T>(*objective.hyper(), lbfgs.state(), fingerprint)?.save(path)?;
+                    log::info!("checkpoint of iteration {} written to {}", iteration.iteration, path.display());
                 }
             }
             if let Some(stop) = stopped {
@@ -260,6 +269,7 @@ impl Trainer {
             }
         };
         let state = lbfgs.into_state();
+        log::info!("L-BFGS stopped after {} iterations, cost {:.6e}: {stop}", state.iteration, state.f);
         let theta = state.x.iter().map(|&v| T::cast(v)).collect();
         let hyper = *objective.hyper();
         let parameters = Parameters::from_theta(hyper.visible(), hyper.hidden(), theta)?;
