@@ -23,6 +23,8 @@
 //! ```
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a training callback returns: `()`, or a [`ControlFlow`] whose `Break` stops the run.
@@ -57,4 +59,35 @@ impl Deadline {
     pub(crate) fn passed(&self) -> bool {
         self.0.is_some_and(|deadline| Instant::now() >= deadline)
     }
+}
+
+/// A stop from outside the optimiser, in the order they are checked after each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outside {
+    /// The caller's flag was set.
+    Interrupted,
+    /// The callback returned `Break`.
+    Requested,
+    /// The deadline passed.
+    TimeLimit,
+}
+
+/// Everything that can end a run from outside the optimiser: the caller's flag (see
+/// [`interrupted`]), the callback's answer, the deadline.
+pub(crate) fn outside_stop(flag: &Option<Arc<AtomicBool>>, requested: bool, deadline: &Deadline) -> Option<Outside> {
+    if interrupted(flag) {
+        Some(Outside::Interrupted)
+    } else if requested {
+        Some(Outside::Requested)
+    } else if deadline.passed() {
+        Some(Outside::TimeLimit)
+    } else {
+        None
+    }
+}
+
+/// Whether the caller has asked the run to stop. The flag carries no data, so the load needs
+/// no ordering.
+pub(crate) fn interrupted(flag: &Option<Arc<AtomicBool>>) -> bool {
+    flag.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))
 }

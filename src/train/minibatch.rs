@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::checkpoint::Saved;
-use super::control::{Control, Deadline};
+use super::control::{outside_stop, Control, Deadline, Outside};
 use super::DataFingerprint;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -87,6 +87,16 @@ impl MinibatchStop {
             MinibatchStop::Interrupted => "interrupted",
             MinibatchStop::Requested => "requested",
             MinibatchStop::TimeLimit => "time-limit",
+        }
+    }
+}
+
+impl From<Outside> for MinibatchStop {
+    fn from(outside: Outside) -> MinibatchStop {
+        match outside {
+            Outside::Interrupted => MinibatchStop::Interrupted,
+            Outside::Requested => MinibatchStop::Requested,
+            Outside::TimeLimit => MinibatchStop::TimeLimit,
         }
     }
 }
@@ -284,17 +294,7 @@ impl MinibatchTrainer {
                 }
                 let requested = on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end }).stops();
                 let finished = state.epoch == options.epochs;
-                let outside = if finished {
-                    None
-                } else if super::interrupted(&self.stop) {
-                    Some(MinibatchStop::Interrupted)
-                } else if requested {
-                    Some(MinibatchStop::Requested)
-                } else if deadline.passed() {
-                    Some(MinibatchStop::TimeLimit)
-                } else {
-                    None
-                };
+                let outside = if finished { None } else { outside_stop(&self.stop, requested, &deadline) };
                 if let Some((path, every, fingerprint)) = &checkpoint {
                     if step.is_multiple_of(*every) || finished || outside.is_some() {
                         self.checkpoint_of::<T>(&state, objective.running_rho_hat(), fingerprint)?.save(path)?;
@@ -302,7 +302,7 @@ impl MinibatchTrainer {
                     }
                 }
                 if let Some(outside) = outside {
-                    stop = outside;
+                    stop = outside.into();
                     break 'epochs;
                 }
                 if epoch_end {

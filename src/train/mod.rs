@@ -23,7 +23,7 @@ mod minibatch;
 mod vae;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -248,16 +248,8 @@ impl Trainer {
                 iteration.evaluations
             );
             let requested = on_iteration(&iteration).stops();
-            let outside = if interrupted(&self.stop) {
-                Some(Stop::Interrupted)
-            } else if requested {
-                Some(Stop::Requested)
-            } else if deadline.passed() {
-                Some(Stop::TimeLimit)
-            } else {
-                None
-            };
-            let stopped = iteration.stopped.or_else(|| outside.map(|stop| lbfgs.stop_with(stop)));
+            let outside = control::outside_stop(&self.stop, requested, &deadline);
+            let stopped = iteration.stopped.or_else(|| outside.map(|outside| lbfgs.stop_with(outside.into())));
             if let Some((path, every, fingerprint)) = &checkpoint {
                 if stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
                     lbfgs_checkpoint::<T>(*objective.hyper(), lbfgs.state(), fingerprint)?.save(path)?;
@@ -293,10 +285,14 @@ impl Trainer {
     }
 }
 
-/// Whether the caller has asked the run to stop. The flag carries no data, so the load needs
-/// no ordering.
-pub(crate) fn interrupted(stop: &Option<Arc<AtomicBool>>) -> bool {
-    stop.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))
+impl From<control::Outside> for Stop {
+    fn from(outside: control::Outside) -> Stop {
+        match outside {
+            control::Outside::Interrupted => Stop::Interrupted,
+            control::Outside::Requested => Stop::Requested,
+            control::Outside::TimeLimit => Stop::TimeLimit,
+        }
+    }
 }
 
 /// Where a run from `init` starts: `init` itself, or with tied weights `init` tied (the same

@@ -3,7 +3,7 @@
 //! [`MinibatchTrainer`](super::MinibatchTrainer)), and step `t` draws the `ε` of epoch `t` of
 //! the [`VaeObjective`], so a run is reproducible.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -68,7 +68,7 @@ impl VaeTrainer {
     }
 
     fn stop_requested(&self) -> bool {
-        self.stop.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst))
+        super::control::interrupted(&self.stop)
     }
 
     /// Trains from `init` on `data`; `on_epoch` sees each finished epoch, and may end the run
