@@ -408,3 +408,28 @@ fn log_json_writes_one_parsable_line_per_iteration_or_epoch() {
     let (ok, _, stderr) = sae(&["train", "--data", &model, "-o", &model, "--log-json", &model]);
     assert!(!ok && stderr.contains("--log-json"), "{stderr}");
 }
+
+#[test]
+fn a_model_file_records_what_reproduces_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "with space.safetensors");
+    let (ok, _, stderr) =
+        sae(&["train", "--iterations", "3", "--seed", "7", "-o", &model, "--no-features", "--threads", "1"]);
+    assert!(ok, "{stderr}");
+    let metadata = ModelFile::<f64>::load(Path::new(&model)).unwrap().metadata;
+    assert_eq!(metadata["seed"], "7");
+    assert_eq!(metadata["threads"], "1");
+    assert_eq!(metadata["backend"], "native");
+    assert!(["scalar", "avx2", "avx512"].contains(&metadata["isa"].as_str()));
+    assert!(
+        metadata["command"].ends_with(&format!("train --iterations 3 --seed 7 -o '{model}' --no-features --threads 1"))
+    );
+    assert!(metadata["created"].starts_with("20") && metadata["created"].ends_with('Z'), "{}", metadata["created"]);
+    let (patches, m, n) = sae::data::images::embedded_patches(7);
+    let fingerprint = sae::train::DataFingerprint::of_dataset(&Dataset::examples_by_features(&patches, m, n).unwrap());
+    assert_eq!(metadata["data.examples"], m.to_string());
+    assert_eq!(metadata["data.fnv1a64"], format!("{:016x}", fingerprint.hash));
+    // `sae info` shows them.
+    let (ok, stdout, _) = sae(&["info", &model]);
+    assert!(ok && stdout.contains("seed: 7") && stdout.contains("data.fnv1a64: "), "{stdout}");
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, ValueEnum};
 
@@ -15,11 +15,15 @@ use super::progress::{JsonLog, Progress};
 use super::CliResult;
 use crate::data::images::embedded_patches;
 use crate::files::FilePlan;
+use crate::gemm::Backend;
+use crate::kernels::Isa;
 use crate::model::picture::{features_picture, PixelOrder};
 use crate::model::ModelFile;
 use crate::objective::StreamingObjective;
 use crate::optim::{Iteration, LbfgsOptions, StepRule, Stop};
-use crate::train::{AutoencoderObjective, MinibatchOptions, MinibatchStep, MinibatchStop, MinibatchTrainer, Trainer};
+use crate::train::{
+    AutoencoderObjective, DataFingerprint, MinibatchOptions, MinibatchStep, MinibatchStop, MinibatchTrainer, Trainer,
+};
 use crate::{Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
@@ -231,6 +235,13 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
         rayon::current_num_threads()
     );
     warn_outside_output_range(&hyper, &data);
+    let backend = args.engine.backend()?;
+    let mut provenance = provenance(args, backend.filter(|_| args.optimizer == OptimizerArg::Lbfgs));
+    if let Data::Values { values, examples, features } = &data {
+        provenance.extend(
+            DataFingerprint::of_dataset(&Dataset::examples_by_features(values, *examples, *features)?).metadata(),
+        );
+    }
     if args.optimizer != OptimizerArg::Lbfgs {
         if args.gtol.is_some() || args.ftol.is_some() {
             return Err("--gtol and --ftol are L-BFGS's tolerances: minibatch training runs its --epochs \
@@ -241,9 +252,8 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             return Err("minibatch training reads the data in memory: drop --stream, or use --optimizer lbfgs".into());
         };
         let outcome = fit_minibatch(args, hyper, &Dataset::examples_by_features(&values, examples, features)?, stop)?;
-        return save(args, outcome);
+        return save(args, outcome, provenance);
     }
-    let backend = args.engine.backend()?;
     let trained = match data {
         Data::Values { values, examples, features } => {
             let mut objective = Objective::new(hyper, Dataset::examples_by_features(&values, examples, features)?)?;
@@ -262,7 +272,38 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             fit(args, hyper, &mut objective, examples, stop)?
         }
     };
-    save(args, trained)
+    save(args, trained, provenance)
+}
+
+/// What a model file records of the run that made it, beside its hyper-parameters and the
+/// optimiser's own keys: enough to run it again (results are bit-for-bit the same for the
+/// same data, seed, thread count, back-end and instruction set).
+fn provenance(args: &TrainArgs, backend: Option<Backend>) -> Vec<(&'static str, String)> {
+    vec![
+        ("seed", args.seed.to_string()),
+        ("threads", rayon::current_num_threads().to_string()),
+        ("backend", backend.unwrap_or_default().name().to_string()),
+        ("isa", Isa::detect().name().to_string()),
+        ("command", command_line()),
+        ("created", humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
+    ]
+}
+
+/// This process's command line, each argument quoted for a POSIX shell where it needs it.
+fn command_line() -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:=,+-@%".contains(c);
+    std::env::args()
+        .map(
+            |arg| {
+                if !arg.is_empty() && arg.chars().all(plain) {
+                    arg
+                } else {
+                    format!("'{}'", arg.replace('\'', "'\\''"))
+                }
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// L-BFGS on `objective`, whose data has `examples` examples (for the rate in the JSON log; 0
@@ -502,8 +543,9 @@ fn not_interrupted_yet(stop: &AtomicBool) -> CliResult<()> {
 
 /// Writes the model and its picture; a run ended by a signal is written marked `unfinished`,
 /// then reported as [`Interrupted`].
-fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>) -> CliResult<()> {
+fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'static str, String)>) -> CliResult<()> {
     let Outcome { mut model, interrupted_at } = outcome;
+    model.metadata.extend(provenance.into_iter().map(|(key, value)| (key.to_string(), value)));
     if let Some(init) = &args.init {
         model.metadata.insert("init".into(), init.display().to_string());
     }
