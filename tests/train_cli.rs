@@ -433,3 +433,23 @@ fn a_model_file_records_what_reproduces_its_run() {
     let (ok, stdout, _) = sae(&["info", &model]);
     assert!(ok && stdout.contains("seed: 7") && stdout.contains("data.fnv1a64: "), "{stdout}");
 }
+
+#[test]
+fn common_slips_get_a_hint_not_a_parser_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = (path(dir.path(), "x.npy"), path(dir.path(), "m.safetensors"));
+    npy::write_matrix(Path::new(&data), &ndarray::Array2::from_shape_vec((20, 4), uniform_data(20, 4, 1)).unwrap())
+        .unwrap();
+    // A negative number is a value, so the error is the value's.
+    let (ok, _, stderr) = sae(&["train", "--lambda", "-1", "-o", &model]);
+    assert!(!ok && stderr.contains("`lambda` = -1"), "{stderr}");
+    // A data file without --data.
+    let (ok, _, stderr) = sae(&["train", &data, "-o", &model]);
+    assert!(!ok && stderr.contains(&format!("the data is given with --data (--data {data})")), "{stderr}");
+    let (ok, _, stderr) = sae(&["objective", &data]);
+    assert!(!ok && stderr.contains("the data is given with --data"), "{stderr}");
+    // A folder of shards without --stream.
+    let (ok, _, stderr) = sae(&["train", "--data", dir.path().to_str().unwrap(), "-o", &model]);
+    assert!(!ok && stderr.contains("a directory of shards is read with --stream"), "{stderr}");
+    assert!(!Path::new(&model).exists());
+}

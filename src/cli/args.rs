@@ -34,6 +34,10 @@ pub struct DataArgs {
     /// notes' two passes.
     #[arg(long, value_enum, default_value = "one-pass", requires = "stream")]
     pub stream_mode: StreamModeArg,
+    /// A data file given without --data: refused with a hint rather than clap's "unexpected
+    /// argument".
+    #[arg(hide = true, value_name = "DATA")]
+    pub positional: Option<PathBuf>,
 }
 
 /// The data set as a command got it: values in memory, or a file source to stream.
@@ -57,7 +61,17 @@ impl DataArgs {
         &self,
         default: impl FnOnce() -> CliResult<(Vec<T>, usize, usize, String)>,
     ) -> CliResult<(Data<T>, String)> {
+        if let Some(path) = &self.positional {
+            return Err(format!("{}: the data is given with --data (--data {0})", path.display()).into());
+        }
         Ok(match &self.data {
+            Some(path) if path.is_dir() && !self.stream => {
+                return Err(format!(
+                    "--data {}: a directory of shards is read with --stream (a chunk at a time)",
+                    path.display()
+                )
+                .into())
+            }
             Some(path) if self.stream && path.is_dir() => {
                 let shards = ShardSource::from_dir(path)?;
                 let description = format!(

@@ -13,6 +13,7 @@ use crate::files::FilePlan;
 use crate::model::picture::{features_picture, PixelOrder};
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ExerciseArgs {
     #[command(subcommand)]
     exercise: Exercise,

@@ -11,6 +11,7 @@ use crate::data::generated::ProblemShape;
 use crate::files::FilePlan;
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct GenerateArgs {
     /// The SPEC §3 problem whose width (n) and data distribution to use.
     #[arg(long, default_value = "S3", value_parser = parse_shape)]

@@ -17,6 +17,7 @@ use crate::model::{Forward, ModelFile};
 use crate::{Dataset, Real};
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ApplyArgs {
     /// The model file (safetensors, as `sae train` writes).
     model: PathBuf,

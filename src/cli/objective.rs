@@ -18,6 +18,7 @@ use crate::objective::{gradcheck, reference, StreamingObjective};
 use crate::{Backend, Dataset, HyperParams, Isa, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ObjectiveArgs {
     #[command(flatten)]
     data: DataArgs,

@@ -14,6 +14,7 @@ use crate::exercises::{self, MnistFiles};
 use crate::files::FilePlan;
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct StackedArgs {
     /// The directory of MNIST's four .gz files.
     #[arg(long, default_value = "../shared/datasets/mnist")]

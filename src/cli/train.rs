@@ -27,6 +27,7 @@ use crate::train::{
 use crate::{Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
@@ -73,16 +74,16 @@ pub struct TrainArgs {
     history: usize,
     /// L-BFGS: converged when every component of the gradient is at most this in absolute
     /// value (minFunc's optTol) [default: 1e-5].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     gtol: Option<f64>,
     /// L-BFGS: converged when the cost, or the step, changes by less than this (minFunc's
     /// progTol) [default: 1e-9].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     ftol: Option<f64>,
     /// Stop after this many seconds of training (checked after each iteration or minibatch;
     /// the data's loading not counted): the model so far is written as for a finished run,
     /// with the stop `time-limit`, and a checkpoint of it continues with --resume.
-    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECONDS")]
     max_time: Option<f64>,
     /// Start from the parameters of this model file (written by `sae train`) instead of a
     /// random initialisation: fine-tuning, or L-BFGS after Adam. Its n, h, units and tying

@@ -24,6 +24,7 @@ use crate::train::{VaeOptions, VaeTrainer};
 use crate::{Dataset, Real};
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct VaeArgs {
     /// The directory of MNIST's four .gz files.
     #[arg(long, default_value = "../shared/datasets/mnist")]
