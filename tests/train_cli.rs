@@ -453,3 +453,36 @@ fn common_slips_get_a_hint_not_a_parser_error() {
     assert!(!ok && stderr.contains("a directory of shards is read with --stream"), "{stderr}");
     assert!(!Path::new(&model).exists());
 }
+
+#[test]
+fn encode_reads_a_chunk_at_a_time_with_or_without_stream_files_or_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, n) = (300, 16);
+    let values = uniform_data(m, n, 4);
+    let data = path(dir.path(), "x.npy");
+    npy::write_matrix(Path::new(&data), &ndarray::Array2::from_shape_vec((m, n), values.clone()).unwrap()).unwrap();
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    for (k, rows) in values.chunks(100 * n).enumerate() {
+        let shard = ndarray::Array2::from_shape_vec((100, n), rows.to_vec()).unwrap();
+        npy::write_matrix(&shards.join(format!("{k}.npy")), &shard).unwrap();
+    }
+    let model = path(dir.path(), "m.safetensors");
+    let train =
+        ["train", "--data", &data, "--hidden", "5", "--rho", "0.1", "--iterations", "5", "-o", &model, "--no-features"];
+    assert!(sae(&train).0);
+    let encoded = |args: &[&str]| {
+        let out = path(dir.path(), "e.npy");
+        let _ = std::fs::remove_file(&out);
+        let (ok, stdout, stderr) =
+            sae(&[&["encode", &model, "-o", &out, "--chunk", "64", "--stream"][..], args].concat());
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("streamed"), "{stdout}");
+        npy::read_matrix::<f64>(Path::new(&out)).unwrap()
+    };
+    let from_file = encoded(&["--data", &data]);
+    assert_eq!(from_file.dim(), (m, 5));
+    assert_eq!(encoded(&["--data", shards.to_str().unwrap()]), from_file);
+    let (ok, stdout, stderr) = sae(&["encode", &model, "--data", &data, "-o", &path(dir.path(), "f.npy")]);
+    assert!(ok && stdout.contains("streamed"), "without --stream too: {stdout}{stderr}");
+}

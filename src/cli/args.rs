@@ -72,22 +72,9 @@ impl DataArgs {
                 )
                 .into())
             }
-            Some(path) if self.stream && path.is_dir() => {
-                let shards = ShardSource::from_dir(path)?;
-                let description = format!(
-                    "{} shards in {} ({} examples × {}), streamed",
-                    shards.shards().len(),
-                    path.display(),
-                    shards.examples(),
-                    shards.features()
-                );
-                (Data::Source(Box::new(shards)), description)
-            }
             Some(path) if self.stream => {
-                let file = NpyFileSource::open(path)?;
-                let description =
-                    format!("{} ({} examples × {}), streamed", path.display(), file.examples(), file.features());
-                (Data::Source(Box::new(file)), description)
+                let (source, description) = stream(path)?;
+                (Data::Source(source), description)
             }
             Some(path) => {
                 let array = npy::read_matrix::<T>(path)?;
@@ -106,6 +93,33 @@ impl DataArgs {
             }
         })
     }
+
+    /// Opens --data (required) to be read a chunk at a time whether --stream was given or not:
+    /// for commands that never need more than a chunk in memory.
+    pub fn open_stream<T: Real>(&self) -> CliResult<(Box<dyn ExampleSource<T> + Send>, String)> {
+        if let Some(path) = &self.positional {
+            return Err(format!("{}: the data is given with --data (--data {0})", path.display()).into());
+        }
+        stream(self.data.as_ref().ok_or("--data is required")?)
+    }
+}
+
+/// A source reading `path` a chunk at a time: a directory of shards or one `.npy` file.
+fn stream<T: Real>(path: &Path) -> CliResult<(Box<dyn ExampleSource<T> + Send>, String)> {
+    if path.is_dir() {
+        let shards = ShardSource::from_dir(path)?;
+        let description = format!(
+            "{} shards in {} ({} examples × {}), streamed",
+            shards.shards().len(),
+            path.display(),
+            shards.examples(),
+            shards.features()
+        );
+        return Ok((Box::new(shards), description));
+    }
+    let file = NpyFileSource::open(path)?;
+    let description = format!("{} ({} examples × {}), streamed", path.display(), file.examples(), file.features());
+    Ok((Box::new(file), description))
 }
 
 impl<T: Real> Data<T> {

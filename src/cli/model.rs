@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::args::{Data, DataArgs, EngineArgs, Precision, PrecisionArgs};
+use super::args::{DataArgs, EngineArgs, Precision, PrecisionArgs};
 use super::train::PixelOrderArg;
 use super::CliResult;
 use crate::data::npy::NpyRowWriter;
-use crate::data::stream::{ExampleSource, SliceSource};
+use crate::data::stream::ExampleSource;
 use crate::files::FilePlan;
 use crate::model::picture::features_picture;
 use crate::model::{Forward, ModelFile};
@@ -98,12 +98,10 @@ fn apply(args: ApplyArgs, what: Apply) -> CliResult<()> {
 
 fn apply_in<T: Real>(args: &ApplyArgs, what: Apply) -> CliResult<()> {
     let model = ModelFile::<T>::load(&args.model)?;
-    let (data, description) = args.data.load::<T>(|| Err("--data is required".into()))?;
+    // A chunk at a time always: applying a model never needs more.
+    let (source, description) = args.data.open_stream::<T>()?;
     args.say(&format!("data: {description}"));
-    match data {
-        Data::Values { values, features, .. } => run_apply(args, what, &model, SliceSource::new(&values, features)?),
-        Data::Source(source) => run_apply(args, what, &model, source),
-    }
+    run_apply(args, what, &model, source)
 }
 
 fn run_apply<T: Real>(
