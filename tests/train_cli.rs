@@ -486,3 +486,31 @@ fn encode_reads_a_chunk_at_a_time_with_or_without_stream_files_or_shards() {
     let (ok, stdout, stderr) = sae(&["encode", &model, "--data", &data, "-o", &path(dir.path(), "f.npy")]);
     assert!(ok && stdout.contains("streamed"), "without --stream too: {stdout}{stderr}");
 }
+
+#[test]
+fn info_describes_every_kind_of_model_the_tool_writes() {
+    use sae::model::stack::StackModel;
+    use sae::model::vae::{VaeDecoder, VaeModel, VaeShape};
+    use sae::model::Activation;
+    use sae::objective::StackShape;
+    let dir = tempfile::tempdir().unwrap();
+    let vae = path(dir.path(), "vae.safetensors");
+    let shape =
+        VaeShape { visible: 16, hidden: 8, latent: 2, activation: Activation::Relu, decoder: VaeDecoder::Bernoulli };
+    let metadata = vec![("epochs".to_string(), "3".to_string())];
+    VaeModel { shape, theta: shape.init::<f32>(1), metadata: metadata.clone() }.save(Path::new(&vae)).unwrap();
+    let (ok, stdout, stderr) = sae(&["info", &vae]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("variational autoencoder") && stdout.contains("d = 2 latent") && stdout.contains("epochs: 3"),
+        "{stdout}"
+    );
+
+    let stack = path(dir.path(), "stack.safetensors");
+    let shape = StackShape { sizes: vec![16, 6, 4], classes: 3 };
+    let theta = vec![0.5f64; shape.len()];
+    StackModel { shape, theta, metadata }.save(Path::new(&stack)).unwrap();
+    let (ok, stdout, stderr) = sae(&["info", &stack]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("stacked autoencoder") && stdout.contains("layers 16-6-4, 3 classes"), "{stdout}");
+}

@@ -13,6 +13,8 @@ use crate::data::npy::NpyRowWriter;
 use crate::data::stream::ExampleSource;
 use crate::files::FilePlan;
 use crate::model::picture::features_picture;
+use crate::model::stack::{StackModel, STACK_OBJECTIVE};
+use crate::model::vae::{VaeModel, VAE_OBJECTIVE};
 use crate::model::{Forward, ModelFile};
 use crate::{Dataset, Real};
 
@@ -165,16 +167,49 @@ pub fn visualize(args: VisualizeArgs) -> CliResult<()> {
 }
 
 pub fn info(args: InfoArgs) -> CliResult<()> {
-    let model = ModelFile::<f64>::load(&args.model)?;
-    let hyper = &model.hyper;
-    println!("{}", args.model.display());
-    println!("  autoencoder: {}, {} sparsity penalty", super::train::describe_variant(hyper), hyper.penalty().name());
-    println!("  n = {} inputs, h = {} hidden units", hyper.visible(), hyper.hidden());
-    println!("  λ = {}, β = {}, ρ = {}", hyper.lambda(), hyper.beta(), hyper.rho());
-    for (key, value) in &model.metadata {
+    let path = &args.model;
+    // The file's kind, from its metadata, picks the reader (each checks the file in full).
+    let objective = ModelFile::<f64>::read_metadata(path)?.get("objective").cloned().unwrap_or_default();
+    println!("{}", path.display());
+    let (metadata, extra): (Vec<(String, String)>, Vec<(String, Vec<usize>)>) = match objective.as_str() {
+        VAE_OBJECTIVE => {
+            let vae = VaeModel::<f64>::load(path)?;
+            let shape = vae.shape;
+            println!("  variational autoencoder: {:?} units, {:?} decoder", shape.activation, shape.decoder);
+            println!(
+                "  n = {} inputs, h = {} hidden units, d = {} latent dimensions",
+                shape.visible, shape.hidden, shape.latent
+            );
+            (vae.metadata, Vec::new())
+        }
+        STACK_OBJECTIVE => {
+            let stack = StackModel::<f64>::load(path)?;
+            let sizes: Vec<String> = stack.shape.sizes.iter().map(usize::to_string).collect();
+            println!(
+                "  stacked autoencoder with a softmax on top: layers {}, {} classes",
+                sizes.join("-"),
+                stack.shape.classes
+            );
+            (stack.metadata, Vec::new())
+        }
+        _ => {
+            let model = ModelFile::<f64>::load(path)?;
+            let hyper = &model.hyper;
+            println!(
+                "  autoencoder: {}, {} sparsity penalty",
+                super::train::describe_variant(hyper),
+                hyper.penalty().name()
+            );
+            println!("  n = {} inputs, h = {} hidden units", hyper.visible(), hyper.hidden());
+            println!("  λ = {}, β = {}, ρ = {}", hyper.lambda(), hyper.beta(), hyper.rho());
+            let extra = model.extra.iter().map(|(name, (shape, _))| (name.clone(), shape.clone())).collect();
+            (model.metadata.into_iter().collect(), extra)
+        }
+    };
+    for (key, value) in metadata {
         println!("  {key}: {value}");
     }
-    for (name, (shape, _)) in &model.extra {
+    for (name, shape) in extra {
         println!("  tensor {name}: {shape:?}");
     }
     Ok(())
