@@ -171,7 +171,7 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
     // The file's kind, from its metadata, picks the reader (each checks the file in full).
     let objective = ModelFile::<f64>::read_metadata(path)?.get("objective").cloned().unwrap_or_default();
     println!("{}", path.display());
-    let (metadata, extra): (Vec<(String, String)>, Vec<(String, Vec<usize>)>) = match objective.as_str() {
+    match objective.as_str() {
         VAE_OBJECTIVE => {
             let vae = VaeModel::<f64>::load(path)?;
             let shape = vae.shape;
@@ -180,7 +180,7 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
                 "  n = {} inputs, h = {} hidden units, d = {} latent dimensions",
                 shape.visible, shape.hidden, shape.latent
             );
-            (vae.metadata, Vec::new())
+            print_metadata(vae.metadata);
         }
         STACK_OBJECTIVE => {
             let stack = StackModel::<f64>::load(path)?;
@@ -190,7 +190,7 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
                 sizes.join("-"),
                 stack.shape.classes
             );
-            (stack.metadata, Vec::new())
+            print_metadata(stack.metadata);
         }
         _ => {
             let model = ModelFile::<f64>::load(path)?;
@@ -202,15 +202,17 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
             );
             println!("  n = {} inputs, h = {} hidden units", hyper.visible(), hyper.hidden());
             println!("  λ = {}, β = {}, ρ = {}", hyper.lambda(), hyper.beta(), hyper.rho());
-            let extra = model.extra.iter().map(|(name, (shape, _))| (name.clone(), shape.clone())).collect();
-            (model.metadata.into_iter().collect(), extra)
+            print_metadata(model.metadata);
+            for (name, (shape, _)) in &model.extra {
+                println!("  tensor {name}: {shape:?}");
+            }
         }
-    };
+    }
+    Ok(())
+}
+
+fn print_metadata(metadata: impl IntoIterator<Item = (String, String)>) {
     for (key, value) in metadata {
         println!("  {key}: {value}");
     }
-    for (name, shape) in extra {
-        println!("  tensor {name}: {shape:?}");
-    }
-    Ok(())
 }
