@@ -329,6 +329,12 @@ fn init_continues_from_a_model_of_the_same_shape_and_refuses_another() {
         "the run starts at the Adam model's cost {start:.6e}: {stdout}"
     );
 
+    // A start that is already an optimum to the tolerances is kept, not refused as unlearned.
+    let (ok, _, stderr) = sae(&["train", "--gtol", "1e-3", "-o", &second, "--no-features"]);
+    assert!(ok, "{stderr}");
+    let third = path(dir.path(), "c.safetensors");
+    let (ok, stdout, stderr) = sae(&["train", "--init", &second, "--gtol", "1e-3", "-o", &third, "--no-features"]);
+    assert!(ok && stdout.contains("after 0 iterations"), "{stdout}{stderr}");
     let (ok, _, stderr) = sae(&["train", "--init", &first, "--hidden", "30", "-o", &second, "--no-features"]);
     assert!(!ok && stderr.contains("h (--hidden): 25 in the model, 30 in this run"), "{stderr}");
     let (ok, _, stderr) = sae(&["train", "--init", &first, "--tied", "-o", &second, "--no-features"]);
@@ -355,6 +361,11 @@ fn progress_goes_to_stderr_as_plain_lines_and_quiet_silences_it() {
     assert!(ok && stderr.contains("step 80/80") && stderr.contains("steps/s"), "{stderr}");
     let (ok, stdout, stderr) = sae(&["train", "-q", "--iterations", "12", "-o", &model, "--no-features"]);
     assert!(ok && stderr.is_empty(), "{stderr}");
+    // A run stopped from outside still ends on its latest progress line.
+    let (ok, _, stderr) = sae(&["train", "--iterations", "400", "--max-time", "0.2", "-o", &model, "--no-features"]);
+    let last = stderr.lines().rfind(|line| line.starts_with("iteration ")).unwrap_or_default().to_string();
+    let stopped_at = ModelFile::<f64>::load(Path::new(&model)).unwrap().metadata["iterations"].clone();
+    assert!(ok && last.starts_with(&format!("iteration {stopped_at}/400")), "{stderr}");
     assert!(stdout.contains("after 12 iterations"), "the results are still printed: {stdout}");
 }
 

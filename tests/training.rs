@@ -392,10 +392,37 @@ fn tolerances_stop_the_run_and_bad_ones_are_refused_by_name() {
 }
 
 #[test]
-fn every_stop_has_a_name_that_reads_back() {
-    let names: std::collections::BTreeSet<&str> = Stop::ALL.iter().map(|stop| stop.name()).collect();
-    assert_eq!(names.len(), Stop::ALL.len(), "names are distinct");
-    for stop in Stop::ALL {
-        assert_eq!(Stop::ALL.into_iter().find(|s| s.name() == stop.name()), Some(stop));
+fn every_stop_keeps_the_name_checkpoints_record_it_by() {
+    // Checkpoints written by earlier versions name their stop so: these names may not change.
+    let recorded = [
+        (Stop::MaxIterations, "max-iterations"),
+        (Stop::MaxEvaluations, "max-evaluations"),
+        (Stop::GradientTolerance, "gradient-tolerance"),
+        (Stop::FunctionChange, "function-change"),
+        (Stop::StepSize, "step-size"),
+        (Stop::DirectionalDerivative, "directional-derivative"),
+        (Stop::LineSearchFailed, "line-search-failed"),
+        (Stop::Interrupted, "interrupted"),
+        (Stop::Requested, "requested"),
+        (Stop::TimeLimit, "time-limit"),
+    ];
+    // Fails to compile when a stop is added, until it is named here.
+    let named = |stop: Stop| match stop {
+        Stop::MaxIterations
+        | Stop::MaxEvaluations
+        | Stop::GradientTolerance
+        | Stop::FunctionChange
+        | Stop::StepSize
+        | Stop::DirectionalDerivative
+        | Stop::LineSearchFailed
+        | Stop::Interrupted
+        | Stop::Requested
+        | Stop::TimeLimit => recorded.iter().any(|(s, _)| *s == stop),
+    };
+    for (stop, name) in recorded {
+        assert!(named(stop));
+        assert_eq!(stop.name(), name);
+        assert!(Stop::ALL.contains(&stop), "{stop:?} is in Stop::ALL, which reads names back");
     }
+    assert_eq!(Stop::ALL.len(), recorded.len());
 }

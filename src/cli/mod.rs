@@ -68,11 +68,11 @@ pub enum Command {
 pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Installs the logger of the `log` events the library emits: on stderr, warnings and errors
-/// by default, more with `-v`/`-vv`, fewer with `--quiet`, or as `RUST_LOG` says; and
+/// (also with `--quiet`), more with `-v`/`-vv`, or as `RUST_LOG` says; and
 /// silences the progress reports with `--quiet`.
 pub fn init_logging(cli: &Cli) {
     let level = match (cli.quiet, cli.verbose) {
-        (true, _) => log::LevelFilter::Error,
+        (true, _) => log::LevelFilter::Warn,
         (false, 0) => log::LevelFilter::Warn,
         (false, 1) => log::LevelFilter::Info,
         (false, _) => log::LevelFilter::Debug,

@@ -29,6 +29,9 @@ pub struct Progress {
     start: Instant,
     /// When the last plain line was printed (the first update prints one at once).
     last_line: std::cell::Cell<Option<Instant>>,
+    /// The latest update not printed yet, printed by `finish` (a run stopped from outside
+    /// ends on it).
+    pending: std::cell::RefCell<Option<String>>,
     total: usize,
     first: usize,
     /// What is counted: "iteration" or "epoch".
@@ -51,7 +54,8 @@ impl Progress {
         });
         let start = Instant::now();
         let lines = !quiet && bar.is_none();
-        Progress { bar, lines, start, last_line: std::cell::Cell::new(None), total, first, unit, work }
+        let (last_line, pending) = (std::cell::Cell::new(None), std::cell::RefCell::new(None));
+        Progress { bar, lines, start, last_line, pending, total, first, unit, work }
     }
 
     /// After an iteration (or epoch): its number, the cost and gradient norm (NaN when not
@@ -65,18 +69,28 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(iteration as u64);
             bar.set_message(message);
-        } else if self.lines && (last || self.last_line.get().is_none_or(|line| now - line >= LINE_INTERVAL)) {
-            self.last_line.set(Some(now));
+        } else if self.lines {
             let done = (iteration - self.first) as f64;
             let left = self.total.saturating_sub(iteration) as f64;
             let eta = if done > 0.0 { seconds / done * left } else { 0.0 };
-            eprintln!("{} {iteration}/{}  {message}  ETA {eta:.1} s", self.unit, self.total);
+            let line = format!("{} {iteration}/{}  {message}  ETA {eta:.1} s", self.unit, self.total);
+            if last || self.last_line.get().is_none_or(|printed| now - printed >= LINE_INTERVAL) {
+                self.last_line.set(Some(now));
+                self.pending.replace(None);
+                eprintln!("{line}");
+            } else {
+                self.pending.replace(Some(line));
+            }
         }
     }
 
+    /// Ends the report: the bar, or the latest plain line if it was not printed.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish();
+        }
+        if let Some(line) = self.pending.take() {
+            eprintln!("{line}");
         }
     }
 }
@@ -101,20 +115,20 @@ impl JsonLog {
         .transpose()
     }
 
-    /// Writes `fields` and the seconds since the log was created as one line; non-finite
-    /// numbers (which JSON cannot hold) as `null`.
-    pub fn record(&mut self, fields: &[(&str, f64)]) {
+    /// Writes `counts` (always JSON integers), `measures` (always JSON floats; non-finite ones,
+    /// which JSON cannot hold, as `null`) and the seconds since the log was created as one
+    /// line: each key keeps one type from line to line.
+    pub fn record(&mut self, counts: &[(&str, u64)], measures: &[(&str, f64)]) {
         if self.error.is_some() {
             return;
         }
         let mut line = serde_json::Map::new();
+        for &(key, count) in counts {
+            line.insert(key.to_string(), count.into());
+        }
         let seconds = self.start.elapsed().as_secs_f64();
-        for &(key, value) in fields.iter().chain(&[("seconds", seconds)]) {
-            let value = if value.fract() == 0.0 && value.abs() < 9.0e15 {
-                serde_json::Value::from(value as i64)
-            } else {
-                serde_json::Number::from_f64(value).map_or(serde_json::Value::Null, serde_json::Value::Number)
-            };
+        for &(key, value) in measures.iter().chain(&[("seconds", seconds)]) {
+            let value = serde_json::Number::from_f64(value).map_or(serde_json::Value::Null, serde_json::Value::Number);
             line.insert(key.to_string(), value);
         }
         let written = serde_json::to_writer(&mut self.out, &line)

@@ -353,14 +353,17 @@ fn fit<T: Real>(
         progress.update(it.iteration, it.f, it.gradient_norm, run_evaluations, it.stopped.is_some());
         if let Some(log) = &mut log {
             let seconds = start.elapsed().as_secs_f64().max(1e-9);
-            log.record(&[
-                ("iteration", it.iteration as f64),
-                ("cost", it.f),
-                ("gradient_norm", it.gradient_norm),
-                ("step", it.step),
-                ("evaluations", run_evaluations as f64),
-                ("examples_per_second", (run_evaluations * examples) as f64 / seconds),
-            ]);
+            // A stream that does not know its length has no rate: NaN, written as null.
+            let rate = if examples > 0 { (run_evaluations * examples) as f64 / seconds } else { f64::NAN };
+            log.record(
+                &[("iteration", it.iteration as u64), ("evaluations", run_evaluations as u64)],
+                &[
+                    ("cost", it.f),
+                    ("gradient_norm", it.gradient_norm),
+                    ("step", it.step),
+                    ("examples_per_second", rate),
+                ],
+            );
         }
     };
     let trained = match (resumed, init) {
@@ -390,10 +393,11 @@ fn fit<T: Real>(
     if !trained.cost.is_finite() {
         return Err(format!("the cost is {}: nothing usable was learned, no model written", trained.cost).into());
     }
-    // A resumed run that had already stopped (converged, or no iterations left) has nothing
-    // to lower.
+    // A resumed run that had already stopped (converged, or no iterations left), or a start
+    // (--init) that is already an optimum to the tolerances, has nothing to lower.
     let resumed_finished = args.resume.is_some() && trained.iterations == first;
-    if !resumed_finished && trained.cost >= trained.initial_cost {
+    let converged_at_start = trained.iterations == first && trained.stop.converged();
+    if !resumed_finished && !converged_at_start && trained.cost >= trained.initial_cost {
         return Err(format!(
             "the cost did not decrease from its start ({:.6e}): nothing was learned, no model written \
              (are λ and β of a sensible size, is the data scaled?)",
@@ -457,12 +461,10 @@ fn fit_minibatch<T: Real>(
         if step.epoch_end {
             if let Some(log) = &mut log {
                 let seconds = start.elapsed().as_secs_f64().max(1e-9);
-                log.record(&[
-                    ("epoch", step.epoch as f64),
-                    ("steps", step.step as f64),
-                    ("cost", mean),
-                    ("examples_per_second", examples as f64 / seconds),
-                ]);
+                log.record(
+                    &[("epoch", step.epoch as u64), ("steps", step.step)],
+                    &[("cost", mean), ("examples_per_second", examples as f64 / seconds)],
+                );
             }
             (epoch_cost, epoch_batches) = (0.0, 0);
         }

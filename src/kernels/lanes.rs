@@ -239,8 +239,9 @@ where
 }
 
 /// Columns of the output block summed in the element type before their sums go to f64: short
-/// enough to keep the f32 rounding of a sum of so few terms near that of one term, long
-/// enough to spread the conversions over many vectors.
+/// enough that the f32 rounding of so few terms stays within about 16 ulp of their sum (well
+/// inside the f32 tolerance of the gradient), long enough to spread the conversions to f64
+/// over many vectors.
 const COLUMNS_PER_FLUSH: usize = 16;
 
 /// The output layer on a block of `z3` (see [`super::OutputKernels::delta`]): dispatches on

@@ -3,7 +3,8 @@
 //! A callback may return `()` (the run goes on) or a [`ControlFlow`]: `Break` ends the run
 //! after the step the callback saw, as a finished run — the model of that point is returned
 //! (and written by the command line) like that of a run that reached its budget, with the
-//! stop recorded as `requested`. The same holds for the time limit (`time-limit`).
+//! stop recorded as `requested` (unless the run stopped on its own at that very step: its own
+//! stop is recorded). The same holds for the time limit (`time-limit`).
 //!
 //! ```
 //! use std::ops::ControlFlow;
@@ -53,7 +54,8 @@ pub(crate) struct Deadline(Option<Instant>);
 impl Deadline {
     /// `limit` from now, or never.
     pub(crate) fn after(limit: Option<Duration>) -> Self {
-        Deadline(limit.map(|limit| Instant::now() + limit))
+        // A limit beyond what an `Instant` can hold is no limit.
+        Deadline(limit.and_then(|limit| Instant::now().checked_add(limit)))
     }
 
     pub(crate) fn passed(&self) -> bool {

@@ -61,7 +61,8 @@ impl VaeTrainer {
     }
 
     /// Ends the run after the current step once `flag` is set (from another thread, e.g. a
-    /// signal handler): the model so far is returned with the metadata `stop = interrupted`.
+    /// signal handler; at an epoch's last step, after that epoch): the model so far is
+    /// returned with the metadata `stop = interrupted`.
     pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Self {
         self.stop = Some(flag);
         self
