@@ -61,9 +61,7 @@ impl DataArgs {
         &self,
         default: impl FnOnce() -> CliResult<(Vec<T>, usize, usize, String)>,
     ) -> CliResult<(Data<T>, String)> {
-        if let Some(path) = &self.positional {
-            return Err(format!("{}: the data is given with --data (--data {0})", path.display()).into());
-        }
+        self.refuse_positional()?;
         Ok(match &self.data {
             Some(path) if path.is_dir() && !self.stream => {
                 return Err(format!(
@@ -97,10 +95,16 @@ impl DataArgs {
     /// Opens --data (required) to be read a chunk at a time whether --stream was given or not:
     /// for commands that never need more than a chunk in memory.
     pub fn open_stream<T: Real>(&self) -> CliResult<(Box<dyn ExampleSource<T> + Send>, String)> {
-        if let Some(path) = &self.positional {
-            return Err(format!("{}: the data is given with --data (--data {0})", path.display()).into());
-        }
+        self.refuse_positional()?;
         stream(self.data.as_ref().ok_or("--data is required")?)
+    }
+
+    /// A data file given without --data is an error with the hint.
+    fn refuse_positional(&self) -> CliResult<()> {
+        match &self.positional {
+            Some(path) => Err(format!("{}: the data is given with --data (--data {0})", path.display()).into()),
+            None => Ok(()),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use crate::kernels::Isa;
 use crate::model::picture::{features_picture, PixelOrder};
 use crate::model::ModelFile;
 use crate::objective::StreamingObjective;
-use crate::optim::{Iteration, LbfgsOptions, StepRule, Stop};
+use crate::optim::{Iteration, LbfgsOptions, LbfgsState, StepRule, Stop};
 use crate::train::{
     AutoencoderObjective, DataFingerprint, MinibatchOptions, MinibatchStep, MinibatchStop, MinibatchTrainer, Trainer,
 };
@@ -238,11 +238,15 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
     warn_outside_output_range(&hyper, &data);
     let backend = args.engine.backend()?;
     let mut provenance = provenance(args, backend.filter(|_| args.optimizer == OptimizerArg::Lbfgs));
-    if let Data::Values { values, examples, features } = &data {
-        provenance.extend(
-            DataFingerprint::of_dataset(&Dataset::examples_by_features(values, *examples, *features)?).metadata(),
-        );
-    }
+    // Data in memory is fingerprinted here, once (checkpoints use the same fingerprint);
+    // streamed data only when a checkpoint needs it (a pass over the whole source).
+    let fingerprint = match &data {
+        Data::Values { values, examples, features } => {
+            Some(DataFingerprint::of_dataset(&Dataset::examples_by_features(values, *examples, *features)?))
+        }
+        Data::Source(_) => None,
+    };
+    provenance.extend(fingerprint.iter().flat_map(DataFingerprint::metadata));
     if args.optimizer != OptimizerArg::Lbfgs {
         if args.gtol.is_some() || args.ftol.is_some() {
             return Err("--gtol and --ftol are L-BFGS's tolerances: minibatch training runs its --epochs \
@@ -261,7 +265,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            fit(args, hyper, &mut objective, examples, stop)?
+            fit(args, hyper, &mut objective, examples, fingerprint, stop)?
         }
         Data::Source(source) => {
             let mode = args.data.stream_mode.into();
@@ -270,7 +274,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            fit(args, hyper, &mut objective, examples, stop)?
+            fit(args, hyper, &mut objective, examples, None, stop)?
         }
     };
     save(args, trained, provenance)
@@ -307,13 +311,20 @@ fn command_line() -> String {
         .join(" ")
 }
 
+/// Where an L-BFGS run starts: initial parameters, or the state of a checkpoint it resumes.
+enum Origin<T> {
+    Parameters(Parameters<T>),
+    Checkpoint(LbfgsState),
+}
+
 /// L-BFGS on `objective`, whose data has `examples` examples (for the rate in the JSON log; 0
-/// when a stream does not say).
+/// when a stream does not say) and `fingerprint`, when it is known already.
 fn fit<T: Real>(
     args: &TrainArgs,
     hyper: HyperParams,
     objective: &mut impl AutoencoderObjective<T>,
     examples: usize,
+    fingerprint: Option<DataFingerprint>,
     stop: &Arc<AtomicBool>,
 ) -> CliResult<Outcome<T>> {
     let options = LbfgsOptions {
@@ -332,18 +343,25 @@ fn fit<T: Real>(
     }
     if args.checkpoint.is_some() || args.resume.is_some() {
         // Once, here: a streamed objective reads its whole source for it.
-        trainer = trainer.data_fingerprint(objective.data_fingerprint()?);
+        let fingerprint = match fingerprint {
+            Some(fingerprint) => fingerprint,
+            None => objective.data_fingerprint()?,
+        };
+        trainer = trainer.data_fingerprint(fingerprint);
     }
     not_interrupted_yet(stop)?;
-    let resumed = args.resume.as_ref().map(|path| trainer.load_checkpoint(objective, path)).transpose()?;
-    let init = match &resumed {
-        Some(_) => None,
-        None => Some(initial_parameters::<T>(args, &hyper)?),
+    let origin = match &args.resume {
+        Some(path) => {
+            let state = trainer.load_checkpoint(objective, path)?;
+            println!("resuming {} at iteration {}", path.display(), state.iteration);
+            Origin::Checkpoint(state)
+        }
+        None => Origin::Parameters(initial_parameters::<T>(args, &hyper)?),
     };
-    let first = resumed.as_ref().map_or(0, |state| state.iteration);
-    if let (Some(path), Some(state)) = (&args.resume, &resumed) {
-        println!("resuming {} at iteration {}", path.display(), state.iteration);
-    }
+    let first = match &origin {
+        Origin::Checkpoint(state) => state.iteration,
+        Origin::Parameters(_) => 0,
+    };
     let mut log = JsonLog::create(args.log_json.as_deref())?;
     let start = Instant::now();
     let progress = Progress::new(first, args.iterations, "iteration", "evaluations");
@@ -366,10 +384,9 @@ fn fit<T: Real>(
             );
         }
     };
-    let trained = match (resumed, init) {
-        (Some(state), _) => trainer.resume_state(objective, state, report),
-        (None, Some(init)) => trainer.fit(objective, &init, report),
-        (None, None) => unreachable!("a run either resumes or starts from its initial parameters"),
+    let trained = match origin {
+        Origin::Parameters(init) => trainer.fit(objective, &init, report),
+        Origin::Checkpoint(state) => trainer.resume_state(objective, state, report),
     };
     progress.finish();
     if let Some(log) = log {

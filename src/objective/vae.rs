@@ -394,9 +394,8 @@ impl<T: Real> Pass<'_, T> {
         layer(self.backend, *w3, b3, MatRef::col_major(&s.z[..d * w], d, w), &mut s.h2);
         (self.hidden_kernels.activate_sum)(&mut s.h2[..h * w], T::zero());
         // The decoder's output, its bias added by the output kernel.
-        let y = MatMut::col_major(&mut s.y[..n * w], n, w);
-        gemm(self.backend, T::one(), *w4, MatRef::col_major(&s.h2[..h * w], h, w), T::zero(), y);
-        let y = MatMut::col_major(&mut s.y[..n * w], n, w);
+        let mut y = MatMut::col_major(&mut s.y[..n * w], n, w);
+        gemm(self.backend, T::one(), *w4, MatRef::col_major(&s.h2[..h * w], h, w), T::zero(), y.reborrow());
         let x = MatRef::col_major(&self.data.values()[range.start * n..range.end * n], n, w);
         s.reconstruction = (self.output_kernels.delta)(y, x, b4, &mut s.bias_sums[2 * h + 2 * d..]);
     }
