@@ -1,8 +1,8 @@
 //! The machinery of the fast evaluation of SPEC §2.1, shared by the in-memory objective and
-//! the streaming one: five GEMMs per column block, the biases and the sparsity delta folded
-//! into them (prefilled outputs, GEMM with β = 1), and one fused elementwise pass after each of
-//! the first, second and fourth. The weight decay `λW` is added in the one pass that sums the
-//! threads' gradient accumulators (prefilling it into each would count it once per thread).
+//! the streaming one: five GEMMs per column block, and one fused elementwise pass after each of
+//! the first, second and fourth, which also adds the biases and the sparsity delta (the GEMMs
+//! write their outputs with β = 0). The weight decay `λW` is added in the one pass that sums
+//! the threads' gradient accumulators (adding it to each would count it once per thread).
 //!
 //! The examples of a data set (or of one chunk of it) are cut into column blocks of `B`
 //! examples. The forward pass runs over all blocks in parallel and keeps `a2` (`h×m`, stored
@@ -74,7 +74,8 @@ struct Workspace<T> {
     activation_totals: Vec<f64>,
     rho_hat: Vec<f64>,
     /// `s` of SPEC §1 with respect to `a2` (for tanh units, half the penalty's delta with
-    /// respect to the mapped activity), in the working precision (it is a GEMM prefill).
+    /// respect to the mapped activity), in the working precision (the hidden delta's kernel
+    /// adds it).
     sparsity_delta: Vec<T>,
     /// With tied weights, `theta` with `W = (W1 + W2ᵀ)/2` in place of `W1` and `Wᵀ` of `W2`.
     tied_theta: Vec<T>,
@@ -293,9 +294,8 @@ impl<T: Real> Engine<T> {
         }
     }
 
-    /// SPEC §2.1 step 1 on one chunk, every block in parallel: `a2 = f(W1 x + b1 1ᵀ)` with
-    /// `b1` prefilled into the GEMM's output, then the activation and the block's row sums in
-    /// one pass. When denoising, each block's `x̃` is made first (in the thread's scratch) and
+    /// SPEC §2.1 step 1 on one chunk, every block in parallel: `a2 = f(W1 x + b1 1ᵀ)`, the GEMM
+    /// `W1 x`, then `b1`, the activation and the block's row sums in one pass. When denoising, each block's `x̃` is made first (in the thread's scratch) and
     /// the GEMM reads it instead of `x`; `first_example` is the global index of the chunk's
     /// first example.
     pub(crate) fn forward(&mut self, theta: &[T], data: &Dataset<'_, T>, first_example: usize) {
