@@ -287,7 +287,7 @@ fn a_state_past_the_last_minibatch_is_an_error_not_a_hang() {
     let x = Parameters::<f64>::init(N, H, 1).into_theta();
     let rule_state = sae::optim::StepState::new(x.len());
     let state = sae::train::MinibatchState { x, rule_state, running_rho_hat: Vec::new(), epoch: 1, batch: 10 };
-    assert!(matches!(trainer.resume_state(&data, state, |_| {}), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(trainer.resume_from(&data, state.into(), None, |_| {}), Err(Error::ShapeMismatch { .. })));
 }
 
 #[test]

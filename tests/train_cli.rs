@@ -525,3 +525,69 @@ fn info_describes_every_kind_of_model_the_tool_writes() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("stacked autoencoder") && stdout.contains("layers 16-6-4, 3 classes"), "{stdout}");
 }
+
+#[test]
+fn validation_is_logged_printed_and_recorded_and_early_stopping_keeps_the_best_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, log) = (path(dir.path(), "m.safetensors"), path(dir.path(), "run.jsonl"));
+    let (ok, stdout, stderr) = sae(&[
+        "train",
+        "--iterations",
+        "12",
+        "--validation-fraction",
+        "0.2",
+        "--validate-every",
+        "4",
+        "--early-stopping",
+        "5",
+        "-o",
+        &model,
+        "--no-features",
+        "--log-json",
+        &log,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("held out: 2000 examples chosen by seed 1, 8000 left"), "{stdout}");
+    assert!(stderr.contains("held-out"), "progress shows the held-out cost: {stderr}");
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let validated: Vec<u64> =
+        lines.iter().filter(|l| l["validation_cost"].is_number()).map(|l| l["iteration"].as_u64().unwrap()).collect();
+    assert_eq!(validated, [4, 8, 12]);
+    assert!(lines.iter().all(|l| l["validation_cost"].is_null() == l["validation_reconstruction"].is_null()));
+    let metadata = ModelFile::<f64>::load(Path::new(&model)).unwrap().metadata;
+    let curve: Vec<(usize, f64, f64)> = serde_json::from_str(&metadata["curve.validation"]).unwrap();
+    let best = curve.iter().min_by(|a, b| a.2.total_cmp(&b.2)).unwrap();
+    assert_eq!(metadata["validation.best_at"], best.0.to_string());
+    assert!(stdout.contains(&format!("after iteration {}; the model is its", best.0)), "{stdout}");
+    assert_eq!(metadata["data.examples"], "8000", "the fingerprint is of the data trained on");
+
+    // A held-out file of another width, a fraction with streamed data, a patience without
+    // held-out data: each refused naming the flag.
+    let wrong = path(dir.path(), "wrong.npy");
+    npy::write_matrix(Path::new(&wrong), &ndarray::Array2::from_elem((5, 3), 0.5)).unwrap();
+    let (ok, _, stderr) = sae(&["train", "--validation", &wrong, "-o", &model, "--no-features"]);
+    assert!(!ok && stderr.contains("--validation") && stderr.contains("3 features, the data has 64"), "{stderr}");
+    let (ok, _, stderr) = sae(&["train", "--data", &wrong, "--stream", "--validation-fraction", "0.5", "-o", &model]);
+    assert!(!ok && stderr.contains("--validation-fraction"), "{stderr}");
+    let (ok, _, stderr) = sae(&["train", "--early-stopping", "3", "-o", &model]);
+    assert!(!ok && stderr.contains("--early-stopping"), "{stderr}");
+    let (ok, _, stderr) = sae(&["train", "--validation-fraction", "1.5", "-o", &model]);
+    assert!(!ok && stderr.contains("held-out fraction"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_command_line_that_is_not_utf8_is_recorded_lossily() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join(std::ffi::OsStr::from_bytes(b"m\xff.safetensors"));
+    let out = Command::new(env!("CARGO_BIN_EXE_sae"))
+        .args(["train", "--iterations", "2", "--no-features", "-o"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metadata = ModelFile::<f64>::load(&model).unwrap().metadata;
+    assert!(metadata["command"].ends_with("m\u{fffd}.safetensors'"), "{}", metadata["command"]);
+}

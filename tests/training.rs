@@ -405,6 +405,7 @@ fn every_stop_keeps_the_name_checkpoints_record_it_by() {
         (Stop::Interrupted, "interrupted"),
         (Stop::Requested, "requested"),
         (Stop::TimeLimit, "time-limit"),
+        (Stop::EarlyStopping, "early-stopping"),
     ];
     // Fails to compile when a stop is added, until it is named here.
     let named = |stop: Stop| match stop {
@@ -417,7 +418,8 @@ fn every_stop_keeps_the_name_checkpoints_record_it_by() {
         | Stop::LineSearchFailed
         | Stop::Interrupted
         | Stop::Requested
-        | Stop::TimeLimit => recorded.iter().any(|(s, _)| *s == stop),
+        | Stop::TimeLimit
+        | Stop::EarlyStopping => recorded.iter().any(|(s, _)| *s == stop),
     };
     for (stop, name) in recorded {
         assert!(named(stop));

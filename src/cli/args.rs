@@ -75,14 +75,8 @@ impl DataArgs {
                 (Data::Source(source), description)
             }
             Some(path) => {
-                let array = npy::read_matrix::<T>(path)?;
-                let (examples, features) = array.dim();
+                let (values, examples, features) = read_examples::<T>(path)?;
                 let description = format!("{} ({examples} examples × {features})", path.display());
-                let values = if array.is_standard_layout() {
-                    array.into_raw_vec_and_offset().0
-                } else {
-                    array.iter().copied().collect()
-                };
                 (Data::Values { values, examples, features }, description)
             }
             None => {
@@ -106,6 +100,16 @@ impl DataArgs {
             None => Ok(()),
         }
     }
+}
+
+/// The m×n array of the `.npy` file at `path` in memory, row-major whatever the file's order,
+/// with m and n.
+pub fn read_examples<T: Real>(path: &Path) -> CliResult<(Vec<T>, usize, usize)> {
+    let array = npy::read_matrix::<T>(path)?;
+    let (examples, features) = array.dim();
+    let values =
+        if array.is_standard_layout() { array.into_raw_vec_and_offset().0 } else { array.iter().copied().collect() };
+    Ok((values, examples, features))
 }
 
 /// A source reading `path` a chunk at a time: a directory of shards or one `.npy` file.

@@ -211,8 +211,39 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
     Ok(())
 }
 
+/// Every metadata entry, the recorded curves and `rho_hat` (JSON arrays of any length)
+/// summarised in a line each (`sae plot` draws them).
 fn print_metadata(metadata: impl IntoIterator<Item = (String, String)>) {
     for (key, value) in metadata {
-        println!("  {key}: {value}");
+        match summary(&key, &value) {
+            Some(summary) => println!("  {key}: {summary}"),
+            None => println!("  {key}: {value}"),
+        }
+    }
+}
+
+/// `curve.training`: its length and last point; `curve.validation`: its length and lowest
+/// point; `rho_hat`: its length and range. `None` for any other key, or a value of another
+/// shape (printed as it is).
+fn summary(key: &str, value: &str) -> Option<String> {
+    match key {
+        "curve.training" => {
+            let curve: Vec<(usize, f64)> = serde_json::from_str(value).ok()?;
+            let (at, cost) = curve.last()?;
+            Some(format!("{} points, the last J = {cost:.6e} at {at}", curve.len()))
+        }
+        "curve.validation" => {
+            let curve: Vec<(usize, f64, f64)> = serde_json::from_str(value).ok()?;
+            let (at, reconstruction, cost) = curve.iter().min_by(|a, b| a.2.total_cmp(&b.2))?;
+            let lowest = format!("the lowest held-out J = {cost:.6e} (reconstruction {reconstruction:.6e}) at {at}");
+            Some(format!("{} points, {lowest}", curve.len()))
+        }
+        "rho_hat" => {
+            let rho_hat: Vec<f64> = serde_json::from_str(value).ok()?;
+            let (low, high) =
+                rho_hat.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| (l.min(r), h.max(r)));
+            Some(format!("{} units, from {low:.4e} to {high:.4e}", rho_hat.len()))
+        }
+        _ => None,
     }
 }

@@ -38,6 +38,8 @@ pub struct Progress {
     unit: &'static str,
     /// What the rate counts: "evaluations" or "steps".
     work: &'static str,
+    /// The latest held-out cost, shown until the next.
+    held_out: std::cell::Cell<Option<f64>>,
 }
 
 impl Progress {
@@ -55,7 +57,13 @@ impl Progress {
         let start = Instant::now();
         let lines = !quiet && bar.is_none();
         let (last_line, pending) = (std::cell::Cell::new(None), std::cell::RefCell::new(None));
-        Progress { bar, lines, start, last_line, pending, total, first, unit, work }
+        let held_out = std::cell::Cell::new(None);
+        Progress { bar, lines, start, last_line, pending, total, first, unit, work, held_out }
+    }
+
+    /// A held-out cost, shown with the updates from now on.
+    pub fn validated(&self, cost: f64) {
+        self.held_out.set(Some(cost));
     }
 
     /// After an iteration (or epoch): its number, the cost and gradient norm (NaN when not
@@ -65,7 +73,8 @@ impl Progress {
         let seconds = (now - self.start).as_secs_f64();
         let rate = work as f64 / seconds.max(1e-9);
         let gradient = if gradient_norm.is_nan() { String::new() } else { format!("  ‖∇‖ {gradient_norm:.3e}") };
-        let message = format!("cost {cost:.6e}{gradient}  {rate:.1} {}/s", self.work);
+        let held_out = self.held_out.get().map_or(String::new(), |cost| format!("  held-out {cost:.6e}"));
+        let message = format!("cost {cost:.6e}{gradient}{held_out}  {rate:.1} {}/s", self.work);
         if let Some(bar) = &self.bar {
             bar.set_position(iteration as u64);
             bar.set_message(message);

@@ -14,15 +14,17 @@ use super::interrupt::{self, Interrupted};
 use super::progress::{JsonLog, Progress};
 use super::CliResult;
 use crate::data::images::embedded_patches;
+use crate::data::split::hold_out;
 use crate::files::FilePlan;
 use crate::gemm::Backend;
 use crate::kernels::Isa;
 use crate::model::picture::{features_picture, PixelOrder};
 use crate::model::ModelFile;
 use crate::objective::StreamingObjective;
-use crate::optim::{Iteration, LbfgsOptions, LbfgsState, StepRule, Stop};
+use crate::optim::{LbfgsOptions, LbfgsState, StepRule, Stop};
 use crate::train::{
-    AutoencoderObjective, DataFingerprint, MinibatchOptions, MinibatchStep, MinibatchStop, MinibatchTrainer, Trainer,
+    AutoencoderObjective, Checkpoint, DataFingerprint, LbfgsStep, MinibatchOptions, MinibatchStep, MinibatchStop,
+    MinibatchTrainer, Trainer, Validation, ValidationPoint,
 };
 use crate::{Dataset, HyperParams, Objective, Parameters, Real};
 
@@ -120,9 +122,27 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
     /// Write one JSON object per line to this file, after every L-BFGS iteration (iteration,
     /// cost, gradient_norm, step, evaluations, seconds, examples_per_second) or minibatch epoch
-    /// (epoch, steps, cost: the epoch's mean, seconds, examples_per_second).
+    /// (epoch, steps, cost: the epoch's mean, seconds, examples_per_second); with held-out
+    /// data also validation_cost and validation_reconstruction (null where not evaluated).
     #[arg(long, value_name = "FILE")]
     log_json: Option<PathBuf>,
+    /// Held-out data (an m×n .npy, read in memory): the objective and its reconstruction term
+    /// evaluated there every --validate-every iterations or epochs, printed, logged and kept
+    /// in the model file (curve.validation).
+    #[arg(long, value_name = "FILE", help_heading = "Validation")]
+    validation: Option<PathBuf>,
+    /// Hold out this fraction of the data (in memory), chosen at random by --seed, instead of
+    /// a --validation file.
+    #[arg(long, value_name = "F", conflicts_with = "validation", help_heading = "Validation")]
+    validation_fraction: Option<f64>,
+    /// Iterations (L-BFGS) or epochs (Adam, SGD) between evaluations of the held-out data
+    /// (and after the last).
+    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Validation")]
+    validate_every: usize,
+    /// Stop after P evaluations in a row without a lower held-out cost, and write the model of
+    /// the lowest one (with or without an early stop).
+    #[arg(long, value_name = "P", help_heading = "Validation")]
+    early_stopping: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -204,7 +224,7 @@ struct Outcome<T> {
 }
 
 fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>) -> CliResult<()> {
-    let (data, description) = args.data.load::<T>(|| {
+    let (mut data, description) = args.data.load::<T>(|| {
         let (patches, m, n) = embedded_patches(args.seed);
         let values = patches.into_iter().map(T::cast).collect();
         Ok((
@@ -215,6 +235,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
         ))
     })?;
     println!("data: {description}");
+    let held_out = held_out_data(args, &mut data)?;
     let n = data.features();
     let hyper = args
         .variant
@@ -247,6 +268,20 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
         Data::Source(_) => None,
     };
     provenance.extend(fingerprint.iter().flat_map(DataFingerprint::metadata));
+    let held_out = match &held_out {
+        Some((values, examples)) => {
+            let mut objective = Objective::new(hyper, Dataset::examples_by_features(values, *examples, n)?)?;
+            if let Some(backend) = backend {
+                objective = objective.with_backend(backend);
+            }
+            let validation = Validation::new(objective).every(args.validate_every);
+            Some(match args.early_stopping {
+                Some(patience) => validation.early_stopping(patience),
+                None => validation,
+            })
+        }
+        None => None,
+    };
     if args.optimizer != OptimizerArg::Lbfgs {
         if args.gtol.is_some() || args.ftol.is_some() {
             return Err("--gtol and --ftol are L-BFGS's tolerances: minibatch training runs its --epochs \
@@ -256,7 +291,8 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
         let Data::Values { values, examples, features } = data else {
             return Err("minibatch training reads the data in memory: drop --stream, or use --optimizer lbfgs".into());
         };
-        let outcome = fit_minibatch(args, hyper, &Dataset::examples_by_features(&values, examples, features)?, stop)?;
+        let data = Dataset::examples_by_features(&values, examples, features)?;
+        let outcome = fit_minibatch(args, hyper, &data, held_out, stop)?;
         return save(args, outcome, provenance);
     }
     let trained = match data {
@@ -265,7 +301,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            fit(args, hyper, &mut objective, examples, fingerprint, stop)?
+            fit(args, hyper, &mut objective, held_out, examples, fingerprint, stop)?
         }
         Data::Source(source) => {
             let mode = args.data.stream_mode.into();
@@ -274,7 +310,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            fit(args, hyper, &mut objective, examples, None, stop)?
+            fit(args, hyper, &mut objective, held_out, examples, None, stop)?
         }
     };
     save(args, trained, provenance)
@@ -294,10 +330,12 @@ fn provenance(args: &TrainArgs, backend: Option<Backend>) -> Vec<(&'static str, 
     ]
 }
 
-/// This process's command line, each argument quoted for a POSIX shell where it needs it.
+/// This process's command line, each argument quoted for a POSIX shell where it needs it
+/// (read lossily: `env::args` would panic on an argument that is not UTF-8).
 fn command_line() -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_./:=,+-@%".contains(c);
-    std::env::args()
+    std::env::args_os()
+        .map(|arg| arg.to_string_lossy().into_owned())
         .map(
             |arg| {
                 if !arg.is_empty() && arg.chars().all(plain) {
@@ -311,18 +349,55 @@ fn command_line() -> String {
         .join(" ")
 }
 
-/// Where an L-BFGS run starts: initial parameters, or the state of a checkpoint it resumes.
+/// The held-out examples (values and count) of --validation, or of --validation-fraction
+/// taken out of `data`.
+fn held_out_data<T: Real>(args: &TrainArgs, data: &mut Data<T>) -> CliResult<Option<(Vec<T>, usize)>> {
+    let n = data.features();
+    let held_out = match (&args.validation, args.validation_fraction) {
+        (Some(path), _) => {
+            let (values, examples, features) = super::args::read_examples::<T>(path)?;
+            if features != n {
+                return Err(format!("--validation {}: {features} features, the data has {n}", path.display()).into());
+            }
+            (values, examples)
+        }
+        (None, Some(fraction)) => {
+            let Data::Values { values, examples, .. } = data else {
+                return Err("--validation-fraction splits data in memory: with --stream give the held-out \
+                            data as a file (--validation)"
+                    .into());
+            };
+            let held_out = hold_out(values, n, fraction, args.seed)?;
+            let count = held_out.len() / n;
+            *examples -= count;
+            println!("held out: {count} examples chosen by seed {}, {} left to train on", args.seed, *examples);
+            (held_out, count)
+        }
+        (None, None) if args.early_stopping.is_some() => {
+            return Err("--early-stopping watches held-out data: give --validation or --validation-fraction".into())
+        }
+        (None, None) => return Ok(None),
+    };
+    if args.early_stopping == Some(0) {
+        return Err("--early-stopping 0: the patience is at least one evaluation".into());
+    }
+    Ok(Some(held_out))
+}
+
+/// Where an L-BFGS run starts: initial parameters, or a checkpoint it resumes.
 enum Origin<T> {
     Parameters(Parameters<T>),
-    Checkpoint(LbfgsState),
+    Checkpoint(Box<Checkpoint<LbfgsState, T>>),
 }
 
 /// L-BFGS on `objective`, whose data has `examples` examples (for the rate in the JSON log; 0
 /// when a stream does not say) and `fingerprint`, when it is known already.
+#[allow(clippy::too_many_arguments)]
 fn fit<T: Real>(
     args: &TrainArgs,
     hyper: HyperParams,
     objective: &mut impl AutoencoderObjective<T>,
+    mut validation: Option<Validation<'_, T>>,
     examples: usize,
     fingerprint: Option<DataFingerprint>,
     stop: &Arc<AtomicBool>,
@@ -352,41 +427,46 @@ fn fit<T: Real>(
     not_interrupted_yet(stop)?;
     let origin = match &args.resume {
         Some(path) => {
-            let state = trainer.load_checkpoint(objective, path)?;
-            println!("resuming {} at iteration {}", path.display(), state.iteration);
-            Origin::Checkpoint(state)
+            let checkpoint = trainer.load_checkpoint(objective, path)?;
+            println!("resuming {} at iteration {}", path.display(), checkpoint.state.iteration);
+            Origin::Checkpoint(Box::new(checkpoint))
         }
         None => Origin::Parameters(initial_parameters::<T>(args, &hyper)?),
     };
     let first = match &origin {
-        Origin::Checkpoint(state) => state.iteration,
+        Origin::Checkpoint(checkpoint) => checkpoint.state.iteration,
         Origin::Parameters(_) => 0,
     };
     let mut log = JsonLog::create(args.log_json.as_deref())?;
     let start = Instant::now();
     let progress = Progress::new(first, args.iterations, "iteration", "evaluations");
     let mut run_evaluations = 0;
-    let report = |it: &Iteration| {
+    let validating = validation.is_some();
+    let report = |it: &LbfgsStep| {
         run_evaluations += it.evaluations;
+        if let Some(point) = &it.validation {
+            progress.validated(point.cost);
+        }
         progress.update(it.iteration, it.f, it.gradient_norm, run_evaluations, it.stopped.is_some());
         if let Some(log) = &mut log {
             let seconds = start.elapsed().as_secs_f64().max(1e-9);
             // A stream that does not know its length has no rate: NaN, written as null.
             let rate = if examples > 0 { (run_evaluations * examples) as f64 / seconds } else { f64::NAN };
-            log.record(
-                &[("iteration", it.iteration as u64), ("evaluations", run_evaluations as u64)],
-                &[
-                    ("cost", it.f),
-                    ("gradient_norm", it.gradient_norm),
-                    ("step", it.step),
-                    ("examples_per_second", rate),
-                ],
-            );
+            let mut measures = vec![
+                ("cost", it.f),
+                ("gradient_norm", it.gradient_norm),
+                ("step", it.step),
+                ("examples_per_second", rate),
+            ];
+            if validating {
+                measures.extend(validation_measures(it.validation));
+            }
+            log.record(&[("iteration", it.iteration as u64), ("evaluations", run_evaluations as u64)], &measures);
         }
     };
     let trained = match origin {
-        Origin::Parameters(init) => trainer.fit(objective, &init, report),
-        Origin::Checkpoint(state) => trainer.resume_state(objective, state, report),
+        Origin::Parameters(init) => trainer.fit_validated(objective, validation.as_mut(), &init, report),
+        Origin::Checkpoint(checkpoint) => trainer.resume_from(objective, *checkpoint, validation.as_mut(), report),
     };
     progress.finish();
     if let Some(log) = log {
@@ -403,6 +483,7 @@ fn fit<T: Real>(
         trained.cost,
         trained.initial_cost
     );
+    report_best(validation.as_ref(), "iteration");
     if trained.stop == Stop::Interrupted {
         let at = format!("iteration {} of {}", trained.iterations, args.iterations);
         return Ok(Outcome { model: trained.model, interrupted_at: Some(at) });
@@ -425,10 +506,25 @@ fn fit<T: Real>(
     Ok(Outcome { model: trained.model, interrupted_at: None })
 }
 
+/// The held-out costs of a JSON log line: NaN (null) where none was evaluated.
+fn validation_measures(point: Option<ValidationPoint>) -> [(&'static str, f64); 2] {
+    let (cost, reconstruction) = point.map_or((f64::NAN, f64::NAN), |p| (p.cost, p.reconstruction));
+    [("validation_cost", cost), ("validation_reconstruction", reconstruction)]
+}
+
+/// Prints the best held-out point of the run, if it had held-out data.
+fn report_best<T: Real>(validation: Option<&Validation<'_, T>>, unit: &str) {
+    if let Some((at, cost)) = validation.and_then(Validation::best) {
+        let kept = if validation.and_then(Validation::patience).is_some() { "; the model is its" } else { "" };
+        println!("lowest held-out cost {cost:.6e} after {unit} {at}{kept}");
+    }
+}
+
 fn fit_minibatch<T: Real>(
     args: &TrainArgs,
     hyper: HyperParams,
     data: &Dataset<'_, T>,
+    mut validation: Option<Validation<'_, T>>,
     stop: &Arc<AtomicBool>,
 ) -> CliResult<Outcome<T>> {
     let learning_rate = args.learning_rate.unwrap_or(1e-3);
@@ -452,15 +548,16 @@ fn fit_minibatch<T: Real>(
     }
     let resumed = match &args.resume {
         Some(path) => {
-            let state = trainer.load_checkpoint(data, path)?;
-            println!("resuming {} in epoch {}", path.display(), state.epoch + 1);
-            Some(state)
+            let checkpoint = trainer.load_checkpoint(data, path)?;
+            println!("resuming {} in epoch {}", path.display(), checkpoint.state.epoch + 1);
+            Some(checkpoint)
         }
         None => None,
     };
     not_interrupted_yet(stop)?;
     let batches = data.examples().div_ceil(args.batch_size.min(data.examples()).max(1));
-    let first = resumed.as_ref().map_or(0, |state| state.epoch * batches + state.batch);
+    let first = resumed.as_ref().map_or(0, |checkpoint| checkpoint.state.epoch * batches + checkpoint.state.batch);
+    let validating = validation.is_some();
     let mut log = JsonLog::create(args.log_json.as_deref())?;
     let start = Instant::now();
     // Moves every step; its cost is the mean over the epoch's steps so far.
@@ -474,21 +571,28 @@ fn fit_minibatch<T: Real>(
         let (m, size) = (data.examples(), args.batch_size.min(data.examples()));
         examples += if step.epoch_end { m - (batches - 1) * size } else { size };
         let mean = epoch_cost / epoch_batches as f64;
+        if let Some(point) = &step.validation {
+            progress.validated(point.cost);
+        }
         progress.update(step.step as usize, mean, f64::NAN, steps, step.epoch == args.epochs && step.epoch_end);
         if step.epoch_end {
             if let Some(log) = &mut log {
                 let seconds = start.elapsed().as_secs_f64().max(1e-9);
-                log.record(
-                    &[("epoch", step.epoch as u64), ("steps", step.step)],
-                    &[("cost", mean), ("examples_per_second", examples as f64 / seconds)],
-                );
+                let mut measures = vec![("cost", mean), ("examples_per_second", examples as f64 / seconds)];
+                if validating {
+                    measures.extend(validation_measures(step.validation));
+                }
+                log.record(&[("epoch", step.epoch as u64), ("steps", step.step)], &measures);
             }
             (epoch_cost, epoch_batches) = (0.0, 0);
         }
     };
     let trained = match resumed {
-        Some(state) => trainer.resume_state(data, state, &mut on_step),
-        None => trainer.fit(data, &initial_parameters::<T>(args, &hyper)?, &mut on_step),
+        Some(checkpoint) => trainer.resume_from(data, checkpoint, validation.as_mut(), &mut on_step),
+        None => {
+            let init = initial_parameters::<T>(args, &hyper)?;
+            trainer.fit_validated(data, validation.as_mut(), &init, &mut on_step)
+        }
     };
     progress.finish();
     if let Some(log) = log {
@@ -502,6 +606,7 @@ fn fit_minibatch<T: Real>(
         trained.steps,
         start.elapsed().as_secs_f64()
     );
+    report_best(validation.as_ref(), "epoch");
     let interrupted_at = (trained.stop == MinibatchStop::Interrupted)
         .then(|| format!("epoch {} of {}, step {}", trained.epochs + 1, args.epochs, trained.steps));
     Ok(Outcome { model: trained.model, interrupted_at })

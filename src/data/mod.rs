@@ -8,6 +8,7 @@ pub mod mat;
 pub mod mnist;
 pub mod npy;
 pub mod npy_source;
+pub mod split;
 pub mod stream;
 pub mod whitening;
 

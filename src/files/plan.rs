@@ -65,11 +65,11 @@ impl FilePlan {
     /// Checks every output (see the module's documentation) and locks them all for the
     /// caller, who holds the locks as long as it writes.
     pub fn check(&self) -> Result<Vec<WriteLock>> {
-        let mut outputs = Vec::with_capacity(self.outputs.len());
+        let mut outputs: Vec<(String, Identity)> = Vec::with_capacity(self.outputs.len());
         for (option, path) in &self.outputs {
             let identity = writable(option, path)?;
             if let Some((other, _)) = outputs.iter().find(|(_, seen)| *seen == identity) {
-                return Err(Error::FileClash { option: option.clone(), other: format!("{other}"), path: path.clone() });
+                return Err(Error::FileClash { option: option.clone(), other: other.clone(), path: path.clone() });
             }
             outputs.push((option.clone(), identity));
         }

@@ -119,7 +119,7 @@ impl Gemm {
     /// `C ← α A B + β C`, `A: m×k`, `B: k×n`, `C: m×n`. When `β = 0`, `C` is not read.
     ///
     /// Panics when the shapes do not agree (a programmer error).
-    pub fn product<'a, 'b, T: Element>(
+    pub fn product<'a, 'b, T>(
         &self,
         alpha: T,
         a: impl Into<Operand<'a, T>>,
@@ -127,7 +127,7 @@ impl Gemm {
         beta: T,
         c: MatMut<'_, T>,
     ) where
-        T: 'a + 'b,
+        T: Element + 'a + 'b,
     {
         let (a, b) = (a.into(), b.into());
         let (av, bv) = (a.view(), b.view());

@@ -16,12 +16,15 @@ use safetensors::Dtype;
 
 use crate::error::Result;
 
+/// Writes a tensor's little-endian bytes.
+pub(crate) type WriteBytes<'a> = Box<dyn Fn(&mut dyn Write) -> io::Result<()> + 'a>;
+
 /// One tensor to write: its name, dtype, shape, and how to write its little-endian bytes.
 pub(crate) struct TensorOut<'a> {
     pub name: String,
     pub dtype: Dtype,
     pub shape: Vec<usize>,
-    pub bytes: Box<dyn Fn(&mut dyn Write) -> io::Result<()> + 'a>,
+    pub bytes: WriteBytes<'a>,
 }
 
 impl TensorOut<'_> {

@@ -2,6 +2,7 @@
 //! the [`Engine`].
 
 use super::engine::Engine;
+use super::CostTerms;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Backend;
@@ -79,6 +80,12 @@ impl<'d, T: Real> Objective<'d, T> {
         self.engine.rho_hat()
     }
 
+    /// The terms of the cost the last successful evaluation returned (all zero before the
+    /// first).
+    pub fn terms(&self) -> CostTerms {
+        self.engine.terms()
+    }
+
     /// Draws the corruption noise of `epoch` (default 0): the noise of example `i` is a
     /// function of the corruption seed, the epoch and `i`, so a fixed epoch makes `J` a
     /// deterministic function of `theta` (as L-BFGS needs). No effect without corruption.
@@ -99,6 +106,6 @@ impl<'d, T: Real> Objective<'d, T> {
         self.engine.accumulate_activations();
         let sparsity_cost = self.engine.sparsity(m)?;
         self.engine.backward(theta, &self.data, 0);
-        Ok(self.engine.finish(theta, grad, m) + sparsity_cost)
+        Ok(self.engine.finish(theta, grad, m, sparsity_cost))
     }
 }

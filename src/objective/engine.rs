@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use super::corruption::Noise;
 use super::sparsity::{kl_divergence, sparsity_delta};
+use super::terms::CostTerms;
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer, Packed};
@@ -59,6 +60,8 @@ pub(crate) struct Engine<T: Real> {
     /// keeps `Σ P Xᵀ` and `Σ F Xᵀ` apart, combined by `finish` once the sparsity delta is.
     deferred_sparsity: bool,
     workspace: Workspace<T>,
+    /// The terms of the last evaluation's cost.
+    terms: CostTerms,
 }
 
 /// Buffers reused across evaluations.
@@ -139,6 +142,7 @@ impl<T: Real> Engine<T> {
             noise,
             deferred_sparsity: false,
             workspace: Workspace::default(),
+            terms: CostTerms::default(),
         }
     }
 
@@ -492,11 +496,12 @@ impl<T: Real> Engine<T> {
     }
 
     /// Sums the ranges' partial results (in range order) into `grad`, divides by `m`, adds
-    /// the weight decay and the contractive penalty's direct term, and returns the
-    /// reconstruction, weight-decay and contractive part of the cost of all `examples`. With
+    /// the weight decay and the contractive penalty's direct term, and returns the cost of all
+    /// `examples` by its terms, `sparsity` being the penalty's (also kept for
+    /// [`terms`](Self::terms)). With
     /// the sparsity deferred, first combines `∇W1 = Σ P Xᵀ + diag(s) Σ F Xᵀ` and
     /// `∇b1 = Σ P + s ⊙ Σ F` (SPEC §2.2). With tied weights, folds the gradient onto `W`.
-    pub(crate) fn finish(&mut self, theta: &[T], grad: &mut [T], examples: usize) -> f64 {
+    pub(crate) fn finish(&mut self, theta: &[T], grad: &mut [T], examples: usize, sparsity: f64) -> f64 {
         let (n, h, m) = (self.hyper.visible(), self.hyper.hidden(), examples as f64);
         let contractive_cost = self.w1_row_decay(m);
         let hn = self.layout.weights_len();
@@ -566,7 +571,18 @@ impl<T: Real> Engine<T> {
             self.layout.average_w1_with_w2_transposed(grad);
         }
         let loss: f64 = ranges.iter().map(|r| r.loss).sum();
-        self.hyper.reconstruction().loss_scale() * loss / m + lambda / 2.0 * (w1_norm + w2_norm) + contractive_cost
+        self.terms = CostTerms {
+            reconstruction: self.hyper.reconstruction().loss_scale() * loss / m,
+            weight_decay: lambda / 2.0 * (w1_norm + w2_norm),
+            sparsity,
+            contractive: contractive_cost,
+        };
+        self.terms.total()
+    }
+
+    /// The terms of the last evaluation's cost (all zero before the first).
+    pub(crate) fn terms(&self) -> CostTerms {
+        self.terms
     }
 }
 

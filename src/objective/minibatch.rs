@@ -90,6 +90,6 @@ impl<T: Real> MinibatchObjective<T> {
         self.engine.accumulate_activations();
         let sparsity_cost = self.engine.sparsity_with_running_average(m, &mut self.running, self.momentum)?;
         self.engine.backward(theta, batch, 0);
-        Ok(self.engine.finish(theta, grad, m) + sparsity_cost)
+        Ok(self.engine.finish(theta, grad, m, sparsity_cost))
     }
 }

@@ -14,6 +14,7 @@ mod softmax;
 mod sparsity;
 mod stacked;
 mod streaming;
+mod terms;
 mod vae;
 
 pub use batched::Objective;
@@ -24,4 +25,5 @@ pub use softmax::SoftmaxObjective;
 pub use sparsity::{kl_divergence, sparsity_delta};
 pub use stacked::{StackShape, StackedObjective};
 pub use streaming::{StreamMode, StreamingObjective};
+pub use terms::CostTerms;
 pub use vae::{VaeCost, VaeObjective};

@@ -5,6 +5,7 @@
 use std::sync::mpsc;
 
 use super::engine::Engine;
+use super::CostTerms;
 use crate::data::stream::ExampleSource;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -119,6 +120,12 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
         self.engine.rho_hat()
     }
 
+    /// The terms of the cost the last successful evaluation returned (all zero before the
+    /// first).
+    pub fn terms(&self) -> CostTerms {
+        self.engine.terms()
+    }
+
     /// `J(theta)` in f64, and `∇J(theta)` written to `grad`, from one or two reads of the
     /// source (see [`StreamMode`]).
     ///
@@ -157,7 +164,7 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
             }
         }
         self.examples = examples;
-        Ok(self.engine.finish(theta, grad, examples) + sparsity_cost)
+        Ok(self.engine.finish(theta, grad, examples, sparsity_cost))
     }
 
     /// Rewinds the source and runs `step` on each chunk and the global index of its first

@@ -77,6 +77,9 @@ pub enum Stop {
     /// The run's time limit passed (see
     /// [`Trainer::time_limit`](crate::train::Trainer::time_limit)).
     TimeLimit,
+    /// The held-out cost did not improve for the patience of a
+    /// [`Validation`](crate::train::Validation); the model is the best validated one.
+    EarlyStopping,
 }
 
 impl std::fmt::Display for Stop {
@@ -95,13 +98,16 @@ impl std::fmt::Display for Stop {
             Stop::Interrupted => "interrupted: the model is the last iterate, and the run can be resumed",
             Stop::Requested => "stopped by the training callback",
             Stop::TimeLimit => "reached the time limit",
+            Stop::EarlyStopping => {
+                "stopped early: the held-out cost stopped improving; the model is the best validated one"
+            }
         })
     }
 }
 
 impl Stop {
     /// Every stop, in declaration order.
-    pub const ALL: [Stop; 10] = [
+    pub const ALL: [Stop; 11] = [
         Stop::MaxIterations,
         Stop::MaxEvaluations,
         Stop::GradientTolerance,
@@ -112,6 +118,7 @@ impl Stop {
         Stop::Interrupted,
         Stop::Requested,
         Stop::TimeLimit,
+        Stop::EarlyStopping,
     ];
 
     /// The name model files and checkpoints record it by (metadata `stop`).
@@ -127,6 +134,7 @@ impl Stop {
             Stop::Interrupted => "interrupted",
             Stop::Requested => "requested",
             Stop::TimeLimit => "time-limit",
+            Stop::EarlyStopping => "early-stopping",
         }
     }
 

@@ -16,11 +16,12 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::checkpoint::Saved;
 use super::control::{outside_stop, Control, Deadline, Outside};
-use super::DataFingerprint;
+use super::curve::TrainingCurve;
+use super::{Checkpoint, DataFingerprint, Validation, ValidationPoint};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{HyperParams, ModelFile, Parameters};
-use crate::objective::MinibatchObjective;
+use crate::objective::{MinibatchObjective, Objective};
 use crate::optim::{StepRule, StepState};
 use crate::real::Real;
 
@@ -64,6 +65,8 @@ pub struct MinibatchStep {
     pub cost: f64,
     /// Whether this minibatch ended its epoch.
     pub epoch_end: bool,
+    /// The held-out evaluation made after this step (at an epoch's end), if one was due.
+    pub validation: Option<ValidationPoint>,
 }
 
 /// Why a minibatch run stopped.
@@ -77,6 +80,9 @@ pub enum MinibatchStop {
     Requested,
     /// The time limit of [`MinibatchTrainer::time_limit`] passed.
     TimeLimit,
+    /// The held-out cost did not improve for the patience of a [`Validation`]; the model
+    /// is the best validated one.
+    EarlyStopping,
 }
 
 impl MinibatchStop {
@@ -87,6 +93,7 @@ impl MinibatchStop {
             MinibatchStop::Interrupted => "interrupted",
             MinibatchStop::Requested => "requested",
             MinibatchStop::TimeLimit => "time-limit",
+            MinibatchStop::EarlyStopping => "early-stopping",
         }
     }
 }
@@ -108,6 +115,9 @@ impl std::fmt::Display for MinibatchStop {
             MinibatchStop::Interrupted => "interrupted: the model is the last step's, and the run can be resumed",
             MinibatchStop::Requested => "stopped by the training callback",
             MinibatchStop::TimeLimit => "reached the time limit",
+            MinibatchStop::EarlyStopping => {
+                "stopped early: the held-out cost stopped improving; the model is the best validated one"
+            }
         })
     }
 }
@@ -120,6 +130,9 @@ pub struct MinibatchTrained<T> {
     pub steps: u64,
     pub epochs: usize,
     pub stop: MinibatchStop,
+    /// `(epoch, mean of the epoch's minibatch costs)` from the first epoch (after resuming,
+    /// the checkpoint's first).
+    pub curve: Vec<(usize, f64)>,
 }
 
 /// Minibatch training of one model on data in memory, with optional checkpoints.
@@ -164,16 +177,30 @@ impl MinibatchTrainer {
         self
     }
 
+    /// Trains from `init`; `on_step` sees every step, and may stop the run (see [`Control`]).
     pub fn fit<T: Real, C: Control>(
         &self,
         data: &Dataset<'_, T>,
         init: &Parameters<T>,
         on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
+        self.fit_validated(data, None, init, on_step)
+    }
+
+    /// As [`fit`](Self::fit), evaluating `validation`'s held-out data at the ends of epochs
+    /// as it says (see [`Validation`]), the evaluations passed to `on_step` and kept in
+    /// `validation`.
+    pub fn fit_validated<T: Real, C: Control>(
+        &self,
+        data: &Dataset<'_, T>,
+        validation: Option<&mut Validation<'_, T>>,
+        init: &Parameters<T>,
+        on_step: impl FnMut(&MinibatchStep) -> C,
+    ) -> Result<MinibatchTrained<T>> {
         let x: Vec<f64> = super::starting_point(&self.hyper, init).theta().iter().map(|v| v.as_f64()).collect();
         let state =
             MinibatchState { rule_state: StepState::new(x.len()), x, running_rho_hat: Vec::new(), epoch: 0, batch: 0 };
-        self.run(data, state, None, on_step)
+        self.run(data, Checkpoint::from(state), None, validation, on_step)
     }
 
     /// Continues the run saved in the checkpoint at `path` on `data`.
@@ -184,25 +211,32 @@ impl MinibatchTrainer {
         on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
         let fingerprint = DataFingerprint::of_dataset(data);
-        let state = self.state_from(&ModelFile::<T>::load(path)?, path, data, &fingerprint)?;
-        self.run(data, state, Some(fingerprint), on_step)
+        let checkpoint = self.checkpoint_from(ModelFile::<T>::load(path)?, path, data, &fingerprint)?;
+        self.run(data, checkpoint, Some(fingerprint), None, on_step)
     }
 
-    /// The state saved in the checkpoint at `path`, every value checked; fails, naming the
-    /// field, when it cannot continue this run on `data`: another model, other data or
-    /// options, a position or counter out of range, a non-finite value.
-    pub fn load_checkpoint<T: Real>(&self, data: &Dataset<'_, T>, path: &Path) -> Result<MinibatchState> {
-        self.state_from(&ModelFile::<T>::load(path)?, path, data, &DataFingerprint::of_dataset(data))
-    }
-
-    /// Continues a run from `state` (as [`load_checkpoint`](Self::load_checkpoint) reads it).
-    pub fn resume_state<T: Real, C: Control>(
+    /// The checkpoint at `path`, every value checked; fails, naming the field, when it cannot
+    /// continue this run on `data`: another model, other data or options, a position or
+    /// counter out of range, a non-finite value.
+    pub fn load_checkpoint<T: Real>(
         &self,
         data: &Dataset<'_, T>,
-        state: MinibatchState,
+        path: &Path,
+    ) -> Result<Checkpoint<MinibatchState, T>> {
+        self.checkpoint_from(ModelFile::<T>::load(path)?, path, data, &DataFingerprint::of_dataset(data))
+    }
+
+    /// Continues a run from `checkpoint` (as [`load_checkpoint`](Self::load_checkpoint) reads
+    /// it, or a bare [`MinibatchState`]), with `validation` continuing the checkpoint's as
+    /// [`fit_validated`](Self::fit_validated) does.
+    pub fn resume_from<T: Real, C: Control>(
+        &self,
+        data: &Dataset<'_, T>,
+        checkpoint: Checkpoint<MinibatchState, T>,
+        validation: Option<&mut Validation<'_, T>>,
         on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
-        self.run(data, state, None, on_step)
+        self.run(data, checkpoint, None, validation, on_step)
     }
 
     /// Runs from `state` to the last epoch, or until the caller's flag or callback or the
@@ -210,11 +244,17 @@ impl MinibatchTrainer {
     fn run<T: Real, C: Control>(
         &self,
         data: &Dataset<'_, T>,
-        mut state: MinibatchState,
+        checkpoint: Checkpoint<MinibatchState, T>,
         fingerprint: Option<DataFingerprint>,
+        mut validation: Option<&mut Validation<'_, T>>,
         mut on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
         let deadline = Deadline::after(self.time_limit);
+        let (mut curve, mut epoch_cost) = checkpoint.minibatch_record(validation.as_deref_mut())?;
+        let mut state = checkpoint.state;
+        if let Some(validation) = &validation {
+            validation.check_model(&self.hyper)?;
+        }
         let (n, m) = (self.hyper.visible(), data.examples());
         if data.features() != n {
             return Err(Error::ShapeMismatch {
@@ -247,12 +287,10 @@ impl MinibatchTrainer {
                 ),
             });
         }
-        let checkpoint = match &self.checkpoint {
-            Some((path, every)) => {
-                Some((path, *every, fingerprint.unwrap_or_else(|| DataFingerprint::of_dataset(data))))
-            }
-            None => None,
-        };
+        let checkpoint = self
+            .checkpoint
+            .as_ref()
+            .map(|(path, every)| (path, *every, fingerprint.unwrap_or_else(|| DataFingerprint::of_dataset(data))));
         let (mut theta, mut grad_t, mut grad) = (vec![T::zero(); len], vec![T::zero(); len], vec![0.0; len]);
         // No minibatch is larger than the data, whatever the option says.
         let mut batch_values = vec![T::zero(); options.batch_size.min(m) * n];
@@ -285,24 +323,46 @@ impl MinibatchTrainer {
                     state.epoch += 1;
                     state.batch = 0;
                 }
+                epoch_cost.add(cost);
+                let finished = state.epoch == options.epochs;
+                let (mut point, mut patience_out) = (None, false);
                 if epoch_end {
+                    let mean = epoch_cost.take();
+                    curve.push(state.epoch, mean);
                     log::debug!(
-                        "{} epoch {} ended at step {step}, minibatch cost {cost:.6e}",
+                        "{} epoch {} ended at step {step}, mean minibatch cost {mean:.6e}",
                         options.rule.name(),
                         state.epoch
                     );
+                    if let Some(validation) = validation.as_deref_mut() {
+                        if validation.due(state.epoch, finished) {
+                            let (evaluated, out) = validation.evaluate(state.epoch, &state.x)?;
+                            (point, patience_out) = (Some(evaluated), out);
+                        }
+                    }
                 }
-                let requested = on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end }).stops();
-                let finished = state.epoch == options.epochs;
+                let requested =
+                    on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end, validation: point }).stops();
                 let outside = if finished { None } else { outside_stop(&self.stop, requested, &deadline) };
+                let early = !finished && outside.is_none() && patience_out;
                 if let Some((path, every, fingerprint)) = &checkpoint {
-                    if step.is_multiple_of(*every) || finished || outside.is_some() {
-                        self.checkpoint_of::<T>(&state, objective.running_rho_hat(), fingerprint)?.save(path)?;
+                    if step.is_multiple_of(*every) || finished || outside.is_some() || early {
+                        let mut saved = self.checkpoint_of::<T>(&state, objective.running_rho_hat(), fingerprint)?;
+                        curve.describe(&mut saved);
+                        saved.metadata.insert(EPOCH_COST.into(), epoch_cost.describe());
+                        if let Some(validation) = &validation {
+                            validation.save(&mut saved);
+                        }
+                        saved.save(path)?;
                         log::info!("checkpoint of step {step} written to {}", path.display());
                     }
                 }
                 if let Some(outside) = outside {
                     stop = outside.into();
+                    break 'epochs;
+                }
+                if early {
+                    stop = MinibatchStop::EarlyStopping;
                     break 'epochs;
                 }
                 if epoch_end {
@@ -316,16 +376,27 @@ impl MinibatchTrainer {
             state.rule_state.steps,
             state.epoch
         );
-        let mut model = self.model_at::<T>(&state.x)?;
+        let chosen = validation.as_deref().and_then(Validation::chosen);
+        let mut model = self.model_at::<T>(chosen.map_or(&state.x[..], |(_, x)| x))?;
+        // The model's cost and `rho_hat` on all the data, as a full-batch run records them.
+        let mut full = Objective::new(self.hyper, *data)?;
+        let mut grad = vec![T::zero(); full.theta_len()];
+        let cost = full.evaluate(model.parameters.theta(), &mut grad)?;
         for (key, value) in [
             ("optimizer", self.options.rule.name().to_string()),
             ("epochs", state.epoch.to_string()),
             ("steps", state.rule_state.steps.to_string()),
             ("stop", stop.name().to_string()),
+            ("cost", cost.to_string()),
+            ("rho_hat", serde_json::to_string(full.rho_hat()).expect("numbers serialise")),
         ] {
             model.metadata.insert(key.into(), value);
         }
-        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch, stop })
+        curve.describe(&mut model);
+        if let Some(validation) = &validation {
+            validation.describe(&mut model);
+        }
+        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch, stop, curve: curve.0 })
     }
 
     /// The model at the point `x`, without metadata.
@@ -374,6 +445,18 @@ impl MinibatchTrainer {
 
     /// The state of the checkpoint `saved` read from `path`, checked against this run on
     /// `data` (whose fingerprint is `fingerprint`).
+    fn checkpoint_from<T: Real>(
+        &self,
+        model: ModelFile<T>,
+        path: &Path,
+        data: &Dataset<'_, T>,
+        fingerprint: &DataFingerprint,
+    ) -> Result<Checkpoint<MinibatchState, T>> {
+        let state = self.state_from(&model, path, data, fingerprint)?;
+        Ok(Checkpoint::read(state, model, path))
+    }
+
+    /// The state of [`checkpoint_from`](Self::checkpoint_from).
     fn state_from<T: Real>(
         &self,
         saved: &ModelFile<T>,
@@ -427,6 +510,54 @@ impl MinibatchTrainer {
             return Err(saved.bad("minibatch.steps", reason));
         }
         Ok(MinibatchState { x, rule_state: StepState { first, second, steps }, running_rho_hat, epoch, batch })
+    }
+}
+
+/// The metadata key of a checkpoint's partial sum of the current epoch's minibatch costs.
+const EPOCH_COST: &str = "minibatch.epoch_cost";
+
+/// The sum and count of the current epoch's minibatch costs, for its mean in the curve.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct EpochCost {
+    sum: f64,
+    count: usize,
+}
+
+impl EpochCost {
+    fn add(&mut self, cost: f64) {
+        self.sum += cost;
+        self.count += 1;
+    }
+
+    /// The mean so far, starting a new epoch.
+    fn take(&mut self) -> f64 {
+        let mean = self.sum / self.count.max(1) as f64;
+        *self = EpochCost::default();
+        mean
+    }
+
+    /// As a checkpoint records it: `[sum, count]` in JSON.
+    fn describe(&self) -> String {
+        serde_json::to_string(&(self.sum, self.count)).expect("numbers serialise")
+    }
+}
+
+impl<T: Real> Checkpoint<MinibatchState, T> {
+    /// The training curve so far and the current epoch's costs so far, and `validation`
+    /// continued from the checkpoint's.
+    fn minibatch_record(&self, validation: Option<&mut Validation<'_, T>>) -> Result<(TrainingCurve, EpochCost)> {
+        let curve = self.record(validation)?;
+        let epoch_cost = match self.saved() {
+            Some(saved) => match saved.model.metadata.get(EPOCH_COST) {
+                Some(text) => match serde_json::from_str::<(f64, usize)>(text) {
+                    Ok((sum, count)) if sum.is_finite() => EpochCost { sum, count },
+                    _ => return Err(saved.bad(EPOCH_COST, "is not a JSON [sum, count] with a finite sum")),
+                },
+                None => EpochCost::default(),
+            },
+            None => EpochCost::default(),
+        };
+        Ok((curve, epoch_cost))
     }
 }
 

@@ -18,9 +18,11 @@
 
 mod checkpoint;
 mod control;
+mod curve;
 mod fingerprint;
 mod minibatch;
 mod vae;
+mod validation;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -34,14 +36,16 @@ pub use minibatch::{
     MinibatchOptions, MinibatchState, MinibatchStep, MinibatchStop, MinibatchTrained, MinibatchTrainer,
 };
 pub use vae::{VaeEpoch, VaeOptions, VaeTrainer};
+pub use validation::{Validation, ValidationPoint};
 
 use crate::data::stream::ExampleSource;
 use crate::error::{Error, Result};
 use crate::model::{HyperParams, ModelFile, Parameters};
-use crate::objective::{Objective, StreamingObjective};
+use crate::objective::{CostTerms, Objective, StreamingObjective};
 use crate::optim::{Differentiable, Iteration, Lbfgs, LbfgsOptions, LbfgsState, Stop};
 use crate::real::Real;
 use control::Deadline;
+use curve::TrainingCurve;
 
 /// The objective of one autoencoder: a function of its parameters that knows the model and
 /// the data, so that what a trainer records as trained is what it trained (there is no second
@@ -52,6 +56,12 @@ pub trait AutoencoderObjective<T: Real>: Differentiable<T> {
 
     /// The fingerprint of the data the objective is evaluated on: one pass over it.
     fn data_fingerprint(&mut self) -> Result<DataFingerprint>;
+
+    /// The terms of the cost of the last evaluation.
+    fn terms(&self) -> CostTerms;
+
+    /// `rho_hat` of the last evaluation.
+    fn rho_hat(&self) -> &[f64];
 }
 
 impl<T: Real> AutoencoderObjective<T> for Objective<'_, T> {
@@ -61,6 +71,14 @@ impl<T: Real> AutoencoderObjective<T> for Objective<'_, T> {
 
     fn data_fingerprint(&mut self) -> Result<DataFingerprint> {
         Ok(DataFingerprint::of_dataset(self.data()))
+    }
+
+    fn terms(&self) -> CostTerms {
+        Objective::terms(self)
+    }
+
+    fn rho_hat(&self) -> &[f64] {
+        Objective::rho_hat(self)
     }
 }
 
@@ -73,6 +91,14 @@ impl<T: Real, S: ExampleSource<T> + Send> AutoencoderObjective<T> for StreamingO
     fn data_fingerprint(&mut self) -> Result<DataFingerprint> {
         DataFingerprint::of_source(self.source_mut())
     }
+
+    fn terms(&self) -> CostTerms {
+        StreamingObjective::terms(self)
+    }
+
+    fn rho_hat(&self) -> &[f64] {
+        StreamingObjective::rho_hat(self)
+    }
 }
 
 /// What a training run produced.
@@ -84,7 +110,68 @@ pub struct Trained<T> {
     pub evaluations: usize,
     /// The cost at the start of this run (after resuming, at the checkpoint).
     pub initial_cost: f64,
+    /// The cost at the last iterate (the model is the best validated point instead, with
+    /// early stopping).
     pub cost: f64,
+    /// `(iteration, cost)` from the start (after resuming, from the checkpoint's start).
+    pub curve: Vec<(usize, f64)>,
+}
+
+/// An L-BFGS iteration (its fields by `Deref`) and the held-out evaluation made after it, if
+/// one was due: what the training callback sees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LbfgsStep {
+    pub lbfgs: Iteration,
+    pub validation: Option<ValidationPoint>,
+}
+
+impl std::ops::Deref for LbfgsStep {
+    type Target = Iteration;
+
+    fn deref(&self) -> &Iteration {
+        &self.lbfgs
+    }
+}
+
+/// A run read back from a checkpoint, ready to continue: the optimiser's state `S` (public, to
+/// inspect) and the run's record so far (its training curve, its validation curve and best
+/// validated point). A bare state converts into one whose record starts at it.
+#[derive(Debug, Clone)]
+pub struct Checkpoint<S, T> {
+    pub state: S,
+    /// The checkpoint's file, read (without the optimiser's tensors), and its path.
+    saved: Option<(ModelFile<T>, PathBuf)>,
+}
+
+impl<S, T> From<S> for Checkpoint<S, T> {
+    fn from(state: S) -> Self {
+        Checkpoint { state, saved: None }
+    }
+}
+
+impl<S, T: Real> Checkpoint<S, T> {
+    /// `state`, read from the checkpoint `model` at `path`: keeps of the file what the record
+    /// needs.
+    fn read(state: S, mut model: ModelFile<T>, path: &Path) -> Self {
+        model.extra.retain(|name, _| name.starts_with("validation."));
+        Checkpoint { state, saved: Some((model, path.to_path_buf())) }
+    }
+
+    /// The checkpoint's file, to read its record from.
+    fn saved(&self) -> Option<checkpoint::Saved<'_, T>> {
+        self.saved.as_ref().map(|(model, path)| checkpoint::Saved { model, path })
+    }
+
+    /// The training curve so far, and `validation` continued from the checkpoint's.
+    fn record(&self, validation: Option<&mut Validation<'_, T>>) -> Result<TrainingCurve> {
+        let Some(saved) = self.saved() else {
+            return Ok(TrainingCurve::default());
+        };
+        if let Some(validation) = validation {
+            validation.restore(&saved)?;
+        }
+        TrainingCurve::restore(&saved)
+    }
 }
 
 /// Full-batch L-BFGS training of the model of an [`AutoencoderObjective`], each evaluation a
@@ -142,7 +229,19 @@ impl Trainer {
         &self,
         objective: &mut impl AutoencoderObjective<T>,
         init: &Parameters<T>,
-        on_iteration: impl FnMut(&Iteration) -> C,
+        on_iteration: impl FnMut(&LbfgsStep) -> C,
+    ) -> Result<Trained<T>> {
+        self.fit_validated(objective, None, init, on_iteration)
+    }
+
+    /// As [`fit`](Self::fit), evaluating `validation`'s held-out data as it says (see
+    /// [`Validation`]), the evaluations passed to `on_iteration` and kept in `validation`.
+    pub fn fit_validated<T: Real, C: Control>(
+        &self,
+        objective: &mut impl AutoencoderObjective<T>,
+        validation: Option<&mut Validation<'_, T>>,
+        init: &Parameters<T>,
+        on_iteration: impl FnMut(&LbfgsStep) -> C,
     ) -> Result<Trained<T>> {
         let deadline = Deadline::after(self.time_limit);
         if init.layout().len() != objective.dimension() {
@@ -153,7 +252,8 @@ impl Trainer {
             });
         }
         let lbfgs = Lbfgs::start(self.options, starting_point(objective.hyper(), init).theta(), objective)?;
-        self.run(objective, lbfgs, None, deadline, on_iteration)
+        let curve = TrainingCurve(vec![(0, lbfgs.state().f)]);
+        self.run(objective, lbfgs, Run { deadline, curve, validation }, on_iteration)
     }
 
     /// Continues the run saved in the checkpoint at `path`, exactly as it would have gone on
@@ -162,36 +262,47 @@ impl Trainer {
         &self,
         objective: &mut impl AutoencoderObjective<T>,
         path: &Path,
-        on_iteration: impl FnMut(&Iteration) -> C,
+        on_iteration: impl FnMut(&LbfgsStep) -> C,
     ) -> Result<Trained<T>> {
-        let deadline = Deadline::after(self.time_limit);
-        let fingerprint = self.fingerprint(objective)?;
-        let state = self.checked_state::<T>(objective.hyper(), &fingerprint, path)?;
-        let lbfgs = Lbfgs::resume(self.options, state)?;
-        self.run(objective, lbfgs, Some(fingerprint), deadline, on_iteration)
+        let checkpoint = self.load_checkpoint(objective, path)?;
+        self.resume_from(objective, checkpoint, None, on_iteration)
     }
 
-    /// The L-BFGS state saved in the checkpoint at `path`, every value checked (see
-    /// [`lbfgs_state`]); fails, naming the field, when it cannot continue this run: another
-    /// model than the objective's, other data, more correction pairs than the history.
+    /// The checkpoint at `path`, every value checked (see [`lbfgs_state`]); fails, naming the
+    /// field, when it cannot continue this run: another model than the objective's, other
+    /// data, more correction pairs than the history.
     pub fn load_checkpoint<T: Real>(
         &self,
         objective: &mut impl AutoencoderObjective<T>,
         path: &Path,
-    ) -> Result<LbfgsState> {
+    ) -> Result<Checkpoint<LbfgsState, T>> {
         let fingerprint = self.fingerprint(objective)?;
-        self.checked_state::<T>(objective.hyper(), &fingerprint, path)
+        let model = ModelFile::<T>::load(path)?;
+        let state = lbfgs_state(&model, path)?;
+        let saved = checkpoint::Saved { model: &model, path };
+        saved.check_model(objective.hyper())?;
+        saved.check_data(&fingerprint)?;
+        if state.pairs() > self.options.history {
+            let reason = format!("holds {} correction pairs, this run keeps {}", state.pairs(), self.options.history);
+            return Err(saved.bad("lbfgs.ys", reason));
+        }
+        Ok(Checkpoint::read(state, model, path))
     }
 
-    /// Continues a run from `state` (as [`load_checkpoint`](Self::load_checkpoint) reads it).
-    pub fn resume_state<T: Real, C: Control>(
+    /// Continues a run from `checkpoint` (as [`load_checkpoint`](Self::load_checkpoint) reads
+    /// it, or a bare [`LbfgsState`]), with `validation` continuing the checkpoint's as
+    /// [`fit_validated`](Self::fit_validated) does.
+    pub fn resume_from<T: Real, C: Control>(
         &self,
         objective: &mut impl AutoencoderObjective<T>,
-        state: LbfgsState,
-        on_iteration: impl FnMut(&Iteration) -> C,
+        checkpoint: Checkpoint<LbfgsState, T>,
+        mut validation: Option<&mut Validation<'_, T>>,
+        on_iteration: impl FnMut(&LbfgsStep) -> C,
     ) -> Result<Trained<T>> {
-        let lbfgs = Lbfgs::resume(self.options, state)?;
-        self.run(objective, lbfgs, None, Deadline::after(self.time_limit), on_iteration)
+        let deadline = Deadline::after(self.time_limit);
+        let curve = checkpoint.record(validation.as_deref_mut())?;
+        let lbfgs = Lbfgs::resume(self.options, checkpoint.state)?;
+        self.run(objective, lbfgs, Run { deadline, curve, validation }, on_iteration)
     }
 
     /// The data's fingerprint: the caller's, or else the objective's.
@@ -199,41 +310,21 @@ impl Trainer {
         self.fingerprint.map_or_else(|| objective.data_fingerprint(), Ok)
     }
 
-    /// The state of the checkpoint at `path`, checked on its own and against this run: the
-    /// model `hyper`, the data `fingerprint`, the history.
-    fn checked_state<T: Real>(
-        &self,
-        hyper: &HyperParams,
-        fingerprint: &DataFingerprint,
-        path: &Path,
-    ) -> Result<LbfgsState> {
-        let model = ModelFile::<T>::load(path)?;
-        let state = lbfgs_state(&model, path)?;
-        let saved = checkpoint::Saved { model: &model, path };
-        saved.check_model(hyper)?;
-        saved.check_data(fingerprint)?;
-        if state.pairs() > self.options.history {
-            let reason = format!("holds {} correction pairs, this run keeps {}", state.pairs(), self.options.history);
-            return Err(saved.bad("lbfgs.ys", reason));
-        }
-        Ok(state)
-    }
-
     /// Runs `lbfgs` to its end (its own stopping tests, the caller's flag and callback, the
-    /// deadline); `fingerprint` is the data's when the caller knows it already.
+    /// deadline, early stopping).
     fn run<T: Real, C: Control>(
         &self,
         objective: &mut impl AutoencoderObjective<T>,
         mut lbfgs: Lbfgs<T>,
-        fingerprint: Option<DataFingerprint>,
-        deadline: Deadline,
-        mut on_iteration: impl FnMut(&Iteration) -> C,
+        run: Run<'_, '_, T>,
+        mut on_iteration: impl FnMut(&LbfgsStep) -> C,
     ) -> Result<Trained<T>> {
+        let Run { deadline, mut curve, mut validation } = run;
+        if let Some(validation) = &validation {
+            validation.check_model(objective.hyper())?;
+        }
         let checkpoint = match &self.checkpoint {
-            Some((path, every)) => {
-                let fingerprint = fingerprint.map_or_else(|| self.fingerprint(objective), Ok)?;
-                Some((path, *every, fingerprint))
-            }
+            Some((path, every)) => Some((path, *every, self.fingerprint(objective)?)),
             None => None,
         };
         let initial_cost = lbfgs.state().f;
@@ -247,12 +338,28 @@ impl Trainer {
                 iteration.step,
                 iteration.evaluations
             );
-            let requested = on_iteration(&iteration).stops();
+            curve.push(iteration.iteration, iteration.f);
+            let (mut point, mut patience_out) = (None, false);
+            if let Some(validation) = validation.as_deref_mut() {
+                if validation.due(iteration.iteration, iteration.stopped.is_some()) {
+                    let (evaluated, out) = validation.evaluate(iteration.iteration, &lbfgs.state().x)?;
+                    (point, patience_out) = (Some(evaluated), out);
+                }
+            }
+            let requested = on_iteration(&LbfgsStep { lbfgs: iteration, validation: point }).stops();
             let outside = control::outside_stop(&self.stop, requested, &deadline);
-            let stopped = iteration.stopped.or_else(|| outside.map(|outside| lbfgs.stop_with(outside.into())));
+            let stopped = iteration
+                .stopped
+                .or_else(|| outside.map(|outside| lbfgs.stop_with(outside.into())))
+                .or_else(|| patience_out.then(|| lbfgs.stop_with(Stop::EarlyStopping)));
             if let Some((path, every, fingerprint)) = &checkpoint {
                 if stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
-                    lbfgs_checkpoint::<T>(*objective.hyper(), lbfgs.state(), fingerprint)?.save(path)?;
+                    let mut saved = lbfgs_checkpoint::<T>(*objective.hyper(), lbfgs.state(), fingerprint)?;
+                    curve.describe(&mut saved);
+                    if let Some(validation) = &validation {
+                        validation.save(&mut saved);
+                    }
+                    saved.save(path)?;
                     log::info!("checkpoint of iteration {} written to {}", iteration.iteration, path.display());
                 }
             }
@@ -262,7 +369,13 @@ impl Trainer {
         };
         let state = lbfgs.into_state();
         log::info!("L-BFGS stopped after {} iterations, cost {:.6e}: {stop}", state.iteration, state.f);
-        let theta = state.x.iter().map(|&v| T::cast(v)).collect();
+        let chosen = validation.as_deref().and_then(Validation::chosen);
+        let x = chosen.map_or(&state.x[..], |(_, x)| x);
+        let theta: Vec<T> = x.iter().map(|&v| T::cast(v)).collect();
+        // One more evaluation, at the model, for its `rho_hat` on the training data (the last
+        // one may have been a line-search trial, or another point than the best validated).
+        let mut grad = vec![T::zero(); theta.len()];
+        let model_cost = objective.evaluate(&theta, &mut grad)?;
         let hyper = *objective.hyper();
         let parameters = Parameters::from_theta(hyper.visible(), hyper.hidden(), theta)?;
         let mut model = ModelFile::new(hyper, parameters);
@@ -270,9 +383,14 @@ impl Trainer {
             ("optimizer", "lbfgs".to_string()),
             ("iterations", state.iteration.to_string()),
             ("stop", stop.name().to_string()),
-            ("cost", state.f.to_string()),
+            ("cost", model_cost.to_string()),
+            ("rho_hat", serde_json::to_string(objective.rho_hat()).expect("numbers serialise")),
         ] {
             model.metadata.insert(key.into(), value);
+        }
+        curve.describe(&mut model);
+        if let Some(validation) = &validation {
+            validation.describe(&mut model);
         }
         Ok(Trained {
             model,
@@ -281,8 +399,17 @@ impl Trainer {
             evaluations: state.evaluations,
             initial_cost,
             cost: state.f,
+            curve: curve.0,
         })
     }
+}
+
+/// What a run carries besides the optimiser: the deadline, the curve so far, the held-out
+/// data.
+struct Run<'a, 'v, T: Real> {
+    deadline: Deadline,
+    curve: TrainingCurve,
+    validation: Option<&'a mut Validation<'v, T>>,
 }
 
 impl From<control::Outside> for Stop {
