@@ -13,6 +13,11 @@ fn main() -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(EXIT_STATUS)
         }
+        // The reader of standard output went away (`sae man | head`): nothing to report, and
+        // the status a shell gives a command ended by SIGPIPE.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -229,3 +229,42 @@ fn the_metadata_is_read_from_the_header_alone() {
     let err = ModelFile::<f64>::read_metadata(&claims).unwrap_err();
     assert!(err.to_string().contains("claims.safetensors"), "{err}");
 }
+
+#[test]
+fn files_written_by_earlier_builds_still_load() {
+    // The seed corpus of the fuzz targets was written by the build of abcbba3 (2026-11-29):
+    // no provenance, no recorded curves, checkpoints with the data's fingerprint.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let model = |name: &str| corpus.join("model_file").join(name);
+    for (name, dtype) in [("sae_f32.safetensors", "f32"), ("sae_f64.safetensors", "f64")] {
+        let loaded = ModelFile::<f64>::load(&model(name)).unwrap();
+        assert_eq!(loaded.metadata.get("dtype").map(String::as_str).unwrap_or(dtype), dtype);
+        assert!(!loaded.metadata.contains_key("curve.training"), "from before the curves");
+    }
+    sae::model::vae::VaeModel::<f64>::load(&model("vae.safetensors")).unwrap();
+    sae::model::stack::StackModel::<f64>::load(&model("stack.safetensors")).unwrap();
+    for checkpoint in ["lbfgs.ckpt", "minibatch.ckpt"] {
+        let loaded = ModelFile::<f64>::load(&corpus.join("checkpoint").join(checkpoint)).unwrap();
+        assert!(loaded.metadata.contains_key("data.fnv1a64"), "{checkpoint} is resumable");
+    }
+}
+
+#[test]
+fn a_vae_or_stack_file_of_another_format_version_is_refused() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/model_file");
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["vae.safetensors", "stack.safetensors"] {
+        let bytes = std::fs::read(corpus.join(name)).unwrap();
+        let tensors = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut metadata: HashMap<String, String> = header.metadata().clone().unwrap();
+        metadata.insert("format_version".into(), "2".into());
+        let path = dir.path().join(name);
+        safetensors::serialize_to_file(tensors.tensors(), Some(metadata), &path).unwrap();
+        let err = match name {
+            "vae.safetensors" => sae::model::vae::VaeModel::<f64>::load(&path).map(drop).unwrap_err(),
+            _ => sae::model::stack::StackModel::<f64>::load(&path).map(drop).unwrap_err(),
+        };
+        assert!(err.to_string().contains("version Some(\"2\")"), "{name}: {err}");
+    }
+}

@@ -63,7 +63,7 @@ fn encode_and_reconstruct_apply_a_model_trained_on_a_file() {
     assert!(ok, "{stderr}");
     let (ok, stdout, stderr) = sae(&["reconstruct", &model, "--data", &data, "-o", &path(dir.path(), "r.npy")]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("mean ½‖a3 − x‖²"), "{stdout}");
+    assert!(stdout.contains("mean ½‖x̂ − x‖²"), "{stdout}");
 
     let loaded = ModelFile::<f64>::load(Path::new(&model)).unwrap();
     let mut expected = vec![0.0; m * 5];
@@ -590,4 +590,82 @@ fn a_command_line_that_is_not_utf8_is_recorded_lossily() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let metadata = ModelFile::<f64>::load(&model).unwrap().metadata;
     assert!(metadata["command"].ends_with("m\u{fffd}.safetensors'"), "{}", metadata["command"]);
+}
+
+#[test]
+fn plot_draws_the_recorded_curves_and_refuses_a_model_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, picture) = (path(dir.path(), "m.safetensors"), path(dir.path(), "curves.png"));
+    let (ok, _, stderr) =
+        sae(&["train", "--iterations", "8", "--validation-fraction", "0.1", "-o", &model, "--no-features"]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = sae(&["plot", &model, "-o", &picture, "--size", "640", "300"]);
+    assert!(ok && stdout.contains("640×300"), "{stderr}");
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&picture).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!((info.width, info.height, info.color_type), (640, 300, png::ColorType::Rgb));
+    let colours: std::collections::HashSet<&[u8]> = pixels.chunks(3).collect();
+    for (name, colour) in [("training", [0, 0, 255]), ("held-out", [230, 120, 0]), ("target ρ", [255, 0, 0])] {
+        assert!(colours.contains(&colour[..]), "the {name} line is drawn");
+    }
+
+    // A model file without the recorded run (another tool's, or an older one's).
+    let mut bare = ModelFile::<f64>::load(Path::new(&model)).unwrap();
+    bare.metadata.retain(|key, _| !key.starts_with("curve."));
+    let older = path(dir.path(), "older.safetensors");
+    bare.save(Path::new(&older)).unwrap();
+    let (ok, _, stderr) = sae(&["plot", &older, "-o", &picture]);
+    assert!(!ok && stderr.contains("curve.training"), "{stderr}");
+    let (ok, _, stderr) = sae(&["plot", &model, "-o", &model]);
+    assert!(!ok && stderr.contains("--output"), "the picture may not replace the model: {stderr}");
+    assert!(ModelFile::<f64>::load(Path::new(&model)).is_ok());
+}
+
+#[test]
+fn chunk_is_refused_for_data_read_whole_and_taken_without_stream_by_encode() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    let (ok, _, stderr) = sae(&["train", "--chunk", "100", "-o", &model]);
+    assert!(!ok && stderr.contains("--chunk") && stderr.contains("--stream"), "{stderr}");
+    assert!(!Path::new(&model).exists());
+}
+
+#[test]
+fn help_is_grouped_under_headings_and_completions_and_manual_pages_are_generated() {
+    let (ok, help, _) = sae(&["train", "--help"]);
+    assert!(ok);
+    let headings: Vec<&str> = help.lines().filter(|l| l.ends_with(':') && !l.starts_with(' ')).collect();
+    for heading in ["Data:", "Engine:", "Model:", "Optimiser:", "Stopping:", "Precision:", "Output:", "Validation:"] {
+        assert!(headings.contains(&heading), "{heading} in {headings:?}");
+    }
+    let options = help.lines().skip_while(|l| *l != "Options:").skip(1).take_while(|l| !l.ends_with(':'));
+    let flags: Vec<&str> = options.filter(|l| l.trim_start().starts_with('-')).collect();
+    assert_eq!(flags.len(), 3, "only -v, -q and -h left under Options: {flags:?}");
+
+    for shell in ["bash", "zsh", "fish"] {
+        let (ok, script, stderr) = sae(&["completions", shell]);
+        assert!(ok && script.contains("validation-fraction") && script.contains("train-vae"), "{shell}: {stderr}");
+    }
+    let (ok, page, _) = sae(&["man"]);
+    assert!(ok && page.starts_with(".ie") && page.contains(".TH sae 1"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = sae(&["man", "-o", dir.path().to_str().unwrap()]);
+    assert!(ok && stdout.contains("manual pages written"), "{stderr}");
+    let train = std::fs::read_to_string(dir.path().join("sae-train.1")).unwrap();
+    assert!(train.contains(".TH sae-train 1") && train.contains("early\\-stopping"), "{train}");
+    assert!(dir.path().join("sae-plot.1").exists() && !dir.path().join("sae-help.1").exists());
+}
+
+#[test]
+fn every_training_command_takes_the_same_precision_flags() {
+    for command in ["train", "train-vae", "train-stacked", "objective"] {
+        let (ok, help, _) = sae(&[command, "--help"]);
+        assert!(ok && help.contains("--f32") && help.contains("--f64"), "{command}: {help}");
+        let (ok, _, stderr) = sae(&[command, "--f32", "--f64"]);
+        assert!(!ok && stderr.contains("cannot be used with"), "{command}: {stderr}");
+    }
+    let (ok, help, _) = sae(&["exercise", "self-taught", "--help"]);
+    assert!(ok && help.contains("--f32") && help.contains("--f64"), "{help}");
 }

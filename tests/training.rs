@@ -428,3 +428,22 @@ fn every_stop_keeps_the_name_checkpoints_record_it_by() {
     }
     assert_eq!(Stop::ALL.len(), recorded.len());
 }
+
+#[test]
+fn the_noise_seed_of_a_model_without_corruption_does_not_refuse_its_checkpoint() {
+    use sae::model::Corruption;
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let values = uniform_data(M, N, 5);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let with_seed = |seed| HyperParams::builder(N, H).corruption(Corruption::None, seed).build().unwrap();
+    let init = Parameters::init(N, H, 2);
+    let mut objective = Objective::new(with_seed(0), data).unwrap();
+    Trainer::new(options(4)).checkpoint_to(&checkpoint, 2).fit(&mut objective, &init, |_| {}).unwrap();
+    let mut other_seed = Objective::new(with_seed(1), data).unwrap();
+    assert_eq!(Trainer::new(options(6)).resume(&mut other_seed, &checkpoint, |_| {}).unwrap().iterations, 6);
+
+    let mut other_model = Objective::new(HyperParams::builder(N, H).beta(0.5).build().unwrap(), data).unwrap();
+    let err = Trainer::new(options(6)).resume(&mut other_model, &checkpoint, |_| {}).unwrap_err();
+    assert_eq!(refused(err, &checkpoint).0, "beta");
+}

@@ -18,6 +18,7 @@ use crate::{Backend, Real};
 
 /// Where the data set comes from, and whether to stream it.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Data")]
 pub struct DataArgs {
     /// Data as an m×n .npy array (float32 or float64, C or Fortran order), one example per
     /// row; with --stream also a directory of such .npy shards, read in name order.
@@ -27,9 +28,10 @@ pub struct DataArgs {
     /// --chunk whatever the size of the data.
     #[arg(long)]
     pub stream: bool,
-    /// Examples per chunk when streaming.
-    #[arg(long, default_value_t = 4096, requires = "stream")]
-    pub chunk: usize,
+    /// Examples per chunk when streaming (and in encode and reconstruct, which always read a
+    /// chunk at a time) [default: 4096].
+    #[arg(long)]
+    chunk: Option<usize>,
     /// How to stream: one read of the data with the sparsity term deferred, or the UFLDL
     /// notes' two passes.
     #[arg(long, value_enum, default_value = "one-pass", requires = "stream")]
@@ -55,13 +57,21 @@ impl DataArgs {
         }
     }
 
+    /// `--chunk`, or its default.
+    pub fn chunk(&self) -> usize {
+        self.chunk.unwrap_or(4096)
+    }
+
     /// Opens --data, or takes `default()` (values, m, n, description) without it; returns it
-    /// with a description of what it got.
+    /// with a description of what it got. Fails when --chunk is given for data read whole.
     pub fn load<T: Real>(
         &self,
         default: impl FnOnce() -> CliResult<(Vec<T>, usize, usize, String)>,
     ) -> CliResult<(Data<T>, String)> {
         self.refuse_positional()?;
+        if self.chunk.is_some() && !self.stream {
+            return Err("--chunk is the size of the chunks of --stream: add --stream, or drop --chunk".into());
+        }
         Ok(match &self.data {
             Some(path) if path.is_dir() && !self.stream => {
                 return Err(format!(
@@ -140,10 +150,13 @@ impl<T: Real> Data<T> {
     }
 }
 
-/// The working precision: asked for, or the data file's own.
+/// The working precision: asked for, or the data file's own; data without a float dtype (the
+/// embedded patches, MNIST's bytes) has the command's default.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Precision")]
 pub struct PrecisionArgs {
-    /// Compute in f32 [default: the data file's dtype; f64 without a data file].
+    /// Compute in f32 [default: the data file's dtype; without one, f64 for the UFLDL-sized
+    /// commands (train's embedded patches, objective's problems) and f32 for MNIST's].
     #[arg(long, conflicts_with = "f64")]
     pub f32: bool,
     /// Compute in f64 (an f32 data file then takes twice its size in memory).
@@ -159,6 +172,18 @@ pub enum Precision {
 }
 
 impl PrecisionArgs {
+    /// The precision asked for, else f32: for MNIST's bytes, which have no float dtype of their
+    /// own (f32 holds `k/255` to 7 digits, and runs twice as fast).
+    pub fn resolve_mnist(&self) -> (Precision, &'static str) {
+        if self.f64 {
+            (Precision::F64, "--f64")
+        } else if self.f32 {
+            (Precision::F32, "--f32")
+        } else {
+            (Precision::F32, "the default for MNIST")
+        }
+    }
+
     /// The precision asked for, else that of `data`'s file (the first shard of a folder),
     /// else f64; with the reason, for the run's header.
     pub fn resolve(&self, data: Option<&Path>) -> CliResult<(Precision, &'static str)> {
@@ -193,6 +218,7 @@ fn first_npy(dir: &Path) -> CliResult<Option<PathBuf>> {
 
 /// The engine's threads and GEMM back-end.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Engine")]
 pub struct EngineArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
@@ -259,6 +285,7 @@ impl BackendArg {
 
 /// Which member of the autoencoder family: units, loss, penalties, tying and corruption.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Model")]
 pub struct VariantArgs {
     /// The sparsity penalty.
     #[arg(long, value_enum, default_value = "kl")]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
-use super::args::mnist_inputs;
+use super::args::{mnist_inputs, Precision, PrecisionArgs};
 use super::CliResult;
 use crate::exercises::{self, MnistFiles};
 use crate::files::FilePlan;
@@ -71,9 +71,8 @@ enum Exercise {
         mnist: PathBuf,
         #[arg(long, default_value_t = 400)]
         iterations: usize,
-        /// Train the autoencoder in f64 (default f32, twice as fast).
-        #[arg(long)]
-        f64: bool,
+        #[command(flatten)]
+        precision: PrecisionArgs,
     },
 }
 
@@ -147,7 +146,8 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
                 start.elapsed().as_secs_f64()
             );
         }
-        Exercise::SelfTaught { mnist, iterations, f64 } => {
+        Exercise::SelfTaught { mnist, iterations, precision } => {
+            let f64 = precision.resolve_mnist().0 == Precision::F64;
             let files = MnistFiles::in_dir(&mnist);
             let result = if f64 {
                 exercises::self_taught_learning::<f64>(&files, iterations)?

@@ -1,12 +1,14 @@
 //! The `sae` command line: argument parsing (clap) and the subcommands.
 
 mod args;
+mod docs;
 mod exercise;
 mod generate;
 pub mod interrupt;
 mod memory;
 mod model;
 mod objective;
+mod plot;
 mod progress;
 mod stacked;
 mod train;
@@ -46,15 +48,22 @@ pub enum Command {
     TrainStacked(stacked::StackedArgs),
     /// UFLDL's exercises on the real data sets (natural images, MNIST): one command each.
     Exercise(exercise::ExerciseArgs),
-    /// The hidden activations a2 = σ(W1 x + b1) of every example of --data: the features a
-    /// trained model extracts (read and written a chunk at a time).
+    /// The code of every example of --data: an autoencoder's hidden activations a2 = σ(W1 x +
+    /// b1), a VAE's latent mean μ(x), a stack's top-layer features (read and written a chunk
+    /// at a time).
     Encode(model::ApplyArgs),
-    /// The reconstruction a3 of every example of --data, and its mean squared error.
+    /// The reconstruction of every example of --data (an autoencoder's a3, a VAE's decoder mean
+    /// at μ(x)), and its mean squared error.
     Reconstruct(model::ApplyArgs),
-    /// Draw every hidden unit's input image (the learned features) as a PNG grid.
+    /// Draw every first-layer unit's input image (the learned features) as a PNG grid.
     Visualize(model::VisualizeArgs),
+    /// Draw samples from a variational autoencoder: the decoder's means for z ~ N(0, I).
+    Sample(model::SampleArgs),
     /// Describe a model or checkpoint file.
     Info(model::InfoArgs),
+    /// Draw a trained model's run as a PNG: the training and held-out costs against
+    /// iterations or epochs, and the distribution of rho_hat across the hidden units.
+    Plot(plot::PlotArgs),
     /// Evaluate the sparse autoencoder cost and gradient of a theta on a data set. Without
     /// --data, on a generated SPEC problem (default S1: 64 inputs, 25 hidden units, 10 000
     /// examples).
@@ -62,6 +71,12 @@ pub enum Command {
     /// Write a SPEC problem's generated data (uniform in [0.1, 0.9]) to an .npy file of any
     /// number of rows, without holding it in memory.
     Generate(generate::GenerateArgs),
+    /// Print the shell completion script for SHELL (e.g. `sae completions bash >
+    /// ~/.local/share/bash-completion/completions/sae`).
+    Completions(docs::CompletionsArgs),
+    /// Write the manual pages (roff): sae.1 and one per command, into a directory; or sae.1 on
+    /// standard output (`sae man | man -l -`).
+    Man(docs::ManArgs),
 }
 
 /// What a command returns: errors of any kind, printed by `main`.
@@ -97,8 +112,12 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Encode(args) => model::encode(args),
         Command::Reconstruct(args) => model::reconstruct(args),
         Command::Visualize(args) => model::visualize(args),
+        Command::Sample(args) => model::sample(args),
         Command::Info(args) => model::info(args),
+        Command::Plot(args) => plot::run(args),
         Command::Objective(args) => objective::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     }
 }

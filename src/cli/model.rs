@@ -1,6 +1,8 @@
-//! The commands that use a trained model: `sae encode` (hidden activations, the features of
-//! each example), `sae reconstruct`, `sae visualize` and `sae info`. Encoding and
-//! reconstruction read and write a chunk at a time, so they work on data of any size.
+//! The commands that use a trained model of any kind `sae` writes (autoencoder, VAE, stack):
+//! `sae encode` (the code of each example: the hidden activations, the VAE's latent mean, the
+//! stack's top features), `sae reconstruct`, `sae visualize`, `sae sample` (the VAE) and
+//! `sae info`. Encoding and reconstruction read and write a chunk at a time, so they work on
+//! data of any size.
 
 use std::path::PathBuf;
 
@@ -12,10 +14,12 @@ use super::CliResult;
 use crate::data::npy::NpyRowWriter;
 use crate::data::stream::ExampleSource;
 use crate::files::FilePlan;
-use crate::model::picture::features_picture;
+use crate::gemm::MatRef;
+use crate::model::picture::{feature_tiles, weight_tiles, PixelOrder, TileGrid};
 use crate::model::stack::{StackModel, STACK_OBJECTIVE};
-use crate::model::vae::{VaeModel, VAE_OBJECTIVE};
-use crate::model::{Forward, ModelFile};
+use crate::model::vae::{VaeDecoder, VaeModel, VAE_OBJECTIVE};
+use crate::model::ModelFile;
+use crate::objective::{StackedObjective, VaeObjective};
 use crate::{Dataset, Real};
 
 #[derive(Debug, Args)]
@@ -44,6 +48,24 @@ pub struct VisualizeArgs {
     /// How an example's values map to image pixels.
     #[arg(long, value_enum, default_value = "row-major")]
     pixel_order: PixelOrderArg,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// The variational autoencoder's model file (as `sae train-vae` writes).
+    model: PathBuf,
+    /// Where to write the samples (.npy, one per row); `-` for standard output.
+    #[arg(short, long, default_value = "samples.npy")]
+    output: PathBuf,
+    /// How many samples.
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    /// Seed of the latent draws z ~ N(0, I).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also draw the samples as a PNG grid (inputs that are square images).
+    #[arg(long, value_name = "FILE")]
+    picture: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -99,34 +121,113 @@ fn apply(args: ApplyArgs, what: Apply) -> CliResult<()> {
 }
 
 fn apply_in<T: Real>(args: &ApplyArgs, what: Apply) -> CliResult<()> {
-    let model = ModelFile::<T>::load(&args.model)?;
+    let model = Loaded::<T>::load(&args.model)?;
     // A chunk at a time always: applying a model never needs more.
     let (source, description) = args.data.open_stream::<T>()?;
     args.say(&format!("data: {description}"));
     run_apply(args, what, &model, source)
 }
 
+/// A model file of any kind `sae` writes, read to be applied to examples.
+enum Loaded<T: Real> {
+    Autoencoder(ModelFile<T>),
+    /// The model, and its objective for the encoder and decoder passes.
+    Vae(VaeModel<T>, VaeObjective<T>),
+    Stack(StackModel<T>),
+}
+
+impl<T: Real> Loaded<T> {
+    /// The file at `path`, read by the reader of its kind (its metadata `objective`).
+    fn load(path: &std::path::Path) -> CliResult<Self> {
+        let objective = ModelFile::<f64>::read_metadata(path)?.get("objective").cloned().unwrap_or_default();
+        Ok(match objective.as_str() {
+            VAE_OBJECTIVE => {
+                let vae = VaeModel::<T>::load(path)?;
+                let objective = VaeObjective::new(vae.shape, 1, 0)?;
+                Loaded::Vae(vae, objective)
+            }
+            STACK_OBJECTIVE => Loaded::Stack(StackModel::load(path)?),
+            _ => Loaded::Autoencoder(ModelFile::load(path)?),
+        })
+    }
+
+    /// `n`
+    fn inputs(&self) -> usize {
+        match self {
+            Loaded::Autoencoder(model) => model.hyper.visible(),
+            Loaded::Vae(vae, _) => vae.shape.visible,
+            Loaded::Stack(stack) => stack.shape.sizes[0],
+        }
+    }
+
+    /// The values per example of what `what` computes: the code (`h`; the VAE's `d`; the
+    /// stack's `h_L`) or the reconstruction (`n`; a stack has none).
+    fn width(&self, what: Apply) -> CliResult<usize> {
+        Ok(match (self, what) {
+            (_, Apply::Reconstruct) => {
+                if let Loaded::Stack(_) = self {
+                    return Err("a stacked autoencoder with its softmax has no decoder to reconstruct with \
+                                (sae encode gives its top layer's features)"
+                        .into());
+                }
+                self.inputs()
+            }
+            (Loaded::Autoencoder(model), Apply::Encode) => model.hyper.hidden(),
+            (Loaded::Vae(vae, _), Apply::Encode) => vae.shape.latent,
+            (Loaded::Stack(stack), Apply::Encode) => *stack.shape.sizes.last().expect("at least one layer"),
+        })
+    }
+
+    /// What `what` computes for the `rows` examples of `x`, a row of [`width`](Self::width)
+    /// values each: the autoencoder's `a2` or `a3`, the VAE's latent mean `μ(x)` or decoder
+    /// mean `E[x|z = μ(x)]`, the stack's `a_L`.
+    fn apply(&self, what: Apply, x: &[T], rows: usize) -> CliResult<Vec<T>> {
+        let n = self.inputs();
+        let data = Dataset::examples_by_features(x, rows, n)?;
+        Ok(match self {
+            Loaded::Autoencoder(model) => {
+                let forward = model.forward();
+                let mut hidden = vec![T::zero(); rows * model.hyper.hidden()];
+                forward.encode(&data, &mut hidden)?;
+                if what == Apply::Encode {
+                    return Ok(hidden);
+                }
+                let mut output = vec![T::zero(); rows * n];
+                forward.decode(&hidden, &mut output)?;
+                output
+            }
+            Loaded::Vae(vae, objective) => {
+                let mean = objective.encode(&vae.theta, x)?;
+                match what {
+                    Apply::Encode => mean,
+                    Apply::Reconstruct => objective.decode(&vae.theta, &mean)?,
+                }
+            }
+            Loaded::Stack(stack) => StackedObjective::features(&stack.shape, &stack.theta, &data),
+        })
+    }
+}
+
 fn run_apply<T: Real>(
     args: &ApplyArgs,
     what: Apply,
-    model: &ModelFile<T>,
+    model: &Loaded<T>,
     mut source: impl ExampleSource<T>,
 ) -> CliResult<()> {
-    let (n, h) = (model.hyper.visible(), model.hyper.hidden());
+    let n = model.inputs();
     if source.features() != n {
         return Err(format!("the data has {} features, the model {} inputs", source.features(), n).into());
     }
+    let width = model.width(what)?;
     let m = source.examples_hint().ok_or("the data's length is not known in advance")?;
-    let width = if what == Apply::Encode { h } else { n };
     let mut writer = if args.to_stdout() {
         NpyRowWriter::<T>::to_stdout(m, width)?
     } else {
         NpyRowWriter::<T>::create(&args.output, m, width)?
     };
-    let forward = Forward::with_units(&model.parameters, model.hyper.activation(), model.hyper.reconstruction());
     // No chunk is larger than the data, whatever the option says.
-    let chunk = args.data.chunk.min(m).max(1);
-    let (mut buffer, mut hidden, mut output) = (vec![T::zero(); chunk * n], vec![T::zero(); chunk * h], Vec::new());
+    let chunk = args.data.chunk().min(m).max(1);
+    let mut buffer = vec![T::zero(); chunk * n];
     let (mut examples, mut squared_error) = (0, 0.0);
     source.rewind()?;
     loop {
@@ -135,22 +236,18 @@ fn run_apply<T: Real>(
             break;
         }
         let x = &buffer[..read * n];
-        forward.encode(&Dataset::examples_by_features(x, read, n)?, &mut hidden[..read * h])?;
-        if what == Apply::Encode {
-            writer.write_rows(&hidden[..read * h])?;
-        } else {
-            output.resize(read * n, T::zero());
-            forward.decode(&hidden[..read * h], &mut output)?;
-            squared_error += output.iter().zip(x).map(|(a, b)| (a.as_f64() - b.as_f64()).powi(2)).sum::<f64>();
-            writer.write_rows(&output)?;
+        let result = model.apply(what, x, read)?;
+        if what == Apply::Reconstruct {
+            squared_error += result.iter().zip(x).map(|(a, b)| (a.as_f64() - b.as_f64()).powi(2)).sum::<f64>();
         }
+        writer.write_rows(&result)?;
         examples += read;
     }
     writer.finish()?;
     args.say(&match what {
-        Apply::Encode => format!("{examples} examples encoded to {} ({examples} × {h})", args.output.display()),
+        Apply::Encode => format!("{examples} examples encoded to {} ({examples} × {width})", args.output.display()),
         Apply::Reconstruct => format!(
-            "{examples} examples reconstructed to {} ({examples} × {n}); mean ½‖a3 − x‖² = {:.6e}",
+            "{examples} examples reconstructed to {} ({examples} × {n}); mean ½‖x̂ − x‖² = {:.6e}",
             args.output.display(),
             0.5 * squared_error / examples as f64
         ),
@@ -160,9 +257,80 @@ fn run_apply<T: Real>(
 
 pub fn visualize(args: VisualizeArgs) -> CliResult<()> {
     let _locks = FilePlan::new().input("MODEL", &args.model).output("--output", &args.output).check()?;
-    let model = ModelFile::<f64>::load(&args.model)?;
-    features_picture(&model.parameters, args.pixel_order.into())?.save_png(&args.output)?;
-    println!("features of {} hidden units written to {}", model.hyper.hidden(), args.output.display());
+    let order = args.pixel_order.into();
+    // The first layer's weights, whatever the kind of model: what it looks for in its inputs.
+    let (tiles, n, what) = match Loaded::<f64>::load(&args.model)? {
+        Loaded::Autoencoder(model) => (feature_tiles(&model.parameters), model.hyper.visible(), "hidden units"),
+        Loaded::Vae(vae, _) => {
+            let (n, h, layout) = (vae.shape.visible, vae.shape.hidden, vae.shape.layout());
+            (weight_tiles(MatRef::col_major(&vae.theta[layout.w1..layout.b1], h, n)), n, "encoder units")
+        }
+        Loaded::Stack(stack) => {
+            let (n, h) = (stack.shape.sizes[0], stack.shape.sizes[1]);
+            let (_, layers) = stack.shape.offsets();
+            let at = layers[0].0;
+            (weight_tiles(MatRef::col_major(&stack.theta[at..at + h * n], h, n)), n, "first-layer units")
+        }
+    };
+    TileGrid::for_inputs(n, order)?.draw(&tiles).save_png(&args.output)?;
+    println!("features of {} {what} written to {}", tiles.len(), args.output.display());
+    Ok(())
+}
+
+/// `count` samples of a VAE: the decoder's means `E[x|z]` for `z ~ N(0, I)`.
+pub fn sample(args: SampleArgs) -> CliResult<()> {
+    let to_stdout = args.output.as_os_str() == "-";
+    let mut plan = FilePlan::new().input("MODEL", &args.model);
+    if !to_stdout {
+        plan = plan.output("--output", &args.output);
+    }
+    if let Some(picture) = &args.picture {
+        plan = plan.output("--picture", picture);
+    }
+    let _locks = plan.check()?;
+    if args.count == 0 {
+        return Err("--count 0: at least one sample".into());
+    }
+    let Loaded::Vae(vae, objective) = Loaded::<f64>::load(&args.model)? else {
+        return Err(format!(
+            "{}: not a variational autoencoder; only a VAE has a prior to sample from",
+            args.model.display()
+        )
+        .into());
+    };
+    let n = vae.shape.visible;
+    // The samples' memory, count × n, is the user's request: refuse what cannot be allocated.
+    if args.count.checked_mul(n).is_none_or(|values| values > (1 << 31)) {
+        return Err(format!("--count {}: {} values per sample, more than 2³¹ values in all", args.count, n).into());
+    }
+    let samples = objective.sample(&vae.theta, args.count, args.seed)?;
+    let mut writer = if to_stdout {
+        NpyRowWriter::to_stdout(args.count, n)?
+    } else {
+        NpyRowWriter::create(&args.output, args.count, n)?
+    };
+    writer.write_rows(&samples)?;
+    writer.finish()?;
+    let say = |message: String| if to_stdout { eprintln!("{message}") } else { println!("{message}") };
+    say(format!("{} samples ({} × {n}) written to {}", args.count, args.count, args.output.display()));
+    if let Some(picture) = &args.picture {
+        let tiles: Vec<Vec<f64>> = match vae.shape.decoder {
+            // Probabilities in [0, 1], drawn on the [−1, 1] gray scale.
+            VaeDecoder::Bernoulli => {
+                samples.chunks_exact(n).map(|s| s.iter().map(|p| 2.0 * p - 1.0).collect()).collect()
+            }
+            // Means of any range: each sample scaled to fill it.
+            VaeDecoder::Gaussian => samples
+                .chunks_exact(n)
+                .map(|s| {
+                    let peak = s.iter().fold(0.0f64, |p, v| p.max(v.abs()));
+                    s.iter().map(|v| if peak > 0.0 { v / peak } else { 0.0 }).collect()
+                })
+                .collect(),
+        };
+        TileGrid::for_inputs(n, PixelOrder::RowMajor)?.draw(&tiles).save_png(picture)?;
+        say(format!("drawn in {}", picture.display()));
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::args::mnist_inputs;
+use super::args::{mnist_inputs, Precision, PrecisionArgs};
 use super::CliResult;
 use crate::exercises::{self, MnistFiles};
 use crate::files::FilePlan;
@@ -25,9 +25,8 @@ pub struct StackedArgs {
     /// L-BFGS iterations for each layer and for the fine-tuning.
     #[arg(long, default_value_t = 400)]
     iterations: usize,
-    /// Train in f64 (default f32).
-    #[arg(long)]
-    f64: bool,
+    #[command(flatten)]
+    precision: PrecisionArgs,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -38,23 +37,21 @@ pub struct StackedArgs {
 
 pub fn run(args: StackedArgs) -> CliResult<()> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build()?;
+    let (precision, why) = args.precision.resolve_mnist();
     let files = MnistFiles::in_dir(&args.mnist);
     let _locks = mnist_inputs(FilePlan::new(), &files).output("--output", &args.output).check()?;
     let start = Instant::now();
     let sizes: Vec<String> = args.layers.iter().map(|s| s.to_string()).collect();
+    let name = if precision == Precision::F64 { "f64" } else { "f32" };
     println!(
-        "stack 784-{}-10 on MNIST: {} L-BFGS iterations per layer and for fine-tuning, {}, {} threads",
+        "stack 784-{}-10 on MNIST: {} L-BFGS iterations per layer and for fine-tuning, {name} ({why}), {} threads",
         sizes.join("-"),
         args.iterations,
-        if args.f64 { "f64" } else { "f32" },
         pool.current_num_threads()
     );
-    let result = pool.install(|| {
-        if args.f64 {
-            exercises::stacked_autoencoder::<f64>(&files, &args.layers, args.iterations)
-        } else {
-            exercises::stacked_autoencoder::<f32>(&files, &args.layers, args.iterations)
-        }
+    let result = pool.install(|| match precision {
+        Precision::F64 => exercises::stacked_autoencoder::<f64>(&files, &args.layers, args.iterations),
+        Precision::F32 => exercises::stacked_autoencoder::<f32>(&files, &args.layers, args.iterations),
     })?;
     println!(
         "test accuracy on the 10 000 test digits: {:.2} % before fine-tuning, {:.2} % after ({:.1} s)",

@@ -36,95 +36,95 @@ pub struct TrainArgs {
     #[command(flatten)]
     engine: EngineArgs,
     /// h, the number of hidden units.
-    #[arg(long, default_value_t = 25)]
+    #[arg(help_heading = "Model", long, default_value_t = 25)]
     hidden: usize,
     /// λ, the weight decay.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(help_heading = "Model", long, default_value_t = 1e-4)]
     lambda: f64,
     /// β, the weight of the sparsity penalty.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(help_heading = "Model", long, default_value_t = 3.0)]
     beta: f64,
     /// ρ, the sparsity target.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(help_heading = "Model", long, default_value_t = 0.01)]
     rho: f64,
     #[command(flatten)]
     variant: VariantArgs,
     /// The optimiser: full-batch L-BFGS (minFunc's, as UFLDL), or minibatch Adam or SGD with
     /// momentum (data in memory; rho_hat a running average across minibatches).
-    #[arg(long, value_enum, default_value = "lbfgs")]
+    #[arg(help_heading = "Optimiser", long, value_enum, default_value = "lbfgs")]
     optimizer: OptimizerArg,
     /// L-BFGS iterations (in all, counting those before a --resume).
-    #[arg(long, default_value_t = 400)]
+    #[arg(help_heading = "Optimiser", long, default_value_t = 400)]
     iterations: usize,
     /// Minibatch training: passes over the data (in all, counting those before a --resume).
-    #[arg(long, default_value_t = 10)]
+    #[arg(help_heading = "Optimiser", long, default_value_t = 10)]
     epochs: usize,
     /// Minibatch training: examples per minibatch.
-    #[arg(long, default_value_t = 256)]
+    #[arg(help_heading = "Optimiser", long, default_value_t = 256)]
     batch_size: usize,
     /// Minibatch training: the learning rate [default: 1e-3].
-    #[arg(long)]
+    #[arg(help_heading = "Optimiser", long)]
     learning_rate: Option<f64>,
     /// SGD's momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(help_heading = "Optimiser", long, default_value_t = 0.9)]
     momentum: f64,
     /// Minibatch training: μ of the running average of rho_hat across minibatches.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(help_heading = "Optimiser", long, default_value_t = 0.9)]
     rho_momentum: f64,
     /// L-BFGS correction pairs kept.
-    #[arg(long, default_value_t = 100)]
+    #[arg(help_heading = "Optimiser", long, default_value_t = 100)]
     history: usize,
     /// L-BFGS: converged when every component of the gradient is at most this in absolute
     /// value (minFunc's optTol) [default: 1e-5].
-    #[arg(long)]
+    #[arg(help_heading = "Stopping", long)]
     gtol: Option<f64>,
     /// L-BFGS: converged when the cost, or the step, changes by less than this (minFunc's
     /// progTol) [default: 1e-9].
-    #[arg(long)]
+    #[arg(help_heading = "Stopping", long)]
     ftol: Option<f64>,
     /// Stop after this many seconds of training (checked after each iteration or minibatch;
     /// the data's loading not counted): the model so far is written as for a finished run,
     /// with the stop `time-limit`, and a checkpoint of it continues with --resume.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(help_heading = "Stopping", long, value_name = "SECONDS")]
     max_time: Option<f64>,
     /// Start from the parameters of this model file (written by `sae train`) instead of a
     /// random initialisation: fine-tuning, or L-BFGS after Adam. Its n, h, units and tying
     /// must be the run's; λ, β, ρ, the penalty and the corruption may differ.
-    #[arg(long, value_name = "MODEL", conflicts_with = "resume")]
+    #[arg(help_heading = "Optimiser", long, value_name = "MODEL", conflicts_with = "resume")]
     init: Option<PathBuf>,
     #[command(flatten)]
     precision: PrecisionArgs,
     /// Seed of the initial weights (and of the embedded data set).
-    #[arg(long, default_value_t = 1)]
+    #[arg(help_heading = "Optimiser", long, default_value_t = 1)]
     seed: u64,
     /// Where to write the trained model.
-    #[arg(short, long, default_value = "model.safetensors")]
+    #[arg(help_heading = "Output", short, long, default_value = "model.safetensors")]
     output: PathBuf,
     /// Where to write the picture of the features (skipped when the inputs are not square
     /// images).
-    #[arg(long, default_value = "features.png")]
+    #[arg(help_heading = "Output", long, default_value = "features.png")]
     features: PathBuf,
     /// Do not write the picture of the features.
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     no_features: bool,
     /// How an example's values map to image pixels in the picture.
-    #[arg(long, value_enum, default_value = "row-major")]
+    #[arg(help_heading = "Output", long, value_enum, default_value = "row-major")]
     pixel_order: PixelOrderArg,
     /// Write a checkpoint (model + optimiser state) to this file during training.
-    #[arg(long)]
+    #[arg(help_heading = "Checkpoints", long)]
     checkpoint: Option<PathBuf>,
     /// Iterations (L-BFGS) or minibatch steps between checkpoints.
-    #[arg(long, default_value_t = 10, requires = "checkpoint")]
+    #[arg(help_heading = "Checkpoints", long, default_value_t = 10, requires = "checkpoint")]
     checkpoint_every: usize,
     /// Continue the run saved in this checkpoint (same data, hyper-parameters and --threads
     /// for a bit-for-bit continuation).
-    #[arg(long)]
+    #[arg(help_heading = "Checkpoints", long)]
     resume: Option<PathBuf>,
     /// Write one JSON object per line to this file, after every L-BFGS iteration (iteration,
     /// cost, gradient_norm, step, evaluations, seconds, examples_per_second) or minibatch epoch
     /// (epoch, steps, cost: the epoch's mean, seconds, examples_per_second); with held-out
     /// data also validation_cost and validation_reconstruction (null where not evaluated).
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Output", long, value_name = "FILE")]
     log_json: Option<PathBuf>,
     /// Held-out data (an m×n .npy, read in memory): the objective and its reconstruction term
     /// evaluated there every --validate-every iterations or epochs, printed, logged and kept
@@ -306,7 +306,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
         Data::Source(source) => {
             let mode = args.data.stream_mode.into();
             let examples = source.examples_hint().unwrap_or(0);
-            let mut objective = StreamingObjective::new(hyper, source, args.data.chunk, mode)?;
+            let mut objective = StreamingObjective::new(hyper, source, args.data.chunk(), mode)?;
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }

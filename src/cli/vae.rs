@@ -6,11 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use rand::{Rng, SeedableRng};
-use rand_distr::StandardNormal;
-use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::args::{mnist_inputs, ActivationArg, EngineArgs};
+use super::args::{mnist_inputs, ActivationArg, EngineArgs, Precision, PrecisionArgs};
 use super::interrupt::{self, Interrupted};
 use super::CliResult;
 use crate::data::mnist;
@@ -56,9 +53,8 @@ pub struct VaeArgs {
     /// Seed of the initial weights, the example order and the samples ε.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Train in f64 (default f32).
-    #[arg(long)]
-    f64: bool,
+    #[command(flatten)]
+    precision: PrecisionArgs,
     /// Where to write the model.
     #[arg(short, long, default_value = "vae.safetensors")]
     output: PathBuf,
@@ -76,7 +72,10 @@ enum DecoderArg {
 pub fn run(args: VaeArgs) -> CliResult<()> {
     let plan = mnist_inputs(FilePlan::new(), &MnistFiles::in_dir(&args.mnist));
     let _locks = plan.output("--output", &args.output).output("--samples", &args.samples).check()?;
-    args.engine.pool()?.install(|| if args.f64 { train::<f64>(&args) } else { train::<f32>(&args) })
+    args.engine.pool()?.install(|| match args.precision.resolve_mnist().0 {
+        Precision::F32 => train::<f32>(&args),
+        Precision::F64 => train::<f64>(&args),
+    })
 }
 
 fn train<T: Real>(args: &VaeArgs) -> CliResult<()> {
@@ -148,9 +147,7 @@ fn train<T: Real>(args: &VaeArgs) -> CliResult<()> {
     println!("model written to {}", args.output.display());
 
     // 64 draws from the prior, decoded to the decoder's means.
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(args.seed ^ 0x5a3b_1e55);
-    let z: Vec<T> = (0..64 * args.latent).map(|_| T::cast(rng.sample::<f64, _>(StandardNormal))).collect();
-    let means = objective.decode(&model.theta, &z)?;
+    let means = objective.sample(&model.theta, 64, args.seed)?;
     let tiles: Vec<Vec<f64>> = means
         .chunks_exact(n)
         .map(|image| image.iter().map(|p| 2.0 * p.as_f64().clamp(0.0, 1.0) - 1.0).collect())

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use super::Parameters;
 use crate::error::{Error, Result};
+use crate::gemm::MatRef;
 use crate::real::Real;
 
 /// How an example's values map to the pixels of its image.
@@ -105,7 +106,11 @@ impl TileGrid {
 
 /// Tile `i`: `x_j = W1_ij / ‖W1_i‖`, then divided by `max_j |x_j|` to fill [−1, 1].
 pub fn feature_tiles<T: Real>(parameters: &Parameters<T>) -> Vec<Vec<f64>> {
-    let w1 = parameters.w1();
+    weight_tiles(parameters.w1())
+}
+
+/// [`feature_tiles`] of any first-layer weight matrix `W` (`h×n`): a tile per row.
+pub fn weight_tiles<T: Real>(w1: MatRef<'_, T>) -> Vec<Vec<f64>> {
     (0..w1.rows())
         .map(|i| {
             let row: Vec<f64> = (0..w1.cols()).map(|j| w1.get(i, j).as_f64()).collect();

@@ -87,6 +87,11 @@ pub(crate) fn open(path: &Path, objective: &str) -> Result<TensorFile> {
     let (_, header) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::bad_file(path, format!("not a readable safetensors file: {e}")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
+    let (format, version) = (metadata.get("format"), metadata.get("format_version"));
+    if format.map(String::as_str) != Some(super::FORMAT) || version.map(String::as_str) != Some(super::FORMAT_VERSION) {
+        let reads = format!("this build reads {} version {}", super::FORMAT, super::FORMAT_VERSION);
+        return Err(Error::bad_file(path, format!("format {format:?} version {version:?}; {reads}")));
+    }
     match metadata.get("objective") {
         Some(found) if found == objective => Ok(TensorFile { bytes, metadata }),
         found => Err(Error::bad_file(path, format!("not a {objective} model (objective {found:?})"))),

@@ -134,6 +134,13 @@ impl<'d, T: Real> StackedObjective<'d, T> {
         activations
     }
 
+    /// The top layer's activations `a_L` of every example of `data` under the stack's
+    /// parameters `theta`: the features the softmax classifies, as `m` rows of `h_L` values.
+    pub fn features(shape: &StackShape, theta: &[T], data: &Dataset<'_, T>) -> Vec<T> {
+        let mut activations = Self::forward(shape, theta, data.x(), &Kernels::detect(), Backend::preferred());
+        activations.pop().expect("at least one layer")
+    }
+
     /// The most probable class of every example of `data` under the stack's parameters
     /// `theta` (in the layout of [`StackedObjective`]).
     pub fn predict(shape: &StackShape, theta: &[T], data: &Dataset<'_, T>) -> Vec<u8> {

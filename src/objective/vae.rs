@@ -18,7 +18,7 @@
 //! `ε` of example `i` is drawn from its own generator seeded by `(seed, epoch, i)`, so a
 //! minibatch's objective is a deterministic function of `theta` for a given epoch.
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
@@ -240,6 +240,36 @@ impl<T: Real> VaeObjective<T> {
             total.kl += cost.kl;
         }
         Ok(VaeCost { reconstruction: total.reconstruction / m as f64, kl: total.kl / m as f64 })
+    }
+
+    /// The encoder's mean `μ(x)` of `q(z|x)` for each example of `x` (`k` rows of `n`
+    /// values), as `k` rows of `d` values: the deterministic latent code of each example.
+    pub fn encode(&self, theta: &[T], x: &[T]) -> Result<Vec<T>> {
+        let (n, h, d) = (self.shape.visible, self.shape.hidden, self.shape.latent);
+        if theta.len() != self.layout.len || !x.len().is_multiple_of(n) {
+            return Err(Error::ShapeMismatch {
+                what: "theta and examples",
+                expected: format!("{} values and a multiple of n = {n}", self.layout.len),
+                got: format!("{} and {}", theta.len(), x.len()),
+            });
+        }
+        let k = x.len() / n;
+        let w = self.weights(theta);
+        let mut h1 = vec![T::zero(); h * k];
+        layer(self.backend, w.w1, w.b1, MatRef::col_major(x, n, k), &mut h1);
+        (self.hidden_kernels.activate_sum)(&mut h1, T::zero());
+        let mut latent = vec![T::zero(); 2 * d * k];
+        layer(self.backend, w.we, w.be, MatRef::col_major(&h1, h, k), &mut latent);
+        // Each column is [μ; ln σ²]: keep μ.
+        Ok(latent.chunks_exact(2 * d).flat_map(|column| column[..d].iter().copied()).collect())
+    }
+
+    /// `count` samples of the model: the decoder's means `E[x|z]` for `z ~ N(0, I)` drawn
+    /// from `seed`, as `count` rows of `n` values.
+    pub fn sample(&self, theta: &[T], count: usize, seed: u64) -> Result<Vec<T>> {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5a3b_1e55);
+        let z: Vec<T> = (0..count * self.shape.latent).map(|_| T::cast(rng.sample::<f64, _>(StandardNormal))).collect();
+        self.decode(theta, &z)
     }
 
     /// The decoder's mean `E[x|z]` (`σ(y)` or `y`) for each latent vector of `z` (`d×k`, one
