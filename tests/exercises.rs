@@ -256,3 +256,37 @@ fn train_stacked_fine_tunes_a_stack_of_any_sizes_and_writes_it() {
     let right = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64 / m as f64;
     assert!((100.0 * right - percents[1]).abs() < 0.006, "the stored stack predicts {right} vs {line}");
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "slow-tests"),
+    ignore = "trains on a real data set for minutes: cargo test --release --features slow-tests"
+)]
+fn validation_on_mnist_sees_overfitting_and_early_stopping_keeps_the_best_model() {
+    use sae::optim::{LbfgsOptions, Stop};
+    use sae::train::{Trainer, Validation};
+    use sae::{Dataset, HyperParams, Objective, Parameters};
+    // 400 training digits for 196 hidden units without weight decay: the model learns them
+    // by heart, and the held-out digits show it.
+    let files = MnistFiles::in_dir(&datasets().join("mnist"));
+    let (images, _, n) = mnist::read_images(&files.train_images).unwrap();
+    let (train, held_out) = (&images[..400 * n], &images[400 * n..2400 * n]);
+    let hyper = HyperParams::builder(n, 196).lambda(0.0).beta(3.0).rho(0.1).build().unwrap();
+    let mut objective = Objective::new(hyper, Dataset::examples_by_features(train, 400, n).unwrap()).unwrap();
+    let held_out_objective = Objective::new(hyper, Dataset::examples_by_features(held_out, 2000, n).unwrap()).unwrap();
+    let mut validation = Validation::new(held_out_objective).every(10).early_stopping(5);
+    let options = LbfgsOptions { max_iterations: 1000, ..LbfgsOptions::default() };
+    let trained = Trainer::new(options)
+        .fit_validated(&mut objective, Some(&mut validation), &Parameters::init(n, 196, 1), |_| {})
+        .unwrap();
+    let (best_at, best_cost) = validation.best().unwrap();
+    let curve = validation.curve();
+    assert_eq!(trained.stop, Stop::EarlyStopping, "the held-out cost rose while the training cost fell");
+    assert_eq!(trained.iterations, best_at + 50, "five evaluations, ten iterations apart, after the best");
+    assert!(curve.last().unwrap().cost > best_cost && trained.cost < trained.curve[best_at].1);
+
+    // The model is the best validated one: its held-out cost is the best.
+    let mut check = Objective::new(hyper, Dataset::examples_by_features(held_out, 2000, n).unwrap()).unwrap();
+    let theta = trained.model.parameters.theta();
+    assert_eq!(check.evaluate(theta, &mut vec![0.0; theta.len()]).unwrap(), best_cost);
+}

@@ -443,7 +443,10 @@ fn the_noise_seed_of_a_model_without_corruption_does_not_refuse_its_checkpoint()
     let mut other_seed = Objective::new(with_seed(1), data).unwrap();
     assert_eq!(Trainer::new(options(6)).resume(&mut other_seed, &checkpoint, |_| {}).unwrap().iterations, 6);
 
-    let mut other_model = Objective::new(HyperParams::builder(N, H).beta(0.5).build().unwrap(), data).unwrap();
+    let other = HyperParams::builder(N, H).beta(0.5).rho(0.2).build().unwrap();
+    let mut other_model = Objective::new(other, data).unwrap();
     let err = Trainer::new(options(6)).resume(&mut other_model, &checkpoint, |_| {}).unwrap_err();
-    assert_eq!(refused(err, &checkpoint).0, "beta");
+    let (field, reason) = refused(err, &checkpoint);
+    assert_eq!(field, "beta");
+    assert!(reason.contains("rho 0.01 in the checkpoint, 0.2 here"), "every field that differs is named: {reason}");
 }

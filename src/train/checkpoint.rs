@@ -174,15 +174,17 @@ impl<T: Real> Saved<'_, T> {
     }
 
     /// Fails unless the checkpoint's model is `run`, naming the first hyper-parameter that
-    /// differs.
+    /// differs as the field and every other one in the reason.
     pub fn check_model(&self, run: &HyperParams) -> Result<()> {
         let (saved, run) = (described(&self.model.hyper), described(run));
-        match saved.into_iter().zip(run).find(|((_, a), (_, b))| a != b) {
-            Some(((name, saved), (_, run))) => {
-                Err(self.bad(name, format!("is {saved} in the checkpoint's model, {run} in this run's: another model")))
-            }
-            None => Ok(()),
-        }
+        let mut differ = saved.into_iter().zip(run).filter(|((_, a), (_, b))| a != b);
+        let Some(((name, saved), (_, run))) = differ.next() else {
+            return Ok(());
+        };
+        let others: Vec<String> =
+            differ.map(|((name, saved), (_, run))| format!("{name} {saved} in the checkpoint, {run} here")).collect();
+        let also = if others.is_empty() { String::new() } else { format!(" (and {})", others.join("; ")) };
+        Err(self.bad(name, format!("is {saved} in the checkpoint's model, {run} in this run's{also}: another model")))
     }
 
     /// Fails unless the checkpoint's data is `run`'s, naming the first part of the
