@@ -16,7 +16,7 @@ use safetensors::tensor::{Dtype, SafeTensors};
 
 use super::safetensors_writer::TensorOut;
 
-use super::{metadata, Activation, Corruption, HyperParams, Parameters, Reconstruction, SparsityPenalty, ThetaLayout};
+use super::{HyperParams, Parameters, ThetaLayout};
 use crate::data::input::InputFile;
 use crate::error::{Error, Result};
 use crate::gemm::MatRef;
@@ -30,31 +30,9 @@ pub const FORMAT_VERSION: &str = "1";
 /// penalty it is `sparse-autoencoder-l1`.
 pub const OBJECTIVE: &str = "sparse-autoencoder-kl";
 
-/// The `objective` metadata of a model with `penalty`.
-fn objective_name(penalty: SparsityPenalty) -> String {
-    format!("sparse-autoencoder-{}", penalty.name())
-}
-
-/// Metadata keys this module sets itself.
-const RESERVED: [&str; 17] = [
-    "format",
-    "format_version",
-    "sae_version",
-    "objective",
-    "dtype",
-    "visible",
-    "hidden",
-    "lambda",
-    "beta",
-    "rho",
-    "activation",
-    "reconstruction",
-    "contractive",
-    "tied",
-    "corruption",
-    "corruption_level",
-    "corruption_seed",
-];
+/// Metadata keys this module sets itself, besides the hyper-parameters'
+/// ([`HyperParams::to_metadata`]).
+const RESERVED: [&str; 4] = ["format", "format_version", "sae_version", "dtype"];
 const WEIGHTS: [&str; 4] = ["W1", "W2", "b1", "b2"];
 
 /// A model as stored: hyper-parameters and parameters, with free-form metadata (e.g. how it
@@ -129,30 +107,18 @@ impl<T: Real> ModelFile<T> {
         }
         let mut metadata: BTreeMap<String, String> = BTreeMap::new();
         for (key, value) in &self.metadata {
-            if RESERVED.contains(&key.as_str()) {
+            if RESERVED.contains(&key.as_str()) || HyperParams::is_metadata_key(key) {
                 return Err(Error::bad_file(path, format!("metadata key {key:?} is reserved")));
             }
             metadata.insert(key.clone(), value.clone());
         }
-        for (key, value) in [
+        let standard = [
             ("format", FORMAT.to_string()),
             ("format_version", FORMAT_VERSION.to_string()),
             ("sae_version", env!("CARGO_PKG_VERSION").to_string()),
-            ("objective", objective_name(self.hyper.penalty())),
             ("dtype", T::NAME.to_string()),
-            ("visible", n.to_string()),
-            ("hidden", h.to_string()),
-            ("lambda", self.hyper.lambda().to_string()),
-            ("beta", self.hyper.beta().to_string()),
-            ("rho", self.hyper.rho().to_string()),
-            ("activation", self.hyper.activation().name().to_string()),
-            ("reconstruction", self.hyper.reconstruction().name().to_string()),
-            ("contractive", self.hyper.contractive().to_string()),
-            ("tied", self.hyper.tied().to_string()),
-            ("corruption", self.hyper.corruption().name().to_string()),
-            ("corruption_level", self.hyper.corruption().level().to_string()),
-            ("corruption_seed", self.hyper.corruption_seed().to_string()),
-        ] {
+        ];
+        for (key, value) in standard.into_iter().chain(self.hyper.to_metadata()) {
             metadata.insert(key.into(), value);
         }
         super::safetensors_writer::save(path, tensors, metadata)
@@ -210,64 +176,10 @@ impl<T: Real> ModelFile<T> {
                 format!("format {format} version {version}; this build reads {FORMAT} version {FORMAT_VERSION}"),
             ));
         }
-        let objective = take("objective")?;
-        let penalties = [SparsityPenalty::Kl, SparsityPenalty::L1];
-        let Some(penalty) = penalties.into_iter().find(|&p| objective == objective_name(p)) else {
-            let known: Vec<String> = penalties.into_iter().map(objective_name).collect();
-            return Err(Error::bad_file(path, format!("a model of objective {objective:?}, not one of {known:?}")));
-        };
         take("dtype")?;
-        let number = |key: &str, value: String| -> Result<f64> {
-            metadata::finite(&value)
-                .ok_or_else(|| Error::bad_file(path, format!("metadata {key} = {value:?} is not a finite number")))
-        };
-        let count = |key: &str, value: String| -> Result<usize> {
-            metadata::count(&value)
-                .ok_or_else(|| Error::bad_file(path, format!("metadata {key} = {value:?} is not a count")))
-        };
-        let visible = count("visible", take("visible")?)?;
-        let hidden = count("hidden", take("hidden")?)?;
-        let lambda = number("lambda", take("lambda")?)?;
-        let beta = number("beta", take("beta")?)?;
-        let rho = number("rho", take("rho")?)?;
-        // The variant: each key absent in files of UFLDL's model.
-        let mut optional = |key: &str, default: &str| metadata.remove(key).unwrap_or_else(|| default.to_string());
-        let (activation, reconstruction) =
-            (optional("activation", "sigmoid"), optional("reconstruction", "sigmoid-squared-error"));
-        let (contractive, tied) = (optional("contractive", "0"), optional("tied", "false"));
-        let (corruption, level, seed) =
-            (optional("corruption", "none"), optional("corruption_level", "0"), optional("corruption_seed", "0"));
-        let unknown =
-            |key: &str, value: &str| Error::bad_file(path, format!("metadata {key} = {value:?} is not a known value"));
-        let activation = Activation::ALL
-            .into_iter()
-            .find(|a| a.name() == activation)
-            .ok_or_else(|| unknown("activation", &activation))?;
-        let reconstruction = Reconstruction::ALL
-            .into_iter()
-            .find(|r| r.name() == reconstruction)
-            .ok_or_else(|| unknown("reconstruction", &reconstruction))?;
-        let tied = tied.parse::<bool>().map_err(|_| unknown("tied", &tied))?;
-        let level = number("corruption_level", level)?;
-        let corruption = match corruption.as_str() {
-            "none" => Corruption::None,
-            "masking" => Corruption::Masking { probability: level },
-            "gaussian" => Corruption::Gaussian { std_dev: level },
-            _ => return Err(unknown("corruption", &corruption)),
-        };
-        let corruption_seed = metadata::count::<u64>(&seed).ok_or_else(|| unknown("corruption_seed", &seed))?;
-        let hyper = HyperParams::builder(visible, hidden)
-            .lambda(lambda)
-            .beta(beta)
-            .rho(rho)
-            .penalty(penalty)
-            .activation(activation)
-            .reconstruction(reconstruction)
-            .contractive(number("contractive", contractive)?)
-            .tied(tied)
-            .corruption(corruption, corruption_seed)
-            .build()
-            .map_err(|e| Error::bad_file(path, format!("invalid hyper-parameters: {e}")))?;
+        let hyper = HyperParams::from_metadata(|key| metadata.remove(key))
+            .map_err(|fault| Error::bad_file(path, format!("metadata {} {}", fault.key, fault.reason)))?;
+        let (visible, hidden) = (hyper.visible(), hyper.hidden());
 
         let (n, h) = (visible, hidden);
         let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f64>> {

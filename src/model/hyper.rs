@@ -15,6 +15,13 @@ pub enum SparsityPenalty {
 }
 
 impl SparsityPenalty {
+    pub const ALL: [SparsityPenalty; 2] = [SparsityPenalty::Kl, SparsityPenalty::L1];
+
+    /// The penalty of [`name`](Self::name) `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     /// `"kl"` or `"l1"`, as the command line and model files spell it.
     pub fn name(self) -> &'static str {
         match self {
@@ -38,6 +45,11 @@ pub enum Activation {
 
 impl Activation {
     pub const ALL: [Activation; 3] = [Activation::Sigmoid, Activation::Tanh, Activation::Relu];
+
+    /// The activation of [`name`](Self::name) `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
 
     /// `"sigmoid"`, `"tanh"` or `"relu"`, as the command line and model files spell it.
     pub fn name(self) -> &'static str {
@@ -74,6 +86,11 @@ pub enum Reconstruction {
 impl Reconstruction {
     pub const ALL: [Reconstruction; 3] =
         [Reconstruction::SigmoidSquaredError, Reconstruction::LinearSquaredError, Reconstruction::SigmoidCrossEntropy];
+
+    /// The reconstruction of [`name`](Self::name) `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
 
     /// `"sigmoid-squared-error"`, `"linear-squared-error"` or `"sigmoid-cross-entropy"`.
     pub fn name(self) -> &'static str {
@@ -113,6 +130,19 @@ pub enum Corruption {
 }
 
 impl Corruption {
+    /// Every kind's [`name`](Self::name).
+    pub const NAMES: [&'static str; 3] = ["none", "masking", "gaussian"];
+
+    /// The corruption of kind `name` at `level` (see [`level`](Self::level)).
+    pub fn from_name(name: &str, level: f64) -> Option<Self> {
+        match name {
+            "none" => Some(Corruption::None),
+            "masking" => Some(Corruption::Masking { probability: level }),
+            "gaussian" => Some(Corruption::Gaussian { std_dev: level }),
+            _ => None,
+        }
+    }
+
     /// `"none"`, `"masking"` or `"gaussian"`.
     pub fn name(self) -> &'static str {
         match self {
@@ -152,27 +182,14 @@ pub struct HyperParams {
 }
 
 /// Builder of [`HyperParams`]; unset values take the UFLDL natural-image defaults
-/// (`λ = 1e-4`, `β = 3`, `ρ = 0.01`).
+/// (`λ = 1e-4`, `β = 3`, `ρ = 0.01`). It holds the values to check, as the model will.
 #[derive(Debug, Clone, Copy)]
-pub struct HyperParamsBuilder {
-    visible: usize,
-    hidden: usize,
-    lambda: f64,
-    beta: f64,
-    rho: f64,
-    penalty: SparsityPenalty,
-    activation: Activation,
-    reconstruction: Reconstruction,
-    contractive: f64,
-    tied: bool,
-    corruption: Corruption,
-    corruption_seed: u64,
-}
+pub struct HyperParamsBuilder(HyperParams);
 
 impl HyperParams {
     /// Starts a builder for `visible` (`n`) inputs and `hidden` (`h`) hidden units.
     pub fn builder(visible: usize, hidden: usize) -> HyperParamsBuilder {
-        HyperParamsBuilder {
+        HyperParamsBuilder(HyperParams {
             visible,
             hidden,
             lambda: 1e-4,
@@ -185,7 +202,7 @@ impl HyperParams {
             tied: false,
             corruption: Corruption::None,
             corruption_seed: 0,
-        }
+        })
     }
 
     /// `n`, the number of visible (input and output) units.
@@ -259,87 +276,88 @@ impl HyperParams {
 impl HyperParamsBuilder {
     /// `λ ≥ 0`, the weight-decay coefficient.
     pub fn lambda(mut self, lambda: f64) -> Self {
-        self.lambda = lambda;
+        self.0.lambda = lambda;
         self
     }
 
     /// `β ≥ 0`, the weight of the sparsity penalty.
     pub fn beta(mut self, beta: f64) -> Self {
-        self.beta = beta;
+        self.0.beta = beta;
         self
     }
 
     /// `0 < ρ < 1`, the sparsity target.
     pub fn rho(mut self, rho: f64) -> Self {
-        self.rho = rho;
+        self.0.rho = rho;
         self
     }
 
     /// The sparsity penalty (default KL).
     pub fn penalty(mut self, penalty: SparsityPenalty) -> Self {
-        self.penalty = penalty;
+        self.0.penalty = penalty;
         self
     }
 
     pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
+        self.0.activation = activation;
         self
     }
 
     pub fn reconstruction(mut self, reconstruction: Reconstruction) -> Self {
-        self.reconstruction = reconstruction;
+        self.0.reconstruction = reconstruction;
         self
     }
 
     /// `λ_c ≥ 0`, the weight of the contractive penalty (default 0).
     pub fn contractive(mut self, contractive: f64) -> Self {
-        self.contractive = contractive;
+        self.0.contractive = contractive;
         self
     }
 
     /// Tied weights, `W2 = W1ᵀ` (default untied).
     pub fn tied(mut self, tied: bool) -> Self {
-        self.tied = tied;
+        self.0.tied = tied;
         self
     }
 
     /// Corrupts the input with `corruption`, its noise drawn from `seed` (default none).
     pub fn corruption(mut self, corruption: Corruption, seed: u64) -> Self {
-        self.corruption = corruption;
-        self.corruption_seed = seed;
+        self.0.corruption = corruption;
+        self.0.corruption_seed = seed;
         self
     }
 
     /// Checks every value; the error names the first one at fault.
     pub fn build(self) -> Result<HyperParams> {
+        let hyper = self.0;
         let invalid = |name, value, reason| Err(Error::InvalidHyperParameter { name, value, reason });
-        if self.visible == 0 {
+        if hyper.visible == 0 {
             return invalid("visible", 0.0, "must be at least 1");
         }
-        if self.hidden == 0 {
+        if hyper.hidden == 0 {
             return invalid("hidden", 0.0, "must be at least 1");
         }
-        if !(self.lambda.is_finite() && self.lambda >= 0.0) {
-            return invalid("lambda", self.lambda, "must be finite and ≥ 0");
+        if !(hyper.lambda.is_finite() && hyper.lambda >= 0.0) {
+            return invalid("lambda", hyper.lambda, "must be finite and ≥ 0");
         }
-        if !(self.beta.is_finite() && self.beta >= 0.0) {
-            return invalid("beta", self.beta, "must be finite and ≥ 0");
+        if !(hyper.beta.is_finite() && hyper.beta >= 0.0) {
+            return invalid("beta", hyper.beta, "must be finite and ≥ 0");
         }
-        if !(self.rho > 0.0 && self.rho < 1.0) {
-            return invalid("rho", self.rho, "must lie strictly between 0 and 1");
+        if !(hyper.rho > 0.0 && hyper.rho < 1.0) {
+            return invalid("rho", hyper.rho, "must lie strictly between 0 and 1");
         }
-        if self.activation == Activation::Relu && self.penalty == SparsityPenalty::Kl && self.beta > 0.0 {
+        if hyper.activation == Activation::Relu && hyper.penalty == SparsityPenalty::Kl && hyper.beta > 0.0 {
             return invalid(
                 "beta",
-                self.beta,
+                hyper.beta,
                 "the KL penalty needs a mean activation in (0, 1), which ReLU units do not bound: \
                  use the L1 penalty or β = 0",
             );
         }
-        if !(self.contractive.is_finite() && self.contractive >= 0.0) {
-            return invalid("contractive", self.contractive, "must be finite and ≥ 0");
+        if !(hyper.contractive.is_finite() && hyper.contractive >= 0.0) {
+            return invalid("contractive", hyper.contractive, "must be finite and ≥ 0");
         }
-        match self.corruption {
+        match hyper.corruption {
             Corruption::Masking { probability } if !(0.0..1.0).contains(&probability) => {
                 return invalid("masking probability", probability, "must lie in [0, 1)");
             }
@@ -348,33 +366,177 @@ impl HyperParamsBuilder {
             }
             _ => {}
         }
-        let HyperParamsBuilder {
-            visible,
-            hidden,
-            lambda,
-            beta,
-            rho,
-            penalty,
-            activation,
-            reconstruction,
-            contractive,
-            tied,
-            corruption,
-            corruption_seed,
-        } = self;
-        Ok(HyperParams {
-            visible,
-            hidden,
-            lambda,
-            beta,
-            rho,
-            penalty,
-            activation,
-            reconstruction,
-            contractive,
-            tied,
-            corruption,
-            corruption_seed,
-        })
+        Ok(hyper)
+    }
+}
+
+/// The model-file keys of the hyper-parameters, in the order [`HyperParams::to_metadata`]
+/// gives them, each with the text that stands for UFLDL's model when it is absent (files
+/// written before the variants hold none of those keys), or `None` when it is required.
+const METADATA_KEYS: [(&str, Option<&str>); 13] = [
+    ("objective", None),
+    ("visible", None),
+    ("hidden", None),
+    ("lambda", None),
+    ("beta", None),
+    ("rho", None),
+    ("activation", Some("sigmoid")),
+    ("reconstruction", Some("sigmoid-squared-error")),
+    ("contractive", Some("0")),
+    ("tied", Some("false")),
+    ("corruption", Some("none")),
+    ("corruption_level", Some("0")),
+    ("corruption_seed", Some("0")),
+];
+
+/// What is wrong with one hyper-parameter's metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MetadataFault {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl HyperParams {
+    /// Whether `key` is one of the metadata keys of the hyper-parameters.
+    pub(crate) fn is_metadata_key(key: &str) -> bool {
+        METADATA_KEYS.iter().any(|&(k, _)| k == key)
+    }
+
+    /// Every hyper-parameter as its model file records it, by key (exact: `f64`'s `Display`
+    /// round trips). The penalty is the `objective`: `sparse-autoencoder-kl` or `-l1`.
+    pub(crate) fn to_metadata(&self) -> [(&'static str, String); 13] {
+        let values = [
+            format!("sparse-autoencoder-{}", self.penalty.name()),
+            self.visible.to_string(),
+            self.hidden.to_string(),
+            self.lambda.to_string(),
+            self.beta.to_string(),
+            self.rho.to_string(),
+            self.activation.name().to_string(),
+            self.reconstruction.name().to_string(),
+            self.contractive.to_string(),
+            self.tied.to_string(),
+            self.corruption.name().to_string(),
+            self.corruption.level().to_string(),
+            self.corruption_seed.to_string(),
+        ];
+        let mut values = values.into_iter();
+        METADATA_KEYS.map(|(key, _)| (key, values.next().expect("a value per key")))
+    }
+
+    /// The hyper-parameters of a model file, `take(key)` giving (and consuming) the text of
+    /// each key; each value read strictly, then all checked as [`HyperParamsBuilder::build`]
+    /// does. The fault names the key.
+    pub(crate) fn from_metadata(
+        mut take: impl FnMut(&str) -> Option<String>,
+    ) -> std::result::Result<HyperParams, MetadataFault> {
+        let [objective, visible, hidden, lambda, beta, rho, activation, reconstruction, contractive, tied, corruption, level, seed] =
+            METADATA_KEYS.map(|(key, absent)| (key, take(key).or(absent.map(str::to_string))));
+        type Entry = (&'static str, Option<String>);
+        fn fault(key: &'static str, reason: String) -> MetadataFault {
+            MetadataFault { key, reason }
+        }
+        fn parsed<V>((key, value): Entry, what: &str, parse: impl Fn(&str) -> Option<V>) -> Result<V, MetadataFault> {
+            let value = value.ok_or_else(|| fault(key, "is missing: not an sae model file".into()))?;
+            parse(&value).ok_or_else(|| fault(key, format!("= {value:?} is not {what}")))
+        }
+        let count = |entry| parsed(entry, "a count", super::metadata::count::<u64>);
+        let size = |entry| parsed(entry, "a count", super::metadata::count::<usize>);
+        let number = |entry| parsed(entry, "a finite number", super::metadata::finite);
+        let penalty = parsed(objective, "a sparse autoencoder's objective", |name| {
+            name.strip_prefix("sparse-autoencoder-").and_then(SparsityPenalty::from_name)
+        })?;
+        let (visible, hidden) = (size(visible)?, size(hidden)?);
+        let level = number(level)?;
+        let hyper = HyperParams::builder(visible, hidden)
+            .lambda(number(lambda)?)
+            .beta(number(beta)?)
+            .rho(number(rho)?)
+            .penalty(penalty)
+            .activation(parsed(activation, "a known activation", Activation::from_name)?)
+            .reconstruction(parsed(reconstruction, "a known reconstruction", Reconstruction::from_name)?)
+            .contractive(number(contractive)?)
+            .tied(parsed(tied, "true or false", |name| name.parse::<bool>().ok())?)
+            .corruption(
+                parsed(corruption, "a known corruption", |name| Corruption::from_name(name, level))?,
+                count(seed)?,
+            );
+        hyper.build().map_err(|e| fault("objective", format!("holds invalid hyper-parameters: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every model the variants can make, each a valid one.
+    fn every_variant() -> Vec<HyperParams> {
+        let mut all = Vec::new();
+        for penalty in SparsityPenalty::ALL {
+            for activation in Activation::ALL {
+                for reconstruction in Reconstruction::ALL {
+                    for (corruption, tied) in [
+                        (Corruption::None, false),
+                        (Corruption::Masking { probability: 0.25 }, true),
+                        (Corruption::Gaussian { std_dev: 0.1 }, false),
+                    ] {
+                        let built = HyperParams::builder(7, 3)
+                            .lambda(1.5e-4)
+                            .beta(if activation == Activation::Relu && penalty == SparsityPenalty::Kl {
+                                0.0
+                            } else {
+                                2.5
+                            })
+                            .rho(0.05)
+                            .penalty(penalty)
+                            .activation(activation)
+                            .reconstruction(reconstruction)
+                            .contractive(0.125)
+                            .tied(tied)
+                            .corruption(corruption, 11)
+                            .build();
+                        all.push(built.unwrap());
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_hyper_parameter_round_trips_through_its_metadata() {
+        for hyper in every_variant() {
+            let metadata = hyper.to_metadata();
+            assert_eq!(metadata.clone().map(|(key, _)| key), METADATA_KEYS.map(|(key, _)| key));
+            let mut stored: std::collections::BTreeMap<&str, String> = metadata.into_iter().collect();
+            let read = HyperParams::from_metadata(|key| stored.remove(key)).unwrap();
+            assert_eq!(read, hyper);
+            assert!(stored.is_empty(), "every key read");
+        }
+    }
+
+    #[test]
+    fn absent_variant_keys_read_as_ufldls_model_and_a_missing_or_bad_value_is_named() {
+        let hyper = HyperParams::builder(7, 3).build().unwrap();
+        let ufldl: Vec<(&str, String)> = hyper.to_metadata().into_iter().take(6).collect();
+        let read = HyperParams::from_metadata(|key| ufldl.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
+        assert_eq!(read.unwrap(), hyper);
+
+        let without_rho = |key: &str| ufldl.iter().find(|(k, _)| *k == key && key != "rho").map(|(_, v)| v.clone());
+        assert_eq!(HyperParams::from_metadata(without_rho).unwrap_err().key, "rho");
+        for (key, bad) in
+            [("objective", "sparse-autoencoder-l2"), ("hidden", "2.5"), ("tied", "yes"), ("lambda", "NaN")]
+        {
+            let fault = HyperParams::from_metadata(|k| {
+                if k == key {
+                    Some(bad.to_string())
+                } else {
+                    ufldl.iter().find(|(k2, _)| *k2 == k).map(|(_, v)| v.clone())
+                }
+            })
+            .unwrap_err();
+            assert_eq!(fault.key, key, "{fault:?}");
+            assert!(fault.reason.contains(bad), "{fault:?}");
+        }
     }
 }

@@ -218,24 +218,17 @@ impl<T: Real> Saved<'_, T> {
     }
 }
 
-/// Every hyper-parameter by its model-file name, as text (exact: `f64`'s `Display` round
-/// trips); the seed of no corruption is no part of the model (the command line and the
-/// library default it differently), so it is not compared then.
+/// Every hyper-parameter by its model-file key, as text (see [`HyperParams::to_metadata`]);
+/// the seed of no corruption is no part of the model (the command line and the library
+/// default it differently), so it is not compared then.
 fn described(h: &HyperParams) -> [(&'static str, String); 13] {
-    let corrupted = h.corruption() != crate::model::Corruption::None;
-    [
-        ("visible", h.visible().to_string()),
-        ("hidden", h.hidden().to_string()),
-        ("lambda", h.lambda().to_string()),
-        ("beta", h.beta().to_string()),
-        ("rho", h.rho().to_string()),
-        ("objective", h.penalty().name().to_string()),
-        ("activation", h.activation().name().to_string()),
-        ("reconstruction", h.reconstruction().name().to_string()),
-        ("contractive", h.contractive().to_string()),
-        ("tied", h.tied().to_string()),
-        ("corruption", h.corruption().name().to_string()),
-        ("corruption_level", h.corruption().level().to_string()),
-        ("corruption_seed", if corrupted { h.corruption_seed().to_string() } else { "-".to_string() }),
-    ]
+    let mut described = h.to_metadata();
+    if h.corruption() == crate::model::Corruption::None {
+        for (key, value) in &mut described {
+            if *key == "corruption_seed" {
+                *value = "-".into();
+            }
+        }
+    }
+    described
 }
