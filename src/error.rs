@@ -77,6 +77,17 @@ pub enum Error {
     BadCheckpoint { path: PathBuf, field: &'static str, reason: String },
 }
 
+impl Error {
+    /// [`Error::ShapeMismatch`]: `what` should be `expected` and is `got`.
+    pub(crate) fn shape_mismatch(
+        what: &'static str,
+        expected: impl std::fmt::Display,
+        got: impl std::fmt::Display,
+    ) -> Error {
+        Error::ShapeMismatch { what, expected: expected.to_string(), got: got.to_string() }
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 
 use super::CliResult;
@@ -34,8 +35,9 @@ pub struct DataArgs {
     chunk: Option<usize>,
     /// How to stream: one read of the data with the sparsity term deferred, or the UFLDL
     /// notes' two passes.
-    #[arg(long, value_enum, default_value = "one-pass", requires = "stream")]
-    pub stream_mode: StreamModeArg,
+    #[arg(long, value_parser = by_name(&StreamMode::ALL, StreamMode::name, StreamMode::summary),
+          default_value = "one-pass", requires = "stream")]
+    pub stream_mode: StreamMode,
     /// A data file given without --data: refused with a hint rather than clap's "unexpected
     /// argument".
     #[arg(hide = true, value_name = "DATA")]
@@ -246,19 +248,16 @@ pub fn parse_shape(name: &str) -> Result<ProblemShape, String> {
     ProblemShape::named(name).ok_or_else(|| format!("unknown shape {name:?}: expected S1, S2, S3 or S4"))
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum StreamModeArg {
-    OnePass,
-    TwoPass,
-}
-
-impl From<StreamModeArg> for StreamMode {
-    fn from(mode: StreamModeArg) -> StreamMode {
-        match mode {
-            StreamModeArg::OnePass => StreamMode::OnePass,
-            StreamModeArg::TwoPass => StreamMode::TwoPass,
-        }
-    }
+/// A clap parser of a library enum by the names files and the command line spell it with
+/// (`name`), each listed in --help with its `summary`: the enum itself is the one definition.
+pub fn by_name<E: Copy + Send + Sync + 'static>(
+    all: &'static [E],
+    name: fn(E) -> &'static str,
+    summary: fn(E) -> &'static str,
+) -> impl TypedValueParser<Value = E> {
+    let values = all.iter().map(move |&value| PossibleValue::new(name(value)).help(summary(value)));
+    PossibleValuesParser::new(values)
+        .map(move |text| *all.iter().find(|&&value| name(value) == text).expect("one of the possible values"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -288,12 +287,14 @@ impl BackendArg {
 #[command(next_help_heading = "Model")]
 pub struct VariantArgs {
     /// The sparsity penalty.
-    #[arg(long, value_enum, default_value = "kl")]
-    pub penalty: PenaltyArg,
+    #[arg(long, value_parser = by_name(&SparsityPenalty::ALL, SparsityPenalty::name, SparsityPenalty::summary),
+          default_value = "kl")]
+    pub penalty: SparsityPenalty,
     /// The hidden units' activation (tanh: the sparsity penalty acts on (a + 1)/2; relu: only
     /// with --penalty l1 or --beta 0).
-    #[arg(long, value_enum, default_value = "sigmoid")]
-    pub activation: ActivationArg,
+    #[arg(long, value_parser = by_name(&Activation::ALL, Activation::name, Activation::summary),
+          default_value = "sigmoid")]
+    pub activation: Activation,
     /// The output units: sigmoid (data in [0, 1]) or linear (unbounded data).
     #[arg(long, value_enum, default_value = "sigmoid")]
     pub output_units: OutputArg,
@@ -328,8 +329,8 @@ impl VariantArgs {
             }
         };
         Ok(builder
-            .penalty(self.penalty.into())
-            .activation(activation(self.activation))
+            .penalty(self.penalty)
+            .activation(self.activation)
             .reconstruction(reconstruction)
             .contractive(self.contractive)
             .tied(self.tied)
@@ -337,33 +338,14 @@ impl VariantArgs {
     }
 }
 
-pub fn activation(arg: ActivationArg) -> Activation {
-    match arg {
-        ActivationArg::Sigmoid => Activation::Sigmoid,
-        ActivationArg::Tanh => Activation::Tanh,
-        ActivationArg::Relu => Activation::Relu,
-    }
-}
-
-/// `masking:P` or `gaussian:S`.
+/// `masking:P` or `gaussian:S` (read by [`Corruption::from_name`], as model files are).
 fn parse_corruption(text: &str) -> Result<Corruption, String> {
     let (kind, level) = text.split_once(':').ok_or("expected masking:P or gaussian:S, e.g. masking:0.3")?;
     let level: f64 = level.parse().map_err(|_| format!("{level:?} is not a number"))?;
-    match kind {
-        "masking" => Ok(Corruption::Masking { probability: level }),
-        "gaussian" => Ok(Corruption::Gaussian { std_dev: level }),
-        _ => Err(format!("unknown corruption {kind:?}: expected masking or gaussian")),
+    match Corruption::from_name(kind, level) {
+        Some(Corruption::None) | None => Err(format!("unknown corruption {kind:?}: expected masking or gaussian")),
+        Some(corruption) => Ok(corruption),
     }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ActivationArg {
-    /// σ(z), UFLDL's.
-    Sigmoid,
-    /// tanh z.
-    Tanh,
-    /// max(z, 0).
-    Relu,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -380,29 +362,51 @@ pub enum LossArg {
     CrossEntropy,
 }
 
-/// The sparsity penalty, as the command line spells it.
-#[derive(Debug, Clone, Copy, Default, ValueEnum)]
-pub enum PenaltyArg {
-    /// β Σ KL(ρ ‖ rho_hat_j), UFLDL's.
-    #[default]
-    Kl,
-    /// β times the mean L1 norm of the hidden activations (ρ unused).
-    L1,
-}
-
-impl From<PenaltyArg> for SparsityPenalty {
-    fn from(penalty: PenaltyArg) -> SparsityPenalty {
-        match penalty {
-            PenaltyArg::Kl => SparsityPenalty::Kl,
-            PenaltyArg::L1 => SparsityPenalty::L1,
-        }
-    }
-}
-
 /// `plan` with the four MNIST files of `--mnist` as inputs.
 pub fn mnist_inputs(plan: FilePlan, files: &MnistFiles) -> FilePlan {
     plan.input("--mnist", &files.train_images)
         .input("--mnist", &files.train_labels)
         .input("--mnist", &files.test_images)
         .input("--mnist", &files.test_labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Variant {
+        #[command(flatten)]
+        variant: VariantArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    }
+
+    #[test]
+    fn every_name_of_the_library_enums_is_a_value_of_its_flag() {
+        let parse = |args: &[&str]| Variant::try_parse_from([&["sae"], args].concat()).unwrap();
+        for activation in Activation::ALL {
+            assert_eq!(parse(&["--activation", activation.name()]).variant.activation, activation);
+        }
+        for penalty in SparsityPenalty::ALL {
+            assert_eq!(parse(&["--penalty", penalty.name()]).variant.penalty, penalty);
+        }
+        for mode in StreamMode::ALL {
+            assert_eq!(parse(&["--stream", "--stream-mode", mode.name()]).data.stream_mode, mode);
+        }
+        let defaults = parse(&[]);
+        assert_eq!((defaults.variant.activation, defaults.variant.penalty), (Activation::Sigmoid, SparsityPenalty::Kl));
+        assert!(Variant::try_parse_from(["sae", "--activation", "swish"]).is_err());
+    }
+
+    #[test]
+    fn the_corruption_flag_reads_the_names_model_files_use() {
+        assert_eq!(parse_corruption("masking:0.25"), Ok(Corruption::Masking { probability: 0.25 }));
+        assert_eq!(parse_corruption("gaussian:0.5"), Ok(Corruption::Gaussian { std_dev: 0.5 }));
+        for bad in ["none:0", "salt:0.1", "masking", "masking:x"] {
+            assert!(parse_corruption(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -8,8 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::args::{DataArgs, EngineArgs, Precision, PrecisionArgs};
-use super::train::PixelOrderArg;
+use super::args::{by_name, DataArgs, EngineArgs, Precision, PrecisionArgs};
 use super::CliResult;
 use crate::data::npy::NpyRowWriter;
 use crate::data::stream::ExampleSource;
@@ -46,8 +45,9 @@ pub struct VisualizeArgs {
     #[arg(short, long, default_value = "features.png")]
     output: PathBuf,
     /// How an example's values map to image pixels.
-    #[arg(long, value_enum, default_value = "row-major")]
-    pixel_order: PixelOrderArg,
+    #[arg(long, value_parser = by_name(&PixelOrder::ALL, PixelOrder::name, PixelOrder::summary),
+          default_value = "row-major")]
+    pixel_order: PixelOrder,
 }
 
 #[derive(Debug, Args)]
@@ -257,7 +257,7 @@ fn run_apply<T: Real>(
 
 pub fn visualize(args: VisualizeArgs) -> CliResult<()> {
     let _locks = FilePlan::new().input("MODEL", &args.model).output("--output", &args.output).check()?;
-    let order = args.pixel_order.into();
+    let order = args.pixel_order;
     // The first layer's weights, whatever the kind of model: what it looks for in its inputs.
     let (tiles, n, what) = match Loaded::<f64>::load(&args.model)? {
         Loaded::Autoencoder(model) => (feature_tiles(&model.parameters), model.hyper.visible(), "hidden units"),

@@ -188,7 +188,7 @@ fn streamed<T: Real, S: ExampleSource<T> + Send>(
     theta: &[T],
     source: S,
 ) -> CliResult<Evaluated<T>> {
-    let mode = args.data.stream_mode.into();
+    let mode = args.data.stream_mode;
     let mut objective = StreamingObjective::new(hyper, source, args.data.chunk(), mode)?;
     if let Some(backend) = args.engine.backend()? {
         objective = objective.with_backend(backend);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, ValueEnum};
 
-use super::args::{Data, DataArgs, EngineArgs, Precision, PrecisionArgs, VariantArgs};
+use super::args::{by_name, Data, DataArgs, EngineArgs, Precision, PrecisionArgs, VariantArgs};
 use super::interrupt::{self, Interrupted};
 use super::progress::{JsonLog, Progress};
 use super::CliResult;
@@ -108,8 +108,9 @@ pub struct TrainArgs {
     #[arg(help_heading = "Output", long)]
     no_features: bool,
     /// How an example's values map to image pixels in the picture.
-    #[arg(help_heading = "Output", long, value_enum, default_value = "row-major")]
-    pixel_order: PixelOrderArg,
+    #[arg(help_heading = "Output", long, value_parser = by_name(&PixelOrder::ALL, PixelOrder::name, PixelOrder::summary),
+          default_value = "row-major")]
+    pixel_order: PixelOrder,
     /// Write a checkpoint (model + optimiser state) to this file during training.
     #[arg(help_heading = "Checkpoints", long)]
     checkpoint: Option<PathBuf>,
@@ -150,21 +151,6 @@ enum OptimizerArg {
     Lbfgs,
     Adam,
     Sgd,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PixelOrderArg {
-    RowMajor,
-    ColumnMajor,
-}
-
-impl From<PixelOrderArg> for PixelOrder {
-    fn from(order: PixelOrderArg) -> PixelOrder {
-        match order {
-            PixelOrderArg::RowMajor => PixelOrder::RowMajor,
-            PixelOrderArg::ColumnMajor => PixelOrder::ColumnMajor,
-        }
-    }
 }
 
 pub fn run(args: TrainArgs) -> CliResult<()> {
@@ -304,7 +290,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             fit(args, hyper, &mut objective, held_out, examples, fingerprint, stop)?
         }
         Data::Source(source) => {
-            let mode = args.data.stream_mode.into();
+            let mode = args.data.stream_mode;
             let examples = source.examples_hint().unwrap_or(0);
             let mut objective = StreamingObjective::new(hyper, source, args.data.chunk(), mode)?;
             if let Some(backend) = backend {
@@ -680,7 +666,7 @@ fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'stati
     model.save(&args.output)?;
     println!("model written to {}", args.output.display());
     if !args.no_features {
-        match features_picture(&model.parameters, args.pixel_order.into()) {
+        match features_picture(&model.parameters, args.pixel_order) {
             Ok(picture) => {
                 picture.save_png(&args.features)?;
                 println!("features written to {}", args.features.display());

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use super::args::{mnist_inputs, ActivationArg, EngineArgs, Precision, PrecisionArgs};
+use super::args::{by_name, mnist_inputs, EngineArgs, Precision, PrecisionArgs};
 use super::interrupt::{self, Interrupted};
 use super::CliResult;
 use crate::data::mnist;
@@ -15,6 +15,7 @@ use crate::exercises::MnistFiles;
 use crate::files::FilePlan;
 use crate::model::picture::{PixelOrder, TileGrid};
 use crate::model::vae::{VaeDecoder, VaeShape};
+use crate::model::Activation;
 use crate::objective::VaeObjective;
 use crate::optim::StepRule;
 use crate::train::{VaeOptions, VaeTrainer};
@@ -35,11 +36,12 @@ pub struct VaeArgs {
     #[arg(long, default_value_t = 20)]
     latent: usize,
     /// The hidden units' activation.
-    #[arg(long, value_enum, default_value = "relu")]
-    activation: ActivationArg,
+    #[arg(long, value_parser = by_name(&Activation::ALL, Activation::name, Activation::summary), default_value = "relu")]
+    activation: Activation,
     /// p(x|z): Bernoulli pixels (MNIST's intensities as probabilities) or N(y, I).
-    #[arg(long, value_enum, default_value = "bernoulli")]
-    decoder: DecoderArg,
+    #[arg(long, value_parser = by_name(&VaeDecoder::ALL, VaeDecoder::name, VaeDecoder::summary),
+          default_value = "bernoulli")]
+    decoder: VaeDecoder,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     #[arg(long, default_value_t = 128)]
@@ -63,12 +65,6 @@ pub struct VaeArgs {
     samples: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum DecoderArg {
-    Bernoulli,
-    Gaussian,
-}
-
 pub fn run(args: VaeArgs) -> CliResult<()> {
     let plan = mnist_inputs(FilePlan::new(), &MnistFiles::in_dir(&args.mnist));
     let _locks = plan.output("--output", &args.output).output("--samples", &args.samples).check()?;
@@ -85,11 +81,7 @@ fn train<T: Real>(args: &VaeArgs) -> CliResult<()> {
     let m = args.train_examples.unwrap_or(m_all).min(m_all);
     let to_t = |values: &[f64]| values.iter().map(|&v| T::cast(v)).collect::<Vec<T>>();
     let (train, test) = (to_t(&train[..m * n]), to_t(&test));
-    let activation = super::args::activation(args.activation);
-    let decoder = match args.decoder {
-        DecoderArg::Bernoulli => VaeDecoder::Bernoulli,
-        DecoderArg::Gaussian => VaeDecoder::Gaussian,
-    };
+    let (activation, decoder) = (args.activation, args.decoder);
     let shape = VaeShape::new(n, args.hidden, args.latent, activation, decoder)?;
     let options = VaeOptions {
         rule: StepRule::adam(args.learning_rate),

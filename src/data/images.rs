@@ -153,11 +153,11 @@ pub fn sample_patches(images: &[Image], count: usize, patch: usize, seed: u64) -
         return Err(Error::EmptyData { what: "no images to sample patches from" });
     }
     if let Some(image) = images.iter().find(|i| i.side < patch || i.pixels.len() != i.side * i.side) {
-        return Err(Error::ShapeMismatch {
-            what: "image",
-            expected: format!("side × side pixels, side at least {patch} (the patch's)"),
-            got: format!("{} pixels for side {}", image.pixels.len(), image.side),
-        });
+        return Err(Error::shape_mismatch(
+            "image",
+            format!("side × side pixels, side at least {patch} (the patch's)"),
+            format!("{} pixels for side {}", image.pixels.len(), image.side),
+        ));
     }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut patches = Vec::with_capacity(count * patch * patch);

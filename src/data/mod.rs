@@ -59,11 +59,7 @@ impl<'a, T: Real> Dataset<'a, T> {
         if let Some(values) = rows.reversed_axes().to_slice() {
             return Self::features_by_examples(values, features, examples);
         }
-        Err(Error::ShapeMismatch {
-            what: "data array",
-            expected: "C- or Fortran-contiguous memory".into(),
-            got: "a strided view".into(),
-        })
+        Err(Error::shape_mismatch("data array", "C- or Fortran-contiguous memory", "a strided view"))
     }
 
     fn new(values: &'a [T], examples: usize, features: usize, layout: Layout) -> Result<Self> {
@@ -74,11 +70,7 @@ impl<'a, T: Real> Dataset<'a, T> {
             return Err(Error::EmptyData { what: "no features (n = 0)" });
         }
         if Some(values.len()) != examples.checked_mul(features) {
-            return Err(Error::ShapeMismatch {
-                what: "data values",
-                expected: format!("m·n = {examples}·{features}"),
-                got: values.len().to_string(),
-            });
+            return Err(Error::shape_mismatch("data values", format!("m·n = {examples}·{features}"), values.len()));
         }
         let data = Dataset { values, examples, features, layout };
         data.check_finite()?;

@@ -284,11 +284,11 @@ impl<T: Real> NpyRowWriter<T> {
     pub fn write_rows(&mut self, values: &[T]) -> Result<()> {
         let rows = values.len() / self.columns;
         if rows * self.columns != values.len() || self.written + rows > self.rows {
-            return Err(Error::ShapeMismatch {
-                what: "rows written to an .npy file",
-                expected: format!("{} rows of {} values in all", self.rows, self.columns),
-                got: format!("{} values after {} rows", values.len(), self.written),
-            });
+            return Err(Error::shape_mismatch(
+                "rows written to an .npy file",
+                format!("{} rows of {} values in all", self.rows, self.columns),
+                format!("{} values after {} rows", values.len(), self.written),
+            ));
         }
         let io = |source| Error::Io { path: self.path.clone(), source };
         for value in values {
@@ -302,11 +302,7 @@ impl<T: Real> NpyRowWriter<T> {
     /// flushes standard output).
     pub fn finish(self) -> Result<()> {
         if self.written != self.rows {
-            return Err(Error::ShapeMismatch {
-                what: "rows written to an .npy file",
-                expected: self.rows.to_string(),
-                got: self.written.to_string(),
-            });
+            return Err(Error::shape_mismatch("rows written to an .npy file", self.rows, self.written));
         }
         let path = self.path;
         let io = |source| Error::Io { path: path.clone(), source };

@@ -17,11 +17,11 @@ pub fn hold_out<T: Copy>(values: &mut Vec<T>, features: usize, fraction: f64, se
         return Err(invalid("must be in (0, 1)"));
     }
     if features == 0 || !values.len().is_multiple_of(features) {
-        return Err(Error::ShapeMismatch {
-            what: "values to split",
-            expected: format!("whole examples of {features} features"),
-            got: format!("{} values", values.len()),
-        });
+        return Err(Error::shape_mismatch(
+            "values to split",
+            format!("whole examples of {features} features"),
+            format!("{} values", values.len()),
+        ));
     }
     let m = values.len() / features;
     let k = (fraction * m as f64).round() as usize;

@@ -57,11 +57,7 @@ impl<'a, T: Real> SliceSource<'a, T> {
             return Err(Error::EmptyData { what: "no features (n = 0)" });
         }
         if !values.len().is_multiple_of(features) {
-            return Err(Error::ShapeMismatch {
-                what: "data values",
-                expected: format!("a multiple of n = {features}"),
-                got: values.len().to_string(),
-            });
+            return Err(Error::shape_mismatch("data values", format!("a multiple of n = {features}"), values.len()));
         }
         Ok(SliceSource { values, features, position: 0 })
     }

@@ -28,11 +28,11 @@ impl Whitening {
     /// Fits `m` examples of `n` values (one per row).
     pub fn fit(values: &[f64], m: usize, n: usize) -> Result<Self> {
         if m < 2 || n == 0 || values.len() != m * n {
-            return Err(Error::ShapeMismatch {
-                what: "data to whiten",
-                expected: "at least two examples of at least one value, m·n values".into(),
-                got: format!("m = {m}, n = {n}, {} values", values.len()),
-            });
+            return Err(Error::shape_mismatch(
+                "data to whiten",
+                "at least two examples of at least one value, m·n values",
+                format!("m = {m}, n = {n}, {} values", values.len()),
+            ));
         }
         let mut mean = vec![0.0; n];
         for row in values.chunks_exact(n) {
@@ -77,11 +77,11 @@ impl Whitening {
     pub fn pca_white(&self, values: &[f64], components: usize, epsilon: f64) -> Result<Vec<f64>> {
         let n = self.features;
         if components == 0 || components > n || !values.len().is_multiple_of(n) {
-            return Err(Error::ShapeMismatch {
-                what: "PCA whitening",
-                expected: format!("1 ≤ components ≤ {n}, rows of {n} values"),
-                got: format!("{components} components, {} values", values.len()),
-            });
+            return Err(Error::shape_mismatch(
+                "PCA whitening",
+                format!("1 ≤ components ≤ {n}, rows of {n} values"),
+                format!("{components} components, {} values", values.len()),
+            ));
         }
         let m = values.len() / n;
         let centered: Vec<f64> =

@@ -31,7 +31,7 @@ pub const FORMAT_VERSION: &str = "1";
 pub const OBJECTIVE: &str = "sparse-autoencoder-kl";
 
 /// Metadata keys this module sets itself, besides the hyper-parameters'
-/// ([`HyperParams::to_metadata`]).
+/// ([`HyperParams::file_metadata`]).
 const RESERVED: [&str; 4] = ["format", "format_version", "sae_version", "dtype"];
 const WEIGHTS: [&str; 4] = ["W1", "W2", "b1", "b2"];
 
@@ -118,7 +118,7 @@ impl<T: Real> ModelFile<T> {
             ("sae_version", env!("CARGO_PKG_VERSION").to_string()),
             ("dtype", T::NAME.to_string()),
         ];
-        for (key, value) in standard.into_iter().chain(self.hyper.to_metadata()) {
+        for (key, value) in standard.into_iter().chain(self.hyper.file_metadata()) {
             metadata.insert(key.into(), value);
         }
         super::safetensors_writer::save(path, tensors, metadata)

@@ -30,11 +30,11 @@ impl<'p, T: Real> Forward<'p, T> {
     pub fn new(hyper: &HyperParams, parameters: &'p Parameters<T>) -> Result<Self> {
         let (n, h) = (parameters.b2().len(), parameters.b1().len());
         if (n, h) != (hyper.visible(), hyper.hidden()) {
-            return Err(Error::ShapeMismatch {
-                what: "parameters of the model",
-                expected: format!("n = {}, h = {}", hyper.visible(), hyper.hidden()),
-                got: format!("n = {n}, h = {h}"),
-            });
+            return Err(Error::shape_mismatch(
+                "parameters of the model",
+                format!("n = {}, h = {}", hyper.visible(), hyper.hidden()),
+                format!("n = {n}, h = {h}"),
+            ));
         }
         Ok(Self::with_units(parameters, hyper.activation(), hyper.reconstruction()))
     }
@@ -67,11 +67,7 @@ impl<'p, T: Real> Forward<'p, T> {
     pub fn decode(&self, hidden: &[T], output: &mut [T]) -> Result<()> {
         let (n, h) = (self.parameters.b2().len(), self.parameters.b1().len());
         if !hidden.len().is_multiple_of(h) {
-            return Err(Error::ShapeMismatch {
-                what: "hidden activations",
-                expected: format!("a multiple of h = {h}"),
-                got: hidden.len().to_string(),
-            });
+            return Err(Error::shape_mismatch("hidden activations", format!("a multiple of h = {h}"), hidden.len()));
         }
         let m = hidden.len() / h;
         check_len("decoded output values (m·n)", output.len(), m * n)?;
@@ -122,6 +118,6 @@ fn check_len(what: &'static str, got: usize, expected: usize) -> Result<()> {
     if got == expected {
         Ok(())
     } else {
-        Err(Error::ShapeMismatch { what, expected: expected.to_string(), got: got.to_string() })
+        Err(Error::shape_mismatch(what, expected, got))
     }
 }

@@ -29,6 +29,14 @@ impl SparsityPenalty {
             SparsityPenalty::L1 => "l1",
         }
     }
+
+    /// The penalty in a line, for help texts.
+    pub fn summary(self) -> &'static str {
+        match self {
+            SparsityPenalty::Kl => "β Σ KL(ρ ‖ rho_hat_j), UFLDL's",
+            SparsityPenalty::L1 => "β times the mean L1 norm of the hidden activations (ρ unused)",
+        }
+    }
 }
 
 /// The hidden units' nonlinearity `a2 = f(z2)`.
@@ -57,6 +65,15 @@ impl Activation {
             Activation::Sigmoid => "sigmoid",
             Activation::Tanh => "tanh",
             Activation::Relu => "relu",
+        }
+    }
+
+    /// The activation in a line, for help texts.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Activation::Sigmoid => "σ(z), UFLDL's",
+            Activation::Tanh => "tanh z",
+            Activation::Relu => "max(z, 0)",
         }
     }
 
@@ -370,7 +387,7 @@ impl HyperParamsBuilder {
     }
 }
 
-/// The model-file keys of the hyper-parameters, in the order [`HyperParams::to_metadata`]
+/// The model-file keys of the hyper-parameters, in the order [`HyperParams::file_metadata`]
 /// gives them, each with the text that stands for UFLDL's model when it is absent (files
 /// written before the variants hold none of those keys), or `None` when it is required.
 const METADATA_KEYS: [(&str, Option<&str>); 13] = [
@@ -404,7 +421,7 @@ impl HyperParams {
 
     /// Every hyper-parameter as its model file records it, by key (exact: `f64`'s `Display`
     /// round trips). The penalty is the `objective`: `sparse-autoencoder-kl` or `-l1`.
-    pub(crate) fn to_metadata(&self) -> [(&'static str, String); 13] {
+    pub(crate) fn file_metadata(&self) -> [(&'static str, String); 13] {
         let values = [
             format!("sparse-autoencoder-{}", self.penalty.name()),
             self.visible.to_string(),
@@ -506,7 +523,7 @@ mod tests {
     #[test]
     fn every_hyper_parameter_round_trips_through_its_metadata() {
         for hyper in every_variant() {
-            let metadata = hyper.to_metadata();
+            let metadata = hyper.file_metadata();
             assert_eq!(metadata.clone().map(|(key, _)| key), METADATA_KEYS.map(|(key, _)| key));
             let mut stored: std::collections::BTreeMap<&str, String> = metadata.into_iter().collect();
             let read = HyperParams::from_metadata(|key| stored.remove(key)).unwrap();
@@ -518,7 +535,7 @@ mod tests {
     #[test]
     fn absent_variant_keys_read_as_ufldls_model_and_a_missing_or_bad_value_is_named() {
         let hyper = HyperParams::builder(7, 3).build().unwrap();
-        let ufldl: Vec<(&str, String)> = hyper.to_metadata().into_iter().take(6).collect();
+        let ufldl: Vec<(&str, String)> = hyper.file_metadata().into_iter().take(6).collect();
         let read = HyperParams::from_metadata(|key| ufldl.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
         assert_eq!(read.unwrap(), hyper);
 

@@ -26,6 +26,26 @@ pub enum PixelOrder {
     ColumnMajor,
 }
 
+impl PixelOrder {
+    pub const ALL: [PixelOrder; 2] = [PixelOrder::RowMajor, PixelOrder::ColumnMajor];
+
+    /// `"row-major"` or `"column-major"`, as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PixelOrder::RowMajor => "row-major",
+            PixelOrder::ColumnMajor => "column-major",
+        }
+    }
+
+    /// The order in a line, for help texts.
+    pub fn summary(self) -> &'static str {
+        match self {
+            PixelOrder::RowMajor => "value j is pixel (j / s, j % s): numpy's and C's order",
+            PixelOrder::ColumnMajor => "value j is pixel (j % s, j / s): MATLAB's order",
+        }
+    }
+}
+
 /// An 8-bit image, gray or RGB.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Picture {
@@ -59,11 +79,11 @@ impl TileGrid {
             (Some(s), _) => (s, 1),
             (None, Some(s)) => (s, 3),
             (None, None) => {
-                return Err(Error::ShapeMismatch {
-                    what: "input size for a picture of the features",
-                    expected: "a square (s² gray pixels) or three squares (3s² RGB pixels)".into(),
-                    got: n.to_string(),
-                })
+                return Err(Error::shape_mismatch(
+                    "input size for a picture of the features",
+                    "a square (s² gray pixels) or three squares (3s² RGB pixels)",
+                    n,
+                ))
             }
         };
         // Small tiles are magnified so that each is about 48 screen pixels wide.

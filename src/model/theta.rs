@@ -91,11 +91,8 @@ impl ThetaLayout {
 
     pub fn check<T: Real>(&self, theta: &[T], what: &'static str) -> Result<()> {
         if theta.len() != self.len() {
-            return Err(Error::ShapeMismatch {
-                what,
-                expected: format!("2hn + h + n = {} (n = {}, h = {})", self.len(), self.visible, self.hidden),
-                got: theta.len().to_string(),
-            });
+            let expected = format!("2hn + h + n = {} (n = {}, h = {})", self.len(), self.visible, self.hidden);
+            return Err(Error::shape_mismatch(what, expected, theta.len()));
         }
         match theta.iter().position(|v| !v.is_finite()) {
             None => Ok(()),

@@ -36,10 +36,21 @@ pub enum VaeDecoder {
 }
 
 impl VaeDecoder {
+    pub const ALL: [VaeDecoder; 2] = [VaeDecoder::Bernoulli, VaeDecoder::Gaussian];
+
+    /// `"bernoulli"` or `"gaussian"`, as the command line and model files spell it.
     pub fn name(self) -> &'static str {
         match self {
             VaeDecoder::Bernoulli => "bernoulli",
             VaeDecoder::Gaussian => "gaussian",
+        }
+    }
+
+    /// The decoder in a line, for help texts.
+    pub fn summary(self) -> &'static str {
+        match self {
+            VaeDecoder::Bernoulli => "pixels in [0, 1] as probabilities, p(x|z) Bernoulli(σ(y))",
+            VaeDecoder::Gaussian => "p(x|z) = N(y, I), for unbounded data",
         }
     }
 }
@@ -175,11 +186,11 @@ impl<T: Real> VaeModel<T> {
             .into_iter()
             .find(|a| a.name() == activation_name)
             .ok_or_else(|| bad(format!("unknown activation {activation_name:?}")))?;
-        let decoder = match text("decoder")?.as_str() {
-            "bernoulli" => VaeDecoder::Bernoulli,
-            "gaussian" => VaeDecoder::Gaussian,
-            other => return Err(bad(format!("unknown decoder {other:?}"))),
-        };
+        let decoder_name = text("decoder")?;
+        let decoder = VaeDecoder::ALL
+            .into_iter()
+            .find(|d| d.name() == decoder_name)
+            .ok_or_else(|| bad(format!("unknown decoder {decoder_name:?}")))?;
         let (visible, hidden, latent) =
             (file.count(path, "visible")?, file.count(path, "hidden")?, file.count(path, "latent")?);
         let shape = VaeShape::new(visible, hidden, latent, activation, decoder)?;

@@ -206,11 +206,7 @@ impl<T: Real> Engine<T> {
     pub(crate) fn begin(&mut self, theta: &[T], grad: &[T], max_chunk: usize) -> Result<()> {
         self.layout.check(theta, "theta")?;
         if grad.len() != theta.len() {
-            return Err(Error::ShapeMismatch {
-                what: "grad",
-                expected: theta.len().to_string(),
-                got: grad.len().to_string(),
-            });
+            return Err(Error::shape_mismatch("grad", theta.len(), grad.len()));
         }
         self.prepare_workspace(rayon::current_num_threads(), max_chunk);
         let ws = &mut self.workspace;

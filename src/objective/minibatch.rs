@@ -56,11 +56,7 @@ impl<T: Real> MinibatchObjective<T> {
     pub fn set_running_rho_hat(&mut self, running: Vec<f64>) -> Result<()> {
         let h = self.engine.hyper().hidden();
         if !running.is_empty() && running.len() != h {
-            return Err(Error::ShapeMismatch {
-                what: "running rho_hat",
-                expected: h.to_string(),
-                got: running.len().to_string(),
-            });
+            return Err(Error::shape_mismatch("running rho_hat", h, running.len()));
         }
         self.running = running;
         Ok(())
@@ -78,11 +74,7 @@ impl<T: Real> MinibatchObjective<T> {
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T], batch: &Dataset<'_, T>) -> Result<f64> {
         let m = batch.examples();
         if m > self.batch {
-            return Err(Error::ShapeMismatch {
-                what: "minibatch examples",
-                expected: format!("at most {}", self.batch),
-                got: m.to_string(),
-            });
+            return Err(Error::shape_mismatch("minibatch examples", format!("at most {}", self.batch), m));
         }
         super::check_data(self.engine.hyper().reconstruction(), batch)?;
         self.engine.begin(theta, grad, self.batch)?;

@@ -2,11 +2,11 @@
 //! (SPEC §1): its fast evaluation in memory (SPEC §2.1) and streamed in chunks (SPEC §2.2), a
 //! plain per-example reference, and finite-difference gradient checking.
 
-mod batched;
 mod corruption;
 mod domain;
 mod engine;
 pub mod gradcheck;
+mod in_memory;
 mod minibatch;
 mod normal;
 pub mod reference;
@@ -17,9 +17,9 @@ mod streaming;
 mod terms;
 mod vae;
 
-pub use batched::Objective;
 pub(crate) use domain::check_data;
 pub use engine::default_block_size;
+pub use in_memory::Objective;
 pub use minibatch::MinibatchObjective;
 pub use softmax::SoftmaxObjective;
 pub use sparsity::{kl_divergence, sparsity_delta};

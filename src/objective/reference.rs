@@ -52,11 +52,7 @@ fn output_loss(reconstruction: Reconstruction, z: f64, x: f64) -> (f64, f64) {
 pub fn cost_and_gradient(hyper: &HyperParams, data: &Dataset<'_, f64>, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
     let (n, h, m) = (hyper.visible(), hyper.hidden(), data.examples());
     if data.features() != n {
-        return Err(Error::ShapeMismatch {
-            what: "data features",
-            expected: n.to_string(),
-            got: data.features().to_string(),
-        });
+        return Err(Error::shape_mismatch("data features", n, data.features()));
     }
     let layout = ThetaLayout::new(n, h);
     layout.check(theta, "theta")?;
@@ -198,11 +194,11 @@ pub fn vae_cost_and_gradient(
     let (n, h, d, m) = (shape.visible, shape.hidden, shape.latent, data.examples());
     let l = shape.layout();
     if theta.len() != l.len || data.features() != n {
-        return Err(Error::ShapeMismatch {
-            what: "theta and data of the variational autoencoder",
-            expected: format!("{} values, {n} features", l.len),
-            got: format!("{} values, {} features", theta.len(), data.features()),
-        });
+        return Err(Error::shape_mismatch(
+            "theta and data of the variational autoencoder",
+            format!("{} values, {n} features", l.len),
+            format!("{} values, {} features", theta.len(), data.features()),
+        ));
     }
     // Column-major `rows×cols` matrix at `offset`: entry (r, c).
     let at = |offset: usize, rows: usize, r: usize, c: usize| offset + r + c * rows;

@@ -30,18 +30,14 @@ impl<'d> SoftmaxObjective<'d> {
     /// `classes` classes (labels `0..classes`), weight decay `lambda`.
     pub fn new(data: Dataset<'d, f64>, labels: &'d [u8], classes: usize, lambda: f64) -> Result<Self> {
         if labels.len() != data.examples() {
-            return Err(Error::ShapeMismatch {
-                what: "labels",
-                expected: format!("one per example, {}", data.examples()),
-                got: labels.len().to_string(),
-            });
+            return Err(Error::shape_mismatch("labels", format!("one per example, {}", data.examples()), labels.len()));
         }
         if let Some(i) = labels.iter().position(|&l| l as usize >= classes) {
-            return Err(Error::ShapeMismatch {
-                what: "label",
-                expected: format!("below the number of classes, {classes}"),
-                got: format!("{} at example {i}", labels[i]),
-            });
+            return Err(Error::shape_mismatch(
+                "label",
+                format!("below the number of classes, {classes}"),
+                format!("{} at example {i}", labels[i]),
+            ));
         }
         if !(lambda >= 0.0 && lambda.is_finite()) {
             return Err(Error::InvalidHyperParameter {
@@ -107,7 +103,7 @@ impl Differentiable<f64> for SoftmaxObjective<'_> {
         let (k, n, m) = (self.classes, self.data.features(), self.data.examples());
         for (what, len) in [("softmax theta", theta.len()), ("softmax gradient", grad.len())] {
             if len != k * n {
-                return Err(Error::ShapeMismatch { what, expected: (k * n).to_string(), got: len.to_string() });
+                return Err(Error::shape_mismatch(what, k * n, len));
             }
         }
         let scores = MatMut::col_major(&mut self.scores, k, m);

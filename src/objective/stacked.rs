@@ -78,32 +78,24 @@ struct RangeResult<T> {
 impl<'d, T: Real> StackedObjective<'d, T> {
     pub fn new(data: Dataset<'d, T>, labels: &'d [u8], shape: StackShape, lambda: f64) -> Result<Self> {
         if shape.sizes.len() < 2 || shape.sizes.contains(&0) || shape.classes < 2 {
-            return Err(Error::ShapeMismatch {
-                what: "stack shape",
-                expected: "[n, h_1, …] with at least one hidden layer, no empty layer, two classes or more".into(),
-                got: format!("{:?} with {} classes", shape.sizes, shape.classes),
-            });
+            return Err(Error::shape_mismatch(
+                "stack shape",
+                "[n, h_1, …] with at least one hidden layer, no empty layer, two classes or more",
+                format!("{:?} with {} classes", shape.sizes, shape.classes),
+            ));
         }
         if data.features() != shape.sizes[0] {
-            return Err(Error::ShapeMismatch {
-                what: "data features",
-                expected: shape.sizes[0].to_string(),
-                got: data.features().to_string(),
-            });
+            return Err(Error::shape_mismatch("data features", shape.sizes[0].to_string(), data.features()));
         }
         if labels.len() != data.examples() {
-            return Err(Error::ShapeMismatch {
-                what: "labels",
-                expected: data.examples().to_string(),
-                got: labels.len().to_string(),
-            });
+            return Err(Error::shape_mismatch("labels", data.examples(), labels.len()));
         }
         if let Some(i) = labels.iter().position(|&l| l as usize >= shape.classes) {
-            return Err(Error::ShapeMismatch {
-                what: "label",
-                expected: format!("below {}", shape.classes),
-                got: format!("{} at example {i}", labels[i]),
-            });
+            return Err(Error::shape_mismatch(
+                "label",
+                format!("below {}", shape.classes),
+                format!("{} at example {i}", labels[i]),
+            ));
         }
         Ok(StackedObjective { data, labels, shape, lambda, kernels: Kernels::detect(), backend: Backend::preferred() })
     }
@@ -211,7 +203,7 @@ impl<T: Real> Differentiable<T> for StackedObjective<'_, T> {
         let len = self.shape.len();
         for (what, got) in [("stack parameters", theta.len()), ("stack gradient", grad.len())] {
             if got != len {
-                return Err(Error::ShapeMismatch { what, expected: len.to_string(), got: got.to_string() });
+                return Err(Error::shape_mismatch(what, len, got));
             }
         }
         let m = self.data.examples();

@@ -29,6 +29,26 @@ pub enum StreamMode {
     OnePass,
 }
 
+impl StreamMode {
+    pub const ALL: [StreamMode; 2] = [StreamMode::OnePass, StreamMode::TwoPass];
+
+    /// `"one-pass"` or `"two-pass"`, as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamMode::OnePass => "one-pass",
+            StreamMode::TwoPass => "two-pass",
+        }
+    }
+
+    /// The mode in a line, for help texts.
+    pub fn summary(self) -> &'static str {
+        match self {
+            StreamMode::OnePass => "one read of the data, the sparsity term deferred (exact)",
+            StreamMode::TwoPass => "the UFLDL notes' two passes: rho_hat first, then the gradient",
+        }
+    }
+}
+
 /// `J(theta)` and its gradient over every example of an [`ExampleSource`], read `chunk`
 /// examples at a time; the same cost and gradient as [`Objective`](super::Objective) on the
 /// whole data set, to rounding.
@@ -49,11 +69,11 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
     /// of the computation.
     pub fn new(hyper: HyperParams, source: S, chunk: usize, mode: StreamMode) -> Result<Self> {
         if source.features() != hyper.visible() {
-            return Err(Error::ShapeMismatch {
-                what: "source features",
-                expected: format!("n = {}", hyper.visible()),
-                got: source.features().to_string(),
-            });
+            return Err(Error::shape_mismatch(
+                "source features",
+                format!("n = {}", hyper.visible()),
+                source.features(),
+            ));
         }
         if chunk == 0 {
             return Err(Error::InvalidHyperParameter { name: "chunk", value: 0.0, reason: "must be at least 1" });
@@ -156,11 +176,11 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
                 engine.backward(theta, chunk, first);
             })?;
             if second != examples {
-                return Err(Error::ShapeMismatch {
-                    what: "examples in the second pass over the source (it changed between passes)",
-                    expected: examples.to_string(),
-                    got: second.to_string(),
-                });
+                return Err(Error::shape_mismatch(
+                    "examples in the second pass over the source (it changed between passes)",
+                    examples,
+                    second,
+                ));
             }
         }
         self.examples = examples;
@@ -206,11 +226,11 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
                 let Ok((buffer, read)) = filled.recv() else { break Ok(examples) };
                 let outcome = read.and_then(|read| {
                     if read > capacity {
-                        return Err(Error::ShapeMismatch {
-                            what: "examples returned by ExampleSource::read_chunk",
-                            expected: format!("at most the buffer's {capacity}"),
-                            got: read.to_string(),
-                        });
+                        return Err(Error::shape_mismatch(
+                            "examples returned by ExampleSource::read_chunk",
+                            format!("at most the buffer's {capacity}"),
+                            read,
+                        ));
                     }
                     if read > 0 {
                         // Errors name the row in the whole data set.

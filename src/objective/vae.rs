@@ -142,7 +142,7 @@ impl<T: Real> VaeObjective<T> {
     }
 
     fn check(&self, theta: &[T], data: &Dataset<'_, T>) -> Result<()> {
-        let mismatch = |what, expected: String, got: String| Err(Error::ShapeMismatch { what, expected, got });
+        let mismatch = |what, expected: String, got: String| Err(Error::shape_mismatch(what, expected, got));
         if theta.len() != self.layout.len {
             return mismatch(
                 "theta of the variational autoencoder",
@@ -192,19 +192,11 @@ impl<T: Real> VaeObjective<T> {
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T], batch: &Dataset<'_, T>, epoch: u64) -> Result<VaeCost> {
         self.check(theta, batch)?;
         if grad.len() != theta.len() {
-            return Err(Error::ShapeMismatch {
-                what: "grad",
-                expected: theta.len().to_string(),
-                got: grad.len().to_string(),
-            });
+            return Err(Error::shape_mismatch("grad", theta.len(), grad.len()));
         }
         let m = batch.examples();
         if m > self.max_batch || m == 0 {
-            return Err(Error::ShapeMismatch {
-                what: "minibatch examples",
-                expected: format!("1 to {}", self.max_batch),
-                got: m.to_string(),
-            });
+            return Err(Error::shape_mismatch("minibatch examples", format!("1 to {}", self.max_batch), m));
         }
         let ranges = Self::split(m);
         self.prepare(ranges.len(), ranges.iter().map(|r| r.len()).max().unwrap_or(0));
@@ -247,11 +239,11 @@ impl<T: Real> VaeObjective<T> {
     pub fn encode(&self, theta: &[T], x: &[T]) -> Result<Vec<T>> {
         let (n, h, d) = (self.shape.visible, self.shape.hidden, self.shape.latent);
         if theta.len() != self.layout.len || !x.len().is_multiple_of(n) {
-            return Err(Error::ShapeMismatch {
-                what: "theta and examples",
-                expected: format!("{} values and a multiple of n = {n}", self.layout.len),
-                got: format!("{} and {}", theta.len(), x.len()),
-            });
+            return Err(Error::shape_mismatch(
+                "theta and examples",
+                format!("{} values and a multiple of n = {n}", self.layout.len),
+                format!("{} and {}", theta.len(), x.len()),
+            ));
         }
         let k = x.len() / n;
         let w = self.weights(theta);
@@ -277,11 +269,11 @@ impl<T: Real> VaeObjective<T> {
     pub fn decode(&self, theta: &[T], z: &[T]) -> Result<Vec<T>> {
         let (n, h, d) = (self.shape.visible, self.shape.hidden, self.shape.latent);
         if theta.len() != self.layout.len || !z.len().is_multiple_of(d) {
-            return Err(Error::ShapeMismatch {
-                what: "theta and latent vectors",
-                expected: format!("{} values and a multiple of d = {d}", self.layout.len),
-                got: format!("{} and {}", theta.len(), z.len()),
-            });
+            return Err(Error::shape_mismatch(
+                "theta and latent vectors",
+                format!("{} values and a multiple of d = {d}", self.layout.len),
+                format!("{} and {}", theta.len(), z.len()),
+            ));
         }
         let k = z.len() / d;
         let w = self.weights(theta);

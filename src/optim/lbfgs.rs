@@ -229,11 +229,7 @@ impl<T: Real> Lbfgs<T> {
         check_options(&options)?;
         let len = fun.dimension();
         if x0.len() != len {
-            return Err(Error::ShapeMismatch {
-                what: "starting point",
-                expected: format!("the function's dimension {len}"),
-                got: x0.len().to_string(),
-            });
+            return Err(Error::shape_mismatch("starting point", format!("the function's dimension {len}"), x0.len()));
         }
         let mut g_t = vec![T::zero(); len];
         let f = fun.evaluate(x0, &mut g_t)?;
@@ -272,13 +268,13 @@ impl<T: Real> Lbfgs<T> {
             && (pairs == 0 || state.oldest < pairs)
             && pairs <= options.history;
         if !consistent {
-            return Err(Error::ShapeMismatch {
-                what: "L-BFGS state",
-                expected: format!(
+            return Err(Error::shape_mismatch(
+                "L-BFGS state",
+                format!(
                     "x and g of one length, s and y of {pairs} pairs of that length, at most {} pairs",
                     options.history
                 ),
-                got: format!(
+                format!(
                     "x {}, g {}, s {}, y {}, oldest slot {}",
                     len,
                     state.g.len(),
@@ -286,7 +282,7 @@ impl<T: Real> Lbfgs<T> {
                     state.y.len(),
                     state.oldest
                 ),
-            });
+            ));
         }
         if pairs < options.history && state.oldest != 0 {
             // A ring saved full under a shorter history: new pairs are appended after the

@@ -218,11 +218,11 @@ impl<T: Real> Saved<'_, T> {
     }
 }
 
-/// Every hyper-parameter by its model-file key, as text (see [`HyperParams::to_metadata`]);
+/// Every hyper-parameter by its model-file key, as text (see [`HyperParams::file_metadata`]);
 /// the seed of no corruption is no part of the model (the command line and the library
 /// default it differently), so it is not compared then.
 fn described(h: &HyperParams) -> [(&'static str, String); 13] {
-    let mut described = h.to_metadata();
+    let mut described = h.file_metadata();
     if h.corruption() == crate::model::Corruption::None {
         for (key, value) in &mut described {
             if *key == "corruption_seed" {

@@ -50,10 +50,12 @@ impl DataFingerprint {
             if read == 0 {
                 break;
             }
-            let values = buffer.get(..read * n).ok_or_else(|| Error::ShapeMismatch {
-                what: "examples returned by ExampleSource::read_chunk",
-                expected: format!("at most the buffer's {}", buffer.len() / n),
-                got: read.to_string(),
+            let values = buffer.get(..read * n).ok_or_else(|| {
+                Error::shape_mismatch(
+                    "examples returned by ExampleSource::read_chunk",
+                    format!("at most the buffer's {}", buffer.len() / n),
+                    read,
+                )
             })?;
             values.iter().for_each(|&v| hash.write(v));
             examples += read;

@@ -257,11 +257,7 @@ impl MinibatchTrainer {
         }
         let (n, m) = (self.hyper.visible(), data.examples());
         if data.features() != n {
-            return Err(Error::ShapeMismatch {
-                what: "data features",
-                expected: format!("n = {n}"),
-                got: data.features().to_string(),
-            });
+            return Err(Error::shape_mismatch("data features", format!("n = {n}"), data.features()));
         }
         // Checked here, before any step, so that an error names the row of the data rather than
         // of a minibatch.
@@ -275,17 +271,17 @@ impl MinibatchTrainer {
         // A state this run cannot continue (a checkpoint's is checked field by field when read):
         // past the last minibatch, the epoch would never end.
         if [state.x.len(), rule_state.first.len(), rule_state.second.len()] != [len; 3] || state.batch >= batches {
-            return Err(Error::ShapeMismatch {
-                what: "minibatch state",
-                expected: format!("x and both moments of {len} values, a minibatch below {batches}"),
-                got: format!(
+            return Err(Error::shape_mismatch(
+                "minibatch state",
+                format!("x and both moments of {len} values, a minibatch below {batches}"),
+                format!(
                     "x {}, moments {} and {}, minibatch {}",
                     state.x.len(),
                     rule_state.first.len(),
                     rule_state.second.len(),
                     state.batch
                 ),
-            });
+            ));
         }
         let checkpoint = self
             .checkpoint

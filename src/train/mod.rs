@@ -245,11 +245,11 @@ impl Trainer {
     ) -> Result<Trained<T>> {
         let deadline = Deadline::after(self.time_limit);
         if init.layout().len() != objective.dimension() {
-            return Err(Error::ShapeMismatch {
-                what: "initial parameters",
-                expected: format!("{} values for this objective", objective.dimension()),
-                got: init.layout().len().to_string(),
-            });
+            return Err(Error::shape_mismatch(
+                "initial parameters",
+                format!("{} values for this objective", objective.dimension()),
+                init.layout().len(),
+            ));
         }
         let lbfgs = Lbfgs::start(self.options, starting_point(objective.hyper(), init).theta(), objective)?;
         let curve = TrainingCurve(vec![(0, lbfgs.state().f)]);

@@ -133,11 +133,11 @@ impl<'v, T: Real> Validation<'v, T> {
         if self.held_out.hyper() == run {
             Ok(())
         } else {
-            Err(Error::ShapeMismatch {
-                what: "model of the held-out objective",
-                expected: format!("the training run's, {run:?}"),
-                got: format!("{:?}", self.held_out.hyper()),
-            })
+            Err(Error::shape_mismatch(
+                "model of the held-out objective",
+                format!("the training run's, {run:?}"),
+                format!("{:?}", self.held_out.hyper()),
+            ))
         }
     }
 

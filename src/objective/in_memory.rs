@@ -24,11 +24,11 @@ impl<'d, T: Real> Objective<'d, T> {
     /// Uses the preferred GEMM back-end and the best kernels for this CPU.
     pub fn new(hyper: HyperParams, data: Dataset<'d, T>) -> Result<Self> {
         if data.features() != hyper.visible() {
-            return Err(Error::ShapeMismatch {
-                what: "data features (columns of an examples-by-features array)",
-                expected: format!("n = {}", hyper.visible()),
-                got: data.features().to_string(),
-            });
+            return Err(Error::shape_mismatch(
+                "data features (columns of an examples-by-features array)",
+                format!("n = {}", hyper.visible()),
+                data.features(),
+            ));
         }
         super::check_data(hyper.reconstruction(), &data)?;
         Ok(Objective { engine: Engine::new(hyper), data })
