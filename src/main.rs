@@ -15,12 +15,19 @@ fn main() -> ExitCode {
         }
         // The reader of standard output went away (`sae man | head`): nothing to report, and
         // the status a shell gives a command ended by SIGPIPE.
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
-            ExitCode::from(141)
-        }
+        Err(e) if broken_pipe(e.as_ref()) => ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` is a write to a closed pipe, as the library or the command reports it.
+fn broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let io = match e.downcast_ref::<sae::Error>() {
+        Some(sae::Error::Io { source, .. }) => Some(source),
+        _ => e.downcast_ref::<std::io::Error>(),
+    };
+    io.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -119,8 +119,9 @@ fn a_vae_encodes_to_its_latent_mean_reconstructs_through_it_and_samples_its_prio
     assert!(ok, "{stderr}");
     let (got, dim) = read(&samples);
     assert_eq!(dim, (5, N));
-    assert_eq!(got, objective.sample(&model.theta, 5, 9).unwrap(), "the seed decides");
-    assert_ne!(got, objective.sample(&model.theta, 5, 10).unwrap());
+    assert_eq!(got, objective.sample(&model.theta, 0..5, 9).unwrap(), "the seed decides");
+    assert_ne!(got, objective.sample(&model.theta, 0..5, 10).unwrap());
+    assert_eq!(objective.sample(&model.theta, 3..5, 9).unwrap(), got[3 * N..], "each sample drawn on its own");
     assert!(std::fs::metadata(&picture).unwrap().len() > 50);
 
     let (ok, stdout, _) = sae(&["info", &file]);

@@ -669,3 +669,31 @@ fn every_training_command_takes_the_same_precision_flags() {
     let (ok, help, _) = sae(&["exercise", "self-taught", "--help"]);
     assert!(ok && help.contains("--f32") && help.contains("--f64"), "{help}");
 }
+
+#[test]
+fn a_checkpoint_records_what_reproduces_its_run_and_its_resumption_keeps_the_held_out_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, checkpoint) = (path(dir.path(), "m.safetensors"), path(dir.path(), "run.ckpt"));
+    let run = |extra: &[&str]| {
+        let base =
+            ["train", "--validation-fraction", "0.2", "-o", &model, "--no-features", "--checkpoint", &checkpoint];
+        sae(&[&base[..], extra].concat())
+    };
+    let (ok, _, stderr) = run(&["--iterations", "4", "--threads", "1"]);
+    assert!(ok, "{stderr}");
+    let saved = ModelFile::<f64>::load(Path::new(&checkpoint)).unwrap().metadata;
+    for key in ["seed", "threads", "backend", "isa", "command", "validation.data.fnv1a64", "curve.validation"] {
+        assert!(saved.contains_key(key), "{key} in the checkpoint");
+    }
+    assert_eq!(saved["threads"], "1");
+
+    // Without its held-out data the run would lose its early stopping: refused.
+    let (ok, _, stderr) = sae(&["train", "--iterations", "8", "-o", &model, "--no-features", "--resume", &checkpoint]);
+    assert!(!ok && stderr.contains("--validation"), "{stderr}");
+    // On other threads it goes on, warned that it is not bit-for-bit.
+    let (ok, _, stderr) = run(&["--iterations", "8", "--threads", "2", "--resume", &checkpoint]);
+    assert!(ok && stderr.contains("threads = 1, this run has 2"), "{stderr}");
+
+    let (ok, _, stderr) = sae(&["train", "--validate-every", "5", "-o", &model]);
+    assert!(!ok && stderr.contains("--validate-every"), "{stderr}");
+}

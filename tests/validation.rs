@@ -43,9 +43,13 @@ impl Differentiable<f64> for Scripted {
         ThetaLayout::new(N, H).len()
     }
 
+    /// A scripted NaN stands for a saturated unit on the held-out data.
     fn evaluate(&mut self, _: &[f64], grad: &mut [f64]) -> Result<f64> {
         grad.fill(0.0);
         self.last = self.costs.pop_front().expect("evaluated no more often than scripted");
+        if self.last.is_nan() {
+            return Err(Error::SaturatedActivation { unit: 0, rho_hat: 1.0 });
+        }
         Ok(self.last)
     }
 }
@@ -338,4 +342,91 @@ fn minibatch_training_validates_at_epoch_ends_stops_early_and_resumes_bit_for_bi
     let four = MinibatchOptions { epochs: 4, ..options };
     let at_four = MinibatchTrainer::new(hyper, four).unwrap().fit(&data, &init, |_| {}).unwrap();
     assert_eq!(early.model.parameters, at_four.model.parameters);
+}
+
+#[test]
+fn a_unit_saturated_on_the_held_out_data_is_an_infinite_cost_not_the_end_of_the_run() {
+    // NaN: the held-out objective fails with a saturated unit.
+    let (trained, curve, best) = scripted_run(&[f64::NAN, 4.0, f64::NAN, 5.0, 6.0], 1, Some(3), 20);
+    assert_eq!(curve.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert!(curve[0].1.is_infinite() && curve[2].1.is_infinite());
+    assert_eq!(best, Some((2, 4.0)), "an infinite cost is never the best");
+    assert_eq!((trained.stop, trained.iterations), (Stop::EarlyStopping, 5));
+    let recorded: Vec<(usize, Option<f64>, Option<f64>)> =
+        serde_json::from_str(&trained.model.metadata["curve.validation"]).unwrap();
+    assert_eq!(recorded[0], (1, None, None), "JSON has no infinity: null");
+}
+
+#[test]
+fn a_validation_used_again_starts_its_own_curve() {
+    let values = uniform_data(200, N, 5);
+    let mut objective = Objective::new(hyper(N, H), Dataset::examples_by_features(&values, 200, N).unwrap()).unwrap();
+    let mut validation = Validation::new(Scripted::new(&[1.0, 2.0, 3.0, 9.0, 8.0, 7.0])).early_stopping(5);
+    let trainer = Trainer::new(options(3));
+    let init = Parameters::init(N, H, 1);
+    trainer.fit_validated(&mut objective, Some(&mut validation), &init, |_| {}).unwrap();
+    let second = trainer.fit_validated(&mut objective, Some(&mut validation), &init, |_| {}).unwrap();
+    assert_eq!(validation.curve().iter().map(|p| p.cost).collect::<Vec<_>>(), [9.0, 8.0, 7.0]);
+    assert_eq!(validation.best(), Some((3, 7.0)), "not the first run's 1.0");
+    assert_eq!(second.model.metadata["validation.best_at"], "3");
+}
+
+#[test]
+fn early_stopping_wins_over_a_stop_from_outside_at_the_same_step_and_a_resumed_run_stays_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let values = uniform_data(200, N, 5);
+    let objective = || Objective::new(hyper(N, H), Dataset::examples_by_features(&values, 200, N).unwrap()).unwrap();
+    let init = Parameters::init(N, H, 3);
+    // The patience runs out after iteration 3, where the callback also asks to stop.
+    let mut validation = Validation::new(Scripted::new(&[3.0, 4.0, 5.0])).early_stopping(2);
+    let stopped = Trainer::new(options(40))
+        .checkpoint_to(&checkpoint, 100)
+        .fit_validated(&mut objective(), Some(&mut validation), &init, |it| {
+            if it.iteration == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert_eq!((stopped.stop, stopped.iterations), (Stop::EarlyStopping, 3));
+
+    // Resumed with its validation: it ends at once, with the same model.
+    let trainer = Trainer::new(options(40));
+    let resumed_checkpoint = trainer.load_checkpoint(&mut objective(), &checkpoint).unwrap();
+    let mut again = Validation::new(Scripted::new(&[])).early_stopping(2);
+    let resumed = trainer.resume_from(&mut objective(), resumed_checkpoint, Some(&mut again), |_| {}).unwrap();
+    assert_eq!((resumed.stop, resumed.iterations), (Stop::EarlyStopping, 3));
+    assert_eq!(resumed.model.parameters, stopped.model.parameters);
+}
+
+#[test]
+fn a_checkpoint_resumed_with_other_held_out_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let (training, held_out) = held_out_halves(13);
+    let hyper = hyper(N, H);
+    let objective = || Objective::new(hyper, Dataset::examples_by_features(&training, 300, N).unwrap()).unwrap();
+    fn validation(hyper: sae::HyperParams, values: &[f64]) -> Validation<'_, f64> {
+        Validation::new(Objective::new(hyper, Dataset::examples_by_features(values, 100, N).unwrap()).unwrap())
+    }
+    let init = Parameters::init(N, H, 3);
+    let mut first = validation(hyper, &held_out);
+    let trainer = Trainer::new(options(4)).checkpoint_to(&checkpoint, 2);
+    trainer.fit_validated(&mut objective(), Some(&mut first), &init, |_| {}).unwrap();
+
+    let other: Vec<f64> = held_out.iter().map(|v| v * 0.5).collect();
+    let resumed_checkpoint = Trainer::new(options(8)).load_checkpoint(&mut objective(), &checkpoint).unwrap();
+    let mut second = validation(hyper, &other);
+    let err = Trainer::new(options(8))
+        .resume_from(&mut objective(), resumed_checkpoint, Some(&mut second), |_| {})
+        .unwrap_err();
+    match err {
+        Error::BadCheckpoint { field, reason, .. } => {
+            assert_eq!(field, "curve.validation");
+            assert!(reason.contains("data.fnv1a64 of the held-out data"), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
 }

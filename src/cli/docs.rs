@@ -27,8 +27,12 @@ pub struct ManArgs {
 
 pub fn completions(args: CompletionsArgs) -> CliResult<()> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "sae", &mut std::io::stdout().lock());
-    Ok(())
+    // Into memory first: `generate` panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "sae", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    Ok(out.flush()?)
 }
 
 pub fn man(args: ManArgs) -> CliResult<()> {

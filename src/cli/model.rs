@@ -63,7 +63,7 @@ pub struct SampleArgs {
     /// Seed of the latent draws z ~ N(0, I).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Also draw the samples as a PNG grid (inputs that are square images).
+    /// Also draw the samples (the first 256) as a PNG grid (inputs that are square images).
     #[arg(long, value_name = "FILE")]
     picture: Option<PathBuf>,
 }
@@ -299,21 +299,28 @@ pub fn sample(args: SampleArgs) -> CliResult<()> {
         .into());
     };
     let n = vae.shape.visible;
-    // The samples' memory, count × n, is the user's request: refuse what cannot be allocated.
-    if args.count.checked_mul(n).is_none_or(|values| values > (1 << 31)) {
-        return Err(format!("--count {}: {} values per sample, more than 2³¹ values in all", args.count, n).into());
-    }
-    let samples = objective.sample(&vae.theta, args.count, args.seed)?;
     let mut writer = if to_stdout {
         NpyRowWriter::to_stdout(args.count, n)?
     } else {
         NpyRowWriter::create(&args.output, args.count, n)?
     };
-    writer.write_rows(&samples)?;
+    // A chunk of samples at a time: memory does not grow with --count.
+    const CHUNK: usize = 4096;
+    let mut drawn = Vec::new();
+    for start in (0..args.count).step_by(CHUNK) {
+        let samples = objective.sample(&vae.theta, start..(start + CHUNK).min(args.count), args.seed)?;
+        writer.write_rows(&samples)?;
+        if drawn.is_empty() {
+            drawn = samples;
+        }
+    }
     writer.finish()?;
     let say = |message: String| if to_stdout { eprintln!("{message}") } else { println!("{message}") };
     say(format!("{} samples ({} × {n}) written to {}", args.count, args.count, args.output.display()));
     if let Some(picture) = &args.picture {
+        // At most PICTURED tiles: a picture of more is no longer looked at.
+        const PICTURED: usize = 256;
+        let samples = &drawn[..drawn.len().min(PICTURED * n)];
         let tiles: Vec<Vec<f64>> = match vae.shape.decoder {
             // Probabilities in [0, 1], drawn on the [−1, 1] gray scale.
             VaeDecoder::Bernoulli => {
@@ -329,7 +336,7 @@ pub fn sample(args: SampleArgs) -> CliResult<()> {
                 .collect(),
         };
         TileGrid::for_inputs(n, PixelOrder::RowMajor)?.draw(&tiles).save_png(picture)?;
-        say(format!("drawn in {}", picture.display()));
+        say(format!("the first {} drawn in {}", tiles.len(), picture.display()));
     }
     Ok(())
 }
@@ -407,7 +414,7 @@ fn summary(key: &str, value: &str) -> Option<String> {
             Some(format!("{} points, {lowest}", curve.len()))
         }
         "rho_hat" => {
-            let rho_hat: Vec<f64> = serde_json::from_str(value).ok()?;
+            let rho_hat: Vec<f64> = serde_json::from_str(value).ok().filter(|r: &Vec<f64>| !r.is_empty())?;
             let (low, high) =
                 rho_hat.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| (l.min(r), h.max(r)));
             Some(format!("{} units, from {low:.4e} to {high:.4e}", rho_hat.len()))

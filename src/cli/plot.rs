@@ -69,10 +69,15 @@ fn read_run(args: &PlotArgs) -> CliResult<Run> {
         )
         .into());
     };
-    let validation = recorded::<Vec<(usize, f64, f64)>>(&model, "curve.validation", path)?.unwrap_or_default();
+    // `null`: an infinite held-out cost (a unit saturated there).
+    let validation = recorded::<Vec<(usize, Option<f64>, Option<f64>)>>(&model, "curve.validation", path)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(at, r, c)| (at, r.unwrap_or(f64::INFINITY), c.unwrap_or(f64::INFINITY)))
+        .collect::<Vec<_>>();
     let rho_hat = recorded::<Vec<f64>>(&model, "rho_hat", path)?.unwrap_or_default();
-    let finite =
-        training.iter().map(|p| p.1).chain(validation.iter().flat_map(|p| [p.1, p.2])).chain(rho_hat.iter().copied());
+    // Only the held-out costs may be infinite.
+    let finite = training.iter().map(|p| p.1).chain(rho_hat.iter().copied());
     if let Some(value) = finite.into_iter().find(|v| !v.is_finite()) {
         return Err(format!("{}: the recorded curves hold {value}", path.display()).into());
     }
@@ -121,7 +126,7 @@ fn draw_curves(run: &Run, area: &Area<'_>) -> Drawn {
     let xs = run.training.iter().map(|p| p.0).chain(run.validation.iter().map(|p| p.0));
     let x_end = xs.max().unwrap_or(1).max(1) as f64;
     let values = run.training.iter().map(|p| p.1).chain(run.validation.iter().flat_map(|p| [p.1, p.2]));
-    let y = log_range(values);
+    let y = log_range(values.filter(|v| v.is_finite()));
     let mut chart = ChartBuilder::on(area)
         .caption("cost", ("sans-serif", 20))
         .margin(12)
@@ -146,15 +151,20 @@ fn draw_curves(run: &Run, area: &Area<'_>) -> Drawn {
         ),
     ];
     for (label, color, points) in series {
+        // A log scale has no place for 0 (or an infinite held-out cost, recorded as such).
+        let points: Vec<(f64, f64)> = points.into_iter().filter(|&(_, y)| y > 0.0 && y.is_finite()).collect();
         if points.is_empty() {
             continue;
         }
+        // A point alone has no line: a marker shows it.
+        let markers = points.iter().map(|&p| Circle::new(p, 3, color.filled())).collect::<Vec<_>>();
+        chart.draw_series(if points.len() == 1 { markers } else { Vec::new() })?;
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    if let Some(&(at, _, cost)) = run.validation.iter().min_by(|a, b| a.2.total_cmp(&b.2)) {
+    if let Some(&(at, _, cost)) = run.validation.iter().filter(|p| p.2.is_finite()).min_by(|a, b| a.2.total_cmp(&b.2)) {
         chart.draw_series([Circle::new((at as f64, cost), 5, RGBColor(230, 120, 0).filled())])?;
     }
     draw_legend(&mut chart)
@@ -170,7 +180,10 @@ fn draw_rho_hat(run: &Run, area: &Area<'_>) -> Drawn {
         counts[((r / width) as usize).min(bins - 1)] += 1;
     }
     let highest = counts.iter().copied().max().unwrap_or(0).max(1);
-    let caption = format!("rho_hat of the {} hidden units", run.rho_hat.len());
+    let caption = match run.rho_hat.len() {
+        0 => "no rho_hat recorded".to_string(),
+        units => format!("rho_hat of the {units} hidden units"),
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 20))
         .margin(12)

@@ -137,9 +137,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "F", conflicts_with = "validation", help_heading = "Validation")]
     validation_fraction: Option<f64>,
     /// Iterations (L-BFGS) or epochs (Adam, SGD) between evaluations of the held-out data
-    /// (and after the last).
-    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Validation")]
-    validate_every: usize,
+    /// (and after the last) [default: 1].
+    #[arg(long, value_name = "N", help_heading = "Validation")]
+    validate_every: Option<usize>,
     /// Stop after P evaluations in a row without a lower held-out cost, and write the model of
     /// the lowest one (with or without an early stop).
     #[arg(long, value_name = "P", help_heading = "Validation")]
@@ -260,7 +260,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            let validation = Validation::new(objective).every(args.validate_every);
+            let validation = Validation::new(objective).every(args.validate_every.unwrap_or(1));
             Some(match args.early_stopping {
                 Some(patience) => validation.early_stopping(patience),
                 None => validation,
@@ -316,6 +316,39 @@ fn provenance(args: &TrainArgs, backend: Option<Backend>) -> Vec<(&'static str, 
     ]
 }
 
+/// What a checkpoint records of the run beside its state: the keys of [`provenance`] that
+/// decide whether a resumed run continues bit-for-bit, and the command.
+fn reproduction(args: &TrainArgs) -> CliResult<Vec<(String, String)>> {
+    let backend = args.engine.backend()?.filter(|_| args.optimizer == OptimizerArg::Lbfgs);
+    let provenance = provenance(args, backend);
+    let kept = provenance.into_iter().filter(|(key, _)| ["seed", "threads", "backend", "isa", "command"].contains(key));
+    Ok(kept.map(|(key, value)| (key.to_string(), value)).collect())
+}
+
+/// Before resuming the checkpoint at `path` (its metadata read from its header): refuses a
+/// run that drops the held-out data the checkpoint's run validated on (its early stopping and
+/// curve would be lost; a --validation-fraction also changes the training data), and warns
+/// when the thread count, back-end or instruction set differ from the checkpoint's (the
+/// continuation is then not bit-for-bit the uninterrupted run).
+fn check_resumption(args: &TrainArgs, path: &std::path::Path, validating: bool) -> CliResult<()> {
+    let recorded = ModelFile::<f64>::read_metadata(path)?;
+    if recorded.contains_key("curve.validation") && !validating {
+        return Err("the checkpoint's run validated on held-out data: resume it with the same --validation \
+                    or --validation-fraction (and --seed)"
+            .into());
+    }
+    for (key, value) in reproduction(args)? {
+        match recorded.get(&key) {
+            Some(saved) if ["threads", "backend", "isa"].contains(&key.as_str()) && *saved != value => log::warn!(
+                "the checkpoint was written with {key} = {saved}, this run has {value}: \
+                 the run goes on, but not bit-for-bit as it would have"
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// This process's command line, each argument quoted for a POSIX shell where it needs it
 /// (read lossily: `env::args` would panic on an argument that is not UTF-8).
 fn command_line() -> String {
@@ -359,13 +392,18 @@ fn held_out_data<T: Real>(args: &TrainArgs, data: &mut Data<T>) -> CliResult<Opt
             println!("held out: {count} examples chosen by seed {}, {} left to train on", args.seed, *examples);
             (held_out, count)
         }
-        (None, None) if args.early_stopping.is_some() => {
-            return Err("--early-stopping watches held-out data: give --validation or --validation-fraction".into())
+        (None, None) if args.early_stopping.is_some() || args.validate_every.is_some() => {
+            return Err("--early-stopping and --validate-every watch held-out data: give --validation or \
+                        --validation-fraction"
+                .into())
         }
         (None, None) => return Ok(None),
     };
     if args.early_stopping == Some(0) {
         return Err("--early-stopping 0: the patience is at least one evaluation".into());
+    }
+    if args.validate_every == Some(0) {
+        return Err("--validate-every 0: at least one iteration or epoch between evaluations".into());
     }
     Ok(Some(held_out))
 }
@@ -395,7 +433,7 @@ fn fit<T: Real>(
         progress_tolerance: args.ftol.unwrap_or(LbfgsOptions::MINFUNC.progress_tolerance),
         ..LbfgsOptions::MINFUNC
     };
-    let mut trainer = Trainer::new(options).stop_when(stop.clone());
+    let mut trainer = Trainer::new(options).stop_when(stop.clone()).annotate_checkpoints(reproduction(args)?);
     if let Some(limit) = time_limit(args)? {
         trainer = trainer.time_limit(limit);
     }
@@ -413,6 +451,7 @@ fn fit<T: Real>(
     not_interrupted_yet(stop)?;
     let origin = match &args.resume {
         Some(path) => {
+            check_resumption(args, path, validation.is_some())?;
             let checkpoint = trainer.load_checkpoint(objective, path)?;
             println!("resuming {} at iteration {}", path.display(), checkpoint.state.iteration);
             Origin::Checkpoint(Box::new(checkpoint))
@@ -525,7 +564,8 @@ fn fit_minibatch<T: Real>(
         rho_momentum: args.rho_momentum,
         seed: args.seed,
     };
-    let mut trainer = MinibatchTrainer::new(hyper, options)?.stop_when(stop.clone());
+    let mut trainer =
+        MinibatchTrainer::new(hyper, options)?.stop_when(stop.clone()).annotate_checkpoints(reproduction(args)?);
     if let Some(path) = &args.checkpoint {
         trainer = trainer.checkpoint_to(path, args.checkpoint_every as u64);
     }
@@ -534,6 +574,7 @@ fn fit_minibatch<T: Real>(
     }
     let resumed = match &args.resume {
         Some(path) => {
+            check_resumption(args, path, validation.is_some())?;
             let checkpoint = trainer.load_checkpoint(data, path)?;
             println!("resuming {} in epoch {}", path.display(), checkpoint.state.epoch + 1);
             Some(checkpoint)

@@ -139,7 +139,7 @@ fn train<T: Real>(args: &VaeArgs) -> CliResult<()> {
     println!("model written to {}", args.output.display());
 
     // 64 draws from the prior, decoded to the decoder's means.
-    let means = objective.sample(&model.theta, 64, args.seed)?;
+    let means = objective.sample(&model.theta, 0..64, args.seed)?;
     let tiles: Vec<Vec<f64>> = means
         .chunks_exact(n)
         .map(|image| image.iter().map(|p| 2.0 * p.as_f64().clamp(0.0, 1.0) - 1.0).collect())

@@ -147,9 +147,6 @@ pub enum Corruption {
 }
 
 impl Corruption {
-    /// Every kind's [`name`](Self::name).
-    pub const NAMES: [&'static str; 3] = ["none", "masking", "gaussian"];
-
     /// The corruption of kind `name` at `level` (see [`level`](Self::level)).
     pub fn from_name(name: &str, level: f64) -> Option<Self> {
         match name {
@@ -478,7 +475,15 @@ impl HyperParams {
                 parsed(corruption, "a known corruption", |name| Corruption::from_name(name, level))?,
                 count(seed)?,
             );
-        hyper.build().map_err(|e| fault("objective", format!("holds invalid hyper-parameters: {e}")))
+        hyper.build().map_err(|e| match e {
+            // The builder names its values as the file does, but for the corruption's level.
+            Error::InvalidHyperParameter { name, .. } => {
+                let key =
+                    METADATA_KEYS.iter().map(|&(key, _)| key).find(|&key| key == name).unwrap_or("corruption_level");
+                fault(key, format!("is invalid: {e}"))
+            }
+            e => fault("objective", format!("holds invalid hyper-parameters: {e}")),
+        })
     }
 }
 

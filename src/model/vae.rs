@@ -46,6 +46,11 @@ impl VaeDecoder {
         }
     }
 
+    /// The decoder of [`name`](Self::name) `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
     /// The decoder in a line, for help texts.
     pub fn summary(self) -> &'static str {
         match self {
@@ -182,15 +187,11 @@ impl<T: Real> VaeModel<T> {
         let text =
             |key: &str| file.metadata.get(key).cloned().ok_or_else(|| bad(format!("no {key:?} in the metadata")));
         let activation_name = text("activation")?;
-        let activation = Activation::ALL
-            .into_iter()
-            .find(|a| a.name() == activation_name)
+        let activation = Activation::from_name(&activation_name)
             .ok_or_else(|| bad(format!("unknown activation {activation_name:?}")))?;
         let decoder_name = text("decoder")?;
-        let decoder = VaeDecoder::ALL
-            .into_iter()
-            .find(|d| d.name() == decoder_name)
-            .ok_or_else(|| bad(format!("unknown decoder {decoder_name:?}")))?;
+        let decoder =
+            VaeDecoder::from_name(&decoder_name).ok_or_else(|| bad(format!("unknown decoder {decoder_name:?}")))?;
         let (visible, hidden, latent) =
             (file.count(path, "visible")?, file.count(path, "hidden")?, file.count(path, "latent")?);
         let shape = VaeShape::new(visible, hidden, latent, activation, decoder)?;

@@ -4,7 +4,8 @@
 ///
 /// - `reconstruction`: the mean over the `m` examples of the reconstruction loss,
 ///   `(1/m) Σ_i ½‖x̂_i − x_i‖²` for squared error (`(1/m) Σ_i Σ_k` of the cross-entropy);
-/// - `weight_decay`: `λ/2 (‖W1‖² + ‖W2‖²)`;
+/// - `weight_decay`: `λ/2 (‖W1‖² + ‖W2‖²)`, and with tied weights (`W1 = W2ᵀ = W`) `λ/2 ‖W‖²`,
+///   the decay of the one matrix;
 /// - `sparsity`: `β Σ_j KL(ρ ‖ rho_hat_j)` (`β Σ_j rho_hat_j` for the L1 penalty);
 /// - `contractive`: `λ_c/m Σ_i ‖∂a2_i/∂x_i‖²_F`.
 ///

@@ -18,7 +18,7 @@
 //! `ε` of example `i` is drawn from its own generator seeded by `(seed, epoch, i)`, so a
 //! minibatch's objective is a deterministic function of `theta` for a given epoch.
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
@@ -256,11 +256,16 @@ impl<T: Real> VaeObjective<T> {
         Ok(latent.chunks_exact(2 * d).flat_map(|column| column[..d].iter().copied()).collect())
     }
 
-    /// `count` samples of the model: the decoder's means `E[x|z]` for `z ~ N(0, I)` drawn
-    /// from `seed`, as `count` rows of `n` values.
-    pub fn sample(&self, theta: &[T], count: usize, seed: u64) -> Result<Vec<T>> {
-        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x5a3b_1e55);
-        let z: Vec<T> = (0..count * self.shape.latent).map(|_| T::cast(rng.sample::<f64, _>(StandardNormal))).collect();
+    /// Samples `samples` of the model (e.g. `0..64`): the decoder's means `E[x|z_i]` for
+    /// `z_i ~ N(0, I)`, each drawn from its own generator seeded by `(seed, i)`, so that any
+    /// range of samples can be drawn on its own; as one row of `n` values per sample.
+    pub fn sample(&self, theta: &[T], samples: std::ops::Range<usize>, seed: u64) -> Result<Vec<T>> {
+        let d = self.shape.latent;
+        let mut z = Vec::with_capacity(samples.len() * d);
+        for i in samples {
+            let mut rng = example_generator(seed, u64::MAX, i as u64);
+            z.extend((0..d).map(|_| T::cast(rng.sample::<f64, _>(StandardNormal))));
+        }
         self.decode(theta, &z)
     }
 

@@ -95,7 +95,7 @@ impl std::fmt::Display for Stop {
                 "the line search found no lower cost (the cost may be NaN or infinite along the \
                  search direction); the model is the last point with a finite, lower cost"
             }
-            Stop::Interrupted => "interrupted: the model is the last iterate, and the run can be resumed",
+            Stop::Interrupted => "interrupted: the model so far is kept, and the run can be resumed",
             Stop::Requested => "stopped by the training callback",
             Stop::TimeLimit => "reached the time limit",
             Stop::EarlyStopping => {
@@ -136,6 +136,11 @@ impl Stop {
             Stop::TimeLimit => "time-limit",
             Stop::EarlyStopping => "early-stopping",
         }
+    }
+
+    /// The stop of [`name`](Self::name) `name`.
+    pub fn from_name(name: &str) -> Option<Stop> {
+        Stop::ALL.into_iter().find(|stop| stop.name() == name)
     }
 
     /// Whether a run that stopped so goes on when resumed: it ran out of a budget or was

@@ -52,6 +52,13 @@ pub fn lbfgs_checkpoint<T: Real>(
     Ok(model)
 }
 
+/// Adds the caller's `annotations` to a checkpoint's metadata, its own keys kept.
+pub(crate) fn annotate<T>(checkpoint: &mut ModelFile<T>, annotations: &[(String, String)]) {
+    for (key, value) in annotations {
+        checkpoint.metadata.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+}
+
 /// The L-BFGS state stored in a checkpoint read from `path`, every value checked: `f`, `γ`
 /// and the tensors finite, `γ` and each `yᵀs` positive, the tensors of `ys`'s pairs and the
 /// model's length, `oldest` a slot held, the counters consistent and not absurd, `x` the
@@ -86,9 +93,7 @@ pub fn lbfgs_state<T: Real>(model: &ModelFile<T>, path: &Path) -> Result<LbfgsSt
     let stopped = match saved.text("lbfgs.stopped")? {
         "no" => None,
         name => Some(
-            Stop::ALL
-                .into_iter()
-                .find(|stop| stop.name() == name)
+            Stop::from_name(name)
                 .ok_or_else(|| saved.bad("lbfgs.stopped", format!("= {name:?} is not a known stop")))?,
         ),
     };

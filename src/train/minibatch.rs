@@ -112,7 +112,7 @@ impl std::fmt::Display for MinibatchStop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             MinibatchStop::MaxEpochs => "ran all its epochs",
-            MinibatchStop::Interrupted => "interrupted: the model is the last step's, and the run can be resumed",
+            MinibatchStop::Interrupted => "interrupted: the model so far is kept, and the run can be resumed",
             MinibatchStop::Requested => "stopped by the training callback",
             MinibatchStop::TimeLimit => "reached the time limit",
             MinibatchStop::EarlyStopping => {
@@ -143,6 +143,7 @@ pub struct MinibatchTrainer {
     checkpoint: Option<(PathBuf, u64)>,
     stop: Option<Arc<AtomicBool>>,
     time_limit: Option<Duration>,
+    annotations: Vec<(String, String)>,
 }
 
 impl MinibatchTrainer {
@@ -151,7 +152,13 @@ impl MinibatchTrainer {
         if options.batch_size == 0 {
             return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
         }
-        Ok(MinibatchTrainer { hyper, options, checkpoint: None, stop: None, time_limit: None })
+        Ok(MinibatchTrainer { hyper, options, checkpoint: None, stop: None, time_limit: None, annotations: Vec::new() })
+    }
+
+    /// Records `metadata` in every checkpoint, as [`Trainer::annotate_checkpoints`] does.
+    pub fn annotate_checkpoints(mut self, metadata: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.annotations.extend(metadata);
+        self
     }
 
     /// Ends the run after the first step that finishes `limit` after it started, with
@@ -193,10 +200,13 @@ impl MinibatchTrainer {
     pub fn fit_validated<T: Real, C: Control>(
         &self,
         data: &Dataset<'_, T>,
-        validation: Option<&mut Validation<'_, T>>,
+        mut validation: Option<&mut Validation<'_, T>>,
         init: &Parameters<T>,
         on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
+        if let Some(validation) = validation.as_deref_mut() {
+            validation.start();
+        }
         let x: Vec<f64> = super::starting_point(&self.hyper, init).theta().iter().map(|v| v.as_f64()).collect();
         let state =
             MinibatchState { rule_state: StepState::new(x.len()), x, running_rho_hat: Vec::new(), epoch: 0, batch: 0 };
@@ -291,7 +301,12 @@ impl MinibatchTrainer {
         // No minibatch is larger than the data, whatever the option says.
         let mut batch_values = vec![T::zero(); options.batch_size.min(m) * n];
         let mut stop = MinibatchStop::MaxEpochs;
-        'epochs: while state.epoch < options.epochs {
+        // A checkpoint of a run whose patience ran out ends where it was.
+        let exhausted = validation.as_deref().is_some_and(Validation::exhausted);
+        if exhausted {
+            stop = MinibatchStop::EarlyStopping;
+        }
+        'epochs: while state.epoch < options.epochs && !exhausted {
             let order = epoch_order(m, options.seed, state.epoch);
             while state.batch < batches {
                 let rows = &order[state.batch * options.batch_size..((state.batch + 1) * options.batch_size).min(m)];
@@ -331,7 +346,8 @@ impl MinibatchTrainer {
                         state.epoch
                     );
                     if let Some(validation) = validation.as_deref_mut() {
-                        if validation.due(state.epoch, finished) {
+                        let last = finished || deadline.passed() || super::control::interrupted(&self.stop);
+                        if validation.due(state.epoch, last) {
                             let (evaluated, out) = validation.evaluate(state.epoch, &state.x)?;
                             (point, patience_out) = (Some(evaluated), out);
                         }
@@ -339,15 +355,17 @@ impl MinibatchTrainer {
                 }
                 let requested =
                     on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end, validation: point }).stops();
-                let outside = if finished { None } else { outside_stop(&self.stop, requested, &deadline) };
-                let early = !finished && outside.is_none() && patience_out;
+                // Early stopping before the stops from outside: a resumed run would not go on.
+                let early = !finished && patience_out;
+                let outside = if finished || early { None } else { outside_stop(&self.stop, requested, &deadline) };
                 if let Some((path, every, fingerprint)) = &checkpoint {
                     if step.is_multiple_of(*every) || finished || outside.is_some() || early {
                         let mut saved = self.checkpoint_of::<T>(&state, objective.running_rho_hat(), fingerprint)?;
+                        super::checkpoint::annotate(&mut saved, &self.annotations);
                         curve.describe(&mut saved);
                         saved.metadata.insert(EPOCH_COST.into(), epoch_cost.describe());
-                        if let Some(validation) = &validation {
-                            validation.save(&mut saved);
+                        if let Some(validation) = validation.as_deref_mut() {
+                            validation.save(&mut saved)?;
                         }
                         saved.save(path)?;
                         log::info!("checkpoint of step {step} written to {}", path.display());
@@ -374,19 +392,27 @@ impl MinibatchTrainer {
         );
         let chosen = validation.as_deref().and_then(Validation::chosen);
         let mut model = self.model_at::<T>(chosen.map_or(&state.x[..], |(_, x)| x))?;
-        // The model's cost and `rho_hat` on all the data, as a full-batch run records them.
-        let mut full = Objective::new(self.hyper, *data)?;
-        let mut grad = vec![T::zero(); full.theta_len()];
-        let cost = full.evaluate(model.parameters.theta(), &mut grad)?;
         for (key, value) in [
             ("optimizer", self.options.rule.name().to_string()),
             ("epochs", state.epoch.to_string()),
             ("steps", state.rule_state.steps.to_string()),
             ("stop", stop.name().to_string()),
-            ("cost", cost.to_string()),
-            ("rho_hat", serde_json::to_string(full.rho_hat()).expect("numbers serialise")),
         ] {
             model.metadata.insert(key.into(), value);
+        }
+        // The model's cost and `rho_hat` on all the data, as a full-batch run records them:
+        // a unit saturated over the whole data set (in this precision) leaves them out rather
+        // than losing the run.
+        let mut full = Objective::new(self.hyper, *data)?;
+        let mut grad = vec![T::zero(); full.theta_len()];
+        match full.evaluate(model.parameters.theta(), &mut grad) {
+            Ok(cost) => {
+                model.metadata.insert("cost".into(), cost.to_string());
+                let rho_hat = serde_json::to_string(full.rho_hat()).expect("numbers serialise");
+                model.metadata.insert("rho_hat".into(), rho_hat);
+            }
+            Err(e @ Error::SaturatedActivation { .. }) => log::warn!("the model's cost on all the data: {e}"),
+            Err(e) => return Err(e),
         }
         curve.describe(&mut model);
         if let Some(validation) = &validation {
@@ -546,8 +572,11 @@ impl<T: Real> Checkpoint<MinibatchState, T> {
         let epoch_cost = match self.saved() {
             Some(saved) => match saved.model.metadata.get(EPOCH_COST) {
                 Some(text) => match serde_json::from_str::<(f64, usize)>(text) {
-                    Ok((sum, count)) if sum.is_finite() => EpochCost { sum, count },
-                    _ => return Err(saved.bad(EPOCH_COST, "is not a JSON [sum, count] with a finite sum")),
+                    Ok((sum, count)) if sum.is_finite() && count == self.state.batch => EpochCost { sum, count },
+                    _ => {
+                        let reason = "is not a JSON [sum, count] with a finite sum of the epoch's minibatches so far";
+                        return Err(saved.bad(EPOCH_COST, reason));
+                    }
                 },
                 None => EpochCost::default(),
             },

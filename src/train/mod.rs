@@ -157,6 +157,12 @@ impl<S, T: Real> Checkpoint<S, T> {
         Checkpoint { state, saved: Some((model, path.to_path_buf())) }
     }
 
+    /// The free metadata of the checkpoint's file (its annotations among them, see
+    /// [`Trainer::annotate_checkpoints`]); `None` for a bare state.
+    pub fn metadata(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.saved.as_ref().map(|(model, _)| &model.metadata)
+    }
+
     /// The checkpoint's file, to read its record from.
     fn saved(&self) -> Option<checkpoint::Saved<'_, T>> {
         self.saved.as_ref().map(|(model, path)| checkpoint::Saved { model, path })
@@ -183,11 +189,20 @@ pub struct Trainer {
     fingerprint: Option<DataFingerprint>,
     stop: Option<Arc<AtomicBool>>,
     time_limit: Option<Duration>,
+    annotations: Vec<(String, String)>,
 }
 
 impl Trainer {
     pub fn new(options: LbfgsOptions) -> Self {
-        Trainer { options, checkpoint: None, fingerprint: None, stop: None, time_limit: None }
+        Trainer { options, checkpoint: None, fingerprint: None, stop: None, time_limit: None, annotations: Vec::new() }
+    }
+
+    /// Records `metadata` in every checkpoint beside the run's state: what reproduces the run
+    /// (seed, threads, back-end, instruction set, command line), read back with
+    /// [`Checkpoint::metadata`]. The checkpoint's own keys win over these.
+    pub fn annotate_checkpoints(mut self, metadata: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.annotations.extend(metadata);
+        self
     }
 
     /// Ends the run after the first iteration that finishes `limit` after it started (the
@@ -239,7 +254,7 @@ impl Trainer {
     pub fn fit_validated<T: Real, C: Control>(
         &self,
         objective: &mut impl AutoencoderObjective<T>,
-        validation: Option<&mut Validation<'_, T>>,
+        mut validation: Option<&mut Validation<'_, T>>,
         init: &Parameters<T>,
         on_iteration: impl FnMut(&LbfgsStep) -> C,
     ) -> Result<Trained<T>> {
@@ -250,6 +265,9 @@ impl Trainer {
                 format!("{} values for this objective", objective.dimension()),
                 init.layout().len(),
             ));
+        }
+        if let Some(validation) = validation.as_deref_mut() {
+            validation.start();
         }
         let lbfgs = Lbfgs::start(self.options, starting_point(objective.hyper(), init).theta(), objective)?;
         let curve = TrainingCurve(vec![(0, lbfgs.state().f)]);
@@ -300,7 +318,10 @@ impl Trainer {
         on_iteration: impl FnMut(&LbfgsStep) -> C,
     ) -> Result<Trained<T>> {
         let deadline = Deadline::after(self.time_limit);
-        let curve = checkpoint.record(validation.as_deref_mut())?;
+        let mut curve = checkpoint.record(validation.as_deref_mut())?;
+        if curve.0.is_empty() {
+            curve.push(checkpoint.state.iteration, checkpoint.state.f);
+        }
         let lbfgs = Lbfgs::resume(self.options, checkpoint.state)?;
         self.run(objective, lbfgs, Run { deadline, curve, validation }, on_iteration)
     }
@@ -329,6 +350,10 @@ impl Trainer {
         };
         let initial_cost = lbfgs.state().f;
         let stop = loop {
+            if validation.as_deref().is_some_and(Validation::exhausted) {
+                // A checkpoint of a run whose patience ran out: it ends where it was.
+                break lbfgs.stop_with(Stop::EarlyStopping);
+            }
             let iteration = lbfgs.iterate(objective)?;
             log::debug!(
                 "L-BFGS iteration {}: cost {:.6e}, ‖∇‖ {:.3e}, step {:.3e}, {} evaluations",
@@ -338,26 +363,32 @@ impl Trainer {
                 iteration.step,
                 iteration.evaluations
             );
-            curve.push(iteration.iteration, iteration.f);
+            // A stop found without a step (at a resumed run's start) is no new point.
+            if curve.0.last().is_none_or(|&(at, _)| at != iteration.iteration) {
+                curve.push(iteration.iteration, iteration.f);
+            }
             let (mut point, mut patience_out) = (None, false);
             if let Some(validation) = validation.as_deref_mut() {
-                if validation.due(iteration.iteration, iteration.stopped.is_some()) {
+                let last = iteration.stopped.is_some() || deadline.passed() || control::interrupted(&self.stop);
+                if validation.due(iteration.iteration, last) {
                     let (evaluated, out) = validation.evaluate(iteration.iteration, &lbfgs.state().x)?;
                     (point, patience_out) = (Some(evaluated), out);
                 }
             }
             let requested = on_iteration(&LbfgsStep { lbfgs: iteration, validation: point }).stops();
             let outside = control::outside_stop(&self.stop, requested, &deadline);
+            // Early stopping before the stops from outside: a resumed run would not go on.
             let stopped = iteration
                 .stopped
-                .or_else(|| outside.map(|outside| lbfgs.stop_with(outside.into())))
-                .or_else(|| patience_out.then(|| lbfgs.stop_with(Stop::EarlyStopping)));
+                .or_else(|| patience_out.then(|| lbfgs.stop_with(Stop::EarlyStopping)))
+                .or_else(|| outside.map(|outside| lbfgs.stop_with(outside.into())));
             if let Some((path, every, fingerprint)) = &checkpoint {
                 if stopped.is_some() || iteration.iteration.is_multiple_of(*every) {
                     let mut saved = lbfgs_checkpoint::<T>(*objective.hyper(), lbfgs.state(), fingerprint)?;
+                    checkpoint::annotate(&mut saved, &self.annotations);
                     curve.describe(&mut saved);
-                    if let Some(validation) = &validation {
-                        validation.save(&mut saved);
+                    if let Some(validation) = validation.as_deref_mut() {
+                        validation.save(&mut saved)?;
                     }
                     saved.save(path)?;
                     log::info!("checkpoint of iteration {} written to {}", iteration.iteration, path.display());

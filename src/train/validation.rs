@@ -35,7 +35,7 @@
 //! ```
 
 use super::checkpoint::Saved;
-use super::AutoencoderObjective;
+use super::{AutoencoderObjective, DataFingerprint};
 use crate::error::{Error, Result};
 use crate::model::{HyperParams, ModelFile};
 use crate::real::Real;
@@ -62,7 +62,9 @@ struct Best {
 /// The held-out data of a run, how often it is evaluated, and the early-stopping rule; after
 /// the run it holds the validation curve and the best point.
 pub struct Validation<'v, T: Real> {
-    held_out: Box<dyn AutoencoderObjective<T> + 'v>,
+    held_out: Box<dyn AutoencoderObjective<T> + Send + 'v>,
+    /// The held-out data's fingerprint, once a checkpoint needed it.
+    fingerprint: Option<DataFingerprint>,
     every: usize,
     patience: Option<usize>,
     curve: Vec<ValidationPoint>,
@@ -87,9 +89,10 @@ impl<T: Real> std::fmt::Debug for Validation<'_, T> {
 impl<'v, T: Real> Validation<'v, T> {
     /// Evaluates `held_out` (the objective of the run's model on the held-out data, in memory
     /// or streamed) after every iteration or epoch, without early stopping.
-    pub fn new(held_out: impl AutoencoderObjective<T> + 'v) -> Self {
+    pub fn new(held_out: impl AutoencoderObjective<T> + Send + 'v) -> Self {
         Validation {
             held_out: Box::new(held_out),
+            fingerprint: None,
             every: 1,
             patience: None,
             curve: Vec::new(),
@@ -100,7 +103,8 @@ impl<'v, T: Real> Validation<'v, T> {
         }
     }
 
-    /// Evaluates after every `every`-th iteration or epoch (at least 1), and after the last.
+    /// Evaluates after every `every`-th iteration or epoch (at least 1), and after the last
+    /// (unless the training callback ended the run: it has seen that step already).
     pub fn every(mut self, every: usize) -> Self {
         self.every = every.max(1);
         self
@@ -141,6 +145,22 @@ impl<'v, T: Real> Validation<'v, T> {
         }
     }
 
+    /// The parameters (`theta`, in f64) of the lowest held-out cost so far, with or without
+    /// early stopping.
+    pub fn best_parameters(&self) -> Option<&[f64]> {
+        self.best.as_ref().map(|best| &best.x[..])
+    }
+
+    /// Forgets the evaluations of an earlier run: a new run starts its own curve.
+    pub(crate) fn start(&mut self) {
+        (self.curve, self.best, self.since_best) = (Vec::new(), None, 0);
+    }
+
+    /// Whether the patience ran out already (in the run a checkpoint continues).
+    pub(crate) fn exhausted(&self) -> bool {
+        self.patience.is_some_and(|patience| self.since_best >= patience)
+    }
+
     /// Whether an evaluation is due after iteration or epoch `at` (`last`: the run ends there).
     pub(crate) fn due(&self, at: usize, last: bool) -> bool {
         (last || at.is_multiple_of(self.every)) && self.curve.last().is_none_or(|point| point.at != at)
@@ -153,17 +173,27 @@ impl<'v, T: Real> Validation<'v, T> {
         self.theta.clear();
         self.theta.extend(x.iter().map(|&v| T::cast(v)));
         self.grad.resize(len, T::zero());
-        let cost = self.held_out.evaluate(&self.theta, &mut self.grad)?;
-        let point = ValidationPoint { at, reconstruction: self.held_out.terms().reconstruction, cost };
+        let point = match self.held_out.evaluate(&self.theta, &mut self.grad) {
+            Ok(cost) => ValidationPoint { at, reconstruction: self.held_out.terms().reconstruction, cost },
+            // A unit saturated on the held-out data (all on or all off there, in this
+            // precision) makes the KL term infinite: the worst cost, not the end of the run.
+            Err(Error::SaturatedActivation { unit, rho_hat }) => {
+                log::warn!("held-out cost after {at}: infinite (hidden unit {unit} has rho_hat = {rho_hat} there)");
+                ValidationPoint { at, reconstruction: f64::INFINITY, cost: f64::INFINITY }
+            }
+            Err(e) => return Err(e),
+        };
+        let cost = point.cost;
         log::debug!("held-out cost after {at}: {cost:.6e} (reconstruction {:.6e})", point.reconstruction);
         self.curve.push(point);
-        if self.best.as_ref().is_none_or(|best| cost < best.cost) {
+        // A cost that is not finite is never the best.
+        if cost.is_finite() && self.best.as_ref().is_none_or(|best| cost < best.cost) {
             self.best = Some(Best { at, cost, x: x.to_vec() });
             self.since_best = 0;
         } else {
             self.since_best += 1;
         }
-        Ok((point, self.patience.is_some_and(|patience| self.since_best >= patience)))
+        Ok((point, self.exhausted()))
     }
 
     /// The point the run returns instead of its last: the best validated one, with early
@@ -173,8 +203,8 @@ impl<'v, T: Real> Validation<'v, T> {
     }
 
     /// Records the curve and the best point in `model`'s metadata: `curve.validation` (a
-    /// JSON array of `[at, reconstruction, cost]`), `validation.best_at`,
-    /// `validation.best_cost`.
+    /// JSON array of `[at, reconstruction, cost]`, `null` for an infinite cost),
+    /// `validation.best_at`, `validation.best_cost`.
     pub(crate) fn describe(&self, model: &mut ModelFile<impl Real>) {
         let curve: Vec<[serde_json::Value; 3]> =
             self.curve.iter().map(|p| [p.at.into(), p.reconstruction.into(), p.cost.into()]).collect();
@@ -185,30 +215,63 @@ impl<'v, T: Real> Validation<'v, T> {
         }
     }
 
-    /// Records everything a resumed run needs in a checkpoint: [`describe`](Self::describe)
-    /// and the best point (the float64 tensor `validation.best_x`).
-    pub(crate) fn save(&self, checkpoint: &mut ModelFile<impl Real>) {
+    /// Records everything a resumed run needs in a checkpoint: [`describe`](Self::describe),
+    /// the held-out data's fingerprint (`validation.data.*`) and the best point (the float64
+    /// tensor `validation.best_x`).
+    pub(crate) fn save(&mut self, checkpoint: &mut ModelFile<impl Real>) -> Result<()> {
         self.describe(checkpoint);
+        for (key, value) in self.fingerprint()?.metadata() {
+            checkpoint.metadata.insert(format!("validation.{key}"), value);
+        }
         if let Some(best) = &self.best {
             checkpoint.extra.insert("validation.best_x".into(), (vec![best.x.len()], best.x.clone()));
         }
+        Ok(())
     }
 
-    /// Continues from what [`save`](Self::save) recorded in `saved`; a checkpoint without
-    /// validation leaves this one as it is (validation starts with the resumed run).
+    /// The held-out data's fingerprint (one pass over it, the first time).
+    fn fingerprint(&mut self) -> Result<DataFingerprint> {
+        if self.fingerprint.is_none() {
+            self.fingerprint = Some(self.held_out.data_fingerprint()?);
+        }
+        Ok(self.fingerprint.expect("just computed"))
+    }
+
+    /// Continues from what [`save`](Self::save) recorded in `saved`, on the same held-out
+    /// data (its fingerprint checked); a checkpoint without validation starts this one afresh
+    /// with the resumed run.
     pub(crate) fn restore(&mut self, saved: &Saved<'_, T>) -> Result<()> {
+        self.start();
         let Some(text) = saved.model.metadata.get("curve.validation") else {
             return Ok(());
         };
+        let run = self.fingerprint()?;
+        for (key, value) in run.metadata() {
+            let recorded = saved.model.metadata.get(&format!("validation.{key}"));
+            if recorded != Some(&value) {
+                let recorded = recorded.map_or("missing", String::as_str);
+                let reason = format!("{key} of the held-out data is {recorded} in the checkpoint, {value} in this run");
+                return Err(saved.bad("curve.validation", reason));
+            }
+        }
         let malformed = || saved.bad("curve.validation", "is not a JSON array of [at, reconstruction, cost]");
-        let points: Vec<(usize, f64, f64)> = serde_json::from_str(text).map_err(|_| malformed())?;
-        if points.iter().any(|&(_, r, c)| !r.is_finite() || !c.is_finite()) {
+        let points: Vec<(usize, Option<f64>, Option<f64>)> = serde_json::from_str(text).map_err(|_| malformed())?;
+        // `null` is an infinite cost (see `evaluate`).
+        let finite_or_infinite = |v: Option<f64>| v.unwrap_or(f64::INFINITY);
+        self.curve = points
+            .into_iter()
+            .map(|(at, r, c)| ValidationPoint {
+                at,
+                reconstruction: finite_or_infinite(r),
+                cost: finite_or_infinite(c),
+            })
+            .collect();
+        if self.curve.iter().any(|p| p.cost.is_nan() || p.cost == f64::NEG_INFINITY) {
             return Err(malformed());
         }
-        self.curve =
-            points.into_iter().map(|(at, reconstruction, cost)| ValidationPoint { at, reconstruction, cost }).collect();
-        // The best is the first lowest point, as `evaluate` keeps it.
-        let lowest = self.curve.iter().enumerate().min_by(|(_, a), (_, b)| a.cost.total_cmp(&b.cost));
+        // The best is the first lowest finite point, as `evaluate` keeps it.
+        let finite = self.curve.iter().enumerate().filter(|(_, p)| p.cost.is_finite());
+        let lowest = finite.min_by(|(_, a), (_, b)| a.cost.total_cmp(&b.cost));
         (self.best, self.since_best) = match lowest {
             Some((k, lowest)) => {
                 if saved.count::<usize>("validation.best_at")? != lowest.at {
@@ -217,7 +280,7 @@ impl<'v, T: Real> Validation<'v, T> {
                 let x = saved.tensor("validation.best_x", &[saved.model.parameters.theta().len()])?;
                 (Some(Best { at: lowest.at, cost: lowest.cost, x }), self.curve.len() - 1 - k)
             }
-            None => (None, 0),
+            None => (None, self.curve.len()),
         };
         Ok(())
     }
