@@ -1,9 +1,7 @@
 //! The trainer: L-BFGS on the objective, checkpoints that resume bit-for-bit, and checkpoints
 //! that do not belong to the run refused.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::model::ModelFile;
 use sae::optim::{LbfgsOptions, Stop};
 use sae::train::{DataFingerprint, Trainer};

@@ -1,9 +1,7 @@
 //! PCA and ZCA whitening: whitened data has the identity covariance (ε = 0), ZCA stays
 //! closest to the data, and the variance kept by k components is what the eigenvalues say.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::data::whitening::Whitening;
 
 /// `m` examples of 6 correlated features: a random mixing of uniform sources plus an offset.

@@ -2,9 +2,7 @@
 //! divide the block size or the SIMD width, for both layouts, back-ends, kernel sets and
 //! precisions.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::objective::reference;
 use sae::{Backend, Dataset, Isa, Objective};
 

@@ -1,8 +1,6 @@
 //! Softmax regression: its gradient passes the central-difference check, and it classifies.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::objective::gradcheck::{numerical_gradient, relative_difference};
 use sae::objective::SoftmaxObjective;
 use sae::optim::Differentiable;

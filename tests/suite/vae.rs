@@ -2,9 +2,7 @@
 //! for every decoder and activation, passes the central-difference check, runs in f32 within
 //! 1e-4 of f64, draws its ε reproducibly, and its model files round-trip.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::model::vae::{VaeDecoder, VaeModel, VaeShape};
 use sae::model::Activation;
 use sae::objective::gradcheck::{numerical_gradient, relative_difference};

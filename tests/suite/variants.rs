@@ -3,9 +3,7 @@
 //! equals the per-example reference, passes the central-difference check, streams to the same
 //! result, and runs in f32 within 1e-4 of the f64 oracle.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::data::stream::SliceSource;
 use sae::model::{Activation, Corruption, Reconstruction, SparsityPenalty};
 use sae::objective::gradcheck::{numerical_gradient, relative_difference};

@@ -3,12 +3,10 @@
 //! `encode`, `reconstruct`, `visualize` and (the VAE) `sample`, each result against the
 //! library's own computation.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use sae::data::npy;
 use sae::model::stack::StackModel;
 use sae::model::vae::{VaeDecoder, VaeModel, VaeShape};

@@ -3,15 +3,13 @@
 //! usual modes, a killed run leaves nothing behind once rerun, and two runs cannot write the
 //! same files.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::uniform_data;
+use crate::common::uniform_data;
 use sae::data::npy;
 use sae::files::WriteLock;
 

@@ -1,12 +1,10 @@
 //! No meaningless success: a run that learned nothing fails, data the model cannot represent
 //! is flagged, and the working precision follows the data file's.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::uniform_data;
+use crate::common::uniform_data;
 use sae::data::npy;
 
 fn sae(args: &[&str]) -> (bool, String, String) {

@@ -1,9 +1,7 @@
 //! A trained model applied to data (encode, decode) matches the plain formulas, and the
 //! picture of its features has one tile per hidden unit whose pixels follow the weights.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::model::picture::{feature_tiles, features_picture, PixelOrder, TileGrid};
 use sae::model::Forward;
 use sae::{Dataset, Parameters};

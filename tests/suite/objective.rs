@@ -1,9 +1,7 @@
 //! The objective's contract: its gradient is the derivative of its cost, its results do not
 //! depend on the thread count beyond rounding, and bad input is a typed error naming the culprit.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::objective::gradcheck::{numerical_gradient, relative_difference};
 use sae::{Dataset, Error, HyperParams, Objective};
 

@@ -1,12 +1,10 @@
 //! `sae objective` end to end: npy in, cost printed, gradient npy out matching the reference;
 //! bad files named in the error.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use sae::data::npy;
 use sae::objective::reference;
 use sae::Dataset;

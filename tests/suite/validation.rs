@@ -2,12 +2,10 @@
 //! curve, early stopping keeping the best validated model, and runs with validation resuming
 //! from their checkpoints bit-for-bit.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 
-use common::*;
+use crate::common::*;
 use sae::data::split::hold_out;
 use sae::model::{ModelFile, Reconstruction, ThetaLayout};
 use sae::objective::{kl_divergence, CostTerms};

@@ -2,13 +2,11 @@
 //! data files, a run killed mid-way and resumed bit-for-bit, a full disk during a checkpoint,
 //! and bad files named in the error.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use sae::data::npy;
 use sae::model::ModelFile;
 use sae::Dataset;

@@ -2,12 +2,10 @@
 //! yields the file's values, the streaming objective over them equals the in-memory one, and
 //! every malformed or changing file is an error naming it.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use ndarray::{Array2, ShapeBuilder};
 use sae::data::npy::{self, NpyRowWriter};
 use sae::data::npy_source::{NpyFileSource, ShardSource};

@@ -1,9 +1,7 @@
 //! Fine-tuning a stack of sigmoid layers with softmax on top: the backpropagated gradient
 //! passes the central-difference check, whatever the thread count.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::objective::gradcheck::{numerical_gradient, relative_difference};
 use sae::objective::{StackShape, StackedObjective};
 use sae::optim::Differentiable;

@@ -1,9 +1,7 @@
 //! The streaming objective (SPEC §2.2), in both modes, gives the in-memory result whatever the
 //! chunking, and reports a source that misbehaves.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::data::stream::{ExampleSource, SliceSource};
 use sae::objective::{StreamMode, StreamingObjective};
 use sae::{Dataset, Error, Objective, Result};

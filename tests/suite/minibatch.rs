@@ -1,9 +1,7 @@
 //! Minibatch training: the minibatch objective and its running rho_hat, Adam and SGD lowering
 //! the full-batch cost, reproducibility from a seed, resumption mid-epoch, divergence stopped.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::model::ModelFile;
 use sae::objective::MinibatchObjective;
 use sae::optim::StepRule;

@@ -1,12 +1,10 @@
 //! Model files: safetensors with UFLDL's W1, W2, b1, b2 row-major and the hyper-parameters as
 //! metadata; exact round trips; every malformed file an error naming it.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use sae::model::{Activation, Corruption, ModelFile, Reconstruction};
 use sae::{Error, Parameters};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};

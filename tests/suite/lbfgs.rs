@@ -1,9 +1,7 @@
 //! L-BFGS finds the minimisers of classic test functions and of the sparse autoencoder
 //! objective, stops by minFunc's tests, and continues bit-for-bit from a saved state.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::optim::{Differentiable, Lbfgs, LbfgsOptions, LbfgsState, Stop};
 use sae::{Dataset, Error, Objective, Result};
 

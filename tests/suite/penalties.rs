@@ -2,9 +2,7 @@
 //! per-example reference, its gradient passes the central-difference check, and model files
 //! keep it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sae::data::stream::SliceSource;
 use sae::model::{ModelFile, SparsityPenalty};
 use sae::objective::gradcheck::{numerical_gradient, relative_difference};
