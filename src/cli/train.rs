@@ -243,8 +243,9 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
         rayon::current_num_threads()
     );
     warn_outside_output_range(&hyper, &data);
-    let backend = args.engine.backend()?;
-    let mut provenance = provenance(args, backend.filter(|_| args.optimizer == OptimizerArg::Lbfgs));
+    // Minibatch training runs on the native back-end; so do its held-out evaluations.
+    let backend = args.engine.backend()?.filter(|_| args.optimizer == OptimizerArg::Lbfgs);
+    let mut provenance = provenance(args, backend);
     // Data in memory is fingerprinted here, once (checkpoints use the same fingerprint);
     // streamed data only when a checkpoint needs it (a pass over the whole source).
     let fingerprint = match &data {

@@ -210,7 +210,7 @@ impl MinibatchTrainer {
         let x: Vec<f64> = super::starting_point(&self.hyper, init).theta().iter().map(|v| v.as_f64()).collect();
         let state =
             MinibatchState { rule_state: StepState::new(x.len()), x, running_rho_hat: Vec::new(), epoch: 0, batch: 0 };
-        self.run(data, Checkpoint::from(state), None, validation, on_step)
+        self.run(data, Checkpoint::from(state), validation, on_step)
     }
 
     /// Continues the run saved in the checkpoint at `path` on `data`.
@@ -220,9 +220,8 @@ impl MinibatchTrainer {
         path: &Path,
         on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
-        let fingerprint = DataFingerprint::of_dataset(data);
-        let checkpoint = self.checkpoint_from(ModelFile::<T>::load(path)?, path, data, &fingerprint)?;
-        self.run(data, checkpoint, Some(fingerprint), None, on_step)
+        let checkpoint = self.load_checkpoint(data, path)?;
+        self.run(data, checkpoint, None, on_step)
     }
 
     /// The checkpoint at `path`, every value checked; fails, naming the field, when it cannot
@@ -233,7 +232,7 @@ impl MinibatchTrainer {
         data: &Dataset<'_, T>,
         path: &Path,
     ) -> Result<Checkpoint<MinibatchState, T>> {
-        self.checkpoint_from(ModelFile::<T>::load(path)?, path, data, &DataFingerprint::of_dataset(data))
+        self.checkpoint_from(ModelFile::<T>::load(path)?, path, data, DataFingerprint::of_dataset(data))
     }
 
     /// Continues a run from `checkpoint` (as [`load_checkpoint`](Self::load_checkpoint) reads
@@ -246,22 +245,21 @@ impl MinibatchTrainer {
         validation: Option<&mut Validation<'_, T>>,
         on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
-        self.run(data, checkpoint, None, validation, on_step)
+        self.run(data, checkpoint, validation, on_step)
     }
 
-    /// Runs from `state` to the last epoch, or until the caller's flag or callback or the
-    /// time limit stops it; `fingerprint` is the data's when the caller knows it already.
+    /// Runs from `checkpoint` to the last epoch, or until the caller's flag or callback, the
+    /// time limit or early stopping stops it.
     fn run<T: Real, C: Control>(
         &self,
         data: &Dataset<'_, T>,
         checkpoint: Checkpoint<MinibatchState, T>,
-        fingerprint: Option<DataFingerprint>,
         mut validation: Option<&mut Validation<'_, T>>,
         mut on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
         let deadline = Deadline::after(self.time_limit);
         let (mut curve, mut epoch_cost) = checkpoint.minibatch_record(validation.as_deref_mut())?;
-        let mut state = checkpoint.state;
+        let (mut state, fingerprint) = (checkpoint.state, checkpoint.fingerprint);
         if let Some(validation) = &validation {
             validation.check_model(&self.hyper)?;
         }
@@ -334,11 +332,11 @@ impl MinibatchTrainer {
                     state.epoch += 1;
                     state.batch = 0;
                 }
-                epoch_cost.add(cost);
+                epoch_cost += cost;
                 let finished = state.epoch == options.epochs;
                 let (mut point, mut patience_out) = (None, false);
                 if epoch_end {
-                    let mean = epoch_cost.take();
+                    let mean = std::mem::take(&mut epoch_cost) / batches as f64;
                     curve.push(state.epoch, mean);
                     log::debug!(
                         "{} epoch {} ended at step {step}, mean minibatch cost {mean:.6e}",
@@ -363,7 +361,7 @@ impl MinibatchTrainer {
                         let mut saved = self.checkpoint_of::<T>(&state, objective.running_rho_hat(), fingerprint)?;
                         super::checkpoint::annotate(&mut saved, &self.annotations);
                         curve.describe(&mut saved);
-                        saved.metadata.insert(EPOCH_COST.into(), epoch_cost.describe());
+                        saved.metadata.insert(EPOCH_COST.into(), epoch_cost.to_string());
                         if let Some(validation) = validation.as_deref_mut() {
                             validation.save(&mut saved)?;
                         }
@@ -472,10 +470,10 @@ impl MinibatchTrainer {
         model: ModelFile<T>,
         path: &Path,
         data: &Dataset<'_, T>,
-        fingerprint: &DataFingerprint,
+        fingerprint: DataFingerprint,
     ) -> Result<Checkpoint<MinibatchState, T>> {
-        let state = self.state_from(&model, path, data, fingerprint)?;
-        Ok(Checkpoint::read(state, model, path))
+        let state = self.state_from(&model, path, data, &fingerprint)?;
+        Ok(Checkpoint::read(state, model, path, fingerprint))
     }
 
     /// The state of [`checkpoint_from`](Self::checkpoint_from).
@@ -535,52 +533,18 @@ impl MinibatchTrainer {
     }
 }
 
-/// The metadata key of a checkpoint's partial sum of the current epoch's minibatch costs.
+/// The metadata key of a checkpoint's sum of the current epoch's minibatch costs so far (its
+/// count is the checkpoint's `minibatch.batch`).
 const EPOCH_COST: &str = "minibatch.epoch_cost";
 
-/// The sum and count of the current epoch's minibatch costs, for its mean in the curve.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct EpochCost {
-    sum: f64,
-    count: usize,
-}
-
-impl EpochCost {
-    fn add(&mut self, cost: f64) {
-        self.sum += cost;
-        self.count += 1;
-    }
-
-    /// The mean so far, starting a new epoch.
-    fn take(&mut self) -> f64 {
-        let mean = self.sum / self.count.max(1) as f64;
-        *self = EpochCost::default();
-        mean
-    }
-
-    /// As a checkpoint records it: `[sum, count]` in JSON.
-    fn describe(&self) -> String {
-        serde_json::to_string(&(self.sum, self.count)).expect("numbers serialise")
-    }
-}
-
 impl<T: Real> Checkpoint<MinibatchState, T> {
-    /// The training curve so far and the current epoch's costs so far, and `validation`
-    /// continued from the checkpoint's.
-    fn minibatch_record(&self, validation: Option<&mut Validation<'_, T>>) -> Result<(TrainingCurve, EpochCost)> {
+    /// The training curve so far and the sum of the current epoch's minibatch costs so far,
+    /// and `validation` continued from the checkpoint's.
+    fn minibatch_record(&self, validation: Option<&mut Validation<'_, T>>) -> Result<(TrainingCurve, f64)> {
         let curve = self.record(validation)?;
         let epoch_cost = match self.saved() {
-            Some(saved) => match saved.model.metadata.get(EPOCH_COST) {
-                Some(text) => match serde_json::from_str::<(f64, usize)>(text) {
-                    Ok((sum, count)) if sum.is_finite() && count == self.state.batch => EpochCost { sum, count },
-                    _ => {
-                        let reason = "is not a JSON [sum, count] with a finite sum of the epoch's minibatches so far";
-                        return Err(saved.bad(EPOCH_COST, reason));
-                    }
-                },
-                None => EpochCost::default(),
-            },
-            None => EpochCost::default(),
+            Some(saved) if saved.model.metadata.contains_key(EPOCH_COST) => saved.finite(EPOCH_COST)?,
+            _ => 0.0,
         };
         Ok((curve, epoch_cost))
     }

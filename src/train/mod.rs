@@ -141,20 +141,23 @@ pub struct Checkpoint<S, T> {
     pub state: S,
     /// The checkpoint's file, read (without the optimiser's tensors), and its path.
     saved: Option<(ModelFile<T>, PathBuf)>,
+    /// The data's fingerprint the checkpoint was checked against, so that the resumed run's
+    /// checkpoints need no second pass over the data for it.
+    fingerprint: Option<DataFingerprint>,
 }
 
 impl<S, T> From<S> for Checkpoint<S, T> {
     fn from(state: S) -> Self {
-        Checkpoint { state, saved: None }
+        Checkpoint { state, saved: None, fingerprint: None }
     }
 }
 
 impl<S, T: Real> Checkpoint<S, T> {
-    /// `state`, read from the checkpoint `model` at `path`: keeps of the file what the record
-    /// needs.
-    fn read(state: S, mut model: ModelFile<T>, path: &Path) -> Self {
+    /// `state`, read from the checkpoint `model` at `path` and checked against the data of
+    /// `fingerprint`: keeps of the file what the record needs.
+    fn read(state: S, mut model: ModelFile<T>, path: &Path, fingerprint: DataFingerprint) -> Self {
         model.extra.retain(|name, _| name.starts_with("validation."));
-        Checkpoint { state, saved: Some((model, path.to_path_buf())) }
+        Checkpoint { state, saved: Some((model, path.to_path_buf())), fingerprint: Some(fingerprint) }
     }
 
     /// The free metadata of the checkpoint's file (its annotations among them, see
@@ -271,7 +274,7 @@ impl Trainer {
         }
         let lbfgs = Lbfgs::start(self.options, starting_point(objective.hyper(), init).theta(), objective)?;
         let curve = TrainingCurve(vec![(0, lbfgs.state().f)]);
-        self.run(objective, lbfgs, Run { deadline, curve, validation }, on_iteration)
+        self.run(objective, lbfgs, Run { fingerprint: None, deadline, curve, validation }, on_iteration)
     }
 
     /// Continues the run saved in the checkpoint at `path`, exactly as it would have gone on
@@ -304,7 +307,7 @@ impl Trainer {
             let reason = format!("holds {} correction pairs, this run keeps {}", state.pairs(), self.options.history);
             return Err(saved.bad("lbfgs.ys", reason));
         }
-        Ok(Checkpoint::read(state, model, path))
+        Ok(Checkpoint::read(state, model, path, fingerprint))
     }
 
     /// Continues a run from `checkpoint` (as [`load_checkpoint`](Self::load_checkpoint) reads
@@ -322,8 +325,9 @@ impl Trainer {
         if curve.0.is_empty() {
             curve.push(checkpoint.state.iteration, checkpoint.state.f);
         }
+        let fingerprint = checkpoint.fingerprint;
         let lbfgs = Lbfgs::resume(self.options, checkpoint.state)?;
-        self.run(objective, lbfgs, Run { deadline, curve, validation }, on_iteration)
+        self.run(objective, lbfgs, Run { fingerprint, deadline, curve, validation }, on_iteration)
     }
 
     /// The data's fingerprint: the caller's, or else the objective's.
@@ -340,12 +344,12 @@ impl Trainer {
         run: Run<'_, '_, T>,
         mut on_iteration: impl FnMut(&LbfgsStep) -> C,
     ) -> Result<Trained<T>> {
-        let Run { deadline, mut curve, mut validation } = run;
+        let Run { fingerprint, deadline, mut curve, mut validation } = run;
         if let Some(validation) = &validation {
             validation.check_model(objective.hyper())?;
         }
         let checkpoint = match &self.checkpoint {
-            Some((path, every)) => Some((path, *every, self.fingerprint(objective)?)),
+            Some((path, every)) => Some((path, *every, fingerprint.map_or_else(|| self.fingerprint(objective), Ok)?)),
             None => None,
         };
         let initial_cost = lbfgs.state().f;
@@ -435,9 +439,10 @@ impl Trainer {
     }
 }
 
-/// What a run carries besides the optimiser: the deadline, the curve so far, the held-out
-/// data.
+/// What a run carries besides the optimiser: the data's fingerprint when a checkpoint
+/// already checked it, the deadline, the curve so far, the held-out data.
 struct Run<'a, 'v, T: Real> {
+    fingerprint: Option<DataFingerprint>,
     deadline: Deadline,
     curve: TrainingCurve,
     validation: Option<&'a mut Validation<'v, T>>,
