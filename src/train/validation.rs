@@ -69,8 +69,6 @@ pub struct Validation<'v, T: Real> {
     patience: Option<usize>,
     curve: Vec<ValidationPoint>,
     best: Option<Best>,
-    /// Evaluations since the best one.
-    since_best: usize,
     theta: Vec<T>,
     grad: Vec<T>,
 }
@@ -97,7 +95,6 @@ impl<'v, T: Real> Validation<'v, T> {
             patience: None,
             curve: Vec::new(),
             best: None,
-            since_best: 0,
             theta: Vec::new(),
             grad: Vec::new(),
         }
@@ -153,12 +150,20 @@ impl<'v, T: Real> Validation<'v, T> {
 
     /// Forgets the evaluations of an earlier run: a new run starts its own curve.
     pub(crate) fn start(&mut self) {
-        (self.curve, self.best, self.since_best) = (Vec::new(), None, 0);
+        (self.curve, self.best) = (Vec::new(), None);
+    }
+
+    /// Evaluations since the best one (all of them before there is one).
+    fn since_best(&self) -> usize {
+        match &self.best {
+            Some(best) => self.curve.iter().rev().take_while(|point| point.at != best.at).count(),
+            None => self.curve.len(),
+        }
     }
 
     /// Whether the patience ran out already (in the run a checkpoint continues).
     pub(crate) fn exhausted(&self) -> bool {
-        self.patience.is_some_and(|patience| self.since_best >= patience)
+        self.patience.is_some_and(|patience| self.since_best() >= patience)
     }
 
     /// Whether an evaluation is due after iteration or epoch `at` (`last`: the run ends there).
@@ -189,9 +194,6 @@ impl<'v, T: Real> Validation<'v, T> {
         // A cost that is not finite is never the best.
         if cost.is_finite() && self.best.as_ref().is_none_or(|best| cost < best.cost) {
             self.best = Some(Best { at, cost, x: x.to_vec() });
-            self.since_best = 0;
-        } else {
-            self.since_best += 1;
         }
         Ok((point, self.exhausted()))
     }
@@ -270,17 +272,17 @@ impl<'v, T: Real> Validation<'v, T> {
             return Err(malformed());
         }
         // The best is the first lowest finite point, as `evaluate` keeps it.
-        let finite = self.curve.iter().enumerate().filter(|(_, p)| p.cost.is_finite());
-        let lowest = finite.min_by(|(_, a), (_, b)| a.cost.total_cmp(&b.cost));
-        (self.best, self.since_best) = match lowest {
-            Some((k, lowest)) => {
+        let finite = self.curve.iter().filter(|p| p.cost.is_finite());
+        let lowest = finite.min_by(|a, b| a.cost.total_cmp(&b.cost));
+        self.best = match lowest {
+            Some(lowest) => {
                 if saved.count::<usize>("validation.best_at")? != lowest.at {
                     return Err(saved.bad("validation.best_at", "is not the lowest point of curve.validation"));
                 }
                 let x = saved.tensor("validation.best_x", &[saved.model.parameters.theta().len()])?;
-                (Some(Best { at: lowest.at, cost: lowest.cost, x }), self.curve.len() - 1 - k)
+                Some(Best { at: lowest.at, cost: lowest.cost, x })
             }
-            None => (None, self.curve.len()),
+            None => None,
         };
         Ok(())
     }
