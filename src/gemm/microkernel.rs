@@ -41,7 +41,7 @@ pub(crate) struct EdgeKernel<T> {
 
 /// One micro-kernel and the cache blocking it is used with.
 #[derive(Clone, Copy)]
-pub struct MicroKernel<T> {
+pub struct MicroKernel<T: 'static> {
     /// The instruction set of `run`.
     pub isa: Isa,
     /// Rows of the tile: the panel width of packed `A`.
@@ -56,14 +56,15 @@ pub struct MicroKernel<T> {
     /// Columns of one block of `B` (`KC×NC`).
     pub nc: usize,
     pub(crate) run: TileFn<T>,
-    /// The vector transpose packing uses on this instruction set, if any.
-    pub(crate) transpose: Option<Transpose<T>>,
+    /// The vector transposes packing uses on this instruction set, largest first: a panel's
+    /// rows go through the largest that fits what is left of them (12 = 8 + 4).
+    pub(crate) transposes: &'static [Transpose<T>],
     /// The kernel for a last panel of at most `cols` live columns (e.g. `h = 196 = 16·12 + 4`),
     /// which would otherwise compute a whole tile of zeros beside them.
     pub(crate) edge: Option<EdgeKernel<T>>,
 }
 
-impl<T> std::fmt::Debug for MicroKernel<T> {
+impl<T: 'static> std::fmt::Debug for MicroKernel<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -190,7 +191,7 @@ unsafe fn step<L: Lanes, const V: usize, const NR: usize>(
 /// Instantiates [`tile`] for one instruction set and element type as a `#[target_feature]`
 /// function, and a constructor of its [`MicroKernel`].
 macro_rules! micro_kernel {
-    ($name:ident, $features:literal, $lanes:ty, $t:ty, $v:literal, $nr:literal, edge $edge:literal, $isa:expr, kc $kc:literal, mc $mc:literal, $transpose:expr) => {
+    ($name:ident, $features:literal, $lanes:ty, $t:ty, $v:literal, $nr:literal, edge $edge:literal, $isa:expr, kc $kc:literal, mc $mc:literal, $transposes:expr) => {
         /// The micro-kernel and its blocking.
         ///
         /// # Safety
@@ -237,7 +238,7 @@ macro_rules! micro_kernel {
                 mc: $mc,
                 nc: 4096 / $nr * $nr,
                 run,
-                transpose: Some($transpose),
+                transposes: $transposes,
                 edge: Some(EdgeKernel { cols: $edge, run: edge }),
             }
         }
@@ -254,7 +255,7 @@ pub(crate) fn scalar_f32() -> MicroKernel<f32> {
         mc: 128,
         nc: 4096,
         run: scalar_tile::<f32, 8, 4>,
-        transpose: None,
+        transposes: &[],
         edge: None,
     }
 }
@@ -268,7 +269,7 @@ pub(crate) fn scalar_f64() -> MicroKernel<f64> {
         mc: 128,
         nc: 4096,
         run: scalar_tile::<f64, 8, 4>,
-        transpose: None,
+        transposes: &[],
         edge: None,
     }
 }
@@ -278,8 +279,9 @@ pub(crate) fn scalar_f64() -> MicroKernel<f64> {
 // an NR×KC panel of B within half of a 32–48 KiB L1 and an MC×KC block of A within half of
 // L2 (1–2 MiB on CPUs with AVX-512, 256 KiB–1 MiB with AVX2 only).
 //
-// Packing an operand whose rows are contiguous transposes it; 256-bit tiles (8×8 f32, 4×4 f64)
-// serve both instruction sets.
+// Packing an operand whose rows are contiguous transposes it, in the largest tiles that fit the
+// panels: 16×16 f32 and 8×8 f64 in 512-bit registers, 8×8 f32 and 4×4 f64 in 256-bit ones,
+// 4×4 f32 in 128-bit ones (the last four rows of a 12-wide panel).
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
@@ -289,20 +291,65 @@ pub(crate) mod x86 {
     use crate::kernels::avx512::{F32x16, F64x8};
     use crate::kernels::Isa;
 
-    const TRANSPOSE_F32: Transpose<f32> = Transpose { size: 8, run: transpose_8x8 };
-    const TRANSPOSE_F64: Transpose<f64> = Transpose { size: 4, run: transpose_4x4 };
+    const F32_16: Transpose<f32> = Transpose { size: 16, run: transpose_f32_16 };
+    const F32_8: Transpose<f32> = Transpose { size: 8, run: transpose_f32_8 };
+    const F32_4: Transpose<f32> = Transpose { size: 4, run: transpose_f32_4 };
+    const F64_8: Transpose<f64> = Transpose { size: 8, run: transpose_f64_8 };
+    const F64_4: Transpose<f64> = Transpose { size: 4, run: transpose_f64_4 };
 
-    micro_kernel!(avx512_f32, "avx512f", F32x16, f32, 2, 12, edge 4, Isa::Avx512, kc 384, mc 512, TRANSPOSE_F32);
-    micro_kernel!(avx512_f64, "avx512f", F64x8, f64, 2, 12, edge 4, Isa::Avx512, kc 256, mc 384, TRANSPOSE_F64);
-    micro_kernel!(avx2_f32, "avx2,fma", F32x8, f32, 2, 6, edge 2, Isa::Avx2Fma, kc 256, mc 192, TRANSPOSE_F32);
-    micro_kernel!(avx2_f64, "avx2,fma", F64x4, f64, 2, 6, edge 2, Isa::Avx2Fma, kc 256, mc 96, TRANSPOSE_F64);
+    micro_kernel!(avx512_f32, "avx512f", F32x16, f32, 2, 12, edge 4, Isa::Avx512, kc 384, mc 512, &[F32_16, F32_8, F32_4]);
+    micro_kernel!(avx512_f64, "avx512f", F64x8, f64, 2, 12, edge 4, Isa::Avx512, kc 256, mc 384, &[F64_8, F64_4]);
+    micro_kernel!(avx2_f32, "avx2,fma", F32x8, f32, 2, 6, edge 2, Isa::Avx2Fma, kc 256, mc 192, &[F32_8, F32_4]);
+    micro_kernel!(avx2_f64, "avx2,fma", F64x4, f64, 2, 6, edge 2, Isa::Avx2Fma, kc 256, mc 96, &[F64_4]);
+
+    /// `dst[t·ds + s] = src[s·rs + t]`, `s, t < 16`: four rounds of 16 two-source shuffles
+    /// (pairs of rows interleaved, then quadruples, then 128-bit lanes twice).
+    ///
+    /// # Safety
+    /// As [`super::super::pack::TransposeFn`], on a CPU with AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose_f32_16(src: *const f32, rs: usize, dst: *mut f32, ds: usize) {
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (s, r) in r.iter_mut().enumerate() {
+            *r = _mm512_loadu_ps(src.add(s * rs));
+        }
+        let mut t = [_mm512_setzero_ps(); 16];
+        for q in 0..8 {
+            t[2 * q] = _mm512_unpacklo_ps(r[2 * q], r[2 * q + 1]);
+            t[2 * q + 1] = _mm512_unpackhi_ps(r[2 * q], r[2 * q + 1]);
+        }
+        // Within each 128-bit lane, row s of a group of four now holds its element t.
+        for q in 0..4 {
+            let (a, b, c, d) = (t[4 * q], t[4 * q + 1], t[4 * q + 2], t[4 * q + 3]);
+            r[4 * q] = _mm512_shuffle_ps::<0x44>(a, c);
+            r[4 * q + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+            r[4 * q + 2] = _mm512_shuffle_ps::<0x44>(b, d);
+            r[4 * q + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
+        }
+        // 128-bit lanes: even lanes of groups (0, 1) and (2, 3), then across the halves.
+        for q in 0..4 {
+            t[q] = _mm512_shuffle_f32x4::<0x88>(r[q], r[4 + q]);
+            t[4 + q] = _mm512_shuffle_f32x4::<0xDD>(r[q], r[4 + q]);
+            t[8 + q] = _mm512_shuffle_f32x4::<0x88>(r[8 + q], r[12 + q]);
+            t[12 + q] = _mm512_shuffle_f32x4::<0xDD>(r[8 + q], r[12 + q]);
+        }
+        for q in 0..4 {
+            r[q] = _mm512_shuffle_f32x4::<0x88>(t[q], t[8 + q]);
+            r[8 + q] = _mm512_shuffle_f32x4::<0xDD>(t[q], t[8 + q]);
+            r[4 + q] = _mm512_shuffle_f32x4::<0x88>(t[4 + q], t[12 + q]);
+            r[12 + q] = _mm512_shuffle_f32x4::<0xDD>(t[4 + q], t[12 + q]);
+        }
+        for (u, r) in r.iter().enumerate() {
+            _mm512_storeu_ps(dst.add(u * ds), *r);
+        }
+    }
 
     /// `dst[t·ds + s] = src[s·rs + t]`, `s, t < 8`.
     ///
     /// # Safety
     /// As [`super::super::pack::TransposeFn`], on a CPU with AVX.
     #[target_feature(enable = "avx")]
-    unsafe fn transpose_8x8(src: *const f32, rs: usize, dst: *mut f32, ds: usize) {
+    unsafe fn transpose_f32_8(src: *const f32, rs: usize, dst: *mut f32, ds: usize) {
         let r = |s: usize| _mm256_loadu_ps(src.add(s * rs));
         let (r0, r1, r2, r3, r4, r5, r6, r7) = (r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7));
         // Pairs of rows interleaved, then quadruples, then the 128-bit halves exchanged.
@@ -325,12 +372,59 @@ pub(crate) mod x86 {
         w(7, _mm256_permute2f128_ps::<0x31>(u3, u7));
     }
 
+    /// `dst[t·ds + s] = src[s·rs + t]`, `s, t < 4`, in 128-bit registers.
+    ///
+    /// # Safety
+    /// As [`super::super::pack::TransposeFn`], on a CPU with SSE (every x86-64).
+    #[target_feature(enable = "sse")]
+    unsafe fn transpose_f32_4(src: *const f32, rs: usize, dst: *mut f32, ds: usize) {
+        let r = |s: usize| _mm_loadu_ps(src.add(s * rs));
+        let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+        let (t0, t1) = (_mm_unpacklo_ps(r0, r1), _mm_unpacklo_ps(r2, r3));
+        let (t2, t3) = (_mm_unpackhi_ps(r0, r1), _mm_unpackhi_ps(r2, r3));
+        _mm_storeu_ps(dst, _mm_movelh_ps(t0, t1));
+        _mm_storeu_ps(dst.add(ds), _mm_movehl_ps(t1, t0));
+        _mm_storeu_ps(dst.add(2 * ds), _mm_movelh_ps(t2, t3));
+        _mm_storeu_ps(dst.add(3 * ds), _mm_movehl_ps(t3, t2));
+    }
+
+    /// `dst[t·ds + s] = src[s·rs + t]`, `s, t < 8`, in 512-bit registers: pairs of rows
+    /// interleaved, then the 128-bit lanes transposed in two rounds.
+    ///
+    /// # Safety
+    /// As [`super::super::pack::TransposeFn`], on a CPU with AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose_f64_8(src: *const f64, rs: usize, dst: *mut f64, ds: usize) {
+        let mut r = [_mm512_setzero_pd(); 8];
+        for (s, r) in r.iter_mut().enumerate() {
+            *r = _mm512_loadu_pd(src.add(s * rs));
+        }
+        // t[2q + c] holds, in 128-bit lane l, rows 2q and 2q + 1 of column 2l + c.
+        let mut t = [_mm512_setzero_pd(); 8];
+        for q in 0..4 {
+            t[2 * q] = _mm512_unpacklo_pd(r[2 * q], r[2 * q + 1]);
+            t[2 * q + 1] = _mm512_unpackhi_pd(r[2 * q], r[2 * q + 1]);
+        }
+        for c in 0..2 {
+            r[c] = _mm512_shuffle_f64x2::<0x88>(t[c], t[2 + c]);
+            r[2 + c] = _mm512_shuffle_f64x2::<0xDD>(t[c], t[2 + c]);
+            r[4 + c] = _mm512_shuffle_f64x2::<0x88>(t[4 + c], t[6 + c]);
+            r[6 + c] = _mm512_shuffle_f64x2::<0xDD>(t[4 + c], t[6 + c]);
+        }
+        for c in 0..2 {
+            _mm512_storeu_pd(dst.add(c * ds), _mm512_shuffle_f64x2::<0x88>(r[c], r[4 + c]));
+            _mm512_storeu_pd(dst.add((4 + c) * ds), _mm512_shuffle_f64x2::<0xDD>(r[c], r[4 + c]));
+            _mm512_storeu_pd(dst.add((2 + c) * ds), _mm512_shuffle_f64x2::<0x88>(r[2 + c], r[6 + c]));
+            _mm512_storeu_pd(dst.add((6 + c) * ds), _mm512_shuffle_f64x2::<0xDD>(r[2 + c], r[6 + c]));
+        }
+    }
+
     /// `dst[t·ds + s] = src[s·rs + t]`, `s, t < 4`.
     ///
     /// # Safety
     /// As [`super::super::pack::TransposeFn`], on a CPU with AVX.
     #[target_feature(enable = "avx")]
-    unsafe fn transpose_4x4(src: *const f64, rs: usize, dst: *mut f64, ds: usize) {
+    unsafe fn transpose_f64_4(src: *const f64, rs: usize, dst: *mut f64, ds: usize) {
         let r = |s: usize| _mm256_loadu_pd(src.add(s * rs));
         let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
         let (t0, t1) = (_mm256_unpacklo_pd(r0, r1), _mm256_unpackhi_pd(r0, r1));
@@ -409,17 +503,23 @@ mod tests {
         vector_kernels_match_their_scalar_twins::<f64>(1e-14);
     }
 
-    /// `kernel`'s vector transpose of one tile from rows of 11 values into rows of 9.
-    fn transpose_matches_the_definition<T: Element>(kernel: MicroKernel<T>) {
-        let t = kernel.transpose.expect("a vector transpose");
-        let src: Vec<T> = (0..t.size * 11).map(|i| T::from(i).unwrap()).collect();
-        let mut dst = vec![-T::one(); t.size * 9];
-        // SAFETY: `t.size` rows of 11 and of 9 values; `micro_kernel` checked the CPU.
-        unsafe { (t.run)(src.as_ptr(), 11, dst.as_mut_ptr(), 9) };
-        for s in 0..t.size {
-            for u in 0..t.size {
-                assert_eq!(dst[u * 9 + s], src[s * 11 + u], "{kernel:?}");
+    /// Each of `kernel`'s vector transposes, of one tile from rows of 19 values into rows of 17.
+    fn check_transposes<T: Element>(kernel: MicroKernel<T>) {
+        assert!(!kernel.transposes.is_empty(), "{kernel:?} has vector transposes");
+        for t in kernel.transposes {
+            let src: Vec<T> = (0..t.size * 19).map(|i| T::from(i).unwrap()).collect();
+            let mut dst = vec![-T::one(); t.size * 17];
+            // SAFETY: `t.size ≤ 16` rows of 19 and of 17 values; `micro_kernel` checked the CPU.
+            unsafe { (t.run)(src.as_ptr(), 19, dst.as_mut_ptr(), 17) };
+            for s in 0..t.size {
+                for u in 0..t.size {
+                    assert_eq!(dst[u * 17 + s], src[s * 19 + u], "{kernel:?}, {0}×{0}", t.size);
+                }
             }
+            assert!(
+                dst.chunks(17).all(|row| row[t.size..].iter().all(|&v| v == -T::one())),
+                "{kernel:?} wrote past its tile"
+            );
         }
     }
 
@@ -427,10 +527,10 @@ mod tests {
     fn transposes_match_the_definition() {
         for isa in [Isa::Avx2Fma, Isa::Avx512] {
             if let Some(kernel) = f32::micro_kernel(isa) {
-                transpose_matches_the_definition(kernel);
+                check_transposes(kernel);
             }
             if let Some(kernel) = f64::micro_kernel(isa) {
-                transpose_matches_the_definition(kernel);
+                check_transposes(kernel);
             }
         }
     }

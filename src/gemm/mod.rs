@@ -202,7 +202,7 @@ impl Gemm {
         let kernel = self.kernel::<T>();
         let (left, right) = native::formats(&kernel, k);
         let format = if right_side { right } else { left };
-        let data = pack::pack_whole(if transposed { source.t() } else { source }, format, kernel.transpose, buffer);
+        let data = pack::pack_whole(if transposed { source.t() } else { source }, format, kernel.transposes, buffer);
         Packed { source, packing: Some(native::Packing { transposed, format, data }) }
     }
 }

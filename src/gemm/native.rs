@@ -92,11 +92,11 @@ pub(crate) fn transposes<T>(c: &MatMut<'_, T>) -> bool {
 /// One side of the product as the driver reads it: the matrix `M` to cut into panels (`A`, or
 /// `Bᵀ` for the right side), its packed copy when there is a usable one, and whether `M` can be
 /// read in place instead of packed.
-struct Side<'a, T> {
+struct Side<'a, T: 'static> {
     matrix: MatRef<'a, T>,
     packed: Option<&'a [T]>,
     format: Format,
-    transpose: Option<pack::Transpose<T>>,
+    transposes: &'static [pack::Transpose<T>],
     in_place: bool,
 }
 
@@ -151,7 +151,7 @@ impl<'a, T: Element> Side<'a, T> {
         let matrix = if transposed { view.t() } else { view };
         let (rs, cs) = matrix.strides();
         let in_place = packed.is_none() && readable_in_place::<T>(rs, cs);
-        Side { matrix, packed, format, transpose: kernel.transpose, in_place }
+        Side { matrix, packed, format, transposes: kernel.transposes, in_place }
     }
 
     /// Rows `rows` of depth block `kb` (`depth`) as the kernel reads them: the prepacked slice,
@@ -181,12 +181,12 @@ impl<'a, T: Element> Side<'a, T> {
             let tail_rows = rows.start + full * width..rows.end;
             let len = pack::packed_len(tail_rows.len(), steps, width);
             if !tail_rows.is_empty() {
-                pack::pack_block(self.matrix, tail_rows, depth, width, self.transpose, &mut buf[..len]);
+                pack::pack_block(self.matrix, tail_rows, depth, width, self.transposes, &mut buf[..len]);
             }
             return Block::InPlace { data, start, stride, width, full, tail: &buf[..len] };
         }
         let len = pack::packed_len(rows.len(), steps, width);
-        pack::pack_block(self.matrix, rows, depth, width, self.transpose, &mut buf[..len]);
+        pack::pack_block(self.matrix, rows, depth, width, self.transposes, &mut buf[..len]);
         Block::Packed { panels: &buf[..len], width, depth: steps }
     }
 }

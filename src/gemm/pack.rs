@@ -105,22 +105,23 @@ pub(crate) struct Transpose<T> {
 }
 
 /// Packs `M[rows, depth]` in panels of `width` into `out` (`packed_len` values, see the
-/// module's layout), with `transpose` for the tiles of an `M` whose rows are contiguous.
+/// module's layout), with `transposes` (largest first) for the tiles of an `M` whose rows are
+/// contiguous.
 pub(crate) fn pack_block<T: Copy + num_traits::Zero>(
     m: MatRef<'_, T>,
     rows: Range<usize>,
     depth: Range<usize>,
     width: usize,
-    transpose: Option<Transpose<T>>,
+    transposes: &[Transpose<T>],
     out: &mut [T],
 ) {
     match width {
-        4 => pack_panels::<T, 4>(m, rows, depth, transpose, out),
-        6 => pack_panels::<T, 6>(m, rows, depth, transpose, out),
-        8 => pack_panels::<T, 8>(m, rows, depth, transpose, out),
-        12 => pack_panels::<T, 12>(m, rows, depth, transpose, out),
-        16 => pack_panels::<T, 16>(m, rows, depth, transpose, out),
-        32 => pack_panels::<T, 32>(m, rows, depth, transpose, out),
+        4 => pack_panels::<T, 4>(m, rows, depth, transposes, out),
+        6 => pack_panels::<T, 6>(m, rows, depth, transposes, out),
+        8 => pack_panels::<T, 8>(m, rows, depth, transposes, out),
+        12 => pack_panels::<T, 12>(m, rows, depth, transposes, out),
+        16 => pack_panels::<T, 16>(m, rows, depth, transposes, out),
+        32 => pack_panels::<T, 32>(m, rows, depth, transposes, out),
         _ => panic!("no packing for panels of width {width}"),
     }
 }
@@ -131,7 +132,7 @@ fn pack_panels<T: Copy + num_traits::Zero, const W: usize>(
     m: MatRef<'_, T>,
     rows: Range<usize>,
     depth: Range<usize>,
-    transpose: Option<Transpose<T>>,
+    transposes: &[Transpose<T>],
     out: &mut [T],
 ) {
     let (rs, cs) = m.strides();
@@ -156,7 +157,15 @@ fn pack_panels<T: Copy + num_traits::Zero, const W: usize>(
                 }
             }
         } else if cs == 1 {
-            pack_rows(data, rs, first, live, d0, dl, transpose, W, panel);
+            let rows = PanelRows { data, rs, first, d0, dl, width: W };
+            let mut done = 0;
+            for &transpose in transposes {
+                while live - done >= transpose.size {
+                    rows.transpose(done, transpose, panel);
+                    done += transpose.size;
+                }
+            }
+            rows.copy(done..live, 0, panel);
         } else {
             for (p, out) in panel.chunks_exact_mut(W).enumerate() {
                 for (i, out) in out[..live].iter_mut().enumerate() {
@@ -167,43 +176,44 @@ fn pack_panels<T: Copy + num_traits::Zero, const W: usize>(
     }
 }
 
-/// One panel of `width` from `live` contiguous rows (`data[(first + i)·rs + d0 + p]`,
-/// `i < live`, `p < dl`): whole `tb×tb` tiles by the vector transpose, the rest one value at a
-/// time.
-#[allow(clippy::too_many_arguments)]
-fn pack_rows<T: Copy>(
-    data: &[T],
+/// The contiguous rows `data[(first + i)·rs + d0 + p]` (`p < dl`) that make one panel of
+/// `width`: value `(i, p)` goes to `panel[p·width + i]`.
+struct PanelRows<'a, T> {
+    data: &'a [T],
     rs: usize,
     first: usize,
-    live: usize,
     d0: usize,
     dl: usize,
-    transpose: Option<Transpose<T>>,
     width: usize,
-    panel: &mut [T],
-) {
-    let tb = transpose.map_or(1, |t| t.size);
-    let (tiled_rows, tiled_depth) = if tb > 1 { (live / tb * tb, dl / tb * tb) } else { (0, 0) };
-    if let Some(transpose) = transpose.filter(|_| tiled_rows > 0 && tiled_depth > 0) {
-        for i in (0..tiled_rows).step_by(tb) {
-            for p in (0..tiled_depth).step_by(tb) {
-                let src = (first + i) * rs + d0 + p;
-                let dst = p * width + i;
-                // Both tiles lie inside their slices: their last elements are indexed here.
-                let _ = (&data[src + (tb - 1) * rs + tb - 1], &panel[dst + (tb - 1) * width + tb - 1]);
-                // SAFETY: every `src + s·rs + t` and `dst + t·width + s` (`s, t < tb`) is at or
-                // before the last elements just checked and after the first, so inside `data` and
-                // `panel`, which are different slices; `transpose` came from a micro-kernel
-                // table, made only for a CPU with its instruction set.
-                unsafe { (transpose.run)(data[src..].as_ptr(), rs, panel[dst..].as_mut_ptr(), width) };
-            }
+}
+
+impl<T: Copy> PanelRows<'_, T> {
+    /// Rows `i0..i0 + tb` (`tb` the transpose's size): whole `tb×tb` tiles by the vector
+    /// transpose, the depth past the last whole tile one value at a time.
+    fn transpose(&self, i0: usize, transpose: Transpose<T>, panel: &mut [T]) {
+        let (tb, width) = (transpose.size, self.width);
+        let tiled_depth = self.dl / tb * tb;
+        for p in (0..tiled_depth).step_by(tb) {
+            let src = (self.first + i0) * self.rs + self.d0 + p;
+            let dst = p * width + i0;
+            // Both tiles lie inside their slices: their last elements are indexed here.
+            let _ = (&self.data[src + (tb - 1) * self.rs + tb - 1], &panel[dst + (tb - 1) * width + tb - 1]);
+            // SAFETY: every `src + s·rs + t` and `dst + t·width + s` (`s, t < tb`) is at or
+            // before the last elements just checked and after the first, so inside `data` and
+            // `panel`, which are different slices; `transpose` came from a micro-kernel table,
+            // made only for a CPU with its instruction set.
+            unsafe { (transpose.run)(self.data[src..].as_ptr(), self.rs, panel[dst..].as_mut_ptr(), width) };
         }
+        self.copy(i0..i0 + tb, tiled_depth, panel);
     }
-    for i in 0..live {
-        let row = &data[(first + i) * rs + d0..(first + i) * rs + d0 + dl];
-        let from = if i < tiled_rows { tiled_depth } else { 0 };
-        for (p, &value) in row.iter().enumerate().skip(from) {
-            panel[p * width + i] = value;
+
+    /// Rows `rows` from depth `from` on, one value at a time.
+    fn copy(&self, rows: Range<usize>, from: usize, panel: &mut [T]) {
+        for i in rows {
+            let start = (self.first + i) * self.rs + self.d0;
+            for (p, &value) in self.data[start..start + self.dl].iter().enumerate().skip(from) {
+                panel[p * self.width + i] = value;
+            }
         }
     }
 }
@@ -212,7 +222,7 @@ fn pack_rows<T: Copy>(
 pub(crate) fn pack_whole<'a, T: bytemuck::Pod + num_traits::Zero>(
     m: MatRef<'_, T>,
     format: Format,
-    transpose: Option<Transpose<T>>,
+    transposes: &[Transpose<T>],
     out: &'a mut PackBuffer<T>,
 ) -> &'a [T] {
     let (rows, depth) = (m.rows(), m.cols());
@@ -220,7 +230,7 @@ pub(crate) fn pack_whole<'a, T: bytemuck::Pod + num_traits::Zero>(
     let packed = out.lines.as_mut_slice::<T>(packed_len(rows, depth, format.width));
     let block = padded(rows, format.width) * format.kc;
     for (kb, range) in depth_blocks(depth, format.kc).enumerate() {
-        pack_block(m, 0..rows, range, format.width, transpose, &mut packed[kb * block..]);
+        pack_block(m, 0..rows, range, format.width, transposes, &mut packed[kb * block..]);
     }
     packed
 }
