@@ -20,11 +20,12 @@
 #[cfg(feature = "openblas")]
 extern crate blas_src;
 
-pub mod cli;
 pub mod data;
 pub mod error;
+#[cfg(feature = "exercises")]
 pub mod exercises;
 pub mod files;
+#[cfg(feature = "exercises")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gemm;

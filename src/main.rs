@@ -1,8 +1,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sae::cli::interrupt::{Interrupted, EXIT_STATUS};
-use sae::cli::{init_logging, run, Cli};
+mod cli;
+
+use cli::interrupt::{Interrupted, EXIT_STATUS};
+use cli::{init_logging, run, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -7,15 +7,15 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 
 use super::CliResult;
-use crate::data::generated::ProblemShape;
-use crate::data::npy::{self, NpyDtype};
-use crate::data::npy_source::{NpyFileSource, ShardSource};
-use crate::data::stream::ExampleSource;
-use crate::exercises::MnistFiles;
-use crate::files::FilePlan;
-use crate::model::{Activation, Corruption, HyperParamsBuilder, Reconstruction, SparsityPenalty};
-use crate::objective::StreamMode;
-use crate::{Backend, Real};
+use sae::data::generated::ProblemShape;
+use sae::data::npy::{self, NpyDtype};
+use sae::data::npy_source::{NpyFileSource, ShardSource};
+use sae::data::stream::ExampleSource;
+use sae::exercises::MnistFiles;
+use sae::files::FilePlan;
+use sae::model::{Activation, Corruption, HyperParamsBuilder, Reconstruction, SparsityPenalty};
+use sae::objective::StreamMode;
+use sae::{Backend, Real};
 
 /// Where the data set comes from, and whether to stream it.
 #[derive(Debug, Args)]

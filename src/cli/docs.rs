@@ -8,7 +8,7 @@ use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
 use super::{Cli, CliResult};
-use crate::files::FilePlan;
+use sae::files::FilePlan;
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -54,7 +54,7 @@ pub fn man(args: ManArgs) -> CliResult<()> {
     for ((_, page), path) in pages.into_iter().zip(&paths) {
         let mut roff = Vec::new();
         clap_mangen::Man::new(page).render(&mut roff)?;
-        crate::files::write_with(path, |out| out.write_all(&roff).map_err(|e| e.to_string()))?;
+        sae::files::write_with(path, |out| out.write_all(&roff).map_err(|e| e.to_string()))?;
     }
     println!("{} manual pages written to {}", paths.len(), dir.display());
     Ok(())

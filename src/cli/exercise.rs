@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 
 use super::args::{mnist_inputs, Precision, PrecisionArgs};
 use super::CliResult;
-use crate::exercises::{self, MnistFiles};
-use crate::files::FilePlan;
-use crate::model::picture::{features_picture, PixelOrder};
+use sae::exercises::{self, MnistFiles};
+use sae::files::FilePlan;
+use sae::model::picture::{features_picture, PixelOrder};
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]

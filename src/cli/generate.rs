@@ -7,8 +7,8 @@ use clap::Args;
 
 use super::args::parse_shape;
 use super::CliResult;
-use crate::data::generated::ProblemShape;
-use crate::files::FilePlan;
+use sae::data::generated::ProblemShape;
+use sae::files::FilePlan;
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]

@@ -10,16 +10,15 @@ use clap::Args;
 
 use super::args::{by_name, DataArgs, EngineArgs, Precision, PrecisionArgs};
 use super::CliResult;
-use crate::data::npy::NpyRowWriter;
-use crate::data::stream::ExampleSource;
-use crate::files::FilePlan;
-use crate::gemm::MatRef;
-use crate::model::picture::{feature_tiles, weight_tiles, PixelOrder, TileGrid};
-use crate::model::stack::{StackModel, STACK_OBJECTIVE};
-use crate::model::vae::{VaeDecoder, VaeModel, VAE_OBJECTIVE};
-use crate::model::ModelFile;
-use crate::objective::{StackedObjective, VaeObjective};
-use crate::{Dataset, Real};
+use sae::data::npy::NpyRowWriter;
+use sae::data::stream::ExampleSource;
+use sae::files::FilePlan;
+use sae::model::picture::{feature_tiles, weight_tiles, PixelOrder, TileGrid};
+use sae::model::stack::{StackModel, STACK_OBJECTIVE};
+use sae::model::vae::{VaeDecoder, VaeModel, VAE_OBJECTIVE};
+use sae::model::ModelFile;
+use sae::objective::{StackedObjective, VaeObjective};
+use sae::{Dataset, Real};
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
@@ -261,16 +260,8 @@ pub fn visualize(args: VisualizeArgs) -> CliResult<()> {
     // The first layer's weights, whatever the kind of model: what it looks for in its inputs.
     let (tiles, n, what) = match Loaded::<f64>::load(&args.model)? {
         Loaded::Autoencoder(model) => (feature_tiles(&model.parameters), model.hyper.visible(), "hidden units"),
-        Loaded::Vae(vae, _) => {
-            let (n, h, layout) = (vae.shape.visible, vae.shape.hidden, vae.shape.layout());
-            (weight_tiles(MatRef::col_major(&vae.theta[layout.w1..layout.b1], h, n)), n, "encoder units")
-        }
-        Loaded::Stack(stack) => {
-            let (n, h) = (stack.shape.sizes[0], stack.shape.sizes[1]);
-            let (_, layers) = stack.shape.offsets();
-            let at = layers[0].0;
-            (weight_tiles(MatRef::col_major(&stack.theta[at..at + h * n], h, n)), n, "first-layer units")
-        }
+        Loaded::Vae(vae, _) => (weight_tiles(vae.encoder_weights()), vae.shape.visible, "encoder units"),
+        Loaded::Stack(stack) => (weight_tiles(stack.first_layer_weights()), stack.shape.sizes[0], "first-layer units"),
     };
     TileGrid::for_inputs(n, order)?.draw(&tiles).save_png(&args.output)?;
     println!("features of {} {what} written to {}", tiles.len(), args.output.display());

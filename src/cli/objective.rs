@@ -9,13 +9,13 @@ use clap::Args;
 use super::args::{parse_shape, Data, DataArgs, EngineArgs, Precision, PrecisionArgs, VariantArgs};
 use super::memory::peak_rss_bytes;
 use super::CliResult;
-use crate::data::generated::ProblemShape;
-use crate::data::npy;
-use crate::data::stream::{ExampleSource, SliceSource};
-use crate::files::FilePlan;
-use crate::gemm::products_run;
-use crate::objective::{gradcheck, reference, StreamingObjective};
-use crate::{Backend, Dataset, HyperParams, Isa, Objective, Parameters, Real};
+use sae::data::generated::ProblemShape;
+use sae::data::npy;
+use sae::data::stream::{ExampleSource, SliceSource};
+use sae::files::FilePlan;
+use sae::gemm::products_run;
+use sae::objective::{gradcheck, reference, StreamingObjective};
+use sae::{Backend, Dataset, HyperParams, Isa, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
@@ -100,8 +100,8 @@ struct Evaluated<T> {
 fn timed<T: Real>(
     repeat: usize,
     theta_len: usize,
-    mut evaluate: impl FnMut(&mut [T]) -> crate::Result<f64>,
-) -> crate::Result<(f64, Vec<T>, Vec<f64>)> {
+    mut evaluate: impl FnMut(&mut [T]) -> sae::Result<f64>,
+) -> sae::Result<(f64, Vec<T>, Vec<f64>)> {
     let mut grad = vec![T::zero(); theta_len];
     let mut times = Vec::new();
     let mut cost = 0.0;

@@ -12,9 +12,9 @@ use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
 use super::CliResult;
-use crate::files::FilePlan;
-use crate::model::picture::Picture;
-use crate::model::{ModelFile, SparsityPenalty};
+use sae::files::FilePlan;
+use sae::model::picture::Picture;
+use sae::model::{ModelFile, SparsityPenalty};
 
 #[derive(Debug, Args)]
 pub struct PlotArgs {

@@ -10,8 +10,8 @@ use clap::Args;
 
 use super::args::{mnist_inputs, Precision, PrecisionArgs};
 use super::CliResult;
-use crate::exercises::{self, MnistFiles};
-use crate::files::FilePlan;
+use sae::exercises::{self, MnistFiles};
+use sae::files::FilePlan;
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]

@@ -13,20 +13,20 @@ use super::args::{by_name, Data, DataArgs, EngineArgs, Precision, PrecisionArgs,
 use super::interrupt::{self, Interrupted};
 use super::progress::{JsonLog, Progress};
 use super::CliResult;
-use crate::data::images::embedded_patches;
-use crate::data::split::hold_out;
-use crate::files::FilePlan;
-use crate::gemm::Backend;
-use crate::kernels::Isa;
-use crate::model::picture::{features_picture, PixelOrder};
-use crate::model::ModelFile;
-use crate::objective::StreamingObjective;
-use crate::optim::{LbfgsOptions, LbfgsState, StepRule, Stop};
-use crate::train::{
+use sae::data::images::embedded_patches;
+use sae::data::split::hold_out;
+use sae::files::FilePlan;
+use sae::gemm::Backend;
+use sae::kernels::Isa;
+use sae::model::picture::{features_picture, PixelOrder};
+use sae::model::ModelFile;
+use sae::objective::StreamingObjective;
+use sae::optim::{LbfgsOptions, LbfgsState, StepRule, Stop};
+use sae::train::{
     AutoencoderObjective, Checkpoint, DataFingerprint, LbfgsStep, MinibatchOptions, MinibatchStep, MinibatchStop,
     MinibatchTrainer, Trainer, Validation, ValidationPoint,
 };
-use crate::{Dataset, HyperParams, Objective, Parameters, Real};
+use sae::{Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
@@ -172,7 +172,7 @@ fn checkpoint_precision(checkpoint: &std::path::Path) -> CliResult<(Precision, &
     match ModelFile::<f64>::read_metadata(checkpoint)?.get("data.dtype").map(String::as_str) {
         Some("f32") => Ok((Precision::F32, "the checkpoint's")),
         Some("f64") => Ok((Precision::F64, "the checkpoint's")),
-        _ => Err(crate::Error::BadCheckpoint {
+        _ => Err(sae::Error::BadCheckpoint {
             path: checkpoint.to_path_buf(),
             field: "data.dtype",
             reason: "missing or not f32/f64: not a checkpoint of this version".into(),
@@ -758,7 +758,7 @@ pub(super) fn describe_variant(hyper: &HyperParams) -> String {
     if hyper.contractive() > 0.0 {
         parts.push(format!("contractive λ_c = {}", hyper.contractive()));
     }
-    if hyper.corruption() != crate::model::Corruption::None {
+    if hyper.corruption() != sae::model::Corruption::None {
         parts.push(format!("denoising ({} {})", hyper.corruption().name(), hyper.corruption().level()));
     }
     parts.join(", ")

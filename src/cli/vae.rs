@@ -10,16 +10,16 @@ use clap::Args;
 use super::args::{by_name, mnist_inputs, EngineArgs, Precision, PrecisionArgs};
 use super::interrupt::{self, Interrupted};
 use super::CliResult;
-use crate::data::mnist;
-use crate::exercises::MnistFiles;
-use crate::files::FilePlan;
-use crate::model::picture::{PixelOrder, TileGrid};
-use crate::model::vae::{VaeDecoder, VaeShape};
-use crate::model::Activation;
-use crate::objective::VaeObjective;
-use crate::optim::StepRule;
-use crate::train::{VaeOptions, VaeTrainer};
-use crate::{Dataset, Real};
+use sae::data::mnist;
+use sae::exercises::MnistFiles;
+use sae::files::FilePlan;
+use sae::model::picture::{PixelOrder, TileGrid};
+use sae::model::vae::{VaeDecoder, VaeShape};
+use sae::model::Activation;
+use sae::objective::VaeObjective;
+use sae::optim::StepRule;
+use sae::train::{VaeOptions, VaeTrainer};
+use sae::{Dataset, Real};
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]

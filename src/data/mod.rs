@@ -2,14 +2,18 @@
 //! `.npy` files.
 
 pub mod generated;
+#[cfg(feature = "exercises")]
 pub mod images;
 pub mod input;
+#[cfg(feature = "exercises")]
 pub mod mat;
+#[cfg(feature = "exercises")]
 pub mod mnist;
 pub mod npy;
 pub mod npy_source;
 pub mod split;
 pub mod stream;
+#[cfg(feature = "exercises")]
 pub mod whitening;
 
 use ndarray::ArrayView2;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::tensors::{self, NamedMatrix};
 use crate::error::{Error, Result};
+use crate::gemm::MatRef;
 use crate::objective::StackShape;
 use crate::real::Real;
 
@@ -34,6 +35,15 @@ fn matrices(shape: &StackShape) -> Vec<NamedMatrix> {
 }
 
 impl<T: Real> StackModel<T> {
+    /// The first layer's weights `W1` (`h₁×n`, column-major in `theta`): what each of its
+    /// units looks for in the inputs.
+    pub fn first_layer_weights(&self) -> MatRef<'_, T> {
+        let (n, h) = (self.shape.sizes[0], self.shape.sizes[1]);
+        let (_, layers) = self.shape.offsets();
+        let at = layers[0].0;
+        MatRef::col_major(&self.theta[at..at + h * n], h, n)
+    }
+
     /// Writes the model atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let sizes: Vec<String> = self.shape.sizes.iter().map(|s| s.to_string()).collect();

@@ -19,6 +19,7 @@ use std::path::Path;
 use super::tensors::{self, NamedMatrix};
 use super::Activation;
 use crate::error::{Error, Result};
+use crate::gemm::MatRef;
 use crate::real::Real;
 use rand::distributions::{Distribution, Uniform};
 use rand::SeedableRng;
@@ -167,6 +168,13 @@ pub struct VaeModel<T> {
 }
 
 impl<T: Real> VaeModel<T> {
+    /// The encoder's first weights `W1` (`h×n`, column-major in `theta`): what each encoder
+    /// unit looks for in its inputs.
+    pub fn encoder_weights(&self) -> MatRef<'_, T> {
+        let (layout, shape) = (self.shape.layout(), self.shape);
+        MatRef::col_major(&self.theta[layout.w1..layout.b1], shape.hidden, shape.visible)
+    }
+
     /// Writes the model atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let shape = self.shape;

@@ -65,7 +65,7 @@ impl DataFingerprint {
 
     /// The fingerprint as checkpoint metadata: `data.examples`, `data.features`, `data.dtype`
     /// and `data.fnv1a64` (16 hexadecimal digits).
-    pub(crate) fn metadata(&self) -> [(&'static str, String); 4] {
+    pub fn metadata(&self) -> [(&'static str, String); 4] {
         [
             ("data.examples", self.examples.to_string()),
             ("data.features", self.features.to_string()),
