@@ -23,15 +23,14 @@ impl<'d, T: Real> Objective<'d, T> {
     /// when the model's loss is not defined on some value (cross-entropy outside [0, 1]).
     /// Uses the preferred GEMM back-end and the best kernels for this CPU.
     pub fn new(hyper: HyperParams, data: Dataset<'d, T>) -> Result<Self> {
-        if data.features() != hyper.visible() {
-            return Err(Error::shape_mismatch(
-                "data features (columns of an examples-by-features array)",
-                format!("n = {}", hyper.visible()),
-                data.features(),
-            ));
-        }
-        super::check_data(hyper.reconstruction(), &data)?;
-        Ok(Objective { engine: Engine::new(hyper), data })
+        UnboundObjective { engine: Engine::new(hyper) }.bind(data)
+    }
+
+    /// The objective without its data, keeping its settings and its workspace, to be bound to
+    /// other data (or to the same data borrowed again) without allocating anew: for a caller
+    /// that cannot keep the borrow between evaluations (e.g. an array owned by Python).
+    pub fn unbind(self) -> UnboundObjective<T> {
+        UnboundObjective { engine: self.engine }
     }
 
     /// Uses `backend` for the GEMMs.
@@ -107,5 +106,32 @@ impl<'d, T: Real> Objective<'d, T> {
         let sparsity_cost = self.engine.sparsity(m)?;
         self.engine.backward(theta, &self.data, 0);
         Ok(self.engine.finish(theta, grad, m, sparsity_cost))
+    }
+}
+
+/// An [`Objective`] without its data ([`Objective::unbind`]): its settings and workspace.
+#[derive(Debug)]
+pub struct UnboundObjective<T: Real> {
+    engine: Engine<T>,
+}
+
+impl<T: Real> UnboundObjective<T> {
+    /// The objective on `data`; fails, as [`Objective::new`] does, when the data's feature
+    /// count is not `n` or the model's loss is not defined on some value.
+    pub fn bind<'d>(self, data: Dataset<'d, T>) -> Result<Objective<'d, T>> {
+        let hyper = *self.engine.hyper();
+        if data.features() != hyper.visible() {
+            return Err(Error::shape_mismatch(
+                "data features (columns of an examples-by-features array)",
+                format!("n = {}", hyper.visible()),
+                data.features(),
+            ));
+        }
+        super::check_data(hyper.reconstruction(), &data)?;
+        Ok(Objective { engine: self.engine, data })
+    }
+
+    pub fn hyper(&self) -> &HyperParams {
+        self.engine.hyper()
     }
 }

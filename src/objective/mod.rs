@@ -19,7 +19,7 @@ mod vae;
 
 pub(crate) use domain::check_data;
 pub use engine::default_block_size;
-pub use in_memory::Objective;
+pub use in_memory::{Objective, UnboundObjective};
 pub use minibatch::MinibatchObjective;
 pub use softmax::SoftmaxObjective;
 pub use sparsity::{kl_divergence, sparsity_delta};

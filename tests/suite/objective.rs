@@ -112,6 +112,36 @@ fn non_finite_theta_is_rejected_naming_its_block_and_position() {
 }
 
 #[test]
+fn an_unbound_objective_bound_to_other_data_evaluates_as_a_new_one_would() {
+    let (n, h) = (6, 4);
+    let theta = theta(n, h, 3);
+    let (first, second) = (uniform_data(40, n, 1), uniform_data(25, n, 2));
+    let mut objective = Objective::new(hyper(n, h), Dataset::examples_by_features(&first, 40, n).unwrap()).unwrap();
+    let on_first = evaluate(&mut objective, &theta);
+    let unbound = objective.unbind();
+    let second_by_features = transpose(&second, 25, n);
+    let other = Dataset::features_by_examples(&second_by_features, n, 25).unwrap();
+    let mut rebound = unbound.bind(other).unwrap();
+    let on_second = evaluate(&mut rebound, &theta);
+    let mut fresh = Objective::new(hyper(n, h), other).unwrap();
+    assert_eq!(on_second, evaluate(&mut fresh, &theta));
+    assert_ne!(on_first.0, on_second.0);
+    // Bound to the first data again: the first result, bit for bit.
+    let mut again = rebound.unbind().bind(Dataset::examples_by_features(&first, 40, n).unwrap()).unwrap();
+    assert_eq!(evaluate(&mut again, &theta), on_first);
+}
+
+#[test]
+fn an_unbound_objective_refuses_data_of_another_width() {
+    let (values, _) = small_problem();
+    let data = Dataset::examples_by_features(&values, 10, 4).unwrap();
+    let unbound = Objective::new(hyper(4, 3), data).unwrap().unbind();
+    let wider = uniform_data(10, 5, 1);
+    let err = unbound.bind(Dataset::examples_by_features(&wider, 10, 5).unwrap()).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+}
+
+#[test]
 fn data_with_the_wrong_number_of_features_is_rejected() {
     let (values, _) = small_problem();
     let data = Dataset::examples_by_features(&values, 10, 4).unwrap();
