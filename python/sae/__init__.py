@@ -1,0 +1,213 @@
+"""Sparse autoencoders on the CPU: the UFLDL objective and its family, from Python.
+
+The engine is Rust (the extension module ``sae._sae``); this package converts array-likes,
+adds the UFLDL-style objective for any optimiser, the gradient check, model files and the
+scikit-learn estimator (:class:`SparseAutoencoder`, importable without scikit-learn only as
+far as its module is not used).
+
+Arrays: float32 and float64 are computed in their own precision (anything else is converted
+to float64). A C- or Fortran-contiguous array is read in place; any other layout is copied
+once into C order. Results are new numpy arrays that own the engine's buffers (no copy).
+"""
+
+from __future__ import annotations
+
+import copyreg
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional, Tuple, Union
+
+import numpy as np
+
+from ._sae import HyperParams, Model, __version__, initial_theta
+from ._sae import Objective as _Objective
+
+__all__ = [
+    "HyperParams",
+    "Model",
+    "Objective",
+    "SparseAutoencoder",
+    "gradient_check",
+    "initial_theta",
+    "load",
+    "__version__",
+]
+
+ArrayLike = Union[np.ndarray, "os.PathLike[str]", str]
+
+
+def _float_dtype(x: np.ndarray, dtype: Optional[Union[str, np.dtype]]) -> np.dtype:
+    """The precision to compute in: `dtype` if given, else X's own if float32, else float64."""
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, not {dtype}")
+        return dtype
+    return np.dtype(np.float32) if x.dtype == np.float32 else np.dtype(np.float64)
+
+
+def as_data(x: ArrayLike, dtype: Optional[Union[str, np.dtype]] = None) -> np.ndarray:
+    """`x` as the engine reads it: a 2-D float array in C or Fortran order, unchanged when it
+    already is one (a path to a ``.npy`` file is memory-mapped, not read)."""
+    if isinstance(x, (str, os.PathLike)):
+        x = np.load(Path(x), mmap_mode="r")
+    x = np.asanyarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"X must be 2-D (examples × features), not {x.ndim}-D")
+    target = _float_dtype(x, dtype)
+    if x.dtype != target:
+        x = x.astype(target)
+    if not (x.flags.c_contiguous or x.flags.f_contiguous):
+        x = np.ascontiguousarray(x)
+    return x
+
+
+class Objective:
+    """The sparse autoencoder's cost and gradient on the data `X` (`m×n`, one example per row):
+    ``cost, grad = objective(theta)`` with `theta` in the UFLDL layout ``[W1(:); W2(:); b1; b2]``,
+    so that ``scipy.optimize.minimize(objective, theta0, jac=True, method="L-BFGS-B")`` works as
+    on code ported from the UFLDL exercise.
+
+    `X` may be an array (read in place when contiguous; a ``np.memmap`` is read through its
+    mapping) or a path to a ``.npy`` file (memory-mapped). The hyper-parameters are those of
+    :class:`HyperParams`. The gradient has the objective's dtype; `theta` is converted to it.
+    """
+
+    def __init__(
+        self,
+        X: ArrayLike,
+        n_hidden: int,
+        *,
+        sparsity_target: float = 0.01,
+        sparsity_weight: float = 3.0,
+        alpha: float = 1e-4,
+        penalty: str = "kl",
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        loss: str = "squared",
+        contractive: float = 0.0,
+        tied: bool = False,
+        corruption: str = "none",
+        corruption_level: float = 0.0,
+        corruption_seed: int = 0,
+        dtype: Optional[Union[str, np.dtype]] = None,
+        n_threads: Optional[int] = None,
+    ) -> None:
+        self.X = as_data(X, dtype)
+        self.hyper = HyperParams(
+            self.X.shape[1],
+            n_hidden,
+            sparsity_target=sparsity_target,
+            sparsity_weight=sparsity_weight,
+            alpha=alpha,
+            penalty=penalty,
+            activation=activation,
+            output=output,
+            loss=loss,
+            contractive=contractive,
+            tied=tied,
+            corruption=corruption,
+            corruption_level=corruption_level,
+            corruption_seed=corruption_seed,
+        )
+        self._objective = _Objective(self.X, self.hyper, n_threads)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype
+
+    def __call__(self, theta: np.ndarray) -> Tuple[float, np.ndarray]:
+        theta = np.ascontiguousarray(theta, dtype=self.X.dtype)
+        if theta.ndim != 1:
+            raise ValueError(f"theta must be 1-D, not {theta.ndim}-D")
+        return self._objective(theta)
+
+    def initial_theta(self, seed: int = 0) -> np.ndarray:
+        """The UFLDL initial point for this objective's shape and dtype."""
+        return initial_theta(self.hyper.n_visible, self.hyper.n_hidden, seed, self.X.dtype.name)
+
+    @property
+    def terms(self) -> Optional[dict]:
+        """The last evaluation's cost by its terms: reconstruction, weight decay, sparsity,
+        contractive."""
+        return self._objective.terms
+
+    @property
+    def rho_hat(self) -> np.ndarray:
+        """Each hidden unit's mean activation at the last evaluated theta."""
+        return self._objective.rho_hat
+
+
+def gradient_check(
+    objective: Callable[[np.ndarray], Tuple[float, np.ndarray]],
+    theta: np.ndarray,
+    epsilon: float = 1e-4,
+) -> float:
+    """UFLDL's check: ``‖g_num − g‖ / ‖g_num + g‖`` between the central differences
+    ``(J(θ + ε e_i) − J(θ − ε e_i)) / 2ε`` and the analytic gradient (below about 1e-9 for a
+    correct float64 gradient). One pair of evaluations per coordinate: for small problems."""
+    theta = np.array(theta, dtype=np.float64)
+    _, analytic = objective(theta)
+    analytic = np.asarray(analytic, dtype=np.float64)
+    numeric = np.empty_like(theta)
+    for i in range(theta.size):
+        saved = theta[i]
+        theta[i] = saved + epsilon
+        plus, _ = objective(theta)
+        theta[i] = saved - epsilon
+        minus, _ = objective(theta)
+        theta[i] = saved
+        numeric[i] = (plus - minus) / (2 * epsilon)
+    total = np.linalg.norm(numeric + analytic)
+    difference = np.linalg.norm(numeric - analytic)
+    return float(difference / total) if total > 0 else float(difference)
+
+
+def load(path: Union[str, "os.PathLike[str]"]) -> Model:
+    """A model file (``.safetensors``, as ``sae train`` or :meth:`Model.save` writes it)."""
+    return Model.load(os.fspath(path))
+
+
+def _model_to_bytes(model: Model) -> bytes:
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.safetensors")
+        model.save(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def _model_from_bytes(data: bytes) -> Model:
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.safetensors")
+        with open(path, "wb") as f:
+            f.write(data)
+        return Model.load(path)
+
+
+def _reduce_model(model: Model):
+    return _model_from_bytes, (_model_to_bytes(model),)
+
+
+def _reduce_hyper(hyper: HyperParams):
+    d = hyper.to_dict()
+    n_visible, n_hidden = d.pop("n_visible"), d.pop("n_hidden")
+    return _hyper_from, (n_visible, n_hidden, d)
+
+
+def _hyper_from(n_visible: int, n_hidden: int, rest: dict) -> HyperParams:
+    return HyperParams(n_visible, n_hidden, **rest)
+
+
+# Models pickle (and copy) as their model file's bytes, hyper-parameters as their values.
+copyreg.pickle(Model, _reduce_model)
+copyreg.pickle(HyperParams, _reduce_hyper)
+
+
+def __getattr__(name: str):
+    # The estimator needs scikit-learn: imported on first use, so `import sae` does not.
+    if name == "SparseAutoencoder":
+        from .estimator import SparseAutoencoder
+
+        return SparseAutoencoder
+    raise AttributeError(f"module 'sae' has no attribute {name!r}")

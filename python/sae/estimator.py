@@ -1,0 +1,254 @@
+"""The scikit-learn estimator of the sparse autoencoder."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Optional
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from . import HyperParams, Model, Objective, initial_theta
+from ._sae import train as _train
+
+try:  # scikit-learn ≥ 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    def _validate_data(estimator, X, **kwargs):
+        return estimator._validate_data(X, **kwargs)
+
+
+_SOLVERS = ("lbfgs", "adam", "sgd")
+
+
+class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """A sparse autoencoder (UFLDL: sigmoid hidden layer, weight decay `alpha`, a KL penalty of
+    weight `sparsity_weight` pulling each unit's mean activation towards `sparsity_target`)
+    and its family: `activation` of the hidden layer (``"sigmoid"``, ``"tanh"``, ``"relu"``),
+    `output` units (``"sigmoid"``, ``"linear"``) and `loss` (``"squared"``,
+    ``"cross-entropy"``), `penalty` (``"kl"``, ``"l1"``), `tied` weights, `denoise`
+    (``None``, ``("masking", p)`` or ``("gaussian", sd)``), a `contractive` penalty.
+
+    `transform` gives the hidden layer's activations (``m×n_hidden``), `inverse_transform`
+    decodes them, `reconstruct` does both; `score` is the negative cost. Trained by full-batch
+    L-BFGS (`max_iter` iterations) or Adam/SGD (`max_iter` epochs of `batch_size`).
+    `dtype` (``None``: float32 data stays float32, anything else becomes float64) is the
+    precision of the model. `callback(info)` passed to :meth:`fit` is called after each
+    iteration or epoch and may return ``False`` to stop; Ctrl-C stops too (the model so far is
+    kept, then ``KeyboardInterrupt`` is raised).
+    """
+
+    def __init__(
+        self,
+        n_hidden: int = 25,
+        *,
+        sparsity_target: float = 0.01,
+        sparsity_weight: float = 3.0,
+        alpha: float = 1e-4,
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        loss: str = "squared",
+        penalty: str = "kl",
+        tied: bool = False,
+        denoise=None,
+        contractive: float = 0.0,
+        solver: str = "lbfgs",
+        max_iter: int = 400,
+        batch_size: int = 256,
+        learning_rate_init: float = 1e-3,
+        momentum: float = 0.9,
+        random_state=None,
+        warm_start: bool = False,
+        dtype=None,
+        n_threads: Optional[int] = None,
+        verbose: bool = False,
+    ):
+        self.n_hidden = n_hidden
+        self.sparsity_target = sparsity_target
+        self.sparsity_weight = sparsity_weight
+        self.alpha = alpha
+        self.activation = activation
+        self.output = output
+        self.loss = loss
+        self.penalty = penalty
+        self.tied = tied
+        self.denoise = denoise
+        self.contractive = contractive
+        self.solver = solver
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.dtype = dtype
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    # -- scikit-learn's protocol -------------------------------------------------------------
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"preserves_dtype": [np.float64, np.float32]}
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.n_hidden
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver = {self.solver!r} is not one of {_SOLVERS}")
+        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"max_iter = {self.max_iter!r} must be a positive integer")
+        if not isinstance(self.n_hidden, (int, np.integer)) or self.n_hidden < 1:
+            raise ValueError(f"n_hidden = {self.n_hidden!r} must be a positive integer")
+
+    def _validate(self, X, reset: bool) -> np.ndarray:
+        dtype = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+        X = _validate_data(self, X, reset=reset, dtype=dtype, order="C", ensure_min_samples=1)
+        if self.dtype is None and X.dtype != np.float32:
+            X = X.astype(np.float64, copy=False)
+        if not reset and X.dtype != self.model_.dtype:
+            X = X.astype(self.model_.dtype)
+        return X
+
+    def _hyper(self, n_visible: int, seed: int) -> HyperParams:
+        corruption, level = ("none", 0.0) if self.denoise is None else self.denoise
+        return HyperParams(
+            n_visible,
+            int(self.n_hidden),
+            sparsity_target=self.sparsity_target,
+            sparsity_weight=self.sparsity_weight,
+            alpha=self.alpha,
+            penalty=self.penalty,
+            activation=self.activation,
+            output=self.output,
+            loss=self.loss,
+            contractive=self.contractive,
+            tied=self.tied,
+            corruption=corruption,
+            corruption_level=float(level),
+            corruption_seed=seed,
+        )
+
+    def fit(self, X, y=None, *, callback: Optional[Callable[[dict], Optional[bool]]] = None):
+        """Trains on `X` (`m×n`); `y` is ignored."""
+        self._check_params()
+        X = self._validate(X, reset=True)
+        return self._train(X, self.max_iter, callback, continuing=self.warm_start)
+
+    @available_if(lambda self: self.solver in ("adam", "sgd"))
+    def partial_fit(self, X, y=None, *, callback=None):
+        """One epoch of Adam or SGD on `X` from the current model (the first call starts one)."""
+        self._check_params()
+        first = not hasattr(self, "model_")
+        X = self._validate(X, reset=first)
+        return self._train(X, 1, callback, continuing=True)
+
+    def _train(self, X: np.ndarray, max_iter: int, callback, continuing: bool):
+        random = check_random_state(self.random_state)
+        seed = int(random.randint(np.iinfo(np.int32).max))
+        hyper = self._hyper(X.shape[1], seed)
+        if continuing and hasattr(self, "model_") and _same_model(self.model_.hyper, hyper):
+            theta0 = self.model_.theta.astype(X.dtype, copy=False)
+        else:
+            theta0 = initial_theta(X.shape[1], int(self.n_hidden), seed, X.dtype.name)
+        if self.tied:
+            n, h = X.shape[1], int(self.n_hidden)
+            w1 = theta0[: h * n].reshape(n, h)
+            theta0[h * n : 2 * h * n] = w1.T.reshape(-1)
+        model, summary, error = _train(
+            X,
+            hyper,
+            theta0,
+            solver=self.solver,
+            max_iter=int(max_iter),
+            batch_size=int(self.batch_size),
+            learning_rate=float(self.learning_rate_init),
+            momentum=float(self.momentum),
+            random_state=seed,
+            callback=self._progress(callback),
+            n_threads=self.n_threads,
+        )
+        self.model_ = model
+        self.components_ = model.W1
+        self.intercept_hidden_ = model.b1
+        self.n_iter_ = summary["n_iter"]
+        # The cost after each iteration or epoch (the engine's curve also has the start's).
+        curve = [cost for step, cost in summary["curve"] if step > 0]
+        self.loss_curve_ = curve if not continuing or not hasattr(self, "loss_curve_") else self.loss_curve_ + curve
+        self.stop_reason_ = summary["stop"]
+        if error is not None:
+            raise error
+        return self
+
+    def _progress(self, callback):
+        if not self.verbose:
+            return callback
+
+        def report(info: dict):
+            step = f"epoch {int(info['epoch'])}" if "epoch" in info else f"iteration {int(info['iteration'])}"
+            print(f"{step}: cost {info['cost']:.6g} ({info['time']:.2f} s)", file=sys.stdout, flush=True)
+            return None if callback is None else callback(info)
+
+        return report
+
+    # -- using a fitted model ----------------------------------------------------------------
+
+    def transform(self, X) -> np.ndarray:
+        """The hidden layer's activations of each row of `X`: ``m×n_hidden``."""
+        check_is_fitted(self, "model_")
+        return self.model_.encode(self._validate(X, reset=False), self.n_threads)
+
+    def inverse_transform(self, X) -> np.ndarray:
+        """The decoder applied to hidden activations (``m×n_hidden``): ``m×n``."""
+        check_is_fitted(self, "model_")
+        hidden = np.ascontiguousarray(X, dtype=self.model_.dtype)
+        if hidden.ndim != 2:
+            raise ValueError(f"X must be 2-D (m×n_hidden), not {hidden.ndim}-D")
+        return self.model_.decode(hidden, self.n_threads)
+
+    def reconstruct(self, X) -> np.ndarray:
+        """Each row of `X` encoded and decoded: ``m×n``."""
+        check_is_fitted(self, "model_")
+        return self.model_.reconstruct(self._validate(X, reset=False), self.n_threads)
+
+    def score(self, X, y=None) -> float:
+        """The negative cost ``−J`` of the model on `X` (reconstruction and penalties)."""
+        check_is_fitted(self, "model_")
+        X = self._validate(X, reset=False)
+        hyper = self.model_.hyper.to_dict()
+        hyper.pop("n_visible")
+        objective = Objective(X, hyper.pop("n_hidden"), n_threads=self.n_threads, **hyper)
+        try:
+            cost, _ = objective(self.model_.theta)
+        except FloatingPointError:
+            # A unit saturated on X: the KL penalty, and so the cost, is infinite there.
+            return -np.inf
+        return -cost
+
+    def save(self, path) -> None:
+        """Writes the fitted model's file (readable by :func:`sae.load` and the ``sae`` CLI)."""
+        check_is_fitted(self, "model_")
+        self.model_.save(str(path))
+
+
+def _same_model(a: HyperParams, b: HyperParams) -> bool:
+    """Whether a model of `a` can continue as one of `b`: the same hyper-parameters, the
+    corruption's seed aside (each call draws its own)."""
+    a, b = a.to_dict(), b.to_dict()
+    a.pop("corruption_seed"), b.pop("corruption_seed")
+    return a == b
+
+
+__all__ = ["SparseAutoencoder", "Model"]

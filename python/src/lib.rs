@@ -1,0 +1,817 @@
+//! `sae._sae`: the engine's Python binding (PyO3 and rust-numpy), the extension module under the
+//! pure-Python package `sae` (`python/sae/`), which adds the scikit-learn estimator and the
+//! conversions of arbitrary array-likes.
+//!
+//! What crosses the boundary: numpy arrays of float32 or float64, read in place when they are
+//! contiguous (C order is examples by features, Fortran order features by examples: both are
+//! layouts the engine reads) and returned without a copy (a `Vec` handed to numpy). Every long
+//! computation runs with the interpreter detached, so Python threads working on different
+//! objectives or models run in parallel; a thread count, when given, is a rayon pool of the
+//! object's own, otherwise the current pool runs the work.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+};
+use numpy::{PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyFloatingPointError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use sae::model::{Activation, Corruption, HyperParams, ModelFile, Parameters, Reconstruction, SparsityPenalty};
+use sae::objective::UnboundObjective;
+use sae::optim::{LbfgsOptions, StepRule};
+use sae::train::{MinibatchOptions, MinibatchTrainer, Trainer};
+use sae::{Dataset, Error, Objective, Real};
+
+/// The Python exception for an engine error: files that cannot be read or written are
+/// `OSError`, a cost that cannot be computed (a saturated unit) `FloatingPointError`, anything
+/// else about the input `ValueError`; the message names the parameter, file, row or column.
+fn py_error(e: Error) -> PyErr {
+    let message = e.to_string();
+    match e {
+        Error::Io { .. } | Error::InUse { .. } | Error::FileClash { .. } | Error::BadOutput { .. } => {
+            PyOSError::new_err(message)
+        }
+        Error::SaturatedActivation { .. } | Error::NonFiniteCost { .. } => PyFloatingPointError::new_err(message),
+        Error::UnsupportedIsa { .. } => PyRuntimeError::new_err(message),
+        _ => PyValueError::new_err(message),
+    }
+}
+
+/// The two element types, as numpy names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dtype {
+    F32,
+    F64,
+}
+
+impl Dtype {
+    fn of(array: &Bound<'_, PyAny>, what: &str) -> PyResult<Dtype> {
+        let array = array
+            .cast::<PyUntypedArray>()
+            .map_err(|_| PyTypeError::new_err(format!("{what} must be a numpy array")))?;
+        let dtype = array.dtype();
+        if dtype.is_equiv_to(&numpy::dtype::<f32>(array.py())) {
+            Ok(Dtype::F32)
+        } else if dtype.is_equiv_to(&numpy::dtype::<f64>(array.py())) {
+            Ok(Dtype::F64)
+        } else {
+            Err(PyTypeError::new_err(format!("{what} must be float32 or float64, not {dtype}")))
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "float32",
+            Dtype::F64 => "float64",
+        }
+    }
+}
+
+/// A 2-D array (`m×n`, one example per row) as a data set, read in place: C order is the
+/// engine's examples-by-features layout, Fortran order its features-by-examples layout. Any
+/// other array is refused (the Python side makes it contiguous first).
+fn dataset<'a, T: Real + Element>(x: &'a PyReadonlyArray2<'_, T>) -> PyResult<Dataset<'a, T>> {
+    let (m, n) = (x.shape()[0], x.shape()[1]);
+    let values = x.as_slice().map_err(|_| PyValueError::new_err("X must be contiguous (C or Fortran order)"))?;
+    let data = if x.is_c_contiguous() {
+        Dataset::examples_by_features(values, m, n)
+    } else {
+        Dataset::features_by_examples(values, n, m)
+    };
+    data.map_err(py_error)
+}
+
+/// `x` as a contiguous array of `T`: itself when it is one (either order), else numpy's C-order
+/// copy (the one copy a layout or dtype forces).
+fn contiguous<'py, T: Real + Element>(x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(array) = x.cast::<PyArray2<T>>() {
+        if array.is_c_contiguous() || array.is_fortran_contiguous() {
+            return Ok(x.clone());
+        }
+    }
+    let dtype = Dtype::name(dtype_of::<T>());
+    x.py().import("numpy")?.call_method1("ascontiguousarray", (x, dtype))
+}
+
+/// The width of a 2-D array-like `x`, checked against the model's `n`.
+fn check_width(x: &Bound<'_, PyAny>, what: &str, expected: usize, name: &str) -> PyResult<()> {
+    let shape: Vec<usize> = x.getattr("shape")?.extract()?;
+    match shape[..] {
+        [_, width] if width == expected => Ok(()),
+        [_, width] => {
+            Err(PyValueError::new_err(format!("{what} has {width} columns but the model has {name} = {expected}")))
+        }
+        _ => Err(PyValueError::new_err(format!("{what} must be 2-D, not {}-D", shape.len()))),
+    }
+}
+
+/// Runs `work` with the interpreter detached, on `pool` when there is one.
+fn detached<R: Send>(py: Python<'_>, pool: Option<&rayon::ThreadPool>, work: impl FnOnce() -> R + Send) -> R {
+    py.detach(|| match pool {
+        Some(pool) => pool.install(work),
+        None => work(),
+    })
+}
+
+fn thread_pool(n_threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
+    match n_threads {
+        None => Ok(None),
+        Some(0) => Err(PyValueError::new_err("n_threads must be at least 1")),
+        Some(threads) => rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map(Some)
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start {threads} threads: {e}"))),
+    }
+}
+
+/// The hyper-parameters of a sparse autoencoder (SPEC §1), under the names of the Python API.
+#[pyclass(module = "sae._sae", name = "HyperParams", frozen, eq)]
+#[derive(Clone, Copy, PartialEq)]
+struct PyHyper(HyperParams);
+
+#[pymethods]
+impl PyHyper {
+    /// `output` and `loss` together are the reconstruction: sigmoid or linear output units,
+    /// squared error or (sigmoid only) cross-entropy. `corruption` is `"none"`, `"masking"`
+    /// (level: the probability of zeroing an input) or `"gaussian"` (level: its std. dev.).
+    #[new]
+    #[pyo3(signature = (
+        n_visible, n_hidden, *, sparsity_target = 0.01, sparsity_weight = 3.0, alpha = 1e-4,
+        penalty = "kl", activation = "sigmoid", output = "sigmoid", loss = "squared",
+        contractive = 0.0, tied = false, corruption = "none", corruption_level = 0.0, corruption_seed = 0,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        n_visible: usize,
+        n_hidden: usize,
+        sparsity_target: f64,
+        sparsity_weight: f64,
+        alpha: f64,
+        penalty: &str,
+        activation: &str,
+        output: &str,
+        loss: &str,
+        contractive: f64,
+        tied: bool,
+        corruption: &str,
+        corruption_level: f64,
+        corruption_seed: u64,
+    ) -> PyResult<Self> {
+        let unknown = |what: &str, value: &str, known: &str| {
+            PyValueError::new_err(format!("{what} = {value:?} is not one of {known}"))
+        };
+        let penalty = SparsityPenalty::from_name(penalty).ok_or_else(|| unknown("penalty", penalty, "'kl', 'l1'"))?;
+        let activation = Activation::from_name(activation)
+            .ok_or_else(|| unknown("activation", activation, "'sigmoid', 'tanh', 'relu'"))?;
+        let reconstruction = match (output, loss) {
+            ("sigmoid", "squared") => Reconstruction::SigmoidSquaredError,
+            ("linear", "squared") => Reconstruction::LinearSquaredError,
+            ("sigmoid", "cross-entropy") => Reconstruction::SigmoidCrossEntropy,
+            ("linear", "cross-entropy") => {
+                return Err(PyValueError::new_err("loss = 'cross-entropy' needs output = 'sigmoid'"));
+            }
+            ("sigmoid" | "linear", _) => return Err(unknown("loss", loss, "'squared', 'cross-entropy'")),
+            _ => return Err(unknown("output", output, "'sigmoid', 'linear'")),
+        };
+        let corruption = Corruption::from_name(corruption, corruption_level)
+            .ok_or_else(|| unknown("corruption", corruption, "'none', 'masking', 'gaussian'"))?;
+        HyperParams::builder(n_visible, n_hidden)
+            .rho(sparsity_target)
+            .beta(sparsity_weight)
+            .lambda(alpha)
+            .penalty(penalty)
+            .activation(activation)
+            .reconstruction(reconstruction)
+            .contractive(contractive)
+            .tied(tied)
+            .corruption(corruption, corruption_seed)
+            .build()
+            .map(PyHyper)
+            .map_err(py_error)
+    }
+
+    #[getter]
+    fn n_visible(&self) -> usize {
+        self.0.visible()
+    }
+
+    #[getter]
+    fn n_hidden(&self) -> usize {
+        self.0.hidden()
+    }
+
+    /// Every hyper-parameter by its Python name (what `HyperParams(**h.to_dict())` takes).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let h = self.0;
+        let (output, loss) = match h.reconstruction() {
+            Reconstruction::SigmoidSquaredError => ("sigmoid", "squared"),
+            Reconstruction::LinearSquaredError => ("linear", "squared"),
+            Reconstruction::SigmoidCrossEntropy => ("sigmoid", "cross-entropy"),
+        };
+        let dict = PyDict::new(py);
+        dict.set_item("n_visible", h.visible())?;
+        dict.set_item("n_hidden", h.hidden())?;
+        dict.set_item("sparsity_target", h.rho())?;
+        dict.set_item("sparsity_weight", h.beta())?;
+        dict.set_item("alpha", h.lambda())?;
+        dict.set_item("penalty", h.penalty().name())?;
+        dict.set_item("activation", h.activation().name())?;
+        dict.set_item("output", output)?;
+        dict.set_item("loss", loss)?;
+        dict.set_item("contractive", h.contractive())?;
+        dict.set_item("tied", h.tied())?;
+        dict.set_item("corruption", h.corruption().name())?;
+        dict.set_item("corruption_level", h.corruption().level())?;
+        dict.set_item("corruption_seed", h.corruption_seed())?;
+        Ok(dict)
+    }
+
+    /// `theta`'s length: `2hn + h + n`.
+    #[getter]
+    fn theta_len(&self) -> usize {
+        sae::ThetaLayout::new(self.0.visible(), self.0.hidden()).len()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let items: Vec<String> =
+            self.to_dict(py)?.iter().map(|(k, v)| Ok(format!("{k}={}", v.repr()?))).collect::<PyResult<_>>()?;
+        Ok(format!("HyperParams({})", items.join(", ")))
+    }
+}
+
+/// The UFLDL initial `theta` (weights uniform in `±sqrt(6/(n + h + 1))`, zero biases) of the
+/// seed, in the UFLDL layout `[W1(:); W2(:); b1; b2]`.
+#[pyfunction]
+#[pyo3(signature = (n_visible, n_hidden, seed = 0, dtype = "float64"))]
+fn initial_theta<'py>(
+    py: Python<'py>,
+    n_visible: usize,
+    n_hidden: usize,
+    seed: u64,
+    dtype: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    match dtype {
+        "float32" => Ok(Parameters::<f32>::init(n_visible, n_hidden, seed).into_theta().into_pyarray(py).into_any()),
+        "float64" => Ok(Parameters::<f64>::init(n_visible, n_hidden, seed).into_theta().into_pyarray(py).into_any()),
+        other => Err(PyValueError::new_err(format!("dtype = {other:?} is not 'float32' or 'float64'"))),
+    }
+}
+
+/// The engine's objective of one precision, without its data between calls.
+enum Unbound {
+    F32(Option<UnboundObjective<f32>>),
+    F64(Option<UnboundObjective<f64>>),
+}
+
+/// `J(theta)` and its gradient on the data `X` (`m×n`), a callable for any optimiser:
+/// `cost, grad = objective(theta)`.
+#[pyclass(module = "sae._sae", name = "Objective")]
+struct PyObjective {
+    hyper: HyperParams,
+    /// The data array, kept alive and read in place at every call.
+    x: Py<PyAny>,
+    engine: Unbound,
+    pool: Option<rayon::ThreadPool>,
+    terms: Option<sae::objective::CostTerms>,
+    rho_hat: Vec<f64>,
+}
+
+/// One evaluation of `slot` (or of a new objective, the first time) on `x` at `theta`.
+fn evaluate<'py, T: Real + Element>(
+    py: Python<'py>,
+    hyper: HyperParams,
+    slot: &mut Option<UnboundObjective<T>>,
+    pool: Option<&rayon::ThreadPool>,
+    x: &Bound<'py, PyAny>,
+    theta: &Bound<'py, PyAny>,
+) -> PyResult<(f64, Bound<'py, PyArray1<T>>, sae::objective::CostTerms, Vec<f64>)> {
+    let x: PyReadonlyArray2<T> = x.extract()?;
+    let theta: PyReadonlyArray1<T> = theta
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("theta must be a 1-D {} array", Dtype::name(dtype_of::<T>()))))?;
+    let theta = theta.as_slice().map_err(|_| PyValueError::new_err("theta must be contiguous"))?;
+    let data = dataset(&x)?;
+    let mut grad = vec![T::zero(); theta.len()];
+    let unbound = slot.take();
+    let (result, unbound) = detached(py, pool, || {
+        let bound = match unbound {
+            Some(unbound) => unbound.bind(data),
+            None => Objective::new(hyper, data),
+        };
+        match bound {
+            Ok(mut objective) => {
+                let result = objective
+                    .evaluate(theta, &mut grad)
+                    .map(|cost| (cost, objective.terms(), objective.rho_hat().to_vec()));
+                (result, Some(objective.unbind()))
+            }
+            Err(e) => (Err(e), None),
+        }
+    });
+    *slot = unbound;
+    let (cost, terms, rho_hat) = result.map_err(py_error)?;
+    Ok((cost, grad.into_pyarray(py), terms, rho_hat))
+}
+
+fn dtype_of<T: Real>() -> Dtype {
+    if T::NAME == "f32" {
+        Dtype::F32
+    } else {
+        Dtype::F64
+    }
+}
+
+#[pymethods]
+impl PyObjective {
+    /// `X`: a contiguous float32 or float64 array, `m×n` (C or Fortran order; read in place
+    /// at every call, so it must not change while the objective is used).
+    #[new]
+    #[pyo3(signature = (x, hyper, n_threads = None))]
+    fn new(x: &Bound<'_, PyAny>, hyper: &PyHyper, n_threads: Option<usize>) -> PyResult<Self> {
+        let dtype = Dtype::of(x, "X")?;
+        let shape = x.cast::<PyUntypedArray>()?.shape().to_vec();
+        if shape.len() != 2 {
+            return Err(PyValueError::new_err(format!("X must be 2-D (m×n), not {}-D", shape.len())));
+        }
+        if shape[1] != hyper.0.visible() {
+            return Err(PyValueError::new_err(format!(
+                "X has {} columns (features) but the model has n_visible = {}",
+                shape[1],
+                hyper.0.visible()
+            )));
+        }
+        let engine = match dtype {
+            Dtype::F32 => Unbound::F32(None),
+            Dtype::F64 => Unbound::F64(None),
+        };
+        Ok(PyObjective {
+            hyper: hyper.0,
+            x: x.clone().unbind(),
+            engine,
+            pool: thread_pool(n_threads)?,
+            terms: None,
+            rho_hat: Vec::new(),
+        })
+    }
+
+    /// `(J(theta), ∇J(theta))`: the cost as a float, the gradient as an array of the data's
+    /// dtype, both in the UFLDL layout `[W1(:); W2(:); b1; b2]`.
+    fn __call__<'py>(&mut self, py: Python<'py>, theta: &Bound<'py, PyAny>) -> PyResult<(f64, Bound<'py, PyAny>)> {
+        let x = self.x.bind(py).clone();
+        let pool = self.pool.as_ref();
+        let (cost, grad, terms, rho_hat) = match &mut self.engine {
+            Unbound::F32(slot) => {
+                let (cost, grad, terms, rho_hat) = evaluate(py, self.hyper, slot, pool, &x, theta)?;
+                (cost, grad.into_any(), terms, rho_hat)
+            }
+            Unbound::F64(slot) => {
+                let (cost, grad, terms, rho_hat) = evaluate(py, self.hyper, slot, pool, &x, theta)?;
+                (cost, grad.into_any(), terms, rho_hat)
+            }
+        };
+        self.terms = Some(terms);
+        self.rho_hat = rho_hat;
+        Ok((cost, grad))
+    }
+
+    #[getter]
+    fn hyper(&self) -> PyHyper {
+        PyHyper(self.hyper)
+    }
+
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        match self.engine {
+            Unbound::F32(_) => Dtype::F32.name(),
+            Unbound::F64(_) => Dtype::F64.name(),
+        }
+    }
+
+    /// The last evaluation's cost by its terms (`None` before the first).
+    #[getter]
+    fn terms<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(terms) = self.terms else { return Ok(None) };
+        let dict = PyDict::new(py);
+        dict.set_item("reconstruction", terms.reconstruction)?;
+        dict.set_item("weight_decay", terms.weight_decay)?;
+        dict.set_item("sparsity", terms.sparsity)?;
+        dict.set_item("contractive", terms.contractive)?;
+        Ok(Some(dict))
+    }
+
+    /// The mean activation of each hidden unit at the last evaluation's `theta`.
+    #[getter]
+    fn rho_hat<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.rho_hat.clone().into_pyarray(py)
+    }
+}
+
+/// A model file's contents in either precision.
+#[derive(Clone)]
+enum Stored {
+    F32(ModelFile<f32>),
+    F64(ModelFile<f64>),
+}
+
+/// A trained sparse autoencoder: its hyper-parameters, weights and metadata.
+#[pyclass(module = "sae._sae", name = "Model", frozen)]
+#[derive(Clone)]
+struct PyModel(Stored);
+
+/// `values` (`rows×cols` row-major) as a 2-D array, without a copy.
+fn matrix<'py, T: Element>(py: Python<'py>, values: Vec<T>, rows: usize, cols: usize) -> PyResult<Bound<'py, PyAny>> {
+    Ok(values.into_pyarray(py).reshape([rows, cols])?.into_any())
+}
+
+/// A matrix view as a row-major 2-D array (a copy).
+fn matrix_of<'py, T: Real + Element>(py: Python<'py>, m: sae::gemm::MatRef<'_, T>) -> PyResult<Bound<'py, PyAny>> {
+    let (rows, cols) = (m.rows(), m.cols());
+    let values: Vec<T> = (0..rows * cols).map(|k| m.get(k / cols, k % cols)).collect();
+    matrix(py, values, rows, cols)
+}
+
+/// The encoder (`decode = false`) or the whole autoencoder applied to `X`.
+fn apply<'py, T: Real + Element>(
+    py: Python<'py>,
+    model: &ModelFile<T>,
+    x: &Bound<'py, PyAny>,
+    n_threads: Option<usize>,
+    decode: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = contiguous::<T>(x)?;
+    check_width(&x, "X", model.hyper.visible(), "n_visible")?;
+    let x: PyReadonlyArray2<T> = x.extract()?;
+    let data = dataset(&x)?;
+    let (m, n, h) = (data.examples(), model.hyper.visible(), model.hyper.hidden());
+    let pool = thread_pool(n_threads)?;
+    let (hidden, output) = detached(py, pool.as_ref(), || -> Result<_, Error> {
+        let forward = model.forward();
+        let mut hidden = vec![T::zero(); m * h];
+        forward.encode(&data, &mut hidden)?;
+        let output = if decode {
+            let mut output = vec![T::zero(); m * n];
+            forward.decode(&hidden, &mut output)?;
+            Some(output)
+        } else {
+            None
+        };
+        Ok((hidden, output))
+    })
+    .map_err(py_error)?;
+    match output {
+        Some(output) => matrix(py, output, m, n),
+        None => matrix(py, hidden, m, h),
+    }
+}
+
+/// The decoder applied to `hidden` (`m×h`, C order).
+fn decode<'py, T: Real + Element>(
+    py: Python<'py>,
+    model: &ModelFile<T>,
+    hidden: &Bound<'py, PyAny>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let hidden = match hidden.cast::<PyArray2<T>>() {
+        Ok(array) if array.is_c_contiguous() => hidden.clone(),
+        _ => hidden.py().import("numpy")?.call_method1("ascontiguousarray", (hidden, Dtype::name(dtype_of::<T>())))?,
+    };
+    check_width(&hidden, "H", model.hyper.hidden(), "n_hidden")?;
+    let hidden: PyReadonlyArray2<T> = hidden.extract()?;
+    let (m, n) = (hidden.shape()[0], model.hyper.visible());
+    let values = hidden.as_slice().map_err(|_| PyValueError::new_err("H must be C-contiguous"))?;
+    let pool = thread_pool(n_threads)?;
+    let output = detached(py, pool.as_ref(), || {
+        let mut output = vec![T::zero(); m * n];
+        model.forward().decode(values, &mut output).map(|()| output)
+    })
+    .map_err(py_error)?;
+    matrix(py, output, m, n)
+}
+
+macro_rules! with_model {
+    ($stored:expr, $model:ident => $body:expr) => {
+        match $stored {
+            Stored::F32($model) => $body,
+            Stored::F64($model) => $body,
+        }
+    };
+}
+
+#[pymethods]
+impl PyModel {
+    /// A model of `hyper` with parameters `theta` (UFLDL layout; its dtype is the model's).
+    #[staticmethod]
+    fn from_theta(hyper: &PyHyper, theta: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let (n, h) = (hyper.0.visible(), hyper.0.hidden());
+        let stored = match Dtype::of(theta, "theta")? {
+            Dtype::F32 => {
+                let theta: PyReadonlyArray1<f32> = theta.extract()?;
+                let parameters = Parameters::from_theta(n, h, theta.as_array().to_vec()).map_err(py_error)?;
+                Stored::F32(ModelFile::new(hyper.0, parameters))
+            }
+            Dtype::F64 => {
+                let theta: PyReadonlyArray1<f64> = theta.extract()?;
+                let parameters = Parameters::from_theta(n, h, theta.as_array().to_vec()).map_err(py_error)?;
+                Stored::F64(ModelFile::new(hyper.0, parameters))
+            }
+        };
+        Ok(PyModel(stored))
+    }
+
+    /// Reads a model file (`.safetensors`, as `sae train` and `save` write it), in the
+    /// precision it was saved in.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.detach(|| {
+            let metadata = ModelFile::<f64>::read_metadata(&path)?;
+            Ok(if metadata.get("dtype").map(String::as_str) == Some("f32") {
+                Stored::F32(ModelFile::load(&path)?)
+            } else {
+                Stored::F64(ModelFile::load(&path)?)
+            })
+        })
+        .map(PyModel)
+        .map_err(py_error)
+    }
+
+    /// Writes the model file atomically (a file already at `path` is replaced whole or not
+    /// at all).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| with_model!(&self.0, model => model.save(&path))).map_err(py_error)
+    }
+
+    #[getter]
+    fn hyper(&self) -> PyHyper {
+        PyHyper(with_model!(&self.0, model => model.hyper))
+    }
+
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        match self.0 {
+            Stored::F32(_) => Dtype::F32.name(),
+            Stored::F64(_) => Dtype::F64.name(),
+        }
+    }
+
+    /// `theta` in the UFLDL layout `[W1(:); W2(:); b1; b2]` (a copy).
+    #[getter]
+    fn theta<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        with_model!(&self.0, model => model.parameters.theta().to_vec().into_pyarray(py).into_any())
+    }
+
+    /// `W1`, `h×n`: row `j` is hidden unit `j`'s weights (a copy).
+    #[getter(W1)]
+    fn w1<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        with_model!(&self.0, model => matrix_of(py, model.parameters.w1()))
+    }
+
+    /// `W2`, `n×h` (a copy).
+    #[getter(W2)]
+    fn w2<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        with_model!(&self.0, model => matrix_of(py, model.parameters.w2()))
+    }
+
+    #[getter]
+    fn b1<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        with_model!(&self.0, model => model.parameters.b1().to_vec().into_pyarray(py).into_any())
+    }
+
+    #[getter]
+    fn b2<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        with_model!(&self.0, model => model.parameters.b2().to_vec().into_pyarray(py).into_any())
+    }
+
+    /// The file's free-form metadata (how the model was trained), by key.
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (key, value) in with_model!(&self.0, model => &model.metadata) {
+            dict.set_item(key, value)?;
+        }
+        Ok(dict)
+    }
+
+    /// The hidden layer's activations `a2 = f(W1 x + b1)` of every row of `X`: `m×h`.
+    #[pyo3(signature = (x, n_threads = None))]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        n_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        with_model!(&self.0, model => apply(py, model, x, n_threads, false))
+    }
+
+    /// The decoder `a3 = g(W2 a2 + b2)` applied to hidden activations `H` (`m×h`, of the
+    /// model's dtype, C order): `m×n`.
+    #[pyo3(signature = (hidden, n_threads = None))]
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        hidden: &Bound<'py, PyAny>,
+        n_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        with_model!(&self.0, model => decode(py, model, hidden, n_threads))
+    }
+
+    /// The reconstruction `a3 = g(W2 a2 + b2)` of every row of `X`: `m×n`.
+    #[pyo3(signature = (x, n_threads = None))]
+    fn reconstruct<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        n_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        with_model!(&self.0, model => apply(py, model, x, n_threads, true))
+    }
+}
+
+/// What the training callback is given and how the run reports its end.
+struct Run<'a> {
+    callback: Option<&'a Py<PyAny>>,
+    /// The first error the callback raised, or a pending signal's (Ctrl-C): the run stops at
+    /// the step it is noticed, and it is raised once the model so far is kept.
+    error: Option<PyErr>,
+    started: Instant,
+}
+
+impl Run<'_> {
+    /// Calls the callback with `fields` (and the elapsed time), after letting Python handle
+    /// pending signals: `Break` when either raises or the callback returns `False`.
+    fn step(&mut self, fields: &[(&str, f64)]) -> ControlFlow<()> {
+        Python::attach(|py| {
+            let outcome = py.check_signals().and_then(|()| {
+                let Some(callback) = self.callback else { return Ok(true) };
+                let info = PyDict::new(py);
+                for &(key, value) in fields {
+                    info.set_item(key, value)?;
+                }
+                info.set_item("time", self.started.elapsed().as_secs_f64())?;
+                let result = callback.call1(py, (info,))?;
+                // Only an explicit False stops: a callback returning nothing goes on.
+                Ok(!result.bind(py).is(&pyo3::types::PyBool::new(py, false).to_owned()))
+            });
+            match outcome {
+                Ok(true) => ControlFlow::Continue(()),
+                Ok(false) => ControlFlow::Break(()),
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+    }
+}
+
+/// Trains a model on `x` from `theta0`; see `train` for the arguments.
+#[allow(clippy::too_many_arguments)]
+fn train_in<'py, T: Real + Element>(
+    py: Python<'py>,
+    hyper: HyperParams,
+    x: &Bound<'py, PyAny>,
+    theta0: &Bound<'py, PyAny>,
+    solver: &str,
+    max_iter: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    momentum: f64,
+    seed: u64,
+    callback: Option<&Py<PyAny>>,
+    pool: Option<&rayon::ThreadPool>,
+) -> PyResult<(ModelFile<T>, Bound<'py, PyDict>, Option<PyErr>)> {
+    let x: PyReadonlyArray2<T> = x.extract()?;
+    let data = dataset(&x)?;
+    let theta0: PyReadonlyArray1<T> = theta0.extract()?;
+    let (n, h) = (hyper.visible(), hyper.hidden());
+    let init = Parameters::from_theta(n, h, theta0.as_array().to_vec()).map_err(py_error)?;
+    let mut run = Run { callback, error: None, started: Instant::now() };
+    let summary = PyDict::new(py);
+    let (model, stop, iterations, curve) = match solver {
+        "lbfgs" => {
+            let options = LbfgsOptions { max_iterations: max_iter, ..LbfgsOptions::default() };
+            let trained = detached(py, pool, || {
+                let mut objective = Objective::new(hyper, data)?;
+                Trainer::new(options).fit(&mut objective, &init, |step| {
+                    let i = &step.lbfgs;
+                    run.step(&[("iteration", i.iteration as f64), ("cost", i.f), ("gradient_norm", i.gradient_norm)])
+                })
+            })
+            .map_err(py_error)?;
+            (trained.model, trained.stop.name(), trained.iterations, trained.curve)
+        }
+        "adam" | "sgd" => {
+            let rule =
+                if solver == "adam" { StepRule::adam(learning_rate) } else { StepRule::sgd(learning_rate, momentum) };
+            let options = MinibatchOptions { rule, batch_size, epochs: max_iter, seed, ..MinibatchOptions::default() };
+            let trainer = MinibatchTrainer::new(hyper, options).map_err(py_error)?;
+            let trained = detached(py, pool, || {
+                trainer.fit(&data, &init, |step| {
+                    if !step.epoch_end {
+                        return ControlFlow::Continue(());
+                    }
+                    run.step(&[("epoch", step.epoch as f64), ("step", step.step as f64), ("cost", step.cost)])
+                })
+            })
+            .map_err(py_error)?;
+            (trained.model, trained.stop.name(), trained.epochs, trained.curve)
+        }
+        other => {
+            return Err(PyValueError::new_err(format!("solver = {other:?} is not one of 'lbfgs', 'adam', 'sgd'")));
+        }
+    };
+    summary.set_item("stop", stop)?;
+    summary.set_item("n_iter", iterations)?;
+    summary.set_item("curve", curve)?;
+    Ok((model, summary, run.error))
+}
+
+/// Trains a sparse autoencoder on `X` (`m×n`, float32 or float64: the model's precision)
+/// from `theta0` (same dtype). `solver`: `"lbfgs"` (full batch, at most `max_iter`
+/// iterations) or `"adam"` / `"sgd"` (minibatches of `batch_size`, `max_iter` epochs,
+/// shuffled by `random_state`). `callback(info)` is called after each iteration (L-BFGS) or
+/// epoch with a dict (`cost`, `gradient_norm` or `epoch`, `time`…) and may return `False` to
+/// stop there. Returns `(model, summary, error)`: the model so far, `{"stop", "n_iter",
+/// "curve"}`, and the exception that ended the run early (the callback's, or
+/// `KeyboardInterrupt`), which the caller raises once it has kept the model.
+#[pyfunction]
+#[pyo3(signature = (
+    x, hyper, theta0, *, solver = "lbfgs", max_iter = 400, batch_size = 256,
+    learning_rate = 1e-3, momentum = 0.9, random_state = 0, callback = None, n_threads = None,
+))]
+#[allow(clippy::too_many_arguments)]
+fn train<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    hyper: &PyHyper,
+    theta0: &Bound<'py, PyAny>,
+    solver: &str,
+    max_iter: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    momentum: f64,
+    random_state: u64,
+    callback: Option<Py<PyAny>>,
+    n_threads: Option<usize>,
+) -> PyResult<(PyModel, Bound<'py, PyDict>, Option<PyErr>)> {
+    let dtype = Dtype::of(x, "X")?;
+    if Dtype::of(theta0, "theta0")? != dtype {
+        return Err(PyTypeError::new_err(format!("theta0 must have X's dtype, {}", dtype.name())));
+    }
+    let pool = thread_pool(n_threads)?;
+    let callback = callback.as_ref();
+    let args = (solver, max_iter, batch_size, learning_rate, momentum, random_state);
+    let (solver, max_iter, batch_size, learning_rate, momentum, seed) = args;
+    Ok(match dtype {
+        Dtype::F32 => {
+            let (model, summary, error) = train_in::<f32>(
+                py,
+                hyper.0,
+                x,
+                theta0,
+                solver,
+                max_iter,
+                batch_size,
+                learning_rate,
+                momentum,
+                seed,
+                callback,
+                pool.as_ref(),
+            )?;
+            (PyModel(Stored::F32(model)), summary, error)
+        }
+        Dtype::F64 => {
+            let (model, summary, error) = train_in::<f64>(
+                py,
+                hyper.0,
+                x,
+                theta0,
+                solver,
+                max_iter,
+                batch_size,
+                learning_rate,
+                momentum,
+                seed,
+                callback,
+                pool.as_ref(),
+            )?;
+            (PyModel(Stored::F64(model)), summary, error)
+        }
+    })
+}
+
+#[pymodule]
+fn _sae(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyHyper>()?;
+    m.add_class::<PyObjective>()?;
+    m.add_class::<PyModel>()?;
+    m.add_function(wrap_pyfunction!(initial_theta, m)?)?;
+    m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
