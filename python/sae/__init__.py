@@ -20,10 +20,27 @@ from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 
+from . import errors
 from ._sae import HyperParams, Model, __version__, initial_theta
 from ._sae import Objective as _Objective
+from ._sae import StreamingObjective as _StreamingObjective
+from .errors import (
+    FileAccessError,
+    InvalidInputError,
+    ModelFileError,
+    SaeError,
+    SaturationError,
+    UnsupportedError,
+)
 
 __all__ = [
+    "FileAccessError",
+    "InvalidInputError",
+    "ModelFileError",
+    "SaeError",
+    "SaturationError",
+    "UnsupportedError",
+    "errors",
     "HyperParams",
     "Model",
     "Objective",
@@ -42,19 +59,17 @@ def _float_dtype(x: np.ndarray, dtype: Optional[Union[str, np.dtype]]) -> np.dty
     if dtype is not None:
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, not {dtype}")
+            raise InvalidInputError(f"dtype must be float32 or float64, not {dtype}")
         return dtype
     return np.dtype(np.float32) if x.dtype == np.float32 else np.dtype(np.float64)
 
 
-def as_data(x: ArrayLike, dtype: Optional[Union[str, np.dtype]] = None) -> np.ndarray:
-    """`x` as the engine reads it: a 2-D float array in C or Fortran order, unchanged when it
-    already is one (a path to a ``.npy`` file is memory-mapped, not read)."""
-    if isinstance(x, (str, os.PathLike)):
-        x = np.load(Path(x), mmap_mode="r")
+def as_data(x, dtype: Optional[Union[str, np.dtype]] = None) -> np.ndarray:
+    """`x` as the engine reads it in memory: a 2-D float array in C or Fortran order, unchanged
+    when it already is one (a ``np.memmap`` stays one)."""
     x = np.asanyarray(x)
     if x.ndim != 2:
-        raise ValueError(f"X must be 2-D (examples × features), not {x.ndim}-D")
+        raise InvalidInputError(f"X must be 2-D (examples × features), not {x.ndim}-D")
     target = _float_dtype(x, dtype)
     if x.dtype != target:
         x = x.astype(target)
@@ -63,15 +78,34 @@ def as_data(x: ArrayLike, dtype: Optional[Union[str, np.dtype]] = None) -> np.nd
     return x
 
 
+def _first_array(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file, or of the first ``*.npy`` shard of a folder, mapped (only
+    its header is read)."""
+    if path.is_dir():
+        shards = sorted(p for p in path.iterdir() if p.suffix == ".npy" and p.is_file())
+        if not shards:
+            raise FileAccessError(f"{path}: holds no .npy files")
+        path = shards[0]
+    try:
+        return np.load(path, mmap_mode="r")
+    except OSError as e:
+        raise FileAccessError(f"{path}: {e}") from e
+    except ValueError as e:
+        raise ModelFileError(f"{path}: not a readable .npy file: {e}") from e
+
+
 class Objective:
     """The sparse autoencoder's cost and gradient on the data `X` (`m×n`, one example per row):
     ``cost, grad = objective(theta)`` with `theta` in the UFLDL layout ``[W1(:); W2(:); b1; b2]``,
     so that ``scipy.optimize.minimize(objective, theta0, jac=True, method="L-BFGS-B")`` works as
     on code ported from the UFLDL exercise.
 
-    `X` may be an array (read in place when contiguous; a ``np.memmap`` is read through its
-    mapping) or a path to a ``.npy`` file (memory-mapped). The hyper-parameters are those of
-    :class:`HyperParams`. The gradient has the objective's dtype; `theta` is converted to it.
+    `X` is an array (read in place when contiguous; a ``np.memmap`` through its mapping), or a
+    path: a ``.npy`` file, or a folder whose ``*.npy`` shards together are the data, streamed
+    `chunk` examples at a time (memory bounded by the chunk; `mode` ``"one-pass"`` reads the
+    data once per evaluation, ``"two-pass"`` twice as UFLDL's notes do). The hyper-parameters
+    are those of :class:`HyperParams`. The gradient has the objective's dtype (float32 data
+    stays float32, anything else is float64, unless `dtype` says); `theta` is converted to it.
     """
 
     def __init__(
@@ -92,11 +126,23 @@ class Objective:
         corruption_level: float = 0.0,
         corruption_seed: int = 0,
         dtype: Optional[Union[str, np.dtype]] = None,
+        chunk: int = 16384,
+        mode: str = "one-pass",
         n_threads: Optional[int] = None,
     ) -> None:
-        self.X = as_data(X, dtype)
+        self.path: Optional[Path] = None
+        if isinstance(X, (str, os.PathLike)):
+            self.path = Path(X)
+            first = _first_array(self.path)
+            if first.ndim != 2:
+                raise InvalidInputError(f"{self.path}: X must be 2-D (examples × features), not {first.ndim}-D")
+            self.X = None
+            n_visible, self._dtype = first.shape[1], _float_dtype(first, dtype)
+        else:
+            self.X = as_data(X, dtype)
+            n_visible, self._dtype = self.X.shape[1], self.X.dtype
         self.hyper = HyperParams(
-            self.X.shape[1],
+            n_visible,
             n_hidden,
             sparsity_target=sparsity_target,
             sparsity_weight=sparsity_weight,
@@ -111,21 +157,26 @@ class Objective:
             corruption_level=corruption_level,
             corruption_seed=corruption_seed,
         )
-        self._objective = _Objective(self.X, self.hyper, n_threads)
+        if self.path is None:
+            self._objective = _Objective(self.X, self.hyper, n_threads)
+        else:
+            self._objective = _StreamingObjective(
+                os.fspath(self.path), self.hyper, self._dtype.name, chunk, mode, n_threads
+            )
 
     @property
     def dtype(self) -> np.dtype:
-        return self.X.dtype
+        return self._dtype
 
     def __call__(self, theta: np.ndarray) -> Tuple[float, np.ndarray]:
-        theta = np.ascontiguousarray(theta, dtype=self.X.dtype)
+        theta = np.ascontiguousarray(theta, dtype=self._dtype)
         if theta.ndim != 1:
-            raise ValueError(f"theta must be 1-D, not {theta.ndim}-D")
+            raise InvalidInputError(f"theta must be 1-D, not {theta.ndim}-D")
         return self._objective(theta)
 
     def initial_theta(self, seed: int = 0) -> np.ndarray:
         """The UFLDL initial point for this objective's shape and dtype."""
-        return initial_theta(self.hyper.n_visible, self.hyper.n_hidden, seed, self.X.dtype.name)
+        return initial_theta(self.hyper.n_visible, self.hyper.n_hidden, seed, self._dtype.name)
 
     @property
     def terms(self) -> Optional[dict]:

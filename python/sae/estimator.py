@@ -12,6 +12,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from . import HyperParams, Model, Objective, initial_theta
+from .errors import InvalidInputError, SaturationError
 from ._sae import train as _train
 
 try:  # scikit-learn ≥ 1.6
@@ -107,11 +108,11 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
 
     def _check_params(self) -> None:
         if self.solver not in _SOLVERS:
-            raise ValueError(f"solver = {self.solver!r} is not one of {_SOLVERS}")
+            raise InvalidInputError(f"solver = {self.solver!r} is not one of {_SOLVERS}")
         if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
-            raise ValueError(f"max_iter = {self.max_iter!r} must be a positive integer")
+            raise InvalidInputError(f"max_iter = {self.max_iter!r} must be a positive integer")
         if not isinstance(self.n_hidden, (int, np.integer)) or self.n_hidden < 1:
-            raise ValueError(f"n_hidden = {self.n_hidden!r} must be a positive integer")
+            raise InvalidInputError(f"n_hidden = {self.n_hidden!r} must be a positive integer")
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         dtype = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
@@ -215,7 +216,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         check_is_fitted(self, "model_")
         hidden = np.ascontiguousarray(X, dtype=self.model_.dtype)
         if hidden.ndim != 2:
-            raise ValueError(f"X must be 2-D (m×n_hidden), not {hidden.ndim}-D")
+            raise InvalidInputError(f"X must be 2-D (m×n_hidden), not {hidden.ndim}-D")
         return self.model_.decode(hidden, self.n_threads)
 
     def reconstruct(self, X) -> np.ndarray:
@@ -232,7 +233,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         objective = Objective(X, hyper.pop("n_hidden"), n_threads=self.n_threads, **hyper)
         try:
             cost, _ = objective(self.model_.theta)
-        except FloatingPointError:
+        except SaturationError:
             # A unit saturated on X: the KL penalty, and so the cost, is infinite there.
             return -np.inf
         return -cost

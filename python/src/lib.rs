@@ -17,29 +17,51 @@ use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
 };
 use numpy::{PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyFloatingPointError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyType};
 
+use sae::data::npy_source::{NpyFileSource, ShardSource};
+use sae::data::stream::ExampleSource;
 use sae::model::{Activation, Corruption, HyperParams, ModelFile, Parameters, Reconstruction, SparsityPenalty};
-use sae::objective::UnboundObjective;
+use sae::objective::{StreamMode, StreamingObjective, UnboundObjective};
 use sae::optim::{LbfgsOptions, StepRule};
 use sae::train::{MinibatchOptions, MinibatchTrainer, Trainer};
 use sae::{Dataset, Error, Objective, Real};
 
-/// The Python exception for an engine error: files that cannot be read or written are
-/// `OSError`, a cost that cannot be computed (a saturated unit) `FloatingPointError`, anything
-/// else about the input `ValueError`; the message names the parameter, file, row or column.
+/// The Python exception for an engine error, a class of `sae.errors` (all subclasses of
+/// `SaeError` and of the built-in exception the fault is): files that cannot be read or
+/// written are `FileAccessError` (`OSError`), files that are not models `ModelFileError`, a
+/// cost that cannot be computed `SaturationError` (`FloatingPointError`), anything else about
+/// the input `InvalidInputError` (`ValueError`); the message names the parameter, file, row or
+/// column.
 fn py_error(e: Error) -> PyErr {
-    let message = e.to_string();
-    match e {
-        Error::Io { .. } | Error::InUse { .. } | Error::FileClash { .. } | Error::BadOutput { .. } => {
-            PyOSError::new_err(message)
+    let class = match e {
+        Error::Io { .. } | Error::InUse { .. } | Error::FileClash { .. } | Error::BadOutput { .. } => "FileAccessError",
+        Error::BadFile { .. } | Error::BadCheckpoint { .. } => "ModelFileError",
+        Error::SaturatedActivation { .. } | Error::NonFiniteCost { .. } => "SaturationError",
+        Error::UnsupportedIsa { .. } => "UnsupportedError",
+        _ => "InvalidInputError",
+    };
+    sae_error(class, e.to_string())
+}
+
+/// An instance of the class `class` of `sae.errors` with `message`.
+fn sae_error(class: &str, message: String) -> PyErr {
+    Python::attach(|py| {
+        let class = py.import("sae.errors").and_then(|errors| errors.getattr(class));
+        match class.and_then(|class| class.cast_into::<PyType>().map_err(PyErr::from)) {
+            Ok(class) => PyErr::from_type(class, message),
+            // Only if the package's own module is missing (a broken install): still a
+            // ValueError with the message.
+            Err(_) => PyValueError::new_err(message),
         }
-        Error::SaturatedActivation { .. } | Error::NonFiniteCost { .. } => PyFloatingPointError::new_err(message),
-        Error::UnsupportedIsa { .. } => PyRuntimeError::new_err(message),
-        _ => PyValueError::new_err(message),
-    }
+    })
+}
+
+/// An `InvalidInputError` (a `ValueError`) with `message`.
+fn invalid(message: impl Into<String>) -> PyErr {
+    sae_error("InvalidInputError", message.into())
 }
 
 /// The two element types, as numpy names them.
@@ -77,7 +99,7 @@ impl Dtype {
 /// other array is refused (the Python side makes it contiguous first).
 fn dataset<'a, T: Real + Element>(x: &'a PyReadonlyArray2<'_, T>) -> PyResult<Dataset<'a, T>> {
     let (m, n) = (x.shape()[0], x.shape()[1]);
-    let values = x.as_slice().map_err(|_| PyValueError::new_err("X must be contiguous (C or Fortran order)"))?;
+    let values = x.as_slice().map_err(|_| invalid("X must be contiguous (C or Fortran order)"))?;
     let data = if x.is_c_contiguous() {
         Dataset::examples_by_features(values, m, n)
     } else {
@@ -103,10 +125,8 @@ fn check_width(x: &Bound<'_, PyAny>, what: &str, expected: usize, name: &str) ->
     let shape: Vec<usize> = x.getattr("shape")?.extract()?;
     match shape[..] {
         [_, width] if width == expected => Ok(()),
-        [_, width] => {
-            Err(PyValueError::new_err(format!("{what} has {width} columns but the model has {name} = {expected}")))
-        }
-        _ => Err(PyValueError::new_err(format!("{what} must be 2-D, not {}-D", shape.len()))),
+        [_, width] => Err(invalid(format!("{what} has {width} columns but the model has {name} = {expected}"))),
+        _ => Err(invalid(format!("{what} must be 2-D, not {}-D", shape.len()))),
     }
 }
 
@@ -121,7 +141,7 @@ fn detached<R: Send>(py: Python<'_>, pool: Option<&rayon::ThreadPool>, work: imp
 fn thread_pool(n_threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
     match n_threads {
         None => Ok(None),
-        Some(0) => Err(PyValueError::new_err("n_threads must be at least 1")),
+        Some(0) => Err(invalid("n_threads must be at least 1")),
         Some(threads) => rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -163,9 +183,8 @@ impl PyHyper {
         corruption_level: f64,
         corruption_seed: u64,
     ) -> PyResult<Self> {
-        let unknown = |what: &str, value: &str, known: &str| {
-            PyValueError::new_err(format!("{what} = {value:?} is not one of {known}"))
-        };
+        let unknown =
+            |what: &str, value: &str, known: &str| invalid(format!("{what} = {value:?} is not one of {known}"));
         let penalty = SparsityPenalty::from_name(penalty).ok_or_else(|| unknown("penalty", penalty, "'kl', 'l1'"))?;
         let activation = Activation::from_name(activation)
             .ok_or_else(|| unknown("activation", activation, "'sigmoid', 'tanh', 'relu'"))?;
@@ -174,7 +193,7 @@ impl PyHyper {
             ("linear", "squared") => Reconstruction::LinearSquaredError,
             ("sigmoid", "cross-entropy") => Reconstruction::SigmoidCrossEntropy,
             ("linear", "cross-entropy") => {
-                return Err(PyValueError::new_err("loss = 'cross-entropy' needs output = 'sigmoid'"));
+                return Err(invalid("loss = 'cross-entropy' needs output = 'sigmoid'"));
             }
             ("sigmoid" | "linear", _) => return Err(unknown("loss", loss, "'squared', 'cross-entropy'")),
             _ => return Err(unknown("output", output, "'sigmoid', 'linear'")),
@@ -259,7 +278,7 @@ fn initial_theta<'py>(
     match dtype {
         "float32" => Ok(Parameters::<f32>::init(n_visible, n_hidden, seed).into_theta().into_pyarray(py).into_any()),
         "float64" => Ok(Parameters::<f64>::init(n_visible, n_hidden, seed).into_theta().into_pyarray(py).into_any()),
-        other => Err(PyValueError::new_err(format!("dtype = {other:?} is not 'float32' or 'float64'"))),
+        other => Err(invalid(format!("dtype = {other:?} is not 'float32' or 'float64'"))),
     }
 }
 
@@ -295,7 +314,7 @@ fn evaluate<'py, T: Real + Element>(
     let theta: PyReadonlyArray1<T> = theta
         .extract()
         .map_err(|_| PyTypeError::new_err(format!("theta must be a 1-D {} array", Dtype::name(dtype_of::<T>()))))?;
-    let theta = theta.as_slice().map_err(|_| PyValueError::new_err("theta must be contiguous"))?;
+    let theta = theta.as_slice().map_err(|_| invalid("theta must be contiguous"))?;
     let data = dataset(&x)?;
     let mut grad = vec![T::zero(); theta.len()];
     let unbound = slot.take();
@@ -337,10 +356,10 @@ impl PyObjective {
         let dtype = Dtype::of(x, "X")?;
         let shape = x.cast::<PyUntypedArray>()?.shape().to_vec();
         if shape.len() != 2 {
-            return Err(PyValueError::new_err(format!("X must be 2-D (m×n), not {}-D", shape.len())));
+            return Err(invalid(format!("X must be 2-D (m×n), not {}-D", shape.len())));
         }
         if shape[1] != hyper.0.visible() {
-            return Err(PyValueError::new_err(format!(
+            return Err(invalid(format!(
                 "X has {} columns (features) but the model has n_visible = {}",
                 shape[1],
                 hyper.0.visible()
@@ -396,13 +415,7 @@ impl PyObjective {
     /// The last evaluation's cost by its terms (`None` before the first).
     #[getter]
     fn terms<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(terms) = self.terms else { return Ok(None) };
-        let dict = PyDict::new(py);
-        dict.set_item("reconstruction", terms.reconstruction)?;
-        dict.set_item("weight_decay", terms.weight_decay)?;
-        dict.set_item("sparsity", terms.sparsity)?;
-        dict.set_item("contractive", terms.contractive)?;
-        Ok(Some(dict))
+        self.terms.map(|terms| terms_dict(py, terms)).transpose()
     }
 
     /// The mean activation of each hidden unit at the last evaluation's `theta`.
@@ -410,6 +423,139 @@ impl PyObjective {
     fn rho_hat<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         self.rho_hat.clone().into_pyarray(py)
     }
+}
+
+/// The engine's streaming objective over one `.npy` file or a folder of shards, in either
+/// precision.
+enum Streamed {
+    FileF32(StreamingObjective<f32, NpyFileSource<f32>>),
+    FileF64(StreamingObjective<f64, NpyFileSource<f64>>),
+    ShardsF32(StreamingObjective<f32, ShardSource<f32>>),
+    ShardsF64(StreamingObjective<f64, ShardSource<f64>>),
+}
+
+/// `J(theta)` and its gradient over the examples of a `.npy` file (`m×n`, rows are examples)
+/// or of every `*.npy` shard of a folder (in the order of their names), read `chunk` examples
+/// at a time: memory is bounded by the chunk, not the data. The same cost and gradient as in
+/// memory, to rounding. `mode`: `"one-pass"` (one read per evaluation, the sparsity term
+/// deferred; exact) or `"two-pass"` (UFLDL's: `rho_hat` first).
+#[pyclass(module = "sae._sae", name = "StreamingObjective")]
+struct PyStreamingObjective {
+    objective: Streamed,
+    pool: Option<rayon::ThreadPool>,
+    terms: Option<sae::objective::CostTerms>,
+    rho_hat: Vec<f64>,
+}
+
+fn evaluate_streamed<'py, T: Real + Element, S: ExampleSource<T> + Send>(
+    py: Python<'py>,
+    objective: &mut StreamingObjective<T, S>,
+    pool: Option<&rayon::ThreadPool>,
+    theta: &Bound<'py, PyAny>,
+) -> PyResult<(f64, Bound<'py, PyAny>, sae::objective::CostTerms, Vec<f64>)> {
+    let theta: PyReadonlyArray1<T> = theta
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("theta must be a 1-D {} array", Dtype::name(dtype_of::<T>()))))?;
+    let theta = theta.as_slice().map_err(|_| invalid("theta must be contiguous"))?;
+    let mut grad = vec![T::zero(); theta.len()];
+    let cost = detached(py, pool, || objective.evaluate(theta, &mut grad)).map_err(py_error)?;
+    Ok((cost, grad.into_pyarray(py).into_any(), objective.terms(), objective.rho_hat().to_vec()))
+}
+
+macro_rules! with_streamed {
+    ($streamed:expr, $objective:ident => $body:expr) => {
+        match $streamed {
+            Streamed::FileF32($objective) => $body,
+            Streamed::FileF64($objective) => $body,
+            Streamed::ShardsF32($objective) => $body,
+            Streamed::ShardsF64($objective) => $body,
+        }
+    };
+}
+
+#[pymethods]
+impl PyStreamingObjective {
+    #[new]
+    #[pyo3(signature = (path, hyper, dtype = "float64", chunk = 16384, mode = "one-pass", n_threads = None))]
+    fn new(
+        path: PathBuf,
+        hyper: &PyHyper,
+        dtype: &str,
+        chunk: usize,
+        mode: &str,
+        n_threads: Option<usize>,
+    ) -> PyResult<Self> {
+        let mode = StreamMode::ALL
+            .into_iter()
+            .find(|m| m.name() == mode)
+            .ok_or_else(|| invalid(format!("mode = {mode:?} is not 'one-pass' or 'two-pass'")))?;
+        let hyper = hyper.0;
+        let shards = path.is_dir();
+        let objective = match (dtype, shards) {
+            ("float32", false) => NpyFileSource::open(&path)
+                .and_then(|source| StreamingObjective::new(hyper, source, chunk, mode))
+                .map(Streamed::FileF32),
+            ("float64", false) => NpyFileSource::open(&path)
+                .and_then(|source| StreamingObjective::new(hyper, source, chunk, mode))
+                .map(Streamed::FileF64),
+            ("float32", true) => ShardSource::from_dir(&path)
+                .and_then(|source| StreamingObjective::new(hyper, source, chunk, mode))
+                .map(Streamed::ShardsF32),
+            ("float64", true) => ShardSource::from_dir(&path)
+                .and_then(|source| StreamingObjective::new(hyper, source, chunk, mode))
+                .map(Streamed::ShardsF64),
+            (other, _) => return Err(invalid(format!("dtype = {other:?} is not 'float32' or 'float64'"))),
+        }
+        .map_err(py_error)?;
+        Ok(PyStreamingObjective { objective, pool: thread_pool(n_threads)?, terms: None, rho_hat: Vec::new() })
+    }
+
+    /// `(J(theta), ∇J(theta))`, as [`PyObjective::__call__`], reading the data once (one-pass)
+    /// or twice.
+    fn __call__<'py>(&mut self, py: Python<'py>, theta: &Bound<'py, PyAny>) -> PyResult<(f64, Bound<'py, PyAny>)> {
+        let pool = self.pool.as_ref();
+        let (cost, grad, terms, rho_hat) =
+            with_streamed!(&mut self.objective, objective => evaluate_streamed(py, objective, pool, theta))?;
+        self.terms = Some(terms);
+        self.rho_hat = rho_hat;
+        Ok((cost, grad))
+    }
+
+    /// `m`: the examples the last evaluation read (0 before the first).
+    #[getter]
+    fn examples(&self) -> usize {
+        with_streamed!(&self.objective, objective => objective.examples())
+    }
+
+    #[getter]
+    fn hyper(&self) -> PyHyper {
+        PyHyper(with_streamed!(&self.objective, objective => *objective.hyper()))
+    }
+
+    #[getter]
+    fn chunk(&self) -> usize {
+        with_streamed!(&self.objective, objective => objective.chunk())
+    }
+
+    #[getter]
+    fn terms<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.terms.map(|terms| terms_dict(py, terms)).transpose()
+    }
+
+    #[getter]
+    fn rho_hat<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.rho_hat.clone().into_pyarray(py)
+    }
+}
+
+/// The terms of a cost by name.
+fn terms_dict(py: Python<'_>, terms: sae::objective::CostTerms) -> PyResult<Bound<'_, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("reconstruction", terms.reconstruction)?;
+    dict.set_item("weight_decay", terms.weight_decay)?;
+    dict.set_item("sparsity", terms.sparsity)?;
+    dict.set_item("contractive", terms.contractive)?;
+    Ok(dict)
 }
 
 /// A model file's contents in either precision.
@@ -484,7 +630,7 @@ fn decode<'py, T: Real + Element>(
     check_width(&hidden, "H", model.hyper.hidden(), "n_hidden")?;
     let hidden: PyReadonlyArray2<T> = hidden.extract()?;
     let (m, n) = (hidden.shape()[0], model.hyper.visible());
-    let values = hidden.as_slice().map_err(|_| PyValueError::new_err("H must be C-contiguous"))?;
+    let values = hidden.as_slice().map_err(|_| invalid("H must be C-contiguous"))?;
     let pool = thread_pool(n_threads)?;
     let output = detached(py, pool.as_ref(), || {
         let mut output = vec![T::zero(); m * n];
@@ -722,7 +868,7 @@ fn train_in<'py, T: Real + Element>(
             (trained.model, trained.stop.name(), trained.epochs, trained.curve)
         }
         other => {
-            return Err(PyValueError::new_err(format!("solver = {other:?} is not one of 'lbfgs', 'adam', 'sgd'")));
+            return Err(invalid(format!("solver = {other:?} is not one of 'lbfgs', 'adam', 'sgd'")));
         }
     };
     summary.set_item("stop", stop)?;
@@ -809,6 +955,7 @@ fn train<'py>(
 fn _sae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyHyper>()?;
     m.add_class::<PyObjective>()?;
+    m.add_class::<PyStreamingObjective>()?;
     m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(initial_theta, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;

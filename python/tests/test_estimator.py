@@ -12,7 +12,7 @@ import sae
 
 # Data of mean 100 saturates every sigmoid unit at the UFLDL initialisation (the model expects
 # inputs scaled to about [0, 1]): the KL penalty is infinite there and fit says so.
-SATURATED = "sigmoid units saturate on scikit-learn's data of mean 100; fit raises FloatingPointError naming the unit"
+SATURATED = "sigmoid units saturate on scikit-learn's data of mean 100; fit raises SaturationError naming the unit"
 
 
 def expected_failures(estimator):

@@ -69,13 +69,45 @@ def test_contiguous_data_is_read_in_place_and_other_layouts_are_copied_once(patc
     assert copied(theta)[0] == pytest.approx(reference(strided, theta, 4)[0], rel=1e-12)
 
 
-def test_a_npy_file_is_memory_mapped(patches, tmp_path):
+def test_a_memory_map_is_read_through_its_mapping(patches, tmp_path):
     path = tmp_path / "x.npy"
     np.save(path, patches)
-    objective = sae.Objective(path, 4)
+    mapped = np.load(path, mmap_mode="r")
+    objective = sae.Objective(mapped, 4)
     assert isinstance(objective.X, np.memmap)
     theta = sae.initial_theta(16, 4, seed=1)
     assert objective(theta)[0] == sae.Objective(patches, 4)(theta)[0]
+
+
+@pytest.mark.parametrize("mode", ["one-pass", "two-pass"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_file_or_a_shard_folder_streamed_equals_the_data_in_memory(patches, tmp_path, mode, dtype):
+    X = patches.astype(dtype)
+    np.save(tmp_path / "x.npy", X)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i, part in enumerate(np.array_split(X, [50, 51, 130])):  # uneven, one of a single row
+        np.save(shards / f"part-{i}.npy", part)
+    theta = sae.initial_theta(16, 5, seed=3, dtype=np.dtype(dtype).name)
+    cost, grad = sae.Objective(X, 5)(theta)
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    for source in (tmp_path / "x.npy", shards):
+        streamed = sae.Objective(source, 5, chunk=37, mode=mode)
+        assert streamed.dtype == dtype and streamed.X is None
+        got_cost, got_grad = streamed(theta)
+        assert got_cost == pytest.approx(cost, rel=tolerance)
+        np.testing.assert_allclose(got_grad, grad, rtol=tolerance * 100, atol=tolerance)
+        assert streamed.rho_hat.shape == (5,)
+
+
+def test_a_streamed_source_that_cannot_be_read_is_a_clear_error(patches, tmp_path):
+    with pytest.raises(sae.FileAccessError, match="missing.npy"):
+        sae.Objective(tmp_path / "missing.npy", 4)
+    with pytest.raises(sae.FileAccessError, match="no .npy files"):
+        sae.Objective(tmp_path, 4)
+    np.save(tmp_path / "x.npy", patches)
+    with pytest.raises(sae.InvalidInputError, match="mode"):
+        sae.Objective(tmp_path / "x.npy", 4, mode="three-pass")
 
 
 def test_the_gradient_passes_ufldls_check(patches):
@@ -139,3 +171,55 @@ def test_threads_evaluating_their_own_objectives_agree_with_one_thread(patches):
     for t in threads:
         t.join()
     assert results == expected
+
+
+def test_scipy_check_grad_agrees(patches):
+    import scipy.optimize
+
+    objective = sae.Objective(patches[:40, :6], 3, sparsity_target=0.1)
+    theta = sae.initial_theta(6, 3, seed=5)
+    error = scipy.optimize.check_grad(lambda t: objective(t)[0], lambda t: objective(t)[1], theta, epsilon=1e-6)
+    assert error < 1e-6 * np.linalg.norm(objective(theta)[1])
+
+
+def test_errors_are_sae_errors_and_the_builtin_they_are(patches, tmp_path):
+    with pytest.raises(sae.InvalidInputError) as bad_theta:
+        sae.Objective(patches, 4)(np.zeros(10))
+    assert isinstance(bad_theta.value, sae.SaeError) and isinstance(bad_theta.value, ValueError)
+    with pytest.raises(sae.FileAccessError) as missing:
+        sae.load(tmp_path / "missing.safetensors")
+    assert isinstance(missing.value, OSError) and "missing.safetensors" in str(missing.value)
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(sae.ModelFileError, match="junk.safetensors"):
+        sae.load(tmp_path / "junk.safetensors")
+    theta = sae.initial_theta(16, 4)
+    theta[:64] = 50.0
+    with pytest.raises(sae.SaturationError) as saturated:
+        sae.Objective(patches, 4)(theta)
+    assert isinstance(saturated.value, FloatingPointError)
+    with pytest.raises(sae.InvalidInputError, match="penalty"):
+        sae.HyperParams(16, 4, penalty="l2")
+
+
+def test_evaluations_release_the_interpreter():
+    """Two threads, each evaluating its own objective on one core: with the interpreter
+    detached during the engine's work the process uses about two cores' worth of CPU time per
+    second of wall time; holding it, one."""
+    import time
+
+    X = np.random.default_rng(0).uniform(0.1, 0.9, size=(20000, 64))
+    objectives = [sae.Objective(X, 25, n_threads=1) for _ in range(2)]
+    theta = objectives[0].initial_theta()
+
+    def work(objective):
+        for _ in range(15):
+            objective(theta)
+
+    threads = [threading.Thread(target=work, args=(o,)) for o in objectives]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert cpu / wall > 1.4, f"{cpu:.2f} s of CPU in {wall:.2f} s: the evaluations did not run in parallel"

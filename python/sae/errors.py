@@ -1,0 +1,39 @@
+"""The exceptions of the engine: one base class, and subclasses of the built-in exception each
+kind of fault is (so ``except ValueError`` keeps working). The message names the parameter,
+file, row or column at fault."""
+
+
+class SaeError(Exception):
+    """Any error the engine reports."""
+
+
+class InvalidInputError(SaeError, ValueError):
+    """A parameter, array or theta the engine cannot use: out of its domain, of the wrong shape,
+    or with a non-finite value."""
+
+
+class ModelFileError(SaeError, ValueError):
+    """A file that is not a model (or checkpoint) this engine wrote, or one with a bad field."""
+
+
+class FileAccessError(SaeError, OSError):
+    """A file that cannot be read or written (missing, a directory, locked by another run)."""
+
+
+class SaturationError(SaeError, FloatingPointError):
+    """A cost that cannot be computed: a hidden unit whose mean activation is exactly 0 or 1
+    (the KL penalty is infinite there), or a non-finite cost."""
+
+
+class UnsupportedError(SaeError, RuntimeError):
+    """Something this CPU or build cannot do (e.g. a forced instruction set it lacks)."""
+
+
+__all__ = [
+    "SaeError",
+    "InvalidInputError",
+    "ModelFileError",
+    "FileAccessError",
+    "SaturationError",
+    "UnsupportedError",
+]
