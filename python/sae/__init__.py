@@ -21,7 +21,7 @@ from typing import Callable, Optional, Tuple, Union
 import numpy as np
 
 from . import errors
-from ._sae import HyperParams, Model, __version__, initial_theta
+from ._sae import HyperParams, Model, StackModel, VaeModel, __version__, initial_theta, model_kind
 from ._sae import Objective as _Objective
 from ._sae import StreamingObjective as _StreamingObjective
 from .errors import (
@@ -45,6 +45,9 @@ __all__ = [
     "Model",
     "Objective",
     "SparseAutoencoder",
+    "StackModel",
+    "VaeModel",
+    "VariationalAutoencoder",
     "gradient_check",
     "initial_theta",
     "load",
@@ -215,9 +218,14 @@ def gradient_check(
     return float(difference / total) if total > 0 else float(difference)
 
 
-def load(path: Union[str, "os.PathLike[str]"]) -> Model:
-    """A model file (``.safetensors``, as ``sae train`` or :meth:`Model.save` writes it)."""
-    return Model.load(os.fspath(path))
+def load(path: Union[str, "os.PathLike[str]"]) -> Union[Model, VaeModel, StackModel]:
+    """A model file (``.safetensors``, as ``sae train``, ``sae vae``, ``sae exercise stacked`` or
+    a model's ``save`` writes it), by the kind it records: a :class:`Model` (the sparse
+    autoencoder and its family), a :class:`VaeModel` or a :class:`StackModel`, in the precision
+    it was saved in."""
+    path = os.fspath(path)
+    kind = model_kind(path)
+    return {"autoencoder": Model, "vae": VaeModel, "stack": StackModel}[kind].load(path)
 
 
 def _model_to_bytes(model: Model) -> bytes:
@@ -233,10 +241,10 @@ def _model_from_bytes(data: bytes) -> Model:
         path = os.path.join(directory, "model.safetensors")
         with open(path, "wb") as f:
             f.write(data)
-        return Model.load(path)
+        return load(path)
 
 
-def _reduce_model(model: Model):
+def _reduce_model(model):
     return _model_from_bytes, (_model_to_bytes(model),)
 
 
@@ -251,14 +259,15 @@ def _hyper_from(n_visible: int, n_hidden: int, rest: dict) -> HyperParams:
 
 
 # Models pickle (and copy) as their model file's bytes, hyper-parameters as their values.
-copyreg.pickle(Model, _reduce_model)
+for _kind in (Model, VaeModel, StackModel):
+    copyreg.pickle(_kind, _reduce_model)
 copyreg.pickle(HyperParams, _reduce_hyper)
 
 
 def __getattr__(name: str):
     # The estimator needs scikit-learn: imported on first use, so `import sae` does not.
-    if name == "SparseAutoencoder":
-        from .estimator import SparseAutoencoder
+    if name in ("SparseAutoencoder", "VariationalAutoencoder"):
+        from . import estimator
 
-        return SparseAutoencoder
+        return getattr(estimator, name)
     raise AttributeError(f"module 'sae' has no attribute {name!r}")

@@ -12,6 +12,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from . import HyperParams, Model, Objective, initial_theta
+from ._sae import train_vae as _train_vae
+from ._sae import vae_initial_theta
 from .errors import InvalidInputError, SaturationError
 from ._sae import train as _train
 
@@ -244,6 +246,105 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.model_.save(str(path))
 
 
+class VariationalAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """A variational autoencoder (Kingma & Welling): encoder `n → n_hidden → 2·n_latent` (the
+    mean and log-variance of `q(z|x)`), decoder `n_latent → n_hidden → n` with a `decoder`
+    likelihood (``"bernoulli"`` for data in [0, 1], ``"gaussian"``), trained by Adam on the
+    negative ELBO, `max_iter` epochs of `batch_size`. `transform` is the latent mean `μ(x)`,
+    `inverse_transform` the decoder's mean at `z`, `sample(n)` draws from the prior, `score`
+    the negative −ELBO per example (the ELBO)."""
+
+    def __init__(
+        self,
+        n_latent: int = 20,
+        *,
+        n_hidden: int = 400,
+        activation: str = "tanh",
+        decoder: str = "bernoulli",
+        max_iter: int = 10,
+        batch_size: int = 128,
+        learning_rate_init: float = 1e-3,
+        random_state=None,
+        dtype=None,
+        n_threads: Optional[int] = None,
+        verbose: bool = False,
+    ):
+        self.n_latent = n_latent
+        self.n_hidden = n_hidden
+        self.activation = activation
+        self.decoder = decoder
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.random_state = random_state
+        self.dtype = dtype
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.non_deterministic = False
+        return tags
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.n_latent
+
+    _validate = SparseAutoencoder._validate
+    _progress = SparseAutoencoder._progress
+
+    def fit(self, X, y=None, *, callback=None):
+        """Trains on `X` (`m×n`); `y` is ignored."""
+        for name in ("n_latent", "n_hidden", "max_iter", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise InvalidInputError(f"{name} = {value!r} must be a positive integer")
+        X = self._validate(X, reset=True)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        theta0 = vae_initial_theta(X.shape[1], int(self.n_hidden), int(self.n_latent), seed, X.dtype.name)
+        model, summary, error = _train_vae(
+            X,
+            int(self.n_hidden),
+            int(self.n_latent),
+            theta0,
+            activation=self.activation,
+            decoder=self.decoder,
+            epochs=int(self.max_iter),
+            batch_size=int(self.batch_size),
+            learning_rate=float(self.learning_rate_init),
+            random_state=seed,
+            callback=self._progress(callback),
+            n_threads=self.n_threads,
+        )
+        self.model_ = model
+        self.n_iter_ = summary["n_iter"]
+        self.loss_curve_ = [cost for _, cost in summary["curve"]]
+        if error is not None:
+            raise error
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """The latent mean `μ(x)` of each row of `X`: ``m×n_latent``."""
+        check_is_fitted(self, "model_")
+        return self.model_.encode(self._validate(X, reset=False))
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """The decoder's mean at each latent vector (``m×n_latent``): ``m×n``."""
+        check_is_fitted(self, "model_")
+        return self.model_.decode(np.asarray(Z, dtype=self.model_.dtype))
+
+    def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
+        """`n_samples` draws of the decoder's mean at `z ~ N(0, I)`: ``n_samples×n``."""
+        check_is_fitted(self, "model_")
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        return self.model_.sample(int(n_samples), seed)
+
+    def save(self, path) -> None:
+        check_is_fitted(self, "model_")
+        self.model_.save(str(path))
+
+
 def _same_model(a: HyperParams, b: HyperParams) -> bool:
     """Whether a model of `a` can continue as one of `b`: the same hyper-parameters, the
     corruption's seed aside (each call draws its own)."""
@@ -252,4 +353,4 @@ def _same_model(a: HyperParams, b: HyperParams) -> bool:
     return a == b
 
 
-__all__ = ["SparseAutoencoder", "Model"]
+__all__ = ["SparseAutoencoder", "VariationalAutoencoder"]

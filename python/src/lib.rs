@@ -23,10 +23,12 @@ use pyo3::types::{PyDict, PyType};
 
 use sae::data::npy_source::{NpyFileSource, ShardSource};
 use sae::data::stream::ExampleSource;
+use sae::model::stack::{StackModel, STACK_OBJECTIVE};
+use sae::model::vae::{VaeDecoder, VaeModel, VaeShape, VAE_OBJECTIVE};
 use sae::model::{Activation, Corruption, HyperParams, ModelFile, Parameters, Reconstruction, SparsityPenalty};
-use sae::objective::{StreamMode, StreamingObjective, UnboundObjective};
+use sae::objective::{StackShape, StackedObjective, StreamMode, StreamingObjective, UnboundObjective, VaeObjective};
 use sae::optim::{LbfgsOptions, StepRule};
-use sae::train::{MinibatchOptions, MinibatchTrainer, Trainer};
+use sae::train::{MinibatchOptions, MinibatchTrainer, Trainer, VaeOptions, VaeTrainer};
 use sae::{Dataset, Error, Objective, Real};
 
 /// The Python exception for an engine error, a class of `sae.errors` (all subclasses of
@@ -778,6 +780,395 @@ impl PyModel {
     }
 }
 
+/// The kind of model a file holds, by its `objective`: `"autoencoder"`, `"vae"` or `"stack"`.
+#[pyfunction]
+fn model_kind(py: Python<'_>, path: PathBuf) -> PyResult<&'static str> {
+    let metadata = py.detach(|| ModelFile::<f64>::read_metadata(&path)).map_err(py_error)?;
+    Ok(match metadata.get("objective").map(String::as_str) {
+        Some(VAE_OBJECTIVE) => "vae",
+        Some(STACK_OBJECTIVE) => "stack",
+        _ => "autoencoder",
+    })
+}
+
+/// Whether the file at `path` records float32 values.
+fn stored_as_f32(path: &std::path::Path) -> Result<bool, Error> {
+    Ok(ModelFile::<f64>::read_metadata(path)?.get("dtype").map(String::as_str) == Some("f32"))
+}
+
+/// A variational autoencoder's model in either precision.
+#[derive(Clone)]
+enum VaeStored {
+    F32(VaeModel<f32>),
+    F64(VaeModel<f64>),
+}
+
+/// A trained variational autoencoder (`n → h → 2d`, `d → h → n`).
+#[pyclass(module = "sae._sae", name = "VaeModel", frozen)]
+#[derive(Clone)]
+struct PyVaeModel(VaeStored);
+
+macro_rules! with_vae {
+    ($stored:expr, $model:ident => $body:expr) => {
+        match $stored {
+            VaeStored::F32($model) => $body,
+            VaeStored::F64($model) => $body,
+        }
+    };
+}
+
+/// What a VAE computes from rows of `n` (or `d`) values, as `m` rows of its output.
+#[derive(Clone, Copy)]
+enum VaeMap {
+    /// The latent mean `μ(x)`.
+    Encode,
+    /// The decoder's mean `E[x|z]`.
+    Decode,
+}
+
+fn vae_apply<'py, T: Real + Element>(
+    py: Python<'py>,
+    model: &VaeModel<T>,
+    input: &Bound<'py, PyAny>,
+    map: VaeMap,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = model.shape;
+    let (width, name, out) = match map {
+        VaeMap::Encode => (shape.visible, "n_visible", shape.latent),
+        VaeMap::Decode => (shape.latent, "n_latent", shape.visible),
+    };
+    let input = match input.cast::<PyArray2<T>>() {
+        Ok(array) if array.is_c_contiguous() => input.clone(),
+        _ => input.py().import("numpy")?.call_method1("ascontiguousarray", (input, Dtype::name(dtype_of::<T>())))?,
+    };
+    check_width(&input, "X", width, name)?;
+    let input: PyReadonlyArray2<T> = input.extract()?;
+    let rows = input.shape()[0];
+    let values = input.as_slice().map_err(|_| invalid("X must be C-contiguous"))?;
+    let output = py
+        .detach(|| {
+            let objective = VaeObjective::<T>::new(shape, 1, 0)?;
+            match map {
+                VaeMap::Encode => objective.encode(&model.theta, values),
+                VaeMap::Decode => objective.decode(&model.theta, values),
+            }
+        })
+        .map_err(py_error)?;
+    matrix(py, output, rows, out)
+}
+
+#[pymethods]
+impl PyVaeModel {
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.detach(|| {
+            Ok(if stored_as_f32(&path)? {
+                VaeStored::F32(VaeModel::load(&path)?)
+            } else {
+                VaeStored::F64(VaeModel::load(&path)?)
+            })
+        })
+        .map(PyVaeModel)
+        .map_err(py_error)
+    }
+
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| with_vae!(&self.0, model => model.save(&path))).map_err(py_error)
+    }
+
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        match self.0 {
+            VaeStored::F32(_) => Dtype::F32.name(),
+            VaeStored::F64(_) => Dtype::F64.name(),
+        }
+    }
+
+    /// `n_visible`, `n_hidden`, `n_latent`, `activation`, `decoder`.
+    #[getter]
+    fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let shape = with_vae!(&self.0, model => model.shape);
+        let dict = PyDict::new(py);
+        dict.set_item("n_visible", shape.visible)?;
+        dict.set_item("n_hidden", shape.hidden)?;
+        dict.set_item("n_latent", shape.latent)?;
+        dict.set_item("activation", shape.activation.name())?;
+        dict.set_item("decoder", shape.decoder.name())?;
+        Ok(dict)
+    }
+
+    #[getter]
+    fn theta<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        with_vae!(&self.0, model => model.theta.clone().into_pyarray(py).into_any())
+    }
+
+    /// The encoder's first weights (`h×n`): what each encoder unit looks for.
+    #[getter]
+    fn encoder_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        with_vae!(&self.0, model => matrix_of(py, model.encoder_weights()))
+    }
+
+    /// The latent mean `μ(x)` of each row of `X`: `m×d`.
+    fn encode<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        with_vae!(&self.0, model => vae_apply(py, model, x, VaeMap::Encode))
+    }
+
+    /// The decoder's mean `E[x|z]` of each row of `Z` (`m×d`): `m×n`.
+    fn decode<'py>(&self, py: Python<'py>, z: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        with_vae!(&self.0, model => vae_apply(py, model, z, VaeMap::Decode))
+    }
+
+    /// `count` samples of the model, the decoder's means at `z ~ N(0, I)`, sample `i` drawn
+    /// from a generator of `(seed, i)`: `count×n`.
+    #[pyo3(signature = (count, seed = 0))]
+    fn sample<'py>(&self, py: Python<'py>, count: usize, seed: u64) -> PyResult<Bound<'py, PyAny>> {
+        with_vae!(&self.0, model => {
+            let shape = model.shape;
+            let output = py
+                .detach(|| VaeObjective::new(shape, 1, 0)?.sample(&model.theta, 0..count, seed))
+                .map_err(py_error)?;
+            matrix(py, output, count, shape.visible)
+        })
+    }
+}
+
+/// Trains a variational autoencoder on `X` (`m×n`) from `theta0` (the model's layout; see
+/// `vae_initial_theta`) by Adam, `epochs` epochs of minibatches of `batch_size`, examples
+/// shuffled and `ε` drawn by `random_state`. `callback(info)` after each epoch (`epoch`,
+/// `cost` = the mean −ELBO per example, `reconstruction`, `kl`, `time`); `False` stops.
+/// Returns `(model, summary, error)` as `train` does.
+#[pyfunction]
+#[pyo3(signature = (
+    x, n_hidden, n_latent, theta0, *, activation = "tanh", decoder = "bernoulli", epochs = 10,
+    batch_size = 128, learning_rate = 1e-3, random_state = 0, callback = None, n_threads = None,
+))]
+#[allow(clippy::too_many_arguments)]
+fn train_vae<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    n_hidden: usize,
+    n_latent: usize,
+    theta0: &Bound<'py, PyAny>,
+    activation: &str,
+    decoder: &str,
+    epochs: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    random_state: u64,
+    callback: Option<Py<PyAny>>,
+    n_threads: Option<usize>,
+) -> PyResult<(PyVaeModel, Bound<'py, PyDict>, Option<PyErr>)> {
+    let dtype = Dtype::of(x, "X")?;
+    if Dtype::of(theta0, "theta0")? != dtype {
+        return Err(PyTypeError::new_err(format!("theta0 must have X's dtype, {}", dtype.name())));
+    }
+    let activation = Activation::from_name(activation)
+        .ok_or_else(|| invalid(format!("activation = {activation:?} is not one of 'sigmoid', 'tanh', 'relu'")))?;
+    let decoder = VaeDecoder::from_name(decoder)
+        .ok_or_else(|| invalid(format!("decoder = {decoder:?} is not 'bernoulli' or 'gaussian'")))?;
+    let n = x.cast::<PyUntypedArray>()?.shape().get(1).copied().unwrap_or(0);
+    let shape = VaeShape::new(n, n_hidden, n_latent, activation, decoder).map_err(py_error)?;
+    let options = VaeOptions { rule: StepRule::adam(learning_rate), batch_size, epochs, seed: random_state };
+    let trainer = VaeTrainer::new(shape, options).map_err(py_error)?;
+    let pool = thread_pool(n_threads)?;
+    let mut run = Run { callback: callback.as_ref(), error: None, started: Instant::now() };
+    let mut curve = Vec::new();
+    let model = match dtype {
+        Dtype::F32 => VaeStored::F32(fit_vae::<f32>(py, &trainer, x, theta0, pool.as_ref(), &mut run, &mut curve)?),
+        Dtype::F64 => VaeStored::F64(fit_vae::<f64>(py, &trainer, x, theta0, pool.as_ref(), &mut run, &mut curve)?),
+    };
+    let summary = PyDict::new(py);
+    summary.set_item("n_iter", curve.len())?;
+    summary.set_item("curve", curve)?;
+    Ok((PyVaeModel(model), summary, run.error))
+}
+
+fn fit_vae<'py, T: Real + Element>(
+    py: Python<'py>,
+    trainer: &VaeTrainer,
+    x: &Bound<'py, PyAny>,
+    theta0: &Bound<'py, PyAny>,
+    pool: Option<&rayon::ThreadPool>,
+    run: &mut Run<'_>,
+    curve: &mut Vec<(usize, f64)>,
+) -> PyResult<VaeModel<T>> {
+    let x: PyReadonlyArray2<T> = x.extract()?;
+    let data = dataset(&x)?;
+    let theta0: PyReadonlyArray1<T> = theta0.extract()?;
+    let init = theta0.as_array().to_vec();
+    detached(py, pool, || {
+        trainer.fit(&data, &init, |epoch| {
+            let cost = epoch.cost;
+            curve.push((epoch.epoch, cost.total()));
+            run.step(&[
+                ("epoch", epoch.epoch as f64),
+                ("cost", cost.total()),
+                ("reconstruction", cost.reconstruction),
+                ("kl", cost.kl),
+            ])
+        })
+    })
+    .map_err(py_error)
+}
+
+/// The VAE's initial `theta` of the seed (its own layout and scheme).
+#[pyfunction]
+#[pyo3(signature = (n_visible, n_hidden, n_latent, seed = 0, dtype = "float64"))]
+fn vae_initial_theta<'py>(
+    py: Python<'py>,
+    n_visible: usize,
+    n_hidden: usize,
+    n_latent: usize,
+    seed: u64,
+    dtype: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape =
+        VaeShape::new(n_visible, n_hidden, n_latent, Activation::Tanh, VaeDecoder::Bernoulli).map_err(py_error)?;
+    match dtype {
+        "float32" => Ok(shape.init::<f32>(seed).into_pyarray(py).into_any()),
+        "float64" => Ok(shape.init::<f64>(seed).into_pyarray(py).into_any()),
+        other => Err(invalid(format!("dtype = {other:?} is not 'float32' or 'float64'"))),
+    }
+}
+
+/// A stacked autoencoder with its softmax classifier, in either precision.
+#[derive(Clone)]
+enum StackStored {
+    F32(StackModel<f32>),
+    F64(StackModel<f64>),
+}
+
+/// A trained stacked autoencoder (`n → h_1 → … → h_L`) with its softmax layer (as `sae
+/// exercise stacked` writes it).
+#[pyclass(module = "sae._sae", name = "StackModel", frozen)]
+#[derive(Clone)]
+struct PyStackModel(StackStored);
+
+macro_rules! with_stack {
+    ($stored:expr, $model:ident => $body:expr) => {
+        match $stored {
+            StackStored::F32($model) => $body,
+            StackStored::F64($model) => $body,
+        }
+    };
+}
+
+/// The stack's top-layer features (`classify = false`) or classes of `X`.
+fn stack_apply<'py, T: Real + Element>(
+    py: Python<'py>,
+    model: &StackModel<T>,
+    x: &Bound<'py, PyAny>,
+    classify: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = contiguous::<T>(x)?;
+    check_width(&x, "X", model.shape.sizes[0], "n_visible")?;
+    let x: PyReadonlyArray2<T> = x.extract()?;
+    let data = dataset(&x)?;
+    let m = data.examples();
+    if classify {
+        let classes = py.detach(|| StackedObjective::predict(&model.shape, &model.theta, &data));
+        Ok(classes.into_pyarray(py).into_any())
+    } else {
+        let top = *model.shape.sizes.last().expect("a stack has layers");
+        let features = py.detach(|| StackedObjective::features(&model.shape, &model.theta, &data));
+        matrix(py, features, m, top)
+    }
+}
+
+/// A stack of `sizes` and `n_classes` from its parameters, as a stack model of `T`.
+fn stack_from_theta<T: Real + Element>(shape: StackShape, theta: &Bound<'_, PyAny>) -> PyResult<StackModel<T>> {
+    let theta: PyReadonlyArray1<T> = theta.extract()?;
+    let theta = theta.as_array().to_vec();
+    if theta.len() != shape.len() {
+        return Err(invalid(format!(
+            "theta has {} values; a stack of sizes {:?} and {} classes has {}",
+            theta.len(),
+            shape.sizes,
+            shape.classes,
+            shape.len()
+        )));
+    }
+    Ok(StackModel { shape, theta, metadata: Vec::new() })
+}
+
+#[pymethods]
+impl PyStackModel {
+    /// A stack of layer sizes `[n, h_1, …, h_L]` with a softmax of `n_classes` over the top
+    /// layer, from its parameters: the softmax weights (`n_classes×h_L`, column-major), then
+    /// each layer's `W_l` (`h_l×h_{l−1}`, column-major) and `b_l`.
+    #[staticmethod]
+    fn from_theta(sizes: Vec<usize>, n_classes: usize, theta: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if sizes.len() < 2 || sizes.contains(&0) || n_classes < 2 {
+            return Err(invalid(format!(
+                "a stack needs sizes [n, h_1, …] with at least one hidden layer and no empty one, and two \
+                 classes or more (sizes {sizes:?}, {n_classes} classes)"
+            )));
+        }
+        let shape = StackShape { sizes, classes: n_classes };
+        Ok(PyStackModel(match Dtype::of(theta, "theta")? {
+            Dtype::F32 => StackStored::F32(stack_from_theta(shape, theta)?),
+            Dtype::F64 => StackStored::F64(stack_from_theta(shape, theta)?),
+        }))
+    }
+
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.detach(|| {
+            Ok(if stored_as_f32(&path)? {
+                StackStored::F32(StackModel::load(&path)?)
+            } else {
+                StackStored::F64(StackModel::load(&path)?)
+            })
+        })
+        .map(PyStackModel)
+        .map_err(py_error)
+    }
+
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| with_stack!(&self.0, model => model.save(&path))).map_err(py_error)
+    }
+
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        match self.0 {
+            StackStored::F32(_) => Dtype::F32.name(),
+            StackStored::F64(_) => Dtype::F64.name(),
+        }
+    }
+
+    /// The layer sizes `[n, h_1, …, h_L]`.
+    #[getter]
+    fn sizes(&self) -> Vec<usize> {
+        with_stack!(&self.0, model => model.shape.sizes.clone())
+    }
+
+    #[getter]
+    fn n_classes(&self) -> usize {
+        with_stack!(&self.0, model => model.shape.classes)
+    }
+
+    #[getter]
+    fn theta<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        with_stack!(&self.0, model => model.theta.clone().into_pyarray(py).into_any())
+    }
+
+    /// The first layer's weights (`h_1×n`).
+    #[getter]
+    fn first_layer_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        with_stack!(&self.0, model => matrix_of(py, model.first_layer_weights()))
+    }
+
+    /// The top layer's features of each row of `X`: `m×h_L`.
+    fn features<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        with_stack!(&self.0, model => stack_apply(py, model, x, false))
+    }
+
+    /// The most probable class of each row of `X` (uint8).
+    fn predict<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        with_stack!(&self.0, model => stack_apply(py, model, x, true))
+    }
+}
+
 /// What the training callback is given and how the run reports its end.
 struct Run<'a> {
     callback: Option<&'a Py<PyAny>>,
@@ -957,6 +1348,11 @@ fn _sae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyObjective>()?;
     m.add_class::<PyStreamingObjective>()?;
     m.add_class::<PyModel>()?;
+    m.add_class::<PyVaeModel>()?;
+    m.add_class::<PyStackModel>()?;
+    m.add_function(wrap_pyfunction!(model_kind, m)?)?;
+    m.add_function(wrap_pyfunction!(train_vae, m)?)?;
+    m.add_function(wrap_pyfunction!(vae_initial_theta, m)?)?;
     m.add_function(wrap_pyfunction!(initial_theta, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
