@@ -1206,22 +1206,27 @@ impl Run<'_> {
     }
 }
 
-/// Trains a model on `x` from `theta0`; see `train` for the arguments.
-#[allow(clippy::too_many_arguments)]
-fn train_in<'py, T: Real + Element>(
-    py: Python<'py>,
-    hyper: HyperParams,
-    x: &Bound<'py, PyAny>,
-    theta0: &Bound<'py, PyAny>,
-    solver: &str,
+/// The optimiser of a training run and its settings (see `train`).
+struct Solver<'a> {
+    name: &'a str,
     max_iter: usize,
     batch_size: usize,
     learning_rate: f64,
     momentum: f64,
     seed: u64,
+}
+
+/// Trains a model on `x` from `theta0`; see `train` for the arguments.
+fn train_in<'py, T: Real + Element>(
+    py: Python<'py>,
+    hyper: HyperParams,
+    x: &Bound<'py, PyAny>,
+    theta0: &Bound<'py, PyAny>,
+    solver: &Solver<'_>,
     callback: Option<&Py<PyAny>>,
     pool: Option<&rayon::ThreadPool>,
 ) -> PyResult<(ModelFile<T>, Bound<'py, PyDict>, Option<PyErr>)> {
+    let Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed } = *solver;
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
     let theta0: PyReadonlyArray1<T> = theta0.extract()?;
@@ -1301,42 +1306,15 @@ fn train<'py>(
         return Err(PyTypeError::new_err(format!("theta0 must have X's dtype, {}", dtype.name())));
     }
     let pool = thread_pool(n_threads)?;
+    let run = Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed: random_state };
     let callback = callback.as_ref();
-    let args = (solver, max_iter, batch_size, learning_rate, momentum, random_state);
-    let (solver, max_iter, batch_size, learning_rate, momentum, seed) = args;
     Ok(match dtype {
         Dtype::F32 => {
-            let (model, summary, error) = train_in::<f32>(
-                py,
-                hyper.0,
-                x,
-                theta0,
-                solver,
-                max_iter,
-                batch_size,
-                learning_rate,
-                momentum,
-                seed,
-                callback,
-                pool.as_ref(),
-            )?;
+            let (model, summary, error) = train_in::<f32>(py, hyper.0, x, theta0, &run, callback, pool.as_ref())?;
             (PyModel(Stored::F32(model)), summary, error)
         }
         Dtype::F64 => {
-            let (model, summary, error) = train_in::<f64>(
-                py,
-                hyper.0,
-                x,
-                theta0,
-                solver,
-                max_iter,
-                batch_size,
-                learning_rate,
-                momentum,
-                seed,
-                callback,
-                pool.as_ref(),
-            )?;
+            let (model, summary, error) = train_in::<f64>(py, hyper.0, x, theta0, &run, callback, pool.as_ref())?;
             (PyModel(Stored::F64(model)), summary, error)
         }
     })
