@@ -2,8 +2,9 @@
 """The Python package against the engine itself and against Python peers, interleaved round by
 round (medians of rounds; ratios taken per round):
 
-1. the call overhead: one S1 evaluation through `sae.Objective` against the same evaluation
-   timed inside Rust (`sae objective --threads 1`, evaluation time only), one core;
+1. the call overhead: the time of a call that computes nothing (m = n = h = 1), and one S1
+   evaluation through `sae.Objective` against the same evaluation timed inside Rust
+   (`sae objective --threads 1`, evaluation time only), one core;
 2. the UFLDL exercise's optimiser: scipy's L-BFGS-B on `sae.Objective` against scipy on the
    numpy objective of peers.py, S1, both on two cores;
 3. training: `sae.SparseAutoencoder.fit` (L-BFGS) against a PyTorch `nn.Module` of the same
@@ -22,6 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# Two cores for the BLAS of numpy and PyTorch (parts 2 and 3; part 1 pins both sides to one).
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = "2"
 
 import numpy as np
 
@@ -77,6 +82,18 @@ def overhead(rounds, directory):
         print(f"overhead S1 {np.dtype(dtype).name}: Rust {statistics.median(rust) * 1e3:.3f} ms, "
               f"through sae.Objective {statistics.median(python) * 1e3:.3f} ms, "
               f"ratio {statistics.median(ratios):.3f} (rounds {' '.join(f'{x:.3f}' for x in ratios)})")
+
+
+def fixed_overhead():
+    """The time of a call whose computation is nothing (m = n = h = 1): what the boundary costs
+    per call, with the objective's own one-thread pool and with the caller's pool."""
+    for n_threads in (1, None):
+        objective = sae.Objective(np.full((1, 1), 0.5), 1, n_threads=n_threads)
+        theta = objective.initial_theta()
+        python_time(objective, theta, 200)
+        per_call = python_time(objective, theta, 5000)
+        pool = "its own 1-thread pool" if n_threads else "the caller's pool"
+        print(f"fixed per-call overhead ({pool}): {per_call * 1e6:.1f} µs")
 
 
 def scipy_exercise(rounds, iterations):
@@ -138,7 +155,7 @@ def torch_fit(X, theta, n, h, lam, beta, rho, iterations):
     optimizer.step(closure)
     elapsed = time.perf_counter() - start
     state = optimizer.state[optimizer._params[0]]
-    return elapsed, state["n_iter"], state["func_evals"], float(closure())
+    return elapsed, state["n_iter"], state["func_evals"], float(closure().detach())
 
 
 def fit_against_torch(rounds, iterations):
@@ -173,6 +190,7 @@ def main():
 
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; sae {sae.__version__}, numpy {np.__version__}, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    fixed_overhead()
     with tempfile.TemporaryDirectory() as directory:
         overhead(args.rounds, directory)
     scipy_exercise(max(1, args.rounds // 2), args.iterations)

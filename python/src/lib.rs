@@ -29,7 +29,7 @@ use sae::model::{Activation, Corruption, HyperParams, ModelFile, Parameters, Rec
 use sae::objective::{StackShape, StackedObjective, StreamMode, StreamingObjective, UnboundObjective, VaeObjective};
 use sae::optim::{LbfgsOptions, StepRule};
 use sae::train::{MinibatchOptions, MinibatchTrainer, Trainer, VaeOptions, VaeTrainer};
-use sae::{Dataset, Error, Objective, Real};
+use sae::{Dataset, Error, Layout, Objective, Real};
 
 /// The Python exception for an engine error, a class of `sae.errors` (all subclasses of
 /// `SaeError` and of the built-in exception the fault is): files that cannot be read or
@@ -100,14 +100,18 @@ impl Dtype {
 /// engine's examples-by-features layout, Fortran order its features-by-examples layout. Any
 /// other array is refused (the Python side makes it contiguous first).
 fn dataset<'a, T: Real + Element>(x: &'a PyReadonlyArray2<'_, T>) -> PyResult<Dataset<'a, T>> {
+    let data = unscanned_dataset(x)?;
+    data.check_finite().map_err(py_error)?;
+    Ok(data)
+}
+
+/// As [`dataset`], without the pass over every value for NaN and infinities: for data scanned
+/// when its objective was made, and scanned again only when a cost comes out non-finite.
+fn unscanned_dataset<'a, T: Real + Element>(x: &'a PyReadonlyArray2<'_, T>) -> PyResult<Dataset<'a, T>> {
     let (m, n) = (x.shape()[0], x.shape()[1]);
     let values = x.as_slice().map_err(|_| invalid("X must be contiguous (C or Fortran order)"))?;
-    let data = if x.is_c_contiguous() {
-        Dataset::examples_by_features(values, m, n)
-    } else {
-        Dataset::features_by_examples(values, n, m)
-    };
-    data.map_err(py_error)
+    let layout = if x.is_c_contiguous() { Layout::ExamplesByFeatures } else { Layout::FeaturesByExamples };
+    Dataset::unscanned(values, m, n, layout).map_err(py_error)
 }
 
 /// `x` as a contiguous array of `T`: itself when it is one (either order), else numpy's C-order
@@ -317,7 +321,10 @@ fn evaluate<'py, T: Real + Element>(
         .extract()
         .map_err(|_| PyTypeError::new_err(format!("theta must be a 1-D {} array", Dtype::name(dtype_of::<T>()))))?;
     let theta = theta.as_slice().map_err(|_| invalid("theta must be contiguous"))?;
-    let data = dataset(&x)?;
+    // Scanned when the objective was made (a pass over all of it would be a tenth of S1's
+    // evaluation); a change since then to NaN or infinity shows as a non-finite cost, and is
+    // then named.
+    let data = unscanned_dataset(&x)?;
     let mut grad = vec![T::zero(); theta.len()];
     let unbound = slot.take();
     let (result, unbound) = detached(py, pool, || {
@@ -336,6 +343,9 @@ fn evaluate<'py, T: Real + Element>(
         }
     });
     *slot = unbound;
+    if !matches!(result, Ok((cost, ..)) if cost.is_finite()) {
+        data.check_finite().map_err(py_error)?;
+    }
     let (cost, terms, rho_hat) = result.map_err(py_error)?;
     Ok((cost, grad.into_pyarray(py), terms, rho_hat))
 }
@@ -367,9 +377,16 @@ impl PyObjective {
                 hyper.0.visible()
             )));
         }
+        // The one scan of the data for NaN and infinities (the calls do not repeat it).
         let engine = match dtype {
-            Dtype::F32 => Unbound::F32(None),
-            Dtype::F64 => Unbound::F64(None),
+            Dtype::F32 => {
+                dataset(&x.extract::<PyReadonlyArray2<f32>>()?)?;
+                Unbound::F32(None)
+            }
+            Dtype::F64 => {
+                dataset(&x.extract::<PyReadonlyArray2<f64>>()?)?;
+                Unbound::F64(None)
+            }
         };
         Ok(PyObjective {
             hyper: hyper.0,

@@ -148,6 +148,16 @@ def test_bad_input_is_a_clear_error(patches):
         sae.Objective(patches, 4, n_threads=0)
 
 
+def test_data_made_non_finite_after_the_objective_is_named_at_the_next_call(patches):
+    X = patches.copy()
+    objective = sae.Objective(X, 4)
+    theta = sae.initial_theta(16, 4)
+    objective(theta)
+    X[7, 2] = np.inf
+    with pytest.raises(sae.InvalidInputError, match="row 7.*column 2|column 2.*row 7"):
+        objective(theta)
+
+
 def test_a_saturated_unit_is_a_floating_point_error_naming_it(patches):
     theta = sae.initial_theta(16, 4)
     theta[:64] = 50.0  # every W1 weight large: every unit's activation rounds to 1

@@ -66,7 +66,13 @@ impl<'a, T: Real> Dataset<'a, T> {
         Err(Error::shape_mismatch("data array", "C- or Fortran-contiguous memory", "a strided view"))
     }
 
-    fn new(values: &'a [T], examples: usize, features: usize, layout: Layout) -> Result<Self> {
+    /// As [`examples_by_features`](Self::examples_by_features) or
+    /// [`features_by_examples`](Self::features_by_examples) for `layout`, without the scan for
+    /// non-finite values (a pass over all of them): for a caller that evaluates the same values
+    /// many times and has scanned them once with [`check_finite`](Self::check_finite), and that
+    /// scans again when a result comes out non-finite to say why. On non-finite values the
+    /// engine's costs and gradients are NaN or infinite, never anything else.
+    pub fn unscanned(values: &'a [T], examples: usize, features: usize, layout: Layout) -> Result<Self> {
         if examples == 0 {
             return Err(Error::EmptyData { what: "no examples (m = 0)" });
         }
@@ -76,13 +82,17 @@ impl<'a, T: Real> Dataset<'a, T> {
         if Some(values.len()) != examples.checked_mul(features) {
             return Err(Error::shape_mismatch("data values", format!("m·n = {examples}·{features}"), values.len()));
         }
-        let data = Dataset { values, examples, features, layout };
+        Ok(Dataset { values, examples, features, layout })
+    }
+
+    fn new(values: &'a [T], examples: usize, features: usize, layout: Layout) -> Result<Self> {
+        let data = Self::unscanned(values, examples, features, layout)?;
         data.check_finite()?;
         Ok(data)
     }
 
-    /// Fails on the first NaN or infinity, naming its row and column in the caller's layout.
-    fn check_finite(&self) -> Result<()> {
+    /// An error naming the row and column of the first value that is NaN or infinite, if any.
+    pub fn check_finite(&self) -> Result<()> {
         let Some(index) = self.values.iter().position(|v| !v.is_finite()) else {
             return Ok(());
         };
