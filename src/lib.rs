@@ -29,7 +29,7 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gemm;
-pub mod kernels;
+mod kernels;
 pub mod model;
 pub mod objective;
 pub mod optim;

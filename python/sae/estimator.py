@@ -28,7 +28,45 @@ except ImportError:  # pragma: no cover - older scikit-learn
 _SOLVERS = ("lbfgs", "adam", "sgd")
 
 
-class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class _EngineTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """What the engine's estimators share: their tags (float32 stays float32), the validation of
+    `X` in the model's precision, the progress line of `verbose`, and `save`."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"preserves_dtype": [np.float64, np.float32]}
+
+    def _validate(self, X, reset: bool) -> np.ndarray:
+        dtype = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
+        X = _validate_data(self, X, reset=reset, dtype=dtype, order="C", ensure_min_samples=1)
+        if self.dtype is None and X.dtype != np.float32:
+            X = X.astype(np.float64, copy=False)
+        if not reset and X.dtype != self.model_.dtype:
+            X = X.astype(self.model_.dtype)
+        return X
+
+    def _progress(self, callback):
+        if not self.verbose:
+            return callback
+
+        def report(info: dict):
+            step = f"epoch {int(info['epoch'])}" if "epoch" in info else f"iteration {int(info['iteration'])}"
+            print(f"{step}: cost {info['cost']:.6g} ({info['time']:.2f} s)", file=sys.stdout, flush=True)
+            return None if callback is None else callback(info)
+
+        return report
+
+    def save(self, path) -> None:
+        """Writes the fitted model's file (readable by :func:`sae.load` and the ``sae`` CLI)."""
+        check_is_fitted(self, "model_")
+        self.model_.save(str(path))
+
+
+class SparseAutoencoder(_EngineTransformer):
     """A sparse autoencoder (UFLDL: sigmoid hidden layer, weight decay `alpha`, a KL penalty of
     weight `sparsity_weight` pulling each unit's mean activation towards `sparsity_target`)
     and its family: `activation` of the hidden layer (``"sigmoid"``, ``"tanh"``, ``"relu"``),
@@ -92,16 +130,6 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.n_threads = n_threads
         self.verbose = verbose
 
-    # -- scikit-learn's protocol -------------------------------------------------------------
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-    def _more_tags(self):  # scikit-learn < 1.6
-        return {"preserves_dtype": [np.float64, np.float32]}
-
     @property
     def _n_features_out(self) -> int:
         return self.n_hidden
@@ -115,15 +143,6 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             raise InvalidInputError(f"max_iter = {self.max_iter!r} must be a positive integer")
         if not isinstance(self.n_hidden, (int, np.integer)) or self.n_hidden < 1:
             raise InvalidInputError(f"n_hidden = {self.n_hidden!r} must be a positive integer")
-
-    def _validate(self, X, reset: bool) -> np.ndarray:
-        dtype = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
-        X = _validate_data(self, X, reset=reset, dtype=dtype, order="C", ensure_min_samples=1)
-        if self.dtype is None and X.dtype != np.float32:
-            X = X.astype(np.float64, copy=False)
-        if not reset and X.dtype != self.model_.dtype:
-            X = X.astype(self.model_.dtype)
-        return X
 
     def _hyper(self, n_visible: int, seed: int) -> HyperParams:
         corruption, level = ("none", 0.0) if self.denoise is None else self.denoise
@@ -195,17 +214,6 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             raise error
         return self
 
-    def _progress(self, callback):
-        if not self.verbose:
-            return callback
-
-        def report(info: dict):
-            step = f"epoch {int(info['epoch'])}" if "epoch" in info else f"iteration {int(info['iteration'])}"
-            print(f"{step}: cost {info['cost']:.6g} ({info['time']:.2f} s)", file=sys.stdout, flush=True)
-            return None if callback is None else callback(info)
-
-        return report
-
     # -- using a fitted model ----------------------------------------------------------------
 
     def transform(self, X) -> np.ndarray:
@@ -240,13 +248,8 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             return -np.inf
         return -cost
 
-    def save(self, path) -> None:
-        """Writes the fitted model's file (readable by :func:`sae.load` and the ``sae`` CLI)."""
-        check_is_fitted(self, "model_")
-        self.model_.save(str(path))
 
-
-class VariationalAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class VariationalAutoencoder(_EngineTransformer):
     """A variational autoencoder (Kingma & Welling): encoder `n → n_hidden → 2·n_latent` (the
     mean and log-variance of `q(z|x)`), decoder `n_latent → n_hidden → n` with a `decoder`
     likelihood (``"bernoulli"`` for data in [0, 1], ``"gaussian"``), trained by Adam on the
@@ -281,18 +284,9 @@ class VariationalAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.n_threads = n_threads
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.non_deterministic = False
-        return tags
-
     @property
     def _n_features_out(self) -> int:
         return self.n_latent
-
-    _validate = SparseAutoencoder._validate
-    _progress = SparseAutoencoder._progress
 
     def fit(self, X, y=None, *, callback=None):
         """Trains on `X` (`m×n`); `y` is ignored."""
@@ -339,10 +333,6 @@ class VariationalAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         check_is_fitted(self, "model_")
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         return self.model_.sample(int(n_samples), seed)
-
-    def save(self, path) -> None:
-        check_is_fitted(self, "model_")
-        self.model_.save(str(path))
 
 
 def _same_model(a: HyperParams, b: HyperParams) -> bool:

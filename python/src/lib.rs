@@ -577,17 +577,91 @@ fn terms_dict(py: Python<'_>, terms: sae::objective::CostTerms) -> PyResult<Boun
     Ok(dict)
 }
 
-/// A model file's contents in either precision.
-#[derive(Clone)]
-enum Stored {
-    F32(ModelFile<f32>),
-    F64(ModelFile<f64>),
+/// A kind of model file: how a model of each precision is read and written.
+trait ModelKind {
+    type Of<T: Real>: Send + Sync;
+    fn load<T: Real>(path: &std::path::Path) -> Result<Self::Of<T>, Error>;
+    fn save<T: Real>(model: &Self::Of<T>, path: &std::path::Path) -> Result<(), Error>;
+}
+
+/// The sparse autoencoder and its family (`ModelFile`).
+struct Autoencoder;
+/// The variational autoencoder.
+struct Vae;
+/// The stacked autoencoder with its softmax.
+struct Stack;
+
+impl ModelKind for Autoencoder {
+    type Of<T: Real> = ModelFile<T>;
+    fn load<T: Real>(path: &std::path::Path) -> Result<ModelFile<T>, Error> {
+        ModelFile::load(path)
+    }
+    fn save<T: Real>(model: &ModelFile<T>, path: &std::path::Path) -> Result<(), Error> {
+        model.save(path)
+    }
+}
+
+impl ModelKind for Vae {
+    type Of<T: Real> = VaeModel<T>;
+    fn load<T: Real>(path: &std::path::Path) -> Result<VaeModel<T>, Error> {
+        VaeModel::load(path)
+    }
+    fn save<T: Real>(model: &VaeModel<T>, path: &std::path::Path) -> Result<(), Error> {
+        model.save(path)
+    }
+}
+
+impl ModelKind for Stack {
+    type Of<T: Real> = StackModel<T>;
+    fn load<T: Real>(path: &std::path::Path) -> Result<StackModel<T>, Error> {
+        StackModel::load(path)
+    }
+    fn save<T: Real>(model: &StackModel<T>, path: &std::path::Path) -> Result<(), Error> {
+        model.save(path)
+    }
+}
+
+/// A model of kind `K` in the precision it was trained or stored in.
+enum Stored<K: ModelKind> {
+    F32(K::Of<f32>),
+    F64(K::Of<f64>),
+}
+
+/// `$body` with `$model` bound to the model of either precision.
+macro_rules! by_dtype {
+    ($stored:expr, $model:ident => $body:expr) => {
+        match $stored {
+            Stored::F32($model) => $body,
+            Stored::F64($model) => $body,
+        }
+    };
+}
+
+impl<K: ModelKind> Stored<K> {
+    /// The file at `path`, in the precision it records.
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.detach(|| {
+            Ok(if stored_as_f32(&path)? { Stored::F32(K::load(&path)?) } else { Stored::F64(K::load(&path)?) })
+        })
+        .map_err(py_error)
+    }
+
+    /// Writes the model file atomically.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| by_dtype!(self, model => K::save(model, &path))).map_err(py_error)
+    }
+
+    fn dtype(&self) -> &'static str {
+        match self {
+            Stored::F32(_) => Dtype::F32.name(),
+            Stored::F64(_) => Dtype::F64.name(),
+        }
+    }
 }
 
 /// A trained sparse autoencoder: its hyper-parameters, weights and metadata.
 #[pyclass(module = "sae._sae", name = "Model", frozen)]
-#[derive(Clone)]
-struct PyModel(Stored);
+struct PyModel(Stored<Autoencoder>);
 
 /// `values` (`rows×cols` row-major) as a 2-D array, without a copy.
 fn matrix<'py, T: Element>(py: Python<'py>, values: Vec<T>, rows: usize, cols: usize) -> PyResult<Bound<'py, PyAny>> {
@@ -659,15 +733,6 @@ fn decode<'py, T: Real + Element>(
     matrix(py, output, m, n)
 }
 
-macro_rules! with_model {
-    ($stored:expr, $model:ident => $body:expr) => {
-        match $stored {
-            Stored::F32($model) => $body,
-            Stored::F64($model) => $body,
-        }
-    };
-}
-
 #[pymethods]
 impl PyModel {
     /// A model of `hyper` with parameters `theta` (UFLDL layout; its dtype is the model's).
@@ -693,70 +758,58 @@ impl PyModel {
     /// precision it was saved in.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        py.detach(|| {
-            let metadata = ModelFile::<f64>::read_metadata(&path)?;
-            Ok(if metadata.get("dtype").map(String::as_str) == Some("f32") {
-                Stored::F32(ModelFile::load(&path)?)
-            } else {
-                Stored::F64(ModelFile::load(&path)?)
-            })
-        })
-        .map(PyModel)
-        .map_err(py_error)
+        Stored::load(py, path).map(PyModel)
     }
 
     /// Writes the model file atomically (a file already at `path` is replaced whole or not
     /// at all).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| with_model!(&self.0, model => model.save(&path))).map_err(py_error)
+        self.0.save(py, path)
     }
 
     #[getter]
     fn hyper(&self) -> PyHyper {
-        PyHyper(with_model!(&self.0, model => model.hyper))
+        PyHyper(by_dtype!(&self.0, model => model.hyper))
     }
 
     #[getter]
     fn dtype(&self) -> &'static str {
-        match self.0 {
-            Stored::F32(_) => Dtype::F32.name(),
-            Stored::F64(_) => Dtype::F64.name(),
-        }
+        self.0.dtype()
     }
 
     /// `theta` in the UFLDL layout `[W1(:); W2(:); b1; b2]` (a copy).
     #[getter]
     fn theta<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        with_model!(&self.0, model => model.parameters.theta().to_vec().into_pyarray(py).into_any())
+        by_dtype!(&self.0, model => model.parameters.theta().to_vec().into_pyarray(py).into_any())
     }
 
     /// `W1`, `h×n`: row `j` is hidden unit `j`'s weights (a copy).
     #[getter(W1)]
     fn w1<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        with_model!(&self.0, model => matrix_of(py, model.parameters.w1()))
+        by_dtype!(&self.0, model => matrix_of(py, model.parameters.w1()))
     }
 
     /// `W2`, `n×h` (a copy).
     #[getter(W2)]
     fn w2<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        with_model!(&self.0, model => matrix_of(py, model.parameters.w2()))
+        by_dtype!(&self.0, model => matrix_of(py, model.parameters.w2()))
     }
 
     #[getter]
     fn b1<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        with_model!(&self.0, model => model.parameters.b1().to_vec().into_pyarray(py).into_any())
+        by_dtype!(&self.0, model => model.parameters.b1().to_vec().into_pyarray(py).into_any())
     }
 
     #[getter]
     fn b2<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        with_model!(&self.0, model => model.parameters.b2().to_vec().into_pyarray(py).into_any())
+        by_dtype!(&self.0, model => model.parameters.b2().to_vec().into_pyarray(py).into_any())
     }
 
     /// The file's free-form metadata (how the model was trained), by key.
     #[getter]
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
-        for (key, value) in with_model!(&self.0, model => &model.metadata) {
+        for (key, value) in by_dtype!(&self.0, model => &model.metadata) {
             dict.set_item(key, value)?;
         }
         Ok(dict)
@@ -770,7 +823,7 @@ impl PyModel {
         x: &Bound<'py, PyAny>,
         n_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        with_model!(&self.0, model => apply(py, model, x, n_threads, false))
+        by_dtype!(&self.0, model => apply(py, model, x, n_threads, false))
     }
 
     /// The decoder `a3 = g(W2 a2 + b2)` applied to hidden activations `H` (`m×h`, of the
@@ -782,7 +835,7 @@ impl PyModel {
         hidden: &Bound<'py, PyAny>,
         n_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        with_model!(&self.0, model => decode(py, model, hidden, n_threads))
+        by_dtype!(&self.0, model => decode(py, model, hidden, n_threads))
     }
 
     /// The reconstruction `a3 = g(W2 a2 + b2)` of every row of `X`: `m×n`.
@@ -793,7 +846,7 @@ impl PyModel {
         x: &Bound<'py, PyAny>,
         n_threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        with_model!(&self.0, model => apply(py, model, x, n_threads, true))
+        by_dtype!(&self.0, model => apply(py, model, x, n_threads, true))
     }
 }
 
@@ -813,26 +866,9 @@ fn stored_as_f32(path: &std::path::Path) -> Result<bool, Error> {
     Ok(ModelFile::<f64>::read_metadata(path)?.get("dtype").map(String::as_str) == Some("f32"))
 }
 
-/// A variational autoencoder's model in either precision.
-#[derive(Clone)]
-enum VaeStored {
-    F32(VaeModel<f32>),
-    F64(VaeModel<f64>),
-}
-
 /// A trained variational autoencoder (`n → h → 2d`, `d → h → n`).
 #[pyclass(module = "sae._sae", name = "VaeModel", frozen)]
-#[derive(Clone)]
-struct PyVaeModel(VaeStored);
-
-macro_rules! with_vae {
-    ($stored:expr, $model:ident => $body:expr) => {
-        match $stored {
-            VaeStored::F32($model) => $body,
-            VaeStored::F64($model) => $body,
-        }
-    };
-}
+struct PyVaeModel(Stored<Vae>);
 
 /// What a VAE computes from rows of `n` (or `d`) values, as `m` rows of its output.
 #[derive(Clone, Copy)]
@@ -878,33 +914,22 @@ fn vae_apply<'py, T: Real + Element>(
 impl PyVaeModel {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        py.detach(|| {
-            Ok(if stored_as_f32(&path)? {
-                VaeStored::F32(VaeModel::load(&path)?)
-            } else {
-                VaeStored::F64(VaeModel::load(&path)?)
-            })
-        })
-        .map(PyVaeModel)
-        .map_err(py_error)
+        Stored::load(py, path).map(PyVaeModel)
     }
 
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| with_vae!(&self.0, model => model.save(&path))).map_err(py_error)
+        self.0.save(py, path)
     }
 
     #[getter]
     fn dtype(&self) -> &'static str {
-        match self.0 {
-            VaeStored::F32(_) => Dtype::F32.name(),
-            VaeStored::F64(_) => Dtype::F64.name(),
-        }
+        self.0.dtype()
     }
 
     /// `n_visible`, `n_hidden`, `n_latent`, `activation`, `decoder`.
     #[getter]
     fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let shape = with_vae!(&self.0, model => model.shape);
+        let shape = by_dtype!(&self.0, model => model.shape);
         let dict = PyDict::new(py);
         dict.set_item("n_visible", shape.visible)?;
         dict.set_item("n_hidden", shape.hidden)?;
@@ -916,30 +941,30 @@ impl PyVaeModel {
 
     #[getter]
     fn theta<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        with_vae!(&self.0, model => model.theta.clone().into_pyarray(py).into_any())
+        by_dtype!(&self.0, model => model.theta.clone().into_pyarray(py).into_any())
     }
 
     /// The encoder's first weights (`h×n`): what each encoder unit looks for.
     #[getter]
     fn encoder_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        with_vae!(&self.0, model => matrix_of(py, model.encoder_weights()))
+        by_dtype!(&self.0, model => matrix_of(py, model.encoder_weights()))
     }
 
     /// The latent mean `μ(x)` of each row of `X`: `m×d`.
     fn encode<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        with_vae!(&self.0, model => vae_apply(py, model, x, VaeMap::Encode))
+        by_dtype!(&self.0, model => vae_apply(py, model, x, VaeMap::Encode))
     }
 
     /// The decoder's mean `E[x|z]` of each row of `Z` (`m×d`): `m×n`.
     fn decode<'py>(&self, py: Python<'py>, z: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        with_vae!(&self.0, model => vae_apply(py, model, z, VaeMap::Decode))
+        by_dtype!(&self.0, model => vae_apply(py, model, z, VaeMap::Decode))
     }
 
     /// `count` samples of the model, the decoder's means at `z ~ N(0, I)`, sample `i` drawn
     /// from a generator of `(seed, i)`: `count×n`.
     #[pyo3(signature = (count, seed = 0))]
     fn sample<'py>(&self, py: Python<'py>, count: usize, seed: u64) -> PyResult<Bound<'py, PyAny>> {
-        with_vae!(&self.0, model => {
+        by_dtype!(&self.0, model => {
             let shape = model.shape;
             let output = py
                 .detach(|| VaeObjective::new(shape, 1, 0)?.sample(&model.theta, 0..count, seed))
@@ -991,8 +1016,8 @@ fn train_vae<'py>(
     let mut run = Run { callback: callback.as_ref(), error: None, started: Instant::now() };
     let mut curve = Vec::new();
     let model = match dtype {
-        Dtype::F32 => VaeStored::F32(fit_vae::<f32>(py, &trainer, x, theta0, pool.as_ref(), &mut run, &mut curve)?),
-        Dtype::F64 => VaeStored::F64(fit_vae::<f64>(py, &trainer, x, theta0, pool.as_ref(), &mut run, &mut curve)?),
+        Dtype::F32 => Stored::F32(fit_vae::<f32>(py, &trainer, x, theta0, pool.as_ref(), &mut run, &mut curve)?),
+        Dtype::F64 => Stored::F64(fit_vae::<f64>(py, &trainer, x, theta0, pool.as_ref(), &mut run, &mut curve)?),
     };
     let summary = PyDict::new(py);
     summary.set_item("n_iter", curve.len())?;
@@ -1048,27 +1073,10 @@ fn vae_initial_theta<'py>(
     }
 }
 
-/// A stacked autoencoder with its softmax classifier, in either precision.
-#[derive(Clone)]
-enum StackStored {
-    F32(StackModel<f32>),
-    F64(StackModel<f64>),
-}
-
 /// A trained stacked autoencoder (`n → h_1 → … → h_L`) with its softmax layer (as `sae
 /// exercise stacked` writes it).
 #[pyclass(module = "sae._sae", name = "StackModel", frozen)]
-#[derive(Clone)]
-struct PyStackModel(StackStored);
-
-macro_rules! with_stack {
-    ($stored:expr, $model:ident => $body:expr) => {
-        match $stored {
-            StackStored::F32($model) => $body,
-            StackStored::F64($model) => $body,
-        }
-    };
-}
+struct PyStackModel(Stored<Stack>);
 
 /// The stack's top-layer features (`classify = false`) or classes of `X`.
 fn stack_apply<'py, T: Real + Element>(
@@ -1123,66 +1131,55 @@ impl PyStackModel {
         }
         let shape = StackShape { sizes, classes: n_classes };
         Ok(PyStackModel(match Dtype::of(theta, "theta")? {
-            Dtype::F32 => StackStored::F32(stack_from_theta(shape, theta)?),
-            Dtype::F64 => StackStored::F64(stack_from_theta(shape, theta)?),
+            Dtype::F32 => Stored::F32(stack_from_theta(shape, theta)?),
+            Dtype::F64 => Stored::F64(stack_from_theta(shape, theta)?),
         }))
     }
 
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        py.detach(|| {
-            Ok(if stored_as_f32(&path)? {
-                StackStored::F32(StackModel::load(&path)?)
-            } else {
-                StackStored::F64(StackModel::load(&path)?)
-            })
-        })
-        .map(PyStackModel)
-        .map_err(py_error)
+        Stored::load(py, path).map(PyStackModel)
     }
 
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| with_stack!(&self.0, model => model.save(&path))).map_err(py_error)
+        self.0.save(py, path)
     }
 
     #[getter]
     fn dtype(&self) -> &'static str {
-        match self.0 {
-            StackStored::F32(_) => Dtype::F32.name(),
-            StackStored::F64(_) => Dtype::F64.name(),
-        }
+        self.0.dtype()
     }
 
     /// The layer sizes `[n, h_1, …, h_L]`.
     #[getter]
     fn sizes(&self) -> Vec<usize> {
-        with_stack!(&self.0, model => model.shape.sizes.clone())
+        by_dtype!(&self.0, model => model.shape.sizes.clone())
     }
 
     #[getter]
     fn n_classes(&self) -> usize {
-        with_stack!(&self.0, model => model.shape.classes)
+        by_dtype!(&self.0, model => model.shape.classes)
     }
 
     #[getter]
     fn theta<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        with_stack!(&self.0, model => model.theta.clone().into_pyarray(py).into_any())
+        by_dtype!(&self.0, model => model.theta.clone().into_pyarray(py).into_any())
     }
 
     /// The first layer's weights (`h_1×n`).
     #[getter]
     fn first_layer_weights<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        with_stack!(&self.0, model => matrix_of(py, model.first_layer_weights()))
+        by_dtype!(&self.0, model => matrix_of(py, model.first_layer_weights()))
     }
 
     /// The top layer's features of each row of `X`: `m×h_L`.
     fn features<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        with_stack!(&self.0, model => stack_apply(py, model, x, false))
+        by_dtype!(&self.0, model => stack_apply(py, model, x, false))
     }
 
     /// The most probable class of each row of `X` (uint8).
     fn predict<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        with_stack!(&self.0, model => stack_apply(py, model, x, true))
+        by_dtype!(&self.0, model => stack_apply(py, model, x, true))
     }
 }
 

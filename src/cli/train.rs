@@ -17,7 +17,6 @@ use sae::data::images::embedded_patches;
 use sae::data::split::hold_out;
 use sae::files::FilePlan;
 use sae::gemm::Backend;
-use sae::kernels::Isa;
 use sae::model::picture::{features_picture, PixelOrder};
 use sae::model::ModelFile;
 use sae::objective::StreamingObjective;
@@ -26,6 +25,7 @@ use sae::train::{
     AutoencoderObjective, Checkpoint, DataFingerprint, LbfgsStep, MinibatchOptions, MinibatchStep, MinibatchStop,
     MinibatchTrainer, Trainer, Validation, ValidationPoint,
 };
+use sae::Isa;
 use sae::{Dataset, HyperParams, Objective, Parameters, Real};
 
 #[derive(Debug, Args)]

@@ -22,7 +22,7 @@ fn refuse_unless_regular(path: &Path, meta: &Metadata) -> Result<()> {
     if meta.is_file() {
         return Ok(());
     }
-    let what = crate::files::atomic::kind_of(&meta.file_type());
+    let what = crate::files::kind_of(&meta.file_type());
     Err(Error::bad_file(path, format!("{what}, not a regular file: only regular files are read")))
 }
 

@@ -3,10 +3,11 @@
 //! and a command's outputs are checked against its inputs and against each other before any
 //! work starts ([`plan`]).
 
-pub mod atomic;
+mod atomic;
 pub mod lock;
 pub mod plan;
 
+pub(crate) use atomic::kind_of;
 pub use atomic::{write_with, Staged};
 pub use lock::WriteLock;
 pub use plan::FilePlan;

@@ -124,7 +124,7 @@ impl ExpConstants for f64 {
     ];
 }
 
-/// `e^x`, within 1 ulp of the standard library (measured by `tests/suite/kernels.rs`), saturating
+/// `e^x`, within 1 ulp of the standard library (measured by `src/kernels/tests.rs`), saturating
 /// to 0 and +inf; NaN propagates.
 ///
 /// `x = n ln2 + r` with `n = round(x / ln2)` (rounded by adding and subtracting `MAGIC`),

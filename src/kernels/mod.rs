@@ -277,3 +277,8 @@ impl<T: Real> Kernels<T> {
         Self::for_isa(Isa::detect()).unwrap_or_else(Self::scalar)
     }
 }
+
+/// The vector kernels against their scalar twins and the standard library, on every
+/// instruction set this CPU has.
+#[cfg(test)]
+mod tests;

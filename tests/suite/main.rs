@@ -16,7 +16,6 @@ mod files;
 mod forward_and_pictures;
 mod gemm;
 mod images;
-mod kernels;
 mod lbfgs;
 mod minibatch;
 mod model_file;

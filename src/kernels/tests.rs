@@ -1,12 +1,12 @@
 //! Every SIMD kernel against its scalar twin, and the vectorised `exp` against the standard
 //! library's, over the whole useful range and at the extremes.
 
+use crate::gemm::{MatMut, MatRef};
+use crate::kernels::{Isa, Kernels};
+use crate::model::{Activation, Reconstruction};
+use crate::Real;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use sae::gemm::{MatMut, MatRef};
-use sae::kernels::{Isa, Kernels};
-use sae::model::{Activation, Reconstruction};
-use sae::Real;
 
 fn vector_sets<T: Real>() -> Vec<Kernels<T>> {
     Isa::ALL.into_iter().filter(|&isa| isa != Isa::Scalar).filter_map(Kernels::for_isa).collect()
