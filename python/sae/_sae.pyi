@@ -114,7 +114,12 @@ def train(
     random_state: int = 0,
     callback: Optional[Callable[[dict[str, float]], Optional[bool]]] = None,
     n_threads: Optional[int] = None,
-) -> Tuple[Model, dict[str, Any], Optional[BaseException]]: ...
+    state: Optional[TrainingState] = None,
+) -> Tuple[Model, dict[str, Any], Optional[BaseException], Optional[TrainingState]]: ...
+
+class TrainingState:
+    @property
+    def epoch(self) -> int: ...
 
 def model_kind(path: _Path) -> str: ...
 

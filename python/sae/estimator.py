@@ -17,13 +17,7 @@ from ._sae import vae_initial_theta
 from .errors import InvalidInputError, SaturationError
 from ._sae import train as _train
 
-try:  # scikit-learn ≥ 1.6
-    from sklearn.utils.validation import validate_data as _validate_data
-except ImportError:  # pragma: no cover - older scikit-learn
-
-    def _validate_data(estimator, X, **kwargs):
-        return estimator._validate_data(X, **kwargs)
-
+from sklearn.utils.validation import validate_data as _validate_data
 
 _SOLVERS = ("lbfgs", "adam", "sgd")
 
@@ -36,9 +30,6 @@ class _EngineTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
-
-    def _more_tags(self):  # scikit-learn < 1.6
-        return {"preserves_dtype": [np.float64, np.float32]}
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         dtype = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
@@ -64,6 +55,13 @@ class _EngineTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """Writes the fitted model's file (readable by :func:`sae.load` and the ``sae`` CLI)."""
         check_is_fitted(self, "model_")
         self.model_.save(str(path))
+
+    def __getstate__(self):
+        # The optimiser's state between partial_fit calls stays with this process: a pickled
+        # estimator's next partial_fit starts Adam's moments anew (its model is kept).
+        state = super().__getstate__()
+        state.pop("_training_state", None)
+        return state
 
 
 class SparseAutoencoder(_EngineTransformer):
@@ -171,25 +169,29 @@ class SparseAutoencoder(_EngineTransformer):
 
     @available_if(lambda self: self.solver in ("adam", "sgd"))
     def partial_fit(self, X, y=None, *, callback=None):
-        """One epoch of Adam or SGD on `X` from the current model (the first call starts one)."""
+        """One epoch of Adam or SGD on `X`, continuing the run of the previous calls (its
+        parameters, Adam's moments, the running `rho_hat`, the epoch count that seeds the
+        shuffle); the first call starts one."""
         self._check_params()
         first = not hasattr(self, "model_")
         X = self._validate(X, reset=first)
-        return self._train(X, 1, callback, continuing=True)
+        return self._train(X, 1, callback, continuing=True, incremental=True)
 
-    def _train(self, X: np.ndarray, max_iter: int, callback, continuing: bool):
-        random = check_random_state(self.random_state)
-        seed = int(random.randint(np.iinfo(np.int32).max))
+    def _train(self, X: np.ndarray, max_iter: int, callback, continuing: bool, incremental: bool = False):
+        if incremental and getattr(self, "_seed", None) is not None:
+            seed = self._seed  # one run across partial_fit calls: one seed
+        else:
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         hyper = self._hyper(X.shape[1], seed)
-        if continuing and hasattr(self, "model_") and _same_model(self.model_.hyper, hyper):
+        continuing = continuing and hasattr(self, "model_") and _same_model(self.model_.hyper, hyper)
+        if continuing:
             theta0 = self.model_.theta.astype(X.dtype, copy=False)
         else:
+            # (With tied weights the trainers start from the tied average of theta0.)
             theta0 = initial_theta(X.shape[1], int(self.n_hidden), seed, X.dtype.name)
-        if self.tied:
-            n, h = X.shape[1], int(self.n_hidden)
-            w1 = theta0[: h * n].reshape(n, h)
-            theta0[h * n : 2 * h * n] = w1.T.reshape(-1)
-        model, summary, error = _train(
+            self.loss_curve_, self.n_iter_ = [], 0
+        state = getattr(self, "_training_state", None) if continuing and incremental else None
+        model, summary, error, new_state = _train(
             X,
             hyper,
             theta0,
@@ -201,15 +203,19 @@ class SparseAutoencoder(_EngineTransformer):
             random_state=seed,
             callback=self._progress(callback),
             n_threads=self.n_threads,
+            state=state,
         )
         self.model_ = model
         self.components_ = model.W1
         self.intercept_hidden_ = model.b1
-        self.n_iter_ = summary["n_iter"]
-        # The cost after each iteration or epoch (the engine's curve also has the start's).
-        curve = [cost for step, cost in summary["curve"] if step > 0]
-        self.loss_curve_ = curve if not continuing or not hasattr(self, "loss_curve_") else self.loss_curve_ + curve
+        self.n_iter_ = self.n_iter_ + summary["n_iter"] if continuing else summary["n_iter"]
+        # The cost after each iteration or epoch (the engine's curve also has the start's,
+        # and a continued run's curve its earlier epochs').
+        curve = [cost for step, cost in summary["curve"] if step > (state.epoch if state else 0)]
+        self.loss_curve_ = self.loss_curve_ + curve if continuing else curve
         self.stop_reason_ = summary["stop"]
+        self._training_state = new_state if incremental else None
+        self._seed = seed if incremental else None
         if error is not None:
             raise error
         return self
@@ -254,8 +260,7 @@ class VariationalAutoencoder(_EngineTransformer):
     mean and log-variance of `q(z|x)`), decoder `n_latent → n_hidden → n` with a `decoder`
     likelihood (``"bernoulli"`` for data in [0, 1], ``"gaussian"``), trained by Adam on the
     negative ELBO, `max_iter` epochs of `batch_size`. `transform` is the latent mean `μ(x)`,
-    `inverse_transform` the decoder's mean at `z`, `sample(n)` draws from the prior, `score`
-    the negative −ELBO per example (the ELBO)."""
+    `inverse_transform` the decoder's mean at `z`, `sample(n)` draws from the prior."""
 
     def __init__(
         self,

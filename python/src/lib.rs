@@ -11,7 +11,9 @@
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
@@ -28,7 +30,9 @@ use sae::model::vae::{VaeDecoder, VaeModel, VaeShape, VAE_OBJECTIVE};
 use sae::model::{Activation, Corruption, HyperParams, ModelFile, Parameters, Reconstruction, SparsityPenalty};
 use sae::objective::{StackShape, StackedObjective, StreamMode, StreamingObjective, UnboundObjective, VaeObjective};
 use sae::optim::{LbfgsOptions, StepRule};
-use sae::train::{MinibatchOptions, MinibatchTrainer, Trainer, VaeOptions, VaeTrainer};
+use sae::train::{
+    Checkpoint, MinibatchOptions, MinibatchState, MinibatchStep, MinibatchTrainer, Trainer, VaeOptions, VaeTrainer,
+};
 use sae::{Dataset, Error, Layout, Objective, Real};
 
 /// The Python exception for an engine error, a class of `sae.errors` (all subclasses of
@@ -38,6 +42,23 @@ use sae::{Dataset, Error, Layout, Objective, Real};
 /// the input `InvalidInputError` (`ValueError`); the message names the parameter, file, row or
 /// column.
 fn py_error(e: Error) -> PyErr {
+    if let Error::InvalidHyperParameter { name, value, reason } = e {
+        // The parameter under the name the Python API gives it.
+        let name = match name {
+            "visible" => "n_visible",
+            "hidden" => "n_hidden",
+            "latent" => "n_latent",
+            "lambda" => "alpha",
+            "beta" => "sparsity_weight",
+            "rho" => "sparsity_target",
+            "masking probability" | "noise standard deviation" => "corruption_level",
+            "batch size" => "batch_size",
+            "learning rate" => "learning_rate_init",
+            other => other,
+        };
+        let reason = reason.replace("β = 0", "sparsity_weight = 0");
+        return invalid(format!("invalid hyper-parameter `{name}` = {value}: {reason}"));
+    }
     let class = match e {
         Error::Io { .. } | Error::InUse { .. } | Error::FileClash { .. } | Error::BadOutput { .. } => "FileAccessError",
         Error::BadFile { .. } | Error::BadCheckpoint { .. } => "ModelFileError",
@@ -886,18 +907,18 @@ fn vae_apply<'py, T: Real + Element>(
     map: VaeMap,
 ) -> PyResult<Bound<'py, PyAny>> {
     let shape = model.shape;
-    let (width, name, out) = match map {
-        VaeMap::Encode => (shape.visible, "n_visible", shape.latent),
-        VaeMap::Decode => (shape.latent, "n_latent", shape.visible),
+    let (what, width, name, out) = match map {
+        VaeMap::Encode => ("X", shape.visible, "n_visible", shape.latent),
+        VaeMap::Decode => ("Z", shape.latent, "n_latent", shape.visible),
     };
     let input = match input.cast::<PyArray2<T>>() {
         Ok(array) if array.is_c_contiguous() => input.clone(),
         _ => input.py().import("numpy")?.call_method1("ascontiguousarray", (input, Dtype::name(dtype_of::<T>())))?,
     };
-    check_width(&input, "X", width, name)?;
+    check_width(&input, what, width, name)?;
     let input: PyReadonlyArray2<T> = input.extract()?;
     let rows = input.shape()[0];
-    let values = input.as_slice().map_err(|_| invalid("X must be C-contiguous"))?;
+    let values = input.as_slice().map_err(|_| invalid(format!("{what} must be C-contiguous")))?;
     let output = py
         .detach(|| {
             let objective = VaeObjective::<T>::new(shape, 1, 0)?;
@@ -1013,16 +1034,24 @@ fn train_vae<'py>(
     let options = VaeOptions { rule: StepRule::adam(learning_rate), batch_size, epochs, seed: random_state };
     let trainer = VaeTrainer::new(shape, options).map_err(py_error)?;
     let pool = thread_pool(n_threads)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let trainer = trainer.stop_when(stop.clone());
     let mut run = Run { callback: callback.as_ref(), error: None, started: Instant::now() };
     let mut curve = Vec::new();
-    let model = match dtype {
-        Dtype::F32 => Stored::F32(fit_vae::<f32>(py, &trainer, x, theta0, pool.as_ref(), &mut run, &mut curve)?),
-        Dtype::F64 => Stored::F64(fit_vae::<f64>(py, &trainer, x, theta0, pool.as_ref(), &mut run, &mut curve)?),
+    let (model, signal) = match dtype {
+        Dtype::F32 => {
+            let (model, signal) = fit_vae::<f32>(py, &trainer, x, theta0, pool.as_ref(), &stop, &mut run, &mut curve)?;
+            (Stored::F32(model), signal)
+        }
+        Dtype::F64 => {
+            let (model, signal) = fit_vae::<f64>(py, &trainer, x, theta0, pool.as_ref(), &stop, &mut run, &mut curve)?;
+            (Stored::F64(model), signal)
+        }
     };
     let summary = PyDict::new(py);
     summary.set_item("n_iter", curve.len())?;
     summary.set_item("curve", curve)?;
-    Ok((PyVaeModel(model), summary, run.error))
+    Ok((PyVaeModel(model), summary, run.error.or(signal)))
 }
 
 fn fit_vae<'py, T: Real + Element>(
@@ -1031,14 +1060,15 @@ fn fit_vae<'py, T: Real + Element>(
     x: &Bound<'py, PyAny>,
     theta0: &Bound<'py, PyAny>,
     pool: Option<&rayon::ThreadPool>,
+    stop: &AtomicBool,
     run: &mut Run<'_>,
     curve: &mut Vec<(usize, f64)>,
-) -> PyResult<VaeModel<T>> {
+) -> PyResult<(VaeModel<T>, Option<PyErr>)> {
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
     let theta0: PyReadonlyArray1<T> = theta0.extract()?;
     let init = theta0.as_array().to_vec();
-    detached(py, pool, || {
+    let (model, signal) = supervised(py, pool, stop, || {
         trainer.fit(&data, &init, |epoch| {
             let cost = epoch.cost;
             curve.push((epoch.epoch, cost.total()));
@@ -1049,8 +1079,8 @@ fn fit_vae<'py, T: Real + Element>(
                 ("kl", cost.kl),
             ])
         })
-    })
-    .map_err(py_error)
+    })?;
+    Ok((model.map_err(py_error)?, signal))
 }
 
 /// The VAE's initial `theta` of the seed (its own layout and scheme).
@@ -1123,10 +1153,11 @@ impl PyStackModel {
     /// each layer's `W_l` (`h_l×h_{l−1}`, column-major) and `b_l`.
     #[staticmethod]
     fn from_theta(sizes: Vec<usize>, n_classes: usize, theta: &Bound<'_, PyAny>) -> PyResult<Self> {
-        if sizes.len() < 2 || sizes.contains(&0) || n_classes < 2 {
+        // The classes are predicted as uint8.
+        if sizes.len() < 2 || sizes.contains(&0) || !(2..=256).contains(&n_classes) {
             return Err(invalid(format!(
-                "a stack needs sizes [n, h_1, …] with at least one hidden layer and no empty one, and two \
-                 classes or more (sizes {sizes:?}, {n_classes} classes)"
+                "a stack needs sizes [n, h_1, …] with at least one hidden layer and no empty one, and 2 to \
+                 256 classes (sizes {sizes:?}, {n_classes} classes)"
             )));
         }
         let shape = StackShape { sizes, classes: n_classes };
@@ -1186,28 +1217,61 @@ impl PyStackModel {
 /// What the training callback is given and how the run reports its end.
 struct Run<'a> {
     callback: Option<&'a Py<PyAny>>,
-    /// The first error the callback raised, or a pending signal's (Ctrl-C): the run stops at
-    /// the step it is noticed, and it is raised once the model so far is kept.
+    /// The first error the callback raised: the run stops at that step, and it is raised once
+    /// the model so far is kept.
     error: Option<PyErr>,
     started: Instant,
 }
 
+/// Runs a training `work` (which stops between steps once `stop` is set) on a thread of its
+/// own, on `pool` when there is one, while the calling thread waits with the interpreter
+/// detached and lets Python handle signals every 20 ms: only the main thread can, and the
+/// work may run anywhere. Ctrl-C sets `stop` and is returned, to be raised once the model so
+/// far is kept.
+fn supervised<R: Send>(
+    py: Python<'_>,
+    pool: Option<&rayon::ThreadPool>,
+    stop: &AtomicBool,
+    work: impl FnOnce() -> R + Send,
+) -> PyResult<(R, Option<PyErr>)> {
+    py.detach(|| {
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| match pool {
+                Some(pool) => pool.install(work),
+                None => work(),
+            });
+            let mut signal = None;
+            while !worker.is_finished() {
+                std::thread::sleep(Duration::from_millis(20));
+                if signal.is_none() {
+                    if let Err(e) = Python::attach(|py| py.check_signals()) {
+                        stop.store(true, Ordering::Relaxed);
+                        signal = Some(e);
+                    }
+                }
+            }
+            let result = worker.join().map_err(|_| PyRuntimeError::new_err("the training thread panicked"))?;
+            Ok((result, signal))
+        })
+    })
+}
+
 impl Run<'_> {
-    /// Calls the callback with `fields` (and the elapsed time), after letting Python handle
-    /// pending signals: `Break` when either raises or the callback returns `False`.
+    /// Calls the callback with `fields` (and the elapsed time): `Break` when it raises or
+    /// returns a false value other than `None` (`False`, `np.False_`, `0`).
     fn step(&mut self, fields: &[(&str, f64)]) -> ControlFlow<()> {
+        let Some(callback) = self.callback else { return ControlFlow::Continue(()) };
         Python::attach(|py| {
-            let outcome = py.check_signals().and_then(|()| {
-                let Some(callback) = self.callback else { return Ok(true) };
+            let outcome = (|| {
                 let info = PyDict::new(py);
                 for &(key, value) in fields {
                     info.set_item(key, value)?;
                 }
                 info.set_item("time", self.started.elapsed().as_secs_f64())?;
                 let result = callback.call1(py, (info,))?;
-                // Only an explicit False stops: a callback returning nothing goes on.
-                Ok(!result.bind(py).is(&pyo3::types::PyBool::new(py, false).to_owned()))
-            });
+                let result = result.bind(py);
+                Ok::<bool, PyErr>(result.is_none() || result.is_truthy()?)
+            })();
             match outcome {
                 Ok(true) => ControlFlow::Continue(()),
                 Ok(false) => ControlFlow::Break(()),
@@ -1217,6 +1281,20 @@ impl Run<'_> {
                 }
             }
         })
+    }
+}
+
+/// Where an Adam or SGD run ended (parameters, the step rule's moments, the running
+/// `rho_hat`, the epoch), to continue it: what `partial_fit` carries from call to call.
+#[pyclass(module = "sae._sae", name = "TrainingState", frozen)]
+struct PyTrainingState(MinibatchState);
+
+#[pymethods]
+impl PyTrainingState {
+    /// Epochs completed.
+    #[getter]
+    fn epoch(&self) -> usize {
+        self.0.epoch
     }
 }
 
@@ -1230,16 +1308,21 @@ struct Solver<'a> {
     seed: u64,
 }
 
-/// Trains a model on `x` from `theta0`; see `train` for the arguments.
+/// A trained model, the run's summary, the exception that ended it early, and (minibatch
+/// solvers) where it ended.
+type Outcome<'py, M> = (M, Bound<'py, PyDict>, Option<PyErr>, Option<MinibatchState>);
+
+/// Trains a model on `x` from `theta0`, or (minibatch solvers) from `state`; see `train`.
 fn train_in<'py, T: Real + Element>(
     py: Python<'py>,
     hyper: HyperParams,
     x: &Bound<'py, PyAny>,
     theta0: &Bound<'py, PyAny>,
     solver: &Solver<'_>,
+    state: Option<&MinibatchState>,
     callback: Option<&Py<PyAny>>,
     pool: Option<&rayon::ThreadPool>,
-) -> PyResult<(ModelFile<T>, Bound<'py, PyDict>, Option<PyErr>)> {
+) -> PyResult<Outcome<'py, ModelFile<T>>> {
     let Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed } = *solver;
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
@@ -1247,35 +1330,42 @@ fn train_in<'py, T: Real + Element>(
     let (n, h) = (hyper.visible(), hyper.hidden());
     let init = Parameters::from_theta(n, h, theta0.as_array().to_vec()).map_err(py_error)?;
     let mut run = Run { callback, error: None, started: Instant::now() };
+    let stop_flag = Arc::new(AtomicBool::new(false));
     let summary = PyDict::new(py);
-    let (model, stop, iterations, curve) = match solver {
+    let (model, stop, iterations, curve, state, signal) = match solver {
         "lbfgs" => {
             let options = LbfgsOptions { max_iterations: max_iter, ..LbfgsOptions::default() };
-            let trained = detached(py, pool, || {
+            let trainer = Trainer::new(options).stop_when(stop_flag.clone());
+            let (trained, signal) = supervised(py, pool, &stop_flag, || {
                 let mut objective = Objective::new(hyper, data)?;
-                Trainer::new(options).fit(&mut objective, &init, |step| {
+                trainer.fit(&mut objective, &init, |step| {
                     let i = &step.lbfgs;
                     run.step(&[("iteration", i.iteration as f64), ("cost", i.f), ("gradient_norm", i.gradient_norm)])
                 })
-            })
-            .map_err(py_error)?;
-            (trained.model, trained.stop.name(), trained.iterations, trained.curve)
+            })?;
+            let trained = trained.map_err(py_error)?;
+            (trained.model, trained.stop.name(), trained.iterations, trained.curve, None, signal)
         }
         "adam" | "sgd" => {
             let rule =
                 if solver == "adam" { StepRule::adam(learning_rate) } else { StepRule::sgd(learning_rate, momentum) };
-            let options = MinibatchOptions { rule, batch_size, epochs: max_iter, seed, ..MinibatchOptions::default() };
-            let trainer = MinibatchTrainer::new(hyper, options).map_err(py_error)?;
-            let trained = detached(py, pool, || {
-                trainer.fit(&data, &init, |step| {
-                    if !step.epoch_end {
-                        return ControlFlow::Continue(());
-                    }
-                    run.step(&[("epoch", step.epoch as f64), ("step", step.step as f64), ("cost", step.cost)])
-                })
-            })
-            .map_err(py_error)?;
-            (trained.model, trained.stop.name(), trained.epochs, trained.curve)
+            // Continuing a state: `max_iter` epochs more.
+            let epochs = state.map_or(0, |s| s.epoch) + max_iter;
+            let options = MinibatchOptions { rule, batch_size, epochs, seed, ..MinibatchOptions::default() };
+            let trainer = MinibatchTrainer::new(hyper, options).map_err(py_error)?.stop_when(stop_flag.clone());
+            let on_step = |step: &MinibatchStep| {
+                if !step.epoch_end {
+                    return ControlFlow::Continue(());
+                }
+                run.step(&[("epoch", step.epoch as f64), ("step", step.step as f64), ("cost", step.cost)])
+            };
+            let (trained, signal) = supervised(py, pool, &stop_flag, || match state {
+                Some(state) => trainer.resume_from(&data, Checkpoint::from(state.clone()), None, on_step),
+                None => trainer.fit(&data, &init, on_step),
+            })?;
+            let trained = trained.map_err(py_error)?;
+            let epochs = trained.epochs - state.map_or(0, |s| s.epoch);
+            (trained.model, trained.stop.name(), epochs, trained.curve, Some(trained.state), signal)
         }
         other => {
             return Err(invalid(format!("solver = {other:?} is not one of 'lbfgs', 'adam', 'sgd'")));
@@ -1284,7 +1374,7 @@ fn train_in<'py, T: Real + Element>(
     summary.set_item("stop", stop)?;
     summary.set_item("n_iter", iterations)?;
     summary.set_item("curve", curve)?;
-    Ok((model, summary, run.error))
+    Ok((model, summary, run.error.or(signal), state))
 }
 
 /// Trains a sparse autoencoder on `X` (`m×n`, float32 or float64: the model's precision)
@@ -1299,6 +1389,7 @@ fn train_in<'py, T: Real + Element>(
 #[pyo3(signature = (
     x, hyper, theta0, *, solver = "lbfgs", max_iter = 400, batch_size = 256,
     learning_rate = 1e-3, momentum = 0.9, random_state = 0, callback = None, n_threads = None,
+    state = None,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn train<'py>(
@@ -1314,7 +1405,8 @@ fn train<'py>(
     random_state: u64,
     callback: Option<Py<PyAny>>,
     n_threads: Option<usize>,
-) -> PyResult<(PyModel, Bound<'py, PyDict>, Option<PyErr>)> {
+    state: Option<PyRef<'py, PyTrainingState>>,
+) -> PyResult<(PyModel, Bound<'py, PyDict>, Option<PyErr>, Option<PyTrainingState>)> {
     let dtype = Dtype::of(x, "X")?;
     if Dtype::of(theta0, "theta0")? != dtype {
         return Err(PyTypeError::new_err(format!("theta0 must have X's dtype, {}", dtype.name())));
@@ -1322,16 +1414,19 @@ fn train<'py>(
     let pool = thread_pool(n_threads)?;
     let run = Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed: random_state };
     let callback = callback.as_ref();
-    Ok(match dtype {
+    let state = state.as_ref().map(|s| &s.0);
+    let pool = pool.as_ref();
+    let (model, summary, error, state) = match dtype {
         Dtype::F32 => {
-            let (model, summary, error) = train_in::<f32>(py, hyper.0, x, theta0, &run, callback, pool.as_ref())?;
-            (PyModel(Stored::F32(model)), summary, error)
+            let (model, summary, error, state) = train_in::<f32>(py, hyper.0, x, theta0, &run, state, callback, pool)?;
+            (PyModel(Stored::F32(model)), summary, error, state)
         }
         Dtype::F64 => {
-            let (model, summary, error) = train_in::<f64>(py, hyper.0, x, theta0, &run, callback, pool.as_ref())?;
-            (PyModel(Stored::F64(model)), summary, error)
+            let (model, summary, error, state) = train_in::<f64>(py, hyper.0, x, theta0, &run, state, callback, pool)?;
+            (PyModel(Stored::F64(model)), summary, error, state)
         }
-    })
+    };
+    Ok((model, summary, error, state.map(PyTrainingState)))
 }
 
 #[pymodule]
@@ -1342,6 +1437,7 @@ fn _sae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
     m.add_class::<PyVaeModel>()?;
     m.add_class::<PyStackModel>()?;
+    m.add_class::<PyTrainingState>()?;
     m.add_function(wrap_pyfunction!(model_kind, m)?)?;
     m.add_function(wrap_pyfunction!(train_vae, m)?)?;
     m.add_function(wrap_pyfunction!(vae_initial_theta, m)?)?;

@@ -105,7 +105,8 @@ def test_bad_parameters_are_clear_errors(patches):
         sae.SparseAutoencoder(loss="hinge").fit(patches)
 
 
-def test_ctrl_c_stops_a_fit_keeping_the_model_so_far():
+@pytest.mark.parametrize("n_threads", [None, 1])
+def test_ctrl_c_stops_a_fit_keeping_the_model_so_far(n_threads):
     """SIGINT to a process training (the engine working, the interpreter detached): the fit
     ends at the next iteration with KeyboardInterrupt, and the model so far is usable."""
     import signal
@@ -115,7 +116,7 @@ def test_ctrl_c_stops_a_fit_keeping_the_model_so_far():
     script = """
 import sys, numpy as np, sae
 X = np.random.default_rng(0).uniform(0.1, 0.9, size=(20000, 64))
-model = sae.SparseAutoencoder(49, max_iter=100000, random_state=0)
+model = sae.SparseAutoencoder(49, max_iter=100000, random_state=0, n_threads=N_THREADS)
 def started(info):
     if info["iteration"] == 1:
         print("training", flush=True)
@@ -124,6 +125,7 @@ try:
 except KeyboardInterrupt:
     print("interrupted after", model.n_iter_, model.transform(X[:3]).shape, flush=True)
 """
+    script = script.replace("N_THREADS", repr(n_threads))
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == "training"
@@ -133,3 +135,31 @@ except KeyboardInterrupt:
         process.kill()
     assert out.startswith("interrupted after ") and out.strip().endswith("(3, 49)"), out
     assert process.returncode == 0
+
+
+def test_partial_fit_continues_one_run_as_fit_with_as_many_epochs(patches):
+    kwargs = dict(solver="adam", batch_size=32, learning_rate_init=0.01, random_state=0)
+    continued = sae.SparseAutoencoder(8, max_iter=1, **kwargs)
+    for _ in range(3):
+        continued.partial_fit(patches)
+    assert continued.n_iter_ == 3 and len(continued.loss_curve_) == 3
+    # The same seed, epochs and moments as one run of three epochs: the same model.
+    whole = sae.SparseAutoencoder(8, max_iter=3, **kwargs).fit(patches)
+    np.testing.assert_array_equal(continued.model_.theta, whole.model_.theta)
+    np.testing.assert_allclose(continued.loss_curve_, whole.loss_curve_, rtol=1e-12)
+
+
+def test_a_callback_returning_any_false_value_but_none_stops(patches):
+    for falsy in (np.False_, 0):
+        model = sae.SparseAutoencoder(8, max_iter=50, random_state=0)
+        model.fit(patches, callback=lambda info, falsy=falsy: falsy)
+        assert model.n_iter_ == 1
+    model = sae.SparseAutoencoder(8, max_iter=5, random_state=0).fit(patches, callback=lambda info: None)
+    assert model.n_iter_ == 5
+
+
+def test_hyper_parameter_errors_name_the_python_parameter(patches):
+    with pytest.raises(sae.InvalidInputError, match="sparsity_target"):
+        sae.SparseAutoencoder(sparsity_target=1.5).fit(patches)
+    with pytest.raises(sae.InvalidInputError, match="sparsity_weight = 0"):
+        sae.SparseAutoencoder(activation="relu").fit(patches)

@@ -133,6 +133,10 @@ pub struct MinibatchTrained<T> {
     /// `(epoch, mean of the epoch's minibatch costs)` from the first epoch (after resuming,
     /// the checkpoint's first).
     pub curve: Vec<(usize, f64)>,
+    /// Where the run ended (the last step's parameters, the step rule's moments, the running
+    /// `rho_hat`): `Checkpoint::from(state)` continues it with
+    /// [`MinibatchTrainer::resume_from`], e.g. for more epochs on new data.
+    pub state: MinibatchState,
 }
 
 /// Minibatch training of one model on data in memory, with optional checkpoints.
@@ -382,6 +386,8 @@ impl MinibatchTrainer {
                 }
             }
         }
+        // The running `rho_hat` lived in the objective during the run.
+        state.running_rho_hat = objective.running_rho_hat().to_vec();
         log::info!(
             "{} stopped after {} steps ({} epochs): {stop}",
             options.rule.name(),
@@ -416,7 +422,7 @@ impl MinibatchTrainer {
         if let Some(validation) = &validation {
             validation.describe(&mut model);
         }
-        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch, stop, curve: curve.0 })
+        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch, stop, curve: curve.0, state })
     }
 
     /// The model at the point `x`, without metadata.

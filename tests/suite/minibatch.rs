@@ -108,6 +108,25 @@ fn a_run_resumed_mid_epoch_ends_bit_for_bit_where_an_uninterrupted_run_ends() {
 }
 
 #[test]
+fn a_run_continued_from_its_final_state_in_memory_is_the_longer_run() {
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let options =
+        |epochs| MinibatchOptions { rule: StepRule::adam(0.01), batch_size: 100, epochs, rho_momentum: 0.9, seed: 5 };
+    let init = Parameters::init(N, H, 6);
+    let three = MinibatchTrainer::new(hyper(N, H), options(3)).unwrap().fit(&data, &init, |_| {}).unwrap();
+    let one = MinibatchTrainer::new(hyper(N, H), options(1)).unwrap().fit(&data, &init, |_| {}).unwrap();
+    assert_eq!(one.state.epoch, 1);
+    let continued = MinibatchTrainer::new(hyper(N, H), options(3))
+        .unwrap()
+        .resume_from(&data, one.state.into(), None, |_| {})
+        .unwrap();
+    assert_eq!(continued.model.parameters, three.model.parameters);
+    assert_eq!((continued.epochs, continued.steps), (3, 30));
+    assert_eq!(continued.state, three.state);
+}
+
+#[test]
 fn divergence_stops_with_a_clear_error_and_the_last_good_checkpoint_kept() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("run.ckpt");
