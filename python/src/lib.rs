@@ -343,8 +343,9 @@ fn evaluate<'py, T: Real + Element>(
         .map_err(|_| PyTypeError::new_err(format!("theta must be a 1-D {} array", Dtype::name(dtype_of::<T>()))))?;
     let theta = theta.as_slice().map_err(|_| invalid("theta must be contiguous"))?;
     // Scanned when the objective was made (a pass over all of it would be a tenth of S1's
-    // evaluation); a change since then to NaN or infinity shows as a non-finite cost, and is
-    // then named.
+    // evaluation); a change since then to NaN or infinity shows as a non-finite cost or a
+    // saturated unit, and is then named. (With the cross-entropy loss, binding still checks
+    // that every value lies in [0, 1]: a pass per call.)
     let data = unscanned_dataset(&x)?;
     let mut grad = vec![T::zero(); theta.len()];
     let unbound = slot.take();

@@ -70,8 +70,8 @@ impl<'a, T: Real> Dataset<'a, T> {
     /// [`features_by_examples`](Self::features_by_examples) for `layout`, without the scan for
     /// non-finite values (a pass over all of them): for a caller that evaluates the same values
     /// many times and has scanned them once with [`check_finite`](Self::check_finite), and that
-    /// scans again when a result comes out non-finite to say why. On non-finite values the
-    /// engine's costs and gradients are NaN or infinite, never anything else.
+    /// scans again when a result comes out non-finite (or a unit saturated) to say why: on
+    /// non-finite values the engine's cost is NaN or infinite, or a unit saturates.
     pub fn unscanned(values: &'a [T], examples: usize, features: usize, layout: Layout) -> Result<Self> {
         if examples == 0 {
             return Err(Error::EmptyData { what: "no examples (m = 0)" });

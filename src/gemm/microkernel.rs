@@ -281,7 +281,7 @@ pub(crate) fn scalar_f64() -> MicroKernel<f64> {
 //
 // Packing an operand whose rows are contiguous transposes it, in the largest tiles that fit the
 // panels: 16×16 f32 and 8×8 f64 in 512-bit registers, 8×8 f32 and 4×4 f64 in 256-bit ones,
-// 4×4 f32 in 128-bit ones (the last four rows of a 12-wide panel).
+// 4×4 f32 in 128-bit ones (the last four rows of a 12-wide panel, or of AVX2's 6-wide ones).
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
