@@ -75,10 +75,19 @@ def as_data(x, dtype: Optional[Union[str, np.dtype]] = None) -> np.ndarray:
         raise InvalidInputError(f"X must be 2-D (examples × features), not {x.ndim}-D")
     target = _float_dtype(x, dtype)
     if x.dtype != target:
-        x = x.astype(target)
+        try:
+            x = x.astype(target)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"X of dtype {x.dtype} cannot be read as {target}: {e}") from e
     if not (x.flags.c_contiguous or x.flags.f_contiguous):
         x = np.ascontiguousarray(x)
     return x
+
+
+def _check_threads(n_threads: Optional[int]) -> None:
+    """`n_threads` is `None` (the caller's pool) or a positive count."""
+    if n_threads is not None and not (isinstance(n_threads, (int, np.integer)) and n_threads >= 1):
+        raise InvalidInputError(f"n_threads = {n_threads!r} must be None or a positive integer")
 
 
 def _first_array(path: Path) -> np.ndarray:
@@ -133,6 +142,7 @@ class Objective:
         mode: str = "one-pass",
         n_threads: Optional[int] = None,
     ) -> None:
+        _check_threads(n_threads)
         self.path: Optional[Path] = None
         if isinstance(X, (str, os.PathLike)):
             self.path = Path(X)

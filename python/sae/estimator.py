@@ -11,7 +11,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from . import HyperParams, Model, Objective, initial_theta
+from . import HyperParams, Model, Objective, _check_threads, initial_theta
 from ._sae import train_vae as _train_vae
 from ._sae import vae_initial_theta
 from .errors import InvalidInputError, SaturationError
@@ -135,6 +135,7 @@ class SparseAutoencoder(_EngineTransformer):
     # -- fitting -----------------------------------------------------------------------------
 
     def _check_params(self) -> None:
+        _check_threads(self.n_threads)
         if self.solver not in _SOLVERS:
             raise InvalidInputError(f"solver = {self.solver!r} is not one of {_SOLVERS}")
         if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
@@ -295,6 +296,7 @@ class VariationalAutoencoder(_EngineTransformer):
 
     def fit(self, X, y=None, *, callback=None):
         """Trains on `X` (`m×n`); `y` is ignored."""
+        _check_threads(self.n_threads)
         for name in ("n_latent", "n_hidden", "max_iter", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:

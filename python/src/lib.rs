@@ -1335,7 +1335,9 @@ fn train_in<'py, T: Real + Element>(
     let summary = PyDict::new(py);
     let (model, stop, iterations, curve, state, signal) = match solver {
         "lbfgs" => {
-            let options = LbfgsOptions { max_iterations: max_iter, ..LbfgsOptions::default() };
+            // minFunc's 1000 evaluations for its 400 iterations: as many per iteration beyond.
+            let max_evaluations = LbfgsOptions::MINFUNC.max_evaluations.max(max_iter.saturating_mul(5) / 2);
+            let options = LbfgsOptions { max_iterations: max_iter, max_evaluations, ..LbfgsOptions::MINFUNC };
             let trainer = Trainer::new(options).stop_when(stop_flag.clone());
             let (trained, signal) = supervised(py, pool, &stop_flag, || {
                 let mut objective = Objective::new(hyper, data)?;

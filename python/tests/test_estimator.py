@@ -99,6 +99,8 @@ def test_in_a_pipeline_and_a_grid_search(patches):
 
 
 def test_bad_parameters_are_clear_errors(patches):
+    with pytest.raises(sae.InvalidInputError, match="n_threads"):
+        sae.SparseAutoencoder(n_threads=-1).fit(patches)
     with pytest.raises(ValueError, match="solver"):
         sae.SparseAutoencoder(solver="newton").fit(patches)
     with pytest.raises(ValueError, match="loss"):

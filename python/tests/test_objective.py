@@ -144,8 +144,11 @@ def test_bad_input_is_a_clear_error(patches):
         sae.Objective(patches[0], 4)
     with pytest.raises(ValueError, match="activation"):
         sae.Objective(patches, 4, activation="softplus")
-    with pytest.raises(ValueError, match="n_threads"):
-        sae.Objective(patches, 4, n_threads=0)
+    for threads in (0, -1, 1.5):
+        with pytest.raises(sae.InvalidInputError, match="n_threads"):
+            sae.Objective(patches, 4, n_threads=threads)
+    with pytest.raises(sae.InvalidInputError, match="dtype"):
+        sae.Objective(np.array([["a", "b"]]), 1)
 
 
 def test_data_made_non_finite_after_the_objective_is_named_at_the_next_call(patches):
