@@ -135,11 +135,20 @@ fn unscanned_dataset<'a, T: Real + Element>(x: &'a PyReadonlyArray2<'_, T>) -> P
     Dataset::unscanned(values, m, n, layout).map_err(py_error)
 }
 
-/// `x` as a contiguous array of `T`: itself when it is one (either order), else numpy's C-order
+/// The order a kernel reads a 2-D array in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Contiguity {
+    /// C or Fortran order: a data set, whose layout follows the array's.
+    Either,
+    /// C order only: rows read as they lie.
+    Rows,
+}
+
+/// `x` as a contiguous array of `T` in `order`: itself when it is one, else numpy's C-order
 /// copy (the one copy a layout or dtype forces).
-fn contiguous<'py, T: Real + Element>(x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+fn contiguous<'py, T: Real + Element>(x: &Bound<'py, PyAny>, order: Contiguity) -> PyResult<Bound<'py, PyAny>> {
     if let Ok(array) = x.cast::<PyArray2<T>>() {
-        if array.is_c_contiguous() || array.is_fortran_contiguous() {
+        if array.is_c_contiguous() || (order == Contiguity::Either && array.is_fortran_contiguous()) {
             return Ok(x.clone());
         }
     }
@@ -705,7 +714,7 @@ fn apply<'py, T: Real + Element>(
     n_threads: Option<usize>,
     decode: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let x = contiguous::<T>(x)?;
+    let x = contiguous::<T>(x, Contiguity::Either)?;
     check_width(&x, "X", model.hyper.visible(), "n_visible")?;
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
@@ -738,10 +747,7 @@ fn decode<'py, T: Real + Element>(
     hidden: &Bound<'py, PyAny>,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let hidden = match hidden.cast::<PyArray2<T>>() {
-        Ok(array) if array.is_c_contiguous() => hidden.clone(),
-        _ => hidden.py().import("numpy")?.call_method1("ascontiguousarray", (hidden, Dtype::name(dtype_of::<T>())))?,
-    };
+    let hidden = contiguous::<T>(hidden, Contiguity::Rows)?;
     check_width(&hidden, "H", model.hyper.hidden(), "n_hidden")?;
     let hidden: PyReadonlyArray2<T> = hidden.extract()?;
     let (m, n) = (hidden.shape()[0], model.hyper.visible());
@@ -912,10 +918,7 @@ fn vae_apply<'py, T: Real + Element>(
         VaeMap::Encode => ("X", shape.visible, "n_visible", shape.latent),
         VaeMap::Decode => ("Z", shape.latent, "n_latent", shape.visible),
     };
-    let input = match input.cast::<PyArray2<T>>() {
-        Ok(array) if array.is_c_contiguous() => input.clone(),
-        _ => input.py().import("numpy")?.call_method1("ascontiguousarray", (input, Dtype::name(dtype_of::<T>())))?,
-    };
+    let input = contiguous::<T>(input, Contiguity::Rows)?;
     check_width(&input, what, width, name)?;
     let input: PyReadonlyArray2<T> = input.extract()?;
     let rows = input.shape()[0];
@@ -1116,7 +1119,7 @@ fn stack_apply<'py, T: Real + Element>(
     x: &Bound<'py, PyAny>,
     classify: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let x = contiguous::<T>(x)?;
+    let x = contiguous::<T>(x, Contiguity::Either)?;
     check_width(&x, "X", model.shape.sizes[0], "n_visible")?;
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
