@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::softmax::{most_probable, softmax_minus_one_hot};
+use super::softmax::{most_probable, softmax_columns, softmax_minus_one_hot};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, Backend, MatMut, MatRef};
@@ -136,13 +136,26 @@ impl<'d, T: Real> StackedObjective<'d, T> {
     /// The most probable class of every example of `data` under the stack's parameters
     /// `theta` (in the layout of [`StackedObjective`]).
     pub fn predict(shape: &StackShape, theta: &[T], data: &Dataset<'_, T>) -> Vec<u8> {
+        most_probable(&Self::scores(shape, theta, data), shape.classes)
+    }
+
+    /// `p(y = j | x)` for every example of `data` under the stack's parameters `theta`: `m`
+    /// rows of `classes` values, each row summing to 1.
+    pub fn probabilities(shape: &StackShape, theta: &[T], data: &Dataset<'_, T>) -> Vec<T> {
+        let mut scores = Self::scores(shape, theta, data);
+        softmax_columns(&mut scores, shape.classes);
+        scores
+    }
+
+    /// The softmax's scores `θ a_L` of every example of `data`: `k×m`, column-major.
+    fn scores(shape: &StackShape, theta: &[T], data: &Dataset<'_, T>) -> Vec<T> {
         let activations = Self::forward(shape, theta, data.x(), &Kernels::detect(), Backend::preferred());
         let (k, top, m) = (shape.classes, *shape.sizes.last().expect("layers"), data.examples());
         let mut scores = vec![T::zero(); k * m];
         let a_top = MatRef::col_major(activations.last().expect("layers"), top, m);
         let softmax = MatRef::col_major(&theta[..k * top], k, top);
         gemm(Backend::preferred(), T::one(), softmax, a_top, T::zero(), MatMut::col_major(&mut scores, k, m));
-        most_probable(&scores, k)
+        scores
     }
 
     /// Runs the network on examples `start..start + width` and backpropagates.

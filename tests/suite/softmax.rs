@@ -42,3 +42,38 @@ fn labels_beyond_the_classes_are_refused() {
     let err = SoftmaxObjective::new(data, &[0, 5], 3, 1e-4).unwrap_err();
     assert!(err.to_string().contains("5 at example 1"), "{err}");
 }
+
+#[test]
+fn the_float32_softmax_gradient_agrees_with_float64() {
+    let (m, n, k) = (50, 6, 3);
+    let values = uniform_data(m, n, 5);
+    let labels: Vec<u8> = (0..m).map(|i| (i * 5 % k) as u8).collect();
+    let theta: Vec<f64> = uniform_data(1, k * n, 6).iter().map(|v| v - 0.5).collect();
+    let mut grad = vec![0.0; k * n];
+    let cost = SoftmaxObjective::new(Dataset::examples_by_features(&values, m, n).unwrap(), &labels, k, 1e-3)
+        .unwrap()
+        .evaluate(&theta, &mut grad)
+        .unwrap();
+    let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let theta32: Vec<f32> = theta.iter().map(|&v| v as f32).collect();
+    let mut grad32 = vec![0.0f32; k * n];
+    let cost32 = SoftmaxObjective::new(Dataset::examples_by_features(&values32, m, n).unwrap(), &labels, k, 1e-3)
+        .unwrap()
+        .evaluate(&theta32, &mut grad32)
+        .unwrap();
+    assert!((cost32 - cost).abs() < 1e-5 * cost, "{cost32} against {cost}");
+    let grad32: Vec<f64> = grad32.iter().map(|&g| g as f64).collect();
+    assert!(relative_difference(&grad32, &grad) < 1e-5);
+}
+
+#[test]
+fn a_confidently_wrong_example_costs_its_margin_not_infinity() {
+    // Scores (0, 2000): p(class 0) = e^{−2000} rounds to 0, its log does not need to.
+    let values = [1.0];
+    let data = Dataset::examples_by_features(&values, 1, 1).unwrap();
+    let mut objective = SoftmaxObjective::new(data, &[0], 2, 0.0).unwrap();
+    let mut grad = vec![0.0; 2];
+    let cost = objective.evaluate(&[0.0, 2000.0], &mut grad).unwrap();
+    assert!((cost - 2000.0).abs() < 1e-9, "{cost}");
+    assert_eq!(grad, [-1.0, 1.0]);
+}

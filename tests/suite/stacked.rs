@@ -57,3 +57,25 @@ fn a_one_layer_stack_predicts_as_softmax_on_the_encoded_features() {
     let expected = sae::objective::SoftmaxObjective::predict(&stack[..k * h], k, &encoded);
     assert_eq!(StackedObjective::predict(&shape, &stack, &data), expected);
 }
+
+#[test]
+fn the_probabilities_are_the_softmax_of_the_top_layer_and_agree_with_predict() {
+    let (m, n, k) = (25, 6, 4);
+    let values = uniform_data(m, n, 5);
+    let shape = StackShape { sizes: vec![n, 5, 3], classes: k };
+    let theta: Vec<f64> = uniform_data(1, shape.len(), 6).iter().map(|v| 6.0 * v - 3.0).collect();
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let probabilities = StackedObjective::probabilities(&shape, &theta, &data);
+    let features = StackedObjective::features(&shape, &theta, &data);
+    let predicted = StackedObjective::predict(&shape, &theta, &data);
+    for (i, (row, top)) in probabilities.chunks_exact(k).zip(features.chunks_exact(3)).enumerate() {
+        // softmax(θ a_L) by its definition, θ column-major k×3.
+        let scores: Vec<f64> = (0..k).map(|j| (0..3).map(|l| theta[j + k * l] * top[l]).sum()).collect();
+        let total: f64 = scores.iter().map(|s| s.exp()).sum();
+        for (p, s) in row.iter().zip(&scores) {
+            assert!((p - s.exp() / total).abs() < 1e-14, "example {i}");
+        }
+        let best = (0..k).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        assert_eq!(predicted[i] as usize, best, "example {i}");
+    }
+}
