@@ -2,8 +2,9 @@
 
 The engine is Rust (the extension module ``sae._sae``); this package converts array-likes,
 adds the UFLDL-style objective for any optimiser, the gradient check, model files and the
-scikit-learn estimator (:class:`SparseAutoencoder`, importable without scikit-learn only as
-far as its module is not used).
+scikit-learn estimators (:class:`SparseAutoencoder`, :class:`VariationalAutoencoder`,
+:class:`StackedAutoencoderClassifier`; ``import sae`` does not import scikit-learn, using them
+does).
 
 Arrays: float32 and float64 are computed in their own precision (anything else is converted
 to float64). A C- or Fortran-contiguous array is read in place; any other layout is copied
@@ -46,6 +47,7 @@ __all__ = [
     "Objective",
     "SparseAutoencoder",
     "StackModel",
+    "StackedAutoencoderClassifier",
     "VaeModel",
     "VariationalAutoencoder",
     "gradient_check",
@@ -276,7 +278,7 @@ copyreg.pickle(HyperParams, _reduce_hyper)
 
 def __getattr__(name: str):
     # The estimator needs scikit-learn: imported on first use, so `import sae` does not.
-    if name in ("SparseAutoencoder", "VariationalAutoencoder"):
+    if name in ("SparseAutoencoder", "StackedAutoencoderClassifier", "VariationalAutoencoder"):
         from . import estimator
 
         return getattr(estimator, name)

@@ -174,3 +174,28 @@ class StackModel:
     def first_layer_weights(self) -> _Floats: ...
     def features(self, x: _Floats) -> _Floats: ...
     def predict(self, x: _Floats) -> npt.NDArray[np.uint8]: ...
+    def predict_proba(self, x: _Floats) -> _Floats: ...
+
+def train_softmax(
+    x: _Floats,
+    y: npt.NDArray[np.uint8],
+    n_classes: int,
+    theta0: _Floats,
+    *,
+    alpha: float = 1e-4,
+    max_iter: int = 100,
+    callback: Optional[Callable[[dict[str, float]], Optional[bool]]] = None,
+    n_threads: Optional[int] = None,
+) -> Tuple[_Floats, dict[str, Any], Optional[BaseException]]: ...
+def fine_tune_stack(
+    x: _Floats,
+    y: npt.NDArray[np.uint8],
+    sizes: list[int],
+    n_classes: int,
+    theta0: _Floats,
+    *,
+    alpha: float = 1e-4,
+    max_iter: int = 400,
+    callback: Optional[Callable[[dict[str, float]], Optional[bool]]] = None,
+    n_threads: Optional[int] = None,
+) -> Tuple[StackModel, dict[str, Any], Optional[BaseException]]: ...

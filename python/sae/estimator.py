@@ -6,16 +6,19 @@ import sys
 from typing import Callable, Optional
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from . import HyperParams, Model, Objective, _check_threads, initial_theta
+from . import HyperParams, Model, Objective, StackModel, _check_threads, initial_theta
+from ._sae import fine_tune_stack as _fine_tune_stack
+from ._sae import train as _train
+from ._sae import train_softmax as _train_softmax
 from ._sae import train_vae as _train_vae
 from ._sae import vae_initial_theta
 from .errors import InvalidInputError, SaturationError
-from ._sae import train as _train
 
 from sklearn.utils.validation import validate_data as _validate_data
 
@@ -32,8 +35,14 @@ class _EngineTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return tags
 
     def _validate(self, X, reset: bool) -> np.ndarray:
+        """`X` checked, in the model's precision."""
+        return self._precision(_validate_data(self, X, **self._checks(reset)), reset)
+
+    def _checks(self, reset: bool) -> dict:
         dtype = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
-        X = _validate_data(self, X, reset=reset, dtype=dtype, order="C", ensure_min_samples=1)
+        return dict(reset=reset, dtype=dtype, order="C", ensure_min_samples=1)
+
+    def _precision(self, X: np.ndarray, reset: bool) -> np.ndarray:
         if self.dtype is None and X.dtype != np.float32:
             X = X.astype(np.float64, copy=False)
         if not reset and X.dtype != self.model_.dtype:
@@ -46,7 +55,8 @@ class _EngineTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
         def report(info: dict):
             step = f"epoch {int(info['epoch'])}" if "epoch" in info else f"iteration {int(info['iteration'])}"
-            print(f"{step}: cost {info['cost']:.6g} ({info['time']:.2f} s)", file=sys.stdout, flush=True)
+            stage = f"{info['stage']}, " if "stage" in info else ""
+            print(f"{stage}{step}: cost {info['cost']:.6g} ({info['time']:.2f} s)", file=sys.stdout, flush=True)
             return None if callback is None else callback(info)
 
         return report
@@ -342,6 +352,184 @@ class VariationalAutoencoder(_EngineTransformer):
         return self.model_.sample(int(n_samples), seed)
 
 
+class StackedAutoencoderClassifier(ClassifierMixin, _EngineTransformer):
+    """UFLDL's stacked autoencoder, a classifier: greedy layer-wise pretraining of sparse
+    autoencoders (sigmoid units, KL penalty of weight `sparsity_weight` towards
+    `sparsity_target`, weight decay `alpha`; `max_iter` L-BFGS iterations each), each on the
+    features of the one below; softmax regression on the top layer's features (weight decay
+    `softmax_alpha`, `softmax_max_iter` iterations); then fine-tuning of the whole network, the
+    softmax's log-loss backpropagated through every layer (`fine_tune_max_iter` iterations,
+    weight decay `softmax_alpha` on the softmax weights; 0 keeps the pretrained layers).
+
+    `transform` gives the top layer's features (``m×hidden_layer_sizes[-1]``), `predict` the
+    classes, `predict_proba` their probabilities, `score` the accuracy. The defaults are the
+    exercise's (two layers of 200 units, ρ = 0.1, β = 3, λ = 3e-3, softmax λ = 1e-4).
+
+    `callback(info)` passed to :meth:`fit` is called after each iteration of each stage, with
+    ``info["stage"]`` naming it (``"layer 1"``, …, ``"softmax"``, ``"fine-tuning"``); returning
+    ``False`` ends that stage there and fitting goes on with the next one. Ctrl-C stops the
+    fit: during fine-tuning the network so far is kept, before it nothing is fitted; then
+    ``KeyboardInterrupt`` is raised. Up to 256 classes.
+
+    Fitted attributes: `classes_`, `model_` (a :class:`sae.StackModel`), `layers_` (the
+    pretrained :class:`SparseAutoencoder` of each layer, with their curves), `n_iter_`,
+    `loss_curve_` and `stop_reason_` of the fine-tuning (of the softmax when there is none).
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(200, 200),
+        *,
+        sparsity_target: float = 0.1,
+        sparsity_weight: float = 3.0,
+        alpha: float = 3e-3,
+        softmax_alpha: float = 1e-4,
+        max_iter: int = 400,
+        softmax_max_iter: int = 100,
+        fine_tune_max_iter: int = 400,
+        random_state=None,
+        dtype=None,
+        n_threads: Optional[int] = None,
+        verbose: bool = False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.sparsity_target = sparsity_target
+        self.sparsity_weight = sparsity_weight
+        self.alpha = alpha
+        self.softmax_alpha = softmax_alpha
+        self.max_iter = max_iter
+        self.softmax_max_iter = softmax_max_iter
+        self.fine_tune_max_iter = fine_tune_max_iter
+        self.random_state = random_state
+        self.dtype = dtype
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    @property
+    def _n_features_out(self) -> int:
+        return int(self._sizes()[-1])
+
+    def _sizes(self) -> list:
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
+        if not sizes or not all(isinstance(h, (int, np.integer)) and h >= 1 for h in sizes):
+            raise InvalidInputError(
+                f"hidden_layer_sizes = {self.hidden_layer_sizes!r} must be one or more positive integers"
+            )
+        return [int(h) for h in sizes]
+
+    def _check_params(self) -> list:
+        _check_threads(self.n_threads)
+        for name in ("max_iter", "softmax_max_iter", "fine_tune_max_iter"):
+            value, least = getattr(self, name), 0 if name == "fine_tune_max_iter" else 1
+            if not isinstance(value, (int, np.integer)) or value < least:
+                kind = "a non-negative" if least == 0 else "a positive"
+                raise InvalidInputError(f"{name} = {value!r} must be {kind} integer")
+        return self._sizes()
+
+    def fit(self, X, y, *, callback: Optional[Callable[[dict], Optional[bool]]] = None):
+        """Pretrains the layers on `X` (`m×n`), then trains the softmax and fine-tunes the
+        network on `X` and its labels `y`."""
+        sizes = self._check_params()
+        X, y = _validate_data(self, X, y, **self._checks(reset=True))
+        X = self._precision(X, reset=True)
+        check_classification_targets(y)
+        classes, labels = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise InvalidInputError(f"a classifier needs examples of 2 classes or more; y has {len(classes)} class")
+        if len(classes) > 256:
+            raise InvalidInputError(f"y has {len(classes)} classes; the stack classifies into at most 256")
+        labels = labels.astype(np.uint8)
+        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=len(sizes) + 1)
+        progress = self._progress(callback)
+
+        def stage(name: str):
+            if progress is None:
+                return None
+
+            def report(info: dict):
+                info["stage"] = name
+                return progress(info)
+
+            return report
+
+        # Greedy layer-wise pretraining: each layer a sparse autoencoder of the layer below.
+        layers, features = [], X
+        for depth, (hidden, seed) in enumerate(zip(sizes, seeds)):
+            layer = SparseAutoencoder(
+                hidden,
+                sparsity_target=self.sparsity_target,
+                sparsity_weight=self.sparsity_weight,
+                alpha=self.alpha,
+                max_iter=self.max_iter,
+                random_state=int(seed),
+                dtype=X.dtype.name,
+                n_threads=self.n_threads,
+            )
+            layer.fit(features, callback=stage(f"layer {depth + 1}"))
+            features = layer.transform(features)
+            layers.append(layer)
+
+        k, top = len(classes), sizes[-1]
+        start = 0.005 * np.random.default_rng(int(seeds[-1])).random(k * top)
+        softmax, summary, error = _train_softmax(
+            features,
+            labels,
+            k,
+            start.astype(X.dtype),
+            alpha=float(self.softmax_alpha),
+            max_iter=int(self.softmax_max_iter),
+            callback=stage("softmax"),
+            n_threads=self.n_threads,
+        )
+        if error is not None:
+            raise error
+        # UFLDL's layout: [θ(:); W1(:); b1; W2(:); b2; …], matrices column-major.
+        parts = [softmax] + [p for layer in layers for p in (layer.model_.W1.ravel(order="F"), layer.model_.b1)]
+        theta = np.concatenate(parts).astype(X.dtype, copy=False)
+        shape = [X.shape[1], *sizes]
+        if self.fine_tune_max_iter > 0:
+            model, summary, error = _fine_tune_stack(
+                X,
+                labels,
+                shape,
+                k,
+                theta,
+                alpha=float(self.softmax_alpha),
+                max_iter=int(self.fine_tune_max_iter),
+                callback=stage("fine-tuning"),
+                n_threads=self.n_threads,
+            )
+        else:
+            model, error = StackModel.from_theta(shape, k, theta), None
+        self.classes_, self.layers_, self.model_ = classes, layers, model
+        self.n_iter_, self.stop_reason_ = summary["n_iter"], summary["stop"]
+        self.loss_curve_ = [cost for step, cost in summary["curve"] if step > 0]
+        if error is not None:
+            raise error
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """The top layer's features of each row of `X`: ``m×hidden_layer_sizes[-1]``."""
+        check_is_fitted(self, "model_")
+        return self.model_.features(self._validate(X, reset=False))
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each row of `X` (of `classes_`)."""
+        check_is_fitted(self, "model_")
+        return self.classes_[self.model_.predict(self._validate(X, reset=False))]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """The probability of each class of `classes_` for each row of `X`: ``m×len(classes_)``."""
+        check_is_fitted(self, "model_")
+        return self.model_.predict_proba(self._validate(X, reset=False))
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """The logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+
 def _same_model(a: HyperParams, b: HyperParams) -> bool:
     """Whether a model of `a` can continue as one of `b`: the same hyper-parameters, the
     corruption's seed aside (each call draws its own)."""
@@ -350,4 +538,4 @@ def _same_model(a: HyperParams, b: HyperParams) -> bool:
     return a == b
 
 
-__all__ = ["SparseAutoencoder", "VariationalAutoencoder"]
+__all__ = ["SparseAutoencoder", "StackedAutoencoderClassifier", "VariationalAutoencoder"]

@@ -28,8 +28,10 @@ use sae::data::stream::ExampleSource;
 use sae::model::stack::{StackModel, STACK_OBJECTIVE};
 use sae::model::vae::{VaeDecoder, VaeModel, VaeShape, VAE_OBJECTIVE};
 use sae::model::{Activation, Corruption, HyperParams, ModelFile, Parameters, Reconstruction, SparsityPenalty};
-use sae::objective::{StackShape, StackedObjective, StreamMode, StreamingObjective, UnboundObjective, VaeObjective};
-use sae::optim::{LbfgsOptions, StepRule};
+use sae::objective::{
+    SoftmaxObjective, StackShape, StackedObjective, StreamMode, StreamingObjective, UnboundObjective, VaeObjective,
+};
+use sae::optim::{Differentiable, Lbfgs, LbfgsOptions, StepRule, Stop};
 use sae::train::{
     Checkpoint, MinibatchOptions, MinibatchState, MinibatchStep, MinibatchTrainer, Trainer, VaeOptions, VaeTrainer,
 };
@@ -154,6 +156,14 @@ fn contiguous<'py, T: Real + Element>(x: &Bound<'py, PyAny>, order: Contiguity) 
     }
     let dtype = Dtype::name(dtype_of::<T>());
     x.py().import("numpy")?.call_method1("ascontiguousarray", (x, dtype))
+}
+
+/// A 1-D array of `T` (parameters: no conversion, so that a wrong dtype is an error, not a
+/// silent copy in another precision).
+fn vector_of<'py, T: Real + Element>(array: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
+    array
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("{name} must be a 1-D {} array", Dtype::name(dtype_of::<T>()))))
 }
 
 /// The width of a 2-D array-like `x`, checked against the model's `n`.
@@ -347,9 +357,7 @@ fn evaluate<'py, T: Real + Element>(
     theta: &Bound<'py, PyAny>,
 ) -> PyResult<(f64, Bound<'py, PyArray1<T>>, sae::objective::CostTerms, Vec<f64>)> {
     let x: PyReadonlyArray2<T> = x.extract()?;
-    let theta: PyReadonlyArray1<T> = theta
-        .extract()
-        .map_err(|_| PyTypeError::new_err(format!("theta must be a 1-D {} array", Dtype::name(dtype_of::<T>()))))?;
+    let theta = vector_of::<T>(theta, "theta")?;
     let theta = theta.as_slice().map_err(|_| invalid("theta must be contiguous"))?;
     // Scanned when the objective was made (a pass over all of it would be a tenth of S1's
     // evaluation); a change since then to NaN or infinity shows as a non-finite cost or a
@@ -503,9 +511,7 @@ fn evaluate_streamed<'py, T: Real + Element, S: ExampleSource<T> + Send>(
     pool: Option<&rayon::ThreadPool>,
     theta: &Bound<'py, PyAny>,
 ) -> PyResult<(f64, Bound<'py, PyAny>, sae::objective::CostTerms, Vec<f64>)> {
-    let theta: PyReadonlyArray1<T> = theta
-        .extract()
-        .map_err(|_| PyTypeError::new_err(format!("theta must be a 1-D {} array", Dtype::name(dtype_of::<T>()))))?;
+    let theta = vector_of::<T>(theta, "theta")?;
     let theta = theta.as_slice().map_err(|_| invalid("theta must be contiguous"))?;
     let mut grad = vec![T::zero(); theta.len()];
     let cost = detached(py, pool, || objective.evaluate(theta, &mut grad)).map_err(py_error)?;
@@ -1112,25 +1118,40 @@ fn vae_initial_theta<'py>(
 #[pyclass(module = "sae._sae", name = "StackModel", frozen)]
 struct PyStackModel(Stored<Stack>);
 
-/// The stack's top-layer features (`classify = false`) or classes of `X`.
+/// What a stack gives for each example.
+#[derive(Clone, Copy)]
+enum StackOutput {
+    /// The top layer's activations `a_L`.
+    Features,
+    Classes,
+    Probabilities,
+}
+
+/// The stack's `output` for each row of `X`.
 fn stack_apply<'py, T: Real + Element>(
     py: Python<'py>,
     model: &StackModel<T>,
     x: &Bound<'py, PyAny>,
-    classify: bool,
+    output: StackOutput,
 ) -> PyResult<Bound<'py, PyAny>> {
     let x = contiguous::<T>(x, Contiguity::Either)?;
     check_width(&x, "X", model.shape.sizes[0], "n_visible")?;
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
-    let m = data.examples();
-    if classify {
-        let classes = py.detach(|| StackedObjective::predict(&model.shape, &model.theta, &data));
-        Ok(classes.into_pyarray(py).into_any())
-    } else {
-        let top = *model.shape.sizes.last().expect("a stack has layers");
-        let features = py.detach(|| StackedObjective::features(&model.shape, &model.theta, &data));
-        matrix(py, features, m, top)
+    let (shape, theta, m) = (&model.shape, &model.theta, data.examples());
+    match output {
+        StackOutput::Classes => {
+            let classes = py.detach(|| StackedObjective::predict(shape, theta, &data));
+            Ok(classes.into_pyarray(py).into_any())
+        }
+        StackOutput::Probabilities => {
+            let probabilities = py.detach(|| StackedObjective::probabilities(shape, theta, &data));
+            matrix(py, probabilities, m, shape.classes)
+        }
+        StackOutput::Features => {
+            let features = py.detach(|| StackedObjective::features(shape, theta, &data));
+            matrix(py, features, m, *shape.sizes.last().expect("a stack has layers"))
+        }
     }
 }
 
@@ -1209,12 +1230,17 @@ impl PyStackModel {
 
     /// The top layer's features of each row of `X`: `m×h_L`.
     fn features<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        by_dtype!(&self.0, model => stack_apply(py, model, x, false))
+        by_dtype!(&self.0, model => stack_apply(py, model, x, StackOutput::Features))
     }
 
     /// The most probable class of each row of `X` (uint8).
     fn predict<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        by_dtype!(&self.0, model => stack_apply(py, model, x, true))
+        by_dtype!(&self.0, model => stack_apply(py, model, x, StackOutput::Classes))
+    }
+
+    /// `p(y = j | x)` for each row of `X`: `m×n_classes`, each row summing to 1.
+    fn predict_proba<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        by_dtype!(&self.0, model => stack_apply(py, model, x, StackOutput::Probabilities))
     }
 }
 
@@ -1435,6 +1461,177 @@ fn train<'py>(
     Ok((model, summary, error, state.map(PyTrainingState)))
 }
 
+/// Where an L-BFGS run of a labelled objective ended: the point, the run's summary, the
+/// exception that ended it early.
+type Minimised<'py, T> = (Vec<T>, Bound<'py, PyDict>, Option<PyErr>);
+
+/// Minimises the objective `make` builds by L-BFGS from `theta0` (at most `max_iter`
+/// iterations, minFunc's other options), on `pool`, supervised (see [`supervised`]):
+/// `callback` sees each iteration and Ctrl-C stops the run, which keeps the point reached.
+fn minimise<'py, T: Real, D: Differentiable<T>>(
+    py: Python<'py>,
+    pool: Option<&rayon::ThreadPool>,
+    make: impl FnOnce() -> Result<D, Error> + Send,
+    theta0: &[T],
+    max_iter: usize,
+    callback: Option<&Py<PyAny>>,
+) -> PyResult<Minimised<'py, T>> {
+    let max_evaluations = LbfgsOptions::MINFUNC.max_evaluations.max(max_iter.saturating_mul(5) / 2);
+    let options = LbfgsOptions { max_iterations: max_iter, max_evaluations, ..LbfgsOptions::MINFUNC };
+    let mut run = Run { callback, error: None, started: Instant::now() };
+    let stop_flag = AtomicBool::new(false);
+    let (outcome, signal) = supervised(py, pool, &stop_flag, || {
+        let mut objective = make()?;
+        let mut lbfgs = Lbfgs::start(options, theta0, &mut objective)?;
+        let mut curve = vec![(0, lbfgs.state().f)];
+        loop {
+            let step = lbfgs.iterate(&mut objective)?;
+            // A stop found before any work (the budget spent, the gradient already small)
+            // is no iteration.
+            if step.evaluations > 0 {
+                curve.push((step.iteration, step.f));
+                let fields =
+                    [("iteration", step.iteration as f64), ("cost", step.f), ("gradient_norm", step.gradient_norm)];
+                if run.step(&fields).is_break() {
+                    lbfgs.stop_with(Stop::Requested);
+                }
+            }
+            if stop_flag.load(Ordering::Relaxed) {
+                lbfgs.stop_with(Stop::Interrupted);
+            }
+            if let Some(stop) = lbfgs.state().stopped {
+                return Ok::<_, Error>((lbfgs.x(), stop, lbfgs.state().iteration, curve));
+            }
+        }
+    })?;
+    let (theta, stop, iterations, curve) = outcome.map_err(py_error)?;
+    let summary = PyDict::new(py);
+    summary.set_item("stop", stop.name())?;
+    summary.set_item("n_iter", iterations)?;
+    summary.set_item("curve", curve)?;
+    Ok((theta, summary, run.error.or(signal)))
+}
+
+/// The arrays of a labelled problem: the examples `X` (converted to a contiguous array of `T`
+/// if they are not one), their class indices `y` and the starting parameters `theta0`, both
+/// taken as they are (a wider integer could wrap, another precision would be a silent copy).
+struct Labelled<'py, T: Element> {
+    x: PyReadonlyArray2<'py, T>,
+    y: PyReadonlyArray1<'py, u8>,
+    theta0: PyReadonlyArray1<'py, T>,
+}
+
+impl<'py, T: Real + Element> Labelled<'py, T> {
+    fn extract(x: &Bound<'py, PyAny>, y: &Bound<'py, PyAny>, theta0: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Ok(Labelled {
+            x: contiguous::<T>(x, Contiguity::Either)?.extract()?,
+            y: y.extract().map_err(|_| PyTypeError::new_err("y must be a 1-D uint8 array of class indices"))?,
+            theta0: vector_of::<T>(theta0, "theta0")?,
+        })
+    }
+
+    /// The data set (scanned for NaN and infinities), the labels and the starting point.
+    fn parts(&self) -> PyResult<(Dataset<'_, T>, &[u8], &[T])> {
+        let labels = self.y.as_slice().map_err(|_| invalid("y must be contiguous"))?;
+        let theta0 = self.theta0.as_slice().map_err(|_| invalid("theta0 must be contiguous"))?;
+        Ok((dataset(&self.x)?, labels, theta0))
+    }
+}
+
+/// Trains softmax regression (`n_classes×n` weights `θ`, UFLDL's column-major `θ(:)`) on the
+/// rows of `X` and their class indices `y` (below `n_classes`) from `theta0` (`X`'s dtype),
+/// weight decay `alpha`, by L-BFGS; `callback` as for `train`. Returns `(theta, summary,
+/// error)`.
+#[pyfunction]
+#[pyo3(signature = (x, y, n_classes, theta0, *, alpha = 1e-4, max_iter = 100, callback = None, n_threads = None))]
+#[allow(clippy::too_many_arguments)]
+fn train_softmax<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    n_classes: usize,
+    theta0: &Bound<'py, PyAny>,
+    alpha: f64,
+    max_iter: usize,
+    callback: Option<Py<PyAny>>,
+    n_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>, Option<PyErr>)> {
+    fn typed<'py, T: Real + Element>(
+        py: Python<'py>,
+        (x, y, n_classes, theta0): (&Bound<'py, PyAny>, &Bound<'py, PyAny>, usize, &Bound<'py, PyAny>),
+        (alpha, max_iter, callback, pool): (f64, usize, Option<&Py<PyAny>>, Option<&rayon::ThreadPool>),
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>, Option<PyErr>)> {
+        let arrays = Labelled::<T>::extract(x, y, theta0)?;
+        let (data, labels, theta0) = arrays.parts()?;
+        let make = || SoftmaxObjective::new(data, labels, n_classes, alpha);
+        let (theta, summary, error) = minimise(py, pool, make, theta0, max_iter, callback)?;
+        Ok((theta.into_pyarray(py).into_any(), summary, error))
+    }
+    check_classes(n_classes)?;
+    let pool = thread_pool(n_threads)?;
+    let (call, options) = ((x, y, n_classes, theta0), (alpha, max_iter, callback.as_ref(), pool.as_ref()));
+    match Dtype::of(x, "X")? {
+        Dtype::F32 => typed::<f32>(py, call, options),
+        Dtype::F64 => typed::<f64>(py, call, options),
+    }
+}
+
+/// Fine-tunes a stack (layer sizes `[n, h_1, …, h_L]`, a softmax of `n_classes` on top) on the
+/// rows of `X` and their class indices `y` from `theta0` (`X`'s dtype, the layout of
+/// `StackModel.from_theta`): L-BFGS on the softmax's log-loss backpropagated through every
+/// layer, weight decay `alpha` on the softmax weights. Returns `(model, summary, error)`.
+#[pyfunction]
+#[pyo3(signature = (x, y, sizes, n_classes, theta0, *, alpha = 1e-4, max_iter = 400, callback = None, n_threads = None))]
+#[allow(clippy::too_many_arguments)]
+fn fine_tune_stack<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    sizes: Vec<usize>,
+    n_classes: usize,
+    theta0: &Bound<'py, PyAny>,
+    alpha: f64,
+    max_iter: usize,
+    callback: Option<Py<PyAny>>,
+    n_threads: Option<usize>,
+) -> PyResult<(PyStackModel, Bound<'py, PyDict>, Option<PyErr>)> {
+    fn typed<'py, T: Real + Element>(
+        py: Python<'py>,
+        (x, y, shape, theta0): (&Bound<'py, PyAny>, &Bound<'py, PyAny>, StackShape, &Bound<'py, PyAny>),
+        (alpha, max_iter, callback, pool): (f64, usize, Option<&Py<PyAny>>, Option<&rayon::ThreadPool>),
+    ) -> PyResult<(StackModel<T>, Bound<'py, PyDict>, Option<PyErr>)> {
+        let arrays = Labelled::<T>::extract(x, y, theta0)?;
+        let (data, labels, theta0) = arrays.parts()?;
+        let make = || StackedObjective::new(data, labels, shape.clone(), alpha);
+        let (theta, summary, error) = minimise(py, pool, make, theta0, max_iter, callback)?;
+        let metadata = vec![("fine_tuning".to_string(), format!("softmax λ = {alpha}, L-BFGS"))];
+        Ok((StackModel { shape, theta, metadata }, summary, error))
+    }
+    check_classes(n_classes)?;
+    let pool = thread_pool(n_threads)?;
+    let shape = StackShape { sizes, classes: n_classes };
+    let (call, options) = ((x, y, shape, theta0), (alpha, max_iter, callback.as_ref(), pool.as_ref()));
+    Ok(match Dtype::of(x, "X")? {
+        Dtype::F32 => {
+            let (model, summary, error) = typed::<f32>(py, call, options)?;
+            (PyStackModel(Stored::F32(model)), summary, error)
+        }
+        Dtype::F64 => {
+            let (model, summary, error) = typed::<f64>(py, call, options)?;
+            (PyStackModel(Stored::F64(model)), summary, error)
+        }
+    })
+}
+
+/// The classes are predicted as uint8: 2 to 256 of them.
+fn check_classes(n_classes: usize) -> PyResult<()> {
+    if (2..=256).contains(&n_classes) {
+        Ok(())
+    } else {
+        Err(invalid(format!("n_classes = {n_classes}: a classifier needs 2 to 256 classes")))
+    }
+}
+
 #[pymodule]
 fn _sae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyHyper>()?;
@@ -1449,6 +1646,8 @@ fn _sae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(vae_initial_theta, m)?)?;
     m.add_function(wrap_pyfunction!(initial_theta, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(train_softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(fine_tune_stack, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

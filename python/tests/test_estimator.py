@@ -9,19 +9,11 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sae
-
-# Data of mean 100 saturates every sigmoid unit at the UFLDL initialisation (the model expects
-# inputs scaled to about [0, 1]): the KL penalty is infinite there and fit says so.
-SATURATED = "sigmoid units saturate on scikit-learn's data of mean 100; fit raises SaturationError naming the unit"
-
-
-def expected_failures(estimator):
-    return {name: SATURATED for name in ("check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in")}
-
+from conftest import saturating_checks
 
 @parametrize_with_checks(
     [sae.SparseAutoencoder(max_iter=20), sae.SparseAutoencoder(max_iter=2, solver="adam", batch_size=16)],
-    expected_failed_checks=expected_failures,
+    expected_failed_checks=saturating_checks,
 )
 def test_scikit_learn_checks(estimator, check):
     check(estimator)

@@ -97,6 +97,13 @@ impl<'d, T: Real> StackedObjective<'d, T> {
                 format!("{} at example {i}", labels[i]),
             ));
         }
+        if !(lambda >= 0.0 && lambda.is_finite()) {
+            return Err(Error::InvalidHyperParameter {
+                name: "lambda",
+                value: lambda,
+                reason: "must be finite and ≥ 0",
+            });
+        }
         Ok(StackedObjective { data, labels, shape, lambda, kernels: Kernels::detect(), backend: Backend::preferred() })
     }
 
