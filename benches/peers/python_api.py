@@ -119,9 +119,12 @@ def scipy_run(rounds, iterations, corrections):
     options = dict(maxiter=iterations, maxcor=corrections, gtol=1e-9, ftol=0.0)
     runs = {(name, blas): [] for name in ("sae", "numpy") for blas in (1, 2)}
     ratios = []
-    for _ in range(rounds):
+    for round_ in range(rounds):
         times = {}
-        for (name, blas), results in runs.items():
+        # Alternate the order, so that no configuration always follows the same one (an
+        # OpenBLAS thread's spinning outlasts the run that started it).
+        order = list(runs.items())
+        for (name, blas), results in order if round_ % 2 == 0 else order[::-1]:
             fun = sae_objective if name == "sae" else numpy_objective
             with threadpool_limits(limits=blas, user_api="blas"):
                 start = time.perf_counter()
@@ -203,6 +206,8 @@ def main():
     parser.add_argument("--parts", default="overhead,scipy,fit", help="which of overhead, scipy, fit to run")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+    if not parts <= {"overhead", "scipy", "fit"}:
+        parser.error(f"--parts: {', '.join(sorted(parts - {'overhead', 'scipy', 'fit'}))} is not one of overhead, scipy, fit")
     import torch
 
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; sae {sae.__version__}, numpy {np.__version__}, "

@@ -368,8 +368,10 @@ class StackedAutoencoderClassifier(ClassifierMixin, _EngineTransformer):
     `callback(info)` passed to :meth:`fit` is called after each iteration of each stage, with
     ``info["stage"]`` naming it (``"layer 1"``, …, ``"softmax"``, ``"fine-tuning"``); returning
     ``False`` ends that stage there and fitting goes on with the next one. Ctrl-C stops the
-    fit: during fine-tuning the network so far is kept, before it nothing is fitted; then
-    ``KeyboardInterrupt`` is raised. Up to 256 classes.
+    fit: during fine-tuning the network so far is kept, before it nothing is fitted (an
+    earlier fit is forgotten); then ``KeyboardInterrupt`` is raised. An exception raised by the
+    callback ends the fit the same way. Up to 256 classes. The model file `save` writes holds
+    the network, not `classes_`: loaded with :func:`sae.load`, it predicts class indices.
 
     Fitted attributes: `classes_`, `model_` (a :class:`sae.StackModel`), `layers_` (the
     pretrained :class:`SparseAutoencoder` of each layer, with their curves), `n_iter_`,
@@ -420,6 +422,8 @@ class StackedAutoencoderClassifier(ClassifierMixin, _EngineTransformer):
 
     def _check_params(self) -> list:
         _check_threads(self.n_threads)
+        if not (isinstance(self.softmax_alpha, (int, float, np.floating)) and 0 <= self.softmax_alpha < np.inf):
+            raise InvalidInputError(f"softmax_alpha = {self.softmax_alpha!r} must be finite and ≥ 0")
         for name in ("max_iter", "softmax_max_iter", "fine_tune_max_iter"):
             value, least = getattr(self, name), 0 if name == "fine_tune_max_iter" else 1
             if not isinstance(value, (int, np.integer)) or value < least:
@@ -453,7 +457,38 @@ class StackedAutoencoderClassifier(ClassifierMixin, _EngineTransformer):
 
             return report
 
-        # Greedy layer-wise pretraining: each layer a sparse autoencoder of the layer below.
+        try:
+            model, layers, summary = self._pretrain(X, labels, len(classes), sizes, seeds, stage)
+            error = None
+            if self.fine_tune_max_iter > 0:
+                model, summary, error = _fine_tune_stack(
+                    X,
+                    labels,
+                    model.sizes,
+                    len(classes),
+                    model.theta,
+                    alpha=float(self.softmax_alpha),
+                    max_iter=int(self.fine_tune_max_iter),
+                    callback=stage("fine-tuning"),
+                    n_threads=self.n_threads,
+                )
+        except BaseException:
+            # Nothing of this fit is kept, not the input's shape either (an interrupted
+            # fine-tuning returns its network as `error`, and that is kept).
+            for name in ("classes_", "layers_", "model_", "n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(name, None)
+            raise
+        self.classes_, self.layers_, self.model_ = classes, layers, model
+        self.n_iter_, self.stop_reason_ = summary["n_iter"], summary["stop"]
+        self.loss_curve_ = [cost for step, cost in summary["curve"] if step > 0]
+        if error is not None:
+            raise error
+        return self
+
+    def _pretrain(self, X, labels, k, sizes, seeds, stage):
+        """Greedy layer-wise pretraining (each layer a sparse autoencoder of the layer below),
+        then softmax on the top layer's features: the network before fine-tuning, the layers,
+        and the softmax's run."""
         layers, features = [], X
         for depth, (hidden, seed) in enumerate(zip(sizes, seeds)):
             layer = SparseAutoencoder(
@@ -470,8 +505,8 @@ class StackedAutoencoderClassifier(ClassifierMixin, _EngineTransformer):
             features = layer.transform(features)
             layers.append(layer)
 
-        k, top = len(classes), sizes[-1]
-        start = 0.005 * np.random.default_rng(int(seeds[-1])).random(k * top)
+        # UFLDL's softmaxTrain starts from 0.005 · randn.
+        start = 0.005 * np.random.default_rng(int(seeds[-1])).standard_normal(k * sizes[-1])
         softmax, summary, error = _train_softmax(
             features,
             labels,
@@ -484,30 +519,7 @@ class StackedAutoencoderClassifier(ClassifierMixin, _EngineTransformer):
         )
         if error is not None:
             raise error
-        # UFLDL's layout: [θ(:); W1(:); b1; W2(:); b2; …], matrices column-major.
-        parts = [softmax] + [p for layer in layers for p in (layer.model_.W1.ravel(order="F"), layer.model_.b1)]
-        theta = np.concatenate(parts).astype(X.dtype, copy=False)
-        shape = [X.shape[1], *sizes]
-        if self.fine_tune_max_iter > 0:
-            model, summary, error = _fine_tune_stack(
-                X,
-                labels,
-                shape,
-                k,
-                theta,
-                alpha=float(self.softmax_alpha),
-                max_iter=int(self.fine_tune_max_iter),
-                callback=stage("fine-tuning"),
-                n_threads=self.n_threads,
-            )
-        else:
-            model, error = StackModel.from_theta(shape, k, theta), None
-        self.classes_, self.layers_, self.model_ = classes, layers, model
-        self.n_iter_, self.stop_reason_ = summary["n_iter"], summary["stop"]
-        self.loss_curve_ = [cost for step, cost in summary["curve"] if step > 0]
-        if error is not None:
-            raise error
-        return self
+        return StackModel.from_pretrained(k, softmax, [layer.model_ for layer in layers]), layers, summary
 
     def transform(self, X) -> np.ndarray:
         """The top layer's features of each row of `X`: ``m×hidden_layer_sizes[-1]``."""
@@ -520,14 +532,16 @@ class StackedAutoencoderClassifier(ClassifierMixin, _EngineTransformer):
         return self.classes_[self.model_.predict(self._validate(X, reset=False))]
 
     def predict_proba(self, X) -> np.ndarray:
-        """The probability of each class of `classes_` for each row of `X`: ``m×len(classes_)``."""
+        """The probability of each class of `classes_` for each row of `X`: ``m×len(classes_)``,
+        in the model's dtype (rows sum to 1 to its rounding)."""
         check_is_fitted(self, "model_")
         return self.model_.predict_proba(self._validate(X, reset=False))
 
     def predict_log_proba(self, X) -> np.ndarray:
-        """The logarithm of :meth:`predict_proba`."""
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
+        """The logarithm of :meth:`predict_proba`, computed as such (finite where a probability
+        rounds to 0)."""
+        check_is_fitted(self, "model_")
+        return self.model_.predict_log_proba(self._validate(X, reset=False))
 
 
 def _same_model(a: HyperParams, b: HyperParams) -> bool:

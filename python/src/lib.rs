@@ -1076,8 +1076,7 @@ fn fit_vae<'py, T: Real + Element>(
 ) -> PyResult<(VaeModel<T>, Option<PyErr>)> {
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
-    let theta0: PyReadonlyArray1<T> = theta0.extract()?;
-    let init = theta0.as_array().to_vec();
+    let init = vector_of::<T>(theta0, "theta0")?.as_array().to_vec();
     let (model, signal) = supervised(py, pool, stop, || {
         trainer.fit(&data, &init, |epoch| {
             let cost = epoch.cost;
@@ -1121,10 +1120,14 @@ struct PyStackModel(Stored<Stack>);
 /// What a stack gives for each example.
 #[derive(Clone, Copy)]
 enum StackOutput {
-    /// The top layer's activations `a_L`.
+    /// The top layer's activations `a_L`: `m×h_L`.
     Features,
+    /// The most probable class: `m` uint8.
     Classes,
+    /// `p(y = j | x)`: `m×k`.
     Probabilities,
+    /// `log p(y = j | x)`: `m×k`.
+    LogProbabilities,
 }
 
 /// The stack's `output` for each row of `X`.
@@ -1148,6 +1151,10 @@ fn stack_apply<'py, T: Real + Element>(
             let probabilities = py.detach(|| StackedObjective::probabilities(shape, theta, &data));
             matrix(py, probabilities, m, shape.classes)
         }
+        StackOutput::LogProbabilities => {
+            let logs = py.detach(|| StackedObjective::log_probabilities(shape, theta, &data));
+            matrix(py, logs, m, shape.classes)
+        }
         StackOutput::Features => {
             let features = py.detach(|| StackedObjective::features(shape, theta, &data));
             matrix(py, features, m, *shape.sizes.last().expect("a stack has layers"))
@@ -1157,8 +1164,7 @@ fn stack_apply<'py, T: Real + Element>(
 
 /// A stack of `sizes` and `n_classes` from its parameters, as a stack model of `T`.
 fn stack_from_theta<T: Real + Element>(shape: StackShape, theta: &Bound<'_, PyAny>) -> PyResult<StackModel<T>> {
-    let theta: PyReadonlyArray1<T> = theta.extract()?;
-    let theta = theta.as_array().to_vec();
+    let theta = vector_of::<T>(theta, "theta")?.as_array().to_vec();
     if theta.len() != shape.len() {
         return Err(invalid(format!(
             "theta has {} values; a stack of sizes {:?} and {} classes has {}",
@@ -1178,14 +1184,7 @@ impl PyStackModel {
     /// each layer's `W_l` (`h_l×h_{l−1}`, column-major) and `b_l`.
     #[staticmethod]
     fn from_theta(sizes: Vec<usize>, n_classes: usize, theta: &Bound<'_, PyAny>) -> PyResult<Self> {
-        // The classes are predicted as uint8.
-        if sizes.len() < 2 || sizes.contains(&0) || !(2..=256).contains(&n_classes) {
-            return Err(invalid(format!(
-                "a stack needs sizes [n, h_1, …] with at least one hidden layer and no empty one, and 2 to \
-                 256 classes (sizes {sizes:?}, {n_classes} classes)"
-            )));
-        }
-        let shape = StackShape { sizes, classes: n_classes };
+        let shape = stack_shape(sizes, n_classes)?;
         Ok(PyStackModel(match Dtype::of(theta, "theta")? {
             Dtype::F32 => Stored::F32(stack_from_theta(shape, theta)?),
             Dtype::F64 => Stored::F64(stack_from_theta(shape, theta)?),
@@ -1238,9 +1237,53 @@ impl PyStackModel {
         by_dtype!(&self.0, model => stack_apply(py, model, x, StackOutput::Classes))
     }
 
-    /// `p(y = j | x)` for each row of `X`: `m×n_classes`, each row summing to 1.
+    /// `p(y = j | x)` for each row of `X`: `m×n_classes` in the model's dtype, each row summing
+    /// to 1 to its rounding.
     fn predict_proba<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         by_dtype!(&self.0, model => stack_apply(py, model, x, StackOutput::Probabilities))
+    }
+
+    /// `log p(y = j | x)` for each row of `X`: `m×n_classes`, finite where a probability
+    /// rounds to 0.
+    fn predict_log_proba<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        by_dtype!(&self.0, model => stack_apply(py, model, x, StackOutput::LogProbabilities))
+    }
+
+    /// The stack of pretrained autoencoders `layers` (their encoders; each layer's input the
+    /// one below's output) with softmax weights `softmax` (`n_classes×h_L`, column-major, the
+    /// layers' dtype) on top: the starting point of fine-tuning.
+    #[staticmethod]
+    fn from_pretrained(
+        n_classes: usize,
+        softmax: &Bound<'_, PyAny>,
+        layers: Vec<PyRef<'_, PyModel>>,
+    ) -> PyResult<Self> {
+        fn typed<T: Real + Element>(
+            n_classes: usize,
+            softmax: &Bound<'_, PyAny>,
+            layers: Vec<&Parameters<T>>,
+        ) -> PyResult<StackModel<T>> {
+            let softmax = vector_of::<T>(softmax, "softmax")?;
+            StackModel::from_pretrained(n_classes, &softmax.as_array().to_vec(), &layers).map_err(py_error)
+        }
+        check_classes(n_classes)?;
+        let mixed = || PyTypeError::new_err("the layers and softmax must have one dtype");
+        Ok(PyStackModel(match Dtype::of(softmax, "softmax")? {
+            Dtype::F32 => {
+                let layers = layers.iter().map(|l| match &l.0 {
+                    Stored::F32(model) => Ok(&model.parameters),
+                    Stored::F64(_) => Err(mixed()),
+                });
+                Stored::F32(typed(n_classes, softmax, layers.collect::<PyResult<_>>()?)?)
+            }
+            Dtype::F64 => {
+                let layers = layers.iter().map(|l| match &l.0 {
+                    Stored::F64(model) => Ok(&model.parameters),
+                    Stored::F32(_) => Err(mixed()),
+                });
+                Stored::F64(typed(n_classes, softmax, layers.collect::<PyResult<_>>()?)?)
+            }
+        }))
     }
 }
 
@@ -1356,18 +1399,14 @@ fn train_in<'py, T: Real + Element>(
     let Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed } = *solver;
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
-    let theta0: PyReadonlyArray1<T> = theta0.extract()?;
-    let (n, h) = (hyper.visible(), hyper.hidden());
-    let init = Parameters::from_theta(n, h, theta0.as_array().to_vec()).map_err(py_error)?;
+    let theta0 = vector_of::<T>(theta0, "theta0")?.as_array().to_vec();
+    let init = Parameters::from_theta(hyper.visible(), hyper.hidden(), theta0).map_err(py_error)?;
     let mut run = Run { callback, error: None, started: Instant::now() };
     let stop_flag = Arc::new(AtomicBool::new(false));
     let summary = PyDict::new(py);
     let (model, stop, iterations, curve, state, signal) = match solver {
         "lbfgs" => {
-            // minFunc's 1000 evaluations for its 400 iterations: as many per iteration beyond.
-            let max_evaluations = LbfgsOptions::MINFUNC.max_evaluations.max(max_iter.saturating_mul(5) / 2);
-            let options = LbfgsOptions { max_iterations: max_iter, max_evaluations, ..LbfgsOptions::MINFUNC };
-            let trainer = Trainer::new(options).stop_when(stop_flag.clone());
+            let trainer = Trainer::new(lbfgs_options(max_iter)).stop_when(stop_flag.clone());
             let (trained, signal) = supervised(py, pool, &stop_flag, || {
                 let mut objective = Objective::new(hyper, data)?;
                 trainer.fit(&mut objective, &init, |step| {
@@ -1461,34 +1500,45 @@ fn train<'py>(
     Ok((model, summary, error, state.map(PyTrainingState)))
 }
 
+/// minFunc's options with at most `max_iter` iterations, and its 1000 evaluations for 400
+/// iterations scaled to as many per iteration beyond.
+fn lbfgs_options(max_iter: usize) -> LbfgsOptions {
+    let max_evaluations = LbfgsOptions::MINFUNC.max_evaluations.max(max_iter.saturating_mul(5) / 2);
+    LbfgsOptions { max_iterations: max_iter, max_evaluations, ..LbfgsOptions::MINFUNC }
+}
+
 /// Where an L-BFGS run of a labelled objective ended: the point, the run's summary, the
 /// exception that ended it early.
 type Minimised<'py, T> = (Vec<T>, Bound<'py, PyDict>, Option<PyErr>);
 
-/// Minimises the objective `make` builds by L-BFGS from `theta0` (at most `max_iter`
-/// iterations, minFunc's other options), on `pool`, supervised (see [`supervised`]):
-/// `callback` sees each iteration and Ctrl-C stops the run, which keeps the point reached.
-fn minimise<'py, T: Real, D: Differentiable<T>>(
+/// Minimises `objective` by L-BFGS from `theta0` (at most `max_iter` iterations, minFunc's
+/// other options), on `pool`, supervised (see [`supervised`]): `callback` sees each
+/// iteration and Ctrl-C stops the run, which keeps the point reached.
+fn minimise<'py, T: Real, D: Differentiable<T> + Send>(
     py: Python<'py>,
     pool: Option<&rayon::ThreadPool>,
-    make: impl FnOnce() -> Result<D, Error> + Send,
+    mut objective: D,
     theta0: &[T],
     max_iter: usize,
     callback: Option<&Py<PyAny>>,
 ) -> PyResult<Minimised<'py, T>> {
-    let max_evaluations = LbfgsOptions::MINFUNC.max_evaluations.max(max_iter.saturating_mul(5) / 2);
-    let options = LbfgsOptions { max_iterations: max_iter, max_evaluations, ..LbfgsOptions::MINFUNC };
     let mut run = Run { callback, error: None, started: Instant::now() };
     let stop_flag = AtomicBool::new(false);
+    if theta0.len() != objective.dimension() {
+        return Err(invalid(format!(
+            "theta0 has {} values; the objective has {}",
+            theta0.len(),
+            objective.dimension()
+        )));
+    }
     let (outcome, signal) = supervised(py, pool, &stop_flag, || {
-        let mut objective = make()?;
-        let mut lbfgs = Lbfgs::start(options, theta0, &mut objective)?;
+        let mut lbfgs = Lbfgs::start(lbfgs_options(max_iter), theta0, &mut objective)?;
         let mut curve = vec![(0, lbfgs.state().f)];
         loop {
             let step = lbfgs.iterate(&mut objective)?;
-            // A stop found before any work (the budget spent, the gradient already small)
-            // is no iteration.
-            if step.evaluations > 0 {
+            // A stop found without a new point (the budget spent, the gradient already
+            // small, a failed line search) is no iteration.
+            if step.iteration > curve.last().expect("the start").0 {
                 curve.push((step.iteration, step.f));
                 let fields =
                     [("iteration", step.iteration as f64), ("cost", step.f), ("gradient_norm", step.gradient_norm)];
@@ -1523,11 +1573,15 @@ struct Labelled<'py, T: Element> {
 
 impl<'py, T: Real + Element> Labelled<'py, T> {
     fn extract(x: &Bound<'py, PyAny>, y: &Bound<'py, PyAny>, theta0: &Bound<'py, PyAny>) -> PyResult<Self> {
-        Ok(Labelled {
-            x: contiguous::<T>(x, Contiguity::Either)?.extract()?,
-            y: y.extract().map_err(|_| PyTypeError::new_err("y must be a 1-D uint8 array of class indices"))?,
-            theta0: vector_of::<T>(theta0, "theta0")?,
-        })
+        let x = contiguous::<T>(x, Contiguity::Either)?;
+        let ndim: usize = x.getattr("ndim")?.extract()?;
+        let x: PyReadonlyArray2<T> = x.extract().map_err(|_| invalid(format!("X must be 2-D (m×n), not {ndim}-D")))?;
+        let y: PyReadonlyArray1<u8> =
+            y.extract().map_err(|_| PyTypeError::new_err("y must be a 1-D uint8 array of class indices"))?;
+        if y.len() != x.shape()[0] {
+            return Err(invalid(format!("y has {} labels for the {} rows of X", y.len(), x.shape()[0])));
+        }
+        Ok(Labelled { x, y, theta0: vector_of::<T>(theta0, "theta0")? })
     }
 
     /// The data set (scanned for NaN and infinities), the labels and the starting point.
@@ -1563,8 +1617,8 @@ fn train_softmax<'py>(
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>, Option<PyErr>)> {
         let arrays = Labelled::<T>::extract(x, y, theta0)?;
         let (data, labels, theta0) = arrays.parts()?;
-        let make = || SoftmaxObjective::new(data, labels, n_classes, alpha);
-        let (theta, summary, error) = minimise(py, pool, make, theta0, max_iter, callback)?;
+        let objective = SoftmaxObjective::new(data, labels, n_classes, alpha).map_err(py_error)?;
+        let (theta, summary, error) = minimise(py, pool, objective, theta0, max_iter, callback)?;
         Ok((theta.into_pyarray(py).into_any(), summary, error))
     }
     check_classes(n_classes)?;
@@ -1601,15 +1655,15 @@ fn fine_tune_stack<'py>(
         (alpha, max_iter, callback, pool): (f64, usize, Option<&Py<PyAny>>, Option<&rayon::ThreadPool>),
     ) -> PyResult<(StackModel<T>, Bound<'py, PyDict>, Option<PyErr>)> {
         let arrays = Labelled::<T>::extract(x, y, theta0)?;
+        check_width(arrays.x.as_any(), "X", shape.sizes[0], "sizes[0]")?;
         let (data, labels, theta0) = arrays.parts()?;
-        let make = || StackedObjective::new(data, labels, shape.clone(), alpha);
-        let (theta, summary, error) = minimise(py, pool, make, theta0, max_iter, callback)?;
+        let objective = StackedObjective::new(data, labels, shape.clone(), alpha).map_err(py_error)?;
+        let (theta, summary, error) = minimise(py, pool, objective, theta0, max_iter, callback)?;
         let metadata = vec![("fine_tuning".to_string(), format!("softmax λ = {alpha}, L-BFGS"))];
         Ok((StackModel { shape, theta, metadata }, summary, error))
     }
-    check_classes(n_classes)?;
+    let shape = stack_shape(sizes, n_classes)?;
     let pool = thread_pool(n_threads)?;
-    let shape = StackShape { sizes, classes: n_classes };
     let (call, options) = ((x, y, shape, theta0), (alpha, max_iter, callback.as_ref(), pool.as_ref()));
     Ok(match Dtype::of(x, "X")? {
         Dtype::F32 => {
@@ -1630,6 +1684,21 @@ fn check_classes(n_classes: usize) -> PyResult<()> {
     } else {
         Err(invalid(format!("n_classes = {n_classes}: a classifier needs 2 to 256 classes")))
     }
+}
+
+/// A stack's shape, checked: `sizes = [n, h_1, …]` with at least one hidden layer, none empty,
+/// 2 to 256 classes, and a parameter count that fits in memory.
+fn stack_shape(sizes: Vec<usize>, n_classes: usize) -> PyResult<StackShape> {
+    check_classes(n_classes)?;
+    let shape = StackShape { sizes, classes: n_classes };
+    if shape.sizes.len() < 2 || shape.sizes.contains(&0) || shape.checked_len().is_none() {
+        return Err(invalid(format!(
+            "sizes = {:?}: a stack needs [n, h_1, …] with at least one hidden layer, none empty, and a \
+             parameter count that fits in memory",
+            shape.sizes
+        )));
+    }
+    Ok(shape)
 }
 
 #[pymodule]

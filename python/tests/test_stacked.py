@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -71,6 +72,48 @@ def test_without_fine_tuning_the_network_is_softmax_on_the_pretrained_features(d
     assert model.n_iter_ == len(model.loss_curve_) > 0  # the softmax's
 
 
+def test_without_fine_tuning_two_layers_are_the_two_autoencoders_encoders_in_turn(digits):
+    X, y = digits
+    model = small(hidden_layer_sizes=(16, 8), fine_tune_max_iter=0).fit(X[:400], y[:400])
+    first, second = model.layers_
+    np.testing.assert_allclose(model.transform(X[400:500]), second.transform(first.transform(X[400:500])), rtol=1e-12)
+
+
+def test_log_probabilities_are_computed_as_such(digits):
+    X, y = digits
+    model = small().fit(X[:400], y[:400])
+    logs = model.predict_log_proba(X[400:500])
+    assert np.all(np.isfinite(logs))
+    probabilities = model.predict_proba(X[400:500])
+    visible = probabilities > 1e-300
+    np.testing.assert_allclose(np.exp(logs[visible]), probabilities[visible], rtol=1e-10)
+    # A confident float32 network: probabilities that round to 0, logs that do not.
+    sure = small(softmax_alpha=0.0, fine_tune_max_iter=300).fit(X[:100].astype(np.float32), y[:100])
+    assert np.any(sure.predict_proba(X[:100]) == 0)
+    assert np.all(np.isfinite(sure.predict_log_proba(X[:100])))
+
+
+def test_fortran_ordered_data_trains_the_same_network(digits):
+    X, y = digits
+    c_order = small().fit(X[:300], y[:300])
+    f_order = small().fit(np.asfortranarray(X[:300]), y[:300])
+    np.testing.assert_allclose(f_order.model_.theta, c_order.model_.theta, rtol=1e-9, atol=1e-12)
+
+
+def test_a_failed_fit_leaves_nothing_fitted(digits):
+    X, y = digits
+    model = small().fit(X[:100, :32], y[:100])
+
+    def fail(info):
+        raise RuntimeError("from the callback")
+
+    with pytest.raises(RuntimeError, match="from the callback"):
+        model.fit(X[:100], y[:100], callback=fail)
+    assert not hasattr(model, "model_") and not hasattr(model, "n_features_in_")
+    with pytest.raises(NotFittedError):
+        model.predict(X[:1])
+
+
 def test_labels_of_any_kind_come_back_as_given(digits):
     X, y = digits
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
@@ -132,7 +175,8 @@ def test_grid_search_over_the_fine_tuning(digits):
         (dict(hidden_layer_sizes=(4, 0)), "hidden_layer_sizes = (4, 0)"),
         (dict(max_iter=0), "max_iter = 0"),
         (dict(fine_tune_max_iter=-1), "fine_tune_max_iter = -1"),
-        (dict(softmax_alpha=-1.0), "alpha` = -1"),
+        (dict(softmax_alpha=-1.0), "softmax_alpha = -1.0"),
+        (dict(softmax_alpha=float("nan")), "softmax_alpha = nan"),
         (dict(n_threads=0), "n_threads"),
     ],
 )
@@ -163,6 +207,28 @@ def test_the_extension_takes_class_indices_as_uint8_below_n_classes(digits):
         _sae.train_softmax(X, y.astype(np.uint8), 10, theta0.astype(np.float32))
     with pytest.raises(sae.InvalidInputError, match="n_classes = 1"):
         _sae.fine_tune_stack(X, y.astype(np.uint8), [64, 4], 1, np.zeros(4))
+
+
+def test_the_extension_names_what_does_not_fit(digits):
+    X, y = digits
+    labels = y.astype(np.uint8)
+    with pytest.raises(sae.InvalidInputError, match="theta0 has 5 values; the objective has 640"):
+        _sae.train_softmax(X, labels, 10, np.zeros(5))
+    with pytest.raises(sae.InvalidInputError, match="y has 10 labels for the 1797 rows of X"):
+        _sae.train_softmax(X, labels[:10], 10, np.zeros(640))
+    with pytest.raises(sae.InvalidInputError, match="X must be 2-D"):
+        _sae.train_softmax(X[0], labels[:1], 10, np.zeros(640))
+    with pytest.raises(TypeError, match="theta0 must be a 1-D float32"):
+        _sae.fine_tune_stack(X.astype(np.float32), labels, [64, 4], 10, np.zeros(10 * 4 + 64 * 4 + 4))
+    with pytest.raises(sae.InvalidInputError, match="X has 64 columns but the model has sizes\\[0\\] = 32"):
+        _sae.fine_tune_stack(X, labels, [32, 4], 10, np.zeros(10 * 4 + 32 * 4 + 4))
+    with pytest.raises(sae.InvalidInputError, match="fits in memory"):
+        sae.StackModel.from_theta([2, 2**62, 2**62], 2, np.zeros(0))
+    layer = sae.Model.from_theta(sae.HyperParams(64, 4), sae.initial_theta(64, 4))
+    with pytest.raises(sae.InvalidInputError, match="layer 2"):
+        sae.StackModel.from_pretrained(10, np.zeros(40), [layer, layer])
+    with pytest.raises(TypeError, match="one dtype"):
+        sae.StackModel.from_pretrained(10, np.zeros(40, dtype=np.float32), [layer])
 
 
 def test_ctrl_c_during_fine_tuning_keeps_the_network_so_far():

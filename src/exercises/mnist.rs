@@ -199,7 +199,7 @@ pub fn stacked_autoencoder<T: crate::Real>(
     layers: &[usize],
     iterations: usize,
 ) -> Result<StackedDigits> {
-    use crate::objective::{StackShape, StackedObjective};
+    use crate::objective::StackedObjective;
     use crate::optim::Lbfgs;
     if layers.is_empty() || layers.contains(&0) {
         return Err(Error::InvalidHyperParameter {
@@ -233,15 +233,8 @@ pub fn stacked_autoencoder<T: crate::Real>(
     }
     let softmax = train_softmax(&Dataset::examples_by_features(&features, m, width)?, &labels, 10, 1e-4, 100)?;
 
-    // The stack's parameters, UFLDL's layout: [θ(:); W1(:); b1; W2(:); b2].
-    let mut stack: Vec<f64> = softmax;
-    for layer in &trained_layers {
-        let theta = layer.theta();
-        let hn = layer.layout().weights_len();
-        stack.extend_from_slice(&theta[..hn]);
-        stack.extend_from_slice(layer.b1());
-    }
-    let shape = StackShape { sizes: std::iter::once(n).chain(layers.iter().copied()).collect(), classes: 10 };
+    let pretrained = StackModel::from_pretrained(10, &softmax, &trained_layers.iter().collect::<Vec<_>>())?;
+    let (shape, stack) = (pretrained.shape, pretrained.theta);
     let test_data = Dataset::examples_by_features(&test, m_test, n)?;
     let before = stack_accuracy(&stack, &shape, &test_data, &test_labels);
 

@@ -19,7 +19,7 @@ use crate::objective::SoftmaxObjective;
 use crate::optim::{Lbfgs, LbfgsOptions};
 
 /// Trains softmax regression (`classes` classes, weight decay `lambda`, L-BFGS from θ = 0.005 ·
-/// a seeded uniform draw, as UFLDL) and returns `θ`.
+/// a seeded standard normal draw, as UFLDL's `softmaxTrain`) and returns `θ`.
 pub fn train_softmax(
     data: &Dataset<'_, f64>,
     labels: &[u8],
@@ -27,10 +27,11 @@ pub fn train_softmax(
     lambda: f64,
     iterations: usize,
 ) -> Result<Vec<f64>> {
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     let mut objective = SoftmaxObjective::new(*data, labels, classes, lambda)?;
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
-    let theta0: Vec<f64> = (0..objective.theta_len()).map(|_| 0.005 * rng.gen::<f64>()).collect();
+    let normal = crate::objective::normal::StandardNormal::new();
+    let theta0: Vec<f64> = (0..objective.theta_len()).map(|_| 0.005 * normal.sample(&mut rng)).collect();
     let options = LbfgsOptions { max_iterations: iterations, ..LbfgsOptions::MINFUNC };
     let mut lbfgs = Lbfgs::start(options, &theta0, &mut objective)?;
     lbfgs.run(&mut objective, |_| {})?;

@@ -8,6 +8,7 @@ use std::path::Path;
 use super::tensors::{self, NamedMatrix};
 use crate::error::{Error, Result};
 use crate::gemm::MatRef;
+use crate::model::Parameters;
 use crate::objective::StackShape;
 use crate::real::Real;
 
@@ -35,6 +36,39 @@ fn matrices(shape: &StackShape) -> Vec<NamedMatrix> {
 }
 
 impl<T: Real> StackModel<T> {
+    /// The stack of pretrained autoencoder `layers` (each one's encoder `W1`, `b1`; the
+    /// decoders are dropped) with a softmax of `classes` whose weights `softmax`
+    /// (`classes×h_L`, column-major) classify the top layer's features: the parameters of
+    /// greedy layer-wise pretraining, in [`StackedObjective`](crate::objective::StackedObjective)'s
+    /// layout, ready for fine-tuning. Fails when a layer's input is not the layer below's
+    /// output or `softmax` has the wrong length.
+    pub fn from_pretrained(classes: usize, softmax: &[T], layers: &[&Parameters<T>]) -> Result<Self> {
+        let Some(first) = layers.first() else {
+            return Err(Error::shape_mismatch("stack layers", "at least one", 0));
+        };
+        let mut sizes = vec![first.w1().cols()];
+        let mut theta = softmax.to_vec();
+        for (l, layer) in layers.iter().enumerate() {
+            let (hidden, visible) = (layer.w1().rows(), layer.w1().cols());
+            let below = *sizes.last().expect("the input size");
+            if visible != below {
+                return Err(Error::shape_mismatch(
+                    "layer inputs",
+                    format!("layer {}: the {below} outputs of the layer below", l + 1),
+                    visible,
+                ));
+            }
+            sizes.push(hidden);
+            theta.extend_from_slice(&layer.theta()[..hidden * visible]);
+            theta.extend_from_slice(layer.b1());
+        }
+        let top = *sizes.last().expect("at least one layer");
+        if Some(softmax.len()) != classes.checked_mul(top) {
+            return Err(Error::shape_mismatch("softmax weights", format!("{classes}×{top}"), softmax.len()));
+        }
+        Ok(StackModel { shape: StackShape { sizes, classes }, theta, metadata: Vec::new() })
+    }
+
     /// The first layer's weights `W1` (`h₁×n`, column-major in `theta`): what each of its
     /// units looks for in the inputs.
     pub fn first_layer_weights(&self) -> MatRef<'_, T> {
@@ -71,6 +105,10 @@ impl<T: Real> StackModel<T> {
             ));
         }
         let shape = StackShape { sizes, classes };
+        // The classes are predicted as u8.
+        if !(2..=256).contains(&classes) || shape.checked_len().is_none() {
+            return Err(Error::bad_file(path, format!("{classes} classes: a stack classifies into 2 to 256")));
+        }
         let theta = file.theta(path, shape.len(), &matrices(&shape))?;
         let metadata = file.free_metadata(&["sizes", "classes"]);
         Ok(StackModel { shape, theta, metadata })

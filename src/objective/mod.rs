@@ -8,7 +8,7 @@ mod engine;
 pub mod gradcheck;
 mod in_memory;
 mod minibatch;
-mod normal;
+pub(crate) mod normal;
 pub mod reference;
 mod softmax;
 mod sparsity;

@@ -86,6 +86,16 @@ pub(crate) fn softmax_columns<T: Real>(scores: &mut [T], classes: usize) {
     });
 }
 
+/// Turns each column of scores (`k×m`, column-major) into its log-probabilities
+/// `z_j − log Σ_l e^{z_l}`.
+pub(crate) fn log_softmax_columns<T: Real>(scores: &mut [T], classes: usize) {
+    for column in scores.chunks_exact_mut(classes) {
+        let max = column.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b.as_f64()));
+        let log_total = max + column.iter().map(|z| (z.as_f64() - max).exp()).sum::<f64>().ln();
+        column.iter_mut().for_each(|z| *z = T::cast(z.as_f64() - log_total));
+    }
+}
+
 /// Replaces the scores `z` of one example by `e^{z_j} / Σ_l e^{z_l}`, shifted by their maximum
 /// so that `exp` never overflows; returns `log Σ_l e^{z_l}`.
 fn softmax_in_place<T: Real>(column: &mut [T]) -> f64 {

@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::softmax::{most_probable, softmax_columns, softmax_minus_one_hot};
+use super::softmax::{log_softmax_columns, most_probable, softmax_columns, softmax_minus_one_hot};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, Backend, MatMut, MatRef};
@@ -48,9 +48,19 @@ impl StackShape {
         (at, layers)
     }
 
-    /// The length of the parameter vector.
+    /// The length of the parameter vector (see [`checked_len`](Self::checked_len)).
     pub fn len(&self) -> usize {
         self.offsets().0
+    }
+
+    /// The length of the parameter vector, `None` when it does not fit a `usize`: the check
+    /// to make on any shape not known to be small (every other method assumes it passed).
+    pub fn checked_len(&self) -> Option<usize> {
+        let top = *self.sizes.last()?;
+        let softmax = self.classes.checked_mul(top)?;
+        self.sizes
+            .windows(2)
+            .try_fold(softmax, |total, w| total.checked_add(w[1].checked_mul(w[0])?.checked_add(w[1])?))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,10 +87,11 @@ struct RangeResult<T> {
 
 impl<'d, T: Real> StackedObjective<'d, T> {
     pub fn new(data: Dataset<'d, T>, labels: &'d [u8], shape: StackShape, lambda: f64) -> Result<Self> {
-        if shape.sizes.len() < 2 || shape.sizes.contains(&0) || shape.classes < 2 {
+        if shape.sizes.len() < 2 || shape.sizes.contains(&0) || shape.classes < 2 || shape.checked_len().is_none() {
             return Err(Error::shape_mismatch(
                 "stack shape",
-                "[n, h_1, …] with at least one hidden layer, no empty layer, two classes or more",
+                "[n, h_1, …] with at least one hidden layer, no empty layer, two classes or more, and a \
+                 parameter count that fits in memory",
                 format!("{:?} with {} classes", shape.sizes, shape.classes),
             ));
         }
@@ -147,10 +158,18 @@ impl<'d, T: Real> StackedObjective<'d, T> {
     }
 
     /// `p(y = j | x)` for every example of `data` under the stack's parameters `theta`: `m`
-    /// rows of `classes` values, each row summing to 1.
+    /// rows of `classes` values, each row summing to 1 (to `T`'s rounding).
     pub fn probabilities(shape: &StackShape, theta: &[T], data: &Dataset<'_, T>) -> Vec<T> {
         let mut scores = Self::scores(shape, theta, data);
         softmax_columns(&mut scores, shape.classes);
+        scores
+    }
+
+    /// `log p(y = j | x) = z_j − log Σ_l e^{z_l}`, laid out as
+    /// [`probabilities`](Self::probabilities): finite where a probability rounds to 0.
+    pub fn log_probabilities(shape: &StackShape, theta: &[T], data: &Dataset<'_, T>) -> Vec<T> {
+        let mut scores = Self::scores(shape, theta, data);
+        log_softmax_columns(&mut scores, shape.classes);
         scores
     }
 

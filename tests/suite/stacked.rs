@@ -79,3 +79,62 @@ fn the_probabilities_are_the_softmax_of_the_top_layer_and_agree_with_predict() {
         assert_eq!(predicted[i] as usize, best, "example {i}");
     }
 }
+
+#[test]
+fn log_probabilities_stay_finite_where_probabilities_round_to_zero() {
+    let (n, k) = (3, 2);
+    let shape = StackShape { sizes: vec![n, 2], classes: k };
+    // Softmax weights (2×2 column-major) far apart: class 0 is e^{−1000 (a_1 + a_2)} as likely
+    // as class 1, below the smallest f64.
+    let mut theta = vec![0.0, 1000.0, 0.0, 1000.0];
+    theta.extend([1.0; 6]); // W1 (2×3)
+    theta.extend([0.5, 0.5]); // b1
+    let values = uniform_data(4, n, 9);
+    let data = Dataset::examples_by_features(&values, 4, n).unwrap();
+    let probabilities = StackedObjective::probabilities(&shape, &theta, &data);
+    let logs = StackedObjective::log_probabilities(&shape, &theta, &data);
+    for (p, l) in probabilities.iter().zip(&logs) {
+        assert!(l.is_finite() && *l <= 0.0, "{l}");
+        if *p > 1e-300 {
+            assert!((p.ln() - l).abs() < 1e-12 * l.abs().max(1.0), "{p} {l}");
+        }
+    }
+    assert!(probabilities.iter().step_by(2).all(|&p| p == 0.0), "class 0 rounds to 0 here");
+}
+
+#[test]
+fn shapes_whose_parameter_count_overflows_or_weight_decay_is_bad_are_refused() {
+    let huge = StackShape { sizes: vec![2, 1 << 62, 1 << 62], classes: 2 };
+    assert_eq!(huge.checked_len(), None);
+    let values = uniform_data(2, 2, 1);
+    let data = || Dataset::examples_by_features(&values, 2, 2).unwrap();
+    let err = StackedObjective::new(data(), &[0, 1], huge, 1e-4).unwrap_err();
+    assert!(err.to_string().contains("fits in memory"), "{err}");
+    let shape = StackShape { sizes: vec![2, 3], classes: 2 };
+    for lambda in [-1.0, f64::NAN, f64::INFINITY] {
+        let err = StackedObjective::new(data(), &[0, 1], shape.clone(), lambda).unwrap_err();
+        assert!(err.to_string().contains("lambda"), "{err}");
+    }
+}
+
+#[test]
+fn pretrained_layers_stack_in_ufldls_layout() {
+    use sae::model::stack::StackModel;
+    use sae::Parameters;
+    let (first, second) = (Parameters::<f64>::init(7, 5, 1), Parameters::<f64>::init(5, 4, 2));
+    let softmax: Vec<f64> = (0..3 * 4).map(|i| i as f64).collect();
+    let stack = StackModel::from_pretrained(3, &softmax, &[&first, &second]).unwrap();
+    assert_eq!(stack.shape, StackShape { sizes: vec![7, 5, 4], classes: 3 });
+    let (end, layers) = (stack.shape.len(), [(12, 47), (52, 72)]);
+    assert_eq!(end, stack.theta.len());
+    assert_eq!(&stack.theta[..12], &softmax[..]);
+    for ((w, b), layer) in layers.into_iter().zip([&first, &second]) {
+        let hn = layer.w1().rows() * layer.w1().cols();
+        assert_eq!(&stack.theta[w..w + hn], &layer.theta()[..hn]);
+        assert_eq!(&stack.theta[b..b + layer.b1().len()], layer.b1());
+    }
+    let err = StackModel::from_pretrained(3, &softmax, &[&second, &first]).unwrap_err();
+    assert!(err.to_string().contains("layer 2"), "{err}");
+    let err = StackModel::from_pretrained(2, &softmax, &[&first, &second]).unwrap_err();
+    assert!(err.to_string().contains("softmax weights"), "{err}");
+}
