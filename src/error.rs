@@ -73,6 +73,9 @@ pub enum Error {
 
     /// A checkpoint that cannot continue this run: its `field` is missing, corrupt, out of
     /// range, or not the run's (another model, other data or options).
+    #[error("rank {rank} of the distributed job failed ({reason}); its own error is reported by that rank")]
+    OtherRankFailed { rank: usize, reason: &'static str },
+
     #[error("{path}: cannot resume from this checkpoint: {field} {reason}")]
     BadCheckpoint { path: PathBuf, field: &'static str, reason: String },
 }

@@ -31,6 +31,8 @@ pub mod fuzzing;
 pub mod gemm;
 mod kernels;
 pub mod model;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod objective;
 pub mod optim;
 pub mod real;

@@ -62,6 +62,9 @@ pub(crate) struct Engine<T: Real> {
     workspace: Workspace<T>,
     /// The terms of the last evaluation's cost.
     terms: CostTerms,
+    /// Whether this engine's results count the weight decay: true but on the processes of a
+    /// distributed evaluation other than the first (the decay is added once to the sum).
+    counts_weight_decay: bool,
 }
 
 /// Buffers reused across evaluations.
@@ -143,6 +146,7 @@ impl<T: Real> Engine<T> {
             deferred_sparsity: false,
             workspace: Workspace::default(),
             terms: CostTerms::default(),
+            counts_weight_decay: true,
         }
     }
 
@@ -179,6 +183,19 @@ impl<T: Real> Engine<T> {
     /// before `sparsity` has seen all examples.
     pub(crate) fn set_deferred_sparsity(&mut self, deferred: bool) {
         self.deferred_sparsity = deferred;
+    }
+
+    /// Leaves the weight decay (its cost and its share of the gradient) out of
+    /// [`finish`](Self::finish)'s results when `counts` is false: for all but one of the
+    /// processes whose results are summed.
+    pub(crate) fn set_counts_weight_decay(&mut self, counts: bool) {
+        self.counts_weight_decay = counts;
+    }
+
+    /// `Σ a2` per hidden unit over the examples seen since `begin`: to be summed with other
+    /// processes' before [`sparsity`](Self::sparsity).
+    pub(crate) fn activation_totals_mut(&mut self) -> &mut [f64] {
+        &mut self.workspace.activation_totals
     }
 
     pub(crate) fn hyper(&self) -> &HyperParams {
@@ -464,7 +481,9 @@ impl<T: Real> Engine<T> {
     /// `λ` of the weight decay as the engine applies it: with tied weights `J(W, Wᵀ)` with
     /// `λ/2` on each copy is `λ/2 ‖W‖²` once.
     fn decay_lambda(&self) -> f64 {
-        if self.hyper.tied() {
+        if !self.counts_weight_decay {
+            0.0
+        } else if self.hyper.tied() {
             self.hyper.lambda() / 2.0
         } else {
             self.hyper.lambda()

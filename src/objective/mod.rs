@@ -3,6 +3,7 @@
 //! plain per-example reference, and finite-difference gradient checking.
 
 mod corruption;
+pub mod distributed;
 mod domain;
 mod engine;
 pub mod gradcheck;

@@ -11,6 +11,7 @@ mod cli;
 mod cli_files;
 mod cli_sanity;
 mod data;
+mod distributed;
 mod fast_path_matches_reference;
 mod files;
 mod forward_and_pictures;

@@ -1,0 +1,50 @@
+//! The processes of an MPI job as a [`Collective`] (cargo feature `mpi`): run under `mpirun`,
+//! [`World::initialize`] joins the job, and its communicator splits a data set
+//! ([`rows_of`](crate::objective::distributed::rows_of)) and sums the partial results of a
+//! [`DistributedObjective`](crate::objective::distributed::DistributedObjective).
+//!
+//! An MPI error (a peer gone, say) ends the job through MPI's default error handler, which
+//! aborts every process: no process is left waiting for a sum.
+
+use mpi::collective::{CommunicatorCollectives, SystemOperation};
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::Communicator;
+
+use crate::error::Result;
+use crate::objective::distributed::Collective;
+
+/// This process's membership of the MPI job: MPI stays initialised while it lives (and is
+/// finalised when it is dropped), and [`communicator`](Self::communicator) reaches every
+/// process of the job.
+pub struct World {
+    universe: Universe,
+}
+
+impl World {
+    /// Initialises MPI; `None` when it was initialised already in this process.
+    pub fn initialize() -> Option<World> {
+        mpi::initialize().map(|universe| World { universe })
+    }
+
+    /// The communicator of every process of the job (`MPI_COMM_WORLD`).
+    pub fn communicator(&self) -> SimpleCommunicator {
+        self.universe.world()
+    }
+}
+
+impl Collective for SimpleCommunicator {
+    fn rank(&self) -> usize {
+        Communicator::rank(self) as usize
+    }
+
+    fn size(&self) -> usize {
+        Communicator::size(self) as usize
+    }
+
+    fn sum(&self, values: &mut [f64]) -> Result<()> {
+        let local = values.to_vec();
+        self.all_reduce_into(&local[..], values, SystemOperation::sum());
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! The objective on a data set split across processes: with 1, 2 and 3 processes (here
+//! threads, summing through a shared table in rank order) it equals the one-process objective
+//! on the whole data, for uneven splits and ranks without examples, for the variants whose
+//! terms are split differently (tied weights, denoising, the contractive penalty).
+
+use std::sync::{Arc, Barrier, Mutex};
+
+use crate::common::*;
+use sae::model::{Corruption, HyperParams};
+use sae::objective::distributed::{agree, rows_of, Collective, DistributedObjective};
+use sae::{Dataset, Error, Objective, Real};
+
+/// `size` threads as processes: each writes its values into its slot, and every one sums all
+/// the slots in rank order once all have written.
+struct Threads {
+    rank: usize,
+    size: usize,
+    slots: Arc<Mutex<Vec<Vec<f64>>>>,
+    barrier: Arc<Barrier>,
+}
+
+impl Threads {
+    fn group(size: usize) -> Vec<Threads> {
+        let slots = Arc::new(Mutex::new(vec![Vec::new(); size]));
+        let barrier = Arc::new(Barrier::new(size));
+        (0..size).map(|rank| Threads { rank, size, slots: slots.clone(), barrier: barrier.clone() }).collect()
+    }
+}
+
+impl Collective for Threads {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn sum(&self, values: &mut [f64]) -> sae::error::Result<()> {
+        self.slots.lock().unwrap()[self.rank] = values.to_vec();
+        self.barrier.wait();
+        {
+            let slots = self.slots.lock().unwrap();
+            values.fill(0.0);
+            for slot in slots.iter() {
+                values.iter_mut().zip(slot).for_each(|(v, s)| *v += s);
+            }
+        }
+        // Nobody writes the next sum's values before everyone has read these.
+        self.barrier.wait();
+        Ok(())
+    }
+}
+
+/// Each process's cost and gradient on its rows of `values` (`m×n`), in `T`.
+fn distributed<T: Real>(
+    hyper: HyperParams,
+    values: &[f64],
+    m: usize,
+    theta: &[f64],
+    size: usize,
+) -> Vec<(f64, Vec<f64>)> {
+    let n = hyper.visible();
+    let values: Vec<T> = values.iter().map(|&v| T::cast(v)).collect();
+    let theta: Vec<T> = theta.iter().map(|&v| T::cast(v)).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(size)
+            .into_iter()
+            .map(|collective| {
+                let (values, theta) = (&values, &theta);
+                scope.spawn(move || {
+                    let rows = rows_of(collective.rank(), size, m);
+                    let data = (!rows.is_empty()).then(|| {
+                        Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap()
+                    });
+                    let mut objective = DistributedObjective::new(hyper, data, rows.start, collective).unwrap();
+                    let mut grad = vec![T::zero(); theta.len()];
+                    let cost = objective.evaluate(theta, &mut grad).unwrap();
+                    assert_eq!(objective.examples(), m);
+                    (cost, grad.iter().map(|g| g.as_f64()).collect())
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
+fn single<T: Real>(hyper: HyperParams, values: &[f64], m: usize, theta: &[f64]) -> (f64, Vec<f64>) {
+    let values: Vec<T> = values.iter().map(|&v| T::cast(v)).collect();
+    let theta: Vec<T> = theta.iter().map(|&v| T::cast(v)).collect();
+    let data = Dataset::examples_by_features(&values, m, hyper.visible()).unwrap();
+    let mut grad = vec![T::zero(); theta.len()];
+    let cost = Objective::new(hyper, data).unwrap().evaluate(&theta, &mut grad).unwrap();
+    (cost, grad.iter().map(|g| g.as_f64()).collect())
+}
+
+fn check<T: Real>(hyper: HyperParams, m: usize, tolerance: f64) {
+    let (n, h) = (hyper.visible(), hyper.hidden());
+    let values = uniform_data(m, n, 11);
+    let theta = theta(n, h, 12);
+    let (cost, grad) = single::<T>(hyper, &values, m, &theta);
+    for size in [1, 2, 3] {
+        for (rank, (c, g)) in distributed::<T>(hyper, &values, m, &theta, size).into_iter().enumerate() {
+            let what = format!("m = {m}, {size} processes, rank {rank}");
+            assert!((c - cost).abs() <= tolerance * cost.abs(), "{what}: cost {c} against {cost}");
+            let error = relative_error(&g, &grad);
+            assert!(error <= tolerance, "{what}: gradient off by {error:e}");
+        }
+    }
+}
+
+#[test]
+fn the_processes_shares_split_the_examples_in_order() {
+    for (m, size) in [(10, 3), (2, 3), (0, 2), (101, 4), (7, 1)] {
+        let ranges: Vec<_> = (0..size).map(|r| rows_of(r, size, m)).collect();
+        assert_eq!(ranges[0].start, 0);
+        assert_eq!(ranges[size - 1].end, m);
+        for pair in ranges.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        let (least, most) = (ranges.iter().map(|r| r.len()).min(), ranges.iter().map(|r| r.len()).max());
+        assert!(most.unwrap() - least.unwrap() <= 1, "{m} over {size}: {ranges:?}");
+    }
+    assert_eq!(rows_of(0, 3, 2), 0..0, "a rank without examples");
+}
+
+#[test]
+fn split_evaluations_equal_the_whole_in_f64_and_f32() {
+    for m in [101, 3, 2] {
+        check::<f64>(hyper(9, 5), m, 1e-12);
+        check::<f32>(hyper(9, 5), m, 1e-5);
+    }
+}
+
+#[test]
+fn variants_whose_terms_split_differently_still_sum_to_the_whole() {
+    let base = || HyperParams::builder(8, 4).lambda(3e-3).beta(3.0).rho(0.1);
+    let variants = [
+        base().tied(true).build().unwrap(),
+        base().corruption(Corruption::Masking { probability: 0.3 }, 5).build().unwrap(),
+        base().contractive(0.1).build().unwrap(),
+    ];
+    for hyper in variants {
+        check::<f64>(hyper, 37, 1e-12);
+    }
+}
+
+#[test]
+fn a_failure_on_one_process_reaches_every_process() {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(3)
+            .into_iter()
+            .map(|collective| {
+                scope.spawn(move || {
+                    let outcome = if collective.rank() == 1 {
+                        Err(Error::EmptyData { what: "this rank's shard" })
+                    } else {
+                        Ok(())
+                    };
+                    agree(&collective, outcome, "reading its data").map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert!(outcomes[1].as_ref().unwrap_err().contains("this rank's shard"));
+        for rank in [0, 2] {
+            let message = outcomes[rank].as_ref().unwrap_err();
+            assert!(message.contains("rank 1") && message.contains("reading its data"), "{message}");
+        }
+    });
+}
