@@ -2,9 +2,9 @@
 //! term of `J` and `∇J` is a sum over examples, so each process runs the forward and backward
 //! passes on its own examples and two element-wise sums over the processes combine them:
 //!
-//! 1. after the forward pass, `[Σ a2; m_p]` (`h + 1` values): every process then has the whole
-//!    data set's `rho_hat`, hence the same sparsity delta `s` (SPEC §2.2 needs nothing else
-//!    from the other processes);
+//! 1. after the forward pass, `[Σ a2; m_p; stop_p]` (`h + 2` values): every process then has
+//!    the whole data set's `rho_hat`, hence the same sparsity delta `s` (SPEC §2.2 needs
+//!    nothing else from the other processes), and knows whether any process asked to stop;
 //! 2. after the backward pass, `[∇J_p; terms_p]` (`2hn + h + n + 4` values), each process's
 //!    share of the gradient (its sums divided by the global `m`) and of the cost's terms.
 //!
@@ -19,6 +19,8 @@
 //! the same as on one process.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::engine::Engine;
 use super::CostTerms;
@@ -27,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::model::HyperParams;
 use crate::optim::Differentiable;
 use crate::real::Real;
+use crate::train::{AutoencoderObjective, DataFingerprint};
 
 /// The processes of a distributed evaluation, as the objective needs them: a rank, a count,
 /// and an element-wise sum over all of them. Implemented for MPI communicators (cargo feature
@@ -89,6 +92,8 @@ pub struct DistributedObjective<'d, T: Real, C: Collective> {
     collective: C,
     /// The buffer of the two sums.
     sums: Vec<f64>,
+    /// `(requested, agreed)`: see [`synchronize_stop`](Self::synchronize_stop).
+    stop: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
     examples: usize,
     terms: CostTerms,
 }
@@ -116,9 +121,22 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
             first_example,
             collective,
             sums: Vec::new(),
+            stop: None,
             examples: 0,
             terms: CostTerms::default(),
         })
+    }
+
+    /// Makes a stop one process asks for a stop of every process at the same point: at every
+    /// evaluation, `requested` (set by this process's signal handler, say) is summed with the
+    /// other processes' flags, and `agreed` — the flag a trainer stops on
+    /// ([`Trainer::stop_when`](crate::train::Trainer::stop_when)) — is set on every process by
+    /// the same evaluation once any process's `requested` is. (A trainer stopping on
+    /// `requested` itself could stop one process an iteration before the others, which would
+    /// then wait for it forever.)
+    pub fn synchronize_stop(mut self, requested: Arc<AtomicBool>, agreed: Arc<AtomicBool>) -> Self {
+        self.stop = Some((requested, agreed));
+        self
     }
 
     pub fn hyper(&self) -> &HyperParams {
@@ -170,7 +188,14 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
         self.sums.clear();
         self.sums.extend_from_slice(self.engine.activation_totals_mut());
         self.sums.push(local as f64);
+        let requested = self.stop.as_ref().is_some_and(|(requested, _)| requested.load(Ordering::Relaxed));
+        self.sums.push(if requested { 1.0 } else { 0.0 });
         self.collective.sum(&mut self.sums)?;
+        if let Some((_, agreed)) = &self.stop {
+            if self.sums[h + 1] > 0.0 {
+                agreed.store(true, Ordering::Relaxed);
+            }
+        }
         self.engine.activation_totals_mut().copy_from_slice(&self.sums[..h]);
         let examples = self.sums[h] as usize;
         if examples == 0 {
@@ -202,6 +227,42 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
             CostTerms { reconstruction: terms[0], weight_decay: terms[1], sparsity: terms[2], contractive: terms[3] };
         self.examples = examples;
         Ok(self.terms.total())
+    }
+}
+
+impl<T: Real, C: Collective> AutoencoderObjective<T> for DistributedObjective<'_, T, C> {
+    fn hyper(&self) -> &HyperParams {
+        DistributedObjective::hyper(self)
+    }
+
+    /// [`DataFingerprint::of_parts`] of the processes' parts, in rank order (collective).
+    fn data_fingerprint(&mut self) -> Result<DataFingerprint> {
+        let local = match &self.data {
+            Some(data) => DataFingerprint::of_dataset(data),
+            None => DataFingerprint::empty::<T>(self.engine.hyper().visible()),
+        };
+        // Each process's count and hash (in exact 32-bit halves) in its slot.
+        let (rank, size) = (self.collective.rank(), self.collective.size());
+        let mut slots = vec![0.0; 3 * size];
+        slots[3 * rank..3 * rank + 3].copy_from_slice(&[
+            local.examples as f64,
+            (local.hash >> 32) as f64,
+            (local.hash & 0xffff_ffff) as f64,
+        ]);
+        self.collective.sum(&mut slots)?;
+        let parts: Vec<DataFingerprint> = slots
+            .chunks_exact(3)
+            .map(|s| DataFingerprint { examples: s[0] as usize, hash: ((s[1] as u64) << 32) | s[2] as u64, ..local })
+            .collect();
+        Ok(DataFingerprint::of_parts(&parts).expect("at least one process"))
+    }
+
+    fn terms(&self) -> CostTerms {
+        self.terms
+    }
+
+    fn rho_hat(&self) -> &[f64] {
+        self.engine.rho_hat()
     }
 }
 

@@ -63,6 +63,26 @@ impl DataFingerprint {
         Ok(DataFingerprint { examples, features: n, dtype: T::NAME, hash: hash.0 })
     }
 
+    /// The fingerprint of a data set split into `parts` (each part's fingerprint, in order):
+    /// the parts' example counts summed, their hashes hashed in order (FNV-1a of each part's
+    /// count and hash, little-endian). Not the fingerprint of the parts' values joined: the
+    /// same parts in the same order give the same fingerprint, another split another one.
+    pub fn of_parts(parts: &[DataFingerprint]) -> Option<Self> {
+        let first = parts.first()?;
+        let mut hash = Fnv1a::new();
+        for part in parts {
+            hash.write_bytes(&(part.examples as u64).to_le_bytes());
+            hash.write_bytes(&part.hash.to_le_bytes());
+        }
+        let examples = parts.iter().map(|p| p.examples).sum();
+        Some(DataFingerprint { examples, features: first.features, dtype: first.dtype, hash: hash.0 })
+    }
+
+    /// The fingerprint of no examples of `features` values of `T`.
+    pub fn empty<T: Real>(features: usize) -> Self {
+        DataFingerprint { examples: 0, features, dtype: T::NAME, hash: Fnv1a::new().0 }
+    }
+
     /// The fingerprint as checkpoint metadata: `data.examples`, `data.features`, `data.dtype`
     /// and `data.fnv1a64` (16 hexadecimal digits).
     pub fn metadata(&self) -> [(&'static str, String); 4] {

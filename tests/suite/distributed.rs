@@ -1,14 +1,18 @@
 //! The objective on a data set split across processes: with 1, 2 and 3 processes (here
 //! threads, summing through a shared table in rank order) it equals the one-process objective
 //! on the whole data, for uneven splits and ranks without examples, for the variants whose
-//! terms are split differently (tied weights, denoising, the contractive penalty).
+//! terms are split differently (tied weights, denoising, the contractive penalty); L-BFGS on
+//! it follows the one-process run, and a stop one process asks for stops all together.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
 use crate::common::*;
 use sae::model::{Corruption, HyperParams};
 use sae::objective::distributed::{agree, rows_of, Collective, DistributedObjective};
-use sae::{Dataset, Error, Objective, Real};
+use sae::optim::{LbfgsOptions, Stop};
+use sae::train::Trainer;
+use sae::{Dataset, Error, Objective, Parameters, Real};
 
 /// `size` threads as processes: each writes its values into its slot, and every one sums all
 /// the slots in rank order once all have written.
@@ -166,4 +170,70 @@ fn a_failure_on_one_process_reaches_every_process() {
             assert!(message.contains("rank 1") && message.contains("reading its data"), "{message}");
         }
     });
+}
+
+/// L-BFGS for `iterations` iterations on `size` processes (threads), each process's curve and
+/// stop; process `stopper` asks to stop after its iteration `stop_after`, if given.
+fn train_split(size: usize, iterations: usize, stop_after: Option<(usize, usize)>) -> Vec<(Vec<(usize, f64)>, Stop)> {
+    let (m, n, h) = (60, 8, 4);
+    let values = uniform_data(m, n, 21);
+    let options = LbfgsOptions { max_iterations: iterations, ..LbfgsOptions::MINFUNC };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(size)
+            .into_iter()
+            .map(|collective| {
+                let values = &values;
+                scope.spawn(move || {
+                    let rank = collective.rank();
+                    let rows = rows_of(rank, size, m);
+                    let data = Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap();
+                    let (requested, agreed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+                    let mut objective = DistributedObjective::new(hyper(n, h), Some(data), rows.start, collective)
+                        .unwrap()
+                        .synchronize_stop(requested.clone(), agreed.clone());
+                    let trainer = Trainer::new(options).stop_when(agreed);
+                    let init = Parameters::init(n, h, 3);
+                    let trained = trainer
+                        .fit(&mut objective, &init, |step| {
+                            if stop_after.is_some_and(|(stopper, after)| stopper == rank && step.iteration == after) {
+                                requested.store(true, Ordering::Relaxed);
+                            }
+                        })
+                        .unwrap();
+                    (trained.curve, trained.stop)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn lbfgs_on_two_and_three_processes_follows_one() {
+    // One process: the plain objective on the whole data.
+    let (m, n, h) = (60, 8, 4);
+    let values = uniform_data(m, n, 21);
+    let mut objective = Objective::new(hyper(n, h), Dataset::examples_by_features(&values, m, n).unwrap()).unwrap();
+    let options = LbfgsOptions { max_iterations: 50, ..LbfgsOptions::MINFUNC };
+    let one = Trainer::new(options).fit(&mut objective, &Parameters::init(n, h, 3), |_| {}).unwrap().curve;
+    assert_eq!(one.len(), 51, "50 iterations after the start");
+    for size in [1, 2, 3] {
+        for (rank, (curve, _)) in train_split(size, 50, None).into_iter().enumerate() {
+            assert_eq!(curve.len(), one.len(), "{size} processes, rank {rank}");
+            for ((i, cost), (j, reference)) in curve.iter().zip(&one) {
+                assert_eq!(i, j);
+                assert!((cost - reference).abs() <= 1e-10 * reference.abs(), "{size} processes, rank {rank}, iteration {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_stop_one_process_asks_for_stops_every_process_at_the_same_iteration() {
+    let runs = train_split(3, 50, Some((2, 7)));
+    for (rank, (curve, stop)) in runs.iter().enumerate() {
+        assert_eq!(*stop, Stop::Interrupted, "rank {rank}");
+        assert_eq!(curve.len(), runs[0].0.len(), "rank {rank} stopped with the others");
+        assert!(curve.len() <= 10, "stopped soon after iteration 7: {} points", curve.len());
+    }
 }
