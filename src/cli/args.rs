@@ -238,6 +238,14 @@ impl EngineArgs {
         Ok(rayon::ThreadPoolBuilder::new().num_threads(self.threads.unwrap_or(0)).build()?)
     }
 
+    /// Makes the global pool `--threads` threads (all cores without it), for a command whose
+    /// work cannot move to another pool's thread (an MPI process's communicator stays on the
+    /// thread that made it).
+    #[cfg(feature = "mpi")]
+    pub fn global_pool(&self) -> CliResult<()> {
+        Ok(rayon::ThreadPoolBuilder::new().num_threads(self.threads.unwrap_or(0)).build_global()?)
+    }
+
     /// The back-end asked for, if any.
     pub fn backend(&self) -> Result<Option<Backend>, String> {
         self.backend.map(BackendArg::resolve).transpose()

@@ -144,6 +144,13 @@ pub struct TrainArgs {
     /// the lowest one (with or without an early stop).
     #[arg(long, value_name = "P", help_heading = "Validation")]
     early_stopping: Option<usize>,
+    /// Run as one process of an MPI job (`mpirun -np N sae train --distributed …`): the data's
+    /// rows split across the processes, each evaluating its share, L-BFGS's steps the same on
+    /// all; the first process prints and writes the model and checkpoints. Data in memory
+    /// (no --stream), L-BFGS only.
+    #[cfg(feature = "mpi")]
+    #[arg(long, help_heading = "Optimiser")]
+    distributed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -153,7 +160,15 @@ enum OptimizerArg {
     Sgd,
 }
 
+#[cfg(feature = "mpi")]
+#[path = "train_distributed.rs"]
+mod distributed;
+
 pub fn run(args: TrainArgs) -> CliResult<()> {
+    #[cfg(feature = "mpi")]
+    if args.distributed {
+        return distributed::run(args);
+    }
     let _locks = files(&args).check()?;
     let (precision, why) = match &args.resume {
         Some(checkpoint) if !args.precision.f32 && !args.precision.f64 => checkpoint_precision(checkpoint)?,
@@ -288,7 +303,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            fit(args, hyper, &mut objective, held_out, examples, fingerprint, stop)?
+            fit(args, hyper, &mut objective, held_out, examples, fingerprint, stop, true)?
         }
         Data::Source(source) => {
             let mode = args.data.stream_mode;
@@ -297,7 +312,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             if let Some(backend) = backend {
                 objective = objective.with_backend(backend);
             }
-            fit(args, hyper, &mut objective, held_out, examples, None, stop)?
+            fit(args, hyper, &mut objective, held_out, examples, None, stop, true)?
         }
     };
     save(args, trained, provenance)
@@ -416,7 +431,9 @@ enum Origin<T> {
 }
 
 /// L-BFGS on `objective`, whose data has `examples` examples (for the rate in the JSON log; 0
-/// when a stream does not say) and `fingerprint`, when it is known already.
+/// when a stream does not say) and `fingerprint`, when it is known already; `writes`: whether
+/// this process writes the checkpoints and the log (all but the first of a distributed run's
+/// do not).
 #[allow(clippy::too_many_arguments)]
 fn fit<T: Real>(
     args: &TrainArgs,
@@ -426,6 +443,7 @@ fn fit<T: Real>(
     examples: usize,
     fingerprint: Option<DataFingerprint>,
     stop: &Arc<AtomicBool>,
+    writes: bool,
 ) -> CliResult<Outcome<T>> {
     let options = LbfgsOptions {
         max_iterations: args.iterations,
@@ -438,7 +456,7 @@ fn fit<T: Real>(
     if let Some(limit) = time_limit(args)? {
         trainer = trainer.time_limit(limit);
     }
-    if let Some(path) = &args.checkpoint {
+    if let Some(path) = args.checkpoint.as_ref().filter(|_| writes) {
         trainer = trainer.checkpoint_to(path, args.checkpoint_every);
     }
     if args.checkpoint.is_some() || args.resume.is_some() {
@@ -463,7 +481,7 @@ fn fit<T: Real>(
         Origin::Checkpoint(checkpoint) => checkpoint.state.iteration,
         Origin::Parameters(_) => 0,
     };
-    let mut log = JsonLog::create(args.log_json.as_deref())?;
+    let mut log = JsonLog::create(args.log_json.as_deref().filter(|_| writes))?;
     let start = Instant::now();
     let progress = Progress::new(first, args.iterations, "iteration", "evaluations");
     let mut run_evaluations = 0;

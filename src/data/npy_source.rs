@@ -73,6 +73,8 @@ pub struct NpyFileSource<T> {
     input: InputFile,
     header: MatrixHeader,
     stamp: Stamp,
+    /// The rows read: all of the file's, or those [`restrict`](NpyFileSource::restrict) kept.
+    rows: std::ops::Range<usize>,
     next_row: usize,
     raw: Vec<u8>,
     _values: std::marker::PhantomData<T>,
@@ -89,12 +91,36 @@ impl<T: Real> NpyFileSource<T> {
                 format!("empty array of shape {}×{}", header.rows, header.columns),
             ));
         }
-        Ok(NpyFileSource { input, header, stamp, next_row: 0, raw: Vec::new(), _values: std::marker::PhantomData })
+        let rows = 0..header.rows;
+        Ok(NpyFileSource {
+            input,
+            header,
+            stamp,
+            rows,
+            next_row: 0,
+            raw: Vec::new(),
+            _values: std::marker::PhantomData,
+        })
     }
 
-    /// `m`, the number of examples (rows) in the file.
+    /// Reads only the file's rows `rows` (a process's share of a data set, say); fails when
+    /// they are not rows of the file.
+    pub fn restrict(mut self, rows: std::ops::Range<usize>) -> Result<Self> {
+        if rows.start > rows.end || rows.end > self.header.rows {
+            return Err(Error::bad_file(
+                self.path(),
+                format!("rows {}..{} asked of a file of {} rows", rows.start, rows.end, self.header.rows),
+            ));
+        }
+        self.next_row = rows.start;
+        self.rows = rows;
+        Ok(self)
+    }
+
+    /// `m`, the number of examples (rows) read: the file's, or those kept by
+    /// [`restrict`](Self::restrict).
     pub fn examples(&self) -> usize {
-        self.header.rows
+        self.rows.len()
     }
 
     pub fn path(&self) -> &Path {
@@ -128,18 +154,18 @@ impl<T: Real> ExampleSource<T> for NpyFileSource<T> {
     }
 
     fn examples_hint(&self) -> Option<usize> {
-        Some(self.header.rows)
+        Some(self.rows.len())
     }
 
     fn rewind(&mut self) -> Result<()> {
         self.check_unchanged()?;
-        self.next_row = 0;
+        self.next_row = self.rows.start;
         Ok(())
     }
 
     fn read_chunk(&mut self, buffer: &mut [T]) -> Result<usize> {
         let MatrixHeader { dtype, fortran, rows, columns: n, data_offset } = self.header;
-        let count = (buffer.len() / n).min(rows - self.next_row);
+        let count = (buffer.len() / n).min(self.rows.end - self.next_row);
         if count == 0 {
             self.check_unchanged()?;
             return Ok(0);

@@ -26,6 +26,7 @@ use super::engine::Engine;
 use super::CostTerms;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::gemm::Backend;
 use crate::model::HyperParams;
 use crate::optim::Differentiable;
 use crate::real::Real;
@@ -136,6 +137,14 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
     /// then wait for it forever.)
     pub fn synchronize_stop(mut self, requested: Arc<AtomicBool>, agreed: Arc<AtomicBool>) -> Self {
         self.stop = Some((requested, agreed));
+        self
+    }
+
+    /// Uses `backend` for the GEMMs (the preferred one when `None`).
+    pub fn with_backend(mut self, backend: Option<Backend>) -> Self {
+        if let Some(backend) = backend {
+            self.engine.set_backend(backend);
+        }
         self
     }
 

@@ -186,7 +186,8 @@ fn train_split(size: usize, iterations: usize, stop_after: Option<(usize, usize)
                 scope.spawn(move || {
                     let rank = collective.rank();
                     let rows = rows_of(rank, size, m);
-                    let data = Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap();
+                    let data =
+                        Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap();
                     let (requested, agreed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
                     let mut objective = DistributedObjective::new(hyper(n, h), Some(data), rows.start, collective)
                         .unwrap()
@@ -222,7 +223,10 @@ fn lbfgs_on_two_and_three_processes_follows_one() {
             assert_eq!(curve.len(), one.len(), "{size} processes, rank {rank}");
             for ((i, cost), (j, reference)) in curve.iter().zip(&one) {
                 assert_eq!(i, j);
-                assert!((cost - reference).abs() <= 1e-10 * reference.abs(), "{size} processes, rank {rank}, iteration {i}");
+                assert!(
+                    (cost - reference).abs() <= 1e-10 * reference.abs(),
+                    "{size} processes, rank {rank}, iteration {i}"
+                );
             }
         }
     }
@@ -236,4 +240,29 @@ fn a_stop_one_process_asks_for_stops_every_process_at_the_same_iteration() {
         assert_eq!(curve.len(), runs[0].0.len(), "rank {rank} stopped with the others");
         assert!(curve.len() <= 10, "stopped soon after iteration 7: {} points", curve.len());
     }
+}
+
+#[test]
+fn the_gradient_on_two_processes_passes_the_central_difference_check() {
+    use sae::objective::gradcheck::{numerical_gradient, relative_difference};
+    let (m, n, h) = (31, 6, 3);
+    let values = uniform_data(m, n, 31);
+    let theta = theta(n, h, 32);
+    std::thread::scope(|scope| {
+        for collective in Threads::group(2) {
+            let (values, theta) = (&values, &theta);
+            scope.spawn(move || {
+                let rows = rows_of(collective.rank(), 2, m);
+                let data = Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap();
+                let mut objective = DistributedObjective::new(hyper(n, h), Some(data), rows.start, collective).unwrap();
+                let mut analytic = vec![0.0; theta.len()];
+                objective.evaluate(theta, &mut analytic).unwrap();
+                // Every process evaluates the same points in the same order: each is collective.
+                let mut scratch = vec![0.0; theta.len()];
+                let numeric = numerical_gradient(|t| objective.evaluate(t, &mut scratch).unwrap(), theta, 1e-4);
+                let difference = relative_difference(&numeric, &analytic);
+                assert!(difference < 1e-9, "{difference:e}");
+            });
+        }
+    });
 }

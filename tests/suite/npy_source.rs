@@ -74,6 +74,31 @@ fn a_file_yields_its_rows_in_every_dtype_order_and_chunking() {
 }
 
 #[test]
+fn a_restricted_file_yields_only_its_rows_in_either_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, n) = (29, 5);
+    let values = uniform_data(m, n, 3);
+    for fortran in [false, true] {
+        let path = dir.path().join(format!("{fortran}.npy"));
+        write_file::<f64>(&path, &values, m, n, fortran);
+        for rows in [0..29, 3..17, 28..29, 9..9] {
+            let mut source = NpyFileSource::<f64>::open(&path).unwrap().restrict(rows.clone()).unwrap();
+            assert_eq!(source.examples(), rows.len());
+            for chunk in [1, 4, 40] {
+                assert_eq!(
+                    read_all(&mut source, chunk),
+                    values[rows.start * n..rows.end * n],
+                    "{rows:?}, chunk {chunk}"
+                );
+            }
+        }
+        let (at, reason) = bad_file_reason(NpyFileSource::<f64>::open(&path).unwrap().restrict(20..30).unwrap_err());
+        assert_eq!(at, path);
+        assert!(reason.contains("rows 20..30") && reason.contains("29 rows"), "{reason}");
+    }
+}
+
+#[test]
 fn a_float64_file_read_as_f32_is_rounded_once() {
     let dir = tempfile::tempdir().unwrap();
     let (m, n) = (9, 4);

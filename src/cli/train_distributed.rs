@@ -1,0 +1,154 @@
+//! `mpirun -np N sae train --distributed …`: full-batch L-BFGS on a data set split across the
+//! processes of an MPI job. Each process reads its own contiguous rows of the data (of the
+//! `.npy` file, with positioned reads of those rows only; of the embedded data set, generated
+//! whole and cut), evaluates its share of the cost and gradient, and the shares are summed
+//! ([`DistributedObjective`]): every process holds the same gradient and takes the same
+//! L-BFGS steps. The first process (rank 0) alone prints, logs, writes checkpoints and the
+//! model; the others' standard output is silenced. Ctrl-C (which `mpirun` passes on to every
+//! process) stops them all after the same iteration.
+//!
+//! A process that fails before training (its rows cannot be read, say) ends every process with
+//! an error naming it; a process that dies ends the job (MPI aborts it).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use mpi::topology::SimpleCommunicator;
+use sae::data::npy_source::NpyFileSource;
+use sae::data::stream::ExampleSource;
+use sae::mpi::World;
+use sae::objective::distributed::{agree, rows_of, Collective, DistributedObjective};
+
+use super::*;
+
+/// Runs `sae train --distributed` on this process of the MPI job.
+pub(super) fn run(args: TrainArgs) -> CliResult<()> {
+    let world = World::initialize().ok_or("MPI was initialised already in this process")?;
+    let processes = world.communicator();
+    let rank = processes.rank();
+    if rank != 0 {
+        super::super::progress::set_quiet(true);
+    }
+    // Dropped (and the output restored) when the run ends, before the error is printed.
+    let silenced = if rank == 0 { None } else { Some(gag::Gag::stdout()?) };
+    let outcome = run_on(&args, &processes);
+    drop(silenced);
+    outcome.map_err(|e| if processes.size() > 1 { format!("rank {rank}: {e}").into() } else { e })
+}
+
+fn run_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()> {
+    refuse_unsupported(args)?;
+    let root = processes.rank() == 0;
+    // The outputs are the first process's: it alone checks and locks them.
+    let locks = if root { files(args).check().map(Some) } else { Ok(None) };
+    let _locks = agree(processes, locks, "checking the files it writes")?;
+    let (precision, why) = match &args.resume {
+        Some(checkpoint) if !args.precision.f32 && !args.precision.f64 => checkpoint_precision(checkpoint)?,
+        _ => args.precision.resolve(args.data.data.as_deref())?,
+    };
+    let requested = interrupt::on_signal()?;
+    args.engine.global_pool()?;
+    match precision {
+        Precision::F32 => train::<f32>(args, why, processes, requested),
+        Precision::F64 => train::<f64>(args, why, processes, requested),
+    }
+}
+
+/// What a distributed run does not do yet: refused alike by every process.
+fn refuse_unsupported(args: &TrainArgs) -> CliResult<()> {
+    let refused = [
+        (args.optimizer != OptimizerArg::Lbfgs, "--optimizer adam/sgd (distributed training is L-BFGS)"),
+        (args.data.stream, "--stream (each process reads its rows into memory)"),
+        (
+            args.validation.is_some() || args.validation_fraction.is_some(),
+            "held-out data (--validation, --validation-fraction)",
+        ),
+        (args.max_time.is_some(), "--max-time (the processes' clocks would stop them apart)"),
+    ];
+    match refused.iter().find(|(given, _)| *given) {
+        Some((_, what)) => Err(format!("--distributed does not support {what}").into()),
+        None => Ok(()),
+    }
+}
+
+fn train<T: Real>(
+    args: &TrainArgs,
+    precision_from: &str,
+    processes: &SimpleCommunicator,
+    requested: Arc<AtomicBool>,
+) -> CliResult<()> {
+    let (rank, size) = (processes.rank(), processes.size());
+    let part = agree(processes, read_part::<T>(args, rank, size), "reading its part of the data")?;
+    let Part { values, rows, examples, features: n, description } = part;
+    println!("data: {description}, split over {size} processes ({} examples on rank 0)", rows.len());
+    let hyper = args
+        .variant
+        .apply(HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho))?
+        .build()?;
+    println!(
+        "model: n = {n}, h = {}, {}, {} penalty, λ = {}, β = {}, ρ = {}, {} ({precision_from}); L-BFGS, {} \
+         iterations, history {}, {size} processes × {} threads",
+        args.hidden,
+        describe_variant(&hyper),
+        hyper.penalty().name(),
+        args.lambda,
+        args.beta,
+        args.rho,
+        T::NAME,
+        args.iterations,
+        args.history,
+        rayon::current_num_threads()
+    );
+    let objective = match rows.len() {
+        0 => Ok(None),
+        local => Dataset::examples_by_features(&values, local, n).map(Some),
+    }
+    .and_then(|data| DistributedObjective::new(hyper, data, rows.start, processes));
+    let agreed = Arc::new(AtomicBool::new(false));
+    let mut objective = agree(processes, objective, "checking its part of the data")?
+        .with_backend(args.engine.backend()?)
+        .synchronize_stop(requested, agreed.clone());
+    let outcome = fit(args, hyper, &mut objective, None, examples, None, &agreed, rank == 0)?;
+    if rank != 0 {
+        return Ok(());
+    }
+    let mut provenance = provenance(args, args.engine.backend()?);
+    provenance.push(("processes", size.to_string()));
+    save(args, outcome, provenance)
+}
+
+/// This process's rows of the data set: their values (`rows.len() × features`), where they
+/// are in the whole (`examples` rows), and what the data is.
+struct Part<T> {
+    values: Vec<T>,
+    rows: std::ops::Range<usize>,
+    examples: usize,
+    features: usize,
+    description: String,
+}
+
+fn read_part<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Result<Part<T>> {
+    let Some(path) = &args.data.data else {
+        let (patches, m, n) = embedded_patches(args.seed);
+        let rows = rows_of(rank, size, m);
+        let values = patches[rows.start * n..rows.end * n].iter().map(|&v| T::cast(v)).collect();
+        let description = format!("embedded: {m} 8×8 patches of whitened dead-leaves pictures");
+        return Ok(Part { values, rows, examples: m, features: n, description });
+    };
+    let source = NpyFileSource::<T>::open(path)?;
+    let (examples, features) = (source.examples(), source.features());
+    let rows = rows_of(rank, size, examples);
+    let mut source = source.restrict(rows.clone())?;
+    let mut values = vec![T::zero(); rows.len() * features];
+    let mut read = 0;
+    while read < rows.len() {
+        let count = source.read_chunk(&mut values[read * features..])?;
+        if count == 0 {
+            let reason = format!("ended after {read} of rows {}..{}", rows.start, rows.end);
+            return Err(sae::Error::BadFile { path: path.clone(), reason });
+        }
+        read += count;
+    }
+    let description = format!("{} ({examples} examples × {features})", path.display());
+    Ok(Part { values, rows, examples, features, description })
+}

@@ -1,0 +1,159 @@
+//! `mpirun -np N sae train --distributed`, run as a user runs it (needs OpenMPI's `mpirun` on
+//! the path; CI installs it): on 1, 2 and 3 processes it trains the model one process trains,
+//! a resumed run continues bit for bit, and a process that fails or dies ends the whole job
+//! with an error naming it, within seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use ndarray::Array2;
+use sae::data::npy;
+use sae::model::ModelFile;
+
+const SAE: &str = env!("CARGO_BIN_EXE_sae");
+
+fn mpirun(processes: usize, args: &[&str]) -> Output {
+    Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-np", &processes.to_string(), SAE])
+        .args(args)
+        .output()
+        .expect("mpirun (OpenMPI) on the path")
+}
+
+fn sae(args: &[&str]) -> Output {
+    Command::new(SAE).args(args).output().unwrap()
+}
+
+fn succeeded(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn theta(path: &Path) -> (Vec<f64>, f64) {
+    let model = ModelFile::<f64>::load(path).unwrap();
+    let cost = model.metadata["cost"].parse().unwrap();
+    (model.parameters.theta().to_vec(), cost)
+}
+
+/// `m` rows of S1's data (64 features) in `dir`.
+fn data(dir: &Path, m: usize) -> PathBuf {
+    let path = dir.join("data.npy");
+    succeeded(&sae(&["generate", "--shape", "S1", "--examples", &m.to_string(), "-o", path.to_str().unwrap()]));
+    path
+}
+
+#[test]
+fn training_on_one_two_and_three_processes_follows_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1001 rows: no two processes hold as many.
+    let data = data(dir.path(), 1001);
+    let common = ["train", "--data", data.to_str().unwrap(), "--iterations", "40", "--no-features", "--quiet"];
+    let one = dir.path().join("one.safetensors");
+    succeeded(&sae(&[&common[..], &["-o", one.to_str().unwrap()]].concat()));
+    let (reference, reference_cost) = theta(&one);
+    for processes in [1, 2, 3] {
+        let out = dir.path().join(format!("{processes}.safetensors"));
+        let output = mpirun(processes, &[&common[..], &["--distributed", "-o", out.to_str().unwrap()]].concat());
+        succeeded(&output);
+        let (theta, cost) = theta(&out);
+        assert!(
+            (cost - reference_cost).abs() <= 1e-10 * reference_cost,
+            "{processes}: {cost} against {reference_cost}"
+        );
+        let scale = reference.iter().fold(0.0f64, |s, v| s.max(v.abs()));
+        let error = theta.iter().zip(&reference).fold(0.0f64, |e, (a, b)| e.max((a - b).abs())) / scale;
+        assert!(error <= 1e-8, "{processes} processes: parameters off by {error:e}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(stdout.matches("model written to").count(), 1, "only the first process writes:\n{stdout}");
+    }
+}
+
+#[test]
+fn float32_training_on_two_processes_follows_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path(), 301);
+    let common = ["train", "--f32", "--data", data.to_str().unwrap(), "--iterations", "20", "--no-features", "--quiet"];
+    let (one, two) = (dir.path().join("one.safetensors"), dir.path().join("two.safetensors"));
+    succeeded(&sae(&[&common[..], &["-o", one.to_str().unwrap()]].concat()));
+    succeeded(&mpirun(2, &[&common[..], &["--distributed", "-o", two.to_str().unwrap()]].concat()));
+    let cost = |path: &Path| -> f64 { ModelFile::<f32>::load(path).unwrap().metadata["cost"].parse().unwrap() };
+    let (a, b) = (cost(&one), cost(&two));
+    assert!((a - b).abs() <= 1e-5 * a, "{b} against {a}");
+}
+
+#[test]
+fn a_resumed_distributed_run_continues_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let common = ["train", "--distributed", "--no-features", "--quiet"];
+    succeeded(&mpirun(2, &[&common[..], &["--iterations", "20", "-o", &path("whole.safetensors")]].concat()));
+    let first = ["--iterations", "10", "--checkpoint", &path("run.ckpt"), "--checkpoint-every", "5"];
+    succeeded(&mpirun(2, &[&common[..], &first, &["-o", &path("half.safetensors")]].concat()));
+    let second = ["--iterations", "20", "--resume", &path("run.ckpt"), "-o", &path("resumed.safetensors")];
+    succeeded(&mpirun(2, &[&common[..], &second[..]].concat()));
+    assert_eq!(theta(Path::new(&path("resumed.safetensors"))), theta(Path::new(&path("whole.safetensors"))));
+}
+
+#[test]
+fn a_process_that_cannot_use_its_rows_ends_every_process_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, n) = (100, 64);
+    let mut values = Array2::from_elem((m, n), 0.5);
+    values[[90, 3]] = f64::NAN; // in the second process's half
+    let path = dir.path().join("bad.npy");
+    npy::write_matrix(&path, &values).unwrap();
+    let started = Instant::now();
+    let output = mpirun(2, &["train", "--distributed", "--data", path.to_str().unwrap(), "--no-features", "--quiet"]);
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(30), "no process waits for the failed one");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rank 1: non-finite value NaN in data at row 40, column 3"), "{stderr}");
+    assert!(
+        stderr.contains("rank 0: rank 1 of the distributed job failed (checking its part of the data)"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("model.safetensors").exists());
+}
+
+#[test]
+fn a_killed_process_ends_the_job_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.safetensors");
+    let args = ["train", "--distributed", "--iterations", "100000000", "--gtol", "0", "--ftol", "0", "--no-features"];
+    let mut job = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-np", "2", SAE])
+        .args(args)
+        .args(["-o", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The processes are mpirun's children (OpenMPI starts them directly on one machine).
+    let children = || -> Vec<u32> {
+        let listed = Command::new("pgrep").args(["-P", &job.id().to_string()]).output().unwrap();
+        String::from_utf8_lossy(&listed.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut pids = children();
+    while pids.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        pids = children();
+    }
+    assert_eq!(pids.len(), 2, "two processes started");
+    std::thread::sleep(Duration::from_secs(1));
+    Command::new("kill").args(["-9", &pids[1].to_string()]).status().unwrap();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(20), "the job outlived its killed process");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+}
