@@ -17,7 +17,12 @@ fn main() {
     let world = World::initialize().expect("MPI initialised once");
     let processes = world.communicator();
     let theta_len = |n: usize, h: usize| 2 * n * h + n + h + 4;
-    let sizes = [("S1", theta_len(64, 25)), ("S2", theta_len(256, 64)), ("S3", theta_len(784, 196)), ("S4", theta_len(4096, 512))];
+    let sizes = [
+        ("S1", theta_len(64, 25)),
+        ("S2", theta_len(256, 64)),
+        ("S3", theta_len(784, 196)),
+        ("S4", theta_len(4096, 512)),
+    ];
     for (name, len) in sizes {
         let mut values = vec![1.0; len];
         let repeats = (200_000_000 / len).clamp(5, 1000);

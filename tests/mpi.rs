@@ -74,6 +74,44 @@ fn training_on_one_two_and_three_processes_follows_one_process() {
 }
 
 #[test]
+fn streaming_each_process_shards_follows_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    for (i, rows) in [200, 1, 150].iter().enumerate() {
+        let path = shards.join(format!("part-{i}.npy"));
+        let seed = (i + 1).to_string();
+        let args = ["generate", "--shape", "S1", "--seed", &seed, "--examples", &rows.to_string(), "-o"];
+        succeeded(&sae(&[&args[..], &[path.to_str().unwrap()]].concat()));
+    }
+    let common = [
+        "train",
+        "--data",
+        shards.to_str().unwrap(),
+        "--stream",
+        "--chunk",
+        "64",
+        "--iterations",
+        "25",
+        "--no-features",
+        "--quiet",
+    ];
+    let one = dir.path().join("one.safetensors");
+    succeeded(&sae(&[&common[..], &["-o", one.to_str().unwrap()]].concat()));
+    let (_, reference) = theta(&one);
+    for (processes, mode) in [(2, "one-pass"), (3, "two-pass")] {
+        let out = dir.path().join(format!("{processes}.safetensors"));
+        let args = ["--distributed", "--stream-mode", mode, "-o", out.to_str().unwrap()];
+        succeeded(&mpirun(processes, &[&common[..], &args[..]].concat()));
+        let (_, cost) = theta(&out);
+        assert!(
+            (cost - reference).abs() <= 1e-10 * reference,
+            "{processes} processes, {mode}: {cost} against {reference}"
+        );
+    }
+}
+
+#[test]
 fn float32_training_on_two_processes_follows_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path(), 301);

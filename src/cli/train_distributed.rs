@@ -1,9 +1,10 @@
 //! `mpirun -np N sae train --distributed …`: full-batch L-BFGS on a data set split across the
 //! processes of an MPI job. Each process reads its own contiguous rows of the data (of the
-//! `.npy` file, with positioned reads of those rows only; of the embedded data set, generated
-//! whole and cut), evaluates its share of the cost and gradient, and the shares are summed
-//! ([`DistributedObjective`]): every process holds the same gradient and takes the same
-//! L-BFGS steps. The first process (rank 0) alone prints, logs, writes checkpoints and the
+//! `.npy` file or of the shards taken together, with positioned reads of those rows only, into
+//! memory or with `--stream` a chunk at a time; of the embedded data set, generated whole and
+//! cut), evaluates its share of the cost and gradient, and the shares are summed
+//! ([`DistributedObjective`], [`StreamingObjective::split`]): every process holds the same
+//! gradient and takes the same L-BFGS steps. The first process (rank 0) alone prints, logs, writes checkpoints and the
 //! model; the others' standard output is silenced. Ctrl-C (which `mpirun` passes on to every
 //! process) stops them all after the same iteration.
 //!
@@ -14,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use mpi::topology::SimpleCommunicator;
-use sae::data::npy_source::NpyFileSource;
+use sae::data::npy_source::{NpyFileSource, ShardSource};
 use sae::data::stream::ExampleSource;
 use sae::mpi::World;
 use sae::objective::distributed::{agree, rows_of, Collective, DistributedObjective};
@@ -58,7 +59,6 @@ fn run_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()> {
 fn refuse_unsupported(args: &TrainArgs) -> CliResult<()> {
     let refused = [
         (args.optimizer != OptimizerArg::Lbfgs, "--optimizer adam/sgd (distributed training is L-BFGS)"),
-        (args.data.stream, "--stream (each process reads its rows into memory)"),
         (
             args.validation.is_some() || args.validation_fraction.is_some(),
             "held-out data (--validation, --validation-fraction)",
@@ -99,16 +99,30 @@ fn train<T: Real>(
         args.history,
         rayon::current_num_threads()
     );
-    let objective = match rows.len() {
-        0 => Ok(None),
-        local => Dataset::examples_by_features(&values, local, n).map(Some),
-    }
-    .and_then(|data| DistributedObjective::new(hyper, data, rows.start, processes));
     let agreed = Arc::new(AtomicBool::new(false));
-    let mut objective = agree(processes, objective, "checking its part of the data")?
-        .with_backend(args.engine.backend()?)
-        .synchronize_stop(requested, agreed.clone());
-    let outcome = fit(args, hyper, &mut objective, None, examples, None, &agreed, rank == 0)?;
+    let outcome = match values {
+        Local::Values(values) => {
+            let objective = match rows.len() {
+                0 => Ok(None),
+                local => Dataset::examples_by_features(&values, local, n).map(Some),
+            }
+            .and_then(|data| DistributedObjective::new(hyper, data, rows.start, processes));
+            let mut objective = agree(processes, objective, "checking its part of the data")?
+                .with_backend(args.engine.backend()?)
+                .synchronize_stop(requested, agreed.clone());
+            fit(args, hyper, &mut objective, None, examples, None, &agreed, rank == 0)?
+        }
+        Local::Source(source) => {
+            let objective = StreamingObjective::new(hyper, source, args.data.chunk(), args.data.stream_mode);
+            let objective = agree(processes, objective, "checking its part of the data")?;
+            let objective = match args.engine.backend()? {
+                Some(backend) => objective.with_backend(backend),
+                None => objective,
+            };
+            let mut objective = objective.split(processes, rows.start).synchronize_stop(requested, agreed.clone());
+            fit(args, hyper, &mut objective, None, examples, None, &agreed, rank == 0)?
+        }
+    };
     if rank != 0 {
         return Ok(());
     }
@@ -117,14 +131,20 @@ fn train<T: Real>(
     save(args, outcome, provenance)
 }
 
-/// This process's rows of the data set: their values (`rows.len() × features`), where they
-/// are in the whole (`examples` rows), and what the data is.
+/// This process's rows of the data set (`rows` of its `examples`), and what the data is.
 struct Part<T> {
-    values: Vec<T>,
+    values: Local<T>,
     rows: std::ops::Range<usize>,
     examples: usize,
     features: usize,
     description: String,
+}
+
+/// This process's rows: their values (`rows.len() × features`), or (`--stream`) a source
+/// reading them a chunk at a time.
+enum Local<T> {
+    Values(Vec<T>),
+    Source(Box<dyn ExampleSource<T> + Send>),
 }
 
 fn read_part<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Result<Part<T>> {
@@ -133,12 +153,32 @@ fn read_part<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Result
         let rows = rows_of(rank, size, m);
         let values = patches[rows.start * n..rows.end * n].iter().map(|&v| T::cast(v)).collect();
         let description = format!("embedded: {m} 8×8 patches of whitened dead-leaves pictures");
-        return Ok(Part { values, rows, examples: m, features: n, description });
+        return Ok(Part { values: Local::Values(values), rows, examples: m, features: n, description });
     };
+    if path.is_dir() {
+        if !args.data.stream {
+            let reason = "a directory of shards is read with --stream (a chunk at a time)".to_string();
+            return Err(sae::Error::BadFile { path: path.clone(), reason });
+        }
+        let shards = ShardSource::<T>::from_dir(path)?;
+        let (examples, features) = (shards.examples(), shards.features());
+        let rows = rows_of(rank, size, examples);
+        let description = format!(
+            "{} ({} shards, {examples} examples × {features}, streamed)",
+            path.display(),
+            shards.shards().len()
+        );
+        let values = Local::Source(Box::new(shards.restrict(rows.clone())?));
+        return Ok(Part { values, rows, examples, features, description });
+    }
     let source = NpyFileSource::<T>::open(path)?;
     let (examples, features) = (source.examples(), source.features());
     let rows = rows_of(rank, size, examples);
     let mut source = source.restrict(rows.clone())?;
+    if args.data.stream {
+        let description = format!("{} ({examples} examples × {features}, streamed)", path.display());
+        return Ok(Part { values: Local::Source(Box::new(source)), rows, examples, features, description });
+    }
     let mut values = vec![T::zero(); rows.len() * features];
     let mut read = 0;
     while read < rows.len() {
@@ -150,5 +190,5 @@ fn read_part<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Result
         read += count;
     }
     let description = format!("{} ({examples} examples × {features})", path.display());
-    Ok(Part { values, rows, examples, features, description })
+    Ok(Part { values: Local::Values(values), rows, examples, features, description })
 }

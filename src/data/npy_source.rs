@@ -203,8 +203,11 @@ impl<T: Real> ExampleSource<T> for NpyFileSource<T> {
 pub struct ShardSource<T> {
     shards: Vec<PathBuf>,
     stamps: Vec<Stamp>,
+    /// Each shard's first row in the whole, and one past its last.
+    bounds: Vec<std::ops::Range<usize>>,
     features: usize,
-    examples: usize,
+    /// The rows of the whole read: all, or those [`restrict`](ShardSource::restrict) kept.
+    rows: std::ops::Range<usize>,
     current: Option<(usize, NpyFileSource<T>)>,
 }
 
@@ -217,6 +220,7 @@ impl<T: Real> ShardSource<T> {
         let mut features = None;
         let mut examples = 0;
         let mut stamps = Vec::with_capacity(shards.len());
+        let mut bounds = Vec::with_capacity(shards.len());
         for path in &shards {
             let shard = NpyFileSource::<T>::open(path)?;
             let width = *features.get_or_insert(shard.features());
@@ -231,10 +235,25 @@ impl<T: Real> ShardSource<T> {
                 ));
             }
             stamps.push(shard.stamp);
+            bounds.push(examples..examples + shard.examples());
             examples += shard.examples();
         }
         let features = features.expect("at least one shard");
-        Ok(ShardSource { shards, stamps, features, examples, current: None })
+        Ok(ShardSource { shards, stamps, bounds, features, rows: 0..examples, current: None })
+    }
+
+    /// Reads only the rows `rows` of the shards taken together (a process's share of a data
+    /// set, say): the shards outside them are not opened, those across their ends are read in
+    /// part. Fails when they are not rows of the shards.
+    pub fn restrict(mut self, rows: std::ops::Range<usize>) -> Result<Self> {
+        let total = self.bounds.last().map_or(0, |last| last.end);
+        if rows.start > rows.end || rows.end > total {
+            let reason = format!("rows {}..{} asked of shards of {total} rows in all", rows.start, rows.end);
+            return Err(Error::bad_file(&self.shards[0], reason));
+        }
+        self.rows = rows;
+        self.current = None;
+        Ok(self)
     }
 
     /// Every `*.npy` file of `dir`, in the order of their names.
@@ -254,9 +273,10 @@ impl<T: Real> ShardSource<T> {
         Self::new(shards)
     }
 
-    /// `m`, the examples of all shards together, as counted when they were opened.
+    /// `m`, the examples read: of all shards together, as counted when they were opened, or
+    /// those kept by [`restrict`](Self::restrict).
     pub fn examples(&self) -> usize {
-        self.examples
+        self.rows.len()
     }
 
     pub fn shards(&self) -> &[PathBuf] {
@@ -270,7 +290,7 @@ impl<T: Real> ExampleSource<T> for ShardSource<T> {
     }
 
     fn examples_hint(&self) -> Option<usize> {
-        Some(self.examples)
+        Some(self.rows.len())
     }
 
     fn rewind(&mut self) -> Result<()> {
@@ -297,14 +317,20 @@ impl<T: Real> ExampleSource<T> for ShardSource<T> {
                 }
                 None => 0,
             };
-            let Some(path) = self.shards.get(index) else {
+            // The next shard holding some of the rows read.
+            let Some(index) = (index..self.shards.len())
+                .find(|&i| self.bounds[i].start < self.rows.end && self.bounds[i].end > self.rows.start)
+            else {
                 return Ok(filled);
             };
+            let path = &self.shards[index];
             let shard = NpyFileSource::open(path)?;
             if shard.stamp != self.stamps[index] {
                 return Err(Error::bad_file(path, "changed since the shards were opened"));
             }
-            self.current = Some((index, shard));
+            let bounds = &self.bounds[index];
+            let kept = self.rows.start.max(bounds.start) - bounds.start..self.rows.end.min(bounds.end) - bounds.start;
+            self.current = Some((index, shard.restrict(kept)?));
         }
     }
 }

@@ -2,11 +2,13 @@
 //! term of `J` and `∇J` is a sum over examples, so each process runs the forward and backward
 //! passes on its own examples and two element-wise sums over the processes combine them:
 //!
-//! 1. after the forward pass, `[Σ a2; m_p; stop_p]` (`h + 2` values): every process then has
-//!    the whole data set's `rho_hat`, hence the same sparsity delta `s` (SPEC §2.2 needs
-//!    nothing else from the other processes), and knows whether any process asked to stop;
-//! 2. after the backward pass, `[∇J_p; terms_p]` (`2hn + h + n + 4` values), each process's
-//!    share of the gradient (its sums divided by the global `m`) and of the cost's terms.
+//! 1. after the forward pass, `[Σ a2; m_p; stop_p; failed_p]` (`h + 2 + N` values): every
+//!    process then has the whole data set's `rho_hat`, hence the same sparsity delta `s`
+//!    (SPEC §2.2 needs nothing else from the other processes), knows whether any process
+//!    asked to stop, and whether any failed to read its data (streamed);
+//! 2. after the backward pass, `[∇J_p; terms_p; failed_p]` (`2hn + h + n + 4 + N` values),
+//!    each process's share of the gradient (its sums divided by the global `m`) and of the
+//!    cost's terms.
 //!
 //! The terms that do not depend on the data — the weight decay and the sparsity penalty — are
 //! counted by the first process only. Every process ends with the same cost and gradient, to
@@ -23,7 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::engine::Engine;
-use super::CostTerms;
+use super::{CostTerms, StreamingObjective};
+use crate::data::stream::ExampleSource;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gemm::Backend;
@@ -59,6 +62,24 @@ impl<C: Collective + ?Sized> Collective for &C {
     }
 }
 
+/// One process alone: rank 0 of 1, whose sums are its own values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Alone;
+
+impl Collective for Alone {
+    fn rank(&self) -> usize {
+        0
+    }
+
+    fn size(&self) -> usize {
+        1
+    }
+
+    fn sum(&self, _values: &mut [f64]) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// The examples of `m` that rank `rank` of `size` holds: `⌊m·r/N⌋..⌊m·(r+1)/N⌋`, contiguous and
 /// in rank order; their lengths differ by at most one, and a rank holds none when `m < N`.
 pub fn rows_of(rank: usize, size: usize, m: usize) -> Range<usize> {
@@ -81,20 +102,131 @@ pub fn agree<R>(collective: &impl Collective, outcome: Result<R>, reason: &'stat
     }
 }
 
+/// A process's side of the sums of a distributed evaluation: its [`Collective`], the stop
+/// flags of [`DistributedObjective::synchronize_stop`], and the sums' buffer. Shared by the
+/// objective in memory and the streamed one.
+#[derive(Debug)]
+pub(crate) struct Split<C> {
+    collective: C,
+    /// `(requested, agreed)`.
+    stop: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
+    buffer: Vec<f64>,
+}
+
+impl<C: Collective> Split<C> {
+    pub(crate) fn new(collective: C) -> Self {
+        Split { collective, stop: None, buffer: Vec::new() }
+    }
+
+    pub(crate) fn collective(&self) -> &C {
+        &self.collective
+    }
+
+    pub(crate) fn synchronize_stop(&mut self, requested: Arc<AtomicBool>, agreed: Arc<AtomicBool>) {
+        self.stop = Some((requested, agreed));
+    }
+
+    /// Whether this process counts the terms that do not depend on the data.
+    pub(crate) fn counts_global_terms(&self) -> bool {
+        self.collective.rank() == 0
+    }
+
+    /// The first sum, after this process's forward pass (`pass`: its examples, or why it
+    /// failed): `[Σ a2; m_p; stop_p; failed_0 … failed_{N−1}]`. Leaves every process's `Σ a2`
+    /// in `engine`; returns the examples of all processes. Fails on every process alike when
+    /// a pass failed anywhere (with its own error where it did).
+    pub(crate) fn activations<T: Real>(&mut self, engine: &mut Engine<T>, pass: Result<usize>) -> Result<usize> {
+        let (rank, size) = (self.collective.rank(), self.collective.size());
+        let h = engine.hyper().hidden();
+        let requested = self.stop.as_ref().is_some_and(|(requested, _)| requested.load(Ordering::Relaxed));
+        self.buffer.clear();
+        self.buffer.extend_from_slice(engine.activation_totals_mut());
+        self.buffer.push(*pass.as_ref().unwrap_or(&0) as f64);
+        self.buffer.push(if requested { 1.0 } else { 0.0 });
+        self.buffer.extend((0..size).map(|r| if r == rank && pass.is_err() { 1.0 } else { 0.0 }));
+        if size > 1 {
+            self.collective.sum(&mut self.buffer)?;
+        }
+        let failed = self.buffer[h + 2..].iter().position(|&f| f != 0.0);
+        let pass = pass?;
+        if let Some(rank) = failed {
+            return Err(Error::OtherRankFailed { rank, reason: "reading or checking its part of the data" });
+        }
+        if let Some((_, agreed)) = &self.stop {
+            if self.buffer[h + 1] > 0.0 {
+                agreed.store(true, Ordering::Relaxed);
+            }
+        }
+        engine.activation_totals_mut().copy_from_slice(&self.buffer[..h]);
+        let examples = self.buffer[h] as usize;
+        if size == 1 {
+            return Ok(pass);
+        }
+        Ok(examples)
+    }
+
+    /// The second sum, after [`Engine::finish`] left this process's share of the gradient in
+    /// `grad` and of the cost's terms in `engine` (`pass`: whether a second pass over its
+    /// data succeeded): `[∇J_p; terms_p; failed_0 … failed_{N−1}]`. Leaves the gradient of all
+    /// processes in `grad`; returns their cost's terms.
+    pub(crate) fn results<T: Real>(
+        &mut self,
+        engine: &Engine<T>,
+        grad: &mut [T],
+        pass: Result<()>,
+    ) -> Result<CostTerms> {
+        let (rank, size) = (self.collective.rank(), self.collective.size());
+        if size == 1 {
+            return pass.map(|()| engine.terms());
+        }
+        let terms = engine.terms();
+        self.buffer.clear();
+        self.buffer.extend(grad.iter().map(|g| g.as_f64()));
+        self.buffer.extend([terms.reconstruction, terms.weight_decay, terms.sparsity, terms.contractive]);
+        self.buffer.extend((0..size).map(|r| if r == rank && pass.is_err() { 1.0 } else { 0.0 }));
+        self.collective.sum(&mut self.buffer)?;
+        let failed = self.buffer[grad.len() + 4..].iter().position(|&f| f != 0.0);
+        pass?;
+        if let Some(rank) = failed {
+            return Err(Error::OtherRankFailed { rank, reason: "reading its part of the data again" });
+        }
+        let (summed, terms) = self.buffer.split_at(grad.len());
+        for (g, &s) in grad.iter_mut().zip(summed) {
+            *g = T::cast(s);
+        }
+        Ok(CostTerms { reconstruction: terms[0], weight_decay: terms[1], sparsity: terms[2], contractive: terms[3] })
+    }
+
+    /// [`DataFingerprint::of_parts`] of every process's `local` fingerprint, in rank order.
+    pub(crate) fn fingerprint(&self, local: DataFingerprint) -> Result<DataFingerprint> {
+        // Each process's count and hash (in exact 32-bit halves) in its slot.
+        let (rank, size) = (self.collective.rank(), self.collective.size());
+        let mut slots = vec![0.0; 3 * size];
+        slots[3 * rank..3 * rank + 3].copy_from_slice(&[
+            local.examples as f64,
+            (local.hash >> 32) as f64,
+            (local.hash & 0xffff_ffff) as f64,
+        ]);
+        self.collective.sum(&mut slots)?;
+        let parts: Vec<DataFingerprint> = slots
+            .chunks_exact(3)
+            .map(|s| DataFingerprint { examples: s[0] as usize, hash: ((s[1] as u64) << 32) | s[2] as u64, ..local })
+            .collect();
+        Ok(DataFingerprint::of_parts(&parts).expect("at least one process"))
+    }
+}
+
 /// `J(theta)` and `∇J(theta)` of a sparse autoencoder on a data set split across the
 /// processes of `collective`, this process holding `data` (none for a rank without examples)
 /// whose first example is example `first_example` of the whole set. [`evaluate`](Self::evaluate)
-/// is collective: every process calls it with the same `theta`.
+/// is collective: every process calls it with the same `theta`. (Streamed:
+/// [`StreamingObjective::split`](super::StreamingObjective::split).)
 #[derive(Debug)]
 pub struct DistributedObjective<'d, T: Real, C: Collective> {
     engine: Engine<T>,
     data: Option<Dataset<'d, T>>,
     first_example: usize,
-    collective: C,
-    /// The buffer of the two sums.
-    sums: Vec<f64>,
-    /// `(requested, agreed)`: see [`synchronize_stop`](Self::synchronize_stop).
-    stop: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
+    split: Split<C>,
     examples: usize,
     terms: CostTerms,
 }
@@ -114,18 +246,10 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
             }
             super::check_data(hyper.reconstruction(), data)?;
         }
+        let split = Split::new(collective);
         let mut engine = Engine::new(hyper);
-        engine.set_counts_weight_decay(collective.rank() == 0);
-        Ok(DistributedObjective {
-            engine,
-            data,
-            first_example,
-            collective,
-            sums: Vec::new(),
-            stop: None,
-            examples: 0,
-            terms: CostTerms::default(),
-        })
+        engine.set_counts_weight_decay(split.counts_global_terms());
+        Ok(DistributedObjective { engine, data, first_example, split, examples: 0, terms: CostTerms::default() })
     }
 
     /// Makes a stop one process asks for a stop of every process at the same point: at every
@@ -136,7 +260,7 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
     /// `requested` itself could stop one process an iteration before the others, which would
     /// then wait for it forever.)
     pub fn synchronize_stop(mut self, requested: Arc<AtomicBool>, agreed: Arc<AtomicBool>) -> Self {
-        self.stop = Some((requested, agreed));
+        self.split.synchronize_stop(requested, agreed);
         self
     }
 
@@ -153,7 +277,7 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
     }
 
     pub fn collective(&self) -> &C {
-        &self.collective
+        self.split.collective()
     }
 
     /// The examples of this process.
@@ -186,27 +310,13 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
     /// does (on every process alike: the checks see the same `theta` and the same sums), and
     /// when no process holds an example.
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
-        let h = self.engine.hyper().hidden();
         let local = self.local_examples();
         self.engine.begin(theta, grad, local.max(1))?;
         if let Some(data) = &self.data {
             self.engine.forward(theta, data, self.first_example);
             self.engine.accumulate_activations();
         }
-        // 1: the activation sums and the example counts.
-        self.sums.clear();
-        self.sums.extend_from_slice(self.engine.activation_totals_mut());
-        self.sums.push(local as f64);
-        let requested = self.stop.as_ref().is_some_and(|(requested, _)| requested.load(Ordering::Relaxed));
-        self.sums.push(if requested { 1.0 } else { 0.0 });
-        self.collective.sum(&mut self.sums)?;
-        if let Some((_, agreed)) = &self.stop {
-            if self.sums[h + 1] > 0.0 {
-                agreed.store(true, Ordering::Relaxed);
-            }
-        }
-        self.engine.activation_totals_mut().copy_from_slice(&self.sums[..h]);
-        let examples = self.sums[h] as usize;
+        let examples = self.split.activations(&mut self.engine, Ok(local))?;
         if examples == 0 {
             return Err(Error::EmptyData { what: "no process holds an example" });
         }
@@ -214,26 +324,9 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
         if let Some(data) = &self.data {
             self.engine.backward(theta, data, self.first_example);
         }
-        let counted_sparsity = if self.collective.rank() == 0 { sparsity } else { 0.0 };
+        let counted_sparsity = if self.split.counts_global_terms() { sparsity } else { 0.0 };
         self.engine.finish(theta, grad, examples, counted_sparsity);
-
-        // 2: the gradient and the cost's terms.
-        let local_terms = self.engine.terms();
-        self.sums.clear();
-        self.sums.extend(grad.iter().map(|g| g.as_f64()));
-        self.sums.extend([
-            local_terms.reconstruction,
-            local_terms.weight_decay,
-            local_terms.sparsity,
-            local_terms.contractive,
-        ]);
-        self.collective.sum(&mut self.sums)?;
-        let (summed, terms) = self.sums.split_at(grad.len());
-        for (g, &s) in grad.iter_mut().zip(summed) {
-            *g = T::cast(s);
-        }
-        self.terms =
-            CostTerms { reconstruction: terms[0], weight_decay: terms[1], sparsity: terms[2], contractive: terms[3] };
+        self.terms = self.split.results(&self.engine, grad, Ok(()))?;
         self.examples = examples;
         Ok(self.terms.total())
     }
@@ -250,20 +343,7 @@ impl<T: Real, C: Collective> AutoencoderObjective<T> for DistributedObjective<'_
             Some(data) => DataFingerprint::of_dataset(data),
             None => DataFingerprint::empty::<T>(self.engine.hyper().visible()),
         };
-        // Each process's count and hash (in exact 32-bit halves) in its slot.
-        let (rank, size) = (self.collective.rank(), self.collective.size());
-        let mut slots = vec![0.0; 3 * size];
-        slots[3 * rank..3 * rank + 3].copy_from_slice(&[
-            local.examples as f64,
-            (local.hash >> 32) as f64,
-            (local.hash & 0xffff_ffff) as f64,
-        ]);
-        self.collective.sum(&mut slots)?;
-        let parts: Vec<DataFingerprint> = slots
-            .chunks_exact(3)
-            .map(|s| DataFingerprint { examples: s[0] as usize, hash: ((s[1] as u64) << 32) | s[2] as u64, ..local })
-            .collect();
-        Ok(DataFingerprint::of_parts(&parts).expect("at least one process"))
+        self.split.fingerprint(local)
     }
 
     fn terms(&self) -> CostTerms {
@@ -282,5 +362,75 @@ impl<T: Real, C: Collective> Differentiable<T> for DistributedObjective<'_, T, C
 
     fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
         DistributedObjective::evaluate(self, theta, grad)
+    }
+}
+
+/// [`DistributedObjective`] on this process's part of the data read a chunk at a time (see
+/// [`StreamingObjective`]): made by [`StreamingObjective::split`]. A failure to read this
+/// process's part (or a change of it between the two passes) fails the evaluation on every
+/// process, naming this one elsewhere.
+#[derive(Debug)]
+pub struct DistributedStreamingObjective<T: Real, S, C: Collective> {
+    objective: StreamingObjective<T, S>,
+    split: Split<C>,
+}
+
+impl<T: Real, S: ExampleSource<T> + Send, C: Collective> DistributedStreamingObjective<T, S, C> {
+    pub(crate) fn new(objective: StreamingObjective<T, S>, split: Split<C>) -> Self {
+        DistributedStreamingObjective { objective, split }
+    }
+
+    /// As [`DistributedObjective::synchronize_stop`].
+    pub fn synchronize_stop(mut self, requested: Arc<AtomicBool>, agreed: Arc<AtomicBool>) -> Self {
+        self.split.synchronize_stop(requested, agreed);
+        self
+    }
+
+    pub fn collective(&self) -> &C {
+        self.split.collective()
+    }
+
+    /// The objective on this process's part.
+    pub fn local(&self) -> &StreamingObjective<T, S> {
+        &self.objective
+    }
+
+    /// `J(theta)` and `∇J(theta)` over every process's examples. Collective.
+    pub fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
+        self.objective.evaluate_split(theta, grad, &mut self.split)
+    }
+}
+
+impl<T: Real, S: ExampleSource<T> + Send, C: Collective> AutoencoderObjective<T>
+    for DistributedStreamingObjective<T, S, C>
+{
+    fn hyper(&self) -> &HyperParams {
+        self.objective.hyper()
+    }
+
+    /// [`DataFingerprint::of_parts`] of the processes' parts (each read once more), in rank
+    /// order (collective).
+    fn data_fingerprint(&mut self) -> Result<DataFingerprint> {
+        let local = AutoencoderObjective::data_fingerprint(&mut self.objective);
+        let local = agree(&self.split.collective, local, "reading its part of the data")?;
+        self.split.fingerprint(local)
+    }
+
+    fn terms(&self) -> CostTerms {
+        self.objective.terms()
+    }
+
+    fn rho_hat(&self) -> &[f64] {
+        self.objective.rho_hat()
+    }
+}
+
+impl<T: Real, S: ExampleSource<T> + Send, C: Collective> Differentiable<T> for DistributedStreamingObjective<T, S, C> {
+    fn dimension(&self) -> usize {
+        self.objective.theta_len()
+    }
+
+    fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
+        DistributedStreamingObjective::evaluate(self, theta, grad)
     }
 }

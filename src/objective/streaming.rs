@@ -4,6 +4,7 @@
 
 use std::sync::mpsc;
 
+use super::distributed::{Alone, Collective, DistributedStreamingObjective, Split};
 use super::engine::Engine;
 use super::CostTerms;
 use crate::data::stream::ExampleSource;
@@ -61,6 +62,11 @@ pub struct StreamingObjective<T: Real, S> {
     /// Two chunk buffers: one being computed on while the reader thread fills the other.
     buffers: Vec<Vec<T>>,
     examples: usize,
+    /// The index of the source's first example in the whole data set (not 0 for one
+    /// process's part of a split one): the corruption noise is a function of it.
+    first_example: usize,
+    /// The cost's terms of the last evaluation (of all processes', when split).
+    terms: CostTerms,
 }
 
 impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
@@ -83,7 +89,16 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
         let buffers = vec![vec![T::zero(); chunk * hyper.visible()]; 2];
         let mut engine = Engine::new(hyper);
         engine.set_deferred_sparsity(mode == StreamMode::OnePass);
-        Ok(StreamingObjective { engine, source, chunk, mode, buffers, examples: 0 })
+        Ok(StreamingObjective {
+            engine,
+            source,
+            chunk,
+            mode,
+            buffers,
+            examples: 0,
+            first_example: 0,
+            terms: CostTerms::default(),
+        })
     }
 
     /// Uses `backend` for the GEMMs.
@@ -143,7 +158,7 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
     /// The terms of the cost the last successful evaluation returned (all zero before the
     /// first).
     pub fn terms(&self) -> CostTerms {
-        self.engine.terms()
+        self.terms
     }
 
     /// `J(theta)` in f64, and `∇J(theta)` written to `grad`, from one or two reads of the
@@ -154,37 +169,70 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
     /// (named by its row in the whole data set), or (two-pass) yields a different number of
     /// examples in the second pass than in the first.
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
+        self.evaluate_split(theta, grad, &mut Split::new(Alone))
+    }
+
+    /// This process's part of a data set split across the processes of `collective`, its
+    /// first example being example `first_example` of the whole: see
+    /// [`DistributedStreamingObjective`].
+    pub fn split<C: Collective>(
+        mut self,
+        collective: C,
+        first_example: usize,
+    ) -> DistributedStreamingObjective<T, S, C> {
+        let split = Split::new(collective);
+        self.engine.set_counts_weight_decay(split.counts_global_terms());
+        self.first_example = first_example;
+        DistributedStreamingObjective::new(self, split)
+    }
+
+    /// [`evaluate`](Self::evaluate) with this process's sums combined with the other
+    /// processes' of `split` (see [`super::distributed`]).
+    pub(crate) fn evaluate_split<C: Collective>(
+        &mut self,
+        theta: &[T],
+        grad: &mut [T],
+        split: &mut Split<C>,
+    ) -> Result<f64> {
         self.engine.begin(theta, grad, self.chunk)?;
-        let examples = match self.mode {
+        let first_pass = match self.mode {
             StreamMode::OnePass => self.pass(|engine, chunk, first| {
                 engine.forward(theta, chunk, first);
                 engine.accumulate_activations();
                 engine.backward(theta, chunk, first);
-            })?,
+            }),
             StreamMode::TwoPass => self.pass(|engine, chunk, first| {
                 engine.forward(theta, chunk, first);
                 engine.accumulate_activations();
-            })?,
+            }),
         };
+        let local = first_pass.as_ref().map_or(0, |&read| read);
+        let examples = split.activations(&mut self.engine, first_pass)?;
         if examples == 0 {
             return Err(Error::EmptyData { what: "the source yielded no examples" });
         }
         let sparsity_cost = self.engine.sparsity(examples)?;
-        if self.mode == StreamMode::TwoPass {
-            let second = self.pass(|engine, chunk, first| {
-                engine.forward(theta, chunk, first);
-                engine.backward(theta, chunk, first);
-            })?;
-            if second != examples {
-                return Err(Error::shape_mismatch(
-                    "examples in the second pass over the source (it changed between passes)",
-                    examples,
-                    second,
-                ));
-            }
-        }
+        let second_pass = match self.mode {
+            StreamMode::OnePass => Ok(()),
+            StreamMode::TwoPass => self
+                .pass(|engine, chunk, first| {
+                    engine.forward(theta, chunk, first);
+                    engine.backward(theta, chunk, first);
+                })
+                .and_then(|second| match second == local {
+                    true => Ok(()),
+                    false => Err(Error::shape_mismatch(
+                        "examples in the second pass over the source (it changed between passes)",
+                        local,
+                        second,
+                    )),
+                }),
+        };
+        let counted_sparsity = if split.counts_global_terms() { sparsity_cost } else { 0.0 };
+        self.engine.finish(theta, grad, examples, counted_sparsity);
+        self.terms = split.results(&self.engine, grad, second_pass)?;
         self.examples = examples;
-        Ok(self.engine.finish(theta, grad, examples, sparsity_cost))
+        Ok(self.terms.total())
     }
 
     /// Rewinds the source and runs `step` on each chunk and the global index of its first
@@ -195,7 +243,7 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
     /// afterwards, whatever failed, so nothing is allocated after the first evaluation.
     fn pass(&mut self, mut step: impl FnMut(&mut Engine<T>, &Dataset<'_, T>, usize)) -> Result<usize> {
         let (n, reconstruction) = (self.engine.hyper().visible(), self.engine.hyper().reconstruction());
-        let capacity = self.chunk;
+        let (capacity, first_example) = (self.chunk, self.first_example);
         let (source, engine) = (&mut self.source, &mut self.engine);
         let buffers = std::mem::take(&mut self.buffers);
         let (filled_tx, filled) = mpsc::sync_channel::<(Vec<T>, Result<usize>)>(buffers.len());
@@ -238,14 +286,15 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
                             .and_then(|chunk| super::check_data(reconstruction, &chunk).map(|()| chunk))
                             .map_err(|e| match e {
                                 Error::NonFiniteData { what, row, column, value } => {
-                                    Error::NonFiniteData { what, row: row + examples, column, value }
+                                    Error::NonFiniteData { what, row: first_example + row + examples, column, value }
                                 }
                                 Error::DataOutOfRange { what, row, column, value, reason } => {
-                                    Error::DataOutOfRange { what, row: row + examples, column, value, reason }
+                                    let row = first_example + row + examples;
+                                    Error::DataOutOfRange { what, row, column, value, reason }
                                 }
                                 other => other,
                             })?;
-                        step(engine, &chunk, examples);
+                        step(engine, &chunk, first_example + examples);
                     }
                     Ok(read)
                 });

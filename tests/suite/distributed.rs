@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
 use crate::common::*;
+use sae::data::npy_source::NpyFileSource;
 use sae::model::{Corruption, HyperParams};
 use sae::objective::distributed::{agree, rows_of, Collective, DistributedObjective};
+use sae::objective::{StreamMode, StreamingObjective};
 use sae::optim::{LbfgsOptions, Stop};
 use sae::train::Trainer;
 use sae::{Dataset, Error, Objective, Parameters, Real};
@@ -265,4 +267,81 @@ fn the_gradient_on_two_processes_passes_the_central_difference_check() {
             });
         }
     });
+}
+
+/// Each process's cost and gradient streaming its rows of the `.npy` file at `path` (`m` rows)
+/// in chunks of 7, in `mode`.
+fn streamed(
+    path: &std::path::Path,
+    hyper: HyperParams,
+    m: usize,
+    theta: &[f64],
+    size: usize,
+    mode: StreamMode,
+) -> Vec<Result<(f64, Vec<f64>), String>> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(size)
+            .into_iter()
+            .map(|collective| {
+                scope.spawn(move || {
+                    let rows = rows_of(collective.rank(), size, m);
+                    let source = NpyFileSource::<f64>::open(path).unwrap().restrict(rows.clone()).unwrap();
+                    let mut objective =
+                        StreamingObjective::new(hyper, source, 7, mode).unwrap().split(collective, rows.start);
+                    let mut grad = vec![0.0; theta.len()];
+                    let cost = objective.evaluate(theta, &mut grad).map_err(|e| e.to_string())?;
+                    Ok((cost, grad))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn each_process_streaming_its_rows_equals_the_whole_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, n, h) = (53, 9, 5);
+    let values = uniform_data(m, n, 41);
+    let path = dir.path().join("data.npy");
+    sae::data::npy::write_matrix(&path, &ndarray::Array2::from_shape_vec((m, n), values.clone()).unwrap()).unwrap();
+    let theta = theta(n, h, 42);
+    for hyper in [
+        hyper(n, h),
+        HyperParams::builder(n, h).corruption(Corruption::Masking { probability: 0.2 }, 3).build().unwrap(),
+    ] {
+        let (cost, grad) = single::<f64>(hyper, &values, m, &theta);
+        for mode in [StreamMode::OnePass, StreamMode::TwoPass] {
+            for size in [1, 2, 3] {
+                for (rank, result) in streamed(&path, hyper, m, &theta, size, mode).into_iter().enumerate() {
+                    let (c, g) = result.unwrap();
+                    assert!(
+                        (c - cost).abs() <= 1e-12 * cost,
+                        "{mode:?}, {size} processes, rank {rank}: {c} against {cost}"
+                    );
+                    assert!(relative_error(&g, &grad) <= 1e-12, "{mode:?}, {size} processes, rank {rank}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bad_value_in_one_process_stream_fails_every_process_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, n, h) = (30, 4, 2);
+    let mut values = uniform_data(m, n, 43);
+    values[27 * n + 1] = f64::NAN; // row 27: the third process's
+    let path = dir.path().join("bad.npy");
+    sae::data::npy::write_matrix(&path, &ndarray::Array2::from_shape_vec((m, n), values).unwrap()).unwrap();
+    let theta = theta(n, h, 44);
+    for mode in [StreamMode::OnePass, StreamMode::TwoPass] {
+        let outcomes = streamed(&path, hyper(n, h), m, &theta, 3, mode);
+        let own = outcomes[2].as_ref().unwrap_err();
+        assert!(own.contains("row 27, column 1"), "{mode:?}: {own}");
+        for rank in [0, 1] {
+            let other = outcomes[rank].as_ref().unwrap_err();
+            assert!(other.contains("rank 2 of the distributed job failed"), "{mode:?}, rank {rank}: {other}");
+        }
+    }
 }

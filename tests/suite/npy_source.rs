@@ -129,6 +129,25 @@ fn a_shard_directory_reads_as_the_concatenation_of_its_files_in_name_order() {
 }
 
 #[test]
+fn restricted_shards_yield_only_their_rows_across_shard_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3;
+    let values = uniform_data(10 + 1 + 25, n, 5);
+    write_file::<f64>(&dir.path().join("part-0.npy"), &values[..10 * n], 10, n, false);
+    write_file::<f64>(&dir.path().join("part-1.npy"), &values[10 * n..11 * n], 1, n, true);
+    write_file::<f64>(&dir.path().join("part-2.npy"), &values[11 * n..], 25, n, false);
+    for rows in [0..36, 0..10, 9..12, 10..11, 11..36, 4..30, 20..20] {
+        let mut source = ShardSource::<f64>::from_dir(dir.path()).unwrap().restrict(rows.clone()).unwrap();
+        assert_eq!(source.examples(), rows.len());
+        for chunk in [1, 4, 50] {
+            assert_eq!(read_all(&mut source, chunk), values[rows.start * n..rows.end * n], "{rows:?}, chunk {chunk}");
+        }
+    }
+    let (_, reason) = bad_file_reason(ShardSource::<f64>::from_dir(dir.path()).unwrap().restrict(30..40).unwrap_err());
+    assert!(reason.contains("rows 30..40") && reason.contains("36 rows"), "{reason}");
+}
+
+#[test]
 fn a_shard_source_fills_whole_chunks_across_shard_boundaries() {
     let dir = tempfile::tempdir().unwrap();
     let values = uniform_data(9, 2, 4);
