@@ -71,11 +71,20 @@ pub enum Error {
     #[error("{path}: {reason}")]
     BadFile { path: PathBuf, reason: String },
 
-    /// A checkpoint that cannot continue this run: its `field` is missing, corrupt, out of
-    /// range, or not the run's (another model, other data or options).
+    /// Another process of a distributed evaluation failed (its own error is its own).
     #[error("rank {rank} of the distributed job failed ({reason}); its own error is reported by that rank")]
     OtherRankFailed { rank: usize, reason: &'static str },
 
+    /// The processes of a distributed run no longer hold the same parameters (they would
+    /// compute on different models, or wait for each other forever).
+    #[error(
+        "rank {rank}'s parameters differ from rank 0's: the processes drifted apart (different CPUs' rounding, or \
+         a caller that steps them differently)"
+    )]
+    ProcessesDiverged { rank: usize },
+
+    /// A checkpoint that cannot continue this run: its `field` is missing, corrupt, out of
+    /// range, or not the run's (another model, other data or options).
     #[error("{path}: cannot resume from this checkpoint: {field} {reason}")]
     BadCheckpoint { path: PathBuf, field: &'static str, reason: String },
 }

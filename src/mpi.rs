@@ -7,7 +7,7 @@
 //! aborts every process: no process is left waiting for a sum.
 
 use mpi::collective::{CommunicatorCollectives, SystemOperation};
-use mpi::environment::Universe;
+use mpi::environment::{Threading, Universe};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::Communicator;
 
@@ -22,9 +22,18 @@ pub struct World {
 }
 
 impl World {
-    /// Initialises MPI; `None` when it was initialised already in this process.
+    /// Initialises MPI for a process whose other threads (rayon's workers, a streaming
+    /// reader) never call it: MPI is called from this thread only. `None` when MPI was
+    /// initialised already in this process, or cannot serve threads at all.
     pub fn initialize() -> Option<World> {
-        mpi::initialize().map(|universe| World { universe })
+        let (universe, level) = mpi::initialize_with_threading(Threading::Funneled)?;
+        (level >= Threading::Funneled).then_some(World { universe })
+    }
+
+    /// Ends every process of the job at once with `code` (`MPI_Abort`): for a process that
+    /// failed on its own, which the others would otherwise wait for.
+    pub fn abort(&self, code: i32) -> ! {
+        self.universe.world().abort(code)
     }
 
     /// The communicator of every process of the job (`MPI_COMM_WORLD`).
@@ -42,9 +51,8 @@ impl Collective for SimpleCommunicator {
         Communicator::size(self) as usize
     }
 
-    fn sum(&self, values: &mut [f64]) -> Result<()> {
-        let local = values.to_vec();
-        self.all_reduce_into(&local[..], values, SystemOperation::sum());
+    fn sum(&self, values: &[f64], sums: &mut [f64]) -> Result<()> {
+        self.all_reduce_into(values, sums, SystemOperation::sum());
         Ok(())
     }
 }

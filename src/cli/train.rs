@@ -146,8 +146,8 @@ pub struct TrainArgs {
     early_stopping: Option<usize>,
     /// Run as one process of an MPI job (`mpirun -np N sae train --distributed …`): the data's
     /// rows split across the processes, each evaluating its share, L-BFGS's steps the same on
-    /// all; the first process prints and writes the model and checkpoints. Data in memory
-    /// (no --stream), L-BFGS only.
+    /// all; the first process prints and writes the model and checkpoints. L-BFGS only; in
+    /// memory or --stream.
     #[cfg(feature = "mpi")]
     #[arg(long, help_heading = "Optimiser")]
     distributed: bool,
@@ -238,25 +238,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
     println!("data: {description}");
     let held_out = held_out_data(args, &mut data)?;
     let n = data.features();
-    let hyper = args
-        .variant
-        .apply(HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho))?
-        .build()?;
-    let optimizer = match args.optimizer {
-        OptimizerArg::Lbfgs => format!("L-BFGS, {} iterations, history {}", args.iterations, args.history),
-        other => format!("{other:?} over {} epochs of minibatches of {}", args.epochs, args.batch_size),
-    };
-    println!(
-        "model: n = {n}, h = {}, {}, {} penalty, λ = {}, β = {}, ρ = {}, {} ({precision_from}); {optimizer}, {} threads",
-        args.hidden,
-        describe_variant(&hyper),
-        hyper.penalty().name(),
-        args.lambda,
-        args.beta,
-        args.rho,
-        T::NAME,
-        rayon::current_num_threads()
-    );
+    let hyper = model::<T>(args, n, precision_from, &format!("{} threads", rayon::current_num_threads()))?;
     warn_outside_output_range(&hyper, &data);
     // Minibatch training runs on the native back-end; so do its held-out evaluations.
     let backend = args.engine.backend()?.filter(|_| args.optimizer == OptimizerArg::Lbfgs);
@@ -316,6 +298,30 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
         }
     };
     save(args, trained, provenance)
+}
+
+/// The run's model for `n` inputs, printed with the precision (and why), the optimiser and
+/// the `workers` it runs on.
+fn model<T: Real>(args: &TrainArgs, n: usize, precision_from: &str, workers: &str) -> CliResult<HyperParams> {
+    let hyper = args
+        .variant
+        .apply(HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho))?
+        .build()?;
+    let optimizer = match args.optimizer {
+        OptimizerArg::Lbfgs => format!("L-BFGS, {} iterations, history {}", args.iterations, args.history),
+        other => format!("{other:?} over {} epochs of minibatches of {}", args.epochs, args.batch_size),
+    };
+    println!(
+        "model: n = {n}, h = {}, {}, {} penalty, λ = {}, β = {}, ρ = {}, {} ({precision_from}); {optimizer}, {workers}",
+        args.hidden,
+        describe_variant(&hyper),
+        hyper.penalty().name(),
+        args.lambda,
+        args.beta,
+        args.rho,
+        T::NAME,
+    );
+    Ok(hyper)
 }
 
 /// What a model file records of the run that made it, beside its hyper-parameters and the

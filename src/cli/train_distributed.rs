@@ -18,7 +18,7 @@ use mpi::topology::SimpleCommunicator;
 use sae::data::npy_source::{NpyFileSource, ShardSource};
 use sae::data::stream::ExampleSource;
 use sae::mpi::World;
-use sae::objective::distributed::{agree, rows_of, Collective, DistributedObjective};
+use sae::objective::distributed::{agree, in_whole, rows_of, Collective, DistributedObjective};
 
 use super::*;
 
@@ -31,10 +31,24 @@ pub(super) fn run(args: TrainArgs) -> CliResult<()> {
         super::super::progress::set_quiet(true);
     }
     // Dropped (and the output restored) when the run ends, before the error is printed.
-    let silenced = if rank == 0 { None } else { Some(gag::Gag::stdout()?) };
-    let outcome = run_on(&args, &processes);
-    drop(silenced);
-    outcome.map_err(|e| if processes.size() > 1 { format!("rank {rank}: {e}").into() } else { e })
+    let silenced = if rank == 0 { Ok(None) } else { gag::Gag::stdout().map(Some) };
+    let outcome = silenced.map_err(Into::into).and_then(|silenced| {
+        let outcome = run_on(&args, &processes);
+        drop(silenced);
+        outcome
+    });
+    match outcome {
+        Err(e) if processes.size() > 1 && !e.is::<Interrupted>() => {
+            // A failure of this process alone would leave the others waiting for it in a sum
+            // (or in MPI's finalisation): end the job. Another process's failure is that
+            // process's to report.
+            if !matches!(e.downcast_ref(), Some(sae::Error::OtherRankFailed { .. })) {
+                eprintln!("error: rank {rank}: {e}");
+            }
+            world.abort(2)
+        }
+        outcome => outcome,
+    }
 }
 
 fn run_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()> {
@@ -81,30 +95,16 @@ fn train<T: Real>(
     let part = agree(processes, read_part::<T>(args, rank, size), "reading its part of the data")?;
     let Part { values, rows, examples, features: n, description } = part;
     println!("data: {description}, split over {size} processes ({} examples on rank 0)", rows.len());
-    let hyper = args
-        .variant
-        .apply(HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho))?
-        .build()?;
-    println!(
-        "model: n = {n}, h = {}, {}, {} penalty, λ = {}, β = {}, ρ = {}, {} ({precision_from}); L-BFGS, {} \
-         iterations, history {}, {size} processes × {} threads",
-        args.hidden,
-        describe_variant(&hyper),
-        hyper.penalty().name(),
-        args.lambda,
-        args.beta,
-        args.rho,
-        T::NAME,
-        args.iterations,
-        args.history,
-        rayon::current_num_threads()
-    );
+    let workers = format!("{size} processes × {} threads", rayon::current_num_threads());
+    let hyper = model::<T>(args, n, precision_from, &workers)?;
     let agreed = Arc::new(AtomicBool::new(false));
     let outcome = match values {
         Local::Values(values) => {
             let objective = match rows.len() {
                 0 => Ok(None),
-                local => Dataset::examples_by_features(&values, local, n).map(Some),
+                local => {
+                    Dataset::examples_by_features(&values, local, n).map(Some).map_err(|e| in_whole(e, rows.start))
+                }
             }
             .and_then(|data| DistributedObjective::new(hyper, data, rows.start, processes));
             let mut objective = agree(processes, objective, "checking its part of the data")?

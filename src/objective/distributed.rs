@@ -2,10 +2,11 @@
 //! term of `J` and `∇J` is a sum over examples, so each process runs the forward and backward
 //! passes on its own examples and two element-wise sums over the processes combine them:
 //!
-//! 1. after the forward pass, `[Σ a2; m_p; stop_p; failed_p]` (`h + 2 + N` values): every
-//!    process then has the whole data set's `rho_hat`, hence the same sparsity delta `s`
-//!    (SPEC §2.2 needs nothing else from the other processes), knows whether any process
-//!    asked to stop, and whether any failed to read its data (streamed);
+//! 1. after the forward pass, `[Σ a2; m_p; stop_p; failed_p; hash_p]` (`h + 2 + 3N` values):
+//!    every process then has the whole data set's `rho_hat`, hence the same sparsity delta
+//!    `s` (SPEC §2.2 needs nothing else from the other processes), knows whether any process
+//!    asked to stop, whether any failed to read its data (streamed), and whether all hold the
+//!    same parameters (a check that they did not drift apart);
 //! 2. after the backward pass, `[∇J_p; terms_p; failed_p]` (`2hn + h + n + 4 + N` values),
 //!    each process's share of the gradient (its sums divided by the global `m`) and of the
 //!    cost's terms.
@@ -43,9 +44,10 @@ pub trait Collective {
     fn rank(&self) -> usize;
     /// The number of processes.
     fn size(&self) -> usize;
-    /// Replaces `values` on every process by their element-wise sum over all processes. Every
-    /// process must call it the same number of times with the same length.
-    fn sum(&self, values: &mut [f64]) -> Result<()>;
+    /// Writes into `sums`, on every process, the element-wise sum of every process's
+    /// `values` (both of one length, the same on every process). Every process must call it
+    /// the same number of times, from the thread that made the collective.
+    fn sum(&self, values: &[f64], sums: &mut [f64]) -> Result<()>;
 }
 
 impl<C: Collective + ?Sized> Collective for &C {
@@ -57,8 +59,30 @@ impl<C: Collective + ?Sized> Collective for &C {
         (**self).size()
     }
 
-    fn sum(&self, values: &mut [f64]) -> Result<()> {
-        (**self).sum(values)
+    fn sum(&self, values: &[f64], sums: &mut [f64]) -> Result<()> {
+        (**self).sum(values, sums)
+    }
+}
+
+/// A 64-bit hash of the parameters' bits (each value's, mixed in order): equal on two
+/// processes exactly when, but for collisions, their parameters are.
+fn parameters_hash<T: Real>(theta: &[T]) -> u64 {
+    theta.iter().fold(0x9e37_79b9_7f4a_7c15, |hash, v| {
+        (hash.rotate_left(5) ^ v.as_f64().to_bits()).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// `error` about a row of this process's part as an error about that row of the whole data
+/// set, whose part begins at row `first_example`.
+pub fn in_whole(error: Error, first_example: usize) -> Error {
+    match error {
+        Error::NonFiniteData { what, row, column, value } => {
+            Error::NonFiniteData { what, row: first_example + row, column, value }
+        }
+        Error::DataOutOfRange { what, row, column, value, reason } => {
+            Error::DataOutOfRange { what, row: first_example + row, column, value, reason }
+        }
+        other => other,
     }
 }
 
@@ -75,7 +99,8 @@ impl Collective for Alone {
         1
     }
 
-    fn sum(&self, _values: &mut [f64]) -> Result<()> {
+    fn sum(&self, values: &[f64], sums: &mut [f64]) -> Result<()> {
+        sums.copy_from_slice(values);
         Ok(())
     }
 }
@@ -92,9 +117,10 @@ pub fn rows_of(rank: usize, size: usize, m: usize) -> Range<usize> {
 /// where it failed and [`Error::OtherRankFailed`] naming the first failed rank elsewhere — so
 /// that no process waits in a collective the others never reach.
 pub fn agree<R>(collective: &impl Collective, outcome: Result<R>, reason: &'static str) -> Result<R> {
+    let mut mine = vec![0.0; collective.size()];
+    mine[collective.rank()] = if outcome.is_err() { 1.0 } else { 0.0 };
     let mut failed = vec![0.0; collective.size()];
-    failed[collective.rank()] = if outcome.is_err() { 1.0 } else { 0.0 };
-    collective.sum(&mut failed)?;
+    collective.sum(&mine, &mut failed)?;
     match failed.iter().position(|&f| f != 0.0) {
         None => outcome,
         Some(_) if outcome.is_err() => outcome,
@@ -110,12 +136,20 @@ pub(crate) struct Split<C> {
     collective: C,
     /// `(requested, agreed)`.
     stop: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
-    buffer: Vec<f64>,
+    /// This process's values of a sum, and the sums (kept: no allocation per evaluation).
+    values: Vec<f64>,
+    sums: Vec<f64>,
 }
 
 impl<C: Collective> Split<C> {
     pub(crate) fn new(collective: C) -> Self {
-        Split { collective, stop: None, buffer: Vec::new() }
+        Split { collective, stop: None, values: Vec::new(), sums: Vec::new() }
+    }
+
+    /// Sums `self.values` over the processes into `self.sums`.
+    fn sum(&mut self) -> Result<()> {
+        self.sums.resize(self.values.len(), 0.0);
+        self.collective.sum(&self.values, &mut self.sums)
     }
 
     pub(crate) fn collective(&self) -> &C {
@@ -131,38 +165,57 @@ impl<C: Collective> Split<C> {
         self.collective.rank() == 0
     }
 
-    /// The first sum, after this process's forward pass (`pass`: its examples, or why it
-    /// failed): `[Σ a2; m_p; stop_p; failed_0 … failed_{N−1}]`. Leaves every process's `Σ a2`
-    /// in `engine`; returns the examples of all processes. Fails on every process alike when
-    /// a pass failed anywhere (with its own error where it did).
-    pub(crate) fn activations<T: Real>(&mut self, engine: &mut Engine<T>, pass: Result<usize>) -> Result<usize> {
+    /// The first sum, after this process's forward pass at `theta` (`pass`: its examples, or
+    /// why it failed): `[Σ a2; m_p; stop_p; failed_0 … failed_{N−1}; hash_0 … hash_{N−1}]`,
+    /// the last a hash of each process's `theta` (in two exact 32-bit halves). Leaves every
+    /// process's `Σ a2` in `engine`; returns the examples of all processes. Fails on every
+    /// process alike when a pass failed anywhere (with its own error where it did), or when
+    /// the processes' parameters differ.
+    pub(crate) fn activations<T: Real>(
+        &mut self,
+        engine: &mut Engine<T>,
+        theta: &[T],
+        pass: Result<usize>,
+    ) -> Result<usize> {
         let (rank, size) = (self.collective.rank(), self.collective.size());
-        let h = engine.hyper().hidden();
         let requested = self.stop.as_ref().is_some_and(|(requested, _)| requested.load(Ordering::Relaxed));
-        self.buffer.clear();
-        self.buffer.extend_from_slice(engine.activation_totals_mut());
-        self.buffer.push(*pass.as_ref().unwrap_or(&0) as f64);
-        self.buffer.push(if requested { 1.0 } else { 0.0 });
-        self.buffer.extend((0..size).map(|r| if r == rank && pass.is_err() { 1.0 } else { 0.0 }));
-        if size > 1 {
-            self.collective.sum(&mut self.buffer)?;
+        if size == 1 {
+            self.agree_stop(requested);
+            return pass;
         }
-        let failed = self.buffer[h + 2..].iter().position(|&f| f != 0.0);
-        let pass = pass?;
+        let h = engine.hyper().hidden();
+        let hash = parameters_hash(theta);
+        self.values.clear();
+        self.values.extend_from_slice(engine.activation_totals());
+        self.values.push(*pass.as_ref().unwrap_or(&0) as f64);
+        self.values.push(if requested { 1.0 } else { 0.0 });
+        self.values.extend((0..size).map(|r| if r == rank && pass.is_err() { 1.0 } else { 0.0 }));
+        self.values.extend((0..size).flat_map(|r| {
+            let mine = r == rank;
+            [if mine { (hash >> 32) as f64 } else { 0.0 }, if mine { (hash & 0xffff_ffff) as f64 } else { 0.0 }]
+        }));
+        self.sum()?;
+        let (failed, hashes) = self.sums[h + 2..].split_at(size);
+        let failed = failed.iter().position(|&f| f != 0.0);
+        pass?;
         if let Some(rank) = failed {
             return Err(Error::OtherRankFailed { rank, reason: "reading or checking its part of the data" });
         }
+        if let Some(rank) = hashes.chunks_exact(2).position(|pair| pair != &hashes[..2]) {
+            return Err(Error::ProcessesDiverged { rank });
+        }
+        self.agree_stop(self.sums[h + 1] > 0.0);
+        engine.activation_totals_mut().copy_from_slice(&self.sums[..h]);
+        Ok(self.sums[h] as usize)
+    }
+
+    /// Sets the agreed stop once a stop was requested (by any process).
+    fn agree_stop(&self, requested: bool) {
         if let Some((_, agreed)) = &self.stop {
-            if self.buffer[h + 1] > 0.0 {
+            if requested {
                 agreed.store(true, Ordering::Relaxed);
             }
         }
-        engine.activation_totals_mut().copy_from_slice(&self.buffer[..h]);
-        let examples = self.buffer[h] as usize;
-        if size == 1 {
-            return Ok(pass);
-        }
-        Ok(examples)
     }
 
     /// The second sum, after [`Engine::finish`] left this process's share of the gradient in
@@ -180,17 +233,17 @@ impl<C: Collective> Split<C> {
             return pass.map(|()| engine.terms());
         }
         let terms = engine.terms();
-        self.buffer.clear();
-        self.buffer.extend(grad.iter().map(|g| g.as_f64()));
-        self.buffer.extend([terms.reconstruction, terms.weight_decay, terms.sparsity, terms.contractive]);
-        self.buffer.extend((0..size).map(|r| if r == rank && pass.is_err() { 1.0 } else { 0.0 }));
-        self.collective.sum(&mut self.buffer)?;
-        let failed = self.buffer[grad.len() + 4..].iter().position(|&f| f != 0.0);
+        self.values.clear();
+        self.values.extend(grad.iter().map(|g| g.as_f64()));
+        self.values.extend([terms.reconstruction, terms.weight_decay, terms.sparsity, terms.contractive]);
+        self.values.extend((0..size).map(|r| if r == rank && pass.is_err() { 1.0 } else { 0.0 }));
+        self.sum()?;
+        let failed = self.sums[grad.len() + 4..].iter().position(|&f| f != 0.0);
         pass?;
         if let Some(rank) = failed {
             return Err(Error::OtherRankFailed { rank, reason: "reading its part of the data again" });
         }
-        let (summed, terms) = self.buffer.split_at(grad.len());
+        let (summed, terms) = self.sums.split_at(grad.len());
         for (g, &s) in grad.iter_mut().zip(summed) {
             *g = T::cast(s);
         }
@@ -201,13 +254,14 @@ impl<C: Collective> Split<C> {
     pub(crate) fn fingerprint(&self, local: DataFingerprint) -> Result<DataFingerprint> {
         // Each process's count and hash (in exact 32-bit halves) in its slot.
         let (rank, size) = (self.collective.rank(), self.collective.size());
-        let mut slots = vec![0.0; 3 * size];
-        slots[3 * rank..3 * rank + 3].copy_from_slice(&[
+        let mut mine = vec![0.0; 3 * size];
+        mine[3 * rank..3 * rank + 3].copy_from_slice(&[
             local.examples as f64,
             (local.hash >> 32) as f64,
             (local.hash & 0xffff_ffff) as f64,
         ]);
-        self.collective.sum(&mut slots)?;
+        let mut slots = vec![0.0; 3 * size];
+        self.collective.sum(&mine, &mut slots)?;
         let parts: Vec<DataFingerprint> = slots
             .chunks_exact(3)
             .map(|s| DataFingerprint { examples: s[0] as usize, hash: ((s[1] as u64) << 32) | s[2] as u64, ..local })
@@ -244,7 +298,7 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
                     data.features(),
                 ));
             }
-            super::check_data(hyper.reconstruction(), data)?;
+            super::check_data(hyper.reconstruction(), data).map_err(|e| in_whole(e, first_example))?;
         }
         let split = Split::new(collective);
         let mut engine = Engine::new(hyper);
@@ -316,7 +370,7 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
             self.engine.forward(theta, data, self.first_example);
             self.engine.accumulate_activations();
         }
-        let examples = self.split.activations(&mut self.engine, Ok(local))?;
+        let examples = self.split.activations(&mut self.engine, theta, Ok(local))?;
         if examples == 0 {
             return Err(Error::EmptyData { what: "no process holds an example" });
         }

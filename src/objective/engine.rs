@@ -194,6 +194,12 @@ impl<T: Real> Engine<T> {
 
     /// `Σ a2` per hidden unit over the examples seen since `begin`: to be summed with other
     /// processes' before [`sparsity`](Self::sparsity).
+    pub(crate) fn activation_totals(&self) -> &[f64] {
+        &self.workspace.activation_totals
+    }
+
+    /// [`activation_totals`](Self::activation_totals), to be replaced by the sums over all
+    /// processes.
     pub(crate) fn activation_totals_mut(&mut self) -> &mut [f64] {
         &mut self.workspace.activation_totals
     }

@@ -4,7 +4,7 @@
 
 use std::sync::mpsc;
 
-use super::distributed::{Alone, Collective, DistributedStreamingObjective, Split};
+use super::distributed::{in_whole, Alone, Collective, DistributedStreamingObjective, Split};
 use super::engine::Engine;
 use super::CostTerms;
 use crate::data::stream::ExampleSource;
@@ -207,7 +207,7 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
             }),
         };
         let local = first_pass.as_ref().map_or(0, |&read| read);
-        let examples = split.activations(&mut self.engine, first_pass)?;
+        let examples = split.activations(&mut self.engine, theta, first_pass)?;
         if examples == 0 {
             return Err(Error::EmptyData { what: "the source yielded no examples" });
         }
@@ -284,16 +284,7 @@ impl<T: Real, S: ExampleSource<T> + Send> StreamingObjective<T, S> {
                         // Errors name the row in the whole data set.
                         let chunk = Dataset::examples_by_features(&buffer[..read * n], read, n)
                             .and_then(|chunk| super::check_data(reconstruction, &chunk).map(|()| chunk))
-                            .map_err(|e| match e {
-                                Error::NonFiniteData { what, row, column, value } => {
-                                    Error::NonFiniteData { what, row: first_example + row + examples, column, value }
-                                }
-                                Error::DataOutOfRange { what, row, column, value, reason } => {
-                                    let row = first_example + row + examples;
-                                    Error::DataOutOfRange { what, row, column, value, reason }
-                                }
-                                other => other,
-                            })?;
+                            .map_err(|e| in_whole(e, first_example + examples))?;
                         step(engine, &chunk, first_example + examples);
                     }
                     Ok(read)

@@ -5,31 +5,61 @@
 //! it follows the one-process run, and a stop one process asks for stops all together.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use crate::common::*;
 use sae::data::npy_source::NpyFileSource;
 use sae::model::{Corruption, HyperParams};
-use sae::objective::distributed::{agree, rows_of, Collective, DistributedObjective};
+use sae::objective::distributed::{agree, in_whole, rows_of, Collective, DistributedObjective};
 use sae::objective::{StreamMode, StreamingObjective};
 use sae::optim::{LbfgsOptions, Stop};
 use sae::train::Trainer;
 use sae::{Dataset, Error, Objective, Parameters, Real};
 
 /// `size` threads as processes: each writes its values into its slot, and every one sums all
-/// the slots in rank order once all have written.
+/// the slots in rank order once all have written. A process that waits more than ten seconds
+/// for the others panics: a sum one process skips fails the test instead of hanging it.
 struct Threads {
     rank: usize,
     size: usize,
-    slots: Arc<Mutex<Vec<Vec<f64>>>>,
-    barrier: Arc<Barrier>,
+    shared: Arc<(Mutex<Table>, Condvar)>,
+}
+
+/// The slots of the sum under way, and how many processes have reached each of the two
+/// meeting points of `Threads::sum`.
+#[derive(Default)]
+struct Table {
+    slots: Vec<Vec<f64>>,
+    arrived: [usize; 2],
+    rounds: [usize; 2],
 }
 
 impl Threads {
     fn group(size: usize) -> Vec<Threads> {
-        let slots = Arc::new(Mutex::new(vec![Vec::new(); size]));
-        let barrier = Arc::new(Barrier::new(size));
-        (0..size).map(|rank| Threads { rank, size, slots: slots.clone(), barrier: barrier.clone() }).collect()
+        let table = Table { slots: vec![Vec::new(); size], ..Table::default() };
+        let shared = Arc::new((Mutex::new(table), Condvar::new()));
+        (0..size).map(|rank| Threads { rank, size, shared: shared.clone() }).collect()
+    }
+
+    /// Waits until every process has reached meeting point `point` as often as this one.
+    fn meet<'t>(
+        &'t self,
+        mut table: std::sync::MutexGuard<'t, Table>,
+        point: usize,
+    ) -> std::sync::MutexGuard<'t, Table> {
+        let round = table.rounds[point];
+        table.arrived[point] += 1;
+        if table.arrived[point] == self.size {
+            table.arrived[point] = 0;
+            table.rounds[point] += 1;
+            self.shared.1.notify_all();
+            return table;
+        }
+        let (table, timeout) =
+            self.shared.1.wait_timeout_while(table, Duration::from_secs(10), |t| t.rounds[point] == round).unwrap();
+        assert!(!timeout.timed_out(), "rank {} waited 10 s for the others: a sum not every process made", self.rank);
+        table
     }
 }
 
@@ -40,18 +70,16 @@ impl Collective for Threads {
     fn size(&self) -> usize {
         self.size
     }
-    fn sum(&self, values: &mut [f64]) -> sae::error::Result<()> {
-        self.slots.lock().unwrap()[self.rank] = values.to_vec();
-        self.barrier.wait();
-        {
-            let slots = self.slots.lock().unwrap();
-            values.fill(0.0);
-            for slot in slots.iter() {
-                values.iter_mut().zip(slot).for_each(|(v, s)| *v += s);
-            }
+    fn sum(&self, values: &[f64], sums: &mut [f64]) -> sae::error::Result<()> {
+        let mut table = self.shared.0.lock().unwrap();
+        table.slots[self.rank] = values.to_vec();
+        let table = self.meet(table, 0);
+        sums.fill(0.0);
+        for slot in &table.slots {
+            sums.iter_mut().zip(slot).for_each(|(s, v)| *s += v);
         }
         // Nobody writes the next sum's values before everyone has read these.
-        self.barrier.wait();
+        drop(self.meet(table, 1));
         Ok(())
     }
 }
@@ -143,6 +171,7 @@ fn variants_whose_terms_split_differently_still_sum_to_the_whole() {
         base().tied(true).build().unwrap(),
         base().corruption(Corruption::Masking { probability: 0.3 }, 5).build().unwrap(),
         base().contractive(0.1).build().unwrap(),
+        base().penalty(sae::model::SparsityPenalty::L1).build().unwrap(),
     ];
     for hyper in variants {
         check::<f64>(hyper, 37, 1e-12);
@@ -344,4 +373,72 @@ fn a_bad_value_in_one_process_stream_fails_every_process_naming_it() {
             assert!(other.contains("rank 2 of the distributed job failed"), "{mode:?}, rank {rank}: {other}");
         }
     }
+}
+
+#[test]
+fn a_process_streaming_no_rows_takes_its_part_in_the_sums() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, n, h) = (2, 5, 3);
+    let values = uniform_data(m, n, 51);
+    let path = dir.path().join("two.npy");
+    sae::data::npy::write_matrix(&path, &ndarray::Array2::from_shape_vec((m, n), values.clone()).unwrap()).unwrap();
+    let theta = theta(n, h, 52);
+    let (cost, grad) = single::<f64>(hyper(n, h), &values, m, &theta);
+    for mode in [StreamMode::OnePass, StreamMode::TwoPass] {
+        // Three processes, two rows: rank 0 holds none.
+        for (rank, result) in streamed(&path, hyper(n, h), m, &theta, 3, mode).into_iter().enumerate() {
+            let (c, g) = result.unwrap();
+            assert!((c - cost).abs() <= 1e-12 * cost, "{mode:?}, rank {rank}");
+            assert!(relative_error(&g, &grad) <= 1e-12, "{mode:?}, rank {rank}");
+        }
+    }
+}
+
+#[test]
+fn processes_whose_parameters_differ_are_told_so() {
+    let (m, n, h) = (20, 4, 2);
+    let values = uniform_data(m, n, 61);
+    let theta = theta(n, h, 62);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(2)
+            .into_iter()
+            .map(|collective| {
+                let (values, mut theta) = (&values, theta.clone());
+                scope.spawn(move || {
+                    let rank = collective.rank();
+                    if rank == 1 {
+                        theta[3] += 1e-12; // a last-bit drift
+                    }
+                    let rows = rows_of(rank, 2, m);
+                    let data =
+                        Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap();
+                    let mut objective =
+                        DistributedObjective::new(hyper(n, h), Some(data), rows.start, collective).unwrap();
+                    let mut grad = vec![0.0; theta.len()];
+                    objective.evaluate(&theta, &mut grad).unwrap_err().to_string()
+                })
+            })
+            .collect();
+        for (rank, worker) in workers.into_iter().enumerate() {
+            let message = worker.join().unwrap();
+            assert!(message.contains("rank 1's parameters differ from rank 0's"), "rank {rank}: {message}");
+        }
+    });
+}
+
+#[test]
+fn errors_in_a_process_part_name_the_row_of_the_whole_data_set() {
+    let (m, n) = (10, 3);
+    let mut values = uniform_data(m, n, 71);
+    values[8 * n + 2] = 1.5; // outside [0, 1], where the cross-entropy is defined
+    let rows = rows_of(1, 2, m); // 5..10
+    let part = Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap();
+    let hyper =
+        HyperParams::builder(n, 2).reconstruction(sae::model::Reconstruction::SigmoidCrossEntropy).build().unwrap();
+    let error =
+        DistributedObjective::new(hyper, Some(part), rows.start, sae::objective::distributed::Alone).unwrap_err();
+    assert!(error.to_string().contains("row 8, column 2"), "{error}");
+    values[8 * n + 2] = f64::NAN;
+    let error = Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap_err();
+    assert!(in_whole(error, rows.start).to_string().contains("row 8, column 2"));
 }
