@@ -135,6 +135,13 @@ fn a_resumed_distributed_run_continues_bit_for_bit() {
     let second = ["--iterations", "20", "--resume", &path("run.ckpt"), "-o", &path("resumed.safetensors")];
     succeeded(&mpirun(2, &[&common[..], &second[..]].concat()));
     assert_eq!(theta(Path::new(&path("resumed.safetensors"))), theta(Path::new(&path("whole.safetensors"))));
+    // On another number of processes, each one's part of the data would differ.
+    let output = mpirun(3, &[&common[..], &second[..]].concat());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("written by a run on 2 process(es), this one has 3"), "{stderr}");
+    let alone = sae(&[&["train", "--no-features", "--quiet"][..], &second[..]].concat());
+    assert!(String::from_utf8_lossy(&alone.stderr).contains("on 2 process(es), this one has 1"));
 }
 
 #[test]

@@ -151,6 +151,10 @@ pub struct TrainArgs {
     #[cfg(feature = "mpi")]
     #[arg(long, help_heading = "Optimiser")]
     distributed: bool,
+    /// The processes of a distributed run (set by it, not an option): recorded in its model
+    /// and checkpoints, which only a run on as many processes resumes.
+    #[arg(skip)]
+    processes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -328,14 +332,18 @@ fn model<T: Real>(args: &TrainArgs, n: usize, precision_from: &str, workers: &st
 /// optimiser's own keys: enough to run it again (results are bit-for-bit the same for the
 /// same data, seed, thread count, back-end and instruction set).
 fn provenance(args: &TrainArgs, backend: Option<Backend>) -> Vec<(&'static str, String)> {
-    vec![
-        ("seed", args.seed.to_string()),
-        ("threads", rayon::current_num_threads().to_string()),
-        ("backend", backend.unwrap_or_default().name().to_string()),
-        ("isa", Isa::detect().name().to_string()),
-        ("command", command_line()),
-        ("created", humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
-    ]
+    let processes = args.processes.map(|p| ("processes", p.to_string()));
+    processes
+        .into_iter()
+        .chain([
+            ("seed", args.seed.to_string()),
+            ("threads", rayon::current_num_threads().to_string()),
+            ("backend", backend.unwrap_or_default().name().to_string()),
+            ("isa", Isa::detect().name().to_string()),
+            ("command", command_line()),
+            ("created", humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
+        ])
+        .collect()
 }
 
 /// What a checkpoint records of the run beside its state: the keys of [`provenance`] that
@@ -343,7 +351,9 @@ fn provenance(args: &TrainArgs, backend: Option<Backend>) -> Vec<(&'static str, 
 fn reproduction(args: &TrainArgs) -> CliResult<Vec<(String, String)>> {
     let backend = args.engine.backend()?.filter(|_| args.optimizer == OptimizerArg::Lbfgs);
     let provenance = provenance(args, backend);
-    let kept = provenance.into_iter().filter(|(key, _)| ["seed", "threads", "backend", "isa", "command"].contains(key));
+    let kept = provenance
+        .into_iter()
+        .filter(|(key, _)| ["processes", "seed", "threads", "backend", "isa", "command"].contains(key));
     Ok(kept.map(|(key, value)| (key.to_string(), value)).collect())
 }
 
@@ -358,6 +368,16 @@ fn check_resumption(args: &TrainArgs, path: &std::path::Path, validating: bool) 
         return Err("the checkpoint's run validated on held-out data: resume it with the same --validation \
                     or --validation-fraction (and --seed)"
             .into());
+    }
+    let processes = |recorded: Option<&String>| recorded.map_or("1".to_string(), String::clone);
+    let (saved, run) =
+        (processes(recorded.get("processes")), processes(args.processes.map(|p| p.to_string()).as_ref()));
+    if saved != run {
+        return Err(format!(
+            "the checkpoint was written by a run on {saved} process(es), this one has {run}: each process's part of \
+             the data would differ (resume on {saved})"
+        )
+        .into());
     }
     for (key, value) in reproduction(args)? {
         match recorded.get(&key) {

@@ -23,10 +23,11 @@ use sae::objective::distributed::{agree, in_whole, rows_of, Collective, Distribu
 use super::*;
 
 /// Runs `sae train --distributed` on this process of the MPI job.
-pub(super) fn run(args: TrainArgs) -> CliResult<()> {
+pub(super) fn run(mut args: TrainArgs) -> CliResult<()> {
     let world = World::initialize().ok_or("MPI was initialised already in this process")?;
     let processes = world.communicator();
     let rank = processes.rank();
+    args.processes = Some(processes.size());
     if rank != 0 {
         super::super::progress::set_quiet(true);
     }
@@ -126,9 +127,7 @@ fn train<T: Real>(
     if rank != 0 {
         return Ok(());
     }
-    let mut provenance = provenance(args, args.engine.backend()?);
-    provenance.push(("processes", size.to_string()));
-    save(args, outcome, provenance)
+    save(args, outcome, provenance(args, args.engine.backend()?))
 }
 
 /// This process's rows of the data set (`rows` of its `examples`), and what the data is.
