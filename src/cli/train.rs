@@ -19,6 +19,7 @@ use sae::files::FilePlan;
 use sae::gemm::Backend;
 use sae::model::picture::{features_picture, PixelOrder};
 use sae::model::ModelFile;
+use sae::objective::distributed::{Alone, Collective, Part, Split};
 use sae::objective::StreamingObjective;
 use sae::optim::{LbfgsOptions, LbfgsState, StepRule, Stop};
 use sae::train::{
@@ -146,8 +147,8 @@ pub struct TrainArgs {
     early_stopping: Option<usize>,
     /// Run as one process of an MPI job (`mpirun -np N sae train --distributed …`): the data's
     /// rows split across the processes, each evaluating its share, L-BFGS's steps the same on
-    /// all; the first process prints and writes the model and checkpoints. L-BFGS only; in
-    /// memory or --stream.
+    /// all; the first process prints and writes the model and checkpoints. L-BFGS in memory or
+    /// with --stream; Adam and SGD in memory (each minibatch split across the processes).
     #[cfg(feature = "mpi")]
     #[arg(long, help_heading = "Optimiser")]
     distributed: bool,
@@ -280,7 +281,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
             return Err("minibatch training reads the data in memory: drop --stream, or use --optimizer lbfgs".into());
         };
         let data = Dataset::examples_by_features(&values, examples, features)?;
-        let outcome = fit_minibatch(args, hyper, &data, held_out, stop)?;
+        let outcome = fit_minibatch(args, hyper, Part::whole(&data), &mut Split::new(Alone), held_out, stop, true)?;
         return save(args, outcome, provenance);
     }
     let trained = match data {
@@ -590,12 +591,17 @@ fn report_best<T: Real>(validation: Option<&Validation<'_, T>>, unit: &str) {
     }
 }
 
-fn fit_minibatch<T: Real>(
+/// Adam or SGD on this process's `part` of the data (the whole, with a `split` of one
+/// process); `writes` as for [`fit`].
+#[allow(clippy::too_many_arguments)]
+fn fit_minibatch<T: Real, C: Collective>(
     args: &TrainArgs,
     hyper: HyperParams,
-    data: &Dataset<'_, T>,
+    part: Part<'_, '_, T>,
+    split: &mut Split<C>,
     mut validation: Option<Validation<'_, T>>,
     stop: &Arc<AtomicBool>,
+    writes: bool,
 ) -> CliResult<Outcome<T>> {
     let learning_rate = args.learning_rate.unwrap_or(1e-3);
     let rule = match args.optimizer {
@@ -611,7 +617,7 @@ fn fit_minibatch<T: Real>(
     };
     let mut trainer =
         MinibatchTrainer::new(hyper, options)?.stop_when(stop.clone()).annotate_checkpoints(reproduction(args)?);
-    if let Some(path) = &args.checkpoint {
+    if let Some(path) = args.checkpoint.as_ref().filter(|_| writes) {
         trainer = trainer.checkpoint_to(path, args.checkpoint_every as u64);
     }
     if let Some(limit) = time_limit(args)? {
@@ -620,17 +626,18 @@ fn fit_minibatch<T: Real>(
     let resumed = match &args.resume {
         Some(path) => {
             check_resumption(args, path, validation.is_some())?;
-            let checkpoint = trainer.load_checkpoint(data, path)?;
+            let checkpoint = trainer.load_checkpoint_split(part, split, path)?;
             println!("resuming {} in epoch {}", path.display(), checkpoint.state.epoch + 1);
             Some(checkpoint)
         }
         None => None,
     };
     not_interrupted_yet(stop)?;
-    let batches = data.examples().div_ceil(args.batch_size.min(data.examples()).max(1));
+    let m = part.examples;
+    let batches = m.div_ceil(args.batch_size.min(m).max(1));
     let first = resumed.as_ref().map_or(0, |checkpoint| checkpoint.state.epoch * batches + checkpoint.state.batch);
     let validating = validation.is_some();
-    let mut log = JsonLog::create(args.log_json.as_deref())?;
+    let mut log = JsonLog::create(args.log_json.as_deref().filter(|_| writes))?;
     let start = Instant::now();
     // Moves every step; its cost is the mean over the epoch's steps so far.
     let progress = Progress::new(first, args.epochs * batches, "step", "steps");
@@ -640,7 +647,7 @@ fn fit_minibatch<T: Real>(
         epoch_batches += 1;
         steps += 1;
         // Every minibatch is full but an epoch's last, which takes what is left.
-        let (m, size) = (data.examples(), args.batch_size.min(data.examples()));
+        let size = args.batch_size.min(m);
         examples += if step.epoch_end { m - (batches - 1) * size } else { size };
         let mean = epoch_cost / epoch_batches as f64;
         if let Some(point) = &step.validation {
@@ -660,10 +667,10 @@ fn fit_minibatch<T: Real>(
         }
     };
     let trained = match resumed {
-        Some(checkpoint) => trainer.resume_from(data, checkpoint, validation.as_mut(), &mut on_step),
+        Some(checkpoint) => trainer.resume_split(part, split, checkpoint, validation.as_mut(), &mut on_step),
         None => {
             let init = initial_parameters::<T>(args, &hyper)?;
-            trainer.fit_validated(data, validation.as_mut(), &init, &mut on_step)
+            trainer.fit_split(part, split, validation.as_mut(), &init, &mut on_step)
         }
     };
     progress.finish();

@@ -18,7 +18,7 @@ use mpi::topology::SimpleCommunicator;
 use sae::data::npy_source::{NpyFileSource, ShardSource};
 use sae::data::stream::ExampleSource;
 use sae::mpi::World;
-use sae::objective::distributed::{agree, in_whole, rows_of, Collective, DistributedObjective};
+use sae::objective::distributed::{agree, in_whole, rows_of, DistributedObjective};
 
 use super::*;
 
@@ -73,7 +73,14 @@ fn run_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()> {
 /// What a distributed run does not do yet: refused alike by every process.
 fn refuse_unsupported(args: &TrainArgs) -> CliResult<()> {
     let refused = [
-        (args.optimizer != OptimizerArg::Lbfgs, "--optimizer adam/sgd (distributed training is L-BFGS)"),
+        (
+            args.optimizer != OptimizerArg::Lbfgs && args.data.stream,
+            "--stream with --optimizer adam/sgd (minibatch training reads its part in memory)",
+        ),
+        (
+            args.optimizer != OptimizerArg::Lbfgs && args.variant.denoise.is_some(),
+            "--denoise with --optimizer adam/sgd",
+        ),
         (
             args.validation.is_some() || args.validation_fraction.is_some(),
             "held-out data (--validation, --validation-fraction)",
@@ -93,13 +100,25 @@ fn train<T: Real>(
     requested: Arc<AtomicBool>,
 ) -> CliResult<()> {
     let (rank, size) = (processes.rank(), processes.size());
-    let part = agree(processes, read_part::<T>(args, rank, size), "reading its part of the data")?;
-    let Part { values, rows, examples, features: n, description } = part;
+    let share = agree(processes, read_share::<T>(args, rank, size), "reading its part of the data")?;
+    let Share { values, rows, examples, features: n, description } = share;
     println!("data: {description}, split over {size} processes ({} examples on rank 0)", rows.len());
     let workers = format!("{size} processes × {} threads", rayon::current_num_threads());
     let hyper = model::<T>(args, n, precision_from, &workers)?;
     let agreed = Arc::new(AtomicBool::new(false));
     let outcome = match values {
+        Local::Values(values) if args.optimizer != OptimizerArg::Lbfgs => {
+            let data = match rows.len() {
+                0 => Ok(None),
+                local => {
+                    Dataset::examples_by_features(&values, local, n).map(Some).map_err(|e| in_whole(e, rows.start))
+                }
+            };
+            let data = agree(processes, data, "checking its part of the data")?;
+            let part = Part { data: data.as_ref(), first_example: rows.start, examples };
+            let mut split = Split::new(processes).synchronize_stop(requested, agreed.clone());
+            fit_minibatch(args, hyper, part, &mut split, None, &agreed, rank == 0)?
+        }
         Local::Values(values) => {
             let objective = match rows.len() {
                 0 => Ok(None),
@@ -131,7 +150,7 @@ fn train<T: Real>(
 }
 
 /// This process's rows of the data set (`rows` of its `examples`), and what the data is.
-struct Part<T> {
+struct Share<T> {
     values: Local<T>,
     rows: std::ops::Range<usize>,
     examples: usize,
@@ -146,13 +165,13 @@ enum Local<T> {
     Source(Box<dyn ExampleSource<T> + Send>),
 }
 
-fn read_part<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Result<Part<T>> {
+fn read_share<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Result<Share<T>> {
     let Some(path) = &args.data.data else {
         let (patches, m, n) = embedded_patches(args.seed);
         let rows = rows_of(rank, size, m);
         let values = patches[rows.start * n..rows.end * n].iter().map(|&v| T::cast(v)).collect();
         let description = format!("embedded: {m} 8×8 patches of whitened dead-leaves pictures");
-        return Ok(Part { values: Local::Values(values), rows, examples: m, features: n, description });
+        return Ok(Share { values: Local::Values(values), rows, examples: m, features: n, description });
     };
     if path.is_dir() {
         if !args.data.stream {
@@ -168,7 +187,7 @@ fn read_part<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Result
             shards.shards().len()
         );
         let values = Local::Source(Box::new(shards.restrict(rows.clone())?));
-        return Ok(Part { values, rows, examples, features, description });
+        return Ok(Share { values, rows, examples, features, description });
     }
     let source = NpyFileSource::<T>::open(path)?;
     let (examples, features) = (source.examples(), source.features());
@@ -176,7 +195,7 @@ fn read_part<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Result
     let mut source = source.restrict(rows.clone())?;
     if args.data.stream {
         let description = format!("{} ({examples} examples × {features}, streamed)", path.display());
-        return Ok(Part { values: Local::Source(Box::new(source)), rows, examples, features, description });
+        return Ok(Share { values: Local::Source(Box::new(source)), rows, examples, features, description });
     }
     let mut values = vec![T::zero(); rows.len() * features];
     let mut read = 0;
@@ -189,5 +208,5 @@ fn read_part<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Result
         read += count;
     }
     let description = format!("{} ({examples} examples × {features})", path.display());
-    Ok(Part { values: Local::Values(values), rows, examples, features, description })
+    Ok(Share { values: Local::Values(values), rows, examples, features, description })
 }

@@ -128,11 +128,34 @@ pub fn agree<R>(collective: &impl Collective, outcome: Result<R>, reason: &'stat
     }
 }
 
+/// This process's part of a data set split across processes: its rows (`None` when it holds
+/// no example), the index of its first row in the whole data set, and the whole's number of
+/// rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Part<'a, 'd, T: Real> {
+    pub data: Option<&'a Dataset<'d, T>>,
+    pub first_example: usize,
+    pub examples: usize,
+}
+
+impl<'a, 'd, T: Real> Part<'a, 'd, T> {
+    /// The whole of `data`, on one process.
+    pub fn whole(data: &'a Dataset<'d, T>) -> Self {
+        Part { data: Some(data), first_example: 0, examples: data.examples() }
+    }
+
+    /// The rows this process holds.
+    pub fn local_examples(&self) -> usize {
+        self.data.map_or(0, |d| d.examples())
+    }
+}
+
 /// A process's side of the sums of a distributed evaluation: its [`Collective`], the stop
-/// flags of [`DistributedObjective::synchronize_stop`], and the sums' buffer. Shared by the
-/// objective in memory and the streamed one.
+/// flags of [`synchronize_stop`](Self::synchronize_stop), and the sums' buffers. The
+/// objectives in memory and streamed keep one; a minibatch trainer is given one
+/// ([`MinibatchTrainer::fit_split`](crate::train::MinibatchTrainer::fit_split)).
 #[derive(Debug)]
-pub(crate) struct Split<C> {
+pub struct Split<C> {
     collective: C,
     /// `(requested, agreed)`.
     stop: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
@@ -142,7 +165,7 @@ pub(crate) struct Split<C> {
 }
 
 impl<C: Collective> Split<C> {
-    pub(crate) fn new(collective: C) -> Self {
+    pub fn new(collective: C) -> Self {
         Split { collective, stop: None, values: Vec::new(), sums: Vec::new() }
     }
 
@@ -152,12 +175,14 @@ impl<C: Collective> Split<C> {
         self.collective.sum(&self.values, &mut self.sums)
     }
 
-    pub(crate) fn collective(&self) -> &C {
+    pub fn collective(&self) -> &C {
         &self.collective
     }
 
-    pub(crate) fn synchronize_stop(&mut self, requested: Arc<AtomicBool>, agreed: Arc<AtomicBool>) {
+    /// As [`DistributedObjective::synchronize_stop`].
+    pub fn synchronize_stop(mut self, requested: Arc<AtomicBool>, agreed: Arc<AtomicBool>) -> Self {
         self.stop = Some((requested, agreed));
+        self
     }
 
     /// Whether this process counts the terms that do not depend on the data.
@@ -250,8 +275,12 @@ impl<C: Collective> Split<C> {
         Ok(CostTerms { reconstruction: terms[0], weight_decay: terms[1], sparsity: terms[2], contractive: terms[3] })
     }
 
-    /// [`DataFingerprint::of_parts`] of every process's `local` fingerprint, in rank order.
+    /// [`DataFingerprint::of_parts`] of every process's `local` fingerprint, in rank order
+    /// (`local` itself on one process).
     pub(crate) fn fingerprint(&self, local: DataFingerprint) -> Result<DataFingerprint> {
+        if self.collective.size() == 1 {
+            return Ok(local);
+        }
         // Each process's count and hash (in exact 32-bit halves) in its slot.
         let (rank, size) = (self.collective.rank(), self.collective.size());
         let mut mine = vec![0.0; 3 * size];
@@ -314,7 +343,7 @@ impl<'d, T: Real, C: Collective> DistributedObjective<'d, T, C> {
     /// `requested` itself could stop one process an iteration before the others, which would
     /// then wait for it forever.)
     pub fn synchronize_stop(mut self, requested: Arc<AtomicBool>, agreed: Arc<AtomicBool>) -> Self {
-        self.split.synchronize_stop(requested, agreed);
+        self.split = self.split.synchronize_stop(requested, agreed);
         self
     }
 
@@ -436,7 +465,7 @@ impl<T: Real, S: ExampleSource<T> + Send, C: Collective> DistributedStreamingObj
 
     /// As [`DistributedObjective::synchronize_stop`].
     pub fn synchronize_stop(mut self, requested: Arc<AtomicBool>, agreed: Arc<AtomicBool>) -> Self {
-        self.split.synchronize_stop(requested, agreed);
+        self.split = self.split.synchronize_stop(requested, agreed);
         self
     }
 

@@ -11,6 +11,7 @@
 //! does not inherit the batch's noisy `rho_hat`. The average is part of the training state
 //! (checkpointed with it).
 
+use super::distributed::{Alone, Collective, Split};
 use super::engine::Engine;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -72,16 +73,39 @@ impl<T: Real> MinibatchObjective<T> {
     /// Fails when the batch is too large, or when the model's loss is not defined on one of
     /// its values (cross-entropy outside [0, 1]; the row is the batch's).
     pub fn evaluate(&mut self, theta: &[T], grad: &mut [T], batch: &Dataset<'_, T>) -> Result<f64> {
-        let m = batch.examples();
-        if m > self.batch {
-            return Err(Error::shape_mismatch("minibatch examples", format!("at most {}", self.batch), m));
+        self.evaluate_part(theta, grad, Some(batch), &mut Split::new(Alone))
+    }
+
+    /// [`evaluate`](Self::evaluate) on a minibatch split across the processes of `split`, this
+    /// process holding `batch` (none of it: `None`): the running `rho_hat` is updated from the
+    /// whole minibatch's, and every process gets the whole minibatch's cost and gradient.
+    /// Collective (see [`super::distributed`]).
+    pub fn evaluate_part<C: Collective>(
+        &mut self,
+        theta: &[T],
+        grad: &mut [T],
+        batch: Option<&Dataset<'_, T>>,
+        split: &mut Split<C>,
+    ) -> Result<f64> {
+        let local = batch.map_or(0, |b| b.examples());
+        if local > self.batch {
+            return Err(Error::shape_mismatch("minibatch examples", format!("at most {}", self.batch), local));
         }
-        super::check_data(self.engine.hyper().reconstruction(), batch)?;
+        let reconstruction = self.engine.hyper().reconstruction();
+        let checked = batch.map_or(Ok(()), |batch| super::check_data(reconstruction, batch));
+        self.engine.set_counts_weight_decay(split.counts_global_terms());
         self.engine.begin(theta, grad, self.batch)?;
-        self.engine.forward(theta, batch, 0);
-        self.engine.accumulate_activations();
+        if let (Some(batch), Ok(())) = (batch, &checked) {
+            self.engine.forward(theta, batch, 0);
+            self.engine.accumulate_activations();
+        }
+        let m = split.activations(&mut self.engine, theta, checked.map(|()| local))?;
         let sparsity_cost = self.engine.sparsity_with_running_average(m, &mut self.running, self.momentum)?;
-        self.engine.backward(theta, batch, 0);
-        Ok(self.engine.finish(theta, grad, m, sparsity_cost))
+        if let Some(batch) = batch {
+            self.engine.backward(theta, batch, 0);
+        }
+        let counted_sparsity = if split.counts_global_terms() { sparsity_cost } else { 0.0 };
+        self.engine.finish(theta, grad, m, counted_sparsity);
+        Ok(split.results(&self.engine, grad, Ok(()))?.total())
     }
 }

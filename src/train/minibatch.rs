@@ -20,8 +20,9 @@ use super::curve::TrainingCurve;
 use super::{Checkpoint, DataFingerprint, Validation, ValidationPoint};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::{HyperParams, ModelFile, Parameters};
-use crate::objective::{MinibatchObjective, Objective};
+use crate::model::{Corruption, HyperParams, ModelFile, Parameters};
+use crate::objective::distributed::{agree, in_whole, Alone, Collective, DistributedObjective, Part, Split};
+use crate::objective::MinibatchObjective;
 use crate::optim::{StepRule, StepState};
 use crate::real::Real;
 
@@ -204,9 +205,27 @@ impl MinibatchTrainer {
     pub fn fit_validated<T: Real, C: Control>(
         &self,
         data: &Dataset<'_, T>,
-        mut validation: Option<&mut Validation<'_, T>>,
+        validation: Option<&mut Validation<'_, T>>,
         init: &Parameters<T>,
         on_step: impl FnMut(&MinibatchStep) -> C,
+    ) -> Result<MinibatchTrained<T>> {
+        self.fit_split(Part::whole(data), &mut Split::new(Alone), validation, init, on_step)
+    }
+
+    /// As [`fit`](Self::fit) on a data set split across the processes of `split`, this
+    /// process holding `part` (see [`crate::objective::distributed`]): every minibatch of the
+    /// whole data set's order is evaluated by the processes holding its rows, and every
+    /// process takes the same step. Collective; checkpoints are the caller's to ask of one
+    /// process ([`checkpoint_to`](Self::checkpoint_to)), and its flag to stop is `split`'s
+    /// agreed one (the time limit and the callback's stop would stop processes apart). A
+    /// denoising model is not trained this way yet.
+    pub fn fit_split<T: Real, Ctl: Control, C: Collective>(
+        &self,
+        part: Part<'_, '_, T>,
+        split: &mut Split<C>,
+        mut validation: Option<&mut Validation<'_, T>>,
+        init: &Parameters<T>,
+        on_step: impl FnMut(&MinibatchStep) -> Ctl,
     ) -> Result<MinibatchTrained<T>> {
         if let Some(validation) = validation.as_deref_mut() {
             validation.start();
@@ -214,7 +233,32 @@ impl MinibatchTrainer {
         let x: Vec<f64> = super::starting_point(&self.hyper, init).theta().iter().map(|v| v.as_f64()).collect();
         let state =
             MinibatchState { rule_state: StepState::new(x.len()), x, running_rho_hat: Vec::new(), epoch: 0, batch: 0 };
-        self.run(data, Checkpoint::from(state), validation, on_step)
+        self.run(part, split, Checkpoint::from(state), validation, on_step)
+    }
+
+    /// As [`resume_from`](Self::resume_from) on a data set split across processes (see
+    /// [`fit_split`](Self::fit_split)).
+    pub fn resume_split<T: Real, Ctl: Control, C: Collective>(
+        &self,
+        part: Part<'_, '_, T>,
+        split: &mut Split<C>,
+        checkpoint: Checkpoint<MinibatchState, T>,
+        validation: Option<&mut Validation<'_, T>>,
+        on_step: impl FnMut(&MinibatchStep) -> Ctl,
+    ) -> Result<MinibatchTrained<T>> {
+        self.run(part, split, checkpoint, validation, on_step)
+    }
+
+    /// As [`load_checkpoint`](Self::load_checkpoint), the data being split across the
+    /// processes of `split` (its fingerprint is the parts', collective).
+    pub fn load_checkpoint_split<T: Real, C: Collective>(
+        &self,
+        part: Part<'_, '_, T>,
+        split: &Split<C>,
+        path: &Path,
+    ) -> Result<Checkpoint<MinibatchState, T>> {
+        let fingerprint = split.fingerprint(part_fingerprint(&part, self.hyper.visible()))?;
+        self.checkpoint_from(ModelFile::<T>::load(path)?, path, part.examples, fingerprint)
     }
 
     /// Continues the run saved in the checkpoint at `path` on `data`.
@@ -225,7 +269,7 @@ impl MinibatchTrainer {
         on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
         let checkpoint = self.load_checkpoint(data, path)?;
-        self.run(data, checkpoint, None, on_step)
+        self.run(Part::whole(data), &mut Split::new(Alone), checkpoint, None, on_step)
     }
 
     /// The checkpoint at `path`, every value checked; fails, naming the field, when it cannot
@@ -236,7 +280,7 @@ impl MinibatchTrainer {
         data: &Dataset<'_, T>,
         path: &Path,
     ) -> Result<Checkpoint<MinibatchState, T>> {
-        self.checkpoint_from(ModelFile::<T>::load(path)?, path, data, DataFingerprint::of_dataset(data))
+        self.checkpoint_from(ModelFile::<T>::load(path)?, path, data.examples(), DataFingerprint::of_dataset(data))
     }
 
     /// Continues a run from `checkpoint` (as [`load_checkpoint`](Self::load_checkpoint) reads
@@ -249,17 +293,19 @@ impl MinibatchTrainer {
         validation: Option<&mut Validation<'_, T>>,
         on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
-        self.run(data, checkpoint, validation, on_step)
+        self.run(Part::whole(data), &mut Split::new(Alone), checkpoint, validation, on_step)
     }
 
     /// Runs from `checkpoint` to the last epoch, or until the caller's flag or callback, the
-    /// time limit or early stopping stops it.
-    fn run<T: Real, C: Control>(
+    /// time limit or early stopping stops it, on this process's `part` of the data (the whole
+    /// of it, with `split` of one process).
+    fn run<T: Real, Ctl: Control, C: Collective>(
         &self,
-        data: &Dataset<'_, T>,
+        part: Part<'_, '_, T>,
+        split: &mut Split<C>,
         checkpoint: Checkpoint<MinibatchState, T>,
         mut validation: Option<&mut Validation<'_, T>>,
-        mut on_step: impl FnMut(&MinibatchStep) -> C,
+        mut on_step: impl FnMut(&MinibatchStep) -> Ctl,
     ) -> Result<MinibatchTrained<T>> {
         let deadline = Deadline::after(self.time_limit);
         let (mut curve, mut epoch_cost) = checkpoint.minibatch_record(validation.as_deref_mut())?;
@@ -267,13 +313,32 @@ impl MinibatchTrainer {
         if let Some(validation) = &validation {
             validation.check_model(&self.hyper)?;
         }
-        let (n, m) = (self.hyper.visible(), data.examples());
-        if data.features() != n {
-            return Err(Error::shape_mismatch("data features", format!("n = {n}"), data.features()));
+        let (n, m) = (self.hyper.visible(), part.examples);
+        let distributed = split.collective().size() > 1;
+        if distributed && self.hyper.corruption() != Corruption::None {
+            return Err(Error::InvalidHyperParameter {
+                name: "corruption",
+                value: self.hyper.corruption().level(),
+                reason: "a denoising model is not trained by minibatches across processes yet",
+            });
+        }
+        if let Some(data) = part.data {
+            if data.features() != n {
+                return Err(Error::shape_mismatch("data features", format!("n = {n}"), data.features()));
+            }
         }
         // Checked here, before any step, so that an error names the row of the data rather than
         // of a minibatch.
-        crate::objective::check_data(self.hyper.reconstruction(), data)?;
+        let checked = part.data.map_or(Ok(()), |data| {
+            crate::objective::check_data(self.hyper.reconstruction(), data).map_err(|e| in_whole(e, part.first_example))
+        });
+        agree(split.collective(), checked, "checking its part of the data")?;
+        // Computed by every process alike: the process that writes the checkpoints needs
+        // all of theirs.
+        let fingerprint = match (fingerprint, distributed) {
+            (None, true) => Some(split.fingerprint(part_fingerprint(&part, n))?),
+            (known, _) => known,
+        };
         let options = self.options;
         let mut objective = MinibatchObjective::<T>::new(self.hyper, options.batch_size.min(m), options.rho_momentum)?;
         objective.set_running_rho_hat(std::mem::take(&mut state.running_rho_hat))?;
@@ -298,10 +363,13 @@ impl MinibatchTrainer {
         let checkpoint = self
             .checkpoint
             .as_ref()
-            .map(|(path, every)| (path, *every, fingerprint.unwrap_or_else(|| DataFingerprint::of_dataset(data))));
+            .map(|(path, every)| (path, *every, fingerprint.unwrap_or_else(|| part_fingerprint(&part, n))));
         let (mut theta, mut grad_t, mut grad) = (vec![T::zero(); len], vec![T::zero(); len], vec![0.0; len]);
         // No minibatch is larger than the data, whatever the option says.
         let mut batch_values = vec![T::zero(); options.batch_size.min(m) * n];
+        // This process's rows of the minibatch, as rows of its part.
+        let mut local_rows = Vec::with_capacity(options.batch_size.min(m));
+        let held = part.first_example..part.first_example + part.local_examples();
         let mut stop = MinibatchStop::MaxEpochs;
         // A checkpoint of a run whose patience ran out ends where it was.
         let exhausted = validation.as_deref().is_some_and(Validation::exhausted);
@@ -312,14 +380,22 @@ impl MinibatchTrainer {
             let order = epoch_order(m, options.seed, state.epoch);
             while state.batch < batches {
                 let rows = &order[state.batch * options.batch_size..((state.batch + 1) * options.batch_size).min(m)];
-                gather(data, rows, &mut batch_values);
-                let batch = Dataset::examples_by_features(&batch_values[..rows.len() * n], rows.len(), n)?;
+                local_rows.clear();
+                local_rows.extend(rows.iter().filter(|row| held.contains(row)).map(|row| row - held.start));
+                let batch = match part.data {
+                    Some(data) if !local_rows.is_empty() => {
+                        gather(data, &local_rows, &mut batch_values);
+                        let k = local_rows.len();
+                        Some(Dataset::examples_by_features(&batch_values[..k * n], k, n)?)
+                    }
+                    _ => None,
+                };
                 for (t, &v) in theta.iter_mut().zip(&state.x) {
                     *t = T::cast(v);
                 }
                 let step = state.rule_state.steps + 1;
                 objective.set_corruption_epoch(step);
-                let cost = objective.evaluate(&theta, &mut grad_t, &batch)?;
+                let cost = objective.evaluate_part(&theta, &mut grad_t, batch.as_ref(), split)?;
                 for (g, &gt) in grad.iter_mut().zip(&grad_t) {
                     *g = gt.as_f64();
                 }
@@ -407,7 +483,8 @@ impl MinibatchTrainer {
         // The model's cost and `rho_hat` on all the data, as a full-batch run records them:
         // a unit saturated over the whole data set (in this precision) leaves them out rather
         // than losing the run.
-        let mut full = Objective::new(self.hyper, *data)?;
+        let mut full =
+            DistributedObjective::new(self.hyper, part.data.copied(), part.first_example, split.collective())?;
         let mut grad = vec![T::zero(); full.theta_len()];
         match full.evaluate(model.parameters.theta(), &mut grad) {
             Ok(cost) => {
@@ -469,16 +546,16 @@ impl MinibatchTrainer {
         Ok(model)
     }
 
-    /// The state of the checkpoint `saved` read from `path`, checked against this run on
-    /// `data` (whose fingerprint is `fingerprint`).
+    /// The state of the checkpoint `saved` read from `path`, checked against this run on data
+    /// of `examples` rows whose fingerprint is `fingerprint`.
     fn checkpoint_from<T: Real>(
         &self,
         model: ModelFile<T>,
         path: &Path,
-        data: &Dataset<'_, T>,
+        examples: usize,
         fingerprint: DataFingerprint,
     ) -> Result<Checkpoint<MinibatchState, T>> {
-        let state = self.state_from(&model, path, data, &fingerprint)?;
+        let state = self.state_from(&model, path, examples, &fingerprint)?;
         Ok(Checkpoint::read(state, model, path, fingerprint))
     }
 
@@ -487,7 +564,7 @@ impl MinibatchTrainer {
         &self,
         saved: &ModelFile<T>,
         path: &Path,
-        data: &Dataset<'_, T>,
+        examples: usize,
         fingerprint: &DataFingerprint,
     ) -> Result<MinibatchState> {
         let saved = Saved { model: saved, path };
@@ -518,7 +595,7 @@ impl MinibatchTrainer {
 
         // The position: a minibatch of the data's epoch, an epoch this run reaches, and as many
         // steps as minibatches before it.
-        let batches = data.examples().div_ceil(o.batch_size);
+        let batches = examples.div_ceil(o.batch_size);
         let (epoch, batch): (usize, usize) = (saved.count("minibatch.epoch")?, saved.count("minibatch.batch")?);
         let steps: u64 = saved.count("minibatch.steps")?;
         if batch >= batches {
@@ -554,6 +631,11 @@ impl<T: Real> Checkpoint<MinibatchState, T> {
         };
         Ok((curve, epoch_cost))
     }
+}
+
+/// The fingerprint of this process's rows (of none: the empty one).
+fn part_fingerprint<T: Real>(part: &Part<'_, '_, T>, features: usize) -> DataFingerprint {
+    part.data.map_or_else(|| DataFingerprint::empty::<T>(features), DataFingerprint::of_dataset)
 }
 
 /// The example order of `epoch`: a permutation of `0..m` from the seed and the epoch alone.

@@ -442,3 +442,66 @@ fn errors_in_a_process_part_name_the_row_of_the_whole_data_set() {
     let error = Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap_err();
     assert!(in_whole(error, rows.start).to_string().contains("row 8, column 2"));
 }
+
+/// A process's final parameters and its `(epoch, mean cost)` curve.
+type Run = (Vec<f64>, Vec<(usize, f64)>);
+
+/// Minibatch training of `rule` over `size` processes (threads) for two epochs of minibatches
+/// of 16 (the last of each epoch short): each process's run.
+fn minibatch_split(size: usize, rule: sae::optim::StepRule) -> Vec<Run> {
+    use sae::objective::distributed::{Part, Split};
+    use sae::train::{MinibatchOptions, MinibatchTrainer};
+    let (m, n, h) = (71, 8, 4);
+    let values = uniform_data(m, n, 81);
+    let options = MinibatchOptions { rule, batch_size: 16, epochs: 2, ..MinibatchOptions::default() };
+    let trainer = MinibatchTrainer::new(hyper(n, h), options).unwrap();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(size)
+            .into_iter()
+            .map(|collective| {
+                let (values, trainer) = (&values, &trainer);
+                scope.spawn(move || {
+                    let rows = rows_of(collective.rank(), size, m);
+                    let data = (!rows.is_empty()).then(|| {
+                        Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap()
+                    });
+                    let part = Part { data: data.as_ref(), first_example: rows.start, examples: m };
+                    let trained = trainer
+                        .fit_split(part, &mut Split::new(collective), None, &Parameters::init(n, h, 5), |_| {})
+                        .unwrap();
+                    (trained.state.x, trained.curve)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn adam_and_sgd_on_two_and_three_processes_follow_one() {
+    use sae::optim::StepRule;
+    for rule in [StepRule::adam(0.01), StepRule::sgd(0.5, 0.9)] {
+        // One process: the trainer on the whole data.
+        let (one, one_curve) = minibatch_split(1, rule).remove(0);
+        let (m, n, h) = (71, 8, 4);
+        let values = uniform_data(m, n, 81);
+        let data = Dataset::examples_by_features(&values, m, n).unwrap();
+        let options = sae::train::MinibatchOptions { rule, batch_size: 16, epochs: 2, ..Default::default() };
+        let whole = sae::train::MinibatchTrainer::new(hyper(n, h), options)
+            .unwrap()
+            .fit(&data, &Parameters::init(n, h, 5), |_| {})
+            .unwrap();
+        assert_eq!(whole.state.x, one, "{rule:?}: one process of a split is the plain trainer");
+        assert_eq!(one_curve.len(), 2);
+        for size in [2, 3] {
+            for (rank, (x, curve)) in minibatch_split(size, rule).into_iter().enumerate() {
+                let error = relative_error(&x, &one);
+                assert!(error <= 1e-10, "{rule:?}, {size} processes, rank {rank}: parameters off by {error:e}");
+                for ((e, cost), (f, reference)) in curve.iter().zip(&one_curve) {
+                    assert_eq!(e, f);
+                    assert!((cost - reference).abs() <= 1e-10 * reference, "{rule:?}, {size} processes, epoch {e}");
+                }
+            }
+        }
+    }
+}
