@@ -1,5 +1,5 @@
-//! `mpirun -np N sae train --distributed …`: full-batch L-BFGS on a data set split across the
-//! processes of an MPI job. Each process reads its own contiguous rows of the data (of the
+//! `mpirun -np N sae train --distributed …`: full-batch L-BFGS, or Adam and SGD, on a data set
+//! split across the processes of an MPI job. Each process reads its own contiguous rows of the data (of the
 //! `.npy` file or of the shards taken together, with positioned reads of those rows only, into
 //! memory or with `--stream` a chunk at a time; of the embedded data set, generated whole and
 //! cut), evaluates its share of the cost and gradient, and the shares are summed

@@ -185,6 +185,20 @@ impl<C: Collective> Split<C> {
         self
     }
 
+    /// The flags of [`synchronize_stop`](Self::synchronize_stop), made (unset) when it was not
+    /// called: `(requested, agreed)`.
+    pub(crate) fn stop_flags(&mut self) -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+        self.stop.get_or_insert_with(|| (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)))).clone()
+    }
+
+    /// The sum of `count` over the processes.
+    pub(crate) fn total(&mut self, count: usize) -> Result<usize> {
+        self.values.clear();
+        self.values.push(count as f64);
+        self.sum()?;
+        Ok(self.sums[0] as usize)
+    }
+
     /// Whether this process counts the terms that do not depend on the data.
     pub(crate) fn counts_global_terms(&self) -> bool {
         self.collective.rank() == 0

@@ -88,11 +88,15 @@ impl<T: Real> MinibatchObjective<T> {
         split: &mut Split<C>,
     ) -> Result<f64> {
         let local = batch.map_or(0, |b| b.examples());
-        if local > self.batch {
-            return Err(Error::shape_mismatch("minibatch examples", format!("at most {}", self.batch), local));
-        }
         let reconstruction = self.engine.hyper().reconstruction();
-        let checked = batch.map_or(Ok(()), |batch| super::check_data(reconstruction, batch));
+        // Any failure of this process's part goes through the first sum, so that every
+        // process fails alike.
+        let checked = batch.map_or(Ok(()), |batch| {
+            if local > self.batch {
+                return Err(Error::shape_mismatch("minibatch examples", format!("at most {}", self.batch), local));
+            }
+            super::check_data(reconstruction, batch)
+        });
         self.engine.set_counts_weight_decay(split.counts_global_terms());
         self.engine.begin(theta, grad, self.batch)?;
         if let (Some(batch), Ok(())) = (batch, &checked) {

@@ -216,9 +216,10 @@ impl MinibatchTrainer {
     /// process holding `part` (see [`crate::objective::distributed`]): every minibatch of the
     /// whole data set's order is evaluated by the processes holding its rows, and every
     /// process takes the same step. Collective; checkpoints are the caller's to ask of one
-    /// process ([`checkpoint_to`](Self::checkpoint_to)), and its flag to stop is `split`'s
-    /// agreed one (the time limit and the callback's stop would stop processes apart). A
-    /// denoising model is not trained this way yet.
+    /// process ([`checkpoint_to`](Self::checkpoint_to)). A stop that one process's callback
+    /// or flag asks for is agreed on by the next step's sum, and every process stops after
+    /// the same step (as interrupted); a time limit, which each process's clock would keep
+    /// apart, is refused, as is a denoising model (not trained this way yet).
     pub fn fit_split<T: Real, Ctl: Control, C: Collective>(
         &self,
         part: Part<'_, '_, T>,
@@ -322,17 +323,31 @@ impl MinibatchTrainer {
                 reason: "a denoising model is not trained by minibatches across processes yet",
             });
         }
-        if let Some(data) = part.data {
+        if distributed && self.time_limit.is_some() {
+            return Err(Error::InvalidHyperParameter {
+                name: "time limit",
+                value: self.time_limit.map_or(0.0, |t| t.as_secs_f64()),
+                reason: "each process's clock would stop it apart from the others",
+            });
+        }
+        // Checked here, before any step, so that an error names the row of the data rather than
+        // of a minibatch; by every process, before any sum.
+        let checked = part.data.map_or(Ok(()), |data| {
             if data.features() != n {
                 return Err(Error::shape_mismatch("data features", format!("n = {n}"), data.features()));
             }
-        }
-        // Checked here, before any step, so that an error names the row of the data rather than
-        // of a minibatch.
-        let checked = part.data.map_or(Ok(()), |data| {
             crate::objective::check_data(self.hyper.reconstruction(), data).map_err(|e| in_whole(e, part.first_example))
         });
         agree(split.collective(), checked, "checking its part of the data")?;
+        // The processes' parts must be the whole, once each.
+        let held = split.total(part.local_examples())?;
+        if held != m {
+            return Err(Error::shape_mismatch("rows of the processes' parts in all", m, held));
+        }
+        // With several processes, a stop any of them asks for (its callback, the trainer's
+        // flag) is agreed on by the next step's sum: all stop after the same step.
+        let (requested_flag, agreed_flag) = split.stop_flags();
+        let agreed_flag = Some(agreed_flag);
         // Computed by every process alike: the process that writes the checkpoints needs
         // all of theirs.
         let fingerprint = match (fingerprint, distributed) {
@@ -431,11 +446,18 @@ impl MinibatchTrainer {
                         }
                     }
                 }
-                let requested =
+                let mut requested =
                     on_step(&MinibatchStep { epoch: state.epoch, step, cost, epoch_end, validation: point }).stops();
+                if distributed {
+                    if requested || super::control::interrupted(&self.stop) {
+                        requested_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    requested = false;
+                }
                 // Early stopping before the stops from outside: a resumed run would not go on.
                 let early = !finished && patience_out;
-                let outside = if finished || early { None } else { outside_stop(&self.stop, requested, &deadline) };
+                let stop_flag = if distributed { &agreed_flag } else { &self.stop };
+                let outside = if finished || early { None } else { outside_stop(stop_flag, requested, &deadline) };
                 if let Some((path, every, fingerprint)) = &checkpoint {
                     if step.is_multiple_of(*every) || finished || outside.is_some() || early {
                         let mut saved = self.checkpoint_of::<T>(&state, objective.running_rho_hat(), fingerprint)?;

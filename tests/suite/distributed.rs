@@ -449,9 +449,15 @@ type Run = (Vec<f64>, Vec<(usize, f64)>);
 /// Minibatch training of `rule` over `size` processes (threads) for two epochs of minibatches
 /// of 16 (the last of each epoch short): each process's run.
 fn minibatch_split(size: usize, rule: sae::optim::StepRule) -> Vec<Run> {
+    minibatch_split_of(71, size, rule, None)
+}
+
+/// [`minibatch_split`] on `m` examples; process `stopper` asks to stop after its step `after`,
+/// if given.
+fn minibatch_split_of(m: usize, size: usize, rule: sae::optim::StepRule, stop: Option<(usize, u64)>) -> Vec<Run> {
     use sae::objective::distributed::{Part, Split};
     use sae::train::{MinibatchOptions, MinibatchTrainer};
-    let (m, n, h) = (71, 8, 4);
+    let (n, h) = (8, 4);
     let values = uniform_data(m, n, 81);
     let options = MinibatchOptions { rule, batch_size: 16, epochs: 2, ..MinibatchOptions::default() };
     let trainer = MinibatchTrainer::new(hyper(n, h), options).unwrap();
@@ -466,8 +472,17 @@ fn minibatch_split(size: usize, rule: sae::optim::StepRule) -> Vec<Run> {
                         Dataset::examples_by_features(&values[rows.start * n..rows.end * n], rows.len(), n).unwrap()
                     });
                     let part = Part { data: data.as_ref(), first_example: rows.start, examples: m };
+                    let rank = collective.rank();
+                    let asks = |step: &sae::train::MinibatchStep| {
+                        let asked = stop.is_some_and(|(stopper, after)| stopper == rank && step.step == after);
+                        if asked {
+                            std::ops::ControlFlow::Break(())
+                        } else {
+                            std::ops::ControlFlow::Continue(())
+                        }
+                    };
                     let trained = trainer
-                        .fit_split(part, &mut Split::new(collective), None, &Parameters::init(n, h, 5), |_| {})
+                        .fit_split(part, &mut Split::new(collective), None, &Parameters::init(n, h, 5), asks)
                         .unwrap();
                     (trained.state.x, trained.curve)
                 })
@@ -504,4 +519,25 @@ fn adam_and_sgd_on_two_and_three_processes_follow_one() {
             }
         }
     }
+}
+
+#[test]
+fn minibatch_training_with_processes_holding_no_rows_follows_one() {
+    use sae::optim::StepRule;
+    // Two examples, three processes: rank 0 holds none of any minibatch.
+    let (one, _) = minibatch_split_of(2, 1, StepRule::adam(0.01), None).remove(0);
+    for (rank, (x, _)) in minibatch_split_of(2, 3, StepRule::adam(0.01), None).into_iter().enumerate() {
+        assert!(relative_error(&x, &one) <= 1e-10, "rank {rank}");
+    }
+}
+
+#[test]
+fn a_stop_one_process_asks_for_ends_every_process_minibatch_run_at_the_same_step() {
+    use sae::optim::StepRule;
+    let runs = minibatch_split_of(71, 3, StepRule::adam(0.01), Some((1, 3)));
+    let (all, _) = minibatch_split_of(71, 1, StepRule::adam(0.01), None).remove(0);
+    for (rank, (x, _)) in runs.iter().enumerate() {
+        assert_eq!(x, &runs[0].0, "rank {rank} stopped with the others");
+    }
+    assert!(relative_error(&runs[0].0, &all) > 1e-6, "stopped before the end");
 }
