@@ -142,6 +142,49 @@ fn adam_on_two_and_three_processes_follows_one_process_and_resumes() {
 }
 
 #[test]
+fn streamed_adam_on_two_and_three_processes_follows_one_process_in_memory_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path(), 499);
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let common = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--optimizer",
+        "adam",
+        "--batch-size",
+        "64",
+        "--shuffle-block",
+        "20",
+        "--shuffle-window",
+        "4",
+        "--no-features",
+        "--quiet",
+    ];
+    let streamed = ["--distributed", "--stream"];
+    succeeded(&sae(&[&common[..], &["--epochs", "2", "-o", &path("one.safetensors")]].concat()));
+    let (reference, reference_cost) = theta(Path::new(&path("one.safetensors")));
+    for processes in [2, 3] {
+        let out = path(&format!("{processes}.safetensors"));
+        succeeded(&mpirun(processes, &[&common[..], &streamed, &["--epochs", "2", "-o", &out]].concat()));
+        let (theta, cost) = theta(Path::new(&out));
+        assert!(
+            (cost - reference_cost).abs() <= 1e-10 * reference_cost,
+            "{processes}: {cost} against {reference_cost}"
+        );
+        let scale = reference.iter().fold(0.0f64, |s, v| s.max(v.abs()));
+        let error = theta.iter().zip(&reference).fold(0.0f64, |e, (a, b)| e.max((a - b).abs())) / scale;
+        assert!(error <= 1e-9, "{processes} processes: parameters off by {error:e}");
+    }
+    // One epoch with checkpoints, then resumed to two: the two-epoch run, bit for bit.
+    let first = ["--epochs", "1", "--checkpoint", &path("adam.ckpt"), "-o", &path("half.safetensors")];
+    succeeded(&mpirun(2, &[&common[..], &streamed, &first].concat()));
+    let second = ["--epochs", "2", "--resume", &path("adam.ckpt"), "-o", &path("resumed.safetensors")];
+    succeeded(&mpirun(2, &[&common[..], &streamed, &second].concat()));
+    assert_eq!(theta(Path::new(&path("resumed.safetensors"))), theta(Path::new(&path("2.safetensors"))));
+}
+
+#[test]
 fn float32_training_on_two_processes_follows_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let data = data(dir.path(), 301);

@@ -10,7 +10,7 @@ use super::CliResult;
 use sae::data::generated::ProblemShape;
 use sae::data::npy::{self, NpyDtype};
 use sae::data::npy_source::{NpyFileSource, ShardSource};
-use sae::data::stream::ExampleSource;
+use sae::data::stream::{ExampleSource, SeekableSource};
 use sae::exercises::MnistFiles;
 use sae::files::FilePlan;
 use sae::model::{Activation, Corruption, HyperParamsBuilder, Reconstruction, SparsityPenalty};
@@ -47,7 +47,7 @@ pub struct DataArgs {
 /// The data set as a command got it: values in memory, or a file source to stream.
 pub enum Data<T> {
     Values { values: Vec<T>, examples: usize, features: usize },
-    Source(Box<dyn ExampleSource<T> + Send>),
+    Source(Box<dyn SeekableSource<T> + Send>),
 }
 
 impl DataArgs {
@@ -100,7 +100,7 @@ impl DataArgs {
 
     /// Opens --data (required) to be read a chunk at a time whether --stream was given or not:
     /// for commands that never need more than a chunk in memory.
-    pub fn open_stream<T: Real>(&self) -> CliResult<(Box<dyn ExampleSource<T> + Send>, String)> {
+    pub fn open_stream<T: Real>(&self) -> CliResult<(Box<dyn SeekableSource<T> + Send>, String)> {
         self.refuse_positional()?;
         stream(self.data.as_ref().ok_or("--data is required")?)
     }
@@ -125,7 +125,7 @@ pub fn read_examples<T: Real>(path: &Path) -> CliResult<(Vec<T>, usize, usize)> 
 }
 
 /// A source reading `path` a chunk at a time: a directory of shards or one `.npy` file.
-fn stream<T: Real>(path: &Path) -> CliResult<(Box<dyn ExampleSource<T> + Send>, String)> {
+fn stream<T: Real>(path: &Path) -> CliResult<(Box<dyn SeekableSource<T> + Send>, String)> {
     if path.is_dir() {
         let shards = ShardSource::from_dir(path)?;
         let description = format!(

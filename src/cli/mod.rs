@@ -37,7 +37,7 @@ pub enum Command {
     /// Train a sparse autoencoder with L-BFGS (UFLDL's exercise by default: 64 inputs, 25
     /// hidden units, 400 iterations, on embedded natural-image patches); writes the model
     /// and a picture of its features.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Train a variational autoencoder on MNIST with Adam (784-400-20-400-784, ReLU, Bernoulli
     /// decoder by default); report the test set's −ELBO per image and write the model and 64
     /// images sampled from the prior.
@@ -105,7 +105,7 @@ pub fn init_logging(cli: &Cli) {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
         Command::TrainVae(args) => vae::run(args),
         Command::TrainStacked(args) => stacked::run(args),
         Command::Exercise(args) => exercise::run(args),

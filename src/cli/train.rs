@@ -15,6 +15,7 @@ use super::progress::{JsonLog, Progress};
 use super::CliResult;
 use sae::data::images::embedded_patches;
 use sae::data::split::hold_out;
+use sae::data::stream::SeekableSource;
 use sae::files::FilePlan;
 use sae::gemm::Backend;
 use sae::model::picture::{features_picture, PixelOrder};
@@ -23,8 +24,8 @@ use sae::objective::distributed::{Alone, Collective, Part, Split};
 use sae::objective::StreamingObjective;
 use sae::optim::{LbfgsOptions, LbfgsState, StepRule, Stop};
 use sae::train::{
-    AutoencoderObjective, Checkpoint, DataFingerprint, LbfgsStep, MinibatchOptions, MinibatchStep, MinibatchStop,
-    MinibatchTrainer, Trainer, Validation, ValidationPoint,
+    AutoencoderObjective, Checkpoint, DataFingerprint, LbfgsStep, MinibatchOptions, MinibatchState, MinibatchStep,
+    MinibatchStop, MinibatchTrainer, Shuffle, StreamedPart, Trainer, Validation, ValidationPoint,
 };
 use sae::Isa;
 use sae::{Dataset, HyperParams, Objective, Parameters, Real};
@@ -51,7 +52,8 @@ pub struct TrainArgs {
     #[command(flatten)]
     variant: VariantArgs,
     /// The optimiser: full-batch L-BFGS (minFunc's, as UFLDL), or minibatch Adam or SGD with
-    /// momentum (data in memory; rho_hat a running average across minibatches).
+    /// momentum (rho_hat a running average across minibatches; in memory, or with --stream a
+    /// window of blocks at a time).
     #[arg(help_heading = "Optimiser", long, value_enum, default_value = "lbfgs")]
     optimizer: OptimizerArg,
     /// L-BFGS iterations (in all, counting those before a --resume).
@@ -72,6 +74,15 @@ pub struct TrainArgs {
     /// Minibatch training: μ of the running average of rho_hat across minibatches.
     #[arg(help_heading = "Optimiser", long, default_value_t = 0.9)]
     rho_momentum: f64,
+    /// Minibatch training: shuffle blocks of this many consecutive examples, --shuffle-window
+    /// blocks at a time, instead of all the examples at once (how streamed data is shuffled;
+    /// the same option in memory takes the same steps) [default: 256 when streaming].
+    #[arg(help_heading = "Optimiser", long, value_name = "EXAMPLES")]
+    shuffle_block: Option<usize>,
+    /// Minibatch training: blocks read into the shuffle buffer at a time (the memory of a
+    /// streamed run: window × block examples) [default: 64].
+    #[arg(help_heading = "Optimiser", long, value_name = "BLOCKS")]
+    shuffle_window: Option<usize>,
     /// L-BFGS correction pairs kept.
     #[arg(help_heading = "Optimiser", long, default_value_t = 100)]
     history: usize,
@@ -277,12 +288,23 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
                         (or until --max-time)"
                 .into());
         }
-        let Data::Values { values, examples, features } = data else {
-            return Err("minibatch training reads the data in memory: drop --stream, or use --optimizer lbfgs".into());
+        let outcome = match data {
+            Data::Values { values, examples, features } => {
+                let data = Dataset::examples_by_features(&values, examples, features)?;
+                let part = MinibatchPart::InMemory(Part::whole(&data));
+                fit_minibatch(args, hyper, part, &mut Split::new(Alone), held_out, stop, true)?
+            }
+            Data::Source(source) => {
+                let part = MinibatchPart::Streamed(StreamedPart::whole(source)?.with_chunk(args.data.chunk()));
+                fit_minibatch(args, hyper, part, &mut Split::new(Alone), held_out, stop, true)?
+            }
         };
-        let data = Dataset::examples_by_features(&values, examples, features)?;
-        let outcome = fit_minibatch(args, hyper, Part::whole(&data), &mut Split::new(Alone), held_out, stop, true)?;
         return save(args, outcome, provenance);
+    }
+    if args.shuffle_block.is_some() || args.shuffle_window.is_some() {
+        return Err(
+            "--shuffle-block and --shuffle-window order minibatches: L-BFGS takes all the data each step".into()
+        );
     }
     let trained = match data {
         Data::Values { values, examples, features } => {
@@ -591,13 +613,42 @@ fn report_best<T: Real>(validation: Option<&Validation<'_, T>>, unit: &str) {
     }
 }
 
+/// This process's examples of a minibatch run: in memory, or read from storage.
+pub(super) enum MinibatchPart<'a, 'd, T: Real> {
+    InMemory(Part<'a, 'd, T>),
+    Streamed(StreamedPart<Box<dyn SeekableSource<T> + Send>>),
+}
+
+impl<T: Real> MinibatchPart<'_, '_, T> {
+    /// `m`, the examples of the whole data set.
+    fn examples(&self) -> usize {
+        match self {
+            MinibatchPart::InMemory(part) => part.examples,
+            MinibatchPart::Streamed(part) => part.examples,
+        }
+    }
+}
+
+/// How minibatches are drawn: blocks (asked for, or streaming), else all examples at once.
+fn shuffle(args: &TrainArgs) -> Shuffle {
+    match (args.data.stream, args.shuffle_block, args.shuffle_window) {
+        (false, None, None) => Shuffle::Full,
+        (_, block, window) => {
+            let Shuffle::Blocks { block: default_block, window: default_window } = Shuffle::STREAMED else {
+                unreachable!("streamed data is shuffled by blocks")
+            };
+            Shuffle::Blocks { block: block.unwrap_or(default_block), window: window.unwrap_or(default_window) }
+        }
+    }
+}
+
 /// Adam or SGD on this process's `part` of the data (the whole, with a `split` of one
 /// process); `writes` as for [`fit`].
 #[allow(clippy::too_many_arguments)]
 fn fit_minibatch<T: Real, C: Collective>(
     args: &TrainArgs,
     hyper: HyperParams,
-    part: Part<'_, '_, T>,
+    mut part: MinibatchPart<'_, '_, T>,
     split: &mut Split<C>,
     mut validation: Option<Validation<'_, T>>,
     stop: &Arc<AtomicBool>,
@@ -614,6 +665,7 @@ fn fit_minibatch<T: Real, C: Collective>(
         epochs: args.epochs,
         rho_momentum: args.rho_momentum,
         seed: args.seed,
+        shuffle: shuffle(args),
     };
     let mut trainer =
         MinibatchTrainer::new(hyper, options)?.stop_when(stop.clone()).annotate_checkpoints(reproduction(args)?);
@@ -626,14 +678,17 @@ fn fit_minibatch<T: Real, C: Collective>(
     let resumed = match &args.resume {
         Some(path) => {
             check_resumption(args, path, validation.is_some())?;
-            let checkpoint = trainer.load_checkpoint_split(part, split, path)?;
+            let checkpoint: Checkpoint<MinibatchState, T> = match &mut part {
+                MinibatchPart::InMemory(part) => trainer.load_checkpoint_split(*part, split, path)?,
+                MinibatchPart::Streamed(part) => trainer.load_checkpoint_streamed(part, split, path)?,
+            };
             println!("resuming {} in epoch {}", path.display(), checkpoint.state.epoch + 1);
             Some(checkpoint)
         }
         None => None,
     };
     not_interrupted_yet(stop)?;
-    let m = part.examples;
+    let m = part.examples();
     let batches = m.div_ceil(args.batch_size.min(m).max(1));
     let first = resumed.as_ref().map_or(0, |checkpoint| checkpoint.state.epoch * batches + checkpoint.state.batch);
     let validating = validation.is_some();
@@ -666,11 +721,23 @@ fn fit_minibatch<T: Real, C: Collective>(
             (epoch_cost, epoch_batches) = (0.0, 0);
         }
     };
-    let trained = match resumed {
-        Some(checkpoint) => trainer.resume_split(part, split, checkpoint, validation.as_mut(), &mut on_step),
-        None => {
+    let trained = match (resumed, part) {
+        (Some(checkpoint), MinibatchPart::InMemory(part)) => {
+            trainer.resume_split(part, split, checkpoint, validation.as_mut(), &mut on_step)
+        }
+        (Some(checkpoint), MinibatchPart::Streamed(part)) => {
+            trainer.resume_streamed(part, split, checkpoint, validation.as_mut(), &mut on_step)
+        }
+        (None, part) => {
             let init = initial_parameters::<T>(args, &hyper)?;
-            trainer.fit_split(part, split, validation.as_mut(), &init, &mut on_step)
+            match part {
+                MinibatchPart::InMemory(part) => {
+                    trainer.fit_split(part, split, validation.as_mut(), &init, &mut on_step)
+                }
+                MinibatchPart::Streamed(part) => {
+                    trainer.fit_streamed(part, split, validation.as_mut(), &init, &mut on_step)
+                }
+            }
         }
     };
     progress.finish();
@@ -749,6 +816,10 @@ fn not_interrupted_yet(stop: &AtomicBool) -> CliResult<()> {
 /// then reported as [`Interrupted`].
 fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'static str, String)>) -> CliResult<()> {
     let Outcome { mut model, interrupted_at } = outcome;
+    // What a streamed run is for: its memory, bounded by its chunks or window.
+    if let Some(peak) = super::memory::peak_rss_bytes().filter(|_| args.data.stream) {
+        println!("peak RSS  = {:.1} MB", peak as f64 / 1e6);
+    }
     model.metadata.extend(provenance.into_iter().map(|(key, value)| (key.to_string(), value)));
     if let Some(init) = &args.init {
         model.metadata.insert("init".into(), init.display().to_string());

@@ -4,8 +4,10 @@
 //! memory or with `--stream` a chunk at a time; of the embedded data set, generated whole and
 //! cut), evaluates its share of the cost and gradient, and the shares are summed
 //! ([`DistributedObjective`], [`StreamingObjective::split`]): every process holds the same
-//! gradient and takes the same L-BFGS steps. The first process (rank 0) alone prints, logs, writes checkpoints and the
-//! model; the others' standard output is silenced. Ctrl-C (which `mpirun` passes on to every
+//! gradient and takes the same L-BFGS steps; with Adam or SGD each minibatch of the whole data
+//! set's order is evaluated by the processes holding its rows (streamed, each reads its rows of
+//! each window of blocks). The first process (rank 0) alone prints, logs, writes checkpoints
+//! and the model; the others' standard output is silenced. Ctrl-C (which `mpirun` passes on to every
 //! process) stops them all after the same iteration.
 //!
 //! A process that fails before training (its rows cannot be read, say) ends every process with
@@ -16,7 +18,7 @@ use std::sync::Arc;
 
 use mpi::topology::SimpleCommunicator;
 use sae::data::npy_source::{NpyFileSource, ShardSource};
-use sae::data::stream::ExampleSource;
+use sae::data::stream::{ExampleSource, SeekableSource};
 use sae::mpi::World;
 use sae::objective::distributed::{agree, in_whole, rows_of, DistributedObjective};
 
@@ -74,10 +76,6 @@ fn run_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()> {
 fn refuse_unsupported(args: &TrainArgs) -> CliResult<()> {
     let refused = [
         (
-            args.optimizer != OptimizerArg::Lbfgs && args.data.stream,
-            "--stream with --optimizer adam/sgd (minibatch training reads its part in memory)",
-        ),
-        (
             args.optimizer != OptimizerArg::Lbfgs && args.variant.denoise.is_some(),
             "--denoise with --optimizer adam/sgd",
         ),
@@ -117,7 +115,7 @@ fn train<T: Real>(
             let data = agree(processes, data, "checking its part of the data")?;
             let part = Part { data: data.as_ref(), first_example: rows.start, examples };
             let mut split = Split::new(processes).synchronize_stop(requested, agreed.clone());
-            fit_minibatch(args, hyper, part, &mut split, None, &agreed, rank == 0)?
+            fit_minibatch(args, hyper, MinibatchPart::InMemory(part), &mut split, None, &agreed, rank == 0)?
         }
         Local::Values(values) => {
             let objective = match rows.len() {
@@ -131,6 +129,12 @@ fn train<T: Real>(
                 .with_backend(args.engine.backend()?)
                 .synchronize_stop(requested, agreed.clone());
             fit(args, hyper, &mut objective, None, examples, None, &agreed, rank == 0)?
+        }
+        Local::Source(source) if args.optimizer != OptimizerArg::Lbfgs => {
+            let part = StreamedPart::new(source, rows.start, examples).map(|part| part.with_chunk(args.data.chunk()));
+            let part = agree(processes, part, "checking its part of the data")?;
+            let mut split = Split::new(processes).synchronize_stop(requested, agreed.clone());
+            fit_minibatch(args, hyper, MinibatchPart::Streamed(part), &mut split, None, &agreed, rank == 0)?
         }
         Local::Source(source) => {
             let objective = StreamingObjective::new(hyper, source, args.data.chunk(), args.data.stream_mode);
@@ -162,7 +166,7 @@ struct Share<T> {
 /// reading them a chunk at a time.
 enum Local<T> {
     Values(Vec<T>),
-    Source(Box<dyn ExampleSource<T> + Send>),
+    Source(Box<dyn SeekableSource<T> + Send>),
 }
 
 fn read_share<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Result<Share<T>> {

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use super::input::InputFile;
 use super::npy::{decode, NpyDtype, NpyInfo};
-use super::stream::ExampleSource;
+use super::stream::{check_seek, ExampleSource, SeekableSource};
 use crate::error::{Error, Result};
 use crate::real::Real;
 
@@ -196,6 +196,15 @@ impl<T: Real> ExampleSource<T> for NpyFileSource<T> {
     }
 }
 
+impl<T: Real> SeekableSource<T> for NpyFileSource<T> {
+    fn seek(&mut self, example: usize) -> Result<()> {
+        check_seek(example, self.rows.len())?;
+        self.check_unchanged()?;
+        self.next_row = self.rows.start + example;
+        Ok(())
+    }
+}
+
 /// `.npy` files of the same width read one after another as one data set (e.g. the shards
 /// of a data set too large for one file). Each shard is opened when it is reached, so the
 /// number of shards is not limited by open files.
@@ -208,6 +217,9 @@ pub struct ShardSource<T> {
     features: usize,
     /// The rows of the whole read: all, or those [`restrict`](ShardSource::restrict) kept.
     rows: std::ops::Range<usize>,
+    /// The row of the whole read next.
+    position: usize,
+    /// The shard open, by its index, reading its rows among `rows`.
     current: Option<(usize, NpyFileSource<T>)>,
 }
 
@@ -239,7 +251,7 @@ impl<T: Real> ShardSource<T> {
             examples += shard.examples();
         }
         let features = features.expect("at least one shard");
-        Ok(ShardSource { shards, stamps, bounds, features, rows: 0..examples, current: None })
+        Ok(ShardSource { shards, stamps, bounds, features, rows: 0..examples, position: 0, current: None })
     }
 
     /// Reads only the rows `rows` of the shards taken together (a process's share of a data
@@ -251,6 +263,7 @@ impl<T: Real> ShardSource<T> {
             let reason = format!("rows {}..{} asked of shards of {total} rows in all", rows.start, rows.end);
             return Err(Error::bad_file(&self.shards[0], reason));
         }
+        self.position = rows.start;
         self.rows = rows;
         self.current = None;
         Ok(self)
@@ -284,6 +297,34 @@ impl<T: Real> ShardSource<T> {
     }
 }
 
+impl<T: Real> ShardSource<T> {
+    /// Opens the shard holding row `self.position` of the whole (which is below `rows.end`),
+    /// to read from there to the end of its rows among `rows`; keeps the shard open when it
+    /// holds it already.
+    fn open_at_position(&mut self) -> Result<()> {
+        let position = self.position;
+        let index = self.bounds.partition_point(|bounds| bounds.end <= position);
+        let bounds = self.bounds[index].clone();
+        // Rows of the shard among `rows`, as rows of the shard, and the position among them.
+        let kept = self.rows.start.max(bounds.start) - bounds.start..self.rows.end.min(bounds.end) - bounds.start;
+        let within = position - bounds.start - kept.start;
+        match &mut self.current {
+            Some((open, shard)) if *open == index => shard.seek(within),
+            _ => {
+                let path = &self.shards[index];
+                let shard = NpyFileSource::open(path)?;
+                if shard.stamp != self.stamps[index] {
+                    return Err(Error::bad_file(path, "changed since the shards were opened"));
+                }
+                let mut shard = shard.restrict(kept)?;
+                shard.seek(within)?;
+                self.current = Some((index, shard));
+                Ok(())
+            }
+        }
+    }
+}
+
 impl<T: Real> ExampleSource<T> for ShardSource<T> {
     fn features(&self) -> usize {
         self.features
@@ -294,6 +335,7 @@ impl<T: Real> ExampleSource<T> for ShardSource<T> {
     }
 
     fn rewind(&mut self) -> Result<()> {
+        self.position = self.rows.start;
         self.current = None;
         Ok(())
     }
@@ -302,35 +344,31 @@ impl<T: Real> ExampleSource<T> for ShardSource<T> {
     fn read_chunk(&mut self, buffer: &mut [T]) -> Result<usize> {
         let n = self.features;
         let mut filled = 0;
-        loop {
-            let index = match &mut self.current {
-                Some((index, shard)) => {
-                    let read = shard.read_chunk(&mut buffer[filled * n..])?;
-                    filled += read;
-                    if read > 0 {
-                        if filled * n + n > buffer.len() {
-                            return Ok(filled);
-                        }
-                        continue;
-                    }
-                    *index + 1
-                }
+        while self.position < self.rows.end && filled * n + n <= buffer.len() {
+            let read = match &mut self.current {
+                Some((_, shard)) => shard.read_chunk(&mut buffer[filled * n..])?,
                 None => 0,
             };
-            // The next shard holding some of the rows read.
-            let Some(index) = (index..self.shards.len())
-                .find(|&i| self.bounds[i].start < self.rows.end && self.bounds[i].end > self.rows.start)
-            else {
-                return Ok(filled);
-            };
-            let path = &self.shards[index];
-            let shard = NpyFileSource::open(path)?;
-            if shard.stamp != self.stamps[index] {
-                return Err(Error::bad_file(path, "changed since the shards were opened"));
+            if read == 0 {
+                // The open shard's rows are all read (or none is open): the next shard, which
+                // holds a row at the position (no shard is empty).
+                self.open_at_position()?;
+                continue;
             }
-            let bounds = &self.bounds[index];
-            let kept = self.rows.start.max(bounds.start) - bounds.start..self.rows.end.min(bounds.end) - bounds.start;
-            self.current = Some((index, shard.restrict(kept)?));
+            filled += read;
+            self.position += read;
         }
+        Ok(filled)
+    }
+}
+
+impl<T: Real> SeekableSource<T> for ShardSource<T> {
+    fn seek(&mut self, example: usize) -> Result<()> {
+        check_seek(example, self.rows.len())?;
+        self.position = self.rows.start + example;
+        if self.position < self.rows.end {
+            self.open_at_position()?;
+        }
+        Ok(())
     }
 }

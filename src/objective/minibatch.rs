@@ -87,15 +87,34 @@ impl<T: Real> MinibatchObjective<T> {
         batch: Option<&Dataset<'_, T>>,
         split: &mut Split<C>,
     ) -> Result<f64> {
+        self.evaluate_loaded(theta, grad, Ok(batch.copied()), split)
+    }
+
+    /// [`evaluate_part`](Self::evaluate_part) of this process's part of the minibatch as it
+    /// was read: a failure to read it fails the evaluation on every process.
+    pub(crate) fn evaluate_loaded<C: Collective>(
+        &mut self,
+        theta: &[T],
+        grad: &mut [T],
+        batch: Result<Option<Dataset<'_, T>>>,
+        split: &mut Split<C>,
+    ) -> Result<f64> {
+        let (batch, read) = match batch {
+            Ok(batch) => (batch, Ok(())),
+            Err(error) => (None, Err(error)),
+        };
+        let batch = batch.as_ref();
         let local = batch.map_or(0, |b| b.examples());
         let reconstruction = self.engine.hyper().reconstruction();
         // Any failure of this process's part goes through the first sum, so that every
         // process fails alike.
-        let checked = batch.map_or(Ok(()), |batch| {
-            if local > self.batch {
-                return Err(Error::shape_mismatch("minibatch examples", format!("at most {}", self.batch), local));
-            }
-            super::check_data(reconstruction, batch)
+        let checked = read.and_then(|()| {
+            batch.map_or(Ok(()), |batch| {
+                if local > self.batch {
+                    return Err(Error::shape_mismatch("minibatch examples", format!("at most {}", self.batch), local));
+                }
+                super::check_data(reconstruction, batch)
+            })
         });
         self.engine.set_counts_weight_decay(split.counts_global_terms());
         self.engine.begin(theta, grad, self.batch)?;

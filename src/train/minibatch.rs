@@ -10,18 +10,17 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_xoshiro::Xoshiro256PlusPlus;
-
 use super::checkpoint::Saved;
 use super::control::{outside_stop, Control, Deadline, Outside};
 use super::curve::TrainingCurve;
+use super::feed::{Feed, InMemory, Streamed, StreamedPart};
+use super::order::Shuffle;
 use super::{Checkpoint, DataFingerprint, Validation, ValidationPoint};
+use crate::data::stream::SeekableSource;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Corruption, HyperParams, ModelFile, Parameters};
-use crate::objective::distributed::{agree, in_whole, Alone, Collective, DistributedObjective, Part, Split};
+use crate::objective::distributed::{agree, Alone, Collective, Part, Split};
 use crate::objective::MinibatchObjective;
 use crate::optim::{StepRule, StepState};
 use crate::real::Real;
@@ -36,11 +35,20 @@ pub struct MinibatchOptions {
     pub rho_momentum: f64,
     /// Seed of the example order.
     pub seed: u64,
+    /// How each epoch orders the examples (streamed data needs [`Shuffle::Blocks`]).
+    pub shuffle: Shuffle,
 }
 
 impl Default for MinibatchOptions {
     fn default() -> Self {
-        MinibatchOptions { rule: StepRule::adam(1e-3), batch_size: 256, epochs: 10, rho_momentum: 0.9, seed: 1 }
+        MinibatchOptions {
+            rule: StepRule::adam(1e-3),
+            batch_size: 256,
+            epochs: 10,
+            rho_momentum: 0.9,
+            seed: 1,
+            shuffle: Shuffle::Full,
+        }
     }
 }
 
@@ -154,6 +162,7 @@ pub struct MinibatchTrainer {
 impl MinibatchTrainer {
     pub fn new(hyper: HyperParams, options: MinibatchOptions) -> Result<Self> {
         options.rule.check()?;
+        options.shuffle.check()?;
         if options.batch_size == 0 {
             return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
         }
@@ -224,6 +233,65 @@ impl MinibatchTrainer {
         &self,
         part: Part<'_, '_, T>,
         split: &mut Split<C>,
+        validation: Option<&mut Validation<'_, T>>,
+        init: &Parameters<T>,
+        on_step: impl FnMut(&MinibatchStep) -> Ctl,
+    ) -> Result<MinibatchTrained<T>> {
+        let feed = InMemory::new(part, self.options.shuffle, self.options.seed);
+        self.start(feed, split, validation, init, on_step)
+    }
+
+    /// As [`fit_split`](Self::fit_split) on data read from storage (of one process:
+    /// [`StreamedPart::whole`], with `split` of [`Alone`]), a window of blocks at a time in
+    /// the order of the options' [`Shuffle::Blocks`] (a full shuffle is refused): memory is the
+    /// window, the minibatch and the model, whatever the size of the data. The same data in
+    /// memory, trained with the same options, takes the same steps.
+    pub fn fit_streamed<T: Real, S: SeekableSource<T> + Send, Ctl: Control, C: Collective>(
+        &self,
+        part: StreamedPart<S>,
+        split: &mut Split<C>,
+        validation: Option<&mut Validation<'_, T>>,
+        init: &Parameters<T>,
+        on_step: impl FnMut(&MinibatchStep) -> Ctl,
+    ) -> Result<MinibatchTrained<T>> {
+        let feed = Streamed::new(part, self.options.shuffle, self.options.seed, self.hyper.reconstruction())?;
+        self.start(feed, split, validation, init, on_step)
+    }
+
+    /// As [`resume_split`](Self::resume_split) on data read from storage (see
+    /// [`fit_streamed`](Self::fit_streamed)): mid-epoch, the window of the next minibatch is
+    /// read, and the run goes on bit for bit.
+    pub fn resume_streamed<T: Real, S: SeekableSource<T> + Send, Ctl: Control, C: Collective>(
+        &self,
+        part: StreamedPart<S>,
+        split: &mut Split<C>,
+        checkpoint: Checkpoint<MinibatchState, T>,
+        validation: Option<&mut Validation<'_, T>>,
+        on_step: impl FnMut(&MinibatchStep) -> Ctl,
+    ) -> Result<MinibatchTrained<T>> {
+        let feed = Streamed::new(part, self.options.shuffle, self.options.seed, self.hyper.reconstruction())?;
+        self.run(feed, split, checkpoint, validation, on_step)
+    }
+
+    /// As [`load_checkpoint_split`](Self::load_checkpoint_split) for data read from storage
+    /// (its fingerprint is one pass over `part`).
+    pub fn load_checkpoint_streamed<T: Real, S: SeekableSource<T> + Send, C: Collective>(
+        &self,
+        part: &mut StreamedPart<S>,
+        split: &Split<C>,
+        path: &Path,
+    ) -> Result<Checkpoint<MinibatchState, T>> {
+        let local = DataFingerprint::of_source(&mut part.source);
+        let local = agree(split.collective(), local, "reading its part of the data")?;
+        let fingerprint = split.fingerprint(local)?;
+        self.checkpoint_from(ModelFile::<T>::load(path)?, path, part.examples, fingerprint)
+    }
+
+    /// Starts a run from `init`.
+    fn start<T: Real, Ctl: Control, C: Collective>(
+        &self,
+        feed: impl Feed<T>,
+        split: &mut Split<C>,
         mut validation: Option<&mut Validation<'_, T>>,
         init: &Parameters<T>,
         on_step: impl FnMut(&MinibatchStep) -> Ctl,
@@ -234,7 +302,7 @@ impl MinibatchTrainer {
         let x: Vec<f64> = super::starting_point(&self.hyper, init).theta().iter().map(|v| v.as_f64()).collect();
         let state =
             MinibatchState { rule_state: StepState::new(x.len()), x, running_rho_hat: Vec::new(), epoch: 0, batch: 0 };
-        self.run(part, split, Checkpoint::from(state), validation, on_step)
+        self.run(feed, split, Checkpoint::from(state), validation, on_step)
     }
 
     /// As [`resume_from`](Self::resume_from) on a data set split across processes (see
@@ -247,7 +315,7 @@ impl MinibatchTrainer {
         validation: Option<&mut Validation<'_, T>>,
         on_step: impl FnMut(&MinibatchStep) -> Ctl,
     ) -> Result<MinibatchTrained<T>> {
-        self.run(part, split, checkpoint, validation, on_step)
+        self.run(InMemory::new(part, self.options.shuffle, self.options.seed), split, checkpoint, validation, on_step)
     }
 
     /// As [`load_checkpoint`](Self::load_checkpoint), the data being split across the
@@ -258,7 +326,8 @@ impl MinibatchTrainer {
         split: &Split<C>,
         path: &Path,
     ) -> Result<Checkpoint<MinibatchState, T>> {
-        let fingerprint = split.fingerprint(part_fingerprint(&part, self.hyper.visible()))?;
+        let local = InMemory::new(part, self.options.shuffle, self.options.seed).fingerprint(self.hyper.visible())?;
+        let fingerprint = split.fingerprint(local)?;
         self.checkpoint_from(ModelFile::<T>::load(path)?, path, part.examples, fingerprint)
     }
 
@@ -270,7 +339,8 @@ impl MinibatchTrainer {
         on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
         let checkpoint = self.load_checkpoint(data, path)?;
-        self.run(Part::whole(data), &mut Split::new(Alone), checkpoint, None, on_step)
+        let feed = InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed);
+        self.run(feed, &mut Split::new(Alone), checkpoint, None, on_step)
     }
 
     /// The checkpoint at `path`, every value checked; fails, naming the field, when it cannot
@@ -294,15 +364,16 @@ impl MinibatchTrainer {
         validation: Option<&mut Validation<'_, T>>,
         on_step: impl FnMut(&MinibatchStep) -> C,
     ) -> Result<MinibatchTrained<T>> {
-        self.run(Part::whole(data), &mut Split::new(Alone), checkpoint, validation, on_step)
+        let feed = InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed);
+        self.run(feed, &mut Split::new(Alone), checkpoint, validation, on_step)
     }
 
     /// Runs from `checkpoint` to the last epoch, or until the caller's flag or callback, the
-    /// time limit or early stopping stops it, on this process's `part` of the data (the whole
-    /// of it, with `split` of one process).
+    /// time limit or early stopping stops it, on this process's part of the data, `feed` (the
+    /// whole of it, with `split` of one process).
     fn run<T: Real, Ctl: Control, C: Collective>(
         &self,
-        part: Part<'_, '_, T>,
+        mut feed: impl Feed<T>,
         split: &mut Split<C>,
         checkpoint: Checkpoint<MinibatchState, T>,
         mut validation: Option<&mut Validation<'_, T>>,
@@ -314,7 +385,7 @@ impl MinibatchTrainer {
         if let Some(validation) = &validation {
             validation.check_model(&self.hyper)?;
         }
-        let (n, m) = (self.hyper.visible(), part.examples);
+        let (n, m) = (self.hyper.visible(), feed.examples());
         let distributed = split.collective().size() > 1;
         if distributed && self.hyper.corruption() != Corruption::None {
             return Err(Error::InvalidHyperParameter {
@@ -332,15 +403,15 @@ impl MinibatchTrainer {
         }
         // Checked here, before any step, so that an error names the row of the data rather than
         // of a minibatch; by every process, before any sum.
-        let checked = part.data.map_or(Ok(()), |data| {
-            if data.features() != n {
-                return Err(Error::shape_mismatch("data features", format!("n = {n}"), data.features()));
+        let checked = match feed.features() {
+            Some(features) if features != n => {
+                Err(Error::shape_mismatch("data features", format!("n = {n}"), features))
             }
-            crate::objective::check_data(self.hyper.reconstruction(), data).map_err(|e| in_whole(e, part.first_example))
-        });
+            _ => feed.check(self.hyper.reconstruction()),
+        };
         agree(split.collective(), checked, "checking its part of the data")?;
         // The processes' parts must be the whole, once each.
-        let held = split.total(part.local_examples())?;
+        let held = split.total(feed.held().len())?;
         if held != m {
             return Err(Error::shape_mismatch("rows of the processes' parts in all", m, held));
         }
@@ -350,9 +421,13 @@ impl MinibatchTrainer {
         let agreed_flag = Some(agreed_flag);
         // Computed by every process alike: the process that writes the checkpoints needs
         // all of theirs.
-        let fingerprint = match (fingerprint, distributed) {
-            (None, true) => Some(split.fingerprint(part_fingerprint(&part, n))?),
-            (known, _) => known,
+        let fingerprint = match (fingerprint, distributed, &self.checkpoint) {
+            (None, true, _) => {
+                let local = agree(split.collective(), feed.fingerprint(n), "reading its part of the data")?;
+                Some(split.fingerprint(local)?)
+            }
+            (None, false, Some(_)) => Some(feed.fingerprint(n)?),
+            (known, ..) => known,
         };
         let options = self.options;
         let mut objective = MinibatchObjective::<T>::new(self.hyper, options.batch_size.min(m), options.rho_momentum)?;
@@ -375,16 +450,10 @@ impl MinibatchTrainer {
                 ),
             ));
         }
-        let checkpoint = self
-            .checkpoint
-            .as_ref()
-            .map(|(path, every)| (path, *every, fingerprint.unwrap_or_else(|| part_fingerprint(&part, n))));
+        let checkpoint = self.checkpoint.as_ref().zip(fingerprint).map(|((path, every), data)| (path, *every, data));
         let (mut theta, mut grad_t, mut grad) = (vec![T::zero(); len], vec![T::zero(); len], vec![0.0; len]);
         // No minibatch is larger than the data, whatever the option says.
         let mut batch_values = vec![T::zero(); options.batch_size.min(m) * n];
-        // This process's rows of the minibatch, as rows of its part.
-        let mut local_rows = Vec::with_capacity(options.batch_size.min(m));
-        let held = part.first_example..part.first_example + part.local_examples();
         let mut stop = MinibatchStop::MaxEpochs;
         // A checkpoint of a run whose patience ran out ends where it was.
         let exhausted = validation.as_deref().is_some_and(Validation::exhausted);
@@ -392,25 +461,19 @@ impl MinibatchTrainer {
             stop = MinibatchStop::EarlyStopping;
         }
         'epochs: while state.epoch < options.epochs && !exhausted {
-            let order = epoch_order(m, options.seed, state.epoch);
             while state.batch < batches {
-                let rows = &order[state.batch * options.batch_size..((state.batch + 1) * options.batch_size).min(m)];
-                local_rows.clear();
-                local_rows.extend(rows.iter().filter(|row| held.contains(row)).map(|row| row - held.start));
-                let batch = match part.data {
-                    Some(data) if !local_rows.is_empty() => {
-                        gather(data, &local_rows, &mut batch_values);
-                        let k = local_rows.len();
-                        Some(Dataset::examples_by_features(&batch_values[..k * n], k, n)?)
-                    }
-                    _ => None,
-                };
+                let positions = state.batch * options.batch_size..((state.batch + 1) * options.batch_size).min(m);
+                // A failure to read this process's rows goes through the evaluation's sums.
+                let batch = feed.fill(state.epoch, positions, &mut batch_values).and_then(|k| match k {
+                    0 => Ok(None),
+                    k => Dataset::examples_by_features(&batch_values[..k * n], k, n).map(Some),
+                });
                 for (t, &v) in theta.iter_mut().zip(&state.x) {
                     *t = T::cast(v);
                 }
                 let step = state.rule_state.steps + 1;
                 objective.set_corruption_epoch(step);
-                let cost = objective.evaluate_part(&theta, &mut grad_t, batch.as_ref(), split)?;
+                let cost = objective.evaluate_loaded(&theta, &mut grad_t, batch, split)?;
                 for (g, &gt) in grad.iter_mut().zip(&grad_t) {
                     *g = gt.as_f64();
                 }
@@ -505,13 +568,10 @@ impl MinibatchTrainer {
         // The model's cost and `rho_hat` on all the data, as a full-batch run records them:
         // a unit saturated over the whole data set (in this precision) leaves them out rather
         // than losing the run.
-        let mut full =
-            DistributedObjective::new(self.hyper, part.data.copied(), part.first_example, split.collective())?;
-        let mut grad = vec![T::zero(); full.theta_len()];
-        match full.evaluate(model.parameters.theta(), &mut grad) {
-            Ok(cost) => {
+        match feed.evaluate_all(self.hyper, model.parameters.theta(), split.collective()) {
+            Ok((cost, rho_hat)) => {
                 model.metadata.insert("cost".into(), cost.to_string());
-                let rho_hat = serde_json::to_string(full.rho_hat()).expect("numbers serialise");
+                let rho_hat = serde_json::to_string(&rho_hat).expect("numbers serialise");
                 model.metadata.insert("rho_hat".into(), rho_hat);
             }
             Err(e @ Error::SaturatedActivation { .. }) => log::warn!("the model's cost on all the data: {e}"),
@@ -547,6 +607,7 @@ impl MinibatchTrainer {
             ("minibatch.batch_size", o.batch_size.to_string()),
             ("minibatch.seed", o.seed.to_string()),
             ("minibatch.rho_momentum", o.rho_momentum.to_string()),
+            ("minibatch.shuffle", o.shuffle.to_string()),
             ("minibatch.steps", state.rule_state.steps.to_string()),
             ("minibatch.epoch", state.epoch.to_string()),
             ("minibatch.batch", state.batch.to_string()),
@@ -603,6 +664,13 @@ impl MinibatchTrainer {
                 return Err(saved.bad(key, format!("is {found} in the checkpoint, {expected} in this run")));
             }
         }
+        // Checkpoints written before the block shuffle were of full shuffles.
+        let shuffle = saved.model.metadata.get("minibatch.shuffle").map_or("full", String::as_str);
+        if shuffle != o.shuffle.to_string() {
+            return Err(
+                saved.bad("minibatch.shuffle", format!("is {shuffle} in the checkpoint, {} in this run", o.shuffle))
+            );
+        }
         saved.check_data(fingerprint)?;
 
         let len = saved.model.parameters.theta().len();
@@ -653,19 +721,6 @@ impl<T: Real> Checkpoint<MinibatchState, T> {
         };
         Ok((curve, epoch_cost))
     }
-}
-
-/// The fingerprint of this process's rows (of none: the empty one).
-fn part_fingerprint<T: Real>(part: &Part<'_, '_, T>, features: usize) -> DataFingerprint {
-    part.data.map_or_else(|| DataFingerprint::empty::<T>(features), DataFingerprint::of_dataset)
-}
-
-/// The example order of `epoch`: a permutation of `0..m` from the seed and the epoch alone.
-pub(crate) fn epoch_order(m: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let mut order: Vec<usize> = (0..m).collect();
-    order.shuffle(&mut rng);
-    order
 }
 
 /// Copies the examples `rows` of `data` into `out`, one after another.

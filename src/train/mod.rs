@@ -19,8 +19,10 @@
 mod checkpoint;
 mod control;
 mod curve;
+mod feed;
 mod fingerprint;
 mod minibatch;
+mod order;
 mod vae;
 mod validation;
 
@@ -31,10 +33,12 @@ use std::time::Duration;
 
 pub use checkpoint::{lbfgs_checkpoint, lbfgs_state};
 pub use control::Control;
+pub use feed::StreamedPart;
 pub use fingerprint::DataFingerprint;
 pub use minibatch::{
     MinibatchOptions, MinibatchState, MinibatchStep, MinibatchStop, MinibatchTrained, MinibatchTrainer,
 };
+pub use order::Shuffle;
 pub use vae::{VaeEpoch, VaeOptions, VaeTrainer};
 pub use validation::{Validation, ValidationPoint};
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::control::Control;
-use super::minibatch::{epoch_order, gather};
+use super::minibatch::gather;
+use super::Shuffle;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::vae::{VaeModel, VaeShape};
@@ -90,7 +91,7 @@ impl VaeTrainer {
         let mut batch_values = vec![T::zero(); options.batch_size.min(m) * n];
         let (mut epochs, mut requested) = (0, false);
         'epochs: for epoch in 0..options.epochs {
-            let order = epoch_order(m, options.seed, epoch);
+            let order = Shuffle::Full.epoch_order(m, options.seed, epoch);
             let mut total = VaeCost::default();
             for (index, rows) in order.chunks(options.batch_size).enumerate() {
                 gather(data, rows, &mut batch_values);

@@ -541,3 +541,155 @@ fn a_stop_one_process_asks_for_ends_every_process_minibatch_run_at_the_same_step
     }
     assert!(relative_error(&runs[0].0, &all) > 1e-6, "stopped before the end");
 }
+
+/// Adam over `size` processes (threads) each streaming its rows of the `.npy` file at `path`
+/// (`m×8`) in windows of blocks: each process's final parameters, or its error.
+fn streamed_minibatch_split(path: &std::path::Path, m: usize, size: usize) -> Vec<sae::Result<Vec<f64>>> {
+    use sae::objective::distributed::Split;
+    use sae::train::{MinibatchTrainer, StreamedPart};
+    let (n, h) = (8, 4);
+    let trainer = MinibatchTrainer::new(hyper(n, h), streamed_options()).unwrap();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(size)
+            .into_iter()
+            .map(|collective| {
+                let trainer = &trainer;
+                scope.spawn(move || {
+                    let rows = rows_of(collective.rank(), size, m);
+                    let source = NpyFileSource::<f64>::open(path).unwrap().restrict(rows.clone()).unwrap();
+                    let part = StreamedPart::new(source, rows.start, m).unwrap();
+                    let init = Parameters::init(n, h, 5);
+                    let trained = trainer.fit_streamed(part, &mut Split::new(collective), None, &init, |_| {});
+                    trained.map(|t| t.state.x)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
+/// Two epochs of Adam on minibatches of 16, blocks of 5 three to a window.
+fn streamed_options() -> sae::train::MinibatchOptions {
+    use sae::train::{MinibatchOptions, Shuffle};
+    let rule = sae::optim::StepRule::adam(0.01);
+    MinibatchOptions {
+        rule,
+        batch_size: 16,
+        epochs: 2,
+        shuffle: Shuffle::Blocks { block: 5, window: 3 },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn processes_streaming_their_rows_by_blocks_follow_one_process_in_memory() {
+    let (m, n, h) = (71, 8, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.npy");
+    let values = uniform_data(m, n, 82);
+    sae::data::npy::write_matrix(&path, &ndarray::Array2::from_shape_vec((m, n), values.clone()).unwrap()).unwrap();
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let one = sae::train::MinibatchTrainer::new(hyper(n, h), streamed_options())
+        .unwrap()
+        .fit(&data, &Parameters::init(n, h, 5), |_| {})
+        .unwrap()
+        .state
+        .x;
+    for size in [1, 2, 3] {
+        for (rank, x) in streamed_minibatch_split(&path, m, size).into_iter().enumerate() {
+            let error = relative_error(&x.unwrap(), &one);
+            assert!(error <= 1e-10, "{size} processes, rank {rank}: parameters off by {error:e}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_value_in_one_process_streamed_block_fails_every_process_naming_it() {
+    let (m, n) = (71, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.npy");
+    let mut values = uniform_data(m, n, 83);
+    values[60 * n + 1] = f64::INFINITY;
+    sae::data::npy::write_matrix(&path, &ndarray::Array2::from_shape_vec((m, n), values).unwrap()).unwrap();
+    let outcomes = streamed_minibatch_split(&path, m, 3);
+    // Row 60 is the last process's (rows 47..71).
+    for (rank, outcome) in outcomes.into_iter().enumerate() {
+        match (rank, outcome) {
+            (2, Err(Error::NonFiniteData { row: 60, column: 1, .. })) => {}
+            (_, Err(Error::OtherRankFailed { rank: 2, .. })) => {}
+            (rank, other) => panic!("rank {rank}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn processes_streaming_by_blocks_stopped_mid_epoch_resume_bit_for_bit() {
+    use sae::objective::distributed::Split;
+    use sae::train::{MinibatchTrainer, StreamedPart};
+    use std::ops::ControlFlow;
+    let (m, n, h, size) = (71, 8, 4, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (path, checkpoint) = (dir.path().join("data.npy"), dir.path().join("run.ckpt"));
+    let values = uniform_data(m, n, 84);
+    sae::data::npy::write_matrix(&path, &ndarray::Array2::from_shape_vec((m, n), values).unwrap()).unwrap();
+    let uninterrupted = streamed_minibatch_split(&path, m, size);
+    let part = |rank: usize| {
+        let rows = rows_of(rank, size, m);
+        StreamedPart::new(NpyFileSource::<f64>::open(&path).unwrap().restrict(rows.clone()).unwrap(), rows.start, m)
+            .unwrap()
+    };
+    // Rank 1 asks to stop after step 6 (of 5 per epoch): all stop after step 7, mid-epoch 2;
+    // rank 0 writes the checkpoint.
+    let trainer = |rank: usize| {
+        let trainer = MinibatchTrainer::new(hyper(n, h), streamed_options()).unwrap();
+        if rank == 0 {
+            trainer.checkpoint_to(&checkpoint, 100)
+        } else {
+            trainer
+        }
+    };
+    let stopped: Vec<(usize, usize)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(size)
+            .into_iter()
+            .map(|collective| {
+                let (trainer, part) = (&trainer, &part);
+                scope.spawn(move || {
+                    let rank = collective.rank();
+                    let asks = |step: &sae::train::MinibatchStep| match (rank, step.step) {
+                        (1, 6) => ControlFlow::Break(()),
+                        _ => ControlFlow::Continue(()),
+                    };
+                    let init = Parameters::init(n, h, 5);
+                    let trained =
+                        trainer(rank).fit_streamed(part(rank), &mut Split::new(collective), None, &init, asks).unwrap();
+                    (trained.state.epoch, trained.state.batch)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert_eq!(stopped, vec![(1, 2); size], "every process stopped after step 7");
+    let resumed: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(size)
+            .into_iter()
+            .map(|collective| {
+                let (trainer, part, checkpoint) = (&trainer, &part, &checkpoint);
+                scope.spawn(move || {
+                    let rank = collective.rank();
+                    let (trainer, mut part) = (trainer(rank), part(rank));
+                    let mut split = Split::new(collective);
+                    let saved = trainer.load_checkpoint_streamed(&mut part, &split, checkpoint).unwrap();
+                    trainer
+                        .resume_streamed(part, &mut split, saved, None, |_| ControlFlow::Continue(()))
+                        .unwrap()
+                        .state
+                        .x
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for (rank, (x, reference)) in resumed.iter().zip(&uninterrupted).enumerate() {
+        assert_eq!(x, reference.as_ref().unwrap(), "rank {rank}");
+    }
+}

@@ -26,6 +26,7 @@ mod objective;
 mod penalties;
 mod softmax;
 mod stacked;
+mod streamed_minibatch;
 mod streaming;
 mod streaming_memory;
 mod train_cli;

@@ -5,7 +5,7 @@ use crate::common::*;
 use sae::model::ModelFile;
 use sae::objective::MinibatchObjective;
 use sae::optim::StepRule;
-use sae::train::{MinibatchOptions, MinibatchStop, MinibatchTrainer};
+use sae::train::{MinibatchOptions, MinibatchStop, MinibatchTrainer, Shuffle};
 use sae::{Dataset, Error, Objective, Parameters};
 
 const M: usize = 1000;
@@ -56,7 +56,7 @@ fn the_running_rho_hat_is_an_exponential_moving_average_of_the_batches() {
 fn train(rule: StepRule, epochs: usize, seed: u64) -> Vec<f64> {
     let values = uniform_data(M, N, 3);
     let data = Dataset::examples_by_features(&values, M, N).unwrap();
-    let options = MinibatchOptions { rule, batch_size: 100, epochs, rho_momentum: 0.9, seed };
+    let options = MinibatchOptions { rule, batch_size: 100, epochs, rho_momentum: 0.9, seed, shuffle: Shuffle::Full };
     let trained =
         MinibatchTrainer::new(hyper(N, H), options).unwrap().fit(&data, &Parameters::init(N, H, 4), |_| {}).unwrap();
     assert_eq!((trained.epochs, trained.steps), (epochs, 10 * epochs as u64));
@@ -85,8 +85,14 @@ fn a_run_resumed_mid_epoch_ends_bit_for_bit_where_an_uninterrupted_run_ends() {
     let dir = tempfile::tempdir().unwrap();
     let values = uniform_data(M, N, 3);
     let data = Dataset::examples_by_features(&values, M, N).unwrap();
-    let options =
-        MinibatchOptions { rule: StepRule::adam(0.01), batch_size: 100, epochs: 4, rho_momentum: 0.9, seed: 5 };
+    let options = MinibatchOptions {
+        rule: StepRule::adam(0.01),
+        batch_size: 100,
+        epochs: 4,
+        rho_momentum: 0.9,
+        seed: 5,
+        shuffle: Shuffle::Full,
+    };
     let init = Parameters::init(N, H, 6);
     let uninterrupted = MinibatchTrainer::new(hyper(N, H), options).unwrap().fit(&data, &init, |_| {}).unwrap();
 
@@ -111,8 +117,14 @@ fn a_run_resumed_mid_epoch_ends_bit_for_bit_where_an_uninterrupted_run_ends() {
 fn a_run_continued_from_its_final_state_in_memory_is_the_longer_run() {
     let values = uniform_data(M, N, 3);
     let data = Dataset::examples_by_features(&values, M, N).unwrap();
-    let options =
-        |epochs| MinibatchOptions { rule: StepRule::adam(0.01), batch_size: 100, epochs, rho_momentum: 0.9, seed: 5 };
+    let options = |epochs| MinibatchOptions {
+        rule: StepRule::adam(0.01),
+        batch_size: 100,
+        epochs,
+        rho_momentum: 0.9,
+        seed: 5,
+        shuffle: Shuffle::Full,
+    };
     let init = Parameters::init(N, H, 6);
     let three = MinibatchTrainer::new(hyper(N, H), options(3)).unwrap().fit(&data, &init, |_| {}).unwrap();
     let one = MinibatchTrainer::new(hyper(N, H), options(1)).unwrap().fit(&data, &init, |_| {}).unwrap();
@@ -132,8 +144,14 @@ fn divergence_stops_with_a_clear_error_and_the_last_good_checkpoint_kept() {
     let checkpoint = dir.path().join("run.ckpt");
     let values = uniform_data(M, N, 3);
     let data = Dataset::examples_by_features(&values, M, N).unwrap();
-    let options =
-        MinibatchOptions { rule: StepRule::sgd(1e9, 0.9), batch_size: 100, epochs: 5, rho_momentum: 0.9, seed: 1 };
+    let options = MinibatchOptions {
+        rule: StepRule::sgd(1e9, 0.9),
+        batch_size: 100,
+        epochs: 5,
+        rho_momentum: 0.9,
+        seed: 1,
+        shuffle: Shuffle::Full,
+    };
     let err = MinibatchTrainer::new(hyper(N, H), options)
         .unwrap()
         .checkpoint_to(&checkpoint, 1)
@@ -176,8 +194,14 @@ fn adam_trains_a_tied_denoising_tanh_model_reproducibly_keeping_its_weights_tied
         .corruption(Corruption::Masking { probability: 0.2 }, 3)
         .build()
         .unwrap();
-    let options =
-        MinibatchOptions { rule: StepRule::adam(1e-2), batch_size: 100, epochs: 5, rho_momentum: 0.9, seed: 2 };
+    let options = MinibatchOptions {
+        rule: StepRule::adam(1e-2),
+        batch_size: 100,
+        epochs: 5,
+        rho_momentum: 0.9,
+        seed: 2,
+        shuffle: Shuffle::Full,
+    };
     let fit = || MinibatchTrainer::new(hyper, options).unwrap().fit(&data, &Parameters::init(N, H, 4), |_| {}).unwrap();
     let (first, again) = (fit(), fit());
     assert_eq!(first.model.parameters, again.model.parameters);
@@ -207,6 +231,7 @@ const OPTIONS: MinibatchOptions = MinibatchOptions {
     epochs: 4,
     rho_momentum: 0.9,
     seed: 5,
+    shuffle: Shuffle::Full,
 };
 
 /// The checkpoint of step 17 (mid-way through epoch 2) of a run on `M` examples, changed by

@@ -9,7 +9,7 @@ use crate::common::*;
 use ndarray::{Array2, ShapeBuilder};
 use sae::data::npy::{self, NpyRowWriter};
 use sae::data::npy_source::{NpyFileSource, ShardSource};
-use sae::data::stream::ExampleSource;
+use sae::data::stream::{ExampleSource, SeekableSource, SliceSource};
 use sae::objective::{StreamMode, StreamingObjective};
 use sae::{Dataset, Error, Objective};
 
@@ -145,6 +145,88 @@ fn restricted_shards_yield_only_their_rows_across_shard_boundaries() {
     }
     let (_, reason) = bad_file_reason(ShardSource::<f64>::from_dir(dir.path()).unwrap().restrict(30..40).unwrap_err());
     assert!(reason.contains("rows 30..40") && reason.contains("36 rows"), "{reason}");
+}
+
+/// `source`'s examples `first..first + count`, read by seeking there, `chunk` at a time.
+fn read_from<T: sae::Real>(source: &mut impl SeekableSource<T>, first: usize, count: usize, chunk: usize) -> Vec<T> {
+    let n = source.features();
+    let mut buffer = vec![T::zero(); chunk * n];
+    let mut read = Vec::new();
+    source.seek(first).unwrap();
+    while read.len() < count * n {
+        let got = source.read_chunk(&mut buffer[..chunk.min(count - read.len() / n) * n]).unwrap();
+        assert!(got > 0, "the data ended at example {} of {first}..{}", first + read.len() / n, first + count);
+        read.extend_from_slice(&buffer[..got * n]);
+    }
+    read
+}
+
+/// Every (first, count) of `m` examples read by seeking, in a scrambled order of seeks, is
+/// those rows of `values`; and `read_exact_at` is the same.
+fn check_seeks<S: SeekableSource<f64>>(source: &mut S, values: &[f64], m: usize, n: usize) {
+    let mut spans: Vec<(usize, usize)> =
+        (0..m).flat_map(|first| (1..=m - first).map(move |count| (first, count))).collect();
+    // Far seeks, back and forth, rather than in order.
+    spans.sort_by_key(|&(first, count)| (first * 7919 + count * 104_729) % 1009);
+    for (first, count) in spans {
+        for chunk in [1, 3, count] {
+            assert_eq!(
+                read_from(source, first, count, chunk),
+                values[first * n..(first + count) * n],
+                "{first}+{count}, chunk {chunk}"
+            );
+        }
+        let mut exact = vec![0.0; count * n];
+        source.read_exact_at(first, &mut exact).unwrap();
+        assert_eq!(exact, values[first * n..(first + count) * n]);
+    }
+    // The end, and past it.
+    source.seek(m).unwrap();
+    assert_eq!(source.read_chunk(&mut vec![0.0; n]).unwrap(), 0);
+    let err = source.seek(m + 1).unwrap_err().to_string();
+    assert!(err.contains("example sought") && err.contains(&(m + 1).to_string()), "{err}");
+    let err = source.read_exact_at(m - 1, &mut vec![0.0; 2 * n]).unwrap_err().to_string();
+    assert!(err.contains(&format!("from example {m}")), "{err}");
+}
+
+#[test]
+fn files_shards_and_slices_seek_to_any_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, n) = (23, 3);
+    let values = uniform_data(m, n, 8);
+    for fortran in [false, true] {
+        let path = dir.path().join(format!("file-{fortran}.npy"));
+        write_file::<f64>(&path, &values, m, n, fortran);
+        check_seeks(&mut NpyFileSource::<f64>::open(&path).unwrap(), &values, m, n);
+        let mut restricted = NpyFileSource::<f64>::open(&path).unwrap().restrict(5..17).unwrap();
+        check_seeks(&mut restricted, &values[5 * n..17 * n], 12, n);
+    }
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    for (i, rows) in [0..4, 4..5, 5..15, 15..23].into_iter().enumerate() {
+        let path = shards.join(format!("{i}.npy"));
+        write_file::<f64>(&path, &values[rows.start * n..rows.end * n], rows.len(), n, i % 2 == 1);
+    }
+    check_seeks(&mut ShardSource::<f64>::from_dir(&shards).unwrap(), &values, m, n);
+    for rows in [3..20, 4..5, 6..23] {
+        let mut restricted = ShardSource::<f64>::from_dir(&shards).unwrap().restrict(rows.clone()).unwrap();
+        check_seeks(&mut restricted, &values[rows.start * n..rows.end * n], rows.len(), n);
+    }
+    check_seeks(&mut SliceSource::new(&values, n).unwrap(), &values, m, n);
+}
+
+#[test]
+fn a_file_changed_after_it_was_opened_is_refused_at_the_next_seek() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.npy");
+    let values = uniform_data(10, 2, 1);
+    write_file::<f64>(&path, &values, 10, 2, false);
+    let mut source = NpyFileSource::<f64>::open(&path).unwrap();
+    source.seek(3).unwrap();
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&[0; 16]).unwrap();
+    let (bad, reason) = bad_file_reason(source.seek(4).unwrap_err());
+    assert_eq!(bad, path);
+    assert!(reason.contains("changed size"), "{reason}");
 }
 
 #[test]

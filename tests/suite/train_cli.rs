@@ -206,12 +206,64 @@ fn train_with_adam_runs_epochs_of_minibatches() {
 }
 
 #[test]
-fn minibatch_training_refuses_streamed_data() {
+fn minibatch_training_streams_shards_takes_the_steps_of_the_same_shuffle_in_memory_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
+    let (m, n) = (300, 16);
+    let values = crate::common::uniform_data(m, n, 9);
+    let array = |rows: std::ops::Range<usize>| {
+        ndarray::Array2::from_shape_vec((rows.len(), n), values[rows.start * n..rows.end * n].to_vec()).unwrap()
+    };
     let data = path(dir.path(), "x.npy");
-    npy::write_matrix(Path::new(&data), &ndarray::Array2::from_elem((10, 4), 0.5)).unwrap();
-    let (ok, _, stderr) = sae(&["train", "--optimizer", "sgd", "--data", &data, "--stream"]);
-    assert!(!ok && stderr.contains("minibatch training reads the data in memory"), "{stderr}");
+    npy::write_matrix(Path::new(&data), &array(0..m)).unwrap();
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    for (i, rows) in [0..100, 100..230, 230..m].into_iter().enumerate() {
+        npy::write_matrix(&shards.join(format!("{i}.npy")), &array(rows)).unwrap();
+    }
+    let shards = shards.to_str().unwrap();
+    let common = [
+        "train",
+        "--optimizer",
+        "adam",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--hidden",
+        "4",
+        "--learning-rate",
+        "0.01",
+        "--shuffle-block",
+        "16",
+        "--shuffle-window",
+        "3",
+        "--no-features",
+    ];
+    let run = |extra: &[&str]| {
+        let (ok, stdout, stderr) = sae(&[&common[..], extra].concat());
+        assert!(ok, "{extra:?}: {stderr}");
+        stdout
+    };
+    let (in_memory, streamed) = (path(dir.path(), "memory.safetensors"), path(dir.path(), "streamed.safetensors"));
+    run(&["--data", &data, "-o", &in_memory]);
+    let stdout = run(&["--data", shards, "--stream", "-o", &streamed]);
+    assert!(stdout.contains("2 epochs, 20 steps") && stdout.contains("peak RSS"), "{stdout}");
+    assert_eq!(weights(&streamed), weights(&in_memory));
+    let saved = ModelFile::<f64>::load(Path::new(&streamed)).unwrap();
+    assert_eq!(saved.metadata["optimizer"], "adam");
+
+    // Stopped after its first step (mid-epoch) by the time limit, and resumed.
+    let (checkpoint, resumed) = (path(dir.path(), "run.ckpt"), path(dir.path(), "resumed.safetensors"));
+    let stopped = path(dir.path(), "stopped.safetensors");
+    run(&["--data", shards, "--stream", "-o", &stopped, "--checkpoint", &checkpoint, "--max-time", "0"]);
+    assert_eq!(ModelFile::<f64>::load(Path::new(&checkpoint)).unwrap().metadata["minibatch.batch"], "1");
+    let stdout = run(&["--data", shards, "--stream", "-o", &resumed, "--resume", &checkpoint]);
+    assert!(stdout.contains("resuming"), "{stdout}");
+    assert_eq!(weights(&resumed), weights(&streamed));
+
+    // Blocks order minibatches, not L-BFGS's full batches.
+    let (ok, _, stderr) = sae(&["train", "--data", &data, "--shuffle-block", "16", "-o", &stopped]);
+    assert!(!ok && stderr.contains("--shuffle-block"), "{stderr}");
 }
 
 #[test]
