@@ -91,7 +91,7 @@ fn bench_dtype<T: Real>(c: &mut Criterion, dir: &std::path::Path, chunk: usize) 
 
 /// The time of `runs` runs of `fit` from its start to its last step, leaving out the model's
 /// evaluation on all the data that follows (the epoch is what is compared).
-fn until_last_step(runs: u64, mut fit: impl FnMut(&mut dyn FnMut(&sae::train::MinibatchStep))) -> Duration {
+fn until_last_step(runs: u64, mut fit: impl FnMut(&mut (dyn FnMut(&sae::train::MinibatchStep) + Send))) -> Duration {
     (0..runs)
         .map(|_| {
             let start = Instant::now();
