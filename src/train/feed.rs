@@ -3,6 +3,7 @@
 //! [`SeekableSource`] a window of blocks at a time ([`StreamedPart`]).
 
 use std::ops::Range;
+use std::sync::mpsc;
 
 use super::order::{BlockOrder, Shuffle};
 use super::DataFingerprint;
@@ -165,37 +166,69 @@ impl<T: Real> Feed<T> for InMemory<'_, '_, T> {
     }
 }
 
-/// A [`StreamedPart`] read a window of blocks at a time ([`Shuffle::Blocks`]): memory is one
-/// window of this process's rows, whatever the size of the data.
-pub(super) struct Streamed<S, T> {
-    part: StreamedPart<S>,
+/// A [`StreamedPart`] read a window of blocks at a time ([`Shuffle::Blocks`]), the next
+/// window read on a thread of its own while the current one is trained on: memory is two
+/// windows of this process's rows, whatever the size of the data.
+pub(super) struct Streamed<'scope, S, T> {
     shuffle: Shuffle,
     seed: u64,
-    reconstruction: Reconstruction,
-    /// The epoch's block order.
+    epochs: usize,
+    /// The examples of the whole data set, and this process's.
+    examples: usize,
+    held: Range<usize>,
+    features: usize,
+    /// The epoch's block order (the reader keeps its own).
     blocks: Option<BlockOrder>,
-    /// The window loaded, by its index.
-    window: Option<usize>,
-    /// The loaded window's order: position `p` of the window is its `permutation[p]`-th
-    /// example (its blocks' examples one after another) ...
+    /// The window trained on, and a buffer for the next.
+    current: Option<Window<T>>,
+    spare: Option<Window<T>>,
+    /// The window the reader is reading, `(epoch, window)`.
+    pending: Option<(usize, usize)>,
+    requests: Option<mpsc::Sender<Request<T>>>,
+    replies: mpsc::Receiver<Reply<T>>,
+    /// The reader, which hands the part back when its requests end.
+    reader: Option<std::thread::ScopedJoinHandle<'scope, StreamedPart<S>>>,
+    /// The part, back from the reader for the final evaluation.
+    part: Option<StreamedPart<S>>,
+}
+
+/// This process's examples of one window of an epoch.
+struct Window<T> {
+    epoch: usize,
+    index: usize,
+    /// Position `p` of the window is its `permutation[p]`-th example (its blocks' examples
+    /// one after another) ...
     permutation: Vec<usize>,
-    /// ... which is this process's `loaded[k]`-th loaded example, or [`NOT_HELD`].
+    /// ... which is this process's `loaded[k]`-th example of the window, or [`NOT_HELD`].
     loaded: Vec<usize>,
     /// This process's examples of the window, in the order of its blocks.
     values: Vec<T>,
 }
 
-/// Where [`Streamed::loaded`] marks another process's example.
+/// Where [`Window::loaded`] marks another process's example.
 const NOT_HELD: usize = usize::MAX;
 
-impl<S: SeekableSource<T>, T: Real> Streamed<S, T> {
-    /// Fails for a [`Shuffle::Full`], which would read one example at a time.
-    pub(super) fn new(
+/// What the reader is asked: a window read into a buffer, or the fingerprint of the part.
+enum Request<T> {
+    Window { epoch: usize, index: usize, into: Window<T> },
+    Fingerprint,
+}
+
+enum Reply<T> {
+    Window(Result<Window<T>>),
+    Fingerprint(Result<DataFingerprint>),
+}
+
+impl<'scope, S: SeekableSource<T> + Send + 'scope, T: Real> Streamed<'scope, S, T> {
+    /// Starts the reader of `part` on a thread of `scope`; fails for a [`Shuffle::Full`], which
+    /// would read one example at a time.
+    pub(super) fn spawn<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
         part: StreamedPart<S>,
-        shuffle: Shuffle,
-        seed: u64,
+        options: &super::MinibatchOptions,
         reconstruction: Reconstruction,
     ) -> Result<Self> {
+        let (shuffle, seed) = (options.shuffle, options.seed);
         if shuffle == Shuffle::Full {
             return Err(Error::InvalidHyperParameter {
                 name: "shuffle",
@@ -204,66 +237,188 @@ impl<S: SeekableSource<T>, T: Real> Streamed<S, T> {
                     "streamed data is shuffled by blocks (Shuffle::Blocks): a full shuffle reads one example at a time",
             });
         }
+        let (examples, features) = (part.examples, part.source.features());
+        let held = part.first_example..part.first_example + part.local;
+        let (requests, requested) = mpsc::channel();
+        let (replied, replies) = mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name("sae-window-reader".into())
+            .spawn_scoped(scope, move || read_windows(part, shuffle, seed, reconstruction, requested, replied))
+            .map_err(|source| Error::Io { path: "the window reader thread".into(), source })?;
         Ok(Streamed {
-            part,
             shuffle,
             seed,
-            reconstruction,
+            epochs: options.epochs,
+            examples,
+            held,
+            features,
             blocks: None,
-            window: None,
-            permutation: Vec::new(),
-            loaded: Vec::new(),
-            values: Vec::new(),
+            current: None,
+            spare: None,
+            pending: None,
+            requests: Some(requests),
+            replies,
+            reader: Some(reader),
+            part: None,
         })
     }
 
-    /// Reads this process's examples of window `w` of the epoch's order, checking them.
-    fn load(&mut self, w: usize) -> Result<()> {
-        let blocks = self.blocks.as_ref().expect("an epoch's order");
-        let n = self.part.source.features();
-        let held = self.part.first_example..self.part.first_example + self.part.local;
-        self.window = None;
-        self.loaded.clear();
-        self.values.clear();
-        for rows in blocks.window_blocks(w) {
-            let mine = rows.start.max(held.start)..rows.end.min(held.end);
-            let before = self.values.len() / n;
-            let count = mine.len();
-            self.loaded.extend(rows.clone().map(|row| {
-                if mine.contains(&row) {
-                    before + row - mine.start
-                } else {
-                    NOT_HELD
-                }
-            }));
-            if count == 0 {
-                continue;
-            }
-            self.values.resize((before + count) * n, T::zero());
-            let values = &mut self.values[before * n..];
-            self.part.source.read_exact_at(mine.start - held.start, values)?;
-            // Errors name the row in the whole data set.
-            Dataset::examples_by_features(values, count, n)
-                .and_then(|block| crate::objective::check_data(self.reconstruction, &block))
-                .map_err(|e| in_whole(e, mine.start))?;
+    fn ask(&mut self, request: Request<T>) {
+        if let Some(requests) = &self.requests {
+            // A reader gone has panicked: `reply` raises its panic.
+            let _ = requests.send(request);
         }
-        self.permutation = blocks.window_permutation(w);
-        self.window = Some(w);
+    }
+
+    fn reply(&mut self) -> Reply<T> {
+        match self.replies.recv() {
+            Ok(reply) => reply,
+            Err(_) => match self.reader.take().map(std::thread::ScopedJoinHandle::join) {
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                _ => unreachable!("the reader replies to every request until its requests end"),
+            },
+        }
+    }
+
+    /// The reader's answer to the window it is reading.
+    fn receive_pending(&mut self) -> Option<Result<Window<T>>> {
+        self.pending.take()?;
+        match self.reply() {
+            Reply::Window(window) => Some(window),
+            Reply::Fingerprint(_) => unreachable!("a fingerprint is asked for with no window pending"),
+        }
+    }
+
+    /// Makes window `index` of `epoch` the current one, and asks for the next.
+    fn load(&mut self, epoch: usize, index: usize) -> Result<()> {
+        let prefetched = match self.pending == Some((epoch, index)) {
+            true => self.receive_pending().expect("pending"),
+            false => {
+                // Another window (a resumed run's first, say) is read as it is asked for.
+                if let Some(Ok(other)) = self.receive_pending() {
+                    self.spare = Some(other);
+                }
+                let into = self.spare.take().unwrap_or_else(Window::empty);
+                self.ask(Request::Window { epoch, index, into });
+                self.pending = Some((epoch, index));
+                self.receive_pending().expect("pending")
+            }
+        };
+        let window = prefetched?;
+        self.spare = self.current.replace(window);
+        let windows = self.blocks.as_ref().expect("the epoch's order").windows();
+        let next = if index + 1 < windows { Some((epoch, index + 1)) } else { Some((epoch + 1, 0)) };
+        if let Some((epoch, index)) = next.filter(|&(epoch, _)| epoch < self.epochs) {
+            let into = self.spare.take().unwrap_or_else(Window::empty);
+            self.ask(Request::Window { epoch, index, into });
+            self.pending = Some((epoch, index));
+        }
         Ok(())
+    }
+
+    /// Ends the reader and takes the part back.
+    fn finish_reading(&mut self) -> Result<&mut StreamedPart<S>> {
+        let _ = self.receive_pending();
+        (self.current, self.spare) = (None, None);
+        self.requests = None;
+        if let Some(reader) = self.reader.take() {
+            match reader.join() {
+                Ok(part) => self.part = Some(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        self.part.as_mut().ok_or(Error::EmptyData { what: "a streamed part already evaluated" })
     }
 }
 
-impl<S: SeekableSource<T> + Send, T: Real> Feed<T> for Streamed<S, T> {
+impl<T: Real> Window<T> {
+    fn empty() -> Self {
+        Window { epoch: 0, index: 0, permutation: Vec::new(), loaded: Vec::new(), values: Vec::new() }
+    }
+}
+
+/// The reader's loop: answers each request in turn, and hands the part back when the requests
+/// end.
+fn read_windows<S: SeekableSource<T>, T: Real>(
+    mut part: StreamedPart<S>,
+    shuffle: Shuffle,
+    seed: u64,
+    reconstruction: Reconstruction,
+    requests: mpsc::Receiver<Request<T>>,
+    replies: mpsc::Sender<Reply<T>>,
+) -> StreamedPart<S> {
+    let mut blocks: Option<BlockOrder> = None;
+    for request in requests {
+        let reply = match request {
+            Request::Window { epoch, index, mut into } => {
+                if blocks.as_ref().is_none_or(|b| b.epoch() != epoch) {
+                    blocks = Some(BlockOrder::new(shuffle, part.examples, seed, epoch));
+                }
+                let blocks = blocks.as_ref().expect("made above");
+                Reply::Window(read_window(&mut part, blocks, index, reconstruction, &mut into).map(|()| into))
+            }
+            Request::Fingerprint => Reply::Fingerprint(DataFingerprint::of_source(&mut part.source)),
+        };
+        if replies.send(reply).is_err() {
+            break;
+        }
+    }
+    part
+}
+
+/// Reads this process's examples of window `index` of `blocks` into `window`, checking them.
+fn read_window<S: SeekableSource<T>, T: Real>(
+    part: &mut StreamedPart<S>,
+    blocks: &BlockOrder,
+    index: usize,
+    reconstruction: Reconstruction,
+    window: &mut Window<T>,
+) -> Result<()> {
+    let n = part.source.features();
+    let held = part.first_example..part.first_example + part.local;
+    (window.epoch, window.index) = (blocks.epoch(), index);
+    window.loaded.clear();
+    let mut count = 0;
+    for rows in blocks.window_blocks(index) {
+        let mine = rows.start.max(held.start)..rows.end.min(held.end);
+        window
+            .loaded
+            .extend(rows.clone().map(|row| if mine.contains(&row) { count + row - mine.start } else { NOT_HELD }));
+        count += mine.len();
+    }
+    // Grown, never shrunk: no page of the buffer is written but by the reads.
+    if window.values.len() < count * n {
+        window.values.resize(count * n, T::zero());
+    }
+    let mut filled = 0;
+    for rows in blocks.window_blocks(index) {
+        let mine = rows.start.max(held.start)..rows.end.min(held.end);
+        if mine.is_empty() {
+            continue;
+        }
+        let values = &mut window.values[filled * n..(filled + mine.len()) * n];
+        part.source.read_exact_at(mine.start - held.start, values)?;
+        // Errors name the row in the whole data set.
+        Dataset::examples_by_features(values, mine.len(), n)
+            .and_then(|block| crate::objective::check_data(reconstruction, &block))
+            .map_err(|e| in_whole(e, mine.start))?;
+        filled += mine.len();
+    }
+    window.permutation = blocks.window_permutation(index);
+    Ok(())
+}
+
+impl<'scope, S: SeekableSource<T> + Send + 'scope, T: Real> Feed<T> for Streamed<'scope, S, T> {
     fn examples(&self) -> usize {
-        self.part.examples
+        self.examples
     }
 
     fn held(&self) -> Range<usize> {
-        self.part.first_example..self.part.first_example + self.part.local
+        self.held.clone()
     }
 
     fn features(&self) -> Option<usize> {
-        Some(self.part.source.features())
+        Some(self.features)
     }
 
     fn check(&self, _reconstruction: Reconstruction) -> Result<()> {
@@ -271,29 +426,33 @@ impl<S: SeekableSource<T> + Send, T: Real> Feed<T> for Streamed<S, T> {
     }
 
     fn fingerprint(&mut self, _features: usize) -> Result<DataFingerprint> {
-        let fingerprint = DataFingerprint::of_source(&mut self.part.source);
-        self.window = None;
-        fingerprint
+        // Before any window is asked for: the reader is idle.
+        if let Some(Ok(window)) = self.receive_pending() {
+            self.spare = Some(window);
+        }
+        self.ask(Request::Fingerprint);
+        match self.reply() {
+            Reply::Fingerprint(fingerprint) => fingerprint,
+            Reply::Window(_) => unreachable!("no window pending"),
+        }
     }
 
     fn fill(&mut self, epoch: usize, positions: Range<usize>, out: &mut [T]) -> Result<usize> {
         if self.blocks.as_ref().is_none_or(|blocks| blocks.epoch() != epoch) {
-            self.blocks = Some(BlockOrder::new(self.shuffle, self.part.examples, self.seed, epoch));
-            self.window = None;
+            self.blocks = Some(BlockOrder::new(self.shuffle, self.examples, self.seed, epoch));
         }
-        let n = self.part.source.features();
+        let n = self.features;
         let mut count = 0;
         for position in positions {
-            let blocks = self.blocks.as_ref().expect("made above");
-            let w = blocks.window_of(position);
-            if self.window != Some(w) {
-                self.load(w)?;
+            let index = self.blocks.as_ref().expect("made above").window_of(position);
+            if self.current.as_ref().is_none_or(|w| (w.epoch, w.index) != (epoch, index)) {
+                self.load(epoch, index)?;
             }
-            let blocks = self.blocks.as_ref().expect("made above");
-            let example = self.permutation[position - blocks.window_positions(w).start];
-            let loaded = self.loaded[example];
+            let start = self.blocks.as_ref().expect("made above").window_positions(index).start;
+            let window = self.current.as_ref().expect("loaded above");
+            let loaded = window.loaded[window.permutation[position - start]];
             if loaded != NOT_HELD {
-                out[count * n..(count + 1) * n].copy_from_slice(&self.values[loaded * n..(loaded + 1) * n]);
+                out[count * n..(count + 1) * n].copy_from_slice(&window.values[loaded * n..(loaded + 1) * n]);
                 count += 1;
             }
         }
@@ -306,11 +465,9 @@ impl<S: SeekableSource<T> + Send, T: Real> Feed<T> for Streamed<S, T> {
         theta: &[T],
         collective: &impl Collective,
     ) -> Result<(f64, Vec<f64>)> {
-        // The window's buffer is not needed any more: the pass has its own chunks.
-        self.window = None;
-        self.values = Vec::new();
-        let (first, chunk) = (self.part.first_example, self.part.chunk);
-        let objective = StreamingObjective::new(hyper, &mut self.part.source, chunk, StreamMode::OnePass);
+        let part = self.finish_reading()?;
+        let (first, chunk) = (part.first_example, part.chunk);
+        let objective = StreamingObjective::new(hyper, &mut part.source, chunk, StreamMode::OnePass);
         let objective = agree(collective, objective, "opening its part of the data")?;
         let mut full = objective.split(collective, first);
         let mut grad = vec![T::zero(); full.local().theta_len()];

@@ -17,7 +17,7 @@ use super::feed::{Feed, InMemory, Streamed, StreamedPart};
 use super::order::Shuffle;
 use super::{Checkpoint, DataFingerprint, Validation, ValidationPoint};
 use crate::data::stream::SeekableSource;
-use crate::data::Dataset;
+use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::model::{Corruption, HyperParams, ModelFile, Parameters};
 use crate::objective::distributed::{agree, Alone, Collective, Part, Split};
@@ -254,8 +254,10 @@ impl MinibatchTrainer {
         init: &Parameters<T>,
         on_step: impl FnMut(&MinibatchStep) -> Ctl,
     ) -> Result<MinibatchTrained<T>> {
-        let feed = Streamed::new(part, self.options.shuffle, self.options.seed, self.hyper.reconstruction())?;
-        self.start(feed, split, validation, init, on_step)
+        std::thread::scope(|scope| {
+            let feed = Streamed::spawn(scope, part, &self.options, self.hyper.reconstruction())?;
+            self.start(feed, split, validation, init, on_step)
+        })
     }
 
     /// As [`resume_split`](Self::resume_split) on data read from storage (see
@@ -269,8 +271,10 @@ impl MinibatchTrainer {
         validation: Option<&mut Validation<'_, T>>,
         on_step: impl FnMut(&MinibatchStep) -> Ctl,
     ) -> Result<MinibatchTrained<T>> {
-        let feed = Streamed::new(part, self.options.shuffle, self.options.seed, self.hyper.reconstruction())?;
-        self.run(feed, split, checkpoint, validation, on_step)
+        std::thread::scope(|scope| {
+            let feed = Streamed::spawn(scope, part, &self.options, self.hyper.reconstruction())?;
+            self.run(feed, split, checkpoint, validation, on_step)
+        })
     }
 
     /// As [`load_checkpoint_split`](Self::load_checkpoint_split) for data read from storage
@@ -466,7 +470,9 @@ impl MinibatchTrainer {
                 // A failure to read this process's rows goes through the evaluation's sums.
                 let batch = feed.fill(state.epoch, positions, &mut batch_values).and_then(|k| match k {
                     0 => Ok(None),
-                    k => Dataset::examples_by_features(&batch_values[..k * n], k, n).map(Some),
+                    // Scanned for non-finite values already (in memory by the caller, streamed as
+                    // read).
+                    k => Dataset::unscanned(&batch_values[..k * n], k, n, Layout::ExamplesByFeatures).map(Some),
                 });
                 for (t, &v) in theta.iter_mut().zip(&state.x) {
                     *t = T::cast(v);
