@@ -12,7 +12,7 @@
 //! (checkpointed with it).
 
 use super::distributed::{Alone, Collective, Split};
-use super::engine::Engine;
+use super::engine::{default_block_size, Engine};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::HyperParams;
@@ -29,7 +29,8 @@ pub struct MinibatchObjective<T: Real> {
 
 impl<T: Real> MinibatchObjective<T> {
     /// Minibatches of at most `batch` examples; `momentum` `μ ∈ [0, 1)` of the running
-    /// `rho_hat`.
+    /// `rho_hat`. Made on the rayon pool it will run on: its blocks are cut for that pool's
+    /// threads (results are bit-for-bit the same for the same thread count).
     pub fn new(hyper: HyperParams, batch: usize, momentum: f64) -> Result<Self> {
         if batch == 0 {
             return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
@@ -41,7 +42,15 @@ impl<T: Real> MinibatchObjective<T> {
                 reason: "must be in [0, 1)",
             });
         }
-        Ok(MinibatchObjective { engine: Engine::new(hyper), batch, momentum, running: Vec::new() })
+        let mut engine = Engine::new(hyper);
+        // The engine's threads take a block of examples each: a minibatch no larger than a
+        // block is cut into one block per thread of the pool it is made on (of 16 examples at
+        // least, below which the GEMMs' tiles would run mostly empty).
+        let per_thread = batch.div_ceil(rayon::current_num_threads()).max(16);
+        if per_thread < default_block_size::<T>(hyper.visible(), hyper.hidden()) {
+            engine.set_block_size(per_thread)?;
+        }
+        Ok(MinibatchObjective { engine, batch, momentum, running: Vec::new() })
     }
 
     pub fn theta_len(&self) -> usize {

@@ -243,8 +243,9 @@ impl MinibatchTrainer {
 
     /// As [`fit_split`](Self::fit_split) on data read from storage (of one process:
     /// [`StreamedPart::whole`], with `split` of [`Alone`]), a window of blocks at a time in
-    /// the order of the options' [`Shuffle::Blocks`] (a full shuffle is refused): memory is the
-    /// window, the minibatch and the model, whatever the size of the data. The same data in
+    /// the order of the options' [`Shuffle::Blocks`] (a full shuffle is refused), the next
+    /// window read on a thread of its own meanwhile: memory is two windows, the minibatch and
+    /// the model, whatever the size of the data. The same data in
     /// memory, trained with the same options, takes the same steps.
     pub fn fit_streamed<T: Real, S: SeekableSource<T> + Send, Ctl: Control, C: Collective>(
         &self,

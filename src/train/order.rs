@@ -16,8 +16,8 @@
 //!    window's order is known without drawing the windows before it).
 //!
 //! The epoch's order is the windows' orders one after another. Streamed, a window is one read
-//! of each of its blocks into a buffer of `window · block` examples: memory is bounded by the
-//! window, whatever `m`. Each minibatch draws from the `window` random blocks of its window:
+//! of each of its blocks into a buffer of `window · block` examples (the next window is read
+//! into a second buffer meanwhile): memory is bounded by the window, whatever `m`. Each minibatch draws from the `window` random blocks of its window:
 //! with the default 64 blocks of 256 examples, a minibatch of 256 draws from 64 places of the
 //! data set spread uniformly, and each example lands in a random position among 16 384.
 
