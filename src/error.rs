@@ -83,6 +83,11 @@ pub enum Error {
     )]
     ProcessesDiverged { rank: usize },
 
+    /// A [`Collective`](crate::objective::distributed::Collective)'s sum failed (a caller's
+    /// communicator reported an error).
+    #[error("the sum across processes failed: {reason}")]
+    CollectiveFailed { reason: String },
+
     /// A checkpoint that cannot continue this run: its `field` is missing, corrupt, out of
     /// range, or not the run's (another model, other data or options).
     #[error("{path}: cannot resume from this checkpoint: {field} {reason}")]

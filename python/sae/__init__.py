@@ -22,10 +22,13 @@ from typing import Callable, Optional, Tuple, Union
 import numpy as np
 
 from . import errors
+from . import _distributed
 from ._sae import HyperParams, Model, StackModel, VaeModel, __version__, initial_theta, model_kind
+from ._sae import DistributedObjective as _DistributedObjective
 from ._sae import Objective as _Objective
 from ._sae import StreamingObjective as _StreamingObjective
 from .errors import (
+    DistributedError,
     FileAccessError,
     InvalidInputError,
     ModelFileError,
@@ -35,6 +38,7 @@ from .errors import (
 )
 
 __all__ = [
+    "DistributedError",
     "FileAccessError",
     "InvalidInputError",
     "ModelFileError",
@@ -108,6 +112,22 @@ def _first_array(path: Path) -> np.ndarray:
         raise ModelFileError(f"{path}: not a readable .npy file: {e}") from e
 
 
+def _rows_of_process(X, dtype, comm) -> np.ndarray:
+    """This process's rows of `X` for a run across the processes of `comm`: `X` itself (an
+    array-like of this process's rows), or its share of a ``.npy`` file's rows, memory-mapped."""
+    if not isinstance(X, (str, os.PathLike)):
+        return as_data(X, dtype)
+    path = Path(X)
+    if path.is_dir():
+        raise InvalidInputError(f"{path}: with comm, X is an array of this process's rows or one .npy file")
+    whole = _first_array(path)
+    if whole.ndim != 2:
+        raise InvalidInputError(f"{path}: X must be 2-D (examples × features), not {whole.ndim}-D")
+    m, rank, size = whole.shape[0], comm.Get_rank(), comm.Get_size()
+    rows = whole[m * rank // size : m * (rank + 1) // size]
+    return as_data(rows, dtype)
+
+
 class Objective:
     """The sparse autoencoder's cost and gradient on the data `X` (`m×n`, one example per row):
     ``cost, grad = objective(theta)`` with `theta` in the UFLDL layout ``[W1(:); W2(:); b1; b2]``,
@@ -120,6 +140,13 @@ class Objective:
     data once per evaluation, ``"two-pass"`` twice as UFLDL's notes do). The hyper-parameters
     are those of :class:`HyperParams`. The gradient has the objective's dtype (float32 data
     stays float32, anything else is float64, unless `dtype` says); `theta` is converted to it.
+
+    With `comm` (an mpi4py communicator, or any object with its ``Get_rank()``, ``Get_size()``
+    and ``Allreduce(send, recv)``), the data set is split across the processes of `comm`: `X`
+    is this process's rows (an array, possibly of none; the processes' rows in rank order are
+    the data set), or the path of one ``.npy`` file of which process `r` of `N` reads rows
+    ``m·r//N`` to ``m·(r+1)//N`` through a memory map. Every call is collective: every process
+    calls with the same `theta` and gets the whole data set's cost and gradient.
     """
 
     def __init__(
@@ -143,9 +170,13 @@ class Objective:
         chunk: int = 16384,
         mode: str = "one-pass",
         n_threads: Optional[int] = None,
+        comm=None,
     ) -> None:
         _check_threads(n_threads)
         self.path: Optional[Path] = None
+        if comm is not None:
+            X = _distributed.agreed(comm, lambda: _rows_of_process(X, dtype, comm), "reading its rows of X")
+            _distributed.agree_width(comm, X.shape[1])
         if isinstance(X, (str, os.PathLike)):
             self.path = Path(X)
             first = _first_array(self.path)
@@ -172,7 +203,9 @@ class Objective:
             corruption_level=corruption_level,
             corruption_seed=corruption_seed,
         )
-        if self.path is None:
+        if comm is not None:
+            self._objective = _DistributedObjective(self.X, self.hyper, comm, n_threads)
+        elif self.path is None:
             self._objective = _Objective(self.X, self.hyper, n_threads)
         else:
             self._objective = _StreamingObjective(

@@ -29,6 +29,12 @@ class UnsupportedError(SaeError, RuntimeError):
     """Something this CPU or build cannot do (e.g. a forced instruction set it lacks)."""
 
 
+class DistributedError(SaeError, RuntimeError):
+    """A run across processes (`comm=`) that cannot go on: another process failed (its own
+    error is its own), the processes' parameters drifted apart, or the communicator's sum
+    failed."""
+
+
 __all__ = [
     "SaeError",
     "InvalidInputError",
@@ -36,4 +42,5 @@ __all__ = [
     "FileAccessError",
     "SaturationError",
     "UnsupportedError",
+    "DistributedError",
 ]

@@ -18,6 +18,7 @@ from ._sae import train as _train
 from ._sae import train_softmax as _train_softmax
 from ._sae import train_vae as _train_vae
 from ._sae import vae_initial_theta
+from ._distributed import agree_width, agreed, rank0_value
 from .errors import InvalidInputError, SaturationError
 
 from sklearn.utils.validation import validate_data as _validate_data
@@ -34,13 +35,13 @@ class _EngineTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    def _validate(self, X, reset: bool) -> np.ndarray:
+    def _validate(self, X, reset: bool, min_samples: int = 1) -> np.ndarray:
         """`X` checked, in the model's precision."""
-        return self._precision(_validate_data(self, X, **self._checks(reset)), reset)
+        return self._precision(_validate_data(self, X, **self._checks(reset, min_samples)), reset)
 
-    def _checks(self, reset: bool) -> dict:
+    def _checks(self, reset: bool, min_samples: int = 1) -> dict:
         dtype = [np.float64, np.float32] if self.dtype is None else np.dtype(self.dtype)
-        return dict(reset=reset, dtype=dtype, order="C", ensure_min_samples=1)
+        return dict(reset=reset, dtype=dtype, order="C", ensure_min_samples=min_samples)
 
     def _precision(self, X: np.ndarray, reset: bool) -> np.ndarray:
         if self.dtype is None and X.dtype != np.float32:
@@ -172,11 +173,29 @@ class SparseAutoencoder(_EngineTransformer):
             corruption_seed=seed,
         )
 
-    def fit(self, X, y=None, *, callback: Optional[Callable[[dict], Optional[bool]]] = None):
-        """Trains on `X` (`m×n`); `y` is ignored."""
-        self._check_params()
-        X = self._validate(X, reset=True)
-        return self._train(X, self.max_iter, callback, continuing=self.warm_start)
+    def fit(self, X, y=None, *, callback: Optional[Callable[[dict], Optional[bool]]] = None, comm=None):
+        """Trains on `X` (`m×n`); `y` is ignored.
+
+        With `comm` (an mpi4py communicator, e.g. ``MPI.COMM_WORLD`` under ``mpirun``), `X` is
+        this process's rows of a data set split across the processes of `comm`: their rows in
+        rank order are the data set, and a process may hold none. Every process calls `fit`
+        with the same parameters, takes the same steps, and ends with the same model (the
+        seed is rank 0's). A process that fails (its `X` has a NaN, say) raises its error; the
+        others raise :class:`sae.errors.DistributedError` naming it. The callback runs on
+        every process; a stop it (or Ctrl-C) asks for on any process stops every one after
+        the same step.
+        """
+        if comm is None:
+            self._check_params()
+            X = self._validate(X, reset=True)
+            return self._train(X, self.max_iter, callback, continuing=self.warm_start)
+        def checked():
+            self._check_params()
+            return self._validate(X, reset=True, min_samples=0)
+
+        X = agreed(comm, checked, "checking its X")
+        agree_width(comm, X.shape[1])
+        return self._train(X, self.max_iter, callback, continuing=self.warm_start, comm=comm)
 
     @available_if(lambda self: self.solver in ("adam", "sgd"))
     def partial_fit(self, X, y=None, *, callback=None):
@@ -188,11 +207,13 @@ class SparseAutoencoder(_EngineTransformer):
         X = self._validate(X, reset=first)
         return self._train(X, 1, callback, continuing=True, incremental=True)
 
-    def _train(self, X: np.ndarray, max_iter: int, callback, continuing: bool, incremental: bool = False):
+    def _train(self, X: np.ndarray, max_iter: int, callback, continuing: bool, incremental: bool = False, comm=None):
         if incremental and getattr(self, "_seed", None) is not None:
             seed = self._seed  # one run across partial_fit calls: one seed
         else:
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        if comm is not None:
+            seed = rank0_value(comm, seed)
         hyper = self._hyper(X.shape[1], seed)
         continuing = continuing and hasattr(self, "model_") and _same_model(self.model_.hyper, hyper)
         if continuing:
@@ -215,6 +236,7 @@ class SparseAutoencoder(_EngineTransformer):
             callback=self._progress(callback),
             n_threads=self.n_threads,
             state=state,
+            comm=comm,
         )
         self.model_ = model
         self.components_ = model.W1

@@ -9,6 +9,8 @@
 //! objectives or models run in parallel; a thread count, when given, is a rayon pool of the
 //! object's own, otherwise the current pool runs the work.
 
+mod distributed;
+
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +68,9 @@ fn py_error(e: Error) -> PyErr {
         Error::BadFile { .. } | Error::BadCheckpoint { .. } => "ModelFileError",
         Error::SaturatedActivation { .. } | Error::NonFiniteCost { .. } => "SaturationError",
         Error::UnsupportedIsa { .. } => "UnsupportedError",
+        Error::OtherRankFailed { .. } | Error::ProcessesDiverged { .. } | Error::CollectiveFailed { .. } => {
+            "DistributedError"
+        }
         _ => "InvalidInputError",
     };
     sae_error(class, e.to_string())
@@ -1460,7 +1465,7 @@ fn train_in<'py, T: Real + Element>(
 #[pyo3(signature = (
     x, hyper, theta0, *, solver = "lbfgs", max_iter = 400, batch_size = 256,
     learning_rate = 1e-3, momentum = 0.9, random_state = 0, callback = None, n_threads = None,
-    state = None,
+    state = None, comm = None,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn train<'py>(
@@ -1477,6 +1482,7 @@ fn train<'py>(
     callback: Option<Py<PyAny>>,
     n_threads: Option<usize>,
     state: Option<PyRef<'py, PyTrainingState>>,
+    comm: Option<Bound<'py, PyAny>>,
 ) -> PyResult<(PyModel, Bound<'py, PyDict>, Option<PyErr>, Option<PyTrainingState>)> {
     let dtype = Dtype::of(x, "X")?;
     if Dtype::of(theta0, "theta0")? != dtype {
@@ -1487,13 +1493,26 @@ fn train<'py>(
     let callback = callback.as_ref();
     let state = state.as_ref().map(|s| &s.0);
     let pool = pool.as_ref();
-    let (model, summary, error, state) = match dtype {
-        Dtype::F32 => {
+    if comm.is_some() && state.is_some() {
+        return Err(invalid("a run across processes (comm) does not continue a training state"));
+    }
+    let (model, summary, error, state) = match (dtype, &comm) {
+        (Dtype::F32, None) => {
             let (model, summary, error, state) = train_in::<f32>(py, hyper.0, x, theta0, &run, state, callback, pool)?;
             (PyModel(Stored::F32(model)), summary, error, state)
         }
-        Dtype::F64 => {
+        (Dtype::F64, None) => {
             let (model, summary, error, state) = train_in::<f64>(py, hyper.0, x, theta0, &run, state, callback, pool)?;
+            (PyModel(Stored::F64(model)), summary, error, state)
+        }
+        (Dtype::F32, Some(comm)) => {
+            let (model, summary, error, state) =
+                distributed::train_split::<f32>(py, hyper.0, x, theta0, &run, callback, pool, comm)?;
+            (PyModel(Stored::F32(model)), summary, error, state)
+        }
+        (Dtype::F64, Some(comm)) => {
+            let (model, summary, error, state) =
+                distributed::train_split::<f64>(py, hyper.0, x, theta0, &run, callback, pool, comm)?;
             (PyModel(Stored::F64(model)), summary, error, state)
         }
     };
@@ -1706,6 +1725,7 @@ fn _sae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyHyper>()?;
     m.add_class::<PyObjective>()?;
     m.add_class::<PyStreamingObjective>()?;
+    m.add_class::<distributed::PyDistributedObjective>()?;
     m.add_class::<PyModel>()?;
     m.add_class::<PyVaeModel>()?;
     m.add_class::<PyStackModel>()?;

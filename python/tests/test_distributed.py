@@ -1,0 +1,192 @@
+"""Runs across processes (`comm=`): the objective and the estimator on a data set split over
+1, 2 and 3 processes follow one process on the whole data. The processes are threads here,
+summing through a communicator of the interface mpi4py's has (`Get_rank`, `Get_size`,
+`Allreduce`); the last test runs the real thing under `mpirun` with mpi4py when both are
+installed."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import sae
+from sae import DistributedError, InvalidInputError, SparseAutoencoder
+
+
+class ThreadComm:
+    """Process `rank` of `size` threads: each `Allreduce` writes this thread's values into its
+    slot, and every thread sums the slots in rank order once all have written. A thread left
+    waiting 30 s fails the test (a sum some process skipped) instead of hanging it."""
+
+    def __init__(self, group, rank):
+        self.group, self.rank = group, rank
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return len(self.group["slots"])
+
+    def Allreduce(self, send, recv):
+        slots, barrier = self.group["slots"], self.group["barrier"]
+        slots[self.rank] = np.array(send, dtype=np.float64)
+        barrier.wait()
+        total = slots[0].copy()
+        for values in slots[1:]:
+            total += values
+        recv[...] = total
+        barrier.wait()
+
+
+def on_processes(size, work):
+    """`work(comm)` on `size` threads as processes: each one's result, or the exception it raised."""
+    group = {"slots": [None] * size, "barrier": threading.Barrier(size, timeout=30)}
+    outcomes = [None] * size
+
+    def run(rank):
+        try:
+            outcomes[rank] = work(ThreadComm(group, rank))
+        except BaseException as e:  # noqa: BLE001 -- returned to the test
+            outcomes[rank] = e
+
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in range(size)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a process waits for the others"
+    return outcomes
+
+
+def rows(m, rank, size):
+    return slice(m * rank // size, m * (rank + 1) // size)
+
+
+@pytest.fixture
+def data():
+    return np.random.default_rng(3).uniform(0.1, 0.9, size=(101, 16))
+
+
+def relative(a, b):
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_the_objective_split_across_processes_is_the_whole_one(data, size):
+    whole = sae.Objective(data, 5)
+    theta = whole.initial_theta(1)
+    cost, grad = whole(theta)
+
+    def evaluate(comm):
+        objective = sae.Objective(data[rows(len(data), comm.Get_rank(), size)], 5, comm=comm)
+        return objective(theta), objective.rho_hat
+
+    for rank, ((c, g), rho_hat) in enumerate(on_processes(size, evaluate)):
+        assert abs(c - cost) <= 1e-12 * cost, (size, rank)
+        assert relative(g, grad) <= 1e-12, (size, rank)
+        np.testing.assert_allclose(rho_hat, whole.rho_hat, rtol=1e-12)
+
+
+def test_a_process_may_hold_no_rows_and_the_rows_may_come_from_a_file(data, tmp_path):
+    whole = sae.Objective(data, 5)
+    theta = whole.initial_theta(2)
+    cost, _ = whole(theta)
+    # Three processes, the middle one holding nothing.
+    parts = [data[:40], data[40:40], data[40:]]
+    outcomes = on_processes(3, lambda comm: sae.Objective(parts[comm.Get_rank()], 5, comm=comm)(theta)[0])
+    assert all(abs(c - cost) <= 1e-12 * cost for c in outcomes), outcomes
+    path = tmp_path / "data.npy"
+    np.save(path, data)
+    outcomes = on_processes(2, lambda comm: sae.Objective(path, 5, comm=comm)(theta)[0])
+    assert all(abs(c - cost) <= 1e-12 * cost for c in outcomes), outcomes
+
+
+def test_a_bad_part_fails_every_process_naming_the_one_at_fault(data):
+    bad = data.copy()
+    bad[60, 3] = np.nan  # in rank 1's rows of 2
+
+    def make(comm):
+        return sae.Objective(bad[rows(len(bad), comm.Get_rank(), 2)], 5, comm=comm)
+
+    own, other = on_processes(2, make)[::-1]
+    assert isinstance(own, InvalidInputError) and "row 60, column 3" in str(own), own
+    assert isinstance(other, DistributedError) and "rank 1" in str(other), other
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+@pytest.mark.parametrize("size", [2, 3])
+def test_fit_across_processes_follows_one_process(data, solver, size):
+    settings = dict(n_hidden=5, solver=solver, max_iter=15, batch_size=16, learning_rate_init=0.01, random_state=4)
+    one = SparseAutoencoder(**settings).fit(data)
+
+    def fit(comm):
+        return SparseAutoencoder(**settings).fit(data[rows(len(data), comm.Get_rank(), size)], comm=comm)
+
+    fitted = on_processes(size, fit)
+    for rank, estimator in enumerate(fitted):
+        assert not isinstance(estimator, BaseException), estimator
+        assert relative(estimator.model_.theta, one.model_.theta) <= 1e-9, (solver, size, rank)
+        np.testing.assert_array_equal(estimator.model_.theta, fitted[0].model_.theta)
+        assert estimator.n_iter_ == one.n_iter_
+
+
+def test_a_stop_one_process_asks_for_stops_every_process_after_the_same_iteration(data):
+    def fit(comm):
+        stop_at = 4 if comm.Get_rank() == 1 else None
+        callback = lambda info: info["iteration"] != stop_at  # noqa: E731
+        estimator = SparseAutoencoder(n_hidden=5, max_iter=50, random_state=0)
+        return estimator.fit(data[rows(len(data), comm.Get_rank(), 2)], callback=callback, comm=comm)
+
+    first, second = on_processes(2, fit)
+    assert first.n_iter_ == second.n_iter_ == 5, (first.n_iter_, second.n_iter_)
+    np.testing.assert_array_equal(first.model_.theta, second.model_.theta)
+
+
+def test_the_seed_is_rank_0s_and_bad_input_on_one_process_fails_all(data):
+    # random_state=None draws a seed per process: rank 0's is used by all.
+    fitted = on_processes(2, lambda comm: SparseAutoencoder(n_hidden=4, max_iter=3).fit(data, comm=comm))
+    np.testing.assert_array_equal(fitted[0].model_.theta, fitted[1].model_.theta)
+
+    def wrong_width(comm):
+        X = data if comm.Get_rank() == 0 else data[:, :10]
+        return SparseAutoencoder(n_hidden=4, max_iter=3, random_state=0).fit(X, comm=comm)
+
+    first, second = on_processes(2, wrong_width)
+    assert isinstance(first, DistributedError), first
+    assert isinstance(second, BaseException) and not isinstance(second, DistributedError), second
+
+
+MPI_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from mpi4py import MPI
+    import sae
+
+    comm = MPI.COMM_WORLD
+    X = np.load(sys.argv[1], mmap_mode="r")
+    m, rank, size = len(X), comm.Get_rank(), comm.Get_size()
+    mine = np.array(X[m * rank // size : m * (rank + 1) // size])
+    estimator = sae.SparseAutoencoder(n_hidden=5, max_iter=15, random_state=4).fit(mine, comm=comm)
+    if rank == 0:
+        np.save(sys.argv[2], estimator.model_.theta)
+    """
+)
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs OpenMPI's mpirun")
+def test_fit_under_mpirun_with_mpi4py_follows_one_process(data, tmp_path):
+    pytest.importorskip("mpi4py")
+    script, x, out = tmp_path / "fit.py", tmp_path / "x.npy", tmp_path / "theta.npy"
+    script.write_text(MPI_SCRIPT)
+    np.save(x, data)
+    command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", sys.executable, str(script), str(x), str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMPI_MCA_rmaps_base_oversubscribe": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    one = SparseAutoencoder(n_hidden=5, max_iter=15, random_state=4).fit(data)
+    assert relative(np.load(out), one.model_.theta) <= 1e-9
