@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -12,7 +14,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from . import HyperParams, Model, Objective, StackModel, _check_threads, initial_theta
+from . import HyperParams, Model, Objective, StackModel, _check_threads, _first_array, _float_dtype, initial_theta
 from ._sae import fine_tune_stack as _fine_tune_stack
 from ._sae import train as _train
 from ._sae import train_softmax as _train_softmax
@@ -85,7 +87,10 @@ class SparseAutoencoder(_EngineTransformer):
 
     `transform` gives the hidden layer's activations (``m×n_hidden``), `inverse_transform`
     decodes them, `reconstruct` does both; `score` is the negative cost. Trained by full-batch
-    L-BFGS (`max_iter` iterations) or Adam/SGD (`max_iter` epochs of `batch_size`).
+    L-BFGS (`max_iter` iterations) or Adam/SGD (`max_iter` epochs of `batch_size`). `fit` also
+    takes the path of a ``.npy`` file or of a folder of ``.npy`` shards, streamed: L-BFGS reads
+    it a chunk at a time, Adam/SGD draw minibatches from blocks of `shuffle_block` consecutive
+    rows in a random order, `shuffle_window` blocks at a time (memory: two windows).
     `dtype` (``None``: float32 data stays float32, anything else becomes float64) is the
     precision of the model. `callback(info)` passed to :meth:`fit` is called after each
     iteration or epoch and may return ``False`` to stop; Ctrl-C stops too (the model so far is
@@ -116,6 +121,8 @@ class SparseAutoencoder(_EngineTransformer):
         dtype=None,
         n_threads: Optional[int] = None,
         verbose: bool = False,
+        shuffle_block: int = 256,
+        shuffle_window: int = 64,
     ):
         self.n_hidden = n_hidden
         self.sparsity_target = sparsity_target
@@ -138,6 +145,8 @@ class SparseAutoencoder(_EngineTransformer):
         self.dtype = dtype
         self.n_threads = n_threads
         self.verbose = verbose
+        self.shuffle_block = shuffle_block
+        self.shuffle_window = shuffle_window
 
     @property
     def _n_features_out(self) -> int:
@@ -174,7 +183,8 @@ class SparseAutoencoder(_EngineTransformer):
         )
 
     def fit(self, X, y=None, *, callback: Optional[Callable[[dict], Optional[bool]]] = None, comm=None):
-        """Trains on `X` (`m×n`); `y` is ignored.
+        """Trains on `X` (`m×n`, or the path of a ``.npy`` file or shard folder, streamed);
+        `y` is ignored.
 
         With `comm` (an mpi4py communicator, e.g. ``MPI.COMM_WORLD`` under ``mpirun``), `X` is
         this process's rows of a data set split across the processes of `comm`: their rows in
@@ -185,6 +195,8 @@ class SparseAutoencoder(_EngineTransformer):
         every process; a stop it (or Ctrl-C) asks for on any process stops every one after
         the same step.
         """
+        if isinstance(X, (str, os.PathLike)):
+            return self._fit_streamed(Path(X), callback, comm)
         if comm is None:
             self._check_params()
             X = self._validate(X, reset=True)
@@ -197,6 +209,27 @@ class SparseAutoencoder(_EngineTransformer):
         agree_width(comm, X.shape[1])
         return self._train(X, self.max_iter, callback, continuing=self.warm_start, comm=comm)
 
+    def _fit_streamed(self, path: Path, callback, comm):
+        """`fit` on the data at `path`, read a chunk or window at a time."""
+
+        def opened():
+            self._check_params()
+            for name in ("shuffle_block", "shuffle_window"):
+                value = getattr(self, name)
+                if not isinstance(value, (int, np.integer)) or value < 1:
+                    raise InvalidInputError(f"{name} = {value!r} must be a positive integer")
+            first = _first_array(path)
+            if first.ndim != 2:
+                raise InvalidInputError(f"{path}: X must be 2-D (examples × features), not {first.ndim}-D")
+            return first
+
+        first = opened() if comm is None else agreed(comm, opened, "opening X")
+        dtype = _float_dtype(first, self.dtype)
+        self.n_features_in_ = first.shape[1]
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return self._train(path, self.max_iter, callback, continuing=self.warm_start, comm=comm, layout=(first.shape[1], dtype))
+
     @available_if(lambda self: self.solver in ("adam", "sgd"))
     def partial_fit(self, X, y=None, *, callback=None):
         """One epoch of Adam or SGD on `X`, continuing the run of the previous calls (its
@@ -207,24 +240,29 @@ class SparseAutoencoder(_EngineTransformer):
         X = self._validate(X, reset=first)
         return self._train(X, 1, callback, continuing=True, incremental=True)
 
-    def _train(self, X: np.ndarray, max_iter: int, callback, continuing: bool, incremental: bool = False, comm=None):
+    def _train(
+        self, X, max_iter: int, callback, continuing: bool, incremental: bool = False, comm=None, layout=None
+    ):
+        """Trains on `X`, an array, or a path whose `(n, dtype)` is `layout`."""
+        n_visible, dtype = (X.shape[1], X.dtype) if layout is None else layout
         if incremental and getattr(self, "_seed", None) is not None:
             seed = self._seed  # one run across partial_fit calls: one seed
         else:
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         if comm is not None:
             seed = rank0_value(comm, seed)
-        hyper = self._hyper(X.shape[1], seed)
+        hyper = self._hyper(n_visible, seed)
         continuing = continuing and hasattr(self, "model_") and _same_model(self.model_.hyper, hyper)
         if continuing:
-            theta0 = self.model_.theta.astype(X.dtype, copy=False)
+            theta0 = self.model_.theta.astype(dtype, copy=False)
         else:
             # (With tied weights the trainers start from the tied average of theta0.)
-            theta0 = initial_theta(X.shape[1], int(self.n_hidden), seed, X.dtype.name)
+            theta0 = initial_theta(n_visible, int(self.n_hidden), seed, dtype.name)
             self.loss_curve_, self.n_iter_ = [], 0
         state = getattr(self, "_training_state", None) if continuing and incremental else None
+        streamed = {} if layout is None else dict(shuffle_block=int(self.shuffle_block), shuffle_window=int(self.shuffle_window))
         model, summary, error, new_state = _train(
-            X,
+            X if layout is None else os.fspath(X),
             hyper,
             theta0,
             solver=self.solver,
@@ -237,6 +275,7 @@ class SparseAutoencoder(_EngineTransformer):
             n_threads=self.n_threads,
             state=state,
             comm=comm,
+            **streamed,
         )
         self.model_ = model
         self.components_ = model.W1

@@ -10,6 +10,7 @@
 //! object's own, otherwise the current pool runs the work.
 
 mod distributed;
+mod streamed;
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -1461,11 +1462,17 @@ fn train_in<'py, T: Real + Element>(
 /// stop there. Returns `(model, summary, error)`: the model so far, `{"stop", "n_iter",
 /// "curve"}`, and the exception that ended the run early (the callback's, or
 /// `KeyboardInterrupt`), which the caller raises once it has kept the model.
+///
+/// `X` may instead be the path of a `.npy` file or of a folder of `.npy` shards, streamed
+/// (the model's precision is then `theta0`'s): L-BFGS reads it `chunk` examples at a time per
+/// evaluation, Adam and SGD shuffle blocks of `shuffle_block` examples read `shuffle_window`
+/// at a time. With `comm` (an mpi4py communicator) the data set is split across its
+/// processes: `X` is this process's rows, or with a path each process reads its share.
 #[pyfunction]
 #[pyo3(signature = (
     x, hyper, theta0, *, solver = "lbfgs", max_iter = 400, batch_size = 256,
     learning_rate = 1e-3, momentum = 0.9, random_state = 0, callback = None, n_threads = None,
-    state = None, comm = None,
+    state = None, comm = None, chunk = 16384, shuffle_block = 256, shuffle_window = 64,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn train<'py>(
@@ -1483,7 +1490,32 @@ fn train<'py>(
     n_threads: Option<usize>,
     state: Option<PyRef<'py, PyTrainingState>>,
     comm: Option<Bound<'py, PyAny>>,
+    chunk: usize,
+    shuffle_block: usize,
+    shuffle_window: usize,
 ) -> PyResult<(PyModel, Bound<'py, PyDict>, Option<PyErr>, Option<PyTrainingState>)> {
+    if let Ok(path) = x.extract::<PathBuf>() {
+        if state.is_some() {
+            return Err(invalid("a run streamed from disk does not continue a training state"));
+        }
+        let pool = thread_pool(n_threads)?;
+        let run = Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed: random_state };
+        let reading = streamed::Reading { chunk, shuffle_block, shuffle_window };
+        let (callback, pool, comm) = (callback.as_ref(), pool.as_ref(), comm.as_ref());
+        let (model, summary, error, _) = match Dtype::of(theta0, "theta0")? {
+            Dtype::F32 => {
+                let (model, summary, error, state) =
+                    streamed::train_streamed::<f32>(py, hyper.0, &path, theta0, &run, reading, callback, pool, comm)?;
+                (PyModel(Stored::F32(model)), summary, error, state)
+            }
+            Dtype::F64 => {
+                let (model, summary, error, state) =
+                    streamed::train_streamed::<f64>(py, hyper.0, &path, theta0, &run, reading, callback, pool, comm)?;
+                (PyModel(Stored::F64(model)), summary, error, state)
+            }
+        };
+        return Ok((model, summary, error, None));
+    }
     let dtype = Dtype::of(x, "X")?;
     if Dtype::of(theta0, "theta0")? != dtype {
         return Err(PyTypeError::new_err(format!("theta0 must have X's dtype, {}", dtype.name())));

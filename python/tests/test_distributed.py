@@ -190,3 +190,55 @@ def test_fit_under_mpirun_with_mpi4py_follows_one_process(data, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     one = SparseAutoencoder(n_hidden=5, max_iter=15, random_state=4).fit(data)
     assert relative(np.load(out), one.model_.theta) <= 1e-9
+
+
+# -- streamed from disk ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def files(data, tmp_path):
+    """`data` as one .npy file and as a folder of three shards."""
+    path, shards = tmp_path / "data.npy", tmp_path / "shards"
+    np.save(path, data)
+    shards.mkdir()
+    for i, part in enumerate([data[:30], data[30:31], data[31:]]):
+        np.save(shards / f"{i}.npy", part)
+    return path, shards
+
+
+def test_lbfgs_streamed_from_a_file_or_shards_follows_lbfgs_in_memory(data, files):
+    settings = dict(n_hidden=5, max_iter=15, random_state=4)
+    one = SparseAutoencoder(**settings).fit(data)
+    for path in files:
+        streamed = SparseAutoencoder(**settings).fit(path)
+        assert relative(streamed.model_.theta, one.model_.theta) <= 1e-9, path
+        assert streamed.n_features_in_ == 16 and streamed.n_iter_ == one.n_iter_
+        np.testing.assert_allclose(streamed.transform(data), one.transform(data), rtol=1e-8)
+
+
+def test_adam_streamed_takes_the_same_steps_from_a_file_shards_or_processes(files):
+    settings = dict(n_hidden=5, solver="adam", max_iter=3, batch_size=16, learning_rate_init=0.01, random_state=4,
+                    shuffle_block=7, shuffle_window=3)
+    path, shards = files
+    from_file = SparseAutoencoder(**settings).fit(path)
+    from_shards = SparseAutoencoder(**settings).fit(shards)
+    np.testing.assert_array_equal(from_file.model_.theta, from_shards.model_.theta)
+    assert from_file.loss_curve_[-1] < from_file.loss_curve_[0]
+    # Each process reading its rows of the file: the same steps to rounding.
+    for estimator in on_processes(3, lambda comm: SparseAutoencoder(**settings).fit(path, comm=comm)):
+        assert relative(estimator.model_.theta, from_file.model_.theta) <= 1e-10
+    # Another block size, another order.
+    other = SparseAutoencoder(**{**settings, "shuffle_block": 5}).fit(path)
+    assert relative(other.model_.theta, from_file.model_.theta) > 1e-6
+
+
+def test_a_bad_value_in_a_streamed_file_is_named_by_its_row(data, tmp_path):
+    bad = data.copy()
+    bad[70, 2] = np.inf
+    path = tmp_path / "bad.npy"
+    np.save(path, bad)
+    for solver in ["lbfgs", "adam"]:
+        with pytest.raises(InvalidInputError, match="row 70, column 2"):
+            SparseAutoencoder(n_hidden=4, solver=solver, max_iter=2, random_state=0).fit(path)
+    with pytest.raises(InvalidInputError, match="shuffle_block"):
+        SparseAutoencoder(n_hidden=4, solver="adam", shuffle_block=0).fit(path)
