@@ -40,6 +40,16 @@ fn theta(path: &Path) -> (Vec<f64>, f64) {
     (model.parameters.theta().to_vec(), cost)
 }
 
+/// The model at `path` follows `reference` (its parameters and cost): the cost to 1e-10
+/// relative, the parameters to `tolerance` of their largest.
+fn follows(path: &Path, reference: &(Vec<f64>, f64), tolerance: f64, what: &str) {
+    let ((theta, cost), (reference, reference_cost)) = (theta(path), reference);
+    assert!((cost - reference_cost).abs() <= 1e-10 * reference_cost, "{what}: {cost} against {reference_cost}");
+    let scale = reference.iter().fold(0.0f64, |s, v| s.max(v.abs()));
+    let error = theta.iter().zip(reference).fold(0.0f64, |e, (a, b)| e.max((a - b).abs())) / scale;
+    assert!(error <= tolerance, "{what}: parameters off by {error:e}");
+}
+
 /// `m` rows of S1's data (64 features) in `dir`.
 fn data(dir: &Path, m: usize) -> PathBuf {
     let path = dir.join("data.npy");
@@ -55,19 +65,12 @@ fn training_on_one_two_and_three_processes_follows_one_process() {
     let common = ["train", "--data", data.to_str().unwrap(), "--iterations", "40", "--no-features", "--quiet"];
     let one = dir.path().join("one.safetensors");
     succeeded(&sae(&[&common[..], &["-o", one.to_str().unwrap()]].concat()));
-    let (reference, reference_cost) = theta(&one);
+    let reference = theta(&one);
     for processes in [1, 2, 3] {
         let out = dir.path().join(format!("{processes}.safetensors"));
         let output = mpirun(processes, &[&common[..], &["--distributed", "-o", out.to_str().unwrap()]].concat());
         succeeded(&output);
-        let (theta, cost) = theta(&out);
-        assert!(
-            (cost - reference_cost).abs() <= 1e-10 * reference_cost,
-            "{processes}: {cost} against {reference_cost}"
-        );
-        let scale = reference.iter().fold(0.0f64, |s, v| s.max(v.abs()));
-        let error = theta.iter().zip(&reference).fold(0.0f64, |e, (a, b)| e.max((a - b).abs())) / scale;
-        assert!(error <= 1e-8, "{processes} processes: parameters off by {error:e}");
+        follows(&out, &reference, 1e-8, &format!("{processes} processes"));
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(stdout.matches("model written to").count(), 1, "only the first process writes:\n{stdout}");
     }
@@ -119,19 +122,12 @@ fn adam_on_two_and_three_processes_follows_one_process_and_resumes() {
     let common = ["train", "--data", data.to_str().unwrap(), "--optimizer", "adam", "--batch-size", "64"];
     let quiet = ["--no-features", "--quiet"];
     succeeded(&sae(&[&common[..], &quiet, &["--epochs", "2", "-o", &path("one.safetensors")]].concat()));
-    let (reference, reference_cost) = theta(Path::new(&path("one.safetensors")));
+    let reference = theta(Path::new(&path("one.safetensors")));
     for processes in [2, 3] {
         let out = path(&format!("{processes}.safetensors"));
         let args = ["--distributed", "--epochs", "2", "-o", &out];
         succeeded(&mpirun(processes, &[&common[..], &quiet, &args].concat()));
-        let (theta, cost) = theta(Path::new(&out));
-        assert!(
-            (cost - reference_cost).abs() <= 1e-10 * reference_cost,
-            "{processes}: {cost} against {reference_cost}"
-        );
-        let scale = reference.iter().fold(0.0f64, |s, v| s.max(v.abs()));
-        let error = theta.iter().zip(&reference).fold(0.0f64, |e, (a, b)| e.max((a - b).abs())) / scale;
-        assert!(error <= 1e-9, "{processes} processes: parameters off by {error:e}");
+        follows(Path::new(&out), &reference, 1e-9, &format!("{processes} processes"));
     }
     // One epoch with checkpoints, then resumed to two: the two-epoch run, bit for bit.
     let first = ["--distributed", "--epochs", "1", "--checkpoint", &path("adam.ckpt"), "-o", &path("half.safetensors")];
@@ -163,18 +159,11 @@ fn streamed_adam_on_two_and_three_processes_follows_one_process_in_memory_and_re
     ];
     let streamed = ["--distributed", "--stream"];
     succeeded(&sae(&[&common[..], &["--epochs", "2", "-o", &path("one.safetensors")]].concat()));
-    let (reference, reference_cost) = theta(Path::new(&path("one.safetensors")));
+    let reference = theta(Path::new(&path("one.safetensors")));
     for processes in [2, 3] {
         let out = path(&format!("{processes}.safetensors"));
         succeeded(&mpirun(processes, &[&common[..], &streamed, &["--epochs", "2", "-o", &out]].concat()));
-        let (theta, cost) = theta(Path::new(&out));
-        assert!(
-            (cost - reference_cost).abs() <= 1e-10 * reference_cost,
-            "{processes}: {cost} against {reference_cost}"
-        );
-        let scale = reference.iter().fold(0.0f64, |s, v| s.max(v.abs()));
-        let error = theta.iter().zip(&reference).fold(0.0f64, |e, (a, b)| e.max((a - b).abs())) / scale;
-        assert!(error <= 1e-9, "{processes} processes: parameters off by {error:e}");
+        follows(Path::new(&out), &reference, 1e-9, &format!("{processes} processes"));
     }
     // One epoch with checkpoints, then resumed to two: the two-epoch run, bit for bit.
     let first = ["--epochs", "1", "--checkpoint", &path("adam.ckpt"), "-o", &path("half.safetensors")];

@@ -13,10 +13,12 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::Dtype;
+use sae::data::stream::SeekableSource;
 use sae::model::{HyperParams, ModelFile, Parameters};
 use sae::objective::distributed::{agree, in_whole, Collective, DistributedObjective, Part, Split};
+use sae::objective::{StreamMode, StreamingObjective};
 use sae::optim::StepRule;
-use sae::train::{MinibatchOptions, MinibatchStep, MinibatchTrainer, Trainer};
+use sae::train::{MinibatchOptions, MinibatchStep, MinibatchTrainer, Shuffle, StreamedPart, Trainer};
 use sae::{Dataset, Error, Real};
 
 /// A Python communicator as the engine's [`Collective`].
@@ -235,8 +237,7 @@ impl PyDistributedObjective {
 }
 
 /// Trains on the data set split across the processes of `comm`, this process holding `x`;
-/// see `train`. Every process takes the same steps and returns the same model; a stop that one
-/// process's callback or Ctrl-C asks for stops every process after the same step.
+/// see `train` and [`train_rows`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_split<'py, T: Real + Element>(
     py: Python<'py>,
@@ -249,7 +250,6 @@ pub(crate) fn train_split<'py, T: Real + Element>(
     comm: &Bound<'py, PyAny>,
 ) -> PyResult<crate::Outcome<'py, ModelFile<T>>> {
     let collective = PyCollective::new(comm)?;
-    let crate::Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed } = *solver;
     let x = x.extract::<PyReadonlyArray2<T>>();
     let theta0 = crate::vector_of::<T>(theta0, "theta0").map(|theta| theta.as_array().to_vec());
     let local = match (&x, theta0) {
@@ -263,27 +263,67 @@ pub(crate) fn train_split<'py, T: Real + Element>(
     let (data, init) = agree_checked(&collective, local, "checking its part of the data")?;
     let (first, examples) = collective.offsets(data.map_or(0, |d| d.examples())).map_err(crate::py_error)?;
     agree_checked(&collective, scan(data.as_ref(), first), "checking its part of the data")?;
+    let rows = Rows::InMemory(data);
+    train_rows(py, hyper, rows, first, examples, init, solver, callback, pool, &collective)
+}
+
+/// This process's rows of a training run: in memory (none, for a process holding none), or
+/// read from storage (`chunk` at a time by L-BFGS, `shuffle`d by blocks by Adam and SGD).
+pub(crate) enum Rows<'a, T> {
+    InMemory(Option<Dataset<'a, T>>),
+    Streamed { source: Box<dyn SeekableSource<T> + Send>, chunk: usize, shuffle: Shuffle },
+}
+
+/// Trains from `init` on this process's `rows`, the examples `first..` of a data set of
+/// `examples` split across the processes of `collective` (of one process: [`Alone`]); see
+/// `train`. Every process takes the same steps and returns the same model; a stop that one
+/// process's callback or Ctrl-C asks for stops every process after the same step.
+///
+/// [`Alone`]: sae::objective::distributed::Alone
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_rows<'py, T: Real + Element, C: Collective + Sync>(
+    py: Python<'py>,
+    hyper: HyperParams,
+    rows: Rows<'_, T>,
+    first: usize,
+    examples: usize,
+    init: Parameters<T>,
+    solver: &crate::Solver<'_>,
+    callback: Option<&Py<PyAny>>,
+    pool: Option<&rayon::ThreadPool>,
+    collective: C,
+) -> PyResult<crate::Outcome<'py, ModelFile<T>>> {
+    let crate::Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed } = *solver;
     let mut run = crate::Run { callback, error: None, started: Instant::now() };
     // Set by this process's Ctrl-C or callback; `agreed` once any process's is.
     let (requested, agreed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let summary = PyDict::new(py);
     let (model, stop, iterations, curve, signal) = match solver {
         "lbfgs" => {
             let trainer = Trainer::new(crate::lbfgs_options(max_iter)).stop_when(agreed.clone());
-            let (trained, signal) = crate::supervised(py, pool, &requested, || {
-                let objective = DistributedObjective::new(hyper, data, first, &collective);
-                let objective = agree(&collective, objective, "checking its part of the data")?;
-                let mut objective = objective.synchronize_stop(requested.clone(), agreed.clone());
-                trainer.fit(&mut objective, &init, |step| {
-                    let i = &step.lbfgs;
-                    let fields = [("iteration", i.iteration as f64), ("cost", i.f), ("gradient_norm", i.gradient_norm)];
-                    // Stopping here alone would leave the others waiting: the next evaluation's
-                    // sum carries the request to every process.
-                    if run.step(&fields).is_break() {
-                        requested.store(true, Ordering::Relaxed);
-                    }
-                    ControlFlow::Continue(())
-                })
+            let on_iteration = |step: &sae::train::LbfgsStep| {
+                let i = &step.lbfgs;
+                let fields = [("iteration", i.iteration as f64), ("cost", i.f), ("gradient_norm", i.gradient_norm)];
+                // Stopping here alone would leave the others waiting: the next evaluation's
+                // sum carries the request to every process.
+                if run.step(&fields).is_break() {
+                    requested.store(true, Ordering::Relaxed);
+                }
+                ControlFlow::Continue(())
+            };
+            let (trained, signal) = crate::supervised(py, pool, &requested, || match rows {
+                Rows::InMemory(data) => {
+                    let objective = DistributedObjective::new(hyper, data, first, &collective);
+                    let objective = agree(&collective, objective, "checking its part of the data")?;
+                    let mut objective = objective.synchronize_stop(requested.clone(), agreed.clone());
+                    trainer.fit(&mut objective, &init, on_iteration)
+                }
+                Rows::Streamed { source, chunk, .. } => {
+                    let objective = StreamingObjective::new(hyper, source, chunk, StreamMode::OnePass);
+                    let objective = agree(&collective, objective, "checking its part of the data")?;
+                    let mut objective =
+                        objective.split(&collective, first).synchronize_stop(requested.clone(), agreed.clone());
+                    trainer.fit(&mut objective, &init, on_iteration)
+                }
             })?;
             let trained = trained.map_err(crate::py_error)?;
             (trained.model, trained.stop.name(), trained.iterations, trained.curve, signal)
@@ -291,7 +331,12 @@ pub(crate) fn train_split<'py, T: Real + Element>(
         "adam" | "sgd" => {
             let rule =
                 if solver == "adam" { StepRule::adam(learning_rate) } else { StepRule::sgd(learning_rate, momentum) };
-            let options = MinibatchOptions { rule, batch_size, epochs: max_iter, seed, ..MinibatchOptions::default() };
+            let shuffle = match &rows {
+                Rows::InMemory(_) => Shuffle::Full,
+                Rows::Streamed { shuffle, .. } => *shuffle,
+            };
+            let options = MinibatchOptions { rule, batch_size, epochs: max_iter, seed, shuffle, ..Default::default() };
+            // A stop asked of one process is agreed on by the trainer across processes.
             let trainer = MinibatchTrainer::new(hyper, options).map_err(crate::py_error)?.stop_when(requested.clone());
             let on_step = |step: &MinibatchStep| {
                 if !step.epoch_end {
@@ -299,15 +344,28 @@ pub(crate) fn train_split<'py, T: Real + Element>(
                 }
                 run.step(&[("epoch", step.epoch as f64), ("step", step.step as f64), ("cost", step.cost)])
             };
-            let part = Part { data: data.as_ref(), first_example: first, examples };
-            let (trained, signal) = crate::supervised(py, pool, &requested, || {
-                trainer.fit_split(part, &mut Split::new(&collective), None, &init, on_step)
-            })?;
+            let mut split = Split::new(&collective);
+            let (trained, signal) = match rows {
+                Rows::InMemory(data) => {
+                    let part = Part { data: data.as_ref(), first_example: first, examples };
+                    crate::supervised(py, pool, &requested, || {
+                        trainer.fit_split(part, &mut split, None, &init, on_step)
+                    })?
+                }
+                Rows::Streamed { source, chunk, .. } => {
+                    let part = StreamedPart::new(source, first, examples).map(|part| part.with_chunk(chunk));
+                    let part = agree(&collective, part, "checking its part of the data").map_err(crate::py_error)?;
+                    crate::supervised(py, pool, &requested, || {
+                        trainer.fit_streamed(part, &mut split, None, &init, on_step)
+                    })?
+                }
+            };
             let trained = trained.map_err(crate::py_error)?;
             (trained.model, trained.stop.name(), trained.epochs, trained.curve, signal)
         }
         other => return Err(crate::invalid(format!("solver = {other:?} is not one of 'lbfgs', 'adam', 'sgd'"))),
     };
+    let summary = PyDict::new(py);
     summary.set_item("stop", stop)?;
     summary.set_item("n_iter", iterations)?;
     summary.set_item("curve", curve)?;
