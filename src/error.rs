@@ -10,6 +10,10 @@ pub enum Error {
     #[error("invalid hyper-parameter `{name}` = {value}: {reason}")]
     InvalidHyperParameter { name: &'static str, value: f64, reason: &'static str },
 
+    /// An option (not a number of the model) this run cannot use, named.
+    #[error("invalid option `{name}`: {reason}")]
+    InvalidOption { name: &'static str, reason: String },
+
     /// A vector or matrix does not have the length or shape the model needs.
     #[error("shape mismatch for `{what}`: expected {expected}, got {got}")]
     ShapeMismatch { what: &'static str, expected: String, got: String },

@@ -172,11 +172,18 @@ class Objective:
         n_threads: Optional[int] = None,
         comm=None,
     ) -> None:
-        _check_threads(n_threads)
         self.path: Optional[Path] = None
-        if comm is not None:
-            X = _distributed.agreed(comm, lambda: _rows_of_process(X, dtype, comm), "reading its rows of X")
-            _distributed.agree_width(comm, X.shape[1])
+        self._comm = comm
+        if comm is None:
+            _check_threads(n_threads)
+        else:
+
+            def rows():
+                _check_threads(n_threads)
+                return _rows_of_process(X, dtype, comm)
+
+            X = _distributed.agreed(comm, rows, "reading its rows of X")
+            _distributed.agree_layout(comm, X.shape[1], X.dtype)
         if isinstance(X, (str, os.PathLike)):
             self.path = Path(X)
             first = _first_array(self.path)
@@ -217,8 +224,13 @@ class Objective:
         return self._dtype
 
     def __call__(self, theta: np.ndarray) -> Tuple[float, np.ndarray]:
-        theta = np.ascontiguousarray(theta, dtype=self._dtype)
-        if theta.ndim != 1:
+        try:
+            theta = np.ascontiguousarray(theta, dtype=self._dtype)
+        except (TypeError, ValueError):
+            # Across processes the engine's own check of theta fails on every process alike.
+            if self._comm is None:
+                raise
+        if self._comm is None and theta.ndim != 1:
             raise InvalidInputError(f"theta must be 1-D, not {theta.ndim}-D")
         return self._objective(theta)
 

@@ -39,15 +39,20 @@ def agreed(comm, check: Callable, what: str):
     return result
 
 
-def agree_width(comm, n: int) -> None:
-    """Fails on every process unless every process's data has rank 0's `n` columns."""
+def agree_layout(comm, n: int, dtype: np.dtype) -> None:
+    """Fails on every process unless every process's data has rank 0's `n` columns and float
+    `dtype` (the precision every process computes in)."""
     n0 = rank0_value(comm, n)
+    size0 = rank0_value(comm, np.dtype(dtype).itemsize)
 
     def same():
+        rank = comm.Get_rank()
         if n != n0:
-            raise InvalidInputError(f"X has {n} columns (features) on rank {comm.Get_rank()}, {n0} on rank 0")
+            raise InvalidInputError(f"X has {n} columns (features) on rank {rank}, {n0} on rank 0")
+        if np.dtype(dtype).itemsize != size0:
+            raise InvalidInputError(f"X is {np.dtype(dtype)} on rank {rank}, float{8 * size0} on rank 0")
 
-    agreed(comm, same, "checking its X's width")
+    agreed(comm, same, "checking its X's width and dtype")
 
 
 def rank0_value(comm, value: int) -> int:

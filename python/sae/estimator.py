@@ -20,7 +20,7 @@ from ._sae import train as _train
 from ._sae import train_softmax as _train_softmax
 from ._sae import train_vae as _train_vae
 from ._sae import vae_initial_theta
-from ._distributed import agree_width, agreed, rank0_value
+from ._distributed import agree_layout, agreed, rank0_value
 from .errors import InvalidInputError, SaturationError
 
 from sklearn.utils.validation import validate_data as _validate_data
@@ -206,7 +206,7 @@ class SparseAutoencoder(_EngineTransformer):
             return self._validate(X, reset=True, min_samples=0)
 
         X = agreed(comm, checked, "checking its X")
-        agree_width(comm, X.shape[1])
+        agree_layout(comm, X.shape[1], X.dtype)
         return self._train(X, self.max_iter, callback, continuing=self.warm_start, comm=comm)
 
     def _fit_streamed(self, path: Path, callback, comm):
@@ -225,6 +225,8 @@ class SparseAutoencoder(_EngineTransformer):
 
         first = opened() if comm is None else agreed(comm, opened, "opening X")
         dtype = _float_dtype(first, self.dtype)
+        if comm is not None:
+            agree_layout(comm, first.shape[1], dtype)
         self.n_features_in_ = first.shape[1]
         if hasattr(self, "feature_names_in_"):
             del self.feature_names_in_

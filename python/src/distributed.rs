@@ -108,7 +108,7 @@ fn scan<T: Real>(data: Option<&Dataset<'_, T>>, first_example: usize) -> PyResul
 /// Agrees with the other processes on the outcome of this process's own checks before a
 /// collective step, so that a process failing them does not leave the others waiting in a sum:
 /// it raises its own error, the others a `DistributedError` naming it.
-fn agree_checked<R>(collective: &PyCollective, checked: PyResult<R>, reason: &'static str) -> PyResult<R> {
+pub(crate) fn agree_checked<R>(collective: &PyCollective, checked: PyResult<R>, reason: &'static str) -> PyResult<R> {
     // Only whether it failed crosses the processes.
     let failed = checked.as_ref().map(|_| ()).map_err(|_| Error::EmptyData { what: "this process's checks" });
     match agree(collective, failed, reason) {
@@ -179,13 +179,16 @@ impl PyDistributedObjective {
         })();
         let (dtype, rows) = agree_checked(&collective, checked, "checking its part of the data")?;
         let (first_example, examples) = collective.offsets(rows).map_err(crate::py_error)?;
-        let scanned =
-            match dtype {
-                Dtype::F32 => local_rows(&x.extract::<PyReadonlyArray2<f32>>()?)
-                    .and_then(|data| scan(data.as_ref(), first_example)),
-                Dtype::F64 => local_rows(&x.extract::<PyReadonlyArray2<f64>>()?)
-                    .and_then(|data| scan(data.as_ref(), first_example)),
-            };
+        let scanned = match dtype {
+            Dtype::F32 => x
+                .extract::<PyReadonlyArray2<f32>>()
+                .map_err(PyErr::from)
+                .and_then(|x| local_rows(&x).and_then(|data| scan(data.as_ref(), first_example))),
+            Dtype::F64 => x
+                .extract::<PyReadonlyArray2<f64>>()
+                .map_err(PyErr::from)
+                .and_then(|x| local_rows(&x).and_then(|data| scan(data.as_ref(), first_example))),
+        };
         agree_checked(&collective, scanned, "checking its part of the data")?;
         Ok(PyDistributedObjective {
             hyper: hyper.0,
@@ -353,7 +356,7 @@ pub(crate) fn train_rows<'py, T: Real + Element, C: Collective + Sync>(
                     })?
                 }
                 Rows::Streamed { source, chunk, .. } => {
-                    let part = StreamedPart::new(source, first, examples).map(|part| part.with_chunk(chunk));
+                    let part = StreamedPart::new(source, first, examples).and_then(|part| part.with_chunk(chunk));
                     let part = agree(&collective, part, "checking its part of the data").map_err(crate::py_error)?;
                     crate::supervised(py, pool, &requested, || {
                         trainer.fit_streamed(part, &mut split, None, &init, on_step)

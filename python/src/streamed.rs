@@ -8,7 +8,7 @@ use std::path::Path;
 use numpy::Element;
 use pyo3::prelude::*;
 
-use crate::distributed::{train_rows, PyCollective, Rows};
+use crate::distributed::{agree_checked, train_rows, PyCollective, Rows};
 use sae::data::npy_source::{NpyFileSource, ShardSource};
 use sae::data::stream::SeekableSource;
 use sae::model::{HyperParams, ModelFile, Parameters};
@@ -55,11 +55,16 @@ pub(crate) fn train_streamed<'py, T: Real + Element>(
     pool: Option<&rayon::ThreadPool>,
     comm: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<crate::Outcome<'py, ModelFile<T>>> {
-    let theta0 = crate::vector_of::<T>(theta0, "theta0")?.as_array().to_vec();
-    let init = Parameters::from_theta(hyper.visible(), hyper.hidden(), theta0).map_err(crate::py_error)?;
+    let init = crate::vector_of::<T>(theta0, "theta0").and_then(|theta0| {
+        Parameters::from_theta(hyper.visible(), hyper.hidden(), theta0.as_array().to_vec()).map_err(crate::py_error)
+    });
     match comm {
-        None => train_on(py, hyper, path, init, solver, reading, callback, pool, Alone),
-        Some(comm) => train_on(py, hyper, path, init, solver, reading, callback, pool, &PyCollective::new(comm)?),
+        None => train_on(py, hyper, path, init?, solver, reading, callback, pool, Alone),
+        Some(comm) => {
+            let collective = PyCollective::new(comm)?;
+            let init = agree_checked(&collective, init, "checking its theta0")?;
+            train_on(py, hyper, path, init, solver, reading, callback, pool, &collective)
+        }
     }
 }
 

@@ -160,6 +160,15 @@ def test_the_seed_is_rank_0s_and_bad_input_on_one_process_fails_all(data):
     assert isinstance(first, DistributedError), first
     assert isinstance(second, BaseException) and not isinstance(second, DistributedError), second
 
+    # A process holding no rows in another precision would compute in it.
+    def other_dtype(comm):
+        X = data[:50].astype(np.float32) if comm.Get_rank() == 0 else np.empty((0, 16))
+        return sae.Objective(X, 4, comm=comm)
+
+    first, second = on_processes(2, other_dtype)
+    assert isinstance(first, DistributedError), first
+    assert isinstance(second, InvalidInputError) and "float64 on rank 1, float32 on rank 0" in str(second), second
+
 
 MPI_SCRIPT = textwrap.dedent(
     """

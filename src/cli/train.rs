@@ -76,7 +76,8 @@ pub struct TrainArgs {
     rho_momentum: f64,
     /// Minibatch training: shuffle blocks of this many consecutive examples, --shuffle-window
     /// blocks at a time, instead of all the examples at once (how streamed data is shuffled;
-    /// the same option in memory takes the same steps) [default: 256 when streaming].
+    /// the same option in memory takes the same steps) [default: 256 when blocks are
+    /// shuffled: with --stream or --shuffle-window].
     #[arg(help_heading = "Optimiser", long, value_name = "EXAMPLES")]
     shuffle_block: Option<usize>,
     /// Minibatch training: blocks read into the shuffle buffer at a time (the memory of a
@@ -181,6 +182,7 @@ enum OptimizerArg {
 mod distributed;
 
 pub fn run(args: TrainArgs) -> CliResult<()> {
+    check_optimizer_options(&args)?;
     #[cfg(feature = "mpi")]
     if args.distributed {
         return distributed::run(args);
@@ -195,6 +197,22 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         Precision::F32 => train::<f32>(&args, why, &stop),
         Precision::F64 => train::<f64>(&args, why, &stop),
     })
+}
+
+/// Options of the other optimiser than the one asked for are refused before anything is read.
+fn check_optimizer_options(args: &TrainArgs) -> CliResult<()> {
+    let lbfgs = args.optimizer == OptimizerArg::Lbfgs;
+    if !lbfgs && (args.gtol.is_some() || args.ftol.is_some()) {
+        return Err("--gtol and --ftol are L-BFGS's tolerances: minibatch training runs its --epochs \
+                    (or until --max-time)"
+            .into());
+    }
+    if lbfgs && (args.shuffle_block.is_some() || args.shuffle_window.is_some()) {
+        return Err(
+            "--shuffle-block and --shuffle-window order minibatches: L-BFGS takes all the data each step".into()
+        );
+    }
+    Ok(())
 }
 
 /// The precision a checkpoint's run trained in (its data fingerprint's dtype): a resumed run
@@ -283,11 +301,6 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
         None => None,
     };
     if args.optimizer != OptimizerArg::Lbfgs {
-        if args.gtol.is_some() || args.ftol.is_some() {
-            return Err("--gtol and --ftol are L-BFGS's tolerances: minibatch training runs its --epochs \
-                        (or until --max-time)"
-                .into());
-        }
         let outcome = match data {
             Data::Values { values, examples, features } => {
                 let data = Dataset::examples_by_features(&values, examples, features)?;
@@ -295,16 +308,11 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
                 fit_minibatch(args, hyper, part, &mut Split::new(Alone), held_out, stop, true)?
             }
             Data::Source(source) => {
-                let part = MinibatchPart::Streamed(StreamedPart::whole(source)?.with_chunk(args.data.chunk()));
+                let part = MinibatchPart::Streamed(StreamedPart::whole(source)?.with_chunk(args.data.chunk())?);
                 fit_minibatch(args, hyper, part, &mut Split::new(Alone), held_out, stop, true)?
             }
         };
         return save(args, outcome, provenance);
-    }
-    if args.shuffle_block.is_some() || args.shuffle_window.is_some() {
-        return Err(
-            "--shuffle-block and --shuffle-window order minibatches: L-BFGS takes all the data each step".into()
-        );
     }
     let trained = match data {
         Data::Values { values, examples, features } => {
@@ -624,7 +632,7 @@ impl<T: Real> MinibatchPart<'_, '_, T> {
     fn examples(&self) -> usize {
         match self {
             MinibatchPart::InMemory(part) => part.examples,
-            MinibatchPart::Streamed(part) => part.examples,
+            MinibatchPart::Streamed(part) => part.examples(),
         }
     }
 }

@@ -131,7 +131,8 @@ fn train<T: Real>(
             fit(args, hyper, &mut objective, None, examples, None, &agreed, rank == 0)?
         }
         Local::Source(source) if args.optimizer != OptimizerArg::Lbfgs => {
-            let part = StreamedPart::new(source, rows.start, examples).map(|part| part.with_chunk(args.data.chunk()));
+            let part =
+                StreamedPart::new(source, rows.start, examples).and_then(|part| part.with_chunk(args.data.chunk()));
             let part = agree(processes, part, "checking its part of the data")?;
             let mut split = Split::new(processes).synchronize_stop(requested, agreed.clone());
             fit_minibatch(args, hyper, MinibatchPart::Streamed(part), &mut split, None, &agreed, rank == 0)?

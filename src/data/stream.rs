@@ -86,11 +86,19 @@ impl<T: Real, S: SeekableSource<T> + ?Sized> SeekableSource<T> for &mut S {
     fn seek(&mut self, example: usize) -> Result<()> {
         (**self).seek(example)
     }
+
+    fn read_exact_at(&mut self, first: usize, buffer: &mut [T]) -> Result<()> {
+        (**self).read_exact_at(first, buffer)
+    }
 }
 
 impl<T: Real, S: SeekableSource<T> + ?Sized> SeekableSource<T> for Box<S> {
     fn seek(&mut self, example: usize) -> Result<()> {
         (**self).seek(example)
+    }
+
+    fn read_exact_at(&mut self, first: usize, buffer: &mut [T]) -> Result<()> {
+        (**self).read_exact_at(first, buffer)
     }
 }
 

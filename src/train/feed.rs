@@ -22,12 +22,12 @@ use crate::real::Real;
 /// [`MinibatchTrainer::fit_streamed`]: super::MinibatchTrainer::fit_streamed
 #[derive(Debug)]
 pub struct StreamedPart<S> {
-    pub source: S,
-    pub first_example: usize,
+    source: S,
+    first_example: usize,
     /// `m`, the whole data set's examples.
-    pub examples: usize,
+    examples: usize,
     /// Examples per chunk of the pass that evaluates the trained model on all the data.
-    pub chunk: usize,
+    chunk: usize,
     /// The examples `source` yields.
     local: usize,
 }
@@ -41,7 +41,7 @@ impl<S> StreamedPart<S> {
     where
         S: SeekableSource<T>,
     {
-        let local = source.examples_hint().ok_or(Error::EmptyData { what: "a source that does not know its size" })?;
+        let local = size_of(&source)?;
         Ok(StreamedPart { source, first_example: 0, examples: local, chunk: Self::CHUNK, local })
     }
 
@@ -50,7 +50,7 @@ impl<S> StreamedPart<S> {
     where
         S: SeekableSource<T>,
     {
-        let local = source.examples_hint().ok_or(Error::EmptyData { what: "a source that does not know its size" })?;
+        let local = size_of(&source)?;
         if first_example.checked_add(local).is_none_or(|end| end > examples) {
             return Err(Error::shape_mismatch(
                 "examples of the streamed part",
@@ -61,10 +61,37 @@ impl<S> StreamedPart<S> {
         Ok(StreamedPart { source, first_example, examples, chunk: Self::CHUNK, local })
     }
 
-    pub fn with_chunk(mut self, chunk: usize) -> Self {
+    /// Examples per chunk of the final evaluation; fails for 0.
+    pub fn with_chunk(mut self, chunk: usize) -> Result<Self> {
+        if chunk == 0 {
+            return Err(Error::InvalidOption { name: "chunk", reason: "must be at least 1 example".into() });
+        }
         self.chunk = chunk;
-        self
+        Ok(self)
     }
+
+    /// This process's first example in the whole data set.
+    pub fn first_example(&self) -> usize {
+        self.first_example
+    }
+
+    /// `m`, the whole data set's examples.
+    pub fn examples(&self) -> usize {
+        self.examples
+    }
+
+    /// The source, for one pass over this process's examples (a fingerprint, say).
+    pub(crate) fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+}
+
+/// The examples `source` yields, which a streamed minibatch run must know in advance.
+fn size_of<T: Real>(source: &impl SeekableSource<T>) -> Result<usize> {
+    source.examples_hint().ok_or(Error::InvalidOption {
+        name: "source",
+        reason: "minibatch training streamed needs a source that knows its number of examples (examples_hint)".into(),
+    })
 }
 
 /// A process's rows of the minibatches of a run.
@@ -96,6 +123,11 @@ pub(super) trait Feed<T: Real> {
         theta: &[T],
         collective: &impl Collective,
     ) -> Result<(f64, Vec<f64>)>;
+}
+
+/// The fingerprint of the rows of `part` (of none: the empty one), of `features` values each.
+pub(super) fn part_fingerprint<T: Real>(part: &Part<'_, '_, T>, features: usize) -> DataFingerprint {
+    part.data.map_or_else(|| DataFingerprint::empty::<T>(features), DataFingerprint::of_dataset)
 }
 
 /// A [`Part`] in memory, with the order of the epoch being trained.
@@ -135,7 +167,7 @@ impl<T: Real> Feed<T> for InMemory<'_, '_, T> {
     }
 
     fn fingerprint(&mut self, features: usize) -> Result<DataFingerprint> {
-        Ok(self.part.data.map_or_else(|| DataFingerprint::empty::<T>(features), DataFingerprint::of_dataset))
+        Ok(part_fingerprint(&self.part, features))
     }
 
     fn fill(&mut self, epoch: usize, positions: Range<usize>, out: &mut [T]) -> Result<usize> {
@@ -230,11 +262,11 @@ impl<'scope, S: SeekableSource<T> + Send + 'scope, T: Real> Streamed<'scope, S, 
     ) -> Result<Self> {
         let (shuffle, seed) = (options.shuffle, options.seed);
         if shuffle == Shuffle::Full {
-            return Err(Error::InvalidHyperParameter {
+            return Err(Error::InvalidOption {
                 name: "shuffle",
-                value: 0.0,
-                reason:
-                    "streamed data is shuffled by blocks (Shuffle::Blocks): a full shuffle reads one example at a time",
+                reason: "streamed data is shuffled by blocks (Shuffle::Blocks): a full shuffle reads one example at a \
+                         time"
+                    .into(),
             });
         }
         let (examples, features) = (part.examples, part.source.features());
@@ -244,7 +276,10 @@ impl<'scope, S: SeekableSource<T> + Send + 'scope, T: Real> Streamed<'scope, S, 
         let reader = std::thread::Builder::new()
             .name("sae-window-reader".into())
             .spawn_scoped(scope, move || read_windows(part, shuffle, seed, reconstruction, requested, replied))
-            .map_err(|source| Error::Io { path: "the window reader thread".into(), source })?;
+            .map_err(|e| Error::InvalidOption {
+                name: "threads",
+                reason: format!("cannot start the window reader: {e}"),
+            })?;
         Ok(Streamed {
             shuffle,
             seed,
@@ -317,7 +352,7 @@ impl<'scope, S: SeekableSource<T> + Send + 'scope, T: Real> Streamed<'scope, S, 
     }
 
     /// Ends the reader and takes the part back.
-    fn finish_reading(&mut self) -> Result<&mut StreamedPart<S>> {
+    fn finish_reading(&mut self) -> &mut StreamedPart<S> {
         let _ = self.receive_pending();
         (self.current, self.spare) = (None, None);
         self.requests = None;
@@ -327,7 +362,7 @@ impl<'scope, S: SeekableSource<T> + Send + 'scope, T: Real> Streamed<'scope, S, 
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        self.part.as_mut().ok_or(Error::EmptyData { what: "a streamed part already evaluated" })
+        self.part.as_mut().expect("the reader hands the part back once, to the one final evaluation")
     }
 }
 
@@ -386,7 +421,7 @@ fn read_window<S: SeekableSource<T>, T: Real>(
             .extend(rows.clone().map(|row| if mine.contains(&row) { count + row - mine.start } else { NOT_HELD }));
         count += mine.len();
     }
-    // Grown, never shrunk: no page of the buffer is written but by the reads.
+    // Grown, never shrunk: the buffer is zeroed once, when it grows, not at every window.
     if window.values.len() < count * n {
         window.values.resize(count * n, T::zero());
     }
@@ -465,7 +500,7 @@ impl<'scope, S: SeekableSource<T> + Send + 'scope, T: Real> Feed<T> for Streamed
         theta: &[T],
         collective: &impl Collective,
     ) -> Result<(f64, Vec<f64>)> {
-        let part = self.finish_reading()?;
+        let part = self.finish_reading();
         let (first, chunk) = (part.first_example, part.chunk);
         let objective = StreamingObjective::new(hyper, &mut part.source, chunk, StreamMode::OnePass);
         let objective = agree(collective, objective, "opening its part of the data")?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::checkpoint::Saved;
 use super::control::{outside_stop, Control, Deadline, Outside};
 use super::curve::TrainingCurve;
-use super::feed::{Feed, InMemory, Streamed, StreamedPart};
+use super::feed::{part_fingerprint, Feed, InMemory, Streamed, StreamedPart};
 use super::order::Shuffle;
 use super::{Checkpoint, DataFingerprint, Validation, ValidationPoint};
 use crate::data::stream::SeekableSource;
@@ -286,10 +286,10 @@ impl MinibatchTrainer {
         split: &Split<C>,
         path: &Path,
     ) -> Result<Checkpoint<MinibatchState, T>> {
-        let local = DataFingerprint::of_source(&mut part.source);
+        let local = DataFingerprint::of_source(part.source_mut());
         let local = agree(split.collective(), local, "reading its part of the data")?;
         let fingerprint = split.fingerprint(local)?;
-        self.checkpoint_from(ModelFile::<T>::load(path)?, path, part.examples, fingerprint)
+        self.checkpoint_from(ModelFile::<T>::load(path)?, path, part.examples(), fingerprint)
     }
 
     /// Starts a run from `init`.
@@ -331,8 +331,7 @@ impl MinibatchTrainer {
         split: &Split<C>,
         path: &Path,
     ) -> Result<Checkpoint<MinibatchState, T>> {
-        let local = InMemory::new(part, self.options.shuffle, self.options.seed).fingerprint(self.hyper.visible())?;
-        let fingerprint = split.fingerprint(local)?;
+        let fingerprint = split.fingerprint(part_fingerprint(&part, self.hyper.visible()))?;
         self.checkpoint_from(ModelFile::<T>::load(path)?, path, part.examples, fingerprint)
     }
 
@@ -426,13 +425,14 @@ impl MinibatchTrainer {
         let agreed_flag = Some(agreed_flag);
         // Computed by every process alike: the process that writes the checkpoints needs
         // all of theirs.
-        let fingerprint = match (fingerprint, distributed, &self.checkpoint) {
-            (None, true, _) => {
+        // (A pass over the data: only when some process writes checkpoints.)
+        let fingerprint = match (fingerprint, distributed) {
+            (None, true) if split.total(usize::from(self.checkpoint.is_some()))? > 0 => {
                 let local = agree(split.collective(), feed.fingerprint(n), "reading its part of the data")?;
                 Some(split.fingerprint(local)?)
             }
-            (None, false, Some(_)) => Some(feed.fingerprint(n)?),
-            (known, ..) => known,
+            (None, false) if self.checkpoint.is_some() => Some(feed.fingerprint(n)?),
+            (known, _) => known,
         };
         let options = self.options;
         let mut objective = MinibatchObjective::<T>::new(self.hyper, options.batch_size.min(m), options.rho_momentum)?;
@@ -573,16 +573,16 @@ impl MinibatchTrainer {
             model.metadata.insert(key.into(), value);
         }
         // The model's cost and `rho_hat` on all the data, as a full-batch run records them:
-        // a unit saturated over the whole data set (in this precision) leaves them out rather
-        // than losing the run.
+        // when they cannot be had (a unit saturated over the whole data set in this precision,
+        // streamed data that changed since it was trained on) they are left out rather than
+        // losing the run. Every process gets the same outcome (the evaluation's sums).
         match feed.evaluate_all(self.hyper, model.parameters.theta(), split.collective()) {
             Ok((cost, rho_hat)) => {
                 model.metadata.insert("cost".into(), cost.to_string());
                 let rho_hat = serde_json::to_string(&rho_hat).expect("numbers serialise");
                 model.metadata.insert("rho_hat".into(), rho_hat);
             }
-            Err(e @ Error::SaturatedActivation { .. }) => log::warn!("the model's cost on all the data: {e}"),
-            Err(e) => return Err(e),
+            Err(e) => log::warn!("the model's cost on all the data is left out of its metadata: {e}"),
         }
         curve.describe(&mut model);
         if let Some(validation) = &validation {

@@ -137,6 +137,9 @@ fn streamed_data_is_not_shuffled_one_example_at_a_time() {
     let full = MinibatchOptions { shuffle: Shuffle::Full, ..OPTIONS };
     let err = streamed(SliceSource::new(&values, N).unwrap(), full).unwrap_err();
     assert!(err.to_string().contains("shuffle"), "{err}");
+    // A final evaluation in chunks of 0 is refused before training, not after it.
+    let err = StreamedPart::whole(SliceSource::new(&values, N).unwrap()).unwrap().with_chunk(0).unwrap_err();
+    assert!(err.to_string().contains("chunk"), "{err}");
     for shuffle in [Shuffle::Blocks { block: 0, window: 1 }, Shuffle::Blocks { block: 1, window: 0 }] {
         let err = MinibatchTrainer::new(hyper(N, H), MinibatchOptions { shuffle, ..OPTIONS }).unwrap_err();
         assert!(err.to_string().contains("shuffle"), "{err}");
