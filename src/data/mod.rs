@@ -11,6 +11,7 @@ pub mod mat;
 pub mod mnist;
 pub mod npy;
 pub mod npy_source;
+pub mod planted;
 pub mod split;
 pub mod stream;
 #[cfg(feature = "exercises")]

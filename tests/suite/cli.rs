@@ -167,3 +167,26 @@ fn generate_writes_the_rows_objective_generates() {
     let generated: Vec<f64> = sae::data::generated::ProblemShape::named("S1").unwrap().uniform_data(3);
     assert_eq!(written.as_slice().unwrap(), &generated[..5000 * 64]);
 }
+
+#[test]
+fn generate_planted_writes_the_library_s_examples_and_their_dictionary() {
+    use sae::data::planted::{recovery, PlantedDictionary};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, dictionary) = (dir.path().join("planted.npy"), dir.path().join("dictionary.npy"));
+    let args = ["generate", "--planted", "--features", "32", "--atoms", "40", "--examples", "5000", "--seed", "7"];
+    let paths = ["-o", data.to_str().unwrap(), "--dictionary", dictionary.to_str().unwrap()];
+    let (ok, stdout, stderr) = sae(&[&args[..], &paths].concat());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("each the sum of 4 of 40 planted unit directions"), "{stdout}");
+    let planted = PlantedDictionary { features: 32, atoms: 40, ..PlantedDictionary::default() };
+    let written: ndarray::Array2<f64> = npy::read_matrix(&data).unwrap();
+    assert_eq!(written.as_slice().unwrap(), planted.examples::<f64>(5000, 7).unwrap());
+    let directions: ndarray::Array2<f64> = npy::read_matrix(&dictionary).unwrap();
+    assert_eq!(directions.dim(), (40, 32));
+    let expected = planted.directions(7).unwrap();
+    assert_eq!(recovery(&expected, directions.as_slice().unwrap(), 32, 0.999).unwrap().recovered, 1.0);
+
+    let (ok, _, stderr) =
+        sae(&["generate", "--planted", "--active", "41", "--atoms", "40", "-o", data.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("active"), "{stderr}");
+}
