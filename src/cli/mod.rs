@@ -4,6 +4,7 @@ mod args;
 mod docs;
 mod exercise;
 mod generate;
+mod interop;
 pub mod interrupt;
 mod memory;
 mod model;
@@ -61,6 +62,13 @@ pub enum Command {
     Sample(model::SampleArgs),
     /// Describe a model or checkpoint file.
     Info(model::InfoArgs),
+    /// Write a model in another tool's layout: SAELens's folder (sae_weights.safetensors and
+    /// cfg.json) for a model with ReLU hidden units and linear outputs; others are refused
+    /// with the reason.
+    Export(interop::ExportArgs),
+    /// Read a model from another tool's layout (a SAELens folder of a "standard" SAE) into a
+    /// model file.
+    Import(interop::ImportArgs),
     /// Draw a trained model's run as a PNG: the training and held-out costs against
     /// iterations or epochs, and the distribution of rho_hat across the hidden units.
     Plot(plot::PlotArgs),
@@ -106,6 +114,8 @@ pub fn init_logging(cli: &Cli) {
 pub fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Train(args) => train::run(*args),
+        Command::Export(args) => interop::export(args),
+        Command::Import(args) => interop::import(args),
         Command::TrainVae(args) => vae::run(args),
         Command::TrainStacked(args) => stacked::run(args),
         Command::Exercise(args) => exercise::run(args),

@@ -56,7 +56,7 @@ fn dtype_of<R: Real>() -> Dtype {
 }
 
 /// `values` as a tensor of `shape`.
-fn vector<'a, R: Real>(name: &str, shape: Vec<usize>, values: &'a [R]) -> TensorOut<'a> {
+pub(super) fn tensor_out<'a, R: Real>(name: &str, shape: Vec<usize>, values: &'a [R]) -> TensorOut<'a> {
     TensorOut {
         name: name.to_string(),
         dtype: dtype_of::<R>(),
@@ -90,8 +90,8 @@ impl<T: Real> ModelFile<T> {
         let mut tensors = vec![
             matrix("W1", self.parameters.w1()),
             matrix("W2", self.parameters.w2()),
-            vector("b1", vec![h], self.parameters.b1()),
-            vector("b2", vec![n], self.parameters.b2()),
+            tensor_out("b1", vec![h], self.parameters.b1()),
+            tensor_out("b2", vec![n], self.parameters.b2()),
         ];
         for (name, (shape, values)) in &self.extra {
             if WEIGHTS.contains(&name.as_str()) {
@@ -103,7 +103,7 @@ impl<T: Real> ModelFile<T> {
                     format!("extra tensor {name:?} has {} values for shape {shape:?}", values.len()),
                 ));
             }
-            tensors.push(vector(name, shape.clone(), values));
+            tensors.push(tensor_out(name, shape.clone(), values));
         }
         let mut metadata: BTreeMap<String, String> = BTreeMap::new();
         for (key, value) in &self.metadata {

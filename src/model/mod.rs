@@ -5,6 +5,7 @@ mod forward;
 mod hyper;
 pub(crate) mod metadata;
 pub mod picture;
+pub mod saelens;
 mod safetensors_writer;
 pub mod stack;
 mod tensors;

@@ -24,6 +24,7 @@ mod model_kinds;
 mod npy_source;
 mod objective;
 mod penalties;
+mod saelens;
 mod softmax;
 mod stacked;
 mod streamed_minibatch;
