@@ -807,6 +807,32 @@ impl PyModel {
         self.0.save(py, path)
     }
 
+    /// Writes the model in SAELens's layout into the folder `path` (made if missing):
+    /// `sae_weights.safetensors` (`W_enc` `n×h`, `b_enc`, `W_dec` `h×n`, `b_dec`) and
+    /// `cfg.json`, the "standard" architecture, for a model with ReLU hidden units and linear
+    /// outputs (others raise, saying why).
+    fn export_saelens(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        match &self.0 {
+            Stored::F32(model) => py.detach(|| sae::model::saelens::export(model, &path)),
+            Stored::F64(model) => py.detach(|| sae::model::saelens::export(model, &path)),
+        }
+        .map_err(py_error)
+    }
+
+    /// Reads a SAELens folder of a "standard" (ReLU) SAE, in its dtype (`cfg.json`'s).
+    #[staticmethod]
+    fn import_saelens(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        py.detach(|| {
+            Ok(if sae::model::saelens::is_float32(&path) {
+                Stored::F32(sae::model::saelens::import::<f32>(&path)?)
+            } else {
+                Stored::F64(sae::model::saelens::import::<f64>(&path)?)
+            })
+        })
+        .map(PyModel)
+        .map_err(py_error)
+    }
+
     #[getter]
     fn hyper(&self) -> PyHyper {
         PyHyper(by_dtype!(&self.0, model => model.hyper))

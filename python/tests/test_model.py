@@ -74,3 +74,31 @@ def test_any_array_like_is_converted(model, patches):
     np.testing.assert_array_equal(model.encode(patches[::2].tolist()), model.encode(patches[::2]))
     # float32 data for a float64 model: converted (its values were rounded to float32 first).
     np.testing.assert_allclose(model.encode(patches.astype(np.float32)), model.encode(patches), rtol=1e-6)
+
+
+def test_a_relu_model_round_trips_through_saelens_files_that_numpy_reproduces(patches, tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    import json
+
+    estimator = sae.SparseAutoencoder(
+        12, activation="relu", output="linear", penalty="l1", max_iter=30, random_state=0, dtype="float32"
+    ).fit(patches)
+    model = estimator.model_
+    model.export_saelens(str(tmp_path / "saelens"))
+    weights = safetensors_numpy.load_file(str(tmp_path / "saelens" / "sae_weights.safetensors"))
+    config = json.loads((tmp_path / "saelens" / "cfg.json").read_text())
+    assert (config["architecture"], config["d_in"], config["d_sae"], config["dtype"]) == ("standard", 16, 12, "float32")
+    assert weights["W_enc"].shape == (16, 12) and weights["W_dec"].shape == (12, 16)
+    X = patches.astype(np.float32)
+    # SAELens's standard SAE: f = relu((x − b_dec·apply) W_enc + b_enc), x̂ = f W_dec + b_dec.
+    features = np.maximum(X @ weights["W_enc"] + weights["b_enc"], 0)
+    np.testing.assert_allclose(features, model.encode(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(features @ weights["W_dec"] + weights["b_dec"], model.reconstruct(X), rtol=1e-5, atol=1e-5)
+    back = sae.Model.import_saelens(str(tmp_path / "saelens"))
+    assert back.dtype == "float32"
+    np.testing.assert_array_equal(back.theta, model.theta)
+
+
+def test_a_sigmoid_model_is_not_written_for_saelens(model, tmp_path):
+    with pytest.raises(sae.SaeError, match="ReLU"):
+        model.export_saelens(str(tmp_path / "saelens"))

@@ -81,10 +81,7 @@ pub fn import(args: ImportArgs) -> CliResult<()> {
         .input("FOLDER", args.folder.join(CONFIG_FILE))
         .output("--output", &args.output);
     let _locks = plan.check()?;
-    let config = std::fs::read_to_string(args.folder.join(CONFIG_FILE)).unwrap_or_default();
-    let single = serde_json::from_str::<serde_json::Value>(&config)
-        .is_ok_and(|config| config.get("dtype").and_then(serde_json::Value::as_str) == Some("float32"));
-    if single {
+    if saelens::is_float32(&args.folder) {
         import_in::<f32>(&args)
     } else {
         import_in::<f64>(&args)

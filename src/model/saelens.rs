@@ -93,6 +93,15 @@ pub fn export<T: Real>(model: &ModelFile<T>, dir: &Path) -> Result<()> {
     })
 }
 
+/// Whether the SAELens folder `dir` holds float32 weights (its `cfg.json`'s `dtype`): the
+/// precision to [`import`] it in without a conversion. `false` when it cannot tell.
+pub fn is_float32(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(CONFIG_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|config| config.get("dtype").and_then(serde_json::Value::as_str) == Some("float32"))
+}
+
 /// The model of the SAELens folder `dir` (`"standard"` architecture, ReLU, no activation
 /// normalisation), in `T`: ReLU hidden units, linear outputs, the L1 penalty (SAELens's
 /// training loss; its weight is not in the folder and is left at its default).
