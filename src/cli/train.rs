@@ -641,12 +641,10 @@ impl<T: Real> MinibatchPart<'_, '_, T> {
 fn shuffle(args: &TrainArgs) -> Shuffle {
     match (args.data.stream, args.shuffle_block, args.shuffle_window) {
         (false, None, None) => Shuffle::Full,
-        (_, block, window) => {
-            let Shuffle::Blocks { block: default_block, window: default_window } = Shuffle::STREAMED else {
-                unreachable!("streamed data is shuffled by blocks")
-            };
-            Shuffle::Blocks { block: block.unwrap_or(default_block), window: window.unwrap_or(default_window) }
-        }
+        (_, block, window) => Shuffle::Blocks {
+            block: block.unwrap_or(Shuffle::DEFAULT_BLOCK),
+            window: window.unwrap_or(Shuffle::DEFAULT_WINDOW),
+        },
     }
 }
 

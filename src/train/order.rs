@@ -44,8 +44,12 @@ pub enum Shuffle {
 }
 
 impl Shuffle {
+    /// Examples per block of the default block shuffle.
+    pub const DEFAULT_BLOCK: usize = 256;
+    /// Blocks per window of the default block shuffle.
+    pub const DEFAULT_WINDOW: usize = 64;
     /// Blocks of 256 examples, 64 of them in the buffer.
-    pub const STREAMED: Shuffle = Shuffle::Blocks { block: 256, window: 64 };
+    pub const STREAMED: Shuffle = Shuffle::Blocks { block: Self::DEFAULT_BLOCK, window: Self::DEFAULT_WINDOW };
 
     /// Fails, naming the parameter, for a block or window of 0.
     pub fn check(&self) -> Result<()> {
