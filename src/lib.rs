@@ -21,6 +21,7 @@
 extern crate blas_src;
 
 pub mod data;
+pub mod dictionary;
 pub mod error;
 #[cfg(feature = "exercises")]
 pub mod exercises;

@@ -71,6 +71,10 @@ unsafe impl Lanes for F32x8 {
         Self(_mm256_blendv_ps(otherwise.0, if_negative.0, self.0))
     }
     #[inline(always)]
+    unsafe fn greater_mask(self, o: Self) -> u32 {
+        _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(self.0, o.0)) as u32
+    }
+    #[inline(always)]
     unsafe fn positive_step(self) -> Self {
         let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, _mm256_setzero_ps());
         Self(_mm256_and_ps(positive, _mm256_set1_ps(1.0)))
@@ -189,6 +193,10 @@ unsafe impl Lanes for F64x4 {
     #[inline(always)]
     unsafe fn select_negative(self, if_negative: Self, otherwise: Self) -> Self {
         Self(_mm256_blendv_pd(otherwise.0, if_negative.0, self.0))
+    }
+    #[inline(always)]
+    unsafe fn greater_mask(self, o: Self) -> u32 {
+        _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(self.0, o.0)) as u32
     }
     #[inline(always)]
     unsafe fn positive_step(self) -> Self {

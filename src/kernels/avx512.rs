@@ -75,6 +75,10 @@ unsafe impl Lanes for F32x16 {
         Self(_mm512_mask_blend_ps(sign, otherwise.0, if_negative.0))
     }
     #[inline(always)]
+    unsafe fn greater_mask(self, o: Self) -> u32 {
+        u32::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, o.0))
+    }
+    #[inline(always)]
     unsafe fn positive_step(self) -> Self {
         let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, _mm512_setzero_ps());
         Self(_mm512_maskz_mov_ps(positive, _mm512_set1_ps(1.0)))
@@ -171,6 +175,10 @@ unsafe impl Lanes for F64x8 {
     unsafe fn select_negative(self, if_negative: Self, otherwise: Self) -> Self {
         let sign = _mm512_test_epi64_mask(_mm512_castpd_si512(self.0), _mm512_set1_epi64(i64::MIN));
         Self(_mm512_mask_blend_pd(sign, otherwise.0, if_negative.0))
+    }
+    #[inline(always)]
+    unsafe fn greater_mask(self, o: Self) -> u32 {
+        u32::from(_mm512_cmp_pd_mask::<_CMP_GT_OQ>(self.0, o.0))
     }
     #[inline(always)]
     unsafe fn positive_step(self) -> Self {

@@ -42,6 +42,8 @@ pub(crate) unsafe trait Lanes: Copy {
     unsafe fn select_negative(self, if_negative: Self, otherwise: Self) -> Self;
     /// 1 in the lanes where `self > 0`, else 0 (NaN included).
     unsafe fn positive_step(self) -> Self;
+    /// Bit `i` set where lane `i` of `self` is greater than lane `i` of `o` (false for NaN).
+    unsafe fn greater_mask(self, o: Self) -> u32;
     /// `self · 2^n` for integral `n` with `|n| ≤ 2·1023`, rounded once or twice by IEEE
     /// multiplication (so overflow gives inf and subnormal results are kept).
     unsafe fn ldexp(self, n: Self) -> Self;
@@ -498,6 +500,28 @@ pub(crate) unsafe fn axpy<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::E
     }
 }
 
+/// The index of the first value of `values` greater than `threshold`, or `values.len()`: a
+/// vector compare per `WIDTH` values, so a scan that mostly finds nothing (the selection of the
+/// k largest once its threshold has risen) costs one compare per vector.
+#[inline(always)]
+pub(crate) unsafe fn first_above<V: Lanes>(values: &[V::Elem], threshold: V::Elem) -> usize
+where
+    V::Elem: PartialOrd,
+{
+    let limit = V::splat(threshold);
+    let body = values.len() - values.len() % V::WIDTH;
+    let p = values.as_ptr();
+    let mut i = 0;
+    while i < body {
+        let mask = V::load(p.add(i)).greater_mask(limit);
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize;
+        }
+        i += V::WIDTH;
+    }
+    values[body..].iter().position(|&v| v > threshold).map_or(values.len(), |offset| body + offset)
+}
+
 /// Instantiates every generic body above for one instruction set and element type, as module
 /// `$module` with `#[target_feature]` entry points and `table()`, their [`Kernels`] set: the
 /// hidden-unit kernels once per [`Unit`], the output kernels once per [`Reconstruction`].
@@ -549,6 +573,10 @@ macro_rules! kernel_table {
             unsafe fn axpy(alpha: $t, x: &[$t], y: &mut [$t]) {
                 lanes::axpy::<$lanes>(alpha, x, y)
             }
+            #[target_feature(enable = $features)]
+            unsafe fn first_above(values: &[$t], threshold: $t) -> usize {
+                lanes::first_above::<$lanes>(values, threshold)
+            }
 
             // SAFETY (of each wrapper below): `table`'s caller has checked the CPU.
             fn hidden<U: Unit>() -> HiddenKernels<$t> {
@@ -584,6 +612,7 @@ macro_rules! kernel_table {
                     },
                     dot: |a, b| unsafe { dot(a, b) },
                     axpy: |alpha, x, y| unsafe { axpy(alpha, x, y) },
+                    first_above: |values, threshold| unsafe { first_above(values, threshold) },
                 }
             }
         }

@@ -87,6 +87,9 @@ pub struct Kernels<T> {
     pub dot: fn(&[T], &[T]) -> f64,
     /// `y ← α x + y`.
     pub axpy: fn(T, &[T], &mut [T]),
+    /// `(values, t)`: the index of the first value greater than `t`, or `values.len()` (NaN
+    /// is never greater): the scan of the top-k selection ([`crate::dictionary::select`]).
+    pub first_above: fn(&[T], T) -> usize,
 }
 
 /// One value per [`Activation`], by name.
@@ -239,6 +242,7 @@ impl<T: Real> Kernels<T> {
             },
             dot: scalar::dot,
             axpy: scalar::axpy,
+            first_above: scalar::first_above,
         }
     }
 

@@ -111,6 +111,11 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x.as_f64() * y.as_f64()).sum()
 }
 
+/// The index of the first value greater than `threshold`, or `values.len()`.
+pub fn first_above<T: Real>(values: &[T], threshold: T) -> usize {
+    values.iter().position(|&v| v > threshold).unwrap_or(values.len())
+}
+
 /// `y ← α x + y`.
 pub fn axpy<T: Real>(alpha: T, x: &[T], y: &mut [T]) {
     assert_eq!(x.len(), y.len());

@@ -405,3 +405,35 @@ fn every_vector_isa_this_cpu_has_is_tested() {
         );
     }
 }
+
+fn first_above_agrees_with_scalar<T: Real>() {
+    let scalar = Kernels::<T>::scalar();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+    for kernels in vector_sets::<T>() {
+        // Every length around the vector widths, the first value above the threshold at every
+        // position (and none), and NaN, which is never above.
+        for len in 0..70 {
+            let base: Vec<T> = (0..len).map(|_| T::cast(rng.gen_range(-1.0..0.5))).collect();
+            for hit in (0..=len).chain([usize::MAX]) {
+                let mut values = base.clone();
+                if hit < len {
+                    values[hit] = T::cast(0.75);
+                    if hit + 1 < len {
+                        values[hit + 1] = T::cast(f64::NAN);
+                    }
+                }
+                for threshold in [0.5, -2.0, f64::INFINITY] {
+                    let threshold = T::cast(threshold);
+                    let (got, want) = ((kernels.first_above)(&values, threshold), (scalar.first_above)(&values, threshold));
+                    assert_eq!(got, want, "{:?} first_above: length {len}, hit {hit}, threshold {threshold:?}", kernels.isa);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn first_above_finds_the_first_greater_value_like_the_scalar_scan() {
+    first_above_agrees_with_scalar::<f32>();
+    first_above_agrees_with_scalar::<f64>();
+}

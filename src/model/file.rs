@@ -56,7 +56,7 @@ fn dtype_of<R: Real>() -> Dtype {
 }
 
 /// `values` as a tensor of `shape`.
-pub(super) fn tensor_out<'a, R: Real>(name: &str, shape: Vec<usize>, values: &'a [R]) -> TensorOut<'a> {
+pub(crate) fn tensor_out<'a, R: Real>(name: &str, shape: Vec<usize>, values: &'a [R]) -> TensorOut<'a> {
     TensorOut {
         name: name.to_string(),
         dtype: dtype_of::<R>(),
@@ -228,7 +228,7 @@ impl<T: Real> ModelFile<T> {
 }
 
 /// Little-endian F32 or F64 bytes as f64 values; `None` for another dtype.
-fn decode(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f64>> {
+pub(crate) fn decode(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f64>> {
     match dtype {
         Dtype::F32 => {
             Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64).collect())

@@ -1,0 +1,16 @@
+//! Dictionary-style sparse autoencoders: a wide ReLU layer kept sparse by keeping only the `k`
+//! largest activations of each example (TopK; Makhzani & Frey's k-sparse autoencoders, and
+//! the TopK SAEs trained on neural-network activations), on sparse kernels: with `k` of `h`
+//! latents active, everything but the encoder's forward product touches `k·n` weights per
+//! example, not `h·n`.
+//!
+//! [`TopKModel`] holds a model and its file; [`TopKObjective`] its loss and gradient on a
+//! minibatch; [`select`] the top-k selection kernel; training is
+//! `crate::train::TopKTrainer`.
+
+mod model;
+mod objective;
+pub mod select;
+
+pub use model::{Blocks, DictionaryLayout, TopKModel, OBJECTIVE};
+pub use objective::{BatchStats, TopKObjective};

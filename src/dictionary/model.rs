@@ -1,0 +1,339 @@
+//! A TopK sparse autoencoder: its parameters, their flat layout, and its file.
+//!
+//! For `n` inputs and `h` latents, `k` of them active per example:
+//!
+//! ```text
+//! z = W_enc (x − b_dec) + b_enc          W_enc: h×n, b_enc: h
+//! a = z on the k largest positive z_j, 0 elsewhere
+//! x̂ = b_dec + W_decᵀ a                   W_dec: h×n (row j: latent j's direction), b_dec: n
+//! ```
+//!
+//! Both weight matrices are stored latent-major (row `j` of each is latent `j`'s), so that
+//! the sparse kernels read and write whole contiguous rows for the active latents. That is
+//! EleutherAI sparsify's layout (`encoder.weight`, `encoder.bias`, `W_dec`, `b_dec`), which the
+//! model file uses under those names.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use safetensors::tensor::SafeTensors;
+
+use crate::data::input::InputFile;
+use crate::error::{Error, Result};
+use crate::model::{FORMAT, FORMAT_VERSION};
+use crate::real::Real;
+
+/// The `objective` metadata of a TopK model file.
+pub const OBJECTIVE: &str = "topk-sparse-autoencoder";
+
+/// Where each parameter block sits in the flat vector `[W_enc | b_enc | W_dec | b_dec]` that
+/// the optimiser steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DictionaryLayout {
+    visible: usize,
+    latents: usize,
+}
+
+/// The four blocks of a flat parameter (or gradient) vector.
+#[derive(Debug)]
+pub struct Blocks<S> {
+    /// `h×n`, row-major: row `j` is latent `j`'s encoder weights.
+    pub w_enc: S,
+    pub b_enc: S,
+    /// `h×n`, row-major: row `j` is latent `j`'s decoder direction.
+    pub w_dec: S,
+    pub b_dec: S,
+}
+
+impl DictionaryLayout {
+    pub fn new(visible: usize, latents: usize) -> Self {
+        DictionaryLayout { visible, latents }
+    }
+
+    /// `n`.
+    pub fn visible(&self) -> usize {
+        self.visible
+    }
+
+    /// `h`.
+    pub fn latents(&self) -> usize {
+        self.latents
+    }
+
+    /// `2hn + h + n`.
+    pub fn len(&self) -> usize {
+        2 * self.latents * self.visible + self.latents + self.visible
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn ranges(&self) -> [Range<usize>; 4] {
+        let (n, h) = (self.visible, self.latents);
+        let hn = h * n;
+        [0..hn, hn..hn + h, hn + h..2 * hn + h, 2 * hn + h..2 * hn + h + n]
+    }
+
+    /// The blocks of `p` (of [`len`](Self::len) values).
+    pub fn split<'a, T>(&self, p: &'a [T]) -> Blocks<&'a [T]> {
+        assert_eq!(p.len(), self.len(), "dictionary parameters: {} values for {} expected", p.len(), self.len());
+        let [w_enc, b_enc, w_dec, b_dec] = self.ranges();
+        Blocks { w_enc: &p[w_enc], b_enc: &p[b_enc], w_dec: &p[w_dec], b_dec: &p[b_dec] }
+    }
+
+    /// The blocks of `p`, writable.
+    pub fn split_mut<'a, T>(&self, p: &'a mut [T]) -> Blocks<&'a mut [T]> {
+        assert_eq!(p.len(), self.len(), "dictionary parameters: {} values for {} expected", p.len(), self.len());
+        let hn = self.latents * self.visible;
+        let (w_enc, rest) = p.split_at_mut(hn);
+        let (b_enc, rest) = rest.split_at_mut(self.latents);
+        let (w_dec, b_dec) = rest.split_at_mut(hn);
+        Blocks { w_enc, b_enc, w_dec, b_dec }
+    }
+
+    /// The block, row and column of flat index `index`, for error messages.
+    pub fn locate(&self, index: usize) -> (&'static str, usize, usize) {
+        let names = ["W_enc", "b_enc", "W_dec", "b_dec"];
+        let (block, range) =
+            self.ranges().into_iter().enumerate().find(|(_, r)| r.contains(&index)).expect("index within the layout");
+        let offset = index - range.start;
+        match block {
+            0 | 2 => (names[block], offset / self.visible, offset % self.visible),
+            _ => (names[block], offset, 0),
+        }
+    }
+}
+
+/// A TopK sparse autoencoder (see the module's documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopKModel<T> {
+    layout: DictionaryLayout,
+    k: usize,
+    params: Vec<T>,
+}
+
+impl<T: Real> TopKModel<T> {
+    /// A fresh model: each decoder row a random unit direction (Gaussian, normalised), the
+    /// encoder its transpose (`W_enc = W_dec`, as OpenAI's and sparsify's TopK models start),
+    /// both biases 0 (see [`with_decoder_bias`](Self::with_decoder_bias)).
+    pub fn init(visible: usize, latents: usize, k: usize, seed: u64) -> Result<Self> {
+        check_shape(visible, latents, k)?;
+        let layout = DictionaryLayout::new(visible, latents);
+        let mut params = vec![T::zero(); layout.len()];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let blocks = layout.split_mut(&mut params);
+        for row in blocks.w_dec.chunks_exact_mut(visible) {
+            let direction: Vec<f64> = (0..visible).map(|_| StandardNormal.sample(&mut rng)).collect();
+            let norm = direction.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+            for (w, v) in row.iter_mut().zip(direction) {
+                *w = T::cast(v / norm);
+            }
+        }
+        blocks.w_enc.copy_from_slice(blocks.w_dec);
+        Ok(TopKModel { layout, k, params })
+    }
+
+    /// A model of the flat parameters `params` (`[W_enc | b_enc | W_dec | b_dec]`); fails on a
+    /// wrong length or a non-finite value, naming its block, row and column.
+    pub fn from_params(visible: usize, latents: usize, k: usize, params: Vec<T>) -> Result<Self> {
+        check_shape(visible, latents, k)?;
+        let layout = DictionaryLayout::new(visible, latents);
+        if params.len() != layout.len() {
+            return Err(Error::shape_mismatch("TopK parameters", layout.len(), params.len()));
+        }
+        if let Some(index) = params.iter().position(|v| !v.is_finite()) {
+            let (block, row, column) = layout.locate(index);
+            return Err(Error::NonFiniteTheta { index, block, row, column, value: params[index].as_f64() });
+        }
+        Ok(TopKModel { layout, k, params })
+    }
+
+    /// This model with the decoder bias `b_dec` (the data's geometric median, say).
+    pub fn with_decoder_bias(mut self, b_dec: &[T]) -> Result<Self> {
+        let blocks = self.layout.split_mut(&mut self.params);
+        if b_dec.len() != blocks.b_dec.len() {
+            return Err(Error::shape_mismatch("b_dec", blocks.b_dec.len(), b_dec.len()));
+        }
+        blocks.b_dec.copy_from_slice(b_dec);
+        Ok(self)
+    }
+
+    pub fn layout(&self) -> DictionaryLayout {
+        self.layout
+    }
+
+    /// `n`.
+    pub fn visible(&self) -> usize {
+        self.layout.visible
+    }
+
+    /// `h`.
+    pub fn latents(&self) -> usize {
+        self.layout.latents
+    }
+
+    /// Latents active per example.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The flat parameters `[W_enc | b_enc | W_dec | b_dec]`.
+    pub fn params(&self) -> &[T] {
+        &self.params
+    }
+
+    pub fn blocks(&self) -> Blocks<&[T]> {
+        self.layout.split(&self.params)
+    }
+
+    /// Writes the model atomically: safetensors with sparsify's tensor names (`encoder.weight`
+    /// `h×n`, `encoder.bias`, `W_dec` `h×n`, `b_dec`) in the working dtype, and metadata
+    /// `objective`, `visible`, `latents`, `k`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let (n, h) = (self.visible(), self.latents());
+        let blocks = self.blocks();
+        let tensors = vec![
+            crate::model::tensor_out("encoder.weight", vec![h, n], blocks.w_enc),
+            crate::model::tensor_out("encoder.bias", vec![h], blocks.b_enc),
+            crate::model::tensor_out("W_dec", vec![h, n], blocks.w_dec),
+            crate::model::tensor_out("b_dec", vec![n], blocks.b_dec),
+        ];
+        let metadata: BTreeMap<String, String> = [
+            ("format", FORMAT.to_string()),
+            ("format_version", FORMAT_VERSION.to_string()),
+            ("sae_version", env!("CARGO_PKG_VERSION").to_string()),
+            ("dtype", T::NAME.to_string()),
+            ("objective", OBJECTIVE.to_string()),
+            ("visible", n.to_string()),
+            ("latents", h.to_string()),
+            ("k", self.k.to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect();
+        crate::model::save_safetensors(path, tensors, metadata)
+    }
+
+    /// Reads a file written by [`save`](Self::save) (of either dtype; values convert to `T`);
+    /// fails, naming the file, on anything else.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = InputFile::open(path)?.read_all()?;
+        let bad = |reason: String| Error::bad_file(path, reason);
+        let (_, header) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
+        let file =
+            SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a readable safetensors file: {e}")))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let get = |key: &str| metadata.get(key).ok_or_else(|| bad(format!("no {key:?} in the metadata")));
+        if get("format")? != FORMAT || get("format_version")? != FORMAT_VERSION {
+            return Err(bad(format!("not an sae model file of format version {FORMAT_VERSION}")));
+        }
+        let objective = get("objective")?;
+        if objective != OBJECTIVE {
+            return Err(bad(format!("a model of objective {objective:?}, not a TopK sparse autoencoder ({OBJECTIVE})")));
+        }
+        let count = |key: &str| -> Result<usize> {
+            get(key)?.parse().map_err(|_| bad(format!("metadata {key} {:?} is not a count", metadata[key])))
+        };
+        let (n, h, k) = (count("visible")?, count("latents")?, count("k")?);
+        let mut params = Vec::with_capacity(DictionaryLayout::new(n, h).len());
+        for (name, shape) in [("encoder.weight", vec![h, n]), ("encoder.bias", vec![h]), ("W_dec", vec![h, n]), ("b_dec", vec![n])] {
+            let view = file.tensor(name).map_err(|_| bad(format!("no tensor {name:?}")))?;
+            if view.shape() != shape.as_slice() {
+                return Err(bad(format!("tensor {name} has shape {:?}, expected {shape:?}", view.shape())));
+            }
+            let values = crate::model::decode_tensor(view.dtype(), view.data())
+                .ok_or_else(|| bad(format!("tensor {name} has dtype {:?}, expected F32 or F64", view.dtype())))?;
+            params.extend(values.into_iter().map(T::cast));
+        }
+        TopKModel::from_params(n, h, k, params).map_err(|e| bad(format!("invalid model: {e}")))
+    }
+}
+
+/// Checks the shape of a TopK model: at least one input and one latent, `1 ≤ k ≤ h`, and `h`
+/// below `u32::MAX` (latents are indexed by `u32`).
+pub(crate) fn check_shape(visible: usize, latents: usize, k: usize) -> Result<()> {
+    let invalid = |name, value: usize, reason| Err(Error::InvalidHyperParameter { name, value: value as f64, reason });
+    if visible == 0 {
+        return invalid("visible", visible, "must be at least 1");
+    }
+    if latents == 0 || latents >= u32::MAX as usize {
+        return invalid("latents", latents, "must be at least 1 and below 2³² − 1");
+    }
+    if k == 0 || k > latents {
+        return invalid("k", k, "must be at least 1 and at most the number of latents");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_model_has_unit_decoder_rows_and_the_encoder_equal_to_the_decoder() {
+        let model = TopKModel::<f64>::init(7, 11, 3, 4).unwrap();
+        let blocks = model.blocks();
+        for row in blocks.w_dec.chunks_exact(7) {
+            let norm: f64 = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-12, "decoder row norm {norm}");
+        }
+        assert_eq!(blocks.w_enc, blocks.w_dec);
+        assert!(blocks.b_enc.iter().chain(blocks.b_dec).all(|&v| v == 0.0));
+        assert_eq!(model, TopKModel::init(7, 11, 3, 4).unwrap(), "the seed fixes the model");
+    }
+
+    #[test]
+    fn bad_shapes_and_values_are_named() {
+        for (n, h, k, name) in [(0, 4, 1, "visible"), (3, 0, 1, "latents"), (3, 4, 0, "k"), (3, 4, 5, "k")] {
+            match TopKModel::<f32>::init(n, h, k, 1) {
+                Err(Error::InvalidHyperParameter { name: got, .. }) => assert_eq!(got, name),
+                other => panic!("({n}, {h}, {k}): {other:?}"),
+            }
+        }
+        let layout = DictionaryLayout::new(3, 4);
+        let mut params = vec![0.0f64; layout.len()];
+        params[2 * 12 + 4 + 1] = f64::NAN;
+        match TopKModel::from_params(3, 4, 2, params) {
+            Err(Error::NonFiniteTheta { block: "b_dec", row: 1, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            TopKModel::<f64>::from_params(3, 4, 2, vec![0.0; 5]),
+            Err(Error::ShapeMismatch { what: "TopK parameters", .. })
+        ));
+    }
+
+    #[test]
+    fn files_round_trip_in_either_dtype_with_sparsify_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topk.safetensors");
+        let model = TopKModel::<f32>::init(5, 9, 2, 3).unwrap().with_decoder_bias(&[0.5, -1.0, 2.0, 0.0, 1.5]).unwrap();
+        model.save(&path).unwrap();
+        assert_eq!(TopKModel::<f32>::load(&path).unwrap(), model);
+        let wide = TopKModel::<f64>::load(&path).unwrap();
+        assert!(wide.params().iter().zip(model.params()).all(|(a, &b)| *a == f64::from(b)));
+        let bytes = std::fs::read(&path).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(file.tensor("encoder.weight").unwrap().shape(), [9, 5]);
+        assert_eq!(file.tensor("W_dec").unwrap().shape(), [9, 5]);
+        assert_eq!(file.tensor("b_dec").unwrap().shape(), [5]);
+    }
+
+    #[test]
+    fn a_file_of_another_model_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kl.safetensors");
+        let hyper = crate::HyperParams::builder(4, 3).build().unwrap();
+        crate::model::ModelFile::new(hyper, crate::Parameters::<f64>::init(4, 3, 1)).save(&path).unwrap();
+        match TopKModel::<f64>::load(&path) {
+            Err(Error::BadFile { reason, .. }) => assert!(reason.contains("not a TopK"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

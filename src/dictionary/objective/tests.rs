@@ -1,0 +1,175 @@
+//! The sparse evaluation against the per-example definition, by central differences, on every
+//! instruction set, and independent of the thread count.
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::*;
+use crate::dictionary::model::TopKModel;
+use crate::kernels::Isa;
+
+/// The definition, one example at a time in f64, with the selection by a full sort (ties to
+/// the earlier latent): `(L, ∇L)`.
+fn reference(model: &TopKModel<f64>, x: &[f64], examples: usize) -> (f64, Vec<f64>) {
+    let (n, h, k) = (model.visible(), model.latents(), model.k());
+    let p = model.blocks();
+    let layout = model.layout();
+    let mut grad = vec![0.0; layout.len()];
+    let mut loss = 0.0;
+    let scale = 1.0 / examples as f64;
+    for e in 0..examples {
+        let xc: Vec<f64> = (0..n).map(|f| x[e * n + f] - p.b_dec[f]).collect();
+        let z: Vec<f64> = (0..h).map(|j| p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * xc[f]).sum::<f64>()).collect();
+        let mut order: Vec<usize> = (0..h).filter(|&j| z[j] > 0.0).collect();
+        order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
+        order.truncate(k);
+        let r: Vec<f64> = (0..n).map(|f| order.iter().map(|&j| z[j] * p.w_dec[j * n + f]).sum::<f64>() - xc[f]).collect();
+        loss += 0.5 * scale * r.iter().map(|v| v * v).sum::<f64>();
+        let g = layout.split_mut(&mut grad);
+        for &j in &order {
+            let dz: f64 = (0..n).map(|f| p.w_dec[j * n + f] * r[f] * scale).sum();
+            for f in 0..n {
+                g.w_dec[j * n + f] += z[j] * r[f] * scale;
+                g.w_enc[j * n + f] += dz * xc[f];
+                // x̂ − x depends on b_dec through xc (−1 per value) and through z.
+                g.b_dec[f] -= dz * p.w_enc[j * n + f];
+            }
+            g.b_enc[j] += dz;
+        }
+        for f in 0..n {
+            g.b_dec[f] += r[f] * scale;
+        }
+    }
+    (loss, grad)
+}
+
+/// A model with random biases (so that some examples have fewer than k positive latents) and
+/// data around a random offset.
+fn problem(n: usize, h: usize, k: usize, m: usize, seed: u64) -> (TopKModel<f64>, Vec<f64>) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let model = TopKModel::<f64>::init(n, h, k, seed).unwrap();
+    let mut params = model.params().to_vec();
+    let layout = model.layout();
+    let blocks = layout.split_mut(&mut params);
+    for v in blocks.b_enc.iter_mut() {
+        *v = rng.gen_range(-0.6..0.2);
+    }
+    for v in blocks.b_dec.iter_mut() {
+        *v = rng.gen_range(-0.5..0.5);
+    }
+    for v in blocks.w_enc.iter_mut() {
+        *v += rng.gen_range(-0.3..0.3);
+    }
+    let model = TopKModel::from_params(n, h, k, params).unwrap();
+    let x = (0..m * n).map(|_| rng.gen_range(-1.0..1.5)).collect();
+    (model, x)
+}
+
+fn evaluate<T: Real>(objective: &mut TopKObjective<T>, params: &[T], x: &[T], m: usize) -> (f64, Vec<T>, BatchStats) {
+    let n = objective.layout().visible();
+    let data = Dataset::examples_by_features(x, m, n).unwrap();
+    let mut grad = vec![T::cast(f64::NAN); params.len()];
+    let (loss, stats) = objective.evaluate(params, &mut grad, &data).unwrap();
+    (loss, grad, stats)
+}
+
+fn max_difference(a: &[f64], b: &[f64]) -> (f64, usize) {
+    a.iter().zip(b).enumerate().map(|(i, (a, b))| ((a - b).abs(), i)).fold((0.0, 0), |w, d| if d.0 > w.0 { d } else { w })
+}
+
+#[test]
+fn the_sparse_evaluation_matches_the_per_example_definition_on_every_isa() {
+    // Shapes around the vector widths and the block size, k from 1 to h.
+    for (n, h, k, m, seed) in [(1, 1, 1, 1, 1), (7, 17, 3, 5, 2), (16, 33, 33, 20, 3), (9, 70, 8, 300, 4), (33, 40, 5, 517, 5)] {
+        let (model, x) = problem(n, h, k, m, seed);
+        let (want_loss, want_grad) = reference(&model, &x, m);
+        for isa in Isa::ALL {
+            let Some(kernels) = Kernels::<f64>::for_isa(isa) else { continue };
+            let mut objective = TopKObjective::new(n, h, k, m).unwrap().with_kernels(kernels).unwrap();
+            let (loss, grad, stats) = evaluate(&mut objective, model.params(), &x, m);
+            assert!((loss - want_loss).abs() <= 1e-12 * want_loss.max(1.0), "{isa:?} ({n}, {h}, {k}, {m}): loss {loss} vs {want_loss}");
+            let (worst, at) = max_difference(&grad, &want_grad);
+            let scale = want_grad.iter().fold(1.0f64, |s, g| s.max(g.abs()));
+            assert!(worst <= 1e-12 * scale, "{isa:?} ({n}, {h}, {k}, {m}): gradient off by {worst:e} at {:?}", model.layout().locate(at));
+            assert!((stats.squared_error - 2.0 * m as f64 * loss).abs() <= 1e-9 * stats.squared_error.max(1.0));
+            assert!(stats.active <= m * k);
+        }
+    }
+}
+
+#[test]
+fn the_gradient_matches_central_differences_with_the_selection_held() {
+    let (n, h, k, m) = (6, 24, 4, 40);
+    let (model, x) = problem(n, h, k, m, 9);
+    let mut objective = TopKObjective::new(n, h, k, m).unwrap();
+    let (_, grad, _) = evaluate(&mut objective, model.params(), &x, m);
+    let base_codes = objective.codes(m).0.to_vec();
+    let step = 1e-6;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let layout = model.layout();
+    // Every bias and a sample of the weights.
+    let coordinates: Vec<usize> = (2 * h * n..layout.len()).chain((0..60).map(|_| rng.gen_range(0..2 * h * n + h))).collect();
+    for i in coordinates {
+        let mut shifted = model.params().to_vec();
+        shifted[i] += step;
+        let (up, _, _) = evaluate(&mut objective, &shifted, &x, m);
+        assert_eq!(objective.codes(m).0, base_codes.as_slice(), "a step of {step:e} changed the selection");
+        shifted[i] -= 2.0 * step;
+        let (down, _, _) = evaluate(&mut objective, &shifted, &x, m);
+        let numeric = (up - down) / (2.0 * step);
+        assert!(
+            (numeric - grad[i]).abs() <= 1e-7 * (1.0 + grad[i].abs()),
+            "{:?}: analytic {:e}, central difference {numeric:e}",
+            layout.locate(i),
+            grad[i]
+        );
+    }
+}
+
+#[test]
+fn f32_agrees_with_f64_and_the_thread_count_does_not_change_the_result() {
+    let (n, h, k, m) = (24, 96, 6, 600);
+    let (model, x) = problem(n, h, k, m, 12);
+    let mut wide = TopKObjective::new(n, h, k, m).unwrap();
+    let (want_loss, want_grad, _) = evaluate(&mut wide, model.params(), &x, m);
+    let narrow: Vec<f32> = model.params().iter().map(|&v| v as f32).collect();
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut objective = TopKObjective::<f32>::new(n, h, k, m).unwrap();
+            evaluate(&mut objective, &narrow, &x32, m)
+        })
+    };
+    let (loss, grad, _) = run(1);
+    assert!((loss - want_loss).abs() <= 1e-5 * want_loss, "f32 loss {loss} vs f64 {want_loss}");
+    let wide_grad: Vec<f64> = grad.iter().map(|&g| f64::from(g)).collect();
+    let (worst, _) = max_difference(&wide_grad, &want_grad);
+    assert!(worst <= 1e-4, "f32 gradient off by {worst:e}");
+    for threads in [2, 3] {
+        let (other_loss, other_grad, _) = run(threads);
+        assert_eq!(other_loss, loss, "{threads} threads");
+        assert!(other_grad == grad, "{threads} threads: gradient differs");
+    }
+}
+
+#[test]
+fn bad_batches_are_refused_by_name() {
+    let mut objective = TopKObjective::<f64>::new(3, 5, 2, 4).unwrap();
+    let params = TopKModel::<f64>::init(3, 5, 2, 1).unwrap().params().to_vec();
+    let mut grad = vec![0.0; params.len()];
+    let wide = vec![0.0; 4 * 4];
+    let too_many = vec![0.0; 5 * 3];
+    let cases = [
+        (Dataset::examples_by_features(&wide, 4, 4).unwrap(), "data features"),
+        (Dataset::examples_by_features(&too_many, 5, 3).unwrap(), "minibatch examples"),
+    ];
+    for (data, what) in cases {
+        match objective.evaluate(&params, &mut grad, &data) {
+            Err(Error::ShapeMismatch { what: got, .. }) => assert_eq!(got, what),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert!(matches!(objective.evaluate(&params[1..], &mut grad, &Dataset::examples_by_features(&wide[..3], 1, 3).unwrap()), Err(Error::ShapeMismatch { what: "TopK parameters", .. })));
+    assert!(matches!(TopKObjective::<f32>::new(3, 5, 2, 0), Err(Error::InvalidHyperParameter { name: "batch size", .. })));
+}

@@ -1,0 +1,145 @@
+//! The selection of a TopK hidden layer: the `k` largest positive pre-activations of one
+//! example, without sorting the `h` values.
+//!
+//! The `k` best so far are kept in a min-heap whose root is the threshold a new value must
+//! beat. The scan between insertions is the vector kernel [`Kernels::first_above`]: once the
+//! threshold has risen past most values, a row of `h` values costs about `h / WIDTH` vector
+//! compares and a few heap insertions (`O(k log(h/k))` of them for values in random order).
+//!
+//! Ties are broken by position: a value must be strictly greater than the threshold to enter,
+//! so of equal values the first ones are kept. NaN never enters. The result does not depend on
+//! the instruction set.
+
+use crate::kernels::Kernels;
+use crate::real::Real;
+
+/// The index of a slot that holds no latent: fewer than `k` pre-activations were positive.
+pub const INACTIVE: u32 = u32::MAX;
+
+/// Selects the `k = indices.len()` largest positive values of `z` (`h ≤ u32::MAX` values):
+/// on return slot `s` holds a latent `indices[s]` and its activation `values[s] = z[indices[s]]`,
+/// the active slots first in increasing latent order, then the unused ones (index
+/// [`INACTIVE`], value 0). Returns the number of active slots.
+pub fn top_k<T: Real>(kernels: &Kernels<T>, z: &[T], indices: &mut [u32], values: &mut [T]) -> usize {
+    let k = indices.len();
+    assert_eq!(values.len(), k, "top_k: {} indices, {} values", k, values.len());
+    assert!(u32::try_from(z.len()).is_ok_and(|h| h < INACTIVE), "top_k: {} values", z.len());
+    indices.fill(INACTIVE);
+    values.fill(T::zero());
+    if k == 0 {
+        return 0;
+    }
+    // A min-heap on (value, then later position first): the root is the weakest kept value,
+    // and the threshold. Empty slots hold 0, which only positive values beat.
+    let mut threshold = T::zero();
+    let mut i = 0;
+    loop {
+        i += (kernels.first_above)(&z[i..], threshold);
+        if i == z.len() {
+            break;
+        }
+        values[0] = z[i];
+        indices[0] = i as u32;
+        sift_down(indices, values);
+        threshold = values[0];
+        i += 1;
+    }
+    // Active slots first, by latent (the decoder then reads its rows in memory order); the
+    // unused ones, INACTIVE, sort last.
+    indices.sort_unstable();
+    let active = indices.partition_point(|&index| index != INACTIVE);
+    for (value, &index) in values.iter_mut().zip(&indices[..active]) {
+        *value = z[index as usize];
+    }
+    values[active..].fill(T::zero());
+    active
+}
+
+/// Whether slot `a` is weaker than slot `b`: a smaller value, or an equal value found later
+/// (so that the earlier of equal values is kept). Empty slots are the weakest of their value.
+fn weaker<T: Real>(indices: &[u32], values: &[T], a: usize, b: usize) -> bool {
+    values[a] < values[b] || (values[a] == values[b] && indices[a] > indices[b])
+}
+
+/// Restores the heap order after the root was replaced.
+fn sift_down<T: Real>(indices: &mut [u32], values: &mut [T]) {
+    let len = indices.len();
+    let mut parent = 0;
+    loop {
+        let left = 2 * parent + 1;
+        if left >= len {
+            return;
+        }
+        let right = left + 1;
+        let child = if right < len && weaker(indices, values, right, left) { right } else { left };
+        if !weaker(indices, values, child, parent) {
+            return;
+        }
+        indices.swap(parent, child);
+        values.swap(parent, child);
+        parent = child;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::Isa;
+    use rand::{Rng, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// The plain definition: sort the positive values by (value descending, position), keep k.
+    fn by_sorting(z: &[f64], k: usize) -> Vec<(u32, f64)> {
+        let mut positive: Vec<(u32, f64)> =
+            z.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(i, &v)| (i as u32, v)).collect();
+        positive.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        positive.truncate(k);
+        positive.sort_by_key(|&(i, _)| i);
+        positive
+    }
+
+    fn check_all_sets<T: Real>() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        for isa in Isa::ALL {
+            let Some(kernels) = Kernels::<T>::for_isa(isa) else { continue };
+            for (h, k) in [(0, 3), (1, 1), (5, 0), (7, 3), (17, 16), (33, 40), (100, 8), (1000, 32), (4099, 64)] {
+                for round in 0..4 {
+                    // Round 1 has many ties; round 2 mostly negative values; round 3 rising.
+                    let z: Vec<T> = (0..h)
+                        .map(|i| match round {
+                            0 => T::cast(rng.gen_range(-1.0..1.0)),
+                            1 => T::cast(f64::from(rng.gen_range(-2..4))),
+                            2 => T::cast(rng.gen_range(-1.0..0.01)),
+                            _ => T::cast(i as f64),
+                        })
+                        .collect();
+                    let (mut indices, mut values) = (vec![7; k], vec![T::one(); k]);
+                    let active = top_k(&kernels, &z, &mut indices, &mut values);
+                    let wide: Vec<f64> = z.iter().map(|v| v.as_f64()).collect();
+                    let want = by_sorting(&wide, k);
+                    let got: Vec<(u32, f64)> =
+                        indices[..active].iter().zip(&values[..active]).map(|(&i, v)| (i, v.as_f64())).collect();
+                    assert_eq!(got, want, "{isa:?} {}: h {h}, k {k}, round {round}", T::NAME);
+                    assert!(indices[active..].iter().all(|&i| i == INACTIVE), "{isa:?}: unused slots marked");
+                    assert!(values[active..].iter().all(|v| *v == T::zero()), "{isa:?}: unused slots zero");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn top_k_keeps_the_k_largest_positive_values_and_the_first_of_ties_on_every_isa() {
+        check_all_sets::<f32>();
+        check_all_sets::<f64>();
+    }
+
+    #[test]
+    fn nan_is_never_selected() {
+        let kernels = Kernels::<f64>::detect();
+        let z = [f64::NAN, 0.5, f64::NAN, 0.25, -1.0];
+        let (mut indices, mut values) = ([0; 3], [0.0; 3]);
+        assert_eq!(top_k(&kernels, &z, &mut indices, &mut values), 2);
+        assert_eq!(indices, [1, 3, INACTIVE]);
+        assert_eq!(values, [0.5, 0.25, 0.0]);
+    }
+}
