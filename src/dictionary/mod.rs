@@ -8,9 +8,11 @@
 //! minibatch; [`select`] the top-k selection kernel; training is
 //! `crate::train::TopKTrainer`.
 
+mod median;
 mod model;
 mod objective;
 pub mod select;
 
+pub use median::geometric_median;
 pub use model::{Blocks, DictionaryLayout, TopKModel, OBJECTIVE};
 pub use objective::{BatchStats, TopKObjective};

@@ -235,14 +235,18 @@ impl<T: Real> TopKModel<T> {
         }
         let objective = get("objective")?;
         if objective != OBJECTIVE {
-            return Err(bad(format!("a model of objective {objective:?}, not a TopK sparse autoencoder ({OBJECTIVE})")));
+            return Err(bad(format!(
+                "a model of objective {objective:?}, not a TopK sparse autoencoder ({OBJECTIVE})"
+            )));
         }
         let count = |key: &str| -> Result<usize> {
             get(key)?.parse().map_err(|_| bad(format!("metadata {key} {:?} is not a count", metadata[key])))
         };
         let (n, h, k) = (count("visible")?, count("latents")?, count("k")?);
         let mut params = Vec::with_capacity(DictionaryLayout::new(n, h).len());
-        for (name, shape) in [("encoder.weight", vec![h, n]), ("encoder.bias", vec![h]), ("W_dec", vec![h, n]), ("b_dec", vec![n])] {
+        for (name, shape) in
+            [("encoder.weight", vec![h, n]), ("encoder.bias", vec![h]), ("W_dec", vec![h, n]), ("b_dec", vec![n])]
+        {
             let view = file.tensor(name).map_err(|_| bad(format!("no tensor {name:?}")))?;
             if view.shape() != shape.as_slice() {
                 return Err(bad(format!("tensor {name} has shape {:?}, expected {shape:?}", view.shape())));

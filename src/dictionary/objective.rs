@@ -184,7 +184,8 @@ impl<T: Real> TopKObjective<T> {
         }
 
         let blocks = self.layout.split(params);
-        let packed = self.gemm.pack_right(MatRef::row_major(blocks.w_enc, h, n).t(), Order::RowMajor, &mut work.packed_w_enc);
+        let packed =
+            self.gemm.pack_right(MatRef::row_major(blocks.w_enc, h, n).t(), Order::RowMajor, &mut work.packed_w_enc);
         let context = Forward {
             gemm: &self.gemm,
             kernels: &self.kernels,

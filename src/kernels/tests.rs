@@ -424,8 +424,13 @@ fn first_above_agrees_with_scalar<T: Real>() {
                 }
                 for threshold in [0.5, -2.0, f64::INFINITY] {
                     let threshold = T::cast(threshold);
-                    let (got, want) = ((kernels.first_above)(&values, threshold), (scalar.first_above)(&values, threshold));
-                    assert_eq!(got, want, "{:?} first_above: length {len}, hit {hit}, threshold {threshold:?}", kernels.isa);
+                    let (got, want) =
+                        ((kernels.first_above)(&values, threshold), (scalar.first_above)(&values, threshold));
+                    assert_eq!(
+                        got, want,
+                        "{:?} first_above: length {len}, hit {hit}, threshold {threshold:?}",
+                        kernels.isa
+                    );
                 }
             }
         }

@@ -12,9 +12,9 @@ mod tensors;
 mod theta;
 pub mod vae;
 
-pub use file::{ModelFile, FORMAT, FORMAT_VERSION, OBJECTIVE};
 pub(crate) use file::{decode as decode_tensor, tensor_out};
-pub(crate) use safetensors_writer::save as save_safetensors;
+pub use file::{ModelFile, FORMAT, FORMAT_VERSION, OBJECTIVE};
 pub use forward::Forward;
 pub use hyper::{Activation, Corruption, HyperParams, HyperParamsBuilder, Reconstruction, SparsityPenalty};
+pub(crate) use safetensors_writer::save as save_safetensors;
 pub use theta::{Parameters, ThetaLayout};

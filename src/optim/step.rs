@@ -1,10 +1,13 @@
-//! First-order update rules for minibatch training, on f64 parameters:
+//! First-order update rules for minibatch training, on parameters of any float type (the
+//! sparse autoencoder's trainer keeps f64 parameters; the TopK trainer steps its parameters in
+//! their working precision, as PyTorch's optimisers do):
 //!
 //! - SGD with momentum: `v ← μ v − η g`, `x ← x + v`;
 //! - Adam (Kingma & Ba): `m ← β1 m + (1 − β1) g`, `v ← β2 v + (1 − β2) g²`,
 //!   `x ← x − η m̂ / (√v̂ + ε)` with the bias corrections `m̂ = m / (1 − β1ᵗ)`,
 //!   `v̂ = v / (1 − β2ᵗ)`.
 
+use num_traits::Float;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -65,23 +68,23 @@ impl StepRule {
 }
 
 /// The rule's state: the first moment (SGD's velocity, Adam's `m`), Adam's second moment, and
-/// the number of steps taken.
+/// the number of steps taken, in the parameters' precision `F`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StepState {
-    pub first: Vec<f64>,
-    pub second: Vec<f64>,
+pub struct StepState<F = f64> {
+    pub first: Vec<F>,
+    pub second: Vec<F>,
     pub steps: u64,
 }
 
-impl StepState {
+impl<F: Float + Send + Sync> StepState<F> {
     pub fn new(len: usize) -> Self {
-        StepState { first: vec![0.0; len], second: vec![0.0; len], steps: 0 }
+        StepState { first: vec![F::zero(); len], second: vec![F::zero(); len], steps: 0 }
     }
 
     /// Moves `x` by one step of `rule` for the gradient `g`. Every element's update is
     /// independent of the others', so long vectors are cut into chunks updated in parallel
     /// (the result does not depend on the thread count).
-    pub fn step(&mut self, rule: &StepRule, x: &mut [f64], g: &[f64]) {
+    pub fn step(&mut self, rule: &StepRule, x: &mut [F], g: &[F]) {
         const CHUNK: usize = 1 << 14;
         self.steps += 1;
         let t = self.steps as i32;
@@ -95,20 +98,24 @@ impl StepState {
 }
 
 /// One chunk of [`StepState::step`], at step `t`.
-fn update(rule: StepRule, t: i32, x: &mut [f64], first: &mut [f64], second: &mut [f64], g: &[f64]) {
+fn update<F: Float>(rule: StepRule, t: i32, x: &mut [F], first: &mut [F], second: &mut [F], g: &[F]) {
+    let cast = |v: f64| F::from(v).expect("a float converts to f32 or f64");
     match rule {
         StepRule::Sgd { learning_rate, momentum } => {
+            let (learning_rate, momentum) = (cast(learning_rate), cast(momentum));
             for ((x, v), &g) in x.iter_mut().zip(first).zip(g) {
                 *v = momentum * *v - learning_rate * g;
-                *x += *v;
+                *x = *x + *v;
             }
         }
         StepRule::Adam { learning_rate, beta1, beta2, epsilon } => {
-            let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+            let (c1, c2) = (cast(1.0 - beta1.powi(t)), cast(1.0 - beta2.powi(t)));
+            let (learning_rate, epsilon) = (cast(learning_rate), cast(epsilon));
+            let (beta1, beta2, one) = (cast(beta1), cast(beta2), F::one());
             for (((x, m), v), &g) in x.iter_mut().zip(first).zip(second).zip(g) {
-                *m = beta1 * *m + (1.0 - beta1) * g;
-                *v = beta2 * *v + (1.0 - beta2) * g * g;
-                *x -= learning_rate * (*m / c1) / ((*v / c2).sqrt() + epsilon);
+                *m = beta1 * *m + (one - beta1) * g;
+                *v = beta2 * *v + (one - beta2) * g * g;
+                *x = *x - learning_rate * (*m / c1) / ((*v / c2).sqrt() + epsilon);
             }
         }
     }

@@ -23,6 +23,7 @@ mod feed;
 mod fingerprint;
 mod minibatch;
 mod order;
+mod topk;
 mod vae;
 mod validation;
 
@@ -39,6 +40,7 @@ pub use minibatch::{
     MinibatchOptions, MinibatchState, MinibatchStep, MinibatchStop, MinibatchTrained, MinibatchTrainer,
 };
 pub use order::Shuffle;
+pub use topk::{TopKEpoch, TopKOptions, TopKTrained, TopKTrainer, DENSE_FREQUENCY};
 pub use vae::{VaeEpoch, VaeOptions, VaeTrainer};
 pub use validation::{Validation, ValidationPoint};
 

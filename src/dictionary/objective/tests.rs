@@ -19,11 +19,13 @@ fn reference(model: &TopKModel<f64>, x: &[f64], examples: usize) -> (f64, Vec<f6
     let scale = 1.0 / examples as f64;
     for e in 0..examples {
         let xc: Vec<f64> = (0..n).map(|f| x[e * n + f] - p.b_dec[f]).collect();
-        let z: Vec<f64> = (0..h).map(|j| p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * xc[f]).sum::<f64>()).collect();
+        let z: Vec<f64> =
+            (0..h).map(|j| p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * xc[f]).sum::<f64>()).collect();
         let mut order: Vec<usize> = (0..h).filter(|&j| z[j] > 0.0).collect();
         order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
         order.truncate(k);
-        let r: Vec<f64> = (0..n).map(|f| order.iter().map(|&j| z[j] * p.w_dec[j * n + f]).sum::<f64>() - xc[f]).collect();
+        let r: Vec<f64> =
+            (0..n).map(|f| order.iter().map(|&j| z[j] * p.w_dec[j * n + f]).sum::<f64>() - xc[f]).collect();
         loss += 0.5 * scale * r.iter().map(|v| v * v).sum::<f64>();
         let g = layout.split_mut(&mut grad);
         for &j in &order {
@@ -36,8 +38,8 @@ fn reference(model: &TopKModel<f64>, x: &[f64], examples: usize) -> (f64, Vec<f6
             }
             g.b_enc[j] += dz;
         }
-        for f in 0..n {
-            g.b_dec[f] += r[f] * scale;
+        for (b, r) in g.b_dec.iter_mut().zip(&r) {
+            *b += r * scale;
         }
     }
     (loss, grad)
@@ -74,23 +76,36 @@ fn evaluate<T: Real>(objective: &mut TopKObjective<T>, params: &[T], x: &[T], m:
 }
 
 fn max_difference(a: &[f64], b: &[f64]) -> (f64, usize) {
-    a.iter().zip(b).enumerate().map(|(i, (a, b))| ((a - b).abs(), i)).fold((0.0, 0), |w, d| if d.0 > w.0 { d } else { w })
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .map(|(i, (a, b))| ((a - b).abs(), i))
+        .fold((0.0, 0), |w, d| if d.0 > w.0 { d } else { w })
 }
 
 #[test]
 fn the_sparse_evaluation_matches_the_per_example_definition_on_every_isa() {
     // Shapes around the vector widths and the block size, k from 1 to h.
-    for (n, h, k, m, seed) in [(1, 1, 1, 1, 1), (7, 17, 3, 5, 2), (16, 33, 33, 20, 3), (9, 70, 8, 300, 4), (33, 40, 5, 517, 5)] {
+    for (n, h, k, m, seed) in
+        [(1, 1, 1, 1, 1), (7, 17, 3, 5, 2), (16, 33, 33, 20, 3), (9, 70, 8, 300, 4), (33, 40, 5, 517, 5)]
+    {
         let (model, x) = problem(n, h, k, m, seed);
         let (want_loss, want_grad) = reference(&model, &x, m);
         for isa in Isa::ALL {
             let Some(kernels) = Kernels::<f64>::for_isa(isa) else { continue };
             let mut objective = TopKObjective::new(n, h, k, m).unwrap().with_kernels(kernels).unwrap();
             let (loss, grad, stats) = evaluate(&mut objective, model.params(), &x, m);
-            assert!((loss - want_loss).abs() <= 1e-12 * want_loss.max(1.0), "{isa:?} ({n}, {h}, {k}, {m}): loss {loss} vs {want_loss}");
+            assert!(
+                (loss - want_loss).abs() <= 1e-12 * want_loss.max(1.0),
+                "{isa:?} ({n}, {h}, {k}, {m}): loss {loss} vs {want_loss}"
+            );
             let (worst, at) = max_difference(&grad, &want_grad);
             let scale = want_grad.iter().fold(1.0f64, |s, g| s.max(g.abs()));
-            assert!(worst <= 1e-12 * scale, "{isa:?} ({n}, {h}, {k}, {m}): gradient off by {worst:e} at {:?}", model.layout().locate(at));
+            assert!(
+                worst <= 1e-12 * scale,
+                "{isa:?} ({n}, {h}, {k}, {m}): gradient off by {worst:e} at {:?}",
+                model.layout().locate(at)
+            );
             assert!((stats.squared_error - 2.0 * m as f64 * loss).abs() <= 1e-9 * stats.squared_error.max(1.0));
             assert!(stats.active <= m * k);
         }
@@ -108,7 +123,8 @@ fn the_gradient_matches_central_differences_with_the_selection_held() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let layout = model.layout();
     // Every bias and a sample of the weights.
-    let coordinates: Vec<usize> = (2 * h * n..layout.len()).chain((0..60).map(|_| rng.gen_range(0..2 * h * n + h))).collect();
+    let coordinates: Vec<usize> =
+        (2 * h * n..layout.len()).chain((0..60).map(|_| rng.gen_range(0..2 * h * n + h))).collect();
     for i in coordinates {
         let mut shifted = model.params().to_vec();
         shifted[i] += step;
@@ -170,6 +186,12 @@ fn bad_batches_are_refused_by_name() {
             other => panic!("{what}: {other:?}"),
         }
     }
-    assert!(matches!(objective.evaluate(&params[1..], &mut grad, &Dataset::examples_by_features(&wide[..3], 1, 3).unwrap()), Err(Error::ShapeMismatch { what: "TopK parameters", .. })));
-    assert!(matches!(TopKObjective::<f32>::new(3, 5, 2, 0), Err(Error::InvalidHyperParameter { name: "batch size", .. })));
+    assert!(matches!(
+        objective.evaluate(&params[1..], &mut grad, &Dataset::examples_by_features(&wide[..3], 1, 3).unwrap()),
+        Err(Error::ShapeMismatch { what: "TopK parameters", .. })
+    ));
+    assert!(matches!(
+        TopKObjective::<f32>::new(3, 5, 2, 0),
+        Err(Error::InvalidHyperParameter { name: "batch size", .. })
+    ));
 }

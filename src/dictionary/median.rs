@@ -1,0 +1,82 @@
+//! The geometric median of a set of points, where a TopK model's decoder bias `b_dec` starts
+//! (OpenAI's and sparsify's practice): the point minimising the sum of Euclidean distances,
+//! robust to the outliers that pull the mean.
+
+/// The geometric median of the `rows.len() / n` points of `rows` (row-major, `n` values each),
+/// by Weiszfeld's iteration from the mean: `y ← Σ w_i x_i / Σ w_i` with `w_i = 1/‖x_i − y‖`
+/// (a point at `y` itself is skipped), until a step moves `y` by less than `tolerance` times
+/// the points' spread, or `iterations` steps.
+pub fn geometric_median<T: crate::Real>(rows: &[T], n: usize, iterations: usize, tolerance: f64) -> Vec<f64> {
+    assert!(n > 0 && rows.len() % n == 0, "geometric_median: {} values in rows of {n}", rows.len());
+    let count = rows.len() / n;
+    let mut y = vec![0.0; n];
+    if count == 0 {
+        return y;
+    }
+    for row in rows.chunks_exact(n) {
+        for (y, v) in y.iter_mut().zip(row) {
+            *y += v.as_f64() / count as f64;
+        }
+    }
+    let spread = rows.chunks_exact(n).map(|row| distance(row, &y)).sum::<f64>() / count as f64;
+    let mut next = vec![0.0; n];
+    for _ in 0..iterations {
+        next.fill(0.0);
+        let mut weights = 0.0;
+        for row in rows.chunks_exact(n) {
+            let d = distance(row, &y);
+            if d > 0.0 {
+                for (s, v) in next.iter_mut().zip(row) {
+                    *s += v.as_f64() / d;
+                }
+                weights += 1.0 / d;
+            }
+        }
+        if weights == 0.0 {
+            break;
+        }
+        next.iter_mut().for_each(|s| *s /= weights);
+        let moved = distance_f64(&next, &y);
+        std::mem::swap(&mut y, &mut next);
+        if moved <= tolerance * spread {
+            break;
+        }
+    }
+    y
+}
+
+fn distance<T: crate::Real>(row: &[T], y: &[f64]) -> f64 {
+    row.iter().zip(y).map(|(v, y)| (v.as_f64() - y).powi(2)).sum::<f64>().sqrt()
+}
+
+fn distance_f64(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_a_symmetric_cloud_with_outliers_stays_at_its_centre() {
+        // Four points around (1, 2) and one far outlier: the mean moves, the median barely.
+        let rows = [0.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 3.0, 1000.0, 1000.0];
+        let median = geometric_median(&rows, 2, 500, 1e-12);
+        assert!((median[0] - 1.0).abs() < 0.01 && (median[1] - 2.0).abs() < 0.01, "{median:?}");
+    }
+
+    #[test]
+    fn the_median_minimises_the_sum_of_distances() {
+        let rows: Vec<f32> = (0..60).map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0).collect();
+        let median = geometric_median(&rows, 3, 1000, 1e-14);
+        let total = |y: &[f64]| rows.chunks_exact(3).map(|r| distance(r, y)).sum::<f64>();
+        let best = total(&median);
+        for axis in 0..3 {
+            for step in [1e-3, -1e-3] {
+                let mut moved = median.clone();
+                moved[axis] += step;
+                assert!(total(&moved) >= best - 1e-9, "moving axis {axis} by {step} lowers the sum");
+            }
+        }
+    }
+}

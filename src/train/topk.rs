@@ -1,0 +1,365 @@
+//! Training a TopK sparse autoencoder by minibatches, with the practice these models need:
+//!
+//! - Adam (or SGD) on the parameters in their working precision;
+//! - decoder rows kept at unit norm: the component of each row's gradient along the row is
+//!   removed before the step and the row renormalised after it, so the latents' scale lives in
+//!   the encoder (and a latent cannot shrink its decoder to dodge the selection);
+//! - `b_dec` started at the geometric median of the first minibatch;
+//! - per epoch the metrics of dictionary learning: L0, the fractions of dead and dense latents,
+//!   the fraction of variance unexplained and the normalised MSE, and every latent's firing
+//!   frequency.
+//!
+//! The examples come in the order of [`Shuffle`] (in memory, or streamed from storage a window
+//! of blocks at a time), as for [`MinibatchTrainer`](super::MinibatchTrainer): the order of an
+//! epoch is a function of the seed and the epoch, so a run is reproducible.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rayon::prelude::*;
+
+use super::control::{outside_stop, Control, Deadline};
+use super::feed::{Feed, InMemory, Streamed, StreamedPart};
+use super::{MinibatchOptions, MinibatchStop, Shuffle};
+use crate::data::stream::SeekableSource;
+use crate::data::{Dataset, Layout};
+use crate::dictionary::{geometric_median, select::INACTIVE, TopKModel, TopKObjective};
+use crate::error::{Error, Result};
+use crate::model::Reconstruction;
+use crate::objective::distributed::Part;
+use crate::optim::{StepRule, StepState};
+use crate::real::Real;
+
+/// A latent is dense when it fires on more than this fraction of an epoch's examples.
+pub const DENSE_FREQUENCY: f64 = 0.1;
+
+/// Weiszfeld steps of the geometric median of `b_dec`'s start.
+const MEDIAN_ITERATIONS: usize = 100;
+
+/// How to train.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopKOptions {
+    pub rule: StepRule,
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// Seed of the example order.
+    pub seed: u64,
+    /// How each epoch orders the examples (streamed data needs [`Shuffle::Blocks`]).
+    pub shuffle: Shuffle,
+    /// Keep the decoder rows at unit norm (see the module's documentation).
+    pub unit_norm_decoder: bool,
+    /// Start `b_dec` at the geometric median of the first minibatch (else keep the initial
+    /// model's).
+    pub median_init: bool,
+}
+
+impl Default for TopKOptions {
+    /// Adam at 1e-3, minibatches of 1024, 10 epochs, unit-norm decoder, `b_dec` at the median.
+    fn default() -> Self {
+        TopKOptions {
+            rule: StepRule::adam(1e-3),
+            batch_size: 1024,
+            epochs: 10,
+            seed: 1,
+            shuffle: Shuffle::Full,
+            unit_norm_decoder: true,
+            median_init: true,
+        }
+    }
+}
+
+/// The metrics of one finished epoch, over the minibatches it trained on (each measured
+/// before its step).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopKEpoch {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Steps taken in all.
+    pub steps: u64,
+    /// The mean minibatch loss `1/(2B) Σ ‖x̂ − x‖²`.
+    pub loss: f64,
+    /// Fraction of variance unexplained: `Σ ‖x̂ − x‖² / Σ ‖x − x̄‖²`, the variance taken
+    /// around each minibatch's mean (as sparsify measures it); `1 − fvu` is the explained
+    /// variance.
+    pub fvu: f64,
+    /// `Σ ‖x̂ − x‖² / Σ ‖x‖²`.
+    pub normalized_mse: f64,
+    /// Mean active latents per example.
+    pub l0: f64,
+    /// Fraction of latents that never fired in the epoch.
+    pub dead: f64,
+    /// Fraction of latents that fired on more than [`DENSE_FREQUENCY`] of the examples.
+    pub dense: f64,
+    /// Each latent's firing frequency: the fraction of the epoch's examples it was active on.
+    pub frequencies: Vec<f64>,
+}
+
+impl TopKEpoch {
+    /// `1 − fvu`.
+    pub fn explained_variance(&self) -> f64 {
+        1.0 - self.fvu
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct TopKTrained<T> {
+    pub model: TopKModel<T>,
+    /// Every finished epoch's metrics.
+    pub epochs: Vec<TopKEpoch>,
+    pub steps: u64,
+    pub stop: MinibatchStop,
+}
+
+/// Trains TopK models with [`TopKOptions`].
+#[derive(Debug, Clone)]
+pub struct TopKTrainer {
+    options: TopKOptions,
+    stop: Option<Arc<AtomicBool>>,
+    time_limit: Option<Duration>,
+}
+
+impl TopKTrainer {
+    pub fn new(options: TopKOptions) -> Result<Self> {
+        options.rule.check()?;
+        options.shuffle.check()?;
+        if options.batch_size == 0 {
+            return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
+        }
+        Ok(TopKTrainer { options, stop: None, time_limit: None })
+    }
+
+    /// Ends the run after the step during which `flag` becomes true, with
+    /// [`MinibatchStop::Interrupted`] and the model of that step.
+    pub fn stop_when(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Ends the run after the first step that finishes `limit` after it started.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// Trains `init` on `data` in memory (scanned for non-finite values first); `on_epoch` sees
+    /// each finished epoch and may end the run there (see [`Control`]).
+    pub fn fit<T: Real, C: Control>(
+        &self,
+        data: &Dataset<'_, T>,
+        init: TopKModel<T>,
+        on_epoch: impl FnMut(&TopKEpoch) -> C,
+    ) -> Result<TopKTrained<T>> {
+        data.check_finite()?;
+        self.run(InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed), init, on_epoch)
+    }
+
+    /// As [`fit`](Self::fit) on data read from storage a window of blocks at a time (the
+    /// options' shuffle must be [`Shuffle::Blocks`]), the next window read on a thread of its
+    /// own meanwhile: memory is two windows, the minibatch and the model.
+    pub fn fit_streamed<T: Real, S: SeekableSource<T> + Send, C: Control>(
+        &self,
+        part: StreamedPart<S>,
+        init: TopKModel<T>,
+        on_epoch: impl FnMut(&TopKEpoch) -> C,
+    ) -> Result<TopKTrained<T>> {
+        let options = MinibatchOptions {
+            rule: self.options.rule,
+            batch_size: self.options.batch_size,
+            epochs: self.options.epochs,
+            rho_momentum: 0.0,
+            seed: self.options.seed,
+            shuffle: self.options.shuffle,
+        };
+        std::thread::scope(|scope| {
+            // Any finite value is an input of a linear reconstruction.
+            let feed = Streamed::spawn(scope, part, &options, Reconstruction::LinearSquaredError)?;
+            self.run(feed, init, on_epoch)
+        })
+    }
+
+    fn run<T: Real, C: Control>(
+        &self,
+        mut feed: impl Feed<T>,
+        init: TopKModel<T>,
+        mut on_epoch: impl FnMut(&TopKEpoch) -> C,
+    ) -> Result<TopKTrained<T>> {
+        let options = self.options;
+        let deadline = Deadline::after(self.time_limit);
+        let (n, h, k, m) = (init.visible(), init.latents(), init.k(), feed.examples());
+        if let Some(features) = feed.features().filter(|&f| f != n) {
+            return Err(Error::shape_mismatch("data features", format!("n = {n}"), features));
+        }
+        if m == 0 {
+            return Err(Error::EmptyData { what: "training data" });
+        }
+        let batch_size = options.batch_size.min(m);
+        let mut objective = TopKObjective::<T>::new(n, h, k, batch_size)?;
+        let layout = init.layout();
+        let mut params = init.params().to_vec();
+        let mut grad = vec![T::zero(); params.len()];
+        let mut state = StepState::<T>::new(params.len());
+        let mut batch_values = vec![T::zero(); batch_size * n];
+        let batches = m.div_ceil(options.batch_size);
+        let mut epochs = Vec::new();
+        let mut stop = MinibatchStop::MaxEpochs;
+        'epochs: for epoch in 0..options.epochs {
+            let mut tally = Tally::new(h);
+            for batch_index in 0..batches {
+                let positions = batch_index * options.batch_size..((batch_index + 1) * options.batch_size).min(m);
+                let count = feed.fill(epoch, positions, &mut batch_values)?;
+                let values = &batch_values[..count * n];
+                let batch = Dataset::unscanned(values, count, n, Layout::ExamplesByFeatures)?;
+                if state.steps == 0 && options.median_init {
+                    let median: Vec<T> =
+                        geometric_median(values, n, MEDIAN_ITERATIONS, 1e-6).into_iter().map(T::cast).collect();
+                    layout.split_mut(&mut params).b_dec.copy_from_slice(&median);
+                }
+                let (loss, stats) = objective.evaluate(&params, &mut grad, &batch)?;
+                let step = state.steps + 1;
+                if !loss.is_finite() {
+                    return Err(Error::NonFiniteCost { iteration: step as usize, value: loss });
+                }
+                tally.add(loss, stats.squared_error, values, n, objective.codes(count).0);
+                if options.unit_norm_decoder {
+                    let blocks = layout.split(&params);
+                    remove_parallel_component(blocks.w_dec, layout.split_mut(&mut grad).w_dec, n);
+                }
+                state.step(&options.rule, &mut params, &grad);
+                if options.unit_norm_decoder {
+                    normalize_rows(layout.split_mut(&mut params).w_dec, n);
+                }
+                if let Some(index) = params.iter().position(|v| !v.is_finite()) {
+                    let (block, row, column) = layout.locate(index);
+                    log::error!("step {step} made {block}[{row}, {column}] non-finite");
+                    return Err(Error::NonFiniteCost { iteration: step as usize, value: f64::NAN });
+                }
+                let last = batch_index + 1 == batches;
+                if !last {
+                    if let Some(outside) = outside_stop(&self.stop, false, &deadline) {
+                        stop = outside.into();
+                        break 'epochs;
+                    }
+                }
+            }
+            let metrics = tally.finish(epoch + 1, state.steps);
+            log::debug!(
+                "TopK epoch {}: loss {:.6e}, FVU {:.4}, L0 {:.2}, dead {:.3}",
+                metrics.epoch,
+                metrics.loss,
+                metrics.fvu,
+                metrics.l0,
+                metrics.dead
+            );
+            let requested = on_epoch(&metrics).stops();
+            epochs.push(metrics);
+            if epoch + 1 < options.epochs {
+                if let Some(outside) = outside_stop(&self.stop, requested, &deadline) {
+                    stop = outside.into();
+                    break;
+                }
+            }
+        }
+        Ok(TopKTrained { model: TopKModel::from_params(n, h, k, params)?, steps: state.steps, epochs, stop })
+    }
+}
+
+/// `g_j ← g_j − (g_j · w_j) w_j` for each row `w_j` of `w` (unit rows): the step then moves
+/// each decoder row along its unit sphere, to first order.
+fn remove_parallel_component<T: Real>(w: &[T], g: &mut [T], n: usize) {
+    g.par_chunks_mut(n).zip(w.par_chunks(n)).with_min_len(64).for_each(|(g, w)| {
+        let along: f64 = g.iter().zip(w).map(|(g, w)| g.as_f64() * w.as_f64()).sum();
+        let along = T::cast(along);
+        for (g, &w) in g.iter_mut().zip(w) {
+            *g = *g - along * w;
+        }
+    });
+}
+
+/// Scales each row of `w` to unit norm (a zero row stays zero).
+fn normalize_rows<T: Real>(w: &mut [T], n: usize) {
+    w.par_chunks_mut(n).with_min_len(64).for_each(|row| {
+        let norm = row.iter().map(|v| v.as_f64() * v.as_f64()).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            let scale = T::cast(1.0 / norm);
+            row.iter_mut().for_each(|v| *v = *v * scale);
+        }
+    });
+}
+
+/// An epoch's sums, as its minibatches are trained on.
+struct Tally {
+    batches: usize,
+    examples: usize,
+    loss: f64,
+    squared_error: f64,
+    /// `Σ ‖x − x̄_batch‖²` and `Σ ‖x‖²`.
+    variance: f64,
+    energy: f64,
+    active: usize,
+    /// Examples on which each latent fired.
+    fired: Vec<u64>,
+}
+
+impl Tally {
+    fn new(latents: usize) -> Self {
+        Tally {
+            batches: 0,
+            examples: 0,
+            loss: 0.0,
+            squared_error: 0.0,
+            variance: 0.0,
+            energy: 0.0,
+            active: 0,
+            fired: vec![0; latents],
+        }
+    }
+
+    /// One minibatch of `values` (`n` per example), its loss and squared error, and its slots.
+    fn add<T: Real>(&mut self, loss: f64, squared_error: f64, values: &[T], n: usize, slots: &[u32]) {
+        let count = values.len() / n;
+        let mut mean = vec![0.0; n];
+        let mut energy = 0.0;
+        for row in values.chunks_exact(n) {
+            for (mean, v) in mean.iter_mut().zip(row) {
+                let v = v.as_f64();
+                *mean += v;
+                energy += v * v;
+            }
+        }
+        // Σ ‖x − x̄‖² = Σ ‖x‖² − B ‖x̄‖².
+        let mean_energy: f64 = mean.iter().map(|s| s * s).sum::<f64>() / count as f64;
+        self.variance += (energy - mean_energy).max(0.0);
+        self.energy += energy;
+        self.batches += 1;
+        self.examples += count;
+        self.loss += loss;
+        self.squared_error += squared_error;
+        for &j in slots.iter().filter(|&&j| j != INACTIVE) {
+            self.fired[j as usize] += 1;
+            self.active += 1;
+        }
+    }
+
+    fn finish(self, epoch: usize, steps: u64) -> TopKEpoch {
+        let examples = self.examples.max(1) as f64;
+        let frequencies: Vec<f64> = self.fired.iter().map(|&f| f as f64 / examples).collect();
+        let latents = frequencies.len().max(1) as f64;
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        TopKEpoch {
+            epoch,
+            steps,
+            loss: self.loss / self.batches.max(1) as f64,
+            fvu: ratio(self.squared_error, self.variance),
+            normalized_mse: ratio(self.squared_error, self.energy),
+            l0: self.active as f64 / examples,
+            dead: self.fired.iter().filter(|&&f| f == 0).count() as f64 / latents,
+            dense: frequencies.iter().filter(|&&f| f > DENSE_FREQUENCY).count() as f64 / latents,
+            frequencies,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! TopK training: recovery of a planted dictionary, the decoder's unit norm, the metrics,
+//! streamed against in-memory, and bad input.
+
+use super::*;
+use crate::data::planted::{recovery, PlantedDictionary};
+use crate::data::stream::SliceSource;
+
+fn planted(features: usize, atoms: usize, active: usize, m: usize, seed: u64) -> (Vec<f64>, Vec<f32>) {
+    let planted = PlantedDictionary { features, atoms, active, magnitudes: (0.5, 2.5), noise: 0.01 };
+    (planted.directions(seed).unwrap(), planted.examples::<f32>(m, seed).unwrap())
+}
+
+fn decoder_rows(model: &TopKModel<f32>) -> Vec<f64> {
+    model.blocks().w_dec.iter().map(|&v| f64::from(v)).collect()
+}
+
+#[test]
+fn training_keeps_the_decoder_rows_at_unit_norm_and_reports_consistent_metrics() {
+    // A small version of the issue's problem (below): 64 atoms in 32 dimensions, 3 active.
+    let (n, atoms, m) = (32, 64, 20_000);
+    let (directions, values) = planted(n, atoms, 3, m, 7);
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let options = TopKOptions { batch_size: 256, epochs: 12, ..TopKOptions::default() };
+    let init = TopKModel::<f32>::init(n, 128, 6, 3).unwrap();
+    let mut seen = Vec::new();
+    let trained = TopKTrainer::new(options).unwrap().fit(&data, init, |epoch| seen.push(epoch.clone())).unwrap();
+    assert_eq!(trained.stop, MinibatchStop::MaxEpochs);
+    assert_eq!(trained.steps, 12 * m.div_ceil(256) as u64);
+    assert_eq!(seen, trained.epochs);
+    let last = trained.epochs.last().unwrap();
+    let found = recovery(&directions, &decoder_rows(&trained.model), n, 0.9).unwrap();
+    println!(
+        "recovered {:.3}, mean max cosine {:.4}, FVU {:.4}, L0 {:.2}, dead {:.3}",
+        found.recovered, found.mean_max_cosine, last.fvu, last.l0, last.dead
+    );
+    assert!(found.recovered >= 0.5, "recovered {:.3} of the planted directions", found.recovered);
+    assert!(
+        last.fvu < 0.1 && last.fvu < 0.5 * trained.epochs[0].fvu,
+        "FVU {} (first epoch {})",
+        last.fvu,
+        trained.epochs[0].fvu
+    );
+    assert!(last.l0 <= 6.0 && last.l0 > 2.0, "L0 {}", last.l0);
+    assert!(
+        (last.normalized_mse - last.fvu).abs() < last.fvu,
+        "normalised MSE {} against FVU {}",
+        last.normalized_mse,
+        last.fvu
+    );
+    let total: f64 = last.frequencies.iter().sum();
+    assert!((total - last.l0).abs() < 1e-9, "frequencies sum to L0");
+    for row in trained.model.blocks().w_dec.chunks_exact(n) {
+        let norm = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "decoder row norm {norm}");
+    }
+}
+
+#[test]
+fn streamed_training_takes_the_same_steps_as_the_same_shuffle_in_memory() {
+    let (n, m) = (12, 1500);
+    let (_, values) = planted(n, 20, 2, m, 2);
+    let options = TopKOptions {
+        batch_size: 100,
+        epochs: 2,
+        shuffle: Shuffle::Blocks { block: 64, window: 4 },
+        ..TopKOptions::default()
+    };
+    let init = TopKModel::<f32>::init(n, 40, 4, 5).unwrap();
+    let trainer = TopKTrainer::new(options).unwrap();
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let in_memory = trainer.fit(&data, init.clone(), |_| ()).unwrap();
+    let part = StreamedPart::whole(SliceSource::new(&values, n).unwrap()).unwrap();
+    let streamed = trainer.fit_streamed(part, init, |_| ()).unwrap();
+    assert_eq!(streamed.model, in_memory.model);
+    assert_eq!(streamed.epochs, in_memory.epochs);
+}
+
+#[test]
+fn a_callback_or_the_flag_ends_the_run_with_its_model() {
+    let (n, m) = (8, 300);
+    let (_, values) = planted(n, 10, 2, m, 4);
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let options = TopKOptions { batch_size: 50, epochs: 5, ..TopKOptions::default() };
+    let init = TopKModel::<f32>::init(n, 16, 2, 1).unwrap();
+    let trained = TopKTrainer::new(options)
+        .unwrap()
+        .fit(&data, init.clone(), |epoch| {
+            if epoch.epoch == 2 {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert_eq!((trained.stop, trained.epochs.len(), trained.steps), (MinibatchStop::Requested, 2, 12));
+    let flag = Arc::new(AtomicBool::new(true));
+    let trained = TopKTrainer::new(options).unwrap().stop_when(flag).fit(&data, init, |_| ()).unwrap();
+    assert_eq!((trained.stop, trained.steps), (MinibatchStop::Interrupted, 1));
+}
+
+#[test]
+fn bad_data_and_options_are_named() {
+    let init = TopKModel::<f64>::init(3, 6, 2, 1).unwrap();
+    let mut values = vec![0.5; 4 * 3];
+    values[7] = f64::NAN;
+    let data = Dataset::unscanned(&values, 4, 3, Layout::ExamplesByFeatures).unwrap();
+    match TopKTrainer::new(TopKOptions::default()).unwrap().fit(&data, init.clone(), |_| ()) {
+        Err(Error::NonFiniteData { row: 2, column: 1, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    let wide = vec![0.5; 4 * 5];
+    let data = Dataset::examples_by_features(&wide, 4, 5).unwrap();
+    assert!(matches!(
+        TopKTrainer::new(TopKOptions::default()).unwrap().fit(&data, init, |_| ()),
+        Err(Error::ShapeMismatch { what: "data features", .. })
+    ));
+    assert!(matches!(
+        TopKTrainer::new(TopKOptions { batch_size: 0, ..TopKOptions::default() }),
+        Err(Error::InvalidHyperParameter { name: "batch size", .. })
+    ));
+}
+
+/// The issue's problem: 100 000 examples in 128 dimensions, each 4 of 512 planted directions
+/// with magnitudes in [0.5, 2.5] plus noise of σ = 0.01; h = 1024, k = 8, Adam 1e-3, batches
+/// of 1024. A plain PyTorch TopK SAE reached 99.6 % recovery at cosine 0.9 in 14 epochs.
+#[test]
+fn the_issues_planted_dictionary_is_recovered_in_at_most_14_epochs() {
+    let (n, m) = (128, 100_000);
+    let (directions, values) = planted(n, 512, 4, m, 1);
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let options = TopKOptions { batch_size: 1024, epochs: 14, ..TopKOptions::default() };
+    let init = TopKModel::<f32>::init(n, 1024, 8, 1).unwrap();
+    let started = std::time::Instant::now();
+    let trained = TopKTrainer::new(options)
+        .unwrap()
+        .fit(&data, init, |epoch| {
+            println!(
+                "epoch {:2}: FVU {:.5}, L0 {:.2}, dead {:.4}, dense {:.4}",
+                epoch.epoch, epoch.fvu, epoch.l0, epoch.dead, epoch.dense
+            );
+        })
+        .unwrap();
+    let found = recovery(&directions, &decoder_rows(&trained.model), n, 0.9).unwrap();
+    let last = trained.epochs.last().unwrap();
+    println!(
+        "recovered {:.4} of 512 at cosine ≥ 0.9, mean max cosine {:.4}, dead latents {:.4}, {:.1} s",
+        found.recovered,
+        found.mean_max_cosine,
+        last.dead,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(found.recovered >= 0.98, "recovered {:.4}", found.recovered);
+}
