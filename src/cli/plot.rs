@@ -206,6 +206,56 @@ fn draw_rho_hat(run: &Run, area: &Area<'_>) -> Drawn {
     Ok(())
 }
 
+/// The histogram of the latents' firing frequencies (the fraction of examples each fired on)
+/// on a log scale, as a picture of `width × height`; the latents that never fired are counted
+/// in the caption.
+pub(crate) fn frequency_histogram(
+    frequencies: &[f64],
+    width: u32,
+    height: u32,
+) -> Result<Picture, Box<dyn std::error::Error + Send + Sync>> {
+    register_font("sans-serif", FontStyle::Normal, FONT).map_err(|_| "the embedded font does not load")?;
+    let fired: Vec<f64> = frequencies.iter().map(|&f| f.log10()).filter(|f| f.is_finite()).collect();
+    let dead = frequencies.len() - fired.len();
+    let bins = 40;
+    let (low, high) = fired.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &f| (l.min(f), h.max(f)));
+    let (low, high) = if fired.is_empty() { (-1.0, 0.0) } else { (low.floor().min(high - 1.0), high.ceil().max(low + 1.0)) };
+    let step = (high - low) / bins as f64;
+    let mut counts = vec![0usize; bins];
+    for &f in &fired {
+        counts[(((f - low) / step) as usize).min(bins - 1)] += 1;
+    }
+    let highest = counts.iter().copied().max().unwrap_or(0).max(1);
+    let mut pixels = vec![0u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let caption = format!("firing frequency of {} latents ({dead} never fired)", frequencies.len());
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(low..high, 0usize..highest + highest / 10 + 1)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("log10 of the fraction of examples")
+            .y_desc("latents")
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(counts.iter().enumerate().filter(|(_, &c)| c > 0).map(|(b, &c)| {
+                let left = low + b as f64 * step;
+                Rectangle::new([(left, 0), (left + step, c)], BLUE.mix(0.6).filled())
+            }))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(Picture { width: width as usize, height: height as usize, channels: 3, pixels })
+}
+
 /// The labels of a chart's series, in its upper right corner.
 fn draw_legend<'a, X: Ranged, Y: Ranged>(chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>) -> Drawn {
     chart

@@ -51,11 +51,20 @@ pub struct TrainArgs {
     rho: f64,
     #[command(flatten)]
     variant: VariantArgs,
+    /// The hidden layer: `units` (the --activation, kept sparse by the --penalty: UFLDL's
+    /// sparse autoencoder and its family), or `topk`, a dictionary of --hidden ReLU latents of
+    /// which only the --k largest stay active per example (decoder rows of unit norm, b_dec at
+    /// the data's geometric median; Adam or SGD, in memory or --stream).
+    #[arg(help_heading = "Model", long, value_enum, default_value = "units")]
+    hidden_layer: HiddenLayerArg,
+    /// TopK: the latents active per example.
+    #[arg(help_heading = "Model", long)]
+    k: Option<usize>,
     /// The optimiser: full-batch L-BFGS (minFunc's, as UFLDL), or minibatch Adam or SGD with
     /// momentum (rho_hat a running average across minibatches; in memory, or with --stream a
-    /// window of blocks at a time).
-    #[arg(help_heading = "Optimiser", long, value_enum, default_value = "lbfgs")]
-    optimizer: OptimizerArg,
+    /// window of blocks at a time) [default: lbfgs; adam for --hidden-layer topk].
+    #[arg(help_heading = "Optimiser", long, value_enum)]
+    optimizer: Option<OptimizerArg>,
     /// L-BFGS iterations (in all, counting those before a --resume).
     #[arg(help_heading = "Optimiser", long, default_value_t = 400)]
     iterations: usize,
@@ -114,7 +123,7 @@ pub struct TrainArgs {
     #[arg(help_heading = "Output", short, long, default_value = "model.safetensors")]
     output: PathBuf,
     /// Where to write the picture of the features (skipped when the inputs are not square
-    /// images).
+    /// images); with --hidden-layer topk, the histogram of the latents' firing frequencies.
     #[arg(help_heading = "Output", long, default_value = "features.png")]
     features: PathBuf,
     /// Do not write the picture of the features.
@@ -171,6 +180,12 @@ pub struct TrainArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HiddenLayerArg {
+    Units,
+    Topk,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OptimizerArg {
     Lbfgs,
     Adam,
@@ -180,8 +195,23 @@ enum OptimizerArg {
 #[cfg(feature = "mpi")]
 #[path = "train_distributed.rs"]
 mod distributed;
+#[path = "train_topk.rs"]
+mod topk;
+
+impl TrainArgs {
+    /// The optimiser asked for, L-BFGS by default.
+    fn optimizer(&self) -> OptimizerArg {
+        self.optimizer.unwrap_or(OptimizerArg::Lbfgs)
+    }
+}
 
 pub fn run(args: TrainArgs) -> CliResult<()> {
+    if args.hidden_layer == HiddenLayerArg::Topk {
+        return run_topk(args);
+    }
+    if args.k.is_some() {
+        return Err("--k is the active latents of --hidden-layer topk".into());
+    }
     check_optimizer_options(&args)?;
     #[cfg(feature = "mpi")]
     if args.distributed {
@@ -199,9 +229,26 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     })
 }
 
+/// `sae train --hidden-layer topk` (see the `topk` module).
+fn run_topk(args: TrainArgs) -> CliResult<()> {
+    topk::check_options(&args)?;
+    check_optimizer_options(&args)?;
+    #[cfg(feature = "mpi")]
+    if args.distributed {
+        return Err("--hidden-layer topk is not trained across processes yet".into());
+    }
+    let _locks = files(&args).check()?;
+    let (precision, why) = args.precision.resolve(args.data.data.as_deref())?;
+    let stop = interrupt::on_signal()?;
+    args.engine.pool()?.install(|| match precision {
+        Precision::F32 => topk::train::<f32>(&args, why, &stop),
+        Precision::F64 => topk::train::<f64>(&args, why, &stop),
+    })
+}
+
 /// Options of the other optimiser than the one asked for are refused before anything is read.
 fn check_optimizer_options(args: &TrainArgs) -> CliResult<()> {
-    let lbfgs = args.optimizer == OptimizerArg::Lbfgs;
+    let lbfgs = args.optimizer() == OptimizerArg::Lbfgs && args.hidden_layer == HiddenLayerArg::Units;
     if !lbfgs && (args.gtol.is_some() || args.ftol.is_some()) {
         return Err("--gtol and --ftol are L-BFGS's tolerances: minibatch training runs its --epochs \
                     (or until --max-time)"
@@ -275,7 +322,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
     let hyper = model::<T>(args, n, precision_from, &format!("{} threads", rayon::current_num_threads()))?;
     warn_outside_output_range(&hyper, &data);
     // Minibatch training runs on the native back-end; so do its held-out evaluations.
-    let backend = args.engine.backend()?.filter(|_| args.optimizer == OptimizerArg::Lbfgs);
+    let backend = args.engine.backend()?.filter(|_| args.optimizer() == OptimizerArg::Lbfgs);
     let mut provenance = provenance(args, backend);
     // Data in memory is fingerprinted here, once (checkpoints use the same fingerprint);
     // streamed data only when a checkpoint needs it (a pass over the whole source).
@@ -300,7 +347,7 @@ fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>
         }
         None => None,
     };
-    if args.optimizer != OptimizerArg::Lbfgs {
+    if args.optimizer() != OptimizerArg::Lbfgs {
         let outcome = match data {
             Data::Values { values, examples, features } => {
                 let data = Dataset::examples_by_features(&values, examples, features)?;
@@ -342,7 +389,7 @@ fn model<T: Real>(args: &TrainArgs, n: usize, precision_from: &str, workers: &st
         .variant
         .apply(HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho))?
         .build()?;
-    let optimizer = match args.optimizer {
+    let optimizer = match args.optimizer() {
         OptimizerArg::Lbfgs => format!("L-BFGS, {} iterations, history {}", args.iterations, args.history),
         other => format!("{other:?} over {} epochs of minibatches of {}", args.epochs, args.batch_size),
     };
@@ -380,7 +427,7 @@ fn provenance(args: &TrainArgs, backend: Option<Backend>) -> Vec<(&'static str, 
 /// What a checkpoint records of the run beside its state: the keys of [`provenance`] that
 /// decide whether a resumed run continues bit-for-bit, and the command.
 fn reproduction(args: &TrainArgs) -> CliResult<Vec<(String, String)>> {
-    let backend = args.engine.backend()?.filter(|_| args.optimizer == OptimizerArg::Lbfgs);
+    let backend = args.engine.backend()?.filter(|_| args.optimizer() == OptimizerArg::Lbfgs);
     let provenance = provenance(args, backend);
     let kept = provenance
         .into_iter()
@@ -661,7 +708,7 @@ fn fit_minibatch<T: Real, C: Collective>(
     writes: bool,
 ) -> CliResult<Outcome<T>> {
     let learning_rate = args.learning_rate.unwrap_or(1e-3);
-    let rule = match args.optimizer {
+    let rule = match args.optimizer() {
         OptimizerArg::Sgd => StepRule::sgd(learning_rate, args.momentum),
         _ => StepRule::adam(learning_rate),
     };

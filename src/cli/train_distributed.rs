@@ -76,7 +76,7 @@ fn run_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()> {
 fn refuse_unsupported(args: &TrainArgs) -> CliResult<()> {
     let refused = [
         (
-            args.optimizer != OptimizerArg::Lbfgs && args.variant.denoise.is_some(),
+            args.optimizer() != OptimizerArg::Lbfgs && args.variant.denoise.is_some(),
             "--denoise with --optimizer adam/sgd",
         ),
         (
@@ -105,7 +105,7 @@ fn train<T: Real>(
     let hyper = model::<T>(args, n, precision_from, &workers)?;
     let agreed = Arc::new(AtomicBool::new(false));
     let outcome = match values {
-        Local::Values(values) if args.optimizer != OptimizerArg::Lbfgs => {
+        Local::Values(values) if args.optimizer() != OptimizerArg::Lbfgs => {
             let data = match rows.len() {
                 0 => Ok(None),
                 local => {
@@ -130,7 +130,7 @@ fn train<T: Real>(
                 .synchronize_stop(requested, agreed.clone());
             fit(args, hyper, &mut objective, None, examples, None, &agreed, rank == 0)?
         }
-        Local::Source(source) if args.optimizer != OptimizerArg::Lbfgs => {
+        Local::Source(source) if args.optimizer() != OptimizerArg::Lbfgs => {
             let part =
                 StreamedPart::new(source, rows.start, examples).and_then(|part| part.with_chunk(args.data.chunk()));
             let part = agree(processes, part, "checking its part of the data")?;

@@ -30,6 +30,7 @@ mod stacked;
 mod streamed_minibatch;
 mod streaming;
 mod streaming_memory;
+mod topk_cli;
 mod train_cli;
 mod training;
 mod vae;

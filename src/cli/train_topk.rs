@@ -1,0 +1,159 @@
+//! `sae train --hidden-layer topk`: a TopK sparse autoencoder (a dictionary of `--hidden`
+//! latents, `--k` active per example) trained by Adam or SGD, in memory or streamed; prints
+//! each epoch's metrics and writes the model and a histogram of the latents' firing
+//! frequencies.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::super::interrupt::Interrupted;
+use super::super::progress::JsonLog;
+use super::super::CliResult;
+use super::{shuffle, OptimizerArg, TrainArgs};
+use crate::cli::args::Data;
+use sae::data::images::embedded_patches;
+use sae::dictionary::TopKModel;
+use sae::optim::StepRule;
+use sae::train::{MinibatchStop, StreamedPart, TopKEpoch, TopKOptions, TopKTrained, TopKTrainer};
+use sae::{Dataset, HyperParams, Real};
+
+/// Refuses, by name, the options of the sparse autoencoder that a TopK layer has no use for
+/// (before anything is read).
+pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
+    if args.k.is_none() {
+        return Err("--hidden-layer topk needs --k, the latents active per example".into());
+    }
+    if args.optimizer == Some(OptimizerArg::Lbfgs) {
+        return Err("a TopK layer is trained by minibatches: --optimizer adam (the default) or sgd".into());
+    }
+    let plain = args.variant.apply(HyperParams::builder(1, 1))?.build()?.is_plain();
+    let unused = [
+        (args.lambda != 1e-4 || args.beta != 3.0 || args.rho != 0.01, "--lambda, --beta and --rho"),
+        (!plain, "the variant options (--penalty, --activation, --reconstruction, --contractive, --tied, --corruption)"),
+        (args.init.is_some() || args.resume.is_some() || args.checkpoint.is_some(), "--init, --resume and --checkpoint"),
+        (
+            args.validation.is_some() || args.validation_fraction.is_some() || args.early_stopping.is_some(),
+            "held-out data (--validation, --validation-fraction, --early-stopping)",
+        ),
+    ];
+    match unused.iter().find(|(given, _)| *given) {
+        Some((_, what)) => Err(format!(
+            "{what}: not used by a TopK layer (its sparsity is --k; not yet for TopK: checkpoints, held-out data)"
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>) -> CliResult<()> {
+    let k = args.k.expect("checked by check_options");
+    let (data, description) = args.data.load::<T>(|| {
+        let (patches, m, n) = embedded_patches(args.seed);
+        Ok((patches.into_iter().map(T::cast).collect(), m, n, format!("embedded: {m} 8×8 whitened natural-image patches")))
+    })?;
+    println!("data: {description}");
+    let n = match &data {
+        Data::Values { features, .. } => *features,
+        Data::Source(source) => source.features(),
+    };
+    let learning_rate = args.learning_rate.unwrap_or(1e-3);
+    let rule = match args.optimizer {
+        Some(OptimizerArg::Sgd) => StepRule::sgd(learning_rate, args.momentum),
+        _ => StepRule::adam(learning_rate),
+    };
+    let options = TopKOptions {
+        rule,
+        batch_size: args.batch_size,
+        epochs: args.epochs,
+        seed: args.seed,
+        shuffle: shuffle(args),
+        ..TopKOptions::default()
+    };
+    println!(
+        "model: TopK, n = {n}, {} latents, k = {k}, {} ({precision_from}); {} at {learning_rate} over {} epochs of \
+         minibatches of {}, unit-norm decoder, b_dec at the geometric median; {} threads",
+        args.hidden,
+        T::NAME,
+        rule.name(),
+        args.epochs,
+        args.batch_size,
+        rayon::current_num_threads()
+    );
+    let init = TopKModel::<T>::init(n, args.hidden, k, args.seed)?;
+    let mut trainer = TopKTrainer::new(options)?.stop_when(stop.clone());
+    if let Some(seconds) = args.max_time {
+        trainer = trainer.time_limit(Duration::from_secs_f64(seconds));
+    }
+    let mut log = JsonLog::create(args.log_json.as_deref())?;
+    let started = Instant::now();
+    let mut examples_seen = 0usize;
+    let examples = match &data {
+        Data::Values { examples, .. } => *examples,
+        Data::Source(source) => source.examples_hint().unwrap_or(0),
+    };
+    let on_epoch = |epoch: &TopKEpoch| {
+        examples_seen += examples;
+        let rate = examples_seen as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "epoch {:4}  loss {:.6e}  FVU {:.5}  L0 {:.2}  dead {:.2} %  dense {:.2} %  {:.0} examples/s",
+            epoch.epoch,
+            epoch.loss,
+            epoch.fvu,
+            epoch.l0,
+            100.0 * epoch.dead,
+            100.0 * epoch.dense,
+            rate
+        );
+        if let Some(log) = log.as_mut() {
+            log.record(
+                &[("epoch", epoch.epoch as u64), ("steps", epoch.steps)],
+                &[
+                    ("loss", epoch.loss),
+                    ("fvu", epoch.fvu),
+                    ("explained_variance", epoch.explained_variance()),
+                    ("normalized_mse", epoch.normalized_mse),
+                    ("l0", epoch.l0),
+                    ("dead", epoch.dead),
+                    ("dense", epoch.dense),
+                    ("examples_per_second", rate),
+                ],
+            );
+        }
+    };
+    let trained = match data {
+        Data::Values { values, examples, features } => {
+            trainer.fit(&Dataset::examples_by_features(&values, examples, features)?, init, on_epoch)?
+        }
+        Data::Source(source) => {
+            trainer.fit_streamed(StreamedPart::whole(source)?.with_chunk(args.data.chunk())?, init, on_epoch)?
+        }
+    };
+    if let Some(log) = log {
+        log.finish();
+    }
+    save(args, trained)
+}
+
+/// Writes the model and the histogram of the last epoch's firing frequencies.
+fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
+    if let Some(peak) = super::super::memory::peak_rss_bytes().filter(|_| args.data.stream) {
+        println!("peak RSS  = {:.1} MB", peak as f64 / 1e6);
+    }
+    println!("stopped: {} after {} steps", trained.stop, trained.steps);
+    trained.model.save(&args.output)?;
+    println!("model written to {}", args.output.display());
+    if let (false, Some(last)) = (args.no_features, trained.epochs.last()) {
+        let picture = super::super::plot::frequency_histogram(&last.frequencies, 900, 450)
+            .map_err(|e| format!("drawing {}: {e}", args.features.display()))?;
+        picture.save_png(&args.features)?;
+        println!("latent frequencies written to {}", args.features.display());
+    }
+    match trained.stop {
+        MinibatchStop::Interrupted => Err(Interrupted {
+            kept: format!("the model after {} steps is in {}", trained.steps, args.output.display()),
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,71 @@
+//! `sae train --hidden-layer topk` end to end: planted-dictionary data from `sae generate`,
+//! trained in memory and streamed, the model file read back, and the options a TopK layer has
+//! no use for refused by name.
+
+use std::path::Path;
+use std::process::Command;
+
+use sae::data::npy;
+use sae::data::planted::recovery;
+use sae::dictionary::TopKModel;
+
+fn sae(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sae")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_topk_model_trained_from_the_command_line_finds_the_planted_directions_in_memory_and_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, atoms) = (path(dir.path(), "planted.npy"), path(dir.path(), "atoms.npy"));
+    let generate = ["generate", "--planted", "--features", "24", "--atoms", "32", "--active", "2", "--examples", "12000"];
+    let (ok, _, stderr) = sae(&[&generate[..], &["--f32", "-o", &data, "--dictionary", &atoms]].concat());
+    assert!(ok, "{stderr}");
+    let planted: Vec<f64> = npy::read_matrix::<f64>(Path::new(&atoms)).unwrap().iter().copied().collect();
+    let mut models = Vec::new();
+    for streamed in [false, true] {
+        let (model, histogram) = (path(dir.path(), &format!("topk{streamed}.safetensors")), path(dir.path(), "f.png"));
+        let mut args = vec!["train", "--hidden-layer", "topk", "--k", "4", "--hidden", "64", "--epochs", "25"];
+        args.extend(["--batch-size", "128", "--shuffle-block", "64", "--data", &data, "-o", &model, "--features", &histogram]);
+        if streamed {
+            args.push("--stream");
+        }
+        let (ok, stdout, stderr) = sae(&args);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("epoch   25") && stdout.contains("FVU") && stdout.contains("L0 4.00"), "{stdout}");
+        assert!(std::fs::metadata(&histogram).unwrap().len() > 1000, "the histogram is drawn");
+        let trained = TopKModel::<f32>::load(Path::new(&model)).unwrap();
+        assert_eq!((trained.visible(), trained.latents(), trained.k()), (24, 64, 4));
+        let decoder: Vec<f64> = trained.blocks().w_dec.iter().map(|&v| f64::from(v)).collect();
+        let found = recovery(&planted, &decoder, 24, 0.9).unwrap();
+        assert!(found.recovered >= 0.9, "streamed {streamed}: recovered {:.3}", found.recovered);
+        models.push(trained);
+    }
+    assert_eq!(models[0], models[1], "the same block shuffle streamed and in memory takes the same steps");
+}
+
+#[test]
+fn options_a_topk_layer_does_not_use_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    let topk = ["train", "--hidden-layer", "topk", "-o", &model, "--epochs", "1"];
+    for (extra, named) in [
+        (&[][..], "--k"),
+        (&["--k", "3", "--optimizer", "lbfgs"][..], "--optimizer adam"),
+        (&["--k", "3", "--beta", "1"][..], "--beta"),
+        (&["--k", "3", "--activation", "tanh"][..], "variant"),
+        (&["--k", "3", "--validation-fraction", "0.1"][..], "held-out"),
+        (&["--k", "3", "--checkpoint", "c.safetensors"][..], "--checkpoint"),
+        (&["--k", "30", "--hidden", "20"][..], "k"),
+    ] {
+        let (ok, _, stderr) = sae(&[&topk[..], extra].concat());
+        assert!(!ok && stderr.contains(named), "{extra:?}: {stderr}");
+    }
+    let (ok, _, stderr) = sae(&["train", "--k", "3", "-o", &model]);
+    assert!(!ok && stderr.contains("--hidden-layer topk"), "{stderr}");
+    assert!(!Path::new(&model).exists(), "nothing written");
+}
