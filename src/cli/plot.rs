@@ -219,7 +219,8 @@ pub(crate) fn frequency_histogram(
     let dead = frequencies.len() - fired.len();
     let bins = 40;
     let (low, high) = fired.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &f| (l.min(f), h.max(f)));
-    let (low, high) = if fired.is_empty() { (-1.0, 0.0) } else { (low.floor().min(high - 1.0), high.ceil().max(low + 1.0)) };
+    let (low, high) =
+        if fired.is_empty() { (-1.0, 0.0) } else { (low.floor().min(high - 1.0), high.ceil().max(low + 1.0)) };
     let step = (high - low) / bins as f64;
     let mut counts = vec![0usize; bins];
     for &f in &fired {

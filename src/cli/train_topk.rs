@@ -30,8 +30,14 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
     let plain = args.variant.apply(HyperParams::builder(1, 1))?.build()?.is_plain();
     let unused = [
         (args.lambda != 1e-4 || args.beta != 3.0 || args.rho != 0.01, "--lambda, --beta and --rho"),
-        (!plain, "the variant options (--penalty, --activation, --reconstruction, --contractive, --tied, --corruption)"),
-        (args.init.is_some() || args.resume.is_some() || args.checkpoint.is_some(), "--init, --resume and --checkpoint"),
+        (
+            !plain,
+            "the variant options (--penalty, --activation, --reconstruction, --contractive, --tied, --corruption)",
+        ),
+        (
+            args.init.is_some() || args.resume.is_some() || args.checkpoint.is_some(),
+            "--init, --resume and --checkpoint",
+        ),
         (
             args.validation.is_some() || args.validation_fraction.is_some() || args.early_stopping.is_some(),
             "held-out data (--validation, --validation-fraction, --early-stopping)",
@@ -50,7 +56,12 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
     let k = args.k.expect("checked by check_options");
     let (data, description) = args.data.load::<T>(|| {
         let (patches, m, n) = embedded_patches(args.seed);
-        Ok((patches.into_iter().map(T::cast).collect(), m, n, format!("embedded: {m} 8×8 whitened natural-image patches")))
+        Ok((
+            patches.into_iter().map(T::cast).collect(),
+            m,
+            n,
+            format!("embedded: {m} 8×8 whitened natural-image patches"),
+        ))
     })?;
     println!("data: {description}");
     let n = match &data {

@@ -20,10 +20,12 @@ use std::path::Path;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 use safetensors::tensor::SafeTensors;
 
 use crate::data::input::InputFile;
 use crate::error::{Error, Result};
+use crate::kernels::Kernels;
 use crate::model::{FORMAT, FORMAT_VERSION};
 use crate::real::Real;
 
@@ -94,6 +96,28 @@ impl DictionaryLayout {
         let (b_enc, rest) = rest.split_at_mut(self.latents);
         let (w_dec, b_dec) = rest.split_at_mut(hn);
         Blocks { w_enc, b_enc, w_dec, b_dec }
+    }
+
+    /// Keeps the decoder on its unit sphere to first order: `∇W_dec[j] ← ∇W_dec[j] −
+    /// (∇W_dec[j] · W_dec[j]) W_dec[j]` for each (unit) decoder row of `params`, in `grad`.
+    pub fn remove_radial_decoder_gradient<T: Real>(&self, params: &[T], grad: &mut [T]) {
+        let (n, kernels) = (self.visible, Kernels::<T>::detect());
+        let w = self.split(params).w_dec;
+        self.split_mut(grad).w_dec.par_chunks_mut(n).zip(w.par_chunks(n)).with_min_len(64).for_each(|(g, w)| {
+            (kernels.axpy)(T::cast(-(kernels.dot)(g, w)), w, g);
+        });
+    }
+
+    /// Scales each decoder row of `params` to unit norm (a zero row stays zero).
+    pub fn normalize_decoder<T: Real>(&self, params: &mut [T]) {
+        let kernels = Kernels::<T>::detect();
+        self.split_mut(params).w_dec.par_chunks_mut(self.visible).with_min_len(64).for_each(|row| {
+            let norm = (kernels.dot)(row, row).sqrt();
+            if norm > 0.0 {
+                let scale = T::cast(1.0 / norm);
+                row.iter_mut().for_each(|v| *v = *v * scale);
+            }
+        });
     }
 
     /// The block, row and column of flat index `index`, for error messages.
@@ -290,6 +314,25 @@ mod tests {
         assert_eq!(blocks.w_enc, blocks.w_dec);
         assert!(blocks.b_enc.iter().chain(blocks.b_dec).all(|&v| v == 0.0));
         assert_eq!(model, TopKModel::init(7, 11, 3, 4).unwrap(), "the seed fixes the model");
+    }
+
+    #[test]
+    fn the_radial_gradient_is_removed_and_decoder_rows_renormalised() {
+        let model = TopKModel::<f64>::init(6, 5, 2, 8).unwrap();
+        let layout = model.layout();
+        let mut params = model.params().to_vec();
+        let mut grad: Vec<f64> = (0..params.len()).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
+        let before = grad.clone();
+        layout.remove_radial_decoder_gradient(&params, &mut grad);
+        let (g, w) = (layout.split(&grad), layout.split(&params));
+        for (g, w) in g.w_dec.chunks_exact(6).zip(w.w_dec.chunks_exact(6)) {
+            let along: f64 = g.iter().zip(w).map(|(g, w)| g * w).sum();
+            assert!(along.abs() < 1e-12, "component along the row left: {along}");
+        }
+        assert_eq!(g.w_enc, layout.split(&before).w_enc, "only the decoder's gradient changes");
+        layout.split_mut(&mut params).w_dec.iter_mut().for_each(|v| *v *= 3.0);
+        layout.normalize_decoder(&mut params);
+        assert!(layout.split(&params).w_dec.iter().zip(model.blocks().w_dec).all(|(a, b)| (a - b).abs() < 1e-15));
     }
 
     #[test]

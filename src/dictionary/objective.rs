@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! xc_e = x_e − b_dec                         (n)
-//! Z    = XC W_encᵀ + 1 b_encᵀ                (B×h: the encoder GEMM, by blocks of examples)
+//! Z    = XC W_encᵀ + 1 b_encᵀ                (B×h: the encoder GEMM by blocks of examples; the
+//!                                            bias added by the selection as it scans)
 //! a_e  = z_e on S_e, the k largest positive z_ej
 //! r_e  = x̂_e − x_e = Σ_{j∈S_e} a_ej W_dec[j] − xc_e
 //! L    = 1/(2B) Σ_e ‖r_e‖²
@@ -67,7 +68,7 @@ pub struct TopKObjective<T: Real> {
 struct Workspace<T> {
     /// `xc_e = x_e − b_dec`, `B×n` row-major.
     centered: Vec<T>,
-    /// `r_e`, then `δ_e`, `B×n` row-major.
+    /// `δ_e = r_e / B`, `B×n` row-major.
     residual: Vec<T>,
     /// The slots of each example: `B×k` latent indices (active first, by latent), their
     /// activations `a`, and their gradients `g`.
@@ -151,8 +152,10 @@ impl<T: Real> TopKObjective<T> {
         self.encode(params, batch, false)
     }
 
-    /// The forward pass: centres the batch, encodes it block by block (GEMM, bias, selection),
-    /// and with `decode` the residuals `r_e` and their squared norms.
+    /// The forward pass: centres the batch, encodes it block by block (GEMM, selection), and
+    /// with `decode` the squared norms of the residuals `r_e`, then `δ_e = r_e / B` and the
+    /// gradients `g_ej` of the active slots (while the example's `k` decoder rows are still in
+    /// cache from its decoding).
     fn encode(&mut self, params: &[T], batch: &Dataset<'_, T>, decode: bool) -> Result<usize> {
         let (n, h, k) = (self.layout.visible(), self.layout.latents(), self.k);
         if params.len() != self.layout.len() {
@@ -198,6 +201,7 @@ impl<T: Real> TopKObjective<T> {
             h,
             k,
             decode,
+            scale: T::cast(1.0 / examples as f64),
         };
         let block = self.block;
         let total_blocks = examples.div_ceil(block);
@@ -210,40 +214,25 @@ impl<T: Real> TopKObjective<T> {
                 .zip(work.residual[span(n)].par_chunks_mut(block * n))
                 .zip(work.indices[span(k)].par_chunks_mut(block * k))
                 .zip(work.values[span(k)].par_chunks_mut(block * k))
+                .zip(work.value_grads[span(k)].par_chunks_mut(block * k))
                 .zip(work.squared_errors[span(1)].par_chunks_mut(block))
                 .zip(work.pre.par_iter_mut())
                 .enumerate()
-                .for_each(|(b, (((((centered, residual), indices), values), squared_errors), pre))| {
-                    let first = (wave + b) * block;
-                    context.block(first, centered, residual, indices, values, squared_errors, pre);
+                .for_each(|(b, ((((((centered, residual), indices), values), value_grads), squared_errors), pre))| {
+                    let slots = Slots { indices, values, value_grads };
+                    context.block((wave + b) * block, centered, residual, slots, squared_errors, pre);
                 });
         }
         Ok(examples)
     }
 
-    /// The backward pass of the `examples` just encoded with their residuals.
+    /// The backward pass of the `examples` just encoded with their `δ` and `g`.
     fn backward(&mut self, params: &[T], grad: &mut [T], examples: usize) {
         let (n, h, k) = (self.layout.visible(), self.layout.latents(), self.k);
         let kernels = self.kernels;
         let blocks = self.layout.split(params);
         let work = &mut self.work;
-        let scale = T::cast(1.0 / examples as f64);
-        // δ_e = r_e / B, and g_ej = W_dec[j] · δ_e on the active slots.
-        let (residual, centered) = (&mut work.residual[..examples * n], &work.centered[..examples * n]);
-        residual
-            .par_chunks_mut(n)
-            .zip(work.value_grads[..examples * k].par_chunks_mut(k))
-            .zip(work.indices[..examples * k].par_chunks(k))
-            .with_min_len(16)
-            .for_each(|((delta, value_grads), indices)| {
-                delta.iter_mut().for_each(|d| *d = *d * scale);
-                for (g, &j) in value_grads.iter_mut().zip(indices) {
-                    *g = match j {
-                        super::select::INACTIVE => T::zero(),
-                        j => T::cast((kernels.dot)(&blocks.w_dec[j as usize * n..][..n], delta)),
-                    };
-                }
-            });
+        let centered = &work.centered[..examples * n];
         // The active slots by latent (a counting sort, stable: example order within a latent).
         let slots = &work.indices[..examples * k];
         work.starts.clear();
@@ -273,10 +262,19 @@ impl<T: Real> TopKObjective<T> {
             .enumerate()
             .with_min_len(64)
             .for_each(|(j, ((w_enc, w_dec), b_enc))| {
-                w_enc.fill(T::zero());
-                w_dec.fill(T::zero());
-                let mut bias = 0.0;
-                for &slot in &by_latent[starts[j]..starts[j + 1]] {
+                let entries = &by_latent[starts[j]..starts[j + 1]];
+                let Some((&first, rest)) = entries.split_first() else {
+                    w_enc.fill(T::zero());
+                    w_dec.fill(T::zero());
+                    *b_enc = T::zero();
+                    return;
+                };
+                // The first update writes the rows (as 0 + a x would), the others add to them.
+                let (slot, e) = (first as usize, first as usize / k);
+                scaled_copy(value_grads[slot], &centered[e * n..][..n], w_enc);
+                scaled_copy(values[slot], &residual[e * n..][..n], w_dec);
+                let mut bias = value_grads[slot].as_f64();
+                for &slot in rest {
                     let (slot, e) = (slot as usize, slot as usize / k);
                     (kernels.axpy)(value_grads[slot], &centered[e * n..][..n], w_enc);
                     (kernels.axpy)(values[slot], &residual[e * n..][..n], w_dec);
@@ -295,6 +293,13 @@ impl<T: Real> TopKObjective<T> {
     }
 }
 
+/// `y ← a x` (a plain loop the compiler vectorises: no reduction, no rounding choice).
+fn scaled_copy<T: Real>(a: T, x: &[T], y: &mut [T]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = a * x;
+    }
+}
+
 /// What every block of the forward pass reads.
 struct Forward<'a, 'd, T: Real> {
     gemm: &'a Gemm,
@@ -308,22 +313,31 @@ struct Forward<'a, 'd, T: Real> {
     h: usize,
     k: usize,
     decode: bool,
+    /// `1/B`.
+    scale: T,
+}
+
+/// The slots of a block's examples, `k` each: latents, activations and their gradients.
+struct Slots<'a, T> {
+    indices: &'a mut [u32],
+    values: &'a mut [T],
+    value_grads: &'a mut [T],
 }
 
 impl<T: Real> Forward<'_, '_, T> {
-    /// One block of examples from `first`: centres them, `Z = XC W_encᵀ`, adds `b_enc`,
-    /// selects each example's slots and, when decoding, its residual and `‖r‖²`.
-    #[allow(clippy::too_many_arguments)]
+    /// One block of examples from `first`: centres them, `Z = XC W_encᵀ`, selects each
+    /// example's slots on `z + b_enc` (the bias added by the selection's scan) and, when
+    /// decoding, its `‖r‖²`, `δ` and slot gradients.
     fn block(
         &self,
         first: usize,
         centered: &mut [T],
         residual: &mut [T],
-        indices: &mut [u32],
-        values: &mut [T],
+        slots: Slots<'_, T>,
         squared_errors: &mut [f64],
         pre: &mut [T],
     ) {
+        let Slots { indices, values, value_grads } = slots;
         let (n, h, k) = (self.n, self.h, self.k);
         let width = centered.len() / n;
         let x = self.batch.x();
@@ -351,12 +365,8 @@ impl<T: Real> Forward<'_, '_, T> {
             MatMut::row_major(pre, width, h),
         );
         for e in 0..width {
-            let z = &mut pre[e * h..][..h];
-            for (z, &b) in z.iter_mut().zip(self.b_enc) {
-                *z = *z + b;
-            }
             let (slots, activations) = (&mut indices[e * k..][..k], &mut values[e * k..][..k]);
-            let active = top_k(self.kernels, z, slots, activations);
+            let active = top_k(self.kernels, &pre[e * h..][..h], self.b_enc, slots, activations);
             if self.decode {
                 let r = &mut residual[e * n..][..n];
                 for (r, &c) in r.iter_mut().zip(&centered[e * n..][..n]) {
@@ -366,6 +376,12 @@ impl<T: Real> Forward<'_, '_, T> {
                     (self.kernels.axpy)(a, &self.w_dec[j as usize * n..][..n], r);
                 }
                 squared_errors[e] = (self.kernels.dot)(r, r);
+                r.iter_mut().for_each(|r| *r = *r * self.scale);
+                let grads = &mut value_grads[e * k..][..k];
+                for (g, &j) in grads.iter_mut().zip(&slots[..active]) {
+                    *g = T::cast((self.kernels.dot)(&self.w_dec[j as usize * n..][..n], r));
+                }
+                grads[active..].fill(T::zero());
             }
         }
     }

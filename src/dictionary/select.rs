@@ -16,13 +16,15 @@ use crate::real::Real;
 /// The index of a slot that holds no latent: fewer than `k` pre-activations were positive.
 pub const INACTIVE: u32 = u32::MAX;
 
-/// Selects the `k = indices.len()` largest positive values of `z` (`h ≤ u32::MAX` values):
-/// on return slot `s` holds a latent `indices[s]` and its activation `values[s] = z[indices[s]]`,
+/// Selects the `k = indices.len()` largest positive values of `z + bias` (`h < u32::MAX`
+/// values; the sum is formed as it is scanned, never stored): on return slot `s` holds a
+/// latent `j = indices[s]` and its activation `values[s] = z[j] + bias[j]`,
 /// the active slots first in increasing latent order, then the unused ones (index
 /// [`INACTIVE`], value 0). Returns the number of active slots.
-pub fn top_k<T: Real>(kernels: &Kernels<T>, z: &[T], indices: &mut [u32], values: &mut [T]) -> usize {
+pub fn top_k<T: Real>(kernels: &Kernels<T>, z: &[T], bias: &[T], indices: &mut [u32], values: &mut [T]) -> usize {
     let k = indices.len();
     assert_eq!(values.len(), k, "top_k: {} indices, {} values", k, values.len());
+    assert_eq!(bias.len(), z.len(), "top_k: {} values, {} biases", z.len(), bias.len());
     assert!(u32::try_from(z.len()).is_ok_and(|h| h < INACTIVE), "top_k: {} values", z.len());
     indices.fill(INACTIVE);
     values.fill(T::zero());
@@ -34,11 +36,11 @@ pub fn top_k<T: Real>(kernels: &Kernels<T>, z: &[T], indices: &mut [u32], values
     let mut threshold = T::zero();
     let mut i = 0;
     loop {
-        i += (kernels.first_above)(&z[i..], threshold);
+        i += (kernels.first_above)(&z[i..], &bias[i..], threshold);
         if i == z.len() {
             break;
         }
-        values[0] = z[i];
+        values[0] = z[i] + bias[i];
         indices[0] = i as u32;
         sift_down(indices, values);
         threshold = values[0];
@@ -49,7 +51,7 @@ pub fn top_k<T: Real>(kernels: &Kernels<T>, z: &[T], indices: &mut [u32], values
     indices.sort_unstable();
     let active = indices.partition_point(|&index| index != INACTIVE);
     for (value, &index) in values.iter_mut().zip(&indices[..active]) {
-        *value = z[index as usize];
+        *value = z[index as usize] + bias[index as usize];
     }
     values[active..].fill(T::zero());
     active
@@ -113,9 +115,11 @@ mod tests {
                             _ => T::cast(i as f64),
                         })
                         .collect();
+                    // A bias of exact small values, so that z + bias is exact in either type.
+                    let bias: Vec<T> = (0..h).map(|i| T::cast(f64::from((i % 5) as u8) / 8.0 - 0.25)).collect();
                     let (mut indices, mut values) = (vec![7; k], vec![T::one(); k]);
-                    let active = top_k(&kernels, &z, &mut indices, &mut values);
-                    let wide: Vec<f64> = z.iter().map(|v| v.as_f64()).collect();
+                    let active = top_k(&kernels, &z, &bias, &mut indices, &mut values);
+                    let wide: Vec<f64> = z.iter().zip(&bias).map(|(v, b)| (*v + *b).as_f64()).collect();
                     let want = by_sorting(&wide, k);
                     let got: Vec<(u32, f64)> =
                         indices[..active].iter().zip(&values[..active]).map(|(&i, v)| (i, v.as_f64())).collect();
@@ -138,7 +142,7 @@ mod tests {
         let kernels = Kernels::<f64>::detect();
         let z = [f64::NAN, 0.5, f64::NAN, 0.25, -1.0];
         let (mut indices, mut values) = ([0; 3], [0.0; 3]);
-        assert_eq!(top_k(&kernels, &z, &mut indices, &mut values), 2);
+        assert_eq!(top_k(&kernels, &z, &[0.0; 5], &mut indices, &mut values), 2);
         assert_eq!(indices, [1, 3, INACTIVE]);
         assert_eq!(values, [0.5, 0.25, 0.0]);
     }

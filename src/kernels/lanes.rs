@@ -500,26 +500,29 @@ pub(crate) unsafe fn axpy<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::E
     }
 }
 
-/// The index of the first value of `values` greater than `threshold`, or `values.len()`: a
-/// vector compare per `WIDTH` values, so a scan that mostly finds nothing (the selection of the
-/// k largest once its threshold has risen) costs one compare per vector.
+/// The index of the first `i` with `values[i] + shift[i]` greater than `threshold`, or
+/// `values.len()`: a vector add and compare per `WIDTH` values, so a scan that mostly finds
+/// nothing (the selection of the k largest once its threshold has risen) costs one of each per
+/// vector, and the shifted values are never stored.
 #[inline(always)]
-pub(crate) unsafe fn first_above<V: Lanes>(values: &[V::Elem], threshold: V::Elem) -> usize
+pub(crate) unsafe fn first_above<V: Lanes>(values: &[V::Elem], shift: &[V::Elem], threshold: V::Elem) -> usize
 where
-    V::Elem: PartialOrd,
+    V::Elem: PartialOrd + std::ops::Add<Output = V::Elem>,
 {
+    assert_eq!(values.len(), shift.len());
     let limit = V::splat(threshold);
     let body = values.len() - values.len() % V::WIDTH;
-    let p = values.as_ptr();
+    let (p, q) = (values.as_ptr(), shift.as_ptr());
     let mut i = 0;
     while i < body {
-        let mask = V::load(p.add(i)).greater_mask(limit);
+        let mask = V::load(p.add(i)).add(V::load(q.add(i))).greater_mask(limit);
         if mask != 0 {
             return i + mask.trailing_zeros() as usize;
         }
         i += V::WIDTH;
     }
-    values[body..].iter().position(|&v| v > threshold).map_or(values.len(), |offset| body + offset)
+    let tail = values[body..].iter().zip(&shift[body..]).position(|(&v, &s)| v + s > threshold);
+    tail.map_or(values.len(), |offset| body + offset)
 }
 
 /// Instantiates every generic body above for one instruction set and element type, as module
@@ -574,8 +577,8 @@ macro_rules! kernel_table {
                 lanes::axpy::<$lanes>(alpha, x, y)
             }
             #[target_feature(enable = $features)]
-            unsafe fn first_above(values: &[$t], threshold: $t) -> usize {
-                lanes::first_above::<$lanes>(values, threshold)
+            unsafe fn first_above(values: &[$t], shift: &[$t], threshold: $t) -> usize {
+                lanes::first_above::<$lanes>(values, shift, threshold)
             }
 
             // SAFETY (of each wrapper below): `table`'s caller has checked the CPU.
@@ -612,7 +615,7 @@ macro_rules! kernel_table {
                     },
                     dot: |a, b| unsafe { dot(a, b) },
                     axpy: |alpha, x, y| unsafe { axpy(alpha, x, y) },
-                    first_above: |values, threshold| unsafe { first_above(values, threshold) },
+                    first_above: |values, shift, threshold| unsafe { first_above(values, shift, threshold) },
                 }
             }
         }

@@ -87,9 +87,10 @@ pub struct Kernels<T> {
     pub dot: fn(&[T], &[T]) -> f64,
     /// `y ← α x + y`.
     pub axpy: fn(T, &[T], &mut [T]),
-    /// `(values, t)`: the index of the first value greater than `t`, or `values.len()` (NaN
-    /// is never greater): the scan of the top-k selection ([`crate::dictionary::select`]).
-    pub first_above: fn(&[T], T) -> usize,
+    /// `(values, shift, t)`: the index of the first `i` with `values[i] + shift[i] > t`, or
+    /// `values.len()` (NaN is never greater): the scan of the top-k selection
+    /// ([`crate::dictionary::select`]), the encoder's bias added on the fly.
+    pub first_above: fn(&[T], &[T], T) -> usize,
 }
 
 /// One value per [`Activation`], by name.

@@ -111,9 +111,10 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x.as_f64() * y.as_f64()).sum()
 }
 
-/// The index of the first value greater than `threshold`, or `values.len()`.
-pub fn first_above<T: Real>(values: &[T], threshold: T) -> usize {
-    values.iter().position(|&v| v > threshold).unwrap_or(values.len())
+/// The index of the first `i` with `values[i] + shift[i] > threshold`, or `values.len()`.
+pub fn first_above<T: Real>(values: &[T], shift: &[T], threshold: T) -> usize {
+    assert_eq!(values.len(), shift.len());
+    values.iter().zip(shift).position(|(&v, &s)| v + s > threshold).unwrap_or(values.len())
 }
 
 /// `y ← α x + y`.

@@ -414,18 +414,21 @@ fn first_above_agrees_with_scalar<T: Real>() {
         // position (and none), and NaN, which is never above.
         for len in 0..70 {
             let base: Vec<T> = (0..len).map(|_| T::cast(rng.gen_range(-1.0..0.5))).collect();
+            let shift: Vec<T> = (0..len).map(|_| T::cast(rng.gen_range(-0.25..0.25))).collect();
             for hit in (0..=len).chain([usize::MAX]) {
                 let mut values = base.clone();
                 if hit < len {
-                    values[hit] = T::cast(0.75);
+                    values[hit] = T::cast(0.75) - shift[hit];
                     if hit + 1 < len {
                         values[hit + 1] = T::cast(f64::NAN);
                     }
                 }
                 for threshold in [0.5, -2.0, f64::INFINITY] {
                     let threshold = T::cast(threshold);
-                    let (got, want) =
-                        ((kernels.first_above)(&values, threshold), (scalar.first_above)(&values, threshold));
+                    let (got, want) = (
+                        (kernels.first_above)(&values, &shift, threshold),
+                        (scalar.first_above)(&values, &shift, threshold),
+                    );
                     assert_eq!(
                         got, want,
                         "{:?} first_above: length {len}, hit {hit}, threshold {threshold:?}",
@@ -438,7 +441,7 @@ fn first_above_agrees_with_scalar<T: Real>() {
 }
 
 #[test]
-fn first_above_finds_the_first_greater_value_like_the_scalar_scan() {
+fn first_above_finds_the_first_greater_shifted_value_like_the_scalar_scan() {
     first_above_agrees_with_scalar::<f32>();
     first_above_agrees_with_scalar::<f64>();
 }

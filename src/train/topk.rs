@@ -17,8 +17,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rayon::prelude::*;
-
 use super::control::{outside_stop, Control, Deadline};
 use super::feed::{Feed, InMemory, Streamed, StreamedPart};
 use super::{MinibatchOptions, MinibatchStop, Shuffle};
@@ -223,12 +221,11 @@ impl TopKTrainer {
                 }
                 tally.add(loss, stats.squared_error, values, n, objective.codes(count).0);
                 if options.unit_norm_decoder {
-                    let blocks = layout.split(&params);
-                    remove_parallel_component(blocks.w_dec, layout.split_mut(&mut grad).w_dec, n);
+                    layout.remove_radial_decoder_gradient(&params, &mut grad);
                 }
                 state.step(&options.rule, &mut params, &grad);
                 if options.unit_norm_decoder {
-                    normalize_rows(layout.split_mut(&mut params).w_dec, n);
+                    layout.normalize_decoder(&mut params);
                 }
                 if let Some(index) = params.iter().position(|v| !v.is_finite()) {
                     let (block, row, column) = layout.locate(index);
@@ -263,29 +260,6 @@ impl TopKTrainer {
         }
         Ok(TopKTrained { model: TopKModel::from_params(n, h, k, params)?, steps: state.steps, epochs, stop })
     }
-}
-
-/// `g_j ← g_j − (g_j · w_j) w_j` for each row `w_j` of `w` (unit rows): the step then moves
-/// each decoder row along its unit sphere, to first order.
-fn remove_parallel_component<T: Real>(w: &[T], g: &mut [T], n: usize) {
-    g.par_chunks_mut(n).zip(w.par_chunks(n)).with_min_len(64).for_each(|(g, w)| {
-        let along: f64 = g.iter().zip(w).map(|(g, w)| g.as_f64() * w.as_f64()).sum();
-        let along = T::cast(along);
-        for (g, &w) in g.iter_mut().zip(w) {
-            *g = *g - along * w;
-        }
-    });
-}
-
-/// Scales each row of `w` to unit norm (a zero row stays zero).
-fn normalize_rows<T: Real>(w: &mut [T], n: usize) {
-    w.par_chunks_mut(n).with_min_len(64).for_each(|row| {
-        let norm = row.iter().map(|v| v.as_f64() * v.as_f64()).sum::<f64>().sqrt();
-        if norm > 0.0 {
-            let scale = T::cast(1.0 / norm);
-            row.iter_mut().for_each(|v| *v = *v * scale);
-        }
-    });
 }
 
 /// An epoch's sums, as its minibatches are trained on.

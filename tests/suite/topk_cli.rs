@@ -22,7 +22,8 @@ fn path(dir: &Path, name: &str) -> String {
 fn a_topk_model_trained_from_the_command_line_finds_the_planted_directions_in_memory_and_streamed() {
     let dir = tempfile::tempdir().unwrap();
     let (data, atoms) = (path(dir.path(), "planted.npy"), path(dir.path(), "atoms.npy"));
-    let generate = ["generate", "--planted", "--features", "24", "--atoms", "32", "--active", "2", "--examples", "12000"];
+    let generate =
+        ["generate", "--planted", "--features", "24", "--atoms", "32", "--active", "2", "--examples", "12000"];
     let (ok, _, stderr) = sae(&[&generate[..], &["--f32", "-o", &data, "--dictionary", &atoms]].concat());
     assert!(ok, "{stderr}");
     let planted: Vec<f64> = npy::read_matrix::<f64>(Path::new(&atoms)).unwrap().iter().copied().collect();
@@ -30,7 +31,18 @@ fn a_topk_model_trained_from_the_command_line_finds_the_planted_directions_in_me
     for streamed in [false, true] {
         let (model, histogram) = (path(dir.path(), &format!("topk{streamed}.safetensors")), path(dir.path(), "f.png"));
         let mut args = vec!["train", "--hidden-layer", "topk", "--k", "4", "--hidden", "64", "--epochs", "25"];
-        args.extend(["--batch-size", "128", "--shuffle-block", "64", "--data", &data, "-o", &model, "--features", &histogram]);
+        args.extend([
+            "--batch-size",
+            "128",
+            "--shuffle-block",
+            "64",
+            "--data",
+            &data,
+            "-o",
+            &model,
+            "--features",
+            &histogram,
+        ]);
         if streamed {
             args.push("--stream");
         }

@@ -1,0 +1,123 @@
+//! A TopK training step against its floor, the encoder GEMM alone, measured in the same run
+//! (issue 16's target: the step within 1.3× of it). The issue's shape: n = 768 inputs,
+//! h = 16 384 latents, k = 32, minibatches of 4096, f32, one thread.
+//!
+//! - `step`: the loss and gradient on sparse kernels, the decoder gradient's radial part
+//!   removed, an Adam step, the decoder rows renormalised — what `TopKTrainer` does per step;
+//! - `encoder_gemm`: `Z = XC W_encᵀ` on the same blocks of 256 examples, `W_enc` packed once,
+//!   into one block buffer: the dense work no TopK step can avoid.
+//!
+//! Criterion measures each alone; the machine drifts between them, so the bench first times
+//! them interleaved, a step then the GEMM, round after round, and prints the median of the
+//! per-round ratios step / GEMM (`SAE_BENCH_ROUNDS`, default 9) — the figure the target is
+//! judged on.
+//!
+//! `cargo bench --bench topk`. `SAE_BENCH_TOPK=small` runs a shape 16× smaller (h = 1024) for a
+//! quick look.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use sae::dictionary::{TopKModel, TopKObjective};
+use sae::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer};
+use sae::optim::{StepRule, StepState};
+use sae::Dataset;
+
+fn bench_topk(c: &mut Criterion) {
+    let (n, h, k, batch) = match std::env::var("SAE_BENCH_TOPK").as_deref() {
+        Ok("small") => (768, 1024, 32, 4096),
+        _ => (768, 16_384, 32, 4096),
+    };
+    let block = 256;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    eprintln!("CPU: {cpu}; ISA {:?}; n = {n}, h = {h}, k = {k}, batch {batch}, f32, one thread", sae::Isa::detect());
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+    let values: Vec<f32> = (0..batch * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let data = Dataset::examples_by_features(&values, batch, n).unwrap();
+    let model = TopKModel::<f32>::init(n, h, k, 1).unwrap();
+    let layout = model.layout();
+    let mut params = model.params().to_vec();
+    let mut grad = vec![0.0f32; params.len()];
+    let mut state = StepState::<f32>::new(params.len());
+    let rule = StepRule::adam(1e-4);
+    let mut objective = pool.install(|| TopKObjective::<f32>::new(n, h, k, batch).unwrap());
+
+    let gemm = Gemm::detect(Backend::preferred());
+    let mut packed = PackBuffer::default();
+    let mut pre = vec![0.0f32; block * h];
+    let step =
+        |objective: &mut TopKObjective<f32>, params: &mut [f32], grad: &mut [f32], state: &mut StepState<f32>| {
+            pool.install(|| {
+                objective.evaluate(params, grad, &data).unwrap();
+                layout.remove_radial_decoder_gradient(params, grad);
+                state.step(&rule, params, grad);
+                layout.normalize_decoder(params);
+            })
+        };
+    // The encoder GEMM on the model's current W_enc (the step changes it; the GEMM does not).
+    let encoder_gemm = |params: &[f32], packed: &mut PackBuffer<f32>, pre: &mut [f32]| {
+        let w_enc = MatRef::row_major(layout.split(params).w_enc, h, n).t();
+        let w_enc = gemm.pack_right(w_enc, Order::RowMajor, packed);
+        for rows in values.chunks(block * n) {
+            let width = rows.len() / n;
+            gemm.product(
+                1.0,
+                MatRef::row_major(rows, width, n),
+                &w_enc,
+                0.0,
+                MatMut::row_major(&mut pre[..width * h], width, h),
+            );
+        }
+    };
+
+    let rounds: usize = std::env::var("SAE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(9);
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let started = Instant::now();
+        step(&mut objective, &mut params, &mut grad, &mut state);
+        let step_time = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        encoder_gemm(&params, &mut packed, &mut pre);
+        let gemm_time = started.elapsed().as_secs_f64();
+        ratios.push(step_time / gemm_time);
+        eprintln!(
+            "round {round}: step {:.1} ms, encoder GEMM {:.1} ms, ratio {:.3}",
+            1e3 * step_time,
+            1e3 * gemm_time,
+            ratios[round]
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    if !ratios.is_empty() {
+        eprintln!(
+            "step / encoder GEMM, interleaved: median {:.3} over {rounds} rounds (min {:.3}, max {:.3})",
+            ratios[rounds / 2],
+            ratios[0],
+            ratios[rounds - 1]
+        );
+    }
+
+    let mut group = c.benchmark_group("topk");
+    group.throughput(Throughput::Elements(batch as u64));
+    group.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(15));
+    group.bench_function(format!("step/f32/n{n}_h{h}_k{k}_b{batch}"), |b| {
+        b.iter(|| step(&mut objective, &mut params, &mut grad, &mut state))
+    });
+    group.bench_function(format!("encoder_gemm/f32/n{n}_h{h}_b{batch}"), |b| {
+        b.iter(|| encoder_gemm(model.params(), &mut packed, &mut pre))
+    });
+    group.finish();
+}
+
+criterion_group!(topk, bench_topk);
+criterion_main!(topk);
