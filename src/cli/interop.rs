@@ -1,11 +1,15 @@
 //! `sae export` and `sae import`: models in other tools' layouts (SAELens's folder of
-//! `sae_weights.safetensors` and `cfg.json`), in the model's own precision.
+//! `sae_weights.safetensors` and `cfg.json`; sparsify's of `sae.safetensors` and `cfg.json`),
+//! in the model's own precision: the ReLU autoencoder as SAELens's standard SAE, a TopK model
+//! as SAELens's or sparsify's TopK SAE.
 
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
 use super::CliResult;
+use sae::dictionary::interop::{self as topk_interop, Layout};
+use sae::dictionary::TopKModel;
 use sae::files::FilePlan;
 use sae::model::saelens::{self, CONFIG_FILE, WEIGHTS_FILE};
 use sae::model::ModelFile;
@@ -15,8 +19,30 @@ use sae::Real;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// SAELens: `sae_weights.safetensors` (W_enc, b_enc, W_dec, b_dec) and `cfg.json` in a
-    /// folder; the "standard" architecture (ReLU hidden units, linear decoder).
+    /// folder; the "standard" architecture (ReLU hidden units, linear decoder) or "topk".
     Saelens,
+    /// EleutherAI sparsify: `sae.safetensors` (encoder.weight, encoder.bias, W_dec, b_dec) and
+    /// `cfg.json` in a folder; TopK models only.
+    Sparsify,
+}
+
+impl Format {
+    fn layout(self) -> Layout {
+        match self {
+            Format::Saelens => Layout::Saelens,
+            Format::Sparsify => Layout::Sparsify,
+        }
+    }
+}
+
+/// Whether the model file at `path` holds a TopK model (its metadata's objective).
+fn is_topk(path: &std::path::Path) -> CliResult<bool> {
+    Ok(ModelFile::<f64>::read_metadata(path)?.get("objective").map(String::as_str) == Some(sae::dictionary::OBJECTIVE))
+}
+
+/// The two files of a folder in `layout`, as outputs or inputs of a plan.
+fn folder_files(layout: Layout, dir: &std::path::Path) -> [std::path::PathBuf; 2] {
+    [dir.join(layout.weights_file()), dir.join(layout.config_file())]
 }
 
 #[derive(Debug, Args)]
@@ -44,11 +70,41 @@ pub struct ImportArgs {
 }
 
 pub fn export(args: ExportArgs) -> CliResult<()> {
-    let Format::Saelens = args.format;
-    match ModelFile::<f64>::read_metadata(&args.model)?.get("dtype").map(String::as_str) {
-        Some("f32") => export_in::<f32>(&args),
-        _ => export_in::<f64>(&args),
+    let f32 = ModelFile::<f64>::read_metadata(&args.model)?.get("dtype").map(String::as_str) == Some("f32");
+    match (is_topk(&args.model)?, f32) {
+        (true, true) => export_topk::<f32>(&args),
+        (true, false) => export_topk::<f64>(&args),
+        (false, _) if args.format == Format::Sparsify => Err(format!(
+            "{}: sparsify's layout holds TopK models (sae train --hidden-layer topk); this one is a sparse \
+             autoencoder: --format saelens",
+            args.model.display()
+        )
+        .into()),
+        (false, true) => export_in::<f32>(&args),
+        (false, false) => export_in::<f64>(&args),
     }
+}
+
+fn export_topk<T: Real>(args: &ExportArgs) -> CliResult<()> {
+    let model = TopKModel::<T>::load(&args.model)?;
+    let layout = args.format.layout();
+    std::fs::create_dir_all(&args.output).map_err(|e| format!("--output {}: {e}", args.output.display()))?;
+    let [weights, config] = folder_files(layout, &args.output);
+    let _locks =
+        FilePlan::new().input("MODEL", &args.model).output("--output", weights).output("--output", config).check()?;
+    topk_interop::export(&model, layout, &args.output)?;
+    println!(
+        "wrote {} ({}, {}): {:?} TopK SAE, d_in = {}, {} latents, k = {}, {}",
+        args.output.display(),
+        layout.weights_file(),
+        layout.config_file(),
+        args.format,
+        model.visible(),
+        model.latents(),
+        model.k(),
+        T::NAME
+    );
+    Ok(())
 }
 
 fn export_in<T: Real>(args: &ExportArgs) -> CliResult<()> {
@@ -75,7 +131,20 @@ fn export_in<T: Real>(args: &ExportArgs) -> CliResult<()> {
 }
 
 pub fn import(args: ImportArgs) -> CliResult<()> {
-    let Format::Saelens = args.format;
+    let layout = args.format.layout();
+    if args.format == Format::Sparsify || topk_interop::describes_topk(&args.folder, layout)? {
+        let [weights, config] = folder_files(layout, &args.folder);
+        let _locks = FilePlan::new()
+            .input("FOLDER", weights)
+            .input("FOLDER", config)
+            .output("--output", &args.output)
+            .check()?;
+        return if topk_interop::is_float32(&args.folder, layout) {
+            import_topk::<f32>(&args, layout)
+        } else {
+            import_topk::<f64>(&args, layout)
+        };
+    }
     let plan = FilePlan::new()
         .input("FOLDER", args.folder.join(WEIGHTS_FILE))
         .input("FOLDER", args.folder.join(CONFIG_FILE))
@@ -86,6 +155,20 @@ pub fn import(args: ImportArgs) -> CliResult<()> {
     } else {
         import_in::<f64>(&args)
     }
+}
+
+fn import_topk<T: Real>(args: &ImportArgs, layout: Layout) -> CliResult<()> {
+    let model = topk_interop::import::<T>(&args.folder, layout)?;
+    model.save(&args.output)?;
+    println!(
+        "wrote {}: TopK, n = {}, {} latents, k = {}, {}",
+        args.output.display(),
+        model.visible(),
+        model.latents(),
+        model.k(),
+        T::NAME
+    );
+    Ok(())
 }
 
 fn import_in<T: Real>(args: &ImportArgs) -> CliResult<()> {

@@ -8,6 +8,7 @@
 //! minibatch; [`select`] the top-k selection kernel; training is
 //! `crate::train::TopKTrainer`.
 
+pub mod interop;
 mod median;
 mod model;
 mod objective;

@@ -81,3 +81,40 @@ fn options_a_topk_layer_does_not_use_are_refused_by_name() {
     assert!(!ok && stderr.contains("--hidden-layer topk"), "{stderr}");
     assert!(!Path::new(&model).exists(), "nothing written");
 }
+
+#[test]
+fn a_topk_model_round_trips_through_the_saelens_and_sparsify_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "topk.safetensors");
+    let (ok, _, stderr) = sae(&[
+        "train",
+        "--hidden-layer",
+        "topk",
+        "--k",
+        "4",
+        "--hidden",
+        "32",
+        "--epochs",
+        "1",
+        "--f32",
+        "--no-features",
+        "-o",
+        &model,
+    ]);
+    assert!(ok, "{stderr}");
+    let trained = TopKModel::<f32>::load(Path::new(&model)).unwrap();
+    for (format, weights) in [("saelens", "sae_weights.safetensors"), ("sparsify", "sae.safetensors")] {
+        let (folder, back) = (path(dir.path(), format), path(dir.path(), &format!("{format}.safetensors")));
+        let (ok, stdout, stderr) = sae(&["export", &model, "--format", format, "-o", &folder]);
+        assert!(ok && stdout.contains("TopK SAE") && stdout.contains("k = 4"), "{stdout}{stderr}");
+        assert!(Path::new(&folder).join(weights).exists() && Path::new(&folder).join("cfg.json").exists());
+        let (ok, _, stderr) = sae(&["import", &folder, "--format", format, "-o", &back]);
+        assert!(ok, "{stderr}");
+        assert_eq!(TopKModel::<f32>::load(Path::new(&back)).unwrap(), trained, "{format}");
+    }
+    // A sparse autoencoder has no sparsify form.
+    let kl = path(dir.path(), "kl.safetensors");
+    assert!(sae(&["train", "--iterations", "2", "--no-features", "-o", &kl]).0);
+    let (ok, _, stderr) = sae(&["export", &kl, "--format", "sparsify", "-o", &path(dir.path(), "nope")]);
+    assert!(!ok && stderr.contains("TopK models"), "{stderr}");
+}

@@ -1,0 +1,319 @@
+//! A TopK model in the layouts of the tools that train and use such models:
+//!
+//! - **SAELens** (a folder of `sae_weights.safetensors` and `cfg.json`): `W_enc` `n×h`,
+//!   `b_enc`, `W_dec` `h×n`, `b_dec`, with `architecture: "topk"`, `k`, and
+//!   `apply_b_dec_to_input: true` — SAELens's TopK SAE encodes `topk(relu((x − b_dec) W_enc +
+//!   b_enc))` and decodes `f W_dec + b_dec`, this model exactly (`W_enc` transposed). The older
+//!   spelling (`activation_fn_str: "topk"`, `activation_fn_kwargs: {k}`) is written beside it
+//!   and read too.
+//! - **EleutherAI sparsify** (a folder of `sae.safetensors` and `cfg.json`): `encoder.weight`
+//!   `h×n`, `encoder.bias`, `W_dec` `h×n`, `b_dec`, with `num_latents`, `k`, `d_in`; sparsify
+//!   also subtracts `b_dec` before encoding. Its tensors are this crate's own layout.
+//!
+//! Each file is written atomically; reading checks every shape against the configuration and
+//! refuses non-finite weights, naming the file.
+
+use std::path::Path;
+
+use safetensors::tensor::SafeTensors;
+use serde_json::{json, Value};
+
+use super::model::TopKModel;
+use crate::error::{Error, Result};
+use crate::real::Real;
+
+/// A folder layout a TopK model is written in or read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Saelens,
+    Sparsify,
+}
+
+impl Layout {
+    /// The folder's weights file.
+    pub fn weights_file(self) -> &'static str {
+        match self {
+            Layout::Saelens => "sae_weights.safetensors",
+            Layout::Sparsify => "sae.safetensors",
+        }
+    }
+
+    /// The folder's configuration file.
+    pub fn config_file(self) -> &'static str {
+        "cfg.json"
+    }
+}
+
+fn dtype_name<T: Real>() -> &'static str {
+    if T::NAME == "f32" {
+        "float32"
+    } else {
+        "float64"
+    }
+}
+
+/// Writes `model` into the folder `dir` (made if missing) in `layout`.
+pub fn export<T: Real>(model: &TopKModel<T>, layout: Layout, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    let (n, h, k) = (model.visible(), model.latents(), model.k());
+    let blocks = model.blocks();
+    let written_by = format!("sae {}", env!("CARGO_PKG_VERSION"));
+    let (tensors, config) = match layout {
+        Layout::Saelens => {
+            // W_enc is n×h in SAELens: the transpose of the latent-major rows.
+            let w_enc: Vec<T> = (0..n * h).map(|i| blocks.w_enc[(i % h) * n + i / h]).collect();
+            let tensors = vec![
+                ("W_enc", vec![n, h], w_enc),
+                ("b_enc", vec![h], blocks.b_enc.to_vec()),
+                ("W_dec", vec![h, n], blocks.w_dec.to_vec()),
+                ("b_dec", vec![n], blocks.b_dec.to_vec()),
+            ];
+            let config = json!({
+                "architecture": "topk",
+                "d_in": n,
+                "d_sae": h,
+                "k": k,
+                "activation_fn_str": "topk",
+                "activation_fn_kwargs": { "k": k },
+                "apply_b_dec_to_input": true,
+                "normalize_activations": "none",
+                "dtype": dtype_name::<T>(),
+                "device": "cpu",
+                "metadata": { "written_by": written_by },
+            });
+            (tensors, config)
+        }
+        Layout::Sparsify => {
+            let tensors = vec![
+                ("encoder.weight", vec![h, n], blocks.w_enc.to_vec()),
+                ("encoder.bias", vec![h], blocks.b_enc.to_vec()),
+                ("W_dec", vec![h, n], blocks.w_dec.to_vec()),
+                ("b_dec", vec![n], blocks.b_dec.to_vec()),
+            ];
+            let config = json!({
+                "activation": "topk",
+                "expansion_factor": h / n.max(1),
+                "normalize_decoder": true,
+                "num_latents": h,
+                "k": k,
+                "multi_topk": false,
+                "skip_connection": false,
+                "transcode": false,
+                "d_in": n,
+                "written_by": written_by,
+            });
+            (tensors, config)
+        }
+    };
+    let out =
+        tensors.iter().map(|(name, shape, values)| crate::model::tensor_out(name, shape.clone(), values)).collect();
+    crate::model::save_safetensors(&dir.join(layout.weights_file()), out, Default::default())?;
+    let text = serde_json::to_string_pretty(&config).expect("a JSON value serialises");
+    crate::files::write_with(&dir.join(layout.config_file()), |out| {
+        std::io::Write::write_all(out, text.as_bytes()).map_err(|e| e.to_string())
+    })
+}
+
+/// Whether the configuration of the folder `dir` in `layout` describes a TopK model (false for
+/// another architecture: SAELens's standard SAE, say).
+pub fn describes_topk(dir: &Path, layout: Layout) -> Result<bool> {
+    let (config, _) = read_config(dir, layout)?;
+    Ok(topk_k(&config, layout).is_some())
+}
+
+/// Whether the folder's weights are float32 (its configuration's `dtype`; sparsify records
+/// none, and its weights are read to tell).
+pub fn is_float32(dir: &Path, layout: Layout) -> bool {
+    match layout {
+        Layout::Saelens => read_config(dir, layout)
+            .ok()
+            .is_some_and(|(config, _)| config.get("dtype").and_then(Value::as_str) == Some("float32")),
+        Layout::Sparsify => std::fs::read(dir.join(layout.weights_file())).ok().is_some_and(|bytes| {
+            SafeTensors::deserialize(&bytes)
+                .ok()
+                .and_then(|t| t.tensor("W_dec").ok().map(|v| v.dtype() == safetensors::Dtype::F32))
+                .unwrap_or(false)
+        }),
+    }
+}
+
+fn read_config(dir: &Path, layout: Layout) -> Result<(Value, std::path::PathBuf)> {
+    let path = dir.join(layout.config_file());
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    let config = serde_json::from_str(&text).map_err(|e| Error::bad_file(&path, format!("not JSON: {e}")))?;
+    Ok((config, path))
+}
+
+/// `k` of a TopK configuration (either SAELens spelling, or sparsify's).
+fn topk_k(config: &Value, layout: Layout) -> Option<u64> {
+    let text = |key: &str| config.get(key).and_then(Value::as_str);
+    let is_topk = match layout {
+        Layout::Saelens => text("architecture") == Some("topk") || text("activation_fn_str") == Some("topk"),
+        Layout::Sparsify => text("activation").is_none_or(|a| a == "topk"),
+    };
+    let k = config.get("k").or_else(|| config.get("activation_fn_kwargs").and_then(|kw| kw.get("k")));
+    k.and_then(Value::as_u64).filter(|_| is_topk)
+}
+
+/// The TopK model of the folder `dir` in `layout`, in `T`.
+pub fn import<T: Real>(dir: &Path, layout: Layout) -> Result<TopKModel<T>> {
+    let (config, config_path) = read_config(dir, layout)?;
+    let bad = |reason: String| Error::bad_file(&config_path, reason);
+    let k = topk_k(&config, layout).ok_or_else(|| bad("not a TopK SAE (no TopK architecture with its k)".into()))?;
+    let size = |key: &str| config.get(key).and_then(Value::as_u64).ok_or_else(|| bad(format!("no {key}")));
+    let (n, h) = match layout {
+        Layout::Saelens => (size("d_in")?, size("d_sae")?),
+        Layout::Sparsify => (size("d_in")?, size("num_latents")?),
+    };
+    let (n, h, k) = (n as usize, h as usize, k as usize);
+    if layout == Layout::Saelens {
+        let applies = config.get("apply_b_dec_to_input").and_then(Value::as_bool).unwrap_or(true);
+        let normalization = config.get("normalize_activations").and_then(Value::as_str).unwrap_or("none");
+        if !applies {
+            return Err(bad("apply_b_dec_to_input false: only TopK SAEs that subtract b_dec are read".into()));
+        }
+        if normalization != "none" {
+            return Err(bad(format!("normalize_activations {normalization:?}: its scaling is not in the folder")));
+        }
+    }
+    if layout == Layout::Sparsify && config.get("skip_connection").and_then(Value::as_bool) == Some(true) {
+        return Err(bad("skip_connection: a sparsify transcoder's skip weights have no place in this model".into()));
+    }
+    let weights_path = dir.join(layout.weights_file());
+    let bytes = std::fs::read(&weights_path).map_err(|source| Error::Io { path: weights_path.clone(), source })?;
+    let tensors = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::bad_file(&weights_path, format!("not a safetensors file: {e}")))?;
+    let read = |name: &str, shape: Vec<usize>| -> Result<Vec<f64>> {
+        let view = tensors.tensor(name).map_err(|_| Error::bad_file(&weights_path, format!("no tensor {name}")))?;
+        if view.shape() != shape.as_slice() {
+            return Err(Error::bad_file(
+                &weights_path,
+                format!("{name} has shape {:?}, the config says {shape:?}", view.shape()),
+            ));
+        }
+        crate::model::decode_tensor(view.dtype(), view.data()).ok_or_else(|| {
+            Error::bad_file(&weights_path, format!("{name} is {:?}: only float32 and float64 are read", view.dtype()))
+        })
+    };
+    let (w_enc, b_enc, w_dec, b_dec) = match layout {
+        Layout::Saelens => {
+            let w_enc = read("W_enc", vec![n, h])?;
+            let rows: Vec<f64> = (0..h * n).map(|i| w_enc[(i % n) * h + i / n]).collect();
+            (rows, read("b_enc", vec![h])?, read("W_dec", vec![h, n])?, read("b_dec", vec![n])?)
+        }
+        Layout::Sparsify => (
+            read("encoder.weight", vec![h, n])?,
+            read("encoder.bias", vec![h])?,
+            read("W_dec", vec![h, n])?,
+            read("b_dec", vec![n])?,
+        ),
+    };
+    let params = [w_enc, b_enc, w_dec, b_dec].concat().into_iter().map(T::cast).collect();
+    TopKModel::from_params(n, h, k, params).map_err(|e| Error::bad_file(&weights_path, format!("invalid model: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Dataset;
+    use crate::dictionary::TopKObjective;
+    use rand::{Rng, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    fn model() -> TopKModel<f32> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let base = TopKModel::<f32>::init(6, 10, 3, 2).unwrap();
+        let params = base.params().iter().map(|&v| v + rng.gen_range(-0.2f32..0.2)).collect();
+        TopKModel::from_params(6, 10, 3, params).unwrap()
+    }
+
+    /// The codes of `x` by the formula of each tool, from the folder's raw tensors.
+    fn codes_from_files(dir: &Path, layout: Layout, x: &[f64]) -> Vec<Vec<(usize, f64)>> {
+        let bytes = std::fs::read(dir.join(layout.weights_file())).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let get = |name: &str| {
+            crate::model::decode_tensor(file.tensor(name).unwrap().dtype(), file.tensor(name).unwrap().data()).unwrap()
+        };
+        let (n, h, k) = (6, 10, 3);
+        let (w, b_enc, b_dec) = match layout {
+            // relu((x − b_dec) W_enc + b_enc), W_enc n×h.
+            Layout::Saelens => (get("W_enc"), get("b_enc"), get("b_dec")),
+            // relu(encoder(x − b_dec)), encoder.weight h×n.
+            Layout::Sparsify => {
+                let rows = get("encoder.weight");
+                ((0..n * h).map(|i| rows[(i % h) * n + i / h]).collect(), get("encoder.bias"), get("b_dec"))
+            }
+        };
+        x.chunks(n)
+            .map(|x| {
+                let z: Vec<f64> =
+                    (0..h).map(|j| b_enc[j] + (0..n).map(|i| (x[i] - b_dec[i]) * w[i * h + j]).sum::<f64>()).collect();
+                let mut order: Vec<usize> = (0..h).filter(|&j| z[j] > 0.0).collect();
+                order.sort_by(|&a, &b| z[b].total_cmp(&z[a]));
+                order.truncate(k);
+                order.sort();
+                order.into_iter().map(|j| (j, z[j])).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_layouts_round_trip_and_their_formulas_give_the_models_codes() {
+        let model = model();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        let x: Vec<f32> = (0..6 * 20).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let data = Dataset::examples_by_features(&x, 20, 6).unwrap();
+        let mut objective = TopKObjective::new(6, 10, 3, 20).unwrap();
+        objective.encode_only(model.params(), &data).unwrap();
+        let (indices, values) = objective.codes(20);
+        let wide: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        for layout in [Layout::Saelens, Layout::Sparsify] {
+            let dir = tempfile::tempdir().unwrap();
+            export(&model, layout, dir.path()).unwrap();
+            assert!(describes_topk(dir.path(), layout).unwrap());
+            assert!(is_float32(dir.path(), layout));
+            assert_eq!(import::<f32>(dir.path(), layout).unwrap(), model, "{layout:?}");
+            for (e, codes) in codes_from_files(dir.path(), layout, &wide).into_iter().enumerate() {
+                let ours: Vec<(usize, f64)> = indices[e * 3..(e + 1) * 3]
+                    .iter()
+                    .zip(&values[e * 3..(e + 1) * 3])
+                    .filter(|(&j, _)| j != crate::dictionary::select::INACTIVE)
+                    .map(|(&j, &v)| (j as usize, f64::from(v)))
+                    .collect();
+                assert_eq!(ours.len(), codes.len(), "{layout:?} example {e}");
+                for ((j, v), (i, w)) in ours.iter().zip(&codes) {
+                    assert_eq!(j, i, "{layout:?} example {e}");
+                    assert!((v - w).abs() < 1e-5, "{layout:?} example {e}: {v} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn folders_that_are_not_topk_models_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        export(&model(), Layout::Saelens, dir.path()).unwrap();
+        let config = dir.path().join("cfg.json");
+        let edit = |from: &str, to: &str| {
+            let text = std::fs::read_to_string(&config).unwrap().replace(from, to);
+            std::fs::write(&config, text).unwrap();
+        };
+        edit("\"apply_b_dec_to_input\": true", "\"apply_b_dec_to_input\": false");
+        match import::<f32>(dir.path(), Layout::Saelens) {
+            Err(Error::BadFile { reason, .. }) => assert!(reason.contains("apply_b_dec_to_input"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        edit("\"topk\"", "\"standard\"");
+        assert!(!describes_topk(dir.path(), Layout::Saelens).unwrap());
+        match import::<f32>(dir.path(), Layout::Saelens) {
+            Err(Error::BadFile { reason, .. }) => assert!(reason.contains("not a TopK"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        export(&model(), Layout::Sparsify, dir.path()).unwrap();
+        std::fs::write(dir.path().join("cfg.json"), r#"{"num_latents": 11, "k": 3, "d_in": 6}"#).unwrap();
+        match import::<f32>(dir.path(), Layout::Sparsify) {
+            Err(Error::BadFile { reason, .. }) => assert!(reason.contains("shape"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
