@@ -62,12 +62,16 @@ pub enum Command {
     Sample(model::SampleArgs),
     /// Describe a model or checkpoint file.
     Info(model::InfoArgs),
+    /// A TopK model's dictionary metrics on --data (read a chunk at a time): loss, FVU and
+    /// explained variance, normalised MSE, L0, dead and dense latents.
+    Metrics(model::MetricsArgs),
     /// Write a model in another tool's layout: SAELens's folder (sae_weights.safetensors and
-    /// cfg.json) for a model with ReLU hidden units and linear outputs; others are refused
-    /// with the reason.
+    /// cfg.json) for a model with ReLU hidden units and linear outputs or a TopK model;
+    /// sparsify's (sae.safetensors and cfg.json) for a TopK model; others are refused with the
+    /// reason.
     Export(interop::ExportArgs),
-    /// Read a model from another tool's layout (a SAELens folder of a "standard" SAE) into a
-    /// model file.
+    /// Read a model from another tool's layout (a SAELens folder of a "standard" or "topk"
+    /// SAE, a sparsify folder of a TopK SAE) into a model file.
     Import(interop::ImportArgs),
     /// Draw a trained model's run as a PNG: the training and held-out costs against
     /// iterations or epochs, and the distribution of rho_hat across the hidden units.
@@ -124,6 +128,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Visualize(args) => model::visualize(args),
         Command::Sample(args) => model::sample(args),
         Command::Info(args) => model::info(args),
+        Command::Metrics(args) => model::metrics(args),
         Command::Plot(args) => plot::run(args),
         Command::Objective(args) => objective::run(args),
         Command::Generate(args) => generate::run(args),

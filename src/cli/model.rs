@@ -1,7 +1,8 @@
-//! The commands that use a trained model of any kind `sae` writes (autoencoder, VAE, stack):
-//! `sae encode` (the code of each example: the hidden activations, the VAE's latent mean, the
-//! stack's top features), `sae reconstruct`, `sae visualize`, `sae sample` (the VAE) and
-//! `sae info`. Encoding and reconstruction read and write a chunk at a time, so they work on
+//! The commands that use a trained model of any kind `sae` writes (autoencoder, VAE, stack,
+//! TopK): `sae encode` (the code of each example: the hidden activations, the VAE's latent
+//! mean, the stack's top features, a TopK model's activations with zeros off its k latents),
+//! `sae reconstruct`, `sae visualize`, `sae sample` (the VAE), `sae info` and `sae metrics`
+//! (a TopK model's dictionary metrics on data). Encoding and reconstruction read and write a chunk at a time, so they work on
 //! data of any size.
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use super::args::{by_name, DataArgs, EngineArgs, Precision, PrecisionArgs};
 use super::CliResult;
 use sae::data::npy::NpyRowWriter;
 use sae::data::stream::ExampleSource;
+use sae::dictionary::{TopKModel, TopKObjective, OBJECTIVE as TOPK_OBJECTIVE};
 use sae::files::FilePlan;
 use sae::model::picture::{feature_tiles, weight_tiles, PixelOrder, TileGrid};
 use sae::model::stack::{StackModel, STACK_OBJECTIVE};
@@ -65,6 +67,18 @@ pub struct SampleArgs {
     /// Also draw the samples (the first 256) as a PNG grid (inputs that are square images).
     #[arg(long, value_name = "FILE")]
     picture: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// The TopK model file (as `sae train --hidden-layer topk` writes).
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    precision: PrecisionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +147,7 @@ enum Loaded<T: Real> {
     /// The model, and its objective for the encoder and decoder passes.
     Vae(VaeModel<T>, VaeObjective<T>),
     Stack(StackModel<T>),
+    TopK(TopKModel<T>),
 }
 
 impl<T: Real> Loaded<T> {
@@ -146,6 +161,7 @@ impl<T: Real> Loaded<T> {
                 Loaded::Vae(vae, objective)
             }
             STACK_OBJECTIVE => Loaded::Stack(StackModel::load(path)?),
+            TOPK_OBJECTIVE => Loaded::TopK(TopKModel::load(path)?),
             _ => Loaded::Autoencoder(ModelFile::load(path)?),
         })
     }
@@ -156,6 +172,7 @@ impl<T: Real> Loaded<T> {
             Loaded::Autoencoder(model) => model.hyper.visible(),
             Loaded::Vae(vae, _) => vae.shape.visible,
             Loaded::Stack(stack) => stack.shape.sizes[0],
+            Loaded::TopK(model) => model.visible(),
         }
     }
 
@@ -174,6 +191,7 @@ impl<T: Real> Loaded<T> {
             (Loaded::Autoencoder(model), Apply::Encode) => model.hyper.hidden(),
             (Loaded::Vae(vae, _), Apply::Encode) => vae.shape.latent,
             (Loaded::Stack(stack), Apply::Encode) => *stack.shape.sizes.last().expect("at least one layer"),
+            (Loaded::TopK(model), Apply::Encode) => model.latents(),
         })
     }
 
@@ -203,6 +221,30 @@ impl<T: Real> Loaded<T> {
                 }
             }
             Loaded::Stack(stack) => StackedObjective::features(&stack.shape, &stack.theta, &data),
+            Loaded::TopK(model) => {
+                let (h, k) = (model.latents(), model.k());
+                let mut objective = TopKObjective::new(n, h, k, rows)?;
+                objective.encode_only(model.params(), &data)?;
+                let (indices, values) = objective.codes(rows);
+                match what {
+                    Apply::Encode => {
+                        let mut codes = vec![T::zero(); rows * h];
+                        for (e, (slots, activations)) in indices.chunks(k).zip(values.chunks(k)).enumerate() {
+                            for (&j, &a) in
+                                slots.iter().zip(activations).filter(|(&j, _)| j != sae::dictionary::select::INACTIVE)
+                            {
+                                codes[e * h + j as usize] = a;
+                            }
+                        }
+                        codes
+                    }
+                    Apply::Reconstruct => {
+                        let mut output = vec![T::zero(); rows * n];
+                        model.decode(indices, values, &mut output)?;
+                        output
+                    }
+                }
+            }
         })
     }
 }
@@ -257,11 +299,17 @@ fn run_apply<T: Real>(
 pub fn visualize(args: VisualizeArgs) -> CliResult<()> {
     let _locks = FilePlan::new().input("MODEL", &args.model).output("--output", &args.output).check()?;
     let order = args.pixel_order;
-    // The first layer's weights, whatever the kind of model: what it looks for in its inputs.
+    // The first layer's weights, whatever the kind of model: what it looks for in its inputs
+    // (a TopK model's decoder rows: its dictionary).
     let (tiles, n, what) = match Loaded::<f64>::load(&args.model)? {
         Loaded::Autoencoder(model) => (feature_tiles(&model.parameters), model.hyper.visible(), "hidden units"),
         Loaded::Vae(vae, _) => (weight_tiles(vae.encoder_weights()), vae.shape.visible, "encoder units"),
         Loaded::Stack(stack) => (weight_tiles(stack.first_layer_weights()), stack.shape.sizes[0], "first-layer units"),
+        // A dictionary's atoms are its decoder rows.
+        Loaded::TopK(model) => {
+            let (n, h) = (model.visible(), model.latents());
+            (weight_tiles(sae::gemm::MatRef::row_major(model.blocks().w_dec, h, n)), n, "decoder directions")
+        }
     };
     TileGrid::for_inputs(n, order)?.draw(&tiles).save_png(&args.output)?;
     println!("features of {} {what} written to {}", tiles.len(), args.output.display());
@@ -348,6 +396,14 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
             );
             print_metadata(vae.metadata);
         }
+        TOPK_OBJECTIVE => {
+            let model = TopKModel::<f64>::load(path)?;
+            println!("  TopK sparse autoencoder: ReLU latents, the k largest kept, b_dec subtracted before encoding");
+            println!("  n = {} inputs, {} latents, k = {}", model.visible(), model.latents(), model.k());
+            print_metadata(ModelFile::<f64>::read_metadata(path)?.into_iter().filter(|(key, _)| {
+                !["format", "format_version", "objective", "visible", "latents", "k"].contains(&key.as_str())
+            }));
+        }
         STACK_OBJECTIVE => {
             let stack = StackModel::<f64>::load(path)?;
             let sizes: Vec<String> = stack.shape.sizes.iter().map(usize::to_string).collect();
@@ -412,4 +468,41 @@ fn summary(key: &str, value: &str) -> Option<String> {
         }
         _ => None,
     }
+}
+
+pub fn metrics(args: MetricsArgs) -> CliResult<()> {
+    let _locks = args.data.read_by(FilePlan::new().input("MODEL", &args.model)).check()?;
+    let objective = ModelFile::<f64>::read_metadata(&args.model)?.get("objective").cloned().unwrap_or_default();
+    if objective != TOPK_OBJECTIVE {
+        return Err(format!(
+            "{}: metrics are a TopK model's (sae train --hidden-layer topk); for a sparse autoencoder, sae objective \
+             --theta evaluates its cost on data",
+            args.model.display()
+        )
+        .into());
+    }
+    let (precision, _) = args.precision.resolve(args.data.data.as_deref())?;
+    args.engine.pool()?.install(|| match precision {
+        Precision::F32 => metrics_in::<f32>(&args),
+        Precision::F64 => metrics_in::<f64>(&args),
+    })
+}
+
+fn metrics_in<T: Real>(args: &MetricsArgs) -> CliResult<()> {
+    let model = TopKModel::<T>::load(&args.model)?;
+    let (mut source, description) = args.data.open_stream::<T>()?;
+    println!("data: {description}");
+    let metrics = sae::train::measure_topk(&model, &mut source, args.data.chunk())?;
+    println!("loss                  {:.6e}", metrics.loss);
+    println!("FVU                   {:.6}", metrics.fvu);
+    println!("explained variance    {:.6}", metrics.explained_variance());
+    println!("normalised MSE        {:.6}", metrics.normalized_mse);
+    println!("L0                    {:.3}", metrics.l0);
+    println!("dead latents          {:.3} %", 100.0 * metrics.dead);
+    println!(
+        "dense latents         {:.3} % (firing on more than {} % of the examples)",
+        100.0 * metrics.dense,
+        100.0 * sae::train::DENSE_FREQUENCY
+    );
+    Ok(())
 }

@@ -103,12 +103,13 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         Data::Values { examples, .. } => *examples,
         Data::Source(source) => source.examples_hint().unwrap_or(0),
     };
-    let on_epoch = |epoch: &TopKEpoch| {
+    let on_epoch = |finished: &TopKEpoch| {
+        let epoch = &finished.metrics;
         examples_seen += examples;
         let rate = examples_seen as f64 / started.elapsed().as_secs_f64();
         println!(
             "epoch {:4}  loss {:.6e}  FVU {:.5}  L0 {:.2}  dead {:.2} %  dense {:.2} %  {:.0} examples/s",
-            epoch.epoch,
+            finished.epoch,
             epoch.loss,
             epoch.fvu,
             epoch.l0,
@@ -118,7 +119,7 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         );
         if let Some(log) = log.as_mut() {
             log.record(
-                &[("epoch", epoch.epoch as u64), ("steps", epoch.steps)],
+                &[("epoch", finished.epoch as u64), ("steps", finished.steps)],
                 &[
                     ("loss", epoch.loss),
                     ("fvu", epoch.fvu),
@@ -155,7 +156,7 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
     trained.model.save(&args.output)?;
     println!("model written to {}", args.output.display());
     if let (false, Some(last)) = (args.no_features, trained.epochs.last()) {
-        let picture = super::super::plot::frequency_histogram(&last.frequencies, 900, 450)
+        let picture = super::super::plot::frequency_histogram(&last.metrics.frequencies, 900, 450)
             .map_err(|e| format!("drawing {}: {e}", args.features.display()))?;
         picture.save_png(&args.features)?;
         println!("latent frequencies written to {}", args.features.display());

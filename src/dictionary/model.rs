@@ -215,6 +215,35 @@ impl<T: Real> TopKModel<T> {
         self.layout.split(&self.params)
     }
 
+    /// `out ← x̂` of `m` examples from their codes (`k` slots each, as
+    /// [`TopKObjective::codes`](super::TopKObjective::codes) gives them): `x̂ = b_dec +
+    /// Σ_s values[s] W_dec[indices[s]]`, `m×n` row-major; unused slots are skipped.
+    pub fn decode(&self, indices: &[u32], values: &[T], out: &mut [T]) -> Result<()> {
+        let (n, k) = (self.visible(), self.k);
+        let m = indices.len() / k;
+        if indices.len() != m * k || values.len() != indices.len() || out.len() != m * n {
+            return Err(Error::shape_mismatch(
+                "codes and reconstruction",
+                format!("{k} slots per example and {n} values"),
+                format!("{} indices, {} values, {} outputs", indices.len(), values.len(), out.len()),
+            ));
+        }
+        let (kernels, blocks) = (Kernels::<T>::detect(), self.blocks());
+        for ((x, slots), activations) in
+            out.chunks_exact_mut(n).zip(indices.chunks_exact(k)).zip(values.chunks_exact(k))
+        {
+            x.copy_from_slice(blocks.b_dec);
+            for (&j, &a) in slots.iter().zip(activations).filter(|(&j, _)| j != super::select::INACTIVE) {
+                let row = blocks
+                    .w_dec
+                    .get(j as usize * n..(j as usize + 1) * n)
+                    .ok_or_else(|| Error::shape_mismatch("latent index", format!("below {}", self.latents()), j))?;
+                (kernels.axpy)(a, row, x);
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the model atomically: safetensors with sparsify's tensor names (`encoder.weight`
     /// `h×n`, `encoder.bias`, `W_dec` `h×n`, `b_dec`) in the working dtype, and metadata
     /// `objective`, `visible`, `latents`, `k`.

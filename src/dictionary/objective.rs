@@ -132,15 +132,28 @@ impl<T: Real> TopKObjective<T> {
     /// capacity; the values are not scanned (the trainer checks its data once).
     pub fn evaluate(&mut self, params: &[T], grad: &mut [T], batch: &Dataset<'_, T>) -> Result<(f64, BatchStats)> {
         let examples = self.encode(params, batch, true)?;
-        let stats = BatchStats {
-            squared_error: self.work.squared_errors[..examples].iter().sum(),
-            active: self.work.indices[..examples * self.k].iter().filter(|&&i| i != super::select::INACTIVE).count(),
-        };
+        let stats = self.stats(examples);
         self.backward(params, grad, examples);
         Ok((stats.squared_error / (2.0 * examples as f64), stats))
     }
 
-    /// The slots of the examples of the last [`evaluate`](Self::evaluate) or
+    /// `L` on `batch` and what it measured, without the gradient (the backward pass is not
+    /// run): a trained model's metrics on data.
+    pub fn measure(&mut self, params: &[T], batch: &Dataset<'_, T>) -> Result<(f64, BatchStats)> {
+        let examples = self.encode(params, batch, true)?;
+        let stats = self.stats(examples);
+        Ok((stats.squared_error / (2.0 * examples as f64), stats))
+    }
+
+    fn stats(&self, examples: usize) -> BatchStats {
+        BatchStats {
+            squared_error: self.work.squared_errors[..examples].iter().sum(),
+            active: self.work.indices[..examples * self.k].iter().filter(|&&i| i != super::select::INACTIVE).count(),
+        }
+    }
+
+    /// The slots of the examples of the last [`evaluate`](Self::evaluate),
+    /// [`measure`](Self::measure) or
     /// [`encode_only`](Self::encode_only): `(indices, values)`, `k` per example.
     pub fn codes(&self, examples: usize) -> (&[u32], &[T]) {
         (&self.work.indices[..examples * self.k], &self.work.values[..examples * self.k])

@@ -40,7 +40,9 @@ pub use minibatch::{
     MinibatchOptions, MinibatchState, MinibatchStep, MinibatchStop, MinibatchTrained, MinibatchTrainer,
 };
 pub use order::Shuffle;
-pub use topk::{TopKEpoch, TopKOptions, TopKTrained, TopKTrainer, DENSE_FREQUENCY};
+pub use topk::{
+    measure as measure_topk, TopKEpoch, TopKMetrics, TopKOptions, TopKTrained, TopKTrainer, DENSE_FREQUENCY,
+};
 pub use vae::{VaeEpoch, VaeOptions, VaeTrainer};
 pub use validation::{Validation, ValidationPoint};
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::control::{outside_stop, Control, Deadline};
 use super::feed::{Feed, InMemory, Streamed, StreamedPart};
 use super::{MinibatchOptions, MinibatchStop, Shuffle};
-use crate::data::stream::SeekableSource;
+use crate::data::stream::{ExampleSource, SeekableSource};
 use crate::data::{Dataset, Layout};
 use crate::dictionary::{geometric_median, select::INACTIVE, TopKModel, TopKObjective};
 use crate::error::{Error, Result};
@@ -67,33 +67,40 @@ impl Default for TopKOptions {
     }
 }
 
-/// The metrics of one finished epoch, over the minibatches it trained on (each measured
-/// before its step).
+/// One finished epoch: its metrics over the minibatches it trained on (each measured before
+/// its step).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopKEpoch {
     /// Epochs completed.
     pub epoch: usize,
     /// Steps taken in all.
     pub steps: u64,
-    /// The mean minibatch loss `1/(2B) Σ ‖x̂ − x‖²`.
+    pub metrics: TopKMetrics,
+}
+
+/// The metrics of dictionary learning over a set of examples (an epoch's minibatches, or a
+/// data set with [`measure`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopKMetrics {
+    /// The loss per example, `1/(2m) Σ ‖x̂ − x‖²` over the examples measured.
     pub loss: f64,
     /// Fraction of variance unexplained: `Σ ‖x̂ − x‖² / Σ ‖x − x̄‖²`, the variance taken
-    /// around each minibatch's mean (as sparsify measures it); `1 − fvu` is the explained
-    /// variance.
+    /// around each minibatch's (chunk's) mean, as sparsify measures it; `1 − fvu` is the
+    /// explained variance.
     pub fvu: f64,
     /// `Σ ‖x̂ − x‖² / Σ ‖x‖²`.
     pub normalized_mse: f64,
     /// Mean active latents per example.
     pub l0: f64,
-    /// Fraction of latents that never fired in the epoch.
+    /// Fraction of latents that never fired.
     pub dead: f64,
     /// Fraction of latents that fired on more than [`DENSE_FREQUENCY`] of the examples.
     pub dense: f64,
-    /// Each latent's firing frequency: the fraction of the epoch's examples it was active on.
+    /// Each latent's firing frequency: the fraction of the examples it was active on.
     pub frequencies: Vec<f64>,
 }
 
-impl TopKEpoch {
+impl TopKMetrics {
     /// `1 − fvu`.
     pub fn explained_variance(&self) -> f64 {
         1.0 - self.fvu
@@ -219,7 +226,7 @@ impl TopKTrainer {
                 if !loss.is_finite() {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: loss });
                 }
-                tally.add(loss, stats.squared_error, values, n, objective.codes(count).0);
+                tally.add(stats.squared_error, values, n, objective.codes(count).0);
                 if options.unit_norm_decoder {
                     layout.remove_radial_decoder_gradient(&params, &mut grad);
                 }
@@ -240,17 +247,18 @@ impl TopKTrainer {
                     }
                 }
             }
-            let metrics = tally.finish(epoch + 1, state.steps);
+            let finished = TopKEpoch { epoch: epoch + 1, steps: state.steps, metrics: tally.finish() };
+            let metrics = &finished.metrics;
             log::debug!(
                 "TopK epoch {}: loss {:.6e}, FVU {:.4}, L0 {:.2}, dead {:.3}",
-                metrics.epoch,
+                finished.epoch,
                 metrics.loss,
                 metrics.fvu,
                 metrics.l0,
                 metrics.dead
             );
-            let requested = on_epoch(&metrics).stops();
-            epochs.push(metrics);
+            let requested = on_epoch(&finished).stops();
+            epochs.push(finished);
             if epoch + 1 < options.epochs {
                 if let Some(outside) = outside_stop(&self.stop, requested, &deadline) {
                     stop = outside.into();
@@ -262,11 +270,44 @@ impl TopKTrainer {
     }
 }
 
-/// An epoch's sums, as its minibatches are trained on.
+/// The metrics of `model` on the examples of `source` (from its start), read `chunk` at a
+/// time: what [`TopKTrainer`] reports per epoch, for a trained model on any data (held-out
+/// data, say). Memory: a chunk and its workspace, whatever the size of the data.
+pub fn measure<T: Real>(model: &TopKModel<T>, source: &mut impl ExampleSource<T>, chunk: usize) -> Result<TopKMetrics> {
+    let n = model.visible();
+    if source.features() != n {
+        return Err(Error::shape_mismatch("data features", format!("n = {n}"), source.features()));
+    }
+    if chunk == 0 {
+        return Err(Error::InvalidOption { name: "chunk", reason: "must be at least 1 example".into() });
+    }
+    let chunk = chunk.min(source.examples_hint().unwrap_or(chunk).max(1));
+    let mut objective = TopKObjective::<T>::new(n, model.latents(), model.k(), chunk)?;
+    let mut buffer = vec![T::zero(); chunk * n];
+    let mut tally = Tally::new(model.latents());
+    source.rewind()?;
+    let mut first = 0;
+    loop {
+        let read = source.read_chunk(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        let values = &buffer[..read * n];
+        let batch = Dataset::examples_by_features(values, read, n)
+            .map_err(|e| crate::objective::distributed::in_whole(e, first))?;
+        let (_, stats) = objective.measure(model.params(), &batch)?;
+        tally.add(stats.squared_error, values, n, objective.codes(read).0);
+        first += read;
+    }
+    if first == 0 {
+        return Err(Error::EmptyData { what: "data" });
+    }
+    Ok(tally.finish())
+}
+
+/// The sums of an epoch (or of a pass over data), a minibatch at a time.
 struct Tally {
-    batches: usize,
     examples: usize,
-    loss: f64,
     squared_error: f64,
     /// `Σ ‖x − x̄_batch‖²` and `Σ ‖x‖²`.
     variance: f64,
@@ -278,20 +319,11 @@ struct Tally {
 
 impl Tally {
     fn new(latents: usize) -> Self {
-        Tally {
-            batches: 0,
-            examples: 0,
-            loss: 0.0,
-            squared_error: 0.0,
-            variance: 0.0,
-            energy: 0.0,
-            active: 0,
-            fired: vec![0; latents],
-        }
+        Tally { examples: 0, squared_error: 0.0, variance: 0.0, energy: 0.0, active: 0, fired: vec![0; latents] }
     }
 
-    /// One minibatch of `values` (`n` per example), its loss and squared error, and its slots.
-    fn add<T: Real>(&mut self, loss: f64, squared_error: f64, values: &[T], n: usize, slots: &[u32]) {
+    /// One minibatch of `values` (`n` per example), its squared error, and its slots.
+    fn add<T: Real>(&mut self, squared_error: f64, values: &[T], n: usize, slots: &[u32]) {
         let count = values.len() / n;
         let mut mean = vec![0.0; n];
         let mut energy = 0.0;
@@ -306,9 +338,7 @@ impl Tally {
         let mean_energy: f64 = mean.iter().map(|s| s * s).sum::<f64>() / count as f64;
         self.variance += (energy - mean_energy).max(0.0);
         self.energy += energy;
-        self.batches += 1;
         self.examples += count;
-        self.loss += loss;
         self.squared_error += squared_error;
         for &j in slots.iter().filter(|&&j| j != INACTIVE) {
             self.fired[j as usize] += 1;
@@ -316,15 +346,13 @@ impl Tally {
         }
     }
 
-    fn finish(self, epoch: usize, steps: u64) -> TopKEpoch {
+    fn finish(self) -> TopKMetrics {
         let examples = self.examples.max(1) as f64;
         let frequencies: Vec<f64> = self.fired.iter().map(|&f| f as f64 / examples).collect();
         let latents = frequencies.len().max(1) as f64;
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-        TopKEpoch {
-            epoch,
-            steps,
-            loss: self.loss / self.batches.max(1) as f64,
+        TopKMetrics {
+            loss: self.squared_error / (2.0 * examples),
             fvu: ratio(self.squared_error, self.variance),
             normalized_mse: ratio(self.squared_error, self.energy),
             l0: self.active as f64 / examples,

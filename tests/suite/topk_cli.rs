@@ -118,3 +118,53 @@ fn a_topk_model_round_trips_through_the_saelens_and_sparsify_folders() {
     let (ok, _, stderr) = sae(&["export", &kl, "--format", "sparsify", "-o", &path(dir.path(), "nope")]);
     assert!(!ok && stderr.contains("TopK models"), "{stderr}");
 }
+
+#[test]
+fn info_metrics_encode_reconstruct_and_visualize_read_a_topk_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = (path(dir.path(), "topk.safetensors"), path(dir.path(), "data.npy"));
+    let (ok, _, stderr) = sae(&[
+        "train",
+        "--hidden-layer",
+        "topk",
+        "--k",
+        "3",
+        "--hidden",
+        "20",
+        "--epochs",
+        "2",
+        "--no-features",
+        "-o",
+        &model,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(sae(&["generate", "--shape", "S1", "--examples", "300", "-o", &data]).0);
+    let (ok, stdout, stderr) = sae(&["info", &model]);
+    assert!(ok && stdout.contains("TopK") && stdout.contains("20 latents, k = 3"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = sae(&["metrics", &model, "--data", &data, "--chunk", "64"]);
+    assert!(ok && stdout.contains("FVU") && stdout.contains("L0                    3.000"), "{stdout}{stderr}");
+    let loss: f64 =
+        stdout.lines().find(|l| l.starts_with("loss")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+
+    let (codes, reconstructed) = (path(dir.path(), "codes.npy"), path(dir.path(), "rec.npy"));
+    let (ok, _, stderr) = sae(&["encode", &model, "--data", &data, "-o", &codes]);
+    assert!(ok, "{stderr}");
+    let codes: ndarray::Array2<f64> = npy::read_matrix(Path::new(&codes)).unwrap();
+    assert_eq!(codes.dim(), (300, 20));
+    assert!(codes
+        .rows()
+        .into_iter()
+        .all(|row| row.iter().filter(|&&v| v != 0.0).count() <= 3 && row.iter().all(|&v| v >= 0.0)));
+    let (ok, stdout, stderr) = sae(&["reconstruct", &model, "--data", &data, "-o", &reconstructed]);
+    assert!(ok, "{stderr}");
+    let reported: f64 = stdout.rsplit("= ").next().unwrap().trim().parse().unwrap();
+    assert!((reported - loss).abs() <= 1e-9 * loss, "reconstruct's ½‖x̂ − x‖² {reported} against metrics' loss {loss}");
+    let (ok, stdout, stderr) = sae(&["visualize", &model, "-o", &path(dir.path(), "atoms.png")]);
+    assert!(ok && stdout.contains("20 decoder directions"), "{stdout}{stderr}");
+
+    // metrics is a TopK model's.
+    let kl = path(dir.path(), "kl.safetensors");
+    assert!(sae(&["train", "--iterations", "2", "--no-features", "-o", &kl]).0);
+    let (ok, _, stderr) = sae(&["metrics", &kl, "--data", &data]);
+    assert!(!ok && stderr.contains("TopK model"), "{stderr}");
+}

@@ -27,7 +27,7 @@ fn training_keeps_the_decoder_rows_at_unit_norm_and_reports_consistent_metrics()
     assert_eq!(trained.stop, MinibatchStop::MaxEpochs);
     assert_eq!(trained.steps, 12 * m.div_ceil(256) as u64);
     assert_eq!(seen, trained.epochs);
-    let last = trained.epochs.last().unwrap();
+    let last = &trained.epochs.last().unwrap().metrics;
     let found = recovery(&directions, &decoder_rows(&trained.model), n, 0.9).unwrap();
     println!(
         "recovered {:.3}, mean max cosine {:.4}, FVU {:.4}, L0 {:.2}, dead {:.3}",
@@ -35,10 +35,10 @@ fn training_keeps_the_decoder_rows_at_unit_norm_and_reports_consistent_metrics()
     );
     assert!(found.recovered >= 0.5, "recovered {:.3} of the planted directions", found.recovered);
     assert!(
-        last.fvu < 0.1 && last.fvu < 0.5 * trained.epochs[0].fvu,
+        last.fvu < 0.1 && last.fvu < 0.5 * trained.epochs[0].metrics.fvu,
         "FVU {} (first epoch {})",
         last.fvu,
-        trained.epochs[0].fvu
+        trained.epochs[0].metrics.fvu
     );
     assert!(last.l0 <= 6.0 && last.l0 > 2.0, "L0 {}", last.l0);
     assert!(
@@ -136,12 +136,12 @@ fn the_issues_planted_dictionary_is_recovered_in_at_most_14_epochs() {
         .fit(&data, init, |epoch| {
             println!(
                 "epoch {:2}: FVU {:.5}, L0 {:.2}, dead {:.4}, dense {:.4}",
-                epoch.epoch, epoch.fvu, epoch.l0, epoch.dead, epoch.dense
+                epoch.epoch, epoch.metrics.fvu, epoch.metrics.l0, epoch.metrics.dead, epoch.metrics.dense
             );
         })
         .unwrap();
     let found = recovery(&directions, &decoder_rows(&trained.model), n, 0.9).unwrap();
-    let last = trained.epochs.last().unwrap();
+    let last = &trained.epochs.last().unwrap().metrics;
     println!(
         "recovered {:.4} of 512 at cosine ≥ 0.9, mean max cosine {:.4}, dead latents {:.4}, {:.1} s",
         found.recovered,
@@ -150,4 +150,25 @@ fn the_issues_planted_dictionary_is_recovered_in_at_most_14_epochs() {
         started.elapsed().as_secs_f64()
     );
     assert!(found.recovered >= 0.98, "recovered {:.4}", found.recovered);
+}
+
+#[test]
+fn measure_gives_a_trained_models_metrics_on_any_data_a_chunk_at_a_time() {
+    let (n, m) = (12, 900);
+    let (_, values) = planted(n, 20, 2, m, 6);
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let options = TopKOptions { batch_size: 100, epochs: 3, ..TopKOptions::default() };
+    let trained =
+        TopKTrainer::new(options).unwrap().fit(&data, TopKModel::<f32>::init(n, 40, 4, 2).unwrap(), |_| ()).unwrap();
+    let whole = measure(&trained.model, &mut SliceSource::new(&values, n).unwrap(), m).unwrap();
+    let chunked = measure(&trained.model, &mut SliceSource::new(&values, n).unwrap(), 97).unwrap();
+    // L0, the frequencies and the squared error do not depend on the chunks; FVU's variance is
+    // taken around each chunk's mean, so it moves a little.
+    assert!((whole.l0 - chunked.l0).abs() < 1e-12 && whole.frequencies == chunked.frequencies);
+    assert!((whole.fvu - chunked.fvu).abs() < 0.05 * whole.fvu, "FVU {} against {}", whole.fvu, chunked.fvu);
+    assert!(whole.l0 <= 4.0 && whole.fvu < trained.epochs[0].metrics.fvu);
+    assert!(matches!(
+        measure(&trained.model, &mut SliceSource::new(&values[..n * 10], 6).unwrap(), 10),
+        Err(Error::ShapeMismatch { what: "data features", .. })
+    ));
 }
