@@ -60,6 +60,17 @@ pub struct TrainArgs {
     /// TopK: the latents active per example.
     #[arg(help_heading = "Model", long)]
     k: Option<usize>,
+    /// TopK: the weight of the auxiliary loss on dead latents, AuxK (OpenAI's is 1/32) [default:
+    /// 0, off].
+    #[arg(help_heading = "Model", long, value_name = "ALPHA")]
+    auxk_alpha: Option<f64>,
+    /// TopK with AuxK: the dead latents each example's auxiliary loss uses [default: n/2].
+    #[arg(help_heading = "Model", long)]
+    k_aux: Option<usize>,
+    /// TopK with AuxK: a latent is dead once it has not fired on this many examples in a row
+    /// [default: 10 million, or the data's examples when fewer].
+    #[arg(help_heading = "Model", long, value_name = "EXAMPLES")]
+    dead_after: Option<u64>,
     /// The optimiser: full-batch L-BFGS (minFunc's, as UFLDL), or minibatch Adam or SGD with
     /// momentum (rho_hat a running average across minibatches; in memory, or with --stream a
     /// window of blocks at a time) [default: lbfgs; adam for --hidden-layer topk].
@@ -209,8 +220,8 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     if args.hidden_layer == HiddenLayerArg::Topk {
         return run_topk(args);
     }
-    if args.k.is_some() {
-        return Err("--k is the active latents of --hidden-layer topk".into());
+    if args.k.is_some() || args.auxk_alpha.is_some() || args.k_aux.is_some() || args.dead_after.is_some() {
+        return Err("--k, --auxk-alpha, --k-aux and --dead-after are options of --hidden-layer topk".into());
     }
     check_optimizer_options(&args)?;
     #[cfg(feature = "mpi")]

@@ -79,16 +79,25 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         epochs: args.epochs,
         seed: args.seed,
         shuffle: shuffle(args),
+        auxk_alpha: args.auxk_alpha.unwrap_or(0.0),
+        k_aux: args.k_aux,
+        dead_after: args.dead_after,
         ..TopKOptions::default()
     };
+    if options.auxk_alpha == 0.0 && (args.k_aux.is_some() || args.dead_after.is_some()) {
+        return Err(
+            "--k-aux and --dead-after shape the auxiliary loss: add --auxk-alpha (1/32 = 0.03125 is OpenAI's)".into()
+        );
+    }
     println!(
         "model: TopK, n = {n}, {} latents, k = {k}, {} ({precision_from}); {} at {learning_rate} over {} epochs of \
-         minibatches of {}, unit-norm decoder, b_dec at the geometric median; {} threads",
+         minibatches of {}, unit-norm decoder, b_dec at the geometric median{}; {} threads",
         args.hidden,
         T::NAME,
         rule.name(),
         args.epochs,
         args.batch_size,
+        if options.auxk_alpha > 0.0 { format!(", AuxK α = {}", options.auxk_alpha) } else { String::new() },
         rayon::current_num_threads()
     );
     let init = TopKModel::<T>::init(n, args.hidden, k, args.seed)?;

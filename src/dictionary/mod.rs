@@ -16,4 +16,4 @@ pub mod select;
 
 pub use median::geometric_median;
 pub use model::{Blocks, DictionaryLayout, TopKModel, OBJECTIVE};
-pub use objective::{BatchStats, TopKObjective};
+pub use objective::{AuxK, BatchStats, TopKObjective};

@@ -19,6 +19,17 @@
 //! ∇b_dec    = Σ_e δ_e − Σ_j ∇b_enc[j] W_enc[j]
 //! ```
 //!
+//! With [`AuxK`] (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"), the latents
+//! marked dead also reconstruct what the live ones missed: each example's `k_aux` largest
+//! positive dead pre-activations `S'_e` decode `ê_e = Σ_{j∈S'_e} a_ej W_dec[j]` (no bias), and
+//!
+//! ```text
+//! L += α s/(2B) Σ_e ‖ê_e + r_e‖²      s = min(dead / k_aux, 1), r_e held constant
+//! ```
+//!
+//! whose gradient reaches only the dead latents' rows (and `b_dec` through their encoders),
+//! by the same sparse kernels with `δ'_e = α s (ê_e + r_e)/B` in place of `δ_e`.
+//!
 //! The decoding is `k` AXPYs per example and `∇a` `k` dot products; the weight gradients are
 //! `k` rank-one updates per example, gathered by latent (a counting sort of the active slots)
 //! so that each gradient row is written once, by one thread, in example order — no per-thread
@@ -48,6 +59,23 @@ pub struct BatchStats {
     pub squared_error: f64,
     /// `Σ_e |S_e|`: active latents over all examples.
     pub active: usize,
+    /// `Σ_e ‖ê_e + r_e‖²` of the auxiliary loss (0 without it, or without dead latents).
+    pub aux_squared_error: f64,
+}
+
+/// The auxiliary loss on dead latents: the `k_aux` largest of them per example reconstruct the
+/// residual, weighted by `alpha` (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AuxK {
+    pub k_aux: usize,
+    pub alpha: f64,
+}
+
+impl AuxK {
+    /// OpenAI's choices: `k_aux = n/2` (at least 1), `α = 1/32`.
+    pub fn for_inputs(visible: usize) -> Self {
+        AuxK { k_aux: (visible / 2).max(1), alpha: 1.0 / 32.0 }
+    }
 }
 
 /// The loss and gradient of a TopK autoencoder on minibatches of at most `capacity` examples,
@@ -60,6 +88,10 @@ pub struct TopKObjective<T: Real> {
     block: usize,
     gemm: Gemm,
     kernels: Kernels<T>,
+    /// The auxiliary loss with `k_aux` limited to the dead latents and `alpha` scaled by `s`
+    /// (`None`: off, or no dead latent), and which latents are dead.
+    aux: Option<AuxK>,
+    dead: Vec<bool>,
     work: Workspace<T>,
 }
 
@@ -77,10 +109,19 @@ struct Workspace<T> {
     value_grads: Vec<T>,
     /// `‖r_e‖²` per example.
     squared_errors: Vec<f64>,
+    /// The auxiliary slots (`B×k_aux`), `δ'_e` (`B×n`) and `‖ê_e + r_e‖²` (one value per
+    /// example each, unused, without the auxiliary loss), and the auxiliary selection's bias:
+    /// `b_enc` on the dead latents, −∞ on the live ones, which it then never selects.
+    aux_indices: Vec<u32>,
+    aux_values: Vec<T>,
+    aux_grads: Vec<T>,
+    aux_residual: Vec<T>,
+    aux_squared_errors: Vec<f64>,
+    aux_bias: Vec<T>,
     /// One `block × h` buffer of pre-activations per thread.
     pre: Vec<Vec<T>>,
     /// The active slots by latent: those of latent `j` are `by_latent[starts[j]..starts[j + 1]]`
-    /// (slot `e·k + s`), in example order.
+    /// (slot `e·k + s`, or `B·k + e·k_aux + s` for an auxiliary slot), in example order.
     starts: Vec<usize>,
     by_latent: Vec<u32>,
     packed_w_enc: PackBuffer<T>,
@@ -108,8 +149,44 @@ impl<T: Real> TopKObjective<T> {
             block,
             gemm: Gemm::detect(Backend::preferred()),
             kernels: Kernels::detect(),
+            aux: None,
+            dead: Vec::new(),
             work: Workspace::default(),
         })
+    }
+
+    /// Turns the auxiliary loss on (`Some`) or off for the next evaluations, `dead[j]` telling
+    /// whether latent `j` counts as dead (the trainer's judgement: not fired for so many
+    /// examples). Without a dead latent the loss is the plain one.
+    pub fn set_aux(&mut self, aux: Option<AuxK>, dead: &[bool]) -> Result<()> {
+        let dead_count = dead.iter().filter(|&&d| d).count();
+        if let Some(aux) = aux {
+            if dead.len() != self.layout.latents() {
+                return Err(Error::shape_mismatch("dead latents", self.layout.latents(), dead.len()));
+            }
+            if aux.k_aux == 0 || !(aux.alpha >= 0.0 && aux.alpha.is_finite()) {
+                return Err(Error::InvalidHyperParameter {
+                    name: "AuxK",
+                    value: aux.alpha,
+                    reason: "k_aux must be at least 1 and alpha finite and non-negative",
+                });
+            }
+            if u32::try_from(self.capacity.saturating_mul(self.k + aux.k_aux)).is_err() {
+                return Err(Error::InvalidHyperParameter {
+                    name: "AuxK",
+                    value: aux.k_aux as f64,
+                    reason: "batch × (k + k_aux) must be below 2³²",
+                });
+            }
+        }
+        // s = min(dead / k_aux, 1) with the k_aux asked for: fewer dead latents, a smaller loss.
+        self.aux = aux.filter(|_| dead_count > 0).map(|aux| AuxK {
+            k_aux: aux.k_aux.min(dead_count),
+            alpha: aux.alpha * (dead_count as f64 / aux.k_aux as f64).min(1.0),
+        });
+        self.dead.clear();
+        self.dead.extend_from_slice(dead);
+        Ok(())
     }
 
     /// The same objective on the kernels and GEMM of `kernels.isa` (tests compare them).
@@ -134,7 +211,7 @@ impl<T: Real> TopKObjective<T> {
         let examples = self.encode(params, batch, true)?;
         let stats = self.stats(examples);
         self.backward(params, grad, examples);
-        Ok((stats.squared_error / (2.0 * examples as f64), stats))
+        Ok((self.loss(&stats, examples), stats))
     }
 
     /// `L` on `batch` and what it measured, without the gradient (the backward pass is not
@@ -142,14 +219,24 @@ impl<T: Real> TopKObjective<T> {
     pub fn measure(&mut self, params: &[T], batch: &Dataset<'_, T>) -> Result<(f64, BatchStats)> {
         let examples = self.encode(params, batch, true)?;
         let stats = self.stats(examples);
-        Ok((stats.squared_error / (2.0 * examples as f64), stats))
+        Ok((self.loss(&stats, examples), stats))
     }
 
     fn stats(&self, examples: usize) -> BatchStats {
         BatchStats {
             squared_error: self.work.squared_errors[..examples].iter().sum(),
             active: self.work.indices[..examples * self.k].iter().filter(|&&i| i != super::select::INACTIVE).count(),
+            aux_squared_error: match self.aux {
+                Some(_) => self.work.aux_squared_errors[..examples].iter().sum(),
+                None => 0.0,
+            },
         }
+    }
+
+    /// The loss of `stats` on `examples`: `1/(2B) (Σ ‖r‖² + α s Σ ‖ê + r‖²)`.
+    fn loss(&self, stats: &BatchStats, examples: usize) -> f64 {
+        let aux = self.aux.map_or(0.0, |aux| aux.alpha * stats.aux_squared_error);
+        (stats.squared_error + aux) / (2.0 * examples as f64)
     }
 
     /// The slots of the examples of the last [`evaluate`](Self::evaluate),
@@ -194,12 +281,26 @@ impl<T: Real> TopKObjective<T> {
         work.values.resize(capacity * k, T::zero());
         work.value_grads.resize(capacity * k, T::zero());
         work.squared_errors.resize(capacity, 0.0);
+        // Without the auxiliary loss its buffers hold one value per example, so that they are
+        // cut into blocks like the others.
+        let aux = self.aux.filter(|_| decode);
+        let (aux_k, aux_n) = aux.map_or((1, 1), |aux| (aux.k_aux, n));
+        work.aux_indices.resize(capacity * aux_k, 0);
+        work.aux_values.resize(capacity * aux_k, T::zero());
+        work.aux_grads.resize(capacity * aux_k, T::zero());
+        work.aux_residual.resize(capacity * aux_n, T::zero());
+        work.aux_squared_errors.resize(capacity, 0.0);
         work.pre.resize_with(threads, Vec::new);
         for pre in &mut work.pre {
             pre.resize(self.block * h, T::zero());
         }
 
         let blocks = self.layout.split(params);
+        work.aux_bias.clear();
+        if aux.is_some() {
+            let dead = self.dead.iter();
+            work.aux_bias.extend(blocks.b_enc.iter().zip(dead).map(|(&b, &d)| if d { b } else { T::neg_infinity() }));
+        }
         let packed =
             self.gemm.pack_right(MatRef::row_major(blocks.w_enc, h, n).t(), Order::RowMajor, &mut work.packed_w_enc);
         let context = Forward {
@@ -215,6 +316,11 @@ impl<T: Real> TopKObjective<T> {
             k,
             decode,
             scale: T::cast(1.0 / examples as f64),
+            aux: aux.map(|aux| AuxForward {
+                bias: &work.aux_bias,
+                k: aux.k_aux,
+                weight: T::cast(aux.alpha / examples as f64),
+            }),
         };
         let block = self.block;
         let total_blocks = examples.div_ceil(block);
@@ -230,10 +336,23 @@ impl<T: Real> TopKObjective<T> {
                 .zip(work.value_grads[span(k)].par_chunks_mut(block * k))
                 .zip(work.squared_errors[span(1)].par_chunks_mut(block))
                 .zip(work.pre.par_iter_mut())
+                .zip(work.aux_indices[span(aux_k)].par_chunks_mut(block * aux_k))
+                .zip(work.aux_values[span(aux_k)].par_chunks_mut(block * aux_k))
+                .zip(work.aux_grads[span(aux_k)].par_chunks_mut(block * aux_k))
+                .zip(work.aux_residual[span(aux_n)].par_chunks_mut(block * aux_n))
+                .zip(work.aux_squared_errors[span(1)].par_chunks_mut(block))
                 .enumerate()
-                .for_each(|(b, ((((((centered, residual), indices), values), value_grads), squared_errors), pre))| {
+                .for_each(|(b, main_and_aux)| {
+                    let (((((main, aux_indices), aux_values), aux_grads), aux_residual), aux_squared_errors) =
+                        main_and_aux;
+                    let ((((((centered, residual), indices), values), value_grads), squared_errors), pre) = main;
                     let slots = Slots { indices, values, value_grads };
-                    context.block((wave + b) * block, centered, residual, slots, squared_errors, pre);
+                    let aux = AuxPart {
+                        slots: Slots { indices: aux_indices, values: aux_values, value_grads: aux_grads },
+                        residual: aux_residual,
+                        squared_errors: aux_squared_errors,
+                    };
+                    context.block((wave + b) * block, (centered, residual), slots, squared_errors, pre, aux);
                 });
         }
         Ok(examples)
@@ -246,11 +365,15 @@ impl<T: Real> TopKObjective<T> {
         let blocks = self.layout.split(params);
         let work = &mut self.work;
         let centered = &work.centered[..examples * n];
-        // The active slots by latent (a counting sort, stable: example order within a latent).
-        let slots = &work.indices[..examples * k];
+        let k_aux = self.aux.map_or(0, |aux| aux.k_aux);
+        // The active slots by latent (a counting sort, stable: example order within a latent),
+        // the main ones numbered first, then the auxiliary ones.
+        let main = examples * k;
+        let (indices, aux_indices) = (&work.indices[..main], &work.aux_indices[..examples * k_aux]);
+        let active = || indices.iter().chain(aux_indices).enumerate().filter(|(_, &j)| j != super::select::INACTIVE);
         work.starts.clear();
         work.starts.resize(h + 1, 0);
-        for &j in slots.iter().filter(|&&j| j != super::select::INACTIVE) {
+        for (_, &j) in active() {
             work.starts[j as usize + 1] += 1;
         }
         for j in 0..h {
@@ -258,14 +381,25 @@ impl<T: Real> TopKObjective<T> {
         }
         work.by_latent.resize(work.starts[h], 0);
         let mut next = work.starts.clone();
-        for (slot, &j) in slots.iter().enumerate().filter(|(_, &j)| j != super::select::INACTIVE) {
+        for (slot, &j) in active() {
             work.by_latent[next[j as usize]] = slot as u32;
             next[j as usize] += 1;
         }
 
         // Each latent's gradient rows: its active slots' rank-one updates, in example order.
         let grads = self.layout.split_mut(grad);
-        let (residual, values, value_grads) = (&work.residual[..examples * n], &work.values, &work.value_grads);
+        let residual = &work.residual[..examples * n];
+        // A slot's activation, its gradient, its example, and the row of `δ` (or `δ'`) it meets.
+        let slot = |slot: u32| -> (T, T, usize, &[T]) {
+            let slot = slot as usize;
+            if slot < main {
+                let e = slot / k;
+                (work.values[slot], work.value_grads[slot], e, &work.residual[e * n..][..n])
+            } else {
+                let (aux, e) = (slot - main, (slot - main) / k_aux);
+                (work.aux_values[aux], work.aux_grads[aux], e, &work.aux_residual[e * n..][..n])
+            }
+        };
         let (starts, by_latent) = (&work.starts, &work.by_latent);
         grads
             .w_enc
@@ -283,19 +417,20 @@ impl<T: Real> TopKObjective<T> {
                     return;
                 };
                 // The first update writes the rows (as 0 + a x would), the others add to them.
-                let (slot, e) = (first as usize, first as usize / k);
-                scaled_copy(value_grads[slot], &centered[e * n..][..n], w_enc);
-                scaled_copy(values[slot], &residual[e * n..][..n], w_dec);
-                let mut bias = value_grads[slot].as_f64();
-                for &slot in rest {
-                    let (slot, e) = (slot as usize, slot as usize / k);
-                    (kernels.axpy)(value_grads[slot], &centered[e * n..][..n], w_enc);
-                    (kernels.axpy)(values[slot], &residual[e * n..][..n], w_dec);
-                    bias += value_grads[slot].as_f64();
+                let (value, value_grad, e, delta) = slot(first);
+                scaled_copy(value_grad, &centered[e * n..][..n], w_enc);
+                scaled_copy(value, delta, w_dec);
+                let mut bias = value_grad.as_f64();
+                for &other in rest {
+                    let (value, value_grad, e, delta) = slot(other);
+                    (kernels.axpy)(value_grad, &centered[e * n..][..n], w_enc);
+                    (kernels.axpy)(value, delta, w_dec);
+                    bias += value_grad.as_f64();
                 }
                 *b_enc = T::cast(bias);
             });
-        // ∇b_dec = Σ_e δ_e − Σ_j ∇b_enc[j] W_enc[j].
+        // ∇b_dec = Σ_e δ_e − Σ_j ∇b_enc[j] W_enc[j] (the auxiliary decoding has no bias: only
+        // its encoders' share reaches b_dec).
         grads.b_dec.fill(T::zero());
         for delta in residual.chunks_exact(n) {
             (kernels.axpy)(T::one(), delta, grads.b_dec);
@@ -328,6 +463,23 @@ struct Forward<'a, 'd, T: Real> {
     decode: bool,
     /// `1/B`.
     scale: T,
+    aux: Option<AuxForward<'a, T>>,
+}
+
+/// The auxiliary selection of the forward pass.
+struct AuxForward<'a, T> {
+    /// `b_enc` on the dead latents, −∞ on the live ones.
+    bias: &'a [T],
+    k: usize,
+    /// `α s / B`.
+    weight: T,
+}
+
+/// A block's share of the auxiliary buffers: its slots, `δ'` rows and `‖ê + r‖²`.
+struct AuxPart<'a, T> {
+    slots: Slots<'a, T>,
+    residual: &'a mut [T],
+    squared_errors: &'a mut [f64],
 }
 
 /// The slots of a block's examples, `k` each: latents, activations and their gradients.
@@ -344,11 +496,11 @@ impl<T: Real> Forward<'_, '_, T> {
     fn block(
         &self,
         first: usize,
-        centered: &mut [T],
-        residual: &mut [T],
+        (centered, residual): (&mut [T], &mut [T]),
         slots: Slots<'_, T>,
         squared_errors: &mut [f64],
         pre: &mut [T],
+        mut aux_part: AuxPart<'_, T>,
     ) {
         let Slots { indices, values, value_grads } = slots;
         let (n, h, k) = (self.n, self.h, self.k);
@@ -389,6 +541,9 @@ impl<T: Real> Forward<'_, '_, T> {
                     (self.kernels.axpy)(a, &self.w_dec[j as usize * n..][..n], r);
                 }
                 squared_errors[e] = (self.kernels.dot)(r, r);
+                if let Some(aux) = &self.aux {
+                    self.auxiliary(aux, &pre[e * h..][..h], r, e, &mut aux_part);
+                }
                 r.iter_mut().for_each(|r| *r = *r * self.scale);
                 let grads = &mut value_grads[e * k..][..k];
                 for (g, &j) in grads.iter_mut().zip(&slots[..active]) {
@@ -397,6 +552,26 @@ impl<T: Real> Forward<'_, '_, T> {
                 grads[active..].fill(T::zero());
             }
         }
+    }
+
+    /// Example `e`'s auxiliary slots (the `k_aux` largest positive dead pre-activations of
+    /// `z`), `‖ê + r‖²`, `δ' = α s (ê + r)/B` and the slots' gradients, `r` its residual.
+    fn auxiliary(&self, aux: &AuxForward<'_, T>, z: &[T], r: &[T], e: usize, part: &mut AuxPart<'_, T>) {
+        let (n, k) = (self.n, aux.k);
+        let (slots, activations) = (&mut part.slots.indices[e * k..][..k], &mut part.slots.values[e * k..][..k]);
+        let active = top_k(self.kernels, z, aux.bias, slots, activations);
+        let q = &mut part.residual[e * n..][..n];
+        q.copy_from_slice(r);
+        for (&j, &a) in slots[..active].iter().zip(&activations[..active]) {
+            (self.kernels.axpy)(a, &self.w_dec[j as usize * n..][..n], q);
+        }
+        part.squared_errors[e] = (self.kernels.dot)(q, q);
+        q.iter_mut().for_each(|q| *q = *q * aux.weight);
+        let grads = &mut part.slots.value_grads[e * k..][..k];
+        for (g, &j) in grads.iter_mut().zip(&slots[..active]) {
+            *g = T::cast((self.kernels.dot)(&self.w_dec[j as usize * n..][..n], q));
+        }
+        grads[active..].fill(T::zero());
     }
 }
 

@@ -5,6 +5,8 @@
 //!   removed before the step and the row renormalised after it, so the latents' scale lives in
 //!   the encoder (and a latent cannot shrink its decoder to dodge the selection);
 //! - `b_dec` started at the geometric median of the first minibatch;
+//! - optionally, the auxiliary loss AuxK on the dead latents (see [`AuxK`]): a latent is dead
+//!   once it has not fired on the last `dead_after` examples;
 //! - per epoch the metrics of dictionary learning: L0, the fractions of dead and dense latents,
 //!   the fraction of variance unexplained and the normalised MSE, and every latent's firing
 //!   frequency.
@@ -22,7 +24,7 @@ use super::feed::{Feed, InMemory, Streamed, StreamedPart};
 use super::{MinibatchOptions, MinibatchStop, Shuffle};
 use crate::data::stream::{ExampleSource, SeekableSource};
 use crate::data::{Dataset, Layout};
-use crate::dictionary::{geometric_median, select::INACTIVE, TopKModel, TopKObjective};
+use crate::dictionary::{geometric_median, select::INACTIVE, AuxK, TopKModel, TopKObjective};
 use crate::error::{Error, Result};
 use crate::model::Reconstruction;
 use crate::objective::distributed::Part;
@@ -50,10 +52,20 @@ pub struct TopKOptions {
     /// Start `b_dec` at the geometric median of the first minibatch (else keep the initial
     /// model's).
     pub median_init: bool,
+    /// The weight `α` of the auxiliary loss on dead latents (0, the default: off; OpenAI's is
+    /// 1/32).
+    pub auxk_alpha: f64,
+    /// The dead latents each example's auxiliary loss uses [default: `n/2`].
+    pub k_aux: Option<usize>,
+    /// A latent is dead once it has not fired on this many examples in a row [default: 10
+    /// million, or the data's examples when fewer: a latent silent for a whole epoch].
+    pub dead_after: Option<u64>,
 }
 
 impl Default for TopKOptions {
-    /// Adam at 1e-3, minibatches of 1024, 10 epochs, unit-norm decoder, `b_dec` at the median.
+    /// Adam at 1e-3, minibatches of 1024, 10 epochs, unit-norm decoder, `b_dec` at the median,
+    /// no AuxK (OpenAI uses `α = 1/32`; on the planted problems measured here it did not lower
+    /// the dead latents, see PERF.md).
     fn default() -> Self {
         TopKOptions {
             rule: StepRule::adam(1e-3),
@@ -63,6 +75,9 @@ impl Default for TopKOptions {
             shuffle: Shuffle::Full,
             unit_norm_decoder: true,
             median_init: true,
+            auxk_alpha: 0.0,
+            k_aux: None,
+            dead_after: None,
         }
     }
 }
@@ -131,6 +146,20 @@ impl TopKTrainer {
         options.shuffle.check()?;
         if options.batch_size == 0 {
             return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
+        }
+        if !(options.auxk_alpha >= 0.0 && options.auxk_alpha.is_finite()) {
+            return Err(Error::InvalidHyperParameter {
+                name: "AuxK alpha",
+                value: options.auxk_alpha,
+                reason: "must be finite and at least 0",
+            });
+        }
+        if options.k_aux == Some(0) || options.dead_after == Some(0) {
+            return Err(Error::InvalidHyperParameter {
+                name: if options.k_aux == Some(0) { "k_aux" } else { "dead_after" },
+                value: 0.0,
+                reason: "must be at least 1",
+            });
         }
         Ok(TopKTrainer { options, stop: None, time_limit: None })
     }
@@ -205,6 +234,12 @@ impl TopKTrainer {
         let mut params = init.params().to_vec();
         let mut grad = vec![T::zero(); params.len()];
         let mut state = StepState::<T>::new(params.len());
+        let aux = (options.auxk_alpha > 0.0)
+            .then(|| AuxK { k_aux: options.k_aux.unwrap_or(AuxK::for_inputs(n).k_aux), alpha: options.auxk_alpha });
+        let dead_after = options.dead_after.unwrap_or((m as u64).min(10_000_000));
+        // Examples seen, and when each latent last fired (the examples seen after its batch).
+        let (mut seen, mut last_fired) = (0u64, vec![0u64; h]);
+        let mut dead = vec![false; h];
         let mut batch_values = vec![T::zero(); batch_size * n];
         let batches = m.div_ceil(options.batch_size);
         let mut epochs = Vec::new();
@@ -221,12 +256,22 @@ impl TopKTrainer {
                         geometric_median(values, n, MEDIAN_ITERATIONS, 1e-6).into_iter().map(T::cast).collect();
                     layout.split_mut(&mut params).b_dec.copy_from_slice(&median);
                 }
+                if aux.is_some() {
+                    for (dead, &last) in dead.iter_mut().zip(&last_fired) {
+                        *dead = seen - last >= dead_after;
+                    }
+                    objective.set_aux(aux, &dead)?;
+                }
                 let (loss, stats) = objective.evaluate(&params, &mut grad, &batch)?;
                 let step = state.steps + 1;
                 if !loss.is_finite() {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: loss });
                 }
                 tally.add(stats.squared_error, values, n, objective.codes(count).0);
+                seen += count as u64;
+                for &j in objective.codes(count).0.iter().filter(|&&j| j != INACTIVE) {
+                    last_fired[j as usize] = seen;
+                }
                 if options.unit_norm_decoder {
                     layout.remove_radial_decoder_gradient(&params, &mut grad);
                 }

@@ -31,6 +31,7 @@ fn a_topk_model_trained_from_the_command_line_finds_the_planted_directions_in_me
     for streamed in [false, true] {
         let (model, histogram) = (path(dir.path(), &format!("topk{streamed}.safetensors")), path(dir.path(), "f.png"));
         let mut args = vec!["train", "--hidden-layer", "topk", "--k", "4", "--hidden", "64", "--epochs", "25"];
+        args.extend(["--auxk-alpha", "0.03125"]);
         args.extend([
             "--batch-size",
             "128",
@@ -73,12 +74,16 @@ fn options_a_topk_layer_does_not_use_are_refused_by_name() {
         (&["--k", "3", "--validation-fraction", "0.1"][..], "held-out"),
         (&["--k", "3", "--checkpoint", "c.safetensors"][..], "--checkpoint"),
         (&["--k", "30", "--hidden", "20"][..], "k"),
+        (&["--k", "3", "--k-aux", "4"][..], "--auxk-alpha"),
+        (&["--k", "3", "--auxk-alpha", "-1"][..], "AuxK alpha"),
     ] {
         let (ok, _, stderr) = sae(&[&topk[..], extra].concat());
         assert!(!ok && stderr.contains(named), "{extra:?}: {stderr}");
     }
-    let (ok, _, stderr) = sae(&["train", "--k", "3", "-o", &model]);
-    assert!(!ok && stderr.contains("--hidden-layer topk"), "{stderr}");
+    for flag in ["--k", "--dead-after"] {
+        let (ok, _, stderr) = sae(&["train", flag, "3", "-o", &model]);
+        assert!(!ok && stderr.contains("--hidden-layer topk"), "{stderr}");
+    }
     assert!(!Path::new(&model).exists(), "nothing written");
 }
 

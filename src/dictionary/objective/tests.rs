@@ -11,6 +11,16 @@ use crate::kernels::Isa;
 /// The definition, one example at a time in f64, with the selection by a full sort (ties to
 /// the earlier latent): `(L, ∇L)`.
 fn reference(model: &TopKModel<f64>, x: &[f64], examples: usize) -> (f64, Vec<f64>) {
+    reference_with_aux(model, x, examples, None)
+}
+
+/// The definition with the auxiliary loss: `(dead, k_aux, α s)`.
+fn reference_with_aux(
+    model: &TopKModel<f64>,
+    x: &[f64],
+    examples: usize,
+    aux: Option<(&[bool], usize, f64)>,
+) -> (f64, Vec<f64>) {
     let (n, h, k) = (model.visible(), model.latents(), model.k());
     let p = model.blocks();
     let layout = model.layout();
@@ -40,6 +50,24 @@ fn reference(model: &TopKModel<f64>, x: &[f64], examples: usize) -> (f64, Vec<f6
         }
         for (b, r) in g.b_dec.iter_mut().zip(&r) {
             *b += r * scale;
+        }
+        if let Some((dead, k_aux, weight)) = aux {
+            let mut chosen: Vec<usize> = (0..h).filter(|&j| dead[j] && z[j] > 0.0).collect();
+            chosen.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
+            chosen.truncate(k_aux);
+            // q = ê + r, with r a constant.
+            let q: Vec<f64> =
+                (0..n).map(|f| r[f] + chosen.iter().map(|&j| z[j] * p.w_dec[j * n + f]).sum::<f64>()).collect();
+            loss += 0.5 * weight * scale * q.iter().map(|v| v * v).sum::<f64>();
+            for &j in &chosen {
+                let dz: f64 = (0..n).map(|f| p.w_dec[j * n + f] * q[f] * weight * scale).sum();
+                for f in 0..n {
+                    g.w_dec[j * n + f] += z[j] * q[f] * weight * scale;
+                    g.w_enc[j * n + f] += dz * xc[f];
+                    g.b_dec[f] -= dz * p.w_enc[j * n + f];
+                }
+                g.b_enc[j] += dz;
+            }
         }
     }
     (loss, grad)
@@ -194,4 +222,65 @@ fn bad_batches_are_refused_by_name() {
         TopKObjective::<f32>::new(3, 5, 2, 0),
         Err(Error::InvalidHyperParameter { name: "batch size", .. })
     ));
+}
+
+/// The latents no example of `x` selects: dead, as far as this batch goes.
+fn unselected(objective: &mut TopKObjective<f64>, model: &TopKModel<f64>, x: &[f64], m: usize) -> Vec<bool> {
+    let data = Dataset::examples_by_features(x, m, model.visible()).unwrap();
+    objective.encode_only(model.params(), &data).unwrap();
+    let mut dead = vec![true; model.latents()];
+    for &j in objective.codes(m).0.iter().filter(|&&j| j != crate::dictionary::select::INACTIVE) {
+        dead[j as usize] = false;
+    }
+    dead
+}
+
+#[test]
+fn the_auxiliary_loss_matches_its_definition_and_central_differences_on_the_dead_latents() {
+    let (n, h, k, m) = (8, 60, 2, 30);
+    let (model, x) = problem(n, h, k, m, 21);
+    for isa in Isa::ALL {
+        let Some(kernels) = Kernels::<f64>::for_isa(isa) else { continue };
+        let mut objective = TopKObjective::new(n, h, k, m).unwrap().with_kernels(kernels).unwrap();
+        let dead = unselected(&mut objective, &model, &x, m);
+        let dead_count = dead.iter().filter(|&&d| d).count();
+        assert!(dead_count > 10, "the problem leaves latents unselected");
+        // k_aux above the dead count is cut to it; fewer dead latents than asked scale α by s.
+        for aux in [AuxK { k_aux: 3, alpha: 0.5 }, AuxK { k_aux: 2 * h, alpha: 1.0 / 32.0 }] {
+            objective.set_aux(Some(aux), &dead).unwrap();
+            let (loss, grad, stats) = evaluate(&mut objective, model.params(), &x, m);
+            let (k_aux, s) = (aux.k_aux.min(dead_count), (dead_count as f64 / aux.k_aux as f64).min(1.0));
+            let (want_loss, want_grad) = reference_with_aux(&model, &x, m, Some((&dead, k_aux, aux.alpha * s)));
+            assert!(stats.aux_squared_error > 0.0);
+            assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "{isa:?} {aux:?}: loss {loss} vs {want_loss}");
+            let (worst, at) = max_difference(&grad, &want_grad);
+            assert!(worst <= 1e-12, "{isa:?} {aux:?}: gradient off by {worst:e} at {:?}", model.layout().locate(at));
+            // The dead latents' parameters move only the auxiliary term (r does not depend on
+            // them): there the gradient is the loss's derivative.
+            let layout = model.layout();
+            let step = 1e-6;
+            let dead_latents: Vec<usize> = (0..h).filter(|&j| dead[j]).take(4).collect();
+            for &j in &dead_latents {
+                for i in [j * n, j * n + 3, 2 * h * n / 2 + h + j * n + 1, h * n + j] {
+                    let mut shifted = model.params().to_vec();
+                    shifted[i] += step;
+                    let (up, _, _) = evaluate(&mut objective, &shifted, &x, m);
+                    shifted[i] -= 2.0 * step;
+                    let (down, _, _) = evaluate(&mut objective, &shifted, &x, m);
+                    let numeric = (up - down) / (2.0 * step);
+                    assert!(
+                        (numeric - grad[i]).abs() <= 1e-7 * (1.0 + grad[i].abs()),
+                        "{:?}: {} vs {numeric}",
+                        layout.locate(i),
+                        grad[i]
+                    );
+                }
+            }
+        }
+        // Off again: the plain loss.
+        objective.set_aux(None, &dead).unwrap();
+        let (loss, _, stats) = evaluate(&mut objective, model.params(), &x, m);
+        assert_eq!(stats.aux_squared_error, 0.0);
+        assert!((loss - reference(&model, &x, m).0).abs() <= 1e-12 * loss);
+    }
 }

@@ -172,3 +172,34 @@ fn measure_gives_a_trained_models_metrics_on_any_data_a_chunk_at_a_time() {
         Err(Error::ShapeMismatch { what: "data features", .. })
     ));
 }
+
+#[test]
+fn the_auxiliary_loss_trains_the_latents_that_never_fire() {
+    // Few directions and many latents: most latents lose every selection.
+    let (n, m) = (16, 4000);
+    let (_, values) = planted(n, 8, 2, m, 8);
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let init = TopKModel::<f32>::init(n, 64, 2, 4).unwrap();
+    let run = |auxk_alpha: f64| {
+        let options =
+            TopKOptions { batch_size: 100, epochs: 6, auxk_alpha, dead_after: Some(1000), ..TopKOptions::default() };
+        TopKTrainer::new(options).unwrap().fit(&data, init.clone(), |_| ()).unwrap()
+    };
+    let (without, with) = (run(0.0), run(1.0 / 32.0));
+    // Without it, a latent that never fires never moves (Adam's step of a zero gradient is
+    // zero; the renormalisation rounds its row); with it, the dead latents are trained on the
+    // residual.
+    let never_fired: Vec<usize> =
+        (0..64).filter(|&j| without.epochs.iter().all(|e| e.metrics.frequencies[j] == 0.0)).collect();
+    assert!(!never_fired.is_empty());
+    let moved = |model: &TopKModel<f32>, j: usize| {
+        let (a, b) = (&model.blocks().w_dec[j * n..(j + 1) * n], &init.blocks().w_dec[j * n..(j + 1) * n]);
+        a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max)
+    };
+    for &j in &never_fired {
+        assert!(moved(&without.model, j) < 1e-6, "latent {j} moved by {} without a gradient", moved(&without.model, j));
+    }
+    assert!(never_fired.iter().any(|&j| moved(&with.model, j) > 1e-3));
+    let dead = |t: &TopKTrained<f32>| t.epochs.last().unwrap().metrics.dead;
+    println!("dead latents in the last epoch: {:.3} without AuxK, {:.3} with", dead(&without), dead(&with));
+}
