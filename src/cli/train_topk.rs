@@ -162,7 +162,30 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         println!("peak RSS  = {:.1} MB", peak as f64 / 1e6);
     }
     println!("stopped: {} after {} steps", trained.stop, trained.steps);
-    trained.model.save(&args.output)?;
+    let mut metadata = vec![
+        ("optimizer", if args.optimizer == Some(OptimizerArg::Sgd) { "sgd" } else { "adam" }.to_string()),
+        ("learning_rate", args.learning_rate.unwrap_or(1e-3).to_string()),
+        ("batch_size", args.batch_size.to_string()),
+        ("epochs", trained.epochs.len().to_string()),
+        ("steps", trained.steps.to_string()),
+        ("stop", trained.stop.name().to_string()),
+        ("seed", args.seed.to_string()),
+        ("threads", rayon::current_num_threads().to_string()),
+        ("isa", sae::Isa::detect().name().to_string()),
+        ("command", super::command_line()),
+        ("created", humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
+    ];
+    if let Some(alpha) = args.auxk_alpha {
+        metadata.push(("auxk_alpha", alpha.to_string()));
+    }
+    if let Some(last) = trained.epochs.last() {
+        metadata.push(("fvu", last.metrics.fvu.to_string()));
+        metadata.push(("l0", last.metrics.l0.to_string()));
+        metadata.push(("dead", last.metrics.dead.to_string()));
+    }
+    trained
+        .model
+        .save_with_metadata(&args.output, metadata.into_iter().map(|(key, value)| (key.to_string(), value)))?;
     println!("model written to {}", args.output.display());
     if let (false, Some(last)) = (args.no_features, trained.epochs.last()) {
         let picture = super::super::plot::frequency_histogram(&last.metrics.frequencies, 900, 450)

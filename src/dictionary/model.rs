@@ -248,6 +248,12 @@ impl<T: Real> TopKModel<T> {
     /// `h×n`, `encoder.bias`, `W_dec` `h×n`, `b_dec`) in the working dtype, and metadata
     /// `objective`, `visible`, `latents`, `k`.
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.save_with_metadata(path, std::iter::empty())
+    }
+
+    /// [`save`](Self::save) with free-form string metadata besides (how the model was trained,
+    /// say); fails on a key the file sets itself.
+    pub fn save_with_metadata(&self, path: &Path, extra: impl IntoIterator<Item = (String, String)>) -> Result<()> {
         let (n, h) = (self.visible(), self.latents());
         let blocks = self.blocks();
         let tensors = vec![
@@ -256,7 +262,7 @@ impl<T: Real> TopKModel<T> {
             crate::model::tensor_out("W_dec", vec![h, n], blocks.w_dec),
             crate::model::tensor_out("b_dec", vec![n], blocks.b_dec),
         ];
-        let metadata: BTreeMap<String, String> = [
+        let own = [
             ("format", FORMAT.to_string()),
             ("format_version", FORMAT_VERSION.to_string()),
             ("sae_version", env!("CARGO_PKG_VERSION").to_string()),
@@ -265,10 +271,15 @@ impl<T: Real> TopKModel<T> {
             ("visible", n.to_string()),
             ("latents", h.to_string()),
             ("k", self.k.to_string()),
-        ]
-        .into_iter()
-        .map(|(key, value)| (key.to_string(), value))
-        .collect();
+        ];
+        let mut metadata = BTreeMap::new();
+        for (key, value) in extra {
+            if own.iter().any(|(reserved, _)| *reserved == key) {
+                return Err(Error::bad_file(path, format!("metadata key {key:?} is reserved")));
+            }
+            metadata.insert(key, value);
+        }
+        metadata.extend(own.into_iter().map(|(key, value)| (key.to_string(), value)));
         crate::model::save_safetensors(path, tensors, metadata)
     }
 
@@ -390,8 +401,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("topk.safetensors");
         let model = TopKModel::<f32>::init(5, 9, 2, 3).unwrap().with_decoder_bias(&[0.5, -1.0, 2.0, 0.0, 1.5]).unwrap();
-        model.save(&path).unwrap();
+        model.save_with_metadata(&path, [("seed".to_string(), "3".to_string())]).unwrap();
         assert_eq!(TopKModel::<f32>::load(&path).unwrap(), model);
+        assert_eq!(crate::model::ModelFile::<f32>::read_metadata(&path).unwrap()["seed"], "3");
+        assert!(model.save_with_metadata(&path, [("k".to_string(), "9".to_string())]).is_err(), "reserved key");
         let wide = TopKModel::<f64>::load(&path).unwrap();
         assert!(wide.params().iter().zip(model.params()).all(|(a, &b)| *a == f64::from(b)));
         let bytes = std::fs::read(&path).unwrap();

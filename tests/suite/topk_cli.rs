@@ -146,6 +146,9 @@ fn info_metrics_encode_reconstruct_and_visualize_read_a_topk_model() {
     assert!(sae(&["generate", "--shape", "S1", "--examples", "300", "-o", &data]).0);
     let (ok, stdout, stderr) = sae(&["info", &model]);
     assert!(ok && stdout.contains("TopK") && stdout.contains("20 latents, k = 3"), "{stdout}{stderr}");
+    for recorded in ["stop: max-epochs", "epochs: 2", "seed: 1", "command: ", "fvu: "] {
+        assert!(stdout.contains(recorded), "{recorded} not in {stdout}");
+    }
     let (ok, stdout, stderr) = sae(&["metrics", &model, "--data", &data, "--chunk", "64"]);
     assert!(ok && stdout.contains("FVU") && stdout.contains("L0                    3.000"), "{stdout}{stderr}");
     let loss: f64 =
