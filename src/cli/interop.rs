@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::CliResult;
-use sae::dictionary::interop::{self as topk_interop, Layout};
+use sae::dictionary::interop::{self as topk_interop, Folder};
 use sae::dictionary::TopKModel;
 use sae::files::FilePlan;
 use sae::model::saelens::{self, CONFIG_FILE, WEIGHTS_FILE};
@@ -27,10 +27,10 @@ pub enum Format {
 }
 
 impl Format {
-    fn layout(self) -> Layout {
+    fn layout(self) -> Folder {
         match self {
-            Format::Saelens => Layout::Saelens,
-            Format::Sparsify => Layout::Sparsify,
+            Format::Saelens => Folder::Saelens,
+            Format::Sparsify => Folder::Sparsify,
         }
     }
 }
@@ -41,7 +41,7 @@ fn is_topk(path: &std::path::Path) -> CliResult<bool> {
 }
 
 /// The two files of a folder in `layout`, as outputs or inputs of a plan.
-fn folder_files(layout: Layout, dir: &std::path::Path) -> [std::path::PathBuf; 2] {
+fn folder_files(layout: Folder, dir: &std::path::Path) -> [std::path::PathBuf; 2] {
     [dir.join(layout.weights_file()), dir.join(layout.config_file())]
 }
 
@@ -132,24 +132,17 @@ fn export_in<T: Real>(args: &ExportArgs) -> CliResult<()> {
 
 pub fn import(args: ImportArgs) -> CliResult<()> {
     let layout = args.format.layout();
+    // Both kinds of SAELens folder hold the same two files: checked before either is read.
+    let [weights, config] = folder_files(layout, &args.folder);
+    let plan = FilePlan::new().input("FOLDER", weights).input("FOLDER", config).output("--output", &args.output);
+    let _locks = plan.check()?;
     if args.format == Format::Sparsify || topk_interop::describes_topk(&args.folder, layout)? {
-        let [weights, config] = folder_files(layout, &args.folder);
-        let _locks = FilePlan::new()
-            .input("FOLDER", weights)
-            .input("FOLDER", config)
-            .output("--output", &args.output)
-            .check()?;
         return if topk_interop::is_float32(&args.folder, layout) {
             import_topk::<f32>(&args, layout)
         } else {
             import_topk::<f64>(&args, layout)
         };
     }
-    let plan = FilePlan::new()
-        .input("FOLDER", args.folder.join(WEIGHTS_FILE))
-        .input("FOLDER", args.folder.join(CONFIG_FILE))
-        .output("--output", &args.output);
-    let _locks = plan.check()?;
     if saelens::is_float32(&args.folder) {
         import_in::<f32>(&args)
     } else {
@@ -157,7 +150,7 @@ pub fn import(args: ImportArgs) -> CliResult<()> {
     }
 }
 
-fn import_topk<T: Real>(args: &ImportArgs, layout: Layout) -> CliResult<()> {
+fn import_topk<T: Real>(args: &ImportArgs, layout: Folder) -> CliResult<()> {
     let model = topk_interop::import::<T>(&args.folder, layout)?;
     model.save(&args.output)?;
     println!(

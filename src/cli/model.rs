@@ -147,7 +147,8 @@ enum Loaded<T: Real> {
     /// The model, and its objective for the encoder and decoder passes.
     Vae(VaeModel<T>, VaeObjective<T>),
     Stack(StackModel<T>),
-    TopK(TopKModel<T>),
+    /// The model, and its objective's workspace, made for the first chunk and reused.
+    TopK(TopKModel<T>, Box<std::cell::RefCell<Option<TopKObjective<T>>>>),
 }
 
 impl<T: Real> Loaded<T> {
@@ -161,7 +162,7 @@ impl<T: Real> Loaded<T> {
                 Loaded::Vae(vae, objective)
             }
             STACK_OBJECTIVE => Loaded::Stack(StackModel::load(path)?),
-            TOPK_OBJECTIVE => Loaded::TopK(TopKModel::load(path)?),
+            TOPK_OBJECTIVE => Loaded::TopK(TopKModel::load(path)?, Default::default()),
             _ => Loaded::Autoencoder(ModelFile::load(path)?),
         })
     }
@@ -172,7 +173,7 @@ impl<T: Real> Loaded<T> {
             Loaded::Autoencoder(model) => model.hyper.visible(),
             Loaded::Vae(vae, _) => vae.shape.visible,
             Loaded::Stack(stack) => stack.shape.sizes[0],
-            Loaded::TopK(model) => model.visible(),
+            Loaded::TopK(model, _) => model.visible(),
         }
     }
 
@@ -191,7 +192,7 @@ impl<T: Real> Loaded<T> {
             (Loaded::Autoencoder(model), Apply::Encode) => model.hyper.hidden(),
             (Loaded::Vae(vae, _), Apply::Encode) => vae.shape.latent,
             (Loaded::Stack(stack), Apply::Encode) => *stack.shape.sizes.last().expect("at least one layer"),
-            (Loaded::TopK(model), Apply::Encode) => model.latents(),
+            (Loaded::TopK(model, _), Apply::Encode) => model.latents(),
         })
     }
 
@@ -221,11 +222,18 @@ impl<T: Real> Loaded<T> {
                 }
             }
             Loaded::Stack(stack) => StackedObjective::features(&stack.shape, &stack.theta, &data),
-            Loaded::TopK(model) => {
+            Loaded::TopK(model, workspace) => {
                 let (h, k) = (model.latents(), model.k());
-                let mut objective = TopKObjective::new(n, h, k, rows)?;
+                let mut workspace = workspace.borrow_mut();
+                // The first chunk is the largest: the objective made for it serves them all.
+                let objective = match workspace.as_mut() {
+                    Some(objective) if objective.capacity() >= rows => objective,
+                    _ => workspace.insert(
+                        TopKObjective::new(n, h, k, rows).map_err(|e| format!("--chunk {rows} with k = {k}: {e}"))?,
+                    ),
+                };
                 objective.encode_only(model.params(), &data)?;
-                let (indices, values) = objective.codes(rows);
+                let (indices, values) = objective.codes();
                 match what {
                     Apply::Encode => {
                         let mut codes = vec![T::zero(); rows * h];
@@ -306,7 +314,7 @@ pub fn visualize(args: VisualizeArgs) -> CliResult<()> {
         Loaded::Vae(vae, _) => (weight_tiles(vae.encoder_weights()), vae.shape.visible, "encoder units"),
         Loaded::Stack(stack) => (weight_tiles(stack.first_layer_weights()), stack.shape.sizes[0], "first-layer units"),
         // A dictionary's atoms are its decoder rows.
-        Loaded::TopK(model) => {
+        Loaded::TopK(model, _) => {
             let (n, h) = (model.visible(), model.latents());
             (weight_tiles(sae::gemm::MatRef::row_major(model.blocks().w_dec, h, n)), n, "decoder directions")
         }

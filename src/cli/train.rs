@@ -156,7 +156,8 @@ pub struct TrainArgs {
     resume: Option<PathBuf>,
     /// Write one JSON object per line to this file, after every L-BFGS iteration (iteration,
     /// cost, gradient_norm, step, evaluations, seconds, examples_per_second) or minibatch epoch
-    /// (epoch, steps, cost: the epoch's mean, seconds, examples_per_second); with held-out
+    /// (epoch, steps, cost: the epoch's mean, seconds, examples_per_second; TopK: loss, fvu,
+    /// explained_variance, normalized_mse, l0, dead, dense instead of cost); with held-out
     /// data also validation_cost and validation_reconstruction (null where not evaluated).
     #[arg(help_heading = "Output", long, value_name = "FILE")]
     log_json: Option<PathBuf>,

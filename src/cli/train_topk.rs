@@ -5,12 +5,12 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::super::interrupt::Interrupted;
 use super::super::progress::JsonLog;
 use super::super::CliResult;
-use super::{shuffle, OptimizerArg, TrainArgs};
+use super::{shuffle, time_limit, OptimizerArg, TrainArgs};
 use crate::cli::args::Data;
 use sae::data::images::embedded_patches;
 use sae::dictionary::TopKModel;
@@ -18,15 +18,25 @@ use sae::optim::StepRule;
 use sae::train::{MinibatchStop, StreamedPart, TopKEpoch, TopKOptions, TopKTrained, TopKTrainer};
 use sae::{Dataset, HyperParams, Real};
 
-/// Refuses, by name, the options of the sparse autoencoder that a TopK layer has no use for
-/// (before anything is read).
+/// Refuses, by name, the options of the sparse autoencoder that a TopK layer has no use for,
+/// and bad TopK options, before anything is read.
 pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
-    if args.k.is_none() {
+    let Some(k) = args.k else {
         return Err("--hidden-layer topk needs --k, the latents active per example".into());
-    }
+    };
     if args.optimizer == Some(OptimizerArg::Lbfgs) {
         return Err("a TopK layer is trained by minibatches: --optimizer adam (the default) or sgd".into());
     }
+    if k == 0 || k > args.hidden {
+        return Err(format!("--k {k}: from 1 to the --hidden {} latents", args.hidden).into());
+    }
+    if args.auxk_alpha.is_none() && (args.k_aux.is_some() || args.dead_after.is_some()) {
+        return Err(
+            "--k-aux and --dead-after shape the auxiliary loss: add --auxk-alpha (1/32 = 0.03125 is the usual)".into(),
+        );
+    }
+    TopKTrainer::new(options(args))?;
+    time_limit(args)?;
     let plain = args.variant.apply(HyperParams::builder(1, 1))?.build()?.is_plain();
     let unused = [
         (args.lambda != 1e-4 || args.beta != 3.0 || args.rho != 0.01, "--lambda, --beta and --rho"),
@@ -39,9 +49,15 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
             "--init, --resume and --checkpoint",
         ),
         (
-            args.validation.is_some() || args.validation_fraction.is_some() || args.early_stopping.is_some(),
-            "held-out data (--validation, --validation-fraction, --early-stopping)",
+            args.validation.is_some()
+                || args.validation_fraction.is_some()
+                || args.early_stopping.is_some()
+                || args.validate_every.is_some(),
+            "held-out data (--validation, --validation-fraction, --validate-every, --early-stopping)",
         ),
+        (args.iterations != 400 || args.history != 100, "L-BFGS's --iterations and --history"),
+        (args.rho_momentum != 0.9, "--rho-momentum (the KL penalty's running rho_hat)"),
+        (args.engine.backend()?.is_some(), "--backend (TopK runs on the native GEMM)"),
     ];
     match unused.iter().find(|(given, _)| *given) {
         Some((_, what)) => Err(format!(
@@ -49,6 +65,25 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
         )
         .into()),
         None => Ok(()),
+    }
+}
+
+/// The run's training options.
+fn options(args: &TrainArgs) -> TopKOptions {
+    let learning_rate = args.learning_rate.unwrap_or(1e-3);
+    TopKOptions {
+        rule: match args.optimizer {
+            Some(OptimizerArg::Sgd) => StepRule::sgd(learning_rate, args.momentum),
+            _ => StepRule::adam(learning_rate),
+        },
+        batch_size: args.batch_size,
+        epochs: args.epochs,
+        seed: args.seed,
+        shuffle: shuffle(args),
+        auxk_alpha: args.auxk_alpha.unwrap_or(0.0),
+        k_aux: args.k_aux,
+        dead_after: args.dead_after,
+        ..TopKOptions::default()
     }
 }
 
@@ -68,27 +103,8 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         Data::Values { features, .. } => *features,
         Data::Source(source) => source.features(),
     };
-    let learning_rate = args.learning_rate.unwrap_or(1e-3);
-    let rule = match args.optimizer {
-        Some(OptimizerArg::Sgd) => StepRule::sgd(learning_rate, args.momentum),
-        _ => StepRule::adam(learning_rate),
-    };
-    let options = TopKOptions {
-        rule,
-        batch_size: args.batch_size,
-        epochs: args.epochs,
-        seed: args.seed,
-        shuffle: shuffle(args),
-        auxk_alpha: args.auxk_alpha.unwrap_or(0.0),
-        k_aux: args.k_aux,
-        dead_after: args.dead_after,
-        ..TopKOptions::default()
-    };
-    if options.auxk_alpha == 0.0 && (args.k_aux.is_some() || args.dead_after.is_some()) {
-        return Err(
-            "--k-aux and --dead-after shape the auxiliary loss: add --auxk-alpha (1/32 = 0.03125 is OpenAI's)".into()
-        );
-    }
+    let options = options(args);
+    let (rule, learning_rate) = (options.rule, args.learning_rate.unwrap_or(1e-3));
     println!(
         "model: TopK, n = {n}, {} latents, k = {k}, {} ({precision_from}); {} at {learning_rate} over {} epochs of \
          minibatches of {}, unit-norm decoder, b_dec at the geometric median{}; {} threads",
@@ -102,8 +118,8 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
     );
     let init = TopKModel::<T>::init(n, args.hidden, k, args.seed)?;
     let mut trainer = TopKTrainer::new(options)?.stop_when(stop.clone());
-    if let Some(seconds) = args.max_time {
-        trainer = trainer.time_limit(Duration::from_secs_f64(seconds));
+    if let Some(limit) = time_limit(args)? {
+        trainer = trainer.time_limit(limit);
     }
     let mut log = JsonLog::create(args.log_json.as_deref())?;
     let started = Instant::now();
@@ -179,9 +195,9 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         metadata.push(("auxk_alpha", alpha.to_string()));
     }
     if let Some(last) = trained.epochs.last() {
-        metadata.push(("fvu", last.metrics.fvu.to_string()));
-        metadata.push(("l0", last.metrics.l0.to_string()));
-        metadata.push(("dead", last.metrics.dead.to_string()));
+        // (A minibatch of one example has no variance: its FVU is not a number, and not kept.)
+        let measured = [("fvu", last.metrics.fvu), ("l0", last.metrics.l0), ("dead", last.metrics.dead)];
+        metadata.extend(measured.into_iter().filter(|(_, v)| v.is_finite()).map(|(key, v)| (key, v.to_string())));
     }
     trained
         .model

@@ -22,19 +22,19 @@ use super::model::TopKModel;
 use crate::error::{Error, Result};
 use crate::real::Real;
 
-/// A folder layout a TopK model is written in or read from.
+/// The tool whose folder layout a TopK model is written in or read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+pub enum Folder {
     Saelens,
     Sparsify,
 }
 
-impl Layout {
+impl Folder {
     /// The folder's weights file.
     pub fn weights_file(self) -> &'static str {
         match self {
-            Layout::Saelens => "sae_weights.safetensors",
-            Layout::Sparsify => "sae.safetensors",
+            Folder::Saelens => "sae_weights.safetensors",
+            Folder::Sparsify => "sae.safetensors",
         }
     }
 
@@ -53,13 +53,13 @@ fn dtype_name<T: Real>() -> &'static str {
 }
 
 /// Writes `model` into the folder `dir` (made if missing) in `layout`.
-pub fn export<T: Real>(model: &TopKModel<T>, layout: Layout, dir: &Path) -> Result<()> {
+pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let (n, h, k) = (model.visible(), model.latents(), model.k());
     let blocks = model.blocks();
     let written_by = format!("sae {}", env!("CARGO_PKG_VERSION"));
     let (tensors, config) = match layout {
-        Layout::Saelens => {
+        Folder::Saelens => {
             // W_enc is n×h in SAELens: the transpose of the latent-major rows.
             let w_enc: Vec<T> = (0..n * h).map(|i| blocks.w_enc[(i % h) * n + i / h]).collect();
             let tensors = vec![
@@ -79,11 +79,26 @@ pub fn export<T: Real>(model: &TopKModel<T>, layout: Layout, dir: &Path) -> Resu
                 "normalize_activations": "none",
                 "dtype": dtype_name::<T>(),
                 "device": "cpu",
+                // The fields of SAELens's configuration this crate does not know, at their
+                // neutral values (as the standard SAE's export writes them).
+                "finetuning_scaling_factor": false,
+                "context_size": 0,
+                "model_name": "",
+                "hook_name": "",
+                "hook_layer": 0,
+                "hook_head_index": null,
+                "prepend_bos": false,
+                "dataset_path": "",
+                "dataset_trust_remote_code": false,
+                "sae_lens_training_version": null,
+                "model_from_pretrained_kwargs": {},
+                "seqpos_slice": [null],
+                "neuronpedia_id": null,
                 "metadata": { "written_by": written_by },
             });
             (tensors, config)
         }
-        Layout::Sparsify => {
+        Folder::Sparsify => {
             let tensors = vec![
                 ("encoder.weight", vec![h, n], blocks.w_enc.to_vec()),
                 ("encoder.bias", vec![h], blocks.b_enc.to_vec()),
@@ -116,28 +131,34 @@ pub fn export<T: Real>(model: &TopKModel<T>, layout: Layout, dir: &Path) -> Resu
 
 /// Whether the configuration of the folder `dir` in `layout` describes a TopK model (false for
 /// another architecture: SAELens's standard SAE, say).
-pub fn describes_topk(dir: &Path, layout: Layout) -> Result<bool> {
+pub fn describes_topk(dir: &Path, layout: Folder) -> Result<bool> {
     let (config, _) = read_config(dir, layout)?;
     Ok(topk_k(&config, layout).is_some())
 }
 
 /// Whether the folder's weights are float32 (its configuration's `dtype`; sparsify records
 /// none, and its weights are read to tell).
-pub fn is_float32(dir: &Path, layout: Layout) -> bool {
+pub fn is_float32(dir: &Path, layout: Folder) -> bool {
     match layout {
-        Layout::Saelens => read_config(dir, layout)
-            .ok()
-            .is_some_and(|(config, _)| config.get("dtype").and_then(Value::as_str) == Some("float32")),
-        Layout::Sparsify => std::fs::read(dir.join(layout.weights_file())).ok().is_some_and(|bytes| {
-            SafeTensors::deserialize(&bytes)
-                .ok()
-                .and_then(|t| t.tensor("W_dec").ok().map(|v| v.dtype() == safetensors::Dtype::F32))
-                .unwrap_or(false)
-        }),
+        Folder::Saelens => crate::model::saelens::is_float32(dir),
+        Folder::Sparsify => header_dtype(&dir.join(layout.weights_file()), "W_dec").is_some_and(|dtype| dtype == "F32"),
     }
 }
 
-fn read_config(dir: &Path, layout: Layout) -> Result<(Value, std::path::PathBuf)> {
+/// The dtype of tensor `name` in the safetensors file at `path`, from its header alone.
+fn header_dtype(path: &Path, name: &str) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).ok()?;
+    let length = usize::try_from(u64::from_le_bytes(length)).ok().filter(|&l| l <= 100 << 20)?;
+    let mut header = vec![0u8; length];
+    file.read_exact(&mut header).ok()?;
+    let header: Value = serde_json::from_slice(&header).ok()?;
+    header.get(name)?.get("dtype")?.as_str().map(str::to_string)
+}
+
+fn read_config(dir: &Path, layout: Folder) -> Result<(Value, std::path::PathBuf)> {
     let path = dir.join(layout.config_file());
     let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
     let config = serde_json::from_str(&text).map_err(|e| Error::bad_file(&path, format!("not JSON: {e}")))?;
@@ -145,28 +166,28 @@ fn read_config(dir: &Path, layout: Layout) -> Result<(Value, std::path::PathBuf)
 }
 
 /// `k` of a TopK configuration (either SAELens spelling, or sparsify's).
-fn topk_k(config: &Value, layout: Layout) -> Option<u64> {
+fn topk_k(config: &Value, layout: Folder) -> Option<u64> {
     let text = |key: &str| config.get(key).and_then(Value::as_str);
     let is_topk = match layout {
-        Layout::Saelens => text("architecture") == Some("topk") || text("activation_fn_str") == Some("topk"),
-        Layout::Sparsify => text("activation").is_none_or(|a| a == "topk"),
+        Folder::Saelens => text("architecture") == Some("topk") || text("activation_fn_str") == Some("topk"),
+        Folder::Sparsify => text("activation").is_none_or(|a| a == "topk"),
     };
     let k = config.get("k").or_else(|| config.get("activation_fn_kwargs").and_then(|kw| kw.get("k")));
     k.and_then(Value::as_u64).filter(|_| is_topk)
 }
 
 /// The TopK model of the folder `dir` in `layout`, in `T`.
-pub fn import<T: Real>(dir: &Path, layout: Layout) -> Result<TopKModel<T>> {
+pub fn import<T: Real>(dir: &Path, layout: Folder) -> Result<TopKModel<T>> {
     let (config, config_path) = read_config(dir, layout)?;
     let bad = |reason: String| Error::bad_file(&config_path, reason);
     let k = topk_k(&config, layout).ok_or_else(|| bad("not a TopK SAE (no TopK architecture with its k)".into()))?;
     let size = |key: &str| config.get(key).and_then(Value::as_u64).ok_or_else(|| bad(format!("no {key}")));
     let (n, h) = match layout {
-        Layout::Saelens => (size("d_in")?, size("d_sae")?),
-        Layout::Sparsify => (size("d_in")?, size("num_latents")?),
+        Folder::Saelens => (size("d_in")?, size("d_sae")?),
+        Folder::Sparsify => (size("d_in")?, size("num_latents")?),
     };
     let (n, h, k) = (n as usize, h as usize, k as usize);
-    if layout == Layout::Saelens {
+    if layout == Folder::Saelens {
         let applies = config.get("apply_b_dec_to_input").and_then(Value::as_bool).unwrap_or(true);
         let normalization = config.get("normalize_activations").and_then(Value::as_str).unwrap_or("none");
         if !applies {
@@ -176,7 +197,7 @@ pub fn import<T: Real>(dir: &Path, layout: Layout) -> Result<TopKModel<T>> {
             return Err(bad(format!("normalize_activations {normalization:?}: its scaling is not in the folder")));
         }
     }
-    if layout == Layout::Sparsify && config.get("skip_connection").and_then(Value::as_bool) == Some(true) {
+    if layout == Folder::Sparsify && config.get("skip_connection").and_then(Value::as_bool) == Some(true) {
         return Err(bad("skip_connection: a sparsify transcoder's skip weights have no place in this model".into()));
     }
     let weights_path = dir.join(layout.weights_file());
@@ -196,12 +217,12 @@ pub fn import<T: Real>(dir: &Path, layout: Layout) -> Result<TopKModel<T>> {
         })
     };
     let (w_enc, b_enc, w_dec, b_dec) = match layout {
-        Layout::Saelens => {
+        Folder::Saelens => {
             let w_enc = read("W_enc", vec![n, h])?;
             let rows: Vec<f64> = (0..h * n).map(|i| w_enc[(i % n) * h + i / n]).collect();
             (rows, read("b_enc", vec![h])?, read("W_dec", vec![h, n])?, read("b_dec", vec![n])?)
         }
-        Layout::Sparsify => (
+        Folder::Sparsify => (
             read("encoder.weight", vec![h, n])?,
             read("encoder.bias", vec![h])?,
             read("W_dec", vec![h, n])?,
@@ -228,7 +249,7 @@ mod tests {
     }
 
     /// The codes of `x` by the formula of each tool, from the folder's raw tensors.
-    fn codes_from_files(dir: &Path, layout: Layout, x: &[f64]) -> Vec<Vec<(usize, f64)>> {
+    fn codes_from_files(dir: &Path, layout: Folder, x: &[f64]) -> Vec<Vec<(usize, f64)>> {
         let bytes = std::fs::read(dir.join(layout.weights_file())).unwrap();
         let file = SafeTensors::deserialize(&bytes).unwrap();
         let get = |name: &str| {
@@ -237,9 +258,9 @@ mod tests {
         let (n, h, k) = (6, 10, 3);
         let (w, b_enc, b_dec) = match layout {
             // relu((x − b_dec) W_enc + b_enc), W_enc n×h.
-            Layout::Saelens => (get("W_enc"), get("b_enc"), get("b_dec")),
+            Folder::Saelens => (get("W_enc"), get("b_enc"), get("b_dec")),
             // relu(encoder(x − b_dec)), encoder.weight h×n.
-            Layout::Sparsify => {
+            Folder::Sparsify => {
                 let rows = get("encoder.weight");
                 ((0..n * h).map(|i| rows[(i % h) * n + i / h]).collect(), get("encoder.bias"), get("b_dec"))
             }
@@ -265,9 +286,9 @@ mod tests {
         let data = Dataset::examples_by_features(&x, 20, 6).unwrap();
         let mut objective = TopKObjective::new(6, 10, 3, 20).unwrap();
         objective.encode_only(model.params(), &data).unwrap();
-        let (indices, values) = objective.codes(20);
+        let (indices, values) = objective.codes();
         let wide: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-        for layout in [Layout::Saelens, Layout::Sparsify] {
+        for layout in [Folder::Saelens, Folder::Sparsify] {
             let dir = tempfile::tempdir().unwrap();
             export(&model, layout, dir.path()).unwrap();
             assert!(describes_topk(dir.path(), layout).unwrap());
@@ -292,26 +313,26 @@ mod tests {
     #[test]
     fn folders_that_are_not_topk_models_are_refused_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
-        export(&model(), Layout::Saelens, dir.path()).unwrap();
+        export(&model(), Folder::Saelens, dir.path()).unwrap();
         let config = dir.path().join("cfg.json");
         let edit = |from: &str, to: &str| {
             let text = std::fs::read_to_string(&config).unwrap().replace(from, to);
             std::fs::write(&config, text).unwrap();
         };
         edit("\"apply_b_dec_to_input\": true", "\"apply_b_dec_to_input\": false");
-        match import::<f32>(dir.path(), Layout::Saelens) {
+        match import::<f32>(dir.path(), Folder::Saelens) {
             Err(Error::BadFile { reason, .. }) => assert!(reason.contains("apply_b_dec_to_input"), "{reason}"),
             other => panic!("{other:?}"),
         }
         edit("\"topk\"", "\"standard\"");
-        assert!(!describes_topk(dir.path(), Layout::Saelens).unwrap());
-        match import::<f32>(dir.path(), Layout::Saelens) {
+        assert!(!describes_topk(dir.path(), Folder::Saelens).unwrap());
+        match import::<f32>(dir.path(), Folder::Saelens) {
             Err(Error::BadFile { reason, .. }) => assert!(reason.contains("not a TopK"), "{reason}"),
             other => panic!("{other:?}"),
         }
-        export(&model(), Layout::Sparsify, dir.path()).unwrap();
+        export(&model(), Folder::Sparsify, dir.path()).unwrap();
         std::fs::write(dir.path().join("cfg.json"), r#"{"num_latents": 11, "k": 3, "d_in": 6}"#).unwrap();
-        match import::<f32>(dir.path(), Layout::Sparsify) {
+        match import::<f32>(dir.path(), Folder::Sparsify) {
             Err(Error::BadFile { reason, .. }) => assert!(reason.contains("shape"), "{reason}"),
             other => panic!("{other:?}"),
         }

@@ -307,7 +307,8 @@ impl<T: Real> TopKModel<T> {
             get(key)?.parse().map_err(|_| bad(format!("metadata {key} {:?} is not a count", metadata[key])))
         };
         let (n, h, k) = (count("visible")?, count("latents")?, count("k")?);
-        let mut params = Vec::with_capacity(DictionaryLayout::new(n, h).len());
+        check_shape(n, h, k).map_err(|e| bad(format!("metadata: {e}")))?;
+        let mut params = Vec::new();
         for (name, shape) in
             [("encoder.weight", vec![h, n]), ("encoder.bias", vec![h]), ("W_dec", vec![h, n]), ("b_dec", vec![n])]
         {
@@ -323,10 +324,15 @@ impl<T: Real> TopKModel<T> {
     }
 }
 
-/// Checks the shape of a TopK model: at least one input and one latent, `1 ≤ k ≤ h`, and `h`
-/// below `u32::MAX` (latents are indexed by `u32`).
+/// Checks the shape of a TopK model: at least one input and one latent, `1 ≤ k ≤ h`, `h`
+/// below `u32::MAX` (latents are indexed by `u32`), and `2hn + h + n` parameters addressable.
 pub(crate) fn check_shape(visible: usize, latents: usize, k: usize) -> Result<()> {
     let invalid = |name, value: usize, reason| Err(Error::InvalidHyperParameter { name, value: value as f64, reason });
+    let len =
+        latents.checked_mul(visible).and_then(|hn| hn.checked_mul(2)).and_then(|w| w.checked_add(latents + visible));
+    if len.is_none_or(|len| len > isize::MAX as usize / 8) {
+        return invalid("latents", latents, "2 × latents × visible parameters are more than memory can address");
+    }
     if visible == 0 {
         return invalid("visible", visible, "must be at least 1");
     }

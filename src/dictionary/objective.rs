@@ -40,7 +40,7 @@
 use rayon::prelude::*;
 
 use super::model::{check_shape, DictionaryLayout};
-use super::select::top_k;
+use super::select::{top_k, INACTIVE};
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer, Packed};
@@ -72,7 +72,10 @@ pub struct AuxK {
 }
 
 impl AuxK {
-    /// OpenAI's choices: `k_aux = n/2` (at least 1), `α = 1/32`.
+    /// The usual choices (Gao et al.'s, as sparsify implements them): `k_aux = n/2` (at least
+    /// 1), `α = 1/32`. Sparsify's form is the one computed here (the auxiliary squared error
+    /// on the main loss's scale); OpenAI's code divides it by the residual's own variance,
+    /// which makes its `α` stronger by about `1/FVU`.
     pub fn for_inputs(visible: usize) -> Self {
         AuxK { k_aux: (visible / 2).max(1), alpha: 1.0 / 32.0 }
     }
@@ -92,6 +95,8 @@ pub struct TopKObjective<T: Real> {
     /// (`None`: off, or no dead latent), and which latents are dead.
     aux: Option<AuxK>,
     dead: Vec<bool>,
+    /// The examples of the last evaluation, measure or encoding (what `codes` returns).
+    last_examples: usize,
     work: Workspace<T>,
 }
 
@@ -151,6 +156,7 @@ impl<T: Real> TopKObjective<T> {
             kernels: Kernels::detect(),
             aux: None,
             dead: Vec::new(),
+            last_examples: 0,
             work: Workspace::default(),
         })
     }
@@ -171,7 +177,7 @@ impl<T: Real> TopKObjective<T> {
                     reason: "k_aux must be at least 1 and alpha finite and non-negative",
                 });
             }
-            if u32::try_from(self.capacity.saturating_mul(self.k + aux.k_aux)).is_err() {
+            if u32::try_from(self.capacity.saturating_mul(self.k.saturating_add(aux.k_aux.min(dead_count)))).is_err() {
                 return Err(Error::InvalidHyperParameter {
                     name: "AuxK",
                     value: aux.k_aux as f64,
@@ -208,6 +214,9 @@ impl<T: Real> TopKObjective<T> {
     /// measured. Fails on a batch of the wrong width, an empty one or one larger than the
     /// capacity; the values are not scanned (the trainer checks its data once).
     pub fn evaluate(&mut self, params: &[T], grad: &mut [T], batch: &Dataset<'_, T>) -> Result<(f64, BatchStats)> {
+        if grad.len() != self.layout.len() {
+            return Err(Error::shape_mismatch("TopK gradient", self.layout.len(), grad.len()));
+        }
         let examples = self.encode(params, batch, true)?;
         let stats = self.stats(examples);
         self.backward(params, grad, examples);
@@ -215,17 +224,21 @@ impl<T: Real> TopKObjective<T> {
     }
 
     /// `L` on `batch` and what it measured, without the gradient (the backward pass is not
-    /// run): a trained model's metrics on data.
+    /// run) and without the auxiliary loss: a trained model's metrics on data.
     pub fn measure(&mut self, params: &[T], batch: &Dataset<'_, T>) -> Result<(f64, BatchStats)> {
-        let examples = self.encode(params, batch, true)?;
-        let stats = self.stats(examples);
-        Ok((self.loss(&stats, examples), stats))
+        let aux = self.aux.take();
+        let examples = self.encode(params, batch, true);
+        self.aux = aux;
+        let examples = examples?;
+        let mut stats = self.stats(examples);
+        stats.aux_squared_error = 0.0;
+        Ok((stats.squared_error / (2.0 * examples as f64), stats))
     }
 
     fn stats(&self, examples: usize) -> BatchStats {
         BatchStats {
             squared_error: self.work.squared_errors[..examples].iter().sum(),
-            active: self.work.indices[..examples * self.k].iter().filter(|&&i| i != super::select::INACTIVE).count(),
+            active: self.work.indices[..examples * self.k].iter().filter(|&&i| i != INACTIVE).count(),
             aux_squared_error: match self.aux {
                 Some(_) => self.work.aux_squared_errors[..examples].iter().sum(),
                 None => 0.0,
@@ -241,15 +254,22 @@ impl<T: Real> TopKObjective<T> {
 
     /// The slots of the examples of the last [`evaluate`](Self::evaluate),
     /// [`measure`](Self::measure) or
-    /// [`encode_only`](Self::encode_only): `(indices, values)`, `k` per example.
-    pub fn codes(&self, examples: usize) -> (&[u32], &[T]) {
-        (&self.work.indices[..examples * self.k], &self.work.values[..examples * self.k])
+    /// [`encode_only`](Self::encode_only): `(indices, values)`, `k` per example (none before
+    /// the first).
+    pub fn codes(&self) -> (&[u32], &[T]) {
+        let slots = self.last_examples * self.k;
+        (&self.work.indices[..slots], &self.work.values[..slots])
     }
 
     /// The selection and activations of `batch` only (inference): read them with
     /// [`codes`](Self::codes). Returns the number of examples.
     pub fn encode_only(&mut self, params: &[T], batch: &Dataset<'_, T>) -> Result<usize> {
         self.encode(params, batch, false)
+    }
+
+    /// The most examples an evaluation takes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// The forward pass: centres the batch, encodes it block by block (GEMM, selection), and
@@ -271,6 +291,8 @@ impl<T: Real> TopKObjective<T> {
         if examples > self.capacity {
             return Err(Error::shape_mismatch("minibatch examples", format!("at most {}", self.capacity), examples));
         }
+        // Whatever happens below, the codes of an earlier batch are gone.
+        self.last_examples = 0;
         let threads = rayon::current_num_threads();
         let work = &mut self.work;
         let capacity = self.capacity;
@@ -355,6 +377,7 @@ impl<T: Real> TopKObjective<T> {
                     context.block((wave + b) * block, (centered, residual), slots, squared_errors, pre, aux);
                 });
         }
+        self.last_examples = examples;
         Ok(examples)
     }
 
@@ -370,7 +393,7 @@ impl<T: Real> TopKObjective<T> {
         // the main ones numbered first, then the auxiliary ones.
         let main = examples * k;
         let (indices, aux_indices) = (&work.indices[..main], &work.aux_indices[..examples * k_aux]);
-        let active = || indices.iter().chain(aux_indices).enumerate().filter(|(_, &j)| j != super::select::INACTIVE);
+        let active = || indices.iter().chain(aux_indices).enumerate().filter(|(_, &j)| j != INACTIVE);
         work.starts.clear();
         work.starts.resize(h + 1, 0);
         for (_, &j) in active() {

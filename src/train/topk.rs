@@ -52,8 +52,8 @@ pub struct TopKOptions {
     /// Start `b_dec` at the geometric median of the first minibatch (else keep the initial
     /// model's).
     pub median_init: bool,
-    /// The weight `α` of the auxiliary loss on dead latents (0, the default: off; OpenAI's is
-    /// 1/32).
+    /// The weight `α` of the auxiliary loss on dead latents (0, the default: off; 1/32 is the
+    /// usual, see [`AuxK`]).
     pub auxk_alpha: f64,
     /// The dead latents each example's auxiliary loss uses [default: `n/2`].
     pub k_aux: Option<usize>,
@@ -64,8 +64,8 @@ pub struct TopKOptions {
 
 impl Default for TopKOptions {
     /// Adam at 1e-3, minibatches of 1024, 10 epochs, unit-norm decoder, `b_dec` at the median,
-    /// no AuxK (OpenAI uses `α = 1/32`; on the planted problems measured here it did not lower
-    /// the dead latents, see PERF.md).
+    /// no AuxK (on the planted problems measured here it did not lower the dead latents, see
+    /// PERF.md).
     fn default() -> Self {
         TopKOptions {
             rule: StepRule::adam(1e-3),
@@ -154,6 +154,12 @@ impl TopKTrainer {
                 reason: "must be finite and at least 0",
             });
         }
+        if options.auxk_alpha == 0.0 && (options.k_aux.is_some() || options.dead_after.is_some()) {
+            return Err(Error::InvalidOption {
+                name: "k_aux",
+                reason: "k_aux and dead_after shape the auxiliary loss, which is off (auxk_alpha 0)".into(),
+            });
+        }
         if options.k_aux == Some(0) || options.dead_after == Some(0) {
             return Err(Error::InvalidHyperParameter {
                 name: if options.k_aux == Some(0) { "k_aux" } else { "dead_after" },
@@ -234,8 +240,10 @@ impl TopKTrainer {
         let mut params = init.params().to_vec();
         let mut grad = vec![T::zero(); params.len()];
         let mut state = StepState::<T>::new(params.len());
-        let aux = (options.auxk_alpha > 0.0)
-            .then(|| AuxK { k_aux: options.k_aux.unwrap_or(AuxK::for_inputs(n).k_aux), alpha: options.auxk_alpha });
+        let aux = (options.auxk_alpha > 0.0).then(|| AuxK {
+            k_aux: options.k_aux.unwrap_or(AuxK::for_inputs(n).k_aux).min(h),
+            alpha: options.auxk_alpha,
+        });
         let dead_after = options.dead_after.unwrap_or((m as u64).min(10_000_000));
         // Examples seen, and when each latent last fired (the examples seen after its batch).
         let (mut seen, mut last_fired) = (0u64, vec![0u64; h]);
@@ -267,9 +275,9 @@ impl TopKTrainer {
                 if !loss.is_finite() {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: loss });
                 }
-                tally.add(stats.squared_error, values, n, objective.codes(count).0);
+                tally.add(stats.squared_error, values, n, objective.codes().0);
                 seen += count as u64;
-                for &j in objective.codes(count).0.iter().filter(|&&j| j != INACTIVE) {
+                for &j in objective.codes().0.iter().filter(|&&j| j != INACTIVE) {
                     last_fired[j as usize] = seen;
                 }
                 if options.unit_norm_decoder {
@@ -341,7 +349,7 @@ pub fn measure<T: Real>(model: &TopKModel<T>, source: &mut impl ExampleSource<T>
         let batch = Dataset::examples_by_features(values, read, n)
             .map_err(|e| crate::objective::distributed::in_whole(e, first))?;
         let (_, stats) = objective.measure(model.params(), &batch)?;
-        tally.add(stats.squared_error, values, n, objective.codes(read).0);
+        tally.add(stats.squared_error, values, n, objective.codes().0);
         first += read;
     }
     if first == 0 {

@@ -146,7 +146,7 @@ fn the_gradient_matches_central_differences_with_the_selection_held() {
     let (model, x) = problem(n, h, k, m, 9);
     let mut objective = TopKObjective::new(n, h, k, m).unwrap();
     let (_, grad, _) = evaluate(&mut objective, model.params(), &x, m);
-    let base_codes = objective.codes(m).0.to_vec();
+    let base_codes = objective.codes().0.to_vec();
     let step = 1e-6;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let layout = model.layout();
@@ -157,7 +157,7 @@ fn the_gradient_matches_central_differences_with_the_selection_held() {
         let mut shifted = model.params().to_vec();
         shifted[i] += step;
         let (up, _, _) = evaluate(&mut objective, &shifted, &x, m);
-        assert_eq!(objective.codes(m).0, base_codes.as_slice(), "a step of {step:e} changed the selection");
+        assert_eq!(objective.codes().0, base_codes.as_slice(), "a step of {step:e} changed the selection");
         shifted[i] -= 2.0 * step;
         let (down, _, _) = evaluate(&mut objective, &shifted, &x, m);
         let numeric = (up - down) / (2.0 * step);
@@ -229,7 +229,7 @@ fn unselected(objective: &mut TopKObjective<f64>, model: &TopKModel<f64>, x: &[f
     let data = Dataset::examples_by_features(x, m, model.visible()).unwrap();
     objective.encode_only(model.params(), &data).unwrap();
     let mut dead = vec![true; model.latents()];
-    for &j in objective.codes(m).0.iter().filter(|&&j| j != crate::dictionary::select::INACTIVE) {
+    for &j in objective.codes().0.iter().filter(|&&j| j != crate::dictionary::select::INACTIVE) {
         dead[j as usize] = false;
     }
     dead
@@ -261,7 +261,8 @@ fn the_auxiliary_loss_matches_its_definition_and_central_differences_on_the_dead
             let step = 1e-6;
             let dead_latents: Vec<usize> = (0..h).filter(|&j| dead[j]).take(4).collect();
             for &j in &dead_latents {
-                for i in [j * n, j * n + 3, 2 * h * n / 2 + h + j * n + 1, h * n + j] {
+                // W_enc[j][0], W_enc[j][3], W_dec[j][1], b_enc[j].
+                for i in [j * n, j * n + 3, h * n + h + j * n + 1, h * n + j] {
                     let mut shifted = model.params().to_vec();
                     shifted[i] += step;
                     let (up, _, _) = evaluate(&mut objective, &shifted, &x, m);

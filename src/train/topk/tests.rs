@@ -118,6 +118,14 @@ fn bad_data_and_options_are_named() {
         TopKTrainer::new(TopKOptions { batch_size: 0, ..TopKOptions::default() }),
         Err(Error::InvalidHyperParameter { name: "batch size", .. })
     ));
+    assert!(matches!(
+        TopKTrainer::new(TopKOptions { k_aux: Some(4), ..TopKOptions::default() }),
+        Err(Error::InvalidOption { name: "k_aux", .. })
+    ));
+    assert!(matches!(
+        TopKTrainer::new(TopKOptions { auxk_alpha: f64::NAN, ..TopKOptions::default() }),
+        Err(Error::InvalidHyperParameter { name: "AuxK alpha", .. })
+    ));
 }
 
 /// The problem: 100 000 examples in 128 dimensions, each 4 of 512 planted directions
@@ -181,8 +189,8 @@ fn the_auxiliary_loss_trains_the_latents_that_never_fire() {
     let data = Dataset::examples_by_features(&values, m, n).unwrap();
     let init = TopKModel::<f32>::init(n, 64, 2, 4).unwrap();
     let run = |auxk_alpha: f64| {
-        let options =
-            TopKOptions { batch_size: 100, epochs: 6, auxk_alpha, dead_after: Some(1000), ..TopKOptions::default() };
+        let dead_after = (auxk_alpha > 0.0).then_some(1000);
+        let options = TopKOptions { batch_size: 100, epochs: 6, auxk_alpha, dead_after, ..TopKOptions::default() };
         TopKTrainer::new(options).unwrap().fit(&data, init.clone(), |_| ()).unwrap()
     };
     let (without, with) = (run(0.0), run(1.0 / 32.0));
