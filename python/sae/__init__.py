@@ -23,7 +23,8 @@ import numpy as np
 
 from . import errors
 from . import _distributed
-from ._sae import HyperParams, Model, StackModel, VaeModel, __version__, initial_theta, model_kind
+from ._sae import HyperParams, Model, StackModel, TopKModel, VaeModel, __version__, initial_theta, model_kind
+from ._sae import train_topk as _train_topk
 from ._sae import DistributedObjective as _DistributedObjective
 from ._sae import Objective as _Objective
 from ._sae import StreamingObjective as _StreamingObjective
@@ -52,11 +53,13 @@ __all__ = [
     "SparseAutoencoder",
     "StackModel",
     "StackedAutoencoderClassifier",
+    "TopKModel",
     "VaeModel",
     "VariationalAutoencoder",
     "gradient_check",
     "initial_theta",
     "load",
+    "train_topk",
     "__version__",
 ]
 
@@ -275,14 +278,55 @@ def gradient_check(
     return float(difference / total) if total > 0 else float(difference)
 
 
-def load(path: Union[str, "os.PathLike[str]"]) -> Union[Model, VaeModel, StackModel]:
+def load(path: Union[str, "os.PathLike[str]"]) -> Union[Model, VaeModel, StackModel, TopKModel]:
     """A model file (``.safetensors``, as ``sae train``, ``sae vae``, ``sae exercise stacked`` or
     a model's ``save`` writes it), by the kind it records: a :class:`Model` (the sparse
-    autoencoder and its family), a :class:`VaeModel` or a :class:`StackModel`, in the precision
-    it was saved in."""
+    autoencoder and its family), a :class:`VaeModel`, a :class:`StackModel` or a
+    :class:`TopKModel`, in the precision it was saved in."""
     path = os.fspath(path)
     kind = model_kind(path)
-    return {"autoencoder": Model, "vae": VaeModel, "stack": StackModel}[kind].load(path)
+    return {"autoencoder": Model, "vae": VaeModel, "stack": StackModel, "topk": TopKModel}[kind].load(path)
+
+
+def train_topk(
+    X,
+    n_latents: int,
+    k: int,
+    *,
+    epochs: int = 10,
+    batch_size: int = 1024,
+    learning_rate: float = 1e-3,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    seed: int = 1,
+    auxk_alpha: float = 0.0,
+    normalize_inputs: bool = False,
+    dtype: Optional[Union[str, np.dtype]] = None,
+    n_threads: Optional[int] = None,
+) -> Tuple[TopKModel, list]:
+    """Trains a TopK sparse autoencoder of ``n_latents`` latents, ``k`` active per example, on
+    the rows of ``X`` (the engine's sparse kernels; Adam or SGD, unit-norm decoder rows,
+    ``b_dec`` at the geometric median of the first minibatch, optionally AuxK on dead
+    latents and inputs scaled to unit mean squared norm). Returns the model and a list of each epoch's metrics (``loss``, ``fvu``,
+    ``explained_variance``, ``normalized_mse``, ``l0``, ``dead``, ``dense``, ``frequencies``)."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise InvalidInputError(f"X must be 2-D, not {X.ndim}-D")
+    X = np.asarray(X, dtype=_float_dtype(X, dtype))
+    return _train_topk(
+        X,
+        n_latents,
+        k,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
+        momentum=momentum,
+        seed=seed,
+        auxk_alpha=auxk_alpha,
+        normalize_inputs=normalize_inputs,
+        n_threads=n_threads,
+    )
 
 
 def _model_to_bytes(model: Model) -> bytes:
@@ -316,7 +360,7 @@ def _hyper_from(n_visible: int, n_hidden: int, rest: dict) -> HyperParams:
 
 
 # Models pickle (and copy) as their model file's bytes, hyper-parameters as their values.
-for _kind in (Model, VaeModel, StackModel):
+for _kind in (Model, VaeModel, StackModel, TopKModel):
     copyreg.pickle(_kind, _reduce_model)
 copyreg.pickle(HyperParams, _reduce_hyper)
 

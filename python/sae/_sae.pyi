@@ -1,7 +1,7 @@
 """Type stubs of the extension module `sae._sae` (the Rust engine)."""
 
 from os import PathLike
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -202,3 +202,48 @@ def fine_tune_stack(
     callback: Optional[Callable[[dict[str, float]], Optional[bool]]] = None,
     n_threads: Optional[int] = None,
 ) -> Tuple[StackModel, dict[str, Any], Optional[BaseException]]: ...
+
+class TopKModel:
+    """A TopK sparse autoencoder: ``n_visible`` inputs, ``n_latents`` latents, ``k`` active."""
+
+    @staticmethod
+    def load(path: _Path) -> TopKModel: ...
+    def save(self, path: _Path) -> None: ...
+    def export(self, path: _Path, format: str = "saelens") -> None: ...
+    @staticmethod
+    def import_folder(path: _Path, format: str = "saelens") -> TopKModel: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def n_visible(self) -> int: ...
+    @property
+    def n_latents(self) -> int: ...
+    @property
+    def k(self) -> int: ...
+    @property
+    def W_enc(self) -> np.ndarray: ...
+    @property
+    def b_enc(self) -> np.ndarray: ...
+    @property
+    def W_dec(self) -> np.ndarray: ...
+    @property
+    def b_dec(self) -> np.ndarray: ...
+    def encode(self, x: np.ndarray, n_threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]: ...
+    def reconstruct(self, x: np.ndarray, n_threads: Optional[int] = None) -> np.ndarray: ...
+    def metrics(self, x: np.ndarray, chunk: int = 4096, n_threads: Optional[int] = None) -> Dict[str, Any]: ...
+
+def train_topk(
+    x: np.ndarray,
+    n_latents: int,
+    k: int,
+    *,
+    epochs: int = 10,
+    batch_size: int = 1024,
+    learning_rate: float = 1e-3,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    seed: int = 1,
+    auxk_alpha: float = 0.0,
+    normalize_inputs: bool = False,
+    n_threads: Optional[int] = None,
+) -> Tuple[TopKModel, List[Dict[str, Any]]]: ...

@@ -11,6 +11,7 @@
 
 mod distributed;
 mod streamed;
+mod topk;
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -916,13 +917,15 @@ impl PyModel {
     }
 }
 
-/// The kind of model a file holds, by its `objective`: `"autoencoder"`, `"vae"` or `"stack"`.
+/// The kind of model a file holds, by its `objective`: `"autoencoder"`, `"vae"`, `"stack"` or
+/// `"topk"`.
 #[pyfunction]
 fn model_kind(py: Python<'_>, path: PathBuf) -> PyResult<&'static str> {
     let metadata = py.detach(|| ModelFile::<f64>::read_metadata(&path)).map_err(py_error)?;
     Ok(match metadata.get("objective").map(String::as_str) {
         Some(VAE_OBJECTIVE) => "vae",
         Some(STACK_OBJECTIVE) => "stack",
+        Some(sae::dictionary::OBJECTIVE) => "topk",
         _ => "autoencoder",
     })
 }
@@ -1787,6 +1790,8 @@ fn _sae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
     m.add_class::<PyVaeModel>()?;
     m.add_class::<PyStackModel>()?;
+    m.add_class::<topk::PyTopKModel>()?;
+    m.add_function(wrap_pyfunction!(topk::train_topk, m)?)?;
     m.add_class::<PyTrainingState>()?;
     m.add_function(wrap_pyfunction!(model_kind, m)?)?;
     m.add_function(wrap_pyfunction!(train_vae, m)?)?;

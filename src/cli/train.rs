@@ -67,6 +67,10 @@ pub struct TrainArgs {
     /// TopK with AuxK: the dead latents each example's auxiliary loss uses [default: n/2].
     #[arg(help_heading = "Model", long)]
     k_aux: Option<usize>,
+    /// TopK: scale the inputs to unit mean squared norm while training (the scale from the first
+    /// minibatch, folded into the written model, which applies to the data as it is).
+    #[arg(help_heading = "Model", long)]
+    normalize_inputs: bool,
     /// TopK with AuxK: a latent is dead once it has not fired on this many examples in a row
     /// [default: 10 million, or the data's examples when fewer].
     #[arg(help_heading = "Model", long, value_name = "EXAMPLES")]
@@ -221,8 +225,15 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     if args.hidden_layer == HiddenLayerArg::Topk {
         return run_topk(args);
     }
-    if args.k.is_some() || args.auxk_alpha.is_some() || args.k_aux.is_some() || args.dead_after.is_some() {
-        return Err("--k, --auxk-alpha, --k-aux and --dead-after are options of --hidden-layer topk".into());
+    if args.k.is_some()
+        || args.auxk_alpha.is_some()
+        || args.k_aux.is_some()
+        || args.dead_after.is_some()
+        || args.normalize_inputs
+    {
+        return Err(
+            "--k, --auxk-alpha, --k-aux, --dead-after and --normalize-inputs are options of --hidden-layer topk".into(),
+        );
     }
     check_optimizer_options(&args)?;
     #[cfg(feature = "mpi")]

@@ -83,6 +83,7 @@ fn options(args: &TrainArgs) -> TopKOptions {
         auxk_alpha: args.auxk_alpha.unwrap_or(0.0),
         k_aux: args.k_aux,
         dead_after: args.dead_after,
+        normalize_inputs: args.normalize_inputs,
         ..TopKOptions::default()
     }
 }

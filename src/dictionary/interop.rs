@@ -44,20 +44,11 @@ impl Folder {
     }
 }
 
-fn dtype_name<T: Real>() -> &'static str {
-    if T::NAME == "f32" {
-        "float32"
-    } else {
-        "float64"
-    }
-}
-
 /// Writes `model` into the folder `dir` (made if missing) in `layout`.
 pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let (n, h, k) = (model.visible(), model.latents(), model.k());
     let blocks = model.blocks();
-    let written_by = format!("sae {}", env!("CARGO_PKG_VERSION"));
     let (tensors, config) = match layout {
         Folder::Saelens => {
             // W_enc is n×h in SAELens: the transpose of the latent-major rows.
@@ -76,25 +67,6 @@ pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Resu
                 "activation_fn_str": "topk",
                 "activation_fn_kwargs": { "k": k },
                 "apply_b_dec_to_input": true,
-                "normalize_activations": "none",
-                "dtype": dtype_name::<T>(),
-                "device": "cpu",
-                // The fields of SAELens's configuration this crate does not know, at their
-                // neutral values (as the standard SAE's export writes them).
-                "finetuning_scaling_factor": false,
-                "context_size": 0,
-                "model_name": "",
-                "hook_name": "",
-                "hook_layer": 0,
-                "hook_head_index": null,
-                "prepend_bos": false,
-                "dataset_path": "",
-                "dataset_trust_remote_code": false,
-                "sae_lens_training_version": null,
-                "model_from_pretrained_kwargs": {},
-                "seqpos_slice": [null],
-                "neuronpedia_id": null,
-                "metadata": { "written_by": written_by },
             });
             (tensors, config)
         }
@@ -115,7 +87,7 @@ pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Resu
                 "skip_connection": false,
                 "transcode": false,
                 "d_in": n,
-                "written_by": written_by,
+                "written_by": format!("sae {}", env!("CARGO_PKG_VERSION")),
             });
             (tensors, config)
         }
@@ -123,6 +95,9 @@ pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Resu
     let out =
         tensors.iter().map(|(name, shape, values)| crate::model::tensor_out(name, shape.clone(), values)).collect();
     crate::model::save_safetensors(&dir.join(layout.weights_file()), out, Default::default())?;
+    if layout == Folder::Saelens {
+        return crate::model::saelens::write_config::<T>(dir, config);
+    }
     let text = serde_json::to_string_pretty(&config).expect("a JSON value serialises");
     crate::files::write_with(&dir.join(layout.config_file()), |out| {
         std::io::Write::write_all(out, text.as_bytes()).map_err(|e| e.to_string())
@@ -136,8 +111,8 @@ pub fn describes_topk(dir: &Path, layout: Folder) -> Result<bool> {
     Ok(topk_k(&config, layout).is_some())
 }
 
-/// Whether the folder's weights are float32 (its configuration's `dtype`; sparsify records
-/// none, and its weights are read to tell).
+/// Whether the folder's weights are float32 (SAELens's configuration's `dtype`; sparsify
+/// records none: its weights file's header tells).
 pub fn is_float32(dir: &Path, layout: Folder) -> bool {
     match layout {
         Folder::Saelens => crate::model::saelens::is_float32(dir),

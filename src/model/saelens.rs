@@ -61,7 +61,6 @@ pub fn export<T: Real>(model: &ModelFile<T>, dir: &Path) -> Result<()> {
         tensor_out("b_dec", vec![n], p.b2()),
     ];
     super::safetensors_writer::save(&dir.join(WEIGHTS_FILE), tensors, Default::default())?;
-    let dtype = if T::NAME == "f32" { "float32" } else { "float64" };
     let config = serde_json::json!({
         "architecture": "standard",
         "d_in": n,
@@ -69,9 +68,19 @@ pub fn export<T: Real>(model: &ModelFile<T>, dir: &Path) -> Result<()> {
         "activation_fn_str": "relu",
         "activation_fn_kwargs": {},
         "apply_b_dec_to_input": false,
+    });
+    write_config::<T>(dir, config)
+}
+
+/// Writes the SAELens folder's `cfg.json`: the architecture's own fields `specific`, over the
+/// fields every SAELens configuration has — the dtype, no activation normalisation, and what
+/// this crate does not know (the language model and hook the activations came from) at
+/// neutral values.
+pub(crate) fn write_config<T: Real>(dir: &Path, specific: serde_json::Value) -> Result<()> {
+    let mut config = serde_json::json!({
         "finetuning_scaling_factor": false,
         "normalize_activations": "none",
-        "dtype": dtype,
+        "dtype": if T::NAME == "f32" { "float32" } else { "float64" },
         "device": "cpu",
         "context_size": 0,
         "model_name": "",
@@ -87,6 +96,9 @@ pub fn export<T: Real>(model: &ModelFile<T>, dir: &Path) -> Result<()> {
         "neuronpedia_id": null,
         "metadata": { "written_by": format!("sae {}", env!("CARGO_PKG_VERSION")) },
     });
+    if let (Some(all), serde_json::Value::Object(own)) = (config.as_object_mut(), specific) {
+        all.extend(own);
+    }
     let text = serde_json::to_string_pretty(&config).expect("a JSON value serialises");
     crate::files::write_with(&dir.join(CONFIG_FILE), |out| {
         std::io::Write::write_all(out, text.as_bytes()).map_err(|e| e.to_string())

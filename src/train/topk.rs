@@ -5,6 +5,10 @@
 //!   removed before the step and the row renormalised after it, so the latents' scale lives in
 //!   the encoder (and a latent cannot shrink its decoder to dodge the selection);
 //! - `b_dec` started at the geometric median of the first minibatch;
+//! - optionally, the inputs scaled to unit mean squared norm (the scale `c` from the first
+//!   minibatch), which makes the learning rate mean the same whatever the data's units; the
+//!   scale is folded into the trained model (`b_dec/c`, `b_enc/c`: the selection is invariant
+//!   to it and `x̂ = x̂'/c`), which then applies to the data as it is;
 //! - optionally, the auxiliary loss AuxK on the dead latents (see [`AuxK`]): a latent is dead
 //!   once it has not fired on the last `dead_after` examples;
 //! - per epoch the metrics of dictionary learning: L0, the fractions of dead and dense latents,
@@ -52,6 +56,9 @@ pub struct TopKOptions {
     /// Start `b_dec` at the geometric median of the first minibatch (else keep the initial
     /// model's).
     pub median_init: bool,
+    /// Scale the inputs to unit mean squared norm while training (see the module's
+    /// documentation); the trained model applies to the inputs unscaled.
+    pub normalize_inputs: bool,
     /// The weight `α` of the auxiliary loss on dead latents (0, the default: off; 1/32 is the
     /// usual, see [`AuxK`]).
     pub auxk_alpha: f64,
@@ -75,6 +82,7 @@ impl Default for TopKOptions {
             shuffle: Shuffle::Full,
             unit_norm_decoder: true,
             median_init: true,
+            normalize_inputs: false,
             auxk_alpha: 0.0,
             k_aux: None,
             dead_after: None,
@@ -252,12 +260,19 @@ impl TopKTrainer {
         let batches = m.div_ceil(options.batch_size);
         let mut epochs = Vec::new();
         let mut stop = MinibatchStop::MaxEpochs;
+        // `c` of the inputs' scaling, once the first minibatch has set it.
+        let mut input_scale: Option<T> = None;
         'epochs: for epoch in 0..options.epochs {
             let mut tally = Tally::new(h);
             for batch_index in 0..batches {
                 let positions = batch_index * options.batch_size..((batch_index + 1) * options.batch_size).min(m);
                 let count = feed.fill(epoch, positions, &mut batch_values)?;
-                let values = &batch_values[..count * n];
+                let values = &mut batch_values[..count * n];
+                if options.normalize_inputs {
+                    let scale = *input_scale.get_or_insert_with(|| unit_mean_square_scale(values, n));
+                    values.iter_mut().for_each(|v| *v = *v * scale);
+                }
+                let values = &*values;
                 let batch = Dataset::unscanned(values, count, n, Layout::ExamplesByFeatures)?;
                 if state.steps == 0 && options.median_init {
                     let median: Vec<T> =
@@ -300,7 +315,12 @@ impl TopKTrainer {
                     }
                 }
             }
-            let finished = TopKEpoch { epoch: epoch + 1, steps: state.steps, metrics: tally.finish() };
+            let mut metrics = tally.finish();
+            // The loss in the data's own units (FVU and the others do not depend on them).
+            if let Some(scale) = input_scale {
+                metrics.loss /= scale.as_f64().powi(2);
+            }
+            let finished = TopKEpoch { epoch: epoch + 1, steps: state.steps, metrics };
             let metrics = &finished.metrics;
             log::debug!(
                 "TopK epoch {}: loss {:.6e}, FVU {:.4}, L0 {:.2}, dead {:.3}",
@@ -319,8 +339,19 @@ impl TopKTrainer {
                 }
             }
         }
+        if let Some(scale) = input_scale {
+            let blocks = layout.split_mut(&mut params);
+            blocks.b_dec.iter_mut().chain(blocks.b_enc.iter_mut()).for_each(|b| *b = *b / scale);
+        }
         Ok(TopKTrained { model: TopKModel::from_params(n, h, k, params)?, steps: state.steps, epochs, stop })
     }
+}
+
+/// `c` with `mean ‖c x‖² = 1` over the rows of `values` (1 for rows of zeros).
+fn unit_mean_square_scale<T: Real>(values: &[T], n: usize) -> T {
+    let rows = (values.len() / n).max(1) as f64;
+    let mean_square = values.iter().map(|v| v.as_f64() * v.as_f64()).sum::<f64>() / rows;
+    T::cast(if mean_square > 0.0 { 1.0 / mean_square.sqrt() } else { 1.0 })
 }
 
 /// The metrics of `model` on the examples of `source` (from its start), read `chunk` at a

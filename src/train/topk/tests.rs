@@ -211,3 +211,35 @@ fn the_auxiliary_loss_trains_the_latents_that_never_fire() {
     let dead = |t: &TopKTrained<f32>| t.epochs.last().unwrap().metrics.dead;
     println!("dead latents in the last epoch: {:.3} without AuxK, {:.3} with", dead(&without), dead(&with));
 }
+
+#[test]
+fn normalised_inputs_train_the_same_model_whatever_the_datas_units() {
+    let (n, m) = (12, 800);
+    let (_, values) = planted(n, 20, 2, m, 9);
+    let wide: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+    let options = TopKOptions { batch_size: 100, epochs: 3, normalize_inputs: true, ..TopKOptions::default() };
+    let init = TopKModel::<f64>::init(n, 30, 3, 5).unwrap();
+    let train = |factor: f64| {
+        let scaled: Vec<f64> = wide.iter().map(|v| v * factor).collect();
+        let data = Dataset::examples_by_features(&scaled, m, n).unwrap();
+        let trained = TopKTrainer::new(options).unwrap().fit(&data, init.clone(), |_| ()).unwrap();
+        let measured = measure(&trained.model, &mut SliceSource::new(&scaled, n).unwrap(), m).unwrap();
+        (trained, measured)
+    };
+    let ((small, small_measured), (large, large_measured)) = (train(1.0), train(1000.0));
+    // The same steps in the normalised space: decoder rows equal, biases in each data's units.
+    let (a, b) = (small.model.blocks(), large.model.blocks());
+    for (x, y) in a.w_dec.iter().zip(b.w_dec) {
+        assert!((x - y).abs() < 1e-6, "decoder {x} against {y}");
+    }
+    for (x, y) in a.b_dec.iter().zip(b.b_dec) {
+        assert!((1000.0 * x - y).abs() < 1e-6 * y.abs().max(1.0), "b_dec {x} ×1000 against {y}");
+    }
+    // The folded models apply to the data as it is: their metrics on it are the last epoch's
+    // (up to the step taken after it was measured).
+    let (last_small, last_large) = (&small.epochs[2].metrics, &large.epochs[2].metrics);
+    assert!((last_small.fvu - last_large.fvu).abs() < 1e-6);
+    assert!((large_measured.fvu - small_measured.fvu).abs() < 1e-6);
+    assert!((large_measured.loss / small_measured.loss - 1e6).abs() < 1e-3 * 1e6, "loss in the data's units");
+    assert!((small_measured.fvu - last_small.fvu).abs() < 0.5 * last_small.fvu);
+}

@@ -1,0 +1,317 @@
+//! TopK sparse autoencoders from Python: `TopKModel` (read, written, applied, exported to
+//! SAELens's and sparsify's folders) and `train_topk` (the engine's trainer on an array).
+
+use std::path::PathBuf;
+
+use numpy::{IntoPyArray, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::{check_width, contiguous, dataset, detached, invalid, matrix, py_error, thread_pool, Contiguity};
+use super::{Dtype, ModelKind, Stored};
+use numpy::Element;
+use sae::data::stream::SliceSource;
+use sae::dictionary::interop::{self, Folder};
+use sae::dictionary::select::INACTIVE;
+use sae::dictionary::{TopKModel, TopKObjective};
+use sae::optim::StepRule;
+use sae::train::{measure_topk, TopKMetrics, TopKOptions, TopKTrainer};
+use sae::{Error, Real};
+
+/// The TopK model file.
+pub(crate) struct TopK;
+
+impl ModelKind for TopK {
+    type Of<T: Real> = TopKModel<T>;
+    fn load<T: Real>(path: &std::path::Path) -> Result<TopKModel<T>, Error> {
+        TopKModel::load(path)
+    }
+    fn save<T: Real>(model: &TopKModel<T>, path: &std::path::Path) -> Result<(), Error> {
+        model.save(path)
+    }
+}
+
+/// A TopK sparse autoencoder: `n` inputs, `h` latents, `k` active per example.
+#[pyclass(module = "sae._sae", name = "TopKModel", frozen)]
+pub(crate) struct PyTopKModel(Stored<TopK>);
+
+/// `$body` with `$model` bound to the model of either precision.
+macro_rules! either {
+    ($stored:expr, $model:ident => $body:expr) => {
+        match $stored {
+            Stored::F32($model) => $body,
+            Stored::F64($model) => $body,
+        }
+    };
+}
+
+fn folder(format: &str) -> PyResult<Folder> {
+    match format {
+        "saelens" => Ok(Folder::Saelens),
+        "sparsify" => Ok(Folder::Sparsify),
+        other => Err(invalid(format!("format must be \"saelens\" or \"sparsify\", not {other:?}"))),
+    }
+}
+
+/// `values` of `T` as a 1-D array.
+fn vector<'py, T: Element + Clone>(py: Python<'py>, values: &[T]) -> Bound<'py, PyAny> {
+    values.to_vec().into_pyarray(py).into_any()
+}
+
+/// The codes of every row of `X`: `(indices, values)`, `m×k` each, `-1` and 0 in the slots of
+/// an example with fewer than `k` positive pre-activations.
+fn encode<'py, T: Real + Element>(
+    py: Python<'py>,
+    model: &TopKModel<T>,
+    x: &Bound<'py, PyAny>,
+    n_threads: Option<usize>,
+) -> PyResult<(Vec<i64>, Vec<T>, usize)> {
+    let x = contiguous::<T>(x, Contiguity::Either)?;
+    check_width(&x, "X", model.visible(), "n_visible")?;
+    let x: PyReadonlyArray2<T> = x.extract()?;
+    let data = dataset(&x)?;
+    let m = data.examples();
+    if m == 0 {
+        return Ok((Vec::new(), Vec::new(), 0));
+    }
+    let pool = thread_pool(n_threads)?;
+    detached(py, pool.as_ref(), || -> Result<_, Error> {
+        let mut objective = TopKObjective::new(model.visible(), model.latents(), model.k(), m)?;
+        objective.encode_only(model.params(), &data)?;
+        let (indices, values) = objective.codes();
+        let indices = indices.iter().map(|&j| if j == INACTIVE { -1 } else { i64::from(j) }).collect();
+        Ok((indices, values.to_vec(), m))
+    })
+    .map_err(py_error)
+}
+
+fn reconstruct<'py, T: Real + Element>(
+    py: Python<'py>,
+    model: &TopKModel<T>,
+    x: &Bound<'py, PyAny>,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (indices, values, m) = encode(py, model, x, n_threads)?;
+    let slots: Vec<u32> = indices.iter().map(|&j| u32::try_from(j).unwrap_or(INACTIVE)).collect();
+    let mut output = vec![T::zero(); m * model.visible()];
+    model.decode(&slots, &values, &mut output).map_err(py_error)?;
+    matrix(py, output, m, model.visible())
+}
+
+fn metrics<'py, T: Real + Element>(
+    py: Python<'py>,
+    model: &TopKModel<T>,
+    x: &Bound<'py, PyAny>,
+    chunk: usize,
+    n_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let x = contiguous::<T>(x, Contiguity::Rows)?;
+    check_width(&x, "X", model.visible(), "n_visible")?;
+    let x: PyReadonlyArray2<T> = x.extract()?;
+    let values = x.as_slice().map_err(|_| invalid("X must be C-contiguous"))?;
+    let pool = thread_pool(n_threads)?;
+    let metrics = detached(py, pool.as_ref(), || {
+        let mut source = SliceSource::new(values, model.visible())?;
+        measure_topk(model, &mut source, chunk)
+    })
+    .map_err(py_error)?;
+    metrics_dict(py, &metrics)
+}
+
+fn metrics_dict<'py>(py: Python<'py>, metrics: &TopKMetrics) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("loss", metrics.loss)?;
+    dict.set_item("fvu", metrics.fvu)?;
+    dict.set_item("explained_variance", metrics.explained_variance())?;
+    dict.set_item("normalized_mse", metrics.normalized_mse)?;
+    dict.set_item("l0", metrics.l0)?;
+    dict.set_item("dead", metrics.dead)?;
+    dict.set_item("dense", metrics.dense)?;
+    dict.set_item("frequencies", metrics.frequencies.clone().into_pyarray(py))?;
+    Ok(dict)
+}
+
+#[pymethods]
+impl PyTopKModel {
+    /// Reads a TopK model file (as `sae train --hidden-layer topk` and `save` write it), in
+    /// its precision.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        Stored::load(py, path).map(PyTopKModel)
+    }
+
+    /// Writes the model file atomically.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        self.0.save(py, path)
+    }
+
+    /// Writes the model into the folder `path` in SAELens's (`"saelens"`: architecture
+    /// `"topk"`) or sparsify's (`"sparsify"`) layout.
+    #[pyo3(signature = (path, format = "saelens"))]
+    fn export(&self, py: Python<'_>, path: PathBuf, format: &str) -> PyResult<()> {
+        let layout = folder(format)?;
+        either!(&self.0, model => py.detach(|| interop::export(model, layout, &path))).map_err(py_error)
+    }
+
+    /// Reads a SAELens TopK folder or a sparsify folder, in its dtype.
+    #[staticmethod]
+    #[pyo3(signature = (path, format = "saelens"))]
+    fn import_folder(py: Python<'_>, path: PathBuf, format: &str) -> PyResult<Self> {
+        let layout = folder(format)?;
+        py.detach(|| {
+            Ok(if interop::is_float32(&path, layout) {
+                Stored::F32(interop::import::<f32>(&path, layout)?)
+            } else {
+                Stored::F64(interop::import::<f64>(&path, layout)?)
+            })
+        })
+        .map(PyTopKModel)
+        .map_err(py_error)
+    }
+
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.0.dtype()
+    }
+
+    #[getter]
+    fn n_visible(&self) -> usize {
+        either!(&self.0, model => model.visible())
+    }
+
+    #[getter]
+    fn n_latents(&self) -> usize {
+        either!(&self.0, model => model.latents())
+    }
+
+    #[getter]
+    fn k(&self) -> usize {
+        either!(&self.0, model => model.k())
+    }
+
+    /// `W_enc`, `h×n`: row `j` is latent `j`'s encoder weights (a copy).
+    #[getter(W_enc)]
+    fn w_enc<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        either!(&self.0, model => matrix(py, model.blocks().w_enc.to_vec(), model.latents(), model.visible()))
+    }
+
+    #[getter]
+    fn b_enc<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        either!(&self.0, model => vector(py, model.blocks().b_enc))
+    }
+
+    /// `W_dec`, `h×n`: row `j` is latent `j`'s decoder direction (a copy).
+    #[getter(W_dec)]
+    fn w_dec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        either!(&self.0, model => matrix(py, model.blocks().w_dec.to_vec(), model.latents(), model.visible()))
+    }
+
+    #[getter]
+    fn b_dec<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        either!(&self.0, model => vector(py, model.blocks().b_dec))
+    }
+
+    /// The codes of every row of `X`: `(indices, values)`, `m×k` each (int64 latent indices,
+    /// activations in the model's dtype), `-1` and 0 in unused slots.
+    #[pyo3(signature = (x, n_threads = None))]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        n_threads: Option<usize>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let k = self.k();
+        either!(&self.0, model => {
+            let (indices, values, m) = encode(py, model, x, n_threads)?;
+            Ok((matrix(py, indices, m, k)?, matrix(py, values, m, k)?))
+        })
+    }
+
+    /// The reconstruction `x̂ = b_dec + Σ a_j W_dec[j]` of every row of `X`: `m×n`.
+    #[pyo3(signature = (x, n_threads = None))]
+    fn reconstruct<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        n_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        either!(&self.0, model => reconstruct(py, model, x, n_threads))
+    }
+
+    /// The dictionary metrics of the model on the rows of `X` (read `chunk` at a time):
+    /// `loss`, `fvu`, `explained_variance`, `normalized_mse`, `l0`, `dead`, `dense` and each
+    /// latent's firing `frequencies`.
+    #[pyo3(signature = (x, chunk = 4096, n_threads = None))]
+    fn metrics<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        chunk: usize,
+        n_threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        either!(&self.0, model => metrics(py, model, x, chunk, n_threads))
+    }
+
+    fn __repr__(&self) -> String {
+        let (n, h, k) = (self.n_visible(), self.n_latents(), self.k());
+        format!("TopKModel(n_visible={n}, n_latents={h}, k={k}, dtype={})", self.dtype())
+    }
+}
+
+/// Trains a TopK model on the rows of `X` (its dtype is the model's) with Adam (or SGD with
+/// `momentum`), unit-norm decoder rows and `b_dec` at the geometric median of the first
+/// minibatch; returns the model and each epoch's metrics.
+#[pyfunction]
+#[pyo3(signature = (x, n_latents, k, *, epochs = 10, batch_size = 1024, learning_rate = 1e-3, optimizer = "adam",
+                    momentum = 0.9, seed = 1, auxk_alpha = 0.0, normalize_inputs = false, n_threads = None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_topk<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    n_latents: usize,
+    k: usize,
+    epochs: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    optimizer: &str,
+    momentum: f64,
+    seed: u64,
+    auxk_alpha: f64,
+    normalize_inputs: bool,
+    n_threads: Option<usize>,
+) -> PyResult<(PyTopKModel, Vec<Bound<'py, PyDict>>)> {
+    let rule = match optimizer {
+        "adam" => StepRule::adam(learning_rate),
+        "sgd" => StepRule::sgd(learning_rate, momentum),
+        other => return Err(invalid(format!("optimizer must be \"adam\" or \"sgd\", not {other:?}"))),
+    };
+    let options =
+        TopKOptions { rule, batch_size, epochs, seed, auxk_alpha, normalize_inputs, ..TopKOptions::default() };
+    let trainer = TopKTrainer::new(options).map_err(py_error)?;
+    let pool = thread_pool(n_threads)?;
+    macro_rules! fit {
+        ($t:ty, $stored:ident) => {{
+            let x = contiguous::<$t>(x, Contiguity::Either)?;
+            let x: PyReadonlyArray2<$t> = x.extract()?;
+            let n = x.shape()[1];
+            let data = dataset(&x)?;
+            let trained = detached(py, pool.as_ref(), || {
+                let init = TopKModel::<$t>::init(n, n_latents, k, seed)?;
+                trainer.fit(&data, init, |_| ())
+            })
+            .map_err(py_error)?;
+            let epochs = trained.epochs.iter().map(|epoch| {
+                let dict = metrics_dict(py, &epoch.metrics)?;
+                dict.set_item("epoch", epoch.epoch)?;
+                dict.set_item("steps", epoch.steps)?;
+                Ok(dict)
+            });
+            let epochs = epochs.collect::<PyResult<Vec<_>>>()?;
+            (PyTopKModel(Stored::$stored(trained.model)), epochs)
+        }};
+    }
+    Ok(match Dtype::of(x, "X")? {
+        Dtype::F32 => fit!(f32, F32),
+        Dtype::F64 => fit!(f64, F64),
+    })
+}

@@ -1,0 +1,83 @@
+"""TopK sparse autoencoders from Python: training on planted directions, the codes, the
+reconstruction, the metrics, files and the SAELens and sparsify folders."""
+
+import numpy as np
+import pytest
+
+import sae
+
+
+def planted(n=24, atoms=32, active=2, m=12000, seed=3):
+    rng = np.random.default_rng(seed)
+    directions = rng.standard_normal((atoms, n))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    x = np.zeros((m, n))
+    for row in x:
+        chosen = rng.choice(atoms, active, replace=False)
+        row += rng.uniform(0.5, 2.5, active) @ directions[chosen]
+    return directions, (x + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
+
+
+def test_a_topk_model_learns_the_planted_directions_and_reports_its_epochs():
+    directions, x = planted()
+    model, epochs = sae.train_topk(x, 64, 4, epochs=25, batch_size=128)
+    assert isinstance(model, sae.TopKModel) and model.dtype == "float32"
+    assert (model.n_visible, model.n_latents, model.k) == (24, 64, 4)
+    assert [e["epoch"] for e in epochs] == list(range(1, 26))
+    assert epochs[-1]["fvu"] < epochs[0]["fvu"] and epochs[-1]["l0"] <= 4
+    decoder = model.W_dec.astype(np.float64)
+    np.testing.assert_allclose(np.linalg.norm(decoder, axis=1), 1.0, atol=1e-5)
+    best = (directions @ decoder.T).max(axis=1)
+    # (Random unit directions in 24 dimensions are rarely within cosine 0.9 of one another; the
+    # issue's recovery target is tested on its own problem by the Rust suite.)
+    assert np.mean(best >= 0.9) >= 0.75, best
+
+
+def test_codes_reconstruction_and_metrics_follow_the_models_formula():
+    _, x = planted(m=500)
+    model, _ = sae.train_topk(x, 32, 3, epochs=2, batch_size=100)
+    indices, values = model.encode(x)
+    assert indices.shape == values.shape == (500, 3) and indices.dtype == np.int64
+    # The formula, in numpy: z = W_enc (x − b_dec) + b_enc, the 3 largest positive kept.
+    z = (x - model.b_dec) @ model.W_enc.T + model.b_enc
+    for e in range(500):
+        active = indices[e][indices[e] >= 0]
+        want = np.argsort(-z[e])[: len(active)]
+        assert set(active) == set(want[z[e][want] > 0])
+        np.testing.assert_allclose(values[e][: len(active)], z[e][active], rtol=1e-5, atol=1e-6)
+    reconstructed = model.reconstruct(x)
+    manual = model.b_dec + np.stack([values[e] @ model.W_dec[np.maximum(indices[e], 0)] for e in range(500)])
+    np.testing.assert_allclose(reconstructed, manual, rtol=1e-5, atol=1e-5)
+    metrics = model.metrics(x, chunk=128)
+    np.testing.assert_allclose(metrics["loss"], 0.5 * np.mean(np.sum((reconstructed - x) ** 2, axis=1)), rtol=1e-4)
+    assert metrics["frequencies"].shape == (32,) and 0 <= metrics["dead"] <= 1
+
+
+def test_files_and_folders_round_trip(tmp_path):
+    _, x = planted(m=300)
+    model, _ = sae.train_topk(x, 20, 2, epochs=1, batch_size=100)
+    model.save(tmp_path / "topk.safetensors")
+    loaded = sae.load(tmp_path / "topk.safetensors")
+    assert isinstance(loaded, sae.TopKModel)
+    np.testing.assert_array_equal(loaded.W_dec, model.W_dec)
+    for fmt in ("saelens", "sparsify"):
+        model.export(tmp_path / fmt, format=fmt)
+        back = sae.TopKModel.import_folder(tmp_path / fmt, format=fmt)
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            np.testing.assert_array_equal(getattr(back, name), getattr(model, name))
+    safetensors = pytest.importorskip("safetensors.numpy")
+    tensors = safetensors.load_file(str(tmp_path / "saelens" / "sae_weights.safetensors"))
+    np.testing.assert_array_equal(tensors["W_enc"], model.W_enc.T)
+
+
+def test_bad_arguments_raise_named_errors():
+    _, x = planted(m=100)
+    with pytest.raises(sae.InvalidInputError, match="k"):
+        sae.train_topk(x, 8, 9)
+    with pytest.raises(sae.InvalidInputError, match="optimizer"):
+        sae.train_topk(x, 8, 2, optimizer="lbfgs")
+    model, _ = sae.train_topk(x, 8, 2, epochs=1)
+    with pytest.raises(sae.InvalidInputError, match="n_visible"):
+        model.encode(np.zeros((3, 5), dtype=np.float32))
+    with pytest.raises(sae.InvalidInputError, match="format"):
+        model.export("nowhere", format="onnx")
