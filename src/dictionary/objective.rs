@@ -129,6 +129,8 @@ struct Workspace<T> {
     /// (slot `e·k + s`, or `B·k + e·k_aux + s` for an auxiliary slot), in example order.
     starts: Vec<usize>,
     by_latent: Vec<u32>,
+    /// The counting sort's next free position of each latent.
+    next: Vec<usize>,
     packed_w_enc: PackBuffer<T>,
 }
 
@@ -227,11 +229,9 @@ impl<T: Real> TopKObjective<T> {
     /// run) and without the auxiliary loss: a trained model's metrics on data.
     pub fn measure(&mut self, params: &[T], batch: &Dataset<'_, T>) -> Result<(f64, BatchStats)> {
         let aux = self.aux.take();
-        let examples = self.encode(params, batch, true);
+        let measured = self.encode(params, batch, true).map(|examples| (examples, self.stats(examples)));
         self.aux = aux;
-        let examples = examples?;
-        let mut stats = self.stats(examples);
-        stats.aux_squared_error = 0.0;
+        let (examples, stats) = measured?;
         Ok((stats.squared_error / (2.0 * examples as f64), stats))
     }
 
@@ -403,10 +403,10 @@ impl<T: Real> TopKObjective<T> {
             work.starts[j + 1] += work.starts[j];
         }
         work.by_latent.resize(work.starts[h], 0);
-        let mut next = work.starts.clone();
+        work.next.clone_from(&work.starts);
         for (slot, &j) in active() {
-            work.by_latent[next[j as usize]] = slot as u32;
-            next[j as usize] += 1;
+            work.by_latent[work.next[j as usize]] = slot as u32;
+            work.next[j as usize] += 1;
         }
 
         // Each latent's gradient rows: its active slots' rank-one updates, in example order.
