@@ -15,5 +15,6 @@ mod objective;
 pub mod select;
 
 pub use median::geometric_median;
-pub use model::{Blocks, DictionaryLayout, TopKModel, OBJECTIVE};
+pub use model::{Architecture, Blocks, DictionaryLayout, TopKModel, OBJECTIVE};
+pub use select::Units;
 pub use objective::{AuxK, BatchStats, TopKObjective};

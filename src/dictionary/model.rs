@@ -8,6 +8,11 @@
 //! x̂ = b_dec + W_decᵀ a                   W_dec: h×n (row j: latent j's direction), b_dec: n
 //! ```
 //!
+//! Makhzani & Frey's k-sparse autoencoder is the same model with linear units (`a = z` on the
+//! `k` largest `z_j`, whatever their sign) and tied weights (`W_dec = W_enc`): see
+//! [`Architecture`]. It is written here, as TopK SAEs are, with `b_dec` subtracted before
+//! encoding; their `z = W x + b` is the same family of functions (`b = b_enc − W b_dec`).
+//!
 //! Both weight matrices are stored latent-major (row `j` of each is latent `j`'s), so that
 //! the sparse kernels read and write whole contiguous rows for the active latents. That is
 //! EleutherAI sparsify's layout (`encoder.weight`, `encoder.bias`, `W_dec`, `b_dec`), which the
@@ -23,6 +28,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 use safetensors::tensor::SafeTensors;
 
+use super::select::Units;
 use crate::data::input::InputFile;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
@@ -133,11 +139,30 @@ impl DictionaryLayout {
     }
 }
 
+/// What a dictionary model's selected units output and whether its decoder is its encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Architecture {
+    pub units: Units,
+    /// `W_dec = W_enc`. The flat layout keeps both blocks (so that one layout, one file and the
+    /// same interchange formats serve every dictionary model): the objective reads only
+    /// `W_enc`, gives it the whole gradient (`W_dec`'s block gets 0), and the trainer copies
+    /// it into `W_dec` after each step.
+    pub tied: bool,
+}
+
+impl Architecture {
+    /// A TopK sparse autoencoder: ReLU units, an encoder and a decoder of their own.
+    pub const TOPK: Architecture = Architecture { units: Units::Relu, tied: false };
+    /// Makhzani & Frey's k-sparse autoencoder: linear units, tied weights.
+    pub const K_SPARSE: Architecture = Architecture { units: Units::Linear, tied: true };
+}
+
 /// A TopK sparse autoencoder (see the module's documentation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopKModel<T> {
     layout: DictionaryLayout,
     k: usize,
+    architecture: Architecture,
     params: Vec<T>,
 }
 
@@ -159,11 +184,11 @@ impl<T: Real> TopKModel<T> {
             }
         }
         blocks.w_enc.copy_from_slice(blocks.w_dec);
-        Ok(TopKModel { layout, k, params })
+        Ok(TopKModel { layout, k, architecture: Architecture::TOPK, params })
     }
 
-    /// A model of the flat parameters `params` (`[W_enc | b_enc | W_dec | b_dec]`); fails on a
-    /// wrong length or a non-finite value, naming its block, row and column.
+    /// A TopK model of the flat parameters `params` (`[W_enc | b_enc | W_dec | b_dec]`); fails on
+    /// a wrong length or a non-finite value, naming its block, row and column.
     pub fn from_params(visible: usize, latents: usize, k: usize, params: Vec<T>) -> Result<Self> {
         check_shape(visible, latents, k)?;
         let layout = DictionaryLayout::new(visible, latents);
@@ -174,7 +199,28 @@ impl<T: Real> TopKModel<T> {
             let (block, row, column) = layout.locate(index);
             return Err(Error::NonFiniteTheta { index, block, row, column, value: params[index].as_f64() });
         }
-        Ok(TopKModel { layout, k, params })
+        Ok(TopKModel { layout, k, architecture: Architecture::TOPK, params })
+    }
+
+    /// This model with `architecture`; fails for tied weights unless `W_dec = W_enc` already,
+    /// naming the first entry that differs.
+    pub fn with_architecture(mut self, architecture: Architecture) -> Result<Self> {
+        if architecture.tied {
+            let blocks = self.blocks();
+            if let Some(index) = blocks.w_enc.iter().zip(blocks.w_dec).position(|(e, d)| e != d) {
+                let n = self.visible();
+                return Err(Error::InvalidOption {
+                    name: "tied",
+                    reason: format!(
+                        "tied weights, but W_dec[{}, {}] differs from W_enc's",
+                        index / n,
+                        index % n
+                    ),
+                });
+            }
+        }
+        self.architecture = architecture;
+        Ok(self)
     }
 
     /// This model with the decoder bias `b_dec` (the data's geometric median, say).
@@ -204,6 +250,10 @@ impl<T: Real> TopKModel<T> {
     /// Latents active per example.
     pub fn k(&self) -> usize {
         self.k
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
     }
 
     /// The flat parameters `[W_enc | b_enc | W_dec | b_dec]`.
@@ -246,7 +296,7 @@ impl<T: Real> TopKModel<T> {
 
     /// Writes the model atomically: safetensors with sparsify's tensor names (`encoder.weight`
     /// `h×n`, `encoder.bias`, `W_dec` `h×n`, `b_dec`) in the working dtype, and metadata
-    /// `objective`, `visible`, `latents`, `k`.
+    /// `objective`, `visible`, `latents`, `k`, `units`, `tied`.
     pub fn save(&self, path: &Path) -> Result<()> {
         self.save_with_metadata(path, std::iter::empty())
     }
@@ -271,6 +321,8 @@ impl<T: Real> TopKModel<T> {
             ("visible", n.to_string()),
             ("latents", h.to_string()),
             ("k", self.k.to_string()),
+            ("units", self.architecture.units.name().to_string()),
+            ("tied", self.architecture.tied.to_string()),
         ];
         let mut metadata = BTreeMap::new();
         for (key, value) in extra {
@@ -320,7 +372,19 @@ impl<T: Real> TopKModel<T> {
                 .ok_or_else(|| bad(format!("tensor {name} has dtype {:?}, expected F32 or F64", view.dtype())))?;
             params.extend(values.into_iter().map(T::cast));
         }
-        TopKModel::from_params(n, h, k, params).map_err(|e| bad(format!("invalid model: {e}")))
+        // Files written before k-sparse models have neither key: they are TopK models.
+        let units = match metadata.get("units") {
+            None => Units::Relu,
+            Some(name) => Units::from_name(name).ok_or_else(|| bad(format!("metadata units {name:?} is not relu or linear")))?,
+        };
+        let tied = match metadata.get("tied").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(bad(format!("metadata tied {other:?} is not true or false"))),
+        };
+        TopKModel::from_params(n, h, k, params)
+            .and_then(|model| model.with_architecture(Architecture { units, tied }))
+            .map_err(|e| bad(format!("invalid model: {e}")))
     }
 }
 
@@ -413,11 +477,30 @@ mod tests {
         assert!(model.save_with_metadata(&path, [("k".to_string(), "9".to_string())]).is_err(), "reserved key");
         let wide = TopKModel::<f64>::load(&path).unwrap();
         assert!(wide.params().iter().zip(model.params()).all(|(a, &b)| *a == f64::from(b)));
+        let k_sparse = TopKModel::<f64>::init(5, 9, 2, 3).unwrap().with_architecture(Architecture::K_SPARSE).unwrap();
+        let k_sparse_path = dir.path().join("k-sparse.safetensors");
+        k_sparse.save(&k_sparse_path).unwrap();
+        assert_eq!(TopKModel::<f64>::load(&k_sparse_path).unwrap(), k_sparse, "the architecture is kept");
         let bytes = std::fs::read(&path).unwrap();
         let file = SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(file.tensor("encoder.weight").unwrap().shape(), [9, 5]);
         assert_eq!(file.tensor("W_dec").unwrap().shape(), [9, 5]);
         assert_eq!(file.tensor("b_dec").unwrap().shape(), [5]);
+    }
+
+    #[test]
+    fn tied_weights_need_equal_blocks() {
+        let model = TopKModel::<f64>::init(4, 6, 2, 1).unwrap();
+        let mut params = model.params().to_vec();
+        let layout = model.layout();
+        layout.split_mut(&mut params).w_dec[4 * 2 + 3] += 1.0;
+        let changed = TopKModel::from_params(4, 6, 2, params).unwrap();
+        match changed.with_architecture(Architecture::K_SPARSE) {
+            Err(Error::InvalidOption { name: "tied", reason }) => assert!(reason.contains("W_dec[2, 3]"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let untied = Architecture { units: Units::Linear, tied: false };
+        assert_eq!(model.with_architecture(untied).unwrap().architecture(), untied);
     }
 
     #[test]

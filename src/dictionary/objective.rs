@@ -7,7 +7,7 @@
 //! xc_e = x_e − b_dec                         (n)
 //! Z    = XC W_encᵀ + 1 b_encᵀ                (B×h: the encoder GEMM by blocks of examples; the
 //!                                            bias added by the selection as it scans)
-//! a_e  = z_e on S_e, the k largest positive z_ej
+//! a_e  = z_e on S_e, the k largest z_ej (positive ones only for ReLU units)
 //! r_e  = x̂_e − x_e = Σ_{j∈S_e} a_ej W_dec[j] − xc_e
 //! L    = 1/(2B) Σ_e ‖r_e‖²
 //! ```
@@ -18,6 +18,10 @@
 //! ∇W_dec[j] = Σ_{e: j∈S_e} a_ej δ_e       ∇W_enc[j] = Σ_{e: j∈S_e} g_ej xc_e       ∇b_enc[j] = Σ g_ej
 //! ∇b_dec    = Σ_e δ_e − Σ_j ∇b_enc[j] W_enc[j]
 //! ```
+//!
+//! With tied weights (`W_dec = W_enc = W`, see [`Architecture`]) `W`'s gradient is the sum of
+//! the two rows above, `∇W[j] = Σ g_ej xc_e + a_ej δ_e`, written to `W_enc`'s block (`W_dec`'s
+//! gets 0: the objective reads only `W_enc`).
 //!
 //! With [`AuxK`] (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"), the latents
 //! marked dead also reconstruct what the live ones missed: each example's `k_aux` largest
@@ -39,8 +43,8 @@
 
 use rayon::prelude::*;
 
-use super::model::{check_shape, DictionaryLayout};
-use super::select::{top_k, INACTIVE};
+use super::model::{check_shape, Architecture, DictionaryLayout};
+use super::select::{top_k, Units, INACTIVE};
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer, Packed};
@@ -86,6 +90,7 @@ impl AuxK {
 #[derive(Debug)]
 pub struct TopKObjective<T: Real> {
     layout: DictionaryLayout,
+    architecture: Architecture,
     k: usize,
     capacity: usize,
     block: usize,
@@ -135,22 +140,18 @@ struct Workspace<T> {
 }
 
 impl<T: Real> TopKObjective<T> {
-    /// The objective of a model of `visible` inputs, `latents` latents and `k` active, on
-    /// minibatches of at most `capacity` examples, with the detected instruction set. Made on
-    /// the rayon pool it will run on: the examples are cut into blocks for its threads.
+    /// The objective of a TopK model ([`Architecture::TOPK`]) of `visible` inputs, `latents`
+    /// latents and `k` active, on minibatches of at most `capacity` examples, with the detected
+    /// instruction set. Made on the rayon pool it will run on: the examples are cut into blocks
+    /// for its threads.
     pub fn new(visible: usize, latents: usize, k: usize, capacity: usize) -> Result<Self> {
         check_shape(visible, latents, k)?;
-        if capacity == 0 || u32::try_from(capacity.saturating_mul(k)).is_err() {
-            return Err(Error::InvalidHyperParameter {
-                name: "batch size",
-                value: capacity as f64,
-                reason: "must be at least 1, with batch × k below 2³²",
-            });
-        }
+        check_slots(capacity, k)?;
         let threads = rayon::current_num_threads();
         let block = capacity.div_ceil(threads).clamp(16, BLOCK).min(capacity);
         Ok(TopKObjective {
             layout: DictionaryLayout::new(visible, latents),
+            architecture: Architecture::TOPK,
             k,
             capacity,
             block,
@@ -197,6 +198,22 @@ impl<T: Real> TopKObjective<T> {
         Ok(())
     }
 
+    /// The same objective for models of `architecture`.
+    pub fn with_architecture(mut self, architecture: Architecture) -> Self {
+        self.architecture = architecture;
+        self
+    }
+
+    /// Selects `k` latents per example from the next evaluation on (a schedule of `k`, or
+    /// encoding with more latents than the model was trained with).
+    pub fn set_k(&mut self, k: usize) -> Result<()> {
+        check_shape(self.layout.visible(), self.layout.latents(), k)?;
+        check_slots(self.capacity, k)?;
+        self.k = k;
+        self.last_examples = 0;
+        Ok(())
+    }
+
     /// The same objective on the kernels and GEMM of `kernels.isa` (tests compare them).
     pub fn with_kernels(mut self, kernels: Kernels<T>) -> Result<Self> {
         self.gemm = self.gemm.with_isa(kernels.isa)?;
@@ -210,6 +227,10 @@ impl<T: Real> TopKObjective<T> {
 
     pub fn k(&self) -> usize {
         self.k
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
     }
 
     /// `L` on `batch` and its gradient into `grad` (every value written), with what it
@@ -328,9 +349,10 @@ impl<T: Real> TopKObjective<T> {
         let context = Forward {
             gemm: &self.gemm,
             kernels: &self.kernels,
+            units: self.architecture.units,
             w_enc: &packed,
             b_enc: blocks.b_enc,
-            w_dec: blocks.w_dec,
+            w_dec: if self.architecture.tied { blocks.w_enc } else { blocks.w_dec },
             b_dec: blocks.b_dec,
             batch,
             n,
@@ -384,7 +406,7 @@ impl<T: Real> TopKObjective<T> {
     /// The backward pass of the `examples` just encoded with their `δ` and `g`.
     fn backward(&mut self, params: &[T], grad: &mut [T], examples: usize) {
         let (n, h, k) = (self.layout.visible(), self.layout.latents(), self.k);
-        let kernels = self.kernels;
+        let (kernels, tied) = (self.kernels, self.architecture.tied);
         let blocks = self.layout.split(params);
         let work = &mut self.work;
         let centered = &work.centered[..examples * n];
@@ -451,6 +473,12 @@ impl<T: Real> TopKObjective<T> {
                     bias += value_grad.as_f64();
                 }
                 *b_enc = T::cast(bias);
+                if tied {
+                    for (w, d) in w_enc.iter_mut().zip(w_dec.iter_mut()) {
+                        *w = *w + *d;
+                        *d = T::zero();
+                    }
+                }
             });
         // ∇b_dec = Σ_e δ_e − Σ_j ∇b_enc[j] W_enc[j] (the auxiliary decoding has no bias: only
         // its encoders' share reaches b_dec).
@@ -464,6 +492,18 @@ impl<T: Real> TopKObjective<T> {
     }
 }
 
+/// Checks that `capacity` examples of `k` slots can be numbered by `u32`.
+fn check_slots(capacity: usize, k: usize) -> Result<()> {
+    if capacity == 0 || u32::try_from(capacity.saturating_mul(k)).is_err() {
+        return Err(Error::InvalidHyperParameter {
+            name: "batch size",
+            value: capacity as f64,
+            reason: "must be at least 1, with batch × k below 2³²",
+        });
+    }
+    Ok(())
+}
+
 /// `y ← a x` (a plain loop the compiler vectorises: no reduction, no rounding choice).
 fn scaled_copy<T: Real>(a: T, x: &[T], y: &mut [T]) {
     for (y, &x) in y.iter_mut().zip(x) {
@@ -475,8 +515,10 @@ fn scaled_copy<T: Real>(a: T, x: &[T], y: &mut [T]) {
 struct Forward<'a, 'd, T: Real> {
     gemm: &'a Gemm,
     kernels: &'a Kernels<T>,
+    units: Units,
     w_enc: &'a Packed<'a, T>,
     b_enc: &'a [T],
+    /// `W_dec`, or `W_enc` for tied weights.
     w_dec: &'a [T],
     b_dec: &'a [T],
     batch: &'a Dataset<'d, T>,
@@ -554,7 +596,7 @@ impl<T: Real> Forward<'_, '_, T> {
         );
         for e in 0..width {
             let (slots, activations) = (&mut indices[e * k..][..k], &mut values[e * k..][..k]);
-            let active = top_k(self.kernels, &pre[e * h..][..h], self.b_enc, slots, activations);
+            let active = top_k(self.kernels, self.units, &pre[e * h..][..h], self.b_enc, slots, activations);
             if self.decode {
                 let r = &mut residual[e * n..][..n];
                 for (r, &c) in r.iter_mut().zip(&centered[e * n..][..n]) {
@@ -582,7 +624,9 @@ impl<T: Real> Forward<'_, '_, T> {
     fn auxiliary(&self, aux: &AuxForward<'_, T>, z: &[T], r: &[T], e: usize, part: &mut AuxPart<'_, T>) {
         let (n, k) = (self.n, aux.k);
         let (slots, activations) = (&mut part.slots.indices[e * k..][..k], &mut part.slots.values[e * k..][..k]);
-        let active = top_k(self.kernels, z, aux.bias, slots, activations);
+        // The dead latents' positive values, whatever the units: their decoding of the
+        // residual is only a training signal.
+        let active = top_k(self.kernels, Units::Relu, z, aux.bias, slots, activations);
         let q = &mut part.residual[e * n..][..n];
         q.copy_from_slice(r);
         for (&j, &a) in slots[..active].iter().zip(&activations[..active]) {

@@ -1,5 +1,5 @@
-//! The selection of a TopK hidden layer: the `k` largest positive pre-activations of one
-//! example, without sorting the `h` values.
+//! The selection of a TopK hidden layer: the `k` largest pre-activations of one example
+//! (positive ones only for ReLU units), without sorting the `h` values.
 //!
 //! The `k` best so far are kept in a min-heap whose root is the threshold a new value must
 //! beat. The scan between insertions is the vector kernel [`Kernels::first_above`]: once the
@@ -7,33 +7,73 @@
 //! compares and a few heap insertions (`O(k log(h/k))` of them for values in random order).
 //!
 //! Ties are broken by position: a value must be strictly greater than the threshold to enter,
-//! so of equal values the first ones are kept. NaN never enters. The result does not depend on
-//! the instruction set.
+//! so of equal values the first ones are kept. NaN never enters, nor does −∞. The result does
+//! not depend on the instruction set.
 
 use crate::kernels::Kernels;
 use crate::real::Real;
 
-/// The index of a slot that holds no latent: fewer than `k` pre-activations were positive.
+/// The index of a slot that holds no latent: fewer than `k` pre-activations could be selected.
 pub const INACTIVE: u32 = u32::MAX;
 
-/// Selects the `k = indices.len()` largest positive values of `z + bias` (`h < u32::MAX`
-/// values; the sum is formed as it is scanned, never stored): on return slot `s` holds a
-/// latent `j = indices[s]` and its activation `values[s] = z[j] + bias[j]`,
-/// the active slots first in increasing latent order, then the unused ones (index
-/// [`INACTIVE`], value 0). Returns the number of active slots.
-pub fn top_k<T: Real>(kernels: &Kernels<T>, z: &[T], bias: &[T], indices: &mut [u32], values: &mut [T]) -> usize {
+/// What a selected latent outputs, and so which pre-activations the selection may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Units {
+    /// `a = max(z, 0)` on the selection: only positive values are kept (TopK SAEs, whose
+    /// selection is followed by a ReLU).
+    Relu,
+    /// `a = z` on the selection: the `k` largest values whatever their sign (Makhzani & Frey's
+    /// k-sparse autoencoder, whose units are linear).
+    Linear,
+}
+
+impl Units {
+    /// The name in model files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Units::Relu => "relu",
+            Units::Linear => "linear",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Units::Relu, Units::Linear].into_iter().find(|units| units.name() == name)
+    }
+
+    /// The value a candidate must exceed to be selected at all.
+    fn floor<T: Real>(self) -> T {
+        match self {
+            Units::Relu => T::zero(),
+            Units::Linear => T::neg_infinity(),
+        }
+    }
+}
+
+/// Selects the `k = indices.len()` largest values of `z + bias` that `units` may keep (`h <
+/// u32::MAX` values; the sum is formed as it is scanned, never stored): on return slot `s`
+/// holds a latent `j = indices[s]` and its activation `values[s] = z[j] + bias[j]`, the active
+/// slots first in increasing latent order, then the unused ones (index [`INACTIVE`], value 0).
+/// Returns the number of active slots.
+pub fn top_k<T: Real>(
+    kernels: &Kernels<T>,
+    units: Units,
+    z: &[T],
+    bias: &[T],
+    indices: &mut [u32],
+    values: &mut [T],
+) -> usize {
     let k = indices.len();
     assert_eq!(values.len(), k, "top_k: {} indices, {} values", k, values.len());
     assert_eq!(bias.len(), z.len(), "top_k: {} values, {} biases", z.len(), bias.len());
     assert!(u32::try_from(z.len()).is_ok_and(|h| h < INACTIVE), "top_k: {} values", z.len());
     indices.fill(INACTIVE);
-    values.fill(T::zero());
     if k == 0 {
         return 0;
     }
     // A min-heap on (value, then later position first): the root is the weakest kept value,
-    // and the threshold. Empty slots hold 0, which only positive values beat.
-    let mut threshold = T::zero();
+    // and the threshold. Empty slots hold the floor, which only selectable values beat.
+    let mut threshold = units.floor::<T>();
+    values.fill(threshold);
     let mut i = 0;
     loop {
         i += (kernels.first_above)(&z[i..], &bias[i..], threshold);
@@ -90,10 +130,15 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
 
-    /// The plain definition: sort the positive values by (value descending, position), keep k.
-    fn by_sorting(z: &[f64], k: usize) -> Vec<(u32, f64)> {
+    /// The plain definition: sort the values `units` may keep by (value descending, position),
+    /// keep k.
+    fn by_sorting(z: &[f64], units: Units, k: usize) -> Vec<(u32, f64)> {
+        let floor = match units {
+            Units::Relu => 0.0,
+            Units::Linear => f64::NEG_INFINITY,
+        };
         let mut positive: Vec<(u32, f64)> =
-            z.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(i, &v)| (i as u32, v)).collect();
+            z.iter().enumerate().filter(|(_, v)| **v > floor).map(|(i, &v)| (i as u32, v)).collect();
         positive.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         positive.truncate(k);
         positive.sort_by_key(|&(i, _)| i);
@@ -117,22 +162,24 @@ mod tests {
                         .collect();
                     // A bias of exact small values, so that z + bias is exact in either type.
                     let bias: Vec<T> = (0..h).map(|i| T::cast(f64::from((i % 5) as u8) / 8.0 - 0.25)).collect();
-                    let (mut indices, mut values) = (vec![7; k], vec![T::one(); k]);
-                    let active = top_k(&kernels, &z, &bias, &mut indices, &mut values);
                     let wide: Vec<f64> = z.iter().zip(&bias).map(|(v, b)| (*v + *b).as_f64()).collect();
-                    let want = by_sorting(&wide, k);
-                    let got: Vec<(u32, f64)> =
-                        indices[..active].iter().zip(&values[..active]).map(|(&i, v)| (i, v.as_f64())).collect();
-                    assert_eq!(got, want, "{isa:?} {}: h {h}, k {k}, round {round}", T::NAME);
-                    assert!(indices[active..].iter().all(|&i| i == INACTIVE), "{isa:?}: unused slots marked");
-                    assert!(values[active..].iter().all(|v| *v == T::zero()), "{isa:?}: unused slots zero");
+                    for units in [Units::Relu, Units::Linear] {
+                        let (mut indices, mut values) = (vec![7; k], vec![T::one(); k]);
+                        let active = top_k(&kernels, units, &z, &bias, &mut indices, &mut values);
+                        let want = by_sorting(&wide, units, k);
+                        let got: Vec<(u32, f64)> =
+                            indices[..active].iter().zip(&values[..active]).map(|(&i, v)| (i, v.as_f64())).collect();
+                        assert_eq!(got, want, "{isa:?} {} {units:?}: h {h}, k {k}, round {round}", T::NAME);
+                        assert!(indices[active..].iter().all(|&i| i == INACTIVE), "{isa:?}: unused slots marked");
+                        assert!(values[active..].iter().all(|v| *v == T::zero()), "{isa:?}: unused slots zero");
+                    }
                 }
             }
         }
     }
 
     #[test]
-    fn top_k_keeps_the_k_largest_positive_values_and_the_first_of_ties_on_every_isa() {
+    fn top_k_keeps_the_k_largest_selectable_values_and_the_first_of_ties_on_every_isa() {
         check_all_sets::<f32>();
         check_all_sets::<f64>();
     }
@@ -142,8 +189,21 @@ mod tests {
         let kernels = Kernels::<f64>::detect();
         let z = [f64::NAN, 0.5, f64::NAN, 0.25, -1.0];
         let (mut indices, mut values) = ([0; 3], [0.0; 3]);
-        assert_eq!(top_k(&kernels, &z, &[0.0; 5], &mut indices, &mut values), 2);
+        assert_eq!(top_k(&kernels, Units::Relu, &z, &[0.0; 5], &mut indices, &mut values), 2);
         assert_eq!(indices, [1, 3, INACTIVE]);
         assert_eq!(values, [0.5, 0.25, 0.0]);
+        let z = [f64::NAN, 0.5, f64::NEG_INFINITY, -0.25, f64::NAN];
+        let (mut indices, mut values) = ([0; 4], [0.0; 4]);
+        assert_eq!(top_k(&kernels, Units::Linear, &z, &[0.0; 5], &mut indices, &mut values), 2);
+        assert_eq!(indices, [1, 3, INACTIVE, INACTIVE]);
+        assert_eq!(values, [0.5, -0.25, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn units_have_names() {
+        for units in [Units::Relu, Units::Linear] {
+            assert_eq!(Units::from_name(units.name()), Some(units));
+        }
+        assert_eq!(Units::from_name("sigmoid"), None);
     }
 }

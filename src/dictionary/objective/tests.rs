@@ -6,10 +6,19 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::*;
 use crate::dictionary::model::TopKModel;
+use crate::dictionary::Units;
 use crate::kernels::Isa;
 
+/// The four combinations of units and tying.
+const ARCHITECTURES: [Architecture; 4] = [
+    Architecture::TOPK,
+    Architecture::K_SPARSE,
+    Architecture { units: Units::Linear, tied: false },
+    Architecture { units: Units::Relu, tied: true },
+];
+
 /// The definition, one example at a time in f64, with the selection by a full sort (ties to
-/// the earlier latent): `(L, ∇L)`.
+/// the earlier latent): `(L, ∇L)`; with tied weights `∇W` in `W_enc`'s block.
 fn reference(model: &TopKModel<f64>, x: &[f64], examples: usize) -> (f64, Vec<f64>) {
     reference_with_aux(model, x, examples, None)
 }
@@ -24,6 +33,7 @@ fn reference_with_aux(
     let (n, h, k) = (model.visible(), model.latents(), model.k());
     let p = model.blocks();
     let layout = model.layout();
+    let Architecture { units, tied } = model.architecture();
     let mut grad = vec![0.0; layout.len()];
     let mut loss = 0.0;
     let scale = 1.0 / examples as f64;
@@ -31,7 +41,7 @@ fn reference_with_aux(
         let xc: Vec<f64> = (0..n).map(|f| x[e * n + f] - p.b_dec[f]).collect();
         let z: Vec<f64> =
             (0..h).map(|j| p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * xc[f]).sum::<f64>()).collect();
-        let mut order: Vec<usize> = (0..h).filter(|&j| z[j] > 0.0).collect();
+        let mut order: Vec<usize> = (0..h).filter(|&j| units == Units::Linear || z[j] > 0.0).collect();
         order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
         order.truncate(k);
         let r: Vec<f64> =
@@ -50,6 +60,12 @@ fn reference_with_aux(
         }
         for (b, r) in g.b_dec.iter_mut().zip(&r) {
             *b += r * scale;
+        }
+        if tied {
+            for (e, d) in g.w_enc.iter_mut().zip(g.w_dec.iter_mut()) {
+                *e += *d;
+                *d = 0.0;
+            }
         }
         if let Some((dead, k_aux, weight)) = aux {
             let mut chosen: Vec<usize> = (0..h).filter(|&j| dead[j] && z[j] > 0.0).collect();
@@ -73,9 +89,21 @@ fn reference_with_aux(
     (loss, grad)
 }
 
-/// A model with random biases (so that some examples have fewer than k positive latents) and
-/// data around a random offset.
+/// A TopK model with random biases (so that some examples have fewer than k positive latents)
+/// and data around a random offset.
 fn problem(n: usize, h: usize, k: usize, m: usize, seed: u64) -> (TopKModel<f64>, Vec<f64>) {
+    problem_of(Architecture::TOPK, n, h, k, m, seed)
+}
+
+/// [`problem`] for a model of `architecture` (tied: the perturbed encoder is the decoder).
+fn problem_of(
+    architecture: Architecture,
+    n: usize,
+    h: usize,
+    k: usize,
+    m: usize,
+    seed: u64,
+) -> (TopKModel<f64>, Vec<f64>) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let model = TopKModel::<f64>::init(n, h, k, seed).unwrap();
     let mut params = model.params().to_vec();
@@ -90,7 +118,10 @@ fn problem(n: usize, h: usize, k: usize, m: usize, seed: u64) -> (TopKModel<f64>
     for v in blocks.w_enc.iter_mut() {
         *v += rng.gen_range(-0.3..0.3);
     }
-    let model = TopKModel::from_params(n, h, k, params).unwrap();
+    if architecture.tied {
+        blocks.w_dec.copy_from_slice(blocks.w_enc);
+    }
+    let model = TopKModel::from_params(n, h, k, params).unwrap().with_architecture(architecture).unwrap();
     let x = (0..m * n).map(|_| rng.gen_range(-1.0..1.5)).collect();
     (model, x)
 }
@@ -114,37 +145,51 @@ fn max_difference(a: &[f64], b: &[f64]) -> (f64, usize) {
 #[test]
 fn the_sparse_evaluation_matches_the_per_example_definition_on_every_isa() {
     // Shapes around the vector widths and the block size, k from 1 to h.
-    for (n, h, k, m, seed) in
-        [(1, 1, 1, 1, 1), (7, 17, 3, 5, 2), (16, 33, 33, 20, 3), (9, 70, 8, 300, 4), (33, 40, 5, 517, 5)]
-    {
-        let (model, x) = problem(n, h, k, m, seed);
-        let (want_loss, want_grad) = reference(&model, &x, m);
-        for isa in Isa::ALL {
-            let Some(kernels) = Kernels::<f64>::for_isa(isa) else { continue };
-            let mut objective = TopKObjective::new(n, h, k, m).unwrap().with_kernels(kernels).unwrap();
-            let (loss, grad, stats) = evaluate(&mut objective, model.params(), &x, m);
-            assert!(
-                (loss - want_loss).abs() <= 1e-12 * want_loss.max(1.0),
-                "{isa:?} ({n}, {h}, {k}, {m}): loss {loss} vs {want_loss}"
-            );
-            let (worst, at) = max_difference(&grad, &want_grad);
-            let scale = want_grad.iter().fold(1.0f64, |s, g| s.max(g.abs()));
-            assert!(
-                worst <= 1e-12 * scale,
-                "{isa:?} ({n}, {h}, {k}, {m}): gradient off by {worst:e} at {:?}",
-                model.layout().locate(at)
-            );
-            assert!((stats.squared_error - 2.0 * m as f64 * loss).abs() <= 1e-9 * stats.squared_error.max(1.0));
-            assert!(stats.active <= m * k);
+    for architecture in ARCHITECTURES {
+        for (n, h, k, m, seed) in
+            [(1, 1, 1, 1, 1), (7, 17, 3, 5, 2), (16, 33, 33, 20, 3), (9, 70, 8, 300, 4), (33, 40, 5, 517, 5)]
+        {
+            let (model, x) = problem_of(architecture, n, h, k, m, seed);
+            let (want_loss, want_grad) = reference(&model, &x, m);
+            for isa in Isa::ALL {
+                let Some(kernels) = Kernels::<f64>::for_isa(isa) else { continue };
+                let mut objective = TopKObjective::new(n, h, k, m)
+                    .unwrap()
+                    .with_architecture(architecture)
+                    .with_kernels(kernels)
+                    .unwrap();
+                let (loss, grad, stats) = evaluate(&mut objective, model.params(), &x, m);
+                let case = format!("{isa:?} {architecture:?} ({n}, {h}, {k}, {m})");
+                assert!((loss - want_loss).abs() <= 1e-12 * want_loss.max(1.0), "{case}: loss {loss} vs {want_loss}");
+                let (worst, at) = max_difference(&grad, &want_grad);
+                let scale = want_grad.iter().fold(1.0f64, |s, g| s.max(g.abs()));
+                assert!(
+                    worst <= 1e-12 * scale,
+                    "{case}: gradient off by {worst:e} at {:?}",
+                    model.layout().locate(at)
+                );
+                assert!((stats.squared_error - 2.0 * m as f64 * loss).abs() <= 1e-9 * stats.squared_error.max(1.0));
+                match architecture.units {
+                    Units::Relu => assert!(stats.active <= m * k),
+                    // Linear units select k of every example's (finite) values.
+                    Units::Linear => assert_eq!(stats.active, m * k, "{case}"),
+                }
+            }
         }
     }
 }
 
 #[test]
 fn the_gradient_matches_central_differences_with_the_selection_held() {
+    for architecture in ARCHITECTURES {
+        central_differences(architecture);
+    }
+}
+
+fn central_differences(architecture: Architecture) {
     let (n, h, k, m) = (6, 24, 4, 40);
-    let (model, x) = problem(n, h, k, m, 9);
-    let mut objective = TopKObjective::new(n, h, k, m).unwrap();
+    let (model, x) = problem_of(architecture, n, h, k, m, 9);
+    let mut objective = TopKObjective::new(n, h, k, m).unwrap().with_architecture(architecture);
     let (_, grad, _) = evaluate(&mut objective, model.params(), &x, m);
     let base_codes = objective.codes().0.to_vec();
     let step = 1e-6;
@@ -163,7 +208,7 @@ fn the_gradient_matches_central_differences_with_the_selection_held() {
         let numeric = (up - down) / (2.0 * step);
         assert!(
             (numeric - grad[i]).abs() <= 1e-7 * (1.0 + grad[i].abs()),
-            "{:?}: analytic {:e}, central difference {numeric:e}",
+            "{architecture:?} {:?}: analytic {:e}, central difference {numeric:e}",
             layout.locate(i),
             grad[i]
         );
@@ -283,5 +328,24 @@ fn the_auxiliary_loss_matches_its_definition_and_central_differences_on_the_dead
         let (loss, _, stats) = evaluate(&mut objective, model.params(), &x, m);
         assert_eq!(stats.aux_squared_error, 0.0);
         assert!((loss - reference(&model, &x, m).0).abs() <= 1e-12 * loss);
+    }
+}
+
+#[test]
+fn changing_k_is_the_objective_of_the_new_k() {
+    let (n, h, m) = (7, 30, 25);
+    let (model, x) = problem_of(Architecture::K_SPARSE, n, h, 9, m, 31);
+    let mut objective = TopKObjective::new(n, h, 9, m).unwrap().with_architecture(Architecture::K_SPARSE);
+    for k in [3, 12, 9] {
+        objective.set_k(k).unwrap();
+        let (loss, grad, _) = evaluate(&mut objective, model.params(), &x, m);
+        let mut fresh = TopKObjective::new(n, h, k, m).unwrap().with_architecture(Architecture::K_SPARSE);
+        let (want_loss, want_grad, _) = evaluate(&mut fresh, model.params(), &x, m);
+        assert_eq!(loss, want_loss, "k = {k}");
+        assert!(grad == want_grad, "k = {k}: gradient differs");
+        assert_eq!(objective.codes().0.len(), m * k);
+    }
+    for k in [0, h + 1] {
+        assert!(matches!(objective.set_k(k), Err(Error::InvalidHyperParameter { name: "k", .. })), "k = {k}");
     }
 }
