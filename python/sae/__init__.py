@@ -293,6 +293,8 @@ def train_topk(
     n_latents: int,
     k: int,
     *,
+    architecture: str = "topk",
+    k_start: Optional[int] = None,
     epochs: int = 10,
     batch_size: int = 1024,
     learning_rate: float = 1e-3,
@@ -307,8 +309,12 @@ def train_topk(
     """Trains a TopK sparse autoencoder of ``n_latents`` latents, ``k`` active per example, on
     the rows of ``X`` (the engine's sparse kernels; Adam or SGD, unit-norm decoder rows,
     ``b_dec`` at the geometric median of the first minibatch, optionally AuxK on dead
-    latents and inputs scaled to unit mean squared norm). Returns the model and a list of each epoch's metrics (``loss``, ``fvu``,
-    ``explained_variance``, ``normalized_mse``, ``l0``, ``dead``, ``dense``, ``frequencies``)."""
+    latents and inputs scaled to unit mean squared norm). ``architecture="k-sparse"`` trains
+    Makhzani & Frey's k-sparse autoencoder instead: linear units, tied weights, no unit-norm
+    decoder, ``k`` lowered linearly from ``k_start`` (default ``4 k``) over the first half of the
+    steps (``k_start`` schedules a TopK model's ``k`` the same way). Returns the model and a list
+    of each epoch's metrics (``loss``, ``fvu``, ``explained_variance``, ``normalized_mse``,
+    ``l0``, ``dead``, ``dense``, ``frequencies``)."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise InvalidInputError(f"X must be 2-D, not {X.ndim}-D")
@@ -317,6 +323,8 @@ def train_topk(
         X,
         n_latents,
         k,
+        architecture=architecture,
+        k_start=k_start,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,

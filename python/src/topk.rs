@@ -1,5 +1,6 @@
-//! TopK sparse autoencoders from Python: `TopKModel` (read, written, applied, exported to
-//! SAELens's and sparsify's folders) and `train_topk` (the engine's trainer on an array).
+//! TopK sparse autoencoders (and Makhzani & Frey's k-sparse autoencoders) from Python:
+//! `TopKModel` (read, written, applied, exported to SAELens's and sparsify's folders) and
+//! `train_topk` (the engine's trainer on an array).
 
 use std::path::PathBuf;
 
@@ -13,7 +14,7 @@ use numpy::Element;
 use sae::data::stream::SliceSource;
 use sae::dictionary::interop::{self, Folder};
 use sae::dictionary::select::INACTIVE;
-use sae::dictionary::{TopKModel, TopKObjective};
+use sae::dictionary::{Architecture, TopKModel, TopKObjective};
 use sae::optim::StepRule;
 use sae::train::{measure_topk, TopKMetrics, TopKOptions, TopKTrainer};
 use sae::{Error, Real};
@@ -59,7 +60,7 @@ fn vector<'py, T: Element + Clone>(py: Python<'py>, values: &[T]) -> Bound<'py, 
 }
 
 /// The codes of every row of `X`: `(indices, values)`, `m×k` each, `-1` and 0 in the slots of
-/// an example with fewer than `k` positive pre-activations.
+/// an example with fewer than `k` selectable pre-activations.
 fn encode<'py, T: Real + Element>(
     py: Python<'py>,
     model: &TopKModel<T>,
@@ -76,7 +77,8 @@ fn encode<'py, T: Real + Element>(
     }
     let pool = thread_pool(n_threads)?;
     detached(py, pool.as_ref(), || -> Result<_, Error> {
-        let mut objective = TopKObjective::new(model.visible(), model.latents(), model.k(), m)?;
+        let mut objective = TopKObjective::new(model.visible(), model.latents(), model.k(), m)?
+            .with_architecture(model.architecture());
         objective.encode_only(model.params(), &data)?;
         let (indices, values) = objective.codes();
         let indices = indices.iter().map(|&j| if j == INACTIVE { -1 } else { i64::from(j) }).collect();
@@ -211,18 +213,33 @@ impl PyTopKModel {
         either!(&self.0, model => vector(py, model.blocks().b_dec))
     }
 
+    /// `"relu"` (TopK) or `"linear"` (k-sparse).
+    #[getter]
+    fn units(&self) -> &'static str {
+        either!(&self.0, model => model.architecture().units.name())
+    }
+
+    /// Whether `W_dec = W_enc`.
+    #[getter]
+    fn tied(&self) -> bool {
+        either!(&self.0, model => model.architecture().tied)
+    }
+
     /// The codes of every row of `X`: `(indices, values)`, `m×k` each (int64 latent indices,
-    /// activations in the model's dtype), `-1` and 0 in unused slots.
-    #[pyo3(signature = (x, n_threads = None))]
+    /// activations in the model's dtype), `-1` and 0 in unused slots; with `k`, that many
+    /// latents per example instead of the model's (Makhzani & Frey encode with `3k`).
+    #[pyo3(signature = (x, k = None, n_threads = None))]
     fn encode<'py>(
         &self,
         py: Python<'py>,
         x: &Bound<'py, PyAny>,
+        k: Option<usize>,
         n_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-        let k = self.k();
+        let k = k.unwrap_or(self.k());
         either!(&self.0, model => {
-            let (indices, values, m) = encode(py, model, x, n_threads)?;
+            let model = model.clone().with_k(k).map_err(py_error)?;
+            let (indices, values, m) = encode(py, &model, x, n_threads)?;
             Ok((matrix(py, indices, m, k)?, matrix(py, values, m, k)?))
         })
     }
@@ -254,22 +271,28 @@ impl PyTopKModel {
 
     fn __repr__(&self) -> String {
         let (n, h, k) = (self.n_visible(), self.n_latents(), self.k());
-        format!("TopKModel(n_visible={n}, n_latents={h}, k={k}, dtype={})", self.dtype())
+        let architecture = if self.units() == "linear" && self.tied() { ", architecture='k-sparse'" } else { "" };
+        format!("TopKModel(n_visible={n}, n_latents={h}, k={k}{architecture}, dtype={})", self.dtype())
     }
 }
 
-/// Trains a TopK model on the rows of `X` (its dtype is the model's) with Adam (or SGD with
-/// `momentum`), unit-norm decoder rows and `b_dec` at the geometric median of the first
-/// minibatch; returns the model and each epoch's metrics.
+/// Trains a TopK model (`architecture = "topk"`) or a k-sparse autoencoder (`"k-sparse"`:
+/// linear units, tied weights, `k` lowered from `k_start`, 4k by default) on the rows of `X`
+/// (its dtype is the model's) with Adam (or SGD with `momentum`), unit-norm decoder rows (TopK)
+/// and `b_dec` at the geometric median of the first minibatch; returns the model and each
+/// epoch's metrics.
 #[pyfunction]
-#[pyo3(signature = (x, n_latents, k, *, epochs = 10, batch_size = 1024, learning_rate = 1e-3, optimizer = "adam",
-                    momentum = 0.9, seed = 1, auxk_alpha = 0.0, normalize_inputs = false, n_threads = None))]
+#[pyo3(signature = (x, n_latents, k, *, architecture = "topk", k_start = None, epochs = 10, batch_size = 1024,
+                    learning_rate = 1e-3, optimizer = "adam", momentum = 0.9, seed = 1, auxk_alpha = 0.0,
+                    normalize_inputs = false, n_threads = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_topk<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     n_latents: usize,
     k: usize,
+    architecture: &str,
+    k_start: Option<usize>,
     epochs: usize,
     batch_size: usize,
     learning_rate: f64,
@@ -285,8 +308,14 @@ pub(crate) fn train_topk<'py>(
         "sgd" => StepRule::sgd(learning_rate, momentum),
         other => return Err(invalid(format!("optimizer must be \"adam\" or \"sgd\", not {other:?}"))),
     };
-    let options =
-        TopKOptions { rule, batch_size, epochs, seed, auxk_alpha, normalize_inputs, ..TopKOptions::default() };
+    let (architecture, base) = match architecture {
+        "topk" => (Architecture::TOPK, TopKOptions { k_start, ..TopKOptions::default() }),
+        "k-sparse" => {
+            (Architecture::K_SPARSE, TopKOptions::k_sparse(k_start.unwrap_or(k.saturating_mul(4).min(n_latents))))
+        }
+        other => return Err(invalid(format!("architecture must be \"topk\" or \"k-sparse\", not {other:?}"))),
+    };
+    let options = TopKOptions { rule, batch_size, epochs, seed, auxk_alpha, normalize_inputs, ..base };
     let trainer = TopKTrainer::new(options).map_err(py_error)?;
     let pool = thread_pool(n_threads)?;
     macro_rules! fit {
@@ -296,7 +325,7 @@ pub(crate) fn train_topk<'py>(
             let n = x.shape()[1];
             let data = dataset(&x)?;
             let trained = detached(py, pool.as_ref(), || {
-                let init = TopKModel::<$t>::init(n, n_latents, k, seed)?;
+                let init = TopKModel::<$t>::init(n, n_latents, k, seed)?.with_architecture(architecture)?;
                 trainer.fit(&data, init, |_| ())
             })
             .map_err(py_error)?;

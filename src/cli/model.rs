@@ -13,7 +13,7 @@ use super::args::{by_name, DataArgs, EngineArgs, Precision, PrecisionArgs};
 use super::CliResult;
 use sae::data::npy::NpyRowWriter;
 use sae::data::stream::ExampleSource;
-use sae::dictionary::{TopKModel, TopKObjective, OBJECTIVE as TOPK_OBJECTIVE};
+use sae::dictionary::{TopKModel, TopKObjective, Units, OBJECTIVE as TOPK_OBJECTIVE};
 use sae::files::FilePlan;
 use sae::model::picture::{feature_tiles, weight_tiles, PixelOrder, TileGrid};
 use sae::model::stack::{StackModel, STACK_OBJECTIVE};
@@ -36,6 +36,10 @@ pub struct ApplyArgs {
     output: PathBuf,
     #[command(flatten)]
     precision: PrecisionArgs,
+    /// TopK and k-sparse models: keep this many latents per example instead of the model's k
+    /// (Makhzani & Frey encode with 3k).
+    #[arg(long)]
+    k: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -134,7 +138,14 @@ fn apply(args: ApplyArgs, what: Apply) -> CliResult<()> {
 }
 
 fn apply_in<T: Real>(args: &ApplyArgs, what: Apply) -> CliResult<()> {
-    let model = Loaded::<T>::load(&args.model)?;
+    let model = match (Loaded::<T>::load(&args.model)?, args.k) {
+        (Loaded::TopK(model, workspace), Some(k)) => {
+            let latents = model.latents();
+            Loaded::TopK(model.with_k(k).map_err(|_| format!("--k {k}: from 1 to the model's {latents} latents"))?, workspace)
+        }
+        (_, Some(_)) => return Err("--k applies to TopK and k-sparse models".into()),
+        (model, None) => model,
+    };
     // A chunk at a time always: applying a model never needs more.
     let (source, description) = args.data.open_stream::<T>()?;
     args.say(&format!("data: {description}"));
@@ -229,7 +240,9 @@ impl<T: Real> Loaded<T> {
                 let objective = match workspace.as_mut() {
                     Some(objective) if objective.capacity() >= rows => objective,
                     _ => workspace.insert(
-                        TopKObjective::new(n, h, k, rows).map_err(|e| format!("--chunk {rows} with k = {k}: {e}"))?,
+                        TopKObjective::new(n, h, k, rows)
+                            .map_err(|e| format!("--chunk {rows} with k = {k}: {e}"))?
+                            .with_architecture(model.architecture()),
                     ),
                 };
                 objective.encode_only(model.params(), &data)?;
@@ -406,10 +419,18 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
         }
         TOPK_OBJECTIVE => {
             let model = TopKModel::<f64>::load(path)?;
-            println!("  TopK sparse autoencoder: ReLU latents, the k largest kept, b_dec subtracted before encoding");
+            match model.architecture().units {
+                Units::Relu => println!("  TopK sparse autoencoder: ReLU latents, the k largest kept"),
+                Units::Linear => println!("  k-sparse autoencoder: linear latents, the k largest kept"),
+            }
+            println!(
+                "  {}, b_dec subtracted before encoding",
+                if model.architecture().tied { "tied weights (W_dec = W_enc)" } else { "an encoder and a decoder" }
+            );
             println!("  n = {} inputs, {} latents, k = {}", model.visible(), model.latents(), model.k());
             print_metadata(ModelFile::<f64>::read_metadata(path)?.into_iter().filter(|(key, _)| {
-                !["format", "format_version", "objective", "visible", "latents", "k"].contains(&key.as_str())
+                !["format", "format_version", "objective", "visible", "latents", "k", "units", "tied"]
+                    .contains(&key.as_str())
             }));
         }
         STACK_OBJECTIVE => {

@@ -54,12 +54,19 @@ pub struct TrainArgs {
     /// The hidden layer: `units` (the --activation, kept sparse by the --penalty: UFLDL's
     /// sparse autoencoder and its family), or `topk`, a dictionary of --hidden ReLU latents of
     /// which only the --k largest stay active per example (decoder rows of unit norm, b_dec at
-    /// the data's geometric median; Adam or SGD, in memory or --stream).
+    /// the data's geometric median; Adam or SGD, in memory or --stream), or `k-sparse`,
+    /// Makhzani & Frey's k-sparse autoencoder (linear units, tied weights, k lowered from
+    /// --k-start).
     #[arg(help_heading = "Model", long, value_enum, default_value = "units")]
     hidden_layer: HiddenLayerArg,
-    /// TopK: the latents active per example.
+    /// TopK and k-sparse: the latents active per example.
     #[arg(help_heading = "Model", long)]
     k: Option<usize>,
+    /// TopK and k-sparse: start with this many latents active per example, lowered linearly to
+    /// --k over the first half of the steps [default: --k for topk; 4k (at most --hidden) for
+    /// k-sparse].
+    #[arg(help_heading = "Model", long)]
+    k_start: Option<usize>,
     /// TopK: the weight of the auxiliary loss on dead latents, AuxK (OpenAI's is 1/32) [default:
     /// 0, off].
     #[arg(help_heading = "Model", long, value_name = "ALPHA")]
@@ -199,6 +206,7 @@ pub struct TrainArgs {
 enum HiddenLayerArg {
     Units,
     Topk,
+    KSparse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -222,17 +230,20 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> CliResult<()> {
-    if args.hidden_layer == HiddenLayerArg::Topk {
+    if args.hidden_layer != HiddenLayerArg::Units {
         return run_topk(args);
     }
     if args.k.is_some()
+        || args.k_start.is_some()
         || args.auxk_alpha.is_some()
         || args.k_aux.is_some()
         || args.dead_after.is_some()
         || args.normalize_inputs
     {
         return Err(
-            "--k, --auxk-alpha, --k-aux, --dead-after and --normalize-inputs are options of --hidden-layer topk".into(),
+            "--k, --k-start, --auxk-alpha, --k-aux, --dead-after and --normalize-inputs are options of \
+             --hidden-layer topk and k-sparse"
+                .into(),
         );
     }
     check_optimizer_options(&args)?;
@@ -252,13 +263,13 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     })
 }
 
-/// `sae train --hidden-layer topk` (see the `topk` module).
+/// `sae train --hidden-layer topk|k-sparse` (see the `topk` module).
 fn run_topk(args: TrainArgs) -> CliResult<()> {
     topk::check_options(&args)?;
     check_optimizer_options(&args)?;
     #[cfg(feature = "mpi")]
     if args.distributed {
-        return Err("--hidden-layer topk is not trained across processes yet".into());
+        return Err("--hidden-layer topk and k-sparse are not trained across processes yet".into());
     }
     let _locks = files(&args).check()?;
     let (precision, why) = args.precision.resolve(args.data.data.as_deref())?;

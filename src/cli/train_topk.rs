@@ -1,7 +1,7 @@
-//! `sae train --hidden-layer topk`: a TopK sparse autoencoder (a dictionary of `--hidden`
-//! latents, `--k` active per example) trained by Adam or SGD, in memory or streamed; prints
-//! each epoch's metrics and writes the model and a histogram of the latents' firing
-//! frequencies.
+//! `sae train --hidden-layer topk|k-sparse`: a TopK sparse autoencoder (a dictionary of
+//! `--hidden` latents, `--k` active per example) or Makhzani & Frey's k-sparse autoencoder
+//! (linear units, tied weights), trained by Adam or SGD, in memory or streamed; prints each
+//! epoch's metrics and writes the model and a histogram of the latents' firing frequencies.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,10 +10,10 @@ use std::time::Instant;
 use super::super::interrupt::Interrupted;
 use super::super::progress::JsonLog;
 use super::super::CliResult;
-use super::{shuffle, time_limit, OptimizerArg, TrainArgs};
+use super::{shuffle, time_limit, HiddenLayerArg, OptimizerArg, TrainArgs};
 use crate::cli::args::Data;
 use sae::data::images::embedded_patches;
-use sae::dictionary::TopKModel;
+use sae::dictionary::{Architecture, TopKModel};
 use sae::optim::StepRule;
 use sae::train::{MinibatchStop, StreamedPart, TopKEpoch, TopKOptions, TopKTrained, TopKTrainer};
 use sae::{Dataset, HyperParams, Real};
@@ -22,13 +22,16 @@ use sae::{Dataset, HyperParams, Real};
 /// and bad TopK options, before anything is read.
 pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
     let Some(k) = args.k else {
-        return Err("--hidden-layer topk needs --k, the latents active per example".into());
+        return Err(format!("--hidden-layer {} needs --k, the latents active per example", layer_name(args)).into());
     };
     if args.optimizer == Some(OptimizerArg::Lbfgs) {
         return Err("a TopK layer is trained by minibatches: --optimizer adam (the default) or sgd".into());
     }
     if k == 0 || k > args.hidden {
         return Err(format!("--k {k}: from 1 to the --hidden {} latents", args.hidden).into());
+    }
+    if let Some(k_start) = args.k_start.filter(|&k_start| k_start < k || k_start > args.hidden) {
+        return Err(format!("--k-start {k_start}: from --k {k} to the --hidden {} latents", args.hidden).into());
     }
     if args.auxk_alpha.is_none() && (args.k_aux.is_some() || args.dead_after.is_some()) {
         return Err(
@@ -68,9 +71,30 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
     }
 }
 
+/// `topk` or `k-sparse`.
+fn layer_name(args: &TrainArgs) -> &'static str {
+    match args.hidden_layer {
+        HiddenLayerArg::KSparse => "k-sparse",
+        _ => "topk",
+    }
+}
+
+/// The model's architecture.
+fn architecture(args: &TrainArgs) -> Architecture {
+    match args.hidden_layer {
+        HiddenLayerArg::KSparse => Architecture::K_SPARSE,
+        _ => Architecture::TOPK,
+    }
+}
+
 /// The run's training options.
 fn options(args: &TrainArgs) -> TopKOptions {
     let learning_rate = args.learning_rate.unwrap_or(1e-3);
+    let k = args.k.unwrap_or(1);
+    let base = match args.hidden_layer {
+        HiddenLayerArg::KSparse => TopKOptions::k_sparse(args.k_start.unwrap_or((4 * k).min(args.hidden))),
+        _ => TopKOptions { k_start: args.k_start, ..TopKOptions::default() },
+    };
     TopKOptions {
         rule: match args.optimizer {
             Some(OptimizerArg::Sgd) => StepRule::sgd(learning_rate, args.momentum),
@@ -84,7 +108,7 @@ fn options(args: &TrainArgs) -> TopKOptions {
         k_aux: args.k_aux,
         dead_after: args.dead_after,
         normalize_inputs: args.normalize_inputs,
-        ..TopKOptions::default()
+        ..base
     }
 }
 
@@ -106,18 +130,22 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
     };
     let options = options(args);
     let (rule, learning_rate) = (options.rule, args.learning_rate.unwrap_or(1e-3));
+    let architecture = architecture(args);
     println!(
-        "model: TopK, n = {n}, {} latents, k = {k}, {} ({precision_from}); {} at {learning_rate} over {} epochs of \
-         minibatches of {}, unit-norm decoder, b_dec at the geometric median{}; {} threads",
+        "model: {}, n = {n}, {} latents, k = {k}{}, {} ({precision_from}); {} at {learning_rate} over {} epochs of \
+         minibatches of {}{}, b_dec at the geometric median{}; {} threads",
+        if architecture.tied { "k-sparse (linear units, tied weights)" } else { "TopK" },
         args.hidden,
+        options.k_start.filter(|&k_start| k_start != k).map_or(String::new(), |k_start| format!(" (from {k_start})")),
         T::NAME,
         rule.name(),
         args.epochs,
         args.batch_size,
+        if options.unit_norm_decoder { ", unit-norm decoder" } else { "" },
         if options.auxk_alpha > 0.0 { format!(", AuxK α = {}", options.auxk_alpha) } else { String::new() },
         rayon::current_num_threads()
     );
-    let init = TopKModel::<T>::init(n, args.hidden, k, args.seed)?;
+    let init = TopKModel::<T>::init(n, args.hidden, k, args.seed)?.with_architecture(architecture)?;
     let mut trainer = TopKTrainer::new(options)?.stop_when(stop.clone());
     if let Some(limit) = time_limit(args)? {
         trainer = trainer.time_limit(limit);
@@ -194,6 +222,9 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
     ];
     if let Some(alpha) = args.auxk_alpha {
         metadata.push(("auxk_alpha", alpha.to_string()));
+    }
+    if let Some(k_start) = options(args).k_start {
+        metadata.push(("k_start", k_start.to_string()));
     }
     if let Some(last) = trained.epochs.last() {
         // (A minibatch of one example has no variance: its FVU is not a number, and not kept.)

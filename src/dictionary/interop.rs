@@ -44,8 +44,19 @@ impl Folder {
     }
 }
 
-/// Writes `model` into the folder `dir` (made if missing) in `layout`.
+/// Writes `model` into the folder `dir` (made if missing) in `layout`. Both tools apply a ReLU
+/// after the selection: a model of linear units (the k-sparse autoencoder) is refused, with the
+/// reason. Tied weights are written as the two equal matrices the formats hold.
 pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Result<()> {
+    if model.architecture().units != super::Units::Relu {
+        return Err(Error::InvalidOption {
+            name: "format",
+            reason: format!(
+                "{layout:?}'s TopK models keep only positive activations (a ReLU after the selection); \
+                 this model's units are linear (a k-sparse autoencoder), whose negative activations it cannot represent"
+            ),
+        });
+    }
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let (n, h, k) = (model.visible(), model.latents(), model.k());
     let blocks = model.blocks();
@@ -212,7 +223,7 @@ pub fn import<T: Real>(dir: &Path, layout: Folder) -> Result<TopKModel<T>> {
 mod tests {
     use super::*;
     use crate::data::Dataset;
-    use crate::dictionary::TopKObjective;
+    use crate::dictionary::{Architecture, TopKObjective};
     use rand::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -311,5 +322,23 @@ mod tests {
             Err(Error::BadFile { reason, .. }) => assert!(reason.contains("shape"), "{reason}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn linear_units_are_refused_and_tied_relu_weights_written_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let k_sparse = TopKModel::<f32>::init(6, 10, 3, 2).unwrap().with_architecture(Architecture::K_SPARSE).unwrap();
+        for layout in [Folder::Saelens, Folder::Sparsify] {
+            match export(&k_sparse, layout, dir.path()) {
+                Err(Error::InvalidOption { name: "format", reason }) => assert!(reason.contains("linear"), "{reason}"),
+                other => panic!("{layout:?}: {other:?}"),
+            }
+            assert!(!dir.path().join(layout.weights_file()).exists(), "{layout:?}: nothing written");
+        }
+        let tied = Architecture { units: crate::dictionary::Units::Relu, tied: true };
+        let tied_relu = TopKModel::<f32>::init(6, 10, 3, 2).unwrap().with_architecture(tied).unwrap();
+        export(&tied_relu, Folder::Sparsify, dir.path()).unwrap();
+        let back = import::<f32>(dir.path(), Folder::Sparsify).unwrap();
+        assert_eq!(back.params(), tied_relu.params());
     }
 }

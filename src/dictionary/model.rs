@@ -233,6 +233,14 @@ impl<T: Real> TopKModel<T> {
         Ok(self)
     }
 
+    /// This model selecting `k` latents per example (Makhzani & Frey encode with `α k`, more
+    /// than in training); fails unless `1 ≤ k ≤ h`.
+    pub fn with_k(mut self, k: usize) -> Result<Self> {
+        check_shape(self.visible(), self.latents(), k)?;
+        self.k = k;
+        Ok(self)
+    }
+
     pub fn layout(&self) -> DictionaryLayout {
         self.layout
     }

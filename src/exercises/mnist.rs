@@ -33,16 +33,16 @@ impl MnistFiles {
 }
 
 /// Digits read from an images file and its labels file, one label per image.
-struct Digits {
-    images: Vec<f64>,
-    count: usize,
-    pixels: usize,
-    labels: Vec<u8>,
+pub(super) struct Digits {
+    pub images: Vec<f64>,
+    pub count: usize,
+    pub pixels: usize,
+    pub labels: Vec<u8>,
 }
 
 impl Digits {
     /// Reads both files; fails, naming the labels file, unless it has one label per image.
-    fn read(images: &Path, labels: &Path) -> Result<Self> {
+    pub(super) fn read(images: &Path, labels: &Path) -> Result<Self> {
         let (values, count, pixels) = mnist::read_images(images)?;
         let labels_read = mnist::read_labels(labels)?;
         if labels_read.len() != count {
@@ -56,7 +56,7 @@ impl Digits {
 
     /// The test digits of `files`; fails, naming the test images, unless they have the
     /// training images' `pixels`.
-    fn read_test(files: &MnistFiles, pixels: usize) -> Result<Self> {
+    pub(super) fn read_test(files: &MnistFiles, pixels: usize) -> Result<Self> {
         let test = Digits::read(&files.test_images, &files.test_labels)?;
         if test.pixels != pixels {
             return Err(Error::bad_file(

@@ -3,10 +3,12 @@
 //! learning. Each returns what it measured; `sae exercise …` prints it.
 
 mod filters;
+mod ksparse;
 mod mnist;
 mod natural;
 
 pub use filters::{filter_shape, FilterShape};
+pub use ksparse::{k_sparse_digits, KSparseDigits, KSparseDigitsOptions};
 pub use mnist::{
     mnist_vectorization, self_taught_learning, softmax_on_digits, stacked_autoencoder, MnistFiles, SelfTaught,
     SoftmaxDigits, StackedDigits,

@@ -11,6 +11,11 @@
 //!   to it and `x̂ = x̂'/c`), which then applies to the data as it is;
 //! - optionally, the auxiliary loss AuxK on the dead latents (see [`AuxK`]): a latent is dead
 //!   once it has not fired on the last `dead_after` examples;
+//! - optionally, `k` scheduled from a larger `k_start` down to the model's `k`, linearly over
+//!   the first half of the steps (Makhzani & Frey's schedule for k-sparse autoencoders, which
+//!   keeps latents from dying early);
+//! - tied weights (the k-sparse autoencoder, see [`Architecture`](crate::dictionary::Architecture)):
+//!   the objective steps `W_enc` and the trainer copies it into `W_dec` after each step;
 //! - per epoch the metrics of dictionary learning: L0, the fractions of dead and dense latents,
 //!   the fraction of variance unexplained and the normalised MSE, and every latent's firing
 //!   frequency.
@@ -64,6 +69,9 @@ pub struct TopKOptions {
     pub auxk_alpha: f64,
     /// The dead latents each example's auxiliary loss uses [default: `n/2`].
     pub k_aux: Option<usize>,
+    /// Start with this many latents per example and lower it linearly to the model's `k` over
+    /// the first half of the steps [default: the model's `k` throughout].
+    pub k_start: Option<usize>,
     /// A latent is dead once it has not fired on this many examples in a row [default: 10
     /// million, or the data's examples when fewer: a latent silent for a whole epoch].
     pub dead_after: Option<u64>,
@@ -85,9 +93,28 @@ impl Default for TopKOptions {
             normalize_inputs: false,
             auxk_alpha: 0.0,
             k_aux: None,
+            k_start: None,
             dead_after: None,
         }
     }
+}
+
+impl TopKOptions {
+    /// Makhzani & Frey's practice for k-sparse autoencoders, with Adam in place of their
+    /// momentum: no unit-norm decoder (the weights are tied), `k` from `k_start` down.
+    pub fn k_sparse(k_start: usize) -> Self {
+        TopKOptions { unit_norm_decoder: false, k_start: Some(k_start), ..TopKOptions::default() }
+    }
+}
+
+/// `k` at step `step` (from 0) of `total`: `k_start` lowered linearly to `k` over the first
+/// half of the steps, `k` after.
+fn scheduled_k(k: usize, k_start: usize, step: u64, total: u64) -> usize {
+    let ramp = (total / 2).max(1);
+    if step >= ramp || k_start <= k {
+        return k;
+    }
+    k_start - ((k_start - k) as u128 * u128::from(step) / u128::from(ramp)) as usize
 }
 
 /// One finished epoch: its metrics over the minibatches it trained on (each measured before
@@ -243,7 +270,24 @@ impl TopKTrainer {
             return Err(Error::EmptyData { what: "training data" });
         }
         let batch_size = options.batch_size.min(m);
-        let mut objective = TopKObjective::<T>::new(n, h, k, batch_size)?;
+        let architecture = init.architecture();
+        if architecture.tied && options.unit_norm_decoder {
+            return Err(Error::InvalidOption {
+                name: "unit_norm_decoder",
+                reason: "tied weights: holding the decoder rows at unit norm would hold the encoder's too".into(),
+            });
+        }
+        let k_start = options.k_start.unwrap_or(k);
+        if k_start < k || k_start > h {
+            return Err(Error::InvalidHyperParameter {
+                name: "k_start",
+                value: k_start as f64,
+                reason: "must be at least the model's k and at most its latents",
+            });
+        }
+        let batches = m.div_ceil(options.batch_size);
+        let total_steps = (batches as u64).saturating_mul(options.epochs as u64);
+        let mut objective = TopKObjective::<T>::new(n, h, k_start, batch_size)?.with_architecture(architecture);
         let layout = init.layout();
         let mut params = init.params().to_vec();
         let mut grad = vec![T::zero(); params.len()];
@@ -257,7 +301,6 @@ impl TopKTrainer {
         let (mut seen, mut last_fired) = (0u64, vec![0u64; h]);
         let mut dead = vec![false; h];
         let mut batch_values = vec![T::zero(); batch_size * n];
-        let batches = m.div_ceil(options.batch_size);
         let mut epochs = Vec::new();
         let mut stop = MinibatchStop::MaxEpochs;
         // `c` of the inputs' scaling, once the first minibatch has set it.
@@ -285,6 +328,10 @@ impl TopKTrainer {
                     }
                     objective.set_aux(aux, &dead)?;
                 }
+                let step_k = scheduled_k(k, k_start, state.steps, total_steps);
+                if step_k != objective.k() {
+                    objective.set_k(step_k)?;
+                }
                 let (loss, stats) = objective.evaluate(&params, &mut grad, &batch)?;
                 let step = state.steps + 1;
                 if !loss.is_finite() {
@@ -301,6 +348,10 @@ impl TopKTrainer {
                 state.step(&options.rule, &mut params, &grad);
                 if options.unit_norm_decoder {
                     layout.normalize_decoder(&mut params);
+                }
+                if architecture.tied {
+                    let blocks = layout.split_mut(&mut params);
+                    blocks.w_dec.copy_from_slice(blocks.w_enc);
                 }
                 if let Some(index) = params.iter().position(|v| !v.is_finite()) {
                     let (block, row, column) = layout.locate(index);
@@ -343,7 +394,8 @@ impl TopKTrainer {
             let blocks = layout.split_mut(&mut params);
             blocks.b_dec.iter_mut().chain(blocks.b_enc.iter_mut()).for_each(|b| *b = *b / scale);
         }
-        Ok(TopKTrained { model: TopKModel::from_params(n, h, k, params)?, steps: state.steps, epochs, stop })
+        let model = TopKModel::from_params(n, h, k, params)?.with_architecture(architecture)?;
+        Ok(TopKTrained { model, steps: state.steps, epochs, stop })
     }
 }
 
@@ -366,7 +418,8 @@ pub fn measure<T: Real>(model: &TopKModel<T>, source: &mut impl ExampleSource<T>
         return Err(Error::InvalidOption { name: "chunk", reason: "must be at least 1 example".into() });
     }
     let chunk = chunk.min(source.examples_hint().unwrap_or(chunk).max(1));
-    let mut objective = TopKObjective::<T>::new(n, model.latents(), model.k(), chunk)?;
+    let mut objective =
+        TopKObjective::<T>::new(n, model.latents(), model.k(), chunk)?.with_architecture(model.architecture());
     let mut buffer = vec![T::zero(); chunk * n];
     let mut tally = Tally::new(model.latents());
     source.rewind()?;

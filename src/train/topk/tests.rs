@@ -2,6 +2,7 @@
 //! streamed against in-memory, and bad input.
 
 use super::*;
+use crate::dictionary::Architecture;
 use crate::data::planted::{recovery, PlantedDictionary};
 use crate::data::stream::SliceSource;
 
@@ -242,4 +243,64 @@ fn normalised_inputs_train_the_same_model_whatever_the_datas_units() {
     assert!((large_measured.fvu - small_measured.fvu).abs() < 1e-6);
     assert!((large_measured.loss / small_measured.loss - 1e6).abs() < 1e-3 * 1e6, "loss in the data's units");
     assert!((small_measured.fvu - last_small.fvu).abs() < 0.5 * last_small.fvu);
+}
+
+#[test]
+fn k_is_lowered_linearly_over_the_first_half_of_the_steps() {
+    let ks: Vec<usize> = (0..12).map(|step| scheduled_k(4, 16, step, 12)).collect();
+    assert_eq!(ks, [16, 14, 12, 10, 8, 6, 4, 4, 4, 4, 4, 4]);
+    assert_eq!(scheduled_k(4, 4, 0, 12), 4, "no schedule");
+    assert_eq!(scheduled_k(4, 9, 0, 1), 9, "a single step starts at k_start");
+}
+
+#[test]
+fn a_k_sparse_autoencoder_keeps_its_weights_tied_follows_its_schedule_and_learns() {
+    let (n, m) = (16, 4000);
+    let (directions, values) = planted(n, 24, 2, m, 11);
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let options = TopKOptions { batch_size: 50, epochs: 8, rule: StepRule::adam(5e-3), ..TopKOptions::k_sparse(12) };
+    let init = TopKModel::<f32>::init(n, 48, 3, 2).unwrap().with_architecture(Architecture::K_SPARSE).unwrap();
+    let trainer = TopKTrainer::new(options).unwrap();
+    let trained = trainer.fit(&data, init.clone(), |_| ()).unwrap();
+    let blocks = trained.model.blocks();
+    assert_eq!(blocks.w_enc, blocks.w_dec, "tied weights stay equal");
+    assert_eq!(trained.model.architecture(), Architecture::K_SPARSE);
+    // Linear units fill every slot: L0 is the scheduled k, from 12 down to 3 by the fourth
+    // epoch (the first half of the steps).
+    let l0: Vec<f64> = trained.epochs.iter().map(|epoch| epoch.metrics.l0).collect();
+    assert!(l0[0] < 12.0 && l0[0] > 10.0, "first epoch's L0 {l0:?}");
+    assert!(l0.windows(2).all(|w| w[1] <= w[0]), "L0 never rises: {l0:?}");
+    assert!(l0[4..].iter().all(|&l| l == 3.0), "k = 3 after the first half: {l0:?}");
+    let fvu: Vec<f64> = trained.epochs.iter().map(|epoch| epoch.metrics.fvu).collect();
+    assert!(fvu[7] < 0.1, "the autoencoder learns: FVU {fvu:?}");
+    let found = recovery(&directions, &decoder_rows(&trained.model), n, 0.8).unwrap();
+    println!("k-sparse: FVU {fvu:?}, recovered {:.3}", found.recovered);
+    assert!(found.recovered >= 0.9, "recovered {:.3} of the planted directions at cosine 0.8", found.recovered);
+    // Streamed: the same steps.
+    let streaming = TopKTrainer::new(TopKOptions { shuffle: Shuffle::Blocks { block: 50, window: 4 }, ..options }).unwrap();
+    let in_memory = streaming.fit(&data, init.clone(), |_| ()).unwrap();
+    let part = StreamedPart::whole(SliceSource::new(&values, n).unwrap()).unwrap();
+    assert_eq!(streaming.fit_streamed(part, init.clone(), |_| ()).unwrap().model, in_memory.model);
+    // The objective's own metrics on the trained model agree with the last epoch's k.
+    let measured = measure(&trained.model, &mut SliceSource::new(&values, n).unwrap(), 512).unwrap();
+    assert_eq!(measured.l0, 3.0);
+    assert!((measured.fvu - fvu[7]).abs() < 0.05, "measured FVU {} against the last epoch's {}", measured.fvu, fvu[7]);
+}
+
+#[test]
+fn k_sparse_options_that_cannot_hold_are_refused_by_name() {
+    let values = vec![0.5f32; 10 * 4];
+    let data = Dataset::examples_by_features(&values, 10, 4).unwrap();
+    let tied = TopKModel::<f32>::init(4, 8, 2, 1).unwrap().with_architecture(Architecture::K_SPARSE).unwrap();
+    let unit_norm = TopKOptions { k_start: None, ..TopKOptions::default() };
+    assert!(matches!(
+        TopKTrainer::new(unit_norm).unwrap().fit(&data, tied.clone(), |_| ()),
+        Err(Error::InvalidOption { name: "unit_norm_decoder", .. })
+    ));
+    for k_start in [1, 9] {
+        assert!(matches!(
+            TopKTrainer::new(TopKOptions::k_sparse(k_start)).unwrap().fit(&data, tied.clone(), |_| ()),
+            Err(Error::InvalidHyperParameter { name: "k_start", .. })
+        ));
+    }
 }
