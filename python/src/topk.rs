@@ -77,8 +77,8 @@ fn encode<'py, T: Real + Element>(
     }
     let pool = thread_pool(n_threads)?;
     detached(py, pool.as_ref(), || -> Result<_, Error> {
-        let mut objective = TopKObjective::new(model.visible(), model.latents(), model.k(), m)?
-            .with_architecture(model.architecture());
+        let mut objective =
+            TopKObjective::new(model.visible(), model.latents(), model.k(), m)?.with_architecture(model.architecture());
         objective.encode_only(model.params(), &data)?;
         let (indices, values) = objective.codes();
         let indices = indices.iter().map(|&j| if j == INACTIVE { -1 } else { i64::from(j) }).collect();

@@ -81,3 +81,30 @@ def test_bad_arguments_raise_named_errors():
         model.encode(np.zeros((3, 5), dtype=np.float32))
     with pytest.raises(sae.InvalidInputError, match="format"):
         model.export("nowhere", format="onnx")
+
+
+def test_a_k_sparse_autoencoder_has_tied_linear_units_and_encodes_with_more_latents(tmp_path):
+    _, x = planted(m=2000)
+    model, epochs = sae.train_topk(x, 48, 3, architecture="k-sparse", k_start=12, epochs=6, batch_size=100)
+    assert (model.units, model.tied) == ("linear", True)
+    assert "k-sparse" in repr(model)
+    np.testing.assert_array_equal(model.W_enc, model.W_dec)
+    # Linear units fill every slot: L0 is the scheduled k, 3 after the first half.
+    assert epochs[0]["l0"] > 3 and epochs[-1]["l0"] == 3
+    assert epochs[-1]["fvu"] < epochs[0]["fvu"]
+    # The formula, in numpy: the 9 largest of z = W (x − b_dec) + b_enc, whatever their sign.
+    indices, values = model.encode(x[:200], k=9)
+    assert indices.shape == (200, 9) and (indices >= 0).all()
+    z = (x[:200] - model.b_dec) @ model.W_enc.T + model.b_enc
+    for e in range(200):
+        assert set(indices[e]) == set(np.argsort(-z[e], kind="stable")[:9])
+        np.testing.assert_allclose(values[e], z[e][indices[e]], rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "k-sparse.safetensors")
+    loaded = sae.load(tmp_path / "k-sparse.safetensors")
+    assert (loaded.units, loaded.tied, loaded.k) == ("linear", True, 3)
+    with pytest.raises(sae.InvalidInputError, match="linear"):
+        model.export(tmp_path / "saelens")
+    with pytest.raises(sae.InvalidInputError, match="architecture"):
+        sae.train_topk(x, 48, 3, architecture="batch-topk")
+    with pytest.raises(sae.InvalidInputError, match="k"):
+        model.encode(x, k=49)

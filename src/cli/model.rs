@@ -141,7 +141,10 @@ fn apply_in<T: Real>(args: &ApplyArgs, what: Apply) -> CliResult<()> {
     let model = match (Loaded::<T>::load(&args.model)?, args.k) {
         (Loaded::TopK(model, workspace), Some(k)) => {
             let latents = model.latents();
-            Loaded::TopK(model.with_k(k).map_err(|_| format!("--k {k}: from 1 to the model's {latents} latents"))?, workspace)
+            Loaded::TopK(
+                model.with_k(k).map_err(|_| format!("--k {k}: from 1 to the model's {latents} latents"))?,
+                workspace,
+            )
         }
         (_, Some(_)) => return Err("--k applies to TopK and k-sparse models".into()),
         (model, None) => model,

@@ -240,11 +240,9 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         || args.dead_after.is_some()
         || args.normalize_inputs
     {
-        return Err(
-            "--k, --k-start, --auxk-alpha, --k-aux, --dead-after and --normalize-inputs are options of \
+        return Err("--k, --k-start, --auxk-alpha, --k-aux, --dead-after and --normalize-inputs are options of \
              --hidden-layer topk and k-sparse"
-                .into(),
-        );
+            .into());
     }
     check_optimizer_options(&args)?;
     #[cfg(feature = "mpi")]

@@ -16,5 +16,5 @@ pub mod select;
 
 pub use median::geometric_median;
 pub use model::{Architecture, Blocks, DictionaryLayout, TopKModel, OBJECTIVE};
-pub use select::Units;
 pub use objective::{AuxK, BatchStats, TopKObjective};
+pub use select::Units;

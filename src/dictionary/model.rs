@@ -211,11 +211,7 @@ impl<T: Real> TopKModel<T> {
                 let n = self.visible();
                 return Err(Error::InvalidOption {
                     name: "tied",
-                    reason: format!(
-                        "tied weights, but W_dec[{}, {}] differs from W_enc's",
-                        index / n,
-                        index % n
-                    ),
+                    reason: format!("tied weights, but W_dec[{}, {}] differs from W_enc's", index / n, index % n),
                 });
             }
         }
@@ -383,7 +379,9 @@ impl<T: Real> TopKModel<T> {
         // Files written before k-sparse models have neither key: they are TopK models.
         let units = match metadata.get("units") {
             None => Units::Relu,
-            Some(name) => Units::from_name(name).ok_or_else(|| bad(format!("metadata units {name:?} is not relu or linear")))?,
+            Some(name) => {
+                Units::from_name(name).ok_or_else(|| bad(format!("metadata units {name:?} is not relu or linear")))?
+            }
         };
         let tied = match metadata.get("tied").map(String::as_str) {
             None | Some("false") => false,

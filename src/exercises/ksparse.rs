@@ -108,14 +108,15 @@ pub fn k_sparse_digits(files: &MnistFiles, options: &KSparseDigitsOptions) -> Re
 fn codes(model: &TopKModel<f32>, x: &[f32], m: usize, k: usize) -> Result<Vec<f64>> {
     const CHUNK: usize = 4096;
     let (n, h) = (model.visible(), model.latents());
-    let mut objective =
-        TopKObjective::<f32>::new(n, h, k, CHUNK.min(m))?.with_architecture(model.architecture());
+    let mut objective = TopKObjective::<f32>::new(n, h, k, CHUNK.min(m))?.with_architecture(model.architecture());
     let mut dense = vec![0.0; m * h];
     for (chunk, out) in x.chunks(CHUNK * n).zip(dense.chunks_mut(CHUNK * h)) {
         let rows = chunk.len() / n;
         objective.encode_only(model.params(), &Dataset::examples_by_features(chunk, rows, n)?)?;
         let (indices, values) = objective.codes();
-        for ((row, slots), activations) in out.chunks_exact_mut(h).zip(indices.chunks_exact(k)).zip(values.chunks_exact(k)) {
+        for ((row, slots), activations) in
+            out.chunks_exact_mut(h).zip(indices.chunks_exact(k)).zip(values.chunks_exact(k))
+        {
             for (&j, &a) in slots.iter().zip(activations).filter(|(&j, _)| j != crate::dictionary::select::INACTIVE) {
                 row[j as usize] = f64::from(a);
             }

@@ -176,3 +176,46 @@ fn info_metrics_encode_reconstruct_and_visualize_read_a_topk_model() {
     let (ok, _, stderr) = sae(&["metrics", &kl, "--data", &data]);
     assert!(!ok && stderr.contains("TopK model"), "{stderr}");
 }
+
+#[test]
+fn a_k_sparse_autoencoder_trains_encodes_with_more_latents_and_is_not_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = (path(dir.path(), "k-sparse.safetensors"), path(dir.path(), "planted.npy"));
+    let generate = ["generate", "--planted", "--features", "16", "--atoms", "24", "--active", "2"];
+    assert!(sae(&[&generate[..], &["--examples", "3000", "-o", &data]].concat()).0);
+    let train = ["train", "--hidden-layer", "k-sparse", "--k", "2", "--hidden", "48", "--data", &data];
+    let options = ["--epochs", "6", "--batch-size", "50", "--learning-rate", "5e-3", "--no-features", "-o", &model];
+    let (ok, stdout, stderr) = sae(&[&train[..], &options[..]].concat());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("k-sparse (linear units, tied weights)") && stdout.contains("k = 2 (from 8)"), "{stdout}");
+    assert!(!stdout.contains("unit-norm decoder"), "{stdout}");
+    assert!(stdout.contains("epoch    6") && stdout.contains("L0 2.00"), "{stdout}");
+    let trained = TopKModel::<f64>::load(Path::new(&model)).unwrap();
+    assert_eq!(trained.architecture(), sae::dictionary::Architecture::K_SPARSE);
+    assert_eq!(trained.blocks().w_enc, trained.blocks().w_dec);
+    let (ok, stdout, _) = sae(&["info", &model]);
+    assert!(
+        ok && stdout.contains("k-sparse autoencoder: linear latents") && stdout.contains("tied weights"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("k_start: 8"), "{stdout}");
+
+    // Encoding with 3k latents: six per example, of either sign.
+    let codes = path(dir.path(), "codes.npy");
+    let (ok, _, stderr) = sae(&["encode", &model, "--data", &data, "--k", "6", "-o", &codes]);
+    assert!(ok, "{stderr}");
+    let codes: ndarray::Array2<f64> = npy::read_matrix(Path::new(&codes)).unwrap();
+    assert_eq!(codes.dim(), (3000, 48));
+    assert!(codes.rows().into_iter().all(|row| row.iter().filter(|&&v| v != 0.0).count() == 6));
+    let (ok, _, stderr) = sae(&["encode", &model, "--data", &data, "--k", "49", "-o", &path(dir.path(), "no.npy")]);
+    assert!(!ok && stderr.contains("--k 49"), "{stderr}");
+
+    let (ok, _, stderr) = sae(&["export", &model, "--format", "saelens", "-o", &path(dir.path(), "saelens")]);
+    assert!(!ok && stderr.contains("linear"), "{stderr}");
+    let (ok, _, stderr) = sae(&[&train[..], &["--k-start", "1", "-o", &path(dir.path(), "no.safetensors")]].concat());
+    assert!(!ok && stderr.contains("--k-start 1"), "{stderr}");
+    let kl = path(dir.path(), "kl.safetensors");
+    assert!(sae(&["train", "--iterations", "2", "--no-features", "-o", &kl]).0);
+    let (ok, _, stderr) = sae(&["encode", &kl, "--data", &data, "--k", "3", "-o", &path(dir.path(), "no.npy")]);
+    assert!(!ok && stderr.contains("--k applies"), "{stderr}");
+}

@@ -163,11 +163,7 @@ fn the_sparse_evaluation_matches_the_per_example_definition_on_every_isa() {
                 assert!((loss - want_loss).abs() <= 1e-12 * want_loss.max(1.0), "{case}: loss {loss} vs {want_loss}");
                 let (worst, at) = max_difference(&grad, &want_grad);
                 let scale = want_grad.iter().fold(1.0f64, |s, g| s.max(g.abs()));
-                assert!(
-                    worst <= 1e-12 * scale,
-                    "{case}: gradient off by {worst:e} at {:?}",
-                    model.layout().locate(at)
-                );
+                assert!(worst <= 1e-12 * scale, "{case}: gradient off by {worst:e} at {:?}", model.layout().locate(at));
                 assert!((stats.squared_error - 2.0 * m as f64 * loss).abs() <= 1e-9 * stats.squared_error.max(1.0));
                 match architecture.units {
                     Units::Relu => assert!(stats.active <= m * k),

@@ -2,9 +2,9 @@
 //! streamed against in-memory, and bad input.
 
 use super::*;
-use crate::dictionary::Architecture;
 use crate::data::planted::{recovery, PlantedDictionary};
 use crate::data::stream::SliceSource;
+use crate::dictionary::Architecture;
 
 fn planted(features: usize, atoms: usize, active: usize, m: usize, seed: u64) -> (Vec<f64>, Vec<f32>) {
     let planted = PlantedDictionary { features, atoms, active, magnitudes: (0.5, 2.5), noise: 0.01 };
@@ -277,7 +277,8 @@ fn a_k_sparse_autoencoder_keeps_its_weights_tied_follows_its_schedule_and_learns
     println!("k-sparse: FVU {fvu:?}, recovered {:.3}", found.recovered);
     assert!(found.recovered >= 0.9, "recovered {:.3} of the planted directions at cosine 0.8", found.recovered);
     // Streamed: the same steps.
-    let streaming = TopKTrainer::new(TopKOptions { shuffle: Shuffle::Blocks { block: 50, window: 4 }, ..options }).unwrap();
+    let streaming =
+        TopKTrainer::new(TopKOptions { shuffle: Shuffle::Blocks { block: 50, window: 4 }, ..options }).unwrap();
     let in_memory = streaming.fit(&data, init.clone(), |_| ()).unwrap();
     let part = StreamedPart::whole(SliceSource::new(&values, n).unwrap()).unwrap();
     assert_eq!(streaming.fit_streamed(part, init.clone(), |_| ()).unwrap().model, in_memory.model);
