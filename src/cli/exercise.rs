@@ -79,6 +79,12 @@ enum Exercise {
         learning_rate: f64,
         #[arg(long, default_value_t = KSparseDigitsOptions::default().k_start)]
         k_start: usize,
+        /// SGD with this momentum instead of Adam.
+        #[arg(long)]
+        momentum: Option<f64>,
+        /// Softmax reads the top alpha·k units of each digit.
+        #[arg(long, default_value_t = KSparseDigitsOptions::default().alpha)]
+        alpha: usize,
         #[arg(long, default_value_t = KSparseDigitsOptions::default().softmax_iterations)]
         softmax_iterations: usize,
         #[arg(long, default_value_t = KSparseDigitsOptions::default().softmax_lambda)]
@@ -180,6 +186,8 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
             batch_size,
             learning_rate,
             k_start,
+            alpha,
+            momentum,
             softmax_iterations,
             softmax_lambda,
             seed,
@@ -190,6 +198,8 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
                 batch_size,
                 learning_rate,
                 k_start,
+                alpha,
+                momentum,
                 softmax_iterations,
                 softmax_lambda,
                 seed,

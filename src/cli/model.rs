@@ -426,14 +426,26 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
                 Units::Relu => println!("  TopK sparse autoencoder: ReLU latents, the k largest kept"),
                 Units::Linear => println!("  k-sparse autoencoder: linear latents, the k largest kept"),
             }
+            let architecture = model.architecture();
             println!(
-                "  {}, b_dec subtracted before encoding",
-                if model.architecture().tied { "tied weights (W_dec = W_enc)" } else { "an encoder and a decoder" }
+                "  {}, {}",
+                if architecture.tied { "tied weights (W_dec = W_enc)" } else { "an encoder and a decoder" },
+                if architecture.pre_encoder_bias { "b_dec subtracted before encoding" } else { "z = W_enc x + b_enc" }
             );
             println!("  n = {} inputs, {} latents, k = {}", model.visible(), model.latents(), model.k());
             print_metadata(ModelFile::<f64>::read_metadata(path)?.into_iter().filter(|(key, _)| {
-                !["format", "format_version", "objective", "visible", "latents", "k", "units", "tied"]
-                    .contains(&key.as_str())
+                ![
+                    "format",
+                    "format_version",
+                    "objective",
+                    "visible",
+                    "latents",
+                    "k",
+                    "units",
+                    "pre_encoder_bias",
+                    "tied",
+                ]
+                .contains(&key.as_str())
             }));
         }
         STACK_OBJECTIVE => {

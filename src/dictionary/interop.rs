@@ -45,17 +45,20 @@ impl Folder {
 }
 
 /// Writes `model` into the folder `dir` (made if missing) in `layout`. Both tools apply a ReLU
-/// after the selection: a model of linear units (the k-sparse autoencoder) is refused, with the
-/// reason. Tied weights are written as the two equal matrices the formats hold.
+/// after the selection and subtract `b_dec` before encoding: a model of linear units or whose
+/// encoder reads `x` itself (the k-sparse autoencoder) is refused, with the reason. Tied weights
+/// are written as the two equal matrices the formats hold.
 pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Result<()> {
-    if model.architecture().units != super::Units::Relu {
-        return Err(Error::InvalidOption {
-            name: "format",
-            reason: format!(
-                "{layout:?}'s TopK models keep only positive activations (a ReLU after the selection); \
-                 this model's units are linear (a k-sparse autoencoder), whose negative activations it cannot represent"
-            ),
-        });
+    let architecture = model.architecture();
+    let unrepresentable = if architecture.units != super::Units::Relu {
+        Some("keep only positive activations (a ReLU after the selection); this model's units are linear")
+    } else if !architecture.pre_encoder_bias {
+        Some("subtract b_dec before encoding; this model's encoder reads x itself")
+    } else {
+        None
+    };
+    if let Some(why) = unrepresentable {
+        return Err(Error::InvalidOption { name: "format", reason: format!("{layout:?}'s TopK models {why}") });
     }
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let (n, h, k) = (model.visible(), model.latents(), model.k());
@@ -335,7 +338,7 @@ mod tests {
             }
             assert!(!dir.path().join(layout.weights_file()).exists(), "{layout:?}: nothing written");
         }
-        let tied = Architecture { units: crate::dictionary::Units::Relu, tied: true };
+        let tied = Architecture { tied: true, ..Architecture::TOPK };
         let tied_relu = TopKModel::<f32>::init(6, 10, 3, 2).unwrap().with_architecture(tied).unwrap();
         export(&tied_relu, Folder::Sparsify, dir.path()).unwrap();
         let back = import::<f32>(dir.path(), Folder::Sparsify).unwrap();

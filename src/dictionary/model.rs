@@ -9,9 +9,9 @@
 //! ```
 //!
 //! Makhzani & Frey's k-sparse autoencoder is the same model with linear units (`a = z` on the
-//! `k` largest `z_j`, whatever their sign) and tied weights (`W_dec = W_enc`): see
-//! [`Architecture`]. It is written here, as TopK SAEs are, with `b_dec` subtracted before
-//! encoding; their `z = W x + b` is the same family of functions (`b = b_enc − W b_dec`).
+//! `k` largest `z_j`, whatever their sign), tied weights (`W_dec = W_enc`) and an encoder that
+//! reads `x` itself, `z = W_enc x + b_enc`: see [`Architecture`]. (Both encoders are the same
+//! family of functions, `b_enc ↔ b_enc − W_enc b_dec`, but not the same parameters to train.)
 //!
 //! Both weight matrices are stored latent-major (row `j` of each is latent `j`'s), so that
 //! the sparse kernels read and write whole contiguous rows for the active latents. That is
@@ -139,10 +139,13 @@ impl DictionaryLayout {
     }
 }
 
-/// What a dictionary model's selected units output and whether its decoder is its encoder.
+/// What a dictionary model's selected units output, whether its decoder is its encoder, and
+/// whether its encoder reads `x − b_dec` or `x`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Architecture {
     pub units: Units,
+    /// `z = W_enc (x − b_dec) + b_enc` (TopK SAEs) rather than `z = W_enc x + b_enc`.
+    pub pre_encoder_bias: bool,
     /// `W_dec = W_enc`. The flat layout keeps both blocks (so that one layout, one file and the
     /// same interchange formats serve every dictionary model): the objective reads only
     /// `W_enc`, gives it the whole gradient (`W_dec`'s block gets 0), and the trainer copies
@@ -152,9 +155,9 @@ pub struct Architecture {
 
 impl Architecture {
     /// A TopK sparse autoencoder: ReLU units, an encoder and a decoder of their own.
-    pub const TOPK: Architecture = Architecture { units: Units::Relu, tied: false };
-    /// Makhzani & Frey's k-sparse autoencoder: linear units, tied weights.
-    pub const K_SPARSE: Architecture = Architecture { units: Units::Linear, tied: true };
+    pub const TOPK: Architecture = Architecture { units: Units::Relu, pre_encoder_bias: true, tied: false };
+    /// Makhzani & Frey's k-sparse autoencoder: linear units, tied weights, `z = W x + b`.
+    pub const K_SPARSE: Architecture = Architecture { units: Units::Linear, pre_encoder_bias: false, tied: true };
 }
 
 /// A TopK sparse autoencoder (see the module's documentation).
@@ -300,7 +303,7 @@ impl<T: Real> TopKModel<T> {
 
     /// Writes the model atomically: safetensors with sparsify's tensor names (`encoder.weight`
     /// `h×n`, `encoder.bias`, `W_dec` `h×n`, `b_dec`) in the working dtype, and metadata
-    /// `objective`, `visible`, `latents`, `k`, `units`, `tied`.
+    /// `objective`, `visible`, `latents`, `k`, `units`, `pre_encoder_bias`, `tied`.
     pub fn save(&self, path: &Path) -> Result<()> {
         self.save_with_metadata(path, std::iter::empty())
     }
@@ -326,6 +329,7 @@ impl<T: Real> TopKModel<T> {
             ("latents", h.to_string()),
             ("k", self.k.to_string()),
             ("units", self.architecture.units.name().to_string()),
+            ("pre_encoder_bias", self.architecture.pre_encoder_bias.to_string()),
             ("tied", self.architecture.tied.to_string()),
         ];
         let mut metadata = BTreeMap::new();
@@ -376,20 +380,22 @@ impl<T: Real> TopKModel<T> {
                 .ok_or_else(|| bad(format!("tensor {name} has dtype {:?}, expected F32 or F64", view.dtype())))?;
             params.extend(values.into_iter().map(T::cast));
         }
-        // Files written before k-sparse models have neither key: they are TopK models.
+        // Files written before k-sparse models have none of these keys: they are TopK models.
         let units = match metadata.get("units") {
             None => Units::Relu,
             Some(name) => {
                 Units::from_name(name).ok_or_else(|| bad(format!("metadata units {name:?} is not relu or linear")))?
             }
         };
-        let tied = match metadata.get("tied").map(String::as_str) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => return Err(bad(format!("metadata tied {other:?} is not true or false"))),
+        let flag = |key: &str, absent: bool| match metadata.get(key).map(String::as_str) {
+            None => Ok(absent),
+            Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(bad(format!("metadata {key} {other:?} is not true or false"))),
         };
+        let (pre_encoder_bias, tied) = (flag("pre_encoder_bias", true)?, flag("tied", false)?);
         TopKModel::from_params(n, h, k, params)
-            .and_then(|model| model.with_architecture(Architecture { units, tied }))
+            .and_then(|model| model.with_architecture(Architecture { units, pre_encoder_bias, tied }))
             .map_err(|e| bad(format!("invalid model: {e}")))
     }
 }
@@ -505,7 +511,7 @@ mod tests {
             Err(Error::InvalidOption { name: "tied", reason }) => assert!(reason.contains("W_dec[2, 3]"), "{reason}"),
             other => panic!("{other:?}"),
         }
-        let untied = Architecture { units: Units::Linear, tied: false };
+        let untied = Architecture { tied: false, ..Architecture::K_SPARSE };
         assert_eq!(model.with_architecture(untied).unwrap().architecture(), untied);
     }
 

@@ -4,11 +4,12 @@
 //! In the notation of [`super::model`], per example `e` (selection `S_e`, `|S_e| ≤ k`):
 //!
 //! ```text
-//! xc_e = x_e − b_dec                         (n)
+//! xc_e = x_e − b_dec                         (n; the encoder's input, or x_e itself when the
+//!                                            architecture has no pre-encoder bias)
 //! Z    = XC W_encᵀ + 1 b_encᵀ                (B×h: the encoder GEMM by blocks of examples; the
 //!                                            bias added by the selection as it scans)
 //! a_e  = z_e on S_e, the k largest z_ej (positive ones only for ReLU units)
-//! r_e  = x̂_e − x_e = Σ_{j∈S_e} a_ej W_dec[j] − xc_e
+//! r_e  = x̂_e − x_e = Σ_{j∈S_e} a_ej W_dec[j] + b_dec − x_e
 //! L    = 1/(2B) Σ_e ‖r_e‖²
 //! ```
 //!
@@ -16,7 +17,7 @@
 //!
 //! ```text
 //! ∇W_dec[j] = Σ_{e: j∈S_e} a_ej δ_e       ∇W_enc[j] = Σ_{e: j∈S_e} g_ej xc_e       ∇b_enc[j] = Σ g_ej
-//! ∇b_dec    = Σ_e δ_e − Σ_j ∇b_enc[j] W_enc[j]
+//! ∇b_dec    = Σ_e δ_e − Σ_j ∇b_enc[j] W_enc[j]   (the second sum only with the pre-encoder bias)
 //! ```
 //!
 //! With tied weights (`W_dec = W_enc = W`, see [`Architecture`]) `W`'s gradient is the sum of
@@ -108,7 +109,7 @@ pub struct TopKObjective<T: Real> {
 /// Buffers reused across evaluations.
 #[derive(Debug, Default)]
 struct Workspace<T> {
-    /// `xc_e = x_e − b_dec`, `B×n` row-major.
+    /// The encoder's input `xc_e` (`x_e − b_dec`, or `x_e`), `B×n` row-major.
     centered: Vec<T>,
     /// `δ_e = r_e / B`, `B×n` row-major.
     residual: Vec<T>,
@@ -350,6 +351,7 @@ impl<T: Real> TopKObjective<T> {
             gemm: &self.gemm,
             kernels: &self.kernels,
             units: self.architecture.units,
+            pre_encoder_bias: self.architecture.pre_encoder_bias,
             w_enc: &packed,
             b_enc: blocks.b_enc,
             w_dec: if self.architecture.tied { blocks.w_enc } else { blocks.w_dec },
@@ -481,13 +483,15 @@ impl<T: Real> TopKObjective<T> {
                 }
             });
         // ∇b_dec = Σ_e δ_e − Σ_j ∇b_enc[j] W_enc[j] (the auxiliary decoding has no bias: only
-        // its encoders' share reaches b_dec).
+        // its encoders' share reaches b_dec, when the encoders read x − b_dec).
         grads.b_dec.fill(T::zero());
         for delta in residual.chunks_exact(n) {
             (kernels.axpy)(T::one(), delta, grads.b_dec);
         }
-        for (j, &g) in grads.b_enc.iter().enumerate().filter(|(_, g)| **g != T::zero()) {
-            (kernels.axpy)(-g, &blocks.w_enc[j * n..][..n], grads.b_dec);
+        if self.architecture.pre_encoder_bias {
+            for (j, &g) in grads.b_enc.iter().enumerate().filter(|(_, g)| **g != T::zero()) {
+                (kernels.axpy)(-g, &blocks.w_enc[j * n..][..n], grads.b_dec);
+            }
         }
     }
 }
@@ -516,6 +520,7 @@ struct Forward<'a, 'd, T: Real> {
     gemm: &'a Gemm,
     kernels: &'a Kernels<T>,
     units: Units,
+    pre_encoder_bias: bool,
     w_enc: &'a Packed<'a, T>,
     b_enc: &'a [T],
     /// `W_dec`, or `W_enc` for tied weights.
@@ -555,7 +560,7 @@ struct Slots<'a, T> {
 }
 
 impl<T: Real> Forward<'_, '_, T> {
-    /// One block of examples from `first`: centres them, `Z = XC W_encᵀ`, selects each
+    /// One block of examples from `first`: the encoder's inputs `XC`, `Z = XC W_encᵀ`, selects each
     /// example's slots on `z + b_enc` (the bias added by the selection's scan) and, when
     /// decoding, its `‖r‖²`, `δ` and slot gradients.
     fn block(
@@ -571,17 +576,19 @@ impl<T: Real> Forward<'_, '_, T> {
         let (n, h, k) = (self.n, self.h, self.k);
         let width = centered.len() / n;
         let x = self.batch.x();
+        // What the encoder subtracts from x: b_dec, or nothing.
+        let shift = |b: T| if self.pre_encoder_bias { b } else { T::zero() };
         for (e, row) in centered.chunks_exact_mut(n).enumerate() {
             match self.batch.layout() {
                 Layout::ExamplesByFeatures => {
                     let source = &self.batch.values()[(first + e) * n..][..n];
                     for ((c, &v), &b) in row.iter_mut().zip(source).zip(self.b_dec) {
-                        *c = v - b;
+                        *c = v - shift(b);
                     }
                 }
                 Layout::FeaturesByExamples => {
                     for (f, (c, &b)) in row.iter_mut().zip(self.b_dec).enumerate() {
-                        *c = x.get(f, first + e) - b;
+                        *c = x.get(f, first + e) - shift(b);
                     }
                 }
             }
@@ -598,9 +605,10 @@ impl<T: Real> Forward<'_, '_, T> {
             let (slots, activations) = (&mut indices[e * k..][..k], &mut values[e * k..][..k]);
             let active = top_k(self.kernels, self.units, &pre[e * h..][..h], self.b_enc, slots, activations);
             if self.decode {
+                // r = b_dec − x before the decoding is added (−xc exactly with the pre-encoder bias).
                 let r = &mut residual[e * n..][..n];
-                for (r, &c) in r.iter_mut().zip(&centered[e * n..][..n]) {
-                    *r = -c;
+                for ((r, &c), &b) in r.iter_mut().zip(&centered[e * n..][..n]).zip(self.b_dec) {
+                    *r = (b - shift(b)) - c;
                 }
                 for (&j, &a) in slots[..active].iter().zip(&activations[..active]) {
                     (self.kernels.axpy)(a, &self.w_dec[j as usize * n..][..n], r);

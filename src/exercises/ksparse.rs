@@ -25,6 +25,8 @@ pub struct KSparseDigitsOptions {
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// SGD with this momentum (Makhzani & Frey's optimiser) instead of Adam.
+    pub momentum: Option<f64>,
     /// Softmax regression's weight decay and L-BFGS iterations.
     pub softmax_lambda: f64,
     pub softmax_iterations: usize,
@@ -41,6 +43,7 @@ impl Default for KSparseDigitsOptions {
             epochs: 30,
             batch_size: 128,
             learning_rate: 1e-3,
+            momentum: None,
             softmax_lambda: 1e-4,
             softmax_iterations: 400,
             seed: 1,
@@ -69,7 +72,10 @@ pub fn k_sparse_digits(files: &MnistFiles, options: &KSparseDigitsOptions) -> Re
     let init = TopKModel::<f32>::init(n, options.hidden, options.k, options.seed)?
         .with_architecture(Architecture::K_SPARSE)?;
     let training = TopKOptions {
-        rule: StepRule::adam(options.learning_rate),
+        rule: match options.momentum {
+            Some(momentum) => StepRule::sgd(options.learning_rate, momentum),
+            None => StepRule::adam(options.learning_rate),
+        },
         batch_size: options.batch_size,
         epochs: options.epochs,
         seed: options.seed,

@@ -9,12 +9,13 @@ use crate::dictionary::model::TopKModel;
 use crate::dictionary::Units;
 use crate::kernels::Isa;
 
-/// The four combinations of units and tying.
-const ARCHITECTURES: [Architecture; 4] = [
+/// TopK, k-sparse, and each of their parts changed alone.
+const ARCHITECTURES: [Architecture; 5] = [
     Architecture::TOPK,
     Architecture::K_SPARSE,
-    Architecture { units: Units::Linear, tied: false },
-    Architecture { units: Units::Relu, tied: true },
+    Architecture { units: Units::Linear, ..Architecture::TOPK },
+    Architecture { tied: true, ..Architecture::TOPK },
+    Architecture { pre_encoder_bias: true, ..Architecture::K_SPARSE },
 ];
 
 /// The definition, one example at a time in f64, with the selection by a full sort (ties to
@@ -33,19 +34,21 @@ fn reference_with_aux(
     let (n, h, k) = (model.visible(), model.latents(), model.k());
     let p = model.blocks();
     let layout = model.layout();
-    let Architecture { units, tied } = model.architecture();
+    let Architecture { units, pre_encoder_bias, tied } = model.architecture();
+    let shift = if pre_encoder_bias { 1.0 } else { 0.0 };
     let mut grad = vec![0.0; layout.len()];
     let mut loss = 0.0;
     let scale = 1.0 / examples as f64;
     for e in 0..examples {
-        let xc: Vec<f64> = (0..n).map(|f| x[e * n + f] - p.b_dec[f]).collect();
+        let xc: Vec<f64> = (0..n).map(|f| x[e * n + f] - shift * p.b_dec[f]).collect();
         let z: Vec<f64> =
             (0..h).map(|j| p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * xc[f]).sum::<f64>()).collect();
         let mut order: Vec<usize> = (0..h).filter(|&j| units == Units::Linear || z[j] > 0.0).collect();
         order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
         order.truncate(k);
-        let r: Vec<f64> =
-            (0..n).map(|f| order.iter().map(|&j| z[j] * p.w_dec[j * n + f]).sum::<f64>() - xc[f]).collect();
+        let r: Vec<f64> = (0..n)
+            .map(|f| order.iter().map(|&j| z[j] * p.w_dec[j * n + f]).sum::<f64>() + p.b_dec[f] - x[e * n + f])
+            .collect();
         loss += 0.5 * scale * r.iter().map(|v| v * v).sum::<f64>();
         let g = layout.split_mut(&mut grad);
         for &j in &order {
@@ -53,8 +56,8 @@ fn reference_with_aux(
             for f in 0..n {
                 g.w_dec[j * n + f] += z[j] * r[f] * scale;
                 g.w_enc[j * n + f] += dz * xc[f];
-                // x̂ − x depends on b_dec through xc (−1 per value) and through z.
-                g.b_dec[f] -= dz * p.w_enc[j * n + f];
+                // x̂ − x depends on b_dec directly and, with the pre-encoder bias, through z.
+                g.b_dec[f] -= shift * dz * p.w_enc[j * n + f];
             }
             g.b_enc[j] += dz;
         }
@@ -80,7 +83,7 @@ fn reference_with_aux(
                 for f in 0..n {
                     g.w_dec[j * n + f] += z[j] * q[f] * weight * scale;
                     g.w_enc[j * n + f] += dz * xc[f];
-                    g.b_dec[f] -= dz * p.w_enc[j * n + f];
+                    g.b_dec[f] -= shift * dz * p.w_enc[j * n + f];
                 }
                 g.b_enc[j] += dz;
             }
