@@ -92,10 +92,10 @@ def test_a_k_sparse_autoencoder_has_tied_linear_units_and_encodes_with_more_late
     # Linear units fill every slot: L0 is the scheduled k, 3 after the first half.
     assert epochs[0]["l0"] > 3 and epochs[-1]["l0"] == 3
     assert epochs[-1]["fvu"] < epochs[0]["fvu"]
-    # The formula, in numpy: the 9 largest of z = W x + b_enc, whatever their sign.
+    # The formula, in numpy: the 9 largest of z = W (x − b_dec) + b_enc, whatever their sign.
     indices, values = model.encode(x[:200], k=9)
     assert indices.shape == (200, 9) and (indices >= 0).all()
-    z = x[:200] @ model.W_enc.T + model.b_enc
+    z = (x[:200] - model.b_dec) @ model.W_enc.T + model.b_enc
     for e in range(200):
         assert set(indices[e]) == set(np.argsort(-z[e], kind="stable")[:9])
         np.testing.assert_allclose(values[e], z[e][indices[e]], rtol=1e-5, atol=1e-6)

@@ -65,7 +65,7 @@ enum Exercise {
         iterations: usize,
     },
     /// Makhzani & Frey's k-sparse autoencoder: 1000 linear units with tied weights, k = 25 (from
-    /// 100, lowered over the first half of the epochs), trained with Adam on all training
+    /// 100, lowered over the first half of the epochs), trained with Adam on all 60 000 training
     /// digits; softmax on the top 3k = 75 units of each digit. The paper reports 1.35 % test
     /// error.
     KSparse {
@@ -79,6 +79,9 @@ enum Exercise {
         learning_rate: f64,
         #[arg(long, default_value_t = KSparseDigitsOptions::default().k_start)]
         k_start: usize,
+        /// Makhzani & Frey's own encoder, z = W x + b (b_dec not subtracted first).
+        #[arg(long)]
+        no_pre_encoder_bias: bool,
         /// SGD with this momentum instead of Adam.
         #[arg(long)]
         momentum: Option<f64>,
@@ -188,6 +191,7 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
             k_start,
             alpha,
             momentum,
+            no_pre_encoder_bias,
             softmax_iterations,
             softmax_lambda,
             seed,
@@ -200,6 +204,7 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
                 k_start,
                 alpha,
                 momentum,
+                pre_encoder_bias: !no_pre_encoder_bias,
                 softmax_iterations,
                 softmax_lambda,
                 seed,

@@ -9,9 +9,11 @@
 //! ```
 //!
 //! Makhzani & Frey's k-sparse autoencoder is the same model with linear units (`a = z` on the
-//! `k` largest `z_j`, whatever their sign), tied weights (`W_dec = W_enc`) and an encoder that
-//! reads `x` itself, `z = W_enc x + b_enc`: see [`Architecture`]. (Both encoders are the same
-//! family of functions, `b_enc ↔ b_enc − W_enc b_dec`, but not the same parameters to train.)
+//! `k` largest `z_j`, whatever their sign) and tied weights (`W_dec = W_enc`): see
+//! [`Architecture`]. Their encoder reads `x` itself, `z = W_enc x + b_enc`; both encoders are
+//! the same family of functions (`b_enc ↔ b_enc − W_enc b_dec`) but not the same parameters to
+//! train, and [`Architecture::K_SPARSE`] keeps the pre-encoder bias, which trained better here
+//! (PERF.md); `pre_encoder_bias: false` is theirs.
 //!
 //! Both weight matrices are stored latent-major (row `j` of each is latent `j`'s), so that
 //! the sparse kernels read and write whole contiguous rows for the active latents. That is
@@ -156,8 +158,9 @@ pub struct Architecture {
 impl Architecture {
     /// A TopK sparse autoencoder: ReLU units, an encoder and a decoder of their own.
     pub const TOPK: Architecture = Architecture { units: Units::Relu, pre_encoder_bias: true, tied: false };
-    /// Makhzani & Frey's k-sparse autoencoder: linear units, tied weights, `z = W x + b`.
-    pub const K_SPARSE: Architecture = Architecture { units: Units::Linear, pre_encoder_bias: false, tied: true };
+    /// Makhzani & Frey's k-sparse autoencoder: linear units, tied weights (with the pre-encoder
+    /// bias, see the module's documentation).
+    pub const K_SPARSE: Architecture = Architecture { units: Units::Linear, pre_encoder_bias: true, tied: true };
 }
 
 /// A TopK sparse autoencoder (see the module's documentation).

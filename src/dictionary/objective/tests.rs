@@ -15,7 +15,7 @@ const ARCHITECTURES: [Architecture; 5] = [
     Architecture::K_SPARSE,
     Architecture { units: Units::Linear, ..Architecture::TOPK },
     Architecture { tied: true, ..Architecture::TOPK },
-    Architecture { pre_encoder_bias: true, ..Architecture::K_SPARSE },
+    Architecture { pre_encoder_bias: false, ..Architecture::K_SPARSE },
 ];
 
 /// The definition, one example at a time in f64, with the selection by a full sort (ties to
