@@ -59,11 +59,12 @@ fn vector<'py, T: Element + Clone>(py: Python<'py>, values: &[T]) -> Bound<'py, 
     values.to_vec().into_pyarray(py).into_any()
 }
 
-/// The codes of every row of `X`: `(indices, values)`, `m×k` each, `-1` and 0 in the slots of
-/// an example with fewer than `k` selectable pre-activations.
+/// The codes of every row of `X` with `k` latents per example: `(indices, values)`, `m×k`
+/// each, `-1` and 0 in the slots of an example with fewer than `k` selectable pre-activations.
 fn encode<'py, T: Real + Element>(
     py: Python<'py>,
     model: &TopKModel<T>,
+    k: usize,
     x: &Bound<'py, PyAny>,
     n_threads: Option<usize>,
 ) -> PyResult<(Vec<i64>, Vec<T>, usize)> {
@@ -77,8 +78,8 @@ fn encode<'py, T: Real + Element>(
     }
     let pool = thread_pool(n_threads)?;
     detached(py, pool.as_ref(), || -> Result<_, Error> {
-        let mut objective =
-            TopKObjective::new(model.visible(), model.latents(), model.k(), m)?.with_architecture(model.architecture());
+        let mut objective = TopKObjective::for_model(model, m)?;
+        objective.set_k(k)?;
         objective.encode_only(model.params(), &data)?;
         let (indices, values) = objective.codes();
         let indices = indices.iter().map(|&j| if j == INACTIVE { -1 } else { i64::from(j) }).collect();
@@ -93,7 +94,7 @@ fn reconstruct<'py, T: Real + Element>(
     x: &Bound<'py, PyAny>,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (indices, values, m) = encode(py, model, x, n_threads)?;
+    let (indices, values, m) = encode(py, model, model.k(), x, n_threads)?;
     let slots: Vec<u32> = indices.iter().map(|&j| u32::try_from(j).unwrap_or(INACTIVE)).collect();
     let mut output = vec![T::zero(); m * model.visible()];
     model.decode(&slots, &values, &mut output).map_err(py_error)?;
@@ -225,6 +226,12 @@ impl PyTopKModel {
         either!(&self.0, model => model.architecture().tied)
     }
 
+    /// Whether the encoder reads `x − b_dec` (else `x`).
+    #[getter]
+    fn pre_encoder_bias(&self) -> bool {
+        either!(&self.0, model => model.architecture().pre_encoder_bias)
+    }
+
     /// The codes of every row of `X`: `(indices, values)`, `m×k` each (int64 latent indices,
     /// activations in the model's dtype), `-1` and 0 in unused slots; with `k`, that many
     /// latents per example instead of the model's (Makhzani & Frey encode with `3k`).
@@ -237,9 +244,11 @@ impl PyTopKModel {
         n_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let k = k.unwrap_or(self.k());
+        if k == 0 || k > self.n_latents() {
+            return Err(invalid(format!("k = {k}: from 1 to the model's {} latents", self.n_latents())));
+        }
         either!(&self.0, model => {
-            let model = model.clone().with_k(k).map_err(py_error)?;
-            let (indices, values, m) = encode(py, &model, x, n_threads)?;
+            let (indices, values, m) = encode(py, model, k, x, n_threads)?;
             Ok((matrix(py, indices, m, k)?, matrix(py, values, m, k)?))
         })
     }
@@ -271,8 +280,8 @@ impl PyTopKModel {
 
     fn __repr__(&self) -> String {
         let (n, h, k) = (self.n_visible(), self.n_latents(), self.k());
-        let architecture = if self.units() == "linear" && self.tied() { ", architecture='k-sparse'" } else { "" };
-        format!("TopKModel(n_visible={n}, n_latents={h}, k={k}{architecture}, dtype={})", self.dtype())
+        let architecture = either!(&self.0, model => model.architecture().describe());
+        format!("TopKModel(n_visible={n}, n_latents={h}, k={k}, architecture={architecture:?}, dtype={})", self.dtype())
     }
 }
 

@@ -106,5 +106,6 @@ def test_a_k_sparse_autoencoder_has_tied_linear_units_and_encodes_with_more_late
         model.export(tmp_path / "saelens")
     with pytest.raises(sae.InvalidInputError, match="architecture"):
         sae.train_topk(x, 48, 3, architecture="batch-topk")
-    with pytest.raises(sae.InvalidInputError, match="k"):
+    with pytest.raises(sae.InvalidInputError, match="k = 49: from 1"):
         model.encode(x, k=49)
+    assert model.pre_encoder_bias

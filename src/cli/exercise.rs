@@ -226,7 +226,7 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
             );
             println!(
                 "softmax on the top {} units: test error {:.2} % on the 10 000 test digits (paper: 1.35 %) ({:.1} s)",
-                options.alpha * options.k,
+                options.alpha.saturating_mul(options.k).min(options.hidden),
                 100.0 * result.test_error,
                 start.elapsed().as_secs_f64()
             );

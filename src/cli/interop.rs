@@ -88,6 +88,8 @@ pub fn export(args: ExportArgs) -> CliResult<()> {
 fn export_topk<T: Real>(args: &ExportArgs) -> CliResult<()> {
     let model = TopKModel::<T>::load(&args.model)?;
     let layout = args.format.layout();
+    // Refused before anything is made.
+    topk_interop::check_exportable(&model, layout)?;
     std::fs::create_dir_all(&args.output).map_err(|e| format!("--output {}: {e}", args.output.display()))?;
     let [weights, config] = folder_files(layout, &args.output);
     let _locks =

@@ -13,7 +13,7 @@ use super::args::{by_name, DataArgs, EngineArgs, Precision, PrecisionArgs};
 use super::CliResult;
 use sae::data::npy::NpyRowWriter;
 use sae::data::stream::ExampleSource;
-use sae::dictionary::{TopKModel, TopKObjective, Units, OBJECTIVE as TOPK_OBJECTIVE};
+use sae::dictionary::{TopKModel, TopKObjective, OBJECTIVE as TOPK_OBJECTIVE};
 use sae::files::FilePlan;
 use sae::model::picture::{feature_tiles, weight_tiles, PixelOrder, TileGrid};
 use sae::model::stack::{StackModel, STACK_OBJECTIVE};
@@ -75,7 +75,7 @@ pub struct SampleArgs {
 
 #[derive(Debug, Args)]
 pub struct MetricsArgs {
-    /// The TopK model file (as `sae train --hidden-layer topk` writes).
+    /// The TopK or k-sparse model file (as `sae train --hidden-layer topk|k-sparse` writes).
     model: PathBuf,
     #[command(flatten)]
     data: DataArgs,
@@ -243,9 +243,8 @@ impl<T: Real> Loaded<T> {
                 let objective = match workspace.as_mut() {
                     Some(objective) if objective.capacity() >= rows => objective,
                     _ => workspace.insert(
-                        TopKObjective::new(n, h, k, rows)
-                            .map_err(|e| format!("--chunk {rows} with k = {k}: {e}"))?
-                            .with_architecture(model.architecture()),
+                        TopKObjective::for_model(model, rows)
+                            .map_err(|e| format!("--chunk {rows} with k = {k}: {e}"))?,
                     ),
                 };
                 objective.encode_only(model.params(), &data)?;
@@ -253,13 +252,7 @@ impl<T: Real> Loaded<T> {
                 match what {
                     Apply::Encode => {
                         let mut codes = vec![T::zero(); rows * h];
-                        for (e, (slots, activations)) in indices.chunks(k).zip(values.chunks(k)).enumerate() {
-                            for (&j, &a) in
-                                slots.iter().zip(activations).filter(|(&j, _)| j != sae::dictionary::select::INACTIVE)
-                            {
-                                codes[e * h + j as usize] = a;
-                            }
-                        }
+                        sae::dictionary::spread_codes(indices, values, k, &mut codes);
                         codes
                     }
                     Apply::Reconstruct => {
@@ -422,11 +415,8 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
         }
         TOPK_OBJECTIVE => {
             let model = TopKModel::<f64>::load(path)?;
-            match model.architecture().units {
-                Units::Relu => println!("  TopK sparse autoencoder: ReLU latents, the k largest kept"),
-                Units::Linear => println!("  k-sparse autoencoder: linear latents, the k largest kept"),
-            }
             let architecture = model.architecture();
+            println!("  {}: {} latents, the k largest kept", architecture.describe(), architecture.units.name());
             println!(
                 "  {}, {}",
                 if architecture.tied { "tied weights (W_dec = W_enc)" } else { "an encoder and a decoder" },
@@ -519,7 +509,7 @@ pub fn metrics(args: MetricsArgs) -> CliResult<()> {
     let objective = ModelFile::<f64>::read_metadata(&args.model)?.get("objective").cloned().unwrap_or_default();
     if objective != TOPK_OBJECTIVE {
         return Err(format!(
-            "{}: metrics are a TopK model's (sae train --hidden-layer topk); for a sparse autoencoder, sae objective \
+            "{}: metrics are a TopK or k-sparse model's (sae train --hidden-layer topk|k-sparse); for a sparse autoencoder, sae objective \
              --theta evaluates its cost on data",
             args.model.display()
         )

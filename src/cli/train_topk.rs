@@ -92,7 +92,7 @@ fn options(args: &TrainArgs) -> TopKOptions {
     let learning_rate = args.learning_rate.unwrap_or(1e-3);
     let k = args.k.unwrap_or(1);
     let base = match args.hidden_layer {
-        HiddenLayerArg::KSparse => TopKOptions::k_sparse(args.k_start.unwrap_or((4 * k).min(args.hidden))),
+        HiddenLayerArg::KSparse => TopKOptions::k_sparse(args.k_start.unwrap_or(k.saturating_mul(4).min(args.hidden))),
         _ => TopKOptions { k_start: args.k_start, ..TopKOptions::default() },
     };
     TopKOptions {
@@ -134,7 +134,7 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
     println!(
         "model: {}, n = {n}, {} latents, k = {k}{}, {} ({precision_from}); {} at {learning_rate} over {} epochs of \
          minibatches of {}{}, b_dec at the geometric median{}; {} threads",
-        if architecture.tied { "k-sparse (linear units, tied weights)" } else { "TopK" },
+        architecture.describe(),
         args.hidden,
         options.k_start.filter(|&k_start| k_start != k).map_or(String::new(), |k_start| format!(" (from {k_start})")),
         T::NAME,

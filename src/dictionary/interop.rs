@@ -49,17 +49,7 @@ impl Folder {
 /// encoder reads `x` itself (the k-sparse autoencoder) is refused, with the reason. Tied weights
 /// are written as the two equal matrices the formats hold.
 pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Result<()> {
-    let architecture = model.architecture();
-    let unrepresentable = if architecture.units != super::Units::Relu {
-        Some("keep only positive activations (a ReLU after the selection); this model's units are linear")
-    } else if !architecture.pre_encoder_bias {
-        Some("subtract b_dec before encoding; this model's encoder reads x itself")
-    } else {
-        None
-    };
-    if let Some(why) = unrepresentable {
-        return Err(Error::InvalidOption { name: "format", reason: format!("{layout:?}'s TopK models {why}") });
-    }
+    check_exportable(model, layout)?;
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
     let (n, h, k) = (model.visible(), model.latents(), model.k());
     let blocks = model.blocks();
@@ -116,6 +106,22 @@ pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Resu
     crate::files::write_with(&dir.join(layout.config_file()), |out| {
         std::io::Write::write_all(out, text.as_bytes()).map_err(|e| e.to_string())
     })
+}
+
+/// Fails, with the reason, for a model `layout` cannot represent (see [`export`]).
+pub fn check_exportable<T: Real>(model: &TopKModel<T>, layout: Folder) -> Result<()> {
+    let architecture = model.architecture();
+    let unrepresentable = if architecture.units != super::Units::Relu {
+        Some("keep only positive activations (a ReLU after the selection); this model's units are linear")
+    } else if !architecture.pre_encoder_bias {
+        Some("subtract b_dec before encoding; this model's encoder reads x itself")
+    } else {
+        None
+    };
+    if let Some(why) = unrepresentable {
+        return Err(Error::InvalidOption { name: "format", reason: format!("{layout:?}'s TopK models {why}") });
+    }
+    Ok(())
 }
 
 /// Whether the configuration of the folder `dir` in `layout` describes a TopK model (false for
@@ -337,6 +343,12 @@ mod tests {
                 other => panic!("{layout:?}: {other:?}"),
             }
             assert!(!dir.path().join(layout.weights_file()).exists(), "{layout:?}: nothing written");
+        }
+        let reads_x = Architecture { pre_encoder_bias: false, ..Architecture::TOPK };
+        let model = TopKModel::<f32>::init(6, 10, 3, 2).unwrap().with_architecture(reads_x).unwrap();
+        match export(&model, Folder::Sparsify, dir.path()) {
+            Err(Error::InvalidOption { name: "format", reason }) => assert!(reason.contains("reads x"), "{reason}"),
+            other => panic!("{other:?}"),
         }
         let tied = Architecture { tied: true, ..Architecture::TOPK };
         let tied_relu = TopKModel::<f32>::init(6, 10, 3, 2).unwrap().with_architecture(tied).unwrap();

@@ -15,6 +15,6 @@ mod objective;
 pub mod select;
 
 pub use median::geometric_median;
-pub use model::{Architecture, Blocks, DictionaryLayout, TopKModel, OBJECTIVE};
+pub use model::{spread_codes, Architecture, Blocks, DictionaryLayout, TopKModel, OBJECTIVE};
 pub use objective::{AuxK, BatchStats, TopKObjective};
 pub use select::Units;

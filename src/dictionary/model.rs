@@ -156,6 +156,21 @@ pub struct Architecture {
 }
 
 impl Architecture {
+    /// What the model is, for people: `"TopK sparse autoencoder"`, `"k-sparse autoencoder"`,
+    /// or its parts when it is neither.
+    pub fn describe(self) -> String {
+        match self {
+            Architecture::TOPK => "TopK sparse autoencoder".to_string(),
+            Architecture::K_SPARSE => "k-sparse autoencoder".to_string(),
+            Architecture { units, pre_encoder_bias, tied } => format!(
+                "dictionary autoencoder ({} units, {}, {})",
+                units.name(),
+                if pre_encoder_bias { "b_dec subtracted before encoding" } else { "z = W_enc x + b_enc" },
+                if tied { "tied weights" } else { "an encoder and a decoder" }
+            ),
+        }
+    }
+
     /// A TopK sparse autoencoder: ReLU units, an encoder and a decoder of their own.
     pub const TOPK: Architecture = Architecture { units: Units::Relu, pre_encoder_bias: true, tied: false };
     /// Makhzani & Frey's k-sparse autoencoder: linear units, tied weights (with the pre-encoder
@@ -403,6 +418,21 @@ impl<T: Real> TopKModel<T> {
     }
 }
 
+/// Spreads codes (`k` slots per example, as
+/// [`TopKObjective::codes`](super::TopKObjective::codes) gives them) into the dense activations
+/// `out`, `m×h` row-major (zero off each example's active slots), converted to `U`.
+pub fn spread_codes<T: Real, U: Real>(indices: &[u32], values: &[T], k: usize, out: &mut [U]) {
+    let examples = indices.len() / k.max(1);
+    let h = out.len() / examples.max(1);
+    out.fill(U::zero());
+    for ((row, slots), activations) in out.chunks_exact_mut(h).zip(indices.chunks_exact(k)).zip(values.chunks_exact(k))
+    {
+        for (&j, &a) in slots.iter().zip(activations).filter(|(&j, _)| j != super::select::INACTIVE) {
+            row[j as usize] = U::cast(a.as_f64());
+        }
+    }
+}
+
 /// Checks the shape of a TopK model: at least one input and one latent, `1 ≤ k ≤ h`, `h`
 /// below `u32::MAX` (latents are indexed by `u32`), and `2hn + h + n` parameters addressable.
 pub(crate) fn check_shape(visible: usize, latents: usize, k: usize) -> Result<()> {
@@ -492,10 +522,36 @@ mod tests {
         assert!(model.save_with_metadata(&path, [("k".to_string(), "9".to_string())]).is_err(), "reserved key");
         let wide = TopKModel::<f64>::load(&path).unwrap();
         assert!(wide.params().iter().zip(model.params()).all(|(a, &b)| *a == f64::from(b)));
-        let k_sparse = TopKModel::<f64>::init(5, 9, 2, 3).unwrap().with_architecture(Architecture::K_SPARSE).unwrap();
         let k_sparse_path = dir.path().join("k-sparse.safetensors");
-        k_sparse.save(&k_sparse_path).unwrap();
-        assert_eq!(TopKModel::<f64>::load(&k_sparse_path).unwrap(), k_sparse, "the architecture is kept");
+        for architecture in [Architecture::K_SPARSE, Architecture { pre_encoder_bias: false, ..Architecture::K_SPARSE }]
+        {
+            let k_sparse = TopKModel::<f64>::init(5, 9, 2, 3).unwrap().with_architecture(architecture).unwrap();
+            k_sparse.save(&k_sparse_path).unwrap();
+            assert_eq!(TopKModel::<f64>::load(&k_sparse_path).unwrap(), k_sparse, "the architecture is kept");
+        }
+        // Metadata values that are not the architecture's are named.
+        let k_sparse = TopKModel::<f64>::init(5, 9, 2, 3).unwrap();
+        for (key, value) in [("units", "sigmoid"), ("tied", "yes"), ("pre_encoder_bias", "1")] {
+            let bytes = std::fs::read(&k_sparse_path).unwrap();
+            let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+            let mut metadata = header.metadata().clone().unwrap();
+            metadata.insert(key.to_string(), value.to_string());
+            let blocks = k_sparse.blocks();
+            let tensors = vec![
+                crate::model::tensor_out("encoder.weight", vec![9, 5], blocks.w_enc),
+                crate::model::tensor_out("encoder.bias", vec![9], blocks.b_enc),
+                crate::model::tensor_out("W_dec", vec![9, 5], blocks.w_dec),
+                crate::model::tensor_out("b_dec", vec![5], blocks.b_dec),
+            ];
+            let bad = dir.path().join("bad.safetensors");
+            crate::model::save_safetensors(&bad, tensors, metadata.into_iter().collect()).unwrap();
+            match TopKModel::<f64>::load(&bad) {
+                Err(Error::BadFile { reason, .. }) => {
+                    assert!(reason.contains(key) && reason.contains(value), "{reason}")
+                }
+                other => panic!("{key} {value}: {other:?}"),
+            }
+        }
         let bytes = std::fs::read(&path).unwrap();
         let file = SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(file.tensor("encoder.weight").unwrap().shape(), [9, 5]);

@@ -32,7 +32,8 @@
 //! L += α s/(2B) Σ_e ‖ê_e + r_e‖²      s = min(dead / k_aux, 1), r_e held constant
 //! ```
 //!
-//! whose gradient reaches only the dead latents' rows (and `b_dec` through their encoders),
+//! whose gradient reaches only the dead latents' rows (and, with the pre-encoder bias, `b_dec`
+//! through their encoders),
 //! by the same sparse kernels with `δ'_e = α s (ê_e + r_e)/B` in place of `δ_e`.
 //!
 //! The decoding is `k` AXPYs per example and `∇a` `k` dot products; the weight gradients are
@@ -44,7 +45,7 @@
 
 use rayon::prelude::*;
 
-use super::model::{check_shape, Architecture, DictionaryLayout};
+use super::model::{check_shape, Architecture, DictionaryLayout, TopKModel};
 use super::select::{top_k, Units, INACTIVE};
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
@@ -110,7 +111,7 @@ pub struct TopKObjective<T: Real> {
 #[derive(Debug, Default)]
 struct Workspace<T> {
     /// The encoder's input `xc_e` (`x_e − b_dec`, or `x_e`), `B×n` row-major.
-    centered: Vec<T>,
+    encoder_input: Vec<T>,
     /// `δ_e = r_e / B`, `B×n` row-major.
     residual: Vec<T>,
     /// The slots of each example: `B×k` latent indices (active first, by latent), their
@@ -205,11 +206,17 @@ impl<T: Real> TopKObjective<T> {
         self
     }
 
+    /// The objective of `model` (its shape, `k` and architecture) on minibatches of at most
+    /// `capacity` examples.
+    pub fn for_model(model: &TopKModel<T>, capacity: usize) -> Result<Self> {
+        Ok(Self::new(model.visible(), model.latents(), model.k(), capacity)?.with_architecture(model.architecture()))
+    }
+
     /// Selects `k` latents per example from the next evaluation on (a schedule of `k`, or
     /// encoding with more latents than the model was trained with).
     pub fn set_k(&mut self, k: usize) -> Result<()> {
         check_shape(self.layout.visible(), self.layout.latents(), k)?;
-        check_slots(self.capacity, k)?;
+        check_slots(self.capacity, k.saturating_add(self.aux.map_or(0, |aux| aux.k_aux)))?;
         self.k = k;
         self.last_examples = 0;
         Ok(())
@@ -228,10 +235,6 @@ impl<T: Real> TopKObjective<T> {
 
     pub fn k(&self) -> usize {
         self.k
-    }
-
-    pub fn architecture(&self) -> Architecture {
-        self.architecture
     }
 
     /// `L` on `batch` and its gradient into `grad` (every value written), with what it
@@ -318,7 +321,7 @@ impl<T: Real> TopKObjective<T> {
         let threads = rayon::current_num_threads();
         let work = &mut self.work;
         let capacity = self.capacity;
-        for buffer in [&mut work.centered, &mut work.residual] {
+        for buffer in [&mut work.encoder_input, &mut work.residual] {
             buffer.resize(capacity * n, T::zero());
         }
         work.indices.resize(capacity * k, 0);
@@ -374,7 +377,7 @@ impl<T: Real> TopKObjective<T> {
         for wave in (0..total_blocks).step_by(threads) {
             let in_wave = threads.min(total_blocks - wave);
             let span = |width: usize| wave * block * width..((wave + in_wave) * block).min(examples) * width;
-            work.centered[span(n)]
+            work.encoder_input[span(n)]
                 .par_chunks_mut(block * n)
                 .zip(work.residual[span(n)].par_chunks_mut(block * n))
                 .zip(work.indices[span(k)].par_chunks_mut(block * k))
@@ -391,14 +394,14 @@ impl<T: Real> TopKObjective<T> {
                 .for_each(|(b, main_and_aux)| {
                     let (((((main, aux_indices), aux_values), aux_grads), aux_residual), aux_squared_errors) =
                         main_and_aux;
-                    let ((((((centered, residual), indices), values), value_grads), squared_errors), pre) = main;
+                    let ((((((encoder_input, residual), indices), values), value_grads), squared_errors), pre) = main;
                     let slots = Slots { indices, values, value_grads };
                     let aux = AuxPart {
                         slots: Slots { indices: aux_indices, values: aux_values, value_grads: aux_grads },
                         residual: aux_residual,
                         squared_errors: aux_squared_errors,
                     };
-                    context.block((wave + b) * block, (centered, residual), slots, squared_errors, pre, aux);
+                    context.block((wave + b) * block, (encoder_input, residual), slots, squared_errors, pre, aux);
                 });
         }
         self.last_examples = examples;
@@ -411,7 +414,7 @@ impl<T: Real> TopKObjective<T> {
         let (kernels, tied) = (self.kernels, self.architecture.tied);
         let blocks = self.layout.split(params);
         let work = &mut self.work;
-        let centered = &work.centered[..examples * n];
+        let encoder_input = &work.encoder_input[..examples * n];
         let k_aux = self.aux.map_or(0, |aux| aux.k_aux);
         // The active slots by latent (a counting sort, stable: example order within a latent),
         // the main ones numbered first, then the auxiliary ones.
@@ -465,12 +468,12 @@ impl<T: Real> TopKObjective<T> {
                 };
                 // The first update writes the rows (as 0 + a x would), the others add to them.
                 let (value, value_grad, e, delta) = slot(first);
-                scaled_copy(value_grad, &centered[e * n..][..n], w_enc);
+                scaled_copy(value_grad, &encoder_input[e * n..][..n], w_enc);
                 scaled_copy(value, delta, w_dec);
                 let mut bias = value_grad.as_f64();
                 for &other in rest {
                     let (value, value_grad, e, delta) = slot(other);
-                    (kernels.axpy)(value_grad, &centered[e * n..][..n], w_enc);
+                    (kernels.axpy)(value_grad, &encoder_input[e * n..][..n], w_enc);
                     (kernels.axpy)(value, delta, w_dec);
                     bias += value_grad.as_f64();
                 }
@@ -560,13 +563,14 @@ struct Slots<'a, T> {
 }
 
 impl<T: Real> Forward<'_, '_, T> {
-    /// One block of examples from `first`: the encoder's inputs `XC`, `Z = XC W_encᵀ`, selects each
+    /// One block of examples from `first`: the encoder's inputs `XC` (`x − b_dec`, or `x`), `Z =
+    /// XC W_encᵀ`, selects each
     /// example's slots on `z + b_enc` (the bias added by the selection's scan) and, when
     /// decoding, its `‖r‖²`, `δ` and slot gradients.
     fn block(
         &self,
         first: usize,
-        (centered, residual): (&mut [T], &mut [T]),
+        (encoder_input, residual): (&mut [T], &mut [T]),
         slots: Slots<'_, T>,
         squared_errors: &mut [f64],
         pre: &mut [T],
@@ -574,11 +578,11 @@ impl<T: Real> Forward<'_, '_, T> {
     ) {
         let Slots { indices, values, value_grads } = slots;
         let (n, h, k) = (self.n, self.h, self.k);
-        let width = centered.len() / n;
+        let width = encoder_input.len() / n;
         let x = self.batch.x();
         // What the encoder subtracts from x: b_dec, or nothing.
         let shift = |b: T| if self.pre_encoder_bias { b } else { T::zero() };
-        for (e, row) in centered.chunks_exact_mut(n).enumerate() {
+        for (e, row) in encoder_input.chunks_exact_mut(n).enumerate() {
             match self.batch.layout() {
                 Layout::ExamplesByFeatures => {
                     let source = &self.batch.values()[(first + e) * n..][..n];
@@ -596,7 +600,7 @@ impl<T: Real> Forward<'_, '_, T> {
         let pre = &mut pre[..width * h];
         self.gemm.product(
             T::one(),
-            MatRef::row_major(centered, width, n),
+            MatRef::row_major(encoder_input, width, n),
             self.w_enc,
             T::zero(),
             MatMut::row_major(pre, width, h),
@@ -607,7 +611,7 @@ impl<T: Real> Forward<'_, '_, T> {
             if self.decode {
                 // r = b_dec − x before the decoding is added (−xc exactly with the pre-encoder bias).
                 let r = &mut residual[e * n..][..n];
-                for ((r, &c), &b) in r.iter_mut().zip(&centered[e * n..][..n]).zip(self.b_dec) {
+                for ((r, &c), &b) in r.iter_mut().zip(&encoder_input[e * n..][..n]).zip(self.b_dec) {
                     *r = (b - shift(b)) - c;
                 }
                 for (&j, &a) in slots[..active].iter().zip(&activations[..active]) {

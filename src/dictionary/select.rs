@@ -28,7 +28,7 @@ pub enum Units {
 }
 
 impl Units {
-    /// The name in model files and on the command line.
+    /// The name in model files and from Python.
     pub fn name(self) -> &'static str {
         match self {
             Units::Relu => "relu",

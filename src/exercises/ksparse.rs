@@ -7,8 +7,8 @@
 use super::mnist::{Digits, MnistFiles};
 use super::{accuracy, train_softmax};
 use crate::data::Dataset;
-use crate::dictionary::{Architecture, TopKModel, TopKObjective};
-use crate::error::Result;
+use crate::dictionary::{spread_codes, Architecture, TopKModel, TopKObjective};
+use crate::error::{Error, Result};
 use crate::optim::StepRule;
 use crate::train::{TopKOptions, TopKTrainer};
 
@@ -71,6 +71,13 @@ pub struct KSparseDigits {
 /// Trains the autoencoder (in f32) on the 60 000 training digits, then softmax on their codes;
 /// the test error of softmax on the test digits' codes.
 pub fn k_sparse_digits(files: &MnistFiles, options: &KSparseDigitsOptions) -> Result<KSparseDigits> {
+    if options.alpha == 0 {
+        return Err(Error::InvalidHyperParameter {
+            name: "alpha",
+            value: 0.0,
+            reason: "the codes keep alpha·k units: at least 1",
+        });
+    }
     let Digits { images, count: m, pixels: n, labels } = Digits::read(&files.train_images, &files.train_labels)?;
     let Digits { images: test, count: m_test, labels: test_labels, .. } = Digits::read_test(files, n)?;
     let values: Vec<f32> = images.iter().map(|&v| v as f32).collect();
@@ -99,7 +106,7 @@ pub fn k_sparse_digits(files: &MnistFiles, options: &KSparseDigitsOptions) -> Re
     let last = trained.epochs.last().map(|epoch| &epoch.metrics);
     let (fvu, dead) = last.map_or((f64::NAN, f64::NAN), |metrics| (metrics.fvu, metrics.dead));
     let model = trained.model;
-    let codes_k = (options.alpha * options.k).min(options.hidden);
+    let codes_k = options.alpha.saturating_mul(options.k).min(options.hidden);
     let train_codes = codes(&model, &values, m, codes_k)?;
     let test_values: Vec<f32> = test.iter().map(|&v| v as f32).collect();
     let test_codes = codes(&model, &test_values, m_test, codes_k)?;
@@ -119,19 +126,14 @@ pub fn k_sparse_digits(files: &MnistFiles, options: &KSparseDigitsOptions) -> Re
 fn codes(model: &TopKModel<f32>, x: &[f32], m: usize, k: usize) -> Result<Vec<f64>> {
     const CHUNK: usize = 4096;
     let (n, h) = (model.visible(), model.latents());
-    let mut objective = TopKObjective::<f32>::new(n, h, k, CHUNK.min(m))?.with_architecture(model.architecture());
+    let mut objective = TopKObjective::for_model(model, CHUNK.min(m))?;
+    objective.set_k(k)?;
     let mut dense = vec![0.0; m * h];
     for (chunk, out) in x.chunks(CHUNK * n).zip(dense.chunks_mut(CHUNK * h)) {
         let rows = chunk.len() / n;
         objective.encode_only(model.params(), &Dataset::examples_by_features(chunk, rows, n)?)?;
         let (indices, values) = objective.codes();
-        for ((row, slots), activations) in
-            out.chunks_exact_mut(h).zip(indices.chunks_exact(k)).zip(values.chunks_exact(k))
-        {
-            for (&j, &a) in slots.iter().zip(activations).filter(|(&j, _)| j != crate::dictionary::select::INACTIVE) {
-                row[j as usize] = f64::from(a);
-            }
-        }
+        spread_codes(indices, values, k, out);
     }
     Ok(dense)
 }

@@ -108,9 +108,9 @@ impl TopKOptions {
 }
 
 /// `k` at step `step` (from 0) of `total`: `k_start` lowered linearly to `k` over the first
-/// half of the steps, `k` after.
+/// half of the steps, `k` after (and throughout a run of one step, which has no first half).
 fn scheduled_k(k: usize, k_start: usize, step: u64, total: u64) -> usize {
-    let ramp = (total / 2).max(1);
+    let ramp = total / 2;
     if step >= ramp || k_start <= k {
         return k;
     }
@@ -418,8 +418,7 @@ pub fn measure<T: Real>(model: &TopKModel<T>, source: &mut impl ExampleSource<T>
         return Err(Error::InvalidOption { name: "chunk", reason: "must be at least 1 example".into() });
     }
     let chunk = chunk.min(source.examples_hint().unwrap_or(chunk).max(1));
-    let mut objective =
-        TopKObjective::<T>::new(n, model.latents(), model.k(), chunk)?.with_architecture(model.architecture());
+    let mut objective = TopKObjective::for_model(model, chunk)?;
     let mut buffer = vec![T::zero(); chunk * n];
     let mut tally = Tally::new(model.latents());
     source.rewind()?;

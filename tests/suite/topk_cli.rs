@@ -174,7 +174,7 @@ fn info_metrics_encode_reconstruct_and_visualize_read_a_topk_model() {
     let kl = path(dir.path(), "kl.safetensors");
     assert!(sae(&["train", "--iterations", "2", "--no-features", "-o", &kl]).0);
     let (ok, _, stderr) = sae(&["metrics", &kl, "--data", &data]);
-    assert!(!ok && stderr.contains("TopK model"), "{stderr}");
+    assert!(!ok && stderr.contains("a TopK or k-sparse model's"), "{stderr}");
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn a_k_sparse_autoencoder_trains_encodes_with_more_latents_and_is_not_exported()
     let options = ["--epochs", "6", "--batch-size", "50", "--learning-rate", "5e-3", "--no-features", "-o", &model];
     let (ok, stdout, stderr) = sae(&[&train[..], &options[..]].concat());
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("k-sparse (linear units, tied weights)") && stdout.contains("k = 2 (from 8)"), "{stdout}");
+    assert!(stdout.contains("model: k-sparse autoencoder") && stdout.contains("k = 2 (from 8)"), "{stdout}");
     assert!(!stdout.contains("unit-norm decoder"), "{stdout}");
     assert!(stdout.contains("epoch    6") && stdout.contains("L0 2.00"), "{stdout}");
     let trained = TopKModel::<f64>::load(Path::new(&model)).unwrap();

@@ -33,6 +33,8 @@ fn reference_with_aux(
 ) -> (f64, Vec<f64>) {
     let (n, h, k) = (model.visible(), model.latents(), model.k());
     let p = model.blocks();
+    // (With tied weights W_dec is W_enc: the decoder's gradient is folded into W_enc's block
+    // at the end.)
     let layout = model.layout();
     let Architecture { units, pre_encoder_bias, tied } = model.architecture();
     let shift = if pre_encoder_bias { 1.0 } else { 0.0 };
@@ -64,12 +66,6 @@ fn reference_with_aux(
         for (b, r) in g.b_dec.iter_mut().zip(&r) {
             *b += r * scale;
         }
-        if tied {
-            for (e, d) in g.w_enc.iter_mut().zip(g.w_dec.iter_mut()) {
-                *e += *d;
-                *d = 0.0;
-            }
-        }
         if let Some((dead, k_aux, weight)) = aux {
             let mut chosen: Vec<usize> = (0..h).filter(|&j| dead[j] && z[j] > 0.0).collect();
             chosen.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
@@ -87,6 +83,13 @@ fn reference_with_aux(
                 }
                 g.b_enc[j] += dz;
             }
+        }
+    }
+    if tied {
+        let g = layout.split_mut(&mut grad);
+        for (e, d) in g.w_enc.iter_mut().zip(g.w_dec.iter_mut()) {
+            *e += *d;
+            *d = 0.0;
         }
     }
     (loss, grad)
@@ -281,11 +284,17 @@ fn unselected(objective: &mut TopKObjective<f64>, model: &TopKModel<f64>, x: &[f
 
 #[test]
 fn the_auxiliary_loss_matches_its_definition_and_central_differences_on_the_dead_latents() {
+    for architecture in ARCHITECTURES {
+        auxiliary_loss(architecture);
+    }
+}
+
+fn auxiliary_loss(architecture: Architecture) {
     let (n, h, k, m) = (8, 60, 2, 30);
-    let (model, x) = problem(n, h, k, m, 21);
+    let (model, x) = problem_of(architecture, n, h, k, m, 21);
     for isa in Isa::ALL {
         let Some(kernels) = Kernels::<f64>::for_isa(isa) else { continue };
-        let mut objective = TopKObjective::new(n, h, k, m).unwrap().with_kernels(kernels).unwrap();
+        let mut objective = TopKObjective::for_model(&model, m).unwrap().with_kernels(kernels).unwrap();
         let dead = unselected(&mut objective, &model, &x, m);
         let dead_count = dead.iter().filter(|&&d| d).count();
         assert!(dead_count > 10, "the problem leaves latents unselected");
@@ -296,9 +305,10 @@ fn the_auxiliary_loss_matches_its_definition_and_central_differences_on_the_dead
             let (k_aux, s) = (aux.k_aux.min(dead_count), (dead_count as f64 / aux.k_aux as f64).min(1.0));
             let (want_loss, want_grad) = reference_with_aux(&model, &x, m, Some((&dead, k_aux, aux.alpha * s)));
             assert!(stats.aux_squared_error > 0.0);
-            assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "{isa:?} {aux:?}: loss {loss} vs {want_loss}");
+            let case = format!("{isa:?} {architecture:?} {aux:?}");
+            assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "{case}: loss {loss} vs {want_loss}");
             let (worst, at) = max_difference(&grad, &want_grad);
-            assert!(worst <= 1e-12, "{isa:?} {aux:?}: gradient off by {worst:e} at {:?}", model.layout().locate(at));
+            assert!(worst <= 1e-12, "{case}: gradient off by {worst:e} at {:?}", model.layout().locate(at));
             // The dead latents' parameters move only the auxiliary term (r does not depend on
             // them): there the gradient is the loss's derivative.
             let layout = model.layout();
@@ -315,7 +325,7 @@ fn the_auxiliary_loss_matches_its_definition_and_central_differences_on_the_dead
                     let numeric = (up - down) / (2.0 * step);
                     assert!(
                         (numeric - grad[i]).abs() <= 1e-7 * (1.0 + grad[i].abs()),
-                        "{:?}: {} vs {numeric}",
+                        "{case} {:?}: {} vs {numeric}",
                         layout.locate(i),
                         grad[i]
                     );

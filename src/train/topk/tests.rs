@@ -250,7 +250,8 @@ fn k_is_lowered_linearly_over_the_first_half_of_the_steps() {
     let ks: Vec<usize> = (0..12).map(|step| scheduled_k(4, 16, step, 12)).collect();
     assert_eq!(ks, [16, 14, 12, 10, 8, 6, 4, 4, 4, 4, 4, 4]);
     assert_eq!(scheduled_k(4, 4, 0, 12), 4, "no schedule");
-    assert_eq!(scheduled_k(4, 9, 0, 1), 9, "a single step starts at k_start");
+    assert_eq!(scheduled_k(4, 9, 0, 1), 4, "a run of one step trains the model's k");
+    assert_eq!([scheduled_k(4, 9, 0, 2), scheduled_k(4, 9, 1, 2)], [9, 4]);
 }
 
 #[test]
@@ -293,9 +294,8 @@ fn k_sparse_options_that_cannot_hold_are_refused_by_name() {
     let values = vec![0.5f32; 10 * 4];
     let data = Dataset::examples_by_features(&values, 10, 4).unwrap();
     let tied = TopKModel::<f32>::init(4, 8, 2, 1).unwrap().with_architecture(Architecture::K_SPARSE).unwrap();
-    let unit_norm = TopKOptions { k_start: None, ..TopKOptions::default() };
     assert!(matches!(
-        TopKTrainer::new(unit_norm).unwrap().fit(&data, tied.clone(), |_| ()),
+        TopKTrainer::new(TopKOptions::default()).unwrap().fit(&data, tied.clone(), |_| ()),
         Err(Error::InvalidOption { name: "unit_norm_decoder", .. })
     ));
     for k_start in [1, 9] {
