@@ -68,36 +68,7 @@ enum Exercise {
     /// 100, lowered over the first half of the epochs), trained with Adam on all 60 000 training
     /// digits; softmax on the top 3k = 75 units of each digit. The paper reports 1.35 % test
     /// error.
-    KSparse {
-        #[arg(long, default_value = "../shared/datasets/mnist")]
-        mnist: PathBuf,
-        #[arg(long, default_value_t = KSparseDigitsOptions::default().epochs)]
-        epochs: usize,
-        #[arg(long, default_value_t = KSparseDigitsOptions::default().batch_size)]
-        batch_size: usize,
-        #[arg(long, default_value_t = KSparseDigitsOptions::default().learning_rate)]
-        learning_rate: f64,
-        #[arg(long, default_value_t = KSparseDigitsOptions::default().k_start)]
-        k_start: usize,
-        /// Makhzani & Frey's own encoder, z = W x + b (b_dec not subtracted first).
-        #[arg(long)]
-        no_pre_encoder_bias: bool,
-        /// SGD with this momentum instead of Adam.
-        #[arg(long)]
-        momentum: Option<f64>,
-        /// Softmax reads the top alpha·k units of each digit.
-        #[arg(long, default_value_t = KSparseDigitsOptions::default().alpha)]
-        alpha: usize,
-        #[arg(long, default_value_t = KSparseDigitsOptions::default().softmax_iterations)]
-        softmax_iterations: usize,
-        #[arg(long, default_value_t = KSparseDigitsOptions::default().softmax_lambda)]
-        softmax_lambda: f64,
-        #[arg(long, default_value_t = KSparseDigitsOptions::default().seed)]
-        seed: u64,
-        /// Where to write the trained autoencoder.
-        #[arg(long, default_value = "k-sparse.safetensors")]
-        output: PathBuf,
-    },
+    KSparse(KSparseArgs),
     /// Self-taught learning: features learned from the digits 5–9, softmax on them for the
     /// digits 0–4, against softmax on the pixels.
     SelfTaught {
@@ -108,6 +79,57 @@ enum Exercise {
         #[command(flatten)]
         precision: PrecisionArgs,
     },
+}
+
+/// `sae exercise k-sparse`'s options (defaults: [`KSparseDigitsOptions`]'s).
+#[derive(Debug, Args)]
+struct KSparseArgs {
+    #[arg(long, default_value = "../shared/datasets/mnist")]
+    mnist: PathBuf,
+    #[arg(long, default_value_t = KSparseDigitsOptions::default().epochs)]
+    epochs: usize,
+    #[arg(long, default_value_t = KSparseDigitsOptions::default().batch_size)]
+    batch_size: usize,
+    #[arg(long, default_value_t = KSparseDigitsOptions::default().learning_rate)]
+    learning_rate: f64,
+    #[arg(long, default_value_t = KSparseDigitsOptions::default().k_start)]
+    k_start: usize,
+    /// Makhzani & Frey's own encoder, z = W x + b (b_dec not subtracted first).
+    #[arg(long)]
+    no_pre_encoder_bias: bool,
+    /// SGD with this momentum instead of Adam.
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Softmax reads the top alpha·k units of each digit.
+    #[arg(long, default_value_t = KSparseDigitsOptions::default().alpha)]
+    alpha: usize,
+    #[arg(long, default_value_t = KSparseDigitsOptions::default().softmax_iterations)]
+    softmax_iterations: usize,
+    #[arg(long, default_value_t = KSparseDigitsOptions::default().softmax_lambda)]
+    softmax_lambda: f64,
+    #[arg(long, default_value_t = KSparseDigitsOptions::default().seed)]
+    seed: u64,
+    /// Where to write the trained autoencoder.
+    #[arg(long, default_value = "k-sparse.safetensors")]
+    output: PathBuf,
+}
+
+impl KSparseArgs {
+    fn options(&self) -> KSparseDigitsOptions {
+        KSparseDigitsOptions {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            k_start: self.k_start,
+            alpha: self.alpha,
+            momentum: self.momentum,
+            pre_encoder_bias: !self.no_pre_encoder_bias,
+            softmax_iterations: self.softmax_iterations,
+            softmax_lambda: self.softmax_lambda,
+            seed: self.seed,
+            ..KSparseDigitsOptions::default()
+        }
+    }
 }
 
 pub fn run(args: ExerciseArgs) -> CliResult<()> {
@@ -129,8 +151,8 @@ fn files(exercise: &Exercise) -> FilePlan {
         Exercise::Softmax { mnist, .. } | Exercise::Stacked { mnist, .. } | Exercise::SelfTaught { mnist, .. } => {
             mnist_inputs(FilePlan::new(), &MnistFiles::in_dir(mnist))
         }
-        Exercise::KSparse { mnist, output, .. } => {
-            mnist_inputs(FilePlan::new(), &MnistFiles::in_dir(mnist)).output("--output", output)
+        Exercise::KSparse(args) => {
+            mnist_inputs(FilePlan::new(), &MnistFiles::in_dir(&args.mnist)).output("--output", &args.output)
         }
     }
 }
@@ -183,36 +205,11 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
                 start.elapsed().as_secs_f64()
             );
         }
-        Exercise::KSparse {
-            mnist,
-            epochs,
-            batch_size,
-            learning_rate,
-            k_start,
-            alpha,
-            momentum,
-            no_pre_encoder_bias,
-            softmax_iterations,
-            softmax_lambda,
-            seed,
-            output,
-        } => {
-            let options = KSparseDigitsOptions {
-                epochs,
-                batch_size,
-                learning_rate,
-                k_start,
-                alpha,
-                momentum,
-                pre_encoder_bias: !no_pre_encoder_bias,
-                softmax_iterations,
-                softmax_lambda,
-                seed,
-                ..KSparseDigitsOptions::default()
-            };
-            let result = exercises::k_sparse_digits(&MnistFiles::in_dir(&mnist), &options)?;
+        Exercise::KSparse(args) => {
+            let options = args.options();
+            let result = exercises::k_sparse_digits(&MnistFiles::in_dir(&args.mnist), &options)?;
             result.model.save_with_metadata(
-                &output,
+                &args.output,
                 [("trained_by".to_string(), format!("sae exercise k-sparse, {options:?}"))],
             )?;
             println!(
@@ -230,7 +227,7 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
                 100.0 * result.test_error,
                 start.elapsed().as_secs_f64()
             );
-            println!("wrote {}", output.display());
+            println!("wrote {}", args.output.display());
         }
         Exercise::SelfTaught { mnist, iterations, precision } => {
             let f64 = precision.resolve_mnist().0 == Precision::F64;
