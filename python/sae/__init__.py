@@ -302,6 +302,7 @@ def train_topk(
     momentum: float = 0.9,
     seed: int = 1,
     auxk_alpha: float = 0.0,
+    resample_every: Optional[int] = None,
     normalize_inputs: bool = False,
     dtype: Optional[Union[str, np.dtype]] = None,
     n_threads: Optional[int] = None,
@@ -309,7 +310,8 @@ def train_topk(
     """Trains a TopK sparse autoencoder of ``n_latents`` latents, ``k`` active per example, on
     the rows of ``X`` (the engine's sparse kernels; Adam or SGD, unit-norm decoder rows,
     ``b_dec`` at the geometric median of the first minibatch, optionally AuxK on dead
-    latents and inputs scaled to unit mean squared norm). ``architecture="k-sparse"`` trains
+    latents, dead latents resampled every ``resample_every`` steps, and inputs scaled to unit
+    mean squared norm). ``architecture="k-sparse"`` trains
     Makhzani & Frey's k-sparse autoencoder instead: linear units, tied weights, no unit-norm
     decoder, ``k`` lowered linearly from ``k_start`` (default ``4 k``) over the first half of the
     steps (``k_start`` schedules a TopK model's ``k`` the same way). Returns the model and a list
@@ -332,6 +334,7 @@ def train_topk(
         momentum=momentum,
         seed=seed,
         auxk_alpha=auxk_alpha,
+        resample_every=resample_every,
         normalize_inputs=normalize_inputs,
         n_threads=n_threads,
     )

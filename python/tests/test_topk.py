@@ -85,7 +85,9 @@ def test_bad_arguments_raise_named_errors():
 
 def test_a_k_sparse_autoencoder_has_tied_linear_units_and_encodes_with_more_latents(tmp_path):
     _, x = planted(m=2000)
-    model, epochs = sae.train_topk(x, 48, 3, architecture="k-sparse", k_start=12, epochs=6, batch_size=100)
+    model, epochs = sae.train_topk(
+        x, 48, 3, architecture="k-sparse", k_start=12, epochs=6, batch_size=100, resample_every=20
+    )
     assert (model.units, model.tied) == ("linear", True)
     assert "k-sparse" in repr(model)
     np.testing.assert_array_equal(model.W_enc, model.W_dec)

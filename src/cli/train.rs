@@ -78,8 +78,12 @@ pub struct TrainArgs {
     /// minibatch, folded into the written model, which applies to the data as it is).
     #[arg(help_heading = "Model", long)]
     normalize_inputs: bool,
-    /// TopK with AuxK: a latent is dead once it has not fired on this many examples in a row
-    /// [default: 10 million, or the data's examples when fewer].
+    /// TopK and k-sparse: every this many steps, restart the dead latents on the residuals of
+    /// badly reconstructed inputs [default: never].
+    #[arg(help_heading = "Model", long, value_name = "STEPS")]
+    resample_every: Option<u64>,
+    /// TopK with AuxK or resampling: a latent is dead once it has not fired on this many
+    /// examples in a row [default: 10 million, or the data's examples when fewer].
     #[arg(help_heading = "Model", long, value_name = "EXAMPLES")]
     dead_after: Option<u64>,
     /// The optimiser: full-batch L-BFGS (minFunc's, as UFLDL), or minibatch Adam or SGD with
@@ -238,10 +242,11 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         || args.auxk_alpha.is_some()
         || args.k_aux.is_some()
         || args.dead_after.is_some()
+        || args.resample_every.is_some()
         || args.normalize_inputs
     {
-        return Err("--k, --k-start, --auxk-alpha, --k-aux, --dead-after and --normalize-inputs are options of \
-             --hidden-layer topk and k-sparse"
+        return Err("--k, --k-start, --auxk-alpha, --k-aux, --dead-after, --resample-every and --normalize-inputs \
+             are options of --hidden-layer topk and k-sparse"
             .into());
     }
     check_optimizer_options(&args)?;

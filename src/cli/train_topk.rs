@@ -33,10 +33,11 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
     if let Some(k_start) = args.k_start.filter(|&k_start| k_start < k || k_start > args.hidden) {
         return Err(format!("--k-start {k_start}: from --k {k} to the --hidden {} latents", args.hidden).into());
     }
-    if args.auxk_alpha.is_none() && (args.k_aux.is_some() || args.dead_after.is_some()) {
-        return Err(
-            "--k-aux and --dead-after shape the auxiliary loss: add --auxk-alpha (1/32 = 0.03125 is the usual)".into(),
-        );
+    if args.auxk_alpha.is_none() && args.k_aux.is_some() {
+        return Err("--k-aux shapes the auxiliary loss: add --auxk-alpha (1/32 = 0.03125 is the usual)".into());
+    }
+    if args.auxk_alpha.is_none() && args.resample_every.is_none() && args.dead_after.is_some() {
+        return Err("--dead-after tells which latents are dead for --auxk-alpha or --resample-every: add one".into());
     }
     TopKTrainer::new(options(args))?;
     time_limit(args)?;
@@ -107,6 +108,7 @@ fn options(args: &TrainArgs) -> TopKOptions {
         auxk_alpha: args.auxk_alpha.unwrap_or(0.0),
         k_aux: args.k_aux,
         dead_after: args.dead_after,
+        resample_every: args.resample_every,
         normalize_inputs: args.normalize_inputs,
         ..base
     }
@@ -142,7 +144,10 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         args.epochs,
         args.batch_size,
         if options.unit_norm_decoder { ", unit-norm decoder" } else { "" },
-        if options.auxk_alpha > 0.0 { format!(", AuxK α = {}", options.auxk_alpha) } else { String::new() },
+        if options.auxk_alpha > 0.0 { format!(", AuxK α = {}", options.auxk_alpha) } else { String::new() }
+            + &options
+                .resample_every
+                .map_or(String::new(), |every| format!(", dead latents resampled every {every} steps")),
         rayon::current_num_threads()
     );
     let init = TopKModel::<T>::init(n, args.hidden, k, args.seed)?.with_architecture(architecture)?;
@@ -222,6 +227,9 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
     ];
     if let Some(alpha) = args.auxk_alpha {
         metadata.push(("auxk_alpha", alpha.to_string()));
+    }
+    if let Some(every) = args.resample_every {
+        metadata.push(("resample_every", every.to_string()));
     }
     if let Some(k_start) = options(args).k_start {
         metadata.push(("k_start", k_start.to_string()));

@@ -104,6 +104,8 @@ pub struct TopKObjective<T: Real> {
     dead: Vec<bool>,
     /// The examples of the last evaluation, measure or encoding (what `codes` returns).
     last_examples: usize,
+    /// The examples of the last evaluation whose `δ` the workspace holds.
+    last_residuals: usize,
     work: Workspace<T>,
 }
 
@@ -162,6 +164,7 @@ impl<T: Real> TopKObjective<T> {
             aux: None,
             dead: Vec::new(),
             last_examples: 0,
+            last_residuals: 0,
             work: Workspace::default(),
         })
     }
@@ -247,6 +250,7 @@ impl<T: Real> TopKObjective<T> {
         let examples = self.encode(params, batch, true)?;
         let stats = self.stats(examples);
         self.backward(params, grad, examples);
+        self.last_residuals = examples;
         Ok((self.loss(&stats, examples), stats))
     }
 
@@ -286,6 +290,12 @@ impl<T: Real> TopKObjective<T> {
         (&self.work.indices[..slots], &self.work.values[..slots])
     }
 
+    /// `δ_e = (x̂_e − x_e)/B` of each example of the last [`evaluate`](Self::evaluate), `B×n`
+    /// row-major (empty before the first, and after a measure or an encoding).
+    pub fn residuals(&self) -> &[T] {
+        &self.work.residual[..self.last_residuals * self.layout.visible()]
+    }
+
     /// The selection and activations of `batch` only (inference): read them with
     /// [`codes`](Self::codes). Returns the number of examples.
     pub fn encode_only(&mut self, params: &[T], batch: &Dataset<'_, T>) -> Result<usize> {
@@ -316,8 +326,9 @@ impl<T: Real> TopKObjective<T> {
         if examples > self.capacity {
             return Err(Error::shape_mismatch("minibatch examples", format!("at most {}", self.capacity), examples));
         }
-        // Whatever happens below, the codes of an earlier batch are gone.
+        // Whatever happens below, the codes and residuals of an earlier batch are gone.
         self.last_examples = 0;
+        self.last_residuals = 0;
         let threads = rayon::current_num_threads();
         let work = &mut self.work;
         let capacity = self.capacity;

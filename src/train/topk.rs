@@ -9,6 +9,8 @@
 //!   minibatch), which makes the learning rate mean the same whatever the data's units; the
 //!   scale is folded into the trained model (`b_dec/c`, `b_enc/c`: the selection is invariant
 //!   to it and `x̂ = x̂'/c`), which then applies to the data as it is;
+//! - optionally, every `resample_every` steps, the dead latents restarted on the residuals of
+//!   badly reconstructed inputs (see the `resample` module);
 //! - optionally, the auxiliary loss AuxK on the dead latents (see [`AuxK`]): a latent is dead
 //!   once it has not fired on the last `dead_after` examples;
 //! - optionally, `k` scheduled from a larger `k_start` down to the model's `k`, linearly over
@@ -28,6 +30,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
 use super::control::{outside_stop, Control, Deadline};
 use super::feed::{Feed, InMemory, Streamed, StreamedPart};
 use super::{MinibatchOptions, MinibatchStop, Shuffle};
@@ -38,10 +43,15 @@ use crate::error::{Error, Result};
 use crate::model::Reconstruction;
 use crate::objective::distributed::Part;
 use crate::optim::{StepRule, StepState};
+
+mod resample;
 use crate::real::Real;
 
 /// A latent is dense when it fires on more than this fraction of an epoch's examples.
 pub const DENSE_FREQUENCY: f64 = 0.1;
+
+/// Mixed into the seed for the resampling's draws (so that they are not the shuffle's).
+const RESAMPLE_SEED: u64 = 0x5eed_dead_1a7e_0001;
 
 /// Weiszfeld steps of the geometric median of `b_dec`'s start.
 const MEDIAN_ITERATIONS: usize = 100;
@@ -72,6 +82,9 @@ pub struct TopKOptions {
     /// Start with this many latents per example and lower it linearly to the model's `k` over
     /// the first half of the steps [default: the model's `k` throughout].
     pub k_start: Option<usize>,
+    /// Every this many steps, restart the dead latents on badly reconstructed inputs (see the
+    /// `resample` module) [default: never].
+    pub resample_every: Option<u64>,
     /// A latent is dead once it has not fired on this many examples in a row [default: 10
     /// million, or the data's examples when fewer: a latent silent for a whole epoch].
     pub dead_after: Option<u64>,
@@ -94,6 +107,7 @@ impl Default for TopKOptions {
             auxk_alpha: 0.0,
             k_aux: None,
             k_start: None,
+            resample_every: None,
             dead_after: None,
         }
     }
@@ -189,18 +203,26 @@ impl TopKTrainer {
                 reason: "must be finite and at least 0",
             });
         }
-        if options.auxk_alpha == 0.0 && (options.k_aux.is_some() || options.dead_after.is_some()) {
+        if options.auxk_alpha == 0.0 && options.k_aux.is_some() {
             return Err(Error::InvalidOption {
                 name: "k_aux",
-                reason: "k_aux and dead_after shape the auxiliary loss, which is off (auxk_alpha 0)".into(),
+                reason: "k_aux shapes the auxiliary loss, which is off (auxk_alpha 0)".into(),
             });
         }
-        if options.k_aux == Some(0) || options.dead_after == Some(0) {
-            return Err(Error::InvalidHyperParameter {
-                name: if options.k_aux == Some(0) { "k_aux" } else { "dead_after" },
-                value: 0.0,
-                reason: "must be at least 1",
+        if options.auxk_alpha == 0.0 && options.resample_every.is_none() && options.dead_after.is_some() {
+            return Err(Error::InvalidOption {
+                name: "dead_after",
+                reason: "dead_after tells which latents AuxK and resampling treat as dead; both are off".into(),
             });
+        }
+        for (name, value) in [
+            ("k_aux", options.k_aux.map(|k| k as u64)),
+            ("dead_after", options.dead_after),
+            ("resample_every", options.resample_every),
+        ] {
+            if value == Some(0) {
+                return Err(Error::InvalidHyperParameter { name, value: 0.0, reason: "must be at least 1" });
+            }
         }
         Ok(TopKTrainer { options, stop: None, time_limit: None })
     }
@@ -300,6 +322,12 @@ impl TopKTrainer {
         // Examples seen, and when each latent last fired (the examples seen after its batch).
         let (mut seen, mut last_fired) = (0u64, vec![0u64; h]);
         let mut dead = vec![false; h];
+        let mark_dead = |dead: &mut [bool], last_fired: &[u64], seen: u64| {
+            for (dead, &last) in dead.iter_mut().zip(last_fired) {
+                *dead = seen - last >= dead_after;
+            }
+        };
+        let mut resampling = Xoshiro256PlusPlus::seed_from_u64(options.seed ^ RESAMPLE_SEED);
         let mut batch_values = vec![T::zero(); batch_size * n];
         let mut epochs = Vec::new();
         let mut stop = MinibatchStop::MaxEpochs;
@@ -323,9 +351,7 @@ impl TopKTrainer {
                     layout.split_mut(&mut params).b_dec.copy_from_slice(&median);
                 }
                 if aux.is_some() {
-                    for (dead, &last) in dead.iter_mut().zip(&last_fired) {
-                        *dead = seen - last >= dead_after;
-                    }
+                    mark_dead(&mut dead, &last_fired, seen);
                     objective.set_aux(aux, &dead)?;
                 }
                 let step_k = scheduled_k(k, k_start, state.steps, total_steps);
@@ -352,6 +378,26 @@ impl TopKTrainer {
                 if architecture.tied {
                     let blocks = layout.split_mut(&mut params);
                     blocks.w_dec.copy_from_slice(blocks.w_enc);
+                }
+                if options.resample_every.is_some_and(|every| state.steps % every == 0) {
+                    mark_dead(&mut dead, &last_fired, seen);
+                    let residuals = objective.residuals();
+                    let restarted = resample::resample(
+                        layout,
+                        architecture,
+                        &mut params,
+                        &mut state,
+                        &dead,
+                        residuals,
+                        &mut resampling,
+                    );
+                    if restarted > 0 {
+                        log::info!("step {step}: {restarted} dead latents resampled");
+                        // A fresh window to fire in.
+                        for (last, _) in last_fired.iter_mut().zip(&dead).filter(|(_, &d)| d) {
+                            *last = seen;
+                        }
+                    }
                 }
                 if let Some(index) = params.iter().position(|v| !v.is_finite()) {
                     let (block, row, column) = layout.locate(index);

@@ -75,6 +75,8 @@ fn options_a_topk_layer_does_not_use_are_refused_by_name() {
         (&["--k", "3", "--checkpoint", "c.safetensors"][..], "--checkpoint"),
         (&["--k", "30", "--hidden", "20"][..], "k"),
         (&["--k", "3", "--k-aux", "4"][..], "--auxk-alpha"),
+        (&["--k", "3", "--dead-after", "40"][..], "--resample-every"),
+        (&["--k", "3", "--resample-every", "0"][..], "resample_every"),
         (&["--k", "3", "--auxk-alpha", "-1"][..], "AuxK alpha"),
     ] {
         let (ok, _, stderr) = sae(&[&topk[..], extra].concat());
@@ -185,10 +187,11 @@ fn a_k_sparse_autoencoder_trains_encodes_with_more_latents_and_is_not_exported()
     assert!(sae(&[&generate[..], &["--examples", "3000", "-o", &data]].concat()).0);
     let train = ["train", "--hidden-layer", "k-sparse", "--k", "2", "--hidden", "48", "--data", &data];
     let options = ["--epochs", "6", "--batch-size", "50", "--learning-rate", "5e-3", "--no-features", "-o", &model];
+    let options = [&options[..], &["--resample-every", "30", "--dead-after", "600"]].concat();
     let (ok, stdout, stderr) = sae(&[&train[..], &options[..]].concat());
     assert!(ok, "{stderr}");
     assert!(stdout.contains("model: k-sparse autoencoder") && stdout.contains("k = 2 (from 8)"), "{stdout}");
-    assert!(!stdout.contains("unit-norm decoder"), "{stdout}");
+    assert!(!stdout.contains("unit-norm decoder") && stdout.contains("resampled every 30 steps"), "{stdout}");
     assert!(stdout.contains("epoch    6") && stdout.contains("L0 2.00"), "{stdout}");
     let trained = TopKModel::<f64>::load(Path::new(&model)).unwrap();
     assert_eq!(trained.architecture(), sae::dictionary::Architecture::K_SPARSE);
@@ -198,7 +201,7 @@ fn a_k_sparse_autoencoder_trains_encodes_with_more_latents_and_is_not_exported()
         ok && stdout.contains("k-sparse autoencoder: linear latents") && stdout.contains("tied weights"),
         "{stdout}"
     );
-    assert!(stdout.contains("k_start: 8"), "{stdout}");
+    assert!(stdout.contains("k_start: 8") && stdout.contains("resample_every: 30"), "{stdout}");
 
     // Encoding with 3k latents: six per example, of either sign.
     let codes = path(dir.path(), "codes.npy");

@@ -305,3 +305,36 @@ fn k_sparse_options_that_cannot_hold_are_refused_by_name() {
         ));
     }
 }
+
+#[test]
+fn resampling_restarts_the_latents_that_never_fire_and_they_fire_again() {
+    // 32 directions for 64 latents, and a learning rate high enough that latents die.
+    let (n, m) = (16, 4000);
+    let (_, values) = planted(n, 32, 2, m, 8);
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let init = TopKModel::<f32>::init(n, 64, 2, 4).unwrap();
+    let run = |resample_every: Option<u64>| {
+        let dead_after = resample_every.map(|_| 1000);
+        let rule = StepRule::adam(1e-2);
+        let options =
+            TopKOptions { batch_size: 100, epochs: 6, rule, resample_every, dead_after, ..TopKOptions::default() };
+        TopKTrainer::new(options).unwrap().fit(&data, init.clone(), |_| ()).unwrap()
+    };
+    let (without, with) = (run(None), run(Some(40)));
+    let dead = |t: &TopKTrained<f32>| t.epochs.last().unwrap().metrics.dead;
+    let fvu = |t: &TopKTrained<f32>| t.epochs.last().unwrap().metrics.fvu;
+    println!(
+        "last epoch: dead {:.3}, FVU {:.4} without resampling; dead {:.3}, FVU {:.4} with",
+        dead(&without),
+        fvu(&without),
+        dead(&with),
+        fvu(&with)
+    );
+    assert!(dead(&without) > 0.1, "the problem leaves latents dead: {}", dead(&without));
+    assert!(dead(&with) < 0.5 * dead(&without), "resampling: {} dead against {}", dead(&with), dead(&without));
+    assert!(fvu(&with) < 1.5 * fvu(&without), "FVU {} with resampling against {}", fvu(&with), fvu(&without));
+    for row in with.model.blocks().w_dec.chunks_exact(n) {
+        let norm = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "decoder row norm {norm}");
+    }
+}
