@@ -379,7 +379,7 @@ impl TopKTrainer {
                     let blocks = layout.split_mut(&mut params);
                     blocks.w_dec.copy_from_slice(blocks.w_enc);
                 }
-                if options.resample_every.is_some_and(|every| state.steps % every == 0) {
+                if options.resample_every.is_some_and(|every| state.steps.is_multiple_of(every)) {
                     mark_dead(&mut dead, &last_fired, seen);
                     let residuals = objective.residuals();
                     let restarted = resample::resample(

@@ -39,7 +39,7 @@ pub(super) fn resample<T: Real>(
     let weights: Vec<f64> =
         residuals.chunks_exact(n).map(|r| r.iter().map(|v| v.as_f64() * v.as_f64()).sum()).collect();
     let total: f64 = weights.iter().sum();
-    if !(total > 0.0 && total.is_finite()) || !dead.contains(&true) {
+    if !(total > 0.0 && total.is_finite() && dead.contains(&true)) {
         return 0;
     }
     let row_norm = |row: &[T]| row.iter().map(|v| v.as_f64() * v.as_f64()).sum::<f64>().sqrt();
