@@ -303,6 +303,7 @@ def train_topk(
     seed: int = 1,
     auxk_alpha: float = 0.0,
     resample_every: Optional[int] = None,
+    dead_after: Optional[int] = None,
     normalize_inputs: bool = False,
     dtype: Optional[Union[str, np.dtype]] = None,
     n_threads: Optional[int] = None,
@@ -310,8 +311,9 @@ def train_topk(
     """Trains a TopK sparse autoencoder of ``n_latents`` latents, ``k`` active per example, on
     the rows of ``X`` (the engine's sparse kernels; Adam or SGD, unit-norm decoder rows,
     ``b_dec`` at the geometric median of the first minibatch, optionally AuxK on dead
-    latents, dead latents resampled every ``resample_every`` steps, and inputs scaled to unit
-    mean squared norm). ``architecture="k-sparse"`` trains
+    latents, dead latents resampled every ``resample_every`` steps — a latent is dead once it
+    has not fired on ``dead_after`` examples in a row, by default one pass over ``X`` — and
+    inputs scaled to unit mean squared norm). ``architecture="k-sparse"`` trains
     Makhzani & Frey's k-sparse autoencoder instead: linear units, tied weights, no unit-norm
     decoder, ``k`` lowered linearly from ``k_start`` (default ``4 k``) over the first half of the
     steps (``k_start`` schedules a TopK model's ``k`` the same way). Returns the model and a list
@@ -335,6 +337,7 @@ def train_topk(
         seed=seed,
         auxk_alpha=auxk_alpha,
         resample_every=resample_every,
+        dead_after=dead_after,
         normalize_inputs=normalize_inputs,
         n_threads=n_threads,
     )

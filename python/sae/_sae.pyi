@@ -256,6 +256,7 @@ def train_topk(
     seed: int = 1,
     auxk_alpha: float = 0.0,
     resample_every: Optional[int] = None,
+    dead_after: Optional[int] = None,
     normalize_inputs: bool = False,
     n_threads: Optional[int] = None,
 ) -> Tuple[TopKModel, List[Dict[str, Any]]]: ...

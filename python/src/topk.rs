@@ -293,7 +293,7 @@ impl PyTopKModel {
 #[pyfunction]
 #[pyo3(signature = (x, n_latents, k, *, architecture = "topk", k_start = None, epochs = 10, batch_size = 1024,
                     learning_rate = 1e-3, optimizer = "adam", momentum = 0.9, seed = 1, auxk_alpha = 0.0,
-                    resample_every = None, normalize_inputs = false, n_threads = None))]
+                    resample_every = None, dead_after = None, normalize_inputs = false, n_threads = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_topk<'py>(
     py: Python<'py>,
@@ -310,6 +310,7 @@ pub(crate) fn train_topk<'py>(
     seed: u64,
     auxk_alpha: f64,
     resample_every: Option<u64>,
+    dead_after: Option<u64>,
     normalize_inputs: bool,
     n_threads: Option<usize>,
 ) -> PyResult<(PyTopKModel, Vec<Bound<'py, PyDict>>)> {
@@ -325,7 +326,17 @@ pub(crate) fn train_topk<'py>(
         }
         other => return Err(invalid(format!("architecture must be \"topk\" or \"k-sparse\", not {other:?}"))),
     };
-    let options = TopKOptions { rule, batch_size, epochs, seed, auxk_alpha, resample_every, normalize_inputs, ..base };
+    let options = TopKOptions {
+        rule,
+        batch_size,
+        epochs,
+        seed,
+        auxk_alpha,
+        resample_every,
+        dead_after,
+        normalize_inputs,
+        ..base
+    };
     let trainer = TopKTrainer::new(options).map_err(py_error)?;
     let pool = thread_pool(n_threads)?;
     macro_rules! fit {

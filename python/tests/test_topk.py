@@ -86,7 +86,7 @@ def test_bad_arguments_raise_named_errors():
 def test_a_k_sparse_autoencoder_has_tied_linear_units_and_encodes_with_more_latents(tmp_path):
     _, x = planted(m=2000)
     model, epochs = sae.train_topk(
-        x, 48, 3, architecture="k-sparse", k_start=12, epochs=6, batch_size=100, resample_every=20
+        x, 48, 3, architecture="k-sparse", k_start=12, epochs=6, batch_size=100, resample_every=20, dead_after=500
     )
     assert (model.units, model.tied) == ("linear", True)
     assert "k-sparse" in repr(model)
@@ -108,6 +108,10 @@ def test_a_k_sparse_autoencoder_has_tied_linear_units_and_encodes_with_more_late
         model.export(tmp_path / "saelens")
     with pytest.raises(sae.InvalidInputError, match="architecture"):
         sae.train_topk(x, 48, 3, architecture="batch-topk")
+    with pytest.raises(sae.InvalidInputError, match="resample_every"):
+        sae.train_topk(x, 48, 3, resample_every=0)
+    with pytest.raises(sae.InvalidInputError, match="dead_after"):
+        sae.train_topk(x, 48, 3, dead_after=100)
     with pytest.raises(sae.InvalidInputError, match="k = 49: from 1"):
         model.encode(x, k=49)
     assert model.pre_encoder_bias

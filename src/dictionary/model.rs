@@ -83,8 +83,7 @@ impl DictionaryLayout {
         self.len() == 0
     }
 
-    /// Where the blocks `[W_enc, b_enc, W_dec, b_dec]` sit in the flat vector.
-    pub fn ranges(&self) -> [Range<usize>; 4] {
+    fn ranges(&self) -> [Range<usize>; 4] {
         let (n, h) = (self.visible, self.latents);
         let hn = h * n;
         [0..hn, hn..hn + h, hn + h..2 * hn + h, 2 * hn + h..2 * hn + h + n]

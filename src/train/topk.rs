@@ -43,8 +43,6 @@ use crate::error::{Error, Result};
 use crate::model::Reconstruction;
 use crate::objective::distributed::Part;
 use crate::optim::{StepRule, StepState};
-
-mod resample;
 use crate::real::Real;
 
 /// A latent is dense when it fires on more than this fraction of an epoch's examples.
@@ -328,6 +326,9 @@ impl TopKTrainer {
             }
         };
         let mut resampling = Xoshiro256PlusPlus::seed_from_u64(options.seed ^ RESAMPLE_SEED);
+        if let Some(every) = options.resample_every.filter(|&every| every.saturating_mul(2) > total_steps) {
+            log::warn!("resampling every {every} steps: a run of {total_steps} steps resamples no latent");
+        }
         let mut batch_values = vec![T::zero(); batch_size * n];
         let mut epochs = Vec::new();
         let mut stop = MinibatchStop::MaxEpochs;
@@ -379,7 +380,11 @@ impl TopKTrainer {
                     let blocks = layout.split_mut(&mut params);
                     blocks.w_dec.copy_from_slice(blocks.w_enc);
                 }
-                if options.resample_every.is_some_and(|every| state.steps.is_multiple_of(every)) {
+                // (Not in the last `every` steps: the run ends on trained rows.)
+                let resample_now = options
+                    .resample_every
+                    .is_some_and(|every| state.steps.is_multiple_of(every) && state.steps + every <= total_steps);
+                if resample_now {
                     mark_dead(&mut dead, &last_fired, seen);
                     let residuals = objective.residuals();
                     let restarted = resample::resample(
@@ -545,5 +550,6 @@ impl Tally {
     }
 }
 
+mod resample;
 #[cfg(test)]
 mod tests;
