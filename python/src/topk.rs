@@ -14,7 +14,7 @@ use numpy::Element;
 use sae::data::stream::SliceSource;
 use sae::dictionary::interop::{self, Folder};
 use sae::dictionary::select::INACTIVE;
-use sae::dictionary::{Architecture, TopKModel, TopKObjective};
+use sae::dictionary::{Architecture, Selection, TopKModel, TopKObjective};
 use sae::optim::StepRule;
 use sae::train::{measure_topk, TopKMetrics, TopKOptions, TopKTrainer};
 use sae::{Error, Real};
@@ -59,22 +59,23 @@ fn vector<'py, T: Element + Clone>(py: Python<'py>, values: &[T]) -> Bound<'py, 
     values.to_vec().into_pyarray(py).into_any()
 }
 
-/// The codes of every row of `X` with `k` latents per example: `(indices, values)`, `m×k`
-/// each, `-1` and 0 in the slots of an example with fewer than `k` selectable pre-activations.
+/// The codes of every row of `X` with `k` latents per example (or, for a BatchTopK model,
+/// those above its threshold): `(indices, values, m, slots per example)`, `-1` and 0 in the
+/// unused slots.
 fn encode<'py, T: Real + Element>(
     py: Python<'py>,
     model: &TopKModel<T>,
     k: usize,
     x: &Bound<'py, PyAny>,
     n_threads: Option<usize>,
-) -> PyResult<(Vec<i64>, Vec<T>, usize)> {
+) -> PyResult<(Vec<i64>, Vec<T>, usize, usize)> {
     let x = contiguous::<T>(x, Contiguity::Either)?;
     check_width(&x, "X", model.visible(), "n_visible")?;
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
     let m = data.examples();
     if m == 0 {
-        return Ok((Vec::new(), Vec::new(), 0));
+        return Ok((Vec::new(), Vec::new(), 0, k));
     }
     let pool = thread_pool(n_threads)?;
     detached(py, pool.as_ref(), || -> Result<_, Error> {
@@ -83,7 +84,7 @@ fn encode<'py, T: Real + Element>(
         objective.encode_only(model.params(), &data)?;
         let (indices, values) = objective.codes();
         let indices = indices.iter().map(|&j| if j == INACTIVE { -1 } else { i64::from(j) }).collect();
-        Ok((indices, values.to_vec(), m))
+        Ok((indices, values.to_vec(), m, objective.slots_per_example()))
     })
     .map_err(py_error)
 }
@@ -94,7 +95,7 @@ fn reconstruct<'py, T: Real + Element>(
     x: &Bound<'py, PyAny>,
     n_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (indices, values, m) = encode(py, model, model.k(), x, n_threads)?;
+    let (indices, values, m, _) = encode(py, model, model.k(), x, n_threads)?;
     let slots: Vec<u32> = indices.iter().map(|&j| u32::try_from(j).unwrap_or(INACTIVE)).collect();
     let mut output = vec![T::zero(); m * model.visible()];
     model.decode(&slots, &values, &mut output).map_err(py_error)?;
@@ -226,6 +227,20 @@ impl PyTopKModel {
         either!(&self.0, model => model.architecture().tied)
     }
 
+    /// `"example"` (TopK, k-sparse: `k` per example) or `"batch"` (BatchTopK: `k` per example
+    /// on average over a training batch, the inference `threshold` after).
+    #[getter]
+    fn selection(&self) -> &'static str {
+        either!(&self.0, model => model.architecture().selection.name())
+    }
+
+    /// BatchTopK's inference threshold: a latent is active when its pre-activation exceeds it
+    /// (0 for the other models).
+    #[getter]
+    fn threshold(&self) -> f64 {
+        either!(&self.0, model => model.threshold())
+    }
+
     /// Whether the encoder reads `x − b_dec` (else `x`).
     #[getter]
     fn pre_encoder_bias(&self) -> bool {
@@ -234,7 +249,9 @@ impl PyTopKModel {
 
     /// The codes of every row of `X`: `(indices, values)`, `m×k` each (int64 latent indices,
     /// activations in the model's dtype), `-1` and 0 in unused slots; with `k`, that many
-    /// latents per example instead of the model's (Makhzani & Frey encode with `3k`).
+    /// latents per example instead of the model's (Makhzani & Frey encode with `3k`). A
+    /// BatchTopK model keeps the latents above its threshold, `m×s` for `s` at least the most
+    /// any row has.
     #[pyo3(signature = (x, k = None, n_threads = None))]
     fn encode<'py>(
         &self,
@@ -243,13 +260,16 @@ impl PyTopKModel {
         k: Option<usize>,
         n_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        if k.is_some() && self.selection() == Selection::Batch.name() {
+            return Err(invalid("k: a BatchTopK model encodes with its threshold, not a number of latents".to_string()));
+        }
         let k = k.unwrap_or(self.k());
         if k == 0 || k > self.n_latents() {
             return Err(invalid(format!("k = {k}: from 1 to the model's {} latents", self.n_latents())));
         }
         either!(&self.0, model => {
-            let (indices, values, m) = encode(py, model, k, x, n_threads)?;
-            Ok((matrix(py, indices, m, k)?, matrix(py, values, m, k)?))
+            let (indices, values, m, slots) = encode(py, model, k, x, n_threads)?;
+            Ok((matrix(py, indices, m, slots)?, matrix(py, values, m, slots)?))
         })
     }
 
@@ -285,7 +305,9 @@ impl PyTopKModel {
     }
 }
 
-/// Trains a TopK model (`architecture = "topk"`) or a k-sparse autoencoder (`"k-sparse"`:
+/// Trains a TopK model (`architecture = "topk"`), a BatchTopK one (`"batch-topk"`: `k` per
+/// example on average over each minibatch, the inference threshold estimated as it trains) or
+/// a k-sparse autoencoder (`"k-sparse"`:
 /// linear units, tied weights, `k` lowered from `k_start`, 4k by default) on the rows of `X`
 /// (its dtype is the model's) with Adam (or SGD with `momentum`), unit-norm decoder rows (TopK)
 /// and `b_dec` at the geometric median of the first minibatch; returns the model and each
@@ -321,10 +343,15 @@ pub(crate) fn train_topk<'py>(
     };
     let (architecture, base) = match architecture {
         "topk" => (Architecture::TOPK, TopKOptions { k_start, ..TopKOptions::default() }),
+        "batch-topk" => (Architecture::BATCH_TOPK, TopKOptions { k_start, ..TopKOptions::default() }),
         "k-sparse" => {
             (Architecture::K_SPARSE, TopKOptions::k_sparse(k_start.unwrap_or(k.saturating_mul(4).min(n_latents))))
         }
-        other => return Err(invalid(format!("architecture must be \"topk\" or \"k-sparse\", not {other:?}"))),
+        other => {
+            return Err(invalid(format!(
+                "architecture must be \"topk\", \"batch-topk\" or \"k-sparse\", not {other:?}"
+            )))
+        }
     };
     let options = TopKOptions {
         rule,

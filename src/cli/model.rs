@@ -252,7 +252,7 @@ impl<T: Real> Loaded<T> {
                 match what {
                     Apply::Encode => {
                         let mut codes = vec![T::zero(); rows * h];
-                        sae::dictionary::spread_codes(indices, values, k, &mut codes);
+                        sae::dictionary::spread_codes(indices, values, objective.slots_per_example(), &mut codes);
                         codes
                     }
                     Apply::Reconstruct => {

@@ -17,4 +17,4 @@ pub mod select;
 pub use median::geometric_median;
 pub use model::{spread_codes, Architecture, Blocks, DictionaryLayout, TopKModel, OBJECTIVE};
 pub use objective::{AuxK, BatchStats, TopKObjective};
-pub use select::Units;
+pub use select::{Selection, Units};

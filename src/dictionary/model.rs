@@ -30,7 +30,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 use safetensors::tensor::SafeTensors;
 
-use super::select::Units;
+use super::select::{Selection, Units};
 use crate::data::input::InputFile;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
@@ -141,11 +141,12 @@ impl DictionaryLayout {
     }
 }
 
-/// What a dictionary model's selected units output, whether its decoder is its encoder, and
-/// whether its encoder reads `x − b_dec` or `x`.
+/// What a dictionary model's selected units output, over what they are selected, whether its
+/// decoder is its encoder, and whether its encoder reads `x − b_dec` or `x`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Architecture {
     pub units: Units,
+    pub selection: Selection,
     /// `z = W_enc (x − b_dec) + b_enc` (TopK SAEs) rather than `z = W_enc x + b_enc`.
     pub pre_encoder_bias: bool,
     /// `W_dec = W_enc`. The flat layout keeps both blocks (so that one layout, one file and the
@@ -162,9 +163,14 @@ impl Architecture {
         match self {
             Architecture::TOPK => "TopK sparse autoencoder".to_string(),
             Architecture::K_SPARSE => "k-sparse autoencoder".to_string(),
-            Architecture { units, pre_encoder_bias, tied } => format!(
-                "dictionary autoencoder ({} units, {}, {})",
+            Architecture::BATCH_TOPK => "BatchTopK sparse autoencoder".to_string(),
+            Architecture { units, selection, pre_encoder_bias, tied } => format!(
+                "dictionary autoencoder ({} units, {}, {}, {})",
                 units.name(),
+                match selection {
+                    Selection::PerExample => "k per example",
+                    Selection::Batch => "k per example on average over a batch",
+                },
                 if pre_encoder_bias { "b_dec subtracted before encoding" } else { "z = W_enc x + b_enc" },
                 if tied { "tied weights" } else { "an encoder and a decoder" }
             ),
@@ -172,10 +178,15 @@ impl Architecture {
     }
 
     /// A TopK sparse autoencoder: ReLU units, an encoder and a decoder of their own.
-    pub const TOPK: Architecture = Architecture { units: Units::Relu, pre_encoder_bias: true, tied: false };
+    pub const TOPK: Architecture =
+        Architecture { units: Units::Relu, selection: Selection::PerExample, pre_encoder_bias: true, tied: false };
     /// Makhzani & Frey's k-sparse autoencoder: linear units, tied weights (with the pre-encoder
     /// bias, see the module's documentation).
-    pub const K_SPARSE: Architecture = Architecture { units: Units::Linear, pre_encoder_bias: true, tied: true };
+    pub const K_SPARSE: Architecture =
+        Architecture { units: Units::Linear, selection: Selection::PerExample, pre_encoder_bias: true, tied: true };
+    /// A BatchTopK sparse autoencoder: a TopK one whose `k` is the batch's mean (see
+    /// [`Selection::Batch`]).
+    pub const BATCH_TOPK: Architecture = Architecture { selection: Selection::Batch, ..Architecture::TOPK };
 }
 
 /// A TopK sparse autoencoder (see the module's documentation).
@@ -184,6 +195,9 @@ pub struct TopKModel<T> {
     layout: DictionaryLayout,
     k: usize,
     architecture: Architecture,
+    /// With [`Selection::Batch`], the inference threshold: a latent is active on an example
+    /// when `z_j` exceeds it (0 for the other selections, which do not read it).
+    threshold: f64,
     params: Vec<T>,
 }
 
@@ -205,7 +219,7 @@ impl<T: Real> TopKModel<T> {
             }
         }
         blocks.w_enc.copy_from_slice(blocks.w_dec);
-        Ok(TopKModel { layout, k, architecture: Architecture::TOPK, params })
+        Ok(TopKModel { layout, k, architecture: Architecture::TOPK, threshold: 0.0, params })
     }
 
     /// A TopK model of the flat parameters `params` (`[W_enc | b_enc | W_dec | b_dec]`); fails on
@@ -220,7 +234,7 @@ impl<T: Real> TopKModel<T> {
             let (block, row, column) = layout.locate(index);
             return Err(Error::NonFiniteTheta { index, block, row, column, value: params[index].as_f64() });
         }
-        Ok(TopKModel { layout, k, architecture: Architecture::TOPK, params })
+        Ok(TopKModel { layout, k, architecture: Architecture::TOPK, threshold: 0.0, params })
     }
 
     /// This model with `architecture`; fails for tied weights unless `W_dec = W_enc` already,
@@ -237,6 +251,16 @@ impl<T: Real> TopKModel<T> {
             }
         }
         self.architecture = architecture;
+        Ok(self)
+    }
+
+    /// This model with the inference threshold `threshold` (see [`Selection::Batch`]); fails
+    /// unless it is finite.
+    pub fn with_threshold(mut self, threshold: f64) -> Result<Self> {
+        if !threshold.is_finite() {
+            return Err(Error::InvalidHyperParameter { name: "threshold", value: threshold, reason: "must be finite" });
+        }
+        self.threshold = threshold;
         Ok(self)
     }
 
@@ -281,6 +305,11 @@ impl<T: Real> TopKModel<T> {
         self.architecture
     }
 
+    /// The inference threshold of [`Selection::Batch`] (0 for the other selections).
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
     /// The flat parameters `[W_enc | b_enc | W_dec | b_dec]`.
     pub fn params(&self) -> &[T] {
         &self.params
@@ -290,18 +319,22 @@ impl<T: Real> TopKModel<T> {
         self.layout.split(&self.params)
     }
 
-    /// `out ← x̂` of `m` examples from their codes (`k` slots each, as
-    /// [`TopKObjective::codes`](super::TopKObjective::codes) gives them): `x̂ = b_dec +
+    /// `out ← x̂` of `m = out.len() / n` examples from their codes (the same number of slots
+    /// each, as [`TopKObjective::codes`](super::TopKObjective::codes) gives them): `x̂ = b_dec +
     /// Σ_s values[s] W_dec[indices[s]]`, `m×n` row-major; unused slots are skipped.
     pub fn decode(&self, indices: &[u32], values: &[T], out: &mut [T]) -> Result<()> {
-        let (n, k) = (self.visible(), self.k);
-        let m = indices.len() / k;
-        if indices.len() != m * k || values.len() != indices.len() || out.len() != m * n {
+        let n = self.visible();
+        let m = out.len() / n;
+        let k = if m == 0 { 0 } else { indices.len() / m };
+        if out.len() != m * n || indices.len() != m * k || values.len() != indices.len() || (m > 0 && k == 0) {
             return Err(Error::shape_mismatch(
                 "codes and reconstruction",
-                format!("{k} slots per example and {n} values"),
+                format!("the same number of slots for each example and {n} values"),
                 format!("{} indices, {} values, {} outputs", indices.len(), values.len(), out.len()),
             ));
+        }
+        if m == 0 {
+            return Ok(());
         }
         let (kernels, blocks) = (Kernels::<T>::detect(), self.blocks());
         for ((x, slots), activations) in
@@ -321,7 +354,8 @@ impl<T: Real> TopKModel<T> {
 
     /// Writes the model atomically: safetensors with sparsify's tensor names (`encoder.weight`
     /// `h×n`, `encoder.bias`, `W_dec` `h×n`, `b_dec`) in the working dtype, and metadata
-    /// `objective`, `visible`, `latents`, `k`, `units`, `pre_encoder_bias`, `tied`.
+    /// `objective`, `visible`, `latents`, `k`, `units`, `selection`, `pre_encoder_bias`,
+    /// `tied` (and `threshold` with batch selection).
     pub fn save(&self, path: &Path) -> Result<()> {
         self.save_with_metadata(path, std::iter::empty())
     }
@@ -337,7 +371,7 @@ impl<T: Real> TopKModel<T> {
             crate::model::tensor_out("W_dec", vec![h, n], blocks.w_dec),
             crate::model::tensor_out("b_dec", vec![n], blocks.b_dec),
         ];
-        let own = [
+        let mut own = vec![
             ("format", FORMAT.to_string()),
             ("format_version", FORMAT_VERSION.to_string()),
             ("sae_version", env!("CARGO_PKG_VERSION").to_string()),
@@ -347,9 +381,14 @@ impl<T: Real> TopKModel<T> {
             ("latents", h.to_string()),
             ("k", self.k.to_string()),
             ("units", self.architecture.units.name().to_string()),
+            ("selection", self.architecture.selection.name().to_string()),
             ("pre_encoder_bias", self.architecture.pre_encoder_bias.to_string()),
             ("tied", self.architecture.tied.to_string()),
         ];
+        if self.architecture.selection == Selection::Batch {
+            // Rust prints the shortest decimal that reads back as the same f64.
+            own.push(("threshold", self.threshold.to_string()));
+        }
         let mut metadata = BTreeMap::new();
         for (key, value) in extra {
             if own.iter().any(|(reserved, _)| *reserved == key) {
@@ -412,8 +451,22 @@ impl<T: Real> TopKModel<T> {
             Some(other) => Err(bad(format!("metadata {key} {other:?} is not true or false"))),
         };
         let (pre_encoder_bias, tied) = (flag("pre_encoder_bias", true)?, flag("tied", false)?);
+        let selection = match metadata.get("selection") {
+            None => Selection::PerExample,
+            Some(name) => Selection::from_name(name)
+                .ok_or_else(|| bad(format!("metadata selection {name:?} is not example or batch")))?,
+        };
+        let threshold = match selection {
+            Selection::PerExample => 0.0,
+            Selection::Batch => get("threshold")?
+                .parse::<f64>()
+                .ok()
+                .filter(|threshold| threshold.is_finite())
+                .ok_or_else(|| bad(format!("metadata threshold {:?} is not a finite number", metadata["threshold"])))?,
+        };
         TopKModel::from_params(n, h, k, params)
-            .and_then(|model| model.with_architecture(Architecture { units, pre_encoder_bias, tied }))
+            .and_then(|model| model.with_architecture(Architecture { units, selection, pre_encoder_bias, tied }))
+            .and_then(|model| model.with_threshold(threshold))
             .map_err(|e| bad(format!("invalid model: {e}")))
     }
 }
@@ -529,13 +582,33 @@ mod tests {
             k_sparse.save(&k_sparse_path).unwrap();
             assert_eq!(TopKModel::<f64>::load(&k_sparse_path).unwrap(), k_sparse, "the architecture is kept");
         }
+        let batch_path = dir.path().join("batch-topk.safetensors");
+        let batch = TopKModel::<f32>::init(5, 9, 2, 3)
+            .unwrap()
+            .with_architecture(Architecture::BATCH_TOPK)
+            .unwrap()
+            .with_threshold(0.1 + 0.2)
+            .unwrap();
+        batch.save(&batch_path).unwrap();
+        let loaded = TopKModel::<f32>::load(&batch_path).unwrap();
+        assert_eq!(loaded, batch, "the selection and the threshold are kept");
+        assert_eq!(loaded.threshold(), 0.1 + 0.2, "to the last bit");
         // Metadata values that are not the architecture's are named.
         let k_sparse = TopKModel::<f64>::init(5, 9, 2, 3).unwrap();
-        for (key, value) in [("units", "sigmoid"), ("tied", "yes"), ("pre_encoder_bias", "1")] {
+        for (key, value) in [
+            ("units", "sigmoid"),
+            ("tied", "yes"),
+            ("pre_encoder_bias", "1"),
+            ("selection", "token"),
+            ("threshold", "inf"),
+        ] {
             let bytes = std::fs::read(&k_sparse_path).unwrap();
             let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
             let mut metadata = header.metadata().clone().unwrap();
             metadata.insert(key.to_string(), value.to_string());
+            if key == "threshold" {
+                metadata.insert("selection".to_string(), "batch".to_string());
+            }
             let blocks = k_sparse.blocks();
             let tensors = vec![
                 crate::model::tensor_out("encoder.weight", vec![9, 5], blocks.w_enc),

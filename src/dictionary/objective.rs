@@ -46,7 +46,7 @@
 use rayon::prelude::*;
 
 use super::model::{check_shape, Architecture, DictionaryLayout, TopKModel};
-use super::select::{top_k, Units, INACTIVE};
+use super::select::{keep_batch_top, top_k, top_k_above, Selection, Units, INACTIVE};
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer, Packed};
@@ -67,6 +67,9 @@ pub struct BatchStats {
     pub active: usize,
     /// `Σ_e ‖ê_e + r_e‖²` of the auxiliary loss (0 without it, or without dead latents).
     pub aux_squared_error: f64,
+    /// With a batch selection in training, the smallest activation it kept: the batch's
+    /// threshold, of which the inference threshold is a running mean.
+    pub smallest_selected: Option<f64>,
 }
 
 /// The auxiliary loss on dead latents: the `k_aux` largest of them per example reconstruct the
@@ -94,6 +97,12 @@ pub struct TopKObjective<T: Real> {
     layout: DictionaryLayout,
     architecture: Architecture,
     k: usize,
+    /// Slots per example: `k`, or with a batch selection the candidates of each example (more
+    /// than `k`, grown when an example needs more).
+    width: usize,
+    /// With a batch selection, the inference threshold of [`measure`](Self::measure) and
+    /// [`encode_only`](Self::encode_only).
+    threshold: T,
     capacity: usize,
     block: usize,
     gemm: Gemm,
@@ -106,17 +115,40 @@ pub struct TopKObjective<T: Real> {
     last_examples: usize,
     /// The examples of the last evaluation whose `δ` the workspace holds.
     last_residuals: usize,
+    /// The smallest activation the last evaluation's batch selection kept.
+    last_smallest: Option<f64>,
     work: Workspace<T>,
 }
 
 /// Buffers reused across evaluations.
 #[derive(Debug, Default)]
 struct Workspace<T> {
+    batch: BatchBuffers<T>,
+    /// One `block × h` buffer of pre-activations per thread.
+    pre: Vec<Vec<T>>,
+    /// The auxiliary selection's bias: `b_enc` on the dead latents, −∞ on the live ones, which
+    /// it then never selects.
+    aux_bias: Vec<T>,
+    /// The active slots by latent: those of latent `j` are `by_latent[starts[j]..starts[j + 1]]`
+    /// (slot `e·width + s`, or `B·width + e·k_aux + s` for an auxiliary slot), in example
+    /// order.
+    starts: Vec<usize>,
+    by_latent: Vec<u32>,
+    /// The counting sort's next free position of each latent.
+    next: Vec<usize>,
+    /// The batch selection's candidates: (value, slot).
+    keys: Vec<(T, u32)>,
+    packed_w_enc: PackBuffer<T>,
+}
+
+/// The buffers of each example of a batch, cut into blocks for the threads.
+#[derive(Debug, Default)]
+struct BatchBuffers<T> {
     /// The encoder's input `xc_e` (`x_e − b_dec`, or `x_e`), `B×n` row-major.
     encoder_input: Vec<T>,
     /// `δ_e = r_e / B`, `B×n` row-major.
     residual: Vec<T>,
-    /// The slots of each example: `B×k` latent indices (active first, by latent), their
+    /// The slots of each example: `B×width` latent indices (active first, by latent), their
     /// activations `a`, and their gradients `g`.
     indices: Vec<u32>,
     values: Vec<T>,
@@ -124,23 +156,12 @@ struct Workspace<T> {
     /// `‖r_e‖²` per example.
     squared_errors: Vec<f64>,
     /// The auxiliary slots (`B×k_aux`), `δ'_e` (`B×n`) and `‖ê_e + r_e‖²` (one value per
-    /// example each, unused, without the auxiliary loss), and the auxiliary selection's bias:
-    /// `b_enc` on the dead latents, −∞ on the live ones, which it then never selects.
+    /// example each, unused, without the auxiliary loss).
     aux_indices: Vec<u32>,
     aux_values: Vec<T>,
     aux_grads: Vec<T>,
     aux_residual: Vec<T>,
     aux_squared_errors: Vec<f64>,
-    aux_bias: Vec<T>,
-    /// One `block × h` buffer of pre-activations per thread.
-    pre: Vec<Vec<T>>,
-    /// The active slots by latent: those of latent `j` are `by_latent[starts[j]..starts[j + 1]]`
-    /// (slot `e·k + s`, or `B·k + e·k_aux + s` for an auxiliary slot), in example order.
-    starts: Vec<usize>,
-    by_latent: Vec<u32>,
-    /// The counting sort's next free position of each latent.
-    next: Vec<usize>,
-    packed_w_enc: PackBuffer<T>,
 }
 
 impl<T: Real> TopKObjective<T> {
@@ -157,6 +178,8 @@ impl<T: Real> TopKObjective<T> {
             layout: DictionaryLayout::new(visible, latents),
             architecture: Architecture::TOPK,
             k,
+            width: k,
+            threshold: T::zero(),
             capacity,
             block,
             gemm: Gemm::detect(Backend::preferred()),
@@ -165,6 +188,7 @@ impl<T: Real> TopKObjective<T> {
             dead: Vec::new(),
             last_examples: 0,
             last_residuals: 0,
+            last_smallest: None,
             work: Workspace::default(),
         })
     }
@@ -185,11 +209,11 @@ impl<T: Real> TopKObjective<T> {
                     reason: "k_aux must be at least 1 and alpha finite and non-negative",
                 });
             }
-            if u32::try_from(self.capacity.saturating_mul(self.k.saturating_add(aux.k_aux.min(dead_count)))).is_err() {
+            if u32::try_from(self.capacity.saturating_mul(self.width.saturating_add(aux.k_aux.min(dead_count)))).is_err() {
                 return Err(Error::InvalidHyperParameter {
                     name: "AuxK",
                     value: aux.k_aux as f64,
-                    reason: "batch × (k + k_aux) must be below 2³²",
+                    reason: "batch × (slots per example + k_aux) must be below 2³²",
                 });
             }
         }
@@ -206,21 +230,46 @@ impl<T: Real> TopKObjective<T> {
     /// The same objective for models of `architecture`.
     pub fn with_architecture(mut self, architecture: Architecture) -> Self {
         self.architecture = architecture;
+        self.width = self.width_for(self.k);
         self
     }
 
-    /// The objective of `model` (its shape, `k` and architecture) on minibatches of at most
-    /// `capacity` examples.
+    /// The objective of `model` (its shape, `k`, architecture and threshold) on minibatches of
+    /// at most `capacity` examples.
     pub fn for_model(model: &TopKModel<T>, capacity: usize) -> Result<Self> {
-        Ok(Self::new(model.visible(), model.latents(), model.k(), capacity)?.with_architecture(model.architecture()))
+        let mut objective =
+            Self::new(model.visible(), model.latents(), model.k(), capacity)?.with_architecture(model.architecture());
+        objective.set_threshold(model.threshold());
+        Ok(objective)
+    }
+
+    /// The inference threshold of a batch selection: [`measure`](Self::measure) and
+    /// [`encode_only`](Self::encode_only) keep every latent whose `z_j` exceeds it.
+    pub fn set_threshold(&mut self, threshold: f64) {
+        self.threshold = T::cast(threshold);
+    }
+
+    /// The slots per example for `k`: `k`, or for a batch selection `4k` candidates to start
+    /// with (an example may take several times its share), as many as the batch's slots can
+    /// number.
+    fn width_for(&self, k: usize) -> usize {
+        match self.architecture.selection {
+            Selection::PerExample => k,
+            Selection::Batch => {
+                let numbered = (u32::MAX as usize - 1) / self.capacity;
+                self.width.max(k.saturating_mul(4)).min(self.layout.latents()).min(numbered).max(k)
+            }
+        }
     }
 
     /// Selects `k` latents per example from the next evaluation on (a schedule of `k`, or
     /// encoding with more latents than the model was trained with).
     pub fn set_k(&mut self, k: usize) -> Result<()> {
         check_shape(self.layout.visible(), self.layout.latents(), k)?;
-        check_slots(self.capacity, k.saturating_add(self.aux.map_or(0, |aux| aux.k_aux)))?;
+        let width = self.width_for(k);
+        check_slots(self.capacity, width.saturating_add(self.aux.map_or(0, |aux| aux.k_aux)))?;
         self.k = k;
+        self.width = width;
         self.last_examples = 0;
         Ok(())
     }
@@ -240,6 +289,12 @@ impl<T: Real> TopKObjective<T> {
         self.k
     }
 
+    /// The slots of each example in [`codes`](Self::codes): `k`, or more with a batch
+    /// selection.
+    pub fn slots_per_example(&self) -> usize {
+        self.width
+    }
+
     /// `L` on `batch` and its gradient into `grad` (every value written), with what it
     /// measured. Fails on a batch of the wrong width, an empty one or one larger than the
     /// capacity; the values are not scanned (the trainer checks its data once).
@@ -247,7 +302,7 @@ impl<T: Real> TopKObjective<T> {
         if grad.len() != self.layout.len() {
             return Err(Error::shape_mismatch("TopK gradient", self.layout.len(), grad.len()));
         }
-        let examples = self.encode(params, batch, true)?;
+        let examples = self.encode(params, batch, true, true)?;
         let stats = self.stats(examples);
         self.backward(params, grad, examples);
         self.last_residuals = examples;
@@ -258,7 +313,7 @@ impl<T: Real> TopKObjective<T> {
     /// run) and without the auxiliary loss: a trained model's metrics on data.
     pub fn measure(&mut self, params: &[T], batch: &Dataset<'_, T>) -> Result<(f64, BatchStats)> {
         let aux = self.aux.take();
-        let measured = self.encode(params, batch, true).map(|examples| (examples, self.stats(examples)));
+        let measured = self.encode(params, batch, true, false).map(|examples| (examples, self.stats(examples)));
         self.aux = aux;
         let (examples, stats) = measured?;
         Ok((stats.squared_error / (2.0 * examples as f64), stats))
@@ -266,12 +321,13 @@ impl<T: Real> TopKObjective<T> {
 
     fn stats(&self, examples: usize) -> BatchStats {
         BatchStats {
-            squared_error: self.work.squared_errors[..examples].iter().sum(),
-            active: self.work.indices[..examples * self.k].iter().filter(|&&i| i != INACTIVE).count(),
+            squared_error: self.work.batch.squared_errors[..examples].iter().sum(),
+            active: self.work.batch.indices[..examples * self.width].iter().filter(|&&i| i != INACTIVE).count(),
             aux_squared_error: match self.aux {
-                Some(_) => self.work.aux_squared_errors[..examples].iter().sum(),
+                Some(_) => self.work.batch.aux_squared_errors[..examples].iter().sum(),
                 None => 0.0,
             },
+            smallest_selected: self.last_smallest,
         }
     }
 
@@ -283,23 +339,23 @@ impl<T: Real> TopKObjective<T> {
 
     /// The slots of the examples of the last [`evaluate`](Self::evaluate),
     /// [`measure`](Self::measure) or
-    /// [`encode_only`](Self::encode_only): `(indices, values)`, `k` per example (none before
-    /// the first).
+    /// [`encode_only`](Self::encode_only): `(indices, values)`,
+    /// [`slots_per_example`](Self::slots_per_example) per example (none before the first).
     pub fn codes(&self) -> (&[u32], &[T]) {
-        let slots = self.last_examples * self.k;
-        (&self.work.indices[..slots], &self.work.values[..slots])
+        let slots = self.last_examples * self.width;
+        (&self.work.batch.indices[..slots], &self.work.batch.values[..slots])
     }
 
     /// `δ_e = (x̂_e − x_e)/B` of each example of the last [`evaluate`](Self::evaluate), `B×n`
     /// row-major (empty before the first, and after a measure or an encoding).
     pub fn residuals(&self) -> &[T] {
-        &self.work.residual[..self.last_residuals * self.layout.visible()]
+        &self.work.batch.residual[..self.last_residuals * self.layout.visible()]
     }
 
     /// The selection and activations of `batch` only (inference): read them with
     /// [`codes`](Self::codes). Returns the number of examples.
     pub fn encode_only(&mut self, params: &[T], batch: &Dataset<'_, T>) -> Result<usize> {
-        self.encode(params, batch, false)
+        self.encode(params, batch, false, false)
     }
 
     /// The most examples an evaluation takes.
@@ -307,12 +363,15 @@ impl<T: Real> TopKObjective<T> {
         self.capacity
     }
 
-    /// The forward pass: centres the batch, encodes it block by block (GEMM, selection), and
-    /// with `decode` the squared norms of the residuals `r_e`, then `δ_e = r_e / B` and the
-    /// gradients `g_ej` of the active slots (while the example's `k` decoder rows are still in
-    /// cache from its decoding).
-    fn encode(&mut self, params: &[T], batch: &Dataset<'_, T>, decode: bool) -> Result<usize> {
-        let (n, h, k) = (self.layout.visible(), self.layout.latents(), self.k);
+    /// The forward pass: centres the batch, encodes it block by block (GEMM, selection) and,
+    /// with `decode`, computes the squared norms of the residuals `r_e`, then `δ_e = r_e / B`
+    /// and the gradients `g_ej` of the active slots. A per-example selection decodes each
+    /// example as it is selected (while its block is in cache); a batch selection first
+    /// selects candidates for the whole batch, cuts them to the batch's `k·B` largest
+    /// (`train`) or to the inference threshold, and decodes in a second pass — after
+    /// selecting again with more candidates per example when some example may have had more.
+    fn encode(&mut self, params: &[T], batch: &Dataset<'_, T>, decode: bool, train: bool) -> Result<usize> {
+        let (n, h) = (self.layout.visible(), self.layout.latents());
         if params.len() != self.layout.len() {
             return Err(Error::shape_mismatch("TopK parameters", self.layout.len(), params.len()));
         }
@@ -329,31 +388,19 @@ impl<T: Real> TopKObjective<T> {
         // Whatever happens below, the codes and residuals of an earlier batch are gone.
         self.last_examples = 0;
         self.last_residuals = 0;
-        let threads = rayon::current_num_threads();
-        let work = &mut self.work;
-        let capacity = self.capacity;
-        for buffer in [&mut work.encoder_input, &mut work.residual] {
-            buffer.resize(capacity * n, T::zero());
-        }
-        work.indices.resize(capacity * k, 0);
-        work.values.resize(capacity * k, T::zero());
-        work.value_grads.resize(capacity * k, T::zero());
-        work.squared_errors.resize(capacity, 0.0);
-        // Without the auxiliary loss its buffers hold one value per example, so that they are
-        // cut into blocks like the others.
+        self.last_smallest = None;
+        let units = self.architecture.units;
+        let selecting = match self.architecture.selection {
+            Selection::PerExample => Selecting::PerExample,
+            Selection::Batch if train => Selecting::Batch { keep: self.k * examples },
+            Selection::Batch => {
+                let floor = units.floor::<T>();
+                Selecting::Above(if self.threshold > floor { self.threshold } else { floor })
+            }
+        };
         let aux = self.aux.filter(|_| decode);
-        let (aux_k, aux_n) = aux.map_or((1, 1), |aux| (aux.k_aux, n));
-        work.aux_indices.resize(capacity * aux_k, 0);
-        work.aux_values.resize(capacity * aux_k, T::zero());
-        work.aux_grads.resize(capacity * aux_k, T::zero());
-        work.aux_residual.resize(capacity * aux_n, T::zero());
-        work.aux_squared_errors.resize(capacity, 0.0);
-        work.pre.resize_with(threads, Vec::new);
-        for pre in &mut work.pre {
-            pre.resize(self.block * h, T::zero());
-        }
-
         let blocks = self.layout.split(params);
+        let work = &mut self.work;
         work.aux_bias.clear();
         if aux.is_some() {
             let dead = self.dead.iter();
@@ -361,10 +408,13 @@ impl<T: Real> TopKObjective<T> {
         }
         let packed =
             self.gemm.pack_right(MatRef::row_major(blocks.w_enc, h, n).t(), Order::RowMajor, &mut work.packed_w_enc);
-        let context = Forward {
+        let mut context = Forward {
             gemm: &self.gemm,
             kernels: &self.kernels,
-            units: self.architecture.units,
+            floor: match selecting {
+                Selecting::Above(floor) => floor,
+                _ => units.floor(),
+            },
             pre_encoder_bias: self.architecture.pre_encoder_bias,
             w_enc: &packed,
             b_enc: blocks.b_enc,
@@ -373,8 +423,8 @@ impl<T: Real> TopKObjective<T> {
             batch,
             n,
             h,
-            k,
-            decode,
+            width: self.width,
+            decode_when_selected: decode && selecting == Selecting::PerExample,
             scale: T::cast(1.0 / examples as f64),
             aux: aux.map(|aux| AuxForward {
                 bias: &work.aux_bias,
@@ -382,38 +432,61 @@ impl<T: Real> TopKObjective<T> {
                 weight: T::cast(aux.alpha / examples as f64),
             }),
         };
-        let block = self.block;
-        let total_blocks = examples.div_ceil(block);
-        // A wave of one block per thread at a time, each on its own pre-activation buffer.
-        for wave in (0..total_blocks).step_by(threads) {
-            let in_wave = threads.min(total_blocks - wave);
-            let span = |width: usize| wave * block * width..((wave + in_wave) * block).min(examples) * width;
-            work.encoder_input[span(n)]
-                .par_chunks_mut(block * n)
-                .zip(work.residual[span(n)].par_chunks_mut(block * n))
-                .zip(work.indices[span(k)].par_chunks_mut(block * k))
-                .zip(work.values[span(k)].par_chunks_mut(block * k))
-                .zip(work.value_grads[span(k)].par_chunks_mut(block * k))
-                .zip(work.squared_errors[span(1)].par_chunks_mut(block))
-                .zip(work.pre.par_iter_mut())
-                .zip(work.aux_indices[span(aux_k)].par_chunks_mut(block * aux_k))
-                .zip(work.aux_values[span(aux_k)].par_chunks_mut(block * aux_k))
-                .zip(work.aux_grads[span(aux_k)].par_chunks_mut(block * aux_k))
-                .zip(work.aux_residual[span(aux_n)].par_chunks_mut(block * aux_n))
-                .zip(work.aux_squared_errors[span(1)].par_chunks_mut(block))
-                .enumerate()
-                .for_each(|(b, main_and_aux)| {
-                    let (((((main, aux_indices), aux_values), aux_grads), aux_residual), aux_squared_errors) =
-                        main_and_aux;
-                    let ((((((encoder_input, residual), indices), values), value_grads), squared_errors), pre) = main;
-                    let slots = Slots { indices, values, value_grads };
-                    let aux = AuxPart {
-                        slots: Slots { indices: aux_indices, values: aux_values, value_grads: aux_grads },
-                        residual: aux_residual,
-                        squared_errors: aux_squared_errors,
-                    };
-                    context.block((wave + b) * block, (encoder_input, residual), slots, squared_errors, pre, aux);
-                });
+        let threads = rayon::current_num_threads();
+        let shape = Shape { examples, block: self.block, n, aux: aux.map(|aux| aux.k_aux) };
+        work.pre.resize_with(threads, Vec::new);
+        for pre in &mut work.pre {
+            pre.resize(shape.block * h, T::zero());
+        }
+        loop {
+            work.batch.reserve(self.capacity, shape, context.width);
+            let mut parts = work.batch.parts(shape, context.width);
+            // A wave of one block per thread at a time, each on its own pre-activation buffer.
+            for wave in parts.chunks_mut(threads) {
+                wave.par_iter_mut().zip(work.pre.par_iter_mut()).for_each(|(part, pre)| context.select(part, pre));
+            }
+            drop(parts);
+            let width = context.width;
+            let slots = examples * width;
+            let complete = match selecting {
+                Selecting::PerExample => true,
+                Selecting::Batch { keep } => {
+                    let cut = keep_batch_top(
+                        &mut work.batch.indices[..slots],
+                        &mut work.batch.values[..slots],
+                        width,
+                        keep,
+                        h,
+                        &mut work.keys,
+                    );
+                    self.last_smallest = cut.smallest.map(|v| v.as_f64());
+                    cut.complete
+                }
+                // Full slots may have left values above the threshold out.
+                Selecting::Above(_) => {
+                    width == h || work.batch.indices[..slots].chunks_exact(width).all(|slots| slots[width - 1] == INACTIVE)
+                }
+            };
+            if complete {
+                break;
+            }
+            let wider = (2 * width).min(h);
+            check_slots(self.capacity, wider + shape.aux.unwrap_or(0)).map_err(|_| Error::InvalidHyperParameter {
+                name: "batch size",
+                value: self.capacity as f64,
+                reason: "an example of the batch selection has more candidates than batch × latents slots \
+                         numbered by u32 can hold: use smaller batches",
+            })?;
+            context.width = wider;
+        }
+        self.width = context.width;
+        if decode && !context.decode_when_selected {
+            let mut parts = work.batch.parts(shape, context.width);
+            parts.par_iter_mut().for_each(|part| {
+                for e in 0..part.squared_errors.len() {
+                    context.decode(part, e);
+                }
+            });
         }
         self.last_examples = examples;
         Ok(examples)
@@ -421,16 +494,17 @@ impl<T: Real> TopKObjective<T> {
 
     /// The backward pass of the `examples` just encoded with their `δ` and `g`.
     fn backward(&mut self, params: &[T], grad: &mut [T], examples: usize) {
-        let (n, h, k) = (self.layout.visible(), self.layout.latents(), self.k);
+        let (n, h, width) = (self.layout.visible(), self.layout.latents(), self.width);
         let (kernels, tied) = (self.kernels, self.architecture.tied);
         let blocks = self.layout.split(params);
         let work = &mut self.work;
-        let encoder_input = &work.encoder_input[..examples * n];
+        let buffers = &work.batch;
+        let encoder_input = &buffers.encoder_input[..examples * n];
         let k_aux = self.aux.map_or(0, |aux| aux.k_aux);
         // The active slots by latent (a counting sort, stable: example order within a latent),
         // the main ones numbered first, then the auxiliary ones.
-        let main = examples * k;
-        let (indices, aux_indices) = (&work.indices[..main], &work.aux_indices[..examples * k_aux]);
+        let main = examples * width;
+        let (indices, aux_indices) = (&buffers.indices[..main], &buffers.aux_indices[..examples * k_aux]);
         let active = || indices.iter().chain(aux_indices).enumerate().filter(|(_, &j)| j != INACTIVE);
         work.starts.clear();
         work.starts.resize(h + 1, 0);
@@ -449,16 +523,16 @@ impl<T: Real> TopKObjective<T> {
 
         // Each latent's gradient rows: its active slots' rank-one updates, in example order.
         let grads = self.layout.split_mut(grad);
-        let residual = &work.residual[..examples * n];
+        let residual = &buffers.residual[..examples * n];
         // A slot's activation, its gradient, its example, and the row of `δ` (or `δ'`) it meets.
         let slot = |slot: u32| -> (T, T, usize, &[T]) {
             let slot = slot as usize;
             if slot < main {
-                let e = slot / k;
-                (work.values[slot], work.value_grads[slot], e, &work.residual[e * n..][..n])
+                let e = slot / width;
+                (buffers.values[slot], buffers.value_grads[slot], e, &buffers.residual[e * n..][..n])
             } else {
                 let (aux, e) = (slot - main, (slot - main) / k_aux);
-                (work.aux_values[aux], work.aux_grads[aux], e, &work.aux_residual[e * n..][..n])
+                (buffers.aux_values[aux], buffers.aux_grads[aux], e, &buffers.aux_residual[e * n..][..n])
             }
         };
         let (starts, by_latent) = (&work.starts, &work.by_latent);
@@ -529,11 +603,105 @@ fn scaled_copy<T: Real>(a: T, x: &[T], y: &mut [T]) {
     }
 }
 
+/// How an encoding selects its latents.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Selecting<T> {
+    /// Each example's `k` largest, decoded as they are selected.
+    PerExample,
+    /// Each example's largest as candidates, then the batch's `keep` largest of them.
+    Batch { keep: usize },
+    /// Every value above the floor (an inference threshold).
+    Above(T),
+}
+
+/// The sizes an encoding cuts its buffers by.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    examples: usize,
+    /// Examples per block.
+    block: usize,
+    n: usize,
+    /// `k_aux` with the auxiliary loss.
+    aux: Option<usize>,
+}
+
+impl<T: Real> BatchBuffers<T> {
+    /// Makes room for `capacity` examples of `width` slots (and, without the auxiliary loss, one
+    /// value per example in its buffers, so that they are cut into blocks like the others).
+    fn reserve(&mut self, capacity: usize, shape: Shape, width: usize) {
+        let n = shape.n;
+        let (aux_k, aux_n) = shape.aux.map_or((1, 1), |k_aux| (k_aux, n));
+        self.encoder_input.resize(capacity * n, T::zero());
+        self.residual.resize(capacity * n, T::zero());
+        self.indices.resize(capacity * width, 0);
+        self.values.resize(capacity * width, T::zero());
+        self.value_grads.resize(capacity * width, T::zero());
+        self.squared_errors.resize(capacity, 0.0);
+        self.aux_indices.resize(capacity * aux_k, 0);
+        self.aux_values.resize(capacity * aux_k, T::zero());
+        self.aux_grads.resize(capacity * aux_k, T::zero());
+        self.aux_residual.resize(capacity * aux_n, T::zero());
+        self.aux_squared_errors.resize(capacity, 0.0);
+    }
+
+    /// The buffers of `shape.examples` examples of `width` slots, cut into blocks.
+    fn parts(&mut self, shape: Shape, width: usize) -> Vec<Part<'_, T>> {
+        let Shape { examples, block, n, aux } = shape;
+        let (aux_k, aux_n) = aux.map_or((1, 1), |k_aux| (k_aux, n));
+        let mut encoder_input = &mut self.encoder_input[..];
+        let mut residual = &mut self.residual[..];
+        let mut indices = &mut self.indices[..];
+        let mut values = &mut self.values[..];
+        let mut value_grads = &mut self.value_grads[..];
+        let mut squared_errors = &mut self.squared_errors[..];
+        let mut aux_indices = &mut self.aux_indices[..];
+        let mut aux_values = &mut self.aux_values[..];
+        let mut aux_grads = &mut self.aux_grads[..];
+        let mut aux_residual = &mut self.aux_residual[..];
+        let mut aux_squared_errors = &mut self.aux_squared_errors[..];
+        (0..examples)
+            .step_by(block)
+            .map(|first| {
+                let rows = block.min(examples - first);
+                Part {
+                    first,
+                    encoder_input: take(&mut encoder_input, rows * n),
+                    residual: take(&mut residual, rows * n),
+                    slots: Slots {
+                        indices: take(&mut indices, rows * width),
+                        values: take(&mut values, rows * width),
+                        value_grads: take(&mut value_grads, rows * width),
+                    },
+                    squared_errors: take(&mut squared_errors, rows),
+                    aux: AuxPart {
+                        slots: Slots {
+                            indices: take(&mut aux_indices, rows * aux_k),
+                            values: take(&mut aux_values, rows * aux_k),
+                            value_grads: take(&mut aux_grads, rows * aux_k),
+                        },
+                        residual: take(&mut aux_residual, rows * aux_n),
+                        squared_errors: take(&mut aux_squared_errors, rows),
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+/// Cuts the first `len` values off `rest`.
+fn take<'a, U>(rest: &mut &'a mut [U], len: usize) -> &'a mut [U] {
+    let (head, tail) = std::mem::take(rest).split_at_mut(len);
+    *rest = tail;
+    head
+}
+
 /// What every block of the forward pass reads.
 struct Forward<'a, 'd, T: Real> {
     gemm: &'a Gemm,
     kernels: &'a Kernels<T>,
-    units: Units,
+    /// The value a pre-activation must exceed to be selected (the units' floor, or the
+    /// inference threshold).
+    floor: T,
     pre_encoder_bias: bool,
     w_enc: &'a Packed<'a, T>,
     b_enc: &'a [T],
@@ -543,8 +711,10 @@ struct Forward<'a, 'd, T: Real> {
     batch: &'a Dataset<'d, T>,
     n: usize,
     h: usize,
-    k: usize,
-    decode: bool,
+    /// Slots per example.
+    width: usize,
+    /// Decode each example as soon as it is selected.
+    decode_when_selected: bool,
     /// `1/B`.
     scale: T,
     aux: Option<AuxForward<'a, T>>,
@@ -559,6 +729,17 @@ struct AuxForward<'a, T> {
     weight: T,
 }
 
+/// A block's share of the workspace: from example `first`, its encoder inputs, `δ` rows,
+/// slots, `‖r‖²` and auxiliary buffers.
+struct Part<'a, T> {
+    first: usize,
+    encoder_input: &'a mut [T],
+    residual: &'a mut [T],
+    slots: Slots<'a, T>,
+    squared_errors: &'a mut [f64],
+    aux: AuxPart<'a, T>,
+}
+
 /// A block's share of the auxiliary buffers: its slots, `δ'` rows and `‖ê + r‖²`.
 struct AuxPart<'a, T> {
     slots: Slots<'a, T>,
@@ -566,7 +747,7 @@ struct AuxPart<'a, T> {
     squared_errors: &'a mut [f64],
 }
 
-/// The slots of a block's examples, `k` each: latents, activations and their gradients.
+/// The slots of a block's examples, `width` each: latents, activations and their gradients.
 struct Slots<'a, T> {
     indices: &'a mut [u32],
     values: &'a mut [T],
@@ -574,82 +755,96 @@ struct Slots<'a, T> {
 }
 
 impl<T: Real> Forward<'_, '_, T> {
-    /// One block of examples from `first`: the encoder's inputs `XC` (`x − b_dec`, or `x`), `Z =
-    /// XC W_encᵀ`, selects each
-    /// example's slots on `z + b_enc` (the bias added by the selection's scan) and, when
-    /// decoding, its `‖r‖²`, `δ` and slot gradients.
-    fn block(
-        &self,
-        first: usize,
-        (encoder_input, residual): (&mut [T], &mut [T]),
-        slots: Slots<'_, T>,
-        squared_errors: &mut [f64],
-        pre: &mut [T],
-        mut aux_part: AuxPart<'_, T>,
-    ) {
-        let Slots { indices, values, value_grads } = slots;
-        let (n, h, k) = (self.n, self.h, self.k);
-        let width = encoder_input.len() / n;
+    /// What the encoder subtracts from `x`: `b_dec`, or nothing.
+    fn shift(&self, b: T) -> T {
+        if self.pre_encoder_bias {
+            b
+        } else {
+            T::zero()
+        }
+    }
+
+    /// One block of examples: the encoder's inputs `XC` (`x − b_dec`, or `x`), `Z = XC
+    /// W_encᵀ`, each example's slots on `z + b_enc` (the bias added by the selection's scan)
+    /// and auxiliary slots, and, when decoding as it selects, the rest of the forward pass.
+    fn select(&self, part: &mut Part<'_, T>, pre: &mut [T]) {
+        let (n, h, width) = (self.n, self.h, self.width);
+        let rows = part.squared_errors.len();
         let x = self.batch.x();
-        // What the encoder subtracts from x: b_dec, or nothing.
-        let shift = |b: T| if self.pre_encoder_bias { b } else { T::zero() };
-        for (e, row) in encoder_input.chunks_exact_mut(n).enumerate() {
+        for (e, row) in part.encoder_input.chunks_exact_mut(n).enumerate() {
+            let example = part.first + e;
             match self.batch.layout() {
                 Layout::ExamplesByFeatures => {
-                    let source = &self.batch.values()[(first + e) * n..][..n];
+                    let source = &self.batch.values()[example * n..][..n];
                     for ((c, &v), &b) in row.iter_mut().zip(source).zip(self.b_dec) {
-                        *c = v - shift(b);
+                        *c = v - self.shift(b);
                     }
                 }
                 Layout::FeaturesByExamples => {
                     for (f, (c, &b)) in row.iter_mut().zip(self.b_dec).enumerate() {
-                        *c = x.get(f, first + e) - shift(b);
+                        *c = x.get(f, example) - self.shift(b);
                     }
                 }
             }
         }
-        let pre = &mut pre[..width * h];
+        let pre = &mut pre[..rows * h];
         self.gemm.product(
             T::one(),
-            MatRef::row_major(encoder_input, width, n),
+            MatRef::row_major(part.encoder_input, rows, n),
             self.w_enc,
             T::zero(),
-            MatMut::row_major(pre, width, h),
+            MatMut::row_major(pre, rows, h),
         );
-        for e in 0..width {
-            let (slots, activations) = (&mut indices[e * k..][..k], &mut values[e * k..][..k]);
-            let active = top_k(self.kernels, self.units, &pre[e * h..][..h], self.b_enc, slots, activations);
-            if self.decode {
-                // r = b_dec − x before the decoding is added (−xc exactly with the pre-encoder bias).
-                let r = &mut residual[e * n..][..n];
-                for ((r, &c), &b) in r.iter_mut().zip(&encoder_input[e * n..][..n]).zip(self.b_dec) {
-                    *r = (b - shift(b)) - c;
-                }
-                for (&j, &a) in slots[..active].iter().zip(&activations[..active]) {
-                    (self.kernels.axpy)(a, &self.w_dec[j as usize * n..][..n], r);
-                }
-                squared_errors[e] = (self.kernels.dot)(r, r);
-                if let Some(aux) = &self.aux {
-                    self.auxiliary(aux, &pre[e * h..][..h], r, e, &mut aux_part);
-                }
-                r.iter_mut().for_each(|r| *r = *r * self.scale);
-                let grads = &mut value_grads[e * k..][..k];
-                for (g, &j) in grads.iter_mut().zip(&slots[..active]) {
-                    *g = T::cast((self.kernels.dot)(&self.w_dec[j as usize * n..][..n], r));
-                }
-                grads[active..].fill(T::zero());
+        for e in 0..rows {
+            let z = &pre[e * h..][..h];
+            let (slots, activations) = (&mut part.slots.indices[e * width..][..width], &mut part.slots.values[e * width..][..width]);
+            top_k_above(self.kernels, self.floor, z, self.b_enc, slots, activations);
+            if let Some(aux) = &self.aux {
+                // The dead latents' positive values, whatever the units: their decoding of
+                // the residual is only a training signal.
+                let k = aux.k;
+                let (slots, activations) = (&mut part.aux.slots.indices[e * k..][..k], &mut part.aux.slots.values[e * k..][..k]);
+                top_k(self.kernels, Units::Relu, z, aux.bias, slots, activations);
+            }
+            if self.decode_when_selected {
+                self.decode(part, e);
             }
         }
     }
 
-    /// Example `e`'s auxiliary slots (the `k_aux` largest positive dead pre-activations of
-    /// `z`), `‖ê + r‖²`, `δ' = α s (ê + r)/B` and the slots' gradients, `r` its residual.
-    fn auxiliary(&self, aux: &AuxForward<'_, T>, z: &[T], r: &[T], e: usize, part: &mut AuxPart<'_, T>) {
+    /// Example `e` of a block, selected: its `‖r‖²`, `δ` and slot gradients, and with the
+    /// auxiliary loss its `‖ê + r‖²`, `δ'` and auxiliary slot gradients.
+    fn decode(&self, part: &mut Part<'_, T>, e: usize) {
+        let (n, width) = (self.n, self.width);
+        let slots = &part.slots.indices[e * width..][..width];
+        let activations = &part.slots.values[e * width..][..width];
+        let active = slots.partition_point(|&j| j != INACTIVE);
+        // r = b_dec − x before the decoding is added (−xc exactly with the pre-encoder bias).
+        let r = &mut part.residual[e * n..][..n];
+        for ((r, &c), &b) in r.iter_mut().zip(&part.encoder_input[e * n..][..n]).zip(self.b_dec) {
+            *r = (b - self.shift(b)) - c;
+        }
+        for (&j, &a) in slots[..active].iter().zip(&activations[..active]) {
+            (self.kernels.axpy)(a, &self.w_dec[j as usize * n..][..n], r);
+        }
+        part.squared_errors[e] = (self.kernels.dot)(r, r);
+        if let Some(aux) = &self.aux {
+            self.auxiliary(aux, r, e, &mut part.aux);
+        }
+        r.iter_mut().for_each(|r| *r = *r * self.scale);
+        let grads = &mut part.slots.value_grads[e * width..][..width];
+        for (g, &j) in grads.iter_mut().zip(&slots[..active]) {
+            *g = T::cast((self.kernels.dot)(&self.w_dec[j as usize * n..][..n], r));
+        }
+        grads[active..].fill(T::zero());
+    }
+
+    /// Example `e`'s `‖ê + r‖²`, `δ' = α s (ê + r)/B` and auxiliary slot gradients, `r` its
+    /// residual.
+    fn auxiliary(&self, aux: &AuxForward<'_, T>, r: &[T], e: usize, part: &mut AuxPart<'_, T>) {
         let (n, k) = (self.n, aux.k);
-        let (slots, activations) = (&mut part.slots.indices[e * k..][..k], &mut part.slots.values[e * k..][..k]);
-        // The dead latents' positive values, whatever the units: their decoding of the
-        // residual is only a training signal.
-        let active = top_k(self.kernels, Units::Relu, z, aux.bias, slots, activations);
+        let (slots, activations) = (&part.slots.indices[e * k..][..k], &part.slots.values[e * k..][..k]);
+        let active = slots.partition_point(|&j| j != INACTIVE);
         let q = &mut part.residual[e * n..][..n];
         q.copy_from_slice(r);
         for (&j, &a) in slots[..active].iter().zip(&activations[..active]) {

@@ -41,11 +41,36 @@ impl Units {
     }
 
     /// The value a candidate must exceed to be selected at all.
-    fn floor<T: Real>(self) -> T {
+    pub(crate) fn floor<T: Real>(self) -> T {
         match self {
             Units::Relu => T::zero(),
             Units::Linear => T::neg_infinity(),
         }
+    }
+}
+
+/// Over what the `k` largest values are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Each example's `k` largest (TopK, k-sparse).
+    PerExample,
+    /// The `k·B` largest of a minibatch of `B` examples, `k` per example on average (BatchTopK,
+    /// Bussmann et al. 2024); at inference, every value above a threshold: the training
+    /// batches' smallest selected value, as a running mean.
+    Batch,
+}
+
+impl Selection {
+    /// The name in model files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Selection::PerExample => "example",
+            Selection::Batch => "batch",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Selection::PerExample, Selection::Batch].into_iter().find(|selection| selection.name() == name)
     }
 }
 
@@ -62,6 +87,19 @@ pub fn top_k<T: Real>(
     indices: &mut [u32],
     values: &mut [T],
 ) -> usize {
+    top_k_above(kernels, units.floor(), z, bias, indices, values)
+}
+
+/// [`top_k`] of the values above `floor` (an inference threshold, say: then the slots hold
+/// every value above it unless they are all active).
+pub fn top_k_above<T: Real>(
+    kernels: &Kernels<T>,
+    floor: T,
+    z: &[T],
+    bias: &[T],
+    indices: &mut [u32],
+    values: &mut [T],
+) -> usize {
     let k = indices.len();
     assert_eq!(values.len(), k, "top_k: {} indices, {} values", k, values.len());
     assert_eq!(bias.len(), z.len(), "top_k: {} values, {} biases", z.len(), bias.len());
@@ -72,7 +110,7 @@ pub fn top_k<T: Real>(
     }
     // A min-heap on (value, then later position first): the root is the weakest kept value,
     // and the threshold. Empty slots hold the floor, which only selectable values beat.
-    let mut threshold = units.floor::<T>();
+    let mut threshold = floor;
     values.fill(threshold);
     let mut i = 0;
     loop {
@@ -95,6 +133,78 @@ pub fn top_k<T: Real>(
     }
     values[active..].fill(T::zero());
     active
+}
+
+/// What [`keep_batch_top`] kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchCut<T> {
+    /// The smallest value kept (`None`: none was).
+    pub smallest: Option<T>,
+    /// Whether the values kept are the batch's largest of all its pre-activations, not only of
+    /// the candidates: false when an example's candidates were all active, all at least the
+    /// smallest value kept, and fewer than its latents — it may have had more to give, and
+    /// the selection must be made again with more candidates.
+    pub complete: bool,
+}
+
+/// Keeps the `keep` largest values of a batch's candidates — `width` slots per example, each
+/// example's largest as [`top_k`] leaves them (active slots first, by latent), of `latents`
+/// pre-activations — and makes the others unused slots (each example's kept ones still first,
+/// by latent). Of equal values, those of the earlier example, then of the earlier latent, are
+/// kept. `keys` is scratch space.
+pub fn keep_batch_top<T: Real>(
+    indices: &mut [u32],
+    values: &mut [T],
+    width: usize,
+    keep: usize,
+    latents: usize,
+    keys: &mut Vec<(T, u32)>,
+) -> BatchCut<T> {
+    assert!(width > 0 && indices.len() % width == 0 && values.len() == indices.len(), "keep_batch_top: slots");
+    assert!(u32::try_from(indices.len()).is_ok(), "keep_batch_top: {} slots", indices.len());
+    keys.clear();
+    keys.extend(
+        indices.iter().zip(values.iter()).enumerate().filter(|(_, (&j, _))| j != INACTIVE).map(|(slot, (_, &v))| (v, slot as u32)),
+    );
+    // The keep-th largest (value, then earliest slot): the cut.
+    let cut = (keys.len() > keep).then(|| {
+        let larger_first = |a: &(T, u32), b: &(T, u32)| {
+            b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1))
+        };
+        if keep == 0 {
+            return None;
+        }
+        keys.select_nth_unstable_by(keep - 1, larger_first);
+        Some(keys[keep - 1])
+    });
+    let kept = |value: T, slot: usize| match cut {
+        None => true,
+        Some(None) => false,
+        Some(Some((at, at_slot))) => value > at || (value == at && slot <= at_slot as usize),
+    };
+    let smallest = match cut {
+        None => keys.iter().map(|key| key.0).reduce(|a, b| if b < a { b } else { a }),
+        Some(cut) => cut.map(|key| key.0),
+    };
+    let mut complete = true;
+    for (e, (slots, activations)) in indices.chunks_exact_mut(width).zip(values.chunks_exact_mut(width)).enumerate() {
+        let active = slots.partition_point(|&j| j != INACTIVE);
+        let weakest = activations[..active].iter().copied().reduce(|a, b| if b < a { b } else { a });
+        if active == width && width < latents && weakest.is_some_and(|weakest| smallest.is_some_and(|s| weakest >= s)) {
+            complete = false;
+        }
+        let mut next = 0;
+        for s in 0..active {
+            if kept(activations[s], e * width + s) {
+                slots[next] = slots[s];
+                activations[next] = activations[s];
+                next += 1;
+            }
+        }
+        slots[next..].fill(INACTIVE);
+        activations[next..].fill(T::zero());
+    }
+    BatchCut { smallest, complete }
 }
 
 /// Whether slot `a` is weaker than slot `b`: a smaller value, or an equal value found later
@@ -184,6 +294,51 @@ mod tests {
         check_all_sets::<f64>();
     }
 
+    /// Slots as `top_k` leaves them, `width` per example, from `(latent, value)` lists.
+    fn candidates(width: usize, examples: &[&[(u32, f64)]]) -> (Vec<u32>, Vec<f64>) {
+        let (mut indices, mut values) = (vec![INACTIVE; width * examples.len()], vec![0.0; width * examples.len()]);
+        for (e, slots) in examples.iter().enumerate() {
+            for (s, &(j, v)) in slots.iter().enumerate() {
+                indices[e * width + s] = j;
+                values[e * width + s] = v;
+            }
+        }
+        (indices, values)
+    }
+
+    #[test]
+    fn the_batch_cut_keeps_the_largest_the_earlier_of_ties_and_says_when_candidates_ran_short() {
+        let mut keys = Vec::new();
+        // Three examples of 3 candidates among 10 latents; keep 4: 5.0, 4.0 and the two earlier
+        // of the three 2.0s (example 0's latent 7, then example 1's latent 2).
+        let (mut indices, mut values) =
+            candidates(3, &[&[(1, 5.0), (7, 2.0)], &[(2, 2.0), (4, 1.0)], &[(0, 2.0), (3, 4.0), (9, 0.5)]]);
+        let cut = keep_batch_top(&mut indices, &mut values, 3, 4, 10, &mut keys);
+        assert_eq!(indices, [1, 7, INACTIVE, 2, INACTIVE, INACTIVE, 3, INACTIVE, INACTIVE]);
+        assert_eq!(values, [5.0, 2.0, 0.0, 2.0, 0.0, 0.0, 4.0, 0.0, 0.0]);
+        // Example 2 was full, but its weakest candidate (0.5) was cut: nothing it left out
+        // could have been kept.
+        assert_eq!(cut, BatchCut { smallest: Some(2.0), complete: true });
+
+        // A full example whose every candidate is kept may have had more above the cut...
+        let (mut indices, mut values) = candidates(2, &[&[(1, 5.0), (3, 4.0)], &[(0, 1.0)]]);
+        let cut = keep_batch_top(&mut indices, &mut values, 2, 2, 10, &mut keys);
+        assert_eq!(cut, BatchCut { smallest: Some(4.0), complete: false });
+        // ...unless its candidates were all its latents.
+        let (mut indices, mut values) = candidates(2, &[&[(0, 5.0), (1, 4.0)], &[(0, 1.0)]]);
+        assert!(keep_batch_top(&mut indices, &mut values, 2, 2, 2, &mut keys).complete);
+        // Fewer candidates than the batch keeps: all kept, and a full example is short of them.
+        let (mut indices, mut values) = candidates(2, &[&[(1, 5.0), (3, 4.0)], &[(0, 1.0)]]);
+        let cut = keep_batch_top(&mut indices, &mut values, 2, 6, 10, &mut keys);
+        assert_eq!((indices, cut), (vec![1, 3, 0, INACTIVE], BatchCut { smallest: Some(1.0), complete: false }));
+        // No candidate at all.
+        let (mut indices, mut values) = candidates(2, &[&[], &[]]);
+        assert_eq!(
+            keep_batch_top(&mut indices, &mut values, 2, 2, 10, &mut keys),
+            BatchCut { smallest: None, complete: true }
+        );
+    }
+
     #[test]
     fn nan_is_never_selected() {
         let kernels = Kernels::<f64>::detect();
@@ -200,10 +355,14 @@ mod tests {
     }
 
     #[test]
-    fn units_have_names() {
+    fn units_and_selections_have_names() {
         for units in [Units::Relu, Units::Linear] {
             assert_eq!(Units::from_name(units.name()), Some(units));
         }
         assert_eq!(Units::from_name("sigmoid"), None);
+        for selection in [Selection::PerExample, Selection::Batch] {
+            assert_eq!(Selection::from_name(selection.name()), Some(selection));
+        }
+        assert_eq!(Selection::from_name("token"), None);
     }
 }

@@ -133,7 +133,7 @@ fn codes(model: &TopKModel<f32>, x: &[f32], m: usize, k: usize) -> Result<Vec<f6
         let rows = chunk.len() / n;
         objective.encode_only(model.params(), &Dataset::examples_by_features(chunk, rows, n)?)?;
         let (indices, values) = objective.codes();
-        spread_codes(indices, values, k, out);
+        spread_codes(indices, values, objective.slots_per_example(), out);
     }
     Ok(dense)
 }

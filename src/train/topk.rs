@@ -16,6 +16,9 @@
 //! - optionally, `k` scheduled from a larger `k_start` down to the model's `k`, linearly over
 //!   the first half of the steps (Makhzani & Frey's schedule for k-sparse autoencoders, which
 //!   keeps latents from dying early);
+//! - with a batch selection (BatchTopK), the inference threshold as a running mean of each
+//!   minibatch's smallest selected activation (`threshold_rate` the weight of the newest, as
+//!   SAELens's `topk_threshold_lr`; the first minibatch's value to start with);
 //! - tied weights (the k-sparse autoencoder, see [`Architecture`](crate::dictionary::Architecture)):
 //!   the objective steps `W_enc` and the trainer copies it into `W_dec` after each step;
 //! - per epoch the metrics of dictionary learning: L0, the fractions of dead and dense latents,
@@ -86,6 +89,9 @@ pub struct TopKOptions {
     /// A latent is dead once it has not fired on this many examples in a row [default: 10
     /// million, or the data's examples when fewer: a latent silent for a whole epoch].
     pub dead_after: Option<u64>,
+    /// With a batch selection, the weight of each minibatch's smallest selected activation in
+    /// the running mean that becomes the model's inference threshold.
+    pub threshold_rate: f64,
 }
 
 impl Default for TopKOptions {
@@ -107,6 +113,7 @@ impl Default for TopKOptions {
             k_start: None,
             resample_every: None,
             dead_after: None,
+            threshold_rate: 0.01,
         }
     }
 }
@@ -211,6 +218,13 @@ impl TopKTrainer {
             return Err(Error::InvalidOption {
                 name: "dead_after",
                 reason: "dead_after tells which latents AuxK and resampling treat as dead; both are off".into(),
+            });
+        }
+        if !(options.threshold_rate > 0.0 && options.threshold_rate <= 1.0) {
+            return Err(Error::InvalidHyperParameter {
+                name: "threshold rate",
+                value: options.threshold_rate,
+                reason: "must be in (0, 1]",
             });
         }
         for (name, value) in [
@@ -334,6 +348,8 @@ impl TopKTrainer {
         let mut stop = MinibatchStop::MaxEpochs;
         // `c` of the inputs' scaling, once the first minibatch has set it.
         let mut input_scale: Option<T> = None;
+        // The running mean of a batch selection's smallest activation (in the scaled units).
+        let mut threshold: Option<f64> = None;
         'epochs: for epoch in 0..options.epochs {
             let mut tally = Tally::new(h);
             for batch_index in 0..batches {
@@ -363,6 +379,9 @@ impl TopKTrainer {
                 let step = state.steps + 1;
                 if !loss.is_finite() {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: loss });
+                }
+                if let Some(smallest) = stats.smallest_selected {
+                    threshold = Some(threshold.map_or(smallest, |t| t + options.threshold_rate * (smallest - t)));
                 }
                 tally.add(stats.squared_error, values, n, objective.codes().0);
                 seen += count as u64;
@@ -441,11 +460,14 @@ impl TopKTrainer {
                 }
             }
         }
+        let mut threshold = threshold.unwrap_or(init.threshold());
         if let Some(scale) = input_scale {
             let blocks = layout.split_mut(&mut params);
             blocks.b_dec.iter_mut().chain(blocks.b_enc.iter_mut()).for_each(|b| *b = *b / scale);
+            threshold /= scale.as_f64();
         }
-        let model = TopKModel::from_params(n, h, k, params)?.with_architecture(architecture)?;
+        let model =
+            TopKModel::from_params(n, h, k, params)?.with_architecture(architecture)?.with_threshold(threshold)?;
         Ok(TopKTrained { model, steps: state.steps, epochs, stop })
     }
 }

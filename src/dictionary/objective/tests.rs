@@ -6,20 +6,23 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::*;
 use crate::dictionary::model::TopKModel;
-use crate::dictionary::Units;
+use crate::dictionary::{Selection, Units};
 use crate::kernels::Isa;
 
-/// TopK, k-sparse, and each of their parts changed alone.
-const ARCHITECTURES: [Architecture; 5] = [
+/// TopK, BatchTopK, k-sparse, and each of their parts changed alone.
+const ARCHITECTURES: [Architecture; 7] = [
     Architecture::TOPK,
+    Architecture::BATCH_TOPK,
     Architecture::K_SPARSE,
     Architecture { units: Units::Linear, ..Architecture::TOPK },
     Architecture { tied: true, ..Architecture::TOPK },
     Architecture { pre_encoder_bias: false, ..Architecture::K_SPARSE },
+    Architecture { selection: Selection::Batch, ..Architecture::K_SPARSE },
 ];
 
-/// The definition, one example at a time in f64, with the selection by a full sort (ties to
-/// the earlier latent): `(L, ∇L)`; with tied weights `∇W` in `W_enc`'s block.
+/// The definition in f64, with the selection by a full sort (of each example's values, ties to
+/// the earlier latent; or of the whole batch's, ties to the earlier example, then latent):
+/// `(L, ∇L)`; with tied weights `∇W` in `W_enc`'s block.
 fn reference(model: &TopKModel<f64>, x: &[f64], examples: usize) -> (f64, Vec<f64>) {
     reference_with_aux(model, x, examples, None)
 }
@@ -36,24 +39,44 @@ fn reference_with_aux(
     // (With tied weights W_dec is W_enc: the decoder's gradient is folded into W_enc's block
     // at the end.)
     let layout = model.layout();
-    let Architecture { units, pre_encoder_bias, tied } = model.architecture();
+    let Architecture { units, selection, pre_encoder_bias, tied } = model.architecture();
     let shift = if pre_encoder_bias { 1.0 } else { 0.0 };
     let mut grad = vec![0.0; layout.len()];
     let mut loss = 0.0;
     let scale = 1.0 / examples as f64;
+    let xcs: Vec<Vec<f64>> =
+        (0..examples).map(|e| (0..n).map(|f| x[e * n + f] - shift * p.b_dec[f]).collect()).collect();
+    let zs: Vec<Vec<f64>> = xcs
+        .iter()
+        .map(|xc| (0..h).map(|j| p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * xc[f]).sum::<f64>()).collect())
+        .collect();
+    let selectable = |e: usize, j: usize| units == Units::Linear || zs[e][j] > 0.0;
+    let larger_first = |a: &(usize, usize), b: &(usize, usize)| zs[b.0][b.1].total_cmp(&zs[a.0][a.1]).then(a.cmp(b));
+    let orders: Vec<Vec<usize>> = match selection {
+        Selection::PerExample => (0..examples)
+            .map(|e| {
+                let mut order: Vec<(usize, usize)> = (0..h).filter(|&j| selectable(e, j)).map(|j| (e, j)).collect();
+                order.sort_by(larger_first);
+                order.truncate(k);
+                order.into_iter().map(|(_, j)| j).collect()
+            })
+            .collect(),
+        Selection::Batch => {
+            let mut order: Vec<(usize, usize)> =
+                (0..examples).flat_map(|e| (0..h).map(move |j| (e, j))).filter(|&(e, j)| selectable(e, j)).collect();
+            order.sort_by(larger_first);
+            order.truncate(k * examples);
+            (0..examples).map(|e| order.iter().filter(|s| s.0 == e).map(|s| s.1).collect()).collect()
+        }
+    };
     for e in 0..examples {
-        let xc: Vec<f64> = (0..n).map(|f| x[e * n + f] - shift * p.b_dec[f]).collect();
-        let z: Vec<f64> =
-            (0..h).map(|j| p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * xc[f]).sum::<f64>()).collect();
-        let mut order: Vec<usize> = (0..h).filter(|&j| units == Units::Linear || z[j] > 0.0).collect();
-        order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
-        order.truncate(k);
+        let (xc, z, order) = (&xcs[e], &zs[e], &orders[e]);
         let r: Vec<f64> = (0..n)
             .map(|f| order.iter().map(|&j| z[j] * p.w_dec[j * n + f]).sum::<f64>() + p.b_dec[f] - x[e * n + f])
             .collect();
         loss += 0.5 * scale * r.iter().map(|v| v * v).sum::<f64>();
         let g = layout.split_mut(&mut grad);
-        for &j in &order {
+        for &j in order {
             let dz: f64 = (0..n).map(|f| p.w_dec[j * n + f] * r[f] * scale).sum();
             for f in 0..n {
                 g.w_dec[j * n + f] += z[j] * r[f] * scale;
@@ -271,10 +294,9 @@ fn bad_batches_are_refused_by_name() {
     ));
 }
 
-/// The latents no example of `x` selects: dead, as far as this batch goes.
+/// The latents no example of `x` selects in training: dead, as far as this batch goes.
 fn unselected(objective: &mut TopKObjective<f64>, model: &TopKModel<f64>, x: &[f64], m: usize) -> Vec<bool> {
-    let data = Dataset::examples_by_features(x, m, model.visible()).unwrap();
-    objective.encode_only(model.params(), &data).unwrap();
+    evaluate(objective, model.params(), x, m);
     let mut dead = vec![true; model.latents()];
     for &j in objective.codes().0.iter().filter(|&&j| j != crate::dictionary::select::INACTIVE) {
         dead[j as usize] = false;
@@ -356,5 +378,98 @@ fn changing_k_is_the_objective_of_the_new_k() {
     }
     for k in [0, h + 1] {
         assert!(matches!(objective.set_k(k), Err(Error::InvalidHyperParameter { name: "k", .. })), "k = {k}");
+    }
+}
+
+#[test]
+fn a_batch_selection_takes_more_candidates_when_one_example_holds_the_batchs_largest_values() {
+    let (n, h, k, m) = (6, 64, 2, 10);
+    let (model, mut x) = problem_of(Architecture::BATCH_TOPK, n, h, k, m, 41);
+    // Example 3 far from the data: its pre-activations are the batch's largest, and all k·B
+    // = 20 selected latents are its, more than the 4k = 8 candidates an example starts with.
+    x[3 * n..4 * n].iter_mut().for_each(|v| *v *= 200.0);
+    let (want_loss, want_grad) = reference(&model, &x, m);
+    for isa in Isa::ALL {
+        let Some(kernels) = Kernels::<f64>::for_isa(isa) else { continue };
+        let mut objective = TopKObjective::for_model(&model, m).unwrap().with_kernels(kernels).unwrap();
+        assert_eq!(objective.slots_per_example(), 4 * k);
+        let (loss, grad, stats) = evaluate(&mut objective, model.params(), &x, m);
+        assert!(objective.slots_per_example() >= 20, "{isa:?}: {} slots", objective.slots_per_example());
+        let (indices, _) = objective.codes();
+        let width = objective.slots_per_example();
+        let of_example_3 = indices[3 * width..4 * width].iter().filter(|&&j| j != INACTIVE).count();
+        assert_eq!((of_example_3, stats.active), (20, 20), "{isa:?}");
+        assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "{isa:?}: loss {loss} vs {want_loss}");
+        let (worst, at) = max_difference(&grad, &want_grad);
+        let scale = want_grad.iter().fold(1.0f64, |s, g| s.max(g.abs()));
+        assert!(worst <= 1e-12 * scale, "{isa:?}: gradient off by {worst:e} at {:?}", model.layout().locate(at));
+    }
+}
+
+#[test]
+fn the_batch_selections_smallest_value_is_the_batchs_kb_th_largest() {
+    let (n, h, k, m) = (9, 50, 3, 40);
+    let (model, x) = problem_of(Architecture::BATCH_TOPK, n, h, k, m, 43);
+    let mut objective = TopKObjective::for_model(&model, m).unwrap();
+    let (_, _, stats) = evaluate(&mut objective, model.params(), &x, m);
+    let p = model.blocks();
+    let mut all: Vec<f64> = (0..m)
+        .flat_map(|e| {
+            let (x, p) = (&x, &p);
+            (0..h).map(move |j| {
+                p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * (x[e * n + f] - p.b_dec[f])).sum::<f64>()
+            })
+        })
+        .filter(|&z| z > 0.0)
+        .collect();
+    all.sort_by(|a, b| b.total_cmp(a));
+    assert!(all.len() > k * m, "more positive values than the batch keeps");
+    let smallest = stats.smallest_selected.expect("a batch selection reports its threshold");
+    assert!((smallest - all[k * m - 1]).abs() <= 1e-12, "{smallest} vs {}", all[k * m - 1]);
+    // A per-example selection has no batch threshold.
+    let (topk, _) = problem(n, h, k, m, 43);
+    let mut per_example = TopKObjective::for_model(&topk, m).unwrap();
+    assert_eq!(evaluate(&mut per_example, topk.params(), &x, m).2.smallest_selected, None);
+}
+
+#[test]
+fn at_inference_a_batch_selection_keeps_every_latent_above_the_threshold() {
+    let (n, h, k, m) = (7, 90, 2, 25);
+    let (model, x) = problem_of(Architecture::BATCH_TOPK, n, h, k, m, 47);
+    let p = model.blocks();
+    let z = |e: usize, j: usize| p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * (x[e * n + f] - p.b_dec[f])).sum::<f64>();
+    // Thresholds that keep fewer, and many more (some example more than the 4k candidates),
+    // latents than k; a negative one keeps the positive ones (the units are ReLUs).
+    for threshold in [0.9, 0.3, 0.05, -1.0] {
+        let model = model.clone().with_threshold(threshold).unwrap();
+        for isa in Isa::ALL {
+            let Some(kernels) = Kernels::<f64>::for_isa(isa) else { continue };
+            let mut objective = TopKObjective::for_model(&model, m).unwrap().with_kernels(kernels).unwrap();
+            let data = Dataset::examples_by_features(&x, m, n).unwrap();
+            let (loss, stats) = objective.measure(model.params(), &data).unwrap();
+            let (indices, values) = objective.codes();
+            let width = objective.slots_per_example();
+            let mut squared_error = 0.0;
+            for e in 0..m {
+                let want: Vec<u32> = (0..h).filter(|&j| z(e, j) > threshold.max(0.0)).map(|j| j as u32).collect();
+                let slots = &indices[e * width..(e + 1) * width];
+                let active = slots.partition_point(|&j| j != INACTIVE);
+                assert_eq!(&slots[..active], want.as_slice(), "{isa:?} threshold {threshold}: example {e}");
+                assert!(slots[active..].iter().all(|&j| j == INACTIVE));
+                for (s, &j) in slots[..active].iter().enumerate() {
+                    assert!((values[e * width + s] - z(e, j as usize)).abs() <= 1e-12);
+                }
+                let r: Vec<f64> = (0..n)
+                    .map(|f| {
+                        want.iter().map(|&j| z(e, j as usize) * p.w_dec[j as usize * n + f]).sum::<f64>() + p.b_dec[f]
+                            - x[e * n + f]
+                    })
+                    .collect();
+                squared_error += r.iter().map(|v| v * v).sum::<f64>();
+            }
+            assert!((stats.squared_error - squared_error).abs() <= 1e-10 * squared_error, "{isa:?} {threshold}");
+            assert!((loss - squared_error / (2.0 * m as f64)).abs() <= 1e-10 * loss);
+            assert_eq!(stats.smallest_selected, None, "inference keeps no batch threshold");
+        }
     }
 }

@@ -130,6 +130,12 @@ fn bad_data_and_options_are_named() {
         TopKTrainer::new(TopKOptions { auxk_alpha: f64::NAN, ..TopKOptions::default() }),
         Err(Error::InvalidHyperParameter { name: "AuxK alpha", .. })
     ));
+    for rate in [0.0, 1.5, f64::NAN] {
+        assert!(matches!(
+            TopKTrainer::new(TopKOptions { threshold_rate: rate, ..TopKOptions::default() }),
+            Err(Error::InvalidHyperParameter { name: "threshold rate", .. })
+        ));
+    }
     assert!(matches!(
         TopKTrainer::new(TopKOptions { dead_after: Some(10), ..TopKOptions::default() }),
         Err(Error::InvalidOption { name: "dead_after", .. })
@@ -226,11 +232,17 @@ fn the_auxiliary_loss_trains_the_latents_that_never_fire() {
 
 #[test]
 fn normalised_inputs_train_the_same_model_whatever_the_datas_units() {
+    for architecture in [Architecture::TOPK, Architecture::BATCH_TOPK] {
+        normalised_inputs(architecture);
+    }
+}
+
+fn normalised_inputs(architecture: Architecture) {
     let (n, m) = (12, 800);
     let (_, values) = planted(n, 20, 2, m, 9);
     let wide: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
     let options = TopKOptions { batch_size: 100, epochs: 3, normalize_inputs: true, ..TopKOptions::default() };
-    let init = TopKModel::<f64>::init(n, 30, 3, 5).unwrap();
+    let init = TopKModel::<f64>::init(n, 30, 3, 5).unwrap().with_architecture(architecture).unwrap();
     let train = |factor: f64| {
         let scaled: Vec<f64> = wide.iter().map(|v| v * factor).collect();
         let data = Dataset::examples_by_features(&scaled, m, n).unwrap();
@@ -247,6 +259,9 @@ fn normalised_inputs_train_the_same_model_whatever_the_datas_units() {
     for (x, y) in a.b_dec.iter().zip(b.b_dec) {
         assert!((1000.0 * x - y).abs() < 1e-6 * y.abs().max(1.0), "b_dec {x} ×1000 against {y}");
     }
+    let (x, y) = (small.model.threshold(), large.model.threshold());
+    assert!((1000.0 * x - y).abs() < 1e-6 * y.abs().max(1.0), "threshold {x} ×1000 against {y}");
+    assert_eq!(x > 0.0, architecture == Architecture::BATCH_TOPK, "only a batch selection has a threshold: {x}");
     // The folded models apply to the data as it is: their metrics on it are the last epoch's
     // (up to the step taken after it was measured).
     let (last_small, last_large) = (&small.epochs[2].metrics, &large.epochs[2].metrics);
@@ -364,4 +379,40 @@ fn resampling_restarts_dead_latents_which_fire_in_the_steps_after_but_do_not_sta
         measured_with.fvu,
         measured_without.fvu
     );
+}
+
+#[test]
+fn a_batch_topk_model_keeps_k_per_example_on_average_in_training_and_near_it_by_its_threshold_after() {
+    let (n, atoms, m, k) = (32, 64, 20_000, 3);
+    let (directions, values) = planted(n, atoms, k, m, 7);
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let options = TopKOptions { batch_size: 256, epochs: 12, ..TopKOptions::default() };
+    let init = TopKModel::<f32>::init(n, 128, k, 3).unwrap().with_architecture(Architecture::BATCH_TOPK).unwrap();
+    let trained = TopKTrainer::new(options).unwrap().fit(&data, init.clone(), |_| ()).unwrap();
+    assert_eq!(trained.model.architecture(), Architecture::BATCH_TOPK);
+    let last = &trained.epochs.last().unwrap().metrics;
+    // Every minibatch keeps k·B latents (there are more positive pre-activations than that).
+    assert!((last.l0 - k as f64).abs() < 1e-9, "training L0 {}", last.l0);
+    let found = recovery(&directions, &decoder_rows(&trained.model), n, 0.9).unwrap();
+    let measured = measure(&trained.model, &mut SliceSource::new(&values, n).unwrap(), 1000).unwrap();
+    println!(
+        "BatchTopK: recovered {:.3}, training FVU {:.4}, threshold {:.4}; by the threshold: L0 {:.3}, FVU {:.4}",
+        found.recovered,
+        last.fvu,
+        trained.model.threshold(),
+        measured.l0,
+        measured.fvu
+    );
+    assert!(found.recovered >= 0.5, "recovered {:.3} of the planted directions", found.recovered);
+    assert!(trained.model.threshold() > 0.0);
+    // The running threshold keeps about k latents per example, and reconstructs as well as
+    // the batch selection did.
+    assert!((measured.l0 - k as f64).abs() < 0.25 * k as f64, "L0 {} by the threshold", measured.l0);
+    assert!(measured.fvu < 1.5 * last.fvu + 0.01, "FVU {} by the threshold, {} in training", measured.fvu, last.fvu);
+    // Streamed: the same minibatches, the same model and threshold.
+    let options = TopKOptions { epochs: 2, shuffle: Shuffle::Blocks { block: 256, window: 4 }, ..options };
+    let trainer = TopKTrainer::new(options).unwrap();
+    let in_memory = trainer.fit(&data, init.clone(), |_| ()).unwrap();
+    let part = StreamedPart::whole(SliceSource::new(&values, n).unwrap()).unwrap();
+    assert_eq!(trainer.fit_streamed(part, init, |_| ()).unwrap().model, in_memory.model);
 }
