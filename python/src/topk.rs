@@ -261,7 +261,9 @@ impl PyTopKModel {
         n_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         if k.is_some() && self.selection() == Selection::Batch.name() {
-            return Err(invalid("k: a BatchTopK model encodes with its threshold, not a number of latents".to_string()));
+            return Err(invalid(
+                "k: a BatchTopK model encodes with its threshold, not a number of latents".to_string(),
+            ));
         }
         let k = k.unwrap_or(self.k());
         if k == 0 || k > self.n_latents() {

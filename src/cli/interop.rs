@@ -96,11 +96,12 @@ fn export_topk<T: Real>(args: &ExportArgs) -> CliResult<()> {
         FilePlan::new().input("MODEL", &args.model).output("--output", weights).output("--output", config).check()?;
     topk_interop::export(&model, layout, &args.output)?;
     println!(
-        "wrote {} ({}, {}): {:?} TopK SAE, d_in = {}, {} latents, k = {}, {}",
+        "wrote {} ({}, {}): {:?} {}, d_in = {}, {} latents, k = {}, {}",
         args.output.display(),
         layout.weights_file(),
         layout.config_file(),
         args.format,
+        model.architecture().describe(),
         model.visible(),
         model.latents(),
         model.k(),
@@ -156,8 +157,9 @@ fn import_topk<T: Real>(args: &ImportArgs, layout: Folder) -> CliResult<()> {
     let model = topk_interop::import::<T>(&args.folder, layout)?;
     model.save(&args.output)?;
     println!(
-        "wrote {}: TopK, n = {}, {} latents, k = {}, {}",
+        "wrote {}: {}, n = {}, {} latents, k = {}, {}",
         args.output.display(),
+        model.architecture().describe(),
         model.visible(),
         model.latents(),
         model.k(),

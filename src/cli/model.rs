@@ -13,7 +13,7 @@ use super::args::{by_name, DataArgs, EngineArgs, Precision, PrecisionArgs};
 use super::CliResult;
 use sae::data::npy::NpyRowWriter;
 use sae::data::stream::ExampleSource;
-use sae::dictionary::{TopKModel, TopKObjective, OBJECTIVE as TOPK_OBJECTIVE};
+use sae::dictionary::{Selection, TopKModel, TopKObjective, OBJECTIVE as TOPK_OBJECTIVE};
 use sae::files::FilePlan;
 use sae::model::picture::{feature_tiles, weight_tiles, PixelOrder, TileGrid};
 use sae::model::stack::{StackModel, STACK_OBJECTIVE};
@@ -139,6 +139,13 @@ fn apply(args: ApplyArgs, what: Apply) -> CliResult<()> {
 
 fn apply_in<T: Real>(args: &ApplyArgs, what: Apply) -> CliResult<()> {
     let model = match (Loaded::<T>::load(&args.model)?, args.k) {
+        (Loaded::TopK(model, _), Some(_)) if model.architecture().selection == Selection::Batch => {
+            return Err(format!(
+                "--k: a BatchTopK model keeps the latents above its threshold ({}), not a number of them",
+                model.threshold()
+            )
+            .into())
+        }
         (Loaded::TopK(model, workspace), Some(k)) => {
             let latents = model.latents();
             Loaded::TopK(
@@ -416,7 +423,18 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
         TOPK_OBJECTIVE => {
             let model = TopKModel::<f64>::load(path)?;
             let architecture = model.architecture();
-            println!("  {}: {} latents, the k largest kept", architecture.describe(), architecture.units.name());
+            match architecture.selection {
+                Selection::PerExample => {
+                    println!("  {}: {} latents, the k largest kept", architecture.describe(), architecture.units.name())
+                }
+                Selection::Batch => println!(
+                    "  {}: {} latents, the k·B largest of a minibatch of B kept in training, those above the \
+                     threshold {} after",
+                    architecture.describe(),
+                    architecture.units.name(),
+                    model.threshold()
+                ),
+            }
             println!(
                 "  {}, {}",
                 if architecture.tied { "tied weights (W_dec = W_enc)" } else { "an encoder and a decoder" },
@@ -432,6 +450,8 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
                     "latents",
                     "k",
                     "units",
+                    "selection",
+                    "threshold",
                     "pre_encoder_bias",
                     "tied",
                 ]

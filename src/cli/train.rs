@@ -54,12 +54,14 @@ pub struct TrainArgs {
     /// The hidden layer: `units` (the --activation, kept sparse by the --penalty: UFLDL's
     /// sparse autoencoder and its family), or `topk`, a dictionary of --hidden ReLU latents of
     /// which only the --k largest stay active per example (decoder rows of unit norm, b_dec at
-    /// the data's geometric median; Adam or SGD, in memory or --stream), or `k-sparse`,
+    /// the data's geometric median; Adam or SGD, in memory or --stream), or `batch-topk`, the
+    /// same keeping the --k × batch largest of each minibatch (k per example on average; the
+    /// model then keeps the latents above a threshold learnt as it trains), or `k-sparse`,
     /// Makhzani & Frey's k-sparse autoencoder (linear units, tied weights, k lowered from
     /// --k-start).
     #[arg(help_heading = "Model", long, value_enum, default_value = "units")]
     hidden_layer: HiddenLayerArg,
-    /// TopK and k-sparse: the latents active per example.
+    /// TopK, BatchTopK and k-sparse: the latents active per example (BatchTopK: on average).
     #[arg(help_heading = "Model", long)]
     k: Option<usize>,
     /// TopK and k-sparse: start with this many latents active per example, lowered linearly to
@@ -210,6 +212,7 @@ pub struct TrainArgs {
 enum HiddenLayerArg {
     Units,
     Topk,
+    BatchTopk,
     KSparse,
 }
 

@@ -1,6 +1,6 @@
-//! `sae train --hidden-layer topk|k-sparse`: a TopK sparse autoencoder (a dictionary of
-//! `--hidden` latents, `--k` active per example) or Makhzani & Frey's k-sparse autoencoder
-//! (linear units, tied weights), trained by Adam or SGD, in memory or streamed; prints each
+//! `sae train --hidden-layer topk|batch-topk|k-sparse`: a TopK sparse autoencoder (a dictionary
+//! of `--hidden` latents, `--k` active per example, or on average over each minibatch with
+//! BatchTopK) or Makhzani & Frey's k-sparse autoencoder (linear units, tied weights), trained by Adam or SGD, in memory or streamed; prints each
 //! epoch's metrics and writes the model and a histogram of the latents' firing frequencies.
 
 use std::sync::atomic::AtomicBool;
@@ -72,10 +72,11 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
     }
 }
 
-/// `topk` or `k-sparse`.
+/// `topk`, `batch-topk` or `k-sparse`.
 fn layer_name(args: &TrainArgs) -> &'static str {
     match args.hidden_layer {
         HiddenLayerArg::KSparse => "k-sparse",
+        HiddenLayerArg::BatchTopk => "batch-topk",
         _ => "topk",
     }
 }
@@ -84,6 +85,7 @@ fn layer_name(args: &TrainArgs) -> &'static str {
 fn architecture(args: &TrainArgs) -> Architecture {
     match args.hidden_layer {
         HiddenLayerArg::KSparse => Architecture::K_SPARSE,
+        HiddenLayerArg::BatchTopk => Architecture::BATCH_TOPK,
         _ => Architecture::TOPK,
     }
 }

@@ -5,7 +5,10 @@
 //!   `apply_b_dec_to_input: true` — SAELens's TopK SAE encodes `topk(relu((x − b_dec) W_enc +
 //!   b_enc))` and decodes `f W_dec + b_dec`, this model exactly (`W_enc` transposed). The older
 //!   spelling (`activation_fn_str: "topk"`, `activation_fn_kwargs: {k}`) is written beside it
-//!   and read too.
+//!   and read too. A BatchTopK model is written as SAELens writes its own, a JumpReLU SAE
+//!   (`architecture: "jumprelu"`, a `threshold` tensor of `h` equal values: `relu(z)·(z >
+//!   θ)`, the same codes), with its training `k` kept in the configuration; reading one back
+//!   needs that `k` and a single threshold for all latents.
 //! - **EleutherAI sparsify** (a folder of `sae.safetensors` and `cfg.json`): `encoder.weight`
 //!   `h×n`, `encoder.bias`, `W_dec` `h×n`, `b_dec`, with `num_latents`, `k`, `d_in`; sparsify
 //!   also subtracts `b_dec` before encoding. Its tensors are this crate's own layout.
@@ -18,7 +21,8 @@ use std::path::Path;
 use safetensors::tensor::SafeTensors;
 use serde_json::{json, Value};
 
-use super::model::TopKModel;
+use super::model::{Architecture, TopKModel};
+use super::Selection;
 use crate::error::{Error, Result};
 use crate::real::Real;
 
@@ -57,21 +61,35 @@ pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Resu
         Folder::Saelens => {
             // W_enc is n×h in SAELens: the transpose of the latent-major rows.
             let w_enc: Vec<T> = (0..n * h).map(|i| blocks.w_enc[(i % h) * n + i / h]).collect();
-            let tensors = vec![
+            let mut tensors = vec![
                 ("W_enc", vec![n, h], w_enc),
                 ("b_enc", vec![h], blocks.b_enc.to_vec()),
                 ("W_dec", vec![h, n], blocks.w_dec.to_vec()),
                 ("b_dec", vec![n], blocks.b_dec.to_vec()),
             ];
-            let config = json!({
-                "architecture": "topk",
-                "d_in": n,
-                "d_sae": h,
-                "k": k,
-                "activation_fn_str": "topk",
-                "activation_fn_kwargs": { "k": k },
-                "apply_b_dec_to_input": true,
-            });
+            let config = match model.architecture().selection {
+                Selection::PerExample => json!({
+                    "architecture": "topk",
+                    "d_in": n,
+                    "d_sae": h,
+                    "k": k,
+                    "activation_fn_str": "topk",
+                    "activation_fn_kwargs": { "k": k },
+                    "apply_b_dec_to_input": true,
+                }),
+                Selection::Batch => {
+                    // relu(z)·(z > θ) keeps z > max(θ, 0), as the ReLU units of this model do.
+                    tensors.push(("threshold", vec![h], vec![T::cast(model.threshold().max(0.0)); h]));
+                    json!({
+                        "architecture": "jumprelu",
+                        "d_in": n,
+                        "d_sae": h,
+                        "k": k,
+                        "activation_fn_str": "relu",
+                        "apply_b_dec_to_input": true,
+                    })
+                }
+            };
             (tensors, config)
         }
         Folder::Sparsify => {
@@ -115,6 +133,8 @@ pub fn check_exportable<T: Real>(model: &TopKModel<T>, layout: Folder) -> Result
         Some("keep only positive activations (a ReLU after the selection); this model's units are linear")
     } else if !architecture.pre_encoder_bias {
         Some("subtract b_dec before encoding; this model's encoder reads x itself")
+    } else if layout == Folder::Sparsify && architecture.selection == Selection::Batch {
+        Some("select k latents per example; this BatchTopK model keeps those above its threshold (SAELens's layout can hold it)")
     } else {
         None
     };
@@ -160,22 +180,36 @@ fn read_config(dir: &Path, layout: Folder) -> Result<(Value, std::path::PathBuf)
     Ok((config, path))
 }
 
-/// `k` of a TopK configuration (either SAELens spelling, or sparsify's).
+/// `k` of a TopK configuration (either SAELens spelling, or sparsify's), or of a SAELens JumpReLU
+/// one that records it (a BatchTopK model's).
 fn topk_k(config: &Value, layout: Folder) -> Option<u64> {
     let text = |key: &str| config.get(key).and_then(Value::as_str);
     let is_topk = match layout {
-        Folder::Saelens => text("architecture") == Some("topk") || text("activation_fn_str") == Some("topk"),
+        Folder::Saelens => {
+            text("architecture") == Some("topk") || text("activation_fn_str") == Some("topk") || is_jumprelu(config)
+        }
         Folder::Sparsify => text("activation").is_none_or(|a| a == "topk"),
     };
     let k = config.get("k").or_else(|| config.get("activation_fn_kwargs").and_then(|kw| kw.get("k")));
     k.and_then(Value::as_u64).filter(|_| is_topk)
 }
 
+/// Whether a SAELens configuration is a JumpReLU SAE's.
+fn is_jumprelu(config: &Value) -> bool {
+    config.get("architecture").and_then(Value::as_str) == Some("jumprelu")
+}
+
 /// The TopK model of the folder `dir` in `layout`, in `T`.
 pub fn import<T: Real>(dir: &Path, layout: Folder) -> Result<TopKModel<T>> {
     let (config, config_path) = read_config(dir, layout)?;
     let bad = |reason: String| Error::bad_file(&config_path, reason);
-    let k = topk_k(&config, layout).ok_or_else(|| bad("not a TopK SAE (no TopK architecture with its k)".into()))?;
+    let k = topk_k(&config, layout).ok_or_else(|| {
+        bad(if layout == Folder::Saelens && is_jumprelu(&config) {
+            "a JumpReLU SAE without the k of the BatchTopK training that made it: not read".into()
+        } else {
+            "not a TopK SAE (no TopK architecture with its k)".into()
+        })
+    })?;
     let size = |key: &str| config.get(key).and_then(Value::as_u64).ok_or_else(|| bad(format!("no {key}")));
     let (n, h) = match layout {
         Folder::Saelens => (size("d_in")?, size("d_sae")?),
@@ -224,14 +258,36 @@ pub fn import<T: Real>(dir: &Path, layout: Folder) -> Result<TopKModel<T>> {
             read("b_dec", vec![n])?,
         ),
     };
+    // A BatchTopK model's JumpReLU threshold: one value for every latent.
+    let threshold = match layout {
+        Folder::Saelens if is_jumprelu(&config) => {
+            let thresholds = read("threshold", vec![h])?;
+            if thresholds.iter().any(|&t| t != thresholds[0]) {
+                return Err(Error::bad_file(
+                    &weights_path,
+                    "a threshold per latent: this engine's BatchTopK models have one for all latents",
+                ));
+            }
+            Some(thresholds[0])
+        }
+        _ => None,
+    };
     let params = [w_enc, b_enc, w_dec, b_dec].concat().into_iter().map(T::cast).collect();
-    TopKModel::from_params(n, h, k, params).map_err(|e| Error::bad_file(&weights_path, format!("invalid model: {e}")))
+    let model = TopKModel::from_params(n, h, k, params);
+    let model = match threshold {
+        None => model,
+        Some(threshold) => model
+            .and_then(|model| model.with_architecture(Architecture::BATCH_TOPK))
+            .and_then(|model| model.with_threshold(threshold)),
+    };
+    model.map_err(|e| Error::bad_file(&weights_path, format!("invalid model: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::Dataset;
+    use crate::dictionary::select::INACTIVE;
     use crate::dictionary::{Architecture, TopKObjective};
     use rand::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
@@ -302,6 +358,70 @@ mod tests {
                     assert!((v - w).abs() < 1e-5, "{layout:?} example {e}: {v} vs {w}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_batch_topk_model_round_trips_through_saelenss_jumprelu_layout_and_its_formula_gives_its_codes() {
+        let model = model().with_architecture(Architecture::BATCH_TOPK).unwrap().with_threshold(0.125).unwrap();
+        let (n, h, m) = (6, 10, 20);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        let x: Vec<f32> = (0..n * m).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let mut objective = TopKObjective::for_model(&model, m).unwrap();
+        objective.encode_only(model.params(), &Dataset::examples_by_features(&x, m, n).unwrap()).unwrap();
+        let (indices, values) = objective.codes();
+        let width = objective.slots_per_example();
+        let dir = tempfile::tempdir().unwrap();
+        export(&model, Folder::Saelens, dir.path()).unwrap();
+        assert!(describes_topk(dir.path(), Folder::Saelens).unwrap());
+        assert_eq!(import::<f32>(dir.path(), Folder::Saelens).unwrap(), model);
+        // SAELens's JumpReLU from the raw tensors: relu(z)·(z > θ), z = (x − b_dec) W_enc + b_enc.
+        let bytes = std::fs::read(dir.path().join("sae_weights.safetensors")).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let get = |name: &str| {
+            crate::model::decode_tensor(file.tensor(name).unwrap().dtype(), file.tensor(name).unwrap().data()).unwrap()
+        };
+        let (w, b_enc, b_dec, theta) = (get("W_enc"), get("b_enc"), get("b_dec"), get("threshold"));
+        let mut some_active = 0;
+        for e in 0..m {
+            let z =
+                |j: usize| b_enc[j] + (0..n).map(|i| (f64::from(x[e * n + i]) - b_dec[i]) * w[i * h + j]).sum::<f64>();
+            let want: Vec<usize> =
+                (0..h).filter(|&j| z(j).max(0.0) * f64::from(u8::from(z(j) > theta[j])) != 0.0).collect();
+            let ours: Vec<usize> =
+                indices[e * width..(e + 1) * width].iter().filter(|&&j| j != INACTIVE).map(|&j| j as usize).collect();
+            assert_eq!(ours, want, "example {e}");
+            for (s, &j) in ours.iter().enumerate() {
+                assert!((f64::from(values[e * width + s]) - z(j)).abs() < 1e-5);
+            }
+            some_active += ours.len();
+        }
+        assert!(some_active > 0 && some_active < m * h, "the threshold keeps some latents");
+        // Sparsify selects k per example: it cannot hold the model.
+        match export(&model, Folder::Sparsify, dir.path().join("sparsify").as_path()) {
+            Err(Error::InvalidOption { name: "format", reason }) => assert!(reason.contains("threshold"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // A JumpReLU SAE with a threshold per latent, or without k, is not this engine's.
+        let weights = dir.path().join("sae_weights.safetensors");
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f64>)> = ["W_enc", "b_enc", "W_dec", "b_dec"]
+            .iter()
+            .map(|&t| (t.to_string(), file.tensor(t).unwrap().shape().to_vec(), get(t)))
+            .collect();
+        tensors.push(("threshold".to_string(), vec![h], (0..h).map(|j| j as f64 / 10.0).collect()));
+        let out =
+            tensors.iter().map(|(name, shape, values)| crate::model::tensor_out(name, shape.clone(), values)).collect();
+        crate::model::save_safetensors(&weights, out, Default::default()).unwrap();
+        match import::<f32>(dir.path(), Folder::Saelens) {
+            Err(Error::BadFile { reason, .. }) => assert!(reason.contains("threshold per latent"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let config = dir.path().join("cfg.json");
+        let text = std::fs::read_to_string(&config).unwrap().replace("\"k\": 3,", "");
+        std::fs::write(&config, text).unwrap();
+        match import::<f32>(dir.path(), Folder::Saelens) {
+            Err(Error::BadFile { reason, .. }) => assert!(reason.contains("JumpReLU SAE without the k"), "{reason}"),
+            other => panic!("{other:?}"),
         }
     }
 

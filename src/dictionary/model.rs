@@ -458,11 +458,11 @@ impl<T: Real> TopKModel<T> {
         };
         let threshold = match selection {
             Selection::PerExample => 0.0,
-            Selection::Batch => get("threshold")?
-                .parse::<f64>()
-                .ok()
-                .filter(|threshold| threshold.is_finite())
-                .ok_or_else(|| bad(format!("metadata threshold {:?} is not a finite number", metadata["threshold"])))?,
+            Selection::Batch => {
+                get("threshold")?.parse::<f64>().ok().filter(|threshold| threshold.is_finite()).ok_or_else(|| {
+                    bad(format!("metadata threshold {:?} is not a finite number", metadata["threshold"]))
+                })?
+            }
         };
         TopKModel::from_params(n, h, k, params)
             .and_then(|model| model.with_architecture(Architecture { units, selection, pre_encoder_bias, tied }))

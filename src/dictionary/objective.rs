@@ -209,7 +209,9 @@ impl<T: Real> TopKObjective<T> {
                     reason: "k_aux must be at least 1 and alpha finite and non-negative",
                 });
             }
-            if u32::try_from(self.capacity.saturating_mul(self.width.saturating_add(aux.k_aux.min(dead_count)))).is_err() {
+            if u32::try_from(self.capacity.saturating_mul(self.width.saturating_add(aux.k_aux.min(dead_count))))
+                .is_err()
+            {
                 return Err(Error::InvalidHyperParameter {
                     name: "AuxK",
                     value: aux.k_aux as f64,
@@ -464,7 +466,8 @@ impl<T: Real> TopKObjective<T> {
                 }
                 // Full slots may have left values above the threshold out.
                 Selecting::Above(_) => {
-                    width == h || work.batch.indices[..slots].chunks_exact(width).all(|slots| slots[width - 1] == INACTIVE)
+                    width == h
+                        || work.batch.indices[..slots].chunks_exact(width).all(|slots| slots[width - 1] == INACTIVE)
                 }
             };
             if complete {
@@ -797,13 +800,15 @@ impl<T: Real> Forward<'_, '_, T> {
         );
         for e in 0..rows {
             let z = &pre[e * h..][..h];
-            let (slots, activations) = (&mut part.slots.indices[e * width..][..width], &mut part.slots.values[e * width..][..width]);
+            let (slots, activations) =
+                (&mut part.slots.indices[e * width..][..width], &mut part.slots.values[e * width..][..width]);
             top_k_above(self.kernels, self.floor, z, self.b_enc, slots, activations);
             if let Some(aux) = &self.aux {
                 // The dead latents' positive values, whatever the units: their decoding of
                 // the residual is only a training signal.
                 let k = aux.k;
-                let (slots, activations) = (&mut part.aux.slots.indices[e * k..][..k], &mut part.aux.slots.values[e * k..][..k]);
+                let (slots, activations) =
+                    (&mut part.aux.slots.indices[e * k..][..k], &mut part.aux.slots.values[e * k..][..k]);
                 top_k(self.kernels, Units::Relu, z, aux.bias, slots, activations);
             }
             if self.decode_when_selected {

@@ -164,13 +164,17 @@ pub fn keep_batch_top<T: Real>(
     assert!(u32::try_from(indices.len()).is_ok(), "keep_batch_top: {} slots", indices.len());
     keys.clear();
     keys.extend(
-        indices.iter().zip(values.iter()).enumerate().filter(|(_, (&j, _))| j != INACTIVE).map(|(slot, (_, &v))| (v, slot as u32)),
+        indices
+            .iter()
+            .zip(values.iter())
+            .enumerate()
+            .filter(|(_, (&j, _))| j != INACTIVE)
+            .map(|(slot, (_, &v))| (v, slot as u32)),
     );
     // The keep-th largest (value, then earliest slot): the cut.
     let cut = (keys.len() > keep).then(|| {
-        let larger_first = |a: &(T, u32), b: &(T, u32)| {
-            b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1))
-        };
+        let larger_first =
+            |a: &(T, u32), b: &(T, u32)| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1));
         if keep == 0 {
             return None;
         }

@@ -113,7 +113,7 @@ fn a_topk_model_round_trips_through_the_saelens_and_sparsify_folders() {
     for (format, weights) in [("saelens", "sae_weights.safetensors"), ("sparsify", "sae.safetensors")] {
         let (folder, back) = (path(dir.path(), format), path(dir.path(), &format!("{format}.safetensors")));
         let (ok, stdout, stderr) = sae(&["export", &model, "--format", format, "-o", &folder]);
-        assert!(ok && stdout.contains("TopK SAE") && stdout.contains("k = 4"), "{stdout}{stderr}");
+        assert!(ok && stdout.contains("TopK sparse autoencoder") && stdout.contains("k = 4"), "{stdout}{stderr}");
         assert!(Path::new(&folder).join(weights).exists() && Path::new(&folder).join("cfg.json").exists());
         let (ok, _, stderr) = sae(&["import", &folder, "--format", format, "-o", &back]);
         assert!(ok, "{stderr}");
@@ -221,4 +221,47 @@ fn a_k_sparse_autoencoder_trains_encodes_with_more_latents_and_is_not_exported()
     assert!(sae(&["train", "--iterations", "2", "--no-features", "-o", &kl]).0);
     let (ok, _, stderr) = sae(&["encode", &kl, "--data", &data, "--k", "3", "-o", &path(dir.path(), "no.npy")]);
     assert!(!ok && stderr.contains("--k applies"), "{stderr}");
+}
+
+#[test]
+fn a_batch_topk_model_trains_encodes_by_its_threshold_and_exports_to_saelens_as_jumprelu() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = (path(dir.path(), "batch.safetensors"), path(dir.path(), "planted.npy"));
+    let generate = ["generate", "--planted", "--features", "16", "--atoms", "24", "--active", "2"];
+    assert!(sae(&[&generate[..], &["--examples", "4000", "-o", &data]].concat()).0);
+    let train = ["train", "--hidden-layer", "batch-topk", "--k", "2", "--hidden", "48", "--data", &data];
+    let options = ["--epochs", "8", "--batch-size", "100", "--no-features", "-o", &model];
+    let (ok, stdout, stderr) = sae(&[&train[..], &options[..]].concat());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("model: BatchTopK sparse autoencoder") && stdout.contains("L0 2.00"), "{stdout}");
+    let trained = TopKModel::<f64>::load(Path::new(&model)).unwrap();
+    assert_eq!(trained.architecture(), sae::dictionary::Architecture::BATCH_TOPK);
+    assert!(trained.threshold() > 0.0);
+    let (ok, stdout, _) = sae(&["info", &model]);
+    assert!(ok && stdout.contains(&format!("threshold {} after", trained.threshold())), "{stdout}");
+
+    // Encoded by the threshold: a varying number of latents per example, about k on average,
+    // each above the threshold.
+    let codes = path(dir.path(), "codes.npy");
+    let (ok, _, stderr) = sae(&["encode", &model, "--data", &data, "-o", &codes]);
+    assert!(ok, "{stderr}");
+    let codes: ndarray::Array2<f64> = npy::read_matrix(Path::new(&codes)).unwrap();
+    let active = codes.iter().filter(|&&v| v != 0.0).count() as f64 / 4000.0;
+    assert!((active - 2.0).abs() < 0.5, "{active} latents per example");
+    assert!(codes.iter().all(|&v| v == 0.0 || v > trained.threshold()));
+    let (ok, _, stderr) = sae(&["encode", &model, "--data", &data, "--k", "3", "-o", &path(dir.path(), "no.npy")]);
+    assert!(!ok && stderr.contains("threshold"), "{stderr}");
+
+    let saelens = path(dir.path(), "saelens");
+    let (ok, _, stderr) = sae(&["export", &model, "--format", "saelens", "-o", &saelens]);
+    assert!(ok, "{stderr}");
+    let config = std::fs::read_to_string(Path::new(&saelens).join("cfg.json")).unwrap();
+    assert!(config.contains("\"jumprelu\""), "{config}");
+    let back = path(dir.path(), "back.safetensors");
+    let (ok, stdout, stderr) = sae(&["import", &saelens, "--format", "saelens", "-o", &back]);
+    assert!(ok && stdout.contains("BatchTopK"), "{stdout}{stderr}");
+    let back = TopKModel::<f64>::load(Path::new(&back)).unwrap();
+    assert_eq!((back.architecture(), back.threshold(), back.k()), (trained.architecture(), trained.threshold(), 2));
+    let (ok, _, stderr) = sae(&["export", &model, "--format", "sparsify", "-o", &path(dir.path(), "sparsify")]);
+    assert!(!ok && stderr.contains("threshold"), "{stderr}");
 }

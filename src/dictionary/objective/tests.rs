@@ -437,7 +437,8 @@ fn at_inference_a_batch_selection_keeps_every_latent_above_the_threshold() {
     let (n, h, k, m) = (7, 90, 2, 25);
     let (model, x) = problem_of(Architecture::BATCH_TOPK, n, h, k, m, 47);
     let p = model.blocks();
-    let z = |e: usize, j: usize| p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * (x[e * n + f] - p.b_dec[f])).sum::<f64>();
+    let z =
+        |e: usize, j: usize| p.b_enc[j] + (0..n).map(|f| p.w_enc[j * n + f] * (x[e * n + f] - p.b_dec[f])).sum::<f64>();
     // Thresholds that keep fewer, and many more (some example more than the 4k candidates),
     // latents than k; a negative one keeps the positive ones (the units are ReLUs).
     for threshold in [0.9, 0.3, 0.05, -1.0] {
