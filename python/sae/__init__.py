@@ -313,7 +313,10 @@ def train_topk(
     ``b_dec`` at the geometric median of the first minibatch, optionally AuxK on dead
     latents, dead latents resampled every ``resample_every`` steps — a latent is dead once it
     has not fired on ``dead_after`` examples in a row, by default one pass over ``X`` — and
-    inputs scaled to unit mean squared norm). ``architecture="k-sparse"`` trains
+    inputs scaled to unit mean squared norm). ``architecture="batch-topk"`` keeps the
+    ``k × batch_size`` largest activations of each minibatch instead (``k`` per example on
+    average); the model keeps those above its ``threshold``, the running mean of each
+    minibatch's smallest kept activation. ``architecture="k-sparse"`` trains
     Makhzani & Frey's k-sparse autoencoder instead: linear units, tied weights, no unit-norm
     decoder, ``k`` lowered linearly from ``k_start`` (default ``4 k``) over the first half of the
     steps (``k_start`` schedules a TopK model's ``k`` the same way). Returns the model and a list

@@ -107,7 +107,7 @@ def test_a_k_sparse_autoencoder_has_tied_linear_units_and_encodes_with_more_late
     with pytest.raises(sae.InvalidInputError, match="linear"):
         model.export(tmp_path / "saelens")
     with pytest.raises(sae.InvalidInputError, match="architecture"):
-        sae.train_topk(x, 48, 3, architecture="batch-topk")
+        sae.train_topk(x, 48, 3, architecture="gated")
     with pytest.raises(sae.InvalidInputError, match="resample_every"):
         sae.train_topk(x, 48, 3, resample_every=0)
     with pytest.raises(sae.InvalidInputError, match="dead_after"):
@@ -115,3 +115,26 @@ def test_a_k_sparse_autoencoder_has_tied_linear_units_and_encodes_with_more_late
     with pytest.raises(sae.InvalidInputError, match="k = 49: from 1"):
         model.encode(x, k=49)
     assert model.pre_encoder_bias
+
+
+def test_a_batch_topk_model_keeps_k_per_example_on_average_and_encodes_by_its_threshold(tmp_path):
+    _, x = planted(m=4000)
+    model, epochs = sae.train_topk(x, 64, 2, architecture="batch-topk", epochs=10, batch_size=100)
+    assert model.selection == "batch" and "BatchTopK" in repr(model)
+    assert epochs[-1]["l0"] == 2 and model.threshold > 0
+    # The formula, in numpy: every latent whose z = W_enc (x − b_dec) + b_enc exceeds the
+    # threshold, as many as there are.
+    indices, values = model.encode(x[:300])
+    z = (x[:300] - model.b_dec) @ model.W_enc.T + model.b_enc
+    for e in range(300):
+        kept = indices[e][indices[e] >= 0]
+        np.testing.assert_array_equal(kept, np.flatnonzero(z[e] > model.threshold))
+        np.testing.assert_allclose(values[e][: len(kept)], z[e][kept], rtol=1e-5, atol=1e-6)
+    assert abs(model.metrics(x)["l0"] - 2) < 0.5
+    with pytest.raises(sae.InvalidInputError, match="threshold"):
+        model.encode(x, k=3)
+    model.export(tmp_path / "saelens")
+    back = sae.TopKModel.import_folder(tmp_path / "saelens")
+    assert (back.selection, back.k) == ("batch", 2) and back.threshold == pytest.approx(model.threshold, rel=1e-6)
+    with pytest.raises(sae.InvalidInputError, match="threshold"):
+        model.export(tmp_path / "sparsify", format="sparsify")
