@@ -4,13 +4,15 @@
 //!
 //! - `step`: the loss and gradient on sparse kernels, the decoder gradient's radial part
 //!   removed, an Adam step, the decoder rows renormalised — what `TopKTrainer` does per step;
+//! - `batch_step`: the same step of a BatchTopK model (the batch's `k·B` largest kept: each
+//!   example's candidates, the cut, decoding as a second pass);
 //! - `encoder_gemm`: `Z = XC W_encᵀ` on the same blocks of 256 examples, `W_enc` packed once,
 //!   into one block buffer: the dense work no TopK step can avoid.
 //!
 //! Criterion measures each alone; the machine drifts between them, so the bench first times
 //! them interleaved, a step then the GEMM, round after round, and prints the median of the
-//! per-round ratios step / GEMM (`SAE_BENCH_ROUNDS`, default 9) — the figure the target is
-//! judged on.
+//! per-round ratios step / GEMM and BatchTopK step / GEMM (`SAE_BENCH_ROUNDS`, default 9) — the
+//! figures the target is judged on.
 //!
 //! `cargo bench --bench topk`. `SAE_BENCH_TOPK=small` runs a shape 16× smaller (h = 1024) for a
 //! quick look.
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use sae::dictionary::{TopKModel, TopKObjective};
+use sae::dictionary::{Architecture, TopKModel, TopKObjective};
 use sae::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer};
 use sae::optim::{StepRule, StepState};
 use sae::Dataset;
@@ -51,6 +53,9 @@ fn bench_topk(c: &mut Criterion) {
     let mut state = StepState::<f32>::new(params.len());
     let rule = StepRule::adam(1e-4);
     let mut objective = pool.install(|| TopKObjective::<f32>::new(n, h, k, batch).unwrap());
+    let mut batch_objective =
+        pool.install(|| TopKObjective::<f32>::new(n, h, k, batch).unwrap().with_architecture(Architecture::BATCH_TOPK));
+    let (mut batch_params, mut batch_state) = (params.clone(), StepState::<f32>::new(params.len()));
 
     let gemm = Gemm::detect(Backend::preferred());
     let mut packed = PackBuffer::default();
@@ -81,30 +86,38 @@ fn bench_topk(c: &mut Criterion) {
     };
 
     let rounds: usize = std::env::var("SAE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(9);
-    let mut ratios = Vec::new();
+    let (mut ratios, mut batch_ratios) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let started = Instant::now();
         step(&mut objective, &mut params, &mut grad, &mut state);
         let step_time = started.elapsed().as_secs_f64();
         let started = Instant::now();
+        step(&mut batch_objective, &mut batch_params, &mut grad, &mut batch_state);
+        let batch_time = started.elapsed().as_secs_f64();
+        let started = Instant::now();
         encoder_gemm(&params, &mut packed, &mut pre);
         let gemm_time = started.elapsed().as_secs_f64();
         ratios.push(step_time / gemm_time);
+        batch_ratios.push(batch_time / gemm_time);
         eprintln!(
-            "round {round}: step {:.1} ms, encoder GEMM {:.1} ms, ratio {:.3}",
+            "round {round}: step {:.1} ms, BatchTopK step {:.1} ms, encoder GEMM {:.1} ms, ratios {:.3} {:.3}",
             1e3 * step_time,
+            1e3 * batch_time,
             1e3 * gemm_time,
-            ratios[round]
+            ratios[round],
+            batch_ratios[round]
         );
     }
-    ratios.sort_by(f64::total_cmp);
-    if !ratios.is_empty() {
-        eprintln!(
-            "step / encoder GEMM, interleaved: median {:.3} over {rounds} rounds (min {:.3}, max {:.3})",
-            ratios[rounds / 2],
-            ratios[0],
-            ratios[rounds - 1]
-        );
+    for (what, ratios) in [("step", &mut ratios), ("BatchTopK step", &mut batch_ratios)] {
+        ratios.sort_by(f64::total_cmp);
+        if !ratios.is_empty() {
+            eprintln!(
+                "{what} / encoder GEMM, interleaved: median {:.3} over {rounds} rounds (min {:.3}, max {:.3})",
+                ratios[rounds / 2],
+                ratios[0],
+                ratios[rounds - 1]
+            );
+        }
     }
 
     let mut group = c.benchmark_group("topk");
@@ -112,6 +125,9 @@ fn bench_topk(c: &mut Criterion) {
     group.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(15));
     group.bench_function(format!("step/f32/n{n}_h{h}_k{k}_b{batch}"), |b| {
         b.iter(|| step(&mut objective, &mut params, &mut grad, &mut state))
+    });
+    group.bench_function(format!("batch_step/f32/n{n}_h{h}_k{k}_b{batch}"), |b| {
+        b.iter(|| step(&mut batch_objective, &mut batch_params, &mut grad, &mut batch_state))
     });
     group.bench_function(format!("encoder_gemm/f32/n{n}_h{h}_b{batch}"), |b| {
         b.iter(|| encoder_gemm(model.params(), &mut packed, &mut pre))

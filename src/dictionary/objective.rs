@@ -58,6 +58,10 @@ use crate::real::Real;
 /// pre-activations stay near the cache.
 const BLOCK: usize = 256;
 
+/// How far below the last batch's cut the next batch's candidates start, as a fraction of it:
+/// the cut moves little from one step to the next.
+const FLOOR_MARGIN: f64 = 0.25;
+
 /// What one evaluation measured besides the loss, for the training metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct BatchStats {
@@ -97,9 +101,13 @@ pub struct TopKObjective<T: Real> {
     layout: DictionaryLayout,
     architecture: Architecture,
     k: usize,
-    /// Slots per example: `k`, or with a batch selection the candidates of each example (more
-    /// than `k`, grown when an example needs more).
+    /// Slots per example in the last encoding's codes: `k`, or with a batch selection the
+    /// candidates of each example.
     width: usize,
+    /// The slots per example the next encoding starts with: `k`, or with a batch selection
+    /// twice the most any example of the last one kept (at least `4k`), grown during an
+    /// encoding when an example may have had more.
+    start_width: usize,
     /// With a batch selection, the inference threshold of [`measure`](Self::measure) and
     /// [`encode_only`](Self::encode_only).
     threshold: T,
@@ -117,6 +125,11 @@ pub struct TopKObjective<T: Real> {
     last_residuals: usize,
     /// The smallest activation the last evaluation's batch selection kept.
     last_smallest: Option<f64>,
+    /// A value the next batch's cut very likely exceeds: the last cut less a margin
+    /// ([`FLOOR_MARGIN`]). Only the values above it are candidates — about `k` per example, not
+    /// every positive one — unless there are fewer than `k·B` of them, when the selection is
+    /// made again from the units' floor.
+    batch_floor: Option<f64>,
     work: Workspace<T>,
 }
 
@@ -179,6 +192,7 @@ impl<T: Real> TopKObjective<T> {
             architecture: Architecture::TOPK,
             k,
             width: k,
+            start_width: k,
             threshold: T::zero(),
             capacity,
             block,
@@ -189,6 +203,7 @@ impl<T: Real> TopKObjective<T> {
             last_examples: 0,
             last_residuals: 0,
             last_smallest: None,
+            batch_floor: None,
             work: Workspace::default(),
         })
     }
@@ -232,7 +247,8 @@ impl<T: Real> TopKObjective<T> {
     /// The same objective for models of `architecture`.
     pub fn with_architecture(mut self, architecture: Architecture) -> Self {
         self.architecture = architecture;
-        self.width = self.width_for(self.k);
+        self.start_width = self.width_for(self.k, 0);
+        self.width = self.start_width;
         self
     }
 
@@ -251,15 +267,17 @@ impl<T: Real> TopKObjective<T> {
         self.threshold = T::cast(threshold);
     }
 
-    /// The slots per example for `k`: `k`, or for a batch selection `4k` candidates to start
-    /// with (an example may take several times its share), as many as the batch's slots can
-    /// number.
-    fn width_for(&self, k: usize) -> usize {
+    /// The slots per example to start an encoding with for `k`, when an example of the last
+    /// one kept at most `most`: `k`, or for a batch selection `4k` candidates or `2·most`,
+    /// whichever is more (an example may take several times its share), as many as the
+    /// batch's slots can number.
+    fn width_for(&self, k: usize, most: usize) -> usize {
         match self.architecture.selection {
             Selection::PerExample => k,
             Selection::Batch => {
-                let numbered = (u32::MAX as usize - 1) / self.capacity;
-                self.width.max(k.saturating_mul(4)).min(self.layout.latents()).min(numbered).max(k)
+                let aux = self.aux.map_or(0, |aux| aux.k_aux);
+                let numbered = ((u32::MAX as usize - 1) / self.capacity).saturating_sub(aux);
+                k.saturating_mul(4).max(most.saturating_mul(2)).min(self.layout.latents()).min(numbered).max(k)
             }
         }
     }
@@ -268,10 +286,11 @@ impl<T: Real> TopKObjective<T> {
     /// encoding with more latents than the model was trained with).
     pub fn set_k(&mut self, k: usize) -> Result<()> {
         check_shape(self.layout.visible(), self.layout.latents(), k)?;
-        let width = self.width_for(k);
+        let width = self.width_for(k, 0);
         check_slots(self.capacity, width.saturating_add(self.aux.map_or(0, |aux| aux.k_aux)))?;
         self.k = k;
         self.width = width;
+        self.start_width = width;
         self.last_examples = 0;
         Ok(())
     }
@@ -392,13 +411,12 @@ impl<T: Real> TopKObjective<T> {
         self.last_residuals = 0;
         self.last_smallest = None;
         let units = self.architecture.units;
+        let units_floor = units.floor::<T>();
+        let above_units_floor = |floor: T| if floor > units_floor { floor } else { units_floor };
         let selecting = match self.architecture.selection {
             Selection::PerExample => Selecting::PerExample,
             Selection::Batch if train => Selecting::Batch { keep: self.k * examples },
-            Selection::Batch => {
-                let floor = units.floor::<T>();
-                Selecting::Above(if self.threshold > floor { self.threshold } else { floor })
-            }
+            Selection::Batch => Selecting::Above(above_units_floor(self.threshold)),
         };
         let aux = self.aux.filter(|_| decode);
         let blocks = self.layout.split(params);
@@ -414,8 +432,11 @@ impl<T: Real> TopKObjective<T> {
             gemm: &self.gemm,
             kernels: &self.kernels,
             floor: match selecting {
+                Selecting::PerExample => units_floor,
+                Selecting::Batch { .. } => {
+                    self.batch_floor.map_or(units_floor, |floor| above_units_floor(T::cast(floor)))
+                }
                 Selecting::Above(floor) => floor,
-                _ => units.floor(),
             },
             pre_encoder_bias: self.architecture.pre_encoder_bias,
             w_enc: &packed,
@@ -425,7 +446,7 @@ impl<T: Real> TopKObjective<T> {
             batch,
             n,
             h,
-            width: self.width,
+            width: self.start_width,
             decode_when_selected: decode && selecting == Selecting::PerExample,
             scale: T::cast(1.0 / examples as f64),
             aux: aux.map(|aux| AuxForward {
@@ -461,6 +482,11 @@ impl<T: Real> TopKObjective<T> {
                         h,
                         &mut work.keys,
                     );
+                    if cut.candidates < keep && context.floor > units_floor {
+                        // The cut is below the floor: the candidates must be all the values.
+                        context.floor = units_floor;
+                        continue;
+                    }
                     self.last_smallest = cut.smallest.map(|v| v.as_f64());
                     cut.complete
                 }
@@ -483,6 +509,15 @@ impl<T: Real> TopKObjective<T> {
             context.width = wider;
         }
         self.width = context.width;
+        // The most latents an example kept.
+        let most = match selecting {
+            Selecting::PerExample => 0,
+            _ => work.batch.indices[..examples * self.width]
+                .chunks_exact(self.width)
+                .map(|slots| slots.partition_point(|&j| j != INACTIVE))
+                .max()
+                .unwrap_or(0),
+        };
         if decode && !context.decode_when_selected {
             let mut parts = work.batch.parts(shape, context.width);
             parts.par_iter_mut().for_each(|part| {
@@ -492,6 +527,10 @@ impl<T: Real> TopKObjective<T> {
             });
         }
         self.last_examples = examples;
+        self.start_width = self.width_for(self.k, most);
+        if let Selecting::Batch { .. } = selecting {
+            self.batch_floor = self.last_smallest.map(|cut| cut - FLOOR_MARGIN * cut.abs());
+        }
         Ok(examples)
     }
 

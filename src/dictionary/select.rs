@@ -140,6 +140,8 @@ pub fn top_k_above<T: Real>(
 pub struct BatchCut<T> {
     /// The smallest value kept (`None`: none was).
     pub smallest: Option<T>,
+    /// The active candidates there were.
+    pub candidates: usize,
     /// Whether the values kept are the batch's largest of all its pre-activations, not only of
     /// the candidates: false when an example's candidates were all active, all at least the
     /// smallest value kept, and fewer than its latents — it may have had more to give, and
@@ -208,7 +210,7 @@ pub fn keep_batch_top<T: Real>(
         slots[next..].fill(INACTIVE);
         activations[next..].fill(T::zero());
     }
-    BatchCut { smallest, complete }
+    BatchCut { smallest, candidates: keys.len(), complete }
 }
 
 /// Whether slot `a` is weaker than slot `b`: a smaller value, or an equal value found later
@@ -322,24 +324,27 @@ mod tests {
         assert_eq!(values, [5.0, 2.0, 0.0, 2.0, 0.0, 0.0, 4.0, 0.0, 0.0]);
         // Example 2 was full, but its weakest candidate (0.5) was cut: nothing it left out
         // could have been kept.
-        assert_eq!(cut, BatchCut { smallest: Some(2.0), complete: true });
+        assert_eq!(cut, BatchCut { smallest: Some(2.0), candidates: 7, complete: true });
 
         // A full example whose every candidate is kept may have had more above the cut...
         let (mut indices, mut values) = candidates(2, &[&[(1, 5.0), (3, 4.0)], &[(0, 1.0)]]);
         let cut = keep_batch_top(&mut indices, &mut values, 2, 2, 10, &mut keys);
-        assert_eq!(cut, BatchCut { smallest: Some(4.0), complete: false });
+        assert_eq!(cut, BatchCut { smallest: Some(4.0), candidates: 3, complete: false });
         // ...unless its candidates were all its latents.
         let (mut indices, mut values) = candidates(2, &[&[(0, 5.0), (1, 4.0)], &[(0, 1.0)]]);
         assert!(keep_batch_top(&mut indices, &mut values, 2, 2, 2, &mut keys).complete);
         // Fewer candidates than the batch keeps: all kept, and a full example is short of them.
         let (mut indices, mut values) = candidates(2, &[&[(1, 5.0), (3, 4.0)], &[(0, 1.0)]]);
         let cut = keep_batch_top(&mut indices, &mut values, 2, 6, 10, &mut keys);
-        assert_eq!((indices, cut), (vec![1, 3, 0, INACTIVE], BatchCut { smallest: Some(1.0), complete: false }));
+        assert_eq!(
+            (indices, cut),
+            (vec![1, 3, 0, INACTIVE], BatchCut { smallest: Some(1.0), candidates: 3, complete: false })
+        );
         // No candidate at all.
         let (mut indices, mut values) = candidates(2, &[&[], &[]]);
         assert_eq!(
             keep_batch_top(&mut indices, &mut values, 2, 2, 10, &mut keys),
-            BatchCut { smallest: None, complete: true }
+            BatchCut { smallest: None, candidates: 0, complete: true }
         );
     }
 

@@ -474,3 +474,30 @@ fn at_inference_a_batch_selection_keeps_every_latent_above_the_threshold() {
         }
     }
 }
+
+#[test]
+fn a_batch_cut_far_below_the_last_ones_is_found_by_selecting_again_from_every_value() {
+    let (n, h, k, m) = (8, 40, 3, 30);
+    let (model, x) = problem_of(Architecture::BATCH_TOPK, n, h, k, m, 53);
+    let mut objective = TopKObjective::for_model(&model, m).unwrap();
+    let (_, _, first) = evaluate(&mut objective, model.params(), &x, m);
+    // The next evaluation's candidates start a quarter below that cut; lowering every b_enc
+    // by half of it puts the new cut below that floor.
+    let mut params = model.params().to_vec();
+    let shift = 0.5 * first.smallest_selected.unwrap();
+    model.layout().split_mut(&mut params).b_enc.iter_mut().for_each(|b| *b -= shift);
+    let lowered = TopKModel::from_params(n, h, k, params).unwrap().with_architecture(Architecture::BATCH_TOPK).unwrap();
+    let (want_loss, want_grad) = reference(&lowered, &x, m);
+    let (loss, grad, stats) = evaluate(&mut objective, lowered.params(), &x, m);
+    assert_eq!(stats.active, k * m);
+    assert!((stats.smallest_selected.unwrap() - (first.smallest_selected.unwrap() - shift)).abs() < 1e-12);
+    assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "loss {loss} vs {want_loss}");
+    let (worst, at) = max_difference(&grad, &want_grad);
+    assert!(worst <= 1e-12, "gradient off by {worst:e} at {:?}", model.layout().locate(at));
+    // And back: the same batch and model give the same result whatever the floor was.
+    let (again, again_grad, _) = evaluate(&mut objective, model.params(), &x, m);
+    let mut fresh = TopKObjective::for_model(&model, m).unwrap();
+    let (want, want_grad, _) = evaluate(&mut fresh, model.params(), &x, m);
+    assert_eq!(again, want);
+    assert!(again_grad == want_grad);
+}
