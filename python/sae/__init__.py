@@ -291,7 +291,7 @@ def load(path: Union[str, "os.PathLike[str]"]) -> Union[Model, VaeModel, StackMo
 def train_topk(
     X,
     n_latents: int,
-    k: int,
+    k: Optional[int] = None,
     *,
     architecture: str = "topk",
     k_start: Optional[int] = None,
@@ -302,6 +302,7 @@ def train_topk(
     momentum: float = 0.9,
     seed: int = 1,
     auxk_alpha: float = 0.0,
+    l1_coefficient: Optional[float] = None,
     resample_every: Optional[int] = None,
     dead_after: Optional[int] = None,
     normalize_inputs: bool = False,
@@ -316,7 +317,9 @@ def train_topk(
     inputs scaled to unit mean squared norm). ``architecture="batch-topk"`` keeps the
     ``k × batch_size`` largest activations of each minibatch instead (``k`` per example on
     average); the model keeps those above its ``threshold``, the running mean of each
-    minibatch's smallest kept activation. ``architecture="k-sparse"`` trains
+    minibatch's smallest kept activation. ``architecture="relu"`` (no ``k``) keeps every
+    positive activation, made sparse by ``l1_coefficient``, an L1 penalty on the activations
+    weighted by the decoder rows' norms (which are left free). ``architecture="k-sparse"`` trains
     Makhzani & Frey's k-sparse autoencoder instead: linear units, tied weights, no unit-norm
     decoder, ``k`` lowered linearly from ``k_start`` (default ``4 k``) over the first half of the
     steps (``k_start`` schedules a TopK model's ``k`` the same way). Returns the model and a list
@@ -339,6 +342,7 @@ def train_topk(
         momentum=momentum,
         seed=seed,
         auxk_alpha=auxk_alpha,
+        l1_coefficient=l1_coefficient,
         resample_every=resample_every,
         dead_after=dead_after,
         normalize_inputs=normalize_inputs,

@@ -249,7 +249,7 @@ class TopKModel:
 def train_topk(
     x: np.ndarray,
     n_latents: int,
-    k: int,
+    k: Optional[int] = None,
     *,
     architecture: str = "topk",
     k_start: Optional[int] = None,
@@ -260,6 +260,7 @@ def train_topk(
     momentum: float = 0.9,
     seed: int = 1,
     auxk_alpha: float = 0.0,
+    l1_coefficient: Optional[float] = None,
     resample_every: Optional[int] = None,
     dead_after: Optional[int] = None,
     normalize_inputs: bool = False,

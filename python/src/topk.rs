@@ -227,8 +227,9 @@ impl PyTopKModel {
         either!(&self.0, model => model.architecture().tied)
     }
 
-    /// `"example"` (TopK, k-sparse: `k` per example) or `"batch"` (BatchTopK: `k` per example
-    /// on average over a training batch, the inference `threshold` after).
+    /// `"example"` (TopK, k-sparse: `k` per example), `"batch"` (BatchTopK: `k` per example
+    /// on average over a training batch, the inference `threshold` after) or `"all"` (ReLU:
+    /// every positive latent).
     #[getter]
     fn selection(&self) -> &'static str {
         either!(&self.0, model => model.architecture().selection.name())
@@ -260,6 +261,9 @@ impl PyTopKModel {
         k: Option<usize>,
         n_threads: Option<usize>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        if k.is_some() && self.selection() == Selection::All.name() {
+            return Err(invalid("k: a ReLU model keeps every positive latent, not a number of them".to_string()));
+        }
         if k.is_some() && self.selection() == Selection::Batch.name() {
             return Err(invalid(
                 "k: a BatchTopK model encodes with its threshold, not a number of latents".to_string(),
@@ -307,7 +311,9 @@ impl PyTopKModel {
     }
 }
 
-/// Trains a TopK model (`architecture = "topk"`), a BatchTopK one (`"batch-topk"`: `k` per
+/// Trains a TopK model (`architecture = "topk"`), a ReLU one (`"relu"`: every positive latent,
+/// the L1 penalty `l1_coefficient` weighted by the decoder rows' norms, `k` not given), a
+/// BatchTopK one (`"batch-topk"`: `k` per
 /// example on average over each minibatch, the inference threshold estimated as it trains) or
 /// a k-sparse autoencoder (`"k-sparse"`:
 /// linear units, tied weights, `k` lowered from `k_start`, 4k by default) on the rows of `X`
@@ -315,15 +321,16 @@ impl PyTopKModel {
 /// and `b_dec` at the geometric median of the first minibatch; returns the model and each
 /// epoch's metrics.
 #[pyfunction]
-#[pyo3(signature = (x, n_latents, k, *, architecture = "topk", k_start = None, epochs = 10, batch_size = 1024,
-                    learning_rate = 1e-3, optimizer = "adam", momentum = 0.9, seed = 1, auxk_alpha = 0.0,
-                    resample_every = None, dead_after = None, normalize_inputs = false, n_threads = None))]
+#[pyo3(signature = (x, n_latents, k = None, *, architecture = "topk", k_start = None, epochs = 10,
+                    batch_size = 1024, learning_rate = 1e-3, optimizer = "adam", momentum = 0.9, seed = 1,
+                    auxk_alpha = 0.0, l1_coefficient = None, resample_every = None, dead_after = None,
+                    normalize_inputs = false, n_threads = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_topk<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     n_latents: usize,
-    k: usize,
+    k: Option<usize>,
     architecture: &str,
     k_start: Option<usize>,
     epochs: usize,
@@ -333,11 +340,22 @@ pub(crate) fn train_topk<'py>(
     momentum: f64,
     seed: u64,
     auxk_alpha: f64,
+    l1_coefficient: Option<f64>,
     resample_every: Option<u64>,
     dead_after: Option<u64>,
     normalize_inputs: bool,
     n_threads: Option<usize>,
 ) -> PyResult<(PyTopKModel, Vec<Bound<'py, PyDict>>)> {
+    // A ReLU layer keeps every positive latent: its model's k is all of them.
+    let k = match (architecture, k, l1_coefficient) {
+        ("relu", Some(_), _) => {
+            return Err(invalid("k: a ReLU layer keeps every positive latent; its sparsity is l1_coefficient"))
+        }
+        ("relu", None, None) => return Err(invalid("architecture=\"relu\" needs l1_coefficient")),
+        ("relu", None, Some(_)) => n_latents,
+        (_, Some(k), _) => k,
+        (_, None, _) => return Err(invalid(format!("architecture={architecture:?} needs k"))),
+    };
     let rule = match optimizer {
         "adam" => StepRule::adam(learning_rate),
         "sgd" => StepRule::sgd(learning_rate, momentum),
@@ -346,12 +364,13 @@ pub(crate) fn train_topk<'py>(
     let (architecture, base) = match architecture {
         "topk" => (Architecture::TOPK, TopKOptions { k_start, ..TopKOptions::default() }),
         "batch-topk" => (Architecture::BATCH_TOPK, TopKOptions { k_start, ..TopKOptions::default() }),
+        "relu" => (Architecture::RELU, TopKOptions::relu(0.0)),
         "k-sparse" => {
             (Architecture::K_SPARSE, TopKOptions::k_sparse(k_start.unwrap_or(k.saturating_mul(4).min(n_latents))))
         }
         other => {
             return Err(invalid(format!(
-                "architecture must be \"topk\", \"batch-topk\" or \"k-sparse\", not {other:?}"
+                "architecture must be \"topk\", \"batch-topk\", \"relu\" or \"k-sparse\", not {other:?}"
             )))
         }
     };
@@ -361,6 +380,7 @@ pub(crate) fn train_topk<'py>(
         epochs,
         seed,
         auxk_alpha,
+        l1_coefficient: l1_coefficient.unwrap_or(0.0),
         resample_every,
         dead_after,
         normalize_inputs,

@@ -138,3 +138,22 @@ def test_a_batch_topk_model_keeps_k_per_example_on_average_and_encodes_by_its_th
     assert (back.selection, back.k) == ("batch", 2) and back.threshold == pytest.approx(model.threshold, rel=1e-6)
     with pytest.raises(sae.InvalidInputError, match="threshold"):
         model.export(tmp_path / "sparsify", format="sparsify")
+
+
+def test_a_relu_sparse_autoencoder_keeps_every_positive_latent_and_its_penalty_makes_them_few():
+    _, x = planted(n=16, atoms=24, m=3000)
+    model, epochs = sae.train_topk(x, 48, architecture="relu", l1_coefficient=0.2, epochs=10, batch_size=100)
+    assert model.selection == "all" and "ReLU" in repr(model)
+    assert epochs[-1]["l0"] < epochs[0]["l0"]
+    indices, values = model.encode(x[:200])
+    z = (x[:200] - model.b_dec) @ model.W_enc.T + model.b_enc
+    for e in range(200):
+        kept = indices[e][indices[e] >= 0]
+        np.testing.assert_array_equal(kept, np.flatnonzero(z[e] > 0))
+        np.testing.assert_allclose(values[e][: len(kept)], z[e][kept], rtol=1e-5, atol=1e-6)
+    with pytest.raises(sae.InvalidInputError, match="l1_coefficient"):
+        sae.train_topk(x, 48, 4, architecture="relu", l1_coefficient=0.2)
+    with pytest.raises(sae.InvalidInputError, match="needs l1_coefficient"):
+        sae.train_topk(x, 48, architecture="relu")
+    with pytest.raises(sae.InvalidInputError, match="needs k"):
+        sae.train_topk(x, 48)

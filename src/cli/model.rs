@@ -139,6 +139,9 @@ fn apply(args: ApplyArgs, what: Apply) -> CliResult<()> {
 
 fn apply_in<T: Real>(args: &ApplyArgs, what: Apply) -> CliResult<()> {
     let model = match (Loaded::<T>::load(&args.model)?, args.k) {
+        (Loaded::TopK(model, _), Some(_)) if model.architecture().selection == Selection::All => {
+            return Err("--k: a ReLU sparse autoencoder keeps every positive latent, not a number of them".into())
+        }
         (Loaded::TopK(model, _), Some(_)) if model.architecture().selection == Selection::Batch => {
             return Err(format!(
                 "--k: a BatchTopK model keeps the latents above its threshold ({}), not a number of them",
@@ -434,13 +437,23 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
                     architecture.units.name(),
                     model.threshold()
                 ),
+                Selection::All => {
+                    println!(
+                        "  {}: {} latents, every positive one kept",
+                        architecture.describe(),
+                        architecture.units.name()
+                    )
+                }
             }
             println!(
                 "  {}, {}",
                 if architecture.tied { "tied weights (W_dec = W_enc)" } else { "an encoder and a decoder" },
                 if architecture.pre_encoder_bias { "b_dec subtracted before encoding" } else { "z = W_enc x + b_enc" }
             );
-            println!("  n = {} inputs, {} latents, k = {}", model.visible(), model.latents(), model.k());
+            match architecture.selection {
+                Selection::All => println!("  n = {} inputs, {} latents", model.visible(), model.latents()),
+                _ => println!("  n = {} inputs, {} latents, k = {}", model.visible(), model.latents(), model.k()),
+            }
             print_metadata(ModelFile::<f64>::read_metadata(path)?.into_iter().filter(|(key, _)| {
                 ![
                     "format",

@@ -56,7 +56,9 @@ pub struct TrainArgs {
     /// which only the --k largest stay active per example (decoder rows of unit norm, b_dec at
     /// the data's geometric median; Adam or SGD, in memory or --stream), or `batch-topk`, the
     /// same keeping the --k × batch largest of each minibatch (k per example on average; the
-    /// model then keeps the latents above a threshold learnt as it trains), or `k-sparse`,
+    /// model then keeps the latents above a threshold learnt as it trains), or `relu`, every
+    /// positive latent kept, made sparse by --l1-coefficient (an L1 penalty weighted by the
+    /// decoder rows' norms, which are left free), or `k-sparse`,
     /// Makhzani & Frey's k-sparse autoencoder (linear units, tied weights, k lowered from
     /// --k-start).
     #[arg(help_heading = "Model", long, value_enum, default_value = "units")]
@@ -73,6 +75,10 @@ pub struct TrainArgs {
     /// 0, off].
     #[arg(help_heading = "Model", long, value_name = "ALPHA")]
     auxk_alpha: Option<f64>,
+    /// Dictionary layers (needed by `relu`): λ of the L1 penalty λ/B Σ a_j ‖W_dec[j]‖ on the
+    /// activations, weighted by the decoder rows' norms (against half the squared error).
+    #[arg(help_heading = "Model", long, value_name = "LAMBDA")]
+    l1_coefficient: Option<f64>,
     /// TopK with AuxK: the dead latents each example's auxiliary loss uses [default: n/2].
     #[arg(help_heading = "Model", long)]
     k_aux: Option<usize>,
@@ -213,6 +219,7 @@ enum HiddenLayerArg {
     Units,
     Topk,
     BatchTopk,
+    Relu,
     KSparse,
 }
 
@@ -243,14 +250,17 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     if args.k.is_some()
         || args.k_start.is_some()
         || args.auxk_alpha.is_some()
+        || args.l1_coefficient.is_some()
         || args.k_aux.is_some()
         || args.dead_after.is_some()
         || args.resample_every.is_some()
         || args.normalize_inputs
     {
-        return Err("--k, --k-start, --auxk-alpha, --k-aux, --dead-after, --resample-every and --normalize-inputs \
-             are options of --hidden-layer topk and k-sparse"
-            .into());
+        return Err(
+            "--k, --k-start, --auxk-alpha, --l1-coefficient, --k-aux, --dead-after, --resample-every and \
+             --normalize-inputs are options of the dictionary layers (--hidden-layer topk, batch-topk, relu, k-sparse)"
+                .into(),
+        );
     }
     check_optimizer_options(&args)?;
     #[cfg(feature = "mpi")]

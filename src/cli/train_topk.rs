@@ -21,7 +21,17 @@ use sae::{Dataset, HyperParams, Real};
 /// Refuses, by name, the options of the sparse autoencoder that a TopK layer has no use for,
 /// and bad TopK options, before anything is read.
 pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
-    let Some(k) = args.k else {
+    if args.hidden_layer == HiddenLayerArg::Relu {
+        if args.k.is_some() || args.k_start.is_some() {
+            return Err("--k, --k-start: a ReLU layer keeps every positive latent; its sparsity is \
+                        --l1-coefficient"
+                .into());
+        }
+        if args.l1_coefficient.is_none() {
+            return Err("--hidden-layer relu needs --l1-coefficient, the weight of its sparsity penalty".into());
+        }
+    }
+    let Some(k) = model_k(args) else {
         return Err(format!("--hidden-layer {} needs --k, the latents active per example", layer_name(args)).into());
     };
     if args.optimizer == Some(OptimizerArg::Lbfgs) {
@@ -72,12 +82,21 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
     }
 }
 
-/// `topk`, `batch-topk` or `k-sparse`.
+/// `topk`, `batch-topk`, `relu` or `k-sparse`.
 fn layer_name(args: &TrainArgs) -> &'static str {
     match args.hidden_layer {
         HiddenLayerArg::KSparse => "k-sparse",
         HiddenLayerArg::BatchTopk => "batch-topk",
+        HiddenLayerArg::Relu => "relu",
         _ => "topk",
+    }
+}
+
+/// The model's `k`: `--k`, or every latent for a ReLU layer.
+fn model_k(args: &TrainArgs) -> Option<usize> {
+    match args.hidden_layer {
+        HiddenLayerArg::Relu => Some(args.hidden),
+        _ => args.k,
     }
 }
 
@@ -86,6 +105,7 @@ fn architecture(args: &TrainArgs) -> Architecture {
     match args.hidden_layer {
         HiddenLayerArg::KSparse => Architecture::K_SPARSE,
         HiddenLayerArg::BatchTopk => Architecture::BATCH_TOPK,
+        HiddenLayerArg::Relu => Architecture::RELU,
         _ => Architecture::TOPK,
     }
 }
@@ -93,9 +113,10 @@ fn architecture(args: &TrainArgs) -> Architecture {
 /// The run's training options.
 fn options(args: &TrainArgs) -> TopKOptions {
     let learning_rate = args.learning_rate.unwrap_or(1e-3);
-    let k = args.k.unwrap_or(1);
+    let k = model_k(args).unwrap_or(1);
     let base = match args.hidden_layer {
         HiddenLayerArg::KSparse => TopKOptions::k_sparse(args.k_start.unwrap_or(k.saturating_mul(4).min(args.hidden))),
+        HiddenLayerArg::Relu => TopKOptions::relu(0.0),
         _ => TopKOptions { k_start: args.k_start, ..TopKOptions::default() },
     };
     TopKOptions {
@@ -112,12 +133,13 @@ fn options(args: &TrainArgs) -> TopKOptions {
         dead_after: args.dead_after,
         resample_every: args.resample_every,
         normalize_inputs: args.normalize_inputs,
+        l1_coefficient: args.l1_coefficient.unwrap_or(0.0),
         ..base
     }
 }
 
 pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>) -> CliResult<()> {
-    let k = args.k.expect("checked by check_options");
+    let k = model_k(args).expect("checked by check_options");
     let (data, description) = args.data.load::<T>(|| {
         let (patches, m, n) = embedded_patches(args.seed);
         Ok((
@@ -136,10 +158,14 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
     let (rule, learning_rate) = (options.rule, args.learning_rate.unwrap_or(1e-3));
     let architecture = architecture(args);
     println!(
-        "model: {}, n = {n}, {} latents, k = {k}{}, {} ({precision_from}); {} at {learning_rate} over {} epochs of \
+        "model: {}, n = {n}, {} latents, {}{}, {} ({precision_from}); {} at {learning_rate} over {} epochs of \
          minibatches of {}{}, b_dec at the geometric median{}; {} threads",
         architecture.describe(),
         args.hidden,
+        match args.hidden_layer {
+            HiddenLayerArg::Relu => format!("L1 λ = {}", options.l1_coefficient),
+            _ => format!("k = {k}"),
+        },
         options.k_start.filter(|&k_start| k_start != k).map_or(String::new(), |k_start| format!(" (from {k_start})")),
         T::NAME,
         rule.name(),
@@ -229,6 +255,9 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
     ];
     if let Some(alpha) = args.auxk_alpha {
         metadata.push(("auxk_alpha", alpha.to_string()));
+    }
+    if let Some(lambda) = args.l1_coefficient {
+        metadata.push(("l1_coefficient", lambda.to_string()));
     }
     if let Some(every) = args.resample_every {
         metadata.push(("resample_every", every.to_string()));

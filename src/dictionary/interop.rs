@@ -8,7 +8,9 @@
 //!   and read too. A BatchTopK model is written as SAELens writes its own, a JumpReLU SAE
 //!   (`architecture: "jumprelu"`, a `threshold` tensor of `h` equal values: `relu(z)·(z >
 //!   θ)`, the same codes), with its training `k` kept in the configuration; reading one back
-//!   needs that `k` and a single threshold for all latents.
+//!   needs that `k` and a single threshold for all latents. A ReLU sparse autoencoder (every
+//!   positive latent) is SAELens's `"standard"` SAE, written as such (read back as the sparse
+//!   autoencoder of `crate::model::saelens`, this crate's dense family).
 //! - **EleutherAI sparsify** (a folder of `sae.safetensors` and `cfg.json`): `encoder.weight`
 //!   `h×n`, `encoder.bias`, `W_dec` `h×n`, `b_dec`, with `num_latents`, `k`, `d_in`; sparsify
 //!   also subtracts `b_dec` before encoding. Its tensors are this crate's own layout.
@@ -77,6 +79,14 @@ pub fn export<T: Real>(model: &TopKModel<T>, layout: Folder, dir: &Path) -> Resu
                     "activation_fn_kwargs": { "k": k },
                     "apply_b_dec_to_input": true,
                 }),
+                // SAELens's standard SAE is this model: relu((x − b_dec) W_enc + b_enc).
+                Selection::All => json!({
+                    "architecture": "standard",
+                    "d_in": n,
+                    "d_sae": h,
+                    "activation_fn_str": "relu",
+                    "apply_b_dec_to_input": true,
+                }),
                 Selection::Batch => {
                     // relu(z)·(z > θ) keeps z > max(θ, 0), as the ReLU units of this model do.
                     tensors.push(("threshold", vec![h], vec![T::cast(model.threshold().max(0.0)); h]));
@@ -135,6 +145,8 @@ pub fn check_exportable<T: Real>(model: &TopKModel<T>, layout: Folder) -> Result
         Some("subtract b_dec before encoding; this model's encoder reads x itself")
     } else if layout == Folder::Sparsify && architecture.selection == Selection::Batch {
         Some("select k latents per example; this BatchTopK model keeps those above its threshold (SAELens's layout can hold it)")
+    } else if layout == Folder::Sparsify && architecture.selection == Selection::All {
+        Some("select k latents per example; this ReLU model keeps every positive one (SAELens's layout can hold it)")
     } else {
         None
     };

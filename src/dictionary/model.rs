@@ -164,12 +164,14 @@ impl Architecture {
             Architecture::TOPK => "TopK sparse autoencoder".to_string(),
             Architecture::K_SPARSE => "k-sparse autoencoder".to_string(),
             Architecture::BATCH_TOPK => "BatchTopK sparse autoencoder".to_string(),
+            Architecture::RELU => "ReLU sparse autoencoder".to_string(),
             Architecture { units, selection, pre_encoder_bias, tied } => format!(
                 "dictionary autoencoder ({} units, {}, {}, {})",
                 units.name(),
                 match selection {
                     Selection::PerExample => "k per example",
                     Selection::Batch => "k per example on average over a batch",
+                    Selection::All => "every selectable latent",
                 },
                 if pre_encoder_bias { "b_dec subtracted before encoding" } else { "z = W_enc x + b_enc" },
                 if tied { "tied weights" } else { "an encoder and a decoder" }
@@ -187,6 +189,9 @@ impl Architecture {
     /// A BatchTopK sparse autoencoder: a TopK one whose `k` is the batch's mean (see
     /// [`Selection::Batch`]).
     pub const BATCH_TOPK: Architecture = Architecture { selection: Selection::Batch, ..Architecture::TOPK };
+    /// A ReLU sparse autoencoder (every positive latent active; trained with an L1 penalty
+    /// weighted by the decoder rows' norms, see [`Selection::All`]).
+    pub const RELU: Architecture = Architecture { selection: Selection::All, ..Architecture::TOPK };
 }
 
 /// A TopK sparse autoencoder (see the module's documentation).
@@ -457,7 +462,7 @@ impl<T: Real> TopKModel<T> {
                 .ok_or_else(|| bad(format!("metadata selection {name:?} is not example or batch")))?,
         };
         let threshold = match selection {
-            Selection::PerExample => 0.0,
+            Selection::PerExample | Selection::All => 0.0,
             Selection::Batch => {
                 get("threshold")?.parse::<f64>().ok().filter(|threshold| threshold.is_finite()).ok_or_else(|| {
                     bad(format!("metadata threshold {:?} is not a finite number", metadata["threshold"]))

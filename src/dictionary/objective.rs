@@ -20,6 +20,14 @@
 //! ∇b_dec    = Σ_e δ_e − Σ_j ∇b_enc[j] W_enc[j]   (the second sum only with the pre-encoder bias)
 //! ```
 //!
+//! With an L1 penalty `λ` on the activations weighted by the decoder rows' norms (Anthropic's
+//! ReLU sparse autoencoders, 2024; any selection may carry it):
+//!
+//! ```text
+//! L += λ/B Σ_e Σ_{j∈S_e} a_ej ‖W_dec[j]‖
+//! g_ej += λ/B ‖W_dec[j]‖                     ∇W_dec[j] += λ/B (Σ_e a_ej) W_dec[j] / ‖W_dec[j]‖
+//! ```
+//!
 //! With tied weights (`W_dec = W_enc = W`, see [`Architecture`]) `W`'s gradient is the sum of
 //! the two rows above, `∇W[j] = Σ g_ej xc_e + a_ej δ_e`, written to `W_enc`'s block (`W_dec`'s
 //! gets 0: the objective reads only `W_enc`).
@@ -74,6 +82,8 @@ pub struct BatchStats {
     /// With a batch selection in training, the smallest activation it kept: the batch's
     /// threshold, of which the inference threshold is a running mean.
     pub smallest_selected: Option<f64>,
+    /// `Σ_e Σ_j a_ej ‖W_dec[j]‖` of the L1 penalty (0 without it).
+    pub l1_penalty: f64,
 }
 
 /// The auxiliary loss on dead latents: the `k_aux` largest of them per example reconstruct the
@@ -115,6 +125,8 @@ pub struct TopKObjective<T: Real> {
     block: usize,
     gemm: Gemm,
     kernels: Kernels<T>,
+    /// The weight `λ` of the L1 penalty (0: none).
+    l1: f64,
     /// The auxiliary loss with `k_aux` limited to the dead latents and `alpha` scaled by `s`
     /// (`None`: off, or no dead latent), and which latents are dead.
     aux: Option<AuxK>,
@@ -151,6 +163,8 @@ struct Workspace<T> {
     next: Vec<usize>,
     /// The batch selection's candidates: (value, slot).
     keys: Vec<(T, u32)>,
+    /// `‖W_dec[j]‖`, with the L1 penalty.
+    decoder_norms: Vec<T>,
     packed_w_enc: PackBuffer<T>,
 }
 
@@ -198,6 +212,7 @@ impl<T: Real> TopKObjective<T> {
             block,
             gemm: Gemm::detect(Backend::preferred()),
             kernels: Kernels::detect(),
+            l1: 0.0,
             aux: None,
             dead: Vec::new(),
             last_examples: 0,
@@ -244,6 +259,20 @@ impl<T: Real> TopKObjective<T> {
         Ok(())
     }
 
+    /// Adds the L1 penalty `λ/B Σ a_ej ‖W_dec[j]‖` to the next evaluations (`λ = 0`: none);
+    /// fails unless `λ` is finite and non-negative.
+    pub fn set_l1(&mut self, lambda: f64) -> Result<()> {
+        if !(lambda >= 0.0 && lambda.is_finite()) {
+            return Err(Error::InvalidHyperParameter {
+                name: "l1 coefficient",
+                value: lambda,
+                reason: "must be finite and at least 0",
+            });
+        }
+        self.l1 = lambda;
+        Ok(())
+    }
+
     /// The same objective for models of `architecture`.
     pub fn with_architecture(mut self, architecture: Architecture) -> Self {
         self.architecture = architecture;
@@ -268,18 +297,18 @@ impl<T: Real> TopKObjective<T> {
     }
 
     /// The slots per example to start an encoding with for `k`, when an example of the last
-    /// one kept at most `most`: `k`, or for a batch selection `4k` candidates or `2·most`,
-    /// whichever is more (an example may take several times its share), as many as the
-    /// batch's slots can number.
+    /// one kept at most `most`: `k`; for a batch selection `4k` candidates or `2·most`,
+    /// whichever is more (an example may take several times its share); for every latent
+    /// `2·most`, at least 32 — as many as the batch's slots can number.
     fn width_for(&self, k: usize, most: usize) -> usize {
-        match self.architecture.selection {
-            Selection::PerExample => k,
-            Selection::Batch => {
-                let aux = self.aux.map_or(0, |aux| aux.k_aux);
-                let numbered = ((u32::MAX as usize - 1) / self.capacity).saturating_sub(aux);
-                k.saturating_mul(4).max(most.saturating_mul(2)).min(self.layout.latents()).min(numbered).max(k)
-            }
-        }
+        let aux = self.aux.map_or(0, |aux| aux.k_aux);
+        let numbered = ((u32::MAX as usize - 1) / self.capacity).saturating_sub(aux).max(1);
+        let start = match self.architecture.selection {
+            Selection::PerExample => return k,
+            Selection::Batch => k.saturating_mul(4),
+            Selection::All => 32,
+        };
+        start.max(most.saturating_mul(2)).min(self.layout.latents()).min(numbered)
     }
 
     /// Selects `k` latents per example from the next evaluation on (a schedule of `k`, or
@@ -324,7 +353,16 @@ impl<T: Real> TopKObjective<T> {
             return Err(Error::shape_mismatch("TopK gradient", self.layout.len(), grad.len()));
         }
         let examples = self.encode(params, batch, true, true)?;
-        let stats = self.stats(examples);
+        let mut stats = self.stats(examples);
+        if self.l1 > 0.0 {
+            let (indices, values) = self.codes();
+            stats.l1_penalty = indices
+                .iter()
+                .zip(values)
+                .filter(|(&j, _)| j != INACTIVE)
+                .map(|(&j, a)| a.as_f64() * self.work.decoder_norms[j as usize].as_f64())
+                .sum();
+        }
         self.backward(params, grad, examples);
         self.last_residuals = examples;
         Ok((self.loss(&stats, examples), stats))
@@ -349,13 +387,14 @@ impl<T: Real> TopKObjective<T> {
                 None => 0.0,
             },
             smallest_selected: self.last_smallest,
+            l1_penalty: 0.0,
         }
     }
 
-    /// The loss of `stats` on `examples`: `1/(2B) (Σ ‖r‖² + α s Σ ‖ê + r‖²)`.
+    /// The loss of `stats` on `examples`: `1/(2B) (Σ ‖r‖² + α s Σ ‖ê + r‖²) + λ/B Σ a ‖d‖`.
     fn loss(&self, stats: &BatchStats, examples: usize) -> f64 {
         let aux = self.aux.map_or(0.0, |aux| aux.alpha * stats.aux_squared_error);
-        (stats.squared_error + aux) / (2.0 * examples as f64)
+        (stats.squared_error + aux) / (2.0 * examples as f64) + self.l1 * stats.l1_penalty / examples as f64
     }
 
     /// The slots of the examples of the last [`evaluate`](Self::evaluate),
@@ -417,10 +456,17 @@ impl<T: Real> TopKObjective<T> {
             Selection::PerExample => Selecting::PerExample,
             Selection::Batch if train => Selecting::Batch { keep: self.k * examples },
             Selection::Batch => Selecting::Above(above_units_floor(self.threshold)),
+            Selection::All => Selecting::Above(units_floor),
         };
+        let l1 = if train && decode { self.l1 } else { 0.0 };
         let aux = self.aux.filter(|_| decode);
         let blocks = self.layout.split(params);
         let work = &mut self.work;
+        let w_dec = if self.architecture.tied { blocks.w_enc } else { blocks.w_dec };
+        work.decoder_norms.clear();
+        if l1 > 0.0 {
+            work.decoder_norms.extend(w_dec.chunks_exact(n).map(|row| T::cast((self.kernels.dot)(row, row).sqrt())));
+        }
         work.aux_bias.clear();
         if aux.is_some() {
             let dead = self.dead.iter();
@@ -441,8 +487,10 @@ impl<T: Real> TopKObjective<T> {
             pre_encoder_bias: self.architecture.pre_encoder_bias,
             w_enc: &packed,
             b_enc: blocks.b_enc,
-            w_dec: if self.architecture.tied { blocks.w_enc } else { blocks.w_dec },
+            w_dec,
             b_dec: blocks.b_dec,
+            decoder_norms: &work.decoder_norms,
+            l1_weight: T::cast(l1 / examples as f64),
             batch,
             n,
             h,
@@ -578,6 +626,9 @@ impl<T: Real> TopKObjective<T> {
             }
         };
         let (starts, by_latent) = (&work.starts, &work.by_latent);
+        // The L1 penalty's share of ∇W_dec: λ/B (Σ_e a_ej) W_dec[j] / ‖W_dec[j]‖.
+        let (decoder_norms, l1_weight) = (&work.decoder_norms, self.l1 / examples as f64);
+        let decoder = if tied { blocks.w_enc } else { blocks.w_dec };
         grads
             .w_enc
             .par_chunks_mut(n)
@@ -598,13 +649,21 @@ impl<T: Real> TopKObjective<T> {
                 scaled_copy(value_grad, &encoder_input[e * n..][..n], w_enc);
                 scaled_copy(value, delta, w_dec);
                 let mut bias = value_grad.as_f64();
+                // Σ_e a_ej over the main slots (the penalty's; the auxiliary ones are not).
+                let penalised = |slot: u32, value: T| if (slot as usize) < main { value.as_f64() } else { 0.0 };
+                let mut activation_sum = penalised(first, value);
                 for &other in rest {
                     let (value, value_grad, e, delta) = slot(other);
                     (kernels.axpy)(value_grad, &encoder_input[e * n..][..n], w_enc);
                     (kernels.axpy)(value, delta, w_dec);
                     bias += value_grad.as_f64();
+                    activation_sum += penalised(other, value);
                 }
                 *b_enc = T::cast(bias);
+                if let Some(&norm) = decoder_norms.get(j).filter(|&&norm| norm > T::zero()) {
+                    let row = &decoder[j * n..][..n];
+                    (kernels.axpy)(T::cast(l1_weight * activation_sum / norm.as_f64()), row, w_dec);
+                }
                 if tied {
                     for (w, d) in w_enc.iter_mut().zip(w_dec.iter_mut()) {
                         *w = *w + *d;
@@ -750,6 +809,9 @@ struct Forward<'a, 'd, T: Real> {
     /// `W_dec`, or `W_enc` for tied weights.
     w_dec: &'a [T],
     b_dec: &'a [T],
+    /// `‖W_dec[j]‖` with the L1 penalty (empty without), and `λ/B`.
+    decoder_norms: &'a [T],
+    l1_weight: T,
     batch: &'a Dataset<'d, T>,
     n: usize,
     h: usize,
@@ -879,6 +941,11 @@ impl<T: Real> Forward<'_, '_, T> {
         let grads = &mut part.slots.value_grads[e * width..][..width];
         for (g, &j) in grads.iter_mut().zip(&slots[..active]) {
             *g = T::cast((self.kernels.dot)(&self.w_dec[j as usize * n..][..n], r));
+        }
+        if !self.decoder_norms.is_empty() {
+            for (g, &j) in grads.iter_mut().zip(&slots[..active]) {
+                *g = *g + self.l1_weight * self.decoder_norms[j as usize];
+            }
         }
         grads[active..].fill(T::zero());
     }

@@ -58,6 +58,10 @@ pub enum Selection {
     /// Bussmann et al. 2024); at inference, every value above a threshold: the training
     /// batches' smallest selected value, as a running mean.
     Batch,
+    /// Every value the units may keep, `k` unused: a ReLU sparse autoencoder, kept sparse by a
+    /// penalty (L1 on the activations weighted by the decoder rows' norms) rather than by a
+    /// selection.
+    All,
 }
 
 impl Selection {
@@ -66,11 +70,12 @@ impl Selection {
         match self {
             Selection::PerExample => "example",
             Selection::Batch => "batch",
+            Selection::All => "all",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Selection::PerExample, Selection::Batch].into_iter().find(|selection| selection.name() == name)
+        [Selection::PerExample, Selection::Batch, Selection::All].into_iter().find(|selection| selection.name() == name)
     }
 }
 
@@ -369,7 +374,7 @@ mod tests {
             assert_eq!(Units::from_name(units.name()), Some(units));
         }
         assert_eq!(Units::from_name("sigmoid"), None);
-        for selection in [Selection::PerExample, Selection::Batch] {
+        for selection in [Selection::PerExample, Selection::Batch, Selection::All] {
             assert_eq!(Selection::from_name(selection.name()), Some(selection));
         }
         assert_eq!(Selection::from_name("token"), None);

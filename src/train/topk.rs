@@ -13,6 +13,8 @@
 //!   badly reconstructed inputs (see the `resample` module);
 //! - optionally, the auxiliary loss AuxK on the dead latents (see [`AuxK`]): a latent is dead
 //!   once it has not fired on the last `dead_after` examples;
+//! - with the L1 penalty (a ReLU sparse autoencoder, see [`TopKOptions::relu`]), the decoder
+//!   rows' norms left free;
 //! - optionally, `k` scheduled from a larger `k_start` down to the model's `k`, linearly over
 //!   the first half of the steps (Makhzani & Frey's schedule for k-sparse autoencoders, which
 //!   keeps latents from dying early);
@@ -92,6 +94,9 @@ pub struct TopKOptions {
     /// With a batch selection, the weight of each minibatch's smallest selected activation in
     /// the running mean that becomes the model's inference threshold.
     pub threshold_rate: f64,
+    /// `λ` of the L1 penalty on the activations weighted by the decoder rows' norms (see
+    /// [`TopKObjective::set_l1`]): the sparsity of a ReLU sparse autoencoder [default: 0].
+    pub l1_coefficient: f64,
 }
 
 impl Default for TopKOptions {
@@ -114,6 +119,7 @@ impl Default for TopKOptions {
             resample_every: None,
             dead_after: None,
             threshold_rate: 0.01,
+            l1_coefficient: 0.0,
         }
     }
 }
@@ -123,6 +129,13 @@ impl TopKOptions {
     /// momentum: no unit-norm decoder (the weights are tied), `k` from `k_start` down.
     pub fn k_sparse(k_start: usize) -> Self {
         TopKOptions { unit_norm_decoder: false, k_start: Some(k_start), ..TopKOptions::default() }
+    }
+
+    /// The practice for ReLU sparse autoencoders (Anthropic's, 2024): the L1 penalty `λ` on
+    /// the activations weighted by the decoder rows' norms, which are left free (the penalty
+    /// is what keeps a latent from growing its decoder row to shrink its activation).
+    pub fn relu(l1_coefficient: f64) -> Self {
+        TopKOptions { unit_norm_decoder: false, l1_coefficient, ..TopKOptions::default() }
     }
 }
 
@@ -218,6 +231,13 @@ impl TopKTrainer {
             return Err(Error::InvalidOption {
                 name: "dead_after",
                 reason: "dead_after tells which latents AuxK and resampling treat as dead; both are off".into(),
+            });
+        }
+        if !(options.l1_coefficient >= 0.0 && options.l1_coefficient.is_finite()) {
+            return Err(Error::InvalidHyperParameter {
+                name: "l1 coefficient",
+                value: options.l1_coefficient,
+                reason: "must be finite and at least 0",
             });
         }
         if !(options.threshold_rate > 0.0 && options.threshold_rate <= 1.0) {
@@ -322,6 +342,7 @@ impl TopKTrainer {
         let batches = m.div_ceil(options.batch_size);
         let total_steps = (batches as u64).saturating_mul(options.epochs as u64);
         let mut objective = TopKObjective::<T>::new(n, h, k_start, batch_size)?.with_architecture(architecture);
+        objective.set_l1(options.l1_coefficient)?;
         let layout = init.layout();
         let mut params = init.params().to_vec();
         let mut grad = vec![T::zero(); params.len()];

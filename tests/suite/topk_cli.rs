@@ -265,3 +265,47 @@ fn a_batch_topk_model_trains_encodes_by_its_threshold_and_exports_to_saelens_as_
     let (ok, _, stderr) = sae(&["export", &model, "--format", "sparsify", "-o", &path(dir.path(), "sparsify")]);
     assert!(!ok && stderr.contains("threshold"), "{stderr}");
 }
+
+#[test]
+fn a_relu_sparse_autoencoder_trains_with_its_l1_penalty_and_keeps_every_positive_latent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = (path(dir.path(), "relu.safetensors"), path(dir.path(), "planted.npy"));
+    let generate = ["generate", "--planted", "--features", "16", "--atoms", "24", "--active", "2"];
+    assert!(sae(&[&generate[..], &["--examples", "3000", "-o", &data]].concat()).0);
+    let train = ["train", "--hidden-layer", "relu", "--hidden", "48", "--data", &data, "--no-features"];
+    let (ok, stdout, stderr) = sae(&[
+        &train[..],
+        &["--l1-coefficient", "0.2", "--epochs", "10", "--batch-size", "100", "-o", &model],
+    ]
+    .concat());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("model: ReLU sparse autoencoder") && stdout.contains("L1 λ = 0.2"), "{stdout}");
+    assert!(!stdout.contains("unit-norm decoder"), "{stdout}");
+    let trained = TopKModel::<f64>::load(Path::new(&model)).unwrap();
+    assert_eq!(trained.architecture(), sae::dictionary::Architecture::RELU);
+    let (ok, stdout, _) = sae(&["info", &model]);
+    assert!(ok && stdout.contains("every positive one kept") && stdout.contains("l1_coefficient: 0.2"), "{stdout}");
+    // Encoded: every positive pre-activation, as many per example as there are.
+    let codes = path(dir.path(), "codes.npy");
+    assert!(sae(&["encode", &model, "--data", &data, "-o", &codes]).0);
+    let codes: ndarray::Array2<f64> = npy::read_matrix(Path::new(&codes)).unwrap();
+    let blocks = trained.blocks();
+    let x: ndarray::Array2<f64> = npy::read_matrix(Path::new(&data)).unwrap();
+    for (e, row) in codes.rows().into_iter().enumerate().take(50) {
+        for (j, &a) in row.iter().enumerate() {
+            let z = blocks.b_enc[j]
+                + (0..16).map(|f| blocks.w_enc[j * 16 + f] * (x[[e, f]] - blocks.b_dec[f])).sum::<f64>();
+            assert!((a - z.max(0.0)).abs() < 1e-9, "example {e}, latent {j}: {a} against relu(z) {}", z.max(0.0));
+        }
+    }
+    for (extra, message) in [
+        (&["--k", "4", "--l1-coefficient", "0.2"][..], "every positive latent"),
+        (&[][..], "needs --l1-coefficient"),
+        (&["--l1-coefficient", "-1"][..], "l1 coefficient"),
+    ] {
+        let (ok, _, stderr) = sae(&[&train[..], extra, &["-o", &path(dir.path(), "no.safetensors")]].concat());
+        assert!(!ok && stderr.contains(message), "{extra:?}: {stderr}");
+    }
+    let (ok, _, stderr) = sae(&["export", &model, "--format", "sparsify", "-o", &path(dir.path(), "sparsify")]);
+    assert!(!ok && stderr.contains("every positive"), "{stderr}");
+}

@@ -9,10 +9,11 @@ use crate::dictionary::model::TopKModel;
 use crate::dictionary::{Selection, Units};
 use crate::kernels::Isa;
 
-/// TopK, BatchTopK, k-sparse, and each of their parts changed alone.
-const ARCHITECTURES: [Architecture; 7] = [
+/// TopK, BatchTopK, ReLU, k-sparse, and each of their parts changed alone.
+const ARCHITECTURES: [Architecture; 8] = [
     Architecture::TOPK,
     Architecture::BATCH_TOPK,
+    Architecture::RELU,
     Architecture::K_SPARSE,
     Architecture { units: Units::Linear, ..Architecture::TOPK },
     Architecture { tied: true, ..Architecture::TOPK },
@@ -24,15 +25,16 @@ const ARCHITECTURES: [Architecture; 7] = [
 /// the earlier latent; or of the whole batch's, ties to the earlier example, then latent):
 /// `(L, ∇L)`; with tied weights `∇W` in `W_enc`'s block.
 fn reference(model: &TopKModel<f64>, x: &[f64], examples: usize) -> (f64, Vec<f64>) {
-    reference_with_aux(model, x, examples, None)
+    reference_with(model, x, examples, None, 0.0)
 }
 
-/// The definition with the auxiliary loss: `(dead, k_aux, α s)`.
-fn reference_with_aux(
+/// The definition with the auxiliary loss, `(dead, k_aux, α s)`, and the L1 penalty's `λ`.
+fn reference_with(
     model: &TopKModel<f64>,
     x: &[f64],
     examples: usize,
     aux: Option<(&[bool], usize, f64)>,
+    l1: f64,
 ) -> (f64, Vec<f64>) {
     let (n, h, k) = (model.visible(), model.latents(), model.k());
     let p = model.blocks();
@@ -61,6 +63,7 @@ fn reference_with_aux(
                 order.into_iter().map(|(_, j)| j).collect()
             })
             .collect(),
+        Selection::All => (0..examples).map(|e| (0..h).filter(|&j| selectable(e, j)).collect()).collect(),
         Selection::Batch => {
             let mut order: Vec<(usize, usize)> =
                 (0..examples).flat_map(|e| (0..h).map(move |j| (e, j))).filter(|&(e, j)| selectable(e, j)).collect();
@@ -77,7 +80,13 @@ fn reference_with_aux(
         loss += 0.5 * scale * r.iter().map(|v| v * v).sum::<f64>();
         let g = layout.split_mut(&mut grad);
         for &j in order {
-            let dz: f64 = (0..n).map(|f| p.w_dec[j * n + f] * r[f] * scale).sum();
+            // λ/B a_j ‖d_j‖: its derivative λ/B ‖d_j‖ in a_j, λ/B a_j d_j/‖d_j‖ in d_j.
+            let norm = (0..n).map(|f| p.w_dec[j * n + f].powi(2)).sum::<f64>().sqrt();
+            loss += l1 * scale * z[j] * norm;
+            for f in 0..n {
+                g.w_dec[j * n + f] += l1 * scale * z[j] * p.w_dec[j * n + f] / norm;
+            }
+            let dz: f64 = (0..n).map(|f| p.w_dec[j * n + f] * r[f] * scale).sum::<f64>() + l1 * scale * norm;
             for f in 0..n {
                 g.w_dec[j * n + f] += z[j] * r[f] * scale;
                 g.w_enc[j * n + f] += dz * xc[f];
@@ -194,10 +203,11 @@ fn the_sparse_evaluation_matches_the_per_example_definition_on_every_isa() {
                 let scale = want_grad.iter().fold(1.0f64, |s, g| s.max(g.abs()));
                 assert!(worst <= 1e-12 * scale, "{case}: gradient off by {worst:e} at {:?}", model.layout().locate(at));
                 assert!((stats.squared_error - 2.0 * m as f64 * loss).abs() <= 1e-9 * stats.squared_error.max(1.0));
-                match architecture.units {
-                    Units::Relu => assert!(stats.active <= m * k),
+                match (architecture.units, architecture.selection) {
+                    (_, Selection::All) => {}
+                    (Units::Relu, _) => assert!(stats.active <= m * k),
                     // Linear units select k of every example's (finite) values.
-                    Units::Linear => assert_eq!(stats.active, m * k, "{case}"),
+                    (Units::Linear, _) => assert_eq!(stats.active, m * k, "{case}"),
                 }
             }
         }
@@ -306,7 +316,9 @@ fn unselected(objective: &mut TopKObjective<f64>, model: &TopKModel<f64>, x: &[f
 
 #[test]
 fn the_auxiliary_loss_matches_its_definition_and_central_differences_on_the_dead_latents() {
-    for architecture in ARCHITECTURES {
+    // (A ReLU model selects every positive latent: the batch leaves none unselected to call
+    // dead.)
+    for architecture in ARCHITECTURES.into_iter().filter(|a| a.selection != Selection::All) {
         auxiliary_loss(architecture);
     }
 }
@@ -325,7 +337,7 @@ fn auxiliary_loss(architecture: Architecture) {
             objective.set_aux(Some(aux), &dead).unwrap();
             let (loss, grad, stats) = evaluate(&mut objective, model.params(), &x, m);
             let (k_aux, s) = (aux.k_aux.min(dead_count), (dead_count as f64 / aux.k_aux as f64).min(1.0));
-            let (want_loss, want_grad) = reference_with_aux(&model, &x, m, Some((&dead, k_aux, aux.alpha * s)));
+            let (want_loss, want_grad) = reference_with(&model, &x, m, Some((&dead, k_aux, aux.alpha * s)), 0.0);
             assert!(stats.aux_squared_error > 0.0);
             let case = format!("{isa:?} {architecture:?} {aux:?}");
             assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "{case}: loss {loss} vs {want_loss}");
@@ -500,4 +512,64 @@ fn a_batch_cut_far_below_the_last_ones_is_found_by_selecting_again_from_every_va
     let (want, want_grad, _) = evaluate(&mut fresh, model.params(), &x, m);
     assert_eq!(again, want);
     assert!(again_grad == want_grad);
+}
+
+#[test]
+fn the_l1_penalty_weighted_by_the_decoder_norms_matches_its_definition_and_central_differences() {
+    let (n, h, k, m) = (6, 20, 3, 25);
+    for architecture in [Architecture::RELU, Architecture::TOPK, Architecture { tied: true, ..Architecture::RELU }] {
+        let (model, x) = problem_of(architecture, n, h, k, m, 61);
+        // Decoder rows of several norms, so that the weighting matters.
+        let mut params = model.params().to_vec();
+        let layout = model.layout();
+        let blocks = layout.split_mut(&mut params);
+        for (j, row) in blocks.w_dec.chunks_exact_mut(n).enumerate() {
+            row.iter_mut().for_each(|v| *v *= 0.5 + (j % 4) as f64 * 0.5);
+        }
+        if architecture.tied {
+            blocks.w_enc.copy_from_slice(blocks.w_dec);
+        }
+        let model = TopKModel::from_params(n, h, k, params).unwrap().with_architecture(architecture).unwrap();
+        let lambda = 0.3;
+        let (want_loss, want_grad) = reference_with(&model, &x, m, None, lambda);
+        for isa in Isa::ALL {
+            let Some(kernels) = Kernels::<f64>::for_isa(isa) else { continue };
+            let mut objective = TopKObjective::for_model(&model, m).unwrap().with_kernels(kernels).unwrap();
+            objective.set_l1(lambda).unwrap();
+            let (loss, grad, stats) = evaluate(&mut objective, model.params(), &x, m);
+            let case = format!("{isa:?} {architecture:?}");
+            assert!(stats.l1_penalty > 0.0, "{case}");
+            assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "{case}: loss {loss} vs {want_loss}");
+            let (worst, at) = max_difference(&grad, &want_grad);
+            let scale = want_grad.iter().fold(1.0f64, |s, g| s.max(g.abs()));
+            assert!(worst <= 1e-12 * scale, "{case}: gradient off by {worst:e} at {:?}", layout.locate(at));
+            // A trained model's metrics leave the penalty out.
+            let data = Dataset::examples_by_features(&x, m, n).unwrap();
+            let (measured, measured_stats) = objective.measure(model.params(), &data).unwrap();
+            assert_eq!(measured_stats.l1_penalty, 0.0);
+            assert!((measured - reference(&model, &x, m).0).abs() <= 1e-12 * measured);
+        }
+        let mut objective = TopKObjective::for_model(&model, m).unwrap();
+        objective.set_l1(lambda).unwrap();
+        let step = 1e-6;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+        for i in (0..30).map(|_| rng.gen_range(0..layout.len())) {
+            let mut shifted = model.params().to_vec();
+            shifted[i] += step;
+            let (up, _, _) = evaluate(&mut objective, &shifted, &x, m);
+            shifted[i] -= 2.0 * step;
+            let (down, _, _) = evaluate(&mut objective, &shifted, &x, m);
+            let numeric = (up - down) / (2.0 * step);
+            assert!(
+                (numeric - want_grad[i]).abs() <= 1e-7 * (1.0 + want_grad[i].abs()),
+                "{architecture:?} {:?}: {} vs {numeric}",
+                layout.locate(i),
+                want_grad[i]
+            );
+        }
+    }
+    let mut objective = TopKObjective::<f64>::new(3, 5, 2, 4).unwrap();
+    for lambda in [-1.0, f64::NAN, f64::INFINITY] {
+        assert!(matches!(objective.set_l1(lambda), Err(Error::InvalidHyperParameter { name: "l1 coefficient", .. })));
+    }
 }
