@@ -8,6 +8,10 @@
 //! x̂ = b_dec + W_decᵀ a                   W_dec: h×n (row j: latent j's direction), b_dec: n
 //! ```
 //!
+//! A BatchTopK model keeps the `k·B` largest `z_j` of a training minibatch of `B` examples, and
+//! after training every `z_j > θ`, its threshold; a ReLU model every `z_j > 0` (see
+//! [`Selection`]).
+//!
 //! Makhzani & Frey's k-sparse autoencoder is the same model with linear units (`a = z` on the
 //! `k` largest `z_j`, whatever their sign) and tied weights (`W_dec = W_enc`): see
 //! [`Architecture`]. Their encoder reads `x` itself, `z = W_enc x + b_enc`; both encoders are
@@ -330,7 +334,7 @@ impl<T: Real> TopKModel<T> {
     pub fn decode(&self, indices: &[u32], values: &[T], out: &mut [T]) -> Result<()> {
         let n = self.visible();
         let m = out.len() / n;
-        let k = if m == 0 { 0 } else { indices.len() / m };
+        let k = indices.len().checked_div(m).unwrap_or(0);
         if out.len() != m * n || indices.len() != m * k || values.len() != indices.len() || (m > 0 && k == 0) {
             return Err(Error::shape_mismatch(
                 "codes and reconstruction",

@@ -1,14 +1,16 @@
 //! The TopK autoencoder's loss and gradient on a minibatch of `B` examples, on sparse kernels:
 //! one dense GEMM (the encoder's), everything else on the `k` active latents of each example.
 //!
-//! In the notation of [`super::model`], per example `e` (selection `S_e`, `|S_e| ≤ k`):
+//! In the notation of [`super::model`], per example `e` (selection `S_e`: `|S_e| ≤ k`; with a
+//! batch selection `Σ_e |S_e| ≤ kB`; every selectable latent for a ReLU model):
 //!
 //! ```text
 //! xc_e = x_e − b_dec                         (n; the encoder's input, or x_e itself when the
 //!                                            architecture has no pre-encoder bias)
 //! Z    = XC W_encᵀ + 1 b_encᵀ                (B×h: the encoder GEMM by blocks of examples; the
 //!                                            bias added by the selection as it scans)
-//! a_e  = z_e on S_e, the k largest z_ej (positive ones only for ReLU units)
+//! a_e  = z_e on S_e, the k largest z_ej (positive ones only for ReLU units; the batch's kB
+//!        largest in training and those above the threshold θ after, for a batch selection)
 //! r_e  = x̂_e − x_e = Σ_{j∈S_e} a_ej W_dec[j] + b_dec − x_e
 //! L    = 1/(2B) Σ_e ‖r_e‖²
 //! ```

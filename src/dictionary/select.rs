@@ -167,7 +167,7 @@ pub fn keep_batch_top<T: Real>(
     latents: usize,
     keys: &mut Vec<(T, u32)>,
 ) -> BatchCut<T> {
-    assert!(width > 0 && indices.len() % width == 0 && values.len() == indices.len(), "keep_batch_top: slots");
+    assert!(width > 0 && indices.len().is_multiple_of(width) && values.len() == indices.len(), "keep_batch_top: slots");
     assert!(u32::try_from(indices.len()).is_ok(), "keep_batch_top: {} slots", indices.len());
     keys.clear();
     keys.extend(
