@@ -251,8 +251,8 @@ impl PyTopKModel {
     /// The codes of every row of `X`: `(indices, values)`, `m×k` each (int64 latent indices,
     /// activations in the model's dtype), `-1` and 0 in unused slots; with `k`, that many
     /// latents per example instead of the model's (Makhzani & Frey encode with `3k`). A
-    /// BatchTopK model keeps the latents above its threshold, `m×s` for `s` at least the most
-    /// any row has.
+    /// BatchTopK model keeps the latents above its threshold and a ReLU model every positive
+    /// one: `m×s` for `s` at least the most any row has.
     #[pyo3(signature = (x, k = None, n_threads = None))]
     fn encode<'py>(
         &self,
@@ -307,7 +307,9 @@ impl PyTopKModel {
     fn __repr__(&self) -> String {
         let (n, h, k) = (self.n_visible(), self.n_latents(), self.k());
         let architecture = either!(&self.0, model => model.architecture().describe());
-        format!("TopKModel(n_visible={n}, n_latents={h}, k={k}, architecture={architecture:?}, dtype={})", self.dtype())
+        // (A ReLU model has no k of its own: every positive latent is active.)
+        let k = if self.selection() == Selection::All.name() { String::new() } else { format!(", k={k}") };
+        format!("TopKModel(n_visible={n}, n_latents={h}{k}, architecture={architecture:?}, dtype={})", self.dtype())
     }
 }
 
@@ -348,6 +350,9 @@ pub(crate) fn train_topk<'py>(
 ) -> PyResult<(PyTopKModel, Vec<Bound<'py, PyDict>>)> {
     // A ReLU layer keeps every positive latent: its model's k is all of them.
     let k = match (architecture, k, l1_coefficient) {
+        ("relu", _, _) if k_start.is_some() => {
+            return Err(invalid("k_start: a ReLU layer keeps every positive latent; its sparsity is l1_coefficient"))
+        }
         ("relu", Some(_), _) => {
             return Err(invalid("k: a ReLU layer keeps every positive latent; its sparsity is l1_coefficient"))
         }

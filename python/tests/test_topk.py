@@ -153,6 +153,10 @@ def test_a_relu_sparse_autoencoder_keeps_every_positive_latent_and_its_penalty_m
         np.testing.assert_allclose(values[e][: len(kept)], z[e][kept], rtol=1e-5, atol=1e-6)
     with pytest.raises(sae.InvalidInputError, match="l1_coefficient"):
         sae.train_topk(x, 48, 4, architecture="relu", l1_coefficient=0.2)
+    with pytest.raises(sae.InvalidInputError, match="k_start"):
+        sae.train_topk(x, 48, architecture="relu", l1_coefficient=0.2, k_start=4)
+    with pytest.raises(sae.InvalidInputError, match="linear"):
+        sae.train_topk(x, 48, 3, architecture="k-sparse", l1_coefficient=0.2, epochs=1)
     with pytest.raises(sae.InvalidInputError, match="needs l1_coefficient"):
         sae.train_topk(x, 48, architecture="relu")
     with pytest.raises(sae.InvalidInputError, match="needs k"):

@@ -13,7 +13,7 @@ use super::args::{by_name, DataArgs, EngineArgs, Precision, PrecisionArgs};
 use super::CliResult;
 use sae::data::npy::NpyRowWriter;
 use sae::data::stream::ExampleSource;
-use sae::dictionary::{Selection, TopKModel, TopKObjective, OBJECTIVE as TOPK_OBJECTIVE};
+use sae::dictionary::{Selection, TopKModel, TopKObjective, Units, OBJECTIVE as TOPK_OBJECTIVE};
 use sae::files::FilePlan;
 use sae::model::picture::{feature_tiles, weight_tiles, PixelOrder, TileGrid};
 use sae::model::stack::{StackModel, STACK_OBJECTIVE};
@@ -439,9 +439,13 @@ pub fn info(args: InfoArgs) -> CliResult<()> {
                 ),
                 Selection::All => {
                     println!(
-                        "  {}: {} latents, every positive one kept",
+                        "  {}: {} latents, {}",
                         architecture.describe(),
-                        architecture.units.name()
+                        architecture.units.name(),
+                        match architecture.units {
+                            Units::Relu => "every positive one kept",
+                            Units::Linear => "all of them kept",
+                        }
                     )
                 }
             }

@@ -21,6 +21,11 @@ use sae::{Dataset, HyperParams, Real};
 /// Refuses, by name, the options of the sparse autoencoder that a TopK layer has no use for,
 /// and bad TopK options, before anything is read.
 pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
+    if args.hidden_layer == HiddenLayerArg::KSparse && args.l1_coefficient.is_some() {
+        return Err(
+            "--l1-coefficient: the L1 penalty is on ReLU activations; a k-sparse layer's units are linear".into()
+        );
+    }
     if args.hidden_layer == HiddenLayerArg::Relu {
         if args.k.is_some() || args.k_start.is_some() {
             return Err("--k, --k-start: a ReLU layer keeps every positive latent; its sparsity is \

@@ -274,13 +274,13 @@ pub fn import<T: Real>(dir: &Path, layout: Folder) -> Result<TopKModel<T>> {
     let threshold = match layout {
         Folder::Saelens if is_jumprelu(&config) => {
             let thresholds = read("threshold", vec![h])?;
-            if thresholds.iter().any(|&t| t != thresholds[0]) {
+            if thresholds.windows(2).any(|pair| pair[0] != pair[1]) {
                 return Err(Error::bad_file(
                     &weights_path,
                     "a threshold per latent: this engine's BatchTopK models have one for all latents",
                 ));
             }
-            Some(thresholds[0])
+            thresholds.first().copied()
         }
         _ => None,
     };

@@ -463,7 +463,7 @@ impl<T: Real> TopKModel<T> {
         let selection = match metadata.get("selection") {
             None => Selection::PerExample,
             Some(name) => Selection::from_name(name)
-                .ok_or_else(|| bad(format!("metadata selection {name:?} is not example or batch")))?,
+                .ok_or_else(|| bad(format!("metadata selection {name:?} is not example, batch or all")))?,
         };
         let threshold = match selection {
             Selection::PerExample | Selection::All => 0.0,

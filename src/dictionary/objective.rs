@@ -113,8 +113,8 @@ pub struct TopKObjective<T: Real> {
     layout: DictionaryLayout,
     architecture: Architecture,
     k: usize,
-    /// Slots per example in the last encoding's codes: `k`, or with a batch selection the
-    /// candidates of each example.
+    /// Slots per example in the last encoding's codes: `k`, or with a batch selection or every
+    /// latent the candidates of each example.
     width: usize,
     /// The slots per example the next encoding starts with: `k`, or with a batch selection
     /// twice the most any example of the last one kept (at least `4k`), grown during an
@@ -199,13 +199,26 @@ impl<T: Real> TopKObjective<T> {
     /// instruction set. Made on the rayon pool it will run on: the examples are cut into blocks
     /// for its threads.
     pub fn new(visible: usize, latents: usize, k: usize, capacity: usize) -> Result<Self> {
+        Self::for_architecture(Architecture::TOPK, visible, latents, k, capacity)
+    }
+
+    /// The objective of a model of `architecture`, as [`new`](Self::new). A per-example
+    /// selection needs `capacity × k` slots numbered by `u32`; the others start narrower and
+    /// are kept within that numbering.
+    pub fn for_architecture(
+        architecture: Architecture,
+        visible: usize,
+        latents: usize,
+        k: usize,
+        capacity: usize,
+    ) -> Result<Self> {
         check_shape(visible, latents, k)?;
-        check_slots(capacity, k)?;
+        check_slots(capacity, if architecture.selection == Selection::PerExample { k } else { 1 })?;
         let threads = rayon::current_num_threads();
         let block = capacity.div_ceil(threads).clamp(16, BLOCK).min(capacity);
-        Ok(TopKObjective {
+        let mut objective = TopKObjective {
             layout: DictionaryLayout::new(visible, latents),
-            architecture: Architecture::TOPK,
+            architecture,
             k,
             width: k,
             start_width: k,
@@ -222,7 +235,10 @@ impl<T: Real> TopKObjective<T> {
             last_smallest: None,
             batch_floor: None,
             work: Workspace::default(),
-        })
+        };
+        objective.start_width = objective.width_for(k, 0);
+        objective.width = objective.start_width;
+        Ok(objective)
     }
 
     /// Turns the auxiliary loss on (`Some`) or off for the next evaluations, `dead[j]` telling
@@ -262,7 +278,8 @@ impl<T: Real> TopKObjective<T> {
     }
 
     /// Adds the L1 penalty `λ/B Σ a_ej ‖W_dec[j]‖` to the next evaluations (`λ = 0`: none);
-    /// fails unless `λ` is finite and non-negative.
+    /// fails unless `λ` is finite and non-negative, and for linear units (whose activations
+    /// may be negative: the penalty would reward them).
     pub fn set_l1(&mut self, lambda: f64) -> Result<()> {
         if !(lambda >= 0.0 && lambda.is_finite()) {
             return Err(Error::InvalidHyperParameter {
@@ -271,11 +288,18 @@ impl<T: Real> TopKObjective<T> {
                 reason: "must be finite and at least 0",
             });
         }
+        if lambda > 0.0 && self.architecture.units == Units::Linear {
+            return Err(Error::InvalidOption {
+                name: "l1 coefficient",
+                reason: "the L1 penalty is on ReLU activations; this model's units are linear".into(),
+            });
+        }
         self.l1 = lambda;
         Ok(())
     }
 
-    /// The same objective for models of `architecture`.
+    /// The same objective for models of `architecture` (see
+    /// [`for_architecture`](Self::for_architecture)).
     pub fn with_architecture(mut self, architecture: Architecture) -> Self {
         self.architecture = architecture;
         self.start_width = self.width_for(self.k, 0);
@@ -287,7 +311,7 @@ impl<T: Real> TopKObjective<T> {
     /// at most `capacity` examples.
     pub fn for_model(model: &TopKModel<T>, capacity: usize) -> Result<Self> {
         let mut objective =
-            Self::new(model.visible(), model.latents(), model.k(), capacity)?.with_architecture(model.architecture());
+            Self::for_architecture(model.architecture(), model.visible(), model.latents(), model.k(), capacity)?;
         objective.set_threshold(model.threshold());
         Ok(objective)
     }
@@ -304,7 +328,7 @@ impl<T: Real> TopKObjective<T> {
     /// `2·most`, at least 32 — as many as the batch's slots can number.
     fn width_for(&self, k: usize, most: usize) -> usize {
         let aux = self.aux.map_or(0, |aux| aux.k_aux);
-        let numbered = ((u32::MAX as usize - 1) / self.capacity).saturating_sub(aux).max(1);
+        let numbered = widest(self.capacity, aux);
         let start = match self.architecture.selection {
             Selection::PerExample => return k,
             Selection::Batch => k.saturating_mul(4),
@@ -341,8 +365,9 @@ impl<T: Real> TopKObjective<T> {
         self.k
     }
 
-    /// The slots of each example in [`codes`](Self::codes): `k`, or more with a batch
-    /// selection.
+    /// The slots of each example in [`codes`](Self::codes): `k` for a per-example selection;
+    /// for the others enough for the example that kept the most (often more than `k` for a
+    /// batch selection, far fewer than `h` for a ReLU model).
     pub fn slots_per_example(&self) -> usize {
         self.width
     }
@@ -507,6 +532,12 @@ impl<T: Real> TopKObjective<T> {
         };
         let threads = rayon::current_num_threads();
         let shape = Shape { examples, block: self.block, n, aux: aux.map(|aux| aux.k_aux) };
+        // (Slots numbered by u32: the main ones, then the auxiliary ones; a larger k_aux since
+        // the width was chosen may have left less room.)
+        if selecting != Selecting::PerExample {
+            context.width = context.width.min(widest(self.capacity, shape.aux.unwrap_or(0)));
+        }
+        check_slots(self.capacity, context.width + shape.aux.unwrap_or(0))?;
         work.pre.resize_with(threads, Vec::new);
         for pre in &mut work.pre {
             pre.resize(shape.block * h, T::zero());
@@ -685,6 +716,12 @@ impl<T: Real> TopKObjective<T> {
             }
         }
     }
+}
+
+/// The most slots per example that `capacity` examples can have beside `aux` auxiliary ones,
+/// all numbered by `u32` (at least 1).
+fn widest(capacity: usize, aux: usize) -> usize {
+    ((u32::MAX as usize - 1) / capacity.max(1)).saturating_sub(aux).max(1)
 }
 
 /// Checks that `capacity` examples of `k` slots can be numbered by `u32`.

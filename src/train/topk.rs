@@ -341,7 +341,7 @@ impl TopKTrainer {
         }
         let batches = m.div_ceil(options.batch_size);
         let total_steps = (batches as u64).saturating_mul(options.epochs as u64);
-        let mut objective = TopKObjective::<T>::new(n, h, k_start, batch_size)?.with_architecture(architecture);
+        let mut objective = TopKObjective::<T>::for_architecture(architecture, n, h, k_start, batch_size)?;
         objective.set_l1(options.l1_coefficient)?;
         let layout = init.layout();
         let mut params = init.params().to_vec();

@@ -172,6 +172,29 @@ fn evaluate<T: Real>(objective: &mut TopKObjective<T>, params: &[T], x: &[T], m:
     (loss, grad, stats)
 }
 
+/// `(L(p + s e_i) − L(p − s e_i)) / 2s` for the step `s = 1e-6`, and whether both evaluations
+/// selected as `codes` says (`None`: do not check).
+fn central_difference(
+    objective: &mut TopKObjective<f64>,
+    params: &[f64],
+    x: &[f64],
+    m: usize,
+    i: usize,
+    codes: Option<&[u32]>,
+) -> f64 {
+    const STEP: f64 = 1e-6;
+    let mut shifted = params.to_vec();
+    let mut loss_at = |value: f64| {
+        shifted[i] = value;
+        let (loss, _, _) = evaluate(objective, &shifted, x, m);
+        if let Some(codes) = codes {
+            assert_eq!(objective.codes().0, codes, "a step of {STEP:e} changed the selection");
+        }
+        loss
+    };
+    (loss_at(params[i] + STEP) - loss_at(params[i] - STEP)) / (2.0 * STEP)
+}
+
 fn max_difference(a: &[f64], b: &[f64]) -> (f64, usize) {
     a.iter()
         .zip(b)
@@ -227,20 +250,13 @@ fn central_differences(architecture: Architecture) {
     let mut objective = TopKObjective::new(n, h, k, m).unwrap().with_architecture(architecture);
     let (_, grad, _) = evaluate(&mut objective, model.params(), &x, m);
     let base_codes = objective.codes().0.to_vec();
-    let step = 1e-6;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let layout = model.layout();
     // Every bias and a sample of the weights.
     let coordinates: Vec<usize> =
         (2 * h * n..layout.len()).chain((0..60).map(|_| rng.gen_range(0..2 * h * n + h))).collect();
     for i in coordinates {
-        let mut shifted = model.params().to_vec();
-        shifted[i] += step;
-        let (up, _, _) = evaluate(&mut objective, &shifted, &x, m);
-        assert_eq!(objective.codes().0, base_codes.as_slice(), "a step of {step:e} changed the selection");
-        shifted[i] -= 2.0 * step;
-        let (down, _, _) = evaluate(&mut objective, &shifted, &x, m);
-        let numeric = (up - down) / (2.0 * step);
+        let numeric = central_difference(&mut objective, model.params(), &x, m, i, Some(&base_codes));
         assert!(
             (numeric - grad[i]).abs() <= 1e-7 * (1.0 + grad[i].abs()),
             "{architecture:?} {:?}: analytic {:e}, central difference {numeric:e}",
@@ -346,17 +362,11 @@ fn auxiliary_loss(architecture: Architecture) {
             // The dead latents' parameters move only the auxiliary term (r does not depend on
             // them): there the gradient is the loss's derivative.
             let layout = model.layout();
-            let step = 1e-6;
             let dead_latents: Vec<usize> = (0..h).filter(|&j| dead[j]).take(4).collect();
             for &j in &dead_latents {
                 // W_enc[j][0], W_enc[j][3], W_dec[j][1], b_enc[j].
                 for i in [j * n, j * n + 3, h * n + h + j * n + 1, h * n + j] {
-                    let mut shifted = model.params().to_vec();
-                    shifted[i] += step;
-                    let (up, _, _) = evaluate(&mut objective, &shifted, &x, m);
-                    shifted[i] -= 2.0 * step;
-                    let (down, _, _) = evaluate(&mut objective, &shifted, &x, m);
-                    let numeric = (up - down) / (2.0 * step);
+                    let numeric = central_difference(&mut objective, model.params(), &x, m, i, None);
                     assert!(
                         (numeric - grad[i]).abs() <= 1e-7 * (1.0 + grad[i].abs()),
                         "{case} {:?}: {} vs {numeric}",
@@ -545,21 +555,14 @@ fn the_l1_penalty_weighted_by_the_decoder_norms_matches_its_definition_and_centr
             assert!(worst <= 1e-12 * scale, "{case}: gradient off by {worst:e} at {:?}", layout.locate(at));
             // A trained model's metrics leave the penalty out.
             let data = Dataset::examples_by_features(&x, m, n).unwrap();
-            let (measured, measured_stats) = objective.measure(model.params(), &data).unwrap();
-            assert_eq!(measured_stats.l1_penalty, 0.0);
+            let (measured, _) = objective.measure(model.params(), &data).unwrap();
             assert!((measured - reference(&model, &x, m).0).abs() <= 1e-12 * measured);
         }
         let mut objective = TopKObjective::for_model(&model, m).unwrap();
         objective.set_l1(lambda).unwrap();
-        let step = 1e-6;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
         for i in (0..30).map(|_| rng.gen_range(0..layout.len())) {
-            let mut shifted = model.params().to_vec();
-            shifted[i] += step;
-            let (up, _, _) = evaluate(&mut objective, &shifted, &x, m);
-            shifted[i] -= 2.0 * step;
-            let (down, _, _) = evaluate(&mut objective, &shifted, &x, m);
-            let numeric = (up - down) / (2.0 * step);
+            let numeric = central_difference(&mut objective, model.params(), &x, m, i, None);
             assert!(
                 (numeric - want_grad[i]).abs() <= 1e-7 * (1.0 + want_grad[i].abs()),
                 "{architecture:?} {:?}: {} vs {numeric}",
@@ -572,4 +575,8 @@ fn the_l1_penalty_weighted_by_the_decoder_norms_matches_its_definition_and_centr
     for lambda in [-1.0, f64::NAN, f64::INFINITY] {
         assert!(matches!(objective.set_l1(lambda), Err(Error::InvalidHyperParameter { name: "l1 coefficient", .. })));
     }
+    // Linear units' activations may be negative: an L1 penalty on them would reward them.
+    let mut linear = TopKObjective::<f64>::for_architecture(Architecture::K_SPARSE, 3, 5, 2, 4).unwrap();
+    assert!(matches!(linear.set_l1(0.1), Err(Error::InvalidOption { name: "l1 coefficient", .. })));
+    assert!(linear.set_l1(0.0).is_ok());
 }
