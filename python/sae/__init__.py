@@ -306,6 +306,7 @@ def train_topk(
     resample_every: Optional[int] = None,
     dead_after: Optional[int] = None,
     normalize_inputs: bool = False,
+    held_out=None,
     dtype: Optional[Union[str, np.dtype]] = None,
     n_threads: Optional[int] = None,
 ) -> Tuple[TopKModel, list]:
@@ -324,7 +325,8 @@ def train_topk(
     decoder, ``k`` lowered linearly from ``k_start`` (default ``4 k``) over the first half of the
     steps (``k_start`` schedules a TopK model's ``k`` the same way). Returns the model and a list
     of each epoch's metrics (``loss``, ``fvu``, ``explained_variance``, ``normalized_mse``,
-    ``l0``, ``dead``, ``dense``, ``frequencies``)."""
+    ``l0``, ``dead``, ``dense``, ``frequencies``; with ``held_out``, rows of held-out data,
+    also ``held_out``: the same metrics of the model on them at the end of the epoch)."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise InvalidInputError(f"X must be 2-D, not {X.ndim}-D")
@@ -346,6 +348,7 @@ def train_topk(
         resample_every=resample_every,
         dead_after=dead_after,
         normalize_inputs=normalize_inputs,
+        held_out=None if held_out is None else np.asarray(held_out, dtype=X.dtype),
         n_threads=n_threads,
     )
 

@@ -264,5 +264,6 @@ def train_topk(
     resample_every: Optional[int] = None,
     dead_after: Optional[int] = None,
     normalize_inputs: bool = False,
+    held_out: Optional[np.ndarray] = None,
     n_threads: Optional[int] = None,
 ) -> Tuple[TopKModel, List[Dict[str, Any]]]: ...

@@ -326,7 +326,7 @@ impl PyTopKModel {
 #[pyo3(signature = (x, n_latents, k = None, *, architecture = "topk", k_start = None, epochs = 10,
                     batch_size = 1024, learning_rate = 1e-3, optimizer = "adam", momentum = 0.9, seed = 1,
                     auxk_alpha = 0.0, l1_coefficient = None, resample_every = None, dead_after = None,
-                    normalize_inputs = false, n_threads = None))]
+                    normalize_inputs = false, held_out = None, n_threads = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_topk<'py>(
     py: Python<'py>,
@@ -346,6 +346,7 @@ pub(crate) fn train_topk<'py>(
     resample_every: Option<u64>,
     dead_after: Option<u64>,
     normalize_inputs: bool,
+    held_out: Option<&Bound<'py, PyAny>>,
     n_threads: Option<usize>,
 ) -> PyResult<(PyTopKModel, Vec<Bound<'py, PyDict>>)> {
     // A ReLU layer keeps every positive latent: its model's k is all of them.
@@ -399,15 +400,30 @@ pub(crate) fn train_topk<'py>(
             let x: PyReadonlyArray2<$t> = x.extract()?;
             let n = x.shape()[1];
             let data = dataset(&x)?;
+            let held_out = match held_out {
+                Some(held_out) => {
+                    let held_out = contiguous::<$t>(held_out, Contiguity::Rows)?;
+                    check_width(&held_out, "held_out", n, "X's columns")?;
+                    Some(held_out.extract::<PyReadonlyArray2<$t>>()?)
+                }
+                None => None,
+            };
+            let held_out = held_out.as_ref().map(|held_out| held_out.as_slice()).transpose()?;
             let trained = detached(py, pool.as_ref(), || {
                 let init = TopKModel::<$t>::init(n, n_latents, k, seed)?.with_architecture(architecture)?;
-                trainer.fit(&data, init, |_| ())
+                match held_out {
+                    Some(held_out) => trainer.fit_held_out(&data, held_out, init, |_| ()),
+                    None => trainer.fit(&data, init, |_| ()),
+                }
             })
             .map_err(py_error)?;
             let epochs = trained.epochs.iter().map(|epoch| {
                 let dict = metrics_dict(py, &epoch.metrics)?;
                 dict.set_item("epoch", epoch.epoch)?;
                 dict.set_item("steps", epoch.steps)?;
+                if let Some(held_out) = &epoch.held_out {
+                    dict.set_item("held_out", metrics_dict(py, held_out)?)?;
+                }
                 Ok(dict)
             });
             let epochs = epochs.collect::<PyResult<Vec<_>>>()?;

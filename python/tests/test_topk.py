@@ -161,3 +161,14 @@ def test_a_relu_sparse_autoencoder_keeps_every_positive_latent_and_its_penalty_m
         sae.train_topk(x, 48, architecture="relu")
     with pytest.raises(sae.InvalidInputError, match="needs k"):
         sae.train_topk(x, 48)
+
+
+def test_held_out_rows_are_measured_after_every_epoch_as_the_models_metrics():
+    _, x = planted(n=16, atoms=24, m=3500)
+    train, held_out = x[:3000], x[3000:]
+    model, epochs = sae.train_topk(train, 48, 2, epochs=3, batch_size=100, held_out=held_out)
+    assert all("held_out" in e for e in epochs)
+    assert epochs[-1]["held_out"]["fvu"] < epochs[0]["held_out"]["fvu"]
+    assert epochs[-1]["held_out"]["fvu"] == pytest.approx(model.metrics(held_out, chunk=100)["fvu"], rel=1e-12)
+    with pytest.raises(sae.InvalidInputError, match="held_out"):
+        sae.train_topk(train, 48, 2, epochs=1, held_out=held_out[:, :5])

@@ -68,11 +68,8 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
             "--init, --resume and --checkpoint",
         ),
         (
-            args.validation.is_some()
-                || args.validation_fraction.is_some()
-                || args.early_stopping.is_some()
-                || args.validate_every.is_some(),
-            "held-out data (--validation, --validation-fraction, --validate-every, --early-stopping)",
+            args.early_stopping.is_some() || args.validate_every.is_some(),
+            "--validate-every and --early-stopping (held-out data is measured after every epoch)",
         ),
         (args.iterations != 400 || args.history != 100, "L-BFGS's --iterations and --history"),
         (args.rho_momentum != 0.9, "--rho-momentum (the KL penalty's running rho_hat)"),
@@ -80,7 +77,7 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
     ];
     match unused.iter().find(|(given, _)| *given) {
         Some((_, what)) => Err(format!(
-            "{what}: not used by a TopK layer (its sparsity is --k; not yet for TopK: checkpoints, held-out data)"
+            "{what}: not used by a TopK layer (its sparsity is --k; not yet for TopK: checkpoints, early stopping)"
         )
         .into()),
         None => Ok(()),
@@ -145,7 +142,7 @@ fn options(args: &TrainArgs) -> TopKOptions {
 
 pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>) -> CliResult<()> {
     let k = model_k(args).expect("checked by check_options");
-    let (data, description) = args.data.load::<T>(|| {
+    let (mut data, description) = args.data.load::<T>(|| {
         let (patches, m, n) = embedded_patches(args.seed);
         Ok((
             patches.into_iter().map(T::cast).collect(),
@@ -159,6 +156,7 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         Data::Values { features, .. } => *features,
         Data::Source(source) => source.features(),
     };
+    let held_out = super::held_out_data(args, &mut data)?.map(|(values, _)| values);
     let options = options(args);
     let (rule, learning_rate) = (options.rule, args.learning_rate.unwrap_or(1e-3));
     let architecture = architecture(args);
@@ -199,8 +197,12 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         let epoch = &finished.metrics;
         examples_seen += examples;
         let rate = examples_seen as f64 / started.elapsed().as_secs_f64();
+        let held_out = finished
+            .held_out
+            .as_ref()
+            .map_or(String::new(), |held_out| format!("  held-out FVU {:.5}  L0 {:.2}", held_out.fvu, held_out.l0));
         println!(
-            "epoch {:4}  loss {:.6e}  FVU {:.5}  L0 {:.2}  dead {:.2} %  dense {:.2} %  {:.0} examples/s",
+            "epoch {:4}  loss {:.6e}  FVU {:.5}  L0 {:.2}  dead {:.2} %  dense {:.2} %{held_out}  {:.0} examples/s",
             finished.epoch,
             epoch.loss,
             epoch.fvu,
@@ -221,16 +223,27 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
                     ("dead", epoch.dead),
                     ("dense", epoch.dense),
                     ("examples_per_second", rate),
+                    ("held_out_loss", finished.held_out.as_ref().map_or(f64::NAN, |h| h.loss)),
+                    ("held_out_fvu", finished.held_out.as_ref().map_or(f64::NAN, |h| h.fvu)),
+                    ("held_out_l0", finished.held_out.as_ref().map_or(f64::NAN, |h| h.l0)),
                 ],
             );
         }
     };
-    let trained = match data {
-        Data::Values { values, examples, features } => {
-            trainer.fit(&Dataset::examples_by_features(&values, examples, features)?, init, on_epoch)?
+    let trained = match (data, held_out) {
+        (Data::Values { values, examples, features }, held_out) => {
+            let data = Dataset::examples_by_features(&values[..examples * features], examples, features)?;
+            match held_out {
+                Some(held_out) => trainer.fit_held_out(&data, &held_out, init, on_epoch)?,
+                None => trainer.fit(&data, init, on_epoch)?,
+            }
         }
-        Data::Source(source) => {
-            trainer.fit_streamed(StreamedPart::whole(source)?.with_chunk(args.data.chunk())?, init, on_epoch)?
+        (Data::Source(source), held_out) => {
+            let part = StreamedPart::whole(source)?.with_chunk(args.data.chunk())?;
+            match held_out {
+                Some(held_out) => trainer.fit_streamed_held_out(part, &held_out, init, on_epoch)?,
+                None => trainer.fit_streamed(part, init, on_epoch)?,
+            }
         }
     };
     if let Some(log) = log {

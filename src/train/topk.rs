@@ -41,7 +41,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::control::{outside_stop, Control, Deadline};
 use super::feed::{Feed, InMemory, Streamed, StreamedPart};
 use super::{MinibatchOptions, MinibatchStop, Shuffle};
-use crate::data::stream::{ExampleSource, SeekableSource};
+use crate::data::stream::{ExampleSource, SeekableSource, SliceSource};
 use crate::data::{Dataset, Layout};
 use crate::dictionary::{geometric_median, select::INACTIVE, AuxK, TopKModel, TopKObjective};
 use crate::error::{Error, Result};
@@ -158,6 +158,9 @@ pub struct TopKEpoch {
     /// Steps taken in all.
     pub steps: u64,
     pub metrics: TopKMetrics,
+    /// The model's metrics on the held-out data at the end of the epoch (with
+    /// [`fit_held_out`](TopKTrainer::fit_held_out)), as [`measure`] gives them.
+    pub held_out: Option<TopKMetrics>,
 }
 
 /// The metrics of dictionary learning over a set of examples (an epoch's minibatches, or a
@@ -281,7 +284,23 @@ impl TopKTrainer {
         on_epoch: impl FnMut(&TopKEpoch) -> C,
     ) -> Result<TopKTrained<T>> {
         data.check_finite()?;
-        self.run(InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed), init, on_epoch)
+        self.run(InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed), init, None, on_epoch)
+    }
+
+    /// As [`fit`](Self::fit), measuring the model at the end of each epoch on `held_out`
+    /// (examples of `n` values, row-major; scanned for non-finite values first): each
+    /// [`TopKEpoch::held_out`].
+    pub fn fit_held_out<T: Real, C: Control>(
+        &self,
+        data: &Dataset<'_, T>,
+        held_out: &[T],
+        init: TopKModel<T>,
+        on_epoch: impl FnMut(&TopKEpoch) -> C,
+    ) -> Result<TopKTrained<T>> {
+        data.check_finite()?;
+        let held_out = check_held_out(held_out, init.visible())?;
+        let feed = InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed);
+        self.run(feed, init, Some(held_out), on_epoch)
     }
 
     /// As [`fit`](Self::fit) on data read from storage a window of blocks at a time (the
@@ -291,6 +310,29 @@ impl TopKTrainer {
         &self,
         part: StreamedPart<S>,
         init: TopKModel<T>,
+        on_epoch: impl FnMut(&TopKEpoch) -> C,
+    ) -> Result<TopKTrained<T>> {
+        self.streamed(part, init, None, on_epoch)
+    }
+
+    /// As [`fit_streamed`](Self::fit_streamed), measuring the model at the end of each epoch
+    /// on `held_out` (in memory), as [`fit_held_out`](Self::fit_held_out) does.
+    pub fn fit_streamed_held_out<T: Real, S: SeekableSource<T> + Send, C: Control>(
+        &self,
+        part: StreamedPart<S>,
+        held_out: &[T],
+        init: TopKModel<T>,
+        on_epoch: impl FnMut(&TopKEpoch) -> C,
+    ) -> Result<TopKTrained<T>> {
+        let held_out = check_held_out(held_out, init.visible())?;
+        self.streamed(part, init, Some(held_out), on_epoch)
+    }
+
+    fn streamed<T: Real, S: SeekableSource<T> + Send, C: Control>(
+        &self,
+        part: StreamedPart<S>,
+        init: TopKModel<T>,
+        held_out: Option<Dataset<'_, T>>,
         on_epoch: impl FnMut(&TopKEpoch) -> C,
     ) -> Result<TopKTrained<T>> {
         let options = MinibatchOptions {
@@ -304,7 +346,7 @@ impl TopKTrainer {
         std::thread::scope(|scope| {
             // Any finite value is an input of a linear reconstruction.
             let feed = Streamed::spawn(scope, part, &options, Reconstruction::LinearSquaredError)?;
-            self.run(feed, init, on_epoch)
+            self.run(feed, init, held_out, on_epoch)
         })
     }
 
@@ -312,6 +354,7 @@ impl TopKTrainer {
         &self,
         mut feed: impl Feed<T>,
         init: TopKModel<T>,
+        held_out: Option<Dataset<'_, T>>,
         mut on_epoch: impl FnMut(&TopKEpoch) -> C,
     ) -> Result<TopKTrained<T>> {
         let options = self.options;
@@ -462,7 +505,15 @@ impl TopKTrainer {
             if let Some(scale) = input_scale {
                 metrics.loss /= scale.as_f64().powi(2);
             }
-            let finished = TopKEpoch { epoch: epoch + 1, steps: state.steps, metrics };
+            let held_out = match &held_out {
+                Some(held_out) => {
+                    let model = trained_model(&init, &params, input_scale, threshold)?;
+                    let mut source = SliceSource::new(held_out.values(), n)?;
+                    Some(measure(&model, &mut source, batch_size)?)
+                }
+                None => None,
+            };
+            let finished = TopKEpoch { epoch: epoch + 1, steps: state.steps, metrics, held_out };
             let metrics = &finished.metrics;
             log::debug!(
                 "TopK epoch {}: loss {:.6e}, FVU {:.4}, L0 {:.2}, dead {:.3}",
@@ -481,16 +532,43 @@ impl TopKTrainer {
                 }
             }
         }
-        let mut threshold = threshold.unwrap_or(init.threshold());
-        if let Some(scale) = input_scale {
-            let blocks = layout.split_mut(&mut params);
-            blocks.b_dec.iter_mut().chain(blocks.b_enc.iter_mut()).for_each(|b| *b = *b / scale);
-            threshold /= scale.as_f64();
-        }
-        let model =
-            TopKModel::from_params(n, h, k, params)?.with_architecture(architecture)?.with_threshold(threshold)?;
+        let model = trained_model(&init, &params, input_scale, threshold)?;
         Ok(TopKTrained { model, steps: state.steps, epochs, stop })
     }
+}
+
+/// The model of `params` (of `init`'s shape and architecture) applying to the data unscaled:
+/// the inputs' scale folded into the biases and the threshold (`threshold` `None`: `init`'s).
+fn trained_model<T: Real>(
+    init: &TopKModel<T>,
+    params: &[T],
+    input_scale: Option<T>,
+    threshold: Option<f64>,
+) -> Result<TopKModel<T>> {
+    let mut params = params.to_vec();
+    let mut threshold = threshold.unwrap_or(init.threshold());
+    if let Some(scale) = input_scale {
+        let blocks = init.layout().split_mut(&mut params);
+        blocks.b_dec.iter_mut().chain(blocks.b_enc.iter_mut()).for_each(|b| *b = *b / scale);
+        threshold /= scale.as_f64();
+    }
+    TopKModel::from_params(init.visible(), init.latents(), init.k(), params)?
+        .with_architecture(init.architecture())?
+        .with_threshold(threshold)
+}
+
+/// `held_out` as the examples of `n` values it must be: a whole number of them, at least one,
+/// all finite.
+fn check_held_out<T: Real>(held_out: &[T], n: usize) -> Result<Dataset<'_, T>> {
+    if held_out.is_empty() {
+        return Err(Error::EmptyData { what: "held-out data" });
+    }
+    if !held_out.len().is_multiple_of(n) {
+        return Err(Error::shape_mismatch("held-out data", format!("rows of n = {n} values"), held_out.len()));
+    }
+    let held_out = Dataset::examples_by_features(held_out, held_out.len() / n, n)?;
+    held_out.check_finite()?;
+    Ok(held_out)
 }
 
 /// `c` with `mean ‖c x‖² = 1` over the rows of `values` (1 for rows of zeros).

@@ -71,7 +71,7 @@ fn options_a_topk_layer_does_not_use_are_refused_by_name() {
         (&["--k", "3", "--optimizer", "lbfgs"][..], "--optimizer adam"),
         (&["--k", "3", "--beta", "1"][..], "--beta"),
         (&["--k", "3", "--activation", "tanh"][..], "variant"),
-        (&["--k", "3", "--validation-fraction", "0.1"][..], "held-out"),
+        (&["--k", "3", "--validate-every", "2"][..], "--validate-every"),
         (&["--k", "3", "--checkpoint", "c.safetensors"][..], "--checkpoint"),
         (&["--k", "30", "--hidden", "20"][..], "k"),
         (&["--k", "3", "--k-aux", "4"][..], "--auxk-alpha"),
@@ -311,4 +311,24 @@ fn a_relu_sparse_autoencoder_trains_with_its_l1_penalty_and_keeps_every_positive
     let k_sparse = ["train", "--hidden-layer", "k-sparse", "--k", "2", "--hidden", "48", "--data", &data];
     let (ok, _, stderr) = sae(&[&k_sparse[..], &["--l1-coefficient", "0.1", "-o", &path(dir.path(), "no")]].concat());
     assert!(!ok && stderr.contains("linear"), "{stderr}");
+}
+
+#[test]
+fn held_out_data_is_measured_after_every_epoch_of_a_topk_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data, log) =
+        (path(dir.path(), "topk.safetensors"), path(dir.path(), "planted.npy"), path(dir.path(), "log.jsonl"));
+    let generate = ["generate", "--planted", "--features", "16", "--atoms", "24", "--active", "2"];
+    assert!(sae(&[&generate[..], &["--examples", "3000", "-o", &data]].concat()).0);
+    let train = ["train", "--hidden-layer", "topk", "--k", "2", "--hidden", "48", "--data", &data, "--no-features"];
+    let options = ["--epochs", "3", "--batch-size", "100", "--validation-fraction", "0.2", "--log-json", &log];
+    let (ok, stdout, stderr) = sae(&[&train[..], &options[..], &["-o", &model]].concat());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("held out: 600 examples") && stdout.contains("held-out FVU"), "{stdout}");
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    let fvu = last["held_out_fvu"].as_f64().expect("the held-out FVU is logged");
+    assert!(fvu > 0.0 && fvu < 1.0, "{last}");
+    let (ok, _, stderr) = sae(&[&train[..], &["--validation-fraction", "0.2", "--early-stopping", "2"]].concat());
+    assert!(!ok && stderr.contains("--early-stopping"), "{stderr}");
 }

@@ -464,3 +464,32 @@ fn a_relu_sparse_autoencoder_is_made_sparse_by_its_norm_weighted_l1_penalty() {
     let measured = measure(&sparse.model, &mut SliceSource::new(&values, n).unwrap(), 1000).unwrap();
     assert!((measured.l0 - last.l0).abs() < 0.25 * last.l0 + 0.5, "measured L0 {} against {}", measured.l0, last.l0);
 }
+
+#[test]
+fn held_out_data_is_measured_at_each_epochs_end_as_measure_gives_the_model_of_that_moment() {
+    let (n, m) = (16, 3000);
+    let (_, values) = planted(n, 24, 2, m + 500, 13);
+    let (train, held_out) = values.split_at(m * n);
+    let data = Dataset::examples_by_features(train, m, n).unwrap();
+    for architecture in [Architecture::TOPK, Architecture::BATCH_TOPK] {
+        let init = TopKModel::<f32>::init(n, 48, 2, 5).unwrap().with_architecture(architecture).unwrap();
+        let options = TopKOptions { batch_size: 100, epochs: 3, normalize_inputs: true, ..TopKOptions::default() };
+        let trainer = TopKTrainer::new(options).unwrap();
+        let trained = trainer.fit_held_out(&data, held_out, init.clone(), |_| ()).unwrap();
+        let held: Vec<&TopKMetrics> = trained.epochs.iter().map(|epoch| epoch.held_out.as_ref().unwrap()).collect();
+        assert!(held[2].fvu < held[0].fvu, "{architecture:?}: held-out FVU {} then {}", held[0].fvu, held[2].fvu);
+        let want = measure(&trained.model, &mut SliceSource::new(held_out, n).unwrap(), 100).unwrap();
+        assert_eq!(held[2], &want, "{architecture:?}: the last epoch's held-out metrics are the trained model's");
+        // Measuring does not change the run.
+        assert_eq!(trainer.fit(&data, init.clone(), |_| ()).unwrap().model, trained.model);
+        assert!(trained.epochs.iter().all(|epoch| epoch.metrics.frequencies.len() == 48));
+    }
+    let init = TopKModel::<f32>::init(n, 48, 2, 5).unwrap();
+    let trainer = TopKTrainer::new(TopKOptions::default()).unwrap();
+    for (bad, what) in [(&held_out[..n + 1], "held-out data"), (&held_out[..0], "held-out data")] {
+        match trainer.fit_held_out(&data, bad, init.clone(), |_| ()) {
+            Err(Error::ShapeMismatch { what: got, .. }) | Err(Error::EmptyData { what: got }) => assert_eq!(got, what),
+            other => panic!("{other:?}"),
+        }
+    }
+}
