@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::CliResult;
 use sae::dictionary::interop::{self as topk_interop, Folder};
-use sae::dictionary::TopKModel;
+use sae::dictionary::{Selection, TopKModel};
 use sae::files::FilePlan;
 use sae::model::saelens::{self, CONFIG_FILE, WEIGHTS_FILE};
 use sae::model::ModelFile;
@@ -96,7 +96,7 @@ fn export_topk<T: Real>(args: &ExportArgs) -> CliResult<()> {
         FilePlan::new().input("MODEL", &args.model).output("--output", weights).output("--output", config).check()?;
     topk_interop::export(&model, layout, &args.output)?;
     println!(
-        "wrote {} ({}, {}): {:?} {}, d_in = {}, {} latents, k = {}, {}",
+        "wrote {} ({}, {}): {:?} {}, d_in = {}, {} latents{}, {}",
         args.output.display(),
         layout.weights_file(),
         layout.config_file(),
@@ -104,7 +104,11 @@ fn export_topk<T: Real>(args: &ExportArgs) -> CliResult<()> {
         model.architecture().describe(),
         model.visible(),
         model.latents(),
-        model.k(),
+        // (A ReLU model has no k of its own: every positive latent is active.)
+        match model.architecture().selection {
+            Selection::All => String::new(),
+            _ => format!(", k = {}", model.k()),
+        },
         T::NAME
     );
     Ok(())

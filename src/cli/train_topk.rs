@@ -223,10 +223,12 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
                     ("dead", epoch.dead),
                     ("dense", epoch.dense),
                     ("examples_per_second", rate),
-                    ("held_out_loss", finished.held_out.as_ref().map_or(f64::NAN, |h| h.loss)),
-                    ("held_out_fvu", finished.held_out.as_ref().map_or(f64::NAN, |h| h.fvu)),
-                    ("held_out_l0", finished.held_out.as_ref().map_or(f64::NAN, |h| h.l0)),
-                ],
+                ]
+                .into_iter()
+                .chain(finished.held_out.iter().flat_map(|held_out| {
+                    [("held_out_loss", held_out.loss), ("held_out_fvu", held_out.fvu), ("held_out_l0", held_out.l0)]
+                }))
+                .collect::<Vec<_>>(),
             );
         }
     };

@@ -584,8 +584,8 @@ impl<T: Real> TopKObjective<T> {
             check_slots(self.capacity, wider + shape.aux.unwrap_or(0)).map_err(|_| Error::InvalidHyperParameter {
                 name: "batch size",
                 value: self.capacity as f64,
-                reason: "an example of the batch selection has more candidates than batch × latents slots \
-                         numbered by u32 can hold: use smaller batches",
+                reason: "an example has more selected latents than batch × slots numbered by u32 can hold: \
+                         use smaller batches",
             })?;
             context.width = wider;
         }

@@ -507,7 +507,8 @@ impl TopKTrainer {
             }
             let held_out = match &held_out {
                 Some(held_out) => {
-                    let model = trained_model(&init, &params, input_scale, threshold)?;
+                    // (With the k of the epoch's last steps, during a schedule of k.)
+                    let model = trained_model(&init, &params, input_scale, threshold)?.with_k(objective.k())?;
                     let mut source = SliceSource::new(held_out.values(), n)?;
                     Some(measure(&model, &mut source, batch_size)?)
                 }
@@ -566,9 +567,13 @@ fn check_held_out<T: Real>(held_out: &[T], n: usize) -> Result<Dataset<'_, T>> {
     if !held_out.len().is_multiple_of(n) {
         return Err(Error::shape_mismatch("held-out data", format!("rows of n = {n} values"), held_out.len()));
     }
-    let held_out = Dataset::examples_by_features(held_out, held_out.len() / n, n)?;
-    held_out.check_finite()?;
-    Ok(held_out)
+    // (Scanned as it is made: a non-finite value is named as the held-out data's.)
+    Dataset::examples_by_features(held_out, held_out.len() / n, n).map_err(|e| match e {
+        Error::NonFiniteData { row, column, value, .. } => {
+            Error::NonFiniteData { what: "held-out data", row, column, value }
+        }
+        other => other,
+    })
 }
 
 /// `c` with `mean ‖c x‖² = 1` over the rows of `values` (1 for rows of zeros).

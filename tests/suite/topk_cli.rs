@@ -308,6 +308,10 @@ fn a_relu_sparse_autoencoder_trains_with_its_l1_penalty_and_keeps_every_positive
     }
     let (ok, _, stderr) = sae(&["export", &model, "--format", "sparsify", "-o", &path(dir.path(), "sparsify")]);
     assert!(!ok && stderr.contains("every positive"), "{stderr}");
+    let (ok, stdout, stderr) = sae(&["export", &model, "--format", "saelens", "-o", &path(dir.path(), "saelens")]);
+    assert!(ok && stdout.contains("ReLU sparse autoencoder") && !stdout.contains("k = "), "{stdout}{stderr}");
+    let config = std::fs::read_to_string(dir.path().join("saelens").join("cfg.json")).unwrap();
+    assert!(config.contains("\"standard\""), "{config}");
     let k_sparse = ["train", "--hidden-layer", "k-sparse", "--k", "2", "--hidden", "48", "--data", &data];
     let (ok, _, stderr) = sae(&[&k_sparse[..], &["--l1-coefficient", "0.1", "-o", &path(dir.path(), "no")]].concat());
     assert!(!ok && stderr.contains("linear"), "{stderr}");

@@ -480,15 +480,25 @@ fn held_out_data_is_measured_at_each_epochs_end_as_measure_gives_the_model_of_th
         assert!(held[2].fvu < held[0].fvu, "{architecture:?}: held-out FVU {} then {}", held[0].fvu, held[2].fvu);
         let want = measure(&trained.model, &mut SliceSource::new(held_out, n).unwrap(), 100).unwrap();
         assert_eq!(held[2], &want, "{architecture:?}: the last epoch's held-out metrics are the trained model's");
-        // Measuring does not change the run.
+        // Measuring does not change the run; the first epoch's figures are those of a run of
+        // one epoch.
         assert_eq!(trainer.fit(&data, init.clone(), |_| ()).unwrap().model, trained.model);
+        let one = TopKTrainer::new(TopKOptions { epochs: 1, ..options }).unwrap().fit(&data, init.clone(), |_| ());
+        let want = measure(&one.unwrap().model, &mut SliceSource::new(held_out, n).unwrap(), 100).unwrap();
+        assert_eq!(held[0], &want, "{architecture:?}: the first epoch's held-out metrics");
         assert!(trained.epochs.iter().all(|epoch| epoch.metrics.frequencies.len() == 48));
     }
     let init = TopKModel::<f32>::init(n, 48, 2, 5).unwrap();
     let trainer = TopKTrainer::new(TopKOptions::default()).unwrap();
-    for (bad, what) in [(&held_out[..n + 1], "held-out data"), (&held_out[..0], "held-out data")] {
+    let mut with_nan = held_out[..2 * n].to_vec();
+    with_nan[n + 3] = f32::NAN;
+    for (bad, what) in
+        [(&held_out[..n + 1], "held-out data"), (&held_out[..0], "held-out data"), (&with_nan[..], "held-out data")]
+    {
         match trainer.fit_held_out(&data, bad, init.clone(), |_| ()) {
-            Err(Error::ShapeMismatch { what: got, .. }) | Err(Error::EmptyData { what: got }) => assert_eq!(got, what),
+            Err(Error::ShapeMismatch { what: got, .. })
+            | Err(Error::EmptyData { what: got })
+            | Err(Error::NonFiniteData { what: got, row: 1, column: 3, .. }) => assert_eq!(got, what),
             other => panic!("{other:?}"),
         }
     }
