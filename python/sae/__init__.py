@@ -298,6 +298,9 @@ def train_topk(
     epochs: int = 10,
     batch_size: int = 1024,
     learning_rate: float = 1e-3,
+    lr_warmup: int = 0,
+    lr_decay: str = "none",
+    lr_decay_start: float = 0.8,
     optimizer: str = "adam",
     momentum: float = 0.9,
     seed: int = 1,
@@ -315,7 +318,9 @@ def train_topk(
     ``b_dec`` at the geometric median of the first minibatch, optionally AuxK on dead
     latents, dead latents resampled every ``resample_every`` steps — a latent is dead once it
     has not fired on ``dead_after`` examples in a row, by default one pass over ``X`` — and
-    inputs scaled to unit mean squared norm). ``architecture="batch-topk"`` keeps the
+    inputs scaled to unit mean squared norm). The learning rate rises linearly over the first
+    ``lr_warmup`` steps and, with ``lr_decay="linear"`` or ``"cosine"``, falls towards 0 at the
+    run's end from the fraction ``lr_decay_start`` of its steps on. ``architecture="batch-topk"`` keeps the
     ``k × batch_size`` largest activations of each minibatch instead (``k`` per example on
     average); the model keeps those above its ``threshold``, the running mean of each
     minibatch's smallest kept activation. ``architecture="relu"`` (no ``k``) keeps every
@@ -340,6 +345,9 @@ def train_topk(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        lr_warmup=lr_warmup,
+        lr_decay=lr_decay,
+        lr_decay_start=lr_decay_start,
         optimizer=optimizer,
         momentum=momentum,
         seed=seed,

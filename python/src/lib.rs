@@ -35,7 +35,7 @@ use sae::model::{Activation, Corruption, HyperParams, ModelFile, Parameters, Rec
 use sae::objective::{
     SoftmaxObjective, StackShape, StackedObjective, StreamMode, StreamingObjective, UnboundObjective, VaeObjective,
 };
-use sae::optim::{Differentiable, Lbfgs, LbfgsOptions, StepRule, Stop};
+use sae::optim::{Decay, Differentiable, Lbfgs, LbfgsOptions, Schedule, StepRule, Stop};
 use sae::train::{
     Checkpoint, MinibatchOptions, MinibatchState, MinibatchStep, MinibatchTrainer, Trainer, VaeOptions, VaeTrainer,
 };
@@ -60,6 +60,7 @@ fn py_error(e: Error) -> PyErr {
             "masking probability" | "noise standard deviation" => "corruption_level",
             "batch size" => "batch_size",
             "learning rate" => "learning_rate_init",
+            "decay_start" => "lr_decay_start",
             other => other,
         };
         let reason = reason.replace("β = 0", "sparsity_weight = 0");
@@ -94,6 +95,16 @@ fn sae_error(class: &str, message: String) -> PyErr {
 /// An `InvalidInputError` (a `ValueError`) with `message`.
 fn invalid(message: impl Into<String>) -> PyErr {
     sae_error("InvalidInputError", message.into())
+}
+
+/// The learning rate's schedule from the keyword arguments `lr_warmup`, `lr_decay` (`"none"`,
+/// `"linear"` or `"cosine"`) and `lr_decay_start`.
+fn schedule(lr_warmup: u64, lr_decay: &str, lr_decay_start: f64) -> PyResult<Schedule> {
+    let decay = Decay::from_name(lr_decay)
+        .ok_or_else(|| invalid(format!("lr_decay must be one of {:?}, not {lr_decay:?}", Decay::NAMES)))?;
+    let schedule = Schedule { warmup_steps: lr_warmup, decay, decay_start: lr_decay_start };
+    schedule.check().map_err(py_error)?;
+    Ok(schedule)
 }
 
 /// The two element types, as numpy names them.

@@ -8,7 +8,7 @@ use numpy::{IntoPyArray, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::{check_width, contiguous, dataset, detached, invalid, matrix, py_error, thread_pool, Contiguity};
+use super::{check_width, contiguous, dataset, detached, invalid, matrix, py_error, schedule, thread_pool, Contiguity};
 use super::{Dtype, ModelKind, Stored};
 use numpy::Element;
 use sae::data::stream::SliceSource;
@@ -319,12 +319,15 @@ impl PyTopKModel {
 /// example on average over each minibatch, the inference threshold estimated as it trains) or
 /// a k-sparse autoencoder (`"k-sparse"`:
 /// linear units, tied weights, `k` lowered from `k_start`, 4k by default) on the rows of `X`
-/// (its dtype is the model's) with Adam (or SGD with `momentum`), unit-norm decoder rows (TopK)
+/// (its dtype is the model's) with Adam (or SGD with `momentum`; the learning rate warmed up
+/// over `lr_warmup` steps and decayed by `lr_decay` from the fraction `lr_decay_start` of the
+/// steps on), unit-norm decoder rows (TopK)
 /// and `b_dec` at the geometric median of the first minibatch; returns the model and each
 /// epoch's metrics.
 #[pyfunction]
 #[pyo3(signature = (x, n_latents, k = None, *, architecture = "topk", k_start = None, epochs = 10,
-                    batch_size = 1024, learning_rate = 1e-3, optimizer = "adam", momentum = 0.9, seed = 1,
+                    batch_size = 1024, learning_rate = 1e-3, lr_warmup = 0, lr_decay = "none", lr_decay_start = 0.8,
+                    optimizer = "adam", momentum = 0.9, seed = 1,
                     auxk_alpha = 0.0, l1_coefficient = None, resample_every = None, dead_after = None,
                     normalize_inputs = false, held_out = None, n_threads = None))]
 #[allow(clippy::too_many_arguments)]
@@ -338,6 +341,9 @@ pub(crate) fn train_topk<'py>(
     epochs: usize,
     batch_size: usize,
     learning_rate: f64,
+    lr_warmup: u64,
+    lr_decay: &str,
+    lr_decay_start: f64,
     optimizer: &str,
     momentum: f64,
     seed: u64,
@@ -382,6 +388,7 @@ pub(crate) fn train_topk<'py>(
     };
     let options = TopKOptions {
         rule,
+        schedule: schedule(lr_warmup, lr_decay, lr_decay_start)?,
         batch_size,
         epochs,
         seed,

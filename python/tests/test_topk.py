@@ -83,6 +83,22 @@ def test_bad_arguments_raise_named_errors():
         model.export("nowhere", format="onnx")
 
 
+def test_the_learning_rate_follows_its_schedule_and_bad_schedules_are_named():
+    _, x = planted(m=2000)
+    constant, _ = sae.train_topk(x, 16, 2, epochs=3, batch_size=256)
+    scheduled, _ = sae.train_topk(
+        x, 16, 2, epochs=3, batch_size=256, lr_warmup=8, lr_decay="cosine", lr_decay_start=0.5
+    )
+    assert not np.array_equal(constant.W_dec, scheduled.W_dec)
+    # A decay that starts at the end of a run changes nothing; a warm-up of one step is none.
+    same, _ = sae.train_topk(x, 16, 2, epochs=3, batch_size=256, lr_warmup=1, lr_decay="linear", lr_decay_start=0.999)
+    np.testing.assert_array_equal(constant.W_dec, same.W_dec)
+    with pytest.raises(sae.InvalidInputError, match="lr_decay"):
+        sae.train_topk(x, 16, 2, epochs=1, lr_decay="exponential")
+    with pytest.raises(sae.InvalidInputError, match="lr_decay_start"):
+        sae.train_topk(x, 16, 2, epochs=1, lr_decay="linear", lr_decay_start=1.0)
+
+
 def test_a_k_sparse_autoencoder_has_tied_linear_units_and_encodes_with_more_latents(tmp_path):
     _, x = planted(m=2000)
     model, epochs = sae.train_topk(

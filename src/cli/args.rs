@@ -15,6 +15,7 @@ use sae::exercises::MnistFiles;
 use sae::files::FilePlan;
 use sae::model::{Activation, Corruption, HyperParamsBuilder, Reconstruction, SparsityPenalty};
 use sae::objective::StreamMode;
+use sae::optim::{Decay, Schedule};
 use sae::{Backend, Real};
 
 /// Where the data set comes from, and whether to stream it.
@@ -149,6 +150,41 @@ impl<T: Real> Data<T> {
             Data::Values { features, .. } => *features,
             Data::Source(source) => source.features(),
         }
+    }
+}
+
+/// The learning rate's schedule of minibatch training ([`Schedule`]).
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// Minibatch training: raise the learning rate linearly from 0 over this many first steps.
+    #[arg(help_heading = "Optimiser", long, value_name = "STEPS", default_value_t = 0)]
+    pub lr_warmup: u64,
+    /// Minibatch training: lower the learning rate towards 0 at the run's end, from
+    /// --lr-decay-start on.
+    #[arg(help_heading = "Optimiser", long, value_enum, default_value_t = DecayArg::None)]
+    pub lr_decay: DecayArg,
+    /// Minibatch training: where --lr-decay starts, as a fraction of the run's steps (with
+    /// --resume, of all the run's steps, those before it included).
+    #[arg(help_heading = "Optimiser", long, value_name = "FRACTION", default_value_t = 0.8)]
+    pub lr_decay_start: f64,
+}
+
+/// [`Decay`]'s shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecayArg {
+    None,
+    Linear,
+    Cosine,
+}
+
+impl ScheduleArgs {
+    pub fn schedule(&self) -> Schedule {
+        let decay = match self.lr_decay {
+            DecayArg::None => Decay::None,
+            DecayArg::Linear => Decay::Linear,
+            DecayArg::Cosine => Decay::Cosine,
+        };
+        Schedule { warmup_steps: self.lr_warmup, decay, decay_start: self.lr_decay_start }
     }
 }
 

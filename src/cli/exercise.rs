@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
-use super::args::{mnist_inputs, Precision, PrecisionArgs};
+use super::args::{mnist_inputs, Precision, PrecisionArgs, ScheduleArgs};
 use super::CliResult;
 use sae::exercises::{self, KSparseDigitsOptions, MnistFiles};
 use sae::files::FilePlan;
@@ -92,6 +92,8 @@ struct KSparseArgs {
     batch_size: usize,
     #[arg(long, default_value_t = KSparseDigitsOptions::default().learning_rate)]
     learning_rate: f64,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
     #[arg(long, default_value_t = KSparseDigitsOptions::default().k_start)]
     k_start: usize,
     /// Makhzani & Frey's own encoder, z = W x + b (b_dec not subtracted first).
@@ -120,6 +122,7 @@ impl KSparseArgs {
             epochs: self.epochs,
             batch_size: self.batch_size,
             learning_rate: self.learning_rate,
+            schedule: self.schedule.schedule(),
             k_start: self.k_start,
             alpha: self.alpha,
             momentum: self.momentum,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, ValueEnum};
 
-use super::args::{by_name, Data, DataArgs, EngineArgs, Precision, PrecisionArgs, VariantArgs};
+use super::args::{by_name, Data, DataArgs, EngineArgs, Precision, PrecisionArgs, ScheduleArgs, VariantArgs};
 use super::interrupt::{self, Interrupted};
 use super::progress::{JsonLog, Progress};
 use super::CliResult;
@@ -111,6 +111,8 @@ pub struct TrainArgs {
     /// Minibatch training: the learning rate [default: 1e-3].
     #[arg(help_heading = "Optimiser", long)]
     learning_rate: Option<f64>,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
     /// SGD's momentum.
     #[arg(help_heading = "Optimiser", long, default_value_t = 0.9)]
     momentum: f64,
@@ -439,9 +441,18 @@ fn model<T: Real>(args: &TrainArgs, n: usize, precision_from: &str, workers: &st
         .variant
         .apply(HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho))?
         .build()?;
+    if args.optimizer() == OptimizerArg::Lbfgs && !args.schedule.schedule().is_constant() {
+        return Err("--lr-warmup and --lr-decay shape the learning rate of minibatch training (--optimizer adam or \
+                    sgd): L-BFGS has no learning rate"
+            .into());
+    }
     let optimizer = match args.optimizer() {
         OptimizerArg::Lbfgs => format!("L-BFGS, {} iterations, history {}", args.iterations, args.history),
-        other => format!("{other:?} over {} epochs of minibatches of {}", args.epochs, args.batch_size),
+        other => {
+            let schedule = args.schedule.schedule();
+            let schedule = if schedule.is_constant() { String::new() } else { format!(" ({})", schedule.describe()) };
+            format!("{other:?}{schedule} over {} epochs of minibatches of {}", args.epochs, args.batch_size)
+        }
     };
     println!(
         "model: n = {n}, h = {}, {}, {} penalty, λ = {}, β = {}, ρ = {}, {} ({precision_from}); {optimizer}, {workers}",
@@ -764,6 +775,7 @@ fn fit_minibatch<T: Real, C: Collective>(
     };
     let options = MinibatchOptions {
         rule,
+        schedule: args.schedule.schedule(),
         batch_size: args.batch_size,
         epochs: args.epochs,
         rho_momentum: args.rho_momentum,

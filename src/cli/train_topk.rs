@@ -126,6 +126,7 @@ fn options(args: &TrainArgs) -> TopKOptions {
             Some(OptimizerArg::Sgd) => StepRule::sgd(learning_rate, args.momentum),
             _ => StepRule::adam(learning_rate),
         },
+        schedule: args.schedule.schedule(),
         batch_size: args.batch_size,
         epochs: args.epochs,
         seed: args.seed,
@@ -161,8 +162,8 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
     let (rule, learning_rate) = (options.rule, args.learning_rate.unwrap_or(1e-3));
     let architecture = architecture(args);
     println!(
-        "model: {}, n = {n}, {} latents, {}{}, {} ({precision_from}); {} at {learning_rate} over {} epochs of \
-         minibatches of {}{}, b_dec at the geometric median{}; {} threads",
+        "model: {}, n = {n}, {} latents, {}{}, {} ({precision_from}); {} at {learning_rate}{} over {} epochs \
+         of minibatches of {}{}, b_dec at the geometric median{}; {} threads",
         architecture.describe(),
         args.hidden,
         match args.hidden_layer {
@@ -172,6 +173,7 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         options.k_start.filter(|&k_start| k_start != k).map_or(String::new(), |k_start| format!(" (from {k_start})")),
         T::NAME,
         rule.name(),
+        if options.schedule.is_constant() { String::new() } else { format!(" ({})", options.schedule.describe()) },
         args.epochs,
         args.batch_size,
         if options.unit_norm_decoder { ", unit-norm decoder" } else { "" },
@@ -263,6 +265,7 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
     let mut metadata = vec![
         ("optimizer", if args.optimizer == Some(OptimizerArg::Sgd) { "sgd" } else { "adam" }.to_string()),
         ("learning_rate", args.learning_rate.unwrap_or(1e-3).to_string()),
+        ("lr_schedule", args.schedule.schedule().describe()),
         ("batch_size", args.batch_size.to_string()),
         ("epochs", trained.epochs.len().to_string()),
         ("steps", trained.steps.to_string()),

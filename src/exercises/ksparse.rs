@@ -9,7 +9,7 @@ use super::{accuracy, train_softmax};
 use crate::data::Dataset;
 use crate::dictionary::{spread_codes, Architecture, TopKModel, TopKObjective};
 use crate::error::{Error, Result};
-use crate::optim::StepRule;
+use crate::optim::{Schedule, StepRule};
 use crate::train::{TopKOptions, TopKTrainer};
 
 /// The exercise's settings; [`Default`] is the paper's model with this crate's training: Adam
@@ -27,6 +27,8 @@ pub struct KSparseDigitsOptions {
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// How the learning rate moves over the run.
+    pub schedule: Schedule,
     /// SGD with this momentum (Makhzani & Frey's optimiser) instead of Adam.
     pub momentum: Option<f64>,
     /// Softmax regression's weight decay and L-BFGS iterations.
@@ -47,6 +49,7 @@ impl Default for KSparseDigitsOptions {
             epochs: 20,
             batch_size: 256,
             learning_rate: 1e-3,
+            schedule: Schedule::CONSTANT,
             momentum: None,
             softmax_lambda: 1e-4,
             softmax_iterations: 400,
@@ -88,6 +91,7 @@ pub fn k_sparse_digits(files: &MnistFiles, options: &KSparseDigitsOptions) -> Re
             Some(momentum) => StepRule::sgd(options.learning_rate, momentum),
             None => StepRule::adam(options.learning_rate),
         },
+        schedule: options.schedule,
         batch_size: options.batch_size,
         epochs: options.epochs,
         seed: options.seed,

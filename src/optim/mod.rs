@@ -1,6 +1,6 @@
 //! Optimisers of a differentiable function of a flat parameter vector: full-batch L-BFGS with
 //! a strong-Wolfe line search (as minFunc, which UFLDL used), and the update rules of
-//! minibatch training (Adam, SGD with momentum).
+//! minibatch training (Adam, SGD with momentum) and the schedule of their learning rate.
 //!
 //! They work in f64 whatever the precision of the function: the parameters are rounded to
 //! `T` for each evaluation and the gradient widened back, so an f32 objective is optimised
@@ -8,10 +8,12 @@
 
 mod lbfgs;
 mod line_search;
+mod schedule;
 mod step;
 mod vector;
 
 pub use lbfgs::{Iteration, Lbfgs, LbfgsOptions, LbfgsState, Stop};
+pub use schedule::{Decay, Schedule};
 pub use step::{StepRule, StepState};
 
 use crate::data::stream::ExampleSource;

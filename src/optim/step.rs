@@ -29,6 +29,19 @@ impl StepRule {
         StepRule::Sgd { learning_rate, momentum }
     }
 
+    /// The same rule at `factor` times its learning rate (a [`Schedule`](super::Schedule)'s
+    /// step).
+    pub fn scaled(self, factor: f64) -> Self {
+        match self {
+            StepRule::Sgd { learning_rate, momentum } => {
+                StepRule::Sgd { learning_rate: learning_rate * factor, momentum }
+            }
+            StepRule::Adam { learning_rate, beta1, beta2, epsilon } => {
+                StepRule::Adam { learning_rate: learning_rate * factor, beta1, beta2, epsilon }
+            }
+        }
+    }
+
     /// `"sgd"` or `"adam"`.
     pub fn name(&self) -> &'static str {
         match self {

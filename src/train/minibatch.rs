@@ -22,13 +22,15 @@ use crate::error::{Error, Result};
 use crate::model::{Corruption, HyperParams, ModelFile, Parameters};
 use crate::objective::distributed::{agree, Alone, Collective, Part, Split};
 use crate::objective::MinibatchObjective;
-use crate::optim::{StepRule, StepState};
+use crate::optim::{Schedule, StepRule, StepState};
 use crate::real::Real;
 
 /// How to train.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MinibatchOptions {
     pub rule: StepRule,
+    /// How the rule's learning rate moves over the run's steps [default: constant].
+    pub schedule: Schedule,
     pub batch_size: usize,
     pub epochs: usize,
     /// `μ` of the running `rho_hat`.
@@ -43,6 +45,7 @@ impl Default for MinibatchOptions {
     fn default() -> Self {
         MinibatchOptions {
             rule: StepRule::adam(1e-3),
+            schedule: Schedule::CONSTANT,
             batch_size: 256,
             epochs: 10,
             rho_momentum: 0.9,
@@ -162,6 +165,7 @@ pub struct MinibatchTrainer {
 impl MinibatchTrainer {
     pub fn new(hyper: HyperParams, options: MinibatchOptions) -> Result<Self> {
         options.rule.check()?;
+        options.schedule.check()?;
         options.shuffle.check()?;
         if options.batch_size == 0 {
             return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
@@ -439,6 +443,7 @@ impl MinibatchTrainer {
         objective.set_running_rho_hat(std::mem::take(&mut state.running_rho_hat))?;
         let len = objective.theta_len();
         let batches = m.div_ceil(options.batch_size);
+        let total_steps = (batches as u64).saturating_mul(options.epochs as u64);
         let rule_state = &state.rule_state;
         // A state this run cannot continue (a checkpoint's is checked field by field when read):
         // past the last minibatch, the epoch would never end.
@@ -487,7 +492,8 @@ impl MinibatchTrainer {
                 if !cost.is_finite() || grad.iter().any(|g| !g.is_finite()) {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: cost });
                 }
-                state.rule_state.step(&options.rule, &mut state.x, &grad);
+                let factor = options.schedule.factor(state.rule_state.steps, total_steps);
+                state.rule_state.step(&options.rule.scaled(factor), &mut state.x, &grad);
                 if state.x.iter().any(|v| !v.is_finite()) {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: f64::NAN });
                 }
@@ -566,6 +572,7 @@ impl MinibatchTrainer {
         let mut model = self.model_at::<T>(chosen.map_or(&state.x[..], |(_, x)| x))?;
         for (key, value) in [
             ("optimizer", self.options.rule.name().to_string()),
+            ("lr_schedule", self.options.schedule.describe()),
             ("epochs", state.epoch.to_string()),
             ("steps", state.rule_state.steps.to_string()),
             ("stop", stop.name().to_string()),
@@ -615,6 +622,7 @@ impl MinibatchTrainer {
             ("minibatch.seed", o.seed.to_string()),
             ("minibatch.rho_momentum", o.rho_momentum.to_string()),
             ("minibatch.shuffle", o.shuffle.to_string()),
+            ("minibatch.schedule", format!("{:?}", o.schedule)),
             ("minibatch.steps", state.rule_state.steps.to_string()),
             ("minibatch.epoch", state.epoch.to_string()),
             ("minibatch.batch", state.batch.to_string()),
@@ -676,6 +684,16 @@ impl MinibatchTrainer {
         if shuffle != o.shuffle.to_string() {
             return Err(
                 saved.bad("minibatch.shuffle", format!("is {shuffle} in the checkpoint, {} in this run", o.shuffle))
+            );
+        }
+        // Checkpoints written before the schedules kept the rate constant.
+        let (schedule, expected) = (
+            saved.model.metadata.get("minibatch.schedule").cloned().unwrap_or(format!("{:?}", Schedule::CONSTANT)),
+            format!("{:?}", o.schedule),
+        );
+        if schedule != expected {
+            return Err(
+                saved.bad("minibatch.schedule", format!("is {schedule} in the checkpoint, {expected} in this run"))
             );
         }
         saved.check_data(fingerprint)?;

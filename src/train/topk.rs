@@ -47,7 +47,7 @@ use crate::dictionary::{geometric_median, select::INACTIVE, AuxK, TopKModel, Top
 use crate::error::{Error, Result};
 use crate::model::Reconstruction;
 use crate::objective::distributed::Part;
-use crate::optim::{StepRule, StepState};
+use crate::optim::{Schedule, StepRule, StepState};
 use crate::real::Real;
 
 /// A latent is dense when it fires on more than this fraction of an epoch's examples.
@@ -63,6 +63,8 @@ const MEDIAN_ITERATIONS: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TopKOptions {
     pub rule: StepRule,
+    /// How the rule's learning rate moves over the run's steps [default: constant].
+    pub schedule: Schedule,
     pub batch_size: usize,
     pub epochs: usize,
     /// Seed of the example order.
@@ -106,6 +108,7 @@ impl Default for TopKOptions {
     fn default() -> Self {
         TopKOptions {
             rule: StepRule::adam(1e-3),
+            schedule: Schedule::CONSTANT,
             batch_size: 1024,
             epochs: 10,
             seed: 1,
@@ -213,6 +216,7 @@ pub struct TopKTrainer {
 impl TopKTrainer {
     pub fn new(options: TopKOptions) -> Result<Self> {
         options.rule.check()?;
+        options.schedule.check()?;
         options.shuffle.check()?;
         if options.batch_size == 0 {
             return Err(Error::InvalidHyperParameter { name: "batch size", value: 0.0, reason: "must be at least 1" });
@@ -337,6 +341,7 @@ impl TopKTrainer {
     ) -> Result<TopKTrained<T>> {
         let options = MinibatchOptions {
             rule: self.options.rule,
+            schedule: self.options.schedule,
             batch_size: self.options.batch_size,
             epochs: self.options.epochs,
             rho_momentum: 0.0,
@@ -455,7 +460,8 @@ impl TopKTrainer {
                 if options.unit_norm_decoder {
                     layout.remove_radial_decoder_gradient(&params, &mut grad);
                 }
-                state.step(&options.rule, &mut params, &grad);
+                let rule = options.rule.scaled(options.schedule.factor(state.steps, total_steps));
+                state.step(&rule, &mut params, &grad);
                 if options.unit_norm_decoder {
                     layout.normalize_decoder(&mut params);
                 }

@@ -1,10 +1,12 @@
 //! Minibatch training: the minibatch objective and its running rho_hat, Adam and SGD lowering
 //! the full-batch cost, reproducibility from a seed, resumption mid-epoch, divergence stopped.
 
+use std::ops::ControlFlow;
+
 use crate::common::*;
 use sae::model::ModelFile;
 use sae::objective::MinibatchObjective;
-use sae::optim::StepRule;
+use sae::optim::{Decay, Schedule, StepRule};
 use sae::train::{MinibatchOptions, MinibatchStop, MinibatchTrainer, Shuffle};
 use sae::{Dataset, Error, Objective, Parameters};
 
@@ -56,7 +58,15 @@ fn the_running_rho_hat_is_an_exponential_moving_average_of_the_batches() {
 fn train(rule: StepRule, epochs: usize, seed: u64) -> Vec<f64> {
     let values = uniform_data(M, N, 3);
     let data = Dataset::examples_by_features(&values, M, N).unwrap();
-    let options = MinibatchOptions { rule, batch_size: 100, epochs, rho_momentum: 0.9, seed, shuffle: Shuffle::Full };
+    let options = MinibatchOptions {
+        schedule: Schedule::CONSTANT,
+        rule,
+        batch_size: 100,
+        epochs,
+        rho_momentum: 0.9,
+        seed,
+        shuffle: Shuffle::Full,
+    };
     let trained =
         MinibatchTrainer::new(hyper(N, H), options).unwrap().fit(&data, &Parameters::init(N, H, 4), |_| {}).unwrap();
     assert_eq!((trained.epochs, trained.steps), (epochs, 10 * epochs as u64));
@@ -86,6 +96,7 @@ fn a_run_resumed_mid_epoch_ends_bit_for_bit_where_an_uninterrupted_run_ends() {
     let values = uniform_data(M, N, 3);
     let data = Dataset::examples_by_features(&values, M, N).unwrap();
     let options = MinibatchOptions {
+        schedule: Schedule::CONSTANT,
         rule: StepRule::adam(0.01),
         batch_size: 100,
         epochs: 4,
@@ -114,10 +125,45 @@ fn a_run_resumed_mid_epoch_ends_bit_for_bit_where_an_uninterrupted_run_ends() {
 }
 
 #[test]
+fn a_scheduled_run_resumed_mid_epoch_takes_the_rates_of_the_uninterrupted_run_and_refuses_another_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let options = MinibatchOptions {
+        rule: StepRule::adam(0.01),
+        schedule: Schedule { warmup_steps: 5, decay: Decay::Cosine, decay_start: 0.5 },
+        batch_size: 100,
+        epochs: 4,
+        ..MinibatchOptions::default()
+    };
+    let init = Parameters::init(N, H, 6);
+    let uninterrupted = MinibatchTrainer::new(hyper(N, H), options).unwrap().fit(&data, &init, |_| {}).unwrap();
+    let constant = MinibatchOptions { schedule: Schedule::CONSTANT, ..options };
+    let unscheduled = MinibatchTrainer::new(hyper(N, H), constant).unwrap().fit(&data, &init, |_| {}).unwrap();
+    assert_ne!(uninterrupted.model.parameters, unscheduled.model.parameters);
+    assert_eq!(uninterrupted.model.metadata["lr_schedule"], "cosine decay from 50 % of the steps, 5 warm-up steps");
+
+    // Stopped after step 23, in the decay.
+    let checkpoint = dir.path().join("run.ckpt");
+    let stopped = MinibatchTrainer::new(hyper(N, H), options)
+        .unwrap()
+        .checkpoint_to(&checkpoint, 1)
+        .fit(&data, &init, |step| if step.step == 23 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        .unwrap();
+    assert_eq!(stopped.steps, 23);
+    let resumed = MinibatchTrainer::new(hyper(N, H), options).unwrap().resume(&data, &checkpoint, |_| {}).unwrap();
+    assert_eq!(resumed.model.parameters, uninterrupted.model.parameters);
+
+    let err = MinibatchTrainer::new(hyper(N, H), constant).unwrap().resume(&data, &checkpoint, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("minibatch.schedule"), "{err}");
+}
+
+#[test]
 fn a_run_continued_from_its_final_state_in_memory_is_the_longer_run() {
     let values = uniform_data(M, N, 3);
     let data = Dataset::examples_by_features(&values, M, N).unwrap();
     let options = |epochs| MinibatchOptions {
+        schedule: Schedule::CONSTANT,
         rule: StepRule::adam(0.01),
         batch_size: 100,
         epochs,
@@ -145,6 +191,7 @@ fn divergence_stops_with_a_clear_error_and_the_last_good_checkpoint_kept() {
     let values = uniform_data(M, N, 3);
     let data = Dataset::examples_by_features(&values, M, N).unwrap();
     let options = MinibatchOptions {
+        schedule: Schedule::CONSTANT,
         rule: StepRule::sgd(1e9, 0.9),
         batch_size: 100,
         epochs: 5,
@@ -195,6 +242,7 @@ fn adam_trains_a_tied_denoising_tanh_model_reproducibly_keeping_its_weights_tied
         .build()
         .unwrap();
     let options = MinibatchOptions {
+        schedule: Schedule::CONSTANT,
         rule: StepRule::adam(1e-2),
         batch_size: 100,
         epochs: 5,
@@ -226,6 +274,7 @@ fn refused(err: Error) -> (&'static str, String) {
 }
 
 const OPTIONS: MinibatchOptions = MinibatchOptions {
+    schedule: Schedule::CONSTANT,
     rule: StepRule::Adam { learning_rate: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
     batch_size: 100,
     epochs: 4,

@@ -11,7 +11,7 @@ use sae::data::npy;
 use sae::data::npy_source::{NpyFileSource, ShardSource};
 use sae::data::stream::SliceSource;
 use sae::objective::distributed::{Alone, Split};
-use sae::optim::StepRule;
+use sae::optim::{Schedule, StepRule};
 use sae::train::{MinibatchOptions, MinibatchTrained, MinibatchTrainer, Shuffle, StreamedPart};
 use sae::{Dataset, Error, Parameters};
 
@@ -21,6 +21,7 @@ const H: usize = 5;
 
 /// Blocks of 7 (the last of 0), three to a window, minibatches of 16 across windows.
 const OPTIONS: MinibatchOptions = MinibatchOptions {
+    schedule: Schedule::CONSTANT,
     rule: StepRule::Adam { learning_rate: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
     batch_size: 16,
     epochs: 3,

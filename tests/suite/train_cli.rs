@@ -206,6 +206,32 @@ fn train_with_adam_runs_epochs_of_minibatches() {
 }
 
 #[test]
+fn the_learning_rate_schedule_is_printed_recorded_and_refused_with_l_bfgs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    let schedule = ["--lr-warmup", "10", "--lr-decay", "cosine", "--lr-decay-start", "0.5"];
+    let mut args = vec!["train", "--optimizer", "sgd", "--epochs", "2", "--batch-size", "500", "--no-features", "-o"];
+    args.push(&model);
+    let (ok, stdout, stderr) = sae(&[&args[..], &schedule].concat());
+    assert!(ok, "{stderr}");
+    let described = "cosine decay from 50 % of the steps, 10 warm-up steps";
+    assert!(stdout.contains(&format!("Sgd ({described}) over 2 epochs")), "{stdout}");
+    assert_eq!(ModelFile::<f64>::load(Path::new(&model)).unwrap().metadata["lr_schedule"], described);
+
+    let topk = ["train", "--hidden-layer", "topk", "--k", "4", "--hidden", "32", "--epochs", "1", "--no-features"];
+    let topk_model = path(dir.path(), "topk.safetensors");
+    let (ok, stdout, stderr) = sae(&[&topk[..], &["-o", &topk_model], &schedule].concat());
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&format!("adam at 0.001 ({described}) over 1 epochs")), "{stdout}");
+
+    let (ok, _, stderr) = sae(&["train", "--iterations", "5", "--lr-decay", "linear", "-o", &model]);
+    assert!(!ok && stderr.contains("L-BFGS has no learning rate"), "{stderr}");
+    let (ok, _, stderr) =
+        sae(&["train", "--optimizer", "adam", "--lr-decay", "linear", "--lr-decay-start", "1", "-o", &model]);
+    assert!(!ok && stderr.contains("decay_start"), "{stderr}");
+}
+
+#[test]
 fn minibatch_training_streams_shards_takes_the_steps_of_the_same_shuffle_in_memory_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let (m, n) = (300, 16);

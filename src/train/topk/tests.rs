@@ -5,6 +5,7 @@ use super::*;
 use crate::data::planted::{recovery, PlantedDictionary};
 use crate::data::stream::SliceSource;
 use crate::dictionary::Architecture;
+use crate::optim::Decay;
 
 fn planted(features: usize, atoms: usize, active: usize, m: usize, seed: u64) -> (Vec<f64>, Vec<f32>) {
     let planted = PlantedDictionary { features, atoms, active, magnitudes: (0.5, 2.5), noise: 0.01 };
@@ -502,4 +503,52 @@ fn held_out_data_is_measured_at_each_epochs_end_as_measure_gives_the_model_of_th
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[test]
+fn each_step_is_taken_at_the_learning_rate_its_schedule_gives() {
+    // SGD without momentum holds no state between steps, and with every example in one
+    // minibatch a run of six epochs is six steps: the scheduled run must take the steps six
+    // one-step runs take at the scheduled rates η·f(t), each from the model the last one left.
+    let (n, m, eta) = (8, 400, 0.05);
+    let (_, values) = planted(n, 12, 2, m, 4);
+    let values: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let schedule = Schedule { warmup_steps: 2, decay: Decay::Linear, decay_start: 0.5 };
+    let steps = 6;
+    let factors: Vec<f64> = (0..steps).map(|t| schedule.factor(t, steps)).collect();
+    assert_eq!(factors, [0.5, 1.0, 1.0, 1.0, 2.0 / 3.0, 1.0 / 3.0]);
+    let options = |rate: f64, epochs: usize, schedule: Schedule| TopKOptions {
+        rule: StepRule::sgd(rate, 0.0),
+        schedule,
+        batch_size: m,
+        epochs,
+        median_init: false,
+        unit_norm_decoder: false,
+        ..TopKOptions::default()
+    };
+    let init = TopKModel::<f64>::init(n, 24, 3, 9).unwrap();
+    let scheduled = TopKTrainer::new(options(eta, steps as usize, schedule)).unwrap().fit(&data, init.clone(), |_| ());
+    let scheduled = scheduled.unwrap().model;
+    let mut stepped = init.clone();
+    for factor in factors {
+        let one_step = TopKTrainer::new(options(eta * factor, 1, Schedule::CONSTANT)).unwrap();
+        stepped = one_step.fit(&data, stepped, |_| ()).unwrap().model;
+    }
+    let constant = TopKTrainer::new(options(eta, steps as usize, Schedule::CONSTANT)).unwrap();
+    let constant = constant.fit(&data, init.clone(), |_| ()).unwrap().model;
+    let distance = |a: &TopKModel<f64>, b: &TopKModel<f64>| {
+        a.params().iter().zip(b.params()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    };
+    let moved = distance(&scheduled, &init);
+    // (The one-step runs sum each minibatch in another example order: rounding apart.)
+    assert!(distance(&scheduled, &stepped) < 1e-9 * moved, "{} against {moved}", distance(&scheduled, &stepped));
+    assert!(distance(&scheduled, &constant) > 0.05 * moved, "the schedule changed nothing");
+}
+
+#[test]
+fn a_decay_that_cannot_start_within_the_run_is_refused_by_name() {
+    let options = TopKOptions { schedule: Schedule::decaying(Decay::Cosine, 1.5), ..TopKOptions::default() };
+    let error = TopKTrainer::new(options).err().expect("refused");
+    assert!(error.to_string().contains("decay_start"), "{error}");
 }
