@@ -310,6 +310,7 @@ def train_topk(
     dead_after: Optional[int] = None,
     normalize_inputs: bool = False,
     held_out=None,
+    early_stopping: Optional[int] = None,
     dtype: Optional[Union[str, np.dtype]] = None,
     n_threads: Optional[int] = None,
 ) -> Tuple[TopKModel, list]:
@@ -331,7 +332,10 @@ def train_topk(
     steps (``k_start`` schedules a TopK model's ``k`` the same way). Returns the model and a list
     of each epoch's metrics (``loss``, ``fvu``, ``explained_variance``, ``normalized_mse``,
     ``l0``, ``dead``, ``dense``, ``frequencies``; with ``held_out``, rows of held-out data,
-    also ``held_out``: the same metrics of the model on them at the end of the epoch)."""
+    also ``held_out``: the same metrics of the model on them at the end of the epoch). With
+    ``held_out`` and ``early_stopping=P``, the run stops once ``P`` epochs in a row have not
+    lowered the held-out FVU and returns the model of the epoch with the lowest (whose dict has
+    ``chosen: True``)."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise InvalidInputError(f"X must be 2-D, not {X.ndim}-D")
@@ -357,6 +361,7 @@ def train_topk(
         dead_after=dead_after,
         normalize_inputs=normalize_inputs,
         held_out=None if held_out is None else np.asarray(held_out, dtype=X.dtype),
+        early_stopping=early_stopping,
         n_threads=n_threads,
     )
 

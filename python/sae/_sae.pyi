@@ -268,5 +268,6 @@ def train_topk(
     dead_after: Optional[int] = None,
     normalize_inputs: bool = False,
     held_out: Optional[np.ndarray] = None,
+    early_stopping: Optional[int] = None,
     n_threads: Optional[int] = None,
 ) -> Tuple[TopKModel, List[Dict[str, Any]]]: ...

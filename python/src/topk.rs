@@ -329,7 +329,7 @@ impl PyTopKModel {
                     batch_size = 1024, learning_rate = 1e-3, lr_warmup = 0, lr_decay = "none", lr_decay_start = 0.8,
                     optimizer = "adam", momentum = 0.9, seed = 1,
                     auxk_alpha = 0.0, l1_coefficient = None, resample_every = None, dead_after = None,
-                    normalize_inputs = false, held_out = None, n_threads = None))]
+                    normalize_inputs = false, held_out = None, early_stopping = None, n_threads = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_topk<'py>(
     py: Python<'py>,
@@ -353,6 +353,7 @@ pub(crate) fn train_topk<'py>(
     dead_after: Option<u64>,
     normalize_inputs: bool,
     held_out: Option<&Bound<'py, PyAny>>,
+    early_stopping: Option<usize>,
     n_threads: Option<usize>,
 ) -> PyResult<(PyTopKModel, Vec<Bound<'py, PyDict>>)> {
     // A ReLU layer keeps every positive latent: its model's k is all of them.
@@ -368,6 +369,9 @@ pub(crate) fn train_topk<'py>(
         (_, Some(k), _) => k,
         (_, None, _) => return Err(invalid(format!("architecture={architecture:?} needs k"))),
     };
+    if early_stopping.is_some() && held_out.is_none() {
+        return Err(invalid("early_stopping watches held-out data: give held_out"));
+    }
     let rule = match optimizer {
         "adam" => StepRule::adam(learning_rate),
         "sgd" => StepRule::sgd(learning_rate, momentum),
@@ -397,6 +401,7 @@ pub(crate) fn train_topk<'py>(
         resample_every,
         dead_after,
         normalize_inputs,
+        early_stopping,
         ..base
     };
     let trainer = TopKTrainer::new(options).map_err(py_error)?;
@@ -430,6 +435,9 @@ pub(crate) fn train_topk<'py>(
                 dict.set_item("steps", epoch.steps)?;
                 if let Some(held_out) = &epoch.held_out {
                     dict.set_item("held_out", metrics_dict(py, held_out)?)?;
+                }
+                if let Some(chosen) = trained.chosen_epoch {
+                    dict.set_item("chosen", epoch.epoch == chosen)?;
                 }
                 Ok(dict)
             });

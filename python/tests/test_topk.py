@@ -188,3 +188,19 @@ def test_held_out_rows_are_measured_after_every_epoch_as_the_models_metrics():
     assert epochs[-1]["held_out"]["fvu"] == pytest.approx(model.metrics(held_out, chunk=100)["fvu"], rel=1e-12)
     with pytest.raises(sae.InvalidInputError, match="held_out"):
         sae.train_topk(train, 48, 2, epochs=1, held_out=held_out[:, :5])
+
+
+def test_early_stopping_returns_the_model_of_the_lowest_held_out_fvu():
+    # Few rows, many latents, a large rate: the held-out FVU turns up and the run stops.
+    _, x = planted(n=16, atoms=24, m=1150, seed=17)
+    train, held_out = x[:150], x[150:]
+    model, epochs = sae.train_topk(
+        train, 96, 4, epochs=80, batch_size=50, learning_rate=3e-2, held_out=held_out, early_stopping=3
+    )
+    fvu = [e["held_out"]["fvu"] for e in epochs]
+    lowest = int(np.argmin(fvu))
+    assert len(epochs) == lowest + 1 + 3 < 80
+    assert [e["chosen"] for e in epochs] == [i == lowest for i in range(len(epochs))]
+    assert model.metrics(held_out, chunk=50)["fvu"] == pytest.approx(fvu[lowest], rel=1e-12)
+    with pytest.raises(sae.InvalidInputError, match="early_stopping"):
+        sae.train_topk(train, 96, 4, epochs=2, early_stopping=3)

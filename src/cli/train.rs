@@ -199,8 +199,9 @@ pub struct TrainArgs {
     /// (and after the last) [default: 1].
     #[arg(long, value_name = "N", help_heading = "Validation")]
     validate_every: Option<usize>,
-    /// Stop after P evaluations in a row without a lower held-out cost, and write the model of
-    /// the lowest one (with or without an early stop).
+    /// Stop after P evaluations in a row without a lower held-out cost (dictionary layers:
+    /// held-out FVU, measured every epoch), and write the model of the lowest one (with or
+    /// without an early stop).
     #[arg(long, value_name = "P", help_heading = "Validation")]
     early_stopping: Option<usize>,
     /// Run as one process of an MPI job (`mpirun -np N sae train --distributed …`): the data's

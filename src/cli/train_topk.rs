@@ -67,19 +67,15 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
             args.init.is_some() || args.resume.is_some() || args.checkpoint.is_some(),
             "--init, --resume and --checkpoint",
         ),
-        (
-            args.early_stopping.is_some() || args.validate_every.is_some(),
-            "--validate-every and --early-stopping (held-out data is measured after every epoch)",
-        ),
+        (args.validate_every.is_some(), "--validate-every (held-out data is measured after every epoch)"),
         (args.iterations != 400 || args.history != 100, "L-BFGS's --iterations and --history"),
         (args.rho_momentum != 0.9, "--rho-momentum (the KL penalty's running rho_hat)"),
         (args.engine.backend()?.is_some(), "--backend (TopK runs on the native GEMM)"),
     ];
     match unused.iter().find(|(given, _)| *given) {
-        Some((_, what)) => Err(format!(
-            "{what}: not used by a TopK layer (its sparsity is --k; not yet for TopK: checkpoints, early stopping)"
-        )
-        .into()),
+        Some((_, what)) => {
+            Err(format!("{what}: not used by a TopK layer (its sparsity is --k; not yet for TopK: checkpoints)").into())
+        }
         None => Ok(()),
     }
 }
@@ -137,6 +133,7 @@ fn options(args: &TrainArgs) -> TopKOptions {
         resample_every: args.resample_every,
         normalize_inputs: args.normalize_inputs,
         l1_coefficient: args.l1_coefficient.unwrap_or(0.0),
+        early_stopping: args.early_stopping,
         ..base
     }
 }
@@ -288,7 +285,16 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
     if let Some(k_start) = options(args).k_start {
         metadata.push(("k_start", k_start.to_string()));
     }
-    if let Some(last) = trained.epochs.last() {
+    // The epoch whose model is written: with early stopping the one of the lowest held-out FVU.
+    let written = match trained.chosen_epoch {
+        Some(chosen) => {
+            println!("model of epoch {chosen}, the lowest held-out FVU");
+            metadata.push(("chosen_epoch", chosen.to_string()));
+            trained.epochs.get(chosen - 1)
+        }
+        None => trained.epochs.last(),
+    };
+    if let Some(last) = written {
         // (A minibatch of one example has no variance: its FVU is not a number, and not kept.)
         let measured = [("fvu", last.metrics.fvu), ("l0", last.metrics.l0), ("dead", last.metrics.dead)];
         metadata.extend(measured.into_iter().filter(|(_, v)| v.is_finite()).map(|(key, v)| (key, v.to_string())));
@@ -297,7 +303,7 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         .model
         .save_with_metadata(&args.output, metadata.into_iter().map(|(key, value)| (key.to_string(), value)))?;
     println!("model written to {}", args.output.display());
-    if let (false, Some(last)) = (args.no_features, trained.epochs.last()) {
+    if let (false, Some(last)) = (args.no_features, written) {
         let picture = super::super::plot::frequency_histogram(&last.metrics.frequencies, 900, 450)
             .map_err(|e| format!("drawing {}: {e}", args.features.display()))?;
         picture.save_png(&args.features)?;

@@ -99,6 +99,10 @@ pub struct TopKOptions {
     /// `λ` of the L1 penalty on the activations weighted by the decoder rows' norms (see
     /// [`TopKObjective::set_l1`]): the sparsity of a ReLU sparse autoencoder [default: 0].
     pub l1_coefficient: f64,
+    /// With held-out data: stop once this many epochs in a row have not lowered the held-out
+    /// FVU, and return the model of the epoch with the lowest (with or without an early stop)
+    /// [default: train every epoch, return the last model].
+    pub early_stopping: Option<usize>,
 }
 
 impl Default for TopKOptions {
@@ -123,6 +127,7 @@ impl Default for TopKOptions {
             dead_after: None,
             threshold_rate: 0.01,
             l1_coefficient: 0.0,
+            early_stopping: None,
         }
     }
 }
@@ -203,6 +208,9 @@ pub struct TopKTrained<T> {
     pub epochs: Vec<TopKEpoch>,
     pub steps: u64,
     pub stop: MinibatchStop,
+    /// With early stopping, the epoch whose model `model` is: the one of the lowest held-out
+    /// FVU.
+    pub chosen_epoch: Option<usize>,
 }
 
 /// Trains TopK models with [`TopKOptions`].
@@ -255,6 +263,7 @@ impl TopKTrainer {
             });
         }
         for (name, value) in [
+            ("early_stopping", options.early_stopping.map(|p| p as u64)),
             ("k_aux", options.k_aux.map(|k| k as u64)),
             ("dead_after", options.dead_after),
             ("resample_every", options.resample_every),
@@ -379,6 +388,12 @@ impl TopKTrainer {
                 reason: "tied weights: holding the decoder rows at unit norm would hold the encoder's too".into(),
             });
         }
+        if options.early_stopping.is_some() && held_out.is_none() {
+            return Err(Error::InvalidOption {
+                name: "early_stopping",
+                reason: "early stopping watches held-out data: train with fit_held_out or fit_streamed_held_out".into(),
+            });
+        }
         let k_start = options.k_start.unwrap_or(k);
         if k_start < k || k_start > h {
             return Err(Error::InvalidHyperParameter {
@@ -419,6 +434,8 @@ impl TopKTrainer {
         let mut input_scale: Option<T> = None;
         // The running mean of a batch selection's smallest activation (in the scaled units).
         let mut threshold: Option<f64> = None;
+        // With early stopping: the epoch of the lowest held-out FVU, its FVU and its model.
+        let mut best: Option<(usize, f64, TopKModel<T>)> = None;
         'epochs: for epoch in 0..options.epochs {
             let mut tally = Tally::new(h);
             for batch_index in 0..batches {
@@ -516,7 +533,11 @@ impl TopKTrainer {
                     // (With the k of the epoch's last steps, during a schedule of k.)
                     let model = trained_model(&init, &params, input_scale, threshold)?.with_k(objective.k())?;
                     let mut source = SliceSource::new(held_out.values(), n)?;
-                    Some(measure(&model, &mut source, batch_size)?)
+                    let metrics = measure(&model, &mut source, batch_size)?;
+                    if options.early_stopping.is_some() && best.as_ref().is_none_or(|(_, fvu, _)| metrics.fvu < *fvu) {
+                        best = Some((epoch + 1, metrics.fvu, model.with_k(k)?));
+                    }
+                    Some(metrics)
                 }
                 None => None,
             };
@@ -537,10 +558,18 @@ impl TopKTrainer {
                     stop = outside.into();
                     break;
                 }
+                let patience = options.early_stopping.unwrap_or(usize::MAX);
+                if best.as_ref().is_some_and(|(chosen, _, _)| epoch + 1 - chosen >= patience) {
+                    stop = MinibatchStop::EarlyStopping;
+                    break;
+                }
             }
         }
-        let model = trained_model(&init, &params, input_scale, threshold)?;
-        Ok(TopKTrained { model, steps: state.steps, epochs, stop })
+        let (model, chosen_epoch) = match best {
+            Some((epoch, _, model)) => (model, Some(epoch)),
+            None => (trained_model(&init, &params, input_scale, threshold)?, None),
+        };
+        Ok(TopKTrained { model, steps: state.steps, epochs, stop, chosen_epoch })
     }
 }
 

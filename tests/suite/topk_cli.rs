@@ -333,6 +333,20 @@ fn held_out_data_is_measured_after_every_epoch_of_a_topk_run() {
     let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
     let fvu = last["held_out_fvu"].as_f64().expect("the held-out FVU is logged");
     assert!(fvu > 0.0 && fvu < 1.0, "{last}");
-    let (ok, _, stderr) = sae(&[&train[..], &["--validation-fraction", "0.2", "--early-stopping", "2"]].concat());
-    assert!(!ok && stderr.contains("--early-stopping"), "{stderr}");
+
+    // Early stopping writes the model of the lowest held-out FVU, and says which.
+    let stopping = ["--epochs", "8", "--batch-size", "100", "--validation-fraction", "0.2", "--early-stopping", "2"];
+    let (ok, stdout, stderr) = sae(&[&train[..], &stopping[..], &["--log-json", &log, "-o", &model]].concat());
+    assert!(ok, "{stderr}");
+    let held_out: Vec<f64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["held_out_fvu"].as_f64().unwrap())
+        .collect();
+    let lowest = 1 + (0..held_out.len()).min_by(|&a, &b| held_out[a].total_cmp(&held_out[b])).unwrap();
+    assert!(stdout.contains(&format!("model of epoch {lowest}, the lowest held-out FVU")), "{stdout}");
+    let metadata = sae::model::ModelFile::<f32>::read_metadata(Path::new(&model)).unwrap();
+    assert_eq!(metadata["chosen_epoch"], lowest.to_string());
+    let (ok, _, stderr) = sae(&[&train[..], &["--validation-fraction", "0.2", "--validate-every", "2"]].concat());
+    assert!(!ok && stderr.contains("--validate-every"), "{stderr}");
 }

@@ -552,3 +552,38 @@ fn a_decay_that_cannot_start_within_the_run_is_refused_by_name() {
     let Err(error) = TopKTrainer::new(options) else { panic!("a decay from 150 % of the steps was accepted") };
     assert!(error.to_string().contains("decay_start"), "{error}");
 }
+
+#[test]
+fn early_stopping_ends_the_run_patience_epochs_after_the_lowest_held_out_fvu_and_returns_that_model() {
+    // Few training examples, many latents and a large rate: the model overfits, and the
+    // held-out FVU turns up.
+    let (n, m) = (16, 150);
+    let (_, values) = planted(n, 24, 2, m + 1000, 17);
+    let (train, held_out) = values.split_at(m * n);
+    let data = Dataset::examples_by_features(train, m, n).unwrap();
+    let init = TopKModel::<f32>::init(n, 96, 4, 5).unwrap();
+    let options = TopKOptions {
+        rule: StepRule::adam(3e-2),
+        batch_size: 50,
+        epochs: 80,
+        early_stopping: Some(3),
+        ..TopKOptions::default()
+    };
+    let trained = TopKTrainer::new(options).unwrap().fit_held_out(&data, held_out, init.clone(), |_| ()).unwrap();
+    let fvu: Vec<f64> = trained.epochs.iter().map(|epoch| epoch.held_out.as_ref().unwrap().fvu).collect();
+    let lowest = (0..fvu.len()).min_by(|&a, &b| fvu[a].total_cmp(&fvu[b])).unwrap();
+    println!("held-out FVU by epoch: {fvu:.4?}");
+    assert_eq!(trained.stop, MinibatchStop::EarlyStopping, "FVU {fvu:?}");
+    assert_eq!(trained.chosen_epoch, Some(lowest + 1));
+    assert_eq!(fvu.len(), lowest + 1 + 3, "stopped three epochs after the lowest");
+    let model = measure(&trained.model, &mut SliceSource::new(held_out, n).unwrap(), 50).unwrap();
+    assert_eq!(model.fvu, fvu[lowest], "the model returned is the lowest epoch's");
+
+    // Without held-out data there is nothing to watch; a patience of 0 is none.
+    let error = TopKTrainer::new(options).unwrap().fit(&data, init.clone(), |_| ()).unwrap_err();
+    assert!(error.to_string().contains("early_stopping"), "{error}");
+    let Err(error) = TopKTrainer::new(TopKOptions { early_stopping: Some(0), ..options }) else {
+        panic!("a patience of 0 was accepted")
+    };
+    assert!(error.to_string().contains("early_stopping"), "{error}");
+}
