@@ -11,6 +11,7 @@ mod model;
 mod objective;
 mod plot;
 mod progress;
+mod sparse_codes;
 mod stacked;
 mod train;
 mod vae;

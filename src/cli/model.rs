@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::{by_name, DataArgs, EngineArgs, Precision, PrecisionArgs};
+use super::sparse_codes::CsrWriter;
 use super::CliResult;
 use sae::data::npy::NpyRowWriter;
 use sae::data::stream::ExampleSource;
@@ -40,6 +41,11 @@ pub struct ApplyArgs {
     /// (Makhzani & Frey encode with 3k).
     #[arg(long)]
     k: Option<usize>,
+    /// Encoding with a dictionary model (TopK, BatchTopK, ReLU, k-sparse): write the codes as
+    /// a sparse m×h matrix, scipy's CSR .npz (scipy.sparse.load_npz; numpy.load gives its
+    /// data, indices and indptr arrays), instead of a dense .npy of mostly zeros.
+    #[arg(long)]
+    sparse: bool,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +131,9 @@ pub fn reconstruct(args: ApplyArgs) -> CliResult<()> {
 }
 
 fn apply(args: ApplyArgs, what: Apply) -> CliResult<()> {
+    if args.sparse && (what == Apply::Reconstruct || args.to_stdout()) {
+        return Err("--sparse writes a dictionary's codes to an .npz file: sae encode with -o FILE".into());
+    }
     let mut plan = args.data.read_by(FilePlan::new().input("MODEL", &args.model));
     if !args.to_stdout() {
         plan = plan.output("--output", &args.output);
@@ -246,33 +255,47 @@ impl<T: Real> Loaded<T> {
                 }
             }
             Loaded::Stack(stack) => StackedObjective::features(&stack.shape, &stack.theta, &data),
-            Loaded::TopK(model, workspace) => {
-                let (h, k) = (model.latents(), model.k());
-                let mut workspace = workspace.borrow_mut();
-                // The first chunk is the largest: the objective made for it serves them all.
-                let objective = match workspace.as_mut() {
-                    Some(objective) if objective.capacity() >= rows => objective,
-                    _ => workspace.insert(
-                        TopKObjective::for_model(model, rows)
-                            .map_err(|e| format!("--chunk {rows} with k = {k}: {e}"))?,
-                    ),
-                };
-                objective.encode_only(model.params(), &data)?;
-                let (indices, values) = objective.codes();
-                match what {
-                    Apply::Encode => {
-                        let mut codes = vec![T::zero(); rows * h];
-                        sae::dictionary::spread_codes(indices, values, objective.slots_per_example(), &mut codes);
-                        codes
-                    }
-                    Apply::Reconstruct => {
-                        let mut output = vec![T::zero(); rows * n];
-                        model.decode(indices, values, &mut output)?;
-                        output
-                    }
+            Loaded::TopK(model, _) => self.with_codes(x, rows, |indices, values, slots| match what {
+                Apply::Encode => {
+                    let mut codes = vec![T::zero(); rows * model.latents()];
+                    sae::dictionary::spread_codes(indices, values, slots, &mut codes);
+                    Ok(codes)
                 }
-            }
+                Apply::Reconstruct => {
+                    let mut output = vec![T::zero(); rows * n];
+                    model.decode(indices, values, &mut output)?;
+                    Ok(output)
+                }
+            })?,
         })
+    }
+
+    /// `use_codes` of a dictionary model's codes of the `rows` examples of `x`: each example's
+    /// latents (`INACTIVE` in unused slots) and values, `slots` per example.
+    fn with_codes<R>(
+        &self,
+        x: &[T],
+        rows: usize,
+        use_codes: impl FnOnce(&[u32], &[T], usize) -> CliResult<R>,
+    ) -> CliResult<R> {
+        let Loaded::TopK(model, workspace) = self else {
+            return Err("--sparse: the codes of a dictionary model (sae train --hidden-layer topk, batch-topk, relu \
+                        or k-sparse); other models' codes are dense"
+                .into());
+        };
+        let data = Dataset::examples_by_features(x, rows, model.visible())?;
+        let mut workspace = workspace.borrow_mut();
+        // The first chunk is the largest: the objective made for it serves them all.
+        let objective = match workspace.as_mut() {
+            Some(objective) if objective.capacity() >= rows => objective,
+            _ => workspace.insert(
+                TopKObjective::for_model(model, rows)
+                    .map_err(|e| format!("--chunk {rows} with k = {}: {e}", model.k()))?,
+            ),
+        };
+        objective.encode_only(model.params(), &data)?;
+        let (indices, values) = objective.codes();
+        use_codes(indices, values, objective.slots_per_example())
     }
 }
 
@@ -287,6 +310,9 @@ fn run_apply<T: Real>(
         return Err(format!("the data has {} features, the model {} inputs", source.features(), n).into());
     }
     let width = model.width(what)?;
+    if args.sparse {
+        return encode_sparse(args, model, source, width);
+    }
     let m = source.examples_hint().ok_or("the data's length is not known in advance")?;
     let mut writer = if args.to_stdout() {
         NpyRowWriter::<T>::to_stdout(m, width)?
@@ -320,6 +346,35 @@ fn run_apply<T: Real>(
             0.5 * squared_error / examples as f64
         ),
     });
+    Ok(())
+}
+
+/// `sae encode --sparse`: the codes of the examples of `source`, a chunk at a time, to the
+/// CSR `.npz` of [`CsrWriter`].
+fn encode_sparse<T: Real>(
+    args: &ApplyArgs,
+    model: &Loaded<T>,
+    mut source: impl ExampleSource<T>,
+    latents: usize,
+) -> CliResult<()> {
+    let n = model.inputs();
+    let mut writer = CsrWriter::<T>::create(&args.output, latents)?;
+    let chunk = args.data.chunk().max(1);
+    let mut buffer = vec![T::zero(); chunk * n];
+    source.rewind()?;
+    loop {
+        let read = source.read_chunk(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        model.with_codes(&buffer[..read * n], read, |indices, values, slots| writer.push(indices, values, slots))?;
+    }
+    let (examples, entries) = writer.finish()?;
+    args.say(&format!(
+        "{examples} examples encoded to {} (CSR, {examples} × {latents}, {entries} active: {:.2} per example)",
+        args.output.display(),
+        entries as f64 / examples.max(1) as f64
+    ));
     Ok(())
 }
 

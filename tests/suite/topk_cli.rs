@@ -350,3 +350,79 @@ fn held_out_data_is_measured_after_every_epoch_of_a_topk_run() {
     let (ok, _, stderr) = sae(&[&train[..], &["--validation-fraction", "0.2", "--validate-every", "2"]].concat());
     assert!(!ok && stderr.contains("--validate-every"), "{stderr}");
 }
+
+/// The arrays of an `.npz` (a zip of `.npy` files), each as f64 with its shape.
+fn read_npz(path: &str) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f64>)> {
+    use ndarray_npy::ReadNpyExt;
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut arrays = std::collections::BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().trim_end_matches(".npy").to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        let array = match name.as_str() {
+            "format" => continue,
+            "indices" => ndarray::ArrayD::<i32>::read_npy(&bytes[..]).unwrap().mapv(f64::from),
+            "indptr" | "shape" => ndarray::ArrayD::<i64>::read_npy(&bytes[..]).unwrap().mapv(|v| v as f64),
+            _ => ndarray::ArrayD::<f64>::read_npy(&bytes[..]).unwrap(),
+        };
+        arrays.insert(name, (array.shape().to_vec(), array.iter().copied().collect()));
+    }
+    arrays
+}
+
+#[test]
+fn sparse_encoding_writes_the_dense_codes_as_a_scipy_csr_matrix_a_chunk_at_a_time() {
+    use ndarray_npy::ReadNpyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = path(dir.path(), "planted.npy");
+    let generate = ["generate", "--planted", "--features", "16", "--atoms", "24", "--active", "2"];
+    assert!(sae(&[&generate[..], &["--examples", "1000", "-o", &data]].concat()).0);
+    let (m, h) = (1000, 48);
+    for (layer, extra) in
+        [("topk", &["--k", "3"][..]), ("batch-topk", &["--k", "3"][..]), ("relu", &["--l1-coefficient", "0.1"][..])]
+    {
+        let model = path(dir.path(), &format!("{layer}.safetensors"));
+        let train = ["train", "--hidden-layer", layer, "--hidden", "48", "--epochs", "2", "--batch-size", "100"];
+        let (ok, _, stderr) = sae(&[&train[..], extra, &["--data", &data, "--no-features", "-o", &model]].concat());
+        assert!(ok, "{layer}: {stderr}");
+        let (dense, sparse) = (path(dir.path(), "dense.npy"), path(dir.path(), "codes.npz"));
+        assert!(sae(&["encode", &model, "--data", &data, "-o", &dense]).0);
+        // Chunks of 300: the last one short, the workspace made for the first reused.
+        let (ok, stdout, stderr) =
+            sae(&["encode", &model, "--data", &data, "--chunk", "300", "--sparse", "-o", &sparse]);
+        assert!(ok && stdout.contains("CSR"), "{layer}: {stdout}{stderr}");
+        let dense = ndarray::Array2::<f64>::read_npy(std::fs::File::open(&dense).unwrap()).unwrap();
+        let csr = read_npz(&sparse);
+        assert_eq!(csr["shape"].1, [m as f64, h as f64]);
+        let (indptr, indices, values) = (&csr["indptr"].1, &csr["indices"].1, &csr["data"].1);
+        assert_eq!(indptr.len(), m + 1);
+        let mut from_csr = ndarray::Array2::<f64>::zeros((m, h));
+        for e in 0..m {
+            let row = indptr[e] as usize..indptr[e + 1] as usize;
+            assert!(indices[row.clone()].windows(2).all(|w| w[0] < w[1]), "{layer}: latents increasing in a row");
+            for k in row {
+                from_csr[[e, indices[k] as usize]] = values[k];
+            }
+        }
+        assert_eq!(from_csr, dense, "{layer}: the CSR matrix is the dense codes");
+        // Only the active latents are stored.
+        assert!(values.iter().all(|&v| v > 0.0) && values.len() < m * h, "{layer}");
+    }
+    let model = path(dir.path(), "topk.safetensors");
+    for (args, message) in [
+        (vec!["encode", &model, "--data", &data, "--sparse", "-o", "-"], "-o FILE"),
+        (vec!["reconstruct", &model, "--data", &data, "--sparse", "-o", "r.npz"], "-o FILE"),
+    ] {
+        let (ok, _, stderr) = sae(&args);
+        assert!(!ok && stderr.contains(message), "{stderr}");
+    }
+    let kl = path(dir.path(), "kl.safetensors");
+    assert!(sae(&["train", "--iterations", "2", "--hidden", "8", "--data", &data, "--no-features", "-o", &kl]).0);
+    let out = path(dir.path(), "kl.npz");
+    let (ok, _, stderr) = sae(&["encode", &kl, "--data", &data, "--sparse", "-o", &out]);
+    assert!(!ok && stderr.contains("dictionary model"), "{stderr}");
+    assert!(!Path::new(&out).exists(), "nothing written");
+}
