@@ -156,17 +156,18 @@ impl<T: Real> Data<T> {
 /// The learning rate's schedule of minibatch training ([`Schedule`]).
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
-    /// Minibatch training: raise the learning rate linearly from 0 over this many first steps.
+    /// Minibatch training: raise the learning rate linearly over this many first steps (the
+    /// first at 1/STEPS of it).
     #[arg(help_heading = "Optimiser", long, value_name = "STEPS", default_value_t = 0)]
     pub lr_warmup: u64,
     /// Minibatch training: lower the learning rate towards 0 at the run's end, from
     /// --lr-decay-start on.
     #[arg(help_heading = "Optimiser", long, value_enum, default_value_t = DecayArg::None)]
     pub lr_decay: DecayArg,
-    /// Minibatch training: where --lr-decay starts, as a fraction of the run's steps (with
-    /// --resume, of all the run's steps, those before it included).
-    #[arg(help_heading = "Optimiser", long, value_name = "FRACTION", default_value_t = 0.8)]
-    pub lr_decay_start: f64,
+    /// Minibatch training: where --lr-decay starts, as a fraction of the run's steps (of all
+    /// its --epochs, those before a --resume included) [default: 0.8].
+    #[arg(help_heading = "Optimiser", long, value_name = "FRACTION")]
+    pub lr_decay_start: Option<f64>,
 }
 
 /// [`Decay`]'s shapes.
@@ -184,7 +185,28 @@ impl ScheduleArgs {
             DecayArg::Linear => Decay::Linear,
             DecayArg::Cosine => Decay::Cosine,
         };
-        Schedule { warmup_steps: self.lr_warmup, decay, decay_start: self.lr_decay_start }
+        let decay_start = self.lr_decay_start.unwrap_or(Schedule::CONSTANT.decay_start);
+        Schedule { warmup_steps: self.lr_warmup, decay, decay_start }
+    }
+
+    /// Refuses, by flag, a schedule that cannot be (`minibatch`: whether the run has a
+    /// learning rate to schedule).
+    pub fn check(&self, minibatch: bool) -> CliResult<()> {
+        let given = self.lr_warmup > 0 || self.lr_decay != DecayArg::None || self.lr_decay_start.is_some();
+        if given && !minibatch {
+            return Err("--lr-warmup, --lr-decay and --lr-decay-start shape the learning rate of minibatch training \
+                        (--optimizer adam or sgd): L-BFGS has no learning rate"
+                .into());
+        }
+        match self.lr_decay_start {
+            Some(_) if self.lr_decay == DecayArg::None => {
+                Err("--lr-decay-start: where --lr-decay starts; give --lr-decay linear or cosine".into())
+            }
+            Some(start) if !(0.0..1.0).contains(&start) => {
+                Err(format!("--lr-decay-start {start}: a fraction of the run's steps, in [0, 1)").into())
+            }
+            _ => Ok(()),
+        }
     }
 }
 

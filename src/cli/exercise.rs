@@ -209,6 +209,7 @@ fn run_exercise(exercise: Exercise) -> CliResult<()> {
             );
         }
         Exercise::KSparse(args) => {
+            args.schedule.check(true)?;
             let options = args.options();
             let result = exercises::k_sparse_digits(&MnistFiles::in_dir(&args.mnist), &options)?;
             result.model.save_with_metadata(

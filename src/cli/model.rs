@@ -32,7 +32,8 @@ pub struct ApplyArgs {
     data: DataArgs,
     #[command(flatten)]
     engine: EngineArgs,
-    /// Where to write the result (.npy, one example per row); `-` for standard output.
+    /// Where to write the result (.npy, one example per row; with --sparse an .npz); `-` for
+    /// standard output.
     #[arg(short, long)]
     output: PathBuf,
     #[command(flatten)]
@@ -255,48 +256,46 @@ impl<T: Real> Loaded<T> {
                 }
             }
             Loaded::Stack(stack) => StackedObjective::features(&stack.shape, &stack.theta, &data),
-            Loaded::TopK(model, _) => self.with_codes(x, rows, |indices, values, slots| match what {
-                Apply::Encode => {
-                    let mut codes = vec![T::zero(); rows * model.latents()];
-                    sae::dictionary::spread_codes(indices, values, slots, &mut codes);
-                    Ok(codes)
-                }
-                Apply::Reconstruct => {
-                    let mut output = vec![T::zero(); rows * n];
-                    model.decode(indices, values, &mut output)?;
-                    Ok(output)
-                }
-            })?,
+            Loaded::TopK(model, workspace) => {
+                with_codes(model, workspace, x, rows, |indices, values, slots| match what {
+                    Apply::Encode => {
+                        let mut codes = vec![T::zero(); rows * model.latents()];
+                        sae::dictionary::spread_codes(indices, values, slots, &mut codes);
+                        Ok(codes)
+                    }
+                    Apply::Reconstruct => {
+                        let mut output = vec![T::zero(); rows * n];
+                        model.decode(indices, values, &mut output)?;
+                        Ok(output)
+                    }
+                })?
+            }
         })
     }
+}
 
-    /// `use_codes` of a dictionary model's codes of the `rows` examples of `x`: each example's
-    /// latents (`INACTIVE` in unused slots) and values, `slots` per example.
-    fn with_codes<R>(
-        &self,
-        x: &[T],
-        rows: usize,
-        use_codes: impl FnOnce(&[u32], &[T], usize) -> CliResult<R>,
-    ) -> CliResult<R> {
-        let Loaded::TopK(model, workspace) = self else {
-            return Err("--sparse: the codes of a dictionary model (sae train --hidden-layer topk, batch-topk, relu \
-                        or k-sparse); other models' codes are dense"
-                .into());
-        };
-        let data = Dataset::examples_by_features(x, rows, model.visible())?;
-        let mut workspace = workspace.borrow_mut();
-        // The first chunk is the largest: the objective made for it serves them all.
-        let objective = match workspace.as_mut() {
-            Some(objective) if objective.capacity() >= rows => objective,
-            _ => workspace.insert(
-                TopKObjective::for_model(model, rows)
-                    .map_err(|e| format!("--chunk {rows} with k = {}: {e}", model.k()))?,
-            ),
-        };
-        objective.encode_only(model.params(), &data)?;
-        let (indices, values) = objective.codes();
-        use_codes(indices, values, objective.slots_per_example())
-    }
+/// `use_codes` of the codes of `model` (its objective kept in `workspace`, made for the
+/// first chunk) for the `rows` examples of `x`: each example's latents (`INACTIVE` in unused
+/// slots) and values, `slots` per example.
+fn with_codes<T: Real, R>(
+    model: &TopKModel<T>,
+    workspace: &std::cell::RefCell<Option<TopKObjective<T>>>,
+    x: &[T],
+    rows: usize,
+    use_codes: impl FnOnce(&[u32], &[T], usize) -> CliResult<R>,
+) -> CliResult<R> {
+    let data = Dataset::examples_by_features(x, rows, model.visible())?;
+    let mut workspace = workspace.borrow_mut();
+    // The first chunk is the largest: the objective made for it serves them all.
+    let objective = match workspace.as_mut() {
+        Some(objective) if objective.capacity() >= rows => objective,
+        _ => workspace.insert(
+            TopKObjective::for_model(model, rows).map_err(|e| format!("--chunk {rows} with k = {}: {e}", model.k()))?,
+        ),
+    };
+    objective.encode_only(model.params(), &data)?;
+    let (indices, values) = objective.codes();
+    use_codes(indices, values, objective.slots_per_example())
 }
 
 fn run_apply<T: Real>(
@@ -357,9 +356,15 @@ fn encode_sparse<T: Real>(
     mut source: impl ExampleSource<T>,
     latents: usize,
 ) -> CliResult<()> {
-    let n = model.inputs();
+    let Loaded::TopK(model, workspace) = model else {
+        return Err("--sparse: the codes of a dictionary model (sae train --hidden-layer topk, batch-topk, relu or \
+                    k-sparse); other models' codes are dense"
+            .into());
+    };
+    let n = model.visible();
     let mut writer = CsrWriter::<T>::create(&args.output, latents)?;
-    let chunk = args.data.chunk().max(1);
+    // No chunk is larger than the data, whatever the option says.
+    let chunk = args.data.chunk().min(source.examples_hint().unwrap_or(usize::MAX)).max(1);
     let mut buffer = vec![T::zero(); chunk * n];
     source.rewind()?;
     loop {
@@ -367,7 +372,9 @@ fn encode_sparse<T: Real>(
         if read == 0 {
             break;
         }
-        model.with_codes(&buffer[..read * n], read, |indices, values, slots| writer.push(indices, values, slots))?;
+        with_codes(model, workspace, &buffer[..read * n], read, |indices, values, slots| {
+            writer.push(indices, values, slots)
+        })?;
     }
     let (examples, entries) = writer.finish()?;
     args.say(&format!(

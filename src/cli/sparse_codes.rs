@@ -110,7 +110,7 @@ impl<T: Real> CsrWriter<T> {
         let rows = self.indptr.len - 1;
         let entries = self.entries;
         let mut staged = Staged::beside(&self.path)?;
-        let mut zip = ZipWriter::new(staged.file());
+        let mut zip = ZipWriter::new(io::BufWriter::with_capacity(1 << 20, staged.file()));
         let options = SimpleFileOptions::default().compression_method(CompressionMethod::Stored).large_file(true);
         let float = if T::NAME == "f32" { "<f4" } else { "<f8" };
         let count = |len: u64| usize::try_from(len).map_err(|_| format!("{len} values: beyond this machine's sizes"));
@@ -127,7 +127,7 @@ impl<T: Real> CsrWriter<T> {
         small_array(&mut zip, "<i8", vec![2], &shape)?;
         zip.start_file("data.npy", options).map_err(archive_error)?;
         self.data.copy_into(&mut zip, float, vec![data_len])?;
-        zip.finish().map_err(archive_error)?;
+        zip.finish().map_err(archive_error)?.flush()?;
         staged.commit()?;
         Ok((rows, entries))
     }

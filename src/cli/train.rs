@@ -302,6 +302,7 @@ fn run_topk(args: TrainArgs) -> CliResult<()> {
 /// Options of the other optimiser than the one asked for are refused before anything is read.
 fn check_optimizer_options(args: &TrainArgs) -> CliResult<()> {
     let lbfgs = args.optimizer() == OptimizerArg::Lbfgs && args.hidden_layer == HiddenLayerArg::Units;
+    args.schedule.check(!lbfgs)?;
     if !lbfgs && (args.gtol.is_some() || args.ftol.is_some()) {
         return Err("--gtol and --ftol are L-BFGS's tolerances: minibatch training runs its --epochs \
                     (or until --max-time)"
@@ -442,11 +443,6 @@ fn model<T: Real>(args: &TrainArgs, n: usize, precision_from: &str, workers: &st
         .variant
         .apply(HyperParams::builder(n, args.hidden).lambda(args.lambda).beta(args.beta).rho(args.rho))?
         .build()?;
-    if args.optimizer() == OptimizerArg::Lbfgs && !args.schedule.schedule().is_constant() {
-        return Err("--lr-warmup and --lr-decay shape the learning rate of minibatch training (--optimizer adam or \
-                    sgd): L-BFGS has no learning rate"
-            .into());
-    }
     let optimizer = match args.optimizer() {
         OptimizerArg::Lbfgs => format!("L-BFGS, {} iterations, history {}", args.iterations, args.history),
         other => {

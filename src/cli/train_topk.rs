@@ -39,6 +39,9 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
     let Some(k) = model_k(args) else {
         return Err(format!("--hidden-layer {} needs --k, the latents active per example", layer_name(args)).into());
     };
+    if args.early_stopping == Some(0) {
+        return Err("--early-stopping 0: the patience is at least one epoch".into());
+    }
     if args.optimizer == Some(OptimizerArg::Lbfgs) {
         return Err("a TopK layer is trained by minibatches: --optimizer adam (the default) or sgd".into());
     }
@@ -258,7 +261,7 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
     if let Some(peak) = super::super::memory::peak_rss_bytes().filter(|_| args.data.stream) {
         println!("peak RSS  = {:.1} MB", peak as f64 / 1e6);
     }
-    println!("stopped: {} after {} steps", trained.stop, trained.steps);
+    println!("stopped after {} steps: {}", trained.steps, trained.stop);
     let mut metadata = vec![
         ("optimizer", if args.optimizer == Some(OptimizerArg::Sgd) { "sgd" } else { "adam" }.to_string()),
         ("learning_rate", args.learning_rate.unwrap_or(1e-3).to_string()),
@@ -311,7 +314,12 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
     }
     match trained.stop {
         MinibatchStop::Interrupted => Err(Interrupted {
-            kept: format!("the model after {} steps is in {}", trained.steps, args.output.display()),
+            kept: match trained.chosen_epoch {
+                Some(chosen) => {
+                    format!("the model of epoch {chosen} (the lowest held-out FVU) is in {}", args.output.display())
+                }
+                None => format!("the model after {} steps is in {}", trained.steps, args.output.display()),
+            },
         }
         .into()),
         _ => Ok(()),

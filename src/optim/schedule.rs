@@ -8,9 +8,9 @@ pub enum Decay {
     /// No decay: the learning rate stays at its value to the end.
     #[default]
     None,
-    /// Straight down to 0 at the run's end.
+    /// Straight down towards 0 at the run's end (the last step at `1/(T − s)` of the rate).
     Linear,
-    /// Half a cosine period from the learning rate down to 0 at the run's end.
+    /// Half a cosine period from the learning rate down towards 0 at the run's end.
     Cosine,
 }
 
@@ -18,6 +18,7 @@ impl Decay {
     /// The names the CLI, the Python package and the logs use.
     pub const NAMES: [&'static str; 3] = ["none", "linear", "cosine"];
 
+    /// `"none"`, `"linear"` or `"cosine"`.
     pub fn name(self) -> &'static str {
         match self {
             Decay::None => "none",
@@ -26,6 +27,7 @@ impl Decay {
         }
     }
 
+    /// The decay of [`name`](Self::name) `name`.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "none" => Some(Decay::None),
@@ -90,11 +92,13 @@ impl Schedule {
     }
 
     /// `f(t)` of step `step` (from 0) of a run of `total` steps; 1 for a constant schedule,
-    /// and in `(0, 1]` for any step before `total`.
+    /// and in `(0, 1]` for any step before `total` (a step past the end is taken at the last
+    /// step's rate).
     pub fn factor(&self, step: u64, total: u64) -> f64 {
+        let step = step.min(total.saturating_sub(1));
         let warmup = if step < self.warmup_steps { (step + 1) as f64 / self.warmup_steps as f64 } else { 1.0 };
         let start = (self.decay_start * total as f64).floor() as u64;
-        let decay = if step < start || step >= total {
+        let decay = if step < start {
             1.0
         } else {
             let (done, span) = ((step - start) as f64, (total - start) as f64);
@@ -107,11 +111,13 @@ impl Schedule {
         warmup.min(decay)
     }
 
-    /// `"linear decay from 80 % of the steps, 100 warm-up steps"`, for the logs.
+    /// `"linear decay from 0.8 of the steps, 100 warm-up steps"`: the schedule, exactly (two
+    /// schedules that move the rate alike read the same: `decay_start` is left out without a
+    /// decay).
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if self.decay != Decay::None {
-            parts.push(format!("{} decay from {:.0} % of the steps", self.decay.name(), 100.0 * self.decay_start));
+            parts.push(format!("{} decay from {} of the steps", self.decay.name(), self.decay_start));
         }
         if self.warmup_steps > 0 {
             parts.push(format!("{} warm-up steps", self.warmup_steps));
@@ -162,6 +168,23 @@ mod tests {
         assert!(f.windows(2).all(|w| w[1] <= w[0]));
         assert!(f[99] > 0.0 && f[99] < 1e-3);
         assert!((f[60] - 0.5 * (1.0 + (std::f64::consts::PI * 10.0 / 50.0).cos())).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_step_past_the_end_keeps_the_last_steps_rate() {
+        let schedule = Schedule::decaying(Decay::Linear, 0.5);
+        assert_eq!(schedule.factor(10, 4), schedule.factor(3, 4));
+        assert_eq!(schedule.factor(3, 4), 0.5);
+    }
+
+    #[test]
+    fn schedules_that_move_the_rate_alike_are_described_alike() {
+        let constant = Schedule { decay_start: 0.5, ..Schedule::CONSTANT };
+        assert_eq!(constant.describe(), Schedule::CONSTANT.describe());
+        assert_eq!(
+            Schedule { warmup_steps: 7, ..Schedule::decaying(Decay::Cosine, 0.125) }.describe(),
+            "cosine decay from 0.125 of the steps, 7 warm-up steps"
+        );
     }
 
     #[test]

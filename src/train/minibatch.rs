@@ -492,7 +492,10 @@ impl MinibatchTrainer {
                 if !cost.is_finite() || grad.iter().any(|g| !g.is_finite()) {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: cost });
                 }
-                let factor = options.schedule.factor(state.rule_state.steps, total_steps);
+                // (The step's place in this run of `epochs` epochs: a state continued on other data
+                // has taken steps of its own before.)
+                let position = (state.epoch as u64) * batches as u64 + state.batch as u64;
+                let factor = options.schedule.factor(position, total_steps);
                 state.rule_state.step(&options.rule.scaled(factor), &mut state.x, &grad);
                 if state.x.iter().any(|v| !v.is_finite()) {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: f64::NAN });
@@ -622,7 +625,8 @@ impl MinibatchTrainer {
             ("minibatch.seed", o.seed.to_string()),
             ("minibatch.rho_momentum", o.rho_momentum.to_string()),
             ("minibatch.shuffle", o.shuffle.to_string()),
-            ("minibatch.schedule", format!("{:?}", o.schedule)),
+            ("minibatch.schedule", o.schedule.describe()),
+            ("minibatch.epochs", o.epochs.to_string()),
             ("minibatch.steps", state.rule_state.steps.to_string()),
             ("minibatch.epoch", state.epoch.to_string()),
             ("minibatch.batch", state.batch.to_string()),
@@ -688,13 +692,24 @@ impl MinibatchTrainer {
         }
         // Checkpoints written before the schedules kept the rate constant.
         let (schedule, expected) = (
-            saved.model.metadata.get("minibatch.schedule").cloned().unwrap_or(format!("{:?}", Schedule::CONSTANT)),
-            format!("{:?}", o.schedule),
+            saved.model.metadata.get("minibatch.schedule").cloned().unwrap_or(Schedule::CONSTANT.describe()),
+            o.schedule.describe(),
         );
         if schedule != expected {
             return Err(
                 saved.bad("minibatch.schedule", format!("is {schedule} in the checkpoint, {expected} in this run"))
             );
+        }
+        // A schedule's rates depend on the run's length: another number of epochs would change them.
+        if !o.schedule.is_constant() {
+            let epochs: usize = saved.count("minibatch.epochs")?;
+            if epochs != o.epochs {
+                let reason = format!(
+                    "= {epochs} in the checkpoint, {} in this run: the schedule's rates would change",
+                    o.epochs
+                );
+                return Err(saved.bad("minibatch.epochs", reason));
+            }
         }
         saved.check_data(fingerprint)?;
 

@@ -101,7 +101,8 @@ pub struct TopKOptions {
     pub l1_coefficient: f64,
     /// With held-out data: stop once this many epochs in a row have not lowered the held-out
     /// FVU, and return the model of the epoch with the lowest (with or without an early stop)
-    /// [default: train every epoch, return the last model].
+    /// [default: train every epoch, return the last model]. During a schedule of `k` the
+    /// epochs are not compared (their FVU is at another `k`): the watch starts at the model's.
     pub early_stopping: Option<usize>,
 }
 
@@ -477,7 +478,8 @@ impl TopKTrainer {
                 if options.unit_norm_decoder {
                     layout.remove_radial_decoder_gradient(&params, &mut grad);
                 }
-                let rule = options.rule.scaled(options.schedule.factor(state.steps, total_steps));
+                let position = (epoch * batches + batch_index) as u64;
+                let rule = options.rule.scaled(options.schedule.factor(position, total_steps));
                 state.step(&rule, &mut params, &grad);
                 if options.unit_norm_decoder {
                     layout.normalize_decoder(&mut params);
@@ -534,7 +536,10 @@ impl TopKTrainer {
                     let model = trained_model(&init, &params, input_scale, threshold)?.with_k(objective.k())?;
                     let mut source = SliceSource::new(held_out.values(), n)?;
                     let metrics = measure(&model, &mut source, batch_size)?;
-                    if options.early_stopping.is_some() && best.as_ref().is_none_or(|(_, fvu, _)| metrics.fvu < *fvu) {
+                    // Epochs compare at the model's k only (not during a schedule of k); a held-out
+                    // FVU that is not a number is the worst.
+                    let better = |(_, fvu, _): &(usize, f64, TopKModel<T>)| metrics.fvu < *fvu || fvu.is_nan();
+                    if options.early_stopping.is_some() && objective.k() == k && best.as_ref().is_none_or(better) {
                         best = Some((epoch + 1, metrics.fvu, model.with_k(k)?));
                     }
                     Some(metrics)

@@ -141,7 +141,7 @@ fn a_scheduled_run_resumed_mid_epoch_takes_the_rates_of_the_uninterrupted_run_an
     let constant = MinibatchOptions { schedule: Schedule::CONSTANT, ..options };
     let unscheduled = MinibatchTrainer::new(hyper(N, H), constant).unwrap().fit(&data, &init, |_| {}).unwrap();
     assert_ne!(uninterrupted.model.parameters, unscheduled.model.parameters);
-    assert_eq!(uninterrupted.model.metadata["lr_schedule"], "cosine decay from 50 % of the steps, 5 warm-up steps");
+    assert_eq!(uninterrupted.model.metadata["lr_schedule"], "cosine decay from 0.5 of the steps, 5 warm-up steps");
 
     // Stopped after step 23, in the decay.
     let checkpoint = dir.path().join("run.ckpt");
@@ -156,6 +156,10 @@ fn a_scheduled_run_resumed_mid_epoch_takes_the_rates_of_the_uninterrupted_run_an
 
     let err = MinibatchTrainer::new(hyper(N, H), constant).unwrap().resume(&data, &checkpoint, |_| {}).unwrap_err();
     assert!(err.to_string().contains("minibatch.schedule"), "{err}");
+    // Nor with another length: the schedule's rates would change.
+    let longer = MinibatchOptions { epochs: 5, ..options };
+    let err = MinibatchTrainer::new(hyper(N, H), longer).unwrap().resume(&data, &checkpoint, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("minibatch.epochs"), "{err}");
 }
 
 #[test]

@@ -334,9 +334,38 @@ fn held_out_data_is_measured_after_every_epoch_of_a_topk_run() {
     let fvu = last["held_out_fvu"].as_f64().expect("the held-out FVU is logged");
     assert!(fvu > 0.0 && fvu < 1.0, "{last}");
 
-    // Early stopping writes the model of the lowest held-out FVU, and says which.
-    let stopping = ["--epochs", "8", "--batch-size", "100", "--validation-fraction", "0.2", "--early-stopping", "2"];
-    let (ok, stdout, stderr) = sae(&[&train[..], &stopping[..], &["--log-json", &log, "-o", &model]].concat());
+    // Early stopping writes the model of the lowest held-out FVU, and says which: few training
+    // rows, many latents and a large rate make the held-out FVU turn up.
+    let (small, validation) = (path(dir.path(), "small.npy"), path(dir.path(), "validation.npy"));
+    assert!(sae(&[&generate[..], &["--examples", "150", "--seed", "17", "-o", &small]].concat()).0);
+    assert!(sae(&[&generate[..], &["--examples", "1000", "--seed", "18", "-o", &validation]].concat()).0);
+    let overfit = [
+        "train",
+        "--hidden-layer",
+        "topk",
+        "--k",
+        "4",
+        "--hidden",
+        "96",
+        "--data",
+        &small,
+        "--no-features",
+        "--epochs",
+        "80",
+        "--batch-size",
+        "50",
+        "--learning-rate",
+        "0.03",
+        "--validation",
+        &validation,
+        "--early-stopping",
+        "3",
+        "--log-json",
+        &log,
+        "-o",
+        &model,
+    ];
+    let (ok, stdout, stderr) = sae(&overfit);
     assert!(ok, "{stderr}");
     let held_out: Vec<f64> = std::fs::read_to_string(&log)
         .unwrap()
@@ -344,6 +373,7 @@ fn held_out_data_is_measured_after_every_epoch_of_a_topk_run() {
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["held_out_fvu"].as_f64().unwrap())
         .collect();
     let lowest = 1 + (0..held_out.len()).min_by(|&a, &b| held_out[a].total_cmp(&held_out[b])).unwrap();
+    assert!(stdout.contains("stopped early") && held_out.len() == lowest + 3, "{stdout}");
     assert!(stdout.contains(&format!("model of epoch {lowest}, the lowest held-out FVU")), "{stdout}");
     let metadata = sae::model::ModelFile::<f32>::read_metadata(Path::new(&model)).unwrap();
     assert_eq!(metadata["chosen_epoch"], lowest.to_string());
@@ -363,7 +393,12 @@ fn read_npz(path: &str) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).unwrap();
         let array = match name.as_str() {
-            "format" => continue,
+            "format" => {
+                // A 0-d array of one 3-byte string, as scipy writes it.
+                assert!(String::from_utf8_lossy(&bytes).contains("'descr': '|S3'") && bytes.ends_with(b"csr"));
+                assert!(String::from_utf8_lossy(&bytes).contains("'shape': ()"));
+                continue;
+            }
             "indices" => ndarray::ArrayD::<i32>::read_npy(&bytes[..]).unwrap().mapv(f64::from),
             "indptr" | "shape" => ndarray::ArrayD::<i64>::read_npy(&bytes[..]).unwrap().mapv(|v| v as f64),
             _ => ndarray::ArrayD::<f64>::read_npy(&bytes[..]).unwrap(),

@@ -214,7 +214,7 @@ fn the_learning_rate_schedule_is_printed_recorded_and_refused_with_l_bfgs() {
     args.push(&model);
     let (ok, stdout, stderr) = sae(&[&args[..], &schedule].concat());
     assert!(ok, "{stderr}");
-    let described = "cosine decay from 50 % of the steps, 10 warm-up steps";
+    let described = "cosine decay from 0.5 of the steps, 10 warm-up steps";
     assert!(stdout.contains(&format!("Sgd ({described}) over 2 epochs")), "{stdout}");
     assert_eq!(ModelFile::<f64>::load(Path::new(&model)).unwrap().metadata["lr_schedule"], described);
 
@@ -226,9 +226,14 @@ fn the_learning_rate_schedule_is_printed_recorded_and_refused_with_l_bfgs() {
 
     let (ok, _, stderr) = sae(&["train", "--iterations", "5", "--lr-decay", "linear", "-o", &model]);
     assert!(!ok && stderr.contains("L-BFGS has no learning rate"), "{stderr}");
-    let (ok, _, stderr) =
-        sae(&["train", "--optimizer", "adam", "--lr-decay", "linear", "--lr-decay-start", "1", "-o", &model]);
-    assert!(!ok && stderr.contains("decay_start"), "{stderr}");
+    for (extra, named) in [
+        (&["--optimizer", "adam", "--lr-decay", "linear", "--lr-decay-start", "1"][..], "--lr-decay-start 1:"),
+        (&["--optimizer", "adam", "--lr-decay-start", "0.5"][..], "give --lr-decay"),
+        (&["--lr-decay-start", "0.5"][..], "L-BFGS has no learning rate"),
+    ] {
+        let (ok, _, stderr) = sae(&[&["train", "-o", &model][..], extra].concat());
+        assert!(!ok && stderr.contains(named), "{extra:?}: {stderr}");
+    }
 }
 
 #[test]

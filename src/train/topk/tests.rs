@@ -579,6 +579,13 @@ fn early_stopping_ends_the_run_patience_epochs_after_the_lowest_held_out_fvu_and
     let model = measure(&trained.model, &mut SliceSource::new(held_out, n).unwrap(), 50).unwrap();
     assert_eq!(model.fvu, fvu[lowest], "the model returned is the lowest epoch's");
 
+    // With k lowered from 12 over the first half of the steps (40 epochs), epochs are compared
+    // from the first at the model's k on.
+    let scheduled = TopKOptions { k_start: Some(12), ..options };
+    let trained = TopKTrainer::new(scheduled).unwrap().fit_held_out(&data, held_out, init.clone(), |_| ()).unwrap();
+    assert!(trained.chosen_epoch.is_some_and(|epoch| epoch >= 41), "{:?}", trained.chosen_epoch);
+    assert_eq!(trained.model.k(), 4);
+
     // Without held-out data there is nothing to watch; a patience of 0 is none.
     let error = TopKTrainer::new(options).unwrap().fit(&data, init.clone(), |_| ()).unwrap_err();
     assert!(error.to_string().contains("early_stopping"), "{error}");
