@@ -291,7 +291,10 @@ fn run_topk(args: TrainArgs) -> CliResult<()> {
         return Err("--hidden-layer topk and k-sparse are not trained across processes yet".into());
     }
     let _locks = files(&args).check()?;
-    let (precision, why) = args.precision.resolve(args.data.data.as_deref())?;
+    let (precision, why) = match &args.resume {
+        Some(checkpoint) if !args.precision.f32 && !args.precision.f64 => checkpoint_precision(checkpoint)?,
+        _ => args.precision.resolve(args.data.data.as_deref())?,
+    };
     let stop = interrupt::on_signal()?;
     args.engine.pool()?.install(|| match precision {
         Precision::F32 => topk::train::<f32>(&args, why, &stop),

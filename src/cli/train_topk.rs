@@ -66,19 +66,14 @@ pub(super) fn check_options(args: &TrainArgs) -> CliResult<()> {
             !plain,
             "the variant options (--penalty, --activation, --reconstruction, --contractive, --tied, --corruption)",
         ),
-        (
-            args.init.is_some() || args.resume.is_some() || args.checkpoint.is_some(),
-            "--init, --resume and --checkpoint",
-        ),
+        (args.init.is_some(), "--init"),
         (args.validate_every.is_some(), "--validate-every (held-out data is measured after every epoch)"),
         (args.iterations != 400 || args.history != 100, "L-BFGS's --iterations and --history"),
         (args.rho_momentum != 0.9, "--rho-momentum (the KL penalty's running rho_hat)"),
         (args.engine.backend()?.is_some(), "--backend (TopK runs on the native GEMM)"),
     ];
     match unused.iter().find(|(given, _)| *given) {
-        Some((_, what)) => {
-            Err(format!("{what}: not used by a TopK layer (its sparsity is --k; not yet for TopK: checkpoints)").into())
-        }
+        Some((_, what)) => Err(format!("{what}: not used by a TopK layer (its sparsity is --k)").into()),
         None => Ok(()),
     }
 }
@@ -187,6 +182,16 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
     let mut trainer = TopKTrainer::new(options)?.stop_when(stop.clone());
     if let Some(limit) = time_limit(args)? {
         trainer = trainer.time_limit(limit);
+    }
+    if let Some(path) = &args.checkpoint {
+        trainer = trainer.checkpoint_to(path, args.checkpoint_every as u64);
+    }
+    if let Some(path) = &args.resume {
+        let epoch = sae::model::ModelFile::<f64>::read_metadata(path)?.get("topk.epoch").cloned().ok_or_else(|| {
+            format!("--resume {}: not a checkpoint of a dictionary layer (no topk.epoch)", path.display())
+        })?;
+        println!("resuming {} after {epoch} epochs", path.display());
+        trainer = trainer.resuming_from(path);
     }
     let mut log = JsonLog::create(args.log_json.as_deref())?;
     let started = Instant::now();
@@ -319,7 +324,10 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
                     format!("the model of epoch {chosen} (the lowest held-out FVU) is in {}", args.output.display())
                 }
                 None => format!("the model after {} steps is in {}", trained.steps, args.output.display()),
-            },
+            } + &args
+                .checkpoint
+                .as_ref()
+                .map_or(String::new(), |path| format!("; --resume {} continues the run", path.display())),
         }
         .into()),
         _ => Ok(()),

@@ -372,14 +372,32 @@ impl<T: Real> TopKModel<T> {
     /// [`save`](Self::save) with free-form string metadata besides (how the model was trained,
     /// say); fails on a key the file sets itself.
     pub fn save_with_metadata(&self, path: &Path, extra: impl IntoIterator<Item = (String, String)>) -> Result<()> {
+        self.save_with_tensors(path, extra, &[])
+    }
+
+    /// [`save_with_metadata`](Self::save_with_metadata) with float64 tensors besides the
+    /// model's (a training run's state, say), each `(name, shape, values)`.
+    pub(crate) fn save_with_tensors(
+        &self,
+        path: &Path,
+        extra: impl IntoIterator<Item = (String, String)>,
+        tensors: &[(String, Vec<usize>, Vec<f64>)],
+    ) -> Result<()> {
         let (n, h) = (self.visible(), self.latents());
         let blocks = self.blocks();
-        let tensors = vec![
+        let mut own_tensors = vec![
             crate::model::tensor_out("encoder.weight", vec![h, n], blocks.w_enc),
             crate::model::tensor_out("encoder.bias", vec![h], blocks.b_enc),
             crate::model::tensor_out("W_dec", vec![h, n], blocks.w_dec),
             crate::model::tensor_out("b_dec", vec![n], blocks.b_dec),
         ];
+        for (name, shape, values) in tensors {
+            if own_tensors.iter().any(|tensor| tensor.name == *name) {
+                return Err(Error::bad_file(path, format!("tensor name {name:?} is reserved")));
+            }
+            own_tensors.push(crate::model::tensor_out(name, shape.clone(), values));
+        }
+        let tensors = own_tensors;
         let mut own = vec![
             ("format", FORMAT.to_string()),
             ("format_version", FORMAT_VERSION.to_string()),
@@ -412,6 +430,16 @@ impl<T: Real> TopKModel<T> {
     /// Reads a file written by [`save`](Self::save) (of either dtype; values convert to `T`);
     /// fails, naming the file, on anything else.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with_tensors(path, "").map(|(model, _, _)| model)
+    }
+
+    /// [`load`](Self::load), with the file's metadata and its tensors whose names start with
+    /// `prefix` (as float64; an empty prefix takes none).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn load_with_tensors(
+        path: &Path,
+        prefix: &str,
+    ) -> Result<(Self, BTreeMap<String, String>, BTreeMap<String, (Vec<usize>, Vec<f64>)>)> {
         let bytes = InputFile::open(path)?.read_all()?;
         let bad = |reason: String| Error::bad_file(path, reason);
         let (_, header) =
@@ -473,10 +501,19 @@ impl<T: Real> TopKModel<T> {
                 })?
             }
         };
-        TopKModel::from_params(n, h, k, params)
+        let model = TopKModel::from_params(n, h, k, params)
             .and_then(|model| model.with_architecture(Architecture { units, selection, pre_encoder_bias, tied }))
             .and_then(|model| model.with_threshold(threshold))
-            .map_err(|e| bad(format!("invalid model: {e}")))
+            .map_err(|e| bad(format!("invalid model: {e}")))?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in
+            file.tensors().into_iter().filter(|(name, _)| !prefix.is_empty() && name.starts_with(prefix))
+        {
+            let values = crate::model::decode_tensor(view.dtype(), view.data())
+                .ok_or_else(|| bad(format!("tensor {name} has dtype {:?}, expected F32 or F64", view.dtype())))?;
+            tensors.insert(name, (view.shape().to_vec(), values));
+        }
+        Ok((model, metadata.into_iter().collect(), tensors))
     }
 }
 

@@ -120,14 +120,22 @@ pub(crate) struct Saved<'a, T> {
     pub path: &'a Path,
 }
 
-impl<T: Real> Saved<'_, T> {
+/// The metadata and float64 tensors of a checkpoint read from `path`, read and checked one
+/// field at a time (whatever kind of model the file holds).
+pub(crate) struct Fields<'a> {
+    pub metadata: &'a BTreeMap<String, String>,
+    pub tensors: &'a BTreeMap<String, (Vec<usize>, Vec<f64>)>,
+    pub path: &'a Path,
+}
+
+impl<'a> Fields<'a> {
     /// [`Error::BadCheckpoint`] for `field` of this file.
     pub fn bad(&self, field: &'static str, reason: impl Into<String>) -> Error {
         Error::BadCheckpoint { path: self.path.to_path_buf(), field, reason: reason.into() }
     }
 
-    pub fn text(&self, key: &'static str) -> Result<&str> {
-        self.model.metadata.get(key).map(String::as_str).ok_or_else(|| self.bad(key, "is missing"))
+    pub fn text(&self, key: &'static str) -> Result<&'a str> {
+        self.metadata.get(key).map(String::as_str).ok_or_else(|| self.bad(key, "is missing"))
     }
 
     /// The metadata `key` as a count (strictly, see [`metadata::count`]), below
@@ -149,7 +157,7 @@ impl<T: Real> Saved<'_, T> {
 
     /// The tensor `key`, of `shape` exactly, every value finite.
     pub fn tensor(&self, key: &'static str, shape: &[usize]) -> Result<Vec<f64>> {
-        let (found, values) = self.model.extra.get(key).ok_or_else(|| self.bad(key, "is missing"))?;
+        let (found, values) = self.tensors.get(key).ok_or_else(|| self.bad(key, "is missing"))?;
         if found != shape {
             return Err(self.bad(key, format!("has shape {found:?}, expected {shape:?}")));
         }
@@ -157,6 +165,50 @@ impl<T: Real> Saved<'_, T> {
             return Err(self.bad(key, format!("holds {} at {k}", values[k])));
         }
         Ok(values.clone())
+    }
+
+    /// Fails unless the checkpoint's data is `run`'s, naming the first part of the
+    /// fingerprint that differs.
+    pub fn check_data(&self, run: &DataFingerprint) -> Result<()> {
+        for (key, value) in run.metadata() {
+            let saved = self.text(key)?;
+            if saved != value {
+                return Err(
+                    self.bad(key, format!("is {saved} in the checkpoint's data, {value} in this run's: other data"))
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a, T: Real> Saved<'a, T> {
+    fn fields(&self) -> Fields<'a> {
+        Fields { metadata: &self.model.metadata, tensors: &self.model.extra, path: self.path }
+    }
+
+    /// [`Error::BadCheckpoint`] for `field` of this file.
+    pub fn bad(&self, field: &'static str, reason: impl Into<String>) -> Error {
+        self.fields().bad(field, reason)
+    }
+
+    pub fn text(&self, key: &'static str) -> Result<&'a str> {
+        self.fields().text(key)
+    }
+
+    /// The metadata `key` as a count (see [`Fields::count`]).
+    pub fn count<I: TryFrom<u64>>(&self, key: &'static str) -> Result<I> {
+        self.fields().count(key)
+    }
+
+    /// The metadata `key` as a finite number.
+    pub fn finite(&self, key: &'static str) -> Result<f64> {
+        self.fields().finite(key)
+    }
+
+    /// The tensor `key`, of `shape` exactly, every value finite.
+    pub fn tensor(&self, key: &'static str, shape: &[usize]) -> Result<Vec<f64>> {
+        self.fields().tensor(key, shape)
     }
 
     /// The tensor `key`, a vector of any length, every value finite.
@@ -192,18 +244,9 @@ impl<T: Real> Saved<'_, T> {
         Err(self.bad(name, format!("is {saved} in the checkpoint's model, {run} in this run's{also}: another model")))
     }
 
-    /// Fails unless the checkpoint's data is `run`'s, naming the first part of the
-    /// fingerprint that differs.
+    /// Fails unless the checkpoint's data is `run`'s (see [`Fields::check_data`]).
     pub fn check_data(&self, run: &DataFingerprint) -> Result<()> {
-        for (key, value) in run.metadata() {
-            let saved = self.text(key)?;
-            if saved != value {
-                return Err(
-                    self.bad(key, format!("is {saved} in the checkpoint's data, {value} in this run's: other data"))
-                );
-            }
-        }
-        Ok(())
+        self.fields().check_data(run)
     }
 
     /// Fails unless the running `rho_hat` (stored as `key`) is empty (before the first

@@ -31,6 +31,7 @@
 //! of blocks at a time), as for [`MinibatchTrainer`](super::MinibatchTrainer): the order of an
 //! epoch is a function of the seed and the epoch, so a run is reproducible.
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,15 +41,16 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::control::{outside_stop, Control, Deadline};
 use super::feed::{Feed, InMemory, Streamed, StreamedPart};
-use super::{MinibatchOptions, MinibatchStop, Shuffle};
+use super::{DataFingerprint, MinibatchOptions, MinibatchStop, Shuffle};
 use crate::data::stream::{ExampleSource, SeekableSource, SliceSource};
 use crate::data::{Dataset, Layout};
 use crate::dictionary::{geometric_median, select::INACTIVE, AuxK, TopKModel, TopKObjective};
 use crate::error::{Error, Result};
 use crate::model::Reconstruction;
 use crate::objective::distributed::Part;
-use crate::optim::{Schedule, StepRule, StepState};
+use crate::optim::{Schedule, StepRule};
 use crate::real::Real;
+use checkpoint::RunState;
 
 /// A latent is dense when it fires on more than this fraction of an epoch's examples.
 pub const DENSE_FREQUENCY: f64 = 0.1;
@@ -220,6 +222,10 @@ pub struct TopKTrainer {
     options: TopKOptions,
     stop: Option<Arc<AtomicBool>>,
     time_limit: Option<Duration>,
+    /// Where to write checkpoints, and every how many steps.
+    checkpoint: Option<(PathBuf, u64)>,
+    /// The checkpoint to continue.
+    resume: Option<PathBuf>,
 }
 
 impl TopKTrainer {
@@ -273,7 +279,7 @@ impl TopKTrainer {
                 return Err(Error::InvalidHyperParameter { name, value: 0.0, reason: "must be at least 1" });
             }
         }
-        Ok(TopKTrainer { options, stop: None, time_limit: None })
+        Ok(TopKTrainer { options, stop: None, time_limit: None, checkpoint: None, resume: None })
     }
 
     /// Ends the run after the step during which `flag` becomes true, with
@@ -289,6 +295,27 @@ impl TopKTrainer {
         self
     }
 
+    /// Writes a checkpoint (see the `checkpoint` module) to `path` every `every` steps and when
+    /// the run ends, however it ends; atomically.
+    pub fn checkpoint_to(mut self, path: impl Into<PathBuf>, every: u64) -> Self {
+        self.checkpoint = Some((path.into(), every.max(1)));
+        self
+    }
+
+    /// Continues the run saved in the checkpoint at `path` (of a run of the same options and
+    /// model shape, on the same data, checked) instead of starting from `init`'s parameters:
+    /// the run then takes the steps the uninterrupted run would have, bit for bit on the same
+    /// threads. The epochs the result lists are those run after the resumption.
+    pub fn resuming_from(mut self, path: impl Into<PathBuf>) -> Self {
+        self.resume = Some(path.into());
+        self
+    }
+
+    /// The data's fingerprint, when checkpoints are written or read.
+    fn fingerprint_of<T: Real>(&self, data: &Dataset<'_, T>) -> Option<DataFingerprint> {
+        (self.checkpoint.is_some() || self.resume.is_some()).then(|| DataFingerprint::of_dataset(data))
+    }
+
     /// Trains `init` on `data` in memory (scanned for non-finite values first); `on_epoch` sees
     /// each finished epoch and may end the run there (see [`Control`]).
     pub fn fit<T: Real, C: Control>(
@@ -298,7 +325,8 @@ impl TopKTrainer {
         on_epoch: impl FnMut(&TopKEpoch) -> C,
     ) -> Result<TopKTrained<T>> {
         data.check_finite()?;
-        self.run(InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed), init, None, on_epoch)
+        let feed = InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed);
+        self.run(feed, init, None, self.fingerprint_of(data), on_epoch)
     }
 
     /// As [`fit`](Self::fit), measuring the model at the end of each epoch on `held_out`
@@ -314,7 +342,7 @@ impl TopKTrainer {
         data.check_finite()?;
         let held_out = check_held_out(held_out, init.visible())?;
         let feed = InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed);
-        self.run(feed, init, Some(held_out), on_epoch)
+        self.run(feed, init, Some(held_out), self.fingerprint_of(data), on_epoch)
     }
 
     /// As [`fit`](Self::fit) on data read from storage a window of blocks at a time (the
@@ -344,7 +372,7 @@ impl TopKTrainer {
 
     fn streamed<T: Real, S: SeekableSource<T> + Send, C: Control>(
         &self,
-        part: StreamedPart<S>,
+        mut part: StreamedPart<S>,
         init: TopKModel<T>,
         held_out: Option<Dataset<'_, T>>,
         on_epoch: impl FnMut(&TopKEpoch) -> C,
@@ -358,10 +386,14 @@ impl TopKTrainer {
             seed: self.options.seed,
             shuffle: self.options.shuffle,
         };
+        let fingerprint = match self.checkpoint.is_some() || self.resume.is_some() {
+            true => Some(DataFingerprint::of_source(part.source_mut())?),
+            false => None,
+        };
         std::thread::scope(|scope| {
             // Any finite value is an input of a linear reconstruction.
             let feed = Streamed::spawn(scope, part, &options, Reconstruction::LinearSquaredError)?;
-            self.run(feed, init, held_out, on_epoch)
+            self.run(feed, init, held_out, fingerprint, on_epoch)
         })
     }
 
@@ -370,6 +402,7 @@ impl TopKTrainer {
         mut feed: impl Feed<T>,
         init: TopKModel<T>,
         held_out: Option<Dataset<'_, T>>,
+        fingerprint: Option<DataFingerprint>,
         mut on_epoch: impl FnMut(&TopKEpoch) -> C,
     ) -> Result<TopKTrained<T>> {
         let options = self.options;
@@ -408,173 +441,200 @@ impl TopKTrainer {
         let mut objective = TopKObjective::<T>::for_architecture(architecture, n, h, k_start, batch_size)?;
         objective.set_l1(options.l1_coefficient)?;
         let layout = init.layout();
-        let mut params = init.params().to_vec();
-        let mut grad = vec![T::zero(); params.len()];
-        let mut state = StepState::<T>::new(params.len());
+        let mut now = match (&self.resume, &fingerprint) {
+            (Some(path), Some(fingerprint)) => {
+                let resumed = checkpoint::read(path, &init, &options, batches, fingerprint)?;
+                log::info!("resuming {} in epoch {}", path.display(), resumed.epoch + 1);
+                resumed
+            }
+            _ => RunState::start(&init),
+        };
+        let mut grad = vec![T::zero(); now.params.len()];
         let aux = (options.auxk_alpha > 0.0).then(|| AuxK {
             k_aux: options.k_aux.unwrap_or(AuxK::for_inputs(n).k_aux).min(h),
             alpha: options.auxk_alpha,
         });
         let dead_after = options.dead_after.unwrap_or((m as u64).min(10_000_000));
-        // Examples seen, and when each latent last fired (the examples seen after its batch).
-        let (mut seen, mut last_fired) = (0u64, vec![0u64; h]);
         let mut dead = vec![false; h];
         let mark_dead = |dead: &mut [bool], last_fired: &[u64], seen: u64| {
             for (dead, &last) in dead.iter_mut().zip(last_fired) {
                 *dead = seen - last >= dead_after;
             }
         };
-        let mut resampling = Xoshiro256PlusPlus::seed_from_u64(options.seed ^ RESAMPLE_SEED);
         if let Some(every) = options.resample_every.filter(|&every| every.saturating_mul(2) > total_steps) {
             log::warn!("resampling every {every} steps: a run of {total_steps} steps resamples no latent");
         }
+        let checkpoints = self.checkpoint.as_ref().zip(fingerprint.as_ref());
+        let save = |now: &RunState<T>| -> Result<()> {
+            if let Some(((path, _), fingerprint)) = checkpoints {
+                checkpoint::write(path, &init, &options, now, fingerprint)?;
+                log::info!("checkpoint of step {} written to {}", now.rule.steps, path.display());
+            }
+            Ok(())
+        };
+        let every = checkpoints.map_or(u64::MAX, |((_, every), _)| *every);
+        let mut saved_at = now.rule.steps;
         let mut batch_values = vec![T::zero(); batch_size * n];
         let mut epochs = Vec::new();
         let mut stop = MinibatchStop::MaxEpochs;
-        // `c` of the inputs' scaling, once the first minibatch has set it.
-        let mut input_scale: Option<T> = None;
-        // The running mean of a batch selection's smallest activation (in the scaled units).
-        let mut threshold: Option<f64> = None;
-        // With early stopping: the epoch of the lowest held-out FVU, its FVU and its model.
-        let mut best: Option<(usize, f64, TopKModel<T>)> = None;
-        'epochs: for epoch in 0..options.epochs {
-            let mut tally = Tally::new(h);
-            for batch_index in 0..batches {
+        'epochs: while now.epoch < options.epochs {
+            while now.batch < batches {
+                let (epoch, batch_index) = (now.epoch, now.batch);
                 let positions = batch_index * options.batch_size..((batch_index + 1) * options.batch_size).min(m);
                 let count = feed.fill(epoch, positions, &mut batch_values)?;
                 let values = &mut batch_values[..count * n];
                 if options.normalize_inputs {
-                    let scale = *input_scale.get_or_insert_with(|| unit_mean_square_scale(values, n));
+                    let scale = *now.input_scale.get_or_insert_with(|| unit_mean_square_scale(values, n));
                     values.iter_mut().for_each(|v| *v = *v * scale);
                 }
                 let values = &*values;
                 let batch = Dataset::unscanned(values, count, n, Layout::ExamplesByFeatures)?;
-                if state.steps == 0 && options.median_init {
+                if now.rule.steps == 0 && options.median_init {
                     let median: Vec<T> =
                         geometric_median(values, n, MEDIAN_ITERATIONS, 1e-6).into_iter().map(T::cast).collect();
-                    layout.split_mut(&mut params).b_dec.copy_from_slice(&median);
+                    layout.split_mut(&mut now.params).b_dec.copy_from_slice(&median);
                 }
                 if aux.is_some() {
-                    mark_dead(&mut dead, &last_fired, seen);
+                    mark_dead(&mut dead, &now.last_fired, now.seen);
                     objective.set_aux(aux, &dead)?;
                 }
-                let step_k = scheduled_k(k, k_start, state.steps, total_steps);
+                let step_k = scheduled_k(k, k_start, now.rule.steps, total_steps);
                 if step_k != objective.k() {
                     objective.set_k(step_k)?;
                 }
-                let (loss, stats) = objective.evaluate(&params, &mut grad, &batch)?;
-                let step = state.steps + 1;
+                let (loss, stats) = objective.evaluate(&now.params, &mut grad, &batch)?;
+                let step = now.rule.steps + 1;
                 if !loss.is_finite() {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: loss });
                 }
                 if let Some(smallest) = stats.smallest_selected {
-                    threshold = Some(threshold.map_or(smallest, |t| t + options.threshold_rate * (smallest - t)));
+                    now.threshold =
+                        Some(now.threshold.map_or(smallest, |t| t + options.threshold_rate * (smallest - t)));
                 }
-                tally.add(stats.squared_error, values, n, objective.codes().0);
-                seen += count as u64;
+                now.tally.add(stats.squared_error, values, n, objective.codes().0);
+                now.seen += count as u64;
                 for &j in objective.codes().0.iter().filter(|&&j| j != INACTIVE) {
-                    last_fired[j as usize] = seen;
+                    now.last_fired[j as usize] = now.seen;
                 }
                 if options.unit_norm_decoder {
-                    layout.remove_radial_decoder_gradient(&params, &mut grad);
+                    layout.remove_radial_decoder_gradient(&now.params, &mut grad);
                 }
                 let position = (epoch * batches + batch_index) as u64;
                 let rule = options.rule.scaled(options.schedule.factor(position, total_steps));
-                state.step(&rule, &mut params, &grad);
+                now.rule.step(&rule, &mut now.params, &grad);
                 if options.unit_norm_decoder {
-                    layout.normalize_decoder(&mut params);
+                    layout.normalize_decoder(&mut now.params);
                 }
                 if architecture.tied {
-                    let blocks = layout.split_mut(&mut params);
+                    let blocks = layout.split_mut(&mut now.params);
                     blocks.w_dec.copy_from_slice(blocks.w_enc);
                 }
                 // (Not in the last `every` steps: the run ends on trained rows.)
                 let resample_now = options
                     .resample_every
-                    .is_some_and(|every| state.steps.is_multiple_of(every) && state.steps + every <= total_steps);
+                    .is_some_and(|every| now.rule.steps.is_multiple_of(every) && now.rule.steps + every <= total_steps);
                 if resample_now {
-                    mark_dead(&mut dead, &last_fired, seen);
+                    mark_dead(&mut dead, &now.last_fired, now.seen);
                     let residuals = objective.residuals();
+                    // Draws of their own for each step (so that a resumed run draws the same).
+                    let mut draws = Xoshiro256PlusPlus::seed_from_u64(options.seed ^ RESAMPLE_SEED ^ now.rule.steps);
                     let restarted = resample::resample(
                         layout,
                         architecture,
-                        &mut params,
-                        &mut state,
+                        &mut now.params,
+                        &mut now.rule,
                         &dead,
                         residuals,
-                        &mut resampling,
+                        &mut draws,
                     );
                     if restarted > 0 {
                         log::info!("step {step}: {restarted} dead latents resampled");
                         // A fresh window to fire in.
-                        for (last, _) in last_fired.iter_mut().zip(&dead).filter(|(_, &d)| d) {
+                        let seen = now.seen;
+                        for (last, _) in now.last_fired.iter_mut().zip(&dead).filter(|(_, &d)| d) {
                             *last = seen;
                         }
                     }
                 }
-                if let Some(index) = params.iter().position(|v| !v.is_finite()) {
+                if let Some(index) = now.params.iter().position(|v| !v.is_finite()) {
                     let (block, row, column) = layout.locate(index);
                     log::error!("step {step} made {block}[{row}, {column}] non-finite");
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: f64::NAN });
                 }
-                let last = batch_index + 1 == batches;
-                if !last {
+                now.batch += 1;
+                if now.batch < batches {
                     if let Some(outside) = outside_stop(&self.stop, false, &deadline) {
+                        save(&now)?;
                         stop = outside.into();
                         break 'epochs;
                     }
+                    if now.rule.steps - saved_at >= every {
+                        save(&now)?;
+                        saved_at = now.rule.steps;
+                    }
                 }
             }
-            let mut metrics = tally.finish();
+            now.epoch += 1;
+            now.batch = 0;
+            let mut metrics = std::mem::replace(&mut now.tally, Tally::new(h)).finish();
             // The loss in the data's own units (FVU and the others do not depend on them).
-            if let Some(scale) = input_scale {
+            if let Some(scale) = now.input_scale {
                 metrics.loss /= scale.as_f64().powi(2);
             }
             let held_out = match &held_out {
                 Some(held_out) => {
                     // (With the k of the epoch's last steps, during a schedule of k.)
-                    let model = trained_model(&init, &params, input_scale, threshold)?.with_k(objective.k())?;
+                    let model =
+                        trained_model(&init, &now.params, now.input_scale, now.threshold)?.with_k(objective.k())?;
                     let mut source = SliceSource::new(held_out.values(), n)?;
                     let metrics = measure(&model, &mut source, batch_size)?;
                     // Epochs compare at the model's k only (not during a schedule of k); a held-out
                     // FVU that is not a number is the worst.
                     let better = |(_, fvu, _): &(usize, f64, TopKModel<T>)| metrics.fvu < *fvu || fvu.is_nan();
-                    if options.early_stopping.is_some() && objective.k() == k && best.as_ref().is_none_or(better) {
-                        best = Some((epoch + 1, metrics.fvu, model.with_k(k)?));
+                    if options.early_stopping.is_some() && objective.k() == k && now.best.as_ref().is_none_or(better) {
+                        now.best = Some((now.epoch, metrics.fvu, model.with_k(k)?));
                     }
                     Some(metrics)
                 }
                 None => None,
             };
-            let finished = TopKEpoch { epoch: epoch + 1, steps: state.steps, metrics, held_out };
-            let metrics = &finished.metrics;
+            let ended = TopKEpoch { epoch: now.epoch, steps: now.rule.steps, metrics, held_out };
+            let metrics = &ended.metrics;
             log::debug!(
                 "TopK epoch {}: loss {:.6e}, FVU {:.4}, L0 {:.2}, dead {:.3}",
-                finished.epoch,
+                ended.epoch,
                 metrics.loss,
                 metrics.fvu,
                 metrics.l0,
                 metrics.dead
             );
-            let requested = on_epoch(&finished).stops();
-            epochs.push(finished);
-            if epoch + 1 < options.epochs {
-                if let Some(outside) = outside_stop(&self.stop, requested, &deadline) {
-                    stop = outside.into();
-                    break;
-                }
-                let patience = options.early_stopping.unwrap_or(usize::MAX);
-                if best.as_ref().is_some_and(|(chosen, _, _)| epoch + 1 - chosen >= patience) {
-                    stop = MinibatchStop::EarlyStopping;
-                    break;
-                }
+            let requested = on_epoch(&ended).stops();
+            epochs.push(ended);
+            let last = now.epoch == options.epochs;
+            let patience = options.early_stopping.unwrap_or(usize::MAX);
+            let ending = if last {
+                None
+            } else if let Some(outside) = outside_stop(&self.stop, requested, &deadline) {
+                Some(outside.into())
+            } else if now.best.as_ref().is_some_and(|(chosen, _, _)| now.epoch - chosen >= patience) {
+                Some(MinibatchStop::EarlyStopping)
+            } else {
+                None
+            };
+            if last || ending.is_some() || now.rule.steps - saved_at >= every {
+                save(&now)?;
+                saved_at = now.rule.steps;
+            }
+            if let Some(ending) = ending {
+                stop = ending;
+                break;
             }
         }
-        let (model, chosen_epoch) = match best {
+        let (model, chosen_epoch) = match now.best {
             Some((epoch, _, model)) => (model, Some(epoch)),
-            None => (trained_model(&init, &params, input_scale, threshold)?, None),
+            None => (trained_model(&init, &now.params, now.input_scale, now.threshold)?, None),
         };
-        Ok(TopKTrained { model, steps: state.steps, epochs, stop, chosen_epoch })
+        Ok(TopKTrained { model, steps: now.rule.steps, epochs, stop, chosen_epoch })
     }
 }
 
@@ -716,6 +776,7 @@ impl Tally {
     }
 }
 
+mod checkpoint;
 mod resample;
 #[cfg(test)]
 mod tests;

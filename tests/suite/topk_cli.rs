@@ -72,7 +72,7 @@ fn options_a_topk_layer_does_not_use_are_refused_by_name() {
         (&["--k", "3", "--beta", "1"][..], "--beta"),
         (&["--k", "3", "--activation", "tanh"][..], "variant"),
         (&["--k", "3", "--validate-every", "2"][..], "--validate-every"),
-        (&["--k", "3", "--checkpoint", "c.safetensors"][..], "--checkpoint"),
+        (&["--k", "3", "--init", "m0.safetensors"][..], "--init"),
         (&["--k", "30", "--hidden", "20"][..], "k"),
         (&["--k", "3", "--k-aux", "4"][..], "--auxk-alpha"),
         (&["--k", "3", "--dead-after", "40"][..], "--resample-every"),
@@ -460,4 +460,51 @@ fn sparse_encoding_writes_the_dense_codes_as_a_scipy_csr_matrix_a_chunk_at_a_tim
     let (ok, _, stderr) = sae(&["encode", &kl, "--data", &data, "--sparse", "-o", &out]);
     assert!(!ok && stderr.contains("dictionary model"), "{stderr}");
     assert!(!Path::new(&out).exists(), "nothing written");
+}
+
+#[test]
+fn a_streamed_topk_run_checkpoints_and_a_resumed_run_takes_the_uninterrupted_runs_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = path(dir.path(), "planted.npy");
+    let generate = ["generate", "--planted", "--features", "16", "--atoms", "24", "--active", "2", "--f32"];
+    assert!(sae(&[&generate[..], &["--examples", "2000", "-o", &data]].concat()).0);
+    let train = [
+        "train",
+        "--hidden-layer",
+        "batch-topk",
+        "--k",
+        "3",
+        "--hidden",
+        "48",
+        "--data",
+        &data,
+        "--stream",
+        "--batch-size",
+        "100",
+        "--normalize-inputs",
+        "--no-features",
+    ];
+    let (straight, checkpoint, resumed) = (
+        path(dir.path(), "straight.safetensors"),
+        path(dir.path(), "run.ckpt"),
+        path(dir.path(), "resumed.safetensors"),
+    );
+    let (ok, _, stderr) = sae(&[&train[..], &["--epochs", "3", "-o", &straight]].concat());
+    assert!(ok, "{stderr}");
+    // Two epochs checkpointed, then the third from the checkpoint (a constant learning rate
+    // lets a run grow).
+    let first = ["--epochs", "2", "--checkpoint", &checkpoint, "--checkpoint-every", "7", "-o", &resumed];
+    let (ok, _, stderr) = sae(&[&train[..], &first[..]].concat());
+    assert!(ok, "{stderr}");
+    let more = ["--epochs", "3", "--resume", &checkpoint, "--checkpoint", &checkpoint, "-o", &resumed];
+    let (ok, stdout, stderr) = sae(&[&train[..], &more[..]].concat());
+    assert!(ok && stdout.contains("after 2 epochs"), "{stdout}{stderr}");
+    assert_eq!(
+        TopKModel::<f32>::load(Path::new(&resumed)).unwrap(),
+        TopKModel::<f32>::load(Path::new(&straight)).unwrap()
+    );
+    // Another seed is another run.
+    let other = ["--epochs", "3", "--seed", "2", "--resume", &checkpoint, "-o", &resumed];
+    let (ok, _, stderr) = sae(&[&train[..], &other[..]].concat());
+    assert!(!ok && stderr.contains("topk.option.seed"), "{stderr}");
 }

@@ -594,3 +594,69 @@ fn early_stopping_ends_the_run_patience_epochs_after_the_lowest_held_out_fvu_and
     };
     assert!(error.to_string().contains("early_stopping"), "{error}");
 }
+
+#[test]
+fn a_run_resumed_from_a_mid_epoch_checkpoint_ends_bit_for_bit_where_the_uninterrupted_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, m) = (12, 1500);
+    let (_, values) = planted(n, 20, 2, m + 300, 6);
+    let (train, held_out) = values.split_at(m * n);
+    let data = Dataset::examples_by_features(train, m, n).unwrap();
+    // Every piece of state a step reads: Adam's moments, the inputs' scale, a batch selection's
+    // threshold, the dead latents of AuxK and resampling, a scheduled rate and k, the epoch's
+    // tallies, early stopping's best epoch.
+    let options = TopKOptions {
+        batch_size: 100,
+        epochs: 4,
+        normalize_inputs: true,
+        auxk_alpha: 1.0 / 32.0,
+        resample_every: Some(20),
+        dead_after: Some(300),
+        k_start: Some(6),
+        schedule: Schedule { warmup_steps: 5, decay: Decay::Cosine, decay_start: 0.5 },
+        early_stopping: Some(2),
+        ..TopKOptions::default()
+    };
+    let init = TopKModel::<f32>::init(n, 40, 3, 5).unwrap().with_architecture(Architecture::BATCH_TOPK).unwrap();
+    let uninterrupted = TopKTrainer::new(options).unwrap().fit_held_out(&data, held_out, init.clone(), |_| ()).unwrap();
+
+    // 15 steps an epoch, a checkpoint every 7: after the second epoch the file holds step 28,
+    // two minibatches before that epoch's end.
+    let (checkpoint, saved) = (dir.path().join("run.ckpt"), dir.path().join("step28.ckpt"));
+    let trainer = TopKTrainer::new(options).unwrap().checkpoint_to(&checkpoint, 7);
+    let full = trainer
+        .fit_held_out(&data, held_out, init.clone(), |epoch| {
+            if epoch.epoch == 2 {
+                std::fs::copy(&checkpoint, &saved).unwrap();
+            }
+        })
+        .unwrap();
+    assert_eq!(full.model, uninterrupted.model, "checkpoints do not change the run");
+    TopKModel::<f32>::load(&checkpoint).expect("a checkpoint is a model file");
+    let position = crate::model::ModelFile::<f64>::read_metadata(&saved).unwrap();
+    assert_eq!((position["topk.steps"].as_str(), position["topk.batch"].as_str()), ("28", "13"));
+
+    let resumed = TopKTrainer::new(options).unwrap().resuming_from(&saved);
+    let resumed = resumed.fit_held_out(&data, held_out, init.clone(), |_| ()).unwrap();
+    assert_eq!(resumed.model, uninterrupted.model);
+    assert_eq!(
+        (resumed.steps, resumed.stop, resumed.chosen_epoch),
+        (60, uninterrupted.stop, uninterrupted.chosen_epoch)
+    );
+    assert_eq!(resumed.epochs, uninterrupted.epochs[1..], "the second epoch's tallies went on from the checkpoint's");
+
+    // A checkpoint continues only its own run: other options, other data, another model.
+    let other = TopKOptions { batch_size: 50, ..options };
+    let error =
+        TopKTrainer::new(other).unwrap().resuming_from(&saved).fit_held_out(&data, held_out, init.clone(), |_| ());
+    assert!(error.unwrap_err().to_string().contains("topk.option.batch_size"));
+    let mut changed = train.to_vec();
+    changed[5] += 1.0;
+    let changed = Dataset::examples_by_features(&changed, m, n).unwrap();
+    let error =
+        TopKTrainer::new(options).unwrap().resuming_from(&saved).fit_held_out(&changed, held_out, init.clone(), |_| ());
+    assert!(error.unwrap_err().to_string().contains("data.fnv1a64"));
+    let wider = TopKModel::<f32>::init(n, 41, 3, 5).unwrap().with_architecture(Architecture::BATCH_TOPK).unwrap();
+    let error = TopKTrainer::new(options).unwrap().resuming_from(&saved).fit_held_out(&data, held_out, wider, |_| ());
+    assert!(error.unwrap_err().to_string().contains("latents"));
+}
