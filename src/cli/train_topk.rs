@@ -272,7 +272,7 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         ("learning_rate", args.learning_rate.unwrap_or(1e-3).to_string()),
         ("lr_schedule", args.schedule.schedule().describe()),
         ("batch_size", args.batch_size.to_string()),
-        ("epochs", trained.epochs.len().to_string()),
+        ("epochs", trained.epochs_completed.to_string()),
         ("steps", trained.steps.to_string()),
         ("stop", trained.stop.name().to_string()),
         ("seed", args.seed.to_string()),
@@ -298,7 +298,7 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         Some(chosen) => {
             println!("model of epoch {chosen}, the lowest held-out FVU");
             metadata.push(("chosen_epoch", chosen.to_string()));
-            trained.epochs.get(chosen - 1)
+            trained.epochs.iter().find(|epoch| epoch.epoch == chosen)
         }
         None => trained.epochs.last(),
     };

@@ -372,16 +372,18 @@ impl<T: Real> TopKModel<T> {
     /// [`save`](Self::save) with free-form string metadata besides (how the model was trained,
     /// say); fails on a key the file sets itself.
     pub fn save_with_metadata(&self, path: &Path, extra: impl IntoIterator<Item = (String, String)>) -> Result<()> {
-        self.save_with_tensors(path, extra, &[])
+        self.save_with_tensors(path, extra, &[], &[])
     }
 
-    /// [`save_with_metadata`](Self::save_with_metadata) with float64 tensors besides the
-    /// model's (a training run's state, say), each `(name, shape, values)`.
+    /// [`save_with_metadata`](Self::save_with_metadata) with tensors besides the model's (a
+    /// training run's state, say), each `(name, shape, values)`: `wide` in float64, `own` in
+    /// the model's dtype.
     pub(crate) fn save_with_tensors(
         &self,
         path: &Path,
         extra: impl IntoIterator<Item = (String, String)>,
-        tensors: &[(String, Vec<usize>, Vec<f64>)],
+        wide: &[(String, Vec<usize>, Vec<f64>)],
+        own: &[(String, Vec<usize>, &[T])],
     ) -> Result<()> {
         let (n, h) = (self.visible(), self.latents());
         let blocks = self.blocks();
@@ -391,11 +393,15 @@ impl<T: Real> TopKModel<T> {
             crate::model::tensor_out("W_dec", vec![h, n], blocks.w_dec),
             crate::model::tensor_out("b_dec", vec![n], blocks.b_dec),
         ];
-        for (name, shape, values) in tensors {
-            if own_tensors.iter().any(|tensor| tensor.name == *name) {
-                return Err(Error::bad_file(path, format!("tensor name {name:?} is reserved")));
+        let extra_tensors = wide
+            .iter()
+            .map(|(name, shape, values)| crate::model::tensor_out(name, shape.clone(), values))
+            .chain(own.iter().map(|(name, shape, values)| crate::model::tensor_out(name, shape.clone(), values)));
+        for tensor in extra_tensors {
+            if own_tensors.iter().any(|own| own.name == tensor.name) {
+                return Err(Error::bad_file(path, format!("tensor name {:?} is reserved", tensor.name)));
             }
-            own_tensors.push(crate::model::tensor_out(name, shape.clone(), values));
+            own_tensors.push(tensor);
         }
         let tensors = own_tensors;
         let mut own = vec![

@@ -209,6 +209,8 @@ pub struct TopKTrained<T> {
     pub model: TopKModel<T>,
     /// Every finished epoch's metrics.
     pub epochs: Vec<TopKEpoch>,
+    /// Epochs completed in all, those before a resumption included.
+    pub epochs_completed: usize,
     pub steps: u64,
     pub stop: MinibatchStop,
     /// With early stopping, the epoch whose model `model` is: the one of the lowest held-out
@@ -441,14 +443,27 @@ impl TopKTrainer {
         let mut objective = TopKObjective::<T>::for_architecture(architecture, n, h, k_start, batch_size)?;
         objective.set_l1(options.l1_coefficient)?;
         let layout = init.layout();
-        let mut now = match (&self.resume, &fingerprint) {
-            (Some(path), Some(fingerprint)) => {
-                let resumed = checkpoint::read(path, &init, &options, batches, fingerprint)?;
+        let fingerprints = fingerprint.map(|data| checkpoint::Fingerprints {
+            data,
+            held_out: held_out.as_ref().map(DataFingerprint::of_dataset),
+        });
+        let mut now = match (&self.resume, &fingerprints) {
+            (Some(path), Some(fingerprints)) => {
+                let resumed = checkpoint::read(path, &init, &options, (m, batches), fingerprints)?;
                 log::info!("resuming {} in epoch {}", path.display(), resumed.epoch + 1);
                 resumed
             }
             _ => RunState::start(&init),
         };
+        let patience = options.early_stopping.unwrap_or(usize::MAX);
+        let patience_out =
+            |now: &RunState<T>| now.best.as_ref().is_some_and(|(chosen, _, _)| now.epoch - chosen >= patience);
+        let mut stop = MinibatchStop::MaxEpochs;
+        // A checkpoint written where early stopping ended its run (or would have, had the run not
+        // ended there anyway) goes no further.
+        if now.batch == 0 && now.epoch < options.epochs && patience_out(&now) {
+            stop = MinibatchStop::EarlyStopping;
+        }
         let mut grad = vec![T::zero(); now.params.len()];
         let aux = (options.auxk_alpha > 0.0).then(|| AuxK {
             k_aux: options.k_aux.unwrap_or(AuxK::for_inputs(n).k_aux).min(h),
@@ -464,10 +479,10 @@ impl TopKTrainer {
         if let Some(every) = options.resample_every.filter(|&every| every.saturating_mul(2) > total_steps) {
             log::warn!("resampling every {every} steps: a run of {total_steps} steps resamples no latent");
         }
-        let checkpoints = self.checkpoint.as_ref().zip(fingerprint.as_ref());
+        let checkpoints = self.checkpoint.as_ref().zip(fingerprints.as_ref());
         let save = |now: &RunState<T>| -> Result<()> {
-            if let Some(((path, _), fingerprint)) = checkpoints {
-                checkpoint::write(path, &init, &options, now, fingerprint)?;
+            if let Some(((path, _), fingerprints)) = checkpoints {
+                checkpoint::write(path, &init, &options, now, fingerprints)?;
                 log::info!("checkpoint of step {} written to {}", now.rule.steps, path.display());
             }
             Ok(())
@@ -476,8 +491,7 @@ impl TopKTrainer {
         let mut saved_at = now.rule.steps;
         let mut batch_values = vec![T::zero(); batch_size * n];
         let mut epochs = Vec::new();
-        let mut stop = MinibatchStop::MaxEpochs;
-        'epochs: while now.epoch < options.epochs {
+        'epochs: while now.epoch < options.epochs && stop == MinibatchStop::MaxEpochs {
             while now.batch < batches {
                 let (epoch, batch_index) = (now.epoch, now.batch);
                 let positions = batch_index * options.batch_size..((batch_index + 1) * options.batch_size).min(m);
@@ -537,7 +551,9 @@ impl TopKTrainer {
                     mark_dead(&mut dead, &now.last_fired, now.seen);
                     let residuals = objective.residuals();
                     // Draws of their own for each step (so that a resumed run draws the same).
-                    let mut draws = Xoshiro256PlusPlus::seed_from_u64(options.seed ^ RESAMPLE_SEED ^ now.rule.steps);
+                    let mut draws = Xoshiro256PlusPlus::seed_from_u64(
+                        (options.seed ^ RESAMPLE_SEED).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ now.rule.steps,
+                    );
                     let restarted = resample::resample(
                         layout,
                         architecture,
@@ -611,15 +627,12 @@ impl TopKTrainer {
             let requested = on_epoch(&ended).stops();
             epochs.push(ended);
             let last = now.epoch == options.epochs;
-            let patience = options.early_stopping.unwrap_or(usize::MAX);
             let ending = if last {
                 None
-            } else if let Some(outside) = outside_stop(&self.stop, requested, &deadline) {
-                Some(outside.into())
-            } else if now.best.as_ref().is_some_and(|(chosen, _, _)| now.epoch - chosen >= patience) {
+            } else if patience_out(&now) {
                 Some(MinibatchStop::EarlyStopping)
             } else {
-                None
+                outside_stop(&self.stop, requested, &deadline).map(Into::into)
             };
             if last || ending.is_some() || now.rule.steps - saved_at >= every {
                 save(&now)?;
@@ -634,7 +647,7 @@ impl TopKTrainer {
             Some((epoch, _, model)) => (model, Some(epoch)),
             None => (trained_model(&init, &now.params, now.input_scale, now.threshold)?, None),
         };
-        Ok(TopKTrained { model, steps: now.rule.steps, epochs, stop, chosen_epoch })
+        Ok(TopKTrained { model, steps: now.rule.steps, epochs, epochs_completed: now.epoch, stop, chosen_epoch })
     }
 }
 

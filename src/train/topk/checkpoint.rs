@@ -60,10 +60,12 @@ impl<T: Real> RunState<T> {
 }
 
 /// The options that shape a run's steps, by name, as text: a checkpoint continues only a run of
-/// the same ones (the epochs may grow, unless the learning rate is scheduled).
+/// the same ones. The epochs may grow unless something is scheduled over the run's length (the
+/// learning rate, `k` from `k_start`, the resampling, which stops `every` steps before the end).
 fn described(options: &TopKOptions) -> [(&'static str, String); 17] {
     let o = options;
-    let epochs = if o.schedule.is_constant() { "any".to_string() } else { o.epochs.to_string() };
+    let timed = !o.schedule.is_constant() || o.k_start.is_some() || o.resample_every.is_some();
+    let epochs = if timed { o.epochs.to_string() } else { "any".to_string() };
     [
         ("topk.option.rule", format!("{:?}", o.rule)),
         ("topk.option.schedule", o.schedule.describe()),
@@ -85,14 +87,21 @@ fn described(options: &TopKOptions) -> [(&'static str, String); 17] {
     ]
 }
 
+/// The fingerprints a checkpoint records: the training data's, and the held-out data's when
+/// there is any (its FVU picks early stopping's best epoch).
+pub(super) struct Fingerprints {
+    pub data: DataFingerprint,
+    pub held_out: Option<DataFingerprint>,
+}
+
 /// Writes the checkpoint of `state` (a run of `options` from `init`, on the data of
-/// `fingerprint`) to `path`, atomically.
+/// `fingerprints`) to `path`, atomically.
 pub(super) fn write<T: Real>(
     path: &Path,
     init: &TopKModel<T>,
     options: &TopKOptions,
     state: &RunState<T>,
-    fingerprint: &DataFingerprint,
+    fingerprints: &Fingerprints,
 ) -> Result<()> {
     let model = trained_model(init, &state.params, state.input_scale, state.threshold)?;
     let tally = &state.tally;
@@ -113,51 +122,55 @@ pub(super) fn write<T: Real>(
     if let Some(threshold) = state.threshold {
         metadata.push(("topk.threshold", threshold.to_string()));
     }
-    let wide = |values: &[T]| values.iter().map(|v| v.as_f64()).collect::<Vec<f64>>();
     let counts = |values: &[u64]| values.iter().map(|&v| v as f64).collect::<Vec<f64>>();
     let (len, h) = (state.params.len(), init.latents());
-    let mut tensors = vec![
-        ("topk.params".to_string(), vec![len], wide(&state.params)),
-        ("topk.first".to_string(), vec![len], wide(&state.rule.first)),
-        ("topk.second".to_string(), vec![len], wide(&state.rule.second)),
+    let counted = [
         ("topk.last_fired".to_string(), vec![h], counts(&state.last_fired)),
         ("topk.tally.fired".to_string(), vec![h], counts(&tally.fired)),
+    ];
+    // The parameters and moments in their own dtype: no wider copy of them is made.
+    let mut own: Vec<(String, Vec<usize>, &[T])> = vec![
+        ("topk.params".to_string(), vec![len], &state.params),
+        ("topk.first".to_string(), vec![len], &state.rule.first),
+        ("topk.second".to_string(), vec![len], &state.rule.second),
     ];
     if let Some((epoch, fvu, best)) = &state.best {
         metadata.push(("topk.best_epoch", epoch.to_string()));
         metadata.push(("topk.best_fvu", fvu.to_string()));
         metadata.push(("topk.best_threshold", best.threshold().to_string()));
-        tensors.push(("topk.best".to_string(), vec![len], wide(best.params())));
+        own.push(("topk.best".to_string(), vec![len], best.params()));
     }
+    let held_out = fingerprints.held_out.iter().flat_map(|held_out| held_out.metadata());
     let metadata = metadata
         .into_iter()
         .chain(described(options))
-        .chain(fingerprint.metadata())
-        .map(|(key, value)| (key.to_string(), value));
-    model.save_with_tensors(path, metadata, &tensors)
+        .chain(fingerprints.data.metadata())
+        .map(|(key, value)| (key.to_string(), value))
+        .chain(held_out.map(|(key, value)| (format!("validation.{key}"), value)));
+    model.save_with_tensors(path, metadata, &counted, &own)
 }
 
 /// The state of the checkpoint at `path`, checked against a run of `options` from `init` on
-/// `examples` examples (`batches` minibatches an epoch) whose fingerprint is `fingerprint`.
+/// `examples` examples (`batches` minibatches an epoch) of the `fingerprints`.
 pub(super) fn read<T: Real>(
     path: &Path,
     init: &TopKModel<T>,
     options: &TopKOptions,
-    batches: usize,
-    fingerprint: &DataFingerprint,
+    (examples, batches): (usize, usize),
+    fingerprints: &Fingerprints,
 ) -> Result<RunState<T>> {
     let (saved, metadata, tensors) = TopKModel::<T>::load_with_tensors(path, "topk.")?;
     let file = Fields { metadata: &metadata, tensors: &tensors, path };
-    let shape = |m: &TopKModel<T>| (m.visible(), m.latents(), m.k(), m.architecture());
-    if shape(&saved) != shape(init) {
-        return Err(file.bad(
-            "latents",
-            format!(
-                "the checkpoint's model is {:?}, this run's {:?} (n, h, k, architecture)",
-                shape(&saved),
-                shape(init)
-            ),
-        ));
+    let architecture = |m: &TopKModel<T>| format!("{:?}", m.architecture());
+    for (field, found, expected) in [
+        ("visible", saved.visible().to_string(), init.visible().to_string()),
+        ("latents", saved.latents().to_string(), init.latents().to_string()),
+        ("k", saved.k().to_string(), init.k().to_string()),
+        ("architecture", architecture(&saved), architecture(init)),
+    ] {
+        if found != expected {
+            return Err(file.bad(field, format!("is {found} in the checkpoint's model, {expected} in this run's")));
+        }
     }
     for (key, expected) in described(options) {
         let found = file.text(key)?;
@@ -165,14 +178,30 @@ pub(super) fn read<T: Real>(
             return Err(file.bad(key, format!("is {found} in the checkpoint, {expected} in this run")));
         }
     }
-    file.check_data(fingerprint)?;
+    file.check_data(&fingerprints.data)?;
+    if let Some(held_out) = &fingerprints.held_out {
+        for (key, value) in held_out.metadata() {
+            let recorded = file.metadata.get(&format!("validation.{key}")).map_or("missing", String::as_str);
+            if recorded != value {
+                let reason = format!("{key} of the held-out data is {recorded} in the checkpoint, {value} in this run");
+                return Err(file.bad("validation.data", reason));
+            }
+        }
+    }
 
     let (len, h) = (init.params().len(), init.latents());
-    let narrow = |values: Vec<f64>| values.into_iter().map(T::cast).collect::<Vec<T>>();
-    let params = narrow(file.tensor("topk.params", &[len])?);
-    let (first, second) = (file.tensor("topk.first", &[len])?, file.tensor("topk.second", &[len])?);
-    if let Some(j) = second.iter().position(|&v| v < 0.0) {
-        return Err(file.bad("topk.second", format!("holds {} at {j}: a mean of squares", second[j])));
+    // (Values in the model's dtype; a wider one must not overflow it.)
+    let narrow = |key: &'static str| -> Result<Vec<T>> {
+        let values: Vec<T> = file.tensor(key, &[len])?.into_iter().map(T::cast).collect();
+        match values.iter().position(|v| !v.is_finite()) {
+            Some(j) => Err(file.bad(key, format!("holds a value beyond {} at {j}", T::NAME))),
+            None => Ok(values),
+        }
+    };
+    let params = narrow("topk.params")?;
+    let (first, second) = (narrow("topk.first")?, narrow("topk.second")?);
+    if let Some(j) = second.iter().position(|&v| v < T::zero()) {
+        return Err(file.bad("topk.second", format!("holds {} at {j}: a mean of squares", second[j].as_f64())));
     }
     let counts = |key: &'static str| -> Result<Vec<u64>> {
         let values = file.tensor(key, &[h])?;
@@ -186,7 +215,8 @@ pub(super) fn read<T: Real>(
         return Err(file.bad("topk.last_fired", format!("= {} at {j}, after the {seen} examples seen", last_fired[j])));
     }
 
-    // The position: a minibatch of an epoch this run reaches, after as many steps.
+    // The position: a minibatch of an epoch this run reaches, after as many steps and examples
+    // (every minibatch of an epoch is full but its last).
     let (epoch, batch, steps): (usize, usize, u64) =
         (file.count("topk.epoch")?, file.count("topk.batch")?, file.count("topk.steps")?);
     if batch >= batches {
@@ -199,19 +229,30 @@ pub(super) fn read<T: Real>(
         return Err(file.bad("topk.epoch", reason));
     }
     if u128::from(steps) != epoch as u128 * batches as u128 + batch as u128 {
-        return Err(
-            file.bad("topk.steps", format!("= {steps}, but epoch {epoch} minibatch {batch} comes after as many steps"))
-        );
+        let reason = format!("= {steps}, but epoch {epoch} minibatch {batch} comes after as many steps");
+        return Err(file.bad("topk.steps", reason));
+    }
+    let within = (batch * options.batch_size.min(examples)) as u64;
+    if u128::from(seen) != epoch as u128 * examples as u128 + u128::from(within) {
+        let reason = format!("= {seen}, but epoch {epoch} minibatch {batch} comes after another count of examples");
+        return Err(file.bad("topk.seen", reason));
     }
 
-    let input_scale = match file.metadata.get("topk.input_scale") {
-        None => None,
-        Some(_) => {
-            let scale = file.finite("topk.input_scale")?;
-            if scale <= 0.0 {
-                return Err(file.bad("topk.input_scale", format!("= {scale}: a scale is positive")));
+    let input_scale = match (file.metadata.get("topk.input_scale"), options.normalize_inputs) {
+        (None, false) => None,
+        (None, true) if steps == 0 => None,
+        (None, true) => {
+            return Err(file.bad("topk.input_scale", "is missing: the inputs are scaled from the first step"))
+        }
+        (Some(_), false) => {
+            return Err(file.bad("topk.input_scale", "is present, but this run does not scale its inputs"))
+        }
+        (Some(_), true) => {
+            let scale = T::cast(file.finite("topk.input_scale")?);
+            if !(scale > T::zero() && scale.is_finite()) {
+                return Err(file.bad("topk.input_scale", format!("= {}: a scale is positive", scale.as_f64())));
             }
-            Some(T::cast(scale))
+            Some(scale)
         }
     };
     let threshold = match file.metadata.get("topk.threshold") {
@@ -226,20 +267,34 @@ pub(super) fn read<T: Real>(
         energy: file.finite("topk.tally.energy")?,
         fired: counts("topk.tally.fired")?,
     };
-    let best = match file.metadata.get("topk.best_epoch") {
-        None => None,
-        Some(_) => {
-            let epoch: usize = file.count("topk.best_epoch")?;
+    if tally.examples as u64 != within {
+        let reason = format!("= {}, but minibatch {batch} comes after {within}", tally.examples);
+        return Err(file.bad("topk.tally.examples", reason));
+    }
+    if let Some(j) = tally.fired.iter().position(|&fired| fired > within) {
+        let reason = format!("= {} at {j}, above the epoch's {within} examples so far", tally.fired[j]);
+        return Err(file.bad("topk.tally.fired", reason));
+    }
+    let best = match (file.metadata.get("topk.best_epoch"), options.early_stopping) {
+        (None, _) => None,
+        (Some(_), None) => return Err(file.bad("topk.best_epoch", "is present, but this run does not stop early")),
+        (Some(_), Some(_)) => {
+            let chosen: usize = file.count("topk.best_epoch")?;
+            if chosen == 0 || chosen > epoch {
+                return Err(file.bad("topk.best_epoch", format!("= {chosen}, not one of the {epoch} epochs completed")));
+            }
             // (A held-out FVU may be NaN: the worst, kept until a number replaces it.)
             let fvu = file.text("topk.best_fvu")?;
-            let fvu: f64 = fvu.parse().map_err(|_| file.bad("topk.best_fvu", format!("= {fvu:?} is not a number")))?;
-            let params = narrow(file.tensor("topk.best", &[len])?);
-            let model = TopKModel::from_params(init.visible(), h, init.k(), params)?
-                .with_architecture(init.architecture())?
-                .with_threshold(file.finite("topk.best_threshold")?)?;
-            Some((epoch, fvu, model))
+            let fvu = fvu.parse::<f64>().ok().filter(|fvu| fvu.is_finite() || fvu.is_nan());
+            let fvu = fvu.ok_or_else(|| file.bad("topk.best_fvu", "is not a finite number or NaN"))?;
+            let threshold = file.finite("topk.best_threshold")?;
+            let model = TopKModel::from_params(init.visible(), h, init.k(), narrow("topk.best")?)
+                .and_then(|model| model.with_architecture(init.architecture()))
+                .and_then(|model| model.with_threshold(threshold))
+                .map_err(|e| file.bad("topk.best", format!("is not a model of this run's: {e}")))?;
+            Some((chosen, fvu, model))
         }
     };
-    let rule = StepState { first: narrow(first), second: narrow(second), steps };
+    let rule = StepState { first, second, steps };
     Ok(RunState { params, rule, epoch, batch, input_scale, threshold, seen, last_fired, tally, best })
 }

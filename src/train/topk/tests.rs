@@ -579,6 +579,18 @@ fn early_stopping_ends_the_run_patience_epochs_after_the_lowest_held_out_fvu_and
     let model = measure(&trained.model, &mut SliceSource::new(held_out, n).unwrap(), 50).unwrap();
     assert_eq!(model.fvu, fvu[lowest], "the model returned is the lowest epoch's");
 
+    // A run resumed from where early stopping ended it goes no further.
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("run.ckpt");
+    let trainer = TopKTrainer::new(options).unwrap().checkpoint_to(&checkpoint, 1000);
+    let stopped = trainer.fit_held_out(&data, held_out, init.clone(), |_| ()).unwrap();
+    assert_eq!((stopped.stop, &stopped.model), (MinibatchStop::EarlyStopping, &trained.model));
+    let resumed = TopKTrainer::new(options).unwrap().resuming_from(&checkpoint);
+    let resumed = resumed.fit_held_out(&data, held_out, init.clone(), |_| ()).unwrap();
+    assert_eq!((resumed.stop, resumed.steps, resumed.epochs.len()), (MinibatchStop::EarlyStopping, stopped.steps, 0));
+    assert_eq!((resumed.chosen_epoch, resumed.epochs_completed), (trained.chosen_epoch, fvu.len()));
+    assert_eq!(resumed.model, trained.model);
+
     // With k lowered from 12 over the first half of the steps (40 epochs), epochs are compared
     // from the first at the model's k on.
     let scheduled = TopKOptions { k_start: Some(12), ..options };
@@ -659,4 +671,33 @@ fn a_run_resumed_from_a_mid_epoch_checkpoint_ends_bit_for_bit_where_the_uninterr
     let wider = TopKModel::<f32>::init(n, 41, 3, 5).unwrap().with_architecture(Architecture::BATCH_TOPK).unwrap();
     let error = TopKTrainer::new(options).unwrap().resuming_from(&saved).fit_held_out(&data, held_out, wider, |_| ());
     assert!(error.unwrap_err().to_string().contains("latents"));
+}
+
+#[test]
+fn a_run_whose_k_rate_or_resampling_follows_its_length_does_not_grow_on_resumption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, m) = (12, 600);
+    let (_, values) = planted(n, 20, 2, m, 8);
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let init = TopKModel::<f32>::init(n, 30, 2, 5).unwrap();
+    let plain = TopKOptions { batch_size: 100, epochs: 2, ..TopKOptions::default() };
+    for (options, grows) in [
+        (plain, true),
+        (TopKOptions { k_start: Some(6), ..plain }, false),
+        (TopKOptions { resample_every: Some(4), ..plain }, false),
+        (TopKOptions { schedule: Schedule::decaying(Decay::Linear, 0.5), ..plain }, false),
+    ] {
+        let checkpoint = dir.path().join("run.ckpt");
+        TopKTrainer::new(options).unwrap().checkpoint_to(&checkpoint, 100).fit(&data, init.clone(), |_| ()).unwrap();
+        let longer = TopKOptions { epochs: 3, ..options };
+        let resumed = TopKTrainer::new(longer).unwrap().resuming_from(&checkpoint).fit(&data, init.clone(), |_| ());
+        match (resumed, grows) {
+            (Ok(resumed), true) => {
+                let straight = TopKTrainer::new(longer).unwrap().fit(&data, init.clone(), |_| ()).unwrap();
+                assert_eq!((resumed.model, resumed.epochs_completed), (straight.model, 3));
+            }
+            (Err(error), false) => assert!(error.to_string().contains("topk.option.epochs"), "{error}"),
+            (other, _) => panic!("{options:?}: {:?}", other.map(|trained| trained.steps)),
+        }
+    }
 }
