@@ -311,6 +311,9 @@ def train_topk(
     normalize_inputs: bool = False,
     held_out=None,
     early_stopping: Optional[int] = None,
+    checkpoint: Optional[Union[str, os.PathLike]] = None,
+    checkpoint_every: int = 1000,
+    resume: Optional[Union[str, os.PathLike]] = None,
     dtype: Optional[Union[str, np.dtype]] = None,
     n_threads: Optional[int] = None,
 ) -> Tuple[TopKModel, list]:
@@ -335,7 +338,10 @@ def train_topk(
     also ``held_out``: the same metrics of the model on them at the end of the epoch). With
     ``held_out`` and ``early_stopping=P``, the run stops once ``P`` epochs in a row have not
     lowered the held-out FVU and returns the model of the epoch with the lowest (whose dict has
-    ``chosen: True``)."""
+    ``chosen: True``). With ``checkpoint=PATH`` the run's whole state is written there every
+    ``checkpoint_every`` steps and when the run ends; ``resume=PATH`` continues such a run (same
+    data, options and model shape) with the steps the uninterrupted run would take; the epochs
+    returned are those run after the resumption."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise InvalidInputError(f"X must be 2-D, not {X.ndim}-D")
@@ -362,6 +368,9 @@ def train_topk(
         normalize_inputs=normalize_inputs,
         held_out=None if held_out is None else np.asarray(held_out, dtype=X.dtype),
         early_stopping=early_stopping,
+        checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+        checkpoint_every=checkpoint_every,
+        resume=None if resume is None else os.fspath(resume),
         n_threads=n_threads,
     )
 

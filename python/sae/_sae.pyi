@@ -269,5 +269,8 @@ def train_topk(
     normalize_inputs: bool = False,
     held_out: Optional[np.ndarray] = None,
     early_stopping: Optional[int] = None,
+    checkpoint: Optional[_Path] = None,
+    checkpoint_every: int = 1000,
+    resume: Optional[_Path] = None,
     n_threads: Optional[int] = None,
 ) -> Tuple[TopKModel, List[Dict[str, Any]]]: ...

@@ -321,7 +321,8 @@ impl PyTopKModel {
 /// linear units, tied weights, `k` lowered from `k_start`, 4k by default) on the rows of `X`
 /// (its dtype is the model's) with Adam (or SGD with `momentum`; the learning rate warmed up
 /// over `lr_warmup` steps and decayed by `lr_decay` from the fraction `lr_decay_start` of the
-/// steps on), unit-norm decoder rows (TopK)
+/// steps on; with `checkpoint`, the run's state written there every `checkpoint_every` steps,
+/// and continued from the checkpoint `resume`), unit-norm decoder rows (TopK)
 /// and `b_dec` at the geometric median of the first minibatch; returns the model and each
 /// epoch's metrics.
 #[pyfunction]
@@ -329,7 +330,8 @@ impl PyTopKModel {
                     batch_size = 1024, learning_rate = 1e-3, lr_warmup = 0, lr_decay = "none", lr_decay_start = 0.8,
                     optimizer = "adam", momentum = 0.9, seed = 1,
                     auxk_alpha = 0.0, l1_coefficient = None, resample_every = None, dead_after = None,
-                    normalize_inputs = false, held_out = None, early_stopping = None, n_threads = None))]
+                    normalize_inputs = false, held_out = None, early_stopping = None, checkpoint = None,
+                    checkpoint_every = 1000, resume = None, n_threads = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_topk<'py>(
     py: Python<'py>,
@@ -354,6 +356,9 @@ pub(crate) fn train_topk<'py>(
     normalize_inputs: bool,
     held_out: Option<&Bound<'py, PyAny>>,
     early_stopping: Option<usize>,
+    checkpoint: Option<PathBuf>,
+    checkpoint_every: u64,
+    resume: Option<PathBuf>,
     n_threads: Option<usize>,
 ) -> PyResult<(PyTopKModel, Vec<Bound<'py, PyDict>>)> {
     // A ReLU layer keeps every positive latent: its model's k is all of them.
@@ -404,7 +409,16 @@ pub(crate) fn train_topk<'py>(
         early_stopping,
         ..base
     };
-    let trainer = TopKTrainer::new(options).map_err(py_error)?;
+    let mut trainer = TopKTrainer::new(options).map_err(py_error)?;
+    if let Some(path) = checkpoint {
+        if checkpoint_every == 0 {
+            return Err(invalid("checkpoint_every: at least one step between checkpoints"));
+        }
+        trainer = trainer.checkpoint_to(path, checkpoint_every);
+    }
+    if let Some(path) = resume {
+        trainer = trainer.resuming_from(path);
+    }
     let pool = thread_pool(n_threads)?;
     macro_rules! fit {
         ($t:ty, $stored:ident) => {{

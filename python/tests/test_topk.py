@@ -204,3 +204,20 @@ def test_early_stopping_returns_the_model_of_the_lowest_held_out_fvu():
     assert model.metrics(held_out, chunk=50)["fvu"] == pytest.approx(fvu[lowest], rel=1e-12)
     with pytest.raises(sae.InvalidInputError, match="early_stopping"):
         sae.train_topk(train, 96, 4, epochs=2, early_stopping=3)
+
+
+def test_a_run_resumed_from_its_checkpoint_takes_the_uninterrupted_runs_steps(tmp_path):
+    _, x = planted(m=3000)
+    options = dict(batch_size=256, normalize_inputs=True)
+    straight, straight_epochs = sae.train_topk(x, 32, 3, epochs=4, **options)
+    # Two epochs checkpointed, then two more from the checkpoint (a run whose rate, k and
+    # resampling do not depend on its length may grow).
+    checkpoint = tmp_path / "run.ckpt"
+    sae.train_topk(x, 32, 3, epochs=2, checkpoint=checkpoint, checkpoint_every=5, **options)
+    resumed, epochs = sae.train_topk(x, 32, 3, epochs=4, resume=checkpoint, **options)
+    np.testing.assert_array_equal(resumed.W_dec, straight.W_dec)
+    assert [e["epoch"] for e in epochs] == [3, 4] and epochs[-1]["fvu"] == straight_epochs[-1]["fvu"]
+    with pytest.raises(sae.ModelFileError, match="topk.option.batch_size"):
+        sae.train_topk(x, 32, 3, epochs=4, resume=checkpoint, **{**options, "batch_size": 128})
+    with pytest.raises(sae.InvalidInputError, match="checkpoint_every"):
+        sae.train_topk(x, 32, 3, checkpoint=checkpoint, checkpoint_every=0, epochs=1)
