@@ -257,7 +257,7 @@ impl<T: Real> Loaded<T> {
             }
             Loaded::Stack(stack) => StackedObjective::features(&stack.shape, &stack.theta, &data),
             Loaded::TopK(model, workspace) => {
-                with_codes(model, workspace, x, rows, |indices, values, slots| match what {
+                with_codes(model, workspace, &data, |indices, values, slots| match what {
                     Apply::Encode => {
                         let mut codes = vec![T::zero(); rows * model.latents()];
                         sae::dictionary::spread_codes(indices, values, slots, &mut codes);
@@ -275,16 +275,15 @@ impl<T: Real> Loaded<T> {
 }
 
 /// `use_codes` of the codes of `model` (its objective kept in `workspace`, made for the
-/// first chunk) for the `rows` examples of `x`: each example's latents (`INACTIVE` in unused
+/// first chunk) for the examples of `data`: each example's latents (`INACTIVE` in unused
 /// slots) and values, `slots` per example.
 fn with_codes<T: Real, R>(
     model: &TopKModel<T>,
     workspace: &std::cell::RefCell<Option<TopKObjective<T>>>,
-    x: &[T],
-    rows: usize,
+    data: &Dataset<'_, T>,
     use_codes: impl FnOnce(&[u32], &[T], usize) -> CliResult<R>,
 ) -> CliResult<R> {
-    let data = Dataset::examples_by_features(x, rows, model.visible())?;
+    let rows = data.examples();
     let mut workspace = workspace.borrow_mut();
     // The first chunk is the largest: the objective made for it serves them all.
     let objective = match workspace.as_mut() {
@@ -293,7 +292,7 @@ fn with_codes<T: Real, R>(
             TopKObjective::for_model(model, rows).map_err(|e| format!("--chunk {rows} with k = {}: {e}", model.k()))?,
         ),
     };
-    objective.encode_only(model.params(), &data)?;
+    objective.encode_only(model.params(), data)?;
     let (indices, values) = objective.codes();
     use_codes(indices, values, objective.slots_per_example())
 }
@@ -372,9 +371,8 @@ fn encode_sparse<T: Real>(
         if read == 0 {
             break;
         }
-        with_codes(model, workspace, &buffer[..read * n], read, |indices, values, slots| {
-            writer.push(indices, values, slots)
-        })?;
+        let data = Dataset::examples_by_features(&buffer[..read * n], read, n)?;
+        with_codes(model, workspace, &data, |indices, values, slots| writer.push(indices, values, slots))?;
     }
     let (examples, entries) = writer.finish()?;
     args.say(&format!(
