@@ -97,6 +97,33 @@ fn invalid(message: impl Into<String>) -> PyErr {
     sae_error("InvalidInputError", message.into())
 }
 
+/// `names` quoted and separated by commas, each once, in their order: `'a', 'b'`.
+fn quoted<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut once: Vec<&str> = Vec::new();
+    for name in names {
+        if !once.contains(&name) {
+            once.push(name);
+        }
+    }
+    once.iter().map(|name| format!("'{name}'")).collect::<Vec<_>>().join(", ")
+}
+
+/// The reconstruction of `output` units and `loss`, or an error naming the argument at fault.
+fn reconstruction(output: &str, loss: &str) -> PyResult<Reconstruction> {
+    if let Some(reconstruction) = Reconstruction::from_units_and_loss(output, loss) {
+        return Ok(reconstruction);
+    }
+    let all = Reconstruction::ALL;
+    Err(if !all.iter().any(|r| r.output_units() == output) {
+        invalid(format!("output = {output:?} is not one of {}", quoted(all.map(Reconstruction::output_units))))
+    } else if !all.iter().any(|r| r.loss() == loss) {
+        invalid(format!("loss = {loss:?} is not one of {}", quoted(all.map(Reconstruction::loss))))
+    } else {
+        let with_loss = all.into_iter().filter(|r| r.loss() == loss).map(Reconstruction::output_units);
+        invalid(format!("loss = '{loss}' needs output = {}", quoted(with_loss)))
+    })
+}
+
 /// The learning rate's schedule from the keyword arguments `lr_warmup`, `lr_decay` (`"none"`,
 /// `"linear"` or `"cosine"`) and `lr_decay_start`.
 fn schedule(lr_warmup: u64, lr_decay: &str, lr_decay_start: f64) -> PyResult<Schedule> {
@@ -249,21 +276,13 @@ impl PyHyper {
     ) -> PyResult<Self> {
         let unknown =
             |what: &str, value: &str, known: &str| invalid(format!("{what} = {value:?} is not one of {known}"));
-        let penalty = SparsityPenalty::from_name(penalty).ok_or_else(|| unknown("penalty", penalty, "'kl', 'l1'"))?;
+        let penalty = SparsityPenalty::from_name(penalty)
+            .ok_or_else(|| unknown("penalty", penalty, &quoted(SparsityPenalty::ALL.map(SparsityPenalty::name))))?;
         let activation = Activation::from_name(activation)
-            .ok_or_else(|| unknown("activation", activation, "'sigmoid', 'tanh', 'relu'"))?;
-        let reconstruction = match (output, loss) {
-            ("sigmoid", "squared") => Reconstruction::SigmoidSquaredError,
-            ("linear", "squared") => Reconstruction::LinearSquaredError,
-            ("sigmoid", "cross-entropy") => Reconstruction::SigmoidCrossEntropy,
-            ("linear", "cross-entropy") => {
-                return Err(invalid("loss = 'cross-entropy' needs output = 'sigmoid'"));
-            }
-            ("sigmoid" | "linear", _) => return Err(unknown("loss", loss, "'squared', 'cross-entropy'")),
-            _ => return Err(unknown("output", output, "'sigmoid', 'linear'")),
-        };
+            .ok_or_else(|| unknown("activation", activation, &quoted(Activation::ALL.map(Activation::name))))?;
+        let reconstruction = reconstruction(output, loss)?;
         let corruption = Corruption::from_name(corruption, corruption_level)
-            .ok_or_else(|| unknown("corruption", corruption, "'none', 'masking', 'gaussian'"))?;
+            .ok_or_else(|| unknown("corruption", corruption, &quoted(Corruption::NAMES)))?;
         HyperParams::builder(n_visible, n_hidden)
             .rho(sparsity_target)
             .beta(sparsity_weight)
@@ -292,11 +311,7 @@ impl PyHyper {
     /// Every hyper-parameter by its Python name (what `HyperParams(**h.to_dict())` takes).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let h = self.0;
-        let (output, loss) = match h.reconstruction() {
-            Reconstruction::SigmoidSquaredError => ("sigmoid", "squared"),
-            Reconstruction::LinearSquaredError => ("linear", "squared"),
-            Reconstruction::SigmoidCrossEntropy => ("sigmoid", "cross-entropy"),
-        };
+        let (output, loss) = (h.reconstruction().output_units(), h.reconstruction().loss());
         let dict = PyDict::new(py);
         dict.set_item("n_visible", h.visible())?;
         dict.set_item("n_hidden", h.hidden())?;
@@ -1081,8 +1096,9 @@ fn train_vae<'py>(
     if Dtype::of(theta0, "theta0")? != dtype {
         return Err(PyTypeError::new_err(format!("theta0 must have X's dtype, {}", dtype.name())));
     }
-    let activation = Activation::from_name(activation)
-        .ok_or_else(|| invalid(format!("activation = {activation:?} is not one of 'sigmoid', 'tanh', 'relu'")))?;
+    let activation = Activation::from_name(activation).ok_or_else(|| {
+        invalid(format!("activation = {activation:?} is not one of {}", quoted(Activation::ALL.map(Activation::name))))
+    })?;
     let decoder = VaeDecoder::from_name(decoder)
         .ok_or_else(|| invalid(format!("decoder = {decoder:?} is not 'bernoulli' or 'gaussian'")))?;
     let n = x.cast::<PyUntypedArray>()?.shape().get(1).copied().unwrap_or(0);

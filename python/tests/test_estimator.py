@@ -97,6 +97,10 @@ def test_bad_parameters_are_clear_errors(patches):
         sae.SparseAutoencoder(solver="newton").fit(patches)
     with pytest.raises(ValueError, match="loss"):
         sae.SparseAutoencoder(loss="hinge").fit(patches)
+    with pytest.raises(sae.InvalidInputError, match="output = 'sigmoid'"):
+        sae.SparseAutoencoder(loss="cross-entropy", output="linear").fit(patches)
+    with pytest.raises(sae.InvalidInputError, match="'sigmoid', 'linear'"):
+        sae.SparseAutoencoder(output="softmax").fit(patches)
 
 
 @pytest.mark.parametrize("n_threads", [None, 1])

@@ -384,16 +384,20 @@ pub struct VariantArgs {
 }
 
 impl VariantArgs {
+    /// The reconstruction of `--output-units` and `--loss`, looked up by their names.
+    fn reconstruction(&self) -> CliResult<Reconstruction> {
+        let name = |value: Option<PossibleValue>| value.expect("no value is skipped").get_name().to_owned();
+        let (units, loss) = (name(self.output_units.to_possible_value()), name(self.loss.to_possible_value()));
+        Reconstruction::from_units_and_loss(&units, &loss).ok_or_else(|| {
+            let with_loss: Vec<_> =
+                Reconstruction::ALL.into_iter().filter(|r| r.loss() == loss).map(|r| r.output_units()).collect();
+            format!("--loss {loss} needs --output-units {}", with_loss.join(" or ")).into()
+        })
+    }
+
     /// `builder` with this variant; fails on a combination that does not exist.
     pub fn apply(&self, builder: HyperParamsBuilder) -> CliResult<HyperParamsBuilder> {
-        let reconstruction = match (self.output_units, self.loss) {
-            (OutputArg::Sigmoid, LossArg::Squared) => Reconstruction::SigmoidSquaredError,
-            (OutputArg::Linear, LossArg::Squared) => Reconstruction::LinearSquaredError,
-            (OutputArg::Sigmoid, LossArg::CrossEntropy) => Reconstruction::SigmoidCrossEntropy,
-            (OutputArg::Linear, LossArg::CrossEntropy) => {
-                return Err("--loss cross-entropy needs --output-units sigmoid (outputs in (0, 1))".into())
-            }
-        };
+        let reconstruction = self.reconstruction()?;
         Ok(builder
             .penalty(self.penalty)
             .activation(self.activation)
@@ -409,7 +413,10 @@ fn parse_corruption(text: &str) -> Result<Corruption, String> {
     let (kind, level) = text.split_once(':').ok_or("expected masking:P or gaussian:S, e.g. masking:0.3")?;
     let level: f64 = level.parse().map_err(|_| format!("{level:?} is not a number"))?;
     match Corruption::from_name(kind, level) {
-        Some(Corruption::None) | None => Err(format!("unknown corruption {kind:?}: expected masking or gaussian")),
+        Some(Corruption::None) | None => {
+            let kinds = Corruption::NAMES.into_iter().filter(|&name| name != Corruption::None.name());
+            Err(format!("unknown corruption {kind:?}: expected {}", kinds.collect::<Vec<_>>().join(" or ")))
+        }
         Some(corruption) => Ok(corruption),
     }
 }

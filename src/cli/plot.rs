@@ -14,7 +14,7 @@ use plotters::style::{register_font, FontStyle};
 use super::CliResult;
 use sae::files::FilePlan;
 use sae::model::picture::Picture;
-use sae::model::{ModelFile, SparsityPenalty};
+use sae::model::ModelFile;
 
 #[derive(Debug, Args)]
 pub struct PlotArgs {
@@ -82,7 +82,7 @@ fn read_run(args: &PlotArgs) -> CliResult<Run> {
         return Err(format!("{}: the recorded curves hold {value}", path.display()).into());
     }
     let hyper = model.hyper;
-    let target = (hyper.penalty() == SparsityPenalty::Kl && hyper.beta() > 0.0).then(|| hyper.rho());
+    let target = hyper.sparsity_target();
     let unit = if metadata.get("optimizer").is_some_and(|o| o == "lbfgs") { "iteration" } else { "epoch" };
     Ok(Run { training, validation, rho_hat, target, unit })
 }

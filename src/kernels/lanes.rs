@@ -534,8 +534,10 @@ macro_rules! kernel_table {
     ($module:ident, $features:literal, $lanes:ty, $t:ty, $isa:expr) => {
         pub(crate) mod $module {
             use super::super::lanes;
-            use super::super::units::{self, Reconstruction, Unit};
-            use super::super::{HiddenKernels, Kernels, OutputKernels, PerActivation, PerReconstruction};
+            use super::super::units::{
+                ByActivation, ByReconstruction, Reconstruction, ReconstructionKernels, Unit, UnitKernels,
+            };
+            use super::super::{HiddenKernels, Kernels, OutputKernels};
             use super::*;
             use crate::gemm::{MatMut, MatRef};
 
@@ -594,6 +596,21 @@ macro_rules! kernel_table {
                 OutputKernels { delta: |z, x, b, sums| unsafe { output_delta::<R>(z, x, b, sums) } }
             }
 
+            /// The maker of this set's table entries (only `table` makes one).
+            struct Entries;
+            impl UnitKernels for Entries {
+                type Entry = HiddenKernels<$t>;
+                fn build<U: Unit>(&self) -> HiddenKernels<$t> {
+                    hidden::<U>()
+                }
+            }
+            impl ReconstructionKernels for Entries {
+                type Entry = OutputKernels<$t>;
+                fn build<R: Reconstruction>(&self) -> OutputKernels<$t> {
+                    output::<R>()
+                }
+            }
+
             /// The kernel set of this instruction set, as safe function pointers.
             ///
             /// # Safety
@@ -603,16 +620,8 @@ macro_rules! kernel_table {
                 Kernels {
                     isa: $isa,
                     exp: |v| unsafe { exp(v) },
-                    hidden: PerActivation {
-                        sigmoid: hidden::<units::Sigmoid>(),
-                        tanh: hidden::<units::Tanh>(),
-                        relu: hidden::<units::Relu>(),
-                    },
-                    output: PerReconstruction {
-                        sigmoid_squared_error: output::<units::SigmoidSquaredError>(),
-                        linear_squared_error: output::<units::LinearSquaredError>(),
-                        sigmoid_cross_entropy: output::<units::SigmoidCrossEntropy>(),
-                    },
+                    hidden: ByActivation::build(&Entries),
+                    output: ByReconstruction::build(&Entries),
                     dot: |a, b| unsafe { dot(a, b) },
                     axpy: |alpha, x, y| unsafe { axpy(alpha, x, y) },
                     first_above: |values, shift, threshold| unsafe { first_above(values, shift, threshold) },

@@ -11,6 +11,8 @@ pub(crate) mod lanes;
 pub mod scalar;
 mod units;
 
+use units::{ByActivation, ByReconstruction};
+
 use crate::gemm::{MatMut, MatRef};
 use crate::model::{Activation, Reconstruction};
 use crate::real::Real;
@@ -80,9 +82,9 @@ pub struct Kernels<T> {
     /// `v ← e^v`.
     pub exp: fn(&mut [T]),
     /// The hidden-layer kernels of each [`Activation`].
-    hidden: PerActivation<HiddenKernels<T>>,
+    hidden: ByActivation<HiddenKernels<T>>,
     /// The output-layer kernels of each [`Reconstruction`].
-    output: PerReconstruction<OutputKernels<T>>,
+    output: ByReconstruction<OutputKernels<T>>,
     /// `Σ a_i b_i` (the optimisers' inner products; partial sums in `T`, then f64).
     pub dot: fn(&[T], &[T]) -> f64,
     /// `y ← α x + y`.
@@ -91,22 +93,6 @@ pub struct Kernels<T> {
     /// `values.len()` (NaN is never greater): the scan of the top-k selection
     /// ([`crate::dictionary::select`]), the encoder's bias added on the fly.
     pub first_above: fn(&[T], &[T], T) -> usize,
-}
-
-/// One value per [`Activation`], by name.
-#[derive(Clone, Copy)]
-pub(crate) struct PerActivation<K> {
-    pub sigmoid: K,
-    pub tanh: K,
-    pub relu: K,
-}
-
-/// One value per [`Reconstruction`], by name.
-#[derive(Clone, Copy)]
-pub(crate) struct PerReconstruction<K> {
-    pub sigmoid_squared_error: K,
-    pub linear_squared_error: K,
-    pub sigmoid_cross_entropy: K,
 }
 
 mod sealed {
@@ -231,16 +217,8 @@ impl<T: Real> Kernels<T> {
         Kernels {
             isa: Isa::Scalar,
             exp: scalar::exp,
-            hidden: PerActivation {
-                sigmoid: scalar::hidden::<units::Sigmoid, T>(),
-                tanh: scalar::hidden::<units::Tanh, T>(),
-                relu: scalar::hidden::<units::Relu, T>(),
-            },
-            output: PerReconstruction {
-                sigmoid_squared_error: scalar::output::<units::SigmoidSquaredError, T>(),
-                linear_squared_error: scalar::output::<units::LinearSquaredError, T>(),
-                sigmoid_cross_entropy: scalar::output::<units::SigmoidCrossEntropy, T>(),
-            },
+            hidden: ByActivation::build(&scalar::Entries::<T>::new()),
+            output: ByReconstruction::build(&scalar::Entries::<T>::new()),
             dot: scalar::dot,
             axpy: scalar::axpy,
             first_above: scalar::first_above,
@@ -249,20 +227,12 @@ impl<T: Real> Kernels<T> {
 
     /// The hidden-layer kernels of `activation`.
     pub fn hidden(&self, activation: Activation) -> HiddenKernels<T> {
-        match activation {
-            Activation::Sigmoid => self.hidden.sigmoid,
-            Activation::Tanh => self.hidden.tanh,
-            Activation::Relu => self.hidden.relu,
-        }
+        self.hidden.get(activation)
     }
 
     /// The output-layer kernels of `reconstruction`.
     pub fn output(&self, reconstruction: Reconstruction) -> OutputKernels<T> {
-        match reconstruction {
-            Reconstruction::SigmoidSquaredError => self.output.sigmoid_squared_error,
-            Reconstruction::LinearSquaredError => self.output.linear_squared_error,
-            Reconstruction::SigmoidCrossEntropy => self.output.sigmoid_cross_entropy,
-        }
+        self.output.get(reconstruction)
     }
 
     /// The set for `isa`, or `None` when the CPU does not support it.

@@ -1,7 +1,9 @@
 //! Portable scalar twins of the SIMD kernels: the standard library's `exp`, one element at a
 //! time, f64 accumulation. They define what the vector kernels must compute.
 
-use super::units::{Reconstruction, Unit};
+use std::marker::PhantomData;
+
+use super::units::{Reconstruction, ReconstructionKernels, Unit, UnitKernels};
 use super::{HiddenKernels, OutputKernels};
 use crate::gemm::{MatMut, MatRef};
 use crate::real::Real;
@@ -16,6 +18,29 @@ pub fn sigmoid<T: Real>(z: T) -> T {
 pub fn exp<T: Real>(v: &mut [T]) {
     for x in v {
         *x = x.exp();
+    }
+}
+
+/// The maker of this set's table entries for element type `T`.
+pub(crate) struct Entries<T>(PhantomData<T>);
+
+impl<T> Entries<T> {
+    pub(crate) fn new() -> Self {
+        Entries(PhantomData)
+    }
+}
+
+impl<T: Real> UnitKernels for Entries<T> {
+    type Entry = HiddenKernels<T>;
+    fn build<U: Unit>(&self) -> HiddenKernels<T> {
+        hidden::<U, T>()
+    }
+}
+
+impl<T: Real> ReconstructionKernels for Entries<T> {
+    type Entry = OutputKernels<T>;
+    fn build<R: Reconstruction>(&self) -> OutputKernels<T> {
+        output::<R, T>()
     }
 }
 

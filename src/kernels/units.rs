@@ -3,13 +3,80 @@
 //! SIMD vector of [`Lanes`]; the kernels are compiled once per part, so the choice costs nothing
 //! inside a pass (the engine picks a kernel table entry once per evaluation).
 //!
+//! [`ByActivation`] and [`ByReconstruction`] are the one place a model's
+//! [`Activation`](ActivationKind) or [`Reconstruction`](ReconstructionKind) meets its part here:
+//! every kernel table (the scalar set, each instruction set's) is built through them.
+//!
 //! Derivatives are expressed through the activation `a = f(z)`, which the engine keeps, never
 //! through `z`, which it overwrites.
 
 use num_traits::{Float, One, Zero};
 
 use super::lanes::{exp_lanes, log1p_lanes, ExpConstants, Lanes};
+use crate::model::{Activation as ActivationKind, Reconstruction as ReconstructionKind};
 use crate::real::Real;
+
+/// Builds one kernel table entry for any hidden-unit nonlinearity (a kernel table's maker).
+pub(crate) trait UnitKernels {
+    type Entry;
+    fn build<U: Unit>(&self) -> Self::Entry;
+}
+
+/// Builds one kernel table entry for any reconstruction.
+pub(crate) trait ReconstructionKernels {
+    type Entry;
+    fn build<R: Reconstruction>(&self) -> Self::Entry;
+}
+
+/// One table entry per [`ActivationKind`], by name.
+#[derive(Clone, Copy)]
+pub(crate) struct ByActivation<K> {
+    sigmoid: K,
+    tanh: K,
+    relu: K,
+}
+
+impl<K: Copy> ByActivation<K> {
+    /// The entries `maker` builds for each activation's unit.
+    pub(crate) fn build<M: UnitKernels<Entry = K>>(maker: &M) -> Self {
+        ByActivation { sigmoid: maker.build::<Sigmoid>(), tanh: maker.build::<Tanh>(), relu: maker.build::<Relu>() }
+    }
+
+    pub(crate) fn get(&self, activation: ActivationKind) -> K {
+        match activation {
+            ActivationKind::Sigmoid => self.sigmoid,
+            ActivationKind::Tanh => self.tanh,
+            ActivationKind::Relu => self.relu,
+        }
+    }
+}
+
+/// One table entry per [`ReconstructionKind`], by name.
+#[derive(Clone, Copy)]
+pub(crate) struct ByReconstruction<K> {
+    sigmoid_squared_error: K,
+    linear_squared_error: K,
+    sigmoid_cross_entropy: K,
+}
+
+impl<K: Copy> ByReconstruction<K> {
+    /// The entries `maker` builds for each reconstruction.
+    pub(crate) fn build<M: ReconstructionKernels<Entry = K>>(maker: &M) -> Self {
+        ByReconstruction {
+            sigmoid_squared_error: maker.build::<SigmoidSquaredError>(),
+            linear_squared_error: maker.build::<LinearSquaredError>(),
+            sigmoid_cross_entropy: maker.build::<SigmoidCrossEntropy>(),
+        }
+    }
+
+    pub(crate) fn get(&self, reconstruction: ReconstructionKind) -> K {
+        match reconstruction {
+            ReconstructionKind::SigmoidSquaredError => self.sigmoid_squared_error,
+            ReconstructionKind::LinearSquaredError => self.linear_squared_error,
+            ReconstructionKind::SigmoidCrossEntropy => self.sigmoid_cross_entropy,
+        }
+    }
+}
 
 /// A hidden-unit nonlinearity `a = f(z)`.
 pub(crate) trait Unit {

@@ -118,6 +118,29 @@ impl Reconstruction {
         }
     }
 
+    /// The reconstruction of output units `units` and loss `loss` (as
+    /// [`output_units`](Self::output_units) and [`loss`](Self::loss) spell them), if there is one.
+    pub fn from_units_and_loss(units: &str, loss: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.output_units() == units && r.loss() == loss)
+    }
+
+    /// The output units, `"sigmoid"` or `"linear"`, as the command line and Python spell them.
+    pub fn output_units(self) -> &'static str {
+        if self.is_linear() {
+            "linear"
+        } else {
+            "sigmoid"
+        }
+    }
+
+    /// The loss, `"squared"` or `"cross-entropy"`, as the command line and Python spell it.
+    pub fn loss(self) -> &'static str {
+        match self {
+            Reconstruction::SigmoidSquaredError | Reconstruction::LinearSquaredError => "squared",
+            Reconstruction::SigmoidCrossEntropy => "cross-entropy",
+        }
+    }
+
     /// The factor of the summed per-value loss in the cost: `1/2` for squared error, 1 for
     /// cross-entropy (then divided by `m`).
     pub fn loss_scale(self) -> f64 {
@@ -147,6 +170,9 @@ pub enum Corruption {
 }
 
 impl Corruption {
+    /// The name of each kind of corruption, as [`name`](Self::name) spells it.
+    pub const NAMES: [&'static str; 3] = ["none", "masking", "gaussian"];
+
     /// The corruption of kind `name` at `level` (see [`level`](Self::level)).
     pub fn from_name(name: &str, level: f64) -> Option<Self> {
         match name {
@@ -274,6 +300,13 @@ impl HyperParams {
     /// The seed of the corruption noise.
     pub fn corruption_seed(&self) -> u64 {
         self.corruption_seed
+    }
+
+    /// The mean activity `ρ` each hidden unit is pulled towards, when the sparsity penalty has
+    /// such a target: KL with `β > 0` (whose cost is finite only for `rho_hat` inside
+    /// `(0, 1)`); `None` for L1 or `β = 0`.
+    pub fn sparsity_target(&self) -> Option<f64> {
+        (self.penalty == SparsityPenalty::Kl && self.beta > 0.0).then_some(self.rho)
     }
 
     /// Whether this is UFLDL's model exactly: sigmoid units, squared error, untied, no
@@ -560,5 +593,23 @@ mod tests {
             assert_eq!(fault.key, key, "{fault:?}");
             assert!(fault.reason.contains(bad), "{fault:?}");
         }
+    }
+
+    #[test]
+    fn each_reconstruction_is_named_by_its_output_units_and_loss_and_no_other_pair_is() {
+        for reconstruction in Reconstruction::ALL {
+            let (units, loss) = (reconstruction.output_units(), reconstruction.loss());
+            assert_eq!(Reconstruction::from_units_and_loss(units, loss), Some(reconstruction));
+        }
+        assert_eq!(Reconstruction::from_units_and_loss("linear", "cross-entropy"), None);
+        assert_eq!(Reconstruction::from_units_and_loss("tanh", "squared"), None);
+    }
+
+    #[test]
+    fn only_a_weighted_kl_penalty_pulls_towards_rho() {
+        let with = |penalty, beta| HyperParams::builder(7, 3).rho(0.05).penalty(penalty).beta(beta).build().unwrap();
+        assert_eq!(with(SparsityPenalty::Kl, 3.0).sparsity_target(), Some(0.05));
+        assert_eq!(with(SparsityPenalty::Kl, 0.0).sparsity_target(), None);
+        assert_eq!(with(SparsityPenalty::L1, 3.0).sparsity_target(), None);
     }
 }

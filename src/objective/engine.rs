@@ -15,19 +15,21 @@
 //! [`Engine::accumulate_activations`]; [`Engine::sparsity`] once all activations are summed;
 //! per chunk [`Engine::backward`], right after a `forward` of the same chunk; and
 //! [`Engine::finish`].
+//!
+//! The model's variants are [`parts`](super::parts), each called at its points of these steps
+//! whatever it is; the engine itself knows only the five products and the order of the passes.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::corruption::Noise;
-use super::sparsity::{kl_divergence, sparsity_delta};
+use super::parts::{ContractivePenalty, EncoderInput, SparsityTerm, WeightTying};
 use super::terms::CostTerms;
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer, Packed};
 use crate::kernels::{HiddenKernels, Isa, Kernels, OutputKernels};
-use crate::model::{Corruption, HyperParams, SparsityPenalty, ThetaLayout};
+use crate::model::{HyperParams, ThetaLayout};
 use crate::real::Real;
 
 /// Examples per column block unless set with [`crate::Objective::with_block_size`]: 256, doubled
@@ -54,8 +56,10 @@ pub(crate) struct Engine<T: Real> {
     hidden_kernels: HiddenKernels<T>,
     output_kernels: OutputKernels<T>,
     block_size: usize,
-    /// The input's corruption (denoising), when there is one.
-    noise: Option<Noise>,
+    sparsity: SparsityTerm,
+    contractive: ContractivePenalty<T>,
+    input: EncoderInput,
+    tying: WeightTying<T>,
     /// SPEC §2.2's one-pass formulation: the backward pass runs before `rho_hat` is known and
     /// keeps `Σ P Xᵀ` and `Σ F Xᵀ` apart, combined by `finish` once the sparsity delta is.
     deferred_sparsity: bool,
@@ -83,13 +87,8 @@ struct Workspace<T> {
     /// respect to the mapped activity), in the working precision (the hidden delta's kernel
     /// adds it).
     sparsity_delta: Vec<T>,
-    /// With tied weights, `theta` with `W = (W1 + W2ᵀ)/2` in place of `W1` and `Wᵀ` of `W2`.
-    tied_theta: Vec<T>,
-    /// The contractive penalty's `w_j = ‖W1_j‖²`, the squared norm of each hidden unit's
-    /// weights, and `c_j = 2 λ_c w_j`.
-    w1_row_norms: Vec<f64>,
-    contractive_c: Vec<T>,
-    /// The decay of each row of `W1` in the gradient (see `Engine::w1_row_decay`).
+    /// The decay of each row of `W1` in the gradient: `λ`, plus the contractive penalty's
+    /// direct term.
     w1_row_decay: Vec<T>,
     ranges: Vec<RangeScratch<T>>,
     /// `W1` packed for `a2 = W1 x` (left operand, row-major output), once per chunk's forward
@@ -120,20 +119,16 @@ struct RangeScratch<T> {
     /// `Σ F` per hidden unit, with the sparsity deferred.
     derivative_sums: Vec<f64>,
     b2_sums: Vec<f64>,
-    /// `Σ f'(z2)²` per hidden unit, with the contractive penalty.
+    /// `Σ f'(z2)²` per hidden unit, for the contractive penalty.
     contractive_sums: Vec<f64>,
-    /// The corrupted input `x̃` of one block, `n×B` column-major, when denoising.
-    corrupted: Vec<T>,
+    /// The encoder's input part's scratch for one block (`x̃` when denoising).
+    input: Vec<T>,
 }
 
 impl<T: Real> Engine<T> {
     /// The preferred GEMM back-end, the best kernels for this CPU, [`default_block_size`].
     pub(crate) fn new(hyper: HyperParams) -> Self {
         let kernels = Kernels::detect();
-        let noise = match hyper.corruption() {
-            Corruption::None => None,
-            corruption => Some(Noise { corruption, seed: hyper.corruption_seed(), epoch: 0 }),
-        };
         Engine {
             hyper,
             layout: ThetaLayout::new(hyper.visible(), hyper.hidden()),
@@ -142,7 +137,10 @@ impl<T: Real> Engine<T> {
             hidden_kernels: kernels.hidden(hyper.activation()),
             output_kernels: kernels.output(hyper.reconstruction()),
             block_size: default_block_size::<T>(hyper.visible(), hyper.hidden()),
-            noise,
+            sparsity: SparsityTerm::new(&hyper),
+            contractive: ContractivePenalty::new(hyper.contractive()),
+            input: EncoderInput::new(&hyper),
+            tying: WeightTying::new(hyper.tied()),
             deferred_sparsity: false,
             workspace: Workspace::default(),
             terms: CostTerms::default(),
@@ -153,9 +151,7 @@ impl<T: Real> Engine<T> {
     /// Draws the corruption noise of `epoch` (each example's noise is a function of the seed,
     /// the epoch and its index); no effect without corruption.
     pub(crate) fn set_corruption_epoch(&mut self, epoch: u64) {
-        if let Some(noise) = &mut self.noise {
-            noise.epoch = epoch;
-        }
+        self.input.set_epoch(epoch);
     }
 
     pub(crate) fn set_backend(&mut self, backend: Backend) {
@@ -242,46 +238,10 @@ impl<T: Real> Engine<T> {
             r.contractive_sums.fill(0.0);
             r.loss = 0.0;
         }
-        if self.hyper.tied() {
-            self.tie(theta);
-        }
-        if self.hyper.contractive() > 0.0 {
-            self.prepare_contractive(theta);
-        }
+        self.tying.prepare(self.layout, theta);
+        let weights = &self.tying.theta(theta)[..self.layout.weights_len()];
+        self.contractive.prepare(weights, self.hyper.hidden());
         Ok(())
-    }
-
-    /// `theta` as the engine evaluates it: itself, or with tied weights its symmetrised copy.
-    fn effective_theta<'a>(&'a self, theta: &'a [T]) -> &'a [T] {
-        effective_theta(self.hyper.tied(), &self.workspace.tied_theta, theta)
-    }
-
-    /// Tied weights: the objective is `J(W, Wᵀ)` at `W = (W1 + W2ᵀ)/2`, a function of the
-    /// whole `theta` whose gradient has `∇W2 = ∇W1ᵀ`; so an optimiser started from tied
-    /// weights keeps them tied exactly (every update is a combination of such gradients).
-    fn tie(&mut self, theta: &[T]) {
-        let tied = &mut self.workspace.tied_theta;
-        tied.clear();
-        tied.extend_from_slice(theta);
-        self.layout.average_w1_with_w2_transposed(tied);
-    }
-
-    /// `w_j = ‖W1_j‖²` and `c_j = 2 λ_c w_j` for the contractive penalty.
-    fn prepare_contractive(&mut self, theta: &[T]) {
-        let h = self.hyper.hidden();
-        let c = 2.0 * self.hyper.contractive();
-        let mut norms = std::mem::take(&mut self.workspace.w1_row_norms);
-        norms.clear();
-        norms.resize(h, 0.0);
-        for column in self.effective_theta(theta)[..self.layout.weights_len()].chunks_exact(h) {
-            for (norm, &w) in norms.iter_mut().zip(column) {
-                *norm += w.as_f64() * w.as_f64();
-            }
-        }
-        let ws = &mut self.workspace;
-        ws.contractive_c.clear();
-        ws.contractive_c.extend(norms.iter().map(|&w| T::cast(c * w)));
-        ws.w1_row_norms = norms;
     }
 
     fn blocks(&self, examples: usize) -> usize {
@@ -311,24 +271,21 @@ impl<T: Real> Engine<T> {
             r.derivative_sums.resize(h, 0.0);
             r.b2_sums.resize(n, 0.0);
             r.contractive_sums.resize(h, 0.0);
-            if self.noise.is_some() {
-                r.corrupted.resize(n * block, T::zero());
-            }
+            r.input.resize(self.input.scratch_len(n, block), T::zero());
         }
     }
 
-    /// SPEC §2.1 step 1 on one chunk, every block in parallel: `a2 = f(W1 x + b1 1ᵀ)`, the GEMM
-    /// `W1 x`, then `b1`, the activation and the block's row sums in one pass. When denoising, each block's `x̃` is made first (in the thread's scratch) and
-    /// the GEMM reads it instead of `x`; `first_example` is the global index of the chunk's
-    /// first example.
+    /// SPEC §2.1 step 1 on one chunk, over each thread's range of its blocks: `a2 = f(W1 x +
+    /// b1 1ᵀ)`, the GEMM `W1 x`, then `b1`, the activation and the block's row sums in one pass.
+    /// `x` is the encoder's input part's block (`x̃` when denoising); `first_example` is the
+    /// global index of the chunk's first example.
     pub(crate) fn forward(&mut self, theta: &[T], data: &Dataset<'_, T>, first_example: usize) {
-        let (n, h) = (self.hyper.visible(), self.hyper.hidden());
-        let (x, block) = (data.x(), self.block_size);
+        let h = self.hyper.hidden();
+        let block = self.block_size;
         let blocks = self.blocks(data.examples());
-        let Workspace { a2, block_activation_sums, chunk_blocks, tied_theta, ranges, packed_w1, .. } =
-            &mut self.workspace;
+        let Workspace { a2, block_activation_sums, chunk_blocks, ranges, packed_w1, .. } = &mut self.workspace;
         *chunk_blocks = blocks;
-        let theta = effective_theta(self.hyper.tied(), tied_theta, theta);
+        let theta = self.tying.theta(theta);
         let w1 = self.gemm.pack_left(self.layout.w1(theta), Order::RowMajor, packed_w1);
         let layer = HiddenLayer {
             h,
@@ -337,31 +294,16 @@ impl<T: Real> Engine<T> {
             gemm: self.gemm,
             activate_sum: self.hidden_kernels.activate_sum,
         };
-        let a2 = &mut a2[..h * data.examples()];
-        let block_sums = &mut block_activation_sums[..blocks * h];
-        let Some(noise) = self.noise else {
-            a2.par_chunks_mut(h * block).zip(block_sums.par_chunks_mut(h)).enumerate().for_each(|(b, (a2, sums))| {
-                layer.run(x.columns(b * block, a2.len() / h), a2, sums);
-            });
-            return;
-        };
-        // One range of blocks per thread, each with its scratch for x̃.
-        let range_count = ranges.len();
-        let mut work = Vec::with_capacity(range_count);
-        let (mut a2_rest, mut sums_rest) = (a2, block_sums);
-        for (r, scratch) in ranges.iter_mut().enumerate() {
-            let range = blocks * r / range_count..blocks * (r + 1) / range_count;
-            let examples = (range.end * block).min(data.examples()) - range.start * block;
-            let (a2, rest) = std::mem::take(&mut a2_rest).split_at_mut(examples * h);
-            let (sums, sums_tail) = std::mem::take(&mut sums_rest).split_at_mut(range.len() * h);
-            (a2_rest, sums_rest) = (rest, sums_tail);
-            work.push((range.start, a2, sums, &mut scratch.corrupted));
-        }
-        work.into_par_iter().for_each(|(first_block, a2, sums, corrupted)| {
+        let input = self.input;
+        // One range of blocks per thread, each with its scratch for the input part; ranges of
+        // equal length (the last shorter), so that they split without a list of them.
+        let per_range = blocks.div_ceil(ranges.len()).max(1);
+        let a2 = a2[..h * data.examples()].par_chunks_mut(per_range * block * h);
+        let sums = block_activation_sums[..blocks * h].par_chunks_mut(per_range * h);
+        a2.zip(sums).zip(ranges.par_iter_mut()).enumerate().for_each(|(r, ((a2, sums), scratch))| {
             for (b, (a2, sums)) in a2.chunks_mut(h * block).zip(sums.chunks_exact_mut(h)).enumerate() {
-                let (start, width) = ((first_block + b) * block, a2.len() / h);
-                noise.corrupt_block(data, start, width, first_example, corrupted);
-                layer.run(MatRef::col_major(&corrupted[..n * width], n, width), a2, sums);
+                let (start, width) = ((r * per_range + b) * block, a2.len() / h);
+                layer.run(input.block(data, start, width, first_example, &mut scratch.input), a2, sums);
             }
         });
     }
@@ -407,42 +349,14 @@ impl<T: Real> Engine<T> {
         Ok(cost)
     }
 
-    /// `rho_hat = scale · mean(a2) + offset`, the activity the penalty measures (see
-    /// [`crate::model::Activation::sparsity_map`]).
     fn batch_rho_hat(&mut self, examples: usize) {
-        let (scale, offset) = self.hyper.activation().sparsity_map();
         let ws = &mut self.workspace;
-        for (r, total) in ws.rho_hat.iter_mut().zip(&ws.activation_totals) {
-            *r = scale * (total / examples as f64) + offset;
-        }
+        self.sparsity.rho_hat(&ws.activation_totals, examples, &mut ws.rho_hat);
     }
 
-    /// `s` and the penalty's cost at the current `rho_hat` (see [`SparsityPenalty`]).
     fn sparsity_at_rho_hat(&mut self) -> Result<f64> {
-        let (beta, rho) = (self.hyper.beta(), self.hyper.rho());
-        let (scale, _) = self.hyper.activation().sparsity_map();
         let ws = &mut self.workspace;
-        if beta == 0.0 {
-            ws.sparsity_delta.fill(T::zero());
-            return Ok(0.0);
-        }
-        match self.hyper.penalty() {
-            SparsityPenalty::Kl => {
-                if let Some(unit) = ws.rho_hat.iter().position(|&r| r <= 0.0 || r >= 1.0) {
-                    return Err(Error::SaturatedActivation { unit, rho_hat: ws.rho_hat[unit] });
-                }
-                let mut kl = 0.0;
-                for (&r, s) in ws.rho_hat.iter().zip(&mut ws.sparsity_delta) {
-                    kl += kl_divergence(rho, r);
-                    *s = T::cast(scale * sparsity_delta(beta, rho, r));
-                }
-                Ok(beta * kl)
-            }
-            SparsityPenalty::L1 => {
-                ws.sparsity_delta.fill(T::cast(scale * beta));
-                Ok(beta * ws.rho_hat.iter().sum::<f64>())
-            }
-        }
+        self.sparsity.cost_and_delta(&ws.rho_hat, &mut ws.sparsity_delta)
     }
 
     /// SPEC §2.1 steps 2–5 on one chunk (whose `forward` was the last one run), over each
@@ -450,9 +364,8 @@ impl<T: Real> Engine<T> {
     /// is deferred.
     pub(crate) fn backward(&mut self, theta: &[T], data: &Dataset<'_, T>, first_example: usize) {
         let blocks = self.blocks(data.examples());
-        let Workspace { tied_theta, packed_w2, packed_w2t, a2, sparsity_delta, contractive_c, ranges, .. } =
-            &mut self.workspace;
-        let theta = effective_theta(self.hyper.tied(), tied_theta, theta);
+        let Workspace { packed_w2, packed_w2t, a2, sparsity_delta, ranges, .. } = &mut self.workspace;
+        let theta = self.tying.theta(theta);
         let w2 = self.layout.w2(theta);
         let output_order = match data.layout() {
             Layout::ExamplesByFeatures => Order::ColMajor,
@@ -470,10 +383,10 @@ impl<T: Real> Engine<T> {
             b2: self.layout.b2(theta),
             data: *data,
             first_example,
-            noise: self.noise,
+            input: self.input,
             a2,
             sparsity_delta,
-            contractive_c: (self.hyper.contractive() > 0.0).then_some(&contractive_c[..]),
+            contractive: &self.contractive,
             gemm: self.gemm,
             hidden_kernels: self.hidden_kernels,
             output_kernels: self.output_kernels,
@@ -484,56 +397,58 @@ impl<T: Real> Engine<T> {
         });
     }
 
-    /// `λ` of the weight decay as the engine applies it: with tied weights `J(W, Wᵀ)` with
-    /// `λ/2` on each copy is `λ/2 ‖W‖²` once.
+    /// `λ` of the weight decay on each weight matrix as the engine applies it: none on the
+    /// processes that leave it to another (see `set_counts_weight_decay`).
     fn decay_lambda(&self) -> f64 {
-        if !self.counts_weight_decay {
-            0.0
-        } else if self.hyper.tied() {
-            self.hyper.lambda() / 2.0
+        if self.counts_weight_decay {
+            self.tying.decay(self.hyper.lambda())
         } else {
-            self.hyper.lambda()
+            0.0
         }
     }
 
-    /// The decay of each row `j` of `W1` into the workspace: `λ`, plus with the contractive
-    /// penalty `λ_c/m Σ_i Σ_j f'(z2_ij)² w_j` the direct term of its gradient,
-    /// `2 λ_c (Σ_i f'(z2_ij)²/m)`. Returns the contractive penalty's cost.
-    fn w1_row_decay(&mut self, m: f64) -> f64 {
-        let (h, contractive, lambda) = (self.hyper.hidden(), self.hyper.contractive(), self.decay_lambda());
-        let ws = &mut self.workspace;
-        ws.w1_row_decay.clear();
-        ws.w1_row_decay.resize(h, T::cast(lambda));
-        if contractive == 0.0 {
-            return 0.0;
+    /// SPEC §2.2's one-pass combination, in each range's sums: `Σ P Xᵀ ← Σ P Xᵀ + diag(s) Σ F Xᵀ`
+    /// (the first `h` of each `2h`-row column of `∇W1`'s accumulator) and `Σ P ← Σ P + s ⊙ Σ F`,
+    /// after which the sums read as those of an evaluation whose sparsity was not deferred.
+    fn combine_deferred_sparsity(&mut self) {
+        let (n, h) = (self.hyper.visible(), self.hyper.hidden());
+        let Workspace { sparsity_delta: s, ranges, .. } = &mut self.workspace;
+        for r in ranges.iter_mut() {
+            r.weight_grads[..2 * h * n].par_chunks_mut(2 * h).for_each(|column| {
+                let (p, f) = column.split_at_mut(h);
+                for ((p, &f), &s) in p.iter_mut().zip(&*f).zip(s.iter()) {
+                    *p = *p + s * f;
+                }
+            });
+            for ((p, &f), &s) in r.b1_sums.iter_mut().zip(&r.derivative_sums).zip(s.iter()) {
+                *p += s.as_f64() * f;
+            }
         }
-        let mut cost = 0.0;
-        for (j, decay) in ws.w1_row_decay.iter_mut().enumerate() {
-            let squared: f64 = ws.ranges.iter().map(|r| r.contractive_sums[j]).sum::<f64>() / m;
-            cost += contractive * squared * ws.w1_row_norms[j];
-            *decay = T::cast(lambda + 2.0 * contractive * squared);
-        }
-        cost
     }
 
     /// Sums the ranges' partial results (in range order) into `grad`, divides by `m`, adds
     /// the weight decay and the contractive penalty's direct term, and returns the cost of all
     /// `examples` by its terms, `sparsity` being the penalty's (also kept for
-    /// [`terms`](Self::terms)). With
-    /// the sparsity deferred, first combines `∇W1 = Σ P Xᵀ + diag(s) Σ F Xᵀ` and
-    /// `∇b1 = Σ P + s ⊙ Σ F` (SPEC §2.2). With tied weights, folds the gradient onto `W`.
+    /// [`terms`](Self::terms)). With the sparsity deferred, first combines
+    /// `∇W1 = Σ P Xᵀ + diag(s) Σ F Xᵀ` and `∇b1 = Σ P + s ⊙ Σ F` (SPEC §2.2). The weight tying
+    /// part folds the gradient last.
     pub(crate) fn finish(&mut self, theta: &[T], grad: &mut [T], examples: usize, sparsity: f64) -> f64 {
+        if self.deferred_sparsity {
+            self.combine_deferred_sparsity();
+        }
         let (n, h, m) = (self.hyper.visible(), self.hyper.hidden(), examples as f64);
-        let contractive_cost = self.w1_row_decay(m);
         let hn = self.layout.weights_len();
-        let theta = self.effective_theta(theta);
+        let theta = self.tying.theta(theta);
         let lambda = self.decay_lambda();
         let (lambda_t, inv_m) = (T::cast(lambda), T::cast(1.0 / m));
-        let ranges = &self.workspace.ranges;
-        let s = &self.workspace.sparsity_delta;
-        let row_decay = &self.workspace.w1_row_decay;
-        let deferred = self.deferred_sparsity;
-        let w1_rows = if deferred { 2 * h } else { h };
+        let Workspace { ranges, w1_row_decay, .. } = &mut self.workspace;
+        w1_row_decay.resize(h, T::zero());
+        let squared = |j: usize| ranges.iter().map(|r| r.contractive_sums[j]).sum::<f64>();
+        let contractive_cost = self.contractive.row_decay(lambda, squared, m, w1_row_decay);
+        let (ranges, row_decay) = (&*ranges, &*w1_row_decay);
+        // The accumulators of ∇W1 have 2h rows per column when the sparsity was deferred
+        // (their F half now folded into the P half).
+        let w1_rows = if self.deferred_sparsity { 2 * h } else { h };
 
         // ∇W1, one column (input unit) k at a time.
         let (grad_w1, grad_rest) = grad.split_at_mut(hn);
@@ -544,13 +459,7 @@ impl<T: Real> Engine<T> {
             .map(|(k, (g, w))| {
                 let column = k * w1_rows;
                 for (j, (g, &w)) in g.iter_mut().zip(w).enumerate() {
-                    let mut sum = T::zero();
-                    for r in ranges {
-                        sum = sum + r.weight_grads[column + j];
-                        if deferred {
-                            sum = sum + s[j] * r.weight_grads[column + h + j];
-                        }
-                    }
+                    let sum = ranges.iter().fold(T::zero(), |sum, r| sum + r.weight_grads[column + j]);
                     *g = row_decay[j] * w + sum * inv_m;
                 }
                 w.iter().map(|&w| w.as_f64() * w.as_f64()).sum::<f64>()
@@ -577,20 +486,12 @@ impl<T: Real> Engine<T> {
 
         let (grad_b1, grad_b2) = grad_rest[hn..].split_at_mut(h);
         for (j, g) in grad_b1.iter_mut().enumerate() {
-            let mut sum: f64 = ranges.iter().map(|r| r.b1_sums[j]).sum();
-            if deferred {
-                sum += s[j].as_f64() * ranges.iter().map(|r| r.derivative_sums[j]).sum::<f64>();
-            }
-            *g = T::cast(sum / m);
+            *g = T::cast(ranges.iter().map(|r| r.b1_sums[j]).sum::<f64>() / m);
         }
         for (k, g) in grad_b2.iter_mut().enumerate() {
             *g = T::cast(ranges.iter().map(|r| r.b2_sums[k]).sum::<f64>() / m);
         }
-        if self.hyper.tied() {
-            // The gradient with respect to W1 and W2 of J(W, Wᵀ) at W = (W1 + W2ᵀ)/2: G/2 and
-            // Gᵀ/2, where G = ∇W1 + ∇W2ᵀ is its gradient with respect to W.
-            self.layout.average_w1_with_w2_transposed(grad);
-        }
+        self.tying.fold_gradient(self.layout, grad);
         let loss: f64 = ranges.iter().map(|r| r.loss).sum();
         self.terms = CostTerms {
             reconstruction: self.hyper.reconstruction().loss_scale() * loss / m,
@@ -607,16 +508,6 @@ impl<T: Real> Engine<T> {
     }
 }
 
-/// `theta`, or with tied weights its symmetrised copy `tied_theta` (a function rather than a
-/// method so that it borrows only the workspace's field).
-fn effective_theta<'a, T>(tied: bool, tied_theta: &'a [T], theta: &'a [T]) -> &'a [T] {
-    if tied {
-        tied_theta
-    } else {
-        theta
-    }
-}
-
 /// Everything the backward pass reads, shared by the threads.
 struct BackwardPass<'a, T> {
     n: usize,
@@ -629,13 +520,12 @@ struct BackwardPass<'a, T> {
     w2t: &'a Packed<'a, T>,
     b2: &'a [T],
     data: Dataset<'a, T>,
-    /// The global index of the data's first example (for the corruption noise).
+    /// The global index of the data's first example (for the input part).
     first_example: usize,
-    noise: Option<Noise>,
+    input: EncoderInput,
     a2: &'a [T],
     sparsity_delta: &'a [T],
-    /// `c_j` of the contractive penalty, when there is one.
-    contractive_c: Option<&'a [T]>,
+    contractive: &'a ContractivePenalty<T>,
     gemm: Gemm,
     hidden_kernels: HiddenKernels<T>,
     output_kernels: OutputKernels<T>,
@@ -677,7 +567,7 @@ impl<T: Real> BackwardPass<'_, T> {
             derivative_sums,
             b2_sums,
             contractive_sums,
-            corrupted,
+            input,
         } = scratch;
         let hidden_rows = if self.deferred_sparsity { 2 * h } else { h };
         let (grad_w1, grad_w2) = weight_grads.split_at_mut(hidden_rows * n);
@@ -687,14 +577,8 @@ impl<T: Real> BackwardPass<'_, T> {
             let width = self.block.min(m - start);
             let a2 = &self.a2[start * h..(start + width) * h];
             let a2_view = MatRef::row_major(a2, h, width);
-            // The encoder's input: x, or x̃ made again exactly as the forward pass made it.
-            let x = match self.noise {
-                None => self.data.x().columns(start, width),
-                Some(noise) => {
-                    noise.corrupt_block(&self.data, start, width, self.first_example, corrupted);
-                    MatRef::col_major(&corrupted[..n * width], n, width)
-                }
-            };
+            // The encoder's input, made again exactly as the forward pass made it.
+            let x = self.input.block(&self.data, start, width, self.first_example, input);
 
             // Steps 2–3: delta3 and the output layer's sums, then ∇W2 += delta3 a2ᵀ.
             let z3 = &mut output[..n * width];
@@ -723,18 +607,10 @@ impl<T: Real> BackwardPass<'_, T> {
                     *sum += (self.hidden_kernels.delta_sum)(p, a, s);
                 }
             }
-            if let Some(c) = self.contractive_c {
-                // The contractive penalty's share of delta2 (P when deferred: it does not
-                // depend on rho_hat): c_j f' f''.
-                let rows = hidden[..h * width].chunks_exact_mut(width).zip(a2.chunks_exact(width));
-                for (((p, a), &c), (b1_sum, squared)) in
-                    rows.zip(c).zip(b1_sums.iter_mut().zip(contractive_sums.iter_mut()))
-                {
-                    let (added, derivative_squared) = (self.hidden_kernels.contractive_delta)(p, a, c);
-                    *b1_sum += added;
-                    *squared += derivative_squared;
-                }
-            }
+            // The contractive penalty's share of delta2 (of P when deferred: it does not depend
+            // on rho_hat).
+            let kernel = self.hidden_kernels.contractive_delta;
+            self.contractive.add_delta(kernel, &mut hidden[..h * width], a2, width, b1_sums, contractive_sums);
 
             // Step 5: ∇W1 += delta2 Xᵀ (deferred: [P; F] Xᵀ, one GEMM with 2h rows).
             let delta2 = MatRef::row_major(&hidden[..hidden_rows * width], hidden_rows, width);

@@ -2,7 +2,6 @@
 //! (SPEC §1): its fast evaluation in memory (SPEC §2.1) and streamed in chunks (SPEC §2.2), a
 //! plain per-example reference, and finite-difference gradient checking.
 
-mod corruption;
 pub mod distributed;
 mod domain;
 mod engine;
@@ -10,9 +9,9 @@ pub mod gradcheck;
 mod in_memory;
 mod minibatch;
 pub(crate) mod normal;
+mod parts;
 pub mod reference;
 mod softmax;
-mod sparsity;
 mod stacked;
 mod streaming;
 mod terms;
@@ -22,8 +21,8 @@ pub(crate) use domain::check_data;
 pub use engine::default_block_size;
 pub use in_memory::{Objective, UnboundObjective};
 pub use minibatch::MinibatchObjective;
+pub use parts::sparsity::{kl_divergence, sparsity_delta};
 pub use softmax::SoftmaxObjective;
-pub use sparsity::{kl_divergence, sparsity_delta};
 pub use stacked::{StackShape, StackedObjective};
 pub use streaming::{StreamMode, StreamingObjective};
 pub use terms::CostTerms;

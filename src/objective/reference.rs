@@ -3,8 +3,8 @@
 //! SPEC §1 and of each variant of [`HyperParams`] rather than fast: the activations, losses,
 //! penalties, corruption and tied weights are each taken literally, per example.
 
-use super::corruption::Noise;
-use super::sparsity::{kl_divergence, sparsity_delta};
+use super::parts::corruption::Noise;
+use super::parts::sparsity::{kl_divergence, sparsity_delta};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::vae::{VaeDecoder, VaeShape};
@@ -216,7 +216,7 @@ pub fn vae_cost_and_gradient(
         let a1: Vec<f64> = h1.iter().map(|u| u.0).collect();
         let latent = dense(l.we, l.be, 2 * d, &a1);
         let (mean, log_variance) = latent.split_at(d);
-        let mut rng = super::corruption::example_generator(seed, epoch, i as u64);
+        let mut rng = super::parts::corruption::example_generator(seed, epoch, i as u64);
         let epsilon: Vec<f64> = (0..d).map(|_| rand::Rng::sample(&mut rng, rand_distr::StandardNormal)).collect();
         let z: Vec<f64> = (0..d).map(|k| mean[k] + (log_variance[k] / 2.0).exp() * epsilon[k]).collect();
         kl += (0..d).map(|k| -0.5 * (1.0 + log_variance[k] - mean[k].powi(2) - log_variance[k].exp())).sum::<f64>();

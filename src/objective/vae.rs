@@ -22,7 +22,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
-use super::corruption::example_generator;
+use super::parts::corruption::example_generator;
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, Backend, MatMut, MatRef};

@@ -13,7 +13,7 @@ use std::path::Path;
 use super::DataFingerprint;
 use crate::error::{Error, Result};
 use crate::model::metadata;
-use crate::model::{HyperParams, ModelFile, Parameters, SparsityPenalty};
+use crate::model::{HyperParams, ModelFile, Parameters};
 use crate::optim::{LbfgsState, Stop};
 use crate::real::Real;
 
@@ -257,7 +257,7 @@ impl<'a, T: Real> Saved<'a, T> {
             return Err(self.bad(key, format!("has {} values for {} hidden units", rho_hat.len(), hyper.hidden())));
         }
         // The KL penalty is finite strictly inside (0, 1); activities are never negative.
-        let kl = hyper.penalty() == SparsityPenalty::Kl && hyper.beta() > 0.0;
+        let kl = hyper.sparsity_target().is_some();
         let valid = |r: f64| if kl { r > 0.0 && r < 1.0 } else { r >= 0.0 };
         match rho_hat.iter().position(|&r| !valid(r)) {
             Some(k) => Err(self.bad(key, format!("holds {} at unit {k}, not an average activity", rho_hat[k]))),

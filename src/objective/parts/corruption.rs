@@ -9,10 +9,69 @@
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::normal::StandardNormal;
 use crate::data::{Dataset, Layout};
-use crate::model::Corruption;
+use crate::gemm::MatRef;
+use crate::model::{Corruption, HyperParams};
+use crate::objective::normal::StandardNormal;
 use crate::real::Real;
+
+/// What the encoder reads: the data itself, or with corruption (denoising) `x̃`, made again
+/// identically wherever a pass reads a block (the forward pass and the backward one's `∇W1`);
+/// the loss always compares with the clean `x`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EncoderInput {
+    noise: Option<Noise>,
+}
+
+impl EncoderInput {
+    /// The input of the model of `hyper`, at epoch 0.
+    pub(crate) fn new(hyper: &HyperParams) -> Self {
+        let noise = match hyper.corruption() {
+            Corruption::None => None,
+            corruption => Some(Noise { corruption, seed: hyper.corruption_seed(), epoch: 0 }),
+        };
+        EncoderInput { noise }
+    }
+
+    /// Draws the noise of `epoch` from now on; no effect without corruption.
+    pub(crate) fn set_epoch(&mut self, epoch: u64) {
+        if let Some(noise) = &mut self.noise {
+            noise.epoch = epoch;
+        }
+    }
+
+    /// The scratch [`block`](Self::block) needs for blocks of up to `block` examples of `n`
+    /// values: none for the clean data.
+    pub(crate) fn scratch_len(&self, n: usize, block: usize) -> usize {
+        if self.noise.is_some() {
+            n * block
+        } else {
+            0
+        }
+    }
+
+    /// The encoder's input for `width` examples of `data` from its `start`-th (`n×width`):
+    /// the data's own columns, or `x̃` made in `scratch` ([`scratch_len`](Self::scratch_len)
+    /// values). `first_example` is the global index of the data's first example (the chunk's
+    /// offset when streaming), on which the noise depends.
+    pub(crate) fn block<'a, T: Real>(
+        &self,
+        data: &Dataset<'a, T>,
+        start: usize,
+        width: usize,
+        first_example: usize,
+        scratch: &'a mut [T],
+    ) -> MatRef<'a, T> {
+        match self.noise {
+            None => data.x().columns(start, width),
+            Some(noise) => {
+                let n = data.features();
+                noise.corrupt_block(data, start, width, first_example, scratch);
+                MatRef::col_major(&scratch[..n * width], n, width)
+            }
+        }
+    }
+}
 
 /// The noise of one data set: what to draw, from which seed, in which epoch.
 #[derive(Debug, Clone, Copy)]
