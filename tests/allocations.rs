@@ -1,5 +1,5 @@
 //! Repeated evaluations reuse the objective's workspace: after the first, the engine allocates
-//! nothing. (`matrixmultiply` allocates its own packing buffer inside each GEMM call; that is
+//! nothing, with or without a corrupted input (whose scratch the forward pass's tasks borrow). (`matrixmultiply` allocates its own packing buffer inside each GEMM call; that is
 //! the only allocation allowed, at most one per GEMM. The native GEMM packs into buffers that
 //! each thread keeps.)
 //!
@@ -10,6 +10,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use sae::model::Corruption;
 use sae::{Backend, Dataset, HyperParams, Objective, Parameters};
 
 struct Counting;
@@ -34,11 +35,14 @@ fn evaluations_after_the_first_allocate_nothing_beyond_the_gemm_back_end() {
     let (n, h, m, block) = (40, 12, 3000, 128);
     let values: Vec<f32> = (0..m * n).map(|i| 0.1 + 0.8 * ((i * 7919) % 997) as f32 / 997.0).collect();
     let data = Dataset::examples_by_features(&values, m, n).unwrap();
-    let hyper = HyperParams::builder(n, h).rho(0.1).build().unwrap();
+    let plain = HyperParams::builder(n, h).rho(0.1).build().unwrap();
+    let denoising = HyperParams::builder(n, h).rho(0.1).corruption(Corruption::Masking { probability: 0.25 }, 7);
     let theta = Parameters::<f32>::init(n, h, 3);
     let mut grad = vec![0.0; theta.theta().len()];
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-    for &backend in Backend::ALL {
+    for (hyper, &backend) in
+        [plain, denoising.build().unwrap()].into_iter().flat_map(|h| Backend::ALL.iter().map(move |b| (h, b)))
+    {
         let mut objective = Objective::new(hyper, data).unwrap().with_backend(backend).with_block_size(block).unwrap();
         let gemm_calls = 5 * m.div_ceil(block);
         let allowed = match backend {
@@ -58,6 +62,7 @@ fn evaluations_after_the_first_allocate_nothing_beyond_the_gemm_back_end() {
                 .min()
                 .unwrap()
         });
-        assert!(fewest <= allowed, "{backend:?}: {fewest} allocations in an evaluation, {allowed} allowed");
+        let what = if hyper.corruption() == Corruption::None { "plain" } else { "denoising" };
+        assert!(fewest <= allowed, "{what}, {backend:?}: {fewest} allocations in an evaluation, {allowed} allowed");
     }
 }

@@ -535,7 +535,7 @@ macro_rules! kernel_table {
         pub(crate) mod $module {
             use super::super::lanes;
             use super::super::units::{
-                ByActivation, ByReconstruction, Reconstruction, ReconstructionKernels, Unit, UnitKernels,
+                ByActivation, ByReconstruction, Reconstruction, ReconstructionEntry, Unit, UnitEntry,
             };
             use super::super::{HiddenKernels, Kernels, OutputKernels};
             use super::*;
@@ -583,7 +583,9 @@ macro_rules! kernel_table {
                 lanes::first_above::<$lanes>(values, shift, threshold)
             }
 
-            // SAFETY (of each wrapper below): `table`'s caller has checked the CPU.
+            // SAFETY (of each wrapper below, and of `Entries`, which only makes them): private
+            // to this module, they are reached only through `table`, whose caller has checked
+            // the CPU.
             fn hidden<U: Unit>() -> HiddenKernels<$t> {
                 HiddenKernels {
                     activate_sum: |z, bias| unsafe { activate_sum::<U>(z, bias) },
@@ -598,13 +600,13 @@ macro_rules! kernel_table {
 
             /// The maker of this set's table entries (only `table` makes one).
             struct Entries;
-            impl UnitKernels for Entries {
+            impl UnitEntry for Entries {
                 type Entry = HiddenKernels<$t>;
                 fn build<U: Unit>(&self) -> HiddenKernels<$t> {
                     hidden::<U>()
                 }
             }
-            impl ReconstructionKernels for Entries {
+            impl ReconstructionEntry for Entries {
                 type Entry = OutputKernels<$t>;
                 fn build<R: Reconstruction>(&self) -> OutputKernels<$t> {
                     output::<R>()

@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use super::units::{Reconstruction, ReconstructionKernels, Unit, UnitKernels};
+use super::units::{Reconstruction, ReconstructionEntry, Unit, UnitEntry};
 use super::{HiddenKernels, OutputKernels};
 use crate::gemm::{MatMut, MatRef};
 use crate::real::Real;
@@ -30,14 +30,14 @@ impl<T> Entries<T> {
     }
 }
 
-impl<T: Real> UnitKernels for Entries<T> {
+impl<T: Real> UnitEntry for Entries<T> {
     type Entry = HiddenKernels<T>;
     fn build<U: Unit>(&self) -> HiddenKernels<T> {
         hidden::<U, T>()
     }
 }
 
-impl<T: Real> ReconstructionKernels for Entries<T> {
+impl<T: Real> ReconstructionEntry for Entries<T> {
     type Entry = OutputKernels<T>;
     fn build<R: Reconstruction>(&self) -> OutputKernels<T> {
         output::<R, T>()

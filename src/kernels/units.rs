@@ -1,10 +1,11 @@
-//! The parts the elementwise kernels are generic over: the hidden units' nonlinearity `f` and
-//! the output layer's reconstruction loss. Each part is written twice, for one scalar and for a
+//! What the elementwise kernels are generic over: the hidden units' nonlinearity `f` (a
+//! [`Unit`]) and the output layer's reconstruction loss (a [`Reconstruction`]). Each is written twice, for one scalar and for a
 //! SIMD vector of [`Lanes`]; the kernels are compiled once per part, so the choice costs nothing
-//! inside a pass (the engine picks a kernel table entry once per evaluation).
+//! inside a pass (the engine picks a kernel table entry once per evaluation). These are the
+//! kernel side of the model's parts (see `crate::objective::parts`).
 //!
 //! [`ByActivation`] and [`ByReconstruction`] are the one place a model's
-//! [`Activation`](ActivationKind) or [`Reconstruction`](ReconstructionKind) meets its part here:
+//! [`Activation`](ActivationKind) or [`Reconstruction`](ReconstructionKind) meets its type here:
 //! every kernel table (the scalar set, each instruction set's) is built through them.
 //!
 //! Derivatives are expressed through the activation `a = f(z)`, which the engine keeps, never
@@ -16,14 +17,14 @@ use super::lanes::{exp_lanes, log1p_lanes, ExpConstants, Lanes};
 use crate::model::{Activation as ActivationKind, Reconstruction as ReconstructionKind};
 use crate::real::Real;
 
-/// Builds one kernel table entry for any hidden-unit nonlinearity (a kernel table's maker).
-pub(crate) trait UnitKernels {
+/// The maker of a kernel table's entry for any hidden-unit nonlinearity.
+pub(crate) trait UnitEntry {
     type Entry;
     fn build<U: Unit>(&self) -> Self::Entry;
 }
 
-/// Builds one kernel table entry for any reconstruction.
-pub(crate) trait ReconstructionKernels {
+/// The maker of a kernel table's entry for any reconstruction.
+pub(crate) trait ReconstructionEntry {
     type Entry;
     fn build<R: Reconstruction>(&self) -> Self::Entry;
 }
@@ -38,7 +39,7 @@ pub(crate) struct ByActivation<K> {
 
 impl<K: Copy> ByActivation<K> {
     /// The entries `maker` builds for each activation's unit.
-    pub(crate) fn build<M: UnitKernels<Entry = K>>(maker: &M) -> Self {
+    pub(crate) fn build<M: UnitEntry<Entry = K>>(maker: &M) -> Self {
         ByActivation { sigmoid: maker.build::<Sigmoid>(), tanh: maker.build::<Tanh>(), relu: maker.build::<Relu>() }
     }
 
@@ -61,7 +62,7 @@ pub(crate) struct ByReconstruction<K> {
 
 impl<K: Copy> ByReconstruction<K> {
     /// The entries `maker` builds for each reconstruction.
-    pub(crate) fn build<M: ReconstructionKernels<Entry = K>>(maker: &M) -> Self {
+    pub(crate) fn build<M: ReconstructionEntry<Entry = K>>(maker: &M) -> Self {
         ByReconstruction {
             sigmoid_squared_error: maker.build::<SigmoidSquaredError>(),
             linear_squared_error: maker.build::<LinearSquaredError>(),

@@ -612,4 +612,12 @@ mod tests {
         assert_eq!(with(SparsityPenalty::Kl, 0.0).sparsity_target(), None);
         assert_eq!(with(SparsityPenalty::L1, 3.0).sparsity_target(), None);
     }
+
+    #[test]
+    fn corruption_names_are_the_kinds_from_name_knows() {
+        for name in Corruption::NAMES {
+            assert_eq!(Corruption::from_name(name, 0.25).map(Corruption::name), Some(name));
+        }
+        assert_eq!(Corruption::from_name("salt", 0.25), None);
+    }
 }

@@ -5,7 +5,8 @@
 //! the threads' gradient accumulators (adding it to each would count it once per thread).
 //!
 //! The examples of a data set (or of one chunk of it) are cut into column blocks of `B`
-//! examples. The forward pass runs over all blocks in parallel and keeps `a2` (`h×m`, stored
+//! examples. The forward pass runs over all blocks in parallel (each block a task of its own,
+//! so that a thread held up elsewhere does not hold up the pass) and keeps `a2` (`h×m`, stored
 //! block after block, each block `h×B` row-major) and each block's activation sums, so `rho_hat`
 //! is known after one forward pass. The backward pass splits the blocks into one contiguous
 //! range per thread; each range accumulates its own weight gradients, and the ranges are summed
@@ -20,6 +21,7 @@
 //! whatever it is; the engine itself knows only the five products and the order of the passes.
 
 use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
@@ -99,9 +101,38 @@ struct Workspace<T> {
     packed_w2: PackBuffer<T>,
     /// `W2ᵀ` packed for `W2ᵀ delta3` (left operand, row-major output).
     packed_w2t: PackBuffer<T>,
+    /// The encoder input part's scratch for the forward pass's tasks, lent to each task while
+    /// it runs (see [`Loan`]): as many buffers as tasks ever ran at once, none for clean data.
+    forward_scratch: Mutex<Vec<Vec<T>>>,
+    /// Whether `finish` has combined the deferred sparsity into the ranges' sums since `begin`.
+    deferred_combined: bool,
 }
 
-/// What one thread's range of blocks needs in the backward pass.
+/// A buffer of [`Workspace::forward_scratch`], lent to one task and returned when it ends: the
+/// forward pass's tasks are rayon's splits of the blocks, so the number that run at once is
+/// not known in advance, and after the first evaluation none allocates.
+struct Loan<'a, T> {
+    pool: &'a Mutex<Vec<Vec<T>>>,
+    buffer: Vec<T>,
+}
+
+impl<'a, T: Real> Loan<'a, T> {
+    /// A buffer of `len` values from `pool` (a new one when all are lent).
+    fn take(pool: &'a Mutex<Vec<Vec<T>>>, len: usize) -> Self {
+        let mut buffer = pool.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default();
+        buffer.resize(len, T::zero());
+        Loan { pool, buffer }
+    }
+}
+
+impl<T> Drop for Loan<'_, T> {
+    fn drop(&mut self) {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner).push(std::mem::take(&mut self.buffer));
+    }
+}
+
+/// What one thread's range of blocks needs in the backward pass. (After `finish` with the
+/// sparsity deferred, the `P` rows of `weight_grads` and `b1_sums` hold the combined sums.)
 #[derive(Debug, Default)]
 struct RangeScratch<T> {
     /// `z3`, then `delta3`, of one block: `n×B`, oriented like the data (see `output_layer`).
@@ -121,7 +152,7 @@ struct RangeScratch<T> {
     b2_sums: Vec<f64>,
     /// `Σ f'(z2)²` per hidden unit, for the contractive penalty.
     contractive_sums: Vec<f64>,
-    /// The encoder's input part's scratch for one block (`x̃` when denoising).
+    /// The encoder input part's scratch for one block (`x̃` when denoising).
     input: Vec<T>,
 }
 
@@ -230,6 +261,7 @@ impl<T: Real> Engine<T> {
         self.prepare_workspace(rayon::current_num_threads(), max_chunk);
         let ws = &mut self.workspace;
         ws.activation_totals.fill(0.0);
+        ws.deferred_combined = false;
         for r in &mut ws.ranges {
             r.weight_grads.fill(T::zero());
             r.b1_sums.fill(0.0);
@@ -239,8 +271,8 @@ impl<T: Real> Engine<T> {
             r.loss = 0.0;
         }
         self.tying.prepare(self.layout, theta);
-        let weights = &self.tying.theta(theta)[..self.layout.weights_len()];
-        self.contractive.prepare(weights, self.hyper.hidden());
+        let w1 = &self.tying.theta(theta)[..self.layout.weights_len()];
+        self.contractive.prepare(w1, self.hyper.hidden());
         Ok(())
     }
 
@@ -275,15 +307,15 @@ impl<T: Real> Engine<T> {
         }
     }
 
-    /// SPEC §2.1 step 1 on one chunk, over each thread's range of its blocks: `a2 = f(W1 x +
-    /// b1 1ᵀ)`, the GEMM `W1 x`, then `b1`, the activation and the block's row sums in one pass.
-    /// `x` is the encoder's input part's block (`x̃` when denoising); `first_example` is the
-    /// global index of the chunk's first example.
+    /// SPEC §2.1 step 1 on one chunk, every block in parallel: `a2 = f(W1 x + b1 1ᵀ)`, the
+    /// GEMM `W1 x`, then `b1`, the activation and the block's row sums in one pass. `x` is the
+    /// encoder input part's block (`x̃` when denoising); `first_example` is the global index of
+    /// the chunk's first example.
     pub(crate) fn forward(&mut self, theta: &[T], data: &Dataset<'_, T>, first_example: usize) {
-        let h = self.hyper.hidden();
+        let (n, h) = (self.hyper.visible(), self.hyper.hidden());
         let block = self.block_size;
         let blocks = self.blocks(data.examples());
-        let Workspace { a2, block_activation_sums, chunk_blocks, ranges, packed_w1, .. } = &mut self.workspace;
+        let Workspace { a2, block_activation_sums, chunk_blocks, packed_w1, forward_scratch, .. } = &mut self.workspace;
         *chunk_blocks = blocks;
         let theta = self.tying.theta(theta);
         let w1 = self.gemm.pack_left(self.layout.w1(theta), Order::RowMajor, packed_w1);
@@ -294,18 +326,16 @@ impl<T: Real> Engine<T> {
             gemm: self.gemm,
             activate_sum: self.hidden_kernels.activate_sum,
         };
-        let input = self.input;
-        // One range of blocks per thread, each with its scratch for the input part; ranges of
-        // equal length (the last shorter), so that they split without a list of them.
-        let per_range = blocks.div_ceil(ranges.len()).max(1);
-        let a2 = a2[..h * data.examples()].par_chunks_mut(per_range * block * h);
-        let sums = block_activation_sums[..blocks * h].par_chunks_mut(per_range * h);
-        a2.zip(sums).zip(ranges.par_iter_mut()).enumerate().for_each(|(r, ((a2, sums), scratch))| {
-            for (b, (a2, sums)) in a2.chunks_mut(h * block).zip(sums.chunks_exact_mut(h)).enumerate() {
-                let (start, width) = ((r * per_range + b) * block, a2.len() / h);
-                layer.run(input.block(data, start, width, first_example, &mut scratch.input), a2, sums);
-            }
-        });
+        let (input, pool) = (self.input, &*forward_scratch);
+        let scratch_len = input.scratch_len(n, block.min(data.examples()));
+        let a2 = a2[..h * data.examples()].par_chunks_mut(h * block);
+        a2.zip(block_activation_sums[..blocks * h].par_chunks_mut(h)).enumerate().for_each_init(
+            || Loan::take(pool, scratch_len),
+            |scratch, (b, (a2, sums))| {
+                let x = input.block(data, b * block, a2.len() / h, first_example, &mut scratch.buffer);
+                layer.run(x, a2, sums);
+            },
+        );
     }
 
     /// Adds the activation sums of the last chunk `forward` saw to the totals, in block order.
@@ -401,18 +431,23 @@ impl<T: Real> Engine<T> {
     /// processes that leave it to another (see `set_counts_weight_decay`).
     fn decay_lambda(&self) -> f64 {
         if self.counts_weight_decay {
-            self.tying.decay(self.hyper.lambda())
+            self.tying.lambda_per_copy(self.hyper.lambda())
         } else {
             0.0
         }
     }
 
-    /// SPEC §2.2's one-pass combination, in each range's sums: `Σ P Xᵀ ← Σ P Xᵀ + diag(s) Σ F Xᵀ`
-    /// (the first `h` of each `2h`-row column of `∇W1`'s accumulator) and `Σ P ← Σ P + s ⊙ Σ F`,
-    /// after which the sums read as those of an evaluation whose sparsity was not deferred.
+    /// SPEC §2.2's one-pass combination, in place in each range's sums:
+    /// `Σ P Xᵀ ← Σ P Xᵀ + diag(s) Σ F Xᵀ` (the first `h` of each `2h`-row column of `∇W1`'s
+    /// accumulator) and `Σ P ← Σ P + s ⊙ Σ F`, after which the sums read as those of an
+    /// evaluation whose sparsity was not deferred. Once per evaluation: a second call before
+    /// the next `begin` does nothing.
     fn combine_deferred_sparsity(&mut self) {
         let (n, h) = (self.hyper.visible(), self.hyper.hidden());
-        let Workspace { sparsity_delta: s, ranges, .. } = &mut self.workspace;
+        let Workspace { sparsity_delta: s, ranges, deferred_combined, .. } = &mut self.workspace;
+        if std::mem::replace(deferred_combined, true) {
+            return;
+        }
         for r in ranges.iter_mut() {
             r.weight_grads[..2 * h * n].par_chunks_mut(2 * h).for_each(|column| {
                 let (p, f) = column.split_at_mut(h);
@@ -443,8 +478,8 @@ impl<T: Real> Engine<T> {
         let (lambda_t, inv_m) = (T::cast(lambda), T::cast(1.0 / m));
         let Workspace { ranges, w1_row_decay, .. } = &mut self.workspace;
         w1_row_decay.resize(h, T::zero());
-        let squared = |j: usize| ranges.iter().map(|r| r.contractive_sums[j]).sum::<f64>();
-        let contractive_cost = self.contractive.row_decay(lambda, squared, m, w1_row_decay);
+        let derivative_squared_sum = |j: usize| ranges.iter().map(|r| r.contractive_sums[j]).sum::<f64>();
+        let contractive_cost = self.contractive.row_decay_and_cost(lambda, derivative_squared_sum, m, w1_row_decay);
         let (ranges, row_decay) = (&*ranges, &*w1_row_decay);
         // The accumulators of ∇W1 have 2h rows per column when the sparsity was deferred
         // (their F half now folded into the P half).

@@ -8,7 +8,7 @@
 //! ([`row_decay`]).
 //!
 //! [`add_delta`]: ContractivePenalty::add_delta
-//! [`row_decay`]: ContractivePenalty::row_decay
+//! [`row_decay`]: ContractivePenalty::row_decay_and_cost
 
 use crate::kernels::ContractiveDeltaKernel;
 use crate::real::Real;
@@ -18,8 +18,8 @@ use crate::real::Real;
 #[derive(Debug)]
 pub(crate) struct ContractivePenalty<T> {
     weight: f64,
-    /// `w_j = ‖W1_j‖²`, `h` values.
-    row_norms: Vec<f64>,
+    /// `w_j = ‖W1_j‖²`, the squared norm of each unit's weights, `h` values.
+    squared_norms: Vec<f64>,
     /// `c_j = 2 λ_c w_j`, in the working precision (the kernel's operand).
     c: Vec<T>,
 }
@@ -27,7 +27,7 @@ pub(crate) struct ContractivePenalty<T> {
 impl<T: Real> ContractivePenalty<T> {
     /// The penalty of weight `λ_c = weight` (0: none).
     pub(crate) fn new(weight: f64) -> Self {
-        ContractivePenalty { weight, row_norms: Vec::new(), c: Vec::new() }
+        ContractivePenalty { weight, squared_norms: Vec::new(), c: Vec::new() }
     }
 
     /// Starts an evaluation at `w1`: `h×n` column-major, as in `theta`.
@@ -35,16 +35,16 @@ impl<T: Real> ContractivePenalty<T> {
         if self.weight == 0.0 {
             return;
         }
-        self.row_norms.clear();
-        self.row_norms.resize(h, 0.0);
+        self.squared_norms.clear();
+        self.squared_norms.resize(h, 0.0);
         for column in w1.chunks_exact(h) {
-            for (norm, &w) in self.row_norms.iter_mut().zip(column) {
+            for (norm, &w) in self.squared_norms.iter_mut().zip(column) {
                 *norm += w.as_f64() * w.as_f64();
             }
         }
         let twice_weight = 2.0 * self.weight;
         self.c.clear();
-        self.c.extend(self.row_norms.iter().map(|&w| T::cast(twice_weight * w)));
+        self.c.extend(self.squared_norms.iter().map(|&w| T::cast(twice_weight * w)));
     }
 
     /// One block's share of `delta2`: `p ← p + c_j f' f''` on unit `j`'s run of `hidden`
@@ -62,6 +62,7 @@ impl<T: Real> ContractivePenalty<T> {
         if self.weight == 0.0 {
             return;
         }
+        debug_assert_eq!(self.c.len(), b1_sums.len(), "prepare ran for this layer");
         let rows = hidden.chunks_exact_mut(width).zip(a2.chunks_exact(width));
         for (((p, a), &c), (b1_sum, squared)) in rows.zip(&self.c).zip(b1_sums.iter_mut().zip(squared_sums)) {
             let (added, derivative_squared) = kernel(p, a, c);
@@ -71,17 +72,24 @@ impl<T: Real> ContractivePenalty<T> {
     }
 
     /// The decay of each row `j` of `W1` into `row_decay` (`h` values): `λ`, plus
-    /// `2 λ_c (Σ_i f'_ij²/m)`, with `squared(j)` the sum over all `m` examples of `f'_ij²` (the
-    /// blocks' [`add_delta`](Self::add_delta) sums). Returns the penalty's cost.
-    pub(crate) fn row_decay(&self, lambda: f64, squared: impl Fn(usize) -> f64, m: f64, row_decay: &mut [T]) -> f64 {
+    /// `2 λ_c (Σ_i f'_ij²/m)`, with `derivative_squared_sum(j)` the sum over all `m` examples
+    /// of `f'_ij²` (the blocks' [`add_delta`](Self::add_delta) sums). Returns the penalty's
+    /// cost, `λ_c/m Σ_j w_j Σ_i f'_ij²`.
+    pub(crate) fn row_decay_and_cost(
+        &self,
+        lambda: f64,
+        derivative_squared_sum: impl Fn(usize) -> f64,
+        m: f64,
+        row_decay: &mut [T],
+    ) -> f64 {
         if self.weight == 0.0 {
             row_decay.fill(T::cast(lambda));
             return 0.0;
         }
         let mut cost = 0.0;
         for (j, decay) in row_decay.iter_mut().enumerate() {
-            let mean_squared = squared(j) / m;
-            cost += self.weight * mean_squared * self.row_norms[j];
+            let mean_squared = derivative_squared_sum(j) / m;
+            cost += self.weight * mean_squared * self.squared_norms[j];
             *decay = T::cast(lambda + 2.0 * self.weight * mean_squared);
         }
         cost

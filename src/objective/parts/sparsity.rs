@@ -22,36 +22,34 @@ pub(crate) struct SparsityTerm {
     penalty: SparsityPenalty,
     beta: f64,
     rho: f64,
-    /// `(scale, offset)` of the activity the penalty measures (see
-    /// [`crate::model::Activation::sparsity_map`]).
-    map: (f64, f64),
+    /// The activity the penalty measures is `scale · a + offset` (see
+    /// [`crate::model::Activation::sparsity_map`]): in `[0, 1]` for every activation the
+    /// penalties accept, which L1's `Σ rho_hat_j` relies on.
+    scale: f64,
+    offset: f64,
 }
 
 impl SparsityTerm {
     pub(crate) fn new(hyper: &HyperParams) -> Self {
-        SparsityTerm {
-            penalty: hyper.penalty(),
-            beta: hyper.beta(),
-            rho: hyper.rho(),
-            map: hyper.activation().sparsity_map(),
-        }
+        let (scale, offset) = hyper.activation().sparsity_map();
+        SparsityTerm { penalty: hyper.penalty(), beta: hyper.beta(), rho: hyper.rho(), scale, offset }
     }
 
     /// `rho_hat_j = scale · (total_j/m) + offset`: the mean activity of each unit from the
     /// sums of its activations over `examples` examples.
     pub(crate) fn rho_hat(&self, totals: &[f64], examples: usize, rho_hat: &mut [f64]) {
-        let (scale, offset) = self.map;
+        let (scale, offset) = (self.scale, self.offset);
         for (r, total) in rho_hat.iter_mut().zip(totals) {
             *r = scale * (total / examples as f64) + offset;
         }
     }
 
-    /// The penalty's cost at `rho_hat`, and its delta with respect to each unit's activation
-    /// into `delta` (the chain rule's `scale` included): for KL
-    /// `β Σ_j KL(ρ ‖ rho_hat_j)` and `s_j = β (−ρ/rho_hat_j + (1 − ρ)/(1 − rho_hat_j))`, which
-    /// needs every `rho_hat_j` in `(0, 1)`; for L1 `β Σ_j rho_hat_j` and `s_j = β`.
+    /// The penalty's cost at `rho_hat`, and its delta `s_j` with respect to each unit's
+    /// activation `a` into `delta`: for KL `β Σ_j KL(ρ ‖ rho_hat_j)` and
+    /// `s_j = scale · β (−ρ/rho_hat_j + (1 − ρ)/(1 − rho_hat_j))`, which needs every
+    /// `rho_hat_j` in `(0, 1)`; for L1 `β Σ_j rho_hat_j` and `s_j = scale · β`.
     pub(crate) fn cost_and_delta<T: Real>(&self, rho_hat: &[f64], delta: &mut [T]) -> Result<f64> {
-        let (beta, rho, scale) = (self.beta, self.rho, self.map.0);
+        let (beta, rho, scale) = (self.beta, self.rho, self.scale);
         if beta == 0.0 {
             delta.fill(T::zero());
             return Ok(0.0);

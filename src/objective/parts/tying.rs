@@ -40,9 +40,9 @@ impl<T: Real> WeightTying<T> {
         }
     }
 
-    /// The weight decay's `λ` on each of `W1` and `W2`: with tied weights `λ/2` on each copy,
-    /// which is `λ/2 ‖W‖²` once.
-    pub(crate) fn decay(&self, lambda: f64) -> f64 {
+    /// The weight decay's `λ` on each of `W1` and `W2` as the engine evaluates them: with tied
+    /// weights `λ/2` on each copy, which is `λ/2 ‖W‖²` once.
+    pub(crate) fn lambda_per_copy(&self, lambda: f64) -> f64 {
         if self.tied {
             lambda / 2.0
         } else {
