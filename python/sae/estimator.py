@@ -87,7 +87,11 @@ class SparseAutoencoder(_EngineTransformer):
 
     `transform` gives the hidden layer's activations (``m×n_hidden``), `inverse_transform`
     decodes them, `reconstruct` does both; `score` is the negative cost. Trained by full-batch
-    L-BFGS (`max_iter` iterations) or Adam/SGD (`max_iter` epochs of `batch_size`). `fit` also
+    L-BFGS (`max_iter` iterations) or Adam/SGD (`max_iter` epochs of `batch_size`), whose rate
+    `learning_rate_init` may rise linearly over the first `lr_warmup` steps and, with `lr_decay`
+    ``"linear"`` or ``"cosine"``, fall towards 0 at the run's end from the fraction
+    `lr_decay_start` of its steps on (a schedule spans one `fit`: `partial_fit` refuses one).
+    `fit` also
     takes the path of a ``.npy`` file or of a folder of ``.npy`` shards, streamed: L-BFGS reads
     it a chunk at a time, Adam/SGD draw minibatches from blocks of `shuffle_block` consecutive
     rows in a random order, `shuffle_window` blocks at a time (memory: two windows).
@@ -123,6 +127,9 @@ class SparseAutoencoder(_EngineTransformer):
         verbose: bool = False,
         shuffle_block: int = 256,
         shuffle_window: int = 64,
+        lr_warmup: int = 0,
+        lr_decay: str = "none",
+        lr_decay_start: float = 0.8,
     ):
         self.n_hidden = n_hidden
         self.sparsity_target = sparsity_target
@@ -147,6 +154,9 @@ class SparseAutoencoder(_EngineTransformer):
         self.verbose = verbose
         self.shuffle_block = shuffle_block
         self.shuffle_window = shuffle_window
+        self.lr_warmup = lr_warmup
+        self.lr_decay = lr_decay
+        self.lr_decay_start = lr_decay_start
 
     @property
     def _n_features_out(self) -> int:
@@ -277,6 +287,9 @@ class SparseAutoencoder(_EngineTransformer):
             n_threads=self.n_threads,
             state=state,
             comm=comm,
+            lr_warmup=int(self.lr_warmup),
+            lr_decay=self.lr_decay,
+            lr_decay_start=float(self.lr_decay_start),
             **streamed,
         )
         self.model_ = model

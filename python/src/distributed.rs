@@ -296,7 +296,7 @@ pub(crate) fn train_rows<'py, T: Real + Element, C: Collective + Sync>(
     pool: Option<&rayon::ThreadPool>,
     collective: C,
 ) -> PyResult<crate::Outcome<'py, ModelFile<T>>> {
-    let crate::Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed } = *solver;
+    let crate::Solver { name: solver, max_iter, batch_size, learning_rate, momentum, schedule, seed } = *solver;
     let mut run = crate::Run { callback, error: None, started: Instant::now() };
     // Set by this process's Ctrl-C or callback; `agreed` once any process's is.
     let (requested, agreed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
@@ -338,7 +338,8 @@ pub(crate) fn train_rows<'py, T: Real + Element, C: Collective + Sync>(
                 Rows::InMemory(_) => Shuffle::Full,
                 Rows::Streamed { shuffle, .. } => *shuffle,
             };
-            let options = MinibatchOptions { rule, batch_size, epochs: max_iter, seed, shuffle, ..Default::default() };
+            let options =
+                MinibatchOptions { rule, batch_size, epochs: max_iter, seed, shuffle, schedule, ..Default::default() };
             // A stop asked of one process is agreed on by the trainer across processes.
             let trainer = MinibatchTrainer::new(hyper, options).map_err(crate::py_error)?.stop_when(requested.clone());
             let on_step = |step: &MinibatchStep| {
@@ -372,5 +373,8 @@ pub(crate) fn train_rows<'py, T: Real + Element, C: Collective + Sync>(
     summary.set_item("stop", stop)?;
     summary.set_item("n_iter", iterations)?;
     summary.set_item("curve", curve)?;
+    if solver != "lbfgs" {
+        summary.set_item("lr_schedule", schedule.describe())?;
+    }
     Ok((model, summary, run.error.or(signal), None))
 }

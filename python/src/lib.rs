@@ -1440,6 +1440,8 @@ struct Solver<'a> {
     batch_size: usize,
     learning_rate: f64,
     momentum: f64,
+    /// The learning rate's schedule over the run (minibatch solvers).
+    schedule: Schedule,
     seed: u64,
 }
 
@@ -1458,7 +1460,7 @@ fn train_in<'py, T: Real + Element>(
     callback: Option<&Py<PyAny>>,
     pool: Option<&rayon::ThreadPool>,
 ) -> PyResult<Outcome<'py, ModelFile<T>>> {
-    let Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed } = *solver;
+    let Solver { name: solver, max_iter, batch_size, learning_rate, momentum, schedule, seed } = *solver;
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
     let theta0 = vector_of::<T>(theta0, "theta0")?.as_array().to_vec();
@@ -1484,7 +1486,7 @@ fn train_in<'py, T: Real + Element>(
                 if solver == "adam" { StepRule::adam(learning_rate) } else { StepRule::sgd(learning_rate, momentum) };
             // Continuing a state: `max_iter` epochs more.
             let epochs = state.map_or(0, |s| s.epoch) + max_iter;
-            let options = MinibatchOptions { rule, batch_size, epochs, seed, ..MinibatchOptions::default() };
+            let options = MinibatchOptions { rule, batch_size, epochs, seed, schedule, ..MinibatchOptions::default() };
             let trainer = MinibatchTrainer::new(hyper, options).map_err(py_error)?.stop_when(stop_flag.clone());
             let on_step = |step: &MinibatchStep| {
                 if !step.epoch_end {
@@ -1498,6 +1500,7 @@ fn train_in<'py, T: Real + Element>(
             })?;
             let trained = trained.map_err(py_error)?;
             let epochs = trained.epochs - state.map_or(0, |s| s.epoch);
+            summary.set_item("lr_schedule", schedule.describe())?;
             (trained.model, trained.stop.name(), epochs, trained.curve, Some(trained.state), signal)
         }
         other => {
@@ -1519,6 +1522,11 @@ fn train_in<'py, T: Real + Element>(
 /// "curve"}`, and the exception that ended the run early (the callback's, or
 /// `KeyboardInterrupt`), which the caller raises once it has kept the model.
 ///
+/// The minibatch solvers' learning rate rises linearly over the first `lr_warmup` steps and,
+/// with `lr_decay = "linear"` or `"cosine"`, falls towards 0 at the run's end from the fraction
+/// `lr_decay_start` of its steps on; a schedule spans one run, so it does not continue a
+/// `state`.
+///
 /// `X` may instead be the path of a `.npy` file or of a folder of `.npy` shards, streamed
 /// (the model's precision is then `theta0`'s): L-BFGS reads it `chunk` examples at a time per
 /// evaluation, Adam and SGD shuffle blocks of `shuffle_block` examples read `shuffle_window`
@@ -1529,6 +1537,7 @@ fn train_in<'py, T: Real + Element>(
     x, hyper, theta0, *, solver = "lbfgs", max_iter = 400, batch_size = 256,
     learning_rate = 1e-3, momentum = 0.9, random_state = 0, callback = None, n_threads = None,
     state = None, comm = None, chunk = 16384, shuffle_block = 256, shuffle_window = 64,
+    lr_warmup = 0, lr_decay = "none", lr_decay_start = 0.8,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn train<'py>(
@@ -1549,13 +1558,30 @@ fn train<'py>(
     chunk: usize,
     shuffle_block: usize,
     shuffle_window: usize,
+    lr_warmup: u64,
+    lr_decay: &str,
+    lr_decay_start: f64,
 ) -> PyResult<(PyModel, Bound<'py, PyDict>, Option<PyErr>, Option<PyTrainingState>)> {
+    let schedule = schedule(lr_warmup, lr_decay, lr_decay_start)?;
+    if !schedule.is_constant() {
+        if solver == "lbfgs" {
+            return Err(invalid(
+                "lr_warmup and lr_decay schedule the minibatch solvers' rate ('adam', 'sgd'), not 'lbfgs'",
+            ));
+        }
+        if state.is_some() {
+            return Err(invalid(
+                "lr_warmup and lr_decay: a learning-rate schedule spans one run of max_iter epochs and cannot continue \
+                 a training state (partial_fit)",
+            ));
+        }
+    }
     if let Ok(path) = x.extract::<PathBuf>() {
         if state.is_some() {
             return Err(invalid("a run streamed from disk does not continue a training state"));
         }
         let pool = thread_pool(n_threads)?;
-        let run = Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed: random_state };
+        let run = Solver { name: solver, max_iter, batch_size, learning_rate, momentum, schedule, seed: random_state };
         let reading = streamed::Reading { chunk, shuffle_block, shuffle_window };
         let (callback, pool, comm) = (callback.as_ref(), pool.as_ref(), comm.as_ref());
         let (model, summary, error, _) = match Dtype::of(theta0, "theta0")? {
@@ -1577,7 +1603,7 @@ fn train<'py>(
         return Err(PyTypeError::new_err(format!("theta0 must have X's dtype, {}", dtype.name())));
     }
     let pool = thread_pool(n_threads)?;
-    let run = Solver { name: solver, max_iter, batch_size, learning_rate, momentum, seed: random_state };
+    let run = Solver { name: solver, max_iter, batch_size, learning_rate, momentum, schedule, seed: random_state };
     let callback = callback.as_ref();
     let state = state.as_ref().map(|s| &s.0);
     let pool = pool.as_ref();

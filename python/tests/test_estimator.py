@@ -147,6 +147,36 @@ def test_partial_fit_continues_one_run_as_fit_with_as_many_epochs(patches):
     np.testing.assert_allclose(continued.loss_curve_, whole.loss_curve_, rtol=1e-12)
 
 
+def test_a_learning_rate_schedule_shapes_the_minibatch_solvers_steps(patches):
+    kwargs = dict(solver="adam", batch_size=32, learning_rate_init=0.01, random_state=0)
+
+    def theta(epochs, **schedule):
+        return sae.SparseAutoencoder(8, max_iter=epochs, **kwargs, **schedule).fit(patches).model_.theta
+
+    # Warmed up over far more steps than the run has, every step is all but 0: the model
+    # barely moves from its start, where three constant epochs move it well away.
+    slow = dict(lr_warmup=10**9)
+    assert np.abs(theta(3, **slow) - theta(1, **slow)).max() < 1e-6
+    assert np.abs(theta(3) - theta(1)).max() > 1e-2
+    # A decay changes the run, and the run is reproducible.
+    decayed = dict(lr_decay="cosine", lr_decay_start=0.0)
+    assert np.abs(theta(3, **decayed) - theta(3)).max() > 1e-3
+    np.testing.assert_array_equal(theta(3, **decayed), theta(3, **decayed))
+
+
+def test_a_learning_rate_schedule_is_refused_where_it_means_nothing(patches):
+    with pytest.raises(sae.InvalidInputError, match="lr_decay"):
+        sae.SparseAutoencoder(solver="adam", lr_decay="exponential").fit(patches)
+    with pytest.raises(sae.InvalidInputError, match="lbfgs"):
+        sae.SparseAutoencoder(lr_decay="linear").fit(patches)
+    with pytest.raises(sae.InvalidInputError, match="lr_decay_start"):
+        sae.SparseAutoencoder(solver="adam", lr_decay="linear", lr_decay_start=1.5).fit(patches)
+    scheduled = sae.SparseAutoencoder(8, solver="adam", max_iter=1, lr_warmup=10, random_state=0)
+    scheduled.partial_fit(patches)  # the first call starts a run ...
+    with pytest.raises(sae.InvalidInputError, match="partial_fit"):
+        scheduled.partial_fit(patches)  # ... which a schedule cannot continue
+
+
 def test_a_callback_returning_any_false_value_but_none_stops(patches):
     for falsy in (np.False_, 0):
         model = sae.SparseAutoencoder(8, max_iter=50, random_state=0)
