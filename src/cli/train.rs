@@ -172,9 +172,10 @@ pub struct TrainArgs {
     /// Write a checkpoint (model + optimiser state) to this file during training.
     #[arg(help_heading = "Checkpoints", long)]
     checkpoint: Option<PathBuf>,
-    /// Iterations (L-BFGS) or minibatch steps between checkpoints.
-    #[arg(help_heading = "Checkpoints", long, default_value_t = 10, requires = "checkpoint")]
-    checkpoint_every: usize,
+    /// Iterations (L-BFGS) or minibatch steps between checkpoints [default: 10 iterations, 1000
+    /// steps]. A stop or the run's end writes one whatever the count.
+    #[arg(help_heading = "Checkpoints", long, requires = "checkpoint")]
+    checkpoint_every: Option<usize>,
     /// Continue the run saved in this checkpoint (same data, hyper-parameters and --threads
     /// for a bit-for-bit continuation).
     #[arg(help_heading = "Checkpoints", long)]
@@ -240,6 +241,13 @@ mod distributed;
 mod topk;
 
 impl TrainArgs {
+    /// `--checkpoint-every`, or its default: 10 L-BFGS iterations, 1000 minibatch steps (a
+    /// step is far cheaper than an iteration over all the data, and a checkpoint of a large
+    /// model with its optimiser's moments holds several hundred megabytes).
+    pub(super) fn checkpoint_every(&self, minibatch: bool) -> usize {
+        self.checkpoint_every.unwrap_or(if minibatch { 1000 } else { 10 })
+    }
+
     /// The optimiser asked for, L-BFGS by default.
     fn optimizer(&self) -> OptimizerArg {
         self.optimizer.unwrap_or(OptimizerArg::Lbfgs)
@@ -622,7 +630,7 @@ fn fit<T: Real>(
         trainer = trainer.time_limit(limit);
     }
     if let Some(path) = args.checkpoint.as_ref().filter(|_| writes) {
-        trainer = trainer.checkpoint_to(path, args.checkpoint_every);
+        trainer = trainer.checkpoint_to(path, args.checkpoint_every(false));
     }
     if args.checkpoint.is_some() || args.resume.is_some() {
         // Once, here: a streamed objective reads its whole source for it.
@@ -785,7 +793,7 @@ fn fit_minibatch<T: Real, C: Collective>(
     let mut trainer =
         MinibatchTrainer::new(hyper, options)?.stop_when(stop.clone()).annotate_checkpoints(reproduction(args)?);
     if let Some(path) = args.checkpoint.as_ref().filter(|_| writes) {
-        trainer = trainer.checkpoint_to(path, args.checkpoint_every as u64);
+        trainer = trainer.checkpoint_to(path, args.checkpoint_every(true) as u64);
     }
     if let Some(limit) = time_limit(args)? {
         trainer = trainer.time_limit(limit);

@@ -184,7 +184,7 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         trainer = trainer.time_limit(limit);
     }
     if let Some(path) = &args.checkpoint {
-        trainer = trainer.checkpoint_to(path, args.checkpoint_every as u64);
+        trainer = trainer.checkpoint_to(path, args.checkpoint_every(true) as u64);
     }
     if let Some(path) = &args.resume {
         let epoch = sae::model::ModelFile::<f64>::read_metadata(path)?.get("topk.epoch").cloned().ok_or_else(|| {

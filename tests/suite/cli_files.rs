@@ -218,8 +218,10 @@ fn a_second_run_writing_the_same_checkpoint_is_refused() {
     let fixture = Fixture::new();
     let ck = fixture.path("run.ckpt");
     let _first_run = WriteLock::acquire(Path::new(&ck)).unwrap();
-    let (ok, _, stderr) = sae(&["train", "--data", &fixture.path("x.npy"), "--no-features", "--checkpoint", &ck]);
-    assert!(!ok && stderr.contains("being written by another sae run"), "{stderr}");
+    let output = fixture.path("out.safetensors");
+    let (ok, _, stderr) =
+        sae(&["train", "--data", &fixture.path("x.npy"), "--no-features", "--checkpoint", &ck, "-o", &output]);
+    assert!(!ok && stderr.contains("being written by another sae run") && stderr.contains("run.ckpt"), "{stderr}");
 }
 
 #[test]

@@ -154,7 +154,10 @@ fn a_full_disk_during_a_checkpoint_fails_clearly_and_keeps_the_previous_checkpoi
 #[test]
 fn a_missing_data_file_or_a_corrupted_checkpoint_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, _, stderr) = sae(&["train", "--data", "/no/such/x.npy"]);
+    // (Every output in the test's own folder: a run in the working directory would share its
+    // default outputs, and their write locks, with any other test doing the same.)
+    let model = path(dir.path(), "m.safetensors");
+    let (ok, _, stderr) = sae(&["train", "--data", "/no/such/x.npy", "--no-features", "-o", &model]);
     assert!(!ok && stderr.contains("/no/such/x.npy"), "{stderr}");
     let corrupt = path(dir.path(), "bad.ckpt");
     std::fs::write(&corrupt, b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage").unwrap();
@@ -330,7 +333,9 @@ fn train_records_the_variant_it_was_given_and_keeps_tied_weights_tied() {
 
 #[test]
 fn cross_entropy_with_linear_output_units_is_refused_naming_the_flags() {
-    let (ok, _, stderr) = sae(&["train", "--loss", "cross-entropy", "--output-units", "linear"]);
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(dir.path(), "m.safetensors");
+    let (ok, _, stderr) = sae(&["train", "--loss", "cross-entropy", "--output-units", "linear", "-o", &model]);
     assert!(!ok && stderr.contains("--output-units"), "{stderr}");
 }
 
