@@ -2,6 +2,7 @@
 //! memory or streamed) or, without --data, on the embedded natural-image patches; writes the
 //! model (safetensors) and a picture of its features.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -526,6 +527,13 @@ fn check_resumption(args: &TrainArgs, path: &std::path::Path, validating: bool) 
         )
         .into());
     }
+    warn_of_another_engine(args, &recorded)
+}
+
+/// Warns when the thread count, back-end or instruction set of this run differ from those
+/// `recorded` in a checkpoint's metadata: the continuation is then not bit-for-bit the
+/// uninterrupted run (sums are cut and ordered by them).
+fn warn_of_another_engine(args: &TrainArgs, recorded: &BTreeMap<String, String>) -> CliResult<()> {
     for (key, value) in reproduction(args)? {
         match recorded.get(&key) {
             Some(saved) if ["threads", "backend", "isa"].contains(&key.as_str()) && *saved != value => log::warn!(

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::super::interrupt::Interrupted;
 use super::super::progress::JsonLog;
 use super::super::CliResult;
-use super::{shuffle, time_limit, HiddenLayerArg, OptimizerArg, TrainArgs};
+use super::{reproduction, shuffle, time_limit, warn_of_another_engine, HiddenLayerArg, OptimizerArg, TrainArgs};
 use crate::cli::args::Data;
 use sae::data::images::embedded_patches;
 use sae::dictionary::{Architecture, TopKModel};
@@ -179,7 +179,7 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         rayon::current_num_threads()
     );
     let init = TopKModel::<T>::init(n, args.hidden, k, args.seed)?.with_architecture(architecture)?;
-    let mut trainer = TopKTrainer::new(options)?.stop_when(stop.clone());
+    let mut trainer = TopKTrainer::new(options)?.stop_when(stop.clone()).annotate_checkpoints(reproduction(args)?);
     if let Some(limit) = time_limit(args)? {
         trainer = trainer.time_limit(limit);
     }
@@ -187,9 +187,11 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         trainer = trainer.checkpoint_to(path, args.checkpoint_every(true) as u64);
     }
     if let Some(path) = &args.resume {
-        let epoch = sae::model::ModelFile::<f64>::read_metadata(path)?.get("topk.epoch").cloned().ok_or_else(|| {
+        let recorded = sae::model::ModelFile::<f64>::read_metadata(path)?;
+        let epoch = recorded.get("topk.epoch").cloned().ok_or_else(|| {
             format!("--resume {}: not a checkpoint of a dictionary layer (no topk.epoch)", path.display())
         })?;
+        warn_of_another_engine(args, &recorded)?;
         println!("resuming {} after {epoch} epochs", path.display());
         trainer = trainer.resuming_from(path);
     }

@@ -228,6 +228,8 @@ pub struct TopKTrainer {
     checkpoint: Option<(PathBuf, u64)>,
     /// The checkpoint to continue.
     resume: Option<PathBuf>,
+    /// Metadata every checkpoint records beside the run's state (see `annotate_checkpoints`).
+    annotations: Vec<(String, String)>,
 }
 
 impl TopKTrainer {
@@ -281,7 +283,14 @@ impl TopKTrainer {
                 return Err(Error::InvalidHyperParameter { name, value: 0.0, reason: "must be at least 1" });
             }
         }
-        Ok(TopKTrainer { options, stop: None, time_limit: None, checkpoint: None, resume: None })
+        Ok(TopKTrainer {
+            options,
+            stop: None,
+            time_limit: None,
+            checkpoint: None,
+            resume: None,
+            annotations: Vec::new(),
+        })
     }
 
     /// Ends the run after the step during which `flag` becomes true, with
@@ -301,6 +310,14 @@ impl TopKTrainer {
     /// the run ends, however it ends; atomically.
     pub fn checkpoint_to(mut self, path: impl Into<PathBuf>, every: u64) -> Self {
         self.checkpoint = Some((path.into(), every.max(1)));
+        self
+    }
+
+    /// Records `metadata` in every checkpoint beside the run's state: what a resumed run needs
+    /// to know of this one (its threads and instruction set, on which the bits of a
+    /// continuation depend; the command). The checkpoint's own keys win over these.
+    pub fn annotate_checkpoints(mut self, metadata: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.annotations.extend(metadata);
         self
     }
 
@@ -482,7 +499,7 @@ impl TopKTrainer {
         let checkpoints = self.checkpoint.as_ref().zip(fingerprints.as_ref());
         let save = |now: &RunState<T>| -> Result<()> {
             if let Some(((path, _), fingerprints)) = checkpoints {
-                checkpoint::write(path, &init, &options, now, fingerprints)?;
+                checkpoint::write(path, &init, &options, now, fingerprints, &self.annotations)?;
                 log::info!("checkpoint of step {} written to {}", now.rule.steps, path.display());
             }
             Ok(())

@@ -503,6 +503,12 @@ fn a_streamed_topk_run_checkpoints_and_a_resumed_run_takes_the_uninterrupted_run
         TopKModel::<f32>::load(Path::new(&resumed)).unwrap(),
         TopKModel::<f32>::load(Path::new(&straight)).unwrap()
     );
+    // On another number of threads the run goes on, warned that it is not bit for bit the
+    // uninterrupted one.
+    let threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) + 1).to_string();
+    let again = ["--epochs", "3", "--threads", &threads, "--resume", &checkpoint, "-o", &resumed];
+    let (ok, _, stderr) = sae(&[&train[..], &again[..]].concat());
+    assert!(ok && stderr.contains("written with threads") && stderr.contains("not bit-for-bit"), "{stderr}");
     // Another seed is another run.
     let other = ["--epochs", "3", "--seed", "2", "--resume", &checkpoint, "-o", &resumed];
     let (ok, _, stderr) = sae(&[&train[..], &other[..]].concat());

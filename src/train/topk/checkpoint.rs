@@ -102,6 +102,7 @@ pub(super) fn write<T: Real>(
     options: &TopKOptions,
     state: &RunState<T>,
     fingerprints: &Fingerprints,
+    annotations: &[(String, String)],
 ) -> Result<()> {
     let model = trained_model(init, &state.params, state.input_scale, state.threshold)?;
     let tally = &state.tally;
@@ -146,7 +147,13 @@ pub(super) fn write<T: Real>(
         .chain(described(options))
         .chain(fingerprints.data.metadata())
         .map(|(key, value)| (key.to_string(), value))
-        .chain(held_out.map(|(key, value)| (format!("validation.{key}"), value)));
+        .chain(held_out.map(|(key, value)| (format!("validation.{key}"), value)))
+        .collect::<Vec<_>>();
+    // The run's annotations, but never in place of a key of the state's own.
+    let annotations: Vec<_> =
+        annotations.iter().filter(|(key, _)| !metadata.iter().any(|(own, _)| own == key)).cloned().collect();
+    let mut metadata = metadata;
+    metadata.extend(annotations);
     model.save_with_tensors(path, metadata, &counted, &own)
 }
 
