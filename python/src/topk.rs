@@ -443,6 +443,10 @@ pub(crate) fn train_topk<'py>(
                 }
             })
             .map_err(py_error)?;
+            // (A checkpoint that could not be written ended the run: its error is raised.)
+            if let Some(error) = trained.checkpoint_error {
+                return Err(py_error(error));
+            }
             let epochs = trained.epochs.iter().map(|epoch| {
                 let dict = metrics_dict(py, &epoch.metrics)?;
                 dict.set_item("epoch", epoch.epoch)?;

@@ -221,3 +221,11 @@ def test_a_run_resumed_from_its_checkpoint_takes_the_uninterrupted_runs_steps(tm
         sae.train_topk(x, 32, 3, epochs=4, resume=checkpoint, **{**options, "batch_size": 128})
     with pytest.raises(sae.InvalidInputError, match="checkpoint_every"):
         sae.train_topk(x, 32, 3, checkpoint=checkpoint, checkpoint_every=0, epochs=1)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_raised_naming_it(tmp_path):
+    _, x = planted(m=500)
+    missing = tmp_path / "no-such-folder" / "run.ckpt"
+    with pytest.raises(sae.FileAccessError, match="no-such-folder/run.ckpt"):
+        sae.train_topk(x, 32, 3, epochs=2, batch_size=100, checkpoint=missing, checkpoint_every=1)
+    assert not missing.parent.exists()

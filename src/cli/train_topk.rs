@@ -332,6 +332,11 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
                 .map_or(String::new(), |path| format!("; --resume {} continues the run", path.display())),
         }
         .into()),
+        MinibatchStop::CheckpointFailed => {
+            let error =
+                trained.checkpoint_error.map_or_else(|| "a checkpoint could not be written".into(), |e| e.to_string());
+            Err(format!("{error}: the run stopped there; its model is in {}", args.output.display()).into())
+        }
         _ => Ok(()),
     }
 }

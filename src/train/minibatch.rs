@@ -95,6 +95,10 @@ pub enum MinibatchStop {
     /// The held-out cost did not improve for the patience of a [`Validation`]; the model
     /// is the best validated one.
     EarlyStopping,
+    /// A checkpoint could not be written (its error kept beside the model, e.g.
+    /// [`crate::train::TopKTrained::checkpoint_error`]); the model is that of the moment, the
+    /// last checkpoint written intact.
+    CheckpointFailed,
 }
 
 impl MinibatchStop {
@@ -106,6 +110,7 @@ impl MinibatchStop {
             MinibatchStop::Requested => "requested",
             MinibatchStop::TimeLimit => "time-limit",
             MinibatchStop::EarlyStopping => "early-stopping",
+            MinibatchStop::CheckpointFailed => "checkpoint-failed",
         }
     }
 }
@@ -129,6 +134,9 @@ impl std::fmt::Display for MinibatchStop {
             MinibatchStop::TimeLimit => "reached the time limit",
             MinibatchStop::EarlyStopping => {
                 "stopped early: the held-out cost stopped improving; the model is the best validated one"
+            }
+            MinibatchStop::CheckpointFailed => {
+                "a checkpoint could not be written: the model so far is kept, and any checkpoint written before is intact"
             }
         })
     }

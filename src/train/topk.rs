@@ -204,7 +204,7 @@ impl TopKMetrics {
 }
 
 /// What a run produced.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TopKTrained<T> {
     pub model: TopKModel<T>,
     /// Every finished epoch's metrics.
@@ -216,6 +216,10 @@ pub struct TopKTrained<T> {
     /// With early stopping, the epoch whose model `model` is: the one of the lowest held-out
     /// FVU.
     pub chosen_epoch: Option<usize>,
+    /// Why a checkpoint could not be written, when one could not: that ended the run
+    /// ([`MinibatchStop::CheckpointFailed`]), and `model` is the model of that moment, so that
+    /// the caller can keep it before reporting the error.
+    pub checkpoint_error: Option<Error>,
 }
 
 /// Trains TopK models with [`TopKOptions`].
@@ -506,6 +510,7 @@ impl TopKTrainer {
         };
         let every = checkpoints.map_or(u64::MAX, |((_, every), _)| *every);
         let mut saved_at = now.rule.steps;
+        let mut checkpoint_error = None;
         let mut batch_values = vec![T::zero(); batch_size * n];
         let mut epochs = Vec::new();
         'epochs: while now.epoch < options.epochs && stop == MinibatchStop::MaxEpochs {
@@ -596,14 +601,17 @@ impl TopKTrainer {
                 }
                 now.batch += 1;
                 if now.batch < batches {
-                    if let Some(outside) = outside_stop(&self.stop, false, &deadline) {
-                        save(&now)?;
+                    let outside = outside_stop(&self.stop, false, &deadline);
+                    if outside.is_some() || now.rule.steps - saved_at >= every {
+                        if let Err(error) = save(&now) {
+                            (stop, checkpoint_error) = (MinibatchStop::CheckpointFailed, Some(error));
+                            break 'epochs;
+                        }
+                        saved_at = now.rule.steps;
+                    }
+                    if let Some(outside) = outside {
                         stop = outside.into();
                         break 'epochs;
-                    }
-                    if now.rule.steps - saved_at >= every {
-                        save(&now)?;
-                        saved_at = now.rule.steps;
                     }
                 }
             }
@@ -652,7 +660,10 @@ impl TopKTrainer {
                 outside_stop(&self.stop, requested, &deadline).map(Into::into)
             };
             if last || ending.is_some() || now.rule.steps - saved_at >= every {
-                save(&now)?;
+                if let Err(error) = save(&now) {
+                    (stop, checkpoint_error) = (MinibatchStop::CheckpointFailed, Some(error));
+                    break;
+                }
                 saved_at = now.rule.steps;
             }
             if let Some(ending) = ending {
@@ -664,7 +675,8 @@ impl TopKTrainer {
             Some((epoch, _, model)) => (model, Some(epoch)),
             None => (trained_model(&init, &now.params, now.input_scale, now.threshold)?, None),
         };
-        Ok(TopKTrained { model, steps: now.rule.steps, epochs, epochs_completed: now.epoch, stop, chosen_epoch })
+        let epochs_completed = now.epoch;
+        Ok(TopKTrained { model, steps: now.rule.steps, epochs, epochs_completed, stop, chosen_epoch, checkpoint_error })
     }
 }
 

@@ -514,3 +514,32 @@ fn a_streamed_topk_run_checkpoints_and_a_resumed_run_takes_the_uninterrupted_run
     let (ok, _, stderr) = sae(&[&train[..], &other[..]].concat());
     assert!(!ok && stderr.contains("topk.option.seed"), "{stderr}");
 }
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_the_run_keeping_its_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = path(dir.path(), "planted.npy");
+    let generate = ["generate", "--planted", "--features", "16", "--atoms", "24", "--active", "2", "--f32"];
+    assert!(sae(&[&generate[..], &["--examples", "500", "-o", &data]].concat()).0);
+    let (checkpoint, model) = (path(dir.path(), "run.ckpt"), path(dir.path(), "m.safetensors"));
+    // A 1 MB file-size limit (EFBIG past it, SIGXFSZ ignored) stands in for a full disk: the
+    // model (4096 latents of 16 inputs, f32: 0.5 MB) fits, its checkpoint (the model, the
+    // parameters and Adam's two moments: 2 MB) does not.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 1024; exec {} train --hidden-layer topk --k 3 --hidden 4096 --data {data} \
+         --batch-size 100 --epochs 3 --no-features --checkpoint {checkpoint} --checkpoint-every 2 -o {model}",
+        env!("CARGO_BIN_EXE_sae")
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("run.ckpt") && stderr.contains("File too large") && stderr.contains("m.safetensors"),
+        "{stderr}"
+    );
+    let kept = sae::model::ModelFile::<f64>::read_metadata(Path::new(&model)).unwrap();
+    assert_eq!(kept.get("stop").map(String::as_str), Some("checkpoint-failed"));
+    assert_eq!(kept.get("steps").map(String::as_str), Some("2"), "the model of the step whose checkpoint failed");
+    assert!(TopKModel::<f32>::load(Path::new(&model)).is_ok());
+    assert!(!Path::new(&checkpoint).exists(), "no partial checkpoint");
+}
