@@ -9,22 +9,37 @@
 #
 # By default the two run one after the other, their order swapped every round. With
 # --side-by-side they run at the same time, one per core (taskset, cores swapped every
-# round, --threads 1 added): both then meet the same disturbances, and the pairs of rounds
-# cancel a difference between the cores.
+# round, --threads 1 added, so not to be given): both then meet the same disturbances, and the
+# pairs of rounds cancel a difference between the cores.
 set -euo pipefail
+if [ $# -lt 3 ]; then
+    sed -n '2,13p' "$0" >&2
+    exit 2
+fi
 before=$1 after=$2 rounds=$3
 shift 3
 side_by_side=0
 if [ "${1:-}" = "--side-by-side" ]; then side_by_side=1; shift; fi
-[ "${1:-}" = "--" ] && shift
-time_of() { "$@" 2>&1 | awk '/^time/ {print $3}'; }
+if [ "${1:-}" = "--" ]; then shift; fi
+if ((side_by_side)) && [[ " $* " == *" --threads "* ]]; then
+    echo "--side-by-side runs each binary on one thread: leave --threads out" >&2
+    exit 2
+fi
+# The median time `sae objective` prints; fails when it printed none.
+time_of() {
+    local printed
+    printed=$("$@" 2>&1 | awk '/^time/ {print $3}')
+    [ -n "$printed" ] || { echo "no time printed by: $*" >&2; return 1; }
+    echo "$printed"
+}
 for ((r = 1; r <= rounds; r++)); do
     if ((side_by_side)); then
         if ((r % 2)); then cb=0 ca=1; else cb=1 ca=0; fi
         out=$(mktemp)
         time_of taskset -c "$cb" "$before" objective "$@" --threads 1 > "$out" &
+        background=$!
         a=$(time_of taskset -c "$ca" "$after" objective "$@" --threads 1)
-        wait
+        wait "$background"
         b=$(cat "$out")
         rm -f "$out"
     elif ((r % 2)); then
@@ -36,6 +51,8 @@ for ((r = 1; r <= rounds; r++)); do
 done | python3 -c '
 import math, statistics, sys
 rows = [tuple(map(float, line.split())) for line in sys.stdin]
+if not rows:
+    sys.exit("no rounds")
 ratios = [b / a for b, a in rows]
 pairs = [math.sqrt(ratios[i] * ratios[i + 1]) for i in range(0, len(ratios) - 1, 2)]
 print("before median %.4g, after median %.4g; before/after: median of rounds %.3f, geometric mean %.3f, median of pairs %s (%d rounds: %s)" % (

@@ -248,6 +248,11 @@ class SparseAutoencoder(_EngineTransformer):
         parameters, Adam's moments, the running `rho_hat`, the epoch count that seeds the
         shuffle); the first call starts one."""
         self._check_params()
+        if int(self.lr_warmup) != 0 or self.lr_decay != "none":
+            raise InvalidInputError(
+                "lr_warmup and lr_decay: a learning-rate schedule spans one run of max_iter epochs, which "
+                "partial_fit's one epoch at a time does not know; use fit"
+            )
         first = not hasattr(self, "model_")
         X = self._validate(X, reset=first)
         return self._train(X, 1, callback, continuing=True, incremental=True)

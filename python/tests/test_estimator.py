@@ -172,9 +172,9 @@ def test_a_learning_rate_schedule_is_refused_where_it_means_nothing(patches):
     with pytest.raises(sae.InvalidInputError, match="lr_decay_start"):
         sae.SparseAutoencoder(solver="adam", lr_decay="linear", lr_decay_start=1.5).fit(patches)
     scheduled = sae.SparseAutoencoder(8, solver="adam", max_iter=1, lr_warmup=10, random_state=0)
-    scheduled.partial_fit(patches)  # the first call starts a run ...
     with pytest.raises(sae.InvalidInputError, match="partial_fit"):
-        scheduled.partial_fit(patches)  # ... which a schedule cannot continue
+        scheduled.partial_fit(patches)
+    assert not hasattr(scheduled, "model_")
 
 
 def test_a_callback_returning_any_false_value_but_none_stops(patches):

@@ -309,16 +309,27 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         let measured = [("fvu", last.metrics.fvu), ("l0", last.metrics.l0), ("dead", last.metrics.dead)];
         metadata.extend(measured.into_iter().filter(|(_, v)| v.is_finite()).map(|(key, v)| (key, v.to_string())));
     }
-    trained
-        .model
-        .save_with_metadata(&args.output, metadata.into_iter().map(|(key, value)| (key.to_string(), value)))?;
-    println!("model written to {}", args.output.display());
-    if let (false, Some(last)) = (args.no_features, written) {
-        let picture = super::super::plot::frequency_histogram(&last.metrics.frequencies, 900, 450)
-            .map_err(|e| format!("drawing {}: {e}", args.features.display()))?;
-        picture.save_png(&args.features)?;
-        println!("latent frequencies written to {}", args.features.display());
+    let outputs = || -> CliResult<()> {
+        trained
+            .model
+            .save_with_metadata(&args.output, metadata.into_iter().map(|(key, value)| (key.to_string(), value)))?;
+        println!("model written to {}", args.output.display());
+        if let (false, Some(last)) = (args.no_features, written) {
+            let picture = super::super::plot::frequency_histogram(&last.metrics.frequencies, 900, 450)
+                .map_err(|e| format!("drawing {}: {e}", args.features.display()))?;
+            picture.save_png(&args.features)?;
+            println!("latent frequencies written to {}", args.features.display());
+        }
+        Ok(())
+    };
+    let outputs_written = outputs();
+    if let (Err(failed), Some(checkpoint_error)) = (&outputs_written, &trained.checkpoint_error) {
+        // (A full disk fails both: each is named.)
+        return Err(
+            format!("{checkpoint_error}: the run stopped there, and writing its model failed too: {failed}").into()
+        );
     }
+    outputs_written?;
     match trained.stop {
         MinibatchStop::Interrupted => Err(Interrupted {
             kept: match trained.chosen_epoch {
@@ -333,8 +344,10 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         }
         .into()),
         MinibatchStop::CheckpointFailed => {
-            let error =
-                trained.checkpoint_error.map_or_else(|| "a checkpoint could not be written".into(), |e| e.to_string());
+            let error = trained
+                .checkpoint_error
+                .as_ref()
+                .map_or_else(|| "a checkpoint could not be written".into(), |e| e.to_string());
             Err(format!("{error}: the run stopped there; its model is in {}", args.output.display()).into())
         }
         _ => Ok(()),

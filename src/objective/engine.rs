@@ -305,6 +305,14 @@ impl<T: Real> Engine<T> {
             r.contractive_sums.resize(h, 0.0);
             r.input.resize(self.input.scratch_len(n, block), T::zero());
         }
+        // A buffer per thread for the forward pass's tasks from the start, so that not even a
+        // later evaluation whose tasks overlap more than the first's allocates one.
+        let scratch_len = self.input.scratch_len(n, block);
+        let pool = ws.forward_scratch.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < threads {
+            pool.resize_with(threads, Vec::new);
+        }
+        pool.iter_mut().for_each(|buffer| buffer.resize(scratch_len, T::zero()));
     }
 
     /// SPEC §2.1 step 1 on one chunk, every block in parallel: `a2 = f(W1 x + b1 1ᵀ)`, the

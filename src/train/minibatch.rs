@@ -95,9 +95,10 @@ pub enum MinibatchStop {
     /// The held-out cost did not improve for the patience of a [`Validation`]; the model
     /// is the best validated one.
     EarlyStopping,
-    /// A checkpoint could not be written (its error kept beside the model, e.g.
-    /// [`crate::train::TopKTrained::checkpoint_error`]); the model is that of the moment, the
-    /// last checkpoint written intact.
+    /// Dictionary layers only ([`crate::train::TopKTrainer`]; the dense trainers return the
+    /// error): a checkpoint could not be written, its error kept in
+    /// [`crate::train::TopKTrained::checkpoint_error`]; the model is that of the moment (with
+    /// early stopping, its best epoch's), any checkpoint written before intact.
     CheckpointFailed,
 }
 

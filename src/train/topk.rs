@@ -217,8 +217,9 @@ pub struct TopKTrained<T> {
     /// FVU.
     pub chosen_epoch: Option<usize>,
     /// Why a checkpoint could not be written, when one could not: that ended the run
-    /// ([`MinibatchStop::CheckpointFailed`]), and `model` is the model of that moment, so that
-    /// the caller can keep it before reporting the error.
+    /// ([`MinibatchStop::CheckpointFailed`]), and `model` is the model of that moment (with
+    /// early stopping, its best epoch's), so that the caller can keep it before reporting the
+    /// error.
     pub checkpoint_error: Option<Error>,
 }
 
@@ -311,7 +312,9 @@ impl TopKTrainer {
     }
 
     /// Writes a checkpoint (see the `checkpoint` module) to `path` every `every` steps and when
-    /// the run ends, however it ends; atomically.
+    /// the run ends, however it ends; atomically. A checkpoint that cannot be written ends the
+    /// run, which still returns `Ok` with the model so far: check
+    /// [`TopKTrained::checkpoint_error`].
     pub fn checkpoint_to(mut self, path: impl Into<PathBuf>, every: u64) -> Self {
         self.checkpoint = Some((path.into(), every.max(1)));
         self
@@ -319,7 +322,9 @@ impl TopKTrainer {
 
     /// Records `metadata` in every checkpoint beside the run's state: what a resumed run needs
     /// to know of this one (its threads and instruction set, on which the bits of a
-    /// continuation depend; the command). The checkpoint's own keys win over these.
+    /// continuation depend; the command). The state's keys win over these, and keys under
+    /// `topk.`, `data.` and `validation.` (the state's namespaces) are not written; a key the
+    /// model file itself uses (`k`, `threshold`, …) fails the checkpoint.
     pub fn annotate_checkpoints(mut self, metadata: impl IntoIterator<Item = (String, String)>) -> Self {
         self.annotations.extend(metadata);
         self
@@ -604,6 +609,10 @@ impl TopKTrainer {
                     let outside = outside_stop(&self.stop, false, &deadline);
                     if outside.is_some() || now.rule.steps - saved_at >= every {
                         if let Err(error) = save(&now) {
+                            if let Some(outside) = outside {
+                                let stopping = MinibatchStop::from(outside);
+                                log::warn!("the run was stopping ({stopping}) when its checkpoint failed");
+                            }
                             (stop, checkpoint_error) = (MinibatchStop::CheckpointFailed, Some(error));
                             break 'epochs;
                         }
@@ -661,6 +670,9 @@ impl TopKTrainer {
             };
             if last || ending.is_some() || now.rule.steps - saved_at >= every {
                 if let Err(error) = save(&now) {
+                    if let Some(ending) = ending {
+                        log::warn!("the run was stopping ({ending}) when its checkpoint failed");
+                    }
                     (stop, checkpoint_error) = (MinibatchStop::CheckpointFailed, Some(error));
                     break;
                 }

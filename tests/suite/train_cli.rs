@@ -161,7 +161,8 @@ fn a_missing_data_file_or_a_corrupted_checkpoint_is_named() {
     assert!(!ok && stderr.contains("/no/such/x.npy"), "{stderr}");
     let corrupt = path(dir.path(), "bad.ckpt");
     std::fs::write(&corrupt, b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage").unwrap();
-    let (ok, _, stderr) = sae(&["train", "--resume", &corrupt, "-o", &path(dir.path(), "m.safetensors")]);
+    let (ok, _, stderr) =
+        sae(&["train", "--resume", &corrupt, "--no-features", "-o", &path(dir.path(), "m.safetensors")]);
     assert!(!ok && stderr.contains("bad.ckpt"), "{stderr}");
 }
 
@@ -335,7 +336,8 @@ fn train_records_the_variant_it_was_given_and_keeps_tied_weights_tied() {
 fn cross_entropy_with_linear_output_units_is_refused_naming_the_flags() {
     let dir = tempfile::tempdir().unwrap();
     let model = path(dir.path(), "m.safetensors");
-    let (ok, _, stderr) = sae(&["train", "--loss", "cross-entropy", "--output-units", "linear", "-o", &model]);
+    let (ok, _, stderr) =
+        sae(&["train", "--loss", "cross-entropy", "--output-units", "linear", "--no-features", "-o", &model]);
     assert!(!ok && stderr.contains("--output-units"), "{stderr}");
 }
 

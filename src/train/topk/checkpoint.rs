@@ -149,9 +149,13 @@ pub(super) fn write<T: Real>(
         .map(|(key, value)| (key.to_string(), value))
         .chain(held_out.map(|(key, value)| (format!("validation.{key}"), value)))
         .collect::<Vec<_>>();
-    // The run's annotations, but never in place of a key of the state's own.
-    let annotations: Vec<_> =
-        annotations.iter().filter(|(key, _)| !metadata.iter().any(|(own, _)| own == key)).cloned().collect();
+    // The run's annotations, but never in place of a key of the state's, nor in its namespaces
+    // (where `read` would take them for state).
+    let state_key = |key: &str| {
+        ["topk.", "data.", "validation."].iter().any(|prefix| key.starts_with(prefix))
+            || metadata.iter().any(|(own, _)| own == key)
+    };
+    let annotations: Vec<_> = annotations.iter().filter(|(key, _)| !state_key(key)).cloned().collect();
     let mut metadata = metadata;
     metadata.extend(annotations);
     model.save_with_tensors(path, metadata, &counted, &own)
