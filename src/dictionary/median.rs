@@ -7,42 +7,67 @@
 /// (a point at `y` itself is skipped), until a step moves `y` by less than `tolerance` times
 /// the points' spread, or `iterations` steps.
 pub fn geometric_median<T: crate::Real>(rows: &[T], n: usize, iterations: usize, tolerance: f64) -> Vec<f64> {
+    let alone = |_: &mut [f64]| Ok(());
+    geometric_median_summed(rows, n, iterations, tolerance, alone).expect("a sum of one process does not fail")
+}
+
+/// [`geometric_median`] of points held in parts (by the processes of a distributed run, say):
+/// `rows` are this part's, and `sum` replaces a vector of this part's sums by the sums over
+/// all parts (every part calling it alike). Each step of Weiszfeld's iteration needs only the
+/// sums `Σ w_i x_i` and `Σ w_i`, so every part ends with the same median, that of all the
+/// points (to the rounding of the sums' order).
+pub fn geometric_median_summed<T: crate::Real>(
+    rows: &[T],
+    n: usize,
+    iterations: usize,
+    tolerance: f64,
+    mut sum: impl FnMut(&mut [f64]) -> crate::Result<()>,
+) -> crate::Result<Vec<f64>> {
     assert!(n > 0 && rows.len().is_multiple_of(n), "geometric_median: {} values in rows of {n}", rows.len());
-    let count = rows.len() / n;
-    let mut y = vec![0.0; n];
-    if count == 0 {
-        return y;
-    }
+    // `[Σ x_i; count]`, then the mean.
+    let mut sums = vec![0.0; n + 1];
     for row in rows.chunks_exact(n) {
-        for (y, v) in y.iter_mut().zip(row) {
-            *y += v.as_f64() / count as f64;
+        for (s, v) in sums.iter_mut().zip(row) {
+            *s += v.as_f64();
         }
     }
-    let spread = rows.chunks_exact(n).map(|row| distance(row, &y)).sum::<f64>() / count as f64;
-    let mut next = vec![0.0; n];
+    sums[n] = (rows.len() / n) as f64;
+    sum(&mut sums)?;
+    let count = sums[n];
+    let mut y = vec![0.0; n];
+    if count == 0.0 {
+        return Ok(y);
+    }
+    y.iter_mut().zip(&sums).for_each(|(y, s)| *y = s / count);
+    let mut spread = [rows.chunks_exact(n).map(|row| distance(row, &y)).sum::<f64>()];
+    sum(&mut spread)?;
+    let spread = spread[0] / count;
+    // `[Σ w_i x_i; Σ w_i]`.
+    let mut next = vec![0.0; n + 1];
     for _ in 0..iterations {
         next.fill(0.0);
-        let mut weights = 0.0;
         for row in rows.chunks_exact(n) {
             let d = distance(row, &y);
             if d > 0.0 {
                 for (s, v) in next.iter_mut().zip(row) {
                     *s += v.as_f64() / d;
                 }
-                weights += 1.0 / d;
+                next[n] += 1.0 / d;
             }
         }
+        sum(&mut next)?;
+        let weights = next[n];
         if weights == 0.0 {
             break;
         }
-        next.iter_mut().for_each(|s| *s /= weights);
-        let moved = distance_f64(&next, &y);
-        std::mem::swap(&mut y, &mut next);
+        next[..n].iter_mut().for_each(|s| *s /= weights);
+        let moved = distance_f64(&next[..n], &y);
+        y.copy_from_slice(&next[..n]);
         if moved <= tolerance * spread {
             break;
         }
     }
-    y
+    Ok(y)
 }
 
 fn distance<T: crate::Real>(row: &[T], y: &[f64]) -> f64 {

@@ -14,7 +14,7 @@ mod model;
 mod objective;
 pub mod select;
 
-pub use median::geometric_median;
+pub use median::{geometric_median, geometric_median_summed};
 pub use model::{spread_codes, Architecture, Blocks, DictionaryLayout, TopKModel, OBJECTIVE};
 pub use objective::{AuxK, BatchStats, TopKObjective};
 pub use select::{Selection, Units};

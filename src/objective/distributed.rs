@@ -66,7 +66,7 @@ impl<C: Collective + ?Sized> Collective for &C {
 
 /// A 64-bit hash of the parameters' bits (each value's, mixed in order): equal on two
 /// processes exactly when, but for collisions, their parameters are.
-fn parameters_hash<T: Real>(theta: &[T]) -> u64 {
+pub(crate) fn parameters_hash<T: Real>(theta: &[T]) -> u64 {
     theta.iter().fold(0x9e37_79b9_7f4a_7c15, |hash, v| {
         (hash.rotate_left(5) ^ v.as_f64().to_bits()).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -40,17 +40,18 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::control::{outside_stop, Control, Deadline};
-use super::feed::{Feed, InMemory, Streamed, StreamedPart};
+use super::feed::{part_fingerprint, Feed, InMemory, Streamed, StreamedPart};
 use super::{DataFingerprint, MinibatchOptions, MinibatchStop, Shuffle};
 use crate::data::stream::{ExampleSource, SeekableSource, SliceSource};
 use crate::data::{Dataset, Layout};
-use crate::dictionary::{geometric_median, select::INACTIVE, AuxK, TopKModel, TopKObjective};
+use crate::dictionary::{geometric_median_summed, select::INACTIVE, AuxK, TopKModel, TopKObjective};
 use crate::error::{Error, Result};
 use crate::model::Reconstruction;
-use crate::objective::distributed::Part;
+use crate::objective::distributed::{agree, in_whole, Alone, Collective, Part, Split};
 use crate::optim::{Schedule, StepRule};
 use crate::real::Real;
 use checkpoint::RunState;
+use split::{Evaluated, StepSums};
 
 /// A latent is dense when it fires on more than this fraction of an epoch's examples.
 pub const DENSE_FREQUENCY: f64 = 0.1;
@@ -339,9 +340,9 @@ impl TopKTrainer {
         self
     }
 
-    /// The data's fingerprint, when checkpoints are written or read.
-    fn fingerprint_of<T: Real>(&self, data: &Dataset<'_, T>) -> Option<DataFingerprint> {
-        (self.checkpoint.is_some() || self.resume.is_some()).then(|| DataFingerprint::of_dataset(data))
+    /// Whether the run needs its data's fingerprint: when checkpoints are written or read.
+    fn fingerprints(&self) -> bool {
+        self.checkpoint.is_some() || self.resume.is_some()
     }
 
     /// Trains `init` on `data` in memory (scanned for non-finite values first); `on_epoch` sees
@@ -352,9 +353,7 @@ impl TopKTrainer {
         init: TopKModel<T>,
         on_epoch: impl FnMut(&TopKEpoch) -> C,
     ) -> Result<TopKTrained<T>> {
-        data.check_finite()?;
-        let feed = InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed);
-        self.run(feed, init, None, self.fingerprint_of(data), on_epoch)
+        self.fit_split(Part::whole(data), None, &Alone, init, on_epoch)
     }
 
     /// As [`fit`](Self::fit), measuring the model at the end of each epoch on `held_out`
@@ -367,10 +366,39 @@ impl TopKTrainer {
         init: TopKModel<T>,
         on_epoch: impl FnMut(&TopKEpoch) -> C,
     ) -> Result<TopKTrained<T>> {
-        data.check_finite()?;
-        let held_out = check_held_out(held_out, init.visible())?;
-        let feed = InMemory::new(Part::whole(data), self.options.shuffle, self.options.seed);
-        self.run(feed, init, Some(held_out), self.fingerprint_of(data), on_epoch)
+        self.fit_split(Part::whole(data), Some(held_out), &Alone, init, on_epoch)
+    }
+
+    /// As [`fit`](Self::fit) (or [`fit_held_out`](Self::fit_held_out)) on a data set split
+    /// across the processes of `collective`, this process holding `part` (see
+    /// [`crate::objective::distributed`]; each process's rows scanned for non-finite values
+    /// first): every minibatch of the whole data set's order is evaluated by the processes
+    /// holding its rows, and one sum per step gives each the whole minibatch's gradient and
+    /// metrics, so that every process takes the same steps and returns the same model. Every
+    /// process is given the same trainer (options, checkpoint and resumption, of which the
+    /// first process writes the checkpoints), the same `init` and the same `held_out` data (the
+    /// first process measures it, and every process receives its figures). A stop one process is asked for (its flag, callback or
+    /// time limit) stops every process after the same step. With a batch selection each
+    /// process keeps the `k·B_p` largest activations of its `B_p` rows (as data-parallel
+    /// trainers do), so the run is not that of one process; otherwise it is, to the rounding
+    /// of the sums. Resampling dead latents is refused. Collective.
+    pub fn fit_split<T: Real, Ctl: Control, C: Collective>(
+        &self,
+        part: Part<'_, '_, T>,
+        held_out: Option<&[T]>,
+        collective: &C,
+        init: TopKModel<T>,
+        on_epoch: impl FnMut(&TopKEpoch) -> Ctl,
+    ) -> Result<TopKTrained<T>> {
+        let checked = part.data.map_or(Ok(()), |data| data.check_finite().map_err(|e| in_whole(e, part.first_example)));
+        agree(collective, checked, "checking its part of the data")?;
+        let held_out = held_out.map(|held_out| check_held_out(held_out, init.visible())).transpose()?;
+        let fingerprint = match self.fingerprints() {
+            true => Some(Split::new(collective).fingerprint(part_fingerprint(&part, init.visible()))?),
+            false => None,
+        };
+        let feed = InMemory::new(part, self.options.shuffle, self.options.seed);
+        self.run(feed, init, held_out, fingerprint, collective, on_epoch)
     }
 
     /// As [`fit`](Self::fit) on data read from storage a window of blocks at a time (the
@@ -382,7 +410,7 @@ impl TopKTrainer {
         init: TopKModel<T>,
         on_epoch: impl FnMut(&TopKEpoch) -> C,
     ) -> Result<TopKTrained<T>> {
-        self.streamed(part, init, None, on_epoch)
+        self.fit_streamed_split(part, None, &Alone, init, on_epoch)
     }
 
     /// As [`fit_streamed`](Self::fit_streamed), measuring the model at the end of each epoch
@@ -394,17 +422,21 @@ impl TopKTrainer {
         init: TopKModel<T>,
         on_epoch: impl FnMut(&TopKEpoch) -> C,
     ) -> Result<TopKTrained<T>> {
-        let held_out = check_held_out(held_out, init.visible())?;
-        self.streamed(part, init, Some(held_out), on_epoch)
+        self.fit_streamed_split(part, Some(held_out), &Alone, init, on_epoch)
     }
 
-    fn streamed<T: Real, S: SeekableSource<T> + Send, C: Control>(
+    /// As [`fit_split`](Self::fit_split) on data read from storage, each process reading its
+    /// rows (`part`, made by [`StreamedPart::new`]) as [`fit_streamed`](Self::fit_streamed)
+    /// does. Collective.
+    pub fn fit_streamed_split<T: Real, S: SeekableSource<T> + Send, Ctl: Control, C: Collective>(
         &self,
         mut part: StreamedPart<S>,
+        held_out: Option<&[T]>,
+        collective: &C,
         init: TopKModel<T>,
-        held_out: Option<Dataset<'_, T>>,
-        on_epoch: impl FnMut(&TopKEpoch) -> C,
+        on_epoch: impl FnMut(&TopKEpoch) -> Ctl,
     ) -> Result<TopKTrained<T>> {
+        let held_out = held_out.map(|held_out| check_held_out(held_out, init.visible())).transpose()?;
         let options = MinibatchOptions {
             rule: self.options.rule,
             schedule: self.options.schedule,
@@ -414,33 +446,58 @@ impl TopKTrainer {
             seed: self.options.seed,
             shuffle: self.options.shuffle,
         };
-        let fingerprint = match self.checkpoint.is_some() || self.resume.is_some() {
-            true => Some(DataFingerprint::of_source(part.source_mut())?),
+        let fingerprint = match self.fingerprints() {
+            true => {
+                let local =
+                    agree(collective, DataFingerprint::of_source(part.source_mut()), "reading its part of the data")?;
+                Some(Split::new(collective).fingerprint(local)?)
+            }
             false => None,
         };
         std::thread::scope(|scope| {
             // Any finite value is an input of a linear reconstruction.
-            let feed = Streamed::spawn(scope, part, &options, Reconstruction::LinearSquaredError)?;
-            self.run(feed, init, held_out, fingerprint, on_epoch)
+            let feed = Streamed::spawn(scope, part, &options, Reconstruction::LinearSquaredError);
+            let feed = agree(collective, feed, "reading its part of the data")?;
+            self.run(feed, init, held_out, fingerprint, collective, on_epoch)
         })
     }
 
-    fn run<T: Real, C: Control>(
+    /// Runs on `feed`, this process's rows of the data (all of them, with `collective` of
+    /// [`Alone`]), each epoch measured on `held_out` (the whole of it; the first process measures it), the checkpoints of `fingerprint`'s data.
+    fn run<T: Real, Ctl: Control, C: Collective>(
         &self,
         mut feed: impl Feed<T>,
         init: TopKModel<T>,
         held_out: Option<Dataset<'_, T>>,
         fingerprint: Option<DataFingerprint>,
-        mut on_epoch: impl FnMut(&TopKEpoch) -> C,
+        collective: &C,
+        mut on_epoch: impl FnMut(&TopKEpoch) -> Ctl,
     ) -> Result<TopKTrained<T>> {
         let options = self.options;
         let deadline = Deadline::after(self.time_limit);
         let (n, h, k, m) = (init.visible(), init.latents(), init.k(), feed.examples());
-        if let Some(features) = feed.features().filter(|&f| f != n) {
-            return Err(Error::shape_mismatch("data features", format!("n = {n}"), features));
-        }
+        let (rank, size) = (collective.rank(), collective.size());
+        let features = match feed.features().filter(|&f| f != n) {
+            Some(features) => Err(Error::shape_mismatch("data features", format!("n = {n}"), features)),
+            None => Ok(()),
+        };
+        agree(collective, features, "checking its part of the data")?;
         if m == 0 {
             return Err(Error::EmptyData { what: "training data" });
+        }
+        if size > 1 {
+            // The processes' parts must be the whole, once each.
+            let mut held = [feed.held().len() as f64];
+            split::sum_in_place(collective, &mut held)?;
+            if held[0] as usize != m {
+                return Err(Error::shape_mismatch("rows of the processes' parts in all", m, held[0] as usize));
+            }
+            if options.resample_every.is_some() {
+                return Err(Error::InvalidOption {
+                    name: "resample_every",
+                    reason: "dead latents are not resampled across processes yet (AuxK revives them)".into(),
+                });
+            }
         }
         let batch_size = options.batch_size.min(m);
         let architecture = init.architecture();
@@ -475,7 +532,8 @@ impl TopKTrainer {
         });
         let mut now = match (&self.resume, &fingerprints) {
             (Some(path), Some(fingerprints)) => {
-                let resumed = checkpoint::read(path, &init, &options, (m, batches), fingerprints)?;
+                let resumed = checkpoint::read(path, &init, &options, (m, batches), fingerprints);
+                let resumed = agree(collective, resumed, "reading the checkpoint")?;
                 log::info!("resuming {} in epoch {}", path.display(), resumed.epoch + 1);
                 resumed
             }
@@ -506,10 +564,17 @@ impl TopKTrainer {
             log::warn!("resampling every {every} steps: a run of {total_steps} steps resamples no latent");
         }
         let checkpoints = self.checkpoint.as_ref().zip(fingerprints.as_ref());
+        // (Written by the first process; collective.)
         let save = |now: &RunState<T>| -> Result<()> {
             if let Some(((path, _), fingerprints)) = checkpoints {
-                checkpoint::write(path, &init, &options, now, fingerprints, &self.annotations)?;
-                log::info!("checkpoint of step {} written to {}", now.rule.steps, path.display());
+                let written = match rank {
+                    0 => checkpoint::write(path, &init, &options, now, fingerprints, &self.annotations),
+                    _ => Ok(()),
+                };
+                agree(collective, written, "writing the checkpoint")?;
+                if rank == 0 {
+                    log::info!("checkpoint of step {} written to {}", now.rule.steps, path.display());
+                }
             }
             Ok(())
         };
@@ -517,23 +582,35 @@ impl TopKTrainer {
         let mut saved_at = now.rule.steps;
         let mut checkpoint_error = None;
         let mut batch_values = vec![T::zero(); batch_size * n];
+        let mut sums = StepSums::new(n, h);
         let mut epochs = Vec::new();
         'epochs: while now.epoch < options.epochs && stop == MinibatchStop::MaxEpochs {
             while now.batch < batches {
                 let (epoch, batch_index) = (now.epoch, now.batch);
                 let positions = batch_index * options.batch_size..((batch_index + 1) * options.batch_size).min(m);
-                let count = feed.fill(epoch, positions, &mut batch_values)?;
+                let whole_batch = positions.len();
+                let mut filled = feed.fill(epoch, positions, &mut batch_values);
+                // The first step's scale and median are sums over every process's rows.
+                let first_sums = (options.normalize_inputs && now.input_scale.is_none())
+                    || (now.rule.steps == 0 && options.median_init);
+                if first_sums {
+                    filled = Ok(agree(collective, filled, "reading its rows of a minibatch")?);
+                }
+                let count = *filled.as_ref().unwrap_or(&0);
                 let values = &mut batch_values[..count * n];
                 if options.normalize_inputs {
-                    let scale = *now.input_scale.get_or_insert_with(|| unit_mean_square_scale(values, n));
+                    let scale = match now.input_scale {
+                        Some(scale) => scale,
+                        None => *now.input_scale.insert(unit_mean_square_scale(values, n, collective)?),
+                    };
                     values.iter_mut().for_each(|v| *v = *v * scale);
                 }
                 let values = &*values;
-                let batch = Dataset::unscanned(values, count, n, Layout::ExamplesByFeatures)?;
                 if now.rule.steps == 0 && options.median_init {
-                    let median: Vec<T> =
-                        geometric_median(values, n, MEDIAN_ITERATIONS, 1e-6).into_iter().map(T::cast).collect();
-                    layout.split_mut(&mut now.params).b_dec.copy_from_slice(&median);
+                    let sum = |sums: &mut [f64]| split::sum_in_place(collective, sums);
+                    let median = geometric_median_summed(values, n, MEDIAN_ITERATIONS, 1e-6, sum)?;
+                    let b_dec = layout.split_mut(&mut now.params).b_dec;
+                    b_dec.iter_mut().zip(median).for_each(|(b, median)| *b = T::cast(median));
                 }
                 if aux.is_some() {
                     mark_dead(&mut dead, &now.last_fired, now.seen);
@@ -543,20 +620,32 @@ impl TopKTrainer {
                 if step_k != objective.k() {
                     objective.set_k(step_k)?;
                 }
-                let (loss, stats) = objective.evaluate(&now.params, &mut grad, &batch)?;
+                let evaluated = filled.and_then(|count| match count {
+                    0 => Ok(None),
+                    _ => {
+                        let batch = Dataset::unscanned(values, count, n, Layout::ExamplesByFeatures)?;
+                        let (loss, stats) = objective.evaluate(&now.params, &mut grad, &batch)?;
+                        Ok(Some(Evaluated { loss, stats, values, slots: objective.codes().0 }))
+                    }
+                });
+                let asked = outside_stop(&self.stop, false, &deadline);
+                let share = count as f64 / whole_batch as f64;
+                let summed = sums.sum(collective, evaluated, share, asked, &now.params, &mut grad)?;
                 let step = now.rule.steps + 1;
-                if !loss.is_finite() {
-                    return Err(Error::NonFiniteCost { iteration: step as usize, value: loss });
+                if !summed.loss.is_finite() {
+                    return Err(Error::NonFiniteCost { iteration: step as usize, value: summed.loss });
                 }
-                if let Some(smallest) = stats.smallest_selected {
+                if let Some(smallest) = summed.smallest_selected {
                     now.threshold =
                         Some(now.threshold.map_or(smallest, |t| t + options.threshold_rate * (smallest - t)));
                 }
-                now.tally.add(stats.squared_error, values, n, objective.codes().0);
-                now.seen += count as u64;
-                for &j in objective.codes().0.iter().filter(|&&j| j != INACTIVE) {
-                    now.last_fired[j as usize] = now.seen;
+                now.tally.add_batch(summed.batch, n);
+                now.seen += whole_batch as u64;
+                let fired = &summed.batch[3 + n..];
+                for (last, _) in now.last_fired.iter_mut().zip(fired).filter(|(_, &f)| f > 0.0) {
+                    *last = now.seen;
                 }
+                let outside = summed.stop;
                 if options.unit_norm_decoder {
                     layout.remove_radial_decoder_gradient(&now.params, &mut grad);
                 }
@@ -606,7 +695,6 @@ impl TopKTrainer {
                 }
                 now.batch += 1;
                 if now.batch < batches {
-                    let outside = outside_stop(&self.stop, false, &deadline);
                     if outside.is_some() || now.rule.steps - saved_at >= every {
                         if let Err(error) = save(&now) {
                             if let Some(outside) = outside {
@@ -636,8 +724,7 @@ impl TopKTrainer {
                     // (With the k of the epoch's last steps, during a schedule of k.)
                     let model =
                         trained_model(&init, &now.params, now.input_scale, now.threshold)?.with_k(objective.k())?;
-                    let mut source = SliceSource::new(held_out.values(), n)?;
-                    let metrics = measure(&model, &mut source, batch_size)?;
+                    let metrics = measure_on_first(&model, held_out, batch_size, collective)?;
                     // Epochs compare at the model's k only (not during a schedule of k); a held-out
                     // FVU that is not a number is the worst.
                     let better = |(_, fvu, _): &(usize, f64, TopKModel<T>)| metrics.fvu < *fvu || fvu.is_nan();
@@ -661,12 +748,14 @@ impl TopKTrainer {
             let requested = on_epoch(&ended).stops();
             epochs.push(ended);
             let last = now.epoch == options.epochs;
+            // (Every process makes the same collective calls, so each asks to stop or not.)
+            let outside = split::agree_stop(collective, outside_stop(&self.stop, requested, &deadline))?;
             let ending = if last {
                 None
             } else if patience_out(&now) {
                 Some(MinibatchStop::EarlyStopping)
             } else {
-                outside_stop(&self.stop, requested, &deadline).map(Into::into)
+                outside.map(Into::into)
             };
             if last || ending.is_some() || now.rule.steps - saved_at >= every {
                 if let Err(error) = save(&now) {
@@ -730,17 +819,44 @@ fn check_held_out<T: Real>(held_out: &[T], n: usize) -> Result<Dataset<'_, T>> {
     })
 }
 
-/// `c` with `mean ‖c x‖² = 1` over the rows of `values` (1 for rows of zeros).
-fn unit_mean_square_scale<T: Real>(values: &[T], n: usize) -> T {
-    let rows = (values.len() / n).max(1) as f64;
-    let mean_square = values.iter().map(|v| v.as_f64() * v.as_f64()).sum::<f64>() / rows;
-    T::cast(if mean_square > 0.0 { 1.0 / mean_square.sqrt() } else { 1.0 })
+/// `c` with `mean ‖c x‖² = 1` over the rows of `values` of every process of `collective` (1
+/// for rows of zeros).
+fn unit_mean_square_scale<T: Real, C: Collective>(values: &[T], n: usize, collective: &C) -> Result<T> {
+    let mut sums = [values.iter().map(|v| v.as_f64() * v.as_f64()).sum::<f64>(), (values.len() / n) as f64];
+    split::sum_in_place(collective, &mut sums)?;
+    let mean_square = sums[0] / sums[1].max(1.0);
+    Ok(T::cast(if mean_square > 0.0 { 1.0 / mean_square.sqrt() } else { 1.0 }))
 }
 
 /// The metrics of `model` on the examples of `source` (from its start), read `chunk` at a
 /// time: what [`TopKTrainer`] reports per epoch, for a trained model on any data (held-out
 /// data, say). Memory: a chunk and its workspace, whatever the size of the data.
 pub fn measure<T: Real>(model: &TopKModel<T>, source: &mut impl ExampleSource<T>, chunk: usize) -> Result<TopKMetrics> {
+    measure_tally(model, source, chunk).map(Tally::finish)
+}
+
+/// [`measure`] of `held_out` on every process of `collective`: the first measures it in chunks
+/// of `chunk` and the others receive its sums, so that every process has the figures (and
+/// makes the decisions) of one process. Collective.
+fn measure_on_first<T: Real, C: Collective>(
+    model: &TopKModel<T>,
+    held_out: &Dataset<'_, T>,
+    chunk: usize,
+    collective: &C,
+) -> Result<TopKMetrics> {
+    let tally = match collective.rank() {
+        0 => SliceSource::new(held_out.values(), model.visible())
+            .and_then(|mut source| measure_tally(model, &mut source, chunk)),
+        _ => Ok(Tally::new(model.latents())),
+    };
+    let tally = agree(collective, tally, "measuring the held-out data")?;
+    let mut sums = tally.to_sums();
+    split::sum_in_place(collective, &mut sums)?;
+    Ok(Tally::from_sums(&sums).finish())
+}
+
+/// The [`Tally`] of [`measure`].
+fn measure_tally<T: Real>(model: &TopKModel<T>, source: &mut impl ExampleSource<T>, chunk: usize) -> Result<Tally> {
     let n = model.visible();
     if source.features() != n {
         return Err(Error::shape_mismatch("data features", format!("n = {n}"), source.features()));
@@ -769,7 +885,7 @@ pub fn measure<T: Real>(model: &TopKModel<T>, source: &mut impl ExampleSource<T>
     if first == 0 {
         return Err(Error::EmptyData { what: "data" });
     }
-    Ok(tally.finish())
+    Ok(tally)
 }
 
 /// The sums of an epoch (or of a pass over data), a minibatch at a time.
@@ -784,6 +900,27 @@ struct Tally {
     fired: Vec<u64>,
 }
 
+/// The sums a minibatch adds to a [`Tally`], written into `out` (`3 + n + h` values):
+/// `[examples, Σ‖r‖², Σ‖x‖², Σ x (n), the examples each latent fired on (h)]` — additive over
+/// the processes holding the minibatch's rows.
+fn batch_sums<T: Real>(out: &mut [f64], squared_error: f64, values: &[T], n: usize, slots: &[u32]) {
+    out.fill(0.0);
+    let (head, rest) = out.split_at_mut(3);
+    let (column_sums, fired) = rest.split_at_mut(n);
+    let mut energy = 0.0;
+    for row in values.chunks_exact(n) {
+        for (sum, v) in column_sums.iter_mut().zip(row) {
+            let v = v.as_f64();
+            *sum += v;
+            energy += v * v;
+        }
+    }
+    for &j in slots.iter().filter(|&&j| j != INACTIVE) {
+        fired[j as usize] += 1.0;
+    }
+    head.copy_from_slice(&[(values.len() / n) as f64, squared_error, energy]);
+}
+
 impl Tally {
     fn new(latents: usize) -> Self {
         Tally { examples: 0, squared_error: 0.0, variance: 0.0, energy: 0.0, active: 0, fired: vec![0; latents] }
@@ -791,25 +928,44 @@ impl Tally {
 
     /// One minibatch of `values` (`n` per example), its squared error, and its slots.
     fn add<T: Real>(&mut self, squared_error: f64, values: &[T], n: usize, slots: &[u32]) {
-        let count = values.len() / n;
-        let mut mean = vec![0.0; n];
-        let mut energy = 0.0;
-        for row in values.chunks_exact(n) {
-            for (mean, v) in mean.iter_mut().zip(row) {
-                let v = v.as_f64();
-                *mean += v;
-                energy += v * v;
-            }
+        let mut sums = vec![0.0; 3 + n + self.fired.len()];
+        batch_sums(&mut sums, squared_error, values, n, slots);
+        self.add_batch(&sums, n);
+    }
+
+    /// One minibatch's [`batch_sums`] (of `n` inputs).
+    fn add_batch(&mut self, sums: &[f64], n: usize) {
+        let (count, squared_error, energy) = (sums[0], sums[1], sums[2]);
+        let (column_sums, fired) = sums[3..].split_at(n);
+        if count > 0.0 {
+            // Σ ‖x − x̄‖² = Σ ‖x‖² − B ‖x̄‖².
+            let mean_energy: f64 = column_sums.iter().map(|s| s * s).sum::<f64>() / count;
+            self.variance += (energy - mean_energy).max(0.0);
         }
-        // Σ ‖x − x̄‖² = Σ ‖x‖² − B ‖x̄‖².
-        let mean_energy: f64 = mean.iter().map(|s| s * s).sum::<f64>() / count as f64;
-        self.variance += (energy - mean_energy).max(0.0);
         self.energy += energy;
-        self.examples += count;
+        self.examples += count as usize;
         self.squared_error += squared_error;
-        for &j in slots.iter().filter(|&&j| j != INACTIVE) {
-            self.fired[j as usize] += 1;
-            self.active += 1;
+        for (total, &f) in self.fired.iter_mut().zip(fired) {
+            *total += f as u64;
+            self.active += f as usize;
+        }
+    }
+
+    /// Its sums as values to sum over processes: `[examples, Σ‖r‖², variance, Σ‖x‖², active,
+    /// fired (h)]`; [`from_sums`](Self::from_sums) reads them back.
+    fn to_sums(&self) -> Vec<f64> {
+        let head = [self.examples as f64, self.squared_error, self.variance, self.energy, self.active as f64];
+        head.into_iter().chain(self.fired.iter().map(|&f| f as f64)).collect()
+    }
+
+    fn from_sums(sums: &[f64]) -> Self {
+        Tally {
+            examples: sums[0] as usize,
+            squared_error: sums[1],
+            variance: sums[2],
+            energy: sums[3],
+            active: sums[4] as usize,
+            fired: sums[5..].iter().map(|&f| f as u64).collect(),
         }
     }
 
@@ -832,5 +988,6 @@ impl Tally {
 
 mod checkpoint;
 mod resample;
+mod split;
 #[cfg(test)]
 mod tests;

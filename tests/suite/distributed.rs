@@ -20,7 +20,7 @@ use sae::{Dataset, Error, Objective, Parameters, Real};
 /// `size` threads as processes: each writes its values into its slot, and every one sums all
 /// the slots in rank order once all have written. A process that waits more than ten seconds
 /// for the others panics: a sum one process skips fails the test instead of hanging it.
-struct Threads {
+pub(crate) struct Threads {
     rank: usize,
     size: usize,
     shared: Arc<(Mutex<Table>, Condvar)>,
@@ -36,7 +36,7 @@ struct Table {
 }
 
 impl Threads {
-    fn group(size: usize) -> Vec<Threads> {
+    pub(crate) fn group(size: usize) -> Vec<Threads> {
         let table = Table { slots: vec![Vec::new(); size], ..Table::default() };
         let shared = Arc::new((Mutex::new(table), Condvar::new()));
         (0..size).map(|rank| Threads { rank, size, shared: shared.clone() }).collect()

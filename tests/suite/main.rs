@@ -12,6 +12,7 @@ mod cli_files;
 mod cli_sanity;
 mod data;
 mod distributed;
+mod distributed_topk;
 mod fast_path_matches_reference;
 mod files;
 mod forward_and_pictures;
