@@ -1,7 +1,7 @@
 //! `mpirun -np N sae train --distributed`, run as a user runs it (needs OpenMPI's `mpirun` on
 //! the path; CI installs it): on 1, 2 and 3 processes it trains the model one process trains,
-//! a resumed run continues bit for bit, and a process that fails or dies ends the whole job
-//! with an error naming it, within seconds.
+//! a resumed run continues bit for bit (dense layers and dictionary layers alike), and a
+//! process that fails or dies ends the whole job with an error naming it, within seconds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -204,6 +204,66 @@ fn a_resumed_distributed_run_continues_bit_for_bit() {
     assert!(stderr.contains("written by a run on 2 process(es), this one has 3"), "{stderr}");
     let alone = sae(&[&["train", "--no-features", "--quiet"][..], &second[..]].concat());
     assert!(String::from_utf8_lossy(&alone.stderr).contains("on 2 process(es), this one has 1"));
+}
+
+#[test]
+fn a_topk_layer_on_two_and_three_processes_follows_one_process_streamed_or_not_and_resumes() {
+    use sae::dictionary::TopKModel;
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path(), 701);
+    let held_out = dir.path().join("held.npy");
+    let generate = ["generate", "--shape", "S1", "--examples", "97", "--seed", "2", "-o", held_out.to_str().unwrap()];
+    succeeded(&sae(&generate));
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let params = |name: &str| TopKModel::<f64>::load(Path::new(&path(name))).unwrap().params().to_vec();
+    let common = [
+        "train",
+        "--hidden-layer",
+        "topk",
+        "--k",
+        "6",
+        "--hidden",
+        "96",
+        "--data",
+        data.to_str().unwrap(),
+        "--validation",
+        held_out.to_str().unwrap(),
+        "--batch-size",
+        "100",
+        "--auxk-alpha",
+        "0.03125",
+        "--normalize-inputs",
+        "--shuffle-block",
+        "25",
+        "--no-features",
+        "--quiet",
+    ];
+    succeeded(&sae(&[&common[..], &["--epochs", "3", "-o", &path("one.safetensors")]].concat()));
+    let one = params("one.safetensors");
+    for (processes, stream) in [(2, false), (3, false), (2, true), (3, true)] {
+        let name = format!("{processes}-{stream}.safetensors");
+        let streamed: &[&str] = if stream { &["--stream"] } else { &[] };
+        let out = path(&name);
+        succeeded(&mpirun(
+            processes,
+            &[&common[..], streamed, &["--distributed", "--epochs", "3", "-o", &out]].concat(),
+        ));
+        let error = one.iter().zip(params(&name)).fold(0.0f64, |e, (a, b)| e.max((a - b).abs()));
+        assert!(error <= 1e-9, "{processes} processes (streamed: {stream}): parameters off by {error:e}");
+        let metadata = ModelFile::<f64>::read_metadata(Path::new(&path(&name))).unwrap();
+        assert_eq!(metadata["processes"], processes.to_string());
+    }
+    // Two epochs with checkpoints, then resumed to three: the three-epoch run, bit for bit.
+    let distributed = ["--distributed", "--checkpoint", &path("topk.ckpt")];
+    succeeded(&mpirun(2, &[&common[..], &distributed, &["--epochs", "2", "-o", &path("half.safetensors")]].concat()));
+    let resumed = ["--resume", &path("topk.ckpt"), "--epochs", "3", "-o", &path("resumed.safetensors")];
+    succeeded(&mpirun(2, &[&common[..], &distributed, &resumed].concat()));
+    assert_eq!(params("resumed.safetensors"), params("2-false.safetensors"));
+    // On another number of processes the checkpoint is refused, naming the cause.
+    let output = mpirun(3, &[&common[..], &distributed, &resumed].concat());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("written by a run on 2 process(es), this one has 3"), "{stderr}");
 }
 
 #[test]

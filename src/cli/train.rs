@@ -207,9 +207,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "P", help_heading = "Validation")]
     early_stopping: Option<usize>,
     /// Run as one process of an MPI job (`mpirun -np N sae train --distributed …`): the data's
-    /// rows split across the processes, each evaluating its share, L-BFGS's steps the same on
-    /// all; the first process prints and writes the model and checkpoints. L-BFGS in memory or
-    /// with --stream; Adam and SGD in memory (each minibatch split across the processes).
+    /// rows split across the processes, each evaluating its share, the steps the same on all;
+    /// the first process prints and writes the model and checkpoints. L-BFGS, Adam and SGD, and
+    /// the dictionary layers (each minibatch split across the processes), in memory or with
+    /// --stream.
     #[cfg(feature = "mpi")]
     #[arg(long, help_heading = "Optimiser")]
     distributed: bool,
@@ -297,7 +298,7 @@ fn run_topk(args: TrainArgs) -> CliResult<()> {
     check_optimizer_options(&args)?;
     #[cfg(feature = "mpi")]
     if args.distributed {
-        return Err("--hidden-layer topk and k-sparse are not trained across processes yet".into());
+        return distributed::run_topk(args);
     }
     let _locks = files(&args).check()?;
     let (precision, why) = match &args.resume {

@@ -25,7 +25,21 @@ use sae::objective::distributed::{agree, in_whole, rows_of, DistributedObjective
 use super::*;
 
 /// Runs `sae train --distributed` on this process of the MPI job.
-pub(super) fn run(mut args: TrainArgs) -> CliResult<()> {
+pub(super) fn run(args: TrainArgs) -> CliResult<()> {
+    in_job(args, run_on)
+}
+
+/// Runs `sae train --distributed --hidden-layer topk|batch-topk|relu|k-sparse` on this process
+/// of the MPI job: each process holds its rows (in memory or streamed) and evaluates its rows
+/// of each minibatch, and one sum per step gives every process the same step (see
+/// [`sae::train::TopKTrainer::fit_split`]).
+pub(super) fn run_topk(args: TrainArgs) -> CliResult<()> {
+    in_job(args, run_topk_on)
+}
+
+/// Runs `body` as this process of the MPI job: the others' standard output silenced, and a
+/// failure of this process alone ending the job.
+fn in_job(mut args: TrainArgs, body: fn(&TrainArgs, &SimpleCommunicator) -> CliResult<()>) -> CliResult<()> {
     let world = World::initialize().ok_or("MPI was initialised already in this process")?;
     let processes = world.communicator();
     let rank = processes.rank();
@@ -36,7 +50,7 @@ pub(super) fn run(mut args: TrainArgs) -> CliResult<()> {
     // Dropped (and the output restored) when the run ends, before the error is printed.
     let silenced = if rank == 0 { Ok(None) } else { gag::Gag::stdout().map(Some) };
     let outcome = silenced.map_err(Into::into).and_then(|silenced| {
-        let outcome = run_on(&args, &processes);
+        let outcome = body(&args, &processes);
         drop(silenced);
         outcome
     });
@@ -70,6 +84,66 @@ fn run_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()> {
         Precision::F32 => train::<f32>(args, why, processes, requested),
         Precision::F64 => train::<f64>(args, why, processes, requested),
     }
+}
+
+fn run_topk_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()> {
+    let refused = [
+        (args.validation_fraction.is_some(), "--validation-fraction (give the held-out data as a file, --validation)"),
+        (
+            args.resample_every.is_some(),
+            "--resample-every for a dictionary layer (AuxK, --auxk-alpha, revives dead latents)",
+        ),
+    ];
+    if let Some((_, what)) = refused.iter().find(|(given, _)| *given) {
+        return Err(format!("--distributed does not support {what}").into());
+    }
+    let root = processes.rank() == 0;
+    let locks = if root { files(args).check().map(Some) } else { Ok(None) };
+    let _locks = agree(processes, locks, "checking the files it writes")?;
+    let (precision, why) = match &args.resume {
+        Some(checkpoint) if !args.precision.f32 && !args.precision.f64 => checkpoint_precision(checkpoint)?,
+        _ => args.precision.resolve(args.data.data.as_deref())?,
+    };
+    let requested = interrupt::on_signal()?;
+    args.engine.global_pool()?;
+    match precision {
+        Precision::F32 => train_topk::<f32>(args, why, processes, &requested),
+        Precision::F64 => train_topk::<f64>(args, why, processes, &requested),
+    }
+}
+
+fn train_topk<T: Real>(
+    args: &TrainArgs,
+    precision_from: &str,
+    processes: &SimpleCommunicator,
+    requested: &Arc<AtomicBool>,
+) -> CliResult<()> {
+    let (rank, size) = (processes.rank(), processes.size());
+    let share = agree(processes, read_share::<T>(args, rank, size), "reading its part of the data")?;
+    let Share { values, rows, examples, features, description } = share;
+    println!("data: {description}, split over {size} processes ({} examples on rank 0)", rows.len());
+    // Every process reads the held-out data (the first measures it); a failure is every one's.
+    let held_out = match &args.validation {
+        Some(path) => {
+            let read = sae::data::npy::read_matrix::<T>(path).and_then(|array| match array.ncols() == features {
+                true => Ok(array.iter().copied().collect::<Vec<T>>()),
+                false => Err(sae::Error::ShapeMismatch {
+                    what: "--validation features (those of the data)",
+                    expected: features.to_string(),
+                    got: array.ncols().to_string(),
+                }),
+            });
+            Some(agree(processes, read, "reading the held-out data")?)
+        }
+        None => None,
+    };
+    let data = match values {
+        Local::Values(values) => Data::Values { values, examples: rows.len(), features },
+        Local::Source(source) => Data::Source(source),
+    };
+    let workers = format!("{size} processes × {} threads", rayon::current_num_threads());
+    let rows = topk::Rows { data, first: rows.start, examples };
+    topk::train_on(args, precision_from, requested, rows, held_out, processes, &workers)
 }
 
 /// What a distributed run does not do yet: refused alike by every process.

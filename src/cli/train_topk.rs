@@ -13,7 +13,9 @@ use super::super::CliResult;
 use super::{reproduction, shuffle, time_limit, warn_of_another_engine, HiddenLayerArg, OptimizerArg, TrainArgs};
 use crate::cli::args::Data;
 use sae::data::images::embedded_patches;
+use sae::data::Layout;
 use sae::dictionary::{Architecture, TopKModel};
+use sae::objective::distributed::{agree, Alone, Collective, Part};
 use sae::optim::StepRule;
 use sae::train::{MinibatchStop, StreamedPart, TopKEpoch, TopKOptions, TopKTrained, TopKTrainer};
 use sae::{Dataset, HyperParams, Real};
@@ -136,8 +138,16 @@ fn options(args: &TrainArgs) -> TopKOptions {
     }
 }
 
+/// This process's rows of the data set: all of them, or with `--distributed` its share.
+pub(super) struct Rows<T> {
+    pub data: Data<T>,
+    /// The first row's index in the whole data set, and the whole's examples.
+    pub first: usize,
+    pub examples: usize,
+}
+
+/// Trains on all the data, in this process.
 pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>) -> CliResult<()> {
-    let k = model_k(args).expect("checked by check_options");
     let (mut data, description) = args.data.load::<T>(|| {
         let (patches, m, n) = embedded_patches(args.seed);
         Ok((
@@ -148,17 +158,40 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         ))
     })?;
     println!("data: {description}");
+    let held_out = super::held_out_data(args, &mut data)?.map(|(values, _)| values);
+    let examples = match &data {
+        Data::Values { examples, .. } => *examples,
+        Data::Source(source) => source.examples_hint().unwrap_or(0),
+    };
+    let workers = format!("{} threads", rayon::current_num_threads());
+    train_on(args, precision_from, stop, Rows { data, first: 0, examples }, held_out, &Alone, &workers)
+}
+
+/// Trains on `rows`, this process's of the processes of `collective` (of [`Alone`]: all of
+/// them), measuring each epoch on `held_out`; the first process prints, logs and writes the
+/// model.
+pub(super) fn train_on<T: Real, C: Collective>(
+    args: &TrainArgs,
+    precision_from: &str,
+    stop: &Arc<AtomicBool>,
+    rows: Rows<T>,
+    held_out: Option<Vec<T>>,
+    collective: &C,
+    workers: &str,
+) -> CliResult<()> {
+    let k = model_k(args).expect("checked by check_options");
+    let root = collective.rank() == 0;
+    let Rows { data, first, examples } = rows;
     let n = match &data {
         Data::Values { features, .. } => *features,
         Data::Source(source) => source.features(),
     };
-    let held_out = super::held_out_data(args, &mut data)?.map(|(values, _)| values);
     let options = options(args);
     let (rule, learning_rate) = (options.rule, args.learning_rate.unwrap_or(1e-3));
     let architecture = architecture(args);
     println!(
         "model: {}, n = {n}, {} latents, {}{}, {} ({precision_from}); {} at {learning_rate}{} over {} epochs \
-         of minibatches of {}{}, b_dec at the geometric median{}; {} threads",
+         of minibatches of {}{}, b_dec at the geometric median{}; {}",
         architecture.describe(),
         args.hidden,
         match args.hidden_layer {
@@ -176,7 +209,7 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
             + &options
                 .resample_every
                 .map_or(String::new(), |every| format!(", dead latents resampled every {every} steps")),
-        rayon::current_num_threads()
+        workers
     );
     let init = TopKModel::<T>::init(n, args.hidden, k, args.seed)?.with_architecture(architecture)?;
     let mut trainer = TopKTrainer::new(options)?.stop_when(stop.clone()).annotate_checkpoints(reproduction(args)?);
@@ -191,17 +224,26 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
         let epoch = recorded.get("topk.epoch").cloned().ok_or_else(|| {
             format!("--resume {}: not a checkpoint of a dictionary layer (no topk.epoch)", path.display())
         })?;
-        warn_of_another_engine(args, &recorded)?;
+        let processes = |recorded: Option<String>| recorded.unwrap_or_else(|| "1".into());
+        let (saved, run) =
+            (processes(recorded.get("processes").cloned()), processes(args.processes.map(|p| p.to_string())));
+        if saved != run {
+            return Err(format!(
+                "--resume {}: the checkpoint was written by a run on {saved} process(es), this one has {run}: each \
+                 process's part of the data would differ (resume on {saved})",
+                path.display()
+            )
+            .into());
+        }
+        if root {
+            warn_of_another_engine(args, &recorded)?;
+        }
         println!("resuming {} after {epoch} epochs", path.display());
         trainer = trainer.resuming_from(path);
     }
-    let mut log = JsonLog::create(args.log_json.as_deref())?;
+    let mut log = if root { JsonLog::create(args.log_json.as_deref())? } else { None };
     let started = Instant::now();
     let mut examples_seen = 0usize;
-    let examples = match &data {
-        Data::Values { examples, .. } => *examples,
-        Data::Source(source) => source.examples_hint().unwrap_or(0),
-    };
     let on_epoch = |finished: &TopKEpoch| {
         let epoch = &finished.metrics;
         examples_seen += examples;
@@ -241,24 +283,30 @@ pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<
             );
         }
     };
-    let trained = match (data, held_out) {
-        (Data::Values { values, examples, features }, held_out) => {
-            let data = Dataset::examples_by_features(&values[..examples * features], examples, features)?;
-            match held_out {
-                Some(held_out) => trainer.fit_held_out(&data, &held_out, init, on_epoch)?,
-                None => trainer.fit(&data, init, on_epoch)?,
-            }
+    let held_out = held_out.as_deref();
+    let trained = match data {
+        Data::Values { values, examples: local, features } => {
+            // (Scanned by the trainer, which tells every process of a bad value.)
+            let data = match local {
+                0 => None,
+                _ => {
+                    Some(Dataset::unscanned(&values[..local * features], local, features, Layout::ExamplesByFeatures)?)
+                }
+            };
+            let part = Part { data: data.as_ref(), first_example: first, examples };
+            trainer.fit_split(part, held_out, collective, init, on_epoch)?
         }
-        (Data::Source(source), held_out) => {
-            let part = StreamedPart::whole(source)?.with_chunk(args.data.chunk())?;
-            match held_out {
-                Some(held_out) => trainer.fit_streamed_held_out(part, &held_out, init, on_epoch)?,
-                None => trainer.fit_streamed(part, init, on_epoch)?,
-            }
+        Data::Source(source) => {
+            let part = StreamedPart::new(source, first, examples).and_then(|part| part.with_chunk(args.data.chunk()));
+            let part = agree(collective, part, "checking its part of the data")?;
+            trainer.fit_streamed_split(part, held_out, collective, init, on_epoch)?
         }
     };
     if let Some(log) = log {
         log.finish();
+    }
+    if !root {
+        return Ok(());
     }
     save(args, trained)
 }
@@ -283,6 +331,9 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         ("command", super::command_line()),
         ("created", humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
     ];
+    if let Some(processes) = args.processes {
+        metadata.push(("processes", processes.to_string()));
+    }
     if let Some(alpha) = args.auxk_alpha {
         metadata.push(("auxk_alpha", alpha.to_string()));
     }
