@@ -316,6 +316,7 @@ def train_topk(
     resume: Optional[Union[str, os.PathLike]] = None,
     dtype: Optional[Union[str, np.dtype]] = None,
     n_threads: Optional[int] = None,
+    comm=None,
 ) -> Tuple[TopKModel, list]:
     """Trains a TopK sparse autoencoder of ``n_latents`` latents, ``k`` active per example, on
     the rows of ``X`` (the engine's sparse kernels; Adam or SGD, unit-norm decoder rows,
@@ -341,7 +342,18 @@ def train_topk(
     ``chosen: True``). With ``checkpoint=PATH`` the run's whole state is written there every
     ``checkpoint_every`` steps and when the run ends; ``resume=PATH`` continues such a run (same
     data, options and model shape) with the steps the uninterrupted run would take; the epochs
-    returned are those run after the resumption."""
+    returned are those run after the resumption.
+
+    With ``comm`` (an mpi4py communicator, as for :meth:`SparseAutoencoder.fit`) ``X`` is this
+    process's rows of a data set split across its processes in rank order (possibly none):
+    each minibatch of the whole data set's order is evaluated by the processes holding its
+    rows, and one sum per step gives every process the whole minibatch's gradient and metrics,
+    so that every process takes the same steps and returns the same model — that of one
+    process on the whole data, to rounding (with ``"batch-topk"`` each process keeps the
+    largest activations of its own rows, as data-parallel trainers do). Give every process the
+    same arguments, ``held_out`` included (the first process measures it); the first process
+    alone writes the checkpoints, and a run resumes on as many processes. Resampling
+    (``resample_every``) is refused across processes."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise InvalidInputError(f"X must be 2-D, not {X.ndim}-D")
@@ -372,6 +384,7 @@ def train_topk(
         checkpoint_every=checkpoint_every,
         resume=None if resume is None else os.fspath(resume),
         n_threads=n_threads,
+        comm=comm,
     )
 
 

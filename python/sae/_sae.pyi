@@ -273,4 +273,5 @@ def train_topk(
     checkpoint_every: int = 1000,
     resume: Optional[_Path] = None,
     n_threads: Optional[int] = None,
+    comm: Optional[Any] = None,
 ) -> Tuple[TopKModel, List[Dict[str, Any]]]: ...

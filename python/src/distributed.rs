@@ -92,7 +92,7 @@ pub(crate) struct PyDistributedObjective {
 }
 
 /// This process's rows of `x` as a data set, or none for an array of no rows.
-fn local_rows<'a, T: Real + Element>(x: &'a PyReadonlyArray2<'_, T>) -> PyResult<Option<Dataset<'a, T>>> {
+pub(crate) fn local_rows<'a, T: Real + Element>(x: &'a PyReadonlyArray2<'_, T>) -> PyResult<Option<Dataset<'a, T>>> {
     match x.shape()[0] {
         0 => Ok(None),
         _ => crate::unscanned_dataset(x).map(Some),

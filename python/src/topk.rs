@@ -10,11 +10,13 @@ use pyo3::types::PyDict;
 
 use super::{check_width, contiguous, dataset, detached, invalid, matrix, py_error, schedule, thread_pool, Contiguity};
 use super::{Dtype, ModelKind, Stored};
+use crate::distributed::{agree_checked, local_rows, PyCollective};
 use numpy::Element;
 use sae::data::stream::SliceSource;
 use sae::dictionary::interop::{self, Folder};
 use sae::dictionary::select::INACTIVE;
 use sae::dictionary::{Architecture, Selection, TopKModel, TopKObjective};
+use sae::objective::distributed::Part;
 use sae::optim::StepRule;
 use sae::train::{measure_topk, TopKMetrics, TopKOptions, TopKTrainer};
 use sae::{Error, Real};
@@ -324,14 +326,18 @@ impl PyTopKModel {
 /// steps on; with `checkpoint`, the run's state written there every `checkpoint_every` steps,
 /// and continued from the checkpoint `resume`), unit-norm decoder rows (TopK)
 /// and `b_dec` at the geometric median of the first minibatch; returns the model and each
-/// epoch's metrics.
+/// epoch's metrics. With `comm` (an mpi4py communicator, see `train`) `X` is this process's
+/// rows of a data set split across its processes (in rank order, possibly none), each
+/// minibatch evaluated by the processes holding its rows and every process taking the same
+/// steps and returning the same model; `held_out` is given to every process (the first
+/// measures it), and the first process alone writes the checkpoints.
 #[pyfunction]
 #[pyo3(signature = (x, n_latents, k = None, *, architecture = "topk", k_start = None, epochs = 10,
                     batch_size = 1024, learning_rate = 1e-3, lr_warmup = 0, lr_decay = "none", lr_decay_start = 0.8,
                     optimizer = "adam", momentum = 0.9, seed = 1,
                     auxk_alpha = 0.0, l1_coefficient = None, resample_every = None, dead_after = None,
                     normalize_inputs = false, held_out = None, early_stopping = None, checkpoint = None,
-                    checkpoint_every = 1000, resume = None, n_threads = None))]
+                    checkpoint_every = 1000, resume = None, n_threads = None, comm = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_topk<'py>(
     py: Python<'py>,
@@ -360,6 +366,7 @@ pub(crate) fn train_topk<'py>(
     checkpoint_every: u64,
     resume: Option<PathBuf>,
     n_threads: Option<usize>,
+    comm: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(PyTopKModel, Vec<Bound<'py, PyDict>>)> {
     // A ReLU layer keeps every positive latent: its model's k is all of them.
     let k = match (architecture, k, l1_coefficient) {
@@ -420,12 +427,12 @@ pub(crate) fn train_topk<'py>(
         trainer = trainer.resuming_from(path);
     }
     let pool = thread_pool(n_threads)?;
+    let collective = comm.map(PyCollective::new).transpose()?;
     macro_rules! fit {
         ($t:ty, $stored:ident) => {{
             let x = contiguous::<$t>(x, Contiguity::Either)?;
             let x: PyReadonlyArray2<$t> = x.extract()?;
             let n = x.shape()[1];
-            let data = dataset(&x)?;
             let held_out = match held_out {
                 Some(held_out) => {
                     let held_out = contiguous::<$t>(held_out, Contiguity::Rows)?;
@@ -435,13 +442,23 @@ pub(crate) fn train_topk<'py>(
                 None => None,
             };
             let held_out = held_out.as_ref().map(|held_out| held_out.as_slice()).transpose()?;
-            let trained = detached(py, pool.as_ref(), || {
-                let init = TopKModel::<$t>::init(n, n_latents, k, seed)?.with_architecture(architecture)?;
-                match held_out {
-                    Some(held_out) => trainer.fit_held_out(&data, held_out, init, |_| ()),
-                    None => trainer.fit(&data, init, |_| ()),
+            let init = || TopKModel::<$t>::init(n, n_latents, k, seed)?.with_architecture(architecture);
+            let trained = match &collective {
+                None => {
+                    let data = dataset(&x)?;
+                    detached(py, pool.as_ref(), || match held_out {
+                        Some(held_out) => trainer.fit_held_out(&data, held_out, init()?, |_| ()),
+                        None => trainer.fit(&data, init()?, |_| ()),
+                    })
                 }
-            })
+                Some(collective) => {
+                    // (The trainer scans the rows and agrees on any failure.)
+                    let data = agree_checked(collective, local_rows(&x), "checking its part of the data")?;
+                    let (first, examples) = collective.offsets(data.map_or(0, |d| d.examples())).map_err(py_error)?;
+                    let part = Part { data: data.as_ref(), first_example: first, examples };
+                    detached(py, pool.as_ref(), || trainer.fit_split(part, held_out, collective, init()?, |_| ()))
+                }
+            }
             .map_err(py_error)?;
             // (A checkpoint that could not be written ended the run: its error is raised.)
             if let Some(error) = trained.checkpoint_error {

@@ -1,5 +1,5 @@
-"""Runs across processes (`comm=`): the objective and the estimator on a data set split over
-1, 2 and 3 processes follow one process on the whole data. The processes are threads here,
+"""Runs across processes (`comm=`): the objective, the estimator and a TopK layer on a data set
+split over 1, 2 and 3 processes follow one process on the whole data. The processes are threads here,
 summing through a communicator of the interface mpi4py's has (`Get_rank`, `Get_size`,
 `Allreduce`); the last test runs the real thing under `mpirun` with mpi4py when both are
 installed."""
@@ -133,6 +133,45 @@ def test_fit_across_processes_follows_one_process(data, solver, size):
         assert relative(estimator.model_.theta, one.model_.theta) <= 1e-9, (solver, size, rank)
         np.testing.assert_array_equal(estimator.model_.theta, fitted[0].model_.theta)
         assert estimator.n_iter_ == one.n_iter_
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_a_topk_layer_across_processes_follows_one_process(size):
+    planted = np.random.default_rng(5).standard_normal((32, 16))
+    codes = np.random.default_rng(6).uniform(0.5, 2.5, size=(301, 32)) * (np.random.default_rng(7).random((301, 32)) < 0.1)
+    x, held_out = codes[:251] @ planted, codes[251:] @ planted
+    settings = dict(
+        n_latents=48, k=4, epochs=3, batch_size=64, auxk_alpha=1 / 32, normalize_inputs=True,
+        held_out=held_out, early_stopping=1, seed=3,
+    )
+    one, one_epochs = sae.train_topk(x, **settings)
+
+    def train(comm):
+        return sae.train_topk(x[rows(len(x), comm.Get_rank(), size)], comm=comm, **settings)
+
+    trained = on_processes(size, train)
+    for rank, outcome in enumerate(trained):
+        assert not isinstance(outcome, BaseException), outcome
+        model, epochs = outcome
+        for name in ["W_enc", "W_dec", "b_enc", "b_dec"]:
+            assert relative(getattr(model, name), getattr(one, name)) <= 1e-9, (size, rank, name)
+            np.testing.assert_array_equal(getattr(model, name), getattr(trained[0][0], name))
+        assert [e["epoch"] for e in epochs] == [e["epoch"] for e in one_epochs]
+        for epoch, one_epoch in zip(epochs, one_epochs):
+            assert epoch["fvu"] == pytest.approx(one_epoch["fvu"], rel=1e-9)
+            assert epoch["held_out"]["fvu"] == pytest.approx(one_epoch["held_out"]["fvu"], rel=1e-9)
+
+
+def test_a_bad_value_in_one_process_rows_fails_every_topk_process():
+    x = np.random.default_rng(8).standard_normal((60, 8))
+    x[45, 3] = np.nan
+
+    def train(comm):
+        return sae.train_topk(x[rows(len(x), comm.Get_rank(), 2)], 16, 2, epochs=1, batch_size=16, comm=comm)
+
+    first, second = on_processes(2, train)
+    assert isinstance(second, InvalidInputError) and "row 45" in str(second), second
+    assert isinstance(first, DistributedError) and "rank 1" in str(first), first
 
 
 def test_a_stop_one_process_asks_for_stops_every_process_after_the_same_iteration(data):
