@@ -64,12 +64,24 @@ impl<C: Collective + ?Sized> Collective for &C {
     }
 }
 
-/// A 64-bit hash of the parameters' bits (each value's, mixed in order): equal on two
+/// A 64-bit hash of the parameters' bits (every value's, by position): equal on two
 /// processes exactly when, but for collisions, their parameters are.
 pub(crate) fn parameters_hash<T: Real>(theta: &[T]) -> u64 {
-    theta.iter().fold(0x9e37_79b9_7f4a_7c15, |hash, v| {
-        (hash.rotate_left(5) ^ v.as_f64().to_bits()).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    let mix = |hash: u64, bits: u64| (hash.rotate_left(5) ^ bits).wrapping_mul(0x0000_0100_0000_01b3);
+    // Four lanes of values `4i + l`, whose multiplications do not wait for each other (a
+    // model of millions of parameters is hashed at every step), mixed together at the end.
+    let mut lanes = [0x9e37_79b9_7f4a_7c15, 1, 2, 3];
+    let quads = theta.chunks_exact(4);
+    let rest = quads.remainder();
+    for quad in quads {
+        for (lane, v) in lanes.iter_mut().zip(quad) {
+            *lane = mix(*lane, v.as_f64().to_bits());
+        }
+    }
+    for (lane, v) in lanes.iter_mut().zip(rest) {
+        *lane = mix(*lane, v.as_f64().to_bits());
+    }
+    lanes.into_iter().fold(theta.len() as u64, mix)
 }
 
 /// `error` about a row of this process's part as an error about that row of the whole data

@@ -29,6 +29,9 @@ use crate::real::Real;
 /// how many processes were stopped by each [`Outside`] cause.
 const HEAD: usize = 6;
 
+/// The most values summed by one call of [`Collective::sum`] (8 MB).
+const SUM_PIECE: usize = 1 << 20;
+
 /// What this process measured on its rows of a minibatch.
 pub(super) struct Evaluated<'a, T> {
     /// The mean loss over its rows.
@@ -110,7 +113,12 @@ impl StepSums {
             }
         }
         self.sums.resize(self.values.len(), 0.0);
-        collective.sum(&self.values, &mut self.sums)?;
+        // In pieces: an MPI library's scratch for a sum is the size of the sum, and scratch of
+        // a few megabytes is reused from one call to the next where a gradient-sized one would
+        // be mapped afresh (and its pages cleared) every step.
+        for (values, sums) in self.values.chunks(SUM_PIECE).zip(self.sums.chunks_mut(SUM_PIECE)) {
+            collective.sum(values, sums)?;
+        }
         if size > 1 {
             let (failures, rest) = self.sums[HEAD + batch_len..].split_at(size);
             let (hashes, summed) = rest.split_at(2 * size);
