@@ -354,10 +354,22 @@ def train_topk(
     same arguments, ``held_out`` included (the first process measures it); the first process
     alone writes the checkpoints, and a run resumes on as many processes. Resampling
     (``resample_every``) is refused across processes."""
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise InvalidInputError(f"X must be 2-D, not {X.ndim}-D")
-    X = np.asarray(X, dtype=_float_dtype(X, dtype))
+    def arrays():
+        data = np.asarray(X)
+        if data.ndim != 2:
+            raise InvalidInputError(f"X must be 2-D, not {data.ndim}-D")
+        data = np.asarray(data, dtype=_float_dtype(data, dtype))
+        rows = None if held_out is None else np.asarray(held_out, dtype=data.dtype)
+        if rows is not None and (rows.ndim != 2 or rows.shape[1] != data.shape[1]):
+            raise InvalidInputError(f"held_out must be 2-D with X's {data.shape[1]} columns, not of shape {rows.shape}")
+        return data, rows
+
+    if comm is None:
+        X, held_out = arrays()
+    else:
+        # Every process fails alike on one's bad input, before any of them waits for it in a sum.
+        X, held_out = _distributed.agreed(comm, arrays, "checking its rows of X")
+        _distributed.agree_layout(comm, X.shape[1], X.dtype)
     return _train_topk(
         X,
         n_latents,
@@ -378,7 +390,7 @@ def train_topk(
         resample_every=resample_every,
         dead_after=dead_after,
         normalize_inputs=normalize_inputs,
-        held_out=None if held_out is None else np.asarray(held_out, dtype=X.dtype),
+        held_out=held_out,
         early_stopping=early_stopping,
         checkpoint=None if checkpoint is None else os.fspath(checkpoint),
         checkpoint_every=checkpoint_every,

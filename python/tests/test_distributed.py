@@ -173,6 +173,22 @@ def test_a_bad_value_in_one_process_rows_fails_every_topk_process():
     assert isinstance(second, InvalidInputError) and "row 45" in str(second), second
     assert isinstance(first, DistributedError) and "rank 1" in str(first), first
 
+    # A process given X of another width, or other arguments, fails every process.
+    def other_width(comm):
+        mine = x[rows(len(x), comm.Get_rank(), 2)]
+        mine = mine[:, :6] if comm.Get_rank() == 1 else np.nan_to_num(mine)
+        return sae.train_topk(mine, 16, 2, epochs=1, batch_size=16, comm=comm)
+
+    for outcome in on_processes(2, other_width):
+        assert isinstance(outcome, (InvalidInputError, DistributedError)), outcome
+
+    def other_k(comm):
+        mine = np.nan_to_num(x[rows(len(x), comm.Get_rank(), 2)])
+        return sae.train_topk(mine, 16, 2 + comm.Get_rank(), epochs=1, batch_size=16, comm=comm)
+
+    for outcome in on_processes(2, other_k):
+        assert "rank 1: its k (3) differs from the first process's (2)" in str(outcome), outcome
+
 
 def test_a_stop_one_process_asks_for_stops_every_process_after_the_same_iteration(data):
     def fit(comm):

@@ -1,13 +1,15 @@
-//! `mpirun -np N sae train --distributed …`: full-batch L-BFGS, or Adam and SGD, on a data set
-//! split across the processes of an MPI job. Each process reads its own contiguous rows of the data (of the
+//! `mpirun -np N sae train --distributed …`: full-batch L-BFGS, Adam and SGD, or a dictionary
+//! layer (`--hidden-layer topk|batch-topk|relu|k-sparse`), on a data set split across the
+//! processes of an MPI job. Each process reads its own contiguous rows of the data (of the
 //! `.npy` file or of the shards taken together, with positioned reads of those rows only, into
 //! memory or with `--stream` a chunk at a time; of the embedded data set, generated whole and
 //! cut), evaluates its share of the cost and gradient, and the shares are summed
 //! ([`DistributedObjective`], [`StreamingObjective::split`]): every process holds the same
-//! gradient and takes the same L-BFGS steps; with Adam or SGD each minibatch of the whole data
-//! set's order is evaluated by the processes holding its rows (streamed, each reads its rows of
-//! each window of blocks). The first process (rank 0) alone prints, logs, writes checkpoints
-//! and the model; the others' standard output is silenced. Ctrl-C (which `mpirun` passes on to every
+//! gradient and takes the same L-BFGS steps; with Adam or SGD, and for a dictionary layer
+//! ([`sae::train::TopKTrainer::fit_split`]), each minibatch of the whole data set's order is
+//! evaluated by the processes holding its rows (streamed, each reads its rows of each window
+//! of blocks). The first process (rank 0) alone prints, logs, writes checkpoints and the
+//! model; the others' standard output is silenced. Ctrl-C (which `mpirun` passes on to every
 //! process) stops them all after the same iteration.
 //!
 //! A process that fails before training (its rows cannot be read, say) ends every process with

@@ -1,7 +1,10 @@
-//! `sae train --hidden-layer topk|batch-topk|k-sparse`: a TopK sparse autoencoder (a dictionary
-//! of `--hidden` latents, `--k` active per example, or on average over each minibatch with
-//! BatchTopK) or Makhzani & Frey's k-sparse autoencoder (linear units, tied weights), trained by Adam or SGD, in memory or streamed; prints each
-//! epoch's metrics and writes the model and a histogram of the latents' firing frequencies.
+//! `sae train --hidden-layer topk|batch-topk|relu|k-sparse`: a TopK sparse autoencoder (a
+//! dictionary of `--hidden` latents, `--k` active per example, or on average over each minibatch
+//! with BatchTopK; every positive one, kept sparse by an L1 penalty, with ReLU) or Makhzani &
+//! Frey's k-sparse autoencoder (linear units, tied weights), trained by Adam or SGD, in memory or
+//! streamed, in one process or (`--distributed`, see `train_distributed.rs`) across the
+//! processes of an MPI job; prints each epoch's metrics and writes the model and a histogram of
+//! the latents' firing frequencies.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -224,17 +227,6 @@ pub(super) fn train_on<T: Real, C: Collective>(
         let epoch = recorded.get("topk.epoch").cloned().ok_or_else(|| {
             format!("--resume {}: not a checkpoint of a dictionary layer (no topk.epoch)", path.display())
         })?;
-        let processes = |recorded: Option<String>| recorded.unwrap_or_else(|| "1".into());
-        let (saved, run) =
-            (processes(recorded.get("processes").cloned()), processes(args.processes.map(|p| p.to_string())));
-        if saved != run {
-            return Err(format!(
-                "--resume {}: the checkpoint was written by a run on {saved} process(es), this one has {run}: each \
-                 process's part of the data would differ (resume on {saved})",
-                path.display()
-            )
-            .into());
-        }
         if root {
             warn_of_another_engine(args, &recorded)?;
         }

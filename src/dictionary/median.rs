@@ -24,21 +24,20 @@ pub fn geometric_median_summed<T: crate::Real>(
     mut sum: impl FnMut(&mut [f64]) -> crate::Result<()>,
 ) -> crate::Result<Vec<f64>> {
     assert!(n > 0 && rows.len().is_multiple_of(n), "geometric_median: {} values in rows of {n}", rows.len());
-    // `[Σ x_i; count]`, then the mean.
-    let mut sums = vec![0.0; n + 1];
-    for row in rows.chunks_exact(n) {
-        for (s, v) in sums.iter_mut().zip(row) {
-            *s += v.as_f64();
-        }
-    }
-    sums[n] = (rows.len() / n) as f64;
-    sum(&mut sums)?;
-    let count = sums[n];
+    let mut count = [(rows.len() / n) as f64];
+    sum(&mut count)?;
+    let count = count[0];
     let mut y = vec![0.0; n];
     if count == 0.0 {
         return Ok(y);
     }
-    y.iter_mut().zip(&sums).for_each(|(y, s)| *y = s / count);
+    // The mean, `Σ (x_i / count)`.
+    for row in rows.chunks_exact(n) {
+        for (y, v) in y.iter_mut().zip(row) {
+            *y += v.as_f64() / count;
+        }
+    }
+    sum(&mut y)?;
     let mut spread = [rows.chunks_exact(n).map(|row| distance(row, &y)).sum::<f64>()];
     sum(&mut spread)?;
     let spread = spread[0] / count;

@@ -80,6 +80,11 @@ impl<S> StreamedPart<S> {
         self.examples
     }
 
+    /// The examples this process's source yields.
+    pub(crate) fn local(&self) -> usize {
+        self.local
+    }
+
     /// The source, for one pass over this process's examples (a fingerprint, say).
     pub(crate) fn source_mut(&mut self) -> &mut S {
         &mut self.source

@@ -95,6 +95,13 @@ impl DataFingerprint {
     }
 }
 
+/// The 64-bit FNV-1a hash of `text`'s bytes.
+pub(crate) fn text_hash(text: &str) -> u64 {
+    let mut hash = Fnv1a::new();
+    hash.write_bytes(text.as_bytes());
+    hash.0
+}
+
 /// The 64-bit FNV-1a hash (Fowler, Noll, Vo): per byte, `h ← (h ⊕ byte) · 0x100000001b3`,
 /// from `h = 0xcbf29ce484222325`.
 struct Fnv1a(u64);

@@ -41,17 +41,19 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::control::{outside_stop, Control, Deadline};
 use super::feed::{part_fingerprint, Feed, InMemory, Streamed, StreamedPart};
+use super::fingerprint::text_hash;
 use super::{DataFingerprint, MinibatchOptions, MinibatchStop, Shuffle};
 use crate::data::stream::{ExampleSource, SeekableSource, SliceSource};
 use crate::data::{Dataset, Layout};
 use crate::dictionary::{geometric_median_summed, select::INACTIVE, AuxK, TopKModel, TopKObjective};
 use crate::error::{Error, Result};
 use crate::model::Reconstruction;
+use crate::objective::distributed::parameters_hash;
 use crate::objective::distributed::{agree, in_whole, Alone, Collective, Part, Split};
 use crate::optim::{Schedule, StepRule};
 use crate::real::Real;
 use checkpoint::RunState;
-use split::{Evaluated, StepSums};
+use sums::{Alike, Evaluated, StepSums};
 
 /// A latent is dense when it fires on more than this fraction of an epoch's examples.
 pub const DENSE_FREQUENCY: f64 = 0.1;
@@ -376,12 +378,14 @@ impl TopKTrainer {
     /// holding its rows, and one sum per step gives each the whole minibatch's gradient and
     /// metrics, so that every process takes the same steps and returns the same model. Every
     /// process is given the same trainer (options, checkpoint and resumption, of which the
-    /// first process writes the checkpoints), the same `init` and the same `held_out` data (the
-    /// first process measures it, and every process receives its figures). A stop one process is asked for (its flag, callback or
-    /// time limit) stops every process after the same step. With a batch selection each
-    /// process keeps the `k·B_p` largest activations of its `B_p` rows (as data-parallel
-    /// trainers do), so the run is not that of one process; otherwise it is, to the rounding
-    /// of the sums. Resampling dead latents is refused. Collective.
+    /// first process writes the checkpoints; a checkpoint resumes on as many processes), the
+    /// same `init` and the same `held_out` data (the first process measures it, and every
+    /// process receives its figures): a first sum checks that they were, and that the parts
+    /// are the data set's rows in rank order, once each. A stop one process is asked for (its
+    /// flag, callback or time limit) stops every process after the same step. With a batch
+    /// selection each process keeps the `k·B_p` largest activations of its `B_p` rows (as
+    /// data-parallel trainers do), so the run is not that of one process; otherwise it is, to
+    /// the rounding of the sums. Resampling dead latents is refused. Collective.
     pub fn fit_split<T: Real, Ctl: Control, C: Collective>(
         &self,
         part: Part<'_, '_, T>,
@@ -390,6 +394,8 @@ impl TopKTrainer {
         init: TopKModel<T>,
         on_epoch: impl FnMut(&TopKEpoch) -> Ctl,
     ) -> Result<TopKTrained<T>> {
+        let local = part.data.map_or(0, |data| data.examples());
+        sums::check_alike(collective, &self.alike(part.first_example, local, part.examples, &init, held_out))?;
         let checked = part.data.map_or(Ok(()), |data| data.check_finite().map_err(|e| in_whole(e, part.first_example)));
         agree(collective, checked, "checking its part of the data")?;
         let held_out = held_out.map(|held_out| check_held_out(held_out, init.visible())).transpose()?;
@@ -436,6 +442,9 @@ impl TopKTrainer {
         init: TopKModel<T>,
         on_epoch: impl FnMut(&TopKEpoch) -> Ctl,
     ) -> Result<TopKTrained<T>> {
+        let alike = self.alike(part.first_example(), part.local(), part.examples(), &init, held_out);
+        sums::check_alike(collective, &alike)?;
+        // (The same on every process, whose held-out data are alike.)
         let held_out = held_out.map(|held_out| check_held_out(held_out, init.visible())).transpose()?;
         let options = MinibatchOptions {
             rule: self.options.rule,
@@ -462,8 +471,36 @@ impl TopKTrainer {
         })
     }
 
+    /// What every process of a run must share with the others, beside its `local` rows from
+    /// `first` of the data set's `examples` (see [`sums::check_alike`]).
+    fn alike<T: Real>(
+        &self,
+        first: usize,
+        local: usize,
+        examples: usize,
+        init: &TopKModel<T>,
+        held_out: Option<&[T]>,
+    ) -> Alike {
+        let count = |value: usize| value as f64;
+        let mut shared = vec![
+            ("bytes per value", count(std::mem::size_of::<T>())),
+            ("inputs", count(init.visible())),
+            ("latents", count(init.latents())),
+            ("k", count(init.k())),
+            ("held-out values", count(held_out.map_or(0, <[T]>::len))),
+            ("checkpoints every", self.checkpoint.as_ref().map_or(0.0, |(_, every)| *every as f64)),
+            ("resumption", count(usize::from(self.resume.is_some()))),
+        ];
+        let options = format!("{:?} {:?}", self.options, init.architecture());
+        shared.extend(sums::hash_halves("options (hash)", text_hash(&options)));
+        shared.extend(sums::hash_halves("initial parameters (hash)", parameters_hash(init.params())));
+        shared.extend(sums::hash_halves("held-out data (hash)", held_out.map_or(0, parameters_hash)));
+        Alike { first, local, examples, shared }
+    }
+
     /// Runs on `feed`, this process's rows of the data (all of them, with `collective` of
-    /// [`Alone`]), each epoch measured on `held_out` (the whole of it; the first process measures it), the checkpoints of `fingerprint`'s data.
+    /// [`Alone`]), each epoch measured on `held_out` (the whole of it; the first process
+    /// measures it), the checkpoints of `fingerprint`'s data.
     fn run<T: Real, Ctl: Control, C: Collective>(
         &self,
         mut feed: impl Feed<T>,
@@ -485,19 +522,11 @@ impl TopKTrainer {
         if m == 0 {
             return Err(Error::EmptyData { what: "training data" });
         }
-        if size > 1 {
-            // The processes' parts must be the whole, once each.
-            let mut held = [feed.held().len() as f64];
-            split::sum_in_place(collective, &mut held)?;
-            if held[0] as usize != m {
-                return Err(Error::shape_mismatch("rows of the processes' parts in all", m, held[0] as usize));
-            }
-            if options.resample_every.is_some() {
-                return Err(Error::InvalidOption {
-                    name: "resample_every",
-                    reason: "dead latents are not resampled across processes yet (AuxK revives them)".into(),
-                });
-            }
+        if size > 1 && options.resample_every.is_some() {
+            return Err(Error::InvalidOption {
+                name: "resample_every",
+                reason: "dead latents are not resampled across processes yet (AuxK revives them)".into(),
+            });
         }
         let batch_size = options.batch_size.min(m);
         let architecture = init.architecture();
@@ -529,11 +558,24 @@ impl TopKTrainer {
         let fingerprints = fingerprint.map(|data| checkpoint::Fingerprints {
             data,
             held_out: held_out.as_ref().map(DataFingerprint::of_dataset),
+            processes: size,
         });
         let mut now = match (&self.resume, &fingerprints) {
             (Some(path), Some(fingerprints)) => {
                 let resumed = checkpoint::read(path, &init, &options, (m, batches), fingerprints);
                 let resumed = agree(collective, resumed, "reading the checkpoint")?;
+                // (Each process reads its own copy, which may not be the others'.)
+                let scale = resumed.input_scale.map_or(0.0, |scale| scale.as_f64());
+                let mut shared = vec![
+                    ("checkpoint's epoch", resumed.epoch as f64),
+                    ("checkpoint's minibatch", resumed.batch as f64),
+                    ("checkpoint's steps", resumed.rule.steps as f64),
+                    ("checkpoint's input scale", scale),
+                ];
+                shared.extend(sums::hash_halves("checkpoint's parameters (hash)", parameters_hash(&resumed.params)));
+                let (held, examples) = (feed.held(), m);
+                let alike = Alike { first: held.start, local: held.len(), examples, shared };
+                sums::check_alike(collective, &alike)?;
                 log::info!("resuming {} in epoch {}", path.display(), resumed.epoch + 1);
                 resumed
             }
@@ -607,7 +649,7 @@ impl TopKTrainer {
                 }
                 let values = &*values;
                 if now.rule.steps == 0 && options.median_init {
-                    let sum = |sums: &mut [f64]| split::sum_in_place(collective, sums);
+                    let sum = |sums: &mut [f64]| sums::sum_in_place(collective, sums);
                     let median = geometric_median_summed(values, n, MEDIAN_ITERATIONS, 1e-6, sum)?;
                     let b_dec = layout.split_mut(&mut now.params).b_dec;
                     b_dec.iter_mut().zip(median).for_each(|(b, median)| *b = T::cast(median));
@@ -749,7 +791,7 @@ impl TopKTrainer {
             epochs.push(ended);
             let last = now.epoch == options.epochs;
             // (Every process makes the same collective calls, so each asks to stop or not.)
-            let outside = split::agree_stop(collective, outside_stop(&self.stop, requested, &deadline))?;
+            let outside = sums::agreed_stop(collective, outside_stop(&self.stop, requested, &deadline))?;
             let ending = if last {
                 None
             } else if patience_out(&now) {
@@ -823,7 +865,7 @@ fn check_held_out<T: Real>(held_out: &[T], n: usize) -> Result<Dataset<'_, T>> {
 /// for rows of zeros).
 fn unit_mean_square_scale<T: Real, C: Collective>(values: &[T], n: usize, collective: &C) -> Result<T> {
     let mut sums = [values.iter().map(|v| v.as_f64() * v.as_f64()).sum::<f64>(), (values.len() / n) as f64];
-    split::sum_in_place(collective, &mut sums)?;
+    sums::sum_in_place(collective, &mut sums)?;
     let mean_square = sums[0] / sums[1].max(1.0);
     Ok(T::cast(if mean_square > 0.0 { 1.0 / mean_square.sqrt() } else { 1.0 }))
 }
@@ -851,7 +893,7 @@ fn measure_on_first<T: Real, C: Collective>(
     };
     let tally = agree(collective, tally, "measuring the held-out data")?;
     let mut sums = tally.to_sums();
-    split::sum_in_place(collective, &mut sums)?;
+    sums::sum_in_place(collective, &mut sums)?;
     Ok(Tally::from_sums(&sums).finish())
 }
 
@@ -902,7 +944,7 @@ struct Tally {
 
 /// The sums a minibatch adds to a [`Tally`], written into `out` (`3 + n + h` values):
 /// `[examples, Σ‖r‖², Σ‖x‖², Σ x (n), the examples each latent fired on (h)]` — additive over
-/// the processes holding the minibatch's rows.
+/// the processes holding the minibatch's rows (a whole tally's are [`Tally::to_sums`]).
 fn batch_sums<T: Real>(out: &mut [f64], squared_error: f64, values: &[T], n: usize, slots: &[u32]) {
     out.fill(0.0);
     let (head, rest) = out.split_at_mut(3);
@@ -952,12 +994,14 @@ impl Tally {
     }
 
     /// Its sums as values to sum over processes: `[examples, Σ‖r‖², variance, Σ‖x‖², active,
-    /// fired (h)]`; [`from_sums`](Self::from_sums) reads them back.
+    /// fired (h)]` (a whole tally's, the variance about each minibatch's mean already taken:
+    /// not [`batch_sums`]' layout); [`from_sums`](Self::from_sums) reads them back.
     fn to_sums(&self) -> Vec<f64> {
         let head = [self.examples as f64, self.squared_error, self.variance, self.energy, self.active as f64];
         head.into_iter().chain(self.fired.iter().map(|&f| f as f64)).collect()
     }
 
+    /// The tally of [`to_sums`](Self::to_sums)' values (summed over processes, say).
     fn from_sums(sums: &[f64]) -> Self {
         Tally {
             examples: sums[0] as usize,
@@ -988,6 +1032,6 @@ impl Tally {
 
 mod checkpoint;
 mod resample;
-mod split;
+mod sums;
 #[cfg(test)]
 mod tests;

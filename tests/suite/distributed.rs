@@ -74,6 +74,9 @@ impl Collective for Threads {
         let mut table = self.shared.0.lock().unwrap();
         table.slots[self.rank] = values.to_vec();
         let table = self.meet(table, 0);
+        // Processes that make different sums here are out of step (MPI would fail or hang).
+        let lengths: Vec<usize> = table.slots.iter().map(Vec::len).collect();
+        assert!(lengths.iter().all(|&l| l == values.len()), "sums of different lengths: {lengths:?}");
         sums.fill(0.0);
         for slot in &table.slots {
             sums.iter_mut().zip(slot).for_each(|(s, v)| *s += v);

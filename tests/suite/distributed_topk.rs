@@ -1,8 +1,10 @@
 //! Dictionary layers trained across processes (threads here, summing through the shared table
 //! of `distributed::Threads`): TopK, k-sparse and ReLU + L1 on two and three processes take
 //! the steps of one process and report its metrics; BatchTopK selects per process; a stop,
-//! a failure or a refusal on one process reaches every process; streamed parts follow the
-//! parts in memory; a checkpoint of two processes resumes bit for bit.
+//! a failure or a refusal on one process reaches every process, as does a run given to one
+//! process unlike the others'; streamed parts follow the parts in memory; a checkpoint of two
+//! processes resumes bit for bit, at an epoch's end or within one, and one that cannot be
+//! written stops every process.
 
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -297,5 +299,143 @@ fn a_checkpoint_of_two_processes_resumes_bit_for_bit() {
     // The checkpoint is of this split of the data: on three processes it is refused.
     let other_split = split_run(&values, 3, &init, None, |_| resumed_trainer.clone(), never);
     let error = other_split[0].as_ref().unwrap_err().to_string();
-    assert!(error.contains("data.fnv1a64"), "{error}");
+    assert!(error.contains("topk.processes") && error.contains("written by a run on 2 process(es)"), "{error}");
+}
+
+/// [`split_run`] whose processes hold the rows `parts(rank)` and start from `init_of(rank)`.
+fn split_run_of(
+    values: &[f64],
+    size: usize,
+    parts: impl Fn(usize) -> std::ops::Range<usize> + Sync,
+    init_of: impl Fn(usize) -> TopKModel<f64> + Sync,
+    trainer: &TopKTrainer,
+) -> Vec<sae::Result<TopKTrained<f64>>> {
+    let m = values.len() / N;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(size)
+            .into_iter()
+            .map(|collective| {
+                let (parts, init_of) = (&parts, &init_of);
+                scope.spawn(move || {
+                    let rows = parts(collective.rank());
+                    let data = Dataset::examples_by_features(&values[rows.start * N..rows.end * N], rows.len(), N)?;
+                    let part = Part { data: Some(&data), first_example: rows.start, examples: m };
+                    trainer.fit_split(part, None, &collective, init_of(collective.rank()), |_| ())
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn processes_given_unlike_runs_are_refused_by_every_process_naming_the_difference() {
+    let values = planted(100, 3);
+    let (_, init, options) = layers().remove(0);
+    let trainer = TopKTrainer::new(TopKOptions { early_stopping: None, ..options }).unwrap();
+    let halves = |rank: usize| rows_of(rank, 2, 100);
+    // Another seed's model on rank 1.
+    let other_init = |rank: usize| if rank == 1 { TopKModel::<f64>::init(N, 48, 4, 5).unwrap() } else { init.clone() };
+    for run in split_run_of(&values, 2, halves, other_init, &trainer) {
+        let error = run.unwrap_err().to_string();
+        assert!(error.contains("rank 1") && error.contains("initial parameters"), "{error}");
+    }
+    // Both processes holding the first half: the second half is no one's.
+    for run in split_run_of(&values, 2, |_| 0..50, |_| init.clone(), &trainer) {
+        let error = run.unwrap_err().to_string();
+        assert!(error.contains("rank 1: its rows start at row 0 of the data set, not at row 50"), "{error}");
+    }
+    // Another learning rate on rank 0.
+    let other = TopKTrainer::new(TopKOptions { rule: StepRule::adam(1e-2), early_stopping: None, ..options }).unwrap();
+    let trainer_of = |rank: usize| if rank == 0 { other.clone() } else { trainer.clone() };
+    let runs = split_run(&values, 2, &init, None, trainer_of, never);
+    for run in runs {
+        let error = run.unwrap_err().to_string();
+        assert!(error.contains("rank 1: its options"), "{error}");
+    }
+}
+
+#[test]
+fn a_checkpoint_the_first_process_cannot_write_stops_every_process_with_its_model() {
+    let values = planted(300, 3);
+    let (_, init, options) = layers().remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = TopKTrainer::new(TopKOptions { early_stopping: None, ..options })
+        .unwrap()
+        .checkpoint_to(dir.path().join("missing").join("run.safetensors"), 3);
+    let runs = split_run(&values, 2, &init, None, |_| trainer.clone(), never);
+    let (first, second) = (&runs[0].as_ref().unwrap().0, &runs[1].as_ref().unwrap().0);
+    for trained in [first, second] {
+        assert_eq!((trained.stop, trained.steps), (MinibatchStop::CheckpointFailed, 3));
+    }
+    assert_eq!(params(first), params(second));
+    let written = first.checkpoint_error.as_ref().unwrap().to_string();
+    assert!(written.contains("run.safetensors"), "{written}");
+    assert!(matches!(second.checkpoint_error, Some(Error::OtherRankFailed { rank: 0, .. })));
+}
+
+#[test]
+fn a_run_of_two_processes_stopped_within_an_epoch_resumes_bit_for_bit() {
+    let values = planted(300, 3);
+    let (_, init, options) = layers().remove(0);
+    let options = TopKOptions { early_stopping: None, ..options };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.safetensors");
+    let trainer = TopKTrainer::new(options).unwrap();
+    let (uninterrupted, _) = split_run(&values, 2, &init, None, |_| trainer.clone(), never).remove(0).unwrap();
+    // Rank 1's time limit ends the run after the first step, in the first epoch.
+    let checkpointed = trainer.clone().checkpoint_to(&path, 1000);
+    let timed = |rank: usize| match rank {
+        1 => checkpointed.clone().time_limit(Duration::ZERO),
+        _ => checkpointed.clone(),
+    };
+    for run in split_run(&values, 2, &init, None, timed, never) {
+        assert_eq!(run.unwrap().0.steps, 1);
+    }
+    let resumed = checkpointed.resuming_from(&path);
+    for run in split_run(&values, 2, &init, None, |_| resumed.clone(), never) {
+        let (trained, _) = run.unwrap();
+        assert_eq!(trained.steps, uninterrupted.steps);
+        assert_eq!(params(&trained), params(&uninterrupted));
+    }
+}
+
+#[test]
+fn a_bad_value_one_process_streams_in_a_later_step_fails_every_process_at_that_step() {
+    let m = 300;
+    let mut values = planted(m, 3);
+    // Row 250 is rank 2's of three (rows 200..300); its block is read after the first step.
+    values[250 * N + 7] = f64::INFINITY;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.npy");
+    sae::data::npy::write_matrix(&path, &ndarray::Array2::from_shape_vec((m, N), values).unwrap()).unwrap();
+    let (_, init, options) = layers().remove(0);
+    let options = TopKOptions { shuffle: Shuffle::Blocks { block: 20, window: 3 }, early_stopping: None, ..options };
+    let trainer = TopKTrainer::new(options).unwrap();
+    let size = 3;
+    let outcomes: Vec<sae::Result<TopKTrained<f64>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(size)
+            .into_iter()
+            .map(|collective| {
+                let (trainer, init, path) = (&trainer, &init, &path);
+                scope.spawn(move || {
+                    let rows = rows_of(collective.rank(), size, m);
+                    let source = NpyFileSource::<f64>::open(path)?.restrict(rows.clone())?;
+                    let part = StreamedPart::new(source, rows.start, m)?;
+                    trainer.fit_streamed_split(part, None, &collective, init.clone(), |_| ())
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let error = outcomes[2].as_ref().unwrap_err().to_string();
+    assert!(error.contains("row 250, column 7"), "{error}");
+    for outcome in &outcomes[..2] {
+        match outcome {
+            Err(Error::OtherRankFailed { rank: 2, reason }) => {
+                assert_eq!(*reason, "reading or evaluating its rows of a minibatch", "failed in a step's sum")
+            }
+            other => panic!("{:?}", other.as_ref().err()),
+        }
+    }
 }

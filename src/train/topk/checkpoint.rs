@@ -90,8 +90,11 @@ fn described(options: &TopKOptions) -> [(&'static str, String); 17] {
 /// The fingerprints a checkpoint records: the training data's, and the held-out data's when
 /// there is any (its FVU picks early stopping's best epoch).
 pub(super) struct Fingerprints {
+    /// The whole data set's (of its parts, with several processes: their split is part of it).
     pub data: DataFingerprint,
     pub held_out: Option<DataFingerprint>,
+    /// The processes the data is split across.
+    pub processes: usize,
 }
 
 /// Writes the checkpoint of `state` (a run of `options` from `init`, on the data of
@@ -111,6 +114,7 @@ pub(super) fn write<T: Real>(
         ("topk.batch", state.batch.to_string()),
         ("topk.steps", state.rule.steps.to_string()),
         ("topk.seen", state.seen.to_string()),
+        ("topk.processes", fingerprints.processes.to_string()),
         ("topk.tally.examples", tally.examples.to_string()),
         ("topk.tally.active", tally.active.to_string()),
         ("topk.tally.squared_error", tally.squared_error.to_string()),
@@ -188,6 +192,16 @@ pub(super) fn read<T: Real>(
         if found != expected {
             return Err(file.bad(key, format!("is {found} in the checkpoint, {expected} in this run")));
         }
+    }
+    // (Checked before the data, whose fingerprint is of the processes' parts.)
+    let processes = file.metadata.get("topk.processes").map_or("1", String::as_str);
+    if processes != fingerprints.processes.to_string() {
+        let reason = format!(
+            "= {processes}: the checkpoint was written by a run on {processes} process(es), this one has {}; each \
+             process's part of the data would differ (resume on {processes})",
+            fingerprints.processes
+        );
+        return Err(file.bad("topk.processes", reason));
     }
     file.check_data(&fingerprints.data)?;
     if let Some(held_out) = &fingerprints.held_out {

@@ -17,7 +17,8 @@
 //!   its clock), or holds other parameters than the first (a check that they did not drift
 //!   apart).
 //!
-//! With one process the gradient stays where it is (no copy), and the sums are its own.
+//! With one process the gradient stays where it is (no copy), and the sums are its own. Before
+//! all this, [`check_alike`] makes sure the processes were given alike runs.
 
 use super::super::control::Outside;
 use crate::dictionary::BatchStats;
@@ -29,7 +30,7 @@ use crate::real::Real;
 /// how many processes were stopped by each [`Outside`] cause.
 const HEAD: usize = 6;
 
-/// The most values summed by one call of [`Collective::sum`] (8 MB).
+/// The most gradient values summed by one call of [`Collective::sum`] (8 MB).
 const SUM_PIECE: usize = 1 << 20;
 
 /// What this process measured on its rows of a minibatch.
@@ -58,21 +59,26 @@ pub(super) struct Summed<'a> {
 pub(super) struct StepSums {
     n: usize,
     h: usize,
+    /// The step's scalars, the minibatch's sums, each process's failure and parameters' hash.
     values: Vec<f64>,
     sums: Vec<f64>,
+    /// One piece of the gradient, and its sum.
+    piece: Vec<f64>,
+    piece_sums: Vec<f64>,
 }
 
 impl StepSums {
     /// For a model of `n` inputs and `h` latents.
     pub(super) fn new(n: usize, h: usize) -> Self {
-        StepSums { n, h, values: Vec::new(), sums: Vec::new() }
+        StepSums { n, h, values: Vec::new(), sums: Vec::new(), piece: Vec::new(), piece_sums: Vec::new() }
     }
 
     /// The sum of a step over the processes of `collective`: this process's `evaluated` rows
-    /// (`None`: it holds none of the minibatch; `Err`: reading them failed), `share = B_p/B`
-    /// of them, its gradient in `grad` (replaced by the whole minibatch's), the `stop` it was
-    /// asked for and its `params`. Fails alike on every process when one failed (with its own
-    /// error there, [`Error::OtherRankFailed`] elsewhere) or when the parameters differ.
+    /// (`None`: it holds none of the minibatch; `Err`: reading or evaluating them failed),
+    /// `share = B_p/B` of them, its gradient in `grad` (replaced by the whole minibatch's), the
+    /// `stop` it was asked for and its `params`. Fails alike on every process when one failed
+    /// (with its own error there, [`Error::OtherRankFailed`] elsewhere) or when the parameters
+    /// differ.
     pub(super) fn sum<T: Real, C: Collective>(
         &mut self,
         collective: &C,
@@ -107,30 +113,32 @@ impl StepSums {
                 true => [(hash >> 32) as f64, (hash & 0xffff_ffff) as f64],
                 false => [0.0, 0.0],
             }));
-            match held {
-                Ok(true) => self.values.extend(grad.iter().map(|g| g.as_f64() * share)),
-                _ => self.values.resize(self.values.len() + grad.len(), 0.0),
-            }
         }
         self.sums.resize(self.values.len(), 0.0);
-        // In pieces: an MPI library's scratch for a sum is the size of the sum, and scratch of
-        // a few megabytes is reused from one call to the next where a gradient-sized one would
-        // be mapped afresh (and its pages cleared) every step.
-        for (values, sums) in self.values.chunks(SUM_PIECE).zip(self.sums.chunks_mut(SUM_PIECE)) {
-            collective.sum(values, sums)?;
-        }
+        collective.sum(&self.values, &mut self.sums)?;
         if size > 1 {
-            let (failures, rest) = self.sums[HEAD + batch_len..].split_at(size);
-            let (hashes, summed) = rest.split_at(2 * size);
+            let (failures, hashes) = self.sums[HEAD + batch_len..].split_at(size);
             let first_failed = failures.iter().position(|&f| f != 0.0);
-            held?;
+            let held = held?;
             if let Some(rank) = first_failed {
-                return Err(Error::OtherRankFailed { rank, reason: "reading its rows of a minibatch" });
+                return Err(Error::OtherRankFailed { rank, reason: "reading or evaluating its rows of a minibatch" });
             }
             if let Some(rank) = hashes.chunks_exact(2).position(|pair| pair != &hashes[..2]) {
                 return Err(Error::ProcessesDiverged { rank });
             }
-            grad.iter_mut().zip(summed).for_each(|(g, &s)| *g = T::cast(s));
+            // The gradient in pieces, through one buffer of a piece: no gradient-sized copy in
+            // float64, and an MPI library's scratch (the size of a sum) reused from one call to
+            // the next where a gradient-sized one would be mapped afresh every step.
+            for grad in grad.chunks_mut(SUM_PIECE) {
+                self.piece.clear();
+                match held {
+                    true => self.piece.extend(grad.iter().map(|g| g.as_f64() * share)),
+                    false => self.piece.resize(grad.len(), 0.0),
+                }
+                self.piece_sums.resize(grad.len(), 0.0);
+                collective.sum(&self.piece, &mut self.piece_sums)?;
+                grad.iter_mut().zip(&self.piece_sums).for_each(|(g, &s)| *g = T::cast(s));
+            }
         }
         let head = &self.sums[..HEAD];
         Ok(Summed {
@@ -140,6 +148,68 @@ impl StepSums {
             batch: &self.sums[HEAD..HEAD + batch_len],
         })
     }
+}
+
+/// One process's part of the data and what its run must share with the others', for
+/// [`check_alike`].
+pub(super) struct Alike {
+    /// Its rows: the first's index in the whole data set, and how many, of the whole's
+    /// `examples`.
+    pub first: usize,
+    pub local: usize,
+    pub examples: usize,
+    /// Quantities every process must have equal to the first's, by name.
+    pub shared: Vec<(&'static str, f64)>,
+}
+
+/// Checks, before any other sum of a run, that the parts of the processes of `collective` are
+/// the whole data set in rank order, once each (`first_p = Σ_{q<p} local_q`, `Σ local = m`,
+/// `m` the same everywhere), and that every shared quantity is the first process's:
+/// processes given other options, another model or other held-out data would otherwise make
+/// other sums (and wait for each other) or sum what does not add up. Fails alike on every
+/// process, naming the rank and the quantity.
+pub(super) fn check_alike<C: Collective>(collective: &C, mine: &Alike) -> Result<()> {
+    let (rank, size) = (collective.rank(), collective.size());
+    if size == 1 {
+        return Ok(());
+    }
+    // Every process's slot: its first row, its rows, then the quantities, `m` first (the
+    // same code on every process makes slots of the same width).
+    let width = 2 + 1 + mine.shared.len();
+    let mut slots = vec![0.0; size * width];
+    let slot = &mut slots[rank * width..(rank + 1) * width];
+    slot[..3].copy_from_slice(&[mine.first as f64, mine.local as f64, mine.examples as f64]);
+    slot[3..].iter_mut().zip(&mine.shared).for_each(|(s, (_, v))| *s = *v);
+    sum_in_place(collective, &mut slots)?;
+    let slots: Vec<&[f64]> = slots.chunks_exact(width).collect();
+    let refused = |rank: usize, reason: String| Error::InvalidOption {
+        name: "processes",
+        reason: format!("rank {rank}: {reason} (every process is given the same run, and its rows in rank order)"),
+    };
+    let mut next_first = 0.0;
+    for (r, slot) in slots.iter().enumerate() {
+        if slot[0] != next_first {
+            let reason = format!("its rows start at row {} of the data set, not at row {next_first}", slot[0]);
+            return Err(refused(r, reason));
+        }
+        next_first += slot[1];
+        let names = std::iter::once("examples").chain(mine.shared.iter().map(|(name, _)| *name));
+        for (name, (value, first)) in names.zip(slot[2..].iter().zip(&slots[0][2..])) {
+            if value != first {
+                return Err(refused(r, format!("its {name} ({value}) differs from the first process's ({first})")));
+            }
+        }
+    }
+    let examples = mine.examples as f64;
+    if next_first != examples {
+        return Err(refused(size - 1, format!("the processes' rows end at {next_first}, the data set has {examples}")));
+    }
+    Ok(())
+}
+
+/// `hash` as two quantities of [`Alike::shared`] named `name`, its halves exact in `f64`.
+pub(super) fn hash_halves(name: &'static str, hash: u64) -> [(&'static str, f64); 2] {
+    [(name, (hash >> 32) as f64), (name, (hash & 0xffff_ffff) as f64)]
 }
 
 /// `values` replaced on every process of `collective` by their sum over the processes.
@@ -167,7 +237,7 @@ fn stop_of(counts: &[f64]) -> Option<Outside> {
 
 /// The stop every process of `collective` makes when this one was asked for `stop`: the
 /// first cause any of them was asked for.
-pub(super) fn agree_stop<C: Collective>(collective: &C, stop: Option<Outside>) -> Result<Option<Outside>> {
+pub(super) fn agreed_stop<C: Collective>(collective: &C, stop: Option<Outside>) -> Result<Option<Outside>> {
     let mut counts = stop_counts(stop);
     sum_in_place(collective, &mut counts)?;
     Ok(stop_of(&counts))
