@@ -72,20 +72,10 @@ fn in_job(mut args: TrainArgs, body: fn(&TrainArgs, &SimpleCommunicator) -> CliR
 
 fn run_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()> {
     refuse_unsupported(args)?;
-    let root = processes.rank() == 0;
-    // The outputs are the first process's: it alone checks and locks them.
-    let locks = if root { files(args).check().map(Some) } else { Ok(None) };
-    let _locks = agree(processes, locks, "checking the files it writes")?;
-    let (precision, why) = match &args.resume {
-        Some(checkpoint) if !args.precision.f32 && !args.precision.f64 => checkpoint_precision(checkpoint)?,
-        _ => args.precision.resolve(args.data.data.as_deref())?,
-    };
-    let requested = interrupt::on_signal()?;
-    args.engine.global_pool()?;
-    match precision {
+    prepared(args, processes, |precision, why, requested| match precision {
         Precision::F32 => train::<f32>(args, why, processes, requested),
         Precision::F64 => train::<f64>(args, why, processes, requested),
-    }
+    })
 }
 
 fn run_topk_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()> {
@@ -99,6 +89,20 @@ fn run_topk_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()
     if let Some((_, what)) = refused.iter().find(|(given, _)| *given) {
         return Err(format!("--distributed does not support {what}").into());
     }
+    prepared(args, processes, |precision, why, requested| match precision {
+        Precision::F32 => train_topk::<f32>(args, why, processes, &requested),
+        Precision::F64 => train_topk::<f64>(args, why, processes, &requested),
+    })
+}
+
+/// Runs `train` once the run is set up alike on every process: the outputs checked and locked
+/// by the first process (theirs alone), the precision chosen (and why), Ctrl-C watched (the
+/// flag it sets), the thread pool made.
+fn prepared(
+    args: &TrainArgs,
+    processes: &SimpleCommunicator,
+    train: impl FnOnce(Precision, &str, Arc<AtomicBool>) -> CliResult<()>,
+) -> CliResult<()> {
     let root = processes.rank() == 0;
     let locks = if root { files(args).check().map(Some) } else { Ok(None) };
     let _locks = agree(processes, locks, "checking the files it writes")?;
@@ -108,10 +112,7 @@ fn run_topk_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()
     };
     let requested = interrupt::on_signal()?;
     args.engine.global_pool()?;
-    match precision {
-        Precision::F32 => train_topk::<f32>(args, why, processes, &requested),
-        Precision::F64 => train_topk::<f64>(args, why, processes, &requested),
-    }
+    train(precision, why, requested)
 }
 
 fn train_topk<T: Real>(
