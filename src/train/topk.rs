@@ -395,7 +395,7 @@ impl TopKTrainer {
         on_epoch: impl FnMut(&TopKEpoch) -> Ctl,
     ) -> Result<TopKTrained<T>> {
         let local = part.data.map_or(0, |data| data.examples());
-        sums::check_alike(collective, &self.alike(part.first_example, local, part.examples, &init, held_out))?;
+        sums::check_alike(collective, || self.alike(part.first_example, local, part.examples, &init, held_out))?;
         let checked = part.data.map_or(Ok(()), |data| data.check_finite().map_err(|e| in_whole(e, part.first_example)));
         agree(collective, checked, "checking its part of the data")?;
         let held_out = held_out.map(|held_out| check_held_out(held_out, init.visible())).transpose()?;
@@ -442,8 +442,8 @@ impl TopKTrainer {
         init: TopKModel<T>,
         on_epoch: impl FnMut(&TopKEpoch) -> Ctl,
     ) -> Result<TopKTrained<T>> {
-        let alike = self.alike(part.first_example(), part.local(), part.examples(), &init, held_out);
-        sums::check_alike(collective, &alike)?;
+        let (first, local, examples) = (part.first_example(), part.local(), part.examples());
+        sums::check_alike(collective, || self.alike(first, local, examples, &init, held_out))?;
         // (The same on every process, whose held-out data are alike.)
         let held_out = held_out.map(|held_out| check_held_out(held_out, init.visible())).transpose()?;
         let options = MinibatchOptions {
@@ -565,17 +565,19 @@ impl TopKTrainer {
                 let resumed = checkpoint::read(path, &init, &options, (m, batches), fingerprints);
                 let resumed = agree(collective, resumed, "reading the checkpoint")?;
                 // (Each process reads its own copy, which may not be the others'.)
-                let scale = resumed.input_scale.map_or(0.0, |scale| scale.as_f64());
-                let mut shared = vec![
-                    ("checkpoint's epoch", resumed.epoch as f64),
-                    ("checkpoint's minibatch", resumed.batch as f64),
-                    ("checkpoint's steps", resumed.rule.steps as f64),
-                    ("checkpoint's input scale", scale),
-                ];
-                shared.extend(sums::hash_halves("checkpoint's parameters (hash)", parameters_hash(&resumed.params)));
-                let (held, examples) = (feed.held(), m);
-                let alike = Alike { first: held.start, local: held.len(), examples, shared };
-                sums::check_alike(collective, &alike)?;
+                sums::check_alike(collective, || {
+                    let scale = resumed.input_scale.map_or(0.0, |scale| scale.as_f64());
+                    let mut shared = vec![
+                        ("checkpoint's epoch", resumed.epoch as f64),
+                        ("checkpoint's minibatch", resumed.batch as f64),
+                        ("checkpoint's steps", resumed.rule.steps as f64),
+                        ("checkpoint's input scale", scale),
+                    ];
+                    let hash = parameters_hash(&resumed.params);
+                    shared.extend(sums::hash_halves("checkpoint's parameters (hash)", hash));
+                    let held = feed.held();
+                    Alike { first: held.start, local: held.len(), examples: m, shared }
+                })?;
                 log::info!("resuming {} in epoch {}", path.display(), resumed.epoch + 1);
                 resumed
             }

@@ -162,17 +162,19 @@ pub(super) struct Alike {
     pub shared: Vec<(&'static str, f64)>,
 }
 
-/// Checks, before any other sum of a run, that the parts of the processes of `collective` are
-/// the whole data set in rank order, once each (`first_p = Σ_{q<p} local_q`, `Σ local = m`,
-/// `m` the same everywhere), and that every shared quantity is the first process's:
+/// Checks, before any other sum of a run, that the parts of the processes of `collective` (in
+/// each process's [`Alike`], which `mine` makes when there is more than one) are the whole
+/// data set in rank order, once each (`first_p = Σ_{q<p} local_q`, `Σ local = m`, `m` the
+/// same everywhere), and that every shared quantity is the first process's:
 /// processes given other options, another model or other held-out data would otherwise make
 /// other sums (and wait for each other) or sum what does not add up. Fails alike on every
 /// process, naming the rank and the quantity.
-pub(super) fn check_alike<C: Collective>(collective: &C, mine: &Alike) -> Result<()> {
+pub(super) fn check_alike<C: Collective>(collective: &C, mine: impl FnOnce() -> Alike) -> Result<()> {
     let (rank, size) = (collective.rank(), collective.size());
     if size == 1 {
         return Ok(());
     }
+    let mine = &mine();
     // Every process's slot: its first row, its rows, then the quantities, `m` first (the
     // same code on every process makes slots of the same width).
     let width = 2 + 1 + mine.shared.len();
