@@ -372,16 +372,16 @@ struct Outcome<T> {
     interrupted_at: Option<String>,
 }
 
+/// What `sae train` without --data trains on: `m` embedded patches.
+fn embedded_description(m: usize) -> String {
+    format!("embedded: {m} 8×8 patches of whitened dead-leaves pictures (natural-image statistics)")
+}
+
 fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>) -> CliResult<()> {
     let (mut data, description) = args.data.load::<T>(|| {
         let (patches, m, n) = embedded_patches(args.seed);
         let values = patches.into_iter().map(T::cast).collect();
-        Ok((
-            values,
-            m,
-            n,
-            format!("embedded: {m} 8×8 patches of whitened dead-leaves pictures (natural-image statistics)"),
-        ))
+        Ok((values, m, n, embedded_description(m)))
     })?;
     println!("data: {description}");
     let held_out = held_out_data(args, &mut data)?;

@@ -252,7 +252,7 @@ fn read_share<T: Real>(args: &TrainArgs, rank: usize, size: usize) -> sae::Resul
         let (patches, m, n) = embedded_patches(args.seed);
         let rows = rows_of(rank, size, m);
         let values = patches[rows.start * n..rows.end * n].iter().map(|&v| T::cast(v)).collect();
-        let description = format!("embedded: {m} 8×8 patches of whitened dead-leaves pictures");
+        let description = embedded_description(m);
         return Ok(Share { values: Local::Values(values), rows, examples: m, features: n, description });
     };
     if path.is_dir() {

@@ -153,12 +153,7 @@ pub(super) struct Rows<T> {
 pub(super) fn train<T: Real>(args: &TrainArgs, precision_from: &str, stop: &Arc<AtomicBool>) -> CliResult<()> {
     let (mut data, description) = args.data.load::<T>(|| {
         let (patches, m, n) = embedded_patches(args.seed);
-        Ok((
-            patches.into_iter().map(T::cast).collect(),
-            m,
-            n,
-            format!("embedded: {m} 8×8 whitened natural-image patches"),
-        ))
+        Ok((patches.into_iter().map(T::cast).collect(), m, n, super::embedded_description(m)))
     })?;
     println!("data: {description}");
     let held_out = super::held_out_data(args, &mut data)?.map(|(values, _)| values);
