@@ -74,6 +74,34 @@ fn split_run(
     })
 }
 
+/// A run of `size` processes (threads), each streaming its rows of the `.npy` file at `path`
+/// (`m×N`) with `trainer`.
+fn streamed_split_run(
+    path: &std::path::Path,
+    m: usize,
+    size: usize,
+    trainer: &TopKTrainer,
+    init: &TopKModel<f64>,
+) -> Vec<Outcome> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = Threads::group(size)
+            .into_iter()
+            .map(|collective| {
+                scope.spawn(move || {
+                    let rows = rows_of(collective.rank(), size, m);
+                    let source = NpyFileSource::<f64>::open(path)?.restrict(rows.clone())?;
+                    let part = StreamedPart::new(source, rows.start, m)?;
+                    let mut seen = Vec::new();
+                    let trained =
+                        trainer.fit_streamed_split(part, None, &collective, init.clone(), |e| seen.push(e.clone()))?;
+                    Ok((trained, seen))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
 fn never(_: usize, _: usize) -> bool {
     false
 }
@@ -252,25 +280,7 @@ fn processes_streaming_their_rows_by_blocks_take_the_steps_of_their_rows_in_memo
     let options = TopKOptions { shuffle: Shuffle::Blocks { block: 20, window: 3 }, early_stopping: None, ..options };
     let trainer = TopKTrainer::new(options).unwrap();
     let one = split_run(&values, 1, &init, None, |_| trainer.clone(), never).remove(0).unwrap();
-    let size = 3;
-    let streamed: Vec<Outcome> = std::thread::scope(|scope| {
-        let workers: Vec<_> = Threads::group(size)
-            .into_iter()
-            .map(|collective| {
-                let (trainer, init, path) = (&trainer, &init, &path);
-                scope.spawn(move || {
-                    let rows = rows_of(collective.rank(), size, m);
-                    let source = NpyFileSource::<f64>::open(path)?.restrict(rows.clone())?;
-                    let part = StreamedPart::new(source, rows.start, m)?;
-                    let mut seen = Vec::new();
-                    let trained =
-                        trainer.fit_streamed_split(part, None, &collective, init.clone(), |e| seen.push(e.clone()))?;
-                    Ok((trained, seen))
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
+    let streamed = streamed_split_run(&path, m, 3, &trainer, &init);
     for (rank, run) in streamed.iter().enumerate() {
         assert_follows(run.as_ref().unwrap(), &one, &format!("streamed, rank {rank}"));
     }
@@ -412,22 +422,7 @@ fn a_bad_value_one_process_streams_in_a_later_step_fails_every_process_at_that_s
     let (_, init, options) = layers().remove(0);
     let options = TopKOptions { shuffle: Shuffle::Blocks { block: 20, window: 3 }, early_stopping: None, ..options };
     let trainer = TopKTrainer::new(options).unwrap();
-    let size = 3;
-    let outcomes: Vec<sae::Result<TopKTrained<f64>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = Threads::group(size)
-            .into_iter()
-            .map(|collective| {
-                let (trainer, init, path) = (&trainer, &init, &path);
-                scope.spawn(move || {
-                    let rows = rows_of(collective.rank(), size, m);
-                    let source = NpyFileSource::<f64>::open(path)?.restrict(rows.clone())?;
-                    let part = StreamedPart::new(source, rows.start, m)?;
-                    trainer.fit_streamed_split(part, None, &collective, init.clone(), |_| ())
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
+    let outcomes = streamed_split_run(&path, m, 3, &trainer, &init);
     let error = outcomes[2].as_ref().unwrap_err().to_string();
     assert!(error.contains("row 250, column 7"), "{error}");
     for outcome in &outcomes[..2] {
