@@ -56,7 +56,7 @@
 use rayon::prelude::*;
 
 use super::model::{check_shape, Architecture, DictionaryLayout, TopKModel};
-use super::select::{keep_batch_top, top_k, top_k_above, Selection, Units, INACTIVE};
+use super::select::{keep_batch_top, Selection, Selector, Units, INACTIVE};
 use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer, Packed};
@@ -151,8 +151,8 @@ pub struct TopKObjective<T: Real> {
 #[derive(Debug, Default)]
 struct Workspace<T> {
     batch: BatchBuffers<T>,
-    /// One `block × h` buffer of pre-activations per thread.
-    pre: Vec<Vec<T>>,
+    /// One per thread.
+    scratch: Vec<BlockScratch<T>>,
     /// The auxiliary selection's bias: `b_enc` on the dead latents, −∞ on the live ones, which
     /// it then never selects.
     aux_bias: Vec<T>,
@@ -168,6 +168,14 @@ struct Workspace<T> {
     /// `‖W_dec[j]‖`, with the L1 penalty.
     decoder_norms: Vec<T>,
     packed_w_enc: PackBuffer<T>,
+}
+
+/// What one thread's blocks of the forward pass work in: their pre-activations (`block × h`, the
+/// only `h`-wide temporary) and the selection's candidates.
+#[derive(Debug, Default)]
+struct BlockScratch<T> {
+    pre: Vec<T>,
+    selector: Selector<T>,
 }
 
 /// The buffers of each example of a batch, cut into blocks for the threads.
@@ -538,16 +546,18 @@ impl<T: Real> TopKObjective<T> {
             context.width = context.width.min(widest(self.capacity, shape.aux.unwrap_or(0)));
         }
         check_slots(self.capacity, context.width + shape.aux.unwrap_or(0))?;
-        work.pre.resize_with(threads, Vec::new);
-        for pre in &mut work.pre {
-            pre.resize(shape.block * h, T::zero());
+        work.scratch.resize_with(threads, BlockScratch::default);
+        for scratch in &mut work.scratch {
+            scratch.pre.resize(shape.block * h, T::zero());
         }
         loop {
             work.batch.reserve(self.capacity, shape, context.width);
             let mut parts = work.batch.parts(shape, context.width);
-            // A wave of one block per thread at a time, each on its own pre-activation buffer.
+            // A wave of one block per thread at a time, each on its own scratch space.
             for wave in parts.chunks_mut(threads) {
-                wave.par_iter_mut().zip(work.pre.par_iter_mut()).for_each(|(part, pre)| context.select(part, pre));
+                wave.par_iter_mut()
+                    .zip(work.scratch.par_iter_mut())
+                    .for_each(|(part, scratch)| context.select(part, scratch));
             }
             drop(parts);
             let width = context.width;
@@ -910,7 +920,7 @@ impl<T: Real> Forward<'_, '_, T> {
     /// One block of examples: the encoder's inputs `XC` (`x − b_dec`, or `x`), `Z = XC
     /// W_encᵀ`, each example's slots on `z + b_enc` (the bias added by the selection's scan)
     /// and auxiliary slots, and, when decoding as it selects, the rest of the forward pass.
-    fn select(&self, part: &mut Part<'_, T>, pre: &mut [T]) {
+    fn select(&self, part: &mut Part<'_, T>, scratch: &mut BlockScratch<T>) {
         let (n, h, width) = (self.n, self.h, self.width);
         let rows = part.squared_errors.len();
         let x = self.batch.x();
@@ -930,7 +940,7 @@ impl<T: Real> Forward<'_, '_, T> {
                 }
             }
         }
-        let pre = &mut pre[..rows * h];
+        let (pre, selector) = (&mut scratch.pre[..rows * h], &mut scratch.selector);
         self.gemm.product(
             T::one(),
             MatRef::row_major(part.encoder_input, rows, n),
@@ -942,14 +952,14 @@ impl<T: Real> Forward<'_, '_, T> {
             let z = &pre[e * h..][..h];
             let (slots, activations) =
                 (&mut part.slots.indices[e * width..][..width], &mut part.slots.values[e * width..][..width]);
-            top_k_above(self.kernels, self.floor, z, self.b_enc, slots, activations);
+            selector.top_k_above(self.kernels, self.floor, z, self.b_enc, slots, activations);
             if let Some(aux) = &self.aux {
                 // The dead latents' positive values, whatever the units: their decoding of
                 // the residual is only a training signal.
                 let k = aux.k;
                 let (slots, activations) =
                     (&mut part.aux.slots.indices[e * k..][..k], &mut part.aux.slots.values[e * k..][..k]);
-                top_k(self.kernels, Units::Relu, z, aux.bias, slots, activations);
+                selector.top_k(self.kernels, Units::Relu, z, aux.bias, slots, activations);
             }
             if self.decode_when_selected {
                 self.decode(part, e);

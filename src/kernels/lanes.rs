@@ -6,6 +6,7 @@
 //! Reductions are accumulated in f64 lanes whatever the element type.
 
 use super::units::{Reconstruction, Unit};
+use super::COLLECT_GROUP;
 use crate::gemm::{MatMut, MatRef};
 use crate::real::Real;
 
@@ -500,29 +501,53 @@ pub(crate) unsafe fn axpy<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::E
     }
 }
 
-/// The index of the first `i` with `values[i] + shift[i]` greater than `threshold`, or
-/// `values.len()`: a vector add and compare per `WIDTH` values, so a scan that mostly finds
-/// nothing (the selection of the k largest once its threshold has risen) costs one of each per
-/// vector, and the shifted values are never stored.
+/// Appends `(values[i] + shift[i], from + i)` for each `i` where the sum is greater than
+/// `threshold`, in order, [`COLLECT_GROUP`] positions at a time, stopping before a group when
+/// fewer than `COLLECT_GROUP` slots of `collected` are left; returns the positions scanned and
+/// the candidates appended. A vector add and compare per `WIDTH` values, the sums never stored:
+/// the scan of the top-k selection, which mostly finds nothing once its threshold has risen.
 #[inline(always)]
-pub(crate) unsafe fn first_above<V: Lanes>(values: &[V::Elem], shift: &[V::Elem], threshold: V::Elem) -> usize
+pub(crate) unsafe fn collect_above<V: Lanes>(
+    values: &[V::Elem],
+    shift: &[V::Elem],
+    threshold: V::Elem,
+    from: u32,
+    collected: &mut [(V::Elem, u32)],
+) -> (usize, usize)
 where
     V::Elem: PartialOrd + std::ops::Add<Output = V::Elem>,
 {
     assert_eq!(values.len(), shift.len());
+    assert!(u32::try_from(values.len()).is_ok_and(|len| from.checked_add(len).is_some()), "collect_above: positions");
+    assert!(COLLECT_GROUP.is_multiple_of(V::WIDTH));
     let limit = V::splat(threshold);
-    let body = values.len() - values.len() % V::WIDTH;
+    let groups = values.len() - values.len() % COLLECT_GROUP;
     let (p, q) = (values.as_ptr(), shift.as_ptr());
-    let mut i = 0;
-    while i < body {
-        let mask = V::load(p.add(i)).add(V::load(q.add(i))).greater_mask(limit);
-        if mask != 0 {
-            return i + mask.trailing_zeros() as usize;
+    let (mut i, mut count) = (0, 0);
+    while i < groups && collected.len() - count >= COLLECT_GROUP {
+        for first in (i..i + COLLECT_GROUP).step_by(V::WIDTH) {
+            let mut mask = V::load(p.add(first)).add(V::load(q.add(first))).greater_mask(limit);
+            while mask != 0 {
+                let at = first + mask.trailing_zeros() as usize;
+                // At most COLLECT_GROUP appended in this group, and that many slots were free.
+                *collected.get_unchecked_mut(count) = (*p.add(at) + *q.add(at), from + at as u32);
+                count += 1;
+                mask &= mask - 1;
+            }
         }
-        i += V::WIDTH;
+        i += COLLECT_GROUP;
     }
-    let tail = values[body..].iter().zip(&shift[body..]).position(|(&v, &s)| v + s > threshold);
-    tail.map_or(values.len(), |offset| body + offset)
+    if i == groups && collected.len() - count >= COLLECT_GROUP {
+        for at in groups..values.len() {
+            let value = values[at] + shift[at];
+            if value > threshold {
+                collected[count] = (value, from + at as u32);
+                count += 1;
+            }
+        }
+        i = values.len();
+    }
+    (i, count)
 }
 
 /// Instantiates every generic body above for one instruction set and element type, as module
@@ -579,8 +604,14 @@ macro_rules! kernel_table {
                 lanes::axpy::<$lanes>(alpha, x, y)
             }
             #[target_feature(enable = $features)]
-            unsafe fn first_above(values: &[$t], shift: &[$t], threshold: $t) -> usize {
-                lanes::first_above::<$lanes>(values, shift, threshold)
+            unsafe fn collect_above(
+                values: &[$t],
+                shift: &[$t],
+                threshold: $t,
+                from: u32,
+                collected: &mut [($t, u32)],
+            ) -> (usize, usize) {
+                lanes::collect_above::<$lanes>(values, shift, threshold, from, collected)
             }
 
             // SAFETY (of each wrapper below, and of `Entries`, which only makes them): private
@@ -626,7 +657,9 @@ macro_rules! kernel_table {
                     output: ByReconstruction::build(&Entries),
                     dot: |a, b| unsafe { dot(a, b) },
                     axpy: |alpha, x, y| unsafe { axpy(alpha, x, y) },
-                    first_above: |values, shift, threshold| unsafe { first_above(values, shift, threshold) },
+                    collect_above: |values, shift, threshold, from, collected| unsafe {
+                        collect_above(values, shift, threshold, from, collected)
+                    },
                 }
             }
         }

@@ -17,6 +17,16 @@ use crate::gemm::{MatMut, MatRef};
 use crate::model::{Activation, Reconstruction};
 use crate::real::Real;
 
+/// The positions [`Kernels::collect_above`] scans at a time (a multiple of every vector width),
+/// and so the free slots it needs to scan on.
+pub const COLLECT_GROUP: usize = 16;
+
+/// A value found by [`Kernels::collect_above`] and its position.
+pub type Candidate<T> = (T, u32);
+
+/// The signature of [`Kernels::collect_above`].
+pub type CollectAbove<T> = fn(&[T], &[T], T, u32, &mut [Candidate<T>]) -> (usize, usize);
+
 /// An instruction set that has a complete set of kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
@@ -89,10 +99,12 @@ pub struct Kernels<T> {
     pub dot: fn(&[T], &[T]) -> f64,
     /// `y ← α x + y`.
     pub axpy: fn(T, &[T], &mut [T]),
-    /// `(values, shift, t)`: the index of the first `i` with `values[i] + shift[i] > t`, or
-    /// `values.len()` (NaN is never greater): the scan of the top-k selection
-    /// ([`crate::dictionary::select`]), the encoder's bias added on the fly.
-    pub first_above: fn(&[T], &[T], T) -> usize,
+    /// `(values, shift, t, from, collected)`: appends `(values[i] + shift[i], from + i)` for
+    /// each `i` where the sum is greater than `t` (NaN never is), in order, [`COLLECT_GROUP`]
+    /// positions at a time, stopping before a group when fewer than `COLLECT_GROUP` slots of
+    /// `collected` are left; returns `(positions scanned, candidates appended)`. The scan of
+    /// the top-k selection ([`crate::dictionary::select`]), the encoder's bias added on the fly.
+    pub collect_above: CollectAbove<T>,
 }
 
 mod sealed {
@@ -221,7 +233,7 @@ impl<T: Real> Kernels<T> {
             output: ByReconstruction::build(&scalar::Entries::<T>::new()),
             dot: scalar::dot,
             axpy: scalar::axpy,
-            first_above: scalar::first_above,
+            collect_above: scalar::collect_above,
         }
     }
 

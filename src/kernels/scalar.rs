@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 use super::units::{Reconstruction, ReconstructionEntry, Unit, UnitEntry};
-use super::{HiddenKernels, OutputKernels};
+use super::{HiddenKernels, OutputKernels, COLLECT_GROUP};
 use crate::gemm::{MatMut, MatRef};
 use crate::real::Real;
 
@@ -136,10 +136,33 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x.as_f64() * y.as_f64()).sum()
 }
 
-/// The index of the first `i` with `values[i] + shift[i] > threshold`, or `values.len()`.
-pub fn first_above<T: Real>(values: &[T], shift: &[T], threshold: T) -> usize {
+/// Appends `(values[i] + shift[i], from + i)` for each `i` where the sum is greater than
+/// `threshold`, in order, [`COLLECT_GROUP`] positions at a time, stopping before a group when
+/// fewer than `COLLECT_GROUP` slots of `collected` are left; returns the positions scanned and
+/// the candidates appended.
+pub fn collect_above<T: Real>(
+    values: &[T],
+    shift: &[T],
+    threshold: T,
+    from: u32,
+    collected: &mut [(T, u32)],
+) -> (usize, usize) {
     assert_eq!(values.len(), shift.len());
-    values.iter().zip(shift).position(|(&v, &s)| v + s > threshold).unwrap_or(values.len())
+    assert!(u32::try_from(values.len()).is_ok_and(|len| from.checked_add(len).is_some()), "collect_above: positions");
+    let (mut scanned, mut count) = (0, 0);
+    for (group, (values, shift)) in values.chunks(COLLECT_GROUP).zip(shift.chunks(COLLECT_GROUP)).enumerate() {
+        if collected.len() - count < COLLECT_GROUP {
+            break;
+        }
+        for (i, (&v, &s)) in values.iter().zip(shift).enumerate() {
+            if v + s > threshold {
+                collected[count] = (v + s, from + (group * COLLECT_GROUP + i) as u32);
+                count += 1;
+            }
+        }
+        scanned += values.len();
+    }
+    (scanned, count)
 }
 
 /// `y ← α x + y`.

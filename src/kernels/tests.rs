@@ -2,7 +2,8 @@
 //! library's, over the whole useful range and at the extremes.
 
 use crate::gemm::{MatMut, MatRef};
-use crate::kernels::{Isa, Kernels};
+use crate::kernels::scalar::collect_above;
+use crate::kernels::{Isa, Kernels, COLLECT_GROUP};
 use crate::model::{Activation, Reconstruction};
 use crate::Real;
 use rand::{Rng, SeedableRng};
@@ -406,34 +407,36 @@ fn every_vector_isa_this_cpu_has_is_tested() {
     }
 }
 
-fn first_above_agrees_with_scalar<T: Real>() {
+fn collect_above_agrees_with_scalar<T: Real>() {
     let scalar = Kernels::<T>::scalar();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
     for kernels in vector_sets::<T>() {
-        // Every length around the vector widths, the first value above the threshold at every
-        // position (and none), and NaN, which is never above.
+        // Every length around the group and vector widths, values above the threshold at
+        // every density (NaN among them, never above), and buffers from too small to scan
+        // anything to room for every value.
         for len in 0..70 {
-            let base: Vec<T> = (0..len).map(|_| T::cast(rng.gen_range(-1.0..0.5))).collect();
-            let shift: Vec<T> = (0..len).map(|_| T::cast(rng.gen_range(-0.25..0.25))).collect();
-            for hit in (0..=len).chain([usize::MAX]) {
-                let mut values = base.clone();
-                if hit < len {
-                    values[hit] = T::cast(0.75) - shift[hit];
-                    if hit + 1 < len {
-                        values[hit + 1] = T::cast(f64::NAN);
+            for density in [0.0, 0.1, 0.5, 1.0] {
+                let shift: Vec<T> = (0..len).map(|_| T::cast(rng.gen_range(-0.25..0.25))).collect();
+                let values: Vec<T> = (0..len)
+                    .map(|i| match rng.gen_range(0.0..1.0) {
+                        u if u < density => T::cast(0.75) - shift[i],
+                        u if u < density + 0.05 => T::cast(f64::NAN),
+                        _ => T::cast(rng.gen_range(-1.0..0.5)),
+                    })
+                    .collect();
+                for room in [0, COLLECT_GROUP - 1, COLLECT_GROUP, COLLECT_GROUP + 3, 2 * COLLECT_GROUP + 5, 100] {
+                    for threshold in [0.5, -2.0, f64::INFINITY] {
+                        let threshold = T::cast(threshold);
+                        let (mut got, mut want) = (vec![(T::zero(), 0); room], vec![(T::zero(), 0); room]);
+                        let got_counts = (kernels.collect_above)(&values, &shift, threshold, 9, &mut got);
+                        let want_counts = (scalar.collect_above)(&values, &shift, threshold, 9, &mut want);
+                        let what = format!(
+                            "{:?} collect_above: length {len}, room {room}, threshold {threshold:?}",
+                            kernels.isa
+                        );
+                        assert_eq!(got_counts, want_counts, "{what}");
+                        assert_eq!(got[..got_counts.1], want[..want_counts.1], "{what}");
                     }
-                }
-                for threshold in [0.5, -2.0, f64::INFINITY] {
-                    let threshold = T::cast(threshold);
-                    let (got, want) = (
-                        (kernels.first_above)(&values, &shift, threshold),
-                        (scalar.first_above)(&values, &shift, threshold),
-                    );
-                    assert_eq!(
-                        got, want,
-                        "{:?} first_above: length {len}, hit {hit}, threshold {threshold:?}",
-                        kernels.isa
-                    );
                 }
             }
         }
@@ -441,7 +444,23 @@ fn first_above_agrees_with_scalar<T: Real>() {
 }
 
 #[test]
-fn first_above_finds_the_first_greater_shifted_value_like_the_scalar_scan() {
-    first_above_agrees_with_scalar::<f32>();
-    first_above_agrees_with_scalar::<f64>();
+fn collect_above_appends_the_greater_shifted_values_like_the_scalar_scan() {
+    collect_above_agrees_with_scalar::<f32>();
+    collect_above_agrees_with_scalar::<f64>();
+}
+
+#[test]
+fn the_scalar_collect_above_appends_every_greater_value_it_has_room_for_by_whole_groups() {
+    let values = [0.0, 3.0, f64::NAN, 1.0, -1.0, 2.0];
+    let shift = [0.5; 6];
+    let mut room = vec![(0.0, 0); COLLECT_GROUP];
+    // Room for a group: the whole (short) row, positions counted from `from`.
+    assert_eq!(collect_above(&values, &shift, 1.0, 40, &mut room), (6, 3));
+    assert_eq!(room[..3], [(3.5, 41), (1.5, 43), (2.5, 45)]);
+    // Less than a group's room: nothing scanned.
+    assert_eq!(collect_above(&values, &shift, 1.0, 0, &mut room[..COLLECT_GROUP - 1]), (0, 0));
+    // Two groups and room for one: the first only.
+    let long: Vec<f64> = (0..2 * COLLECT_GROUP).map(|i| i as f64).collect();
+    let zero = vec![0.0; long.len()];
+    assert_eq!(collect_above(&long, &zero, -1.0, 0, &mut room), (COLLECT_GROUP, COLLECT_GROUP));
 }
