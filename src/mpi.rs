@@ -55,4 +55,9 @@ impl Collective for SimpleCommunicator {
         self.all_reduce_into(values, sums, SystemOperation::sum());
         Ok(())
     }
+
+    fn sum_f32(&self, values: &[f32], sums: &mut [f32]) -> Result<()> {
+        self.all_reduce_into(values, sums, SystemOperation::sum());
+        Ok(())
+    }
 }

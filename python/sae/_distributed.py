@@ -2,7 +2,8 @@
 check that fails on one process fails on all (or the others would wait for it in the engine's
 first sum), and values every process must share are rank 0's. The communicator is anything
 with mpi4py's ``Get_rank()``, ``Get_size()`` and ``Allreduce(send, recv)`` (a sum of float64
-arrays): nothing else of it is used."""
+arrays, and of float32 ones for a float32 dictionary layer's gradient): nothing else of it is
+used."""
 
 from __future__ import annotations
 

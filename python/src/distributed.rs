@@ -1,7 +1,7 @@
 //! Runs across processes from Python: an mpi4py communicator (or any object with its
-//! `Get_rank()`, `Get_size()` and `Allreduce(send, recv)` summing float64 arrays) is the
-//! engine's [`Collective`]; the extension links no MPI of its own, so it works with whichever
-//! MPI mpi4py was built against.
+//! `Get_rank()`, `Get_size()` and `Allreduce(send, recv)` summing float64 and float32 arrays)
+//! is the engine's [`Collective`]; the extension links no MPI of its own, so it works with
+//! whichever MPI mpi4py was built against.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,9 +64,21 @@ impl Collective for PyCollective {
     /// `comm.Allreduce(values, sums)` with the interpreter attached (the engine calls it from
     /// its computing thread).
     fn sum(&self, values: &[f64], sums: &mut [f64]) -> sae::Result<()> {
+        self.allreduce(values, sums)
+    }
+
+    /// `comm.Allreduce` of float32 arrays (a float32 model's gradient, half the bytes).
+    fn sum_f32(&self, values: &[f32], sums: &mut [f32]) -> sae::Result<()> {
+        self.allreduce(values, sums)
+    }
+}
+
+impl PyCollective {
+    /// `comm.Allreduce(values, sums)` on arrays of `values`' type.
+    fn allreduce<T: Element + Copy>(&self, values: &[T], sums: &mut [T]) -> sae::Result<()> {
         Python::attach(|py| -> PyResult<()> {
             let send = PyArray1::from_slice(py, values);
-            let receive = PyArray1::<f64>::zeros(py, values.len(), false);
+            let receive = PyArray1::<T>::zeros(py, values.len(), false);
             self.comm.call_method1(py, "Allreduce", (send, &receive))?;
             sums.copy_from_slice(receive.readonly().as_slice()?);
             Ok(())

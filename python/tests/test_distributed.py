@@ -162,6 +162,35 @@ def test_a_topk_layer_across_processes_follows_one_process(size):
             assert epoch["held_out"]["fvu"] == pytest.approx(one_epoch["held_out"]["fvu"], rel=1e-9)
 
 
+def test_a_float32_topk_layer_sums_its_gradient_in_float32_and_follows_one_process():
+    planted = np.random.default_rng(5).standard_normal((32, 16))
+    codes = np.random.default_rng(6).uniform(0.5, 2.5, size=(251, 32)) * (np.random.default_rng(7).random((251, 32)) < 0.1)
+    x = (codes @ planted).astype(np.float32)
+    settings = dict(n_latents=48, k=4, epochs=3, batch_size=64, seed=3)
+    one, _ = sae.train_topk(x, **settings)
+    dtypes = set()
+
+    def train(comm):
+        allreduce = comm.Allreduce
+
+        def recording(send, recv):
+            dtypes.add(np.asarray(send).dtype)
+            allreduce(send, recv)
+
+        comm.Allreduce = recording
+        return sae.train_topk(x[rows(len(x), comm.Get_rank(), 2)], comm=comm, **settings)
+
+    trained = on_processes(2, train)
+    assert np.dtype(np.float32) in dtypes, dtypes
+    for outcome in trained:
+        assert not isinstance(outcome, BaseException), outcome
+        model, _ = outcome
+        for name in ["W_enc", "W_dec", "b_enc", "b_dec"]:
+            assert getattr(model, name).dtype == np.float32
+            assert relative(getattr(model, name), getattr(one, name)) <= 1e-5, name
+            np.testing.assert_array_equal(getattr(model, name), getattr(trained[0][0], name))
+
+
 def test_a_bad_value_in_one_process_rows_fails_every_topk_process():
     x = np.random.default_rng(8).standard_normal((60, 8))
     x[45, 3] = np.nan

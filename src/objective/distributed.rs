@@ -48,6 +48,28 @@ pub trait Collective {
     /// `values` (both of one length, the same on every process). Every process must call it
     /// the same number of times, from the thread that made the collective.
     fn sum(&self, values: &[f64], sums: &mut [f64]) -> Result<()>;
+
+    /// [`sum`](Self::sum) of float32 values, for a float32 model's gradient: summed in float32
+    /// where the transport can (half the bytes of float64); by default widened, summed in
+    /// float64 and rounded back.
+    fn sum_f32(&self, values: &[f32], sums: &mut [f32]) -> Result<()> {
+        let wide: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+        let mut wide_sums = vec![0.0; wide.len()];
+        self.sum(&wide, &mut wide_sums)?;
+        sums.iter_mut().zip(&wide_sums).for_each(|(s, &w)| *s = w as f32);
+        Ok(())
+    }
+}
+
+/// `sums ←` the element-wise sum over the processes of `collective` of every process's
+/// `values`, in `T` itself ([`Collective::sum_f32`] for float32).
+pub fn sum_native<T: Real, C: Collective + ?Sized>(collective: &C, values: &[T], sums: &mut [T]) -> Result<()> {
+    // `Real` is f32 or f64: the casts below are to the type itself.
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        collective.sum_f32(bytemuck::cast_slice(values), bytemuck::cast_slice_mut(sums))
+    } else {
+        collective.sum(bytemuck::cast_slice(values), bytemuck::cast_slice_mut(sums))
+    }
 }
 
 impl<C: Collective + ?Sized> Collective for &C {
@@ -61,6 +83,10 @@ impl<C: Collective + ?Sized> Collective for &C {
 
     fn sum(&self, values: &[f64], sums: &mut [f64]) -> Result<()> {
         (**self).sum(values, sums)
+    }
+
+    fn sum_f32(&self, values: &[f32], sums: &mut [f32]) -> Result<()> {
+        (**self).sum_f32(values, sums)
     }
 }
 
@@ -112,6 +138,11 @@ impl Collective for Alone {
     }
 
     fn sum(&self, values: &[f64], sums: &mut [f64]) -> Result<()> {
+        sums.copy_from_slice(values);
+        Ok(())
+    }
+
+    fn sum_f32(&self, values: &[f32], sums: &mut [f32]) -> Result<()> {
         sums.copy_from_slice(values);
         Ok(())
     }
@@ -541,5 +572,40 @@ impl<T: Real, S: ExampleSource<T> + Send, C: Collective> Differentiable<T> for D
 
     fn evaluate(&mut self, theta: &[T], grad: &mut [T]) -> Result<f64> {
         DistributedStreamingObjective::evaluate(self, theta, grad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two processes that hold the same values: every sum is twice them, in float64 (the
+    /// trait's own `sum_f32`, which widens).
+    struct Twins;
+
+    impl Collective for Twins {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn size(&self) -> usize {
+            2
+        }
+        fn sum(&self, values: &[f64], sums: &mut [f64]) -> Result<()> {
+            sums.iter_mut().zip(values).for_each(|(s, &v)| *s = 2.0 * v);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn sums_in_the_values_own_precision_go_through_float64_unless_the_transport_has_float32() {
+        let mut sums = [0.0f32; 3];
+        sum_native(&Twins, &[1.5f32, -0.25, 3e-8], &mut sums).unwrap();
+        assert_eq!(sums, [3.0, -0.5, 6e-8]);
+        let mut sums = [0.0f64; 2];
+        sum_native(&Twins, &[0.1, 7.0], &mut sums).unwrap();
+        assert_eq!(sums, [0.2, 14.0]);
+        let mut sums = [0.0f32; 2];
+        sum_native(&Alone, &[0.1f32, 7.0], &mut sums).unwrap();
+        assert_eq!(sums, [0.1, 7.0]);
     }
 }

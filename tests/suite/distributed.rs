@@ -85,6 +85,20 @@ impl Collective for Threads {
         drop(self.meet(table, 1));
         Ok(())
     }
+    /// Summed in float32, in rank order, as an MPI library sums float32 values.
+    fn sum_f32(&self, values: &[f32], sums: &mut [f32]) -> sae::error::Result<()> {
+        let mut table = self.shared.0.lock().unwrap();
+        table.slots[self.rank] = values.iter().map(|&v| f64::from(v)).collect();
+        let table = self.meet(table, 0);
+        let lengths: Vec<usize> = table.slots.iter().map(Vec::len).collect();
+        assert!(lengths.iter().all(|&l| l == values.len()), "sums of different lengths: {lengths:?}");
+        sums.fill(0.0);
+        for slot in &table.slots {
+            sums.iter_mut().zip(slot).for_each(|(s, &v)| *s += v as f32);
+        }
+        drop(self.meet(table, 1));
+        Ok(())
+    }
 }
 
 /// Each process's cost and gradient on its rows of `values` (`m×n`), in `T`.

@@ -188,6 +188,43 @@ fn dictionary_layers_on_two_and_three_processes_take_the_steps_of_one() {
 }
 
 #[test]
+fn a_float32_model_on_two_processes_sums_in_float32_and_follows_one_process_to_its_precision() {
+    let values: Vec<f32> = planted(300, 3).iter().map(|&v| v as f32).collect();
+    let init = TopKModel::<f32>::init(N, 48, 4, 4).unwrap();
+    let options =
+        TopKOptions { batch_size: 64, epochs: 3, rule: StepRule::adam(3e-3), seed: 9, ..TopKOptions::default() };
+    let trainer = TopKTrainer::new(options).unwrap();
+    let m = values.len() / N;
+    let run = |size: usize| -> Vec<TopKTrained<f32>> {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = Threads::group(size)
+                .into_iter()
+                .map(|collective| {
+                    let (values, trainer, init) = (&values, &trainer, &init);
+                    scope.spawn(move || {
+                        let rows = rows_of(collective.rank(), size, m);
+                        let data = Dataset::examples_by_features(&values[rows.start * N..rows.end * N], rows.len(), N)?;
+                        let part = Part { data: Some(&data), first_example: rows.start, examples: m };
+                        trainer.fit_split(part, None, &collective, init.clone(), |_| ControlFlow::Continue(()))
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap().unwrap()).collect()
+        })
+    };
+    let one = run(1).remove(0);
+    let two = run(2);
+    // Both processes hold one model: the same sums, bit for bit.
+    assert_eq!(two[0].model.params(), two[1].model.params());
+    // Each step's gradient rounds differently (a sum in float32 of the processes' shares), and
+    // 15 Adam steps carry that to a few float32 units in the last place of the parameters.
+    let widen = |p: &[f32]| p.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
+    let error = relative_error(&widen(two[0].model.params()), &widen(one.model.params()));
+    assert!(error <= 1e-5, "parameters off by {error:e}");
+    assert_eq!((two[0].steps, two[0].stop), (one.steps, one.stop));
+}
+
+#[test]
 fn a_process_holding_no_rows_takes_its_part_in_every_sum() {
     // Two examples, three processes: rank 0 holds none.
     let values = planted(2, 5);

@@ -6,7 +6,8 @@
 //! gives every process
 //!
 //! - the whole minibatch's loss and gradient, `Σ_p (B_p/B) ∇L_p` (each process's is the mean
-//!   over its rows), so that every process takes the same step;
+//!   over its rows; summed in the model's precision), so that every process takes the same
+//!   step;
 //! - the minibatch's sums for the epoch's metrics (`[examples, Σ‖r‖², Σ‖x‖², Σ x, each
 //!   latent's firings]`, see `batch_sums`), so that every process's tally, dead latents and
 //!   checkpoint are those of the whole run;
@@ -23,14 +24,14 @@
 use super::super::control::Outside;
 use crate::dictionary::BatchStats;
 use crate::error::{Error, Result};
-use crate::objective::distributed::{parameters_hash, Collective};
+use crate::objective::distributed::{parameters_hash, sum_native, Collective};
 use crate::real::Real;
 
 /// The step's scalars: the loss, the sum and count of the smallest selected activations, and
 /// how many processes were stopped by each [`Outside`] cause.
 const HEAD: usize = 6;
 
-/// The most gradient values summed by one call of [`Collective::sum`] (8 MB).
+/// The most gradient values summed by one call of [`Collective::sum`] (8 MB in float64).
 const SUM_PIECE: usize = 1 << 20;
 
 /// What this process measured on its rows of a minibatch.
@@ -55,19 +56,19 @@ pub(super) struct Summed<'a> {
     pub batch: &'a [f64],
 }
 
-/// The buffers of a step's sum (kept: no allocation per step).
-pub(super) struct StepSums {
+/// The buffers of a step's sum (kept: no allocation per step), for a model in `T`.
+pub(super) struct StepSums<T> {
     n: usize,
     h: usize,
     /// The step's scalars, the minibatch's sums, each process's failure and parameters' hash.
     values: Vec<f64>,
     sums: Vec<f64>,
-    /// One piece of the gradient, and its sum.
-    piece: Vec<f64>,
-    piece_sums: Vec<f64>,
+    /// One piece of the gradient, and its sum, in the model's precision.
+    piece: Vec<T>,
+    piece_sums: Vec<T>,
 }
 
-impl StepSums {
+impl<T: Real> StepSums<T> {
     /// For a model of `n` inputs and `h` latents.
     pub(super) fn new(n: usize, h: usize) -> Self {
         StepSums { n, h, values: Vec::new(), sums: Vec::new(), piece: Vec::new(), piece_sums: Vec::new() }
@@ -79,7 +80,7 @@ impl StepSums {
     /// `stop` it was asked for and its `params`. Fails alike on every process when one failed
     /// (with its own error there, [`Error::OtherRankFailed`] elsewhere) or when the parameters
     /// differ.
-    pub(super) fn sum<T: Real, C: Collective>(
+    pub(super) fn sum<C: Collective>(
         &mut self,
         collective: &C,
         evaluated: Result<Option<Evaluated<'_, T>>>,
@@ -126,18 +127,20 @@ impl StepSums {
             if let Some(rank) = hashes.chunks_exact(2).position(|pair| pair != &hashes[..2]) {
                 return Err(Error::ProcessesDiverged { rank });
             }
-            // The gradient in pieces, through one buffer of a piece: no gradient-sized copy in
-            // float64, and an MPI library's scratch (the size of a sum) reused from one call to
-            // the next where a gradient-sized one would be mapped afresh every step.
+            // The gradient in pieces, through one buffer of a piece: no gradient-sized copy, an
+            // MPI library's scratch (the size of a sum) reused from one call to the next where a
+            // gradient-sized one would be mapped afresh every step, and summed in the model's
+            // precision (float32 halves the bytes that cross the processes).
+            let share = T::cast(share);
             for grad in grad.chunks_mut(SUM_PIECE) {
                 self.piece.clear();
                 match held {
-                    true => self.piece.extend(grad.iter().map(|g| g.as_f64() * share)),
-                    false => self.piece.resize(grad.len(), 0.0),
+                    true => self.piece.extend(grad.iter().map(|&g| g * share)),
+                    false => self.piece.resize(grad.len(), T::zero()),
                 }
-                self.piece_sums.resize(grad.len(), 0.0);
-                collective.sum(&self.piece, &mut self.piece_sums)?;
-                grad.iter_mut().zip(&self.piece_sums).for_each(|(g, &s)| *g = T::cast(s));
+                self.piece_sums.resize(grad.len(), T::zero());
+                sum_native(collective, &self.piece, &mut self.piece_sums)?;
+                grad.copy_from_slice(&self.piece_sums);
             }
         }
         let head = &self.sums[..HEAD];
