@@ -342,7 +342,10 @@ def train_topk(
     ``chosen: True``). With ``checkpoint=PATH`` the run's whole state is written there every
     ``checkpoint_every`` steps and when the run ends; ``resume=PATH`` continues such a run (same
     data, options and model shape) with the steps the uninterrupted run would take; the epochs
-    returned are those run after the resumption.
+    returned are those run after the resumption. A checkpoint that cannot be written (a full
+    disk, say) stops the run: :class:`FileAccessError` is raised naming it, and the model of
+    that moment and the epochs run are its ``model`` and ``epochs`` attributes, so that the
+    training is not lost.
 
     With ``comm`` (an mpi4py communicator, as for :meth:`SparseAutoencoder.fit`) ``X`` is this
     process's rows of a data set split across its processes in rank order (possibly none):

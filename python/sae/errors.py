@@ -17,7 +17,9 @@ class ModelFileError(SaeError, ValueError):
 
 
 class FileAccessError(SaeError, OSError):
-    """A file that cannot be read or written (missing, a directory, locked by another run)."""
+    """A file that cannot be read or written (missing, a directory, locked by another run).
+    Raised by :func:`sae.train_topk` for a checkpoint it could not write, it carries the run's
+    ``model`` of that moment and its ``epochs``."""
 
 
 class SaturationError(SaeError, FloatingPointError):

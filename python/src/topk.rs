@@ -460,10 +460,6 @@ pub(crate) fn train_topk<'py>(
                 }
             }
             .map_err(py_error)?;
-            // (A checkpoint that could not be written ended the run: its error is raised.)
-            if let Some(error) = trained.checkpoint_error {
-                return Err(py_error(error));
-            }
             let epochs = trained.epochs.iter().map(|epoch| {
                 let dict = metrics_dict(py, &epoch.metrics)?;
                 dict.set_item("epoch", epoch.epoch)?;
@@ -477,7 +473,16 @@ pub(crate) fn train_topk<'py>(
                 Ok(dict)
             });
             let epochs = epochs.collect::<PyResult<Vec<_>>>()?;
-            (PyTopKModel(Stored::$stored(trained.model)), epochs)
+            let model = PyTopKModel(Stored::$stored(trained.model));
+            // A checkpoint that could not be written ended the run: its error is raised, with
+            // the model of that moment and the epochs run as its attributes.
+            if let Some(error) = trained.checkpoint_error {
+                let error = py_error(error);
+                error.value(py).setattr("model", Py::new(py, model)?)?;
+                error.value(py).setattr("epochs", epochs)?;
+                return Err(error);
+            }
+            (model, epochs)
         }};
     }
     Ok(match Dtype::of(x, "X")? {

@@ -223,9 +223,16 @@ def test_a_run_resumed_from_its_checkpoint_takes_the_uninterrupted_runs_steps(tm
         sae.train_topk(x, 32, 3, checkpoint=checkpoint, checkpoint_every=0, epochs=1)
 
 
-def test_a_checkpoint_that_cannot_be_written_is_raised_naming_it(tmp_path):
+def test_a_checkpoint_that_cannot_be_written_is_raised_naming_it_with_the_model_of_that_moment(tmp_path):
     _, x = planted(m=500)
     missing = tmp_path / "no-such-folder" / "run.ckpt"
-    with pytest.raises(sae.FileAccessError, match="no-such-folder/run.ckpt"):
+    with pytest.raises(sae.FileAccessError, match="no-such-folder/run.ckpt") as raised:
         sae.train_topk(x, 32, 3, epochs=2, batch_size=100, checkpoint=missing, checkpoint_every=1)
     assert not missing.parent.exists()
+    # The first checkpoint (after one step) failed: the run stopped there, its model kept.
+    model, epochs = raised.value.model, raised.value.epochs
+    assert isinstance(model, sae.TopKModel) and model.W_dec.shape == (32, x.shape[1])
+    assert epochs == []
+    indices, values = model.encode(x[:10])
+    assert indices.shape == values.shape == (10, 3)
+
