@@ -287,6 +287,43 @@ fn a_float32_topk_layer_on_two_processes_sums_in_float32_and_follows_one_process
 }
 
 #[test]
+fn resampling_dead_latents_runs_on_one_process_of_a_job_and_is_refused_on_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data(dir.path(), 301);
+    let out = dir.path().join("model.safetensors");
+    let args = [
+        "train",
+        "--distributed",
+        "--hidden-layer",
+        "topk",
+        "--k",
+        "3",
+        "--hidden",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--resample-every",
+        "4",
+        "--dead-after",
+        "100",
+        "--data",
+        data.to_str().unwrap(),
+        "--no-features",
+        "--quiet",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    succeeded(&mpirun(1, &args));
+    assert!(out.exists());
+    let output = mpirun(2, &args);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--resample-every on several processes"), "{stderr}");
+}
+
+#[test]
 fn a_process_that_cannot_use_its_rows_ends_every_process_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let (m, n) = (100, 64);

@@ -82,8 +82,8 @@ fn run_topk_on(args: &TrainArgs, processes: &SimpleCommunicator) -> CliResult<()
     let refused = [
         (args.validation_fraction.is_some(), "--validation-fraction (give the held-out data as a file, --validation)"),
         (
-            args.resample_every.is_some(),
-            "--resample-every for a dictionary layer (AuxK, --auxk-alpha, revives dead latents)",
+            args.resample_every.is_some() && processes.size() > 1,
+            "--resample-every on several processes (AuxK, --auxk-alpha, revives dead latents)",
         ),
     ];
     if let Some((_, what)) = refused.iter().find(|(given, _)| *given) {
