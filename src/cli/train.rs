@@ -370,6 +370,8 @@ fn files(args: &TrainArgs) -> FilePlan {
 struct Outcome<T> {
     model: ModelFile<T>,
     interrupted_at: Option<String>,
+    /// Why a checkpoint could not be written, which stopped the run (its model kept).
+    checkpoint_error: Option<sae::Error>,
 }
 
 /// What `sae train` without --data trains on: `m` embedded patches.
@@ -712,7 +714,10 @@ fn fit<T: Real>(
     report_best(validation.as_ref(), "iteration");
     if trained.stop == Stop::Interrupted {
         let at = format!("iteration {} of {}", trained.iterations, args.iterations);
-        return Ok(Outcome { model: trained.model, interrupted_at: Some(at) });
+        return Ok(Outcome { model: trained.model, interrupted_at: Some(at), checkpoint_error: None });
+    }
+    if let Some(error) = trained.checkpoint_error {
+        return Ok(Outcome { model: trained.model, interrupted_at: None, checkpoint_error: Some(error) });
     }
     if !trained.cost.is_finite() {
         return Err(format!("the cost is {}: nothing usable was learned, no model written", trained.cost).into());
@@ -729,7 +734,7 @@ fn fit<T: Real>(
         )
         .into());
     }
-    Ok(Outcome { model: trained.model, interrupted_at: None })
+    Ok(Outcome { model: trained.model, interrupted_at: None, checkpoint_error: None })
 }
 
 /// The held-out costs of a JSON log line: NaN (null) where none was evaluated.
@@ -887,7 +892,7 @@ fn fit_minibatch<T: Real, C: Collective>(
     report_best(validation.as_ref(), "epoch");
     let interrupted_at = (trained.stop == MinibatchStop::Interrupted)
         .then(|| format!("epoch {} of {}, step {}", trained.epochs + 1, args.epochs, trained.steps));
-    Ok(Outcome { model: trained.model, interrupted_at })
+    Ok(Outcome { model: trained.model, interrupted_at, checkpoint_error: trained.checkpoint_error })
 }
 
 /// `--max-time` as a duration.
@@ -945,9 +950,10 @@ fn not_interrupted_yet(stop: &AtomicBool) -> CliResult<()> {
 }
 
 /// Writes the model and its picture; a run ended by a signal is written marked `unfinished`,
-/// then reported as [`Interrupted`].
+/// then reported as [`Interrupted`]; a run ended by a checkpoint it could not write is written,
+/// then fails naming the checkpoint.
 fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'static str, String)>) -> CliResult<()> {
-    let Outcome { mut model, interrupted_at } = outcome;
+    let Outcome { mut model, interrupted_at, checkpoint_error } = outcome;
     // What a streamed run is for: its memory, bounded by its chunks or window.
     if let Some(peak) = super::memory::peak_rss_bytes().filter(|_| args.data.stream) {
         println!("peak RSS  = {:.1} MB", peak as f64 / 1e6);
@@ -959,7 +965,16 @@ fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'stati
     if let Some(at) = &interrupted_at {
         model.metadata.insert("unfinished".into(), format!("interrupted at {at}"));
     }
-    model.save(&args.output)?;
+    match (model.save(&args.output), &checkpoint_error) {
+        // (A full disk fails both: each is named.)
+        (Err(failed), Some(checkpoint_error)) => {
+            return Err(format!(
+                "{checkpoint_error}: the run stopped there, and writing its model failed too: {failed}"
+            )
+            .into());
+        }
+        (written, _) => written?,
+    }
     println!("model written to {}", args.output.display());
     if !args.no_features {
         match features_picture(&model.parameters, args.pixel_order) {
@@ -969,6 +984,9 @@ fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'stati
             }
             Err(e) => println!("no picture of the features: {e}"),
         }
+    }
+    if let Some(error) = checkpoint_error {
+        return Err(format!("{error}: the run stopped there; its model is in {}", args.output.display()).into());
     }
     match interrupted_at {
         None => Ok(()),

@@ -493,6 +493,10 @@ impl<T: Real, C: Collective> AutoencoderObjective<T> for DistributedObjective<'_
     fn rho_hat(&self) -> &[f64] {
         self.engine.rho_hat()
     }
+
+    fn processes(&self) -> usize {
+        self.split.collective.size()
+    }
 }
 
 impl<T: Real, C: Collective> Differentiable<T> for DistributedObjective<'_, T, C> {
@@ -562,6 +566,10 @@ impl<T: Real, S: ExampleSource<T> + Send, C: Collective> AutoencoderObjective<T>
 
     fn rho_hat(&self) -> &[f64] {
         self.objective.rho_hat()
+    }
+
+    fn processes(&self) -> usize {
+        self.split.collective.size()
     }
 }
 

@@ -80,6 +80,10 @@ pub enum Stop {
     /// The held-out cost did not improve for the patience of a
     /// [`Validation`](crate::train::Validation); the model is the best validated one.
     EarlyStopping,
+    /// A checkpoint could not be written (a full disk, say): the run stopped with its model of
+    /// that moment, the error kept in [`Trained::checkpoint_error`](crate::train::Trained), any
+    /// checkpoint written before intact.
+    CheckpointFailed,
 }
 
 impl std::fmt::Display for Stop {
@@ -101,13 +105,16 @@ impl std::fmt::Display for Stop {
             Stop::EarlyStopping => {
                 "stopped early: the held-out cost stopped improving; the model is the best validated one"
             }
+            Stop::CheckpointFailed => {
+                "a checkpoint could not be written: the model so far is kept, and any checkpoint written before is intact"
+            }
         })
     }
 }
 
 impl Stop {
     /// Every stop, in declaration order.
-    pub const ALL: [Stop; 11] = [
+    pub const ALL: [Stop; 12] = [
         Stop::MaxIterations,
         Stop::MaxEvaluations,
         Stop::GradientTolerance,
@@ -119,6 +126,7 @@ impl Stop {
         Stop::Requested,
         Stop::TimeLimit,
         Stop::EarlyStopping,
+        Stop::CheckpointFailed,
     ];
 
     /// The name model files and checkpoints record it by (metadata `stop`).
@@ -135,6 +143,7 @@ impl Stop {
             Stop::Requested => "requested",
             Stop::TimeLimit => "time-limit",
             Stop::EarlyStopping => "early-stopping",
+            Stop::CheckpointFailed => "checkpoint-failed",
         }
     }
 
@@ -148,7 +157,12 @@ impl Stop {
     pub fn resumable(self) -> bool {
         matches!(
             self,
-            Stop::MaxIterations | Stop::MaxEvaluations | Stop::Interrupted | Stop::Requested | Stop::TimeLimit
+            Stop::MaxIterations
+                | Stop::MaxEvaluations
+                | Stop::Interrupted
+                | Stop::Requested
+                | Stop::TimeLimit
+                | Stop::CheckpointFailed
         )
     }
 

@@ -95,10 +95,11 @@ pub enum MinibatchStop {
     /// The held-out cost did not improve for the patience of a [`Validation`]; the model
     /// is the best validated one.
     EarlyStopping,
-    /// Dictionary layers only ([`crate::train::TopKTrainer`]; the dense trainers return the
-    /// error): a checkpoint could not be written, its error kept in
-    /// [`crate::train::TopKTrained::checkpoint_error`]; the model is that of the moment (with
-    /// early stopping, its best epoch's), any checkpoint written before intact.
+    /// A checkpoint could not be written (a full disk, say), its error kept in
+    /// [`MinibatchTrained::checkpoint_error`] (or [`crate::train::TopKTrained::checkpoint_error`]);
+    /// the model is that of the moment (with early stopping, its best epoch's), any checkpoint
+    /// written before intact. (A dense run across processes fails instead: its first process
+    /// writes the checkpoints, and could not tell the others in time.)
     CheckpointFailed,
 }
 
@@ -144,7 +145,7 @@ impl std::fmt::Display for MinibatchStop {
 }
 
 /// What a run produced.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MinibatchTrained<T> {
     /// The model, with the metadata `stop` (see [`MinibatchStop::name`]).
     pub model: ModelFile<T>,
@@ -158,6 +159,8 @@ pub struct MinibatchTrained<T> {
     /// `rho_hat`): `Checkpoint::from(state)` continues it with
     /// [`MinibatchTrainer::resume_from`], e.g. for more epochs on new data.
     pub state: MinibatchState,
+    /// With [`MinibatchStop::CheckpointFailed`], why the checkpoint could not be written.
+    pub checkpoint_error: Option<Error>,
 }
 
 /// Minibatch training of one model on data in memory, with optional checkpoints.
@@ -474,6 +477,7 @@ impl MinibatchTrainer {
         // No minibatch is larger than the data, whatever the option says.
         let mut batch_values = vec![T::zero(); options.batch_size.min(m) * n];
         let mut stop = MinibatchStop::MaxEpochs;
+        let mut checkpoint_error = None;
         // A checkpoint of a run whose patience ran out ends where it was.
         let exhausted = validation.as_deref().is_some_and(Validation::exhausted);
         if exhausted {
@@ -555,8 +559,21 @@ impl MinibatchTrainer {
                         if let Some(validation) = validation.as_deref_mut() {
                             validation.save(&mut saved)?;
                         }
-                        saved.save(path)?;
-                        log::info!("checkpoint of step {step} written to {}", path.display());
+                        match saved.save(path) {
+                            Ok(()) => log::info!("checkpoint of step {step} written to {}", path.display()),
+                            // One process: the run stops keeping its model. Across processes
+                            // the others could not be told in time (the first one writes), so
+                            // the run fails on every process as before.
+                            Err(error) if !distributed => {
+                                let stopping = outside.map(MinibatchStop::from);
+                                if let Some(stopping) = stopping.or(early.then_some(MinibatchStop::EarlyStopping)) {
+                                    log::warn!("the run was stopping ({stopping}) when its checkpoint failed");
+                                }
+                                (stop, checkpoint_error) = (MinibatchStop::CheckpointFailed, Some(error));
+                                break 'epochs;
+                            }
+                            Err(error) => return Err(error),
+                        }
                     }
                 }
                 if let Some(outside) = outside {
@@ -607,7 +624,15 @@ impl MinibatchTrainer {
         if let Some(validation) = &validation {
             validation.describe(&mut model);
         }
-        Ok(MinibatchTrained { model, steps: state.rule_state.steps, epochs: state.epoch, stop, curve: curve.0, state })
+        Ok(MinibatchTrained {
+            model,
+            steps: state.rule_state.steps,
+            epochs: state.epoch,
+            stop,
+            curve: curve.0,
+            state,
+            checkpoint_error,
+        })
     }
 
     /// The model at the point `x`, without metadata.

@@ -70,6 +70,12 @@ pub trait AutoencoderObjective<T: Real>: Differentiable<T> {
 
     /// `rho_hat` of the last evaluation.
     fn rho_hat(&self) -> &[f64];
+
+    /// The processes the data set is split across (see [`crate::objective::distributed`]): 1
+    /// for an objective on all of it.
+    fn processes(&self) -> usize {
+        1
+    }
 }
 
 impl<T: Real> AutoencoderObjective<T> for Objective<'_, T> {
@@ -110,7 +116,7 @@ impl<T: Real, S: ExampleSource<T> + Send> AutoencoderObjective<T> for StreamingO
 }
 
 /// What a training run produced.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Trained<T> {
     pub model: ModelFile<T>,
     pub stop: Stop,
@@ -123,6 +129,8 @@ pub struct Trained<T> {
     pub cost: f64,
     /// `(iteration, cost)` from the start (after resuming, from the checkpoint's start).
     pub curve: Vec<(usize, f64)>,
+    /// With [`Stop::CheckpointFailed`], why the checkpoint could not be written.
+    pub checkpoint_error: Option<Error>,
 }
 
 /// An L-BFGS iteration (its fields by `Deref`) and the held-out evaluation made after it, if
@@ -361,6 +369,7 @@ impl Trainer {
             None => None,
         };
         let initial_cost = lbfgs.state().f;
+        let mut checkpoint_error = None;
         let stop = loop {
             if validation.as_deref().is_some_and(Validation::exhausted) {
                 // A checkpoint of a run whose patience ran out: it ends where it was.
@@ -402,8 +411,22 @@ impl Trainer {
                     if let Some(validation) = validation.as_deref_mut() {
                         validation.save(&mut saved)?;
                     }
-                    saved.save(path)?;
-                    log::info!("checkpoint of iteration {} written to {}", iteration.iteration, path.display());
+                    match saved.save(path) {
+                        Ok(()) => {
+                            log::info!("checkpoint of iteration {} written to {}", iteration.iteration, path.display())
+                        }
+                        // One process: the run stops keeping its model. Across processes the
+                        // others could not be told in time (the first one writes), so the run
+                        // fails on every process as before.
+                        Err(error) if objective.processes() == 1 => {
+                            if let Some(stopping) = stopped {
+                                log::warn!("the run was stopping ({stopping}) when its checkpoint failed");
+                            }
+                            checkpoint_error = Some(error);
+                            break lbfgs.stop_with(Stop::CheckpointFailed);
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
             }
             if let Some(stop) = stopped {
@@ -443,6 +466,7 @@ impl Trainer {
             initial_cost,
             cost: state.f,
             curve: curve.0,
+            checkpoint_error,
         })
     }
 }

@@ -478,3 +478,37 @@ fn a_flag_set_from_another_thread_cancels_the_run() {
     assert_eq!(stopped.stop, MinibatchStop::Interrupted);
     assert!(stopped.steps >= 1 && stopped.epochs < 1_000_000);
 }
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_the_run_keeping_its_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-folder").join("run.ckpt");
+    let values = uniform_data(M, N, 3);
+    let data = Dataset::examples_by_features(&values, M, N).unwrap();
+    let options = MinibatchOptions {
+        schedule: Schedule::CONSTANT,
+        rule: StepRule::adam(0.01),
+        batch_size: 100,
+        epochs: 4,
+        rho_momentum: 0.9,
+        seed: 5,
+        shuffle: Shuffle::Full,
+    };
+    let init = Parameters::init(N, H, 6);
+    let trainer = MinibatchTrainer::new(hyper(N, H), options).unwrap();
+    let trained = trainer.clone().checkpoint_to(&missing, 7).fit(&data, &init, |_| {}).unwrap();
+    // The first checkpoint, after step 7 (within the first epoch of 10 steps), failed: the
+    // run stopped there with the model of that step.
+    assert_eq!((trained.stop, trained.steps, trained.epochs), (MinibatchStop::CheckpointFailed, 7, 0));
+    let error = trained.checkpoint_error.expect("the checkpoint's error");
+    assert!(error.to_string().contains("no-such-folder"), "{error}");
+    assert_eq!(trained.model.metadata["stop"], "checkpoint-failed");
+    let stop_at_seven = |step: &sae::train::MinibatchStep| match step.step {
+        7 => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    };
+    let seven = trainer.fit(&data, &init, stop_at_seven).unwrap();
+    assert_eq!((seven.stop, seven.steps), (MinibatchStop::Requested, 7));
+    assert_eq!(seven.model.parameters.theta(), trained.model.parameters.theta());
+    assert!(!missing.parent().unwrap().exists());
+}

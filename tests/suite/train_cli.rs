@@ -785,3 +785,34 @@ fn a_checkpoint_records_what_reproduces_its_run_and_its_resumption_keeps_the_hel
     let (ok, _, stderr) = sae(&["train", "--validate-every", "5", "-o", &model]);
     assert!(!ok && stderr.contains("--validate-every"), "{stderr}");
 }
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_lbfgs_and_adam_keeping_their_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, model) = (path(dir.path(), "run.ckpt"), path(dir.path(), "m.safetensors"));
+    // A 1 MB file-size limit (EFBIG past it, SIGXFSZ ignored) stands in for a full disk: the
+    // model (400 hidden units of 64 inputs: 0.4 MB) fits, its checkpoint (L-BFGS' history, or
+    // Adam's parameters and two moments) does not.
+    for (run, stopped_at) in [
+        ("--iterations 10 --checkpoint-every 3", ("iterations", "3")),
+        ("--optimizer adam --batch-size 1000 --epochs 3 --checkpoint-every 4", ("steps", "4")),
+    ] {
+        let script = format!(
+            "trap '' XFSZ; ulimit -f 1024; exec {} train --hidden 400 {run} --no-features --checkpoint {checkpoint} \
+             -o {model}",
+            env!("CARGO_BIN_EXE_sae")
+        );
+        let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{run}");
+        assert!(
+            stderr.contains("run.ckpt") && stderr.contains("File too large") && stderr.contains("m.safetensors"),
+            "{run}: {stderr}"
+        );
+        let kept = ModelFile::<f64>::load(Path::new(&model)).unwrap();
+        assert_eq!(kept.metadata["stop"], "checkpoint-failed", "{run}");
+        assert_eq!(kept.metadata[stopped_at.0], stopped_at.1, "{run}: the model of the step whose checkpoint failed");
+        assert!(!Path::new(&checkpoint).exists(), "{run}: no partial checkpoint");
+        std::fs::remove_file(&model).unwrap();
+    }
+}

@@ -404,6 +404,7 @@ fn every_stop_keeps_the_name_checkpoints_record_it_by() {
         (Stop::Requested, "requested"),
         (Stop::TimeLimit, "time-limit"),
         (Stop::EarlyStopping, "early-stopping"),
+        (Stop::CheckpointFailed, "checkpoint-failed"),
     ];
     // Fails to compile when a stop is added, until it is named here.
     let named = |stop: Stop| match stop {
@@ -417,7 +418,8 @@ fn every_stop_keeps_the_name_checkpoints_record_it_by() {
         | Stop::Interrupted
         | Stop::Requested
         | Stop::TimeLimit
-        | Stop::EarlyStopping => recorded.iter().any(|(s, _)| *s == stop),
+        | Stop::EarlyStopping
+        | Stop::CheckpointFailed => recorded.iter().any(|(s, _)| *s == stop),
     };
     for (stop, name) in recorded {
         assert!(named(stop));
@@ -447,4 +449,23 @@ fn the_noise_seed_of_a_model_without_corruption_does_not_refuse_its_checkpoint()
     let (field, reason) = refused(err, &checkpoint);
     assert_eq!(field, "beta");
     assert!(reason.contains("rho 0.01 in the checkpoint, 0.2 here"), "every field that differs is named: {reason}");
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_the_run_keeping_its_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-folder").join("run.ckpt");
+    let init = Parameters::init(N, H, 1);
+    let (trained, four) = with_objective(|objective| {
+        let trained = Trainer::new(options(40)).checkpoint_to(&missing, 4).fit(objective, &init, |_| {}).unwrap();
+        (trained, Trainer::new(options(4)).fit(objective, &init, |_| {}).unwrap())
+    });
+    // The first checkpoint, after iteration 4, failed: the run stopped there with its model.
+    assert_eq!((trained.stop, trained.iterations), (Stop::CheckpointFailed, 4));
+    let error = trained.checkpoint_error.expect("the checkpoint's error");
+    assert!(matches!(error, Error::Io { .. }) && error.to_string().contains("no-such-folder"), "{error}");
+    assert_eq!(trained.model.metadata["stop"], "checkpoint-failed");
+    assert_eq!(trained.model.parameters.theta(), four.model.parameters.theta());
+    assert!(Stop::CheckpointFailed.resumable(), "the last checkpoint written continues the run");
+    assert!(!missing.parent().unwrap().exists());
 }
