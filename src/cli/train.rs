@@ -712,12 +712,12 @@ fn fit<T: Real>(
         trained.initial_cost
     );
     report_best(validation.as_ref(), "iteration");
+    if let Some(error) = trained.checkpoint_error {
+        return Ok(Outcome { model: trained.model, interrupted_at: None, checkpoint_error: Some(error) });
+    }
     if trained.stop == Stop::Interrupted {
         let at = format!("iteration {} of {}", trained.iterations, args.iterations);
         return Ok(Outcome { model: trained.model, interrupted_at: Some(at), checkpoint_error: None });
-    }
-    if let Some(error) = trained.checkpoint_error {
-        return Ok(Outcome { model: trained.model, interrupted_at: None, checkpoint_error: Some(error) });
     }
     if !trained.cost.is_finite() {
         return Err(format!("the cost is {}: nothing usable was learned, no model written", trained.cost).into());

@@ -185,7 +185,7 @@ pub struct BatchCut<T> {
 }
 
 /// Keeps the `keep` largest values of a batch's candidates — `width` slots per example, each
-/// example's largest as [`top_k`] leaves them (active slots first, by latent), of `latents`
+/// example's largest as [`Selector::top_k`] leaves them (active slots first, by latent), of `latents`
 /// pre-activations — and makes the others unused slots (each example's kept ones still first,
 /// by latent). Of equal values, those of the earlier example, then of the earlier latent, are
 /// kept. `keys` is scratch space.

@@ -506,6 +506,9 @@ pub(crate) unsafe fn axpy<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::E
 /// fewer than `COLLECT_GROUP` slots of `collected` are left; returns the positions scanned and
 /// the candidates appended. A vector add and compare per `WIDTH` values, the sums never stored:
 /// the scan of the top-k selection, which mostly finds nothing once its threshold has risen.
+///
+/// # Safety
+/// As every [`Lanes`] method: the caller is compiled for `V`'s instruction set.
 #[inline(always)]
 pub(crate) unsafe fn collect_above<V: Lanes>(
     values: &[V::Elem],
@@ -519,17 +522,21 @@ where
 {
     assert_eq!(values.len(), shift.len());
     assert!(u32::try_from(values.len()).is_ok_and(|len| from.checked_add(len).is_some()), "collect_above: positions");
-    assert!(COLLECT_GROUP.is_multiple_of(V::WIDTH));
+    const { assert!(COLLECT_GROUP.is_multiple_of(V::WIDTH)) };
     let limit = V::splat(threshold);
     let groups = values.len() - values.len() % COLLECT_GROUP;
     let (p, q) = (values.as_ptr(), shift.as_ptr());
     let (mut i, mut count) = (0, 0);
     while i < groups && collected.len() - count >= COLLECT_GROUP {
         for first in (i..i + COLLECT_GROUP).step_by(V::WIDTH) {
+            // SAFETY: `first + WIDTH ≤ i + COLLECT_GROUP ≤ groups ≤ len` (the group is whole
+            // vectors), so both loads read inside `values` and `shift`.
             let mut mask = V::load(p.add(first)).add(V::load(q.add(first))).greater_mask(limit);
             while mask != 0 {
                 let at = first + mask.trailing_zeros() as usize;
-                // At most COLLECT_GROUP appended in this group, and that many slots were free.
+                // SAFETY: `at < first + WIDTH ≤ len`; at most COLLECT_GROUP values are appended
+                // in this group, and at least that many slots were free at its start, so
+                // `count < collected.len()`.
                 *collected.get_unchecked_mut(count) = (*p.add(at) + *q.add(at), from + at as u32);
                 count += 1;
                 mask &= mask - 1;

@@ -604,13 +604,38 @@ mod tests {
         }
     }
 
+    /// A transport that sums float32 itself: three processes for float32 sums, two for
+    /// float64 ones, so that a sum tells which method made it.
+    struct Natively;
+
+    impl Collective for Natively {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn size(&self) -> usize {
+            2
+        }
+        fn sum(&self, values: &[f64], sums: &mut [f64]) -> Result<()> {
+            Twins.sum(values, sums)
+        }
+        fn sum_f32(&self, values: &[f32], sums: &mut [f32]) -> Result<()> {
+            sums.iter_mut().zip(values).for_each(|(s, &v)| *s = 3.0 * v);
+            Ok(())
+        }
+    }
+
     #[test]
     fn sums_in_the_values_own_precision_go_through_float64_unless_the_transport_has_float32() {
+        // Widened by default.
         let mut sums = [0.0f32; 3];
         sum_native(&Twins, &[1.5f32, -0.25, 3e-8], &mut sums).unwrap();
         assert_eq!(sums, [3.0, -0.5, 6e-8]);
+        // Float32 to the transport's own float32 sum, float64 to its float64 one.
+        let mut sums = [0.0f32; 2];
+        sum_native(&Natively, &[1.5f32, -0.25], &mut sums).unwrap();
+        assert_eq!(sums, [4.5, -0.75]);
         let mut sums = [0.0f64; 2];
-        sum_native(&Twins, &[0.1, 7.0], &mut sums).unwrap();
+        sum_native(&Natively, &[0.1, 7.0], &mut sums).unwrap();
         assert_eq!(sums, [0.2, 14.0]);
         let mut sums = [0.0f32; 2];
         sum_native(&Alone, &[0.1f32, 7.0], &mut sums).unwrap();

@@ -80,9 +80,10 @@ pub enum Stop {
     /// The held-out cost did not improve for the patience of a
     /// [`Validation`](crate::train::Validation); the model is the best validated one.
     EarlyStopping,
-    /// A checkpoint could not be written (a full disk, say): the run stopped with its model of
-    /// that moment, the error kept in [`Trained::checkpoint_error`](crate::train::Trained), any
-    /// checkpoint written before intact.
+    /// A checkpoint could not be written (a full disk, say), whatever other stop was due: the
+    /// run stopped with its model of that moment (with held-out data, the best validated one),
+    /// the error kept in [`Trained::checkpoint_error`](crate::train::Trained), any checkpoint
+    /// written before intact.
     CheckpointFailed,
 }
 

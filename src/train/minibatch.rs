@@ -208,7 +208,10 @@ impl MinibatchTrainer {
         self
     }
 
-    /// Writes a checkpoint every `every` steps and at the end, atomically.
+    /// Writes a checkpoint every `every` steps and at the end, atomically. One that cannot be
+    /// written (a full disk) ends a run on one process with [`MinibatchStop::CheckpointFailed`]
+    /// and its model, the error in [`MinibatchTrained::checkpoint_error`] — the run returns
+    /// `Ok`: check its stop — and fails a run across processes.
     pub fn checkpoint_to(mut self, path: impl Into<PathBuf>, every: u64) -> Self {
         self.checkpoint = Some((path.into(), every.max(1)));
         self

@@ -72,7 +72,9 @@ pub trait AutoencoderObjective<T: Real>: Differentiable<T> {
     fn rho_hat(&self) -> &[f64];
 
     /// The processes the data set is split across (see [`crate::objective::distributed`]): 1
-    /// for an objective on all of it.
+    /// for an objective on all of it. An objective whose evaluations are collective must say
+    /// how many: a trainer on one process stops on a checkpoint it cannot write and keeps its
+    /// model, which across processes would leave the others waiting in their next sum.
     fn processes(&self) -> usize {
         1
     }
@@ -129,7 +131,8 @@ pub struct Trained<T> {
     pub cost: f64,
     /// `(iteration, cost)` from the start (after resuming, from the checkpoint's start).
     pub curve: Vec<(usize, f64)>,
-    /// With [`Stop::CheckpointFailed`], why the checkpoint could not be written.
+    /// With [`Stop::CheckpointFailed`] (a run on one process; across processes the run fails
+    /// instead), why the checkpoint could not be written.
     pub checkpoint_error: Option<Error>,
 }
 
@@ -242,7 +245,10 @@ impl Trainer {
     }
 
     /// Writes a checkpoint to `path` every `every` iterations (at least 1) and when the run
-    /// ends, each write atomic.
+    /// ends, each write atomic. One that cannot be written (a full disk) ends a run on one
+    /// process with [`Stop::CheckpointFailed`] and its model, the error in
+    /// [`Trained::checkpoint_error`] — the run returns `Ok`: check its stop — and fails a run
+    /// across processes.
     pub fn checkpoint_to(mut self, path: impl Into<PathBuf>, every: usize) -> Self {
         self.checkpoint = Some((path.into(), every.max(1)));
         self
@@ -423,7 +429,8 @@ impl Trainer {
                                 log::warn!("the run was stopping ({stopping}) when its checkpoint failed");
                             }
                             checkpoint_error = Some(error);
-                            break lbfgs.stop_with(Stop::CheckpointFailed);
+                            // Whatever stop was due: the run's own state ends here unsaved.
+                            break Stop::CheckpointFailed;
                         }
                         Err(error) => return Err(error),
                     }

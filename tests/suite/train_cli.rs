@@ -795,6 +795,8 @@ fn a_checkpoint_that_cannot_be_written_stops_lbfgs_and_adam_keeping_their_models
     // Adam's parameters and two moments) does not.
     for (run, stopped_at) in [
         ("--iterations 10 --checkpoint-every 3", ("iterations", "3")),
+        // The checkpoint of the run's end, the only one.
+        ("--iterations 2 --checkpoint-every 100", ("iterations", "2")),
         ("--optimizer adam --batch-size 1000 --epochs 3 --checkpoint-every 4", ("steps", "4")),
     ] {
         let script = format!(

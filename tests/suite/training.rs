@@ -456,9 +456,12 @@ fn a_checkpoint_that_cannot_be_written_stops_the_run_keeping_its_model() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-folder").join("run.ckpt");
     let init = Parameters::init(N, H, 1);
-    let (trained, four) = with_objective(|objective| {
+    let (trained, four, last) = with_objective(|objective| {
         let trained = Trainer::new(options(40)).checkpoint_to(&missing, 4).fit(objective, &init, |_| {}).unwrap();
-        (trained, Trainer::new(options(4)).fit(objective, &init, |_| {}).unwrap())
+        let four = Trainer::new(options(4)).fit(objective, &init, |_| {}).unwrap();
+        // The checkpoint of the run's end (its iteration limit) failing: that is the stop.
+        let last = Trainer::new(options(4)).checkpoint_to(&missing, 100).fit(objective, &init, |_| {}).unwrap();
+        (trained, four, last)
     });
     // The first checkpoint, after iteration 4, failed: the run stopped there with its model.
     assert_eq!((trained.stop, trained.iterations), (Stop::CheckpointFailed, 4));
@@ -466,6 +469,8 @@ fn a_checkpoint_that_cannot_be_written_stops_the_run_keeping_its_model() {
     assert!(matches!(error, Error::Io { .. }) && error.to_string().contains("no-such-folder"), "{error}");
     assert_eq!(trained.model.metadata["stop"], "checkpoint-failed");
     assert_eq!(trained.model.parameters.theta(), four.model.parameters.theta());
-    assert!(Stop::CheckpointFailed.resumable(), "the last checkpoint written continues the run");
+    assert_eq!((last.stop, last.iterations), (Stop::CheckpointFailed, 4));
+    assert!(last.checkpoint_error.is_some());
+    assert_eq!(last.model.parameters.theta(), four.model.parameters.theta());
     assert!(!missing.parent().unwrap().exists());
 }
