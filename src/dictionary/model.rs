@@ -39,6 +39,7 @@ use crate::data::input::InputFile;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::model::{FORMAT, FORMAT_VERSION};
+use crate::optim::{StepRule, StepState};
 use crate::real::Real;
 
 /// The `objective` metadata of a TopK model file.
@@ -110,26 +111,42 @@ impl DictionaryLayout {
         Blocks { w_enc, b_enc, w_dec, b_dec }
     }
 
-    /// Keeps the decoder on its unit sphere to first order: `∇W_dec[j] ← ∇W_dec[j] −
-    /// (∇W_dec[j] · W_dec[j]) W_dec[j]` for each (unit) decoder row of `params`, in `grad`.
-    pub fn remove_radial_decoder_gradient<T: Real>(&self, params: &[T], grad: &mut [T]) {
+    /// One step of `rule` on a dictionary whose decoder rows stay on the unit sphere. For each
+    /// decoder row `w = W_dec[j]` (unit) and its gradient `g` (both `n`):
+    ///
+    /// ```text
+    /// g ← g − (g·w) w       the radial part removed: the step keeps ‖w‖ to first order
+    /// w ← w − step(g)       the rule, with the row's moments
+    /// w ← w / ‖w‖           back on the sphere (a zero row stays zero)
+    /// ```
+    ///
+    /// and the rule's plain step on `W_enc`, `b_enc` and `b_dec`. Each decoder row is read and
+    /// written once, with its gradient and moments, while it is in cache: three passes over the
+    /// `h×n` decoder otherwise (the rule's step as [`StepState::step`] takes it, bit for bit).
+    /// `grad`'s decoder block is left with the radial parts removed.
+    pub fn unit_norm_step<T: Real>(&self, state: &mut StepState<T>, rule: &StepRule, params: &mut [T], grad: &mut [T]) {
         let (n, kernels) = (self.visible, Kernels::<T>::detect());
-        let w = self.split(params).w_dec;
-        self.split_mut(grad).w_dec.par_chunks_mut(n).zip(w.par_chunks(n)).with_min_len(64).for_each(|(g, w)| {
-            (kernels.axpy)(T::cast(-(kernels.dot)(g, w)), w, g);
-        });
-    }
-
-    /// Scales each decoder row of `params` to unit norm (a zero row stays zero).
-    pub fn normalize_decoder<T: Real>(&self, params: &mut [T]) {
-        let kernels = Kernels::<T>::detect();
-        self.split_mut(params).w_dec.par_chunks_mut(self.visible).with_min_len(64).for_each(|row| {
-            let norm = (kernels.dot)(row, row).sqrt();
-            if norm > 0.0 {
-                let scale = T::cast(1.0 / norm);
-                row.iter_mut().for_each(|v| *v = *v * scale);
-            }
-        });
+        let (update, first, second) = state.begin_step(rule);
+        let (x, g) = (self.split_mut(params), self.split_mut(grad));
+        let (first, second) = (self.split_mut(first), self.split_mut(second));
+        x.w_dec
+            .par_chunks_mut(n)
+            .zip(g.w_dec.par_chunks_mut(n))
+            .zip(first.w_dec.par_chunks_mut(n))
+            .zip(second.w_dec.par_chunks_mut(n))
+            .with_min_len(64)
+            .for_each(|(((w, g), first), second)| {
+                (kernels.axpy)(T::cast(-(kernels.dot)(g, w)), w, g);
+                update.apply(w, first, second, g);
+                let norm = (kernels.dot)(w, w).sqrt();
+                if norm > 0.0 {
+                    let scale = T::cast(1.0 / norm);
+                    w.iter_mut().for_each(|v| *v = *v * scale);
+                }
+            });
+        update.apply_in_parallel(x.w_enc, first.w_enc, second.w_enc, g.w_enc);
+        update.apply_in_parallel(x.b_enc, first.b_enc, second.b_enc, g.b_enc);
+        update.apply_in_parallel(x.b_dec, first.b_dec, second.b_dec, g.b_dec);
     }
 
     /// The block, row and column of flat index `index`, for error messages.
@@ -577,22 +594,48 @@ mod tests {
     }
 
     #[test]
-    fn the_radial_gradient_is_removed_and_decoder_rows_renormalised() {
+    fn a_unit_norm_step_removes_the_radial_gradient_steps_and_puts_the_decoder_rows_back_on_the_sphere() {
         let model = TopKModel::<f64>::init(6, 5, 2, 8).unwrap();
         let layout = model.layout();
-        let mut params = model.params().to_vec();
-        let mut grad: Vec<f64> = (0..params.len()).map(|i| ((i * 7919) % 13) as f64 - 6.0).collect();
-        let before = grad.clone();
-        layout.remove_radial_decoder_gradient(&params, &mut grad);
-        let (g, w) = (layout.split(&grad), layout.split(&params));
-        for (g, w) in g.w_dec.chunks_exact(6).zip(w.w_dec.chunks_exact(6)) {
-            let along: f64 = g.iter().zip(w).map(|(g, w)| g * w).sum();
-            assert!(along.abs() < 1e-12, "component along the row left: {along}");
+        for rule in [StepRule::adam(0.05), StepRule::sgd(0.1, 0.9)] {
+            let mut params = model.params().to_vec();
+            // A zero decoder row (with no gradient) stays zero.
+            layout.split_mut(&mut params).w_dec[18..24].fill(0.0);
+            let (mut state, mut expected_state) = (StepState::new(params.len()), StepState::new(params.len()));
+            let mut expected = params.clone();
+            for step in 0..3 {
+                let mut grad: Vec<f64> =
+                    (0..params.len()).map(|i| ((i * 7919 + step * 31) % 13) as f64 - 6.0).collect();
+                layout.split_mut(&mut grad).w_dec[18..24].fill(0.0);
+                // The plain reference: the three passes in turn.
+                let mut projected = grad.clone();
+                let (p, w) = (layout.split_mut(&mut projected), layout.split(&expected));
+                for (g, w) in p.w_dec.chunks_exact_mut(6).zip(w.w_dec.chunks_exact(6)) {
+                    let along: f64 = g.iter().zip(w).map(|(g, w)| g * w).sum();
+                    g.iter_mut().zip(w).for_each(|(g, w)| *g -= along * w);
+                }
+                expected_state.step(&rule, &mut expected, &projected);
+                for row in layout.split_mut(&mut expected).w_dec.chunks_exact_mut(6) {
+                    let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+                    if norm > 0.0 {
+                        row.iter_mut().for_each(|v| *v /= norm);
+                    }
+                }
+
+                layout.unit_norm_step(&mut state, &rule, &mut params, &mut grad);
+                let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12);
+                assert!(close(&params, &expected), "{rule:?}, step {step}: parameters");
+                assert!(close(&state.first, &expected_state.first) && close(&state.second, &expected_state.second));
+                assert_eq!(state.steps, expected_state.steps);
+                assert!(close(&grad, &projected), "the gradient is left with its radial parts removed");
+                let w_dec = layout.split(&params).w_dec;
+                for (j, row) in w_dec.chunks_exact(6).enumerate() {
+                    let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+                    let expected_norm = if j == 3 { 0.0 } else { 1.0 };
+                    assert!((norm - expected_norm).abs() < 1e-12, "{rule:?}, row {j}: norm {norm}");
+                }
+            }
         }
-        assert_eq!(g.w_enc, layout.split(&before).w_enc, "only the decoder's gradient changes");
-        layout.split_mut(&mut params).w_dec.iter_mut().for_each(|v| *v *= 3.0);
-        layout.normalize_decoder(&mut params);
-        assert!(layout.split(&params).w_dec.iter().zip(model.blocks().w_dec).all(|(a, b)| (a - b).abs() < 1e-15));
     }
 
     #[test]

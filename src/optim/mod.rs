@@ -14,7 +14,7 @@ mod vector;
 
 pub use lbfgs::{Iteration, Lbfgs, LbfgsOptions, LbfgsState, Stop};
 pub use schedule::{Decay, Schedule};
-pub use step::{StepRule, StepState};
+pub use step::{StepRule, StepState, StepUpdate};
 
 use crate::data::stream::ExampleSource;
 use crate::error::Result;

@@ -94,19 +94,45 @@ impl<F: Float + Send + Sync> StepState<F> {
         StepState { first: vec![F::zero(); len], second: vec![F::zero(); len], steps: 0 }
     }
 
-    /// Moves `x` by one step of `rule` for the gradient `g`. Every element's update is
-    /// independent of the others', so long vectors are cut into chunks updated in parallel
-    /// (the result does not depend on the thread count).
+    /// Moves `x` by one step of `rule` for the gradient `g`, in parallel chunks (see
+    /// [`StepUpdate::apply_in_parallel`]).
     pub fn step(&mut self, rule: &StepRule, x: &mut [F], g: &[F]) {
-        const CHUNK: usize = 1 << 14;
+        let (update, first, second) = self.begin_step(rule);
+        update.apply_in_parallel(x, first, second, g);
+    }
+
+    /// Counts one step of `rule` and returns its update with the moments it moves, for a
+    /// caller that applies it part by part (e.g. together with a pass of its own over each
+    /// part): applied to every element once, it is [`step`](Self::step), bit for bit.
+    pub fn begin_step(&mut self, rule: &StepRule) -> (StepUpdate, &mut [F], &mut [F]) {
         self.steps += 1;
-        let t = self.steps as i32;
-        let rule = *rule;
+        (StepUpdate { rule: *rule, t: self.steps as i32 }, &mut self.first, &mut self.second)
+    }
+}
+
+/// One step of a rule, at step `t` of its state: see [`StepState::begin_step`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepUpdate {
+    rule: StepRule,
+    t: i32,
+}
+
+impl StepUpdate {
+    /// Moves the elements `x` with their moments `first`, `second` (the same positions of
+    /// the state's vectors) for their gradient `g`.
+    pub fn apply<F: Float>(&self, x: &mut [F], first: &mut [F], second: &mut [F], g: &[F]) {
+        update(self.rule, self.t, x, first, second, g)
+    }
+
+    /// [`apply`](Self::apply) on chunks of long vectors in parallel (every element's update is
+    /// independent of the others', so the result does not depend on the thread count).
+    pub fn apply_in_parallel<F: Float + Send + Sync>(&self, x: &mut [F], first: &mut [F], second: &mut [F], g: &[F]) {
+        const CHUNK: usize = 1 << 14;
         x.par_chunks_mut(CHUNK)
-            .zip(self.first.par_chunks_mut(CHUNK))
-            .zip(self.second.par_chunks_mut(CHUNK))
+            .zip(first.par_chunks_mut(CHUNK))
+            .zip(second.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
-            .for_each(|(((x, first), second), g)| update(rule, t, x, first, second, g));
+            .for_each(|(((x, first), second), g)| self.apply(x, first, second, g));
     }
 }
 
@@ -130,6 +156,40 @@ fn update<F: Float>(rule: StepRule, t: i32, x: &mut [F], first: &mut [F], second
                 *v = beta2 * *v + (one - beta2) * g * g;
                 *x = *x - learning_rate * (*m / c1) / ((*v / c2).sqrt() + epsilon);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_applied_part_by_part_is_the_whole_step_bit_for_bit() {
+        let len = 40_000; // more than two of the parallel chunks
+        let gradient =
+            |step: usize| -> Vec<f32> { (0..len).map(|i| ((i * 37 + step * 11) % 17) as f32 - 8.0).collect() };
+        for rule in [StepRule::adam(1e-3), StepRule::sgd(0.01, 0.9)] {
+            let mut whole = (vec![0.5f32; len], StepState::<f32>::new(len));
+            let mut parts = whole.clone();
+            for step in 0..3 {
+                let g = gradient(step);
+                whole.1.step(&rule, &mut whole.0, &g);
+                let (update, first, second) = parts.1.begin_step(&rule);
+                let mut at = 0;
+                for cut in [1, 700, 20_000, len] {
+                    let range = at..cut;
+                    update.apply(
+                        &mut parts.0[range.clone()],
+                        &mut first[range.clone()],
+                        &mut second[range.clone()],
+                        &g[range],
+                    );
+                    at = cut;
+                }
+                assert_eq!(parts, whole, "{rule:?}, step {step}");
+            }
+            assert_eq!(parts.1.steps, 3);
         }
     }
 }

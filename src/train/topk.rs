@@ -689,14 +689,12 @@ impl TopKTrainer {
                     *last = now.seen;
                 }
                 let outside = summed.stop;
-                if options.unit_norm_decoder {
-                    layout.remove_radial_decoder_gradient(&now.params, &mut grad);
-                }
                 let position = (epoch * batches + batch_index) as u64;
                 let rule = options.rule.scaled(options.schedule.factor(position, total_steps));
-                now.rule.step(&rule, &mut now.params, &grad);
                 if options.unit_norm_decoder {
-                    layout.normalize_decoder(&mut now.params);
+                    layout.unit_norm_step(&mut now.rule, &rule, &mut now.params, &mut grad);
+                } else {
+                    now.rule.step(&rule, &mut now.params, &grad);
                 }
                 if architecture.tied {
                     let blocks = layout.split_mut(&mut now.params);
