@@ -3,7 +3,7 @@
 //! model (safetensors) and a picture of its features.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -952,6 +952,20 @@ fn not_interrupted_yet(stop: &AtomicBool) -> CliResult<()> {
 /// Writes the model and its picture; a run ended by a signal is written marked `unfinished`,
 /// then reported as [`Interrupted`]; a run ended by a checkpoint it could not write is written,
 /// then fails naming the checkpoint.
+/// The error of a run stopped by a checkpoint it could not write (`error`), once its outputs
+/// were written (`written`): where its model is, or why writing that failed too (a full disk
+/// fails both).
+fn checkpoint_failed(
+    error: &dyn std::fmt::Display,
+    written: CliResult<()>,
+    output: &Path,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    match written {
+        Ok(()) => format!("{error}: the run stopped there; its model is in {}", output.display()).into(),
+        Err(failed) => format!("{error}: the run stopped there, and writing its outputs failed too: {failed}").into(),
+    }
+}
+
 fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'static str, String)>) -> CliResult<()> {
     let Outcome { mut model, interrupted_at, checkpoint_error } = outcome;
     // What a streamed run is for: its memory, bounded by its chunks or window.
@@ -965,29 +979,24 @@ fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'stati
     if let Some(at) = &interrupted_at {
         model.metadata.insert("unfinished".into(), format!("interrupted at {at}"));
     }
-    match (model.save(&args.output), &checkpoint_error) {
-        // (A full disk fails both: each is named.)
-        (Err(failed), Some(checkpoint_error)) => {
-            return Err(format!(
-                "{checkpoint_error}: the run stopped there, and writing its model failed too: {failed}"
-            )
-            .into());
-        }
-        (written, _) => written?,
-    }
-    println!("model written to {}", args.output.display());
-    if !args.no_features {
-        match features_picture(&model.parameters, args.pixel_order) {
-            Ok(picture) => {
-                picture.save_png(&args.features)?;
-                println!("features written to {}", args.features.display());
+    let written = (|| -> CliResult<()> {
+        model.save(&args.output)?;
+        println!("model written to {}", args.output.display());
+        if !args.no_features {
+            match features_picture(&model.parameters, args.pixel_order) {
+                Ok(picture) => {
+                    picture.save_png(&args.features)?;
+                    println!("features written to {}", args.features.display());
+                }
+                Err(e) => println!("no picture of the features: {e}"),
             }
-            Err(e) => println!("no picture of the features: {e}"),
         }
-    }
+        Ok(())
+    })();
     if let Some(error) = checkpoint_error {
-        return Err(format!("{error}: the run stopped there; its model is in {}", args.output.display()).into());
+        return Err(checkpoint_failed(&error, written, &args.output));
     }
+    written?;
     match interrupted_at {
         None => Ok(()),
         Some(at) => {

@@ -360,14 +360,15 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         }
         Ok(())
     };
-    let outputs_written = outputs();
-    if let (Err(failed), Some(checkpoint_error)) = (&outputs_written, &trained.checkpoint_error) {
-        // (A full disk fails both: each is named.)
-        return Err(
-            format!("{checkpoint_error}: the run stopped there, and writing its model failed too: {failed}").into()
-        );
+    let written = outputs();
+    if trained.stop == MinibatchStop::CheckpointFailed {
+        let error = trained
+            .checkpoint_error
+            .as_ref()
+            .map_or_else(|| "a checkpoint could not be written".into(), |e| e.to_string());
+        return Err(super::checkpoint_failed(&error, written, &args.output));
     }
-    outputs_written?;
+    written?;
     match trained.stop {
         MinibatchStop::Interrupted => Err(Interrupted {
             kept: match trained.chosen_epoch {
@@ -381,13 +382,6 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
                 .map_or(String::new(), |path| format!("; --resume {} continues the run", path.display())),
         }
         .into()),
-        MinibatchStop::CheckpointFailed => {
-            let error = trained
-                .checkpoint_error
-                .as_ref()
-                .map_or_else(|| "a checkpoint could not be written".into(), |e| e.to_string());
-            Err(format!("{error}: the run stopped there; its model is in {}", args.output.display()).into())
-        }
         _ => Ok(()),
     }
 }

@@ -818,3 +818,24 @@ fn a_checkpoint_that_cannot_be_written_stops_lbfgs_and_adam_keeping_their_models
         std::fs::remove_file(&model).unwrap();
     }
 }
+
+#[test]
+fn a_disk_that_refuses_both_the_checkpoint_and_the_model_has_both_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, model) = (path(dir.path(), "run.ckpt"), path(dir.path(), "m.safetensors"));
+    // A 64 KB file-size limit: neither the checkpoint nor the model (0.4 MB) fits.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 64; exec {} train --hidden 400 --iterations 4 --checkpoint-every 2 --no-features \
+         --checkpoint {checkpoint} -o {model}",
+        env!("CARGO_BIN_EXE_sae")
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("run.ckpt") && stderr.contains("m.safetensors") && stderr.contains("failed too"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "no partial or temporary file: {left:?}");
+}
