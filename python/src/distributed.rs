@@ -194,11 +194,9 @@ impl PyDistributedObjective {
         let scanned = match dtype {
             Dtype::F32 => x
                 .extract::<PyReadonlyArray2<f32>>()
-                .map_err(PyErr::from)
                 .and_then(|x| local_rows(&x).and_then(|data| scan(data.as_ref(), first_example))),
             Dtype::F64 => x
                 .extract::<PyReadonlyArray2<f64>>()
-                .map_err(PyErr::from)
                 .and_then(|x| local_rows(&x).and_then(|data| scan(data.as_ref(), first_example))),
         };
         agree_checked(&collective, scanned, "checking its part of the data")?;

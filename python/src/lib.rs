@@ -309,6 +309,7 @@ impl PyHyper {
     }
 
     /// Every hyper-parameter by its Python name (what `HyperParams(**h.to_dict())` takes).
+    #[allow(clippy::wrong_self_convention)] // a Python method: pyo3 passes `&self`
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let h = self.0;
         let (output, loss) = (h.reconstruction().output_units(), h.reconstruction().loss());
@@ -380,6 +381,9 @@ struct PyObjective {
     rho_hat: Vec<f64>,
 }
 
+/// What one evaluation returns to Python: the cost, the gradient, the cost's terms and `rho_hat`.
+type Evaluation<'py, T> = (f64, Bound<'py, PyArray1<T>>, sae::objective::CostTerms, Vec<f64>);
+
 /// One evaluation of `slot` (or of a new objective, the first time) on `x` at `theta`.
 fn evaluate<'py, T: Real + Element>(
     py: Python<'py>,
@@ -388,7 +392,7 @@ fn evaluate<'py, T: Real + Element>(
     pool: Option<&rayon::ThreadPool>,
     x: &Bound<'py, PyAny>,
     theta: &Bound<'py, PyAny>,
-) -> PyResult<(f64, Bound<'py, PyArray1<T>>, sae::objective::CostTerms, Vec<f64>)> {
+) -> PyResult<Evaluation<'py, T>> {
     let x: PyReadonlyArray2<T> = x.extract()?;
     let theta = vector_of::<T>(theta, "theta")?;
     let theta = theta.as_slice().map_err(|_| invalid("theta must be contiguous"))?;
@@ -1126,6 +1130,7 @@ fn train_vae<'py>(
     Ok((PyVaeModel(model), summary, run.error.or(signal)))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn fit_vae<'py, T: Real + Element>(
     py: Python<'py>,
     trainer: &VaeTrainer,
@@ -1447,9 +1452,10 @@ struct Solver<'a> {
 
 /// A trained model, the run's summary, the exception that ended it early, and (minibatch
 /// solvers) where it ended.
-type Outcome<'py, M> = (M, Bound<'py, PyDict>, Option<PyErr>, Option<MinibatchState>);
+type Outcome<'py, M, S = MinibatchState> = (M, Bound<'py, PyDict>, Option<PyErr>, Option<S>);
 
 /// Trains a model on `x` from `theta0`, or (minibatch solvers) from `state`; see `train`.
+#[allow(clippy::too_many_arguments)]
 fn train_in<'py, T: Real + Element>(
     py: Python<'py>,
     hyper: HyperParams,
@@ -1561,7 +1567,7 @@ fn train<'py>(
     lr_warmup: u64,
     lr_decay: &str,
     lr_decay_start: f64,
-) -> PyResult<(PyModel, Bound<'py, PyDict>, Option<PyErr>, Option<PyTrainingState>)> {
+) -> PyResult<Outcome<'py, PyModel, PyTrainingState>> {
     let schedule = schedule(lr_warmup, lr_decay, lr_decay_start)?;
     if !schedule.is_constant() {
         if solver == "lbfgs" {
