@@ -10,7 +10,7 @@ mod sealed {
 
 /// A floating-point element type of the engine (f32 or f64). Its GEMM micro-kernels and its
 /// elementwise kernels are found through the supertraits [`crate::gemm::Element`] and
-/// [`crate::kernels::KernelElement`].
+/// `KernelElement` (private to the crate: the kernels' tables).
 pub trait Real:
     num_traits::Float
     + Default

@@ -1,7 +1,7 @@
 //! The selection of a TopK hidden layer: the `k` largest pre-activations of one example
 //! (positive ones only for ReLU units), without sorting the `h` values.
 //!
-//! The scan is the vector kernel [`Kernels::collect_above`]: it appends the values above a
+//! The scan is the vector kernel `Kernels::collect_above`: it appends the values above a
 //! threshold to a buffer of candidates, and when the buffer is full the `k` strongest are kept
 //! (a `select_nth`) and the threshold rises to the weakest of them. Once the threshold has risen
 //! past most values, a row of `h` values costs about `h / WIDTH` vector compares and a few

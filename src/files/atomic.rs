@@ -85,7 +85,7 @@ pub struct Staged {
 }
 
 impl Staged {
-    /// Starts writing `path` (see [`destination`]): removes the temporaries that killed
+    /// Starts writing `path` (see `destination`): removes the temporaries that killed
     /// writers left for it, then creates and locks a new one.
     pub fn beside(path: &Path) -> Result<Staged> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -1,5 +1,5 @@
 //! How this crate treats the user's files: every write is atomic and leaves nothing behind
-//! ([`atomic`]), a file being written by one run cannot be written by another ([`lock`]),
+//! (`atomic`), a file being written by one run cannot be written by another ([`lock`]),
 //! and a command's outputs are checked against its inputs and against each other before any
 //! work starts ([`plan`]).
 

@@ -185,7 +185,7 @@ impl MinibatchTrainer {
         Ok(MinibatchTrainer { hyper, options, checkpoint: None, stop: None, time_limit: None, annotations: Vec::new() })
     }
 
-    /// Records `metadata` in every checkpoint, as [`Trainer::annotate_checkpoints`] does.
+    /// Records `metadata` in every checkpoint, as [`Trainer::annotate_checkpoints`](super::Trainer::annotate_checkpoints) does.
     pub fn annotate_checkpoints(mut self, metadata: impl IntoIterator<Item = (String, String)>) -> Self {
         self.annotations.extend(metadata);
         self

@@ -3,7 +3,8 @@
 //! - Adam (or SGD) on the parameters in their working precision;
 //! - decoder rows kept at unit norm: the component of each row's gradient along the row is
 //!   removed before the step and the row renormalised after it, so the latents' scale lives in
-//!   the encoder (and a latent cannot shrink its decoder to dodge the selection);
+//!   the encoder (and a latent cannot shrink its decoder to dodge the selection) — one pass over
+//!   each row ([`DictionaryLayout::unit_norm_step`](crate::dictionary::DictionaryLayout::unit_norm_step));
 //! - `b_dec` started at the geometric median of the first minibatch;
 //! - optionally, the inputs scaled to unit mean squared norm (the scale `c` from the first
 //!   minibatch), which makes the learning rate mean the same whatever the data's units; the
