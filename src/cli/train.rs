@@ -949,9 +949,6 @@ fn not_interrupted_yet(stop: &AtomicBool) -> CliResult<()> {
     Ok(())
 }
 
-/// Writes the model and its picture; a run ended by a signal is written marked `unfinished`,
-/// then reported as [`Interrupted`]; a run ended by a checkpoint it could not write is written,
-/// then fails naming the checkpoint.
 /// The error of a run stopped by a checkpoint it could not write (`error`), once its outputs
 /// were written (`written`): where its model is, or why writing that failed too (a full disk
 /// fails both).
@@ -966,6 +963,9 @@ fn checkpoint_failed(
     }
 }
 
+/// Writes the model and its picture; a run ended by a signal is written marked `unfinished`,
+/// then reported as [`Interrupted`]; a run ended by a checkpoint it could not write is written,
+/// then fails naming the checkpoint.
 fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'static str, String)>) -> CliResult<()> {
     let Outcome { mut model, interrupted_at, checkpoint_error } = outcome;
     // What a streamed run is for: its memory, bounded by its chunks or window.
@@ -979,7 +979,7 @@ fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'stati
     if let Some(at) = &interrupted_at {
         model.metadata.insert("unfinished".into(), format!("interrupted at {at}"));
     }
-    let written = (|| -> CliResult<()> {
+    let outputs = || -> CliResult<()> {
         model.save(&args.output)?;
         println!("model written to {}", args.output.display());
         if !args.no_features {
@@ -992,7 +992,8 @@ fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'stati
             }
         }
         Ok(())
-    })();
+    };
+    let written = outputs();
     if let Some(error) = checkpoint_error {
         return Err(checkpoint_failed(&error, written, &args.output));
     }

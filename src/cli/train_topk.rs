@@ -361,12 +361,8 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         Ok(())
     };
     let written = outputs();
-    if trained.stop == MinibatchStop::CheckpointFailed {
-        let error = trained
-            .checkpoint_error
-            .as_ref()
-            .map_or_else(|| "a checkpoint could not be written".into(), |e| e.to_string());
-        return Err(super::checkpoint_failed(&error, written, &args.output));
+    if let Some(error) = &trained.checkpoint_error {
+        return Err(super::checkpoint_failed(error, written, &args.output));
     }
     written?;
     match trained.stop {

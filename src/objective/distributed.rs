@@ -25,6 +25,8 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use super::engine::Engine;
 use super::{CostTerms, StreamingObjective};
 use crate::data::stream::ExampleSource;
@@ -91,13 +93,25 @@ impl<C: Collective + ?Sized> Collective for &C {
 }
 
 /// A 64-bit hash of the parameters' bits (every value's, by position): equal on two
-/// processes exactly when, but for collisions, their parameters are.
+/// processes exactly when, but for collisions, their parameters are. A model of millions of
+/// parameters is hashed at every step, so fixed chunks are hashed in parallel (the hash does
+/// not depend on the thread count) and their hashes mixed in order.
 pub(crate) fn parameters_hash<T: Real>(theta: &[T]) -> u64 {
-    let mix = |hash: u64, bits: u64| (hash.rotate_left(5) ^ bits).wrapping_mul(0x0000_0100_0000_01b3);
-    // Four lanes of values `4i + l`, whose multiplications do not wait for each other (a
-    // model of millions of parameters is hashed at every step), mixed together at the end.
+    const CHUNK: usize = 1 << 16;
+    let chunks: Vec<u64> = theta.par_chunks(CHUNK).map(chunk_hash).collect();
+    chunks.into_iter().fold(theta.len() as u64, mix)
+}
+
+/// One step of the hash: FNV-1a's prime, on a rotation of the state xor the value's bits.
+fn mix(hash: u64, bits: u64) -> u64 {
+    (hash.rotate_left(5) ^ bits).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// The hash of one chunk of [`parameters_hash`]: four lanes of values `4i + l`, whose
+/// multiplications do not wait for each other, mixed together at the end.
+fn chunk_hash<T: Real>(values: &[T]) -> u64 {
     let mut lanes = [0x9e37_79b9_7f4a_7c15, 1, 2, 3];
-    let quads = theta.chunks_exact(4);
+    let quads = values.chunks_exact(4);
     let rest = quads.remainder();
     for quad in quads {
         for (lane, v) in lanes.iter_mut().zip(quad) {
@@ -107,7 +121,7 @@ pub(crate) fn parameters_hash<T: Real>(theta: &[T]) -> u64 {
     for (lane, v) in lanes.iter_mut().zip(rest) {
         *lane = mix(*lane, v.as_f64().to_bits());
     }
-    lanes.into_iter().fold(theta.len() as u64, mix)
+    lanes.into_iter().fold(values.len() as u64, mix)
 }
 
 /// `error` about a row of this process's part as an error about that row of the whole data
@@ -622,6 +636,28 @@ mod tests {
             sums.iter_mut().zip(values).for_each(|(s, &v)| *s = 3.0 * v);
             Ok(())
         }
+    }
+
+    #[test]
+    fn the_parameters_hash_tells_any_changed_bit_and_not_the_thread_count() {
+        let theta: Vec<f32> = (0..200_001).map(|i| ((i * 7919) % 1013) as f32 * 0.001 - 0.5).collect();
+        let on = |threads: usize, theta: &[f32]| {
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| parameters_hash(theta))
+        };
+        let hash = on(1, &theta);
+        assert_eq!(on(3, &theta), hash);
+        let changed = |change: &dyn Fn(&mut Vec<f32>)| {
+            let mut other = theta.clone();
+            change(&mut other);
+            on(2, &other)
+        };
+        // A value in a later chunk, one bit of one value, a sign of zero, two values swapped, length.
+        assert_ne!(changed(&|t| t[150_000] += 1.0), hash);
+        assert_ne!(changed(&|t| t[7] = f32::from_bits(t[7].to_bits() ^ 1)), hash);
+        assert_ne!(changed(&|t| t[0] = -t[0]), hash);
+        assert_ne!(changed(&|t| t.swap(10, 11)), hash);
+        assert_ne!(changed(&|t| t.truncate(200_000)), hash);
+        assert_ne!(parameters_hash(&[0.0f64]), parameters_hash(&[-0.0f64]));
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl StepUpdate {
     }
 }
 
-/// One chunk of [`StepState::step`], at step `t`.
+/// The update of one part of the parameters at step `t` (see [`StepUpdate::apply`]).
 fn update<F: Float>(rule: StepRule, t: i32, x: &mut [F], first: &mut [F], second: &mut [F], g: &[F]) {
     let cast = |v: f64| F::from(v).expect("a float converts to f32 or f64");
     match rule {
