@@ -19,7 +19,7 @@ use sae::dictionary::{Architecture, Selection, TopKModel, TopKObjective};
 use sae::objective::distributed::Part;
 use sae::optim::StepRule;
 use sae::train::{measure_topk, TopKMetrics, TopKOptions, TopKTrainer};
-use sae::{Error, Real};
+use sae::{Dataset, Error, Layout, Real};
 
 /// The TopK model file.
 pub(crate) struct TopK;
@@ -61,9 +61,14 @@ fn vector<'py, T: Element + Clone>(py: Python<'py>, values: &[T]) -> Bound<'py, 
     values.to_vec().into_pyarray(py).into_any()
 }
 
+/// Examples encoded at a time: the objective's buffers (its inputs, residuals and slots) are
+/// sized by this, not by `X`.
+const ENCODE_CHUNK: usize = 4096;
+
 /// The codes of every row of `X` with `k` latents per example (or, for a BatchTopK model,
 /// those above its threshold): `(indices, values, m, slots per example)`, `-1` and 0 in the
-/// unused slots.
+/// unused slots. Encoded `ENCODE_CHUNK` rows at a time (a chunk of a Fortran-order `X` copied
+/// into rows first), the codes of all of them at the widest chunk's slots per example.
 fn encode<'py, T: Real + Element>(
     py: Python<'py>,
     model: &TopKModel<T>,
@@ -75,18 +80,43 @@ fn encode<'py, T: Real + Element>(
     check_width(&x, "X", model.visible(), "n_visible")?;
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
-    let m = data.examples();
+    let (m, n) = (data.examples(), model.visible());
     if m == 0 {
         return Ok((Vec::new(), Vec::new(), 0, k));
     }
     let pool = thread_pool(n_threads)?;
     detached(py, pool.as_ref(), || -> Result<_, Error> {
-        let mut objective = TopKObjective::for_model(model, m)?;
+        let mut objective = TopKObjective::for_model(model, m.min(ENCODE_CHUNK))?;
         objective.set_k(k)?;
-        objective.encode_only(model.params(), &data)?;
-        let (indices, values) = objective.codes();
-        let indices = indices.iter().map(|&j| if j == INACTIVE { -1 } else { i64::from(j) }).collect();
-        Ok((indices, values.to_vec(), m, objective.slots_per_example()))
+        let mut rows_buffer = Vec::new();
+        // Each chunk's codes and slots per example.
+        let mut chunks = Vec::with_capacity(m.div_ceil(ENCODE_CHUNK));
+        for first in (0..m).step_by(ENCODE_CHUNK) {
+            let count = ENCODE_CHUNK.min(m - first);
+            let rows = match data.layout() {
+                Layout::ExamplesByFeatures => &data.values()[first * n..(first + count) * n],
+                Layout::FeaturesByExamples => {
+                    let x = data.x();
+                    rows_buffer.clear();
+                    rows_buffer.extend((first..first + count).flat_map(|e| (0..n).map(move |f| x.get(f, e))));
+                    &rows_buffer[..]
+                }
+            };
+            objective.encode_only(model.params(), &Dataset::unscanned(rows, count, n, Layout::ExamplesByFeatures)?)?;
+            let (indices, values) = objective.codes();
+            chunks.push((indices.to_vec(), values.to_vec(), objective.slots_per_example()));
+        }
+        let width = chunks.iter().map(|&(_, _, width)| width).max().unwrap_or(k);
+        let (mut indices, mut values) = (Vec::with_capacity(m * width), Vec::with_capacity(m * width));
+        for (chunk_indices, chunk_values, slots) in &chunks {
+            for (row_indices, row_values) in chunk_indices.chunks_exact(*slots).zip(chunk_values.chunks_exact(*slots)) {
+                indices.extend(row_indices.iter().map(|&j| if j == INACTIVE { -1 } else { i64::from(j) }));
+                indices.extend(std::iter::repeat_n(-1, width - slots));
+                values.extend_from_slice(row_values);
+                values.extend(std::iter::repeat_n(T::zero(), width - slots));
+            }
+        }
+        Ok((indices, values, m, width))
     })
     .map_err(py_error)
 }

@@ -53,6 +53,36 @@ def test_codes_reconstruction_and_metrics_follow_the_models_formula():
     assert metrics["frequencies"].shape == (32,) and 0 <= metrics["dead"] <= 1
 
 
+def test_more_rows_than_one_encoding_takes_are_encoded_by_chunks_with_the_same_codes():
+    # 9 000 rows: three chunks of the encoder's 4 096 (its buffers are bounded by a chunk, not X).
+    _, x = planted(n=16, atoms=24, m=9000)
+    topk, _ = sae.train_topk(x, 32, 3, epochs=1, batch_size=500)
+    relu, _ = sae.train_topk(x, 64, architecture="relu", l1_coefficient=0.05, epochs=1, batch_size=500)
+    for model in (topk, relu):
+        # The first chunk's rows at the encoder's centre b_dec (z = b_enc) fire few latents, the
+        # others up to 43 for the ReLU model: chunks of different widths, padded to the widest.
+        x = x.copy()
+        x[:4096] = model.b_dec
+        indices, values = model.encode(x)
+        assert indices.shape == values.shape and indices.shape[0] == 9000
+        fired = (indices >= 0).sum(axis=1)
+        if model.selection == "all":
+            assert fired[:4096].max() < 16 and fired[4096:].max() > 32, (fired[:4096].max(), fired[4096:].max())
+        z = (x - model.b_dec) @ model.W_enc.T + model.b_enc
+        for e in range(9000):
+            kept = indices[e][indices[e] >= 0]
+            want = np.flatnonzero(z[e] > 0)
+            if model.selection == "example":
+                want = np.sort(want[np.argsort(-z[e][want], kind="stable")[:3]])
+            np.testing.assert_array_equal(kept, want)
+            np.testing.assert_allclose(values[e][: len(kept)], z[e][kept], rtol=1e-5, atol=1e-6)
+            assert np.all(values[e][len(kept):] == 0) and np.all(indices[e][len(kept):] == -1)
+        # A Fortran-order X gives the same codes.
+        f_indices, f_values = model.encode(np.asfortranarray(x))
+        np.testing.assert_array_equal(f_indices, indices)
+        np.testing.assert_array_equal(f_values, values)
+
+
 def test_files_and_folders_round_trip(tmp_path):
     _, x = planted(m=300)
     model, _ = sae.train_topk(x, 20, 2, epochs=1, batch_size=100)
