@@ -114,7 +114,10 @@ pub(crate) fn local_rows<'a, T: Real + Element>(x: &'a PyReadonlyArray2<'_, T>) 
 /// Fails on a NaN or infinity of this process's rows, naming its row in the whole data set
 /// (this process's rows start at `first_example`).
 fn scan<T: Real>(data: Option<&Dataset<'_, T>>, first_example: usize) -> PyResult<()> {
-    data.map_or(Ok(()), |data| data.check_finite().map_err(|e| crate::py_error(in_whole(e, first_example))))
+    data.map_or(Ok(()), |data| {
+        data.check_finite()
+            .map_err(|e| crate::py_error(in_whole(crate::in_array_rows(e, data.layout()), first_example)))
+    })
 }
 
 /// Agrees with the other processes on the outcome of this process's own checks before a

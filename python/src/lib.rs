@@ -169,8 +169,29 @@ impl Dtype {
 /// other array is refused (the Python side makes it contiguous first).
 fn dataset<'a, T: Real + Element>(x: &'a PyReadonlyArray2<'_, T>) -> PyResult<Dataset<'a, T>> {
     let data = unscanned_dataset(x)?;
-    data.check_finite().map_err(py_error)?;
+    data.check_finite().map_err(|e| data_error(e, data.layout()))?;
     Ok(data)
+}
+
+/// An error of the library on a data set made of a Python array, as a Python exception (see
+/// [`in_array_rows`]).
+fn data_error(error: Error, layout: Layout) -> PyErr {
+    py_error(in_array_rows(error, layout))
+}
+
+/// An error of the library on a data set of `layout` made of a Python array, naming the array's
+/// row and column: the library names them in its data set's layout, which for a Fortran-order
+/// `X` is features by examples (`n×m`); a Python `X` is `m×n` whatever its order.
+fn in_array_rows(error: Error, layout: Layout) -> Error {
+    match (error, layout) {
+        (Error::NonFiniteData { what, row, column, value }, Layout::FeaturesByExamples) => {
+            Error::NonFiniteData { what, row: column, column: row, value }
+        }
+        (Error::DataOutOfRange { what, row, column, value, reason }, Layout::FeaturesByExamples) => {
+            Error::DataOutOfRange { what, row: column, column: row, value, reason }
+        }
+        (error, _) => error,
+    }
 }
 
 /// As [`dataset`], without the pass over every value for NaN and infinities: for data scanned
@@ -420,9 +441,9 @@ fn evaluate<'py, T: Real + Element>(
     });
     *slot = unbound;
     if !matches!(result, Ok((cost, ..)) if cost.is_finite()) {
-        data.check_finite().map_err(py_error)?;
+        data.check_finite().map_err(|e| data_error(e, data.layout()))?;
     }
-    let (cost, terms, rho_hat) = result.map_err(py_error)?;
+    let (cost, terms, rho_hat) = result.map_err(|e| data_error(e, data.layout()))?;
     Ok((cost, grad.into_pyarray(py), terms, rho_hat))
 }
 
@@ -1484,7 +1505,7 @@ fn train_in<'py, T: Real + Element>(
                     run.step(&[("iteration", i.iteration as f64), ("cost", i.f), ("gradient_norm", i.gradient_norm)])
                 })
             })?;
-            let trained = trained.map_err(py_error)?;
+            let trained = trained.map_err(|e| data_error(e, data.layout()))?;
             (trained.model, trained.stop.name(), trained.iterations, trained.curve, None, signal)
         }
         "adam" | "sgd" => {
@@ -1504,7 +1525,7 @@ fn train_in<'py, T: Real + Element>(
                 Some(state) => trainer.resume_from(&data, Checkpoint::from(state.clone()), None, on_step),
                 None => trainer.fit(&data, &init, on_step),
             })?;
-            let trained = trained.map_err(py_error)?;
+            let trained = trained.map_err(|e| data_error(e, data.layout()))?;
             let epochs = trained.epochs - state.map_or(0, |s| s.epoch);
             summary.set_item("lr_schedule", schedule.describe())?;
             (trained.model, trained.stop.name(), epochs, trained.curve, Some(trained.state), signal)

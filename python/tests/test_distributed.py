@@ -110,12 +110,14 @@ def test_a_bad_part_fails_every_process_naming_the_one_at_fault(data):
     bad = data.copy()
     bad[60, 3] = np.nan  # in rank 1's rows of 2
 
-    def make(comm):
-        return sae.Objective(bad[rows(len(bad), comm.Get_rank(), 2)], 5, comm=comm)
+    for order in (np.ascontiguousarray, np.asfortranarray):  # named alike whatever the parts' order
 
-    own, other = on_processes(2, make)[::-1]
-    assert isinstance(own, InvalidInputError) and "row 60, column 3" in str(own), own
-    assert isinstance(other, DistributedError) and "rank 1" in str(other), other
+        def make(comm):
+            return sae.Objective(order(bad[rows(len(bad), comm.Get_rank(), 2)]), 5, comm=comm)
+
+        own, other = on_processes(2, make)[::-1]
+        assert isinstance(own, InvalidInputError) and "row 60, column 3" in str(own), own
+        assert isinstance(other, DistributedError) and "rank 1" in str(other), other
 
 
 @pytest.mark.parametrize("solver", ["lbfgs", "adam"])
