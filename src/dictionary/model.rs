@@ -111,8 +111,9 @@ impl DictionaryLayout {
         Blocks { w_enc, b_enc, w_dec, b_dec }
     }
 
-    /// One step of `rule` on a dictionary whose decoder rows stay on the unit sphere. For each
-    /// decoder row `w = W_dec[j]` (unit) and its gradient `g` (both `n`):
+    /// One step of `rule` on a dictionary whose decoder rows stay on the unit sphere: the rule's
+    /// plain step on `W_enc`, `b_enc` and `b_dec`, and for each decoder row `w = W_dec[j]`
+    /// (unit) and its gradient `g` (both `n`):
     ///
     /// ```text
     /// g ← g − (g·w) w       the radial part removed
@@ -120,13 +121,12 @@ impl DictionaryLayout {
     /// w ← w / ‖w‖           back on the sphere (a row the step left at zero stays zero)
     /// ```
     ///
-    /// (For plain gradient descent the step is then tangent to the sphere; with momentum or
-    /// Adam's per-value scaling only roughly, and the renormalisation corrects the rest.)
-    ///
-    /// and the rule's plain step on `W_enc`, `b_enc` and `b_dec`. Each decoder row is read and
-    /// written once, with its gradient and moments, while it is in cache: three passes over the
-    /// `h×n` decoder otherwise (the rule's step as [`StepState::step`] takes it, bit for bit).
-    /// `grad`'s decoder block is left with the radial parts removed.
+    /// For plain gradient descent the step is then tangent to the sphere; with momentum or
+    /// Adam's per-value scaling only roughly, and the renormalisation corrects the rest. Each
+    /// decoder row is read and written once, with its gradient and moments, while it is in
+    /// cache: three passes over the `h×n` decoder otherwise (the rule's step as
+    /// [`StepState::step`] takes it, bit for bit). `grad`'s decoder block is left with the
+    /// radial parts removed.
     pub fn unit_norm_step<T: Real>(&self, state: &mut StepState<T>, rule: &StepRule, params: &mut [T], grad: &mut [T]) {
         let (n, kernels) = (self.visible, Kernels::<T>::detect());
         let (update, first, second) = state.begin_step(rule);
