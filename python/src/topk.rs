@@ -15,11 +15,11 @@ use numpy::Element;
 use sae::data::stream::SliceSource;
 use sae::dictionary::interop::{self, Folder};
 use sae::dictionary::select::INACTIVE;
-use sae::dictionary::{Architecture, Selection, TopKModel, TopKObjective};
+use sae::dictionary::{Architecture, Selection, TopKModel};
 use sae::objective::distributed::Part;
 use sae::optim::StepRule;
 use sae::train::{measure_topk, TopKMetrics, TopKOptions, TopKTrainer};
-use sae::{Dataset, Error, Layout, Real};
+use sae::{Error, Real};
 
 /// The TopK model file.
 pub(crate) struct TopK;
@@ -61,14 +61,9 @@ fn vector<'py, T: Element + Clone>(py: Python<'py>, values: &[T]) -> Bound<'py, 
     values.to_vec().into_pyarray(py).into_any()
 }
 
-/// Examples encoded at a time: the objective's buffers (its inputs, residuals and slots) are
-/// sized by this, not by `X`.
-const ENCODE_CHUNK: usize = 4096;
-
 /// The codes of every row of `X` with `k` latents per example (or, for a BatchTopK model,
 /// those above its threshold): `(indices, values, m, slots per example)`, `-1` and 0 in the
-/// unused slots. Encoded `ENCODE_CHUNK` rows at a time (a chunk of a Fortran-order `X` copied
-/// into rows first), the codes of all of them at the widest chunk's slots per example.
+/// unused slots, encoded by [`TopKModel::encode`] (a chunk of rows at a time).
 fn encode<'py, T: Real + Element>(
     py: Python<'py>,
     model: &TopKModel<T>,
@@ -80,45 +75,16 @@ fn encode<'py, T: Real + Element>(
     check_width(&x, "X", model.visible(), "n_visible")?;
     let x: PyReadonlyArray2<T> = x.extract()?;
     let data = dataset(&x)?;
-    let (m, n) = (data.examples(), model.visible());
+    let m = data.examples();
     if m == 0 {
         return Ok((Vec::new(), Vec::new(), 0, k));
     }
     let pool = thread_pool(n_threads)?;
-    detached(py, pool.as_ref(), || -> Result<_, Error> {
-        let mut objective = TopKObjective::for_model(model, m.min(ENCODE_CHUNK))?;
-        objective.set_k(k)?;
-        let mut rows_buffer = Vec::new();
-        // Each chunk's codes and slots per example.
-        let mut chunks = Vec::with_capacity(m.div_ceil(ENCODE_CHUNK));
-        for first in (0..m).step_by(ENCODE_CHUNK) {
-            let count = ENCODE_CHUNK.min(m - first);
-            let rows = match data.layout() {
-                Layout::ExamplesByFeatures => &data.values()[first * n..(first + count) * n],
-                Layout::FeaturesByExamples => {
-                    let x = data.x();
-                    rows_buffer.clear();
-                    rows_buffer.extend((first..first + count).flat_map(|e| (0..n).map(move |f| x.get(f, e))));
-                    &rows_buffer[..]
-                }
-            };
-            objective.encode_only(model.params(), &Dataset::unscanned(rows, count, n, Layout::ExamplesByFeatures)?)?;
-            let (indices, values) = objective.codes();
-            chunks.push((indices.to_vec(), values.to_vec(), objective.slots_per_example()));
-        }
-        let width = chunks.iter().map(|&(_, _, width)| width).max().unwrap_or(k);
-        let (mut indices, mut values) = (Vec::with_capacity(m * width), Vec::with_capacity(m * width));
-        for (chunk_indices, chunk_values, slots) in &chunks {
-            for (row_indices, row_values) in chunk_indices.chunks_exact(*slots).zip(chunk_values.chunks_exact(*slots)) {
-                indices.extend(row_indices.iter().map(|&j| if j == INACTIVE { -1 } else { i64::from(j) }));
-                indices.extend(std::iter::repeat_n(-1, width - slots));
-                values.extend_from_slice(row_values);
-                values.extend(std::iter::repeat_n(T::zero(), width - slots));
-            }
-        }
-        Ok((indices, values, m, width))
-    })
-    .map_err(py_error)
+    let codes = detached(py, pool.as_ref(), || model.encode(&data, k)).map_err(py_error)?;
+    let slots = codes.slots();
+    let (indices, values, _) = codes.into_parts();
+    let indices = indices.into_iter().map(|j| if j == INACTIVE { -1 } else { i64::from(j) }).collect();
+    Ok((indices, values, m, slots))
 }
 
 fn reconstruct<'py, T: Real + Element>(

@@ -7,7 +7,7 @@
 use super::mnist::{Digits, MnistFiles};
 use super::{accuracy, train_softmax};
 use crate::data::Dataset;
-use crate::dictionary::{spread_codes, Architecture, TopKModel, TopKObjective};
+use crate::dictionary::{Architecture, TopKModel};
 use crate::error::{Error, Result};
 use crate::optim::{Schedule, StepRule};
 use crate::train::{TopKOptions, TopKTrainer};
@@ -111,9 +111,9 @@ pub fn k_sparse_digits(files: &MnistFiles, options: &KSparseDigitsOptions) -> Re
     let (fvu, dead) = last.map_or((f64::NAN, f64::NAN), |metrics| (metrics.fvu, metrics.dead));
     let model = trained.model;
     let codes_k = options.alpha.saturating_mul(options.k).min(options.hidden);
-    let train_codes = codes(&model, &values, m, codes_k)?;
+    let train_codes: Vec<f64> = model.encode(&data, codes_k)?.dense();
     let test_values: Vec<f32> = test.iter().map(|&v| v as f32).collect();
-    let test_codes = codes(&model, &test_values, m_test, codes_k)?;
+    let test_codes: Vec<f64> = model.encode(&Dataset::examples_by_features(&test_values, m_test, n)?, codes_k)?.dense();
     let h = options.hidden;
     let theta = train_softmax(
         &Dataset::examples_by_features(&train_codes, m, h)?,
@@ -124,20 +124,4 @@ pub fn k_sparse_digits(files: &MnistFiles, options: &KSparseDigitsOptions) -> Re
     )?;
     let test_accuracy = accuracy(&theta, 10, &Dataset::examples_by_features(&test_codes, m_test, h)?, &test_labels);
     Ok(KSparseDigits { test_error: 1.0 - test_accuracy, fvu, dead, model })
-}
-
-/// The dense `m×h` codes of `x` with the top `k` units kept (zero elsewhere).
-fn codes(model: &TopKModel<f32>, x: &[f32], m: usize, k: usize) -> Result<Vec<f64>> {
-    const CHUNK: usize = 4096;
-    let (n, h) = (model.visible(), model.latents());
-    let mut objective = TopKObjective::for_model(model, CHUNK.min(m))?;
-    objective.set_k(k)?;
-    let mut dense = vec![0.0; m * h];
-    for (chunk, out) in x.chunks(CHUNK * n).zip(dense.chunks_mut(CHUNK * h)) {
-        let rows = chunk.len() / n;
-        objective.encode_only(model.params(), &Dataset::examples_by_features(chunk, rows, n)?)?;
-        let (indices, values) = objective.codes();
-        spread_codes(indices, values, objective.slots_per_example(), out);
-    }
-    Ok(dense)
 }
