@@ -121,7 +121,26 @@ impl StepUpdate {
     /// Moves the elements `x` with their moments `first`, `second` (the same positions of
     /// the state's vectors) for their gradient `g`.
     pub fn apply<F: Float>(&self, x: &mut [F], first: &mut [F], second: &mut [F], g: &[F]) {
-        update(self.rule, self.t, x, first, second, g)
+        let cast = |v: f64| F::from(v).expect("a float converts to f32 or f64");
+        match self.rule {
+            StepRule::Sgd { learning_rate, momentum } => {
+                let (learning_rate, momentum) = (cast(learning_rate), cast(momentum));
+                for ((x, v), &g) in x.iter_mut().zip(first).zip(g) {
+                    *v = momentum * *v - learning_rate * g;
+                    *x = *x + *v;
+                }
+            }
+            StepRule::Adam { learning_rate, beta1, beta2, epsilon } => {
+                let (c1, c2) = (cast(1.0 - beta1.powi(self.t)), cast(1.0 - beta2.powi(self.t)));
+                let (learning_rate, epsilon) = (cast(learning_rate), cast(epsilon));
+                let (beta1, beta2, one) = (cast(beta1), cast(beta2), F::one());
+                for (((x, m), v), &g) in x.iter_mut().zip(first).zip(second).zip(g) {
+                    *m = beta1 * *m + (one - beta1) * g;
+                    *v = beta2 * *v + (one - beta2) * g * g;
+                    *x = *x - learning_rate * (*m / c1) / ((*v / c2).sqrt() + epsilon);
+                }
+            }
+        }
     }
 
     /// [`apply`](Self::apply) on chunks of long vectors in parallel (every element's update is
@@ -133,30 +152,6 @@ impl StepUpdate {
             .zip(second.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|(((x, first), second), g)| self.apply(x, first, second, g));
-    }
-}
-
-/// The update of one part of the parameters at step `t` (see [`StepUpdate::apply`]).
-fn update<F: Float>(rule: StepRule, t: i32, x: &mut [F], first: &mut [F], second: &mut [F], g: &[F]) {
-    let cast = |v: f64| F::from(v).expect("a float converts to f32 or f64");
-    match rule {
-        StepRule::Sgd { learning_rate, momentum } => {
-            let (learning_rate, momentum) = (cast(learning_rate), cast(momentum));
-            for ((x, v), &g) in x.iter_mut().zip(first).zip(g) {
-                *v = momentum * *v - learning_rate * g;
-                *x = *x + *v;
-            }
-        }
-        StepRule::Adam { learning_rate, beta1, beta2, epsilon } => {
-            let (c1, c2) = (cast(1.0 - beta1.powi(t)), cast(1.0 - beta2.powi(t)));
-            let (learning_rate, epsilon) = (cast(learning_rate), cast(epsilon));
-            let (beta1, beta2, one) = (cast(beta1), cast(beta2), F::one());
-            for (((x, m), v), &g) in x.iter_mut().zip(first).zip(second).zip(g) {
-                *m = beta1 * *m + (one - beta1) * g;
-                *v = beta2 * *v + (one - beta2) * g * g;
-                *x = *x - learning_rate * (*m / c1) / ((*v / c2).sqrt() + epsilon);
-            }
-        }
     }
 }
 
