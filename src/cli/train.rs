@@ -950,16 +950,22 @@ fn not_interrupted_yet(stop: &AtomicBool) -> CliResult<()> {
 }
 
 /// The error of a run stopped by a checkpoint it could not write (`error`), once its outputs
-/// were written (`written`): where its model is, or why writing that failed too (a full disk
-/// fails both).
+/// were written (`written`; `model_written`: the model file itself was): where its model is,
+/// and why writing it or its other outputs failed too (a full disk fails both).
 fn checkpoint_failed(
     error: &dyn std::fmt::Display,
     written: CliResult<()>,
+    model_written: bool,
     output: &Path,
 ) -> Box<dyn std::error::Error + Send + Sync> {
-    match written {
-        Ok(()) => format!("{error}: the run stopped there; its model is in {}", output.display()).into(),
-        Err(failed) => format!("{error}: the run stopped there, and writing its outputs failed too: {failed}").into(),
+    let stopped = format!("{error}: the run stopped there");
+    match (written, model_written) {
+        (Ok(()), _) => format!("{stopped}; its model is in {}", output.display()).into(),
+        (Err(failed), true) => {
+            format!("{stopped}; its model is in {}, but writing its other outputs failed: {failed}", output.display())
+                .into()
+        }
+        (Err(failed), false) => format!("{stopped}, and writing its model failed too: {failed}").into(),
     }
 }
 
@@ -979,8 +985,10 @@ fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'stati
     if let Some(at) = &interrupted_at {
         model.metadata.insert("unfinished".into(), format!("interrupted at {at}"));
     }
-    let outputs = || -> CliResult<()> {
+    let mut model_written = false;
+    let mut outputs = || -> CliResult<()> {
         model.save(&args.output)?;
+        model_written = true;
         println!("model written to {}", args.output.display());
         if !args.no_features {
             match features_picture(&model.parameters, args.pixel_order) {
@@ -995,7 +1003,7 @@ fn save<T: Real>(args: &TrainArgs, outcome: Outcome<T>, provenance: Vec<(&'stati
     };
     let written = outputs();
     if let Some(error) = checkpoint_error {
-        return Err(checkpoint_failed(&error, written, &args.output));
+        return Err(checkpoint_failed(&error, written, model_written, &args.output));
     }
     written?;
     match interrupted_at {
@@ -1044,4 +1052,29 @@ pub(super) fn describe_variant(hyper: &HyperParams) -> String {
         parts.push(format!("denoising ({} {})", hyper.corruption().name(), hyper.corruption().level()));
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_stopped_by_its_checkpoint_says_where_its_model_is_or_that_writing_it_failed_too() {
+        let (error, output) = ("cannot write run.ckpt: no space left", Path::new("out/m.safetensors"));
+        assert_eq!(
+            checkpoint_failed(&error, Ok(()), true, output).to_string(),
+            "cannot write run.ckpt: no space left: the run stopped there; its model is in out/m.safetensors"
+        );
+        assert_eq!(
+            checkpoint_failed(&error, Err("cannot write f.png: no space left".into()), true, output).to_string(),
+            "cannot write run.ckpt: no space left: the run stopped there; its model is in out/m.safetensors, \
+             but writing its other outputs failed: cannot write f.png: no space left"
+        );
+        assert_eq!(
+            checkpoint_failed(&error, Err("cannot write out/m.safetensors: no space left".into()), false, output)
+                .to_string(),
+            "cannot write run.ckpt: no space left: the run stopped there, and writing its model failed too: \
+             cannot write out/m.safetensors: no space left"
+        );
+    }
 }

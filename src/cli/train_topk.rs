@@ -347,10 +347,12 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
         let measured = [("fvu", last.metrics.fvu), ("l0", last.metrics.l0), ("dead", last.metrics.dead)];
         metadata.extend(measured.into_iter().filter(|(_, v)| v.is_finite()).map(|(key, v)| (key, v.to_string())));
     }
+    let mut model_written = false;
     let outputs = || -> CliResult<()> {
         trained
             .model
             .save_with_metadata(&args.output, metadata.into_iter().map(|(key, value)| (key.to_string(), value)))?;
+        model_written = true;
         println!("model written to {}", args.output.display());
         if let (false, Some(last)) = (args.no_features, written) {
             let picture = super::super::plot::frequency_histogram(&last.metrics.frequencies, 900, 450)
@@ -362,7 +364,7 @@ fn save<T: Real>(args: &TrainArgs, trained: TopKTrained<T>) -> CliResult<()> {
     };
     let written = outputs();
     if let Some(error) = &trained.checkpoint_error {
-        return Err(super::checkpoint_failed(error, written, &args.output));
+        return Err(super::checkpoint_failed(error, written, model_written, &args.output));
     }
     written?;
     match trained.stop {

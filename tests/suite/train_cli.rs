@@ -833,7 +833,9 @@ fn a_disk_that_refuses_both_the_checkpoint_and_the_model_has_both_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("run.ckpt") && stderr.contains("m.safetensors") && stderr.contains("failed too"),
+        stderr.contains("run.ckpt")
+            && stderr.contains("m.safetensors")
+            && stderr.contains("writing its model failed too"),
         "{stderr}"
     );
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
