@@ -296,14 +296,14 @@ fn validation_on_mnist_sees_overfitting_and_early_stopping_keeps_the_best_model(
     not(feature = "slow-tests"),
     ignore = "trains on a real data set for minutes: cargo test --release --features slow-tests"
 )]
-fn a_k_sparse_autoencoder_on_mnist_classifies_within_0_3_points_of_the_paper() {
+fn a_k_sparse_autoencoder_on_mnist_classifies_within_a_quarter_point_of_the_paper() {
     let options = exercises::KSparseDigitsOptions::default();
     let result = exercises::k_sparse_digits(&MnistFiles::in_dir(&datasets().join("mnist")), &options).unwrap();
     println!("test error {:.4}, FVU {:.4}, dead {:.4}", result.test_error, result.fvu, result.dead);
     assert_eq!(result.model.architecture(), sae::dictionary::Architecture::K_SPARSE);
     assert_eq!((result.model.latents(), result.model.k()), (1000, 25));
-    // Makhzani & Frey report 1.35 %. The issue's ≤ 1.5 % is not reached: this recipe measured
-    // 1.51–1.61 % over three seeds (PERF.md); the test holds it there, 0.3 points from the paper.
-    assert!(result.test_error <= 0.0165, "test error {:.2} %", 100.0 * result.test_error);
+    // Makhzani & Frey report 1.35 %. This recipe measured 1.46–1.53 % over three seeds, 1.53 %
+    // with this one (PERF.md); the test holds it within a quarter point of the paper.
+    assert!(result.test_error <= 0.016, "test error {:.2} %", 100.0 * result.test_error);
     assert!(result.dead <= 0.01 && result.fvu < 0.15, "dead {}, FVU {}", result.dead, result.fvu);
 }
