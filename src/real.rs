@@ -39,6 +39,10 @@ pub trait Real:
     type LeBytes: AsRef<[u8]>;
 
     fn to_le_bytes(self) -> Self::LeBytes;
+
+    /// The largest value below this one (−∞ stays −∞, NaN stays NaN): for `v > −∞`,
+    /// `x > v.next_below()` is `x ≥ v` for every `x`.
+    fn next_below(self) -> Self;
 }
 
 macro_rules! impl_real {
@@ -61,6 +65,11 @@ macro_rules! impl_real {
             #[inline(always)]
             fn to_le_bytes(self) -> Self::LeBytes {
                 <$t>::to_le_bytes(self)
+            }
+
+            #[inline(always)]
+            fn next_below(self) -> Self {
+                self.next_down()
             }
         }
     };

@@ -75,6 +75,11 @@ unsafe impl Lanes for F32x8 {
         _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(self.0, o.0)) as u32
     }
     #[inline(always)]
+    unsafe fn max_over(self, o: Self) -> Self {
+        // max returns its second operand unless the first is greater (NaN included).
+        Self(_mm256_max_ps(self.0, o.0))
+    }
+    #[inline(always)]
     unsafe fn positive_step(self) -> Self {
         let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, _mm256_setzero_ps());
         Self(_mm256_and_ps(positive, _mm256_set1_ps(1.0)))
@@ -197,6 +202,11 @@ unsafe impl Lanes for F64x4 {
     #[inline(always)]
     unsafe fn greater_mask(self, o: Self) -> u32 {
         _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(self.0, o.0)) as u32
+    }
+    #[inline(always)]
+    unsafe fn max_over(self, o: Self) -> Self {
+        // max returns its second operand unless the first is greater (NaN included).
+        Self(_mm256_max_pd(self.0, o.0))
     }
     #[inline(always)]
     unsafe fn positive_step(self) -> Self {

@@ -79,6 +79,11 @@ unsafe impl Lanes for F32x16 {
         u32::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, o.0))
     }
     #[inline(always)]
+    unsafe fn max_over(self, o: Self) -> Self {
+        // max returns its second operand unless the first is greater (NaN included).
+        Self(_mm512_max_ps(self.0, o.0))
+    }
+    #[inline(always)]
     unsafe fn positive_step(self) -> Self {
         let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, _mm512_setzero_ps());
         Self(_mm512_maskz_mov_ps(positive, _mm512_set1_ps(1.0)))
@@ -179,6 +184,11 @@ unsafe impl Lanes for F64x8 {
     #[inline(always)]
     unsafe fn greater_mask(self, o: Self) -> u32 {
         u32::from(_mm512_cmp_pd_mask::<_CMP_GT_OQ>(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn max_over(self, o: Self) -> Self {
+        // max returns its second operand unless the first is greater (NaN included).
+        Self(_mm512_max_pd(self.0, o.0))
     }
     #[inline(always)]
     unsafe fn positive_step(self) -> Self {

@@ -45,6 +45,9 @@ pub(crate) unsafe trait Lanes: Copy {
     unsafe fn positive_step(self) -> Self;
     /// Bit `i` set where lane `i` of `self` is greater than lane `i` of `o` (false for NaN).
     unsafe fn greater_mask(self, o: Self) -> u32;
+    /// `self` in the lanes where it is greater than `o`, else `o` (so a NaN in `self` is
+    /// never taken).
+    unsafe fn max_over(self, o: Self) -> Self;
     /// `self · 2^n` for integral `n` with `|n| ≤ 2·1023`, rounded once or twice by IEEE
     /// multiplication (so overflow gives inf and subnormal results are kept).
     unsafe fn ldexp(self, n: Self) -> Self;
@@ -557,6 +560,37 @@ where
     (i, count)
 }
 
+/// The largest `values[i] + shift[i]`, NaN never taken; −∞ when there is none (no values, or
+/// only NaN and −∞). Four vectors of running maxima, no branch: the first pass of the top-k
+/// selection, which bounds the `k`-th largest value from below.
+///
+/// # Safety
+/// As every [`Lanes`] method: the caller is compiled for `V`'s instruction set.
+#[inline(always)]
+pub(crate) unsafe fn max_sum<V: Lanes>(values: &[V::Elem], shift: &[V::Elem]) -> V::Elem
+where
+    V::Elem: PartialOrd + std::ops::Add<Output = V::Elem>,
+{
+    assert_eq!(values.len(), shift.len());
+    let (p, q) = (values.as_ptr(), shift.as_ptr());
+    let sum = |i: usize| V::load(p.add(i)).add(V::load(q.add(i)));
+    let lowest: V::Elem = num_traits::Float::neg_infinity();
+    let mut maxima = [V::splat(lowest); 4];
+    let body = values.len() - values.len() % (4 * V::WIDTH);
+    for i in (0..body).step_by(4 * V::WIDTH) {
+        for (lane, maximum) in maxima.iter_mut().enumerate() {
+            // SAFETY: `i + 4·WIDTH ≤ body ≤ len`: every load reads inside both slices.
+            *maximum = sum(i + lane * V::WIDTH).max_over(*maximum);
+        }
+    }
+    let mut lanes = [lowest; 64];
+    let combined = maxima[0].max_over(maxima[1]).max_over(maxima[2].max_over(maxima[3]));
+    // SAFETY: WIDTH ≤ 64 elements of `lanes` are written.
+    combined.store(lanes.as_mut_ptr());
+    let tail = values[body..].iter().zip(&shift[body..]).map(|(&v, &s)| v + s);
+    lanes[..V::WIDTH].iter().copied().chain(tail).fold(lowest, |max, v| if v > max { v } else { max })
+}
+
 /// Instantiates every generic body above for one instruction set and element type, as module
 /// `$module` with `#[target_feature]` entry points and `table()`, their [`Kernels`] set: the
 /// hidden-unit kernels once per [`Unit`], the output kernels once per [`Reconstruction`].
@@ -609,6 +643,10 @@ macro_rules! kernel_table {
             #[target_feature(enable = $features)]
             unsafe fn axpy(alpha: $t, x: &[$t], y: &mut [$t]) {
                 lanes::axpy::<$lanes>(alpha, x, y)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn max_sum(values: &[$t], shift: &[$t]) -> $t {
+                lanes::max_sum::<$lanes>(values, shift)
             }
             #[target_feature(enable = $features)]
             unsafe fn collect_above(
@@ -667,6 +705,7 @@ macro_rules! kernel_table {
                     collect_above: |values, shift, threshold, from, collected| unsafe {
                         collect_above(values, shift, threshold, from, collected)
                     },
+                    max_sum: |values, shift| unsafe { max_sum(values, shift) },
                 }
             }
         }

@@ -105,6 +105,9 @@ pub struct Kernels<T> {
     /// `collected` are left; returns `(positions scanned, candidates appended)`. The scan of
     /// the top-k selection ([`crate::dictionary::select`]), the encoder's bias added on the fly.
     pub collect_above: CollectAbove<T>,
+    /// `(values, shift)`: the largest `values[i] + shift[i]`, NaN never taken; −∞ when there
+    /// is none. The top-k selection's bound on its `k`-th value.
+    pub max_sum: fn(&[T], &[T]) -> T,
 }
 
 mod sealed {
@@ -234,6 +237,7 @@ impl<T: Real> Kernels<T> {
             dot: scalar::dot,
             axpy: scalar::axpy,
             collect_above: scalar::collect_above,
+            max_sum: scalar::max_sum,
         }
     }
 

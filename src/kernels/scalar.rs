@@ -165,6 +165,12 @@ pub fn collect_above<T: Real>(
     (scanned, count)
 }
 
+/// The largest `values[i] + shift[i]`, NaN never taken; −∞ when there is none.
+pub fn max_sum<T: Real>(values: &[T], shift: &[T]) -> T {
+    assert_eq!(values.len(), shift.len());
+    values.iter().zip(shift).map(|(&v, &s)| v + s).fold(T::neg_infinity(), |max, v| if v > max { v } else { max })
+}
+
 /// `y ← α x + y`.
 pub fn axpy<T: Real>(alpha: T, x: &[T], y: &mut [T]) {
     assert_eq!(x.len(), y.len());

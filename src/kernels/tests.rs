@@ -449,6 +449,48 @@ fn collect_above_appends_the_greater_shifted_values_like_the_scalar_scan() {
     collect_above_agrees_with_scalar::<f64>();
 }
 
+fn max_sum_agrees_with_scalar<T: Real>() {
+    let scalar = Kernels::<T>::scalar();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(12);
+    for kernels in vector_sets::<T>() {
+        // Every length around the unrolled body (4 vectors) and its tail; NaN, infinities and
+        // ties among the values; the maximum in the body, in the tail, or nowhere.
+        for len in 0..150 {
+            for case in 0..5 {
+                let shift: Vec<T> = (0..len).map(|_| T::cast(f64::from(rng.gen_range(-2..3)) / 4.0)).collect();
+                let values: Vec<T> = (0..len)
+                    .map(|_| match (case, rng.gen_range(0..10)) {
+                        (0, _) => T::cast(rng.gen_range(-1.0..1.0)),
+                        (1, _) => T::cast(f64::from(rng.gen_range(-3..2))),
+                        (2, 0) => T::cast(f64::INFINITY),
+                        (2, _) | (3, 0..=4) => T::cast(f64::NAN),
+                        (3, _) => T::cast(-rng.gen_range(1.0..5.0)),
+                        _ => T::cast(f64::NEG_INFINITY),
+                    })
+                    .collect();
+                let (got, want) = ((kernels.max_sum)(&values, &shift), (scalar.max_sum)(&values, &shift));
+                assert_eq!(got, want, "{:?} max_sum, length {len}, case {case}", kernels.isa);
+            }
+        }
+    }
+}
+
+#[test]
+fn max_sum_finds_the_largest_shifted_value_like_the_scalar_fold() {
+    max_sum_agrees_with_scalar::<f32>();
+    max_sum_agrees_with_scalar::<f64>();
+}
+
+#[test]
+fn the_scalar_max_sum_never_takes_nan_and_is_minus_infinity_without_a_value() {
+    let scalar = Kernels::<f64>::scalar();
+    assert_eq!((scalar.max_sum)(&[1.0, f64::NAN, 2.5, -4.0], &[0.5, 0.0, -1.0, 9.0]), 5.0);
+    assert_eq!((scalar.max_sum)(&[f64::NAN, f64::NEG_INFINITY], &[0.0, 1.0]), f64::NEG_INFINITY);
+    assert_eq!((scalar.max_sum)(&[], &[]), f64::NEG_INFINITY);
+    // ∞ − ∞ is NaN, not taken.
+    assert_eq!((scalar.max_sum)(&[f64::INFINITY, -3.0], &[f64::NEG_INFINITY, 1.0]), -2.0);
+}
+
 #[test]
 fn the_scalar_collect_above_appends_every_greater_value_it_has_room_for_by_whole_groups() {
     let values = [0.0, 3.0, f64::NAN, 1.0, -1.0, 2.0];
