@@ -27,10 +27,16 @@ impl<T: Real> Codes<T> {
         self.indices.len() / self.slots.max(1)
     }
 
-    /// Slots per example: `k` for a per-example selection; for a batch selection or ReLU units
-    /// enough for the example that kept the most.
+    /// Slots per example: `k` for a per-example selection; for a batch selection, or every
+    /// positive latent ([`Architecture::RELU`](super::Architecture::RELU)), enough for the
+    /// example that kept the most.
     pub fn slots(&self) -> usize {
         self.slots
+    }
+
+    /// `h`, the model's latents: the width of [`dense`](Self::dense).
+    pub fn latents(&self) -> usize {
+        self.latents
     }
 
     /// The latent of each slot, `m×slots` row-major.
@@ -54,43 +60,7 @@ impl<T: Real> Codes<T> {
     pub fn into_parts(self) -> (Vec<u32>, Vec<T>, usize) {
         (self.indices, self.values, self.slots)
     }
-}
 
-impl<T: Real> TopKModel<T> {
-    /// The codes of every example of `data` (`m×n` in either layout; not scanned again for
-    /// non-finite values): each example's `k` largest activations with a per-example
-    /// selection, those above the threshold with a batch selection, every positive one with
-    /// ReLU units (`k` then only sizes the first slots). Encoded [`ENCODE_CHUNK`] examples at
-    /// a time, so memory beyond the codes is one chunk's; a chunk of a features-by-examples
-    /// data set is first copied into rows. Chunks may keep different numbers of slots per
-    /// example (a batch selection, ReLU units): every example gets the widest chunk's, the
-    /// others unused.
-    pub fn encode(&self, data: &Dataset<'_, T>, k: usize) -> Result<Codes<T>> {
-        let (m, n) = (data.examples(), self.visible());
-        let mut objective = TopKObjective::for_model(self, m.min(ENCODE_CHUNK))?;
-        objective.set_k(k)?;
-        let mut rows_buffer = Vec::new();
-        let mut codes = Codes { indices: Vec::new(), values: Vec::new(), slots: 0, latents: self.latents() };
-        for first in (0..m).step_by(ENCODE_CHUNK) {
-            let count = ENCODE_CHUNK.min(m - first);
-            let rows = match data.layout() {
-                Layout::ExamplesByFeatures => &data.values()[first * n..(first + count) * n],
-                Layout::FeaturesByExamples => {
-                    let x = data.x();
-                    rows_buffer.clear();
-                    rows_buffer.extend((first..first + count).flat_map(|e| (0..n).map(move |f| x.get(f, e))));
-                    &rows_buffer[..]
-                }
-            };
-            objective.encode_only(self.params(), &Dataset::unscanned(rows, count, n, Layout::ExamplesByFeatures)?)?;
-            let (indices, values) = objective.codes();
-            codes.append(indices, values, objective.slots_per_example());
-        }
-        Ok(codes)
-    }
-}
-
-impl<T: Real> Codes<T> {
     /// Appends the codes of more examples, `width` slots each, widening every example to the
     /// widest.
     fn append(&mut self, indices: &[u32], values: &[T], width: usize) {
@@ -113,6 +83,41 @@ impl<T: Real> Codes<T> {
             self.values.extend_from_slice(row_values);
             self.values.extend(std::iter::repeat_n(T::zero(), pad));
         }
+    }
+}
+
+impl<T: Real> TopKModel<T> {
+    /// The codes of every example of `data` (`m×n` in either layout; not scanned again for
+    /// non-finite values): each example's `k` largest activations with a per-example
+    /// selection; with a batch selection those above the model's threshold (`k` only sizes the
+    /// first candidates, `4k` per example); with no selection
+    /// ([`Architecture::RELU`](super::Architecture::RELU)) every positive one (`k` unused).
+    /// Encoded [`ENCODE_CHUNK`] examples at a time, so memory beyond the codes is one chunk's;
+    /// a chunk of a features-by-examples data set is first copied into rows. Chunks may keep
+    /// different numbers of slots per example (the last two kinds): every example gets the
+    /// widest chunk's, the others unused.
+    pub fn encode(&self, data: &Dataset<'_, T>, k: usize) -> Result<Codes<T>> {
+        let (m, n) = (data.examples(), self.visible());
+        let mut objective = TopKObjective::for_model(self, m.min(ENCODE_CHUNK))?;
+        objective.set_k(k)?;
+        let mut rows_buffer = Vec::new();
+        let mut codes = Codes { indices: Vec::new(), values: Vec::new(), slots: 0, latents: self.latents() };
+        for first in (0..m).step_by(ENCODE_CHUNK) {
+            let count = ENCODE_CHUNK.min(m - first);
+            let rows = match data.layout() {
+                Layout::ExamplesByFeatures => &data.values()[first * n..(first + count) * n],
+                Layout::FeaturesByExamples => {
+                    let x = data.x();
+                    rows_buffer.clear();
+                    rows_buffer.extend((first..first + count).flat_map(|e| (0..n).map(move |f| x.get(f, e))));
+                    &rows_buffer[..]
+                }
+            };
+            objective.encode_only(self.params(), &Dataset::unscanned(rows, count, n, Layout::ExamplesByFeatures)?)?;
+            let (indices, values) = objective.codes();
+            codes.append(indices, values, objective.slots_per_example());
+        }
+        Ok(codes)
     }
 }
 

@@ -218,7 +218,8 @@ impl Architecture {
     pub const RELU: Architecture = Architecture { selection: Selection::All, ..Architecture::TOPK };
 }
 
-/// A TopK sparse autoencoder (see the module's documentation).
+/// A TopK sparse autoencoder (see the module's documentation). A data set's codes:
+/// [`encode`](Self::encode) (with [`Codes`](super::Codes), in `codes.rs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopKModel<T> {
     layout: DictionaryLayout,

@@ -295,6 +295,11 @@ mod tests {
             Units::Relu => 0.0,
             Units::Linear => f64::NEG_INFINITY,
         };
+        by_sorting_above(z, floor, k)
+    }
+
+    /// [`by_sorting`] of the values above `floor`.
+    fn by_sorting_above(z: &[f64], floor: f64, k: usize) -> Vec<(u32, f64)> {
         let mut positive: Vec<(u32, f64)> =
             z.iter().enumerate().filter(|(_, v)| **v > floor).map(|(i, &v)| (i as u32, v)).collect();
         positive.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -328,14 +333,17 @@ mod tests {
                 (9000, 30),
                 (8200, 3),
             ] {
-                for round in 0..4 {
-                    // Round 1 has many ties; round 2 mostly negative values; round 3 rising.
+                for round in 0..5 {
+                    // Round 1 has many ties; round 2 mostly negative values; round 3 rising;
+                    // round 4 only negative sums (ReLU keeps none, though long rows have a
+                    // bound of the k-th value: below the floor).
                     let z: Vec<T> = (0..h)
                         .map(|i| match round {
                             0 => T::cast(rng.gen_range(-1.0..1.0)),
                             1 => T::cast(f64::from(rng.gen_range(-2..4))),
                             2 => T::cast(rng.gen_range(-1.0..0.01)),
-                            _ => T::cast(i as f64),
+                            3 => T::cast(i as f64),
+                            _ => T::cast(rng.gen_range(-2.0..-0.5)),
                         })
                         .collect();
                     // A bias of exact small values, so that z + bias is exact in either type.
@@ -427,10 +435,9 @@ mod tests {
     }
 
     #[test]
-    fn long_rows_with_nan_and_infinities_select_as_the_definition_does() {
+    fn long_rows_with_nan_and_infinities_select_as_the_definition_does_on_every_isa() {
         let mut selector = Selector::new();
         let (h, k) = (8192, 8);
-        let kernels = Kernels::<f32>::detect();
         let bias = vec![0.0f32; h];
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(8);
         let noise = |rng: &mut Xoshiro256PlusPlus| -> Vec<f32> { (0..h).map(|_| rng.gen_range(-1.0..1.0)).collect() };
@@ -450,15 +457,20 @@ mod tests {
         for i in (3..h).step_by(100) {
             ties[i] = 2.0;
         }
-        for (what, z) in [("a NaN group", all_nan_group), ("NaN and −∞", scattered), ("+∞", infinite), ("ties", ties)]
-        {
-            let wide: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
-            for units in [Units::Relu, Units::Linear] {
-                let (mut indices, mut values) = (vec![0; k], vec![0.0; k]);
-                let active = selector.top_k(&kernels, units, &z, &bias, &mut indices, &mut values);
-                let got: Vec<(u32, f64)> =
-                    indices[..active].iter().zip(&values[..active]).map(|(&i, &v)| (i, f64::from(v))).collect();
-                assert_eq!(got, by_sorting(&wide, units, k), "{what}, {units:?}");
+        let rows = [("a NaN group", all_nan_group), ("NaN and −∞", scattered), ("+∞", infinite), ("ties", ties)];
+        for isa in Isa::ALL {
+            let Some(kernels) = Kernels::<f32>::for_isa(isa) else { continue };
+            for (what, z) in &rows {
+                let wide: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
+                // The units' floors, and floors between the bound and the row's largest values
+                // (an inference threshold): the scan starts from the floor there.
+                for floor in [0.0, f32::NEG_INFINITY, 0.999, 1.5] {
+                    let (mut indices, mut values) = (vec![0; k], vec![0.0; k]);
+                    let active = selector.top_k_above(&kernels, floor, z, &bias, &mut indices, &mut values);
+                    let got: Vec<(u32, f64)> =
+                        indices[..active].iter().zip(&values[..active]).map(|(&i, &v)| (i, f64::from(v))).collect();
+                    assert_eq!(got, by_sorting_above(&wide, f64::from(floor), k), "{isa:?}: {what}, floor {floor}");
+                }
             }
         }
     }

@@ -572,23 +572,29 @@ where
     V::Elem: PartialOrd + std::ops::Add<Output = V::Elem>,
 {
     assert_eq!(values.len(), shift.len());
+    const { assert!(V::WIDTH <= 64) };
     let (p, q) = (values.as_ptr(), shift.as_ptr());
     let sum = |i: usize| V::load(p.add(i)).add(V::load(q.add(i)));
     let lowest: V::Elem = num_traits::Float::neg_infinity();
     let mut maxima = [V::splat(lowest); 4];
-    let body = values.len() - values.len() % (4 * V::WIDTH);
-    for i in (0..body).step_by(4 * V::WIDTH) {
-        for (lane, maximum) in maxima.iter_mut().enumerate() {
-            // SAFETY: `i + 4·WIDTH ≤ body ≤ len`: every load reads inside both slices.
-            *maximum = sum(i + lane * V::WIDTH).max_over(*maximum);
+    let unrolled = values.len() - values.len() % (4 * V::WIDTH);
+    for i in (0..unrolled).step_by(4 * V::WIDTH) {
+        for (vector, maximum) in maxima.iter_mut().enumerate() {
+            // SAFETY: `i + 4·WIDTH ≤ unrolled ≤ len`: every load reads inside both slices.
+            *maximum = sum(i + vector * V::WIDTH).max_over(*maximum);
         }
     }
-    let mut lanes = [lowest; 64];
+    let whole = values.len() - values.len() % V::WIDTH;
+    for i in (unrolled..whole).step_by(V::WIDTH) {
+        // SAFETY: `i + WIDTH ≤ whole ≤ len`.
+        maxima[0] = sum(i).max_over(maxima[0]);
+    }
     let combined = maxima[0].max_over(maxima[1]).max_over(maxima[2].max_over(maxima[3]));
-    // SAFETY: WIDTH ≤ 64 elements of `lanes` are written.
-    combined.store(lanes.as_mut_ptr());
-    let tail = values[body..].iter().zip(&shift[body..]).map(|(&v, &s)| v + s);
-    lanes[..V::WIDTH].iter().copied().chain(tail).fold(lowest, |max, v| if v > max { v } else { max })
+    let mut stored = [lowest; 64];
+    // SAFETY: `WIDTH ≤ 64` (asserted above) elements of `stored` are written.
+    combined.store(stored.as_mut_ptr());
+    let tail = values[whole..].iter().zip(&shift[whole..]).map(|(&v, &s)| v + s);
+    stored[..V::WIDTH].iter().copied().chain(tail).fold(lowest, |max, v| if v > max { v } else { max })
 }
 
 /// Instantiates every generic body above for one instruction set and element type, as module
