@@ -13,7 +13,7 @@
 //! instead of the floor: the least of the maxima of `k` groups of the row (`Kernels::max_sum`,
 //! a pass without branches) — `k` distinct values reach it, so no value below it can be among
 //! the `k` largest. The scan then meets few candidates (107 a row at the shape, about
-//! `3k`) and one cut, and so mispredicts few branches: 4096 rows at the shape, from
+//! `3k`) and one or two cuts, and so mispredicts few branches: 4096 rows at the shape, from
 //! memory, took 68–70 ms instead of 84–89 (PERF.md).
 //!
 //! Ties are broken by position: a value must be strictly greater than the threshold to enter,
