@@ -2,9 +2,10 @@
 //! (issue 16's target: the step within 1.3× of it). The issue's shape: n = 768 inputs,
 //! h = 16 384 latents, k = 32, minibatches of 4096, f32, one thread.
 //!
-//! - `step`: the loss and gradient on sparse kernels, then one pass over the parameters that
-//!   removes the decoder gradient's radial part, takes an Adam step and renormalises the decoder
-//!   rows — what `TopKTrainer` does per step;
+//! - `step`: the loss on sparse kernels, then the backward pass with an Adam step taken on each
+//!   latent's rows as their gradient is computed (the decoder gradient's radial part removed,
+//!   the decoder rows renormalised; the gradient never stored) — what `TopKTrainer` does per
+//!   step in one process (`TopKObjective::evaluate_step`);
 //! - `batch_step`: the same step of a BatchTopK model (the batch's `k·B` largest kept: each
 //!   example's candidates, the cut, decoding as a second pass);
 //! - `encoder_gemm`: `Z = XC W_encᵀ` on the same blocks of 256 examples, `W_enc` packed once,
@@ -51,7 +52,6 @@ fn bench_topk(c: &mut Criterion) {
     let model = TopKModel::<f32>::init(n, h, k, 1).unwrap();
     let layout = model.layout();
     let mut params = model.params().to_vec();
-    let mut grad = vec![0.0f32; params.len()];
     let mut state = StepState::<f32>::new(params.len());
     let rule = StepRule::adam(1e-4);
     let mut objective = pool.install(|| TopKObjective::<f32>::new(n, h, k, batch).unwrap());
@@ -62,13 +62,9 @@ fn bench_topk(c: &mut Criterion) {
     let gemm = Gemm::detect(Backend::preferred());
     let mut packed = PackBuffer::default();
     let mut pre = vec![0.0f32; block * h];
-    let step =
-        |objective: &mut TopKObjective<f32>, params: &mut [f32], grad: &mut [f32], state: &mut StepState<f32>| {
-            pool.install(|| {
-                objective.evaluate(params, grad, &data).unwrap();
-                layout.unit_norm_step(state, &rule, params, grad);
-            })
-        };
+    let step = |objective: &mut TopKObjective<f32>, params: &mut [f32], state: &mut StepState<f32>| {
+        pool.install(|| objective.evaluate_step(params, &data, state, &rule, true).unwrap());
+    };
     // The encoder GEMM on the model's current W_enc (the step changes it; the GEMM does not).
     let encoder_gemm = |params: &[f32], packed: &mut PackBuffer<f32>, pre: &mut [f32]| {
         let w_enc = MatRef::row_major(layout.split(params).w_enc, h, n).t();
@@ -88,17 +84,17 @@ fn bench_topk(c: &mut Criterion) {
     let rounds: usize = std::env::var("SAE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(9);
     // Warm-up, as criterion's own runs have: the first step faults in the optimiser's moments
     // and the objective's workspace (hundreds of megabytes), which no later step does.
-    step(&mut objective, &mut params, &mut grad, &mut state);
-    step(&mut batch_objective, &mut batch_params, &mut grad, &mut batch_state);
+    step(&mut objective, &mut params, &mut state);
+    step(&mut batch_objective, &mut batch_params, &mut batch_state);
     encoder_gemm(&params, &mut packed, &mut pre);
     // Per round: the step, the BatchTopK step, the GEMM (seconds).
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let started = Instant::now();
-        step(&mut objective, &mut params, &mut grad, &mut state);
+        step(&mut objective, &mut params, &mut state);
         let step_time = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        step(&mut batch_objective, &mut batch_params, &mut grad, &mut batch_state);
+        step(&mut batch_objective, &mut batch_params, &mut batch_state);
         let batch_time = started.elapsed().as_secs_f64();
         let started = Instant::now();
         encoder_gemm(&params, &mut packed, &mut pre);
@@ -135,10 +131,10 @@ fn bench_topk(c: &mut Criterion) {
     group.throughput(Throughput::Elements(batch as u64));
     group.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(15));
     group.bench_function(format!("step/f32/n{n}_h{h}_k{k}_b{batch}"), |b| {
-        b.iter(|| step(&mut objective, &mut params, &mut grad, &mut state))
+        b.iter(|| step(&mut objective, &mut params, &mut state))
     });
     group.bench_function(format!("batch_step/f32/n{n}_h{h}_k{k}_b{batch}"), |b| {
-        b.iter(|| step(&mut batch_objective, &mut batch_params, &mut grad, &mut batch_state))
+        b.iter(|| step(&mut batch_objective, &mut batch_params, &mut batch_state))
     });
     group.bench_function(format!("encoder_gemm/f32/n{n}_h{h}_b{batch}"), |b| {
         b.iter(|| encoder_gemm(model.params(), &mut packed, &mut pre))

@@ -37,9 +37,9 @@ use safetensors::tensor::SafeTensors;
 use super::select::{Selection, Units};
 use crate::data::input::InputFile;
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{AdamStep, Kernels};
 use crate::model::{FORMAT, FORMAT_VERSION};
-use crate::optim::{StepRule, StepState};
+use crate::optim::{StepRule, StepState, StepUpdate};
 use crate::real::Real;
 
 /// The `objective` metadata of a TopK model file.
@@ -128,8 +128,9 @@ impl DictionaryLayout {
     /// [`StepState::step`] takes it, bit for bit). `grad`'s decoder block is left with the
     /// radial parts removed.
     pub fn unit_norm_step<T: Real>(&self, state: &mut StepState<T>, rule: &StepRule, params: &mut [T], grad: &mut [T]) {
-        let (n, kernels) = (self.visible, Kernels::<T>::detect());
+        let n = self.visible;
         let (update, first, second) = state.begin_step(rule);
+        let step = RowStep::new(update, true, Kernels::<T>::detect());
         let (x, g) = (self.split_mut(params), self.split_mut(grad));
         let (first, second) = (self.split_mut(first), self.split_mut(second));
         x.w_dec
@@ -138,18 +139,10 @@ impl DictionaryLayout {
             .zip(first.w_dec.par_chunks_mut(n))
             .zip(second.w_dec.par_chunks_mut(n))
             .with_min_len(64)
-            .for_each(|(((w, g), first), second)| {
-                (kernels.axpy)(T::cast(-(kernels.dot)(g, w)), w, g);
-                update.apply(w, first, second, g);
-                let norm = (kernels.dot)(w, w).sqrt();
-                if norm > 0.0 {
-                    let scale = T::cast(1.0 / norm);
-                    w.iter_mut().for_each(|v| *v = *v * scale);
-                }
-            });
-        update.apply_in_parallel(x.w_enc, first.w_enc, second.w_enc, g.w_enc);
-        update.apply_in_parallel(x.b_enc, first.b_enc, second.b_enc, g.b_enc);
-        update.apply_in_parallel(x.b_dec, first.b_dec, second.b_dec, g.b_dec);
+            .for_each(|(((w, g), first), second)| step.decoder_row(w, first, second, g));
+        step.in_parallel(x.w_enc, first.w_enc, second.w_enc, g.w_enc);
+        step.in_parallel(x.b_enc, first.b_enc, second.b_enc, g.b_enc);
+        step.in_parallel(x.b_dec, first.b_dec, second.b_dec, g.b_dec);
     }
 
     /// The block, row and column of flat index `index`, for error messages.
@@ -162,6 +155,64 @@ impl DictionaryLayout {
             0 | 2 => (names[block], offset / self.visible, offset % self.visible),
             _ => (names[block], offset, 0),
         }
+    }
+}
+
+/// One step of a rule on a dictionary's parameters, taken row by row: what
+/// [`DictionaryLayout::unit_norm_step`] (with `unit_norm_decoder`) or [`StepState::step`] does to
+/// the whole vector, bit for bit, for a caller that has the gradient one latent's rows at a
+/// time (the objective's backward pass, which then never stores it). Adam's arithmetic runs on
+/// the vector kernel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowStep<T: Real> {
+    update: StepUpdate,
+    /// Adam's constants (`None`: SGD).
+    adam: Option<AdamStep<T>>,
+    /// Decoder rows kept on the unit sphere.
+    unit_norm_decoder: bool,
+    kernels: Kernels<T>,
+}
+
+impl<T: Real> RowStep<T> {
+    pub fn new(update: StepUpdate, unit_norm_decoder: bool, kernels: Kernels<T>) -> Self {
+        RowStep { update, adam: update.adam(), unit_norm_decoder, kernels }
+    }
+
+    /// A decoder row `w` with its moments and its gradient `g` (`n` each): with
+    /// `unit_norm_decoder`, `g` loses its radial part, `w` takes the step and is renormalised
+    /// (see [`DictionaryLayout::unit_norm_step`]); without, the rule's plain step.
+    pub fn decoder_row(&self, w: &mut [T], first: &mut [T], second: &mut [T], g: &mut [T]) {
+        let kernels = &self.kernels;
+        if self.unit_norm_decoder {
+            (kernels.axpy)(T::cast(-(kernels.dot)(g, w)), w, g);
+        }
+        self.other(w, first, second, g);
+        if self.unit_norm_decoder {
+            let norm = (kernels.dot)(w, w).sqrt();
+            if norm > 0.0 {
+                let scale = T::cast(1.0 / norm);
+                w.iter_mut().for_each(|v| *v = *v * scale);
+            }
+        }
+    }
+
+    /// Any other parameters: the rule's plain step.
+    pub fn other(&self, x: &mut [T], first: &mut [T], second: &mut [T], g: &[T]) {
+        match &self.adam {
+            Some(step) => (self.kernels.adam)(x, first, second, g, step),
+            None => self.update.apply(x, first, second, g),
+        }
+    }
+
+    /// [`other`](Self::other) on chunks of a long vector in parallel (each element's step is
+    /// its own: the result does not depend on the thread count).
+    pub fn in_parallel(&self, x: &mut [T], first: &mut [T], second: &mut [T], g: &[T]) {
+        const CHUNK: usize = 1 << 14;
+        x.par_chunks_mut(CHUNK)
+            .zip(first.par_chunks_mut(CHUNK))
+            .zip(second.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(((x, first), second), g)| self.other(x, first, second, g));
     }
 }
 

@@ -50,8 +50,13 @@
 //! `k` rank-one updates per example, gathered by latent (a counting sort of the active slots)
 //! so that each gradient row is written once, by one thread, in example order — no per-thread
 //! copies of the `2hn` gradient, and a result that does not depend on how the latents are
-//! shared among threads. The only `h`-wide temporary is the pre-activations of the blocks being
-//! encoded: one `block × h` buffer per thread.
+//! shared among threads. [`TopKObjective::evaluate_step`] goes further: each latent's gradient
+//! rows are used by the optimiser's step as soon as they are computed, and the gradient is
+//! never stored (the `backward` module). Every row these kernels gather from anywhere in a
+//! matrix (decoder rows, examples' rows) is asked for a couple of rows ahead
+//! ([`Kernels::prefetch`]), so that several are on their way from memory at once. The only
+//! `h`-wide temporary is the pre-activations of the blocks being encoded: one `block × h`
+//! buffer per thread.
 
 use rayon::prelude::*;
 
@@ -61,6 +66,7 @@ use crate::data::{Dataset, Layout};
 use crate::error::{Error, Result};
 use crate::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer, Packed};
 use crate::kernels::Kernels;
+use crate::optim::{StepRule, StepState};
 use crate::real::Real;
 
 /// Examples per block of the encoder GEMM: enough rows that streaming the packed `W_enc` once
@@ -156,11 +162,10 @@ struct Workspace<T> {
     /// The auxiliary selection's bias: `b_enc` on the dead latents, −∞ on the live ones, which
     /// it then never selects.
     aux_bias: Vec<T>,
-    /// The active slots by latent: those of latent `j` are `by_latent[starts[j]..starts[j + 1]]`
-    /// (slot `e·width + s`, or `B·width + e·k_aux + s` for an auxiliary slot), in example
-    /// order.
+    /// The active slots by latent: those of latent `j` are `by_latent[starts[j]..starts[j + 1]]`,
+    /// in example order (the main slots, then the auxiliary ones).
     starts: Vec<usize>,
-    by_latent: Vec<u32>,
+    by_latent: Vec<backward::Entry<T>>,
     /// The counting sort's next free position of each latent.
     next: Vec<usize>,
     /// The batch selection's candidates: (value, slot).
@@ -168,6 +173,8 @@ struct Workspace<T> {
     /// `‖W_dec[j]‖`, with the L1 penalty.
     decoder_norms: Vec<T>,
     packed_w_enc: PackBuffer<T>,
+    /// The backward pass's partial sums of `∇b_dec`'s encoder share, `n` per group of latents.
+    b_dec_partials: Vec<T>,
 }
 
 /// What one thread's blocks of the forward pass work in: their pre-activations (`block × h`, the
@@ -387,6 +394,42 @@ impl<T: Real> TopKObjective<T> {
         if grad.len() != self.layout.len() {
             return Err(Error::shape_mismatch("TopK gradient", self.layout.len(), grad.len()));
         }
+        let (examples, loss, stats) = self.forward(params, batch)?;
+        self.backward(params, grad, examples);
+        self.last_residuals = examples;
+        Ok((loss, stats))
+    }
+
+    /// [`evaluate`](Self::evaluate) and one step of `rule` on `params` (its moments in
+    /// `state`) in one pass: each latent's gradient rows are used by the step as soon as they
+    /// are computed, and the gradient is never stored — the same parameters and moments as
+    /// `evaluate` then [`DictionaryLayout::unit_norm_step`] (with `unit_norm_decoder`) or
+    /// [`StepState::step`], bit for bit, without their `2hn`-value gradient vector and the
+    /// memory traffic of writing and reading it. When the loss is not finite the step is not
+    /// taken (`params` and `state` are left as they were).
+    pub fn evaluate_step(
+        &mut self,
+        params: &mut [T],
+        batch: &Dataset<'_, T>,
+        state: &mut StepState<T>,
+        rule: &StepRule,
+        unit_norm_decoder: bool,
+    ) -> Result<(f64, BatchStats)> {
+        for moments in [&state.first, &state.second] {
+            if moments.len() != self.layout.len() {
+                return Err(Error::shape_mismatch("optimiser moments", self.layout.len(), moments.len()));
+            }
+        }
+        let (examples, loss, stats) = self.forward(params, batch)?;
+        if loss.is_finite() {
+            self.backward_step(params, state, rule, unit_norm_decoder, examples);
+        }
+        self.last_residuals = examples;
+        Ok((loss, stats))
+    }
+
+    /// The training forward pass of `batch`: its number of examples, `L` and what it measured.
+    fn forward(&mut self, params: &[T], batch: &Dataset<'_, T>) -> Result<(usize, f64, BatchStats)> {
         let examples = self.encode(params, batch, true, true)?;
         let mut stats = self.stats(examples);
         if self.l1 > 0.0 {
@@ -398,9 +441,7 @@ impl<T: Real> TopKObjective<T> {
                 .map(|(&j, a)| a.as_f64() * self.work.decoder_norms[j as usize].as_f64())
                 .sum();
         }
-        self.backward(params, grad, examples);
-        self.last_residuals = examples;
-        Ok((self.loss(&stats, examples), stats))
+        Ok((examples, self.loss(&stats, examples), stats))
     }
 
     /// `L` on `batch` and what it measured, without the gradient (the backward pass is not
@@ -623,108 +664,6 @@ impl<T: Real> TopKObjective<T> {
             self.batch_floor = self.last_smallest.map(|cut| cut - FLOOR_MARGIN * cut.abs());
         }
         Ok(examples)
-    }
-
-    /// The backward pass of the `examples` just encoded with their `δ` and `g`.
-    fn backward(&mut self, params: &[T], grad: &mut [T], examples: usize) {
-        let (n, h, width) = (self.layout.visible(), self.layout.latents(), self.width);
-        let (kernels, tied) = (self.kernels, self.architecture.tied);
-        let blocks = self.layout.split(params);
-        let work = &mut self.work;
-        let buffers = &work.batch;
-        let encoder_input = &buffers.encoder_input[..examples * n];
-        let k_aux = self.aux.map_or(0, |aux| aux.k_aux);
-        // The active slots by latent (a counting sort, stable: example order within a latent),
-        // the main ones numbered first, then the auxiliary ones.
-        let main = examples * width;
-        let (indices, aux_indices) = (&buffers.indices[..main], &buffers.aux_indices[..examples * k_aux]);
-        let active = || indices.iter().chain(aux_indices).enumerate().filter(|(_, &j)| j != INACTIVE);
-        work.starts.clear();
-        work.starts.resize(h + 1, 0);
-        for (_, &j) in active() {
-            work.starts[j as usize + 1] += 1;
-        }
-        for j in 0..h {
-            work.starts[j + 1] += work.starts[j];
-        }
-        work.by_latent.resize(work.starts[h], 0);
-        work.next.clone_from(&work.starts);
-        for (slot, &j) in active() {
-            work.by_latent[work.next[j as usize]] = slot as u32;
-            work.next[j as usize] += 1;
-        }
-
-        // Each latent's gradient rows: its active slots' rank-one updates, in example order.
-        let grads = self.layout.split_mut(grad);
-        let residual = &buffers.residual[..examples * n];
-        // A slot's activation, its gradient, its example, and the row of `δ` (or `δ'`) it meets.
-        let slot = |slot: u32| -> (T, T, usize, &[T]) {
-            let slot = slot as usize;
-            if slot < main {
-                let e = slot / width;
-                (buffers.values[slot], buffers.value_grads[slot], e, &buffers.residual[e * n..][..n])
-            } else {
-                let (aux, e) = (slot - main, (slot - main) / k_aux);
-                (buffers.aux_values[aux], buffers.aux_grads[aux], e, &buffers.aux_residual[e * n..][..n])
-            }
-        };
-        let (starts, by_latent) = (&work.starts, &work.by_latent);
-        // The L1 penalty's share of ∇W_dec: λ/B (Σ_e a_ej) W_dec[j] / ‖W_dec[j]‖.
-        let (decoder_norms, l1_weight) = (&work.decoder_norms, self.l1 / examples as f64);
-        let decoder = if tied { blocks.w_enc } else { blocks.w_dec };
-        grads
-            .w_enc
-            .par_chunks_mut(n)
-            .zip(grads.w_dec.par_chunks_mut(n))
-            .zip(grads.b_enc.par_iter_mut())
-            .enumerate()
-            .with_min_len(64)
-            .for_each(|(j, ((w_enc, w_dec), b_enc))| {
-                let entries = &by_latent[starts[j]..starts[j + 1]];
-                let Some((&first, rest)) = entries.split_first() else {
-                    w_enc.fill(T::zero());
-                    w_dec.fill(T::zero());
-                    *b_enc = T::zero();
-                    return;
-                };
-                // The first update writes the rows (as 0 + a x would), the others add to them.
-                let (value, value_grad, e, delta) = slot(first);
-                scaled_copy(value_grad, &encoder_input[e * n..][..n], w_enc);
-                scaled_copy(value, delta, w_dec);
-                let mut bias = value_grad.as_f64();
-                // Σ_e a_ej over the main slots (the penalty's; the auxiliary ones are not).
-                let penalised = |slot: u32, value: T| if (slot as usize) < main { value.as_f64() } else { 0.0 };
-                let mut activation_sum = penalised(first, value);
-                for &other in rest {
-                    let (value, value_grad, e, delta) = slot(other);
-                    (kernels.axpy)(value_grad, &encoder_input[e * n..][..n], w_enc);
-                    (kernels.axpy)(value, delta, w_dec);
-                    bias += value_grad.as_f64();
-                    activation_sum += penalised(other, value);
-                }
-                *b_enc = T::cast(bias);
-                if let Some(&norm) = decoder_norms.get(j).filter(|&&norm| norm > T::zero()) {
-                    let row = &decoder[j * n..][..n];
-                    (kernels.axpy)(T::cast(l1_weight * activation_sum / norm.as_f64()), row, w_dec);
-                }
-                if tied {
-                    for (w, d) in w_enc.iter_mut().zip(w_dec.iter_mut()) {
-                        *w = *w + *d;
-                        *d = T::zero();
-                    }
-                }
-            });
-        // ∇b_dec = Σ_e δ_e − Σ_j ∇b_enc[j] W_enc[j] (the auxiliary decoding has no bias: only
-        // its encoders' share reaches b_dec, when the encoders read x − b_dec).
-        grads.b_dec.fill(T::zero());
-        for delta in residual.chunks_exact(n) {
-            (kernels.axpy)(T::one(), delta, grads.b_dec);
-        }
-        if self.architecture.pre_encoder_bias {
-            for (j, &g) in grads.b_enc.iter().enumerate().filter(|(_, g)| **g != T::zero()) {
-                (kernels.axpy)(-g, &blocks.w_enc[j * n..][..n], grads.b_dec);
-            }
-        }
     }
 }
 
@@ -979,9 +918,7 @@ impl<T: Real> Forward<'_, '_, T> {
         for ((r, &c), &b) in r.iter_mut().zip(&part.encoder_input[e * n..][..n]).zip(self.b_dec) {
             *r = (b - self.shift(b)) - c;
         }
-        for (&j, &a) in slots[..active].iter().zip(&activations[..active]) {
-            (self.kernels.axpy)(a, &self.w_dec[j as usize * n..][..n], r);
-        }
+        self.decode_into(&slots[..active], &activations[..active], r);
         part.squared_errors[e] = (self.kernels.dot)(r, r);
         if let Some(aux) = &self.aux {
             self.auxiliary(aux, r, e, &mut part.aux);
@@ -999,6 +936,21 @@ impl<T: Real> Forward<'_, '_, T> {
         grads[active..].fill(T::zero());
     }
 
+    /// `r ← r + Σ_s a_s W_dec[j_s]` for the latents `j_s` of `slots` and their activations `a_s`.
+    /// The decoder rows come from anywhere in `W_dec`: each is asked for two slots ahead.
+    fn decode_into(&self, slots: &[u32], activations: &[T], r: &mut [T]) {
+        let decoder_row = |j: u32| &self.w_dec[j as usize * self.n..][..self.n];
+        for &j in slots.iter().take(2) {
+            (self.kernels.prefetch)(decoder_row(j));
+        }
+        for (s, (&j, &a)) in slots.iter().zip(activations).enumerate() {
+            if let Some(&ahead) = slots.get(s + 2) {
+                (self.kernels.prefetch)(decoder_row(ahead));
+            }
+            (self.kernels.axpy)(a, decoder_row(j), r);
+        }
+    }
+
     /// Example `e`'s `‖ê + r‖²`, `δ' = α s (ê + r)/B` and auxiliary slot gradients, `r` its
     /// residual.
     fn auxiliary(&self, aux: &AuxForward<'_, T>, r: &[T], e: usize, part: &mut AuxPart<'_, T>) {
@@ -1007,9 +959,7 @@ impl<T: Real> Forward<'_, '_, T> {
         let active = slots.partition_point(|&j| j != INACTIVE);
         let q = &mut part.residual[e * n..][..n];
         q.copy_from_slice(r);
-        for (&j, &a) in slots[..active].iter().zip(&activations[..active]) {
-            (self.kernels.axpy)(a, &self.w_dec[j as usize * n..][..n], q);
-        }
+        self.decode_into(&slots[..active], &activations[..active], q);
         part.squared_errors[e] = (self.kernels.dot)(q, q);
         q.iter_mut().for_each(|q| *q = *q * aux.weight);
         let grads = &mut part.slots.value_grads[e * k..][..k];
@@ -1020,5 +970,6 @@ impl<T: Real> Forward<'_, '_, T> {
     }
 }
 
+mod backward;
 #[cfg(test)]
 mod tests;

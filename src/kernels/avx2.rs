@@ -45,6 +45,10 @@ unsafe impl Lanes for F32x8 {
         Self(_mm256_div_ps(self.0, o.0))
     }
     #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        Self(_mm256_sqrt_ps(self.0))
+    }
+    #[inline(always)]
     unsafe fn neg(self) -> Self {
         Self(_mm256_xor_ps(self.0, _mm256_set1_ps(-0.0)))
     }
@@ -173,6 +177,10 @@ unsafe impl Lanes for F64x4 {
     #[inline(always)]
     unsafe fn div(self, o: Self) -> Self {
         Self(_mm256_div_pd(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        Self(_mm256_sqrt_pd(self.0))
     }
     #[inline(always)]
     unsafe fn neg(self) -> Self {

@@ -47,6 +47,10 @@ unsafe impl Lanes for F32x16 {
         Self(_mm512_div_ps(self.0, o.0))
     }
     #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        Self(_mm512_sqrt_ps(self.0))
+    }
+    #[inline(always)]
     unsafe fn neg(self) -> Self {
         let sign = _mm512_set1_epi32(i32::MIN);
         Self(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(self.0), sign)))
@@ -153,6 +157,10 @@ unsafe impl Lanes for F64x8 {
     #[inline(always)]
     unsafe fn div(self, o: Self) -> Self {
         Self(_mm512_div_pd(self.0, o.0))
+    }
+    #[inline(always)]
+    unsafe fn sqrt(self) -> Self {
+        Self(_mm512_sqrt_pd(self.0))
     }
     #[inline(always)]
     unsafe fn neg(self) -> Self {

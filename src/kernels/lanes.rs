@@ -6,7 +6,7 @@
 //! Reductions are accumulated in f64 lanes whatever the element type.
 
 use super::units::{Reconstruction, Unit};
-use super::COLLECT_GROUP;
+use super::{AdamStep, COLLECT_GROUP};
 use crate::gemm::{MatMut, MatRef};
 use crate::real::Real;
 
@@ -29,6 +29,8 @@ pub(crate) unsafe trait Lanes: Copy {
     unsafe fn sub(self, o: Self) -> Self;
     unsafe fn mul(self, o: Self) -> Self;
     unsafe fn div(self, o: Self) -> Self;
+    /// `√self`, correctly rounded (as the scalar `sqrt`).
+    unsafe fn sqrt(self) -> Self;
     unsafe fn neg(self) -> Self;
     /// `self · a + b`, fused.
     unsafe fn mul_add(self, a: Self, b: Self) -> Self;
@@ -597,6 +599,64 @@ where
     stored[..V::WIDTH].iter().copied().chain(tail).fold(lowest, |max, v| if v > max { v } else { max })
 }
 
+/// Adam's step on every element, as [`super::scalar::adam`] takes it (the same operations in
+/// the same order, none fused: the same bits), whole vectors first, the scalar twin on the
+/// tail.
+///
+/// # Safety
+/// As every [`Lanes`] method: the caller is compiled for `V`'s instruction set.
+#[inline(always)]
+pub(crate) unsafe fn adam<V: Lanes>(
+    x: &mut [V::Elem],
+    m: &mut [V::Elem],
+    v: &mut [V::Elem],
+    g: &[V::Elem],
+    step: &AdamStep<V::Elem>,
+) {
+    let len = x.len();
+    assert!(m.len() == len && v.len() == len && g.len() == len, "Adam: slices of different lengths");
+    let one = <V::Elem as num_traits::One>::one();
+    let (beta1, beta2) = (V::splat(step.beta1), V::splat(step.beta2));
+    let (one_minus_beta1, one_minus_beta2) = (V::splat(one - step.beta1), V::splat(one - step.beta2));
+    let (learning_rate, epsilon) = (V::splat(step.learning_rate), V::splat(step.epsilon));
+    let (c1, c2) = (V::splat(step.c1), V::splat(step.c2));
+    let whole = len - len % V::WIDTH;
+    let (px, pm, pv, pg) = (x.as_mut_ptr(), m.as_mut_ptr(), v.as_mut_ptr(), g.as_ptr());
+    for i in (0..whole).step_by(V::WIDTH) {
+        // SAFETY: `i + WIDTH ≤ whole ≤ len`: every load and store is inside the four slices.
+        let gradient = V::load(pg.add(i));
+        let first = beta1.mul(V::load(pm.add(i))).add(one_minus_beta1.mul(gradient));
+        let second = beta2.mul(V::load(pv.add(i))).add(one_minus_beta2.mul(gradient).mul(gradient));
+        let moved = learning_rate.mul(first.div(c1)).div(second.div(c2).sqrt().add(epsilon));
+        V::load(px.add(i)).sub(moved).store(px.add(i));
+        first.store(pm.add(i));
+        second.store(pv.add(i));
+    }
+    super::scalar::adam(&mut x[whole..], &mut m[whole..], &mut v[whole..], &g[whole..], step);
+}
+
+/// Asks for every cache line of `values` to be brought into L1 (`prefetcht0`): one request per
+/// 64 bytes from the first, and one for the line of the last byte, which a slice that does not
+/// start on a line boundary reaches into.
+///
+/// # Safety
+/// None beyond the instruction's availability (SSE, in every x86-64 CPU): a prefetch never
+/// faults, whatever the address, and `values` is a live slice.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn prefetch<T>(values: &[T]) {
+    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    const LINE: usize = 64;
+    let (start, bytes) = (values.as_ptr().cast::<i8>(), std::mem::size_of_val(values));
+    if bytes == 0 {
+        return;
+    }
+    for offset in (0..bytes).step_by(LINE) {
+        _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset));
+    }
+    _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(bytes - 1));
+}
+
 /// Instantiates every generic body above for one instruction set and element type, as module
 /// `$module` with `#[target_feature]` entry points and `table()`, their [`Kernels`] set: the
 /// hidden-unit kernels once per [`Unit`], the output kernels once per [`Reconstruction`].
@@ -609,7 +669,7 @@ macro_rules! kernel_table {
             use super::super::units::{
                 ByActivation, ByReconstruction, Reconstruction, ReconstructionEntry, Unit, UnitEntry,
             };
-            use super::super::{HiddenKernels, Kernels, OutputKernels};
+            use super::super::{AdamStep, HiddenKernels, Kernels, OutputKernels};
             use super::*;
             use crate::gemm::{MatMut, MatRef};
 
@@ -653,6 +713,14 @@ macro_rules! kernel_table {
             #[target_feature(enable = $features)]
             unsafe fn max_sum(values: &[$t], shift: &[$t]) -> $t {
                 lanes::max_sum::<$lanes>(values, shift)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn adam(x: &mut [$t], m: &mut [$t], v: &mut [$t], g: &[$t], step: &AdamStep<$t>) {
+                lanes::adam::<$lanes>(x, m, v, g, step)
+            }
+            #[target_feature(enable = $features)]
+            unsafe fn prefetch(values: &[$t]) {
+                lanes::prefetch(values)
             }
             #[target_feature(enable = $features)]
             unsafe fn collect_above(
@@ -712,6 +780,8 @@ macro_rules! kernel_table {
                         collect_above(values, shift, threshold, from, collected)
                     },
                     max_sum: |values, shift| unsafe { max_sum(values, shift) },
+                    prefetch: |values| unsafe { prefetch(values) },
+                    adam: |x, m, v, g, step| unsafe { adam(x, m, v, g, step) },
                 }
             }
         }

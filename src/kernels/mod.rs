@@ -108,6 +108,30 @@ pub struct Kernels<T> {
     /// `(values, shift)`: the largest `values[i] + shift[i]`, NaN never taken; −∞ when there
     /// is none. The top-k selection's bound on its `k`-th value.
     pub max_sum: fn(&[T], &[T]) -> T,
+    /// `(values)`: asks for the cache lines of `values` to be brought into L1, and returns at
+    /// once — a hint that they are read soon, with no effect on any result. The sparse kernels'
+    /// gathers of whole rows (a decoder row per active latent, an example's row per active
+    /// slot) issue it a row or two ahead, so that several rows are on their way from memory at
+    /// once rather than one after the other. The portable set does nothing.
+    pub prefetch: fn(&[T]),
+    /// `(x, m, v, g, step)`: Adam's step on every element ([`scalar::adam`] says how), each
+    /// operation rounded as the scalar twin rounds it: the same bits, at vector speed.
+    pub adam: AdamKernel<T>,
+}
+
+/// The signature of [`Kernels::adam`]: `(x, m, v, g, step)`.
+pub type AdamKernel<T> = fn(&mut [T], &mut [T], &mut [T], &[T], &AdamStep<T>);
+
+/// The constants of one Adam step in the element type: the rule's, and the bias corrections
+/// `c1 = 1 − β1^t`, `c2 = 1 − β2^t` of step `t` (see [`crate::optim::StepUpdate`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep<T> {
+    pub learning_rate: T,
+    pub beta1: T,
+    pub beta2: T,
+    pub epsilon: T,
+    pub c1: T,
+    pub c2: T,
 }
 
 mod sealed {
@@ -238,6 +262,8 @@ impl<T: Real> Kernels<T> {
             axpy: scalar::axpy,
             collect_above: scalar::collect_above,
             max_sum: scalar::max_sum,
+            prefetch: scalar::prefetch,
+            adam: scalar::adam,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 use super::units::{Reconstruction, ReconstructionEntry, Unit, UnitEntry};
-use super::{HiddenKernels, OutputKernels, COLLECT_GROUP};
+use super::{AdamStep, HiddenKernels, OutputKernels, COLLECT_GROUP};
 use crate::gemm::{MatMut, MatRef};
 use crate::real::Real;
 
@@ -170,6 +170,28 @@ pub fn max_sum<T: Real>(values: &[T], shift: &[T]) -> T {
     assert_eq!(values.len(), shift.len());
     values.iter().zip(shift).map(|(&v, &s)| v + s).fold(T::neg_infinity(), |max, v| if v > max { v } else { max })
 }
+
+/// Adam's step on every element, with its first and second moments `m`, `v` and gradient `g`:
+///
+/// ```text
+/// m ← β1 m + (1 − β1) g        v ← β2 v + ((1 − β2) g) g        x ← x − (η (m / c1)) / (√(v / c2) + ε)
+/// ```
+///
+/// each operation rounded once, in this order and without fused multiply-adds — the one
+/// definition of the arithmetic, which the vector kernels and [`crate::optim::StepUpdate`]
+/// follow to the bit.
+pub fn adam<T: num_traits::Float>(x: &mut [T], m: &mut [T], v: &mut [T], g: &[T], step: &AdamStep<T>) {
+    assert!(m.len() == x.len() && v.len() == x.len() && g.len() == x.len(), "Adam: slices of different lengths");
+    let (one_minus_beta1, one_minus_beta2) = (T::one() - step.beta1, T::one() - step.beta2);
+    for (((x, m), v), &g) in x.iter_mut().zip(m).zip(v).zip(g) {
+        *m = step.beta1 * *m + one_minus_beta1 * g;
+        *v = step.beta2 * *v + one_minus_beta2 * g * g;
+        *x = *x - step.learning_rate * (*m / step.c1) / ((*v / step.c2).sqrt() + step.epsilon);
+    }
+}
+
+/// Nothing: a portable program has no way to ask for cache lines, and needs none to be right.
+pub fn prefetch<T>(_values: &[T]) {}
 
 /// `y ← α x + y`.
 pub fn axpy<T: Real>(alpha: T, x: &[T], y: &mut [T]) {

@@ -3,7 +3,7 @@
 
 use crate::gemm::{MatMut, MatRef};
 use crate::kernels::scalar::collect_above;
-use crate::kernels::{Isa, Kernels, COLLECT_GROUP};
+use crate::kernels::{AdamStep, Isa, Kernels, COLLECT_GROUP};
 use crate::model::{Activation, Reconstruction};
 use crate::Real;
 use rand::{Rng, SeedableRng};
@@ -505,4 +505,71 @@ fn the_scalar_collect_above_appends_every_greater_value_it_has_room_for_by_whole
     let long: Vec<f64> = (0..2 * COLLECT_GROUP).map(|i| i as f64).collect();
     let zero = vec![0.0; long.len()];
     assert_eq!(collect_above(&long, &zero, -1.0, 0, &mut room), (COLLECT_GROUP, COLLECT_GROUP));
+}
+
+fn prefetch_changes_nothing<T: Real>() {
+    // Slices of every length up to a few lines, at every offset within a line, at the start and
+    // the end of their buffer: the hint reads nothing it may not and writes nothing.
+    let buffer: Vec<T> = (0..200).map(|i| T::cast(i as f64)).collect();
+    let copy = buffer.clone();
+    for kernels in std::iter::once(Kernels::<T>::scalar()).chain(vector_sets::<T>()) {
+        for len in 0..70 {
+            for start in (0..20).chain(buffer.len() - len..=buffer.len() - len) {
+                (kernels.prefetch)(&buffer[start..start + len]);
+            }
+        }
+        assert!(buffer == copy, "{:?} prefetch", kernels.isa);
+    }
+}
+
+#[test]
+fn prefetching_a_slice_changes_nothing() {
+    prefetch_changes_nothing::<f32>();
+    prefetch_changes_nothing::<f64>();
+}
+
+fn adam_agrees_with_scalar<T: Real>() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(13);
+    let scalar = Kernels::<T>::scalar();
+    for kernels in vector_sets::<T>() {
+        // Lengths around the vector width; first steps (large corrections) and later ones,
+        // zero and tiny gradients, moments of every size.
+        for len in 0..70 {
+            for t in [1, 2, 50] {
+                let step = AdamStep {
+                    learning_rate: T::cast(1e-3),
+                    beta1: T::cast(0.9),
+                    beta2: T::cast(0.999),
+                    epsilon: T::cast(1e-8),
+                    c1: T::cast(1.0 - 0.9f64.powi(t)),
+                    c2: T::cast(1.0 - 0.999f64.powi(t)),
+                };
+                let draw = |rng: &mut Xoshiro256PlusPlus, scale: f64| -> Vec<T> {
+                    (0..len)
+                        .map(|i| match i % 7 {
+                            0 => T::zero(),
+                            1 => T::cast(1e-30 * rng.gen_range(-1.0..1.0)),
+                            _ => T::cast(scale * rng.gen_range(-1.0..1.0)),
+                        })
+                        .collect()
+                };
+                let (x, m, g) = (draw(&mut rng, 2.0), draw(&mut rng, 0.1), draw(&mut rng, 5.0));
+                let v: Vec<T> = draw(&mut rng, 0.3).iter().map(|&v| v * v).collect();
+                let mut want = (x.clone(), m.clone(), v.clone());
+                (scalar.adam)(&mut want.0, &mut want.1, &mut want.2, &g, &step);
+                let mut got = (x, m, v);
+                (kernels.adam)(&mut got.0, &mut got.1, &mut got.2, &g, &step);
+                let bits = |values: &[T]| values.iter().map(|v| v.as_f64().to_bits()).collect::<Vec<_>>();
+                for (what, got, want) in [("x", &got.0, &want.0), ("m", &got.1, &want.1), ("v", &got.2, &want.2)] {
+                    assert_eq!(bits(got), bits(want), "{:?} adam {what}, length {len}, step {t}", kernels.isa);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_vector_adam_step_is_the_scalar_one_bit_for_bit() {
+    adam_agrees_with_scalar::<f32>();
+    adam_agrees_with_scalar::<f64>();
 }

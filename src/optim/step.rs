@@ -11,6 +11,7 @@ use num_traits::Float;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::kernels::{scalar, AdamStep};
 
 /// An update rule with its hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -130,16 +131,27 @@ impl StepUpdate {
                     *x = *x + *v;
                 }
             }
-            StepRule::Adam { learning_rate, beta1, beta2, epsilon } => {
-                let (c1, c2) = (cast(1.0 - beta1.powi(self.t)), cast(1.0 - beta2.powi(self.t)));
-                let (learning_rate, epsilon) = (cast(learning_rate), cast(epsilon));
-                let (beta1, beta2, one) = (cast(beta1), cast(beta2), F::one());
-                for (((x, m), v), &g) in x.iter_mut().zip(first).zip(second).zip(g) {
-                    *m = beta1 * *m + (one - beta1) * g;
-                    *v = beta2 * *v + (one - beta2) * g * g;
-                    *x = *x - learning_rate * (*m / c1) / ((*v / c2).sqrt() + epsilon);
-                }
+            StepRule::Adam { .. } => {
+                let step = self.adam().expect("an Adam rule has Adam's constants");
+                scalar::adam(x, first, second, g, &step);
             }
+        }
+    }
+
+    /// The constants of this step of Adam in the element type (`None` for SGD), for
+    /// [`scalar::adam`] and the vector kernels that follow it.
+    pub fn adam<F: Float>(&self) -> Option<AdamStep<F>> {
+        let cast = |v: f64| F::from(v).expect("a float converts to f32 or f64");
+        match self.rule {
+            StepRule::Sgd { .. } => None,
+            StepRule::Adam { learning_rate, beta1, beta2, epsilon } => Some(AdamStep {
+                learning_rate: cast(learning_rate),
+                beta1: cast(beta1),
+                beta2: cast(beta2),
+                epsilon: cast(epsilon),
+                c1: cast(1.0 - beta1.powi(self.t)),
+                c2: cast(1.0 - beta2.powi(self.t)),
+            }),
         }
     }
 

@@ -5,6 +5,10 @@
 //!   removed before the step and the row renormalised after it, so the latents' scale lives in
 //!   the encoder (and a latent cannot shrink its decoder to dodge the selection) — one pass over
 //!   each row ([`DictionaryLayout::unit_norm_step`](crate::dictionary::DictionaryLayout::unit_norm_step));
+//! - in one process, each step taken inside the backward pass, on each latent's rows as their
+//!   gradient is computed ([`TopKObjective::evaluate_step`]): the same step, bit for bit,
+//!   without the `2hn`-value gradient in memory; processes that sum their gradients first
+//!   keep it;
 //! - `b_dec` started at the geometric median of the first minibatch;
 //! - optionally, the inputs scaled to unit mean squared norm (the scale `c` from the first
 //!   minibatch), which makes the learning rate mean the same whatever the data's units; the
@@ -592,7 +596,13 @@ impl TopKTrainer {
         if now.batch == 0 && now.epoch < options.epochs && patience_out(&now) {
             stop = MinibatchStop::EarlyStopping;
         }
-        let mut grad = vec![T::zero(); now.params.len()];
+        // One process takes each step inside the backward pass, which never stores the
+        // gradient; several sum their gradients first.
+        let step_in_backward = size == 1;
+        let mut grad = match step_in_backward {
+            true => Vec::new(),
+            false => vec![T::zero(); now.params.len()],
+        };
         let aux = (options.auxk_alpha > 0.0).then(|| AuxK {
             k_aux: options.k_aux.unwrap_or(AuxK::for_inputs(n).k_aux).min(h),
             alpha: options.auxk_alpha,
@@ -664,11 +674,23 @@ impl TopKTrainer {
                 if step_k != objective.k() {
                     objective.set_k(step_k)?;
                 }
+                let position = (epoch * batches + batch_index) as u64;
+                let rule = options.rule.scaled(options.schedule.factor(position, total_steps));
                 let evaluated = filled.and_then(|count| match count {
                     0 => Ok(None),
                     _ => {
                         let batch = Dataset::unscanned(values, count, n, Layout::ExamplesByFeatures)?;
-                        let (loss, stats) = objective.evaluate(&now.params, &mut grad, &batch)?;
+                        let (loss, stats) = match step_in_backward {
+                            // (Not taken when the loss is not finite: the run stops below.)
+                            true => objective.evaluate_step(
+                                &mut now.params,
+                                &batch,
+                                &mut now.rule,
+                                &rule,
+                                options.unit_norm_decoder,
+                            )?,
+                            false => objective.evaluate(&now.params, &mut grad, &batch)?,
+                        };
                         Ok(Some(Evaluated { loss, stats, values, slots: objective.codes().0 }))
                     }
                 });
@@ -690,12 +712,10 @@ impl TopKTrainer {
                     *last = now.seen;
                 }
                 let outside = summed.stop;
-                let position = (epoch * batches + batch_index) as u64;
-                let rule = options.rule.scaled(options.schedule.factor(position, total_steps));
-                if options.unit_norm_decoder {
-                    layout.unit_norm_step(&mut now.rule, &rule, &mut now.params, &mut grad);
-                } else {
-                    now.rule.step(&rule, &mut now.params, &grad);
+                match (step_in_backward, options.unit_norm_decoder) {
+                    (true, _) => {}
+                    (false, true) => layout.unit_norm_step(&mut now.rule, &rule, &mut now.params, &mut grad),
+                    (false, false) => now.rule.step(&rule, &mut now.params, &grad),
                 }
                 if architecture.tied {
                     let blocks = layout.split_mut(&mut now.params);

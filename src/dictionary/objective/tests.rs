@@ -580,3 +580,80 @@ fn the_l1_penalty_weighted_by_the_decoder_norms_matches_its_definition_and_centr
     assert!(matches!(linear.set_l1(0.1), Err(Error::InvalidOption { name: "l1 coefficient", .. })));
     assert!(linear.set_l1(0.0).is_ok());
 }
+
+#[test]
+fn evaluating_and_stepping_in_one_pass_is_evaluate_then_the_step_bit_for_bit() {
+    // More latents than two groups of the backward pass, the last one partial; each
+    // architecture with the auxiliary loss (a third of its latents dead) or the L1 penalty.
+    let (n, h, k, m) = (20, 600, 5, 300);
+    let dead: Vec<bool> = (0..h).map(|j| j % 3 == 0).collect();
+    for (case, architecture) in ARCHITECTURES.into_iter().enumerate() {
+        let (model, x) = problem_of(architecture, n, h, k, m, 70 + case as u64);
+        let layout = model.layout();
+        let start: Vec<f32> = model.params().iter().map(|&v| v as f32).collect();
+        let model = TopKModel::from_params(n, h, k, start).unwrap().with_architecture(architecture).unwrap();
+        let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let data = Dataset::examples_by_features(&x, m, n).unwrap();
+        let penalised =
+            architecture.units == Units::Relu && (case % 2 == 0 || architecture.selection == Selection::All);
+        for (rule, unit_norm_decoder) in [(StepRule::adam(1e-2), true), (StepRule::sgd(0.05, 0.9), false)] {
+            // Three steps: each one's loss, then the parameters and moments after all three.
+            let run = |fused: bool, threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let mut objective = TopKObjective::for_model(&model, m).unwrap();
+                    match penalised {
+                        true => objective.set_l1(0.01).unwrap(),
+                        false => objective.set_aux(Some(AuxK { k_aux: 7, alpha: 0.5 }), &dead).unwrap(),
+                    }
+                    let (mut params, mut state) = (model.params().to_vec(), StepState::<f32>::new(layout.len()));
+                    let mut grad = vec![f32::NAN; layout.len()];
+                    let losses: Vec<f64> = (0..3)
+                        .map(|_| match fused {
+                            true => objective.evaluate_step(&mut params, &data, &mut state, &rule, unit_norm_decoder),
+                            false => {
+                                objective.evaluate(&params, &mut grad, &data).inspect(|_| match unit_norm_decoder {
+                                    true => layout.unit_norm_step(&mut state, &rule, &mut params, &mut grad),
+                                    false => state.step(&rule, &mut params, &grad),
+                                })
+                            }
+                        })
+                        .map(|evaluated| evaluated.unwrap().0)
+                        .collect();
+                    (losses, params, state.first, state.second, state.steps)
+                })
+            };
+            let apart = run(false, 1);
+            assert!(apart.1 != model.params(), "the steps moved nothing");
+            for threads in [1, 3] {
+                let fused = run(true, threads);
+                let case = format!("{architecture:?}, {rule:?}, unit norm {unit_norm_decoder}, {threads} threads");
+                assert_eq!(fused.0, apart.0, "{case}: losses");
+                for (what, fused, apart) in [("parameters", &fused.1, &apart.1), ("first moments", &fused.2, &apart.2)]
+                {
+                    if let Some(i) = (0..fused.len()).find(|&i| fused[i].to_bits() != apart[i].to_bits()) {
+                        panic!("{case}: {what} differ at {:?}: {} vs {}", layout.locate(i), fused[i], apart[i]);
+                    }
+                }
+                assert!(fused.3 == apart.3 && fused.4 == apart.4, "{case}: second moments or step count");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_step_whose_loss_is_not_finite_is_not_taken() {
+    let (n, h, k, m) = (4, 12, 2, 6);
+    let (model, mut x) = problem(n, h, k, m, 5);
+    x[7] = f64::INFINITY;
+    let data = Dataset::unscanned(&x, m, n, Layout::ExamplesByFeatures).unwrap();
+    let mut objective = TopKObjective::for_model(&model, m).unwrap();
+    let (mut params, mut state) = (model.params().to_vec(), StepState::<f64>::new(model.layout().len()));
+    let (loss, _) = objective.evaluate_step(&mut params, &data, &mut state, &StepRule::adam(1e-3), true).unwrap();
+    assert!(!loss.is_finite());
+    assert!(params == model.params() && state.steps == 0 && state.first.iter().all(|&v| v == 0.0));
+    // Moments of another model are refused by name.
+    let mut short = StepState::<f64>::new(params.len() - 1);
+    let refused = objective.evaluate_step(&mut params, &data, &mut short, &StepRule::adam(1e-3), true);
+    assert!(matches!(refused, Err(Error::ShapeMismatch { what: "optimiser moments", .. })), "{refused:?}");
+}
