@@ -5,17 +5,20 @@
 //! - `step`: the loss on sparse kernels, then the backward pass with an Adam step taken on each
 //!   latent's rows as their gradient is computed (the decoder gradient's radial part removed,
 //!   the decoder rows renormalised; the gradient never stored) — what `TopKTrainer` does per
-//!   step in one process (`TopKObjective::evaluate_step`);
+//!   step in one process (`TopKObjective::evaluate_step`; processes that sum their gradients
+//!   take `evaluate`, then `DictionaryLayout::unit_norm_step`);
+//! - `step apart`: that, the gradient written and then read by the optimiser's pass — the same
+//!   parameters, bit for bit (timed in the rounds only);
 //! - `batch_step`: the same step of a BatchTopK model (the batch's `k·B` largest kept: each
 //!   example's candidates, the cut, decoding as a second pass);
 //! - `encoder_gemm`: `Z = XC W_encᵀ` on the same blocks of 256 examples, `W_enc` packed once,
 //!   into one block buffer: the dense work no TopK step can avoid.
 //!
 //! Criterion measures each alone; the machine drifts between them, so the bench first times
-//! them interleaved (after one warm-up of each), a step then the GEMM, round after round, and
-//! prints the median of the per-round ratios step / GEMM and BatchTopK step / GEMM
-//! (`SAE_BENCH_ROUNDS`, default 9) — the figures the target is judged on — and the ratio of
-//! the fastest step to the fastest GEMM of the rounds.
+//! them interleaved (after one warm-up of each), the steps then the GEMM, round after round,
+//! and prints the median of the per-round ratios of each step to the GEMM
+//! (`SAE_BENCH_ROUNDS`, default 9) — the figures the target is judged on — with the ratio of
+//! the fastest step to the fastest GEMM of the rounds, and the median step / step apart.
 //!
 //! `cargo bench --bench topk`. `SAE_BENCH_TOPK=small` runs a shape 16× smaller (h = 1024) for a
 //! quick look.
@@ -58,6 +61,9 @@ fn bench_topk(c: &mut Criterion) {
     let mut batch_objective =
         pool.install(|| TopKObjective::<f32>::new(n, h, k, batch).unwrap().with_architecture(Architecture::BATCH_TOPK));
     let (mut batch_params, mut batch_state) = (params.clone(), StepState::<f32>::new(params.len()));
+    let mut apart_objective = pool.install(|| TopKObjective::<f32>::new(n, h, k, batch).unwrap());
+    let (mut apart_params, mut apart_state) = (params.clone(), StepState::<f32>::new(params.len()));
+    let mut grad = vec![0.0f32; params.len()];
 
     let gemm = Gemm::detect(Backend::preferred());
     let mut packed = PackBuffer::default();
@@ -65,6 +71,13 @@ fn bench_topk(c: &mut Criterion) {
     let step = |objective: &mut TopKObjective<f32>, params: &mut [f32], state: &mut StepState<f32>| {
         pool.install(|| objective.evaluate_step(params, &data, state, &rule, true).unwrap());
     };
+    let step_apart =
+        |objective: &mut TopKObjective<f32>, params: &mut [f32], state: &mut StepState<f32>, grad: &mut [f32]| {
+            pool.install(|| {
+                objective.evaluate(params, grad, &data).unwrap();
+                layout.unit_norm_step(state, &rule, params, grad);
+            })
+        };
     // The encoder GEMM on the model's current W_enc (the step changes it; the GEMM does not).
     let encoder_gemm = |params: &[f32], packed: &mut PackBuffer<f32>, pre: &mut [f32]| {
         let w_enc = MatRef::row_major(layout.split(params).w_enc, h, n).t();
@@ -85,46 +98,52 @@ fn bench_topk(c: &mut Criterion) {
     // Warm-up, as criterion's own runs have: the first step faults in the optimiser's moments
     // and the objective's workspace (hundreds of megabytes), which no later step does.
     step(&mut objective, &mut params, &mut state);
+    step_apart(&mut apart_objective, &mut apart_params, &mut apart_state, &mut grad);
     step(&mut batch_objective, &mut batch_params, &mut batch_state);
     encoder_gemm(&params, &mut packed, &mut pre);
-    // Per round: the step, the BatchTopK step, the GEMM (seconds).
+    // Per round: each step, then the GEMM (seconds).
+    let steps = ["step", "step apart", "BatchTopK step"];
+    let time = |run: &mut dyn FnMut()| {
+        let started = Instant::now();
+        run();
+        started.elapsed().as_secs_f64()
+    };
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let started = Instant::now();
-        step(&mut objective, &mut params, &mut state);
-        let step_time = started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        step(&mut batch_objective, &mut batch_params, &mut batch_state);
-        let batch_time = started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        encoder_gemm(&params, &mut packed, &mut pre);
-        let gemm_time = started.elapsed().as_secs_f64();
-        times.push([step_time, batch_time, gemm_time]);
-        eprintln!(
-            "round {round}: step {:.1} ms, BatchTopK step {:.1} ms, encoder GEMM {:.1} ms, ratios {:.3} {:.3}",
-            1e3 * step_time,
-            1e3 * batch_time,
-            1e3 * gemm_time,
-            step_time / gemm_time,
-            batch_time / gemm_time
-        );
+        let round_times = [
+            time(&mut || step(&mut objective, &mut params, &mut state)),
+            time(&mut || step_apart(&mut apart_objective, &mut apart_params, &mut apart_state, &mut grad)),
+            time(&mut || step(&mut batch_objective, &mut batch_params, &mut batch_state)),
+            time(&mut || encoder_gemm(&params, &mut packed, &mut pre)),
+        ];
+        let gemm_time = round_times[3];
+        let each: Vec<String> = steps
+            .iter()
+            .zip(round_times)
+            .map(|(what, t)| format!("{what} {:.1} ms ({:.3})", 1e3 * t, t / gemm_time))
+            .collect();
+        eprintln!("round {round}: {}, encoder GEMM {:.1} ms", each.join(", "), 1e3 * gemm_time);
+        times.push(round_times);
     }
     let fastest = |i: usize| times.iter().map(|t| t[i]).fold(f64::INFINITY, f64::min);
-    for (what, i) in [("step", 0), ("BatchTopK step", 1)] {
-        let mut ratios: Vec<f64> = times.iter().map(|t| t[i] / t[2]).collect();
+    let median = |over: usize, i: usize| {
+        let mut ratios: Vec<f64> = times.iter().map(|t| t[i] / t[over]).collect();
         ratios.sort_by(f64::total_cmp);
-        if !ratios.is_empty() {
+        (ratios[rounds / 2], ratios[0], ratios[rounds - 1])
+    };
+    if rounds > 0 {
+        for (i, what) in steps.iter().enumerate() {
+            let (middle, least, most) = median(3, i);
             // The fastest of each is the run least disturbed by the machine's other work: a
             // second estimate, steadier than any one round on a shared machine.
             eprintln!(
-                "{what} / encoder GEMM, interleaved: median {:.3} over {rounds} rounds (min {:.3}, max {:.3}); \
-                 fastest {what} / fastest GEMM {:.3}",
-                ratios[rounds / 2],
-                ratios[0],
-                ratios[rounds - 1],
-                fastest(i) / fastest(2)
+                "{what} / encoder GEMM, interleaved: median {middle:.3} over {rounds} rounds (min {least:.3}, max \
+                 {most:.3}); fastest {what} / fastest GEMM {:.3}",
+                fastest(i) / fastest(3)
             );
         }
+        let (middle, least, most) = median(1, 0);
+        eprintln!("step / step apart: median {middle:.3} (min {least:.3}, max {most:.3})");
     }
 
     let mut group = c.benchmark_group("topk");

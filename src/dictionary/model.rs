@@ -39,7 +39,7 @@ use crate::data::input::InputFile;
 use crate::error::{Error, Result};
 use crate::kernels::{AdamStep, Kernels};
 use crate::model::{FORMAT, FORMAT_VERSION};
-use crate::optim::{StepRule, StepState, StepUpdate};
+use crate::optim::{in_parallel_chunks, StepRule, StepState, StepUpdate};
 use crate::real::Real;
 
 /// The `objective` metadata of a TopK model file.
@@ -204,15 +204,9 @@ impl<T: Real> RowStep<T> {
         }
     }
 
-    /// [`other`](Self::other) on chunks of a long vector in parallel (each element's step is
-    /// its own: the result does not depend on the thread count).
+    /// [`other`](Self::other) on chunks of a long vector in parallel.
     pub fn in_parallel(&self, x: &mut [T], first: &mut [T], second: &mut [T], g: &[T]) {
-        const CHUNK: usize = 1 << 14;
-        x.par_chunks_mut(CHUNK)
-            .zip(first.par_chunks_mut(CHUNK))
-            .zip(second.par_chunks_mut(CHUNK))
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(((x, first), second), g)| self.other(x, first, second, g));
+        in_parallel_chunks(x, first, second, g, |x, first, second, g| self.other(x, first, second, g));
     }
 }
 

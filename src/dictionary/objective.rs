@@ -404,9 +404,10 @@ impl<T: Real> TopKObjective<T> {
     /// `state`) in one pass: each latent's gradient rows are used by the step as soon as they
     /// are computed, and the gradient is never stored — the same parameters and moments as
     /// `evaluate` then [`DictionaryLayout::unit_norm_step`] (with `unit_norm_decoder`) or
-    /// [`StepState::step`], bit for bit, without their `2hn`-value gradient vector and the
-    /// memory traffic of writing and reading it. When the loss is not finite the step is not
-    /// taken (`params` and `state` are left as they were).
+    /// [`StepState::step`], bit for bit (with this objective's kernels the CPU's, the default:
+    /// those are the ones `unit_norm_step` uses), without their `2hn`-value gradient vector
+    /// and the memory traffic of writing and reading it. When the loss is not finite the step
+    /// is not taken (`params` and `state` are left as they were).
     pub fn evaluate_step(
         &mut self,
         params: &mut [T],

@@ -639,22 +639,23 @@ pub(crate) unsafe fn adam<V: Lanes>(
 /// 64 bytes from the first, and one for the line of the last byte, which a slice that does not
 /// start on a line boundary reaches into.
 ///
-/// # Safety
-/// None beyond the instruction's availability (SSE, in every x86-64 CPU): a prefetch never
-/// faults, whatever the address, and `values` is a live slice.
+/// The same instruction serves every vector set, whose tables point here.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) unsafe fn prefetch<T>(values: &[T]) {
+pub(crate) fn prefetch<T>(values: &[T]) {
     use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     const LINE: usize = 64;
     let (start, bytes) = (values.as_ptr().cast::<i8>(), std::mem::size_of_val(values));
     if bytes == 0 {
         return;
     }
-    for offset in (0..bytes).step_by(LINE) {
-        _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset));
+    // SAFETY: SSE is part of every x86-64 CPU, and a prefetch never faults, whatever the
+    // address (these are all inside `values` anyway).
+    unsafe {
+        for offset in (0..bytes).step_by(LINE) {
+            _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset));
+        }
+        _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(bytes - 1));
     }
-    _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(bytes - 1));
 }
 
 /// Instantiates every generic body above for one instruction set and element type, as module
@@ -719,10 +720,6 @@ macro_rules! kernel_table {
                 lanes::adam::<$lanes>(x, m, v, g, step)
             }
             #[target_feature(enable = $features)]
-            unsafe fn prefetch(values: &[$t]) {
-                lanes::prefetch(values)
-            }
-            #[target_feature(enable = $features)]
             unsafe fn collect_above(
                 values: &[$t],
                 shift: &[$t],
@@ -780,7 +777,7 @@ macro_rules! kernel_table {
                         collect_above(values, shift, threshold, from, collected)
                     },
                     max_sum: |values, shift| unsafe { max_sum(values, shift) },
-                    prefetch: |values| unsafe { prefetch(values) },
+                    prefetch: lanes::prefetch::<$t>,
                     adam: |x, m, v, g, step| unsafe { adam(x, m, v, g, step) },
                 }
             }

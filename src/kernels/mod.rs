@@ -1,4 +1,5 @@
-//! Elementwise kernels of the objective: the passes between the GEMMs (SPEC §2.1), each a
+//! Elementwise kernels of the objectives (the passes between the GEMMs, SPEC §2.1), of the
+//! sparse TopK objective (its selection's scan, gathered rows) and of Adam's step, each a
 //! small function over slices, in a portable scalar version and vector versions chosen at run
 //! time. A [`Kernels`] table holds one complete set; the objective picks the best the CPU
 //! supports once, and tests can force any set.
@@ -108,11 +109,11 @@ pub struct Kernels<T> {
     /// `(values, shift)`: the largest `values[i] + shift[i]`, NaN never taken; −∞ when there
     /// is none. The top-k selection's bound on its `k`-th value.
     pub max_sum: fn(&[T], &[T]) -> T,
-    /// `(values)`: asks for the cache lines of `values` to be brought into L1, and returns at
-    /// once — a hint that they are read soon, with no effect on any result. The sparse kernels'
-    /// gathers of whole rows (a decoder row per active latent, an example's row per active
-    /// slot) issue it a row or two ahead, so that several rows are on their way from memory at
-    /// once rather than one after the other. The portable set does nothing.
+    /// `(values)`: asks for the cache lines of `values` to be brought into the L1 cache, and
+    /// returns at once — a hint that they are read soon, with no effect on any result. The
+    /// TopK objective's gathers of whole rows (a decoder row per active latent, an example's
+    /// rows per active slot) issue it two rows ahead, so that several rows are on their way
+    /// from memory at once rather than one after the other. The portable set does nothing.
     pub prefetch: fn(&[T]),
     /// `(x, m, v, g, step)`: Adam's step on every element ([`scalar::adam`] says how), each
     /// operation rounded as the scalar twin rounds it: the same bits, at vector speed.

@@ -507,27 +507,6 @@ fn the_scalar_collect_above_appends_every_greater_value_it_has_room_for_by_whole
     assert_eq!(collect_above(&long, &zero, -1.0, 0, &mut room), (COLLECT_GROUP, COLLECT_GROUP));
 }
 
-fn prefetch_changes_nothing<T: Real>() {
-    // Slices of every length up to a few lines, at every offset within a line, at the start and
-    // the end of their buffer: the hint reads nothing it may not and writes nothing.
-    let buffer: Vec<T> = (0..200).map(|i| T::cast(i as f64)).collect();
-    let copy = buffer.clone();
-    for kernels in std::iter::once(Kernels::<T>::scalar()).chain(vector_sets::<T>()) {
-        for len in 0..70 {
-            for start in (0..20).chain(buffer.len() - len..=buffer.len() - len) {
-                (kernels.prefetch)(&buffer[start..start + len]);
-            }
-        }
-        assert!(buffer == copy, "{:?} prefetch", kernels.isa);
-    }
-}
-
-#[test]
-fn prefetching_a_slice_changes_nothing() {
-    prefetch_changes_nothing::<f32>();
-    prefetch_changes_nothing::<f64>();
-}
-
 fn adam_agrees_with_scalar<T: Real>() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(13);
     let scalar = Kernels::<T>::scalar();

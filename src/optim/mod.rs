@@ -14,6 +14,7 @@ mod vector;
 
 pub use lbfgs::{Iteration, Lbfgs, LbfgsOptions, LbfgsState, Stop};
 pub use schedule::{Decay, Schedule};
+pub(crate) use step::in_parallel_chunks;
 pub use step::{StepRule, StepState, StepUpdate};
 
 use crate::data::stream::ExampleSource;

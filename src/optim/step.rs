@@ -125,6 +125,7 @@ impl StepUpdate {
         let cast = |v: f64| F::from(v).expect("a float converts to f32 or f64");
         match self.rule {
             StepRule::Sgd { learning_rate, momentum } => {
+                assert!(first.len() == x.len() && g.len() == x.len(), "SGD: slices of different lengths");
                 let (learning_rate, momentum) = (cast(learning_rate), cast(momentum));
                 for ((x, v), &g) in x.iter_mut().zip(first).zip(g) {
                     *v = momentum * *v - learning_rate * g;
@@ -140,7 +141,7 @@ impl StepUpdate {
 
     /// The constants of this step of Adam in the element type (`None` for SGD), for
     /// [`scalar::adam`] and the vector kernels that follow it.
-    pub fn adam<F: Float>(&self) -> Option<AdamStep<F>> {
+    pub(crate) fn adam<F: Float>(&self) -> Option<AdamStep<F>> {
         let cast = |v: f64| F::from(v).expect("a float converts to f32 or f64");
         match self.rule {
             StepRule::Sgd { .. } => None,
@@ -158,13 +159,25 @@ impl StepUpdate {
     /// [`apply`](Self::apply) on chunks of long vectors in parallel (every element's update is
     /// independent of the others', so the result does not depend on the thread count).
     pub fn apply_in_parallel<F: Float + Send + Sync>(&self, x: &mut [F], first: &mut [F], second: &mut [F], g: &[F]) {
-        const CHUNK: usize = 1 << 14;
-        x.par_chunks_mut(CHUNK)
-            .zip(first.par_chunks_mut(CHUNK))
-            .zip(second.par_chunks_mut(CHUNK))
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(((x, first), second), g)| self.apply(x, first, second, g));
+        in_parallel_chunks(x, first, second, g, |x, first, second, g| self.apply(x, first, second, g));
     }
+}
+
+/// `step` on the same chunks of `x`, its moments and its gradient, in parallel: for a step that
+/// moves each element on its own, the result does not depend on the thread count.
+pub(crate) fn in_parallel_chunks<F: Send + Sync>(
+    x: &mut [F],
+    first: &mut [F],
+    second: &mut [F],
+    g: &[F],
+    step: impl Fn(&mut [F], &mut [F], &mut [F], &[F]) + Send + Sync,
+) {
+    const CHUNK: usize = 1 << 14;
+    x.par_chunks_mut(CHUNK)
+        .zip(first.par_chunks_mut(CHUNK))
+        .zip(second.par_chunks_mut(CHUNK))
+        .zip(g.par_chunks(CHUNK))
+        .for_each(|(((x, first), second), g)| step(x, first, second, g));
 }
 
 #[cfg(test)]

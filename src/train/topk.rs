@@ -674,6 +674,8 @@ impl TopKTrainer {
                 if step_k != objective.k() {
                     objective.set_k(step_k)?;
                 }
+                // (Counted before the evaluation, which takes the step in one process.)
+                let step = now.rule.steps + 1;
                 let position = (epoch * batches + batch_index) as u64;
                 let rule = options.rule.scaled(options.schedule.factor(position, total_steps));
                 let evaluated = filled.and_then(|count| match count {
@@ -697,7 +699,6 @@ impl TopKTrainer {
                 let asked = outside_stop(&self.stop, false, &deadline);
                 let share = count as f64 / whole_batch as f64;
                 let summed = sums.sum(collective, evaluated, share, asked, &now.params, &mut grad)?;
-                let step = now.rule.steps + 1;
                 if !summed.loss.is_finite() {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: summed.loss });
                 }

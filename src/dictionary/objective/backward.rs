@@ -1,8 +1,8 @@
 //! The backward pass: each latent's gradient rows from its active slots (see the formulas of
 //! [`super`]), then either written into a gradient vector ([`TopKObjective::evaluate`]) or
 //! used at once by the optimiser's step ([`TopKObjective::evaluate_step`]): there a latent's
-//! gradient rows, in L1, meet its parameter rows and their moments, and the `2hn` gradient is
-//! never stored — neither written by the backward pass nor read back by the step.
+//! gradient rows, in the L1 cache, meet its parameter rows and their moments, and the `2hn`
+//! gradient is never stored — neither written by the backward pass nor read back by the step.
 //!
 //! Latents are taken in fixed groups of [`GROUP`]: a task of the parallel pass, and one partial
 //! sum of `∇b_dec`'s encoder share `−Σ_j ∇b_enc[j] W_enc[j]` (each row read before its step
@@ -18,8 +18,9 @@ use crate::kernels::Kernels;
 use crate::optim::{StepRule, StepState};
 use crate::real::Real;
 
-/// Latents per task of the backward pass and per partial sum of `∇b_dec`'s encoder share.
-const GROUP: usize = 256;
+/// Latents per task of the backward pass and per partial sum of `∇b_dec`'s encoder share: tasks
+/// enough for every thread from `h` of a few hundred, partials of `(h/64)·n` values.
+const GROUP: usize = 64;
 
 impl<T: Real> TopKObjective<T> {
     /// The gradient of the `examples` just encoded (with their `δ` and `g`) into `grad`, every

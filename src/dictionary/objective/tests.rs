@@ -376,6 +376,18 @@ fn auxiliary_loss(architecture: Architecture) {
                 }
             }
         }
+        // With the L1 penalty as well (ReLU units), which the auxiliary slots do not pay.
+        if architecture.units == Units::Relu {
+            objective.set_aux(Some(AuxK { k_aux: 3, alpha: 0.5 }), &dead).unwrap();
+            objective.set_l1(0.2).unwrap();
+            let (loss, grad, _) = evaluate(&mut objective, model.params(), &x, m);
+            let (want_loss, want_grad) = reference_with(&model, &x, m, Some((&dead, 3, 0.5)), 0.2);
+            let case = format!("{isa:?} {architecture:?} with the L1 penalty");
+            assert!((loss - want_loss).abs() <= 1e-12 * want_loss, "{case}: loss {loss} vs {want_loss}");
+            let (worst, at) = max_difference(&grad, &want_grad);
+            assert!(worst <= 1e-12, "{case}: gradient off by {worst:e} at {:?}", model.layout().locate(at));
+            objective.set_l1(0.0).unwrap();
+        }
         // Off again: the plain loss.
         objective.set_aux(None, &dead).unwrap();
         let (loss, _, stats) = evaluate(&mut objective, model.params(), &x, m);
@@ -583,59 +595,78 @@ fn the_l1_penalty_weighted_by_the_decoder_norms_matches_its_definition_and_centr
 
 #[test]
 fn evaluating_and_stepping_in_one_pass_is_evaluate_then_the_step_bit_for_bit() {
-    // More latents than two groups of the backward pass, the last one partial; each
-    // architecture with the auxiliary loss (a third of its latents dead) or the L1 penalty.
-    let (n, h, k, m) = (20, 600, 5, 300);
-    let dead: Vec<bool> = (0..h).map(|j| j % 3 == 0).collect();
+    // Fewer latents than a group of the backward pass, one group, one and a bit, and several
+    // with the last one partial; each architecture with the auxiliary loss (a third of its
+    // latents dead) when it selects, the L1 penalty when its units are ReLU, or both.
+    let (n, m) = (20, 300);
     for (case, architecture) in ARCHITECTURES.into_iter().enumerate() {
-        let (model, x) = problem_of(architecture, n, h, k, m, 70 + case as u64);
-        let layout = model.layout();
-        let start: Vec<f32> = model.params().iter().map(|&v| v as f32).collect();
-        let model = TopKModel::from_params(n, h, k, start).unwrap().with_architecture(architecture).unwrap();
-        let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-        let data = Dataset::examples_by_features(&x, m, n).unwrap();
-        let penalised =
-            architecture.units == Units::Relu && (case % 2 == 0 || architecture.selection == Selection::All);
-        for (rule, unit_norm_decoder) in [(StepRule::adam(1e-2), true), (StepRule::sgd(0.05, 0.9), false)] {
-            // Three steps: each one's loss, then the parameters and moments after all three.
-            let run = |fused: bool, threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                pool.install(|| {
-                    let mut objective = TopKObjective::for_model(&model, m).unwrap();
-                    match penalised {
-                        true => objective.set_l1(0.01).unwrap(),
-                        false => objective.set_aux(Some(AuxK { k_aux: 7, alpha: 0.5 }), &dead).unwrap(),
-                    }
-                    let (mut params, mut state) = (model.params().to_vec(), StepState::<f32>::new(layout.len()));
-                    let mut grad = vec![f32::NAN; layout.len()];
-                    let losses: Vec<f64> = (0..3)
-                        .map(|_| match fused {
-                            true => objective.evaluate_step(&mut params, &data, &mut state, &rule, unit_norm_decoder),
-                            false => {
-                                objective.evaluate(&params, &mut grad, &data).inspect(|_| match unit_norm_decoder {
-                                    true => layout.unit_norm_step(&mut state, &rule, &mut params, &mut grad),
-                                    false => state.step(&rule, &mut params, &grad),
-                                })
-                            }
-                        })
-                        .map(|evaluated| evaluated.unwrap().0)
-                        .collect();
-                    (losses, params, state.first, state.second, state.steps)
-                })
+        for h in [3, 64, 65, 600] {
+            let k = h.min(5);
+            let (model, x) = problem_of(architecture, n, h, k, m, 70 + case as u64);
+            let layout = model.layout();
+            let start: Vec<f32> = model.params().iter().map(|&v| v as f32).collect();
+            let model = TopKModel::from_params(n, h, k, start).unwrap().with_architecture(architecture).unwrap();
+            let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let data = Dataset::examples_by_features(&x, m, n).unwrap();
+            let dead: Vec<bool> = (0..h).map(|j| j % 3 == 0).collect();
+            let objective = || {
+                let mut objective = TopKObjective::for_model(&model, m).unwrap();
+                if architecture.units == Units::Relu {
+                    objective.set_l1(0.01).unwrap();
+                }
+                if architecture.selection != Selection::All {
+                    objective.set_aux(Some(AuxK { k_aux: 7.min(h), alpha: 0.5 }), &dead).unwrap();
+                }
+                objective
             };
-            let apart = run(false, 1);
-            assert!(apart.1 != model.params(), "the steps moved nothing");
-            for threads in [1, 3] {
-                let fused = run(true, threads);
-                let case = format!("{architecture:?}, {rule:?}, unit norm {unit_norm_decoder}, {threads} threads");
-                assert_eq!(fused.0, apart.0, "{case}: losses");
-                for (what, fused, apart) in [("parameters", &fused.1, &apart.1), ("first moments", &fused.2, &apart.2)]
-                {
-                    if let Some(i) = (0..fused.len()).find(|&i| fused[i].to_bits() != apart[i].to_bits()) {
-                        panic!("{case}: {what} differ at {:?}: {} vs {}", layout.locate(i), fused[i], apart[i]);
+            for rule in [StepRule::adam(1e-2), StepRule::sgd(0.05, 0.9)] {
+                for unit_norm_decoder in [true, false] {
+                    // Three steps: each one's loss, then the parameters and moments after all three.
+                    let run = |fused: bool, threads: usize| {
+                        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                        pool.install(|| {
+                            let mut objective = objective();
+                            let (mut params, mut state) =
+                                (model.params().to_vec(), StepState::<f32>::new(layout.len()));
+                            let mut grad = vec![f32::NAN; layout.len()];
+                            let mut step = || match fused {
+                                true => {
+                                    objective.evaluate_step(&mut params, &data, &mut state, &rule, unit_norm_decoder)
+                                }
+                                false => {
+                                    let evaluated = objective.evaluate(&params, &mut grad, &data);
+                                    match unit_norm_decoder {
+                                        true => layout.unit_norm_step(&mut state, &rule, &mut params, &mut grad),
+                                        false => state.step(&rule, &mut params, &grad),
+                                    }
+                                    evaluated
+                                }
+                            };
+                            let losses: Vec<f64> = (0..3).map(|_| step().unwrap().0).collect();
+                            (losses, [params, state.first, state.second], state.steps)
+                        })
+                    };
+                    let apart = run(false, 1);
+                    assert!(apart.1[0] != model.params(), "the steps moved nothing");
+                    for threads in [1, 3] {
+                        let fused = run(true, threads);
+                        let case = format!(
+                            "{architecture:?}, h = {h}, {rule:?}, unit norm {unit_norm_decoder}, {threads} threads"
+                        );
+                        assert_eq!(fused.0, apart.0, "{case}: losses");
+                        assert_eq!(fused.2, apart.2, "{case}: steps counted");
+                        for (what, fused, apart) in ["parameters", "first moments", "second moments"]
+                            .into_iter()
+                            .zip(&fused.1)
+                            .zip(&apart.1)
+                            .map(|((what, fused), apart)| (what, fused, apart))
+                        {
+                            if let Some(i) = (0..fused.len()).find(|&i| fused[i].to_bits() != apart[i].to_bits()) {
+                                panic!("{case}: {what} differ at {:?}: {} vs {}", layout.locate(i), fused[i], apart[i]);
+                            }
+                        }
                     }
                 }
-                assert!(fused.3 == apart.3 && fused.4 == apart.4, "{case}: second moments or step count");
             }
         }
     }
@@ -651,7 +682,8 @@ fn a_step_whose_loss_is_not_finite_is_not_taken() {
     let (mut params, mut state) = (model.params().to_vec(), StepState::<f64>::new(model.layout().len()));
     let (loss, _) = objective.evaluate_step(&mut params, &data, &mut state, &StepRule::adam(1e-3), true).unwrap();
     assert!(!loss.is_finite());
-    assert!(params == model.params() && state.steps == 0 && state.first.iter().all(|&v| v == 0.0));
+    assert!(params == model.params() && state.steps == 0);
+    assert!(state.first.iter().chain(&state.second).all(|&v| v == 0.0));
     // Moments of another model are refused by name.
     let mut short = StepState::<f64>::new(params.len() - 1);
     let refused = objective.evaluate_step(&mut params, &data, &mut short, &StepRule::adam(1e-3), true);

@@ -18,7 +18,8 @@
 //!   its clock), or holds other parameters than the first (a check that they did not drift
 //!   apart).
 //!
-//! With one process the gradient stays where it is (no copy), and the sums are its own. Before
+//! With one process there is no gradient to sum (its step was taken in the backward pass) and
+//! the sums are its own. Before
 //! all this, [`check_alike`] makes sure the processes were given alike runs.
 
 use super::super::control::Outside;
@@ -76,7 +77,8 @@ impl<T: Real> StepSums<T> {
 
     /// The sum of a step over the processes of `collective`: this process's `evaluated` rows
     /// (`None`: it holds none of the minibatch; `Err`: reading or evaluating them failed),
-    /// `share = B_p/B` of them, its gradient in `grad` (replaced by the whole minibatch's), the
+    /// `share = B_p/B` of them, its gradient in `grad` (replaced by the whole minibatch's; empty,
+    /// and left so, with one process), the
     /// `stop` it was asked for and its `params`. Fails alike on every process when one failed
     /// (with its own error there, [`Error::OtherRankFailed`] elsewhere) or when the parameters
     /// differ.

@@ -701,3 +701,25 @@ fn a_run_whose_k_rate_or_resampling_follows_its_length_does_not_grow_on_resumpti
         }
     }
 }
+
+#[test]
+fn a_step_that_makes_the_parameters_non_finite_is_named_by_its_number() {
+    // A learning rate at the edge of float32 overflows the parameters in the first step, whose
+    // loss (at the initial model) is finite.
+    let (n, m) = (8, 200);
+    let (_, values) = planted(n, 12, 2, m, 4);
+    let values: Vec<f32> = values.iter().map(|&v| 100.0 * v).collect();
+    let data = Dataset::examples_by_features(&values, m, n).unwrap();
+    let options = TopKOptions {
+        rule: StepRule::sgd(3e38, 0.0),
+        batch_size: m,
+        epochs: 3,
+        unit_norm_decoder: false,
+        ..TopKOptions::default()
+    };
+    let init = TopKModel::<f32>::init(n, 24, 3, 9).unwrap();
+    match TopKTrainer::new(options).unwrap().fit(&data, init, |_| ()) {
+        Err(Error::NonFiniteCost { iteration, .. }) => assert_eq!(iteration, 1),
+        other => panic!("expected the first step to be named: {:?}", other.map(|run| run.steps)),
+    }
+}
