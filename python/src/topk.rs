@@ -81,8 +81,7 @@ fn encode<'py, T: Real + Element>(
     }
     let pool = thread_pool(n_threads)?;
     let codes = detached(py, pool.as_ref(), || model.encode(&data, k)).map_err(py_error)?;
-    let slots = codes.slots();
-    let (indices, values, _) = codes.into_parts();
+    let (indices, values, slots) = codes.into_parts();
     let indices = indices.into_iter().map(|j| if j == INACTIVE { -1 } else { i64::from(j) }).collect();
     Ok((indices, values, m, slots))
 }
