@@ -20,10 +20,6 @@ use sae::data::generated::{ProblemShape, SPEC_SHAPES};
 use sae::gemm::{gemm, peak, Backend, MatMut, MatRef};
 use sae::{Dataset, Isa, Objective, Parameters, Real};
 
-/// As the `sae` command: huge pages for the large matrices.
-#[global_allocator]
-static ALLOCATOR: sae::HugePages = sae::HugePages;
-
 /// Buffers of the five whole-shape GEMMs.
 struct GemmBound<T> {
     w1: Vec<T>,

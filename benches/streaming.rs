@@ -19,10 +19,6 @@ use sae::objective::{StreamMode, StreamingObjective};
 use sae::train::{MinibatchOptions, MinibatchTrainer, Shuffle, StreamedPart};
 use sae::{Dataset, Objective, Parameters, Real};
 
-/// As the `sae` command: huge pages for the large matrices.
-#[global_allocator]
-static ALLOCATOR: sae::HugePages = sae::HugePages;
-
 const SEED: u64 = 2024;
 
 fn bench_dtype<T: Real>(c: &mut Criterion, dir: &std::path::Path, chunk: usize) {

@@ -33,10 +33,6 @@ use sae::gemm::{Backend, Gemm, MatMut, MatRef, Order, PackBuffer};
 use sae::optim::{StepRule, StepState};
 use sae::Dataset;
 
-/// As the `sae` command: huge pages for the large matrices.
-#[global_allocator]
-static ALLOCATOR: sae::HugePages = sae::HugePages;
-
 fn bench_topk(c: &mut Criterion) {
     let (n, h, k, batch) = match std::env::var("SAE_BENCH_TOPK").as_deref() {
         Ok("small") => (768, 1024, 32, 4096),

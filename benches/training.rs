@@ -19,10 +19,6 @@ use sae::optim::{Differentiable, Lbfgs, LbfgsOptions};
 use sae::train::Trainer;
 use sae::{Dataset, HyperParams, Objective, Parameters};
 
-/// As the `sae` command: huge pages for the large matrices.
-#[global_allocator]
-static ALLOCATOR: sae::HugePages = sae::HugePages;
-
 fn ufldl_hyper() -> HyperParams {
     HyperParams::builder(64, 25).lambda(1e-4).beta(3.0).rho(0.01).build().unwrap()
 }

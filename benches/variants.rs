@@ -11,10 +11,6 @@ use sae::data::generated::SPEC_SHAPES;
 use sae::model::{Activation, Corruption, HyperParamsBuilder, Reconstruction, SparsityPenalty};
 use sae::{Dataset, Objective, Parameters, Real};
 
-/// As the `sae` command: huge pages for the large matrices.
-#[global_allocator]
-static ALLOCATOR: sae::HugePages = sae::HugePages;
-
 /// The variants, each one change from S2's UFLDL model.
 fn family(builder: HyperParamsBuilder) -> Vec<(&'static str, HyperParamsBuilder)> {
     vec![

@@ -42,7 +42,6 @@ pub mod train;
 pub use data::{Dataset, Layout};
 pub use error::{Error, Result};
 pub use gemm::Backend;
-pub use kernels::huge_pages::HugePages;
 pub use kernels::Isa;
 pub use model::{HyperParams, Parameters, ThetaLayout};
 pub use objective::Objective;

@@ -6,10 +6,6 @@ mod cli;
 use cli::interrupt::{Interrupted, EXIT_STATUS};
 use cli::{init_logging, run, Cli};
 
-/// Huge pages for the large matrices (`sae::HugePages`).
-#[global_allocator]
-static ALLOCATOR: sae::HugePages = sae::HugePages;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);

@@ -41,10 +41,6 @@ use sae::train::{
 };
 use sae::{Dataset, Error, Layout, Objective, Real};
 
-/// As the `sae` command: huge pages for the large matrices.
-#[global_allocator]
-static ALLOCATOR: sae::HugePages = sae::HugePages;
-
 /// The Python exception for an engine error, a class of `sae.errors` (all subclasses of
 /// `SaeError` and of the built-in exception the fault is): files that cannot be read or
 /// written are `FileAccessError` (`OSError`), files that are not models `ModelFileError`, a

@@ -8,7 +8,6 @@
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
-pub mod huge_pages;
 pub(crate) mod lanes;
 pub mod scalar;
 mod units;
