@@ -16,6 +16,7 @@ pub use lbfgs::{Iteration, Lbfgs, LbfgsOptions, LbfgsState, Stop};
 pub use schedule::{Decay, Schedule};
 pub(crate) use step::in_parallel_chunks;
 pub use step::{StepRule, StepState, StepUpdate};
+pub(crate) use vector::first_non_finite;
 
 use crate::data::stream::ExampleSource;
 use crate::error::Result;

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::model::{Corruption, HyperParams, ModelFile, Parameters};
 use crate::objective::distributed::{agree, Alone, Collective, Part, Split};
 use crate::objective::MinibatchObjective;
-use crate::optim::{Schedule, StepRule, StepState};
+use crate::optim::{first_non_finite, Schedule, StepRule, StepState};
 use crate::real::Real;
 
 /// How to train.
@@ -505,7 +505,7 @@ impl MinibatchTrainer {
                 for (g, &gt) in grad.iter_mut().zip(&grad_t) {
                     *g = gt.as_f64();
                 }
-                if !cost.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+                if !cost.is_finite() || first_non_finite(&grad).is_some() {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: cost });
                 }
                 // (The step's place in this run of `epochs` epochs: a state continued on other data
@@ -513,7 +513,7 @@ impl MinibatchTrainer {
                 let position = (state.epoch as u64) * batches as u64 + state.batch as u64;
                 let factor = options.schedule.factor(position, total_steps);
                 state.rule_state.step(&options.rule.scaled(factor), &mut state.x, &grad);
-                if state.x.iter().any(|v| !v.is_finite()) {
+                if first_non_finite(&state.x).is_some() {
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: f64::NAN });
                 }
                 state.batch += 1;

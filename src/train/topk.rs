@@ -54,7 +54,7 @@ use crate::dictionary::{geometric_median_summed, select::INACTIVE, AuxK, TopKMod
 use crate::error::{Error, Result};
 use crate::model::Reconstruction;
 use crate::objective::distributed::{agree, in_whole, parameters_hash, Alone, Collective, Part, Split};
-use crate::optim::{Schedule, StepRule};
+use crate::optim::{first_non_finite, Schedule, StepRule};
 use crate::real::Real;
 use checkpoint::RunState;
 use sums::{Alike, Evaluated, StepSums};
@@ -751,7 +751,7 @@ impl TopKTrainer {
                         }
                     }
                 }
-                if let Some(index) = now.params.iter().position(|v| !v.is_finite()) {
+                if let Some(index) = first_non_finite(&now.params) {
                     let (block, row, column) = layout.locate(index);
                     log::error!("step {step} made {block}[{row}, {column}] non-finite");
                     return Err(Error::NonFiniteCost { iteration: step as usize, value: f64::NAN });
