@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::lanes::{self, Lanes};
+use super::lanes::{self, ExpConstants, Lanes};
 
 #[derive(Clone, Copy)]
 pub(crate) struct F32x8(__m256);
@@ -91,13 +91,23 @@ unsafe impl Lanes for F32x8 {
     #[inline(always)]
     unsafe fn ldexp(self, n: Self) -> Self {
         // 2^n as 2^{n1} · 2^{n2}, n1 = ⌊n/2⌋, each a normal number built from its exponent bits.
-        let n = _mm256_cvtps_epi32(n.0);
+        let n = _mm256_cvtps_epi32(_mm256_floor_ps(n.0));
         let n1 = _mm256_srai_epi32::<1>(n);
         let n2 = _mm256_sub_epi32(n, n1);
         let bias = _mm256_set1_epi32(127);
         let s1 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n1, bias)));
         let s2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n2, bias)));
         Self(_mm256_mul_ps(_mm256_mul_ps(self.0, s1), s2))
+    }
+    const EXP_TABLE_BITS: u32 = 3;
+    #[inline(always)]
+    unsafe fn exp2_fraction(index: Self) -> (Self, Self) {
+        // `vpermps` reads the low 3 bits of each index; `2^{j/8}` is every other `2^{i/16}`.
+        let index = _mm256_castps_si256(index.0);
+        let (h, l) = (f32::EXP2_HI, f32::EXP2_LO);
+        let hi = _mm256_setr_ps(h[0], h[2], h[4], h[6], h[8], h[10], h[12], h[14]);
+        let lo = _mm256_setr_ps(l[0], l[2], l[4], l[6], l[8], l[10], l[12], l[14]);
+        (Self(_mm256_permutevar8x32_ps(hi, index)), Self(_mm256_permutevar8x32_ps(lo, index)))
     }
 
     #[inline(always)]
@@ -224,9 +234,17 @@ unsafe impl Lanes for F64x4 {
     #[inline(always)]
     unsafe fn ldexp(self, n: Self) -> Self {
         // No 64-bit arithmetic shift in AVX2: split n in floating point, where it is exact.
-        let n1 = _mm256_floor_pd(_mm256_mul_pd(n.0, _mm256_set1_pd(0.5)));
-        let n2 = _mm256_sub_pd(n.0, n1);
+        let n = _mm256_floor_pd(n.0);
+        let n1 = _mm256_floor_pd(_mm256_mul_pd(n, _mm256_set1_pd(0.5)));
+        let n2 = _mm256_sub_pd(n, n1);
         Self(_mm256_mul_pd(_mm256_mul_pd(self.0, pow2(n1)), pow2(n2)))
+    }
+    // Four doubles to a register, and no permutation of doubles by a vector index: the
+    // polynomial of degree 13 costs less than assembling a table's entries.
+    const EXP_TABLE_BITS: u32 = 0;
+    #[inline(always)]
+    unsafe fn exp2_fraction(_index: Self) -> (Self, Self) {
+        (Self::splat(1.0), Self::splat(0.0))
     }
 
     #[inline(always)]

@@ -1,11 +1,12 @@
 //! AVX-512F vectors for x86_64: [`Lanes`] for 16 × f32 and 8 × f64, and the kernels compiled
 //! for them (modules `kernels_f32` and `kernels_f64`). Twice the width of AVX2 per
 //! instruction; on CPUs with full-width 512-bit units (e.g. AMD Zen 5) close to twice the
-//! throughput. `ldexp` is one `vscalefps`/`vscalefpd`, exact over the whole range.
+//! throughput. `ldexp` is one `vscalefps`/`vscalefpd`, exact over the whole range, and `exp`'s
+//! table of `2^{j/16}` is one or two registers per part, read by one permutation.
 
 use std::arch::x86_64::*;
 
-use super::lanes::{self, Lanes};
+use super::lanes::{self, ExpConstants, Lanes};
 
 #[derive(Clone, Copy)]
 pub(crate) struct F32x16(__m512);
@@ -95,6 +96,15 @@ unsafe impl Lanes for F32x16 {
     #[inline(always)]
     unsafe fn ldexp(self, n: Self) -> Self {
         Self(_mm512_scalef_ps(self.0, n.0))
+    }
+    const EXP_TABLE_BITS: u32 = 4;
+    #[inline(always)]
+    unsafe fn exp2_fraction(index: Self) -> (Self, Self) {
+        // `vpermps` reads the low 4 bits of each index.
+        let index = _mm512_castps_si512(index.0);
+        let hi = _mm512_permutexvar_ps(index, _mm512_loadu_ps(f32::EXP2_HI.as_ptr()));
+        let lo = _mm512_permutexvar_ps(index, _mm512_loadu_ps(f32::EXP2_LO.as_ptr()));
+        (Self(hi), Self(lo))
     }
 
     #[inline(always)]
@@ -206,6 +216,16 @@ unsafe impl Lanes for F64x8 {
     #[inline(always)]
     unsafe fn ldexp(self, n: Self) -> Self {
         Self(_mm512_scalef_pd(self.0, n.0))
+    }
+    const EXP_TABLE_BITS: u32 = 4;
+    #[inline(always)]
+    unsafe fn exp2_fraction(index: Self) -> (Self, Self) {
+        // `vpermt2pd` reads the low 4 bits of each index: 3 for the lane, 1 for the register.
+        let index = _mm512_castpd_si512(index.0);
+        let (hi, lo) = (f64::EXP2_HI.as_ptr(), f64::EXP2_LO.as_ptr());
+        let hi = _mm512_permutex2var_pd(_mm512_loadu_pd(hi), index, _mm512_loadu_pd(hi.add(8)));
+        let lo = _mm512_permutex2var_pd(_mm512_loadu_pd(lo), index, _mm512_loadu_pd(lo.add(8)));
+        (Self(hi), Self(lo))
     }
 
     #[inline(always)]

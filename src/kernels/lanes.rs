@@ -50,9 +50,15 @@ pub(crate) unsafe trait Lanes: Copy {
     /// `self` in the lanes where it is greater than `o`, else `o` (so a NaN in `self` is
     /// never taken).
     unsafe fn max_over(self, o: Self) -> Self;
-    /// `self · 2^n` for integral `n` with `|n| ≤ 2·1023`, rounded once or twice by IEEE
+    /// `self · 2^⌊n⌋` for `|n| ≤ 2·1023` (`2·127` in f32), rounded once or twice by IEEE
     /// multiplication (so overflow gives inf and subnormal results are kept).
     unsafe fn ldexp(self, n: Self) -> Self;
+    /// `b`: the [`exp_lanes`] of this instruction set looks `2^{j/N}` up in a table of
+    /// `N = 2^b` entries held in registers (0: no table).
+    const EXP_TABLE_BITS: u32;
+    /// `(hi, lo)` with `hi + lo = 2^{j/N}` to twice the element precision, `j` the low
+    /// `EXP_TABLE_BITS` bits of each lane's bit pattern (`N = 2^EXP_TABLE_BITS`).
+    unsafe fn exp2_fraction(index: Self) -> (Self, Self);
 
     unsafe fn acc_zero() -> Self::Acc;
     unsafe fn acc_add(acc: Self::Acc, v: Self) -> Self::Acc;
@@ -68,12 +74,19 @@ pub(crate) trait ExpConstants: Real {
     const HI: Self;
     /// `1.5 · 2^p` (`p` the mantissa width): adding it rounds to an integer.
     const MAGIC: Self;
-    /// `ln 2 = LN2_HI + LN2_LO`, `LN2_HI` with few enough bits that `n · LN2_HI` is exact.
+    /// `ln 2 = LN2_HI + LN2_LO`, `LN2_HI` with few enough bits that `n · LN2_HI` is exact
+    /// for `|n| ≤ 16 · 1100`.
     const LN2_HI: Self;
     const LN2_LO: Self;
-    /// Taylor coefficients `1/k!` of `e^r`, highest degree first, down to `k = 0`; the degree
-    /// puts the truncation error below 0.1 ulp on `|r| ≤ ln2/2`.
+    /// Taylor coefficients `1/k!` of `e^r`, highest degree first, down to `k = 0`, as many as
+    /// [`taylor_degree`] asks for without a table (`|r| ≤ ln2/2`).
     const TAYLOR: &'static [Self];
+    /// The bits of the significand (24 and 53).
+    const SIGNIFICAND_BITS: u32;
+    /// `2^{j/16} = EXP2_HI[j] + EXP2_LO[j]`, to twice the element precision; a table of
+    /// `N < 16` entries takes every `16/N`-th.
+    const EXP2_HI: [Self; 16];
+    const EXP2_LO: [Self; 16];
     /// `1/(2k + 1)`, highest `k` first, down to `k = 0`: the series of `atanh u / u` in `u²`,
     /// long enough for 0.1 ulp at `u ≤ 1/3` (see [`log1p_lanes`]).
     const ATANH_SERIES: &'static [Self];
@@ -86,6 +99,43 @@ impl ExpConstants for f32 {
     const LN2_HI: f32 = 355.0 / 512.0;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const TAYLOR: &'static [f32] = &[1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+    const SIGNIFICAND_BITS: u32 = f32::MANTISSA_DIGITS;
+    const EXP2_HI: [f32; 16] = [
+        1.0,
+        1.044_273_7,
+        1.090_507_7,
+        1.138_788_6,
+        1.189_207_1,
+        1.241_857_8,
+        1.296_839_6,
+        1.354_255_6,
+        std::f32::consts::SQRT_2,
+        1.476_826_2,
+        1.542_210_8,
+        1.610_490_3,
+        1.681_792_9,
+        1.756_252_2,
+        1.834_008_1,
+        1.915_206_6,
+    ];
+    const EXP2_LO: [f32; 16] = [
+        0.0,
+        4.833_47e-8,
+        -1.307_754e-8,
+        5.386_222_3e-8,
+        3.797_635_3e-8,
+        4.496_838e-8,
+        -4.018_999_5e-8,
+        -1.012_334_9e-8,
+        2.420_323_5e-8,
+        -4.500_899e-8,
+        8.070_905e-9,
+        9.836_217e-9,
+        -2.475_532_7e-8,
+        -9.235_77e-9,
+        -1.123_927_8e-8,
+        9.845_328e-9,
+    ];
     const ATANH_SERIES: &'static [f32] =
         &[1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0];
 }
@@ -112,6 +162,43 @@ impl ExpConstants for f64 {
         1.0,
         1.0,
     ];
+    const SIGNIFICAND_BITS: u32 = f64::MANTISSA_DIGITS;
+    const EXP2_HI: [f64; 16] = [
+        1.0,
+        1.044_273_782_427_413_8,
+        1.090_507_732_665_257_7,
+        1.138_788_634_756_691_6,
+        1.189_207_115_002_721,
+        1.241_857_812_073_484,
+        1.296_839_554_651_009_6,
+        1.354_255_546_936_892_7,
+        std::f64::consts::SQRT_2,
+        1.476_826_145_939_499_3,
+        1.542_210_825_407_940_7,
+        1.610_490_331_949_254_3,
+        1.681_792_830_507_429,
+        1.756_252_160_373_299_5,
+        1.834_008_086_409_342_4,
+        1.915_206_561_397_147_4,
+    ];
+    const EXP2_LO: [f64; 16] = [
+        0.0,
+        8.551_889_705_537_965e-17,
+        -3.046_782_079_812_471e-17,
+        8.912_812_676_025_408e-17,
+        3.982_015_231_465_646e-17,
+        4.658_027_591_836_937e-17,
+        2.538_250_279_488_831_5e-17,
+        7.700_948_379_802_99e-17,
+        -9.667_293_313_452_913e-17,
+        -3.483_994_556_892_796e-17,
+        7.949_834_809_697_621e-17,
+        2.470_719_256_979_788_8e-17,
+        8.199_010_020_581_497e-17,
+        2.960_140_695_448_873e-17,
+        3.283_107_224_245_627e-17,
+        -1.061_994_605_619_596_3e-16,
+    ];
     const ATANH_SERIES: &'static [f64] = &[
         1.0 / 31.0,
         1.0 / 29.0,
@@ -135,26 +222,64 @@ impl ExpConstants for f64 {
 /// `e^x`, within 1 ulp of the standard library (measured by `src/kernels/tests.rs`), saturating
 /// to 0 and +inf; NaN propagates.
 ///
-/// `x = n ln2 + r` with `n = round(x / ln2)` (rounded by adding and subtracting `MAGIC`),
-/// `|r| ≤ ln2/2` after the two-part (Cody–Waite) `ln2`; `e^r` by its Taylor polynomial;
-/// then `e^x = e^r · 2^n`. The clamp first makes ±inf and huge `|x|` land on 0 and +inf.
+/// `x = (n/N) ln2 + r` with `n = round(x N / ln2)` (rounded by adding and subtracting `MAGIC`,
+/// which leaves `n` in the low mantissa bits of the sum), `|r| ≤ ln2/(2N)` after the two-part
+/// (Cody–Waite) `ln2`; then `e^x = 2^⌊n/N⌋ · 2^{j/N} · e^r` with `j = n mod N` looked up in the
+/// instruction set's table of `N = 2^EXP_TABLE_BITS` entries (16 on AVX-512: degree 7 rather
+/// than 13 in f64). `2^{j/N} e^r` is summed as `hi + (hi (e^r − 1) + lo)`, so the table's
+/// rounding stays below the final one. The clamp first makes ±inf and huge `|x|` land on 0
+/// and +inf.
 #[inline(always)]
 pub(crate) unsafe fn exp_lanes<V: Lanes>(x: V) -> V
 where
     V::Elem: ExpConstants,
 {
     let c = |v: V::Elem| V::splat(v);
+    let cast = <V::Elem as Real>::cast;
+    let entries = f64::from(1u32 << V::EXP_TABLE_BITS);
     let x = x.clamp(c(V::Elem::LO), c(V::Elem::HI));
-    let log2_e = c(<V::Elem as Real>::cast(std::f64::consts::LOG2_E));
-    let n = x.mul_add(log2_e, c(V::Elem::MAGIC)).sub(c(V::Elem::MAGIC));
-    let r = n.neg_mul_add(c(V::Elem::LN2_HI), x);
-    let r = n.neg_mul_add(c(V::Elem::LN2_LO), r);
-    let (leading, rest) = V::Elem::TAYLOR.split_first().expect("a polynomial");
+    let shifted = x.mul_add(c(cast(std::f64::consts::LOG2_E * entries)), c(V::Elem::MAGIC));
+    let n = shifted.sub(c(V::Elem::MAGIC));
+    // Dividing the parts of ln 2 by a power of two is exact.
+    let r = n.neg_mul_add(c(V::Elem::LN2_HI * cast(1.0 / entries)), x);
+    let r = n.neg_mul_add(c(V::Elem::LN2_LO * cast(1.0 / entries)), r);
+    let degree = const { taylor_degree(V::EXP_TABLE_BITS, V::Elem::SIGNIFICAND_BITS) };
+    let taylor = &V::Elem::TAYLOR[V::Elem::TAYLOR.len() - 1 - degree..];
+    let (leading, rest) = taylor.split_first().expect("a polynomial");
     let mut p = c(*leading);
-    for &k in rest {
+    if V::EXP_TABLE_BITS == 0 {
+        // Without a table the polynomial's last step, `p r + 1`, is fused.
+        for &k in rest {
+            p = p.mul_add(r, c(k));
+        }
+        return p.ldexp(n);
+    }
+    for &k in &rest[..rest.len() - 1] {
         p = p.mul_add(r, c(k));
     }
-    p.ldexp(n)
+    let expm1_r = p.mul(r);
+    let (hi, lo) = V::exp2_fraction(shifted);
+    hi.add(hi.mul_add(expm1_r, lo)).ldexp(n.mul(c(cast(1.0 / entries))))
+}
+
+/// The least degree `d` of the Taylor polynomial of `e^r` whose truncation error is below 0.1
+/// ulp of a significand of `significand_bits` on `|r| ≤ ln2/(2N)`, `N = 2^table_bits`: where
+/// `r^{d+1}/(d+1)! < 0.1 · 2^{−significand_bits}` at the end of the range.
+const fn taylor_degree(table_bits: u32, significand_bits: u32) -> usize {
+    let r = std::f64::consts::LN_2 / 2.0 / (1u64 << table_bits) as f64;
+    let mut bound = 0.1;
+    let mut bit = 0;
+    while bit < significand_bits {
+        bound /= 2.0;
+        bit += 1;
+    }
+    // `term = r^{d+1}/(d+1)!`.
+    let (mut degree, mut term) = (1, r * r / 2.0);
+    while term >= bound {
+        degree += 1;
+        term = term * r / (degree + 1) as f64;
+    }
+    degree
 }
 
 /// `ln(1 + t)` for `0 ≤ t ≤ 1` (the range the cross-entropy needs): with `u = t/(2 + t) ≤ 1/3`,

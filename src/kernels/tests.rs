@@ -2,6 +2,7 @@
 //! library's, over the whole useful range and at the extremes.
 
 use crate::gemm::{MatMut, MatRef};
+use crate::kernels::lanes::ExpConstants;
 use crate::kernels::scalar::collect_above;
 use crate::kernels::{AdamStep, Isa, Kernels, COLLECT_GROUP};
 use crate::model::{Activation, Reconstruction};
@@ -73,6 +74,32 @@ fn vector_exp_f64_is_within_1_ulp_of_std_over_its_whole_range() {
             inputs.iter().zip(&out).map(|(&x, &y)| (ulps_f64(y, x.exp()), x)).max_by_key(|&(d, _)| d).unwrap();
         println!("{:?} f64 exp: worst error {worst} ulp at x = {at:e}", kernels.isa);
         assert!(worst <= 1, "{:?}: {worst} ulp at {at:e}", kernels.isa);
+    }
+}
+
+/// `exp`'s table: `2^{j/16} = EXP2_HI[j] + EXP2_LO[j]` with `HI` the nearest value and the
+/// pair good to about twice the element's precision. f32's against f64's `exp2`; f64's by
+/// raising `hi + lo` to the 16th power in double-double arithmetic, which must give `2^j`.
+#[test]
+fn exp_tables_hold_the_sixteenth_roots_of_powers_of_two_to_twice_the_precision() {
+    for j in 0..16 {
+        let (hi, lo) = (f32::EXP2_HI[j], f32::EXP2_LO[j]);
+        let root = (j as f64 / 16.0).exp2();
+        assert!(f64::from(lo).abs() <= 0.5 * f64::from(hi.next_up() - hi), "f32 {j}: {hi} is not the nearest");
+        let error = (f64::from(hi) + f64::from(lo) - root).abs() / root;
+        assert!(error <= 2f64.powi(-46), "f32 {j}: relative error {error:e}");
+
+        let (mut hi, mut lo) = (f64::EXP2_HI[j], f64::EXP2_LO[j]);
+        assert!(lo.abs() <= 0.5 * (hi.next_up() - hi), "f64 {j}: {hi} is not the nearest");
+        for _ in 0..4 {
+            // (hi + lo)² = hi² + 2 hi lo + lo², hi² split exactly by the FMA.
+            let square = hi * hi;
+            let error = hi.mul_add(hi, -square) + 2.0 * hi * lo;
+            (hi, lo) = (square + error, error - ((square + error) - square));
+        }
+        let power = 2f64.powi(j as i32);
+        let error = ((hi - power) + lo).abs() / power;
+        assert!(error <= 2f64.powi(-98), "f64 {j}: (hi + lo)^16 off 2^{j} by {error:e}");
     }
 }
 
