@@ -631,6 +631,40 @@ pub(crate) unsafe fn axpy<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::E
     }
 }
 
+/// `y ← α x + y`, then `Σ z_i y_i` of the updated `y`: [`axpy`] and [`dot`] in one pass, with
+/// the same operations in the same order as the two (so the same results to the bit).
+#[inline(always)]
+pub(crate) unsafe fn axpy_dot<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::Elem], z: &[V::Elem]) -> f64 {
+    assert!(x.len() == y.len() && z.len() == y.len());
+    let alpha = V::splat(alpha);
+    let zero = V::splat(<V::Elem as Default>::default());
+    let mut partial = [zero; 4];
+    let (px, py, pz) = (x.as_ptr(), y.as_mut_ptr(), z.as_ptr());
+    let stride = 4 * V::WIDTH;
+    let body = y.len() - y.len() % stride;
+    for i in (0..body).step_by(stride) {
+        for (k, sum) in partial.iter_mut().enumerate() {
+            let offset = i + k * V::WIDTH;
+            let updated = V::load(px.add(offset)).mul_add(alpha, V::load(py.add(offset)));
+            updated.store(py.add(offset));
+            *sum = V::load(pz.add(offset)).mul_add(updated, *sum);
+        }
+    }
+    let mut i = body;
+    while i < y.len() {
+        let width = V::WIDTH.min(y.len() - i);
+        let updated = load_partial::<V>(&x[i..i + width]).mul_add(alpha, load_partial::<V>(&y[i..i + width]));
+        store_partial(updated, &mut y[i..i + width]);
+        partial[0] = load_partial::<V>(&z[i..i + width]).mul_add(updated, partial[0]);
+        i += width;
+    }
+    let mut acc = V::acc_zero();
+    for sum in partial {
+        acc = V::acc_add(acc, sum);
+    }
+    V::acc_sum(acc)
+}
+
 /// Appends `(values[i] + shift[i], from + i)` for each `i` where the sum is greater than
 /// `threshold`, in order, [`COLLECT_GROUP`] positions at a time, stopping before a group when
 /// fewer than `COLLECT_GROUP` slots of `collected` are left; returns the positions scanned and
@@ -837,6 +871,10 @@ macro_rules! kernel_table {
                 lanes::axpy::<$lanes>(alpha, x, y)
             }
             #[target_feature(enable = $features)]
+            unsafe fn axpy_dot(alpha: $t, x: &[$t], y: &mut [$t], z: &[$t]) -> f64 {
+                lanes::axpy_dot::<$lanes>(alpha, x, y, z)
+            }
+            #[target_feature(enable = $features)]
             unsafe fn max_sum(values: &[$t], shift: &[$t]) -> $t {
                 lanes::max_sum::<$lanes>(values, shift)
             }
@@ -898,6 +936,7 @@ macro_rules! kernel_table {
                     output: ByReconstruction::build(&Entries),
                     dot: |a, b| unsafe { dot(a, b) },
                     axpy: |alpha, x, y| unsafe { axpy(alpha, x, y) },
+                    axpy_dot: |alpha, x, y, z| unsafe { axpy_dot(alpha, x, y, z) },
                     collect_above: |values, shift, threshold, from, collected| unsafe {
                         collect_above(values, shift, threshold, from, collected)
                     },

@@ -100,6 +100,10 @@ pub struct Kernels<T> {
     pub dot: fn(&[T], &[T]) -> f64,
     /// `y ← α x + y`.
     pub axpy: fn(T, &[T], &mut [T]),
+    /// `(α, x, y, z)`: `y ← α x + y`, then `Σ z_i y_i` of the updated `y` (the two-loop
+    /// recursion's update and next inner product in one pass). In the vector sets, the same
+    /// results to the bit as `axpy` then `dot`.
+    pub axpy_dot: fn(T, &[T], &mut [T], &[T]) -> f64,
     /// `(values, shift, t, from, collected)`: appends `(values[i] + shift[i], from + i)` for
     /// each `i` where the sum is greater than `t` (NaN never is), in order, [`COLLECT_GROUP`]
     /// positions at a time, stopping before a group when fewer than `COLLECT_GROUP` slots of
@@ -261,6 +265,7 @@ impl<T: Real> Kernels<T> {
             output: ByReconstruction::build(&scalar::Entries::<T>::new()),
             dot: scalar::dot,
             axpy: scalar::axpy,
+            axpy_dot: scalar::axpy_dot,
             collect_above: scalar::collect_above,
             max_sum: scalar::max_sum,
             prefetch: scalar::prefetch,

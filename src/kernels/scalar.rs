@@ -136,6 +136,12 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x.as_f64() * y.as_f64()).sum()
 }
 
+/// `y ← α x + y`, then `Σ z_i y_i` of the updated `y`.
+pub fn axpy_dot<T: Real>(alpha: T, x: &[T], y: &mut [T], z: &[T]) -> f64 {
+    axpy(alpha, x, y);
+    dot(z, y)
+}
+
 /// Appends `(values[i] + shift[i], from + i)` for each `i` where the sum is greater than
 /// `threshold`, in order, [`COLLECT_GROUP`] positions at a time, stopping before a group when
 /// fewer than `COLLECT_GROUP` slots of `collected` are left; returns the positions scanned and

@@ -337,6 +337,22 @@ fn kernels_match_scalar<T: Real>() {
             (kernels.axpy)(alpha, &z, &mut got);
             (scalar.axpy)(alpha, &z, &mut want);
             assert_close("axpy", isa, &got, &want);
+
+            // The fused pass: as the scalar twin, and bit for bit as the set's own two kernels.
+            let w: Vec<T> = x.iter().rev().copied().collect();
+            let (mut fused, mut twin, mut apart) = (x.clone(), x.clone(), x.clone());
+            let sum = (kernels.axpy_dot)(alpha, &z, &mut fused, &w);
+            let twin_sum = (scalar.axpy_dot)(alpha, &z, &mut twin, &w);
+            assert_close("axpy_dot", isa, &fused, &twin);
+            let magnitude: f64 = w.iter().zip(&twin).map(|(w, y)| (w.as_f64() * y.as_f64()).abs()).sum();
+            assert_sum_close::<T>("axpy_dot Σ", isa, sum, twin_sum, magnitude * 4.0);
+            (kernels.axpy)(alpha, &z, &mut apart);
+            assert_eq!(fused, apart, "{isa:?}: axpy_dot's update differs from axpy's");
+            assert_eq!(
+                sum.to_bits(),
+                (kernels.dot)(&w, &apart).to_bits(),
+                "{isa:?}: axpy_dot's sum differs from dot's"
+            );
         }
     }
 }

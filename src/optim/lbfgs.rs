@@ -452,30 +452,34 @@ impl<T: Real> Lbfgs<T> {
     }
 
     /// `d = −H g` by the two-loop recursion over the correction pairs, with `H_0 = γ I`;
-    /// `d = −g` before the first pair.
+    /// `d = −g` before the first pair:
+    ///
+    /// ```text
+    /// newest to oldest:  α_k = s_kᵀ d / y_kᵀ s_k,  d ← d − α_k y_k
+    /// d ← γ d
+    /// oldest to newest:  β_k = y_kᵀ d / y_kᵀ s_k,  d ← d + (α_k − β_k) s_k
+    /// ```
+    ///
+    /// Each loop is one [`sweep`] over the pairs, whose updates are fused with the next
+    /// pair's inner product: the pairs (100 of them in minFunc's default, 5 MB at S1) stream
+    /// through the cache once per loop rather than twice.
     fn direction(&mut self) {
         let LbfgsState { g, s, y, ys, oldest, gamma, .. } = &self.state;
-        let ops = self.ops;
         let (len, pairs) = (g.len(), ys.len());
+        debug_assert!(s.len() == pairs * len && y.len() == pairs * len);
         // Slots from the oldest pair to the newest.
         let slots = (0..pairs).map(|i| (oldest + i) % pairs);
-        let slot = |v: &'_ [f64], k: usize| -> std::ops::Range<usize> {
-            debug_assert_eq!(v.len(), pairs * len);
-            k * len..(k + 1) * len
-        };
         let d = &mut self.d;
         d.iter_mut().zip(g).for_each(|(d, g)| *d = -g);
-        self.alpha.clear();
-        for k in slots.clone().rev() {
-            let alpha = ops.dot(&s[slot(s, k)], d) / ys[k];
-            ops.axpy(-alpha, &y[slot(y, k)], d);
-            self.alpha.push(alpha);
-        }
+        let alpha = &mut self.alpha;
+        alpha.clear();
+        sweep(self.ops, d, len, slots.clone().rev(), s, y, |k, sd| {
+            alpha.push(sd / ys[k]);
+            -sd / ys[k]
+        });
         d.iter_mut().for_each(|d| *d *= gamma);
-        for (k, &alpha) in slots.zip(self.alpha.iter().rev()) {
-            let beta = ops.dot(&y[slot(y, k)], d) / ys[k];
-            ops.axpy(alpha - beta, &s[slot(s, k)], d);
-        }
+        let mut alphas = alpha.iter().rev();
+        sweep(self.ops, d, len, slots, y, s, |k, yd| alphas.next().expect("one α per pair") - yd / ys[k]);
     }
 
     /// Moves to `x + t d` (whose gradient the line search left in `best_grad`) and records
@@ -511,6 +515,36 @@ impl<T: Real> Lbfgs<T> {
             }
             state.gamma = ys / yy;
         }
+    }
+}
+
+/// One loop of the two-loop recursion: for each slot `k` of `slots` in turn,
+/// `d ← d + c_k v_k` with `c_k = coefficient(k, u_kᵀ d)`, `u_k` and `v_k` the `k`-th vectors of
+/// `len` values in `u` and `v`. Each update is applied in the pass that computes the next
+/// slot's `u_kᵀ d`, so the result is the same as updating first, to the bit.
+fn sweep(
+    ops: VectorOps,
+    d: &mut [f64],
+    len: usize,
+    slots: impl Iterator<Item = usize>,
+    u: &[f64],
+    v: &[f64],
+    mut coefficient: impl FnMut(usize, f64) -> f64,
+) {
+    fn vector(all: &[f64], len: usize, k: usize) -> &[f64] {
+        &all[k * len..(k + 1) * len]
+    }
+    // The update `(c, k)` computed but not applied yet.
+    let mut pending: Option<(f64, usize)> = None;
+    for k in slots {
+        let inner = match pending {
+            Some((c, j)) => ops.axpy_dot(c, vector(v, len, j), d, vector(u, len, k)),
+            None => ops.dot(vector(u, len, k), d),
+        };
+        pending = Some((coefficient(k, inner), k));
+    }
+    if let Some((c, j)) = pending {
+        ops.axpy(c, vector(v, len, j), d);
     }
 }
 

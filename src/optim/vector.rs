@@ -41,6 +41,22 @@ impl VectorOps {
         }
         y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| axpy(alpha, x, y));
     }
+
+    /// `y ← α x + y`, then `Σ z_i y_i` of the updated `y`, in one pass: the same results as
+    /// [`axpy`](Self::axpy) then [`dot`](Self::dot) with `(z, y)`.
+    pub fn axpy_dot(&self, alpha: f64, x: &[f64], y: &mut [f64], z: &[f64]) -> f64 {
+        let axpy_dot = self.kernels.axpy_dot;
+        if x.len() <= 4 * CHUNK {
+            return axpy_dot(alpha, x, y, z);
+        }
+        let partial: Vec<f64> = y
+            .par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .zip(z.par_chunks(CHUNK))
+            .map(|((y, x), z)| axpy_dot(alpha, x, y, z))
+            .collect();
+        partial.iter().sum()
+    }
 }
 
 /// `max_i |x_i|`
