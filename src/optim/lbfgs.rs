@@ -568,3 +568,59 @@ fn check_options(options: &LbfgsOptions) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two-loop recursion as the textbooks write it: an inner product, then an update.
+    fn textbook_direction(state: &LbfgsState, ops: VectorOps) -> Vec<f64> {
+        let (len, pairs) = (state.g.len(), state.ys.len());
+        let slots: Vec<usize> = (0..pairs).map(|i| (state.oldest + i) % pairs).collect();
+        let (s, y) = (|k: usize| &state.s[k * len..(k + 1) * len], |k: usize| &state.y[k * len..(k + 1) * len]);
+        let mut d: Vec<f64> = state.g.iter().map(|g| -g).collect();
+        let mut alphas = Vec::new();
+        for &k in slots.iter().rev() {
+            let alpha = ops.dot(s(k), &d) / state.ys[k];
+            ops.axpy(-alpha, y(k), &mut d);
+            alphas.push(alpha);
+        }
+        d.iter_mut().for_each(|d| *d *= state.gamma);
+        for (&k, alpha) in slots.iter().zip(alphas.iter().rev()) {
+            let beta = ops.dot(y(k), &d) / state.ys[k];
+            ops.axpy(alpha - beta, s(k), &mut d);
+        }
+        d
+    }
+
+    #[test]
+    fn the_fused_two_loop_recursion_gives_the_textbook_direction_to_the_bit() {
+        let (len, history) = (37, 5);
+        let value = |i: usize| ((i * 7919) % 1009) as f64 / 1009.0 - 0.5;
+        for pairs in 0..=history {
+            for oldest in 0..pairs.max(1) {
+                let state = LbfgsState {
+                    x: vec![0.0; len],
+                    f: 0.0,
+                    g: (0..len).map(value).collect(),
+                    s: (0..pairs * len).map(|i| value(i + 100)).collect(),
+                    y: (0..pairs * len).map(|i| value(i + 5000)).collect(),
+                    ys: (0..pairs).map(|k| 0.5 + k as f64).collect(),
+                    oldest,
+                    gamma: 0.75,
+                    iteration: 0,
+                    evaluations: 1,
+                    stopped: None,
+                };
+                let options = LbfgsOptions { history, ..LbfgsOptions::default() };
+                let mut lbfgs = Lbfgs::<f64>::resume(options, state.clone()).unwrap();
+                lbfgs.direction();
+                let want = textbook_direction(&state, lbfgs.ops);
+                assert!(
+                    lbfgs.d.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{pairs} pairs from slot {oldest}"
+                );
+            }
+        }
+    }
+}
