@@ -239,13 +239,9 @@ unsafe impl Lanes for F64x4 {
         let n2 = _mm256_sub_pd(n, n1);
         Self(_mm256_mul_pd(_mm256_mul_pd(self.0, pow2(n1)), pow2(n2)))
     }
-    // Four doubles to a register, and no permutation of doubles by a vector index: the
-    // polynomial of degree 13 costs less than assembling a table's entries.
-    const EXP_TABLE_BITS: u32 = 0;
-    #[inline(always)]
-    unsafe fn exp2_fraction(_index: Self) -> (Self, Self) {
-        (Self::splat(1.0), Self::splat(0.0))
-    }
+    // No table (the trait's default): with four doubles to a register, a table of 2^{j/4}
+    // (`vpermps` on pairs of indices, built by integer shuffles) would save four terms of the
+    // polynomial for as many instructions spent on the look-up.
 
     #[inline(always)]
     unsafe fn acc_zero() -> Self::Acc {

@@ -102,8 +102,10 @@ unsafe impl Lanes for F32x16 {
     unsafe fn exp2_fraction(index: Self) -> (Self, Self) {
         // `vpermps` reads the low 4 bits of each index.
         let index = _mm512_castps_si512(index.0);
-        let hi = _mm512_permutexvar_ps(index, _mm512_loadu_ps(f32::EXP2_HI.as_ptr()));
-        let lo = _mm512_permutexvar_ps(index, _mm512_loadu_ps(f32::EXP2_LO.as_ptr()));
+        let (hi, lo): (&'static [f32; 16], &'static [f32; 16]) = (&f32::EXP2_HI, &f32::EXP2_LO);
+        // SAFETY: each load reads the 16 values of one table.
+        let hi = _mm512_permutexvar_ps(index, _mm512_loadu_ps(hi.as_ptr()));
+        let lo = _mm512_permutexvar_ps(index, _mm512_loadu_ps(lo.as_ptr()));
         (Self(hi), Self(lo))
     }
 
@@ -222,9 +224,10 @@ unsafe impl Lanes for F64x8 {
     unsafe fn exp2_fraction(index: Self) -> (Self, Self) {
         // `vpermt2pd` reads the low 4 bits of each index: 3 for the lane, 1 for the register.
         let index = _mm512_castpd_si512(index.0);
-        let (hi, lo) = (f64::EXP2_HI.as_ptr(), f64::EXP2_LO.as_ptr());
-        let hi = _mm512_permutex2var_pd(_mm512_loadu_pd(hi), index, _mm512_loadu_pd(hi.add(8)));
-        let lo = _mm512_permutex2var_pd(_mm512_loadu_pd(lo), index, _mm512_loadu_pd(lo.add(8)));
+        let (hi, lo): (&'static [f64; 16], &'static [f64; 16]) = (&f64::EXP2_HI, &f64::EXP2_LO);
+        // SAFETY: each load reads 8 values of a table of 16, from its start or its middle.
+        let hi = _mm512_permutex2var_pd(_mm512_loadu_pd(hi.as_ptr()), index, _mm512_loadu_pd(hi[8..].as_ptr()));
+        let lo = _mm512_permutex2var_pd(_mm512_loadu_pd(lo.as_ptr()), index, _mm512_loadu_pd(lo[8..].as_ptr()));
         (Self(hi), Self(lo))
     }
 

@@ -50,15 +50,18 @@ pub(crate) unsafe trait Lanes: Copy {
     /// `self` in the lanes where it is greater than `o`, else `o` (so a NaN in `self` is
     /// never taken).
     unsafe fn max_over(self, o: Self) -> Self;
-    /// `self · 2^⌊n⌋` for `|n| ≤ 2·1023` (`2·127` in f32), rounded once or twice by IEEE
-    /// multiplication (so overflow gives inf and subnormal results are kept).
+    /// `self · 2^⌊n⌋` for `−2044 ≤ n ≤ 2046` (`−252 ≤ n ≤ 254` in f32), rounded once or twice
+    /// by IEEE multiplication (so overflow gives inf and subnormal results are kept).
     unsafe fn ldexp(self, n: Self) -> Self;
     /// `b`: the [`exp_lanes`] of this instruction set looks `2^{j/N}` up in a table of
-    /// `N = 2^b` entries held in registers (0: no table).
-    const EXP_TABLE_BITS: u32;
+    /// `N = 2^b` entries held in registers (0, the default: no table).
+    const EXP_TABLE_BITS: u32 = 0;
     /// `(hi, lo)` with `hi + lo = 2^{j/N}` to twice the element precision, `j` the low
-    /// `EXP_TABLE_BITS` bits of each lane's bit pattern (`N = 2^EXP_TABLE_BITS`).
-    unsafe fn exp2_fraction(index: Self) -> (Self, Self);
+    /// `EXP_TABLE_BITS` bits of each lane's bit pattern (`N = 2^EXP_TABLE_BITS`); by default,
+    /// the table of one entry, `2^0 = 1 + 0`.
+    unsafe fn exp2_fraction(_index: Self) -> (Self, Self) {
+        (Self::splat(<Self::Elem as num_traits::One>::one()), Self::splat(<Self::Elem as num_traits::Zero>::zero()))
+    }
 
     unsafe fn acc_zero() -> Self::Acc;
     unsafe fn acc_add(acc: Self::Acc, v: Self) -> Self::Acc;
@@ -79,7 +82,7 @@ pub(crate) trait ExpConstants: Real {
     const LN2_HI: Self;
     const LN2_LO: Self;
     /// Taylor coefficients `1/k!` of `e^r`, highest degree first, down to `k = 0`, as many as
-    /// [`taylor_degree`] asks for without a table (`|r| ≤ ln2/2`).
+    /// [`taylor_degree`] asks for without a table (`|r| ≤ ln2/2`; checked at compile time).
     const TAYLOR: &'static [Self];
     /// The bits of the significand (24 and 53).
     const SIGNIFICAND_BITS: u32;
@@ -243,8 +246,12 @@ where
     // Dividing the parts of ln 2 by a power of two is exact.
     let r = n.neg_mul_add(c(V::Elem::LN2_HI * cast(1.0 / entries)), x);
     let r = n.neg_mul_add(c(V::Elem::LN2_LO * cast(1.0 / entries)), r);
-    let degree = const { taylor_degree(V::EXP_TABLE_BITS, V::Elem::SIGNIFICAND_BITS) };
-    let taylor = &V::Elem::TAYLOR[V::Elem::TAYLOR.len() - 1 - degree..];
+    let first_term = const {
+        let degree = taylor_degree(V::EXP_TABLE_BITS, V::Elem::SIGNIFICAND_BITS);
+        assert!(degree < V::Elem::TAYLOR.len(), "TAYLOR holds the terms up to the degree needed");
+        V::Elem::TAYLOR.len() - 1 - degree
+    };
+    let taylor = &V::Elem::TAYLOR[first_term..];
     let (leading, rest) = taylor.split_first().expect("a polynomial");
     let mut p = c(*leading);
     if V::EXP_TABLE_BITS == 0 {
@@ -262,9 +269,10 @@ where
     hi.add(hi.mul_add(expm1_r, lo)).ldexp(n.mul(c(cast(1.0 / entries))))
 }
 
-/// The least degree `d` of the Taylor polynomial of `e^r` whose truncation error is below 0.1
-/// ulp of a significand of `significand_bits` on `|r| ≤ ln2/(2N)`, `N = 2^table_bits`: where
-/// `r^{d+1}/(d+1)! < 0.1 · 2^{−significand_bits}` at the end of the range.
+/// The least degree `d` of the Taylor polynomial of `e^r` whose relative truncation error is
+/// below `0.1 · 2^{−p}` (`p = significand_bits`: a tenth of the rounding error's bound) on
+/// `|r| ≤ ln2/(2N)`, `N = 2^table_bits`: where `r^{d+1}/(d+1)! < 0.1 · 2^{−p}` at the end of
+/// the range.
 const fn taylor_degree(table_bits: u32, significand_bits: u32) -> usize {
     let r = std::f64::consts::LN_2 / 2.0 / (1u64 << table_bits) as f64;
     let mut bound = 0.1;
@@ -653,9 +661,11 @@ pub(crate) unsafe fn axpy_dot<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [
     let mut i = body;
     while i < y.len() {
         let width = V::WIDTH.min(y.len() - i);
-        let updated = load_partial::<V>(&x[i..i + width]).mul_add(alpha, load_partial::<V>(&y[i..i + width]));
-        store_partial(updated, &mut y[i..i + width]);
-        partial[0] = load_partial::<V>(&z[i..i + width]).mul_add(updated, partial[0]);
+        let tail = &mut y[i..i + width];
+        store_partial(load_partial::<V>(&x[i..i + width]).mul_add(alpha, load_partial::<V>(tail)), tail);
+        // The stored values, reloaded: the lanes past the tail must be 0 as `dot` reads them
+        // (`0 α + 0` is NaN for an infinite `α`).
+        partial[0] = load_partial::<V>(&z[i..i + width]).mul_add(load_partial::<V>(tail), partial[0]);
         i += width;
     }
     let mut acc = V::acc_zero();

@@ -461,8 +461,8 @@ impl<T: Real> Lbfgs<T> {
     /// ```
     ///
     /// Each loop is one [`sweep`] over the pairs, whose updates are fused with the next
-    /// pair's inner product: the pairs (100 of them in minFunc's default, 5 MB at S1) stream
-    /// through the cache once per loop rather than twice.
+    /// pair's inner product: `d` is read once a pair rather than twice, and the pair's two
+    /// vectors (100 pairs in minFunc's default, 5 MB at S1) stream side by side.
     fn direction(&mut self) {
         let LbfgsState { g, s, y, ys, oldest, gamma, .. } = &self.state;
         let (len, pairs) = (g.len(), ys.len());
@@ -474,8 +474,9 @@ impl<T: Real> Lbfgs<T> {
         let alpha = &mut self.alpha;
         alpha.clear();
         sweep(self.ops, d, len, slots.clone().rev(), s, y, |k, sd| {
-            alpha.push(sd / ys[k]);
-            -sd / ys[k]
+            let alpha_k = sd / ys[k];
+            alpha.push(alpha_k);
+            -alpha_k
         });
         d.iter_mut().for_each(|d| *d *= gamma);
         let mut alphas = alpha.iter().rev();
@@ -612,7 +613,8 @@ mod tests {
                     evaluations: 1,
                     stopped: None,
                 };
-                let options = LbfgsOptions { history, ..LbfgsOptions::default() };
+                // A full ring: `resume` lays a partial one out from slot 0.
+                let options = LbfgsOptions { history: pairs.max(1), ..LbfgsOptions::default() };
                 let mut lbfgs = Lbfgs::<f64>::resume(options, state.clone()).unwrap();
                 lbfgs.direction();
                 let want = textbook_direction(&state, lbfgs.ops);

@@ -1,5 +1,5 @@
-//! The vector arithmetic of the optimisers: the SIMD `dot` and `axpy` kernels, split over the
-//! rayon pool in fixed chunks when a vector is long enough that memory bandwidth rather than
+//! The vector arithmetic of the optimisers: the SIMD `dot`, `axpy` and `axpy_dot` kernels, split
+//! over the rayon pool in fixed chunks when a vector is long enough that memory bandwidth rather than
 //! the call dominates (L-BFGS's correction pairs of a large model are hundreds of megabytes
 //! read every iteration). Partial sums are added in chunk order, so results do not depend on
 //! the thread count.
@@ -12,7 +12,7 @@ use crate::real::Real;
 /// Elements per parallel task, and four times this the shortest vector split at all.
 const CHUNK: usize = 16 * 1024;
 
-/// `dot` and `axpy` over f64 slices.
+/// `dot`, `axpy` and `axpy_dot` over f64 slices.
 #[derive(Debug, Clone, Copy)]
 pub struct VectorOps {
     kernels: Kernels<f64>,
@@ -45,6 +45,7 @@ impl VectorOps {
     /// `y ← α x + y`, then `Σ z_i y_i` of the updated `y`, in one pass: the same results as
     /// [`axpy`](Self::axpy) then [`dot`](Self::dot) with `(z, y)`.
     pub fn axpy_dot(&self, alpha: f64, x: &[f64], y: &mut [f64], z: &[f64]) -> f64 {
+        assert!(x.len() == y.len() && z.len() == y.len(), "axpy_dot: lengths {}, {}, {}", x.len(), y.len(), z.len());
         let axpy_dot = self.kernels.axpy_dot;
         if x.len() <= 4 * CHUNK {
             return axpy_dot(alpha, x, y, z);
@@ -98,6 +99,25 @@ mod tests {
         let mut values = vec![f64::MAX; len];
         values[CHUNK + 3] = f64::NAN;
         assert_eq!(first_non_finite(&values), Some(CHUNK + 3));
+    }
+
+    #[test]
+    fn the_fused_update_and_inner_product_match_axpy_then_dot_to_the_bit_in_chunks_too() {
+        let ops = VectorOps::new(Kernels::detect());
+        for len in [37, 5 * CHUNK + 3] {
+            let value = |i: usize, seed: usize| (((i + seed) * 7919) % 1009) as f64 / 1009.0 - 0.5;
+            let x: Vec<f64> = (0..len).map(|i| value(i, 1)).collect();
+            let z: Vec<f64> = (0..len).map(|i| value(i, 2)).collect();
+            let mut fused: Vec<f64> = (0..len).map(|i| value(i, 3)).collect();
+            let mut apart = fused.clone();
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let sum = pool.install(|| ops.axpy_dot(-0.37, &x, &mut fused, &z));
+                ops.axpy(-0.37, &x, &mut apart);
+                assert_eq!(fused, apart, "{len} values, {threads} threads");
+                assert_eq!(sum.to_bits(), ops.dot(&z, &apart).to_bits(), "{len} values, {threads} threads");
+            }
+        }
     }
 
     #[test]
