@@ -6,7 +6,7 @@
 //! model, which read as its defaults). Checkpoints add the optimiser's state as
 //! float64 tensors and metadata under their own names.
 //!
-//! Writes are atomic (see [`crate::files::atomic`]): a failed write (a full disk) leaves the
+//! Writes are atomic (see [`crate::files::write_with`]): a failed write (a full disk) leaves the
 //! previous file intact.
 
 use std::collections::BTreeMap;

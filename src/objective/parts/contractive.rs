@@ -49,7 +49,7 @@ impl<T: Real> ContractivePenalty<T> {
 
     /// One block's share of `delta2`: `p ← p + c_j f' f''` on unit `j`'s run of `hidden`
     /// (`h×width` row-major, `a2` alike, `kernel` the hidden units'); adds `Σ c_j f' f''` to
-    /// `b1_sums[j]` (for `∇b1`) and `Σ f'²` to `squared_sums[j]` (for [`row_decay`](Self::row_decay)).
+    /// `b1_sums[j]` (for `∇b1`) and `Σ f'²` to `squared_sums[j]` (for [`row_decay_and_cost`](Self::row_decay_and_cost)).
     pub(crate) fn add_delta(
         &self,
         kernel: ContractiveDeltaKernel<T>,
