@@ -275,12 +275,7 @@ where
 /// the range.
 const fn taylor_degree(table_bits: u32, significand_bits: u32) -> usize {
     let r = std::f64::consts::LN_2 / 2.0 / (1u64 << table_bits) as f64;
-    let mut bound = 0.1;
-    let mut bit = 0;
-    while bit < significand_bits {
-        bound /= 2.0;
-        bit += 1;
-    }
+    let bound = 0.1 / (1u64 << significand_bits) as f64;
     // `term = r^{d+1}/(d+1)!`.
     let (mut degree, mut term) = (1, r * r / 2.0);
     while term >= bound {
