@@ -7,7 +7,10 @@
 //! ```
 //!
 //! A packed panel has `lda = MR` (`ldb = NR`); an operand whose panel rows are already
-//! contiguous is read in place with its own stride.
+//! contiguous is read in place with its own stride. A *wide* tile, `MR×(NR + R)` with `R` of 1
+//! or 2, takes its last `R` columns from the next panel of `B`: the last panel of a product
+//! whose width is one or two past a multiple of `NR` (S1's `h = 25 = 12 + 13`) is then computed
+//! with the one before it, not as a mostly empty edge tile.
 //!
 //! The `MR×NR` sums live in `NR·MR/WIDTH` vector registers for the whole `k` loop; each step
 //! loads `MR/WIDTH` vectors of `A` and broadcasts `NR` values of `B` (folded into the FMA's
@@ -22,14 +25,17 @@ use super::pack::Transpose;
 use crate::kernels::lanes::Lanes;
 use crate::kernels::Isa;
 
-/// The signature of a micro-kernel: `(k, α, a, lda, b, ldb, β, c, ldc)`.
+/// The signature of a micro-kernel: `(k, α, a, lda, b, ldb, extra, ld_extra, β, c, ldc)`.
+/// A tile's columns come from one panel of `B` (`b`, `NR` columns) and, for a wide tile, the
+/// first `R` columns of the next (`extra`): column `NR + j` of the tile reads
+/// `extra[p·ld_extra + j]`. Kernels with `R = 0` never read `extra`.
 ///
 /// # Safety
-/// `a + p·lda + i` and `b + p·ldb + j` are readable for `p < k`, `i < MR`, `j < NR`;
-/// `c + i + j·ldc` is valid for reads and
-/// writes for every `i < MR`, `j < NR`, and aliases neither `a` nor `b`; the CPU supports the
-/// kernel's instruction set.
-pub(crate) type TileFn<T> = unsafe fn(usize, T, *const T, usize, *const T, usize, T, *mut T, usize);
+/// `a + p·lda + i`, `b + p·ldb + j` and `extra + p·ld_extra + r` are readable for `p < k`,
+/// `i < MR`, `j < NR`, `r < R`; `c + i + j·ldc` is valid for reads and writes for every
+/// `i < MR`, `j < NR + R`, and aliases none of the operands; the CPU supports the kernel's
+/// instruction set.
+pub(crate) type TileFn<T> = unsafe fn(usize, T, *const T, usize, *const T, usize, *const T, usize, T, *mut T, usize);
 
 /// A narrower kernel for the last, partial panel of `B`: the first `cols` columns of an
 /// `MR×NR` tile, reading the same `NR`-wide panels.
@@ -37,6 +43,23 @@ pub(crate) type TileFn<T> = unsafe fn(usize, T, *const T, usize, *const T, usize
 pub(crate) struct EdgeKernel<T> {
     pub cols: usize,
     pub run: TileFn<T>,
+}
+
+/// The kernels of the tiles `NR + 1` and `NR + 2` columns wide (`run[r − 1]` for `NR + r`):
+/// the last two panels of `B` as one tile when the last holds one or two live columns (e.g.
+/// `h = 25 = 12 + 13`), which then costs `r/NR` of a tile instead of a whole edge tile and its
+/// copy through a buffer. They need `V·(NR + 2) + V` vector registers: AVX-512's 32, not AVX2's
+/// 16.
+#[derive(Clone, Copy)]
+pub(crate) struct WideKernels<T> {
+    pub run: [TileFn<T>; 2],
+}
+
+impl<T> WideKernels<T> {
+    /// The kernel of a tile `NR + extra` wide, if there is one.
+    pub fn for_extra(&self, extra: usize) -> Option<TileFn<T>> {
+        extra.checked_sub(1).and_then(|r| self.run.get(r)).copied()
+    }
 }
 
 /// One micro-kernel and the cache blocking it is used with.
@@ -62,6 +85,8 @@ pub struct MicroKernel<T: 'static> {
     /// The kernel for a last panel of at most `cols` live columns (e.g. `h = 196 = 16·12 + 4`),
     /// which would otherwise compute a whole tile of zeros beside them.
     pub(crate) edge: Option<EdgeKernel<T>>,
+    /// The kernels that take a thin last panel into the tile beside it.
+    pub(crate) wide: Option<WideKernels<T>>,
 }
 
 impl<T: 'static> std::fmt::Debug for MicroKernel<T> {
@@ -79,30 +104,34 @@ impl<T: 'static> std::fmt::Debug for MicroKernel<T> {
 /// kernels' FMAs round once (a software `fma` would be many times slower).
 ///
 /// # Safety
-/// As [`TileFn`] with `MR`, `NR`.
+/// As [`TileFn`] with `MR`, `NR`, `R`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR: usize>(
+pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR: usize, const R: usize>(
     k: usize,
     alpha: T,
     a: *const T,
     lda: usize,
     b: *const T,
     ldb: usize,
+    extra: *const T,
+    ld_extra: usize,
     beta: T,
     c: *mut T,
     ldc: usize,
 ) {
     let mut acc = [[T::zero(); MR]; NR];
+    let mut acc_extra = [[T::zero(); MR]; R];
     for p in 0..k {
         let a = std::slice::from_raw_parts(a.add(p * lda), MR);
         let b = std::slice::from_raw_parts(b.add(p * ldb), NR);
-        for (acc, &b) in acc.iter_mut().zip(b) {
+        let b_extra = if R == 0 { &[][..] } else { std::slice::from_raw_parts(extra.add(p * ld_extra), R) };
+        for (acc, &b) in acc.iter_mut().chain(acc_extra.iter_mut()).zip(b.iter().chain(b_extra)) {
             for (acc, &a) in acc.iter_mut().zip(a) {
                 *acc = a * b + *acc;
             }
         }
     }
-    for (j, acc) in acc.iter().enumerate() {
+    for (j, acc) in acc.iter().chain(&acc_extra).enumerate() {
         let column = c.add(j * ldc);
         for (i, &acc) in acc.iter().enumerate() {
             let c = column.add(i);
@@ -111,42 +140,65 @@ pub(crate) unsafe fn scalar_tile<T: num_traits::Float, const MR: usize, const NR
     }
 }
 
-/// The vector micro-kernel: an `MR×NR` tile with `MR = V·L::WIDTH`, in `V·NR` accumulators,
-/// reading panel rows `lda` and `ldb` apart.
+/// The vector micro-kernel: an `MR×(NR + R)` tile with `MR = V·L::WIDTH`, in `V·(NR + R)`
+/// accumulators, reading panel rows `lda`, `ldb` and `ld_extra` apart.
 ///
 /// # Safety
-/// As [`TileFn`] with `MR = V·L::WIDTH`, `NR`; called only from a function compiled for `L`'s
-/// instruction set.
+/// As [`TileFn`] with `MR = V·L::WIDTH`, `NR`, `R`; called only from a function compiled for
+/// `L`'s instruction set.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize>(
+pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize, const R: usize>(
     k: usize,
     alpha: L::Elem,
     a: *const L::Elem,
     lda: usize,
     b: *const L::Elem,
     ldb: usize,
+    extra: *const L::Elem,
+    ld_extra: usize,
     beta: L::Elem,
     c: *mut L::Elem,
     ldc: usize,
 ) {
     let zero = L::splat(<L::Elem as num_traits::Zero>::zero());
     let mut acc = [[zero; V]; NR];
-    let (mut a, mut b) = (a, b);
+    let mut acc_extra = [[zero; V]; R];
+    let (mut a, mut b, mut extra) = (a, b, extra);
     // Four steps per trip: the loop's own additions and branch would otherwise take issue
-    // slots from the FMAs on the ports they share.
+    // slots from the FMAs on the ports they share. `extra` moves by wrapping arithmetic: with
+    // `R = 0` it may be null, and it is never read.
     for _ in 0..k / 4 {
         for _ in 0..4 {
-            step::<L, V, NR>(&mut acc, a, b);
+            step::<L, V, NR, R>(&mut acc, &mut acc_extra, a, b, extra);
             a = a.add(lda);
             b = b.add(ldb);
+            extra = extra.wrapping_add(ld_extra);
         }
     }
     for _ in 0..k % 4 {
-        step::<L, V, NR>(&mut acc, a, b);
+        step::<L, V, NR, R>(&mut acc, &mut acc_extra, a, b, extra);
         a = a.add(lda);
         b = b.add(ldb);
+        extra = extra.wrapping_add(ld_extra);
     }
+    store_columns::<L, V, NR>(&acc, alpha, beta, c, ldc);
+    store_columns::<L, V, R>(&acc_extra, alpha, beta, c.add(NR * ldc), ldc);
+}
+
+/// `C[:, j] ← α acc[j] + β C[:, j]` for the `N` columns of `acc` (`C` not read when `β = 0`).
+///
+/// # Safety
+/// `c + i + j·ldc` valid for reads and writes for `i < V·L::WIDTH`, `j < N`; called only from
+/// a function compiled for `L`'s instruction set.
+#[inline(always)]
+unsafe fn store_columns<L: Lanes, const V: usize, const N: usize>(
+    acc: &[[L; V]; N],
+    alpha: L::Elem,
+    beta: L::Elem,
+    c: *mut L::Elem,
+    ldc: usize,
+) {
     let alpha = L::splat(alpha);
     if beta == <L::Elem as num_traits::Zero>::zero() {
         for (j, acc) in acc.iter().enumerate() {
@@ -165,16 +217,18 @@ pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize>(
     }
 }
 
-/// One step of `p`: `acc[j][v] += a[v] · b[j]`.
+/// One step of `p`: `acc[j][v] += a[v] · b[j]`, `acc_extra[r][v] += a[v] · extra[r]`.
 ///
 /// # Safety
-/// `a + i` (`i < V·L::WIDTH`) and `b + j` (`j < NR`) are readable; called only from a
-/// function compiled for `L`'s instruction set.
+/// `a + i` (`i < V·L::WIDTH`), `b + j` (`j < NR`) and `extra + r` (`r < R`) are readable;
+/// called only from a function compiled for `L`'s instruction set.
 #[inline(always)]
-unsafe fn step<L: Lanes, const V: usize, const NR: usize>(
+unsafe fn step<L: Lanes, const V: usize, const NR: usize, const R: usize>(
     acc: &mut [[L; V]; NR],
+    acc_extra: &mut [[L; V]; R],
     a: *const L::Elem,
     b: *const L::Elem,
+    extra: *const L::Elem,
 ) {
     let mut column = [acc[0][0]; V];
     for (v, column) in column.iter_mut().enumerate() {
@@ -186,50 +240,62 @@ unsafe fn step<L: Lanes, const V: usize, const NR: usize>(
             *acc = a.mul_add(b, *acc);
         }
     }
+    for (r, acc) in acc_extra.iter_mut().enumerate() {
+        let b = L::splat(*extra.add(r));
+        for (acc, &a) in acc.iter_mut().zip(&column) {
+            *acc = a.mul_add(b, *acc);
+        }
+    }
 }
 
-/// Instantiates [`tile`] for one instruction set and element type as a `#[target_feature]`
-/// function, and a constructor of its [`MicroKernel`].
+/// Instantiates [`tile`] for one instruction set and element type as `#[target_feature]`
+/// functions (the full tile, the edge tile, and with `wide` the tiles one and two columns
+/// wider), and a constructor of its [`MicroKernel`].
 macro_rules! micro_kernel {
-    ($name:ident, $features:literal, $lanes:ty, $t:ty, $v:literal, $nr:literal, edge $edge:literal, $isa:expr, kc $kc:literal, mc $mc:literal, $transposes:expr) => {
+    ($name:ident, $features:literal, $lanes:ty, $t:ty, $v:literal, $nr:literal, edge $edge:literal, wide $wide:tt, $isa:expr, kc $kc:literal, mc $mc:literal, $transposes:expr) => {
         /// The micro-kernel and its blocking.
         ///
         /// # Safety
         /// The CPU must support the kernel's target features.
         pub(crate) unsafe fn $name() -> MicroKernel<$t> {
-            #[target_feature(enable = $features)]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn run(
-                k: usize,
-                alpha: $t,
-                a: *const $t,
-                lda: usize,
-                b: *const $t,
-                ldb: usize,
-                beta: $t,
-                c: *mut $t,
-                ldc: usize,
-            ) {
-                tile::<$lanes, $v, $nr>(k, alpha, a, lda, b, ldb, beta, c, ldc)
+            /// `tile::<NR, R>` compiled for the set.
+            macro_rules! instance {
+                ($fn_name:ident, $cols:expr, $extra:literal) => {
+                    #[target_feature(enable = $features)]
+                    #[allow(clippy::too_many_arguments)]
+                    unsafe fn $fn_name(
+                        k: usize,
+                        alpha: $t,
+                        a: *const $t,
+                        lda: usize,
+                        b: *const $t,
+                        ldb: usize,
+                        extra: *const $t,
+                        ld_extra: usize,
+                        beta: $t,
+                        c: *mut $t,
+                        ldc: usize,
+                    ) {
+                        tile::<$lanes, $v, { $cols }, $extra>(k, alpha, a, lda, b, ldb, extra, ld_extra, beta, c, ldc)
+                    }
+                };
             }
-            #[target_feature(enable = $features)]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn edge(
-                k: usize,
-                alpha: $t,
-                a: *const $t,
-                lda: usize,
-                b: *const $t,
-                ldb: usize,
-                beta: $t,
-                c: *mut $t,
-                ldc: usize,
-            ) {
-                tile::<$lanes, $v, $edge>(k, alpha, a, lda, b, ldb, beta, c, ldc)
+            /// The wide tiles, for a set with the registers for them.
+            macro_rules! wide {
+                (true) => {{
+                    instance!(wide_1, $nr, 1);
+                    instance!(wide_2, $nr, 2);
+                    Some(WideKernels { run: [wide_1, wide_2] })
+                }};
+                (false) => {
+                    None
+                };
             }
+            instance!(run, $nr, 0);
+            instance!(edge, $edge, 0);
             const MR: usize = $v * <$lanes as Lanes>::WIDTH;
             // Blocks of rows and columns start on whole panels (see `pack::block_of`).
-            const { assert!($mc % MR == 0 && MR * $nr <= super::super::native::MAX_TILE) };
+            const { assert!($mc % MR == 0 && MR * ($nr + 2) <= super::super::native::MAX_TILE) };
             MicroKernel {
                 isa: $isa,
                 mr: MR,
@@ -240,6 +306,7 @@ macro_rules! micro_kernel {
                 run,
                 transposes: $transposes,
                 edge: Some(EdgeKernel { cols: $edge, run: edge }),
+                wide: wide!($wide),
             }
         }
     };
@@ -254,9 +321,10 @@ pub(crate) fn scalar_f32() -> MicroKernel<f32> {
         kc: 256,
         mc: 128,
         nc: 4096,
-        run: scalar_tile::<f32, 8, 4>,
+        run: scalar_tile::<f32, 8, 4, 0>,
         transposes: &[],
         edge: None,
+        wide: None,
     }
 }
 
@@ -268,9 +336,10 @@ pub(crate) fn scalar_f64() -> MicroKernel<f64> {
         kc: 256,
         mc: 128,
         nc: 4096,
-        run: scalar_tile::<f64, 8, 4>,
+        run: scalar_tile::<f64, 8, 4, 0>,
         transposes: &[],
         edge: None,
+        wide: None,
     }
 }
 
@@ -286,7 +355,7 @@ pub(crate) fn scalar_f64() -> MicroKernel<f64> {
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{tile, EdgeKernel, Lanes, MicroKernel, Transpose};
+    use super::{tile, EdgeKernel, Lanes, MicroKernel, Transpose, WideKernels};
     use crate::kernels::avx2::{F32x8, F64x4};
     use crate::kernels::avx512::{F32x16, F64x8};
     use crate::kernels::Isa;
@@ -297,10 +366,10 @@ pub(crate) mod x86 {
     const F64_8: Transpose<f64> = Transpose { size: 8, run: transpose_f64_8 };
     const F64_4: Transpose<f64> = Transpose { size: 4, run: transpose_f64_4 };
 
-    micro_kernel!(avx512_f32, "avx512f", F32x16, f32, 2, 12, edge 4, Isa::Avx512, kc 384, mc 512, &[F32_16, F32_8, F32_4]);
-    micro_kernel!(avx512_f64, "avx512f", F64x8, f64, 2, 12, edge 4, Isa::Avx512, kc 256, mc 384, &[F64_8, F64_4]);
-    micro_kernel!(avx2_f32, "avx2,fma", F32x8, f32, 2, 6, edge 2, Isa::Avx2Fma, kc 256, mc 192, &[F32_8, F32_4]);
-    micro_kernel!(avx2_f64, "avx2,fma", F64x4, f64, 2, 6, edge 2, Isa::Avx2Fma, kc 256, mc 96, &[F64_4]);
+    micro_kernel!(avx512_f32, "avx512f", F32x16, f32, 2, 12, edge 4, wide true, Isa::Avx512, kc 384, mc 512, &[F32_16, F32_8, F32_4]);
+    micro_kernel!(avx512_f64, "avx512f", F64x8, f64, 2, 12, edge 4, wide true, Isa::Avx512, kc 256, mc 384, &[F64_8, F64_4]);
+    micro_kernel!(avx2_f32, "avx2,fma", F32x8, f32, 2, 6, edge 2, wide false, Isa::Avx2Fma, kc 256, mc 192, &[F32_8, F32_4]);
+    micro_kernel!(avx2_f64, "avx2,fma", F64x4, f64, 2, 6, edge 2, wide false, Isa::Avx2Fma, kc 256, mc 96, &[F64_4]);
 
     /// `dst[t·ds + s] = src[s·rs + t]`, `s, t < 16`: four rounds of 16 two-source shuffles
     /// (pairs of rows interleaved, then quadruples, then 128-bit lanes twice).
@@ -441,53 +510,72 @@ mod tests {
     use super::*;
     use crate::gemm::Element;
 
-    /// The scalar twin of a tile `mr` high and `cols` wide.
-    fn twin<T: num_traits::Float>(mr: usize, cols: usize) -> TileFn<T> {
-        match (mr, cols) {
-            (8, 4) => scalar_tile::<T, 8, 4>,
-            (16, 6) => scalar_tile::<T, 16, 6>,
-            (16, 2) => scalar_tile::<T, 16, 2>,
-            (8, 6) => scalar_tile::<T, 8, 6>,
-            (8, 2) => scalar_tile::<T, 8, 2>,
-            (32, 12) => scalar_tile::<T, 32, 12>,
-            (32, 4) => scalar_tile::<T, 32, 4>,
-            (16, 12) => scalar_tile::<T, 16, 12>,
-            (16, 4) => scalar_tile::<T, 16, 4>,
+    /// The scalar twin of a tile `mr` high, `cols` wide from its first panel and `extra` from
+    /// the next.
+    fn twin<T: num_traits::Float>(mr: usize, cols: usize, extra: usize) -> TileFn<T> {
+        match (mr, cols, extra) {
+            (8, 4, 0) => scalar_tile::<T, 8, 4, 0>,
+            (16, 6, 0) => scalar_tile::<T, 16, 6, 0>,
+            (16, 2, 0) => scalar_tile::<T, 16, 2, 0>,
+            (8, 6, 0) => scalar_tile::<T, 8, 6, 0>,
+            (8, 2, 0) => scalar_tile::<T, 8, 2, 0>,
+            (32, 12, 0) => scalar_tile::<T, 32, 12, 0>,
+            (32, 12, 1) => scalar_tile::<T, 32, 12, 1>,
+            (32, 12, 2) => scalar_tile::<T, 32, 12, 2>,
+            (32, 4, 0) => scalar_tile::<T, 32, 4, 0>,
+            (16, 12, 0) => scalar_tile::<T, 16, 12, 0>,
+            (16, 12, 1) => scalar_tile::<T, 16, 12, 1>,
+            (16, 12, 2) => scalar_tile::<T, 16, 12, 2>,
+            (16, 4, 0) => scalar_tile::<T, 16, 4, 0>,
             shape => panic!("no scalar twin for a {shape:?} tile"),
         }
     }
 
+    /// Every tile of every kernel (full, edge, wide) against its scalar twin: depths around
+    /// the four-step unrolling, `α` and `β` with and without reading `C`, panels further
+    /// apart than the tile (as an operand read in place has them) and a second panel with its
+    /// own stride.
     fn vector_kernels_match_their_scalar_twins<T: Element>(tolerance: f64) {
         for isa in Isa::ALL {
             let Some(kernel) = T::micro_kernel(isa) else { continue };
             let (mr, nr) = (kernel.mr, kernel.nr);
-            let mut tiles = vec![(nr, kernel.run)];
-            tiles.extend(kernel.edge.map(|edge| (edge.cols, edge.run)));
-            for (k, &(cols, run)) in
+            let mut tiles = vec![(nr, 0, kernel.run)];
+            tiles.extend(kernel.edge.map(|edge| (edge.cols, 0, edge.run)));
+            if let Some(wide) = kernel.wide {
+                tiles.extend((1..=2).map(|extra| (nr, extra, wide.for_extra(extra).expect("a wide kernel"))));
+                assert!(wide.for_extra(0).is_none() && wide.for_extra(3).is_none());
+            }
+            for (k, &(cols, extra, run)) in
                 [0, 1, 3, 4, 7, 64, 385].into_iter().flat_map(|k| tiles.iter().map(move |t| (k, t)))
             {
-                // Panel rows further apart than the tile, as an operand read in place has them.
-                let (lda, ldb) = (mr + 3, nr + 5);
-                let a: Vec<T> = (0..k * lda).map(|i| T::from((i * 37 % 101) as f64 / 101.0 - 0.5).unwrap()).collect();
-                let b: Vec<T> = (0..k * ldb).map(|i| T::from((i * 53 % 97) as f64 / 97.0 - 0.5).unwrap()).collect();
+                let (lda, ldb, ld_extra) = (mr + 3, nr + 5, 7);
+                let value = |i: usize, m: usize, n: usize| T::from((i * m % n) as f64 / n as f64 - 0.5).unwrap();
+                let a: Vec<T> = (0..k * lda).map(|i| value(i, 37, 101)).collect();
+                let b: Vec<T> = (0..k * ldb).map(|i| value(i, 53, 97)).collect();
+                let b_extra: Vec<T> = (0..k * ld_extra).map(|i| value(i, 29, 89)).collect();
                 for (alpha, beta) in [(1.0, 0.0), (0.5, -2.0)] {
                     let ldc = mr + 5;
-                    let start: Vec<T> = (0..ldc * nr).map(|i| T::from((i % 13) as f64 / 13.0).unwrap()).collect();
+                    let start: Vec<T> = (0..ldc * (nr + 2)).map(|i| T::from((i % 13) as f64 / 13.0).unwrap()).collect();
                     let (mut got, mut want) = (start.clone(), start.clone());
                     let (alpha, beta) = (T::from(alpha).unwrap(), T::from(beta).unwrap());
-                    // SAFETY: `a`, `b` hold k·lda and k·ldb values (lda ≥ mr, ldb ≥ nr ≥ cols),
-                    // both C buffers mr + 5 rows × nr columns; `micro_kernel` checked the CPU.
+                    let (a, b, b_extra) = (a.as_ptr(), b.as_ptr(), b_extra.as_ptr());
+                    // SAFETY: `a`, `b` and `b_extra` hold k·lda, k·ldb and k·7 values (lda ≥ mr,
+                    // ldb ≥ nr ≥ cols, 7 ≥ extra), both C buffers mr + 5 rows × nr + 2 columns;
+                    // `micro_kernel` checked the CPU.
                     unsafe {
-                        run(k, alpha, a.as_ptr(), lda, b.as_ptr(), ldb, beta, got.as_mut_ptr(), ldc);
-                        twin(mr, cols)(k, alpha, a.as_ptr(), lda, b.as_ptr(), ldb, beta, want.as_mut_ptr(), ldc);
+                        run(k, alpha, a, lda, b, ldb, b_extra, ld_extra, beta, got.as_mut_ptr(), ldc);
+                        let twin = twin(mr, cols, extra);
+                        twin(k, alpha, a, lda, b, ldb, b_extra, ld_extra, beta, want.as_mut_ptr(), ldc);
                     }
                     for (index, (g, w)) in got.iter().zip(&want).enumerate() {
                         let (g, w) = (g.to_f64().unwrap(), w.to_f64().unwrap());
                         assert!(
                             (g - w).abs() <= tolerance * (1.0 + k as f64),
-                            "{kernel:?} ({cols} columns) k={k} at {index}: {g} vs {w}"
+                            "{kernel:?} ({cols} + {extra} columns) k={k} at {index}: {g} vs {w}"
                         );
                     }
+                    // Nothing past the tile's columns is written.
+                    assert_eq!(got[ldc * (cols + extra)..], start[ldc * (cols + extra)..]);
                 }
             }
         }

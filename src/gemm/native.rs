@@ -263,16 +263,26 @@ fn macro_kernel<T: Element>(
     let (rs, cs) = c.strides();
     let (c_rows, c_cols) = (c.rows(), c.cols());
     let c_data = c.as_mut_slice();
-    for (q_b, jr) in columns.clone().step_by(nr).enumerate() {
-        let tile_cols = nr.min(columns.end - jr);
+    let (mut jr, mut q_b) = (columns.start, 0);
+    while jr < columns.end {
         let (b_panel, ldb) = b_block.panel(q_b);
-        // The kernel for this tile: the edge kernel when the live columns fit in it.
-        let (cols, run) = match kernel.edge {
-            Some(edge) if tile_cols <= edge.cols => (edge.cols, edge.run),
-            _ => (nr, kernel.run),
+        let live = columns.end - jr;
+        // The kernel for this tile, the columns it computes and the panels of B it takes: the
+        // last two panels as one wide tile when the last holds one or two live columns, the
+        // edge kernel when the live columns fit in it, else the full tile.
+        let wide = kernel.wide.zip(live.checked_sub(nr)).and_then(|(wide, extra)| wide.for_extra(extra));
+        let (tile_cols, cols, run, (extra, ld_extra), panels) = match (wide, kernel.edge) {
+            (Some(run), _) => {
+                let (extra, ld_extra) = b_block.panel(q_b + 1);
+                // The last value of the second panel the kernel reads.
+                let _ = &extra[(depth - 1) * ld_extra + live - nr - 1];
+                (live, live, run, (extra.as_ptr(), ld_extra), 2)
+            }
+            (None, Some(edge)) if live <= edge.cols => (live, edge.cols, edge.run, (std::ptr::null(), 0), 1),
+            _ => (nr.min(live), nr, kernel.run, (std::ptr::null(), 0), 1),
         };
-        // The last value of B the kernel reads (every other lies before it).
-        let _ = &b_panel[(depth - 1) * ldb + cols - 1];
+        // The last value of B's first panel the kernel reads (every other lies before it).
+        let _ = &b_panel[(depth - 1) * ldb + cols.min(nr) - 1];
         for (q_a, ir) in rows.clone().step_by(mr).enumerate() {
             let tile_rows = mr.min(rows.end - ir);
             debug_assert!(ir + tile_rows <= c_rows && jr + tile_cols <= c_cols);
@@ -283,10 +293,11 @@ fn macro_kernel<T: Element>(
                 // The tile's last element, (ir + mr − 1, jr + cols − 1), lies inside the view, so
                 // inside `c_data` (checked when the view was made).
                 let _ = &c_data[first + (mr - 1) + (cols - 1) * cs];
-                // SAFETY: every `a_panel[p·lda + i]` and `b_panel[p·ldb + j]` (`p < depth`,
-                // `i < mr`, `j < cols`) is at or before the last value indexed above, so inside
-                // its slice; every `c[first + i + j·cs]` is an element of the view (bounds-checked
-                // above), which is a unique borrow, so it aliases neither operand; `run` came from
+                // SAFETY: every `a_panel[p·lda + i]`, `b_panel[p·ldb + j]` and, for a wide tile,
+                // `extra[p·ld_extra + r]` (`p < depth`, `i < mr`, `j < min(cols, nr)`,
+                // `r < cols − nr`) is at or before the last value indexed above, so inside its
+                // slice; every `c[first + i + j·cs]` is an element of the view (bounds-checked
+                // above), which is a unique borrow, so it aliases no operand; `run` came from
                 // `Element::micro_kernel`, which checked the CPU.
                 unsafe {
                     run(
@@ -296,6 +307,8 @@ fn macro_kernel<T: Element>(
                         lda,
                         b_panel.as_ptr(),
                         ldb,
+                        extra,
+                        ld_extra,
                         beta,
                         c_data[first..].as_mut_ptr(),
                         cs,
@@ -306,12 +319,13 @@ fn macro_kernel<T: Element>(
                 // it for every edge tile was a visible share of S1's time.
                 let mut buffer = std::mem::MaybeUninit::<[T; MAX_TILE]>::uninit();
                 let written = mr * cols;
-                // SAFETY: as above, with the tile buffer (`MAX_TILE ≥ mr·nr ≥ mr·cols` values,
-                // leading dimension `mr`) as `C`; with β = 0 the kernel only writes `C`, every
-                // one of its `mr·cols` values, so the first `written` are initialised after it.
+                // SAFETY: as above, with the tile buffer (`MAX_TILE ≥ mr·cols` values, leading
+                // dimension `mr`) as `C`; with β = 0 the kernel only writes `C`, every one of its
+                // `mr·cols` values, so the first `written` are initialised after it.
                 let tile = unsafe {
                     let c = buffer.as_mut_ptr().cast::<T>();
-                    run(depth, T::one(), a_panel.as_ptr(), lda, b_panel.as_ptr(), ldb, T::zero(), c, mr);
+                    let (a, b) = (a_panel.as_ptr(), b_panel.as_ptr());
+                    run(depth, T::one(), a, lda, b, ldb, extra, ld_extra, T::zero(), c, mr);
                     std::slice::from_raw_parts(c, written)
                 };
                 for (j, tile) in tile.chunks_exact(mr).take(tile_cols).enumerate() {
@@ -327,6 +341,8 @@ fn macro_kernel<T: Element>(
                 }
             }
         }
+        jr += tile_cols;
+        q_b += panels;
     }
 }
 
@@ -340,8 +356,8 @@ fn update<T: Element>(c: &mut [T], t: &[T], alpha: T, beta: T) {
     }
 }
 
-/// The largest `MR·NR` of any micro-kernel (checked where each is made).
-pub(crate) const MAX_TILE: usize = 32 * 12;
+/// The largest `MR·(NR + 2)` of any micro-kernel, its widest tile (checked where each is made).
+pub(crate) const MAX_TILE: usize = 32 * 14;
 
 /// `C ← β C` (a product of depth 0); with `β = 0`, `C` is set to zero without being read.
 fn scale<T: Element>(beta: T, mut c: MatMut<'_, T>) {
