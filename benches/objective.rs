@@ -154,12 +154,17 @@ fn bench_shape<T: Real>(c: &mut Criterion, shape: &ProblemShape, peak_flops: f64
             let mut objective = Objective::new(hyper, data).unwrap().with_backend(backend);
             // Every sample's time per evaluation, for the fraction of the peak printed below.
             let per_evaluation = Mutex::new(Vec::new());
+            // The sample's evaluations run inside one `install`, as a training run's do: one per
+            // evaluation would time the pool's wake-up too (tens of µs on a shared machine,
+            // some percent of S1).
             group.bench_function(id("engine"), |b| {
                 b.iter_custom(|iterations| {
                     let start = Instant::now();
-                    for _ in 0..iterations {
-                        pool.install(|| objective.evaluate(theta.theta(), &mut grad).unwrap());
-                    }
+                    pool.install(|| {
+                        for _ in 0..iterations {
+                            objective.evaluate(theta.theta(), &mut grad).unwrap();
+                        }
+                    });
                     let elapsed = start.elapsed();
                     per_evaluation.lock().unwrap().push(elapsed.as_secs_f64() / iterations as f64);
                     elapsed
@@ -186,7 +191,13 @@ fn bench_shape<T: Real>(c: &mut Criterion, shape: &ProblemShape, peak_flops: f64
             }
 
             let mut bound = GemmBound::<T>::new(shape, threads);
-            group.bench_function(id("gemm_bound"), |b| b.iter(|| pool.install(|| bound.run(backend, shape, &values))));
+            group.bench_function(id("gemm_bound"), |b| {
+                b.iter_custom(|iterations| {
+                    let start = Instant::now();
+                    pool.install(|| (0..iterations).for_each(|_| bound.run(backend, shape, &values)));
+                    start.elapsed()
+                })
+            });
         }
     }
     group.finish();
