@@ -8,13 +8,13 @@
 //!
 //! A packed panel has `lda = MR` (`ldb = NR`); an operand whose panel rows are already
 //! contiguous is read in place with its own stride. A *wide* tile, `MR×(NR + R)` with `R` of 1
-//! or 2, takes its last `R` columns from the next panel of `B`: the last panel of a product
+//! or 2, takes its last `R` columns from the next panel of `B`: the last panel of a column block
 //! whose width is one or two past a multiple of `NR` (S1's `h = 25 = 12 + 13`) is then computed
 //! with the one before it, not as a mostly empty edge tile.
 //!
-//! The `MR×NR` sums live in `NR·MR/WIDTH` vector registers for the whole `k` loop; each step
-//! loads `MR/WIDTH` vectors of `A` and broadcasts `NR` values of `B` (folded into the FMA's
-//! memory operand), so the loads never limit the FMAs. With `β = 0`, `C` is not read (so NaNs
+//! The `MR×(NR + R)` sums live in `(NR + R)·MR/WIDTH` vector registers for the whole `k` loop;
+//! each step loads `MR/WIDTH` vectors of `A` and broadcasts `NR + R` values of `B`, so the loads
+//! never limit the FMAs. With `β = 0`, `C` is not read (so NaNs
 //! already there do not propagate, as BLAS specifies).
 //!
 //! One generic body ([`tile`]) is written over [`Lanes`] and instantiated per instruction set;
@@ -56,9 +56,9 @@ pub(crate) struct WideKernels<T> {
 }
 
 impl<T> WideKernels<T> {
-    /// The kernel of a tile `NR + extra` wide, if there is one.
-    pub fn for_extra(&self, extra: usize) -> Option<TileFn<T>> {
-        extra.checked_sub(1).and_then(|r| self.run.get(r)).copied()
+    /// The kernel of a tile `NR + r` wide, if there is one.
+    pub fn with_extra_columns(&self, r: usize) -> Option<TileFn<T>> {
+        r.checked_sub(1).and_then(|i| self.run.get(i)).copied()
     }
 }
 
@@ -164,26 +164,30 @@ pub(crate) unsafe fn tile<L: Lanes, const V: usize, const NR: usize, const R: us
     let zero = L::splat(<L::Elem as num_traits::Zero>::zero());
     let mut acc = [[zero; V]; NR];
     let mut acc_extra = [[zero; V]; R];
+    debug_assert!(R == 0 || !extra.is_null());
     let (mut a, mut b, mut extra) = (a, b, extra);
     // Four steps per trip: the loop's own additions and branch would otherwise take issue
-    // slots from the FMAs on the ports they share. `extra` moves by wrapping arithmetic: with
-    // `R = 0` it may be null, and it is never read.
+    // slots from the FMAs on the ports they share. The pointers move by wrapping arithmetic:
+    // after the last step they may point past their operands (an operand read in place ends
+    // with its last panel's last step), and with `R = 0` `extra` may be null; neither is read.
     for _ in 0..k / 4 {
         for _ in 0..4 {
             step::<L, V, NR, R>(&mut acc, &mut acc_extra, a, b, extra);
-            a = a.add(lda);
-            b = b.add(ldb);
+            a = a.wrapping_add(lda);
+            b = b.wrapping_add(ldb);
             extra = extra.wrapping_add(ld_extra);
         }
     }
     for _ in 0..k % 4 {
         step::<L, V, NR, R>(&mut acc, &mut acc_extra, a, b, extra);
-        a = a.add(lda);
-        b = b.add(ldb);
+        a = a.wrapping_add(lda);
+        b = b.wrapping_add(ldb);
         extra = extra.wrapping_add(ld_extra);
     }
     store_columns::<L, V, NR>(&acc, alpha, beta, c, ldc);
-    store_columns::<L, V, R>(&acc_extra, alpha, beta, c.add(NR * ldc), ldc);
+    if R > 0 {
+        store_columns::<L, V, R>(&acc_extra, alpha, beta, c.add(NR * ldc), ldc);
+    }
 }
 
 /// `C[:, j] ← α acc[j] + β C[:, j]` for the `N` columns of `acc` (`C` not read when `β = 0`).
@@ -312,7 +316,9 @@ macro_rules! micro_kernel {
     };
 }
 
-/// The kernels of the scalar set: small tiles that the compiler keeps in registers.
+/// The kernels of the scalar set: small tiles that the compiler keeps in registers. Their wide
+/// tiles are there less for speed than so that the GEMM's wide-tile path runs, and is tested,
+/// on every CPU.
 pub(crate) fn scalar_f32() -> MicroKernel<f32> {
     MicroKernel {
         isa: Isa::Scalar,
@@ -324,7 +330,7 @@ pub(crate) fn scalar_f32() -> MicroKernel<f32> {
         run: scalar_tile::<f32, 8, 4, 0>,
         transposes: &[],
         edge: None,
-        wide: None,
+        wide: Some(WideKernels { run: [scalar_tile::<f32, 8, 4, 1>, scalar_tile::<f32, 8, 4, 2>] }),
     }
 }
 
@@ -339,7 +345,7 @@ pub(crate) fn scalar_f64() -> MicroKernel<f64> {
         run: scalar_tile::<f64, 8, 4, 0>,
         transposes: &[],
         edge: None,
-        wide: None,
+        wide: Some(WideKernels { run: [scalar_tile::<f64, 8, 4, 1>, scalar_tile::<f64, 8, 4, 2>] }),
     }
 }
 
@@ -515,6 +521,8 @@ mod tests {
     fn twin<T: num_traits::Float>(mr: usize, cols: usize, extra: usize) -> TileFn<T> {
         match (mr, cols, extra) {
             (8, 4, 0) => scalar_tile::<T, 8, 4, 0>,
+            (8, 4, 1) => scalar_tile::<T, 8, 4, 1>,
+            (8, 4, 2) => scalar_tile::<T, 8, 4, 2>,
             (16, 6, 0) => scalar_tile::<T, 16, 6, 0>,
             (16, 2, 0) => scalar_tile::<T, 16, 2, 0>,
             (8, 6, 0) => scalar_tile::<T, 8, 6, 0>,
@@ -542,8 +550,8 @@ mod tests {
             let mut tiles = vec![(nr, 0, kernel.run)];
             tiles.extend(kernel.edge.map(|edge| (edge.cols, 0, edge.run)));
             if let Some(wide) = kernel.wide {
-                tiles.extend((1..=2).map(|extra| (nr, extra, wide.for_extra(extra).expect("a wide kernel"))));
-                assert!(wide.for_extra(0).is_none() && wide.for_extra(3).is_none());
+                tiles.extend((1..=2).map(|r| (nr, r, wide.with_extra_columns(r).expect("a wide kernel"))));
+                assert!(wide.with_extra_columns(0).is_none() && wide.with_extra_columns(3).is_none());
             }
             for (k, &(cols, extra, run)) in
                 [0, 1, 3, 4, 7, 64, 385].into_iter().flat_map(|k| tiles.iter().map(move |t| (k, t)))

@@ -10,8 +10,10 @@
 //! ```
 //!
 //! The micro-kernel writes columns of `C` with vector stores, so `C` must have unit row stride;
-//! a product into a row-major `C` is computed as `Cᵀ = Bᵀ Aᵀ` instead. Tiles at the edges, and
-//! every tile of a `C` with neither stride 1, go through a small buffer.
+//! a product into a row-major `C` is computed as `Cᵀ = Bᵀ Aᵀ` instead. A block's last one or two
+//! columns past whole panels join the tile before them (a wide tile, `MR×(NR + 1|2)`) on sets
+//! that have one; other tiles at the edges, and every tile of a `C` with neither stride 1, go
+//! through a small buffer.
 //!
 //! An operand packed beforehand ([`Packed`]) is used in place of packing it again, when it was
 //! packed for the role it plays. An operand whose panels are already contiguous along their
@@ -22,7 +24,7 @@
 
 use std::cell::RefCell;
 
-use super::microkernel::MicroKernel;
+use super::microkernel::{MicroKernel, TileFn};
 use super::pack::{self, Format, Lines};
 use super::view::{MatMut, MatRef};
 use super::Element;
@@ -266,21 +268,8 @@ fn macro_kernel<T: Element>(
     let (mut jr, mut q_b) = (columns.start, 0);
     while jr < columns.end {
         let (b_panel, ldb) = b_block.panel(q_b);
-        let live = columns.end - jr;
-        // The kernel for this tile, the columns it computes and the panels of B it takes: the
-        // last two panels as one wide tile when the last holds one or two live columns, the
-        // edge kernel when the live columns fit in it, else the full tile.
-        let wide = kernel.wide.zip(live.checked_sub(nr)).and_then(|(wide, extra)| wide.for_extra(extra));
-        let (tile_cols, cols, run, (extra, ld_extra), panels) = match (wide, kernel.edge) {
-            (Some(run), _) => {
-                let (extra, ld_extra) = b_block.panel(q_b + 1);
-                // The last value of the second panel the kernel reads.
-                let _ = &extra[(depth - 1) * ld_extra + live - nr - 1];
-                (live, live, run, (extra.as_ptr(), ld_extra), 2)
-            }
-            (None, Some(edge)) if live <= edge.cols => (live, edge.cols, edge.run, (std::ptr::null(), 0), 1),
-            _ => (nr.min(live), nr, kernel.run, (std::ptr::null(), 0), 1),
-        };
+        let ColumnTile { live: tile_cols, cols, run, extra, ld_extra } =
+            column_tile(kernel, b_block, q_b, columns.end - jr, depth);
         // The last value of B's first panel the kernel reads (every other lies before it).
         let _ = &b_panel[(depth - 1) * ldb + cols.min(nr) - 1];
         for (q_a, ir) in rows.clone().step_by(mr).enumerate() {
@@ -295,8 +284,9 @@ fn macro_kernel<T: Element>(
                 let _ = &c_data[first + (mr - 1) + (cols - 1) * cs];
                 // SAFETY: every `a_panel[p·lda + i]`, `b_panel[p·ldb + j]` and, for a wide tile,
                 // `extra[p·ld_extra + r]` (`p < depth`, `i < mr`, `j < min(cols, nr)`,
-                // `r < cols − nr`) is at or before the last value indexed above, so inside its
-                // slice; every `c[first + i + j·cs]` is an element of the view (bounds-checked
+                // `r < cols − nr`; `extra` is null for the other kernels, which do not read it)
+                // is at or before the last value indexed above (or in `column_tile`), so inside
+                // its slice; every `c[first + i + j·cs]` is an element of the view (bounds-checked
                 // above), which is a unique borrow, so it aliases no operand; `run` came from
                 // `Element::micro_kernel`, which checked the CPU.
                 unsafe {
@@ -341,8 +331,47 @@ fn macro_kernel<T: Element>(
                 }
             }
         }
+        // A wide tile takes the block's last two panels: the loop ends after it.
         jr += tile_cols;
-        q_b += panels;
+        q_b += 1;
+    }
+}
+
+/// The kernel of one tile of columns and what it reads of `B` beyond its panel.
+struct ColumnTile<T: 'static> {
+    /// Live columns of `C` the tile covers.
+    live: usize,
+    /// Columns the kernel computes (`live` or more).
+    cols: usize,
+    run: TileFn<T>,
+    /// A wide tile's second panel and its stride; null and 0 otherwise.
+    extra: *const T,
+    ld_extra: usize,
+}
+
+/// The tile of `live` remaining columns at panel `q_b` of `b_block`: the last two panels as one
+/// wide tile when the last holds one or two live columns, the edge kernel when the live columns
+/// fit in it, else the full tile.
+fn column_tile<T: Element>(
+    kernel: &MicroKernel<T>,
+    b_block: &Block<'_, T>,
+    q_b: usize,
+    live: usize,
+    depth: usize,
+) -> ColumnTile<T> {
+    let nr = kernel.nr;
+    let wide = kernel.wide.zip(live.checked_sub(nr)).and_then(|(wide, r)| wide.with_extra_columns(r));
+    match (wide, kernel.edge) {
+        (Some(run), _) => {
+            let (extra, ld_extra) = b_block.panel(q_b + 1);
+            // The last value of the second panel the kernel reads.
+            let _ = &extra[(depth - 1) * ld_extra + live - nr - 1];
+            ColumnTile { live, cols: live, run, extra: extra.as_ptr(), ld_extra }
+        }
+        (None, Some(edge)) if live <= edge.cols => {
+            ColumnTile { live, cols: edge.cols, run: edge.run, extra: std::ptr::null(), ld_extra: 0 }
+        }
+        _ => ColumnTile { live: nr.min(live), cols: nr, run: kernel.run, extra: std::ptr::null(), ld_extra: 0 },
     }
 }
 
@@ -356,7 +385,8 @@ fn update<T: Element>(c: &mut [T], t: &[T], alpha: T, beta: T) {
     }
 }
 
-/// The largest `MR·(NR + 2)` of any micro-kernel, its widest tile (checked where each is made).
+/// A bound on `MR·(NR + 2)` of every micro-kernel, the largest a wide tile can be (checked where
+/// each is made).
 pub(crate) const MAX_TILE: usize = 32 * 14;
 
 /// `C ← β C` (a product of depth 0); with `β = 0`, `C` is set to zero without being read.

@@ -130,10 +130,12 @@ fn check_product<T: Real>(
 }
 
 /// Shapes around every edge: single elements, partial register tiles, one or two columns past
-/// whole tiles (the wide tiles: 13 = 12 + 1, 25, 26, 38 = 36 + 2, in both orders of `C`),
-/// several depth blocks (KC ≤ 384), several row blocks (MC ≤ 512), and a product of depth 0.
-const SHAPES: [(usize, usize, usize); 10] = [
+/// whole tiles (the wide tiles: 13 = 12 + 1, 25, 26, 38 = 36 + 2, in both orders of `C`, and
+/// over several depth blocks), several depth blocks (KC ≤ 384), several row blocks (MC ≤ 512),
+/// and a product of depth 0.
+const SHAPES: [(usize, usize, usize); 11] = [
     (38, 40, 26),
+    (26, 800, 13),
     (1, 1, 1),
     (3, 5, 2),
     (33, 17, 13),
