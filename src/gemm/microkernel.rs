@@ -87,6 +87,11 @@ pub struct MicroKernel<T: 'static> {
     pub(crate) edge: Option<EdgeKernel<T>>,
     /// The kernels that take a thin last panel into the tile beside it.
     pub(crate) wide: Option<WideKernels<T>>,
+    /// The kernel of a tile `MR/2` rows high and `NR` wide, for a last panel of `A` of at most
+    /// `MR/2` live rows (e.g. `h = 196 = 6·32 + 4` in f32, or `n = 784 = 24·32 + 16`), which
+    /// the full tile would compute at twice the cost. It reads the first `MR/2` rows of the
+    /// same `MR`-wide panels.
+    pub(crate) half: TileFn<T>,
 }
 
 impl<T: 'static> std::fmt::Debug for MicroKernel<T> {
@@ -297,9 +302,26 @@ macro_rules! micro_kernel {
             }
             instance!(run, $nr, 0);
             instance!(edge, $edge, 0);
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn half(
+                k: usize,
+                alpha: $t,
+                a: *const $t,
+                lda: usize,
+                b: *const $t,
+                ldb: usize,
+                extra: *const $t,
+                ld_extra: usize,
+                beta: $t,
+                c: *mut $t,
+                ldc: usize,
+            ) {
+                tile::<$lanes, { $v / 2 }, $nr, 0>(k, alpha, a, lda, b, ldb, extra, ld_extra, beta, c, ldc)
+            }
             const MR: usize = $v * <$lanes as Lanes>::WIDTH;
             // Blocks of rows and columns start on whole panels (see `pack::block_of`).
-            const { assert!($mc % MR == 0 && MR * ($nr + 2) <= super::super::native::MAX_TILE) };
+            const { assert!($mc % MR == 0 && MR * ($nr + 2) <= super::super::native::MAX_TILE && $v % 2 == 0) };
             MicroKernel {
                 isa: $isa,
                 mr: MR,
@@ -311,14 +333,15 @@ macro_rules! micro_kernel {
                 transposes: $transposes,
                 edge: Some(EdgeKernel { cols: $edge, run: edge }),
                 wide: wide!($wide),
+                half,
             }
         }
     };
 }
 
 /// The kernels of the scalar set: small tiles that the compiler keeps in registers. Their wide
-/// tiles are there less for speed than so that the GEMM's wide-tile path runs, and is tested,
-/// on every CPU.
+/// and half tiles are there less for speed than so that the GEMM's paths through them run, and
+/// are tested, on every CPU.
 pub(crate) fn scalar_f32() -> MicroKernel<f32> {
     MicroKernel {
         isa: Isa::Scalar,
@@ -331,6 +354,7 @@ pub(crate) fn scalar_f32() -> MicroKernel<f32> {
         transposes: &[],
         edge: None,
         wide: Some(WideKernels { run: [scalar_tile::<f32, 8, 4, 1>, scalar_tile::<f32, 8, 4, 2>] }),
+        half: scalar_tile::<f32, 4, 4, 0>,
     }
 }
 
@@ -346,6 +370,7 @@ pub(crate) fn scalar_f64() -> MicroKernel<f64> {
         transposes: &[],
         edge: None,
         wide: Some(WideKernels { run: [scalar_tile::<f64, 8, 4, 1>, scalar_tile::<f64, 8, 4, 2>] }),
+        half: scalar_tile::<f64, 4, 4, 0>,
     }
 }
 
@@ -520,6 +545,9 @@ mod tests {
     /// the next.
     fn twin<T: num_traits::Float>(mr: usize, cols: usize, extra: usize) -> TileFn<T> {
         match (mr, cols, extra) {
+            (4, 4, 0) => scalar_tile::<T, 4, 4, 0>,
+            (4, 6, 0) => scalar_tile::<T, 4, 6, 0>,
+            (8, 12, 0) => scalar_tile::<T, 8, 12, 0>,
             (8, 4, 0) => scalar_tile::<T, 8, 4, 0>,
             (8, 4, 1) => scalar_tile::<T, 8, 4, 1>,
             (8, 4, 2) => scalar_tile::<T, 8, 4, 2>,
@@ -539,7 +567,7 @@ mod tests {
         }
     }
 
-    /// Every tile of every kernel (full, edge, wide) against its scalar twin: depths around
+    /// Every tile of every kernel (full, half, edge, wide) against its scalar twin: depths around
     /// the four-step unrolling, `α` and `β` with and without reading `C`, panels further
     /// apart than the tile (as an operand read in place has them) and a second panel with its
     /// own stride.
@@ -547,13 +575,13 @@ mod tests {
         for isa in Isa::ALL {
             let Some(kernel) = T::micro_kernel(isa) else { continue };
             let (mr, nr) = (kernel.mr, kernel.nr);
-            let mut tiles = vec![(nr, 0, kernel.run)];
-            tiles.extend(kernel.edge.map(|edge| (edge.cols, 0, edge.run)));
+            let mut tiles = vec![(mr, nr, 0, kernel.run), (mr / 2, nr, 0, kernel.half)];
+            tiles.extend(kernel.edge.map(|edge| (mr, edge.cols, 0, edge.run)));
             if let Some(wide) = kernel.wide {
-                tiles.extend((1..=2).map(|r| (nr, r, wide.with_extra_columns(r).expect("a wide kernel"))));
+                tiles.extend((1..=2).map(|r| (mr, nr, r, wide.with_extra_columns(r).expect("a wide kernel"))));
                 assert!(wide.with_extra_columns(0).is_none() && wide.with_extra_columns(3).is_none());
             }
-            for (k, &(cols, extra, run)) in
+            for (k, &(rows, cols, extra, run)) in
                 [0, 1, 3, 4, 7, 64, 385].into_iter().flat_map(|k| tiles.iter().map(move |t| (k, t)))
             {
                 let (lda, ldb, ld_extra) = (mr + 3, nr + 5, 7);
@@ -572,14 +600,14 @@ mod tests {
                     // `micro_kernel` checked the CPU.
                     unsafe {
                         run(k, alpha, a, lda, b, ldb, b_extra, ld_extra, beta, got.as_mut_ptr(), ldc);
-                        let twin = twin(mr, cols, extra);
+                        let twin = twin(rows, cols, extra);
                         twin(k, alpha, a, lda, b, ldb, b_extra, ld_extra, beta, want.as_mut_ptr(), ldc);
                     }
                     for (index, (g, w)) in got.iter().zip(&want).enumerate() {
                         let (g, w) = (g.to_f64().unwrap(), w.to_f64().unwrap());
                         assert!(
                             (g - w).abs() <= tolerance * (1.0 + k as f64),
-                            "{kernel:?} ({cols} + {extra} columns) k={k} at {index}: {g} vs {w}"
+                            "{kernel:?} ({rows} × {cols} + {extra}) k={k} at {index}: {g} vs {w}"
                         );
                     }
                     // Nothing past the tile's columns is written.

@@ -268,7 +268,7 @@ fn macro_kernel<T: Element>(
     let (mut jr, mut q_b) = (columns.start, 0);
     while jr < columns.end {
         let (b_panel, ldb) = b_block.panel(q_b);
-        let ColumnTile { live: tile_cols, cols, run, extra, ld_extra } =
+        let ColumnTile { live: tile_cols, cols, run, half, extra, ld_extra } =
             column_tile(kernel, b_block, q_b, columns.end - jr, depth);
         // The last value of B's first panel the kernel reads (every other lies before it).
         let _ = &b_panel[(depth - 1) * ldb + cols.min(nr) - 1];
@@ -277,13 +277,19 @@ fn macro_kernel<T: Element>(
             debug_assert!(ir + tile_rows <= c_rows && jr + tile_cols <= c_cols);
             let (a_panel, lda) = a_block.panel(q_a);
             let _ = &a_panel[(depth - 1) * lda + mr - 1];
-            if rs == 1 && tile_rows == mr && tile_cols == cols {
+            // The rows the kernel computes: half a tile for a last panel of at most `mr/2` live
+            // rows, when the set has that kernel for this tile's columns.
+            let (kernel_rows, run) = match half {
+                Some(half) if tile_rows <= mr / 2 => (mr / 2, half),
+                _ => (mr, run),
+            };
+            if rs == 1 && tile_rows == kernel_rows && tile_cols == cols {
                 let first = ir + jr * cs;
-                // The tile's last element, (ir + mr − 1, jr + cols − 1), lies inside the view, so
-                // inside `c_data` (checked when the view was made).
-                let _ = &c_data[first + (mr - 1) + (cols - 1) * cs];
+                // The tile's last element, (ir + kernel_rows − 1, jr + cols − 1), lies inside the
+                // view, so inside `c_data` (checked when the view was made).
+                let _ = &c_data[first + (kernel_rows - 1) + (cols - 1) * cs];
                 // SAFETY: every `a_panel[p·lda + i]`, `b_panel[p·ldb + j]` and, for a wide tile,
-                // `extra[p·ld_extra + r]` (`p < depth`, `i < mr`, `j < min(cols, nr)`,
+                // `extra[p·ld_extra + r]` (`p < depth`, `i < kernel_rows ≤ mr`, `j < min(cols, nr)`,
                 // `r < cols − nr`; `extra` is null for the other kernels, which do not read it)
                 // is at or before the last value indexed above (or in `column_tile`), so inside
                 // its slice; every `c[first + i + j·cs]` is an element of the view (bounds-checked
@@ -308,17 +314,18 @@ fn macro_kernel<T: Element>(
                 // Not initialised: the kernel writes it whole (β = 0 never reads it), and zeroing
                 // it for every edge tile was a visible share of S1's time.
                 let mut buffer = std::mem::MaybeUninit::<[T; MAX_TILE]>::uninit();
-                let written = mr * cols;
-                // SAFETY: as above, with the tile buffer (`MAX_TILE ≥ mr·cols` values, leading
-                // dimension `mr`) as `C`; with β = 0 the kernel only writes `C`, every one of its
-                // `mr·cols` values, so the first `written` are initialised after it.
+                let written = kernel_rows * cols;
+                // SAFETY: as above, with the tile buffer (`MAX_TILE ≥ mr·cols ≥ kernel_rows·cols`
+                // values, leading dimension `kernel_rows`) as `C`; with β = 0 the kernel only
+                // writes `C`, every one of its `kernel_rows·cols` values, so the first `written`
+                // are initialised after it.
                 let tile = unsafe {
                     let c = buffer.as_mut_ptr().cast::<T>();
                     let (a, b) = (a_panel.as_ptr(), b_panel.as_ptr());
-                    run(depth, T::one(), a, lda, b, ldb, extra, ld_extra, T::zero(), c, mr);
+                    run(depth, T::one(), a, lda, b, ldb, extra, ld_extra, T::zero(), c, kernel_rows);
                     std::slice::from_raw_parts(c, written)
                 };
-                for (j, tile) in tile.chunks_exact(mr).take(tile_cols).enumerate() {
+                for (j, tile) in tile.chunks_exact(kernel_rows).take(tile_cols).enumerate() {
                     let first = ir * rs + (jr + j) * cs;
                     if rs == 1 {
                         // A contiguous run of the column: a loop the compiler vectorises.
@@ -344,6 +351,8 @@ struct ColumnTile<T: 'static> {
     /// Columns the kernel computes (`live` or more).
     cols: usize,
     run: TileFn<T>,
+    /// The kernel of the same columns `MR/2` rows high, where there is one (full tiles).
+    half: Option<TileFn<T>>,
     /// A wide tile's second panel and its stride; null and 0 otherwise.
     extra: *const T,
     ld_extra: usize,
@@ -366,12 +375,19 @@ fn column_tile<T: Element>(
             let (extra, ld_extra) = b_block.panel(q_b + 1);
             // The last value of the second panel the kernel reads.
             let _ = &extra[(depth - 1) * ld_extra + live - nr - 1];
-            ColumnTile { live, cols: live, run, extra: extra.as_ptr(), ld_extra }
+            ColumnTile { live, cols: live, run, half: None, extra: extra.as_ptr(), ld_extra }
         }
         (None, Some(edge)) if live <= edge.cols => {
-            ColumnTile { live, cols: edge.cols, run: edge.run, extra: std::ptr::null(), ld_extra: 0 }
+            ColumnTile { live, cols: edge.cols, run: edge.run, half: None, extra: std::ptr::null(), ld_extra: 0 }
         }
-        _ => ColumnTile { live: nr.min(live), cols: nr, run: kernel.run, extra: std::ptr::null(), ld_extra: 0 },
+        _ => ColumnTile {
+            live: nr.min(live),
+            cols: nr,
+            run: kernel.run,
+            half: Some(kernel.half),
+            extra: std::ptr::null(),
+            ld_extra: 0,
+        },
     }
 }
 
