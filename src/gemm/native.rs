@@ -12,8 +12,8 @@
 //! The micro-kernel writes columns of `C` with vector stores, so `C` must have unit row stride;
 //! a product into a row-major `C` is computed as `Cᵀ = Bᵀ Aᵀ` instead. A block's last one or two
 //! columns past whole panels join the tile before them (a wide tile, `MR×(NR + 1|2)`) on sets
-//! that have one; other tiles at the edges, and every tile of a `C` with neither stride 1, go
-//! through a small buffer.
+//! that have one, and a last panel of at most `MR/2` rows takes a kernel half as high; other
+//! tiles at the edges, and every tile of a `C` with neither stride 1, go through a small buffer.
 //!
 //! An operand packed beforehand ([`Packed`]) is used in place of packing it again, when it was
 //! packed for the role it plays. An operand whose panels are already contiguous along their
