@@ -87,10 +87,10 @@ pub struct MicroKernel<T: 'static> {
     pub(crate) edge: Option<EdgeKernel<T>>,
     /// The kernels that take a thin last panel into the tile beside it.
     pub(crate) wide: Option<WideKernels<T>>,
-    /// The kernel of a tile `MR/2` rows high and `NR` wide, for a last panel of `A` of at most
-    /// `MR/2` live rows (e.g. `h = 196 = 6·32 + 4` in f32, or `n = 784 = 24·32 + 16`), which
-    /// the full tile would compute at twice the cost. It reads the first `MR/2` rows of the
-    /// same `MR`-wide panels.
+    /// The kernel of a tile exactly `MR/2` rows high and `NR` wide (the full tile's columns), for
+    /// a last panel of `A` of at most `MR/2` live rows (e.g. `h = 196 = 6·32 + 4` in f32, or
+    /// `n = 784 = 24·32 + 16`), which the full tile would compute at twice the cost. It reads the
+    /// first `MR/2` rows of the same `MR`-wide panels.
     pub(crate) half: TileFn<T>,
 }
 
@@ -258,8 +258,8 @@ unsafe fn step<L: Lanes, const V: usize, const NR: usize, const R: usize>(
 }
 
 /// Instantiates [`tile`] for one instruction set and element type as `#[target_feature]`
-/// functions (the full tile, the edge tile, and with `wide` the tiles one and two columns
-/// wider), and a constructor of its [`MicroKernel`].
+/// functions (the full tile, the edge tile, the half-height tile, and with `wide` the tiles one
+/// and two columns wider), and a constructor of its [`MicroKernel`].
 macro_rules! micro_kernel {
     ($name:ident, $features:literal, $lanes:ty, $t:ty, $v:literal, $nr:literal, edge $edge:literal, wide $wide:tt, $isa:expr, kc $kc:literal, mc $mc:literal, $transposes:expr) => {
         /// The micro-kernel and its blocking.
@@ -267,9 +267,9 @@ macro_rules! micro_kernel {
         /// # Safety
         /// The CPU must support the kernel's target features.
         pub(crate) unsafe fn $name() -> MicroKernel<$t> {
-            /// `tile::<NR, R>` compiled for the set.
+            /// `tile::<V, NR, R>` compiled for the set.
             macro_rules! instance {
-                ($fn_name:ident, $cols:expr, $extra:literal) => {
+                ($fn_name:ident, $vectors:expr, $cols:expr, $extra:literal) => {
                     #[target_feature(enable = $features)]
                     #[allow(clippy::too_many_arguments)]
                     unsafe fn $fn_name(
@@ -285,43 +285,31 @@ macro_rules! micro_kernel {
                         c: *mut $t,
                         ldc: usize,
                     ) {
-                        tile::<$lanes, $v, { $cols }, $extra>(k, alpha, a, lda, b, ldb, extra, ld_extra, beta, c, ldc)
+                        tile::<$lanes, { $vectors }, { $cols }, $extra>(
+                            k, alpha, a, lda, b, ldb, extra, ld_extra, beta, c, ldc,
+                        )
                     }
                 };
             }
             /// The wide tiles, for a set with the registers for them.
             macro_rules! wide {
                 (true) => {{
-                    instance!(wide_1, $nr, 1);
-                    instance!(wide_2, $nr, 2);
+                    instance!(wide_1, $v, $nr, 1);
+                    instance!(wide_2, $v, $nr, 2);
                     Some(WideKernels { run: [wide_1, wide_2] })
                 }};
                 (false) => {
                     None
                 };
             }
-            instance!(run, $nr, 0);
-            instance!(edge, $edge, 0);
-            #[target_feature(enable = $features)]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn half(
-                k: usize,
-                alpha: $t,
-                a: *const $t,
-                lda: usize,
-                b: *const $t,
-                ldb: usize,
-                extra: *const $t,
-                ld_extra: usize,
-                beta: $t,
-                c: *mut $t,
-                ldc: usize,
-            ) {
-                tile::<$lanes, { $v / 2 }, $nr, 0>(k, alpha, a, lda, b, ldb, extra, ld_extra, beta, c, ldc)
-            }
+            instance!(run, $v, $nr, 0);
+            instance!(edge, $v, $edge, 0);
+            instance!(half, $v / 2, $nr, 0);
             const MR: usize = $v * <$lanes as Lanes>::WIDTH;
             // Blocks of rows and columns start on whole panels (see `pack::block_of`).
-            const { assert!($mc % MR == 0 && MR * ($nr + 2) <= super::super::native::MAX_TILE && $v % 2 == 0) };
+            const { assert!($mc % MR == 0 && MR * ($nr + 2) <= super::super::native::MAX_TILE) };
+            // The half tile is `V/2` vectors, `MR/2` rows: the driver relies on it.
+            const { assert!($v % 2 == 0) };
             MicroKernel {
                 isa: $isa,
                 mr: MR,

@@ -12,8 +12,9 @@
 //! The micro-kernel writes columns of `C` with vector stores, so `C` must have unit row stride;
 //! a product into a row-major `C` is computed as `Cᵀ = Bᵀ Aᵀ` instead. A block's last one or two
 //! columns past whole panels join the tile before them (a wide tile, `MR×(NR + 1|2)`) on sets
-//! that have one, and a last panel of at most `MR/2` rows takes a kernel half as high; other
-//! tiles at the edges, and every tile of a `C` with neither stride 1, go through a small buffer.
+//! that have one, and a last panel of at most `MR/2` rows in a full tile's columns takes a kernel
+//! half as high. Tiles at the edges that the kernel computing them overhangs, and every tile of a
+//! `C` with neither stride 1, go through a small buffer.
 //!
 //! An operand packed beforehand ([`Packed`]) is used in place of packing it again, when it was
 //! packed for the role it plays. An operand whose panels are already contiguous along their
@@ -280,7 +281,11 @@ fn macro_kernel<T: Element>(
             // The rows the kernel computes: half a tile for a last panel of at most `mr/2` live
             // rows, when the set has that kernel for this tile's columns.
             let (kernel_rows, run) = match half {
-                Some(half) if tile_rows <= mr / 2 => (mr / 2, half),
+                Some(half) if tile_rows <= mr / 2 => {
+                    // The half kernel computes exactly `mr/2` rows of the full tile's columns.
+                    debug_assert_eq!(cols, nr);
+                    (mr / 2, half)
+                }
                 _ => (mr, run),
             };
             if rs == 1 && tile_rows == kernel_rows && tile_cols == cols {
@@ -289,10 +294,10 @@ fn macro_kernel<T: Element>(
                 // view, so inside `c_data` (checked when the view was made).
                 let _ = &c_data[first + (kernel_rows - 1) + (cols - 1) * cs];
                 // SAFETY: every `a_panel[p·lda + i]`, `b_panel[p·ldb + j]` and, for a wide tile,
-                // `extra[p·ld_extra + r]` (`p < depth`, `i < kernel_rows ≤ mr`, `j < min(cols, nr)`,
-                // `r < cols − nr`; `extra` is null for the other kernels, which do not read it)
-                // is at or before the last value indexed above (or in `column_tile`), so inside
-                // its slice; every `c[first + i + j·cs]` is an element of the view (bounds-checked
+                // `extra[p·ld_extra + r]` (`p < depth`, `i < kernel_rows ≤ mr`,
+                // `j < min(cols, nr)`, `r < cols − nr`; `extra` is null for the other kernels,
+                // which do not read it) is at or before the last value indexed above (or in
+                // `column_tile`), so inside its slice; every `c[first + i + j·cs]` is an element of the view (bounds-checked
                 // above), which is a unique borrow, so it aliases no operand; `run` came from
                 // `Element::micro_kernel`, which checked the CPU.
                 unsafe {
@@ -351,7 +356,8 @@ struct ColumnTile<T: 'static> {
     /// Columns the kernel computes (`live` or more).
     cols: usize,
     run: TileFn<T>,
-    /// The kernel of the same columns `MR/2` rows high, where there is one (full tiles).
+    /// The kernel of the same columns `MR/2` rows high: for tiles of the full kernel (a partial
+    /// last panel of `B` included), not for edge or wide tiles.
     half: Option<TileFn<T>>,
     /// A wide tile's second panel and its stride; null and 0 otherwise.
     extra: *const T,
