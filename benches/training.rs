@@ -119,8 +119,18 @@ fn lbfgs_overhead(c: &mut Criterion) {
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut objective = Objective::new(hyper, Dataset::examples_by_features(&patches, m, n).unwrap()).unwrap();
+        // A sample's evaluations inside one `install`, as the trainer's are (see the objective
+        // bench).
         group.bench_function(BenchmarkId::new("s1_evaluation/f64", format!("t{threads}")), |b| {
-            b.iter(|| pool.install(|| objective.evaluate(theta.theta(), &mut grad).unwrap()))
+            b.iter_custom(|iterations| {
+                let start = Instant::now();
+                pool.install(|| {
+                    for _ in 0..iterations {
+                        objective.evaluate(theta.theta(), &mut grad).unwrap();
+                    }
+                });
+                start.elapsed()
+            })
         });
     }
     group.finish();
