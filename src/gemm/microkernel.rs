@@ -14,8 +14,8 @@
 //!
 //! The `MR×(NR + R)` sums live in `(NR + R)·MR/WIDTH` vector registers for the whole `k` loop;
 //! each step loads `MR/WIDTH` vectors of `A` and broadcasts `NR + R` values of `B`, so the loads
-//! never limit the FMAs. With `β = 0`, `C` is not read (so NaNs
-//! already there do not propagate, as BLAS specifies).
+//! never limit the FMAs. With `β = 0`, `C` is not read (so NaNs already there do not propagate,
+//! as BLAS specifies).
 //!
 //! One generic body ([`tile`]) is written over [`Lanes`] and instantiated per instruction set;
 //! [`scalar_tile`] is its portable twin, the kernel of [`Isa::Scalar`] and the reference the

@@ -297,9 +297,9 @@ fn macro_kernel<T: Element>(
                 // `extra[p·ld_extra + r]` (`p < depth`, `i < kernel_rows ≤ mr`,
                 // `j < min(cols, nr)`, `r < cols − nr`; `extra` is null for the other kernels,
                 // which do not read it) is at or before the last value indexed above (or in
-                // `column_tile`), so inside its slice; every `c[first + i + j·cs]` is an element of the view (bounds-checked
-                // above), which is a unique borrow, so it aliases no operand; `run` came from
-                // `Element::micro_kernel`, which checked the CPU.
+                // `column_tile`), so inside its slice; every `c[first + i + j·cs]` is an element
+                // of the view (bounds-checked above), which is a unique borrow, so it aliases no
+                // operand; `run` came from `Element::micro_kernel`, which checked the CPU.
                 unsafe {
                     run(
                         depth,

@@ -131,9 +131,10 @@ fn check_product<T: Real>(
 
 /// Shapes around every edge: single elements, partial register tiles, one or two columns past
 /// whole tiles (the wide tiles: 13 = 12 + 1, 25, 26, 38 = 36 + 2, in both orders of `C`, and
-/// over several depth blocks), last panels of exactly half a tile's rows (20 = 16 + 4 and 48 =
-/// 32 + 16: the half-height tiles written in place), several depth blocks (KC ≤ 384), several
-/// row blocks (MC ≤ 512), and a product of depth 0.
+/// over several depth blocks), last panels of exactly half a tile's rows (20 = 2·8 + 4 for
+/// MR = 8, 48 = 32 + 16 for MR = 32 when `C` is row-major: the half-height tiles written in
+/// place), several depth blocks (KC ≤ 384), several row blocks (MC ≤ 512), and a product of
+/// depth 0.
 const SHAPES: [(usize, usize, usize); 12] = [
     (20, 7, 48),
     (38, 40, 26),
