@@ -840,7 +840,7 @@ pub(crate) fn prefetch<T>(values: &[T]) {
 /// never faults: `p` may point anywhere, past its allocation too.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn prefetch_line<T>(p: *const T) {
+pub(crate) fn prefetch_line<T>(p: *const T) {
     use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     // SAFETY: SSE is part of every x86-64 CPU, and a prefetch never faults, whatever the
     // address.
@@ -850,7 +850,7 @@ fn prefetch_line<T>(p: *const T) {
 /// No prefetch instruction is used off x86-64.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn prefetch_line<T>(_p: *const T) {}
+pub(crate) fn prefetch_line<T>(_p: *const T) {}
 
 /// Instantiates every generic body above for one instruction set and element type, as module
 /// `$module` with `#[target_feature]` entry points and `table()`, their [`Kernels`] set: the
