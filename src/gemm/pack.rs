@@ -194,8 +194,8 @@ impl<T: Copy> PanelRows<'_, T> {
     ///
     /// Each tile asks for the lines of the same tile of the next panel (`width` rows below):
     /// a panel reads `width` short runs at once, more streams than the hardware prefetcher
-    /// follows, and the operand (the data in the forward pass) often comes from L3 or memory
-    /// (S1 f64 2.82 → 2.70 ms, PERF.md). Past the matrix's last panel those lines are not
+    /// follows, and the operand (the data in the forward pass) often comes from memory
+    /// (S2 f32 86.3 → 81.1 ms, PERF.md). Past the matrix's last panel those lines are not
     /// read: a prefetch never faults.
     fn transpose(&self, i0: usize, transpose: Transpose<T>, panel: &mut [T]) {
         let (tb, width) = (transpose.size, self.width);
