@@ -443,8 +443,9 @@ where
     let tail = rows - body;
     for first in (0..cols).step_by(COLUMNS_PER_FLUSH) {
         let columns = first..(first + COLUMNS_PER_FLUSH).min(cols);
-        // The next group of columns is asked for while this one is computed (the last group
-        // asks for its own lines again: nothing past the block).
+        // The next group of columns is asked for while this one is computed. The last group
+        // asks for its own lines again; the one before it, when the last is shorter, for a
+        // few columns past the block, which are not read (a prefetch never faults).
         let ahead = if columns.end < cols { COLUMNS_PER_FLUSH } else { 0 };
         for i in (0..body).step_by(V::WIDTH) {
             let bias = V::load(b.as_ptr().add(i));
