@@ -194,9 +194,9 @@ impl<T: Copy> PanelRows<'_, T> {
     ///
     /// Each tile asks for the lines of the same tile of the next panel (`width` rows below):
     /// a panel reads `width` short runs at once, more streams than the hardware prefetcher
-    /// follows, and the operand (the data in the forward pass) often comes from memory
-    /// (S2 f32 86.3 → 81.1 ms, PERF.md). Past the matrix's last panel those lines are not
-    /// read: a prefetch never faults.
+    /// follows, and the operand (the data in the forward pass) often comes from memory (S2
+    /// 4–6 % faster in alternating rounds, S1, whose data is in L3, unchanged: PERF.md). Past
+    /// the matrix's last panel those lines are not read: a prefetch never faults.
     fn transpose(&self, i0: usize, transpose: Transpose<T>, panel: &mut [T]) {
         let (tb, width) = (transpose.size, self.width);
         let tiled_depth = self.dl / tb * tb;

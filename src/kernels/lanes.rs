@@ -402,8 +402,9 @@ where
     }
     let ((zr, zc), (xr, xc)) = (z.strides(), x.strides());
     // Every element (i, j) of either view lies inside its slice (checked when the views were
-    // made), so every offset below is in bounds (the stride of a dimension of one element is
-    // never used); `z` is a unique borrow, so `x` does not alias it.
+    // made), so every offset read or written below is in bounds (the stride of a dimension of
+    // one element is never used); `z` is a unique borrow, so `x` does not alias it. The lines
+    // asked for ahead are addressed by wrapping arithmetic and may lie anywhere.
     let (pz, px) = (z.as_mut_ptr(), x.as_ptr());
     if by_columns {
         output_delta_columns::<V, R>(pz, zc, px, xc, rows, cols, b, sums)
@@ -412,16 +413,20 @@ where
     }
 }
 
-/// How many rows ahead [`output_delta_rows`] asks for its operands.
-const ROWS_AHEAD: usize = 2;
-
 /// [`output_delta`] on column `j` at `pz + j·ldz` (and `px + j·ldx`), one example each: the
 /// row sums of `delta3` stay in registers for up to [`COLUMNS_PER_FLUSH`] columns.
 ///
 /// The pass reads those columns side by side, as many streams at once as it has columns in a
 /// group, which the hardware prefetcher does not follow: `x` comes from memory and `z3`, just
 /// written by its GEMM, from L2 or L3. So it asks for each line of the next group while it
-/// computes this one (S2 f64: from 9 % to 4 % of an evaluation's samples, PERF.md).
+/// computes this one (S2 f64: the pass 13.6–23.8 → 7.1–9.2 ms an evaluation, PERF.md). A
+/// group of S2 is 200 KB of `x` and `z3` in f64, more than L1: the lines asked for mostly wait
+/// in L2, which is what the pass needed — them out of memory. (With 32-byte vectors each line
+/// is asked for twice; the second request costs an issue slot.)
+///
+/// # Safety
+/// As [`output_delta`]'s, with `pz + i + j·ldz` and `px + i + j·ldx` readable (and `z`'s
+/// writable) for `i < rows`, `j < cols`, the two blocks apart.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn output_delta_columns<V: Lanes, R: Reconstruction>(
@@ -485,11 +490,20 @@ where
     V::acc_sum(loss)
 }
 
+/// How many rows ahead [`output_delta_rows`] asks for its operands: a row of a block of 256
+/// examples is 1–2 KB, so two rows leave several hundred cycles for the lines to arrive (the only
+/// distance measured, against none: PERF.md, 2026-12-02).
+const ROWS_AHEAD: usize = 2;
+
 /// [`output_delta`] on row `i` at `pz + i·ldz` (and `px + i·ldx`), one output unit each.
 ///
 /// A block's row of `x` is a short run (the block's width) inside a row of the data: each
 /// row is a new stream for the hardware prefetcher, so the pass asks for the lines of the row
 /// [`ROWS_AHEAD`] below while it computes this one (past the last row, lines it does not read).
+///
+/// # Safety
+/// As [`output_delta`]'s, with `pz + i·ldz + j` and `px + i·ldx + j` readable (and `z`'s
+/// writable) for `i < b.len()`, `j < cols`, the two blocks apart.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn output_delta_rows<V: Lanes, R: Reconstruction>(
