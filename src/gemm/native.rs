@@ -426,7 +426,41 @@ fn scale<T: Element>(beta: T, mut c: MatMut<'_, T>) {
 
 #[cfg(test)]
 mod tests {
-    use super::readable_in_place;
+    use super::{column_tile, readable_in_place, Block};
+    use crate::gemm::element::Element;
+    use crate::kernels::Isa;
+
+    /// Which kernel computes the columns left at a panel of `B`: the choice that the wide and
+    /// edge tiles' speed rests on (their sums are tested against their scalar twins elsewhere).
+    #[test]
+    fn a_thin_last_panel_joins_the_panel_before_it_and_a_narrow_one_takes_the_edge_kernel() {
+        for isa in Isa::ALL.into_iter().filter(|isa| isa.is_supported()) {
+            let kernel = f64::micro_kernel(isa).expect("every supported set has f64 kernels");
+            let (nr, depth) = (kernel.nr, 3);
+            let panels = vec![0.0; 3 * nr * depth];
+            let block = Block::Packed { panels: &panels, width: nr, depth };
+            let tile = |q, live| {
+                let tile = column_tile(&kernel, &block, q, live, depth);
+                (tile.live, tile.cols, tile.half.is_some(), !tile.extra.is_null())
+            };
+            // A whole panel and more after it: the full tile, which has a half-height twin.
+            assert_eq!(tile(0, 3 * nr), (nr, nr, true, false), "{isa:?}");
+            for r in 1..=2 {
+                // One or two live columns in the last panel: one tile of `NR + r` columns where
+                // the set has the registers for it, else the full tile and an edge tile after.
+                let want = match kernel.wide {
+                    Some(_) => (nr + r, nr + r, false, true),
+                    None => (nr, nr, true, false),
+                };
+                assert_eq!(tile(1, nr + r), want, "{isa:?}, {r} columns past a panel");
+            }
+            // A last panel of a few live columns: the edge kernel, when it is wide enough.
+            if let Some(edge) = kernel.edge {
+                assert_eq!(tile(2, edge.cols), (edge.cols, edge.cols, false, false), "{isa:?}");
+            }
+            assert_eq!(tile(2, nr).0, nr, "{isa:?}");
+        }
+    }
 
     #[test]
     fn strides_that_crowd_l1_sets_are_packed_not_read_in_place() {
