@@ -46,11 +46,13 @@
 //! through their encoders),
 //! by the same sparse kernels with `δ'_e = α s (ê_e + r_e)/B` in place of `δ_e`.
 //!
-//! The decoding is `k` AXPYs per example and `∇a` `k` dot products; the weight gradients are
-//! `k` rank-one updates per example, gathered by latent (a counting sort of the active slots)
-//! so that each gradient row is written once, by one thread, in example order — no per-thread
-//! copies of the `2hn` gradient, and a result that does not depend on how the latents are
-//! shared among threads. [`TopKObjective::evaluate_step`] goes further: each latent's gradient
+//! The decoding is `k` AXPYs per example; the weight gradients are `k` rank-one updates per
+//! example, gathered by latent (a counting sort of the active slots) so that each gradient row
+//! is written once, by one thread, in example order — no per-thread copies of the `2hn`
+//! gradient, and a result that does not depend on how the latents are shared among threads.
+//! Each slot's `g_ej = W_dec[j]·δ_e` is computed there too, as the update of `∇W_dec[j]` reads
+//! `δ_e` (`W_dec[j]` stays in L1 for all of the latent's slots), rather than by the decoding,
+//! which would read each example's `k` decoder rows a second time. [`TopKObjective::evaluate_step`] goes further: each latent's gradient
 //! rows are used by the optimiser's step as soon as they are computed, and the gradient is
 //! never stored (the `backward` module). Every row these kernels gather from anywhere in a
 //! matrix (decoder rows, examples' rows) is asked for a couple of rows ahead
@@ -192,18 +194,16 @@ struct BatchBuffers<T> {
     encoder_input: Vec<T>,
     /// `δ_e = r_e / B`, `B×n` row-major.
     residual: Vec<T>,
-    /// The slots of each example: `B×width` latent indices (active first, by latent), their
-    /// activations `a`, and their gradients `g`.
+    /// The slots of each example: `B×width` latent indices (active first, by latent) and their
+    /// activations `a`.
     indices: Vec<u32>,
     values: Vec<T>,
-    value_grads: Vec<T>,
     /// `‖r_e‖²` per example.
     squared_errors: Vec<f64>,
     /// The auxiliary slots (`B×k_aux`), `δ'_e` (`B×n`) and `‖ê_e + r_e‖²` (one value per
     /// example each, unused, without the auxiliary loss).
     aux_indices: Vec<u32>,
     aux_values: Vec<T>,
-    aux_grads: Vec<T>,
     aux_residual: Vec<T>,
     aux_squared_errors: Vec<f64>,
 }
@@ -502,7 +502,7 @@ impl<T: Real> TopKObjective<T> {
 
     /// The forward pass: centres the batch, encodes it block by block (GEMM, selection) and,
     /// with `decode`, computes the squared norms of the residuals `r_e`, then `δ_e = r_e / B`
-    /// and the gradients `g_ej` of the active slots. A per-example selection decodes each
+    /// (and with the auxiliary loss `δ'_e`). A per-example selection decodes each
     /// example as it is selected (while its block is in cache); a batch selection first
     /// selects candidates for the whole batch, cuts them to the batch's `k·B` largest
     /// (`train`) or to the inference threshold, and decodes in a second pass — after
@@ -566,8 +566,6 @@ impl<T: Real> TopKObjective<T> {
             b_enc: blocks.b_enc,
             w_dec,
             b_dec: blocks.b_dec,
-            decoder_norms: &work.decoder_norms,
-            l1_weight: T::cast(l1 / examples as f64),
             batch,
             n,
             h,
@@ -725,11 +723,9 @@ impl<T: Real> BatchBuffers<T> {
         self.residual.resize(capacity * n, T::zero());
         self.indices.resize(capacity * width, 0);
         self.values.resize(capacity * width, T::zero());
-        self.value_grads.resize(capacity * width, T::zero());
         self.squared_errors.resize(capacity, 0.0);
         self.aux_indices.resize(capacity * aux_k, 0);
         self.aux_values.resize(capacity * aux_k, T::zero());
-        self.aux_grads.resize(capacity * aux_k, T::zero());
         self.aux_residual.resize(capacity * aux_n, T::zero());
         self.aux_squared_errors.resize(capacity, 0.0);
     }
@@ -742,11 +738,9 @@ impl<T: Real> BatchBuffers<T> {
         let mut residual = &mut self.residual[..];
         let mut indices = &mut self.indices[..];
         let mut values = &mut self.values[..];
-        let mut value_grads = &mut self.value_grads[..];
         let mut squared_errors = &mut self.squared_errors[..];
         let mut aux_indices = &mut self.aux_indices[..];
         let mut aux_values = &mut self.aux_values[..];
-        let mut aux_grads = &mut self.aux_grads[..];
         let mut aux_residual = &mut self.aux_residual[..];
         let mut aux_squared_errors = &mut self.aux_squared_errors[..];
         (0..examples)
@@ -757,17 +751,12 @@ impl<T: Real> BatchBuffers<T> {
                     first,
                     encoder_input: take(&mut encoder_input, rows * n),
                     residual: take(&mut residual, rows * n),
-                    slots: Slots {
-                        indices: take(&mut indices, rows * width),
-                        values: take(&mut values, rows * width),
-                        value_grads: take(&mut value_grads, rows * width),
-                    },
+                    slots: Slots { indices: take(&mut indices, rows * width), values: take(&mut values, rows * width) },
                     squared_errors: take(&mut squared_errors, rows),
                     aux: AuxPart {
                         slots: Slots {
                             indices: take(&mut aux_indices, rows * aux_k),
                             values: take(&mut aux_values, rows * aux_k),
-                            value_grads: take(&mut aux_grads, rows * aux_k),
                         },
                         residual: take(&mut aux_residual, rows * aux_n),
                         squared_errors: take(&mut aux_squared_errors, rows),
@@ -798,9 +787,6 @@ struct Forward<'a, 'd, T: Real> {
     /// `W_dec`, or `W_enc` for tied weights.
     w_dec: &'a [T],
     b_dec: &'a [T],
-    /// `‖W_dec[j]‖` with the L1 penalty (empty without), and `λ/B`.
-    decoder_norms: &'a [T],
-    l1_weight: T,
     batch: &'a Dataset<'d, T>,
     n: usize,
     h: usize,
@@ -840,11 +826,10 @@ struct AuxPart<'a, T> {
     squared_errors: &'a mut [f64],
 }
 
-/// The slots of a block's examples, `width` each: latents, activations and their gradients.
+/// The slots of a block's examples, `width` each: latents and activations.
 struct Slots<'a, T> {
     indices: &'a mut [u32],
     values: &'a mut [T],
-    value_grads: &'a mut [T],
 }
 
 impl<T: Real> Forward<'_, '_, T> {
@@ -907,8 +892,9 @@ impl<T: Real> Forward<'_, '_, T> {
         }
     }
 
-    /// Example `e` of a block, selected: its `‖r‖²`, `δ` and slot gradients, and with the
-    /// auxiliary loss its `‖ê + r‖²`, `δ'` and auxiliary slot gradients.
+    /// Example `e` of a block, selected: its `‖r‖²` and `δ`, and with the auxiliary loss its
+    /// `‖ê + r‖²` and `δ'`. (The slot gradients `W_dec[j]·δ_e` are the backward pass's: it reads
+    /// `δ_e` for each active slot anyway.)
     fn decode(&self, part: &mut Part<'_, T>, e: usize) {
         let (n, width) = (self.n, self.width);
         let slots = &part.slots.indices[e * width..][..width];
@@ -925,16 +911,6 @@ impl<T: Real> Forward<'_, '_, T> {
             self.auxiliary(aux, r, e, &mut part.aux);
         }
         r.iter_mut().for_each(|r| *r = *r * self.scale);
-        let grads = &mut part.slots.value_grads[e * width..][..width];
-        for (g, &j) in grads.iter_mut().zip(&slots[..active]) {
-            *g = T::cast((self.kernels.dot)(&self.w_dec[j as usize * n..][..n], r));
-        }
-        if !self.decoder_norms.is_empty() {
-            for (g, &j) in grads.iter_mut().zip(&slots[..active]) {
-                *g = *g + self.l1_weight * self.decoder_norms[j as usize];
-            }
-        }
-        grads[active..].fill(T::zero());
     }
 
     /// `r ← r + Σ_s a_s W_dec[j_s]` for the latents `j_s` of `slots` and their activations `a_s`.
@@ -952,8 +928,7 @@ impl<T: Real> Forward<'_, '_, T> {
         }
     }
 
-    /// Example `e`'s `‖ê + r‖²`, `δ' = α s (ê + r)/B` and auxiliary slot gradients, `r` its
-    /// residual.
+    /// Example `e`'s `‖ê + r‖²` and `δ' = α s (ê + r)/B`, `r` its residual.
     fn auxiliary(&self, aux: &AuxForward<'_, T>, r: &[T], e: usize, part: &mut AuxPart<'_, T>) {
         let (n, k) = (self.n, aux.k);
         let (slots, activations) = (&part.slots.indices[e * k..][..k], &part.slots.values[e * k..][..k]);
@@ -963,11 +938,6 @@ impl<T: Real> Forward<'_, '_, T> {
         self.decode_into(&slots[..active], &activations[..active], q);
         part.squared_errors[e] = (self.kernels.dot)(q, q);
         q.iter_mut().for_each(|q| *q = *q * aux.weight);
-        let grads = &mut part.slots.value_grads[e * k..][..k];
-        for (g, &j) in grads.iter_mut().zip(&slots[..active]) {
-            *g = T::cast((self.kernels.dot)(&self.w_dec[j as usize * n..][..n], q));
-        }
-        grads[active..].fill(T::zero());
     }
 }
 

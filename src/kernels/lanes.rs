@@ -704,6 +704,48 @@ pub(crate) unsafe fn axpy_dot<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [
     V::acc_sum(acc)
 }
 
+/// `y ← α x + y`, and `Σ z_i x_i` of the `x` it reads: [`axpy`] and [`dot`]`(z, x)` in one pass
+/// over `x`, with the same operations in the same order as the two (so the same results to the
+/// bit).
+#[inline(always)]
+pub(crate) unsafe fn axpy_and_dot<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::Elem], z: &[V::Elem]) -> f64 {
+    assert!(x.len() == y.len() && z.len() == x.len());
+    let alpha = V::splat(alpha);
+    let zero = V::splat(<V::Elem as Default>::default());
+    let mut partial = [zero; 4];
+    let (px, py, pz) = (x.as_ptr(), y.as_mut_ptr(), z.as_ptr());
+    let stride = 4 * V::WIDTH;
+    let body = x.len() - x.len() % stride;
+    for i in (0..body).step_by(stride) {
+        for (k, sum) in partial.iter_mut().enumerate() {
+            let offset = i + k * V::WIDTH;
+            let read = V::load(px.add(offset));
+            read.mul_add(alpha, V::load(py.add(offset))).store(py.add(offset));
+            *sum = V::load(pz.add(offset)).mul_add(read, *sum);
+        }
+    }
+    // `axpy`'s vector steps and tail, and `dot`'s, cut differently: each pass finishes its own.
+    let whole = x.len() - x.len() % V::WIDTH;
+    for i in (body..whole).step_by(V::WIDTH) {
+        V::load(px.add(i)).mul_add(alpha, V::load(py.add(i))).store(py.add(i));
+    }
+    let tail = &mut y[whole..];
+    if !tail.is_empty() {
+        store_partial(load_partial::<V>(&x[whole..]).mul_add(alpha, load_partial::<V>(tail)), tail);
+    }
+    let mut i = body;
+    while i < x.len() {
+        let width = V::WIDTH.min(x.len() - i);
+        partial[0] = load_partial::<V>(&z[i..i + width]).mul_add(load_partial::<V>(&x[i..i + width]), partial[0]);
+        i += width;
+    }
+    let mut acc = V::acc_zero();
+    for sum in partial {
+        acc = V::acc_add(acc, sum);
+    }
+    V::acc_sum(acc)
+}
+
 /// Appends `(values[i] + shift[i], from + i)` for each `i` where the sum is greater than
 /// `threshold`, in order, [`COLLECT_GROUP`] positions at a time, stopping before a group when
 /// fewer than `COLLECT_GROUP` slots of `collected` are left; returns the positions scanned and
@@ -925,6 +967,10 @@ macro_rules! kernel_table {
                 lanes::axpy_dot::<$lanes>(alpha, x, y, z)
             }
             #[target_feature(enable = $features)]
+            unsafe fn axpy_and_dot(alpha: $t, x: &[$t], y: &mut [$t], z: &[$t]) -> f64 {
+                lanes::axpy_and_dot::<$lanes>(alpha, x, y, z)
+            }
+            #[target_feature(enable = $features)]
             unsafe fn max_sum(values: &[$t], shift: &[$t]) -> $t {
                 lanes::max_sum::<$lanes>(values, shift)
             }
@@ -987,6 +1033,7 @@ macro_rules! kernel_table {
                     dot: |a, b| unsafe { dot(a, b) },
                     axpy: |alpha, x, y| unsafe { axpy(alpha, x, y) },
                     axpy_dot: |alpha, x, y, z| unsafe { axpy_dot(alpha, x, y, z) },
+                    axpy_and_dot: |alpha, x, y, z| unsafe { axpy_and_dot(alpha, x, y, z) },
                     collect_above: |values, shift, threshold, from, collected| unsafe {
                         collect_above(values, shift, threshold, from, collected)
                     },

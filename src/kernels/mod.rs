@@ -104,6 +104,11 @@ pub struct Kernels<T> {
     /// recursion's update and next inner product in one pass). In the vector sets, the same
     /// results to the bit as `axpy` then `dot`.
     pub axpy_dot: fn(T, &[T], &mut [T], &[T]) -> f64,
+    /// `(α, x, y, z)`: `y ← α x + y`, and `Σ z_i x_i` of the `x` it reads (the TopK backward
+    /// pass's decoder-gradient update `∇W_dec[j] += a_ej δ_e` and the slot's gradient
+    /// `W_dec[j]·δ_e` in one read of `δ_e`). In the vector sets, the same results to the bit as
+    /// `axpy` then `dot(z, x)`.
+    pub axpy_and_dot: fn(T, &[T], &mut [T], &[T]) -> f64,
     /// `(values, shift, t, from, collected)`: appends `(values[i] + shift[i], from + i)` for
     /// each `i` where the sum is greater than `t` (NaN never is), in order, [`COLLECT_GROUP`]
     /// positions at a time, stopping before a group when fewer than `COLLECT_GROUP` slots of
@@ -266,6 +271,7 @@ impl<T: Real> Kernels<T> {
             dot: scalar::dot,
             axpy: scalar::axpy,
             axpy_dot: scalar::axpy_dot,
+            axpy_and_dot: scalar::axpy_and_dot,
             collect_above: scalar::collect_above,
             max_sum: scalar::max_sum,
             prefetch: scalar::prefetch,

@@ -142,6 +142,12 @@ pub fn axpy_dot<T: Real>(alpha: T, x: &[T], y: &mut [T], z: &[T]) -> f64 {
     dot(z, y)
 }
 
+/// `y ← α x + y`, and `Σ z_i x_i` of the `x` it reads.
+pub fn axpy_and_dot<T: Real>(alpha: T, x: &[T], y: &mut [T], z: &[T]) -> f64 {
+    axpy(alpha, x, y);
+    dot(z, x)
+}
+
 /// Appends `(values[i] + shift[i], from + i)` for each `i` where the sum is greater than
 /// `threshold`, in order, [`COLLECT_GROUP`] positions at a time, stopping before a group when
 /// fewer than `COLLECT_GROUP` slots of `collected` are left; returns the positions scanned and

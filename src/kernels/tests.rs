@@ -353,6 +353,21 @@ fn kernels_match_scalar<T: Real>() {
                 (kernels.dot)(&w, &apart).to_bits(),
                 "{isa:?}: axpy_dot's sum differs from dot's"
             );
+            // Its twin over the `x` read: as the scalar twin, and bit for bit as `axpy` then
+            // `dot(w, z)`.
+            let (mut fused, mut twin, mut apart) = (x.clone(), x.clone(), x.clone());
+            let sum = (kernels.axpy_and_dot)(alpha, &z, &mut fused, &w);
+            let twin_sum = (scalar.axpy_and_dot)(alpha, &z, &mut twin, &w);
+            assert_close("axpy_and_dot", isa, &fused, &twin);
+            let magnitude: f64 = w.iter().zip(&z).map(|(w, z)| (w.as_f64() * z.as_f64()).abs()).sum();
+            assert_sum_close::<T>("axpy_and_dot Σ", isa, sum, twin_sum, magnitude * 4.0);
+            (kernels.axpy)(alpha, &z, &mut apart);
+            assert_eq!(fused, apart, "{isa:?}: axpy_and_dot's update differs from axpy's");
+            assert_eq!(
+                sum.to_bits(),
+                (kernels.dot)(&w, &z).to_bits(),
+                "{isa:?}: axpy_and_dot's sum differs from dot's"
+            );
             // An infinite α makes infinities, not NaN where `dot` of the result has none.
             let (mut fused, mut apart) = (x.clone(), x.clone());
             let sum = (kernels.axpy_dot)(T::infinity(), &x, &mut fused, &x);

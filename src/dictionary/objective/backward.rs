@@ -120,17 +120,11 @@ impl<T: Real> TopKObjective<T> {
         work.next.clone_from(&work.starts);
         for (slot, &j) in active() {
             let entry = match slot < main {
-                true => Entry {
-                    example: (slot / width) as u32,
-                    auxiliary: false,
-                    value: buffers.values[slot],
-                    value_grad: buffers.value_grads[slot],
-                },
+                true => Entry { example: (slot / width) as u32, auxiliary: false, value: buffers.values[slot] },
                 false => Entry {
                     example: ((slot - main) / k_aux) as u32,
                     auxiliary: true,
                     value: buffers.aux_values[slot - main],
-                    value_grad: buffers.aux_grads[slot - main],
                 },
             };
             work.by_latent[work.next[j as usize]] = entry;
@@ -181,9 +175,16 @@ impl<T: Real> Backward<'_, T> {
     }
 
     /// Latent `j`'s gradient rows into `w_enc` and `w_dec` (every value written; `decoder` is
-    /// its decoder row, `W_enc[j]` for tied weights): its active slots' rank-one updates, in
-    /// example order, and the L1 penalty's share `λ/B (Σ_e a_ej) W_dec[j] / ‖W_dec[j]‖`.
-    /// Returns `∇b_enc[j]`.
+    /// its decoder row, `W_enc[j]` for tied weights): its active slots' rank-one updates
+    /// `a_ej δ_e` and `g_ej xc_e`, in example order, and the L1 penalty's share
+    /// `λ/B (Σ_e a_ej) W_dec[j] / ‖W_dec[j]‖`. Returns `∇b_enc[j] = Σ_e g_ej`.
+    ///
+    /// The slot gradient `g_ej = ∂L/∂a_ej` is `W_dec[j]·δ_e`, plus `λ/B ‖W_dec[j]‖` for a main
+    /// slot with the L1 penalty (`W_dec[j]·δ'_e` for an auxiliary slot). It is computed here
+    /// rather than by the decoding, which would read each example's `k` decoder rows a second
+    /// time: `W_dec[j]` stays in L1 for all of the latent's slots, and `δ_e` is read once for
+    /// both its rank-one update and the product (`Kernels::axpy_and_dot`, whose product is
+    /// `dot`'s to the bit, as the first slot's is).
     fn latent(&self, j: usize, decoder: &[T], w_enc: &mut [T], w_dec: &mut [T]) -> T {
         let (n, axpy) = (self.n, self.kernels.axpy);
         let encoder_input = |entry: &Entry<T>| &self.buffers.encoder_input[entry.example as usize * n..][..n];
@@ -204,18 +205,24 @@ impl<T: Real> Backward<'_, T> {
         };
         ask(start + 1);
         ask(start + 2);
+        let l1_weight = T::cast(self.l1_weight);
+        let slot_grad = |entry: &Entry<T>, product: f64| match self.decoder_norms.get(j) {
+            Some(&norm) if !entry.auxiliary => T::cast(product) + l1_weight * norm,
+            _ => T::cast(product),
+        };
         // The first update writes the rows (as 0 + a x would), the others add to them.
-        scaled_copy(first.value_grad, encoder_input(first), w_enc);
         scaled_copy(first.value, self.delta(first), w_dec);
-        let mut bias = first.value_grad.as_f64();
+        let first_grad = slot_grad(first, (self.kernels.dot)(decoder, self.delta(first)));
+        scaled_copy(first_grad, encoder_input(first), w_enc);
+        let mut bias = first_grad.as_f64();
         // Σ_e a_ej over the main slots (the penalty's; the auxiliary ones are not).
         let penalised = |entry: &Entry<T>| if entry.auxiliary { 0.0 } else { entry.value.as_f64() };
         let mut activation_sum = penalised(first);
         for (i, entry) in rest.iter().enumerate() {
             ask(start + i + 3);
-            axpy(entry.value_grad, encoder_input(entry), w_enc);
-            axpy(entry.value, self.delta(entry), w_dec);
-            bias += entry.value_grad.as_f64();
+            let grad = slot_grad(entry, (self.kernels.axpy_and_dot)(entry.value, self.delta(entry), w_dec, decoder));
+            axpy(grad, encoder_input(entry), w_enc);
+            bias += grad.as_f64();
             activation_sum += penalised(entry);
         }
         if let Some(&norm) = self.decoder_norms.get(j).filter(|&&norm| norm > T::zero()) {
@@ -266,9 +273,8 @@ pub(super) struct Entry<T> {
     example: u32,
     /// An auxiliary slot: it meets `δ'` rather than `δ`, and the L1 penalty leaves it out.
     auxiliary: bool,
-    /// `a_ej` and its gradient `g_ej`.
+    /// `a_ej`.
     value: T,
-    value_grad: T,
 }
 
 /// A group's rows of a parameter-shaped vector (parameters, gradient or moments).
