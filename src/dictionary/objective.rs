@@ -52,13 +52,13 @@
 //! gradient, and a result that does not depend on how the latents are shared among threads.
 //! Each slot's `g_ej = W_dec[j]·δ_e` is computed there too, as the update of `∇W_dec[j]` reads
 //! `δ_e` (`W_dec[j]` stays in L1 for all of the latent's slots), rather than by the decoding,
-//! which would read each example's `k` decoder rows a second time. [`TopKObjective::evaluate_step`] goes further: each latent's gradient
-//! rows are used by the optimiser's step as soon as they are computed, and the gradient is
-//! never stored (the `backward` module). Every row these kernels gather from anywhere in a
-//! matrix (decoder rows, examples' rows) is asked for a couple of rows ahead
-//! ([`Kernels::prefetch`]), so that several are on their way from memory at once. The only
-//! `h`-wide temporary is the pre-activations of the blocks being encoded: one `block × h`
-//! buffer per thread.
+//! which would read each example's `k` decoder rows a second time.
+//! [`TopKObjective::evaluate_step`] goes further: each latent's gradient rows are used by the
+//! optimiser's step as soon as they are computed, and the gradient is never stored (the
+//! `backward` module). Every row these kernels gather from anywhere in a matrix (decoder rows,
+//! examples' rows) is asked for a couple of rows ahead ([`Kernels::prefetch`]), so that several
+//! are on their way from memory at once. The only `h`-wide temporary is the pre-activations of
+//! the blocks being encoded: one `block × h` buffer per thread.
 
 use rayon::prelude::*;
 
@@ -893,8 +893,7 @@ impl<T: Real> Forward<'_, '_, T> {
     }
 
     /// Example `e` of a block, selected: its `‖r‖²` and `δ`, and with the auxiliary loss its
-    /// `‖ê + r‖²` and `δ'`. (The slot gradients `W_dec[j]·δ_e` are the backward pass's: it reads
-    /// `δ_e` for each active slot anyway.)
+    /// `‖ê + r‖²` and `δ'`.
     fn decode(&self, part: &mut Part<'_, T>, e: usize) {
         let (n, width) = (self.n, self.width);
         let slots = &part.slots.indices[e * width..][..width];

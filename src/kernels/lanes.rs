@@ -705,7 +705,8 @@ pub(crate) unsafe fn axpy_dot<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [
 }
 
 /// `y ← α x + y`, and `Σ z_i x_i` of the `x` it reads: [`axpy`] and [`dot`]`(z, x)` in one pass
-/// over `x`, with the same operations in the same order as the two (so the same results to the
+/// over `x`'s whole blocks of four vectors (the rest, fewer than `4·WIDTH` values, is read
+/// twice), with the same operations in the same order as the two (so the same results to the
 /// bit).
 #[inline(always)]
 pub(crate) unsafe fn axpy_and_dot<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::Elem], z: &[V::Elem]) -> f64 {

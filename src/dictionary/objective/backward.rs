@@ -23,7 +23,7 @@ use crate::real::Real;
 const GROUP: usize = 64;
 
 impl<T: Real> TopKObjective<T> {
-    /// The gradient of the `examples` just encoded (with their `δ` and `g`) into `grad`, every
+    /// The gradient of the `examples` just encoded (with their `δ`) into `grad`, every
     /// value written.
     pub(super) fn backward(&mut self, params: &[T], grad: &mut [T], examples: usize) {
         let (n, layout) = (self.layout.visible(), self.layout);
@@ -182,9 +182,10 @@ impl<T: Real> Backward<'_, T> {
     /// The slot gradient `g_ej = ∂L/∂a_ej` is `W_dec[j]·δ_e`, plus `λ/B ‖W_dec[j]‖` for a main
     /// slot with the L1 penalty (`W_dec[j]·δ'_e` for an auxiliary slot). It is computed here
     /// rather than by the decoding, which would read each example's `k` decoder rows a second
-    /// time: `W_dec[j]` stays in L1 for all of the latent's slots, and `δ_e` is read once for
-    /// both its rank-one update and the product (`Kernels::axpy_and_dot`, whose product is
-    /// `dot`'s to the bit, as the first slot's is).
+    /// time: `W_dec[j]` stays in L1 for all of the latent's slots, and after the first slot
+    /// (whose row is written by a scaled copy, its product by `dot`) `δ_e` is read once for both
+    /// its rank-one update and the product (`Kernels::axpy_and_dot`, whose product is `dot`'s to
+    /// the bit).
     fn latent(&self, j: usize, decoder: &[T], w_enc: &mut [T], w_dec: &mut [T]) -> T {
         let (n, axpy) = (self.n, self.kernels.axpy);
         let encoder_input = |entry: &Entry<T>| &self.buffers.encoder_input[entry.example as usize * n..][..n];
@@ -205,9 +206,9 @@ impl<T: Real> Backward<'_, T> {
         };
         ask(start + 1);
         ask(start + 2);
-        let l1_weight = T::cast(self.l1_weight);
-        let slot_grad = |entry: &Entry<T>, product: f64| match self.decoder_norms.get(j) {
-            Some(&norm) if !entry.auxiliary => T::cast(product) + l1_weight * norm,
+        let l1_term = self.decoder_norms.get(j).map(|&norm| T::cast(self.l1_weight) * norm);
+        let slot_grad = |entry: &Entry<T>, product: f64| match l1_term {
+            Some(term) if !entry.auxiliary => T::cast(product) + term,
             _ => T::cast(product),
         };
         // The first update writes the rows (as 0 + a x would), the others add to them.
