@@ -711,7 +711,7 @@ pub(crate) unsafe fn axpy_dot<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [
 #[inline(always)]
 pub(crate) unsafe fn axpy_and_dot<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &mut [V::Elem], z: &[V::Elem]) -> f64 {
     assert!(x.len() == y.len() && z.len() == x.len());
-    let alpha = V::splat(alpha);
+    let alphas = V::splat(alpha);
     let zero = V::splat(<V::Elem as Default>::default());
     let mut partial = [zero; 4];
     let (px, py, pz) = (x.as_ptr(), y.as_mut_ptr(), z.as_ptr());
@@ -721,19 +721,13 @@ pub(crate) unsafe fn axpy_and_dot<V: Lanes>(alpha: V::Elem, x: &[V::Elem], y: &m
         for (k, sum) in partial.iter_mut().enumerate() {
             let offset = i + k * V::WIDTH;
             let read = V::load(px.add(offset));
-            read.mul_add(alpha, V::load(py.add(offset))).store(py.add(offset));
+            read.mul_add(alphas, V::load(py.add(offset))).store(py.add(offset));
             *sum = V::load(pz.add(offset)).mul_add(read, *sum);
         }
     }
-    // `axpy`'s vector steps and tail, and `dot`'s, cut differently: each pass finishes its own.
-    let whole = x.len() - x.len() % V::WIDTH;
-    for i in (body..whole).step_by(V::WIDTH) {
-        V::load(px.add(i)).mul_add(alpha, V::load(py.add(i))).store(py.add(i));
-    }
-    let tail = &mut y[whole..];
-    if !tail.is_empty() {
-        store_partial(load_partial::<V>(&x[whole..]).mul_add(alpha, load_partial::<V>(tail)), tail);
-    }
+    // The rest, fewer than four vectors: `axpy` on it (from a whole vector, so cut as `axpy`
+    // cuts it), and `dot`'s tail into the first partial sum.
+    axpy::<V>(alpha, &x[body..], &mut y[body..]);
     let mut i = body;
     while i < x.len() {
         let width = V::WIDTH.min(x.len() - i);
