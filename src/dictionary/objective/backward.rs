@@ -11,9 +11,8 @@
 
 use rayon::prelude::*;
 
-use super::{scaled_copy, BatchBuffers, TopKObjective};
+use super::{scaled_copy, sort_by_latent, BatchBuffers, TopKObjective};
 use crate::dictionary::model::{Blocks, RowStep};
-use crate::dictionary::select::INACTIVE;
 use crate::kernels::Kernels;
 use crate::optim::{StepRule, StepState};
 use crate::real::Real;
@@ -107,29 +106,20 @@ impl<T: Real> TopKObjective<T> {
         // The active slots by latent (a counting sort, stable: example order within a latent),
         // the main ones numbered first, then the auxiliary ones.
         let (indices, aux_indices) = (&buffers.indices[..main], &buffers.aux_indices[..examples * k_aux]);
-        let active = || indices.iter().chain(aux_indices).enumerate().filter(|(_, &j)| j != INACTIVE);
-        work.starts.clear();
-        work.starts.resize(h + 1, 0);
-        for (_, &j) in active() {
-            work.starts[j as usize + 1] += 1;
-        }
-        for j in 0..h {
-            work.starts[j + 1] += work.starts[j];
-        }
-        work.by_latent.resize(work.starts[h], Entry::default());
-        work.next.clone_from(&work.starts);
-        for (slot, &j) in active() {
-            let entry = match slot < main {
-                true => Entry { example: (slot / width) as u32, auxiliary: false, value: buffers.values[slot] },
-                false => Entry {
-                    example: ((slot - main) / k_aux) as u32,
-                    auxiliary: true,
-                    value: buffers.aux_values[slot - main],
-                },
-            };
-            work.by_latent[work.next[j as usize]] = entry;
-            work.next[j as usize] += 1;
-        }
+        let values = (&buffers.values, &buffers.aux_values);
+        sort_by_latent(
+            h,
+            indices.iter().chain(aux_indices).copied(),
+            &mut work.starts,
+            &mut work.next,
+            &mut work.by_latent,
+            |slot| match slot < main {
+                true => Entry { example: (slot / width) as u32, auxiliary: false, value: values.0[slot] },
+                false => {
+                    Entry { example: ((slot - main) / k_aux) as u32, auxiliary: true, value: values.1[slot - main] }
+                }
+            },
+        );
         work.b_dec_partials.resize(h.div_ceil(GROUP) * n, T::zero());
         let backward = Backward {
             kernels: self.kernels,
