@@ -48,12 +48,14 @@
 //!
 //! The decoding is `k` AXPYs per example, taken latent by latent once every example is selected
 //! (each thread's range of examples, its active slots sorted by latent): each decoder row is read
-//! once per range for all of the range's examples, rather than once per example from anywhere in
-//! `W_dec` (50 MB at `n = 768, h = 16 384`, whose rows the per-example order gathered from memory,
-//! 400 MB a step of 4096 examples), while the residual rows it adds to (6 MB a range there) stay
-//! in cache. An example's AXPYs come in increasing latent order either way: the same sums, bit
-//! for bit. The weight gradients are `k` rank-one updates per
-//! example, gathered by latent (a counting sort of the active slots) so that each gradient row
+//! once per range, for all of the range's examples that use it, rather than once per example
+//! from anywhere in `W_dec`, while the residual rows it adds to stay in cache. (In f32 at `n =
+//! 768, h = 16 384, k = 32` and 4096 examples a step, the per-example order gathered 400 MB of
+//! decoder rows from a 50 MB `W_dec`; one thread now reads `W_dec` once and adds to 12 MB of
+//! residuals in L3. The more threads, the smaller the ranges and the less a row is shared.) An
+//! example's AXPYs come in increasing latent order either way: the same sums, bit for bit. The
+//! auxiliary decoding (`k_aux` dead latents' rows per example) is still per example. The
+//! weight gradients are `k` rank-one updates per example, gathered by latent (a counting sort of the active slots) so that each gradient row
 //! is written once, by one thread, in example order — no per-thread copies of the `2hn`
 //! gradient, and a result that does not depend on how the latents are shared among threads.
 //! Each slot's `g_ej = W_dec[j]·δ_e` is computed there too, as the update of `∇W_dec[j]` reads
@@ -63,8 +65,8 @@
 //! optimiser's step as soon as they are computed, and the gradient is never stored (the
 //! `backward` module). Every row these kernels gather from anywhere in a matrix (decoder rows,
 //! examples' rows) is asked for a couple of rows ahead ([`Kernels::prefetch`]), so that several
-//! are on their way from memory at once. The only `h`-wide temporary is the pre-activations of
-//! the blocks being encoded: one `block × h` buffer per thread.
+//! are on their way from memory at once. The only `h`-wide matrix is the pre-activations of the
+//! blocks being encoded: one `block × h` buffer per thread.
 
 use rayon::prelude::*;
 
@@ -186,7 +188,7 @@ struct Workspace<T> {
 }
 
 /// What one thread's blocks of the forward pass work in: their pre-activations (`block × h`, the
-/// only `h`-wide temporary), the selection's candidates and the decoding's slots by latent.
+/// only `h`-wide matrix), the selection's candidates and the decoding's slots by latent.
 #[derive(Debug, Default)]
 struct BlockScratch<T> {
     pre: Vec<T>,
@@ -663,6 +665,7 @@ impl<T: Real> TopKObjective<T> {
             // One range of examples per thread.
             let ranges = Shape { block: examples.div_ceil(threads), ..shape };
             let mut parts = work.batch.parts(ranges, context.width);
+            debug_assert!(parts.len() <= work.scratch.len(), "a range of examples for each thread's scratch");
             parts
                 .par_iter_mut()
                 .zip(work.scratch.par_iter_mut())
@@ -705,7 +708,7 @@ fn scaled_copy<T: Real>(a: T, x: &[T], y: &mut [T]) {
 /// How an encoding selects its latents.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Selecting<T> {
-    /// Each example's `k` largest, decoded as they are selected.
+    /// Each example's `k` largest.
     PerExample,
     /// Each example's largest as candidates, then the batch's `keep` largest of them.
     Batch { keep: usize },
@@ -943,13 +946,13 @@ impl<T: Real> Forward<'_, '_, T> {
         let slots = &part.slots.indices[..examples * width];
         let values = &part.slots.values;
         sort_by_latent(h, slots.iter().copied(), starts, next, by_latent, |slot| ((slot / width) as u32, values[slot]));
-        for j in 0..h {
+        let has_slots = |j: &usize| starts[*j] < starts[*j + 1];
+        let mut latents = (0..h).filter(has_slots).peekable();
+        while let Some(j) = latents.next() {
             let entries = &by_latent[starts[j]..starts[j + 1]];
-            if entries.is_empty() {
-                continue;
-            }
-            if let Some(next_row) = self.w_dec.get((j + 1) * n..(j + 2) * n) {
-                (self.kernels.prefetch)(next_row);
+            // The next decoder row the range uses, asked for while this one is added.
+            if let Some(&next) = latents.peek() {
+                (self.kernels.prefetch)(&self.w_dec[next * n..][..n]);
             }
             let row = &self.w_dec[j * n..][..n];
             // The residual rows come from anywhere in the part's: each is asked for two slots

@@ -297,35 +297,41 @@ fn f32_agrees_with_f64_and_the_thread_count_does_not_change_the_result() {
 fn each_residual_is_its_examples_own_axpys_in_latent_order_bit_for_bit_whatever_the_threads() {
     // The decoding goes latent by latent over a range of examples; each example must still get
     // `b_dec − x`, then its slots' AXPYs in increasing latent order, then the scale `1/B`.
-    let (n, h, k, m) = (20, 600, 5, 70);
-    for architecture in [Architecture::TOPK, Architecture::BATCH_TOPK, Architecture::RELU] {
-        let (model, x) = problem_of(architecture, n, h, k, m, 31);
-        let params: Vec<f32> = model.params().iter().map(|&v| v as f32).collect();
-        let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-        let blocks = model.layout().split(&params);
-        for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                let mut objective = TopKObjective::<f32>::for_architecture(architecture, n, h, k, m).unwrap();
-                evaluate(&mut objective, &params, &x, m);
-                let kernels = Kernels::<f32>::detect();
-                let (indices, values) = objective.codes();
-                let width = objective.slots_per_example();
-                for e in 0..m {
-                    let mut want: Vec<f32> = blocks.b_dec.iter().zip(&x[e * n..][..n]).map(|(&b, &x)| b - x).collect();
-                    let slots = indices[e * width..][..width].iter().zip(&values[e * width..][..width]);
-                    let active: Vec<_> = slots.filter(|(&j, _)| j != INACTIVE).collect();
-                    assert!(active.windows(2).all(|w| w[0].0 < w[1].0), "slots by latent");
-                    for (&j, &a) in active {
-                        (kernels.axpy)(a, &blocks.w_dec[j as usize * n..][..n], &mut want);
+    let (n, h, k) = (20, 600, 5);
+    let kernels = Kernels::<f32>::detect();
+    for architecture in ARCHITECTURES {
+        // 2 examples: fewer than some of the thread counts.
+        for m in [70, 2] {
+            let (model, x) = problem_of(architecture, n, h, k, m, 31);
+            let params: Vec<f32> = model.params().iter().map(|&v| v as f32).collect();
+            let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let blocks = model.layout().split(&params);
+            let decoder = if architecture.tied { blocks.w_enc } else { blocks.w_dec };
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let mut objective = TopKObjective::<f32>::for_architecture(architecture, n, h, k, m).unwrap();
+                    evaluate(&mut objective, &params, &x, m);
+                    let (indices, values) = objective.codes();
+                    let width = objective.slots_per_example();
+                    for e in 0..m {
+                        let mut want: Vec<f32> =
+                            blocks.b_dec.iter().zip(&x[e * n..][..n]).map(|(&b, &x)| b - x).collect();
+                        let slots = &indices[e * width..][..width];
+                        let active = slots.partition_point(|&j| j != INACTIVE);
+                        assert!(slots[active..].iter().all(|&j| j == INACTIVE), "active slots first");
+                        assert!(slots[..active].windows(2).all(|w| w[0] < w[1]), "active slots by latent");
+                        for (&j, &a) in slots[..active].iter().zip(&values[e * width..]) {
+                            (kernels.axpy)(a, &decoder[j as usize * n..][..n], &mut want);
+                        }
+                        want.iter_mut().for_each(|r| *r *= (1.0 / m as f64) as f32);
+                        assert!(
+                            objective.residuals()[e * n..][..n] == want[..],
+                            "{architecture:?}, {m} examples, {threads} threads, example {e}"
+                        );
                     }
-                    want.iter_mut().for_each(|r| *r *= (1.0 / m as f64) as f32);
-                    assert!(
-                        objective.residuals()[e * n..][..n] == want[..],
-                        "{architecture:?}, {threads} threads, example {e}"
-                    );
-                }
-            });
+                });
+            }
         }
     }
 }
