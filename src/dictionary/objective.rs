@@ -55,9 +55,10 @@
 //! residuals in L3. The more threads, the smaller the ranges and the less a row is shared.) An
 //! example's AXPYs come in increasing latent order either way: the same sums, bit for bit. The
 //! auxiliary decoding (`k_aux` dead latents' rows per example) is still per example. The
-//! weight gradients are `k` rank-one updates per example, gathered by latent (a counting sort of the active slots) so that each gradient row
-//! is written once, by one thread, in example order — no per-thread copies of the `2hn`
-//! gradient, and a result that does not depend on how the latents are shared among threads.
+//! weight gradients are `k` rank-one updates per example, gathered by latent (the same counting
+//! sort of the active slots) so that each gradient row is written once, by one thread, in
+//! example order — no per-thread copies of the `2hn` gradient, and a result that does not
+//! depend on how the latents are shared among threads.
 //! Each slot's `g_ej = W_dec[j]·δ_e` is computed there too, as the update of `∇W_dec[j]` reads
 //! `δ_e` (`W_dec[j]` stays in L1 for all of the latent's slots), rather than by the decoding,
 //! which would read each example's `k` decoder rows a second time.
